@@ -1,0 +1,268 @@
+"""Configuration: load `config.yaml`, apply `SMSBOT_*` environment overrides, validate, freeze.
+
+This module owns the settings schema (pydantic models) and the rules for where a value comes from:
+the YAML file (``--config PATH`` or ``./config.yaml`` or the packaged default), then environment
+variables. Every other module receives a frozen `Settings` and never reads files or the
+environment itself.
+
+Environment overrides: every leaf can be set as ``SMSBOT_<SECTION>_<KEY>`` (upper case, dots
+become underscores), e.g. ``SMSBOT_SMSC_HOST``, ``SMSBOT_SMSC_PORT``, ``SMSBOT_REDIS_URL``,
+``SMSBOT_SIMULATOR_SMPP_PORT``. ``SMSBOT_DATA_DIR`` sets the top-level ``data_dir``.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+DEFAULT_CONFIG_NAME = "config.yaml"
+ENV_PREFIX = "SMSBOT_"
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; `errors` lists ``(key, message)`` pairs."""
+
+    def __init__(self, errors: list[tuple[str, str]], source: str = ""):
+        self.errors = errors
+        self.source = source
+        lines = [f"{key}: {msg}" for key, msg in errors]
+        super().__init__(f"invalid configuration{f' in {source}' if source else ''}:\n  " + "\n  ".join(lines))
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class BindMode(str, enum.Enum):
+    TRANSCEIVER = "transceiver"
+    RECEIVER_TRANSMITTER = "receiver+transmitter"
+
+
+class BillingKind(str, enum.Enum):
+    MONTHLY = "monthly"
+    ON_DEMAND = "on-demand"
+
+
+class Language(str, enum.Enum):
+    ZH_CN = "zh-CN"
+    EN = "en"
+
+
+class SmscSettings(_Frozen):
+    host: str = "127.0.0.1"
+    port: int = Field(2775, ge=1, le=65535)
+    system_id: str = Field("smsbot", min_length=1, max_length=15)
+    password: str = Field("secret", max_length=8)
+    system_type: str = Field("", max_length=12)
+    bind_mode: BindMode = BindMode.TRANSCEIVER
+    enquire_link_interval: float = Field(30.0, gt=0)
+    response_timeout: float = Field(10.0, gt=0)
+    reconnect_initial: float = Field(0.5, gt=0)
+    reconnect_max: float = Field(30.0, gt=0)
+    tls: bool = False
+    tls_verify: bool = True
+    source_addr_ton: int = Field(0, ge=0, le=6)
+    source_addr_npi: int = Field(0, ge=0, le=18)
+    registered_delivery: int = Field(0, ge=0, le=1)
+    window: int = Field(10, ge=1, description="max submit_sm awaiting submit_sm_resp")
+    max_tps: float = Field(0, ge=0, description="submit_sm per second per bind; 0 = unlimited")
+
+    @model_validator(mode="after")
+    def _backoff_order(self) -> SmscSettings:
+        if self.reconnect_max < self.reconnect_initial:
+            raise ValueError("reconnect_max must be >= reconnect_initial")
+        return self
+
+
+class ShortCodeSettings(_Frozen):
+    code: str = Field(pattern=r"^[0-9]{3,8}$")
+    commands: list[str] = Field(min_length=1)
+    language: Language = Language.ZH_CN
+
+
+class RedisSettings(_Frozen):
+    url: str | None = None  # None: start the bundled redis-server in data_dir
+    key_prefix: str = Field("smsbot", pattern=r"^[A-Za-z0-9_.-]+$")
+    shards: int = Field(16, ge=1, le=16384, description="hash-tag buckets for subscriber keys and outbox streams")
+    appendfsync: str = Field("everysec", pattern=r"^(always|everysec|no)$")
+
+
+class Service(_Frozen):
+    code: str = Field(pattern=r"^[A-Z0-9_]{1,32}$")
+    name: str = Field(min_length=1)
+    name_en: str | None = None
+    price_fen: int = Field(ge=0)
+    kind: BillingKind = BillingKind.MONTHLY
+
+
+class MenuSettings(_Frozen):
+    validity_seconds: int = Field(86400, ge=1)
+    max_items: int = Field(50, ge=1, le=200)
+    expired_notice_seconds: int = Field(7 * 86400, ge=0, description="how long after expiry a number still gets 'menu expired'")
+
+
+class DispatchSettings(_Frozen):
+    dedup_seconds: int = Field(600, ge=0, description="window in which an identical MO is treated as an SMSC redelivery")
+    reassembly_timeout_seconds: int = Field(300, ge=1)
+
+
+class LogSettings(_Frozen):
+    level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+    mask_msisdn: bool = True
+    format: str = Field("auto", pattern=r"^(auto|json|console)$")
+
+
+class SimulatorSettings(_Frozen):
+    host: str = "127.0.0.1"
+    smpp_port: int = Field(2775, ge=0, le=65535)
+    control_port: int = Field(8775, ge=0, le=65535)
+    send_receipts: bool = True
+    redeliver_seconds: float = Field(5.0, gt=0)
+
+
+class MetricsSettings(_Frozen):
+    host: str = "127.0.0.1"
+    port: int = Field(0, ge=0, le=65535, description="0 disables the HTTP endpoint")
+
+
+class Settings(_Frozen):
+    data_dir: Path = Path("./var")
+    smsc: SmscSettings = SmscSettings()
+    short_codes: list[ShortCodeSettings] = Field(min_length=1)
+    redis: RedisSettings = RedisSettings()
+    services: list[Service] = Field(default_factory=list)
+    menu: MenuSettings = MenuSettings()
+    dispatch: DispatchSettings = DispatchSettings()
+    log: LogSettings = LogSettings()
+    simulator: SimulatorSettings = SimulatorSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    templates: dict[str, dict[str, str]] = Field(default_factory=dict, description="per-language template overrides")
+
+    @field_validator("services")
+    @classmethod
+    def _unique_services(cls, v: list[Service]) -> list[Service]:
+        seen: set[str] = set()
+        for s in v:
+            if s.code in seen:
+                raise ValueError(f"duplicate service code {s.code}")
+            seen.add(s.code)
+        return v
+
+    @field_validator("short_codes")
+    @classmethod
+    def _unique_codes(cls, v: list[ShortCodeSettings]) -> list[ShortCodeSettings]:
+        codes = [s.code for s in v]
+        if len(set(codes)) != len(codes):
+            raise ValueError("duplicate short code")
+        return v
+
+    @cached_property
+    def service_index(self) -> dict[str, Service]:
+        return {s.code: s for s in self.services}
+
+    def service(self, code: str) -> Service | None:
+        return self.service_index.get(code)
+
+    def short_code(self, code: str) -> ShortCodeSettings | None:
+        for sc in self.short_codes:
+            if sc.code == code:
+                return sc
+        return None
+
+
+def _set_path(tree: dict[str, Any], path: list[str], value: str) -> None:
+    node = tree
+    for part in path[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[path[-1]] = value
+
+
+def _env_overrides(environ: dict[str, str]) -> list[tuple[list[str], str]]:
+    """Map SMSBOT_SECTION_KEY variables onto config paths, matching known sections and fields."""
+    sections = {name: model for name, model in _section_models().items()}
+    out: list[tuple[list[str], str]] = []
+    for var, value in environ.items():
+        if not var.startswith(ENV_PREFIX):
+            continue
+        rest = var[len(ENV_PREFIX):].lower()
+        if rest == "data_dir":
+            out.append((["data_dir"], value))
+            continue
+        for section, model in sections.items():
+            if rest.startswith(section + "_"):
+                key = rest[len(section) + 1:]
+                if key in model.model_fields:
+                    out.append(([section, key], value))
+                break
+    return out
+
+
+def _section_models() -> dict[str, type[BaseModel]]:
+    return {
+        "smsc": SmscSettings,
+        "redis": RedisSettings,
+        "menu": MenuSettings,
+        "dispatch": DispatchSettings,
+        "log": LogSettings,
+        "simulator": SimulatorSettings,
+        "metrics": MetricsSettings,
+    }
+
+
+def default_config_path() -> Path:
+    """`./config.yaml` when present, else the one shipped next to the package (repo checkout)."""
+    here = Path.cwd() / DEFAULT_CONFIG_NAME
+    if here.exists():
+        return here
+    return Path(__file__).resolve().parent.parent / DEFAULT_CONFIG_NAME
+
+
+def load(path: str | os.PathLike[str] | None = None, environ: dict[str, str] | None = None) -> Settings:
+    """Read, override and validate; raise `ConfigError` naming each offending key."""
+    cfg_path = Path(path) if path else default_config_path()
+    environ = dict(os.environ) if environ is None else environ
+    try:
+        raw = yaml.safe_load(cfg_path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise ConfigError([("<file>", f"{cfg_path} not found")], str(cfg_path)) from None
+    except yaml.YAMLError as e:
+        raise ConfigError([("<file>", f"not valid YAML: {e}")], str(cfg_path)) from None
+    if not isinstance(raw, dict):
+        raise ConfigError([("<file>", "top level must be a mapping")], str(cfg_path))
+    for keypath, value in _env_overrides(environ):
+        _set_path(raw, keypath, value)
+    return from_dict(raw, source=str(cfg_path))
+
+
+def from_dict(raw: dict[str, Any], source: str = "") -> Settings:
+    try:
+        settings = Settings.model_validate(raw)
+    except ValidationError as e:
+        errors = [(".".join(str(p) for p in err["loc"]) or "<root>", err["msg"]) for err in e.errors()]
+        raise ConfigError(errors, source) from None
+    problems = _cross_checks(settings)
+    if problems:
+        raise ConfigError(problems, source)
+    return settings
+
+
+def _cross_checks(s: Settings) -> list[tuple[str, str]]:
+    from commands import known_command_names  # late import: commands depend on config types
+
+    problems: list[tuple[str, str]] = []
+    known = known_command_names()
+    for i, sc in enumerate(s.short_codes):
+        for j, name in enumerate(sc.commands):
+            if name not in known:
+                problems.append((f"short_codes.{i}.commands.{j}", f"unknown command {name!r}; known: {', '.join(sorted(known))}"))
+    return problems
