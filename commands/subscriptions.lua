@@ -1,0 +1,90 @@
+-- 0000 menu and numeric-reply cancel (commands/subscriptions.py renders the replies).
+-- args for 'menu': {validity_ms, keep_ms, max_items}
+-- args for 'reply': {numbers = {..} | nil, text = '...'} (dispatched to conversations[conv.type])
+
+handlers['menu'] = function()
+  local a = ctx.args
+  local list = live_subscriptions()
+  if #list == 0 then
+    redis.call('DEL', ctx.conv_key)
+    reply('menu_empty', {})
+    return 'menu_empty'
+  end
+  local items, truncated = {}, false
+  for i, rec in ipairs(list) do
+    if i > a.max_items then truncated = true break end
+    items[#items + 1] = rec.code
+  end
+  conv_put({ type = 'menu', items = items, exp = ctx.now + a.validity_ms }, a.keep_ms)
+  reply('menu', { items = items, truncated = truncated, total = #list })
+  return 'menu_sent'
+end
+
+-- A reply while a menu conversation exists. Decides from state alone whether the numbers cancel.
+conversations['menu'] = function(conv)
+  local a = ctx.args
+  local n = #conv.items
+  if ctx.now > conv.exp then
+    if a.numbers then
+      reply('menu_expired', {})
+      return 'menu_expired'
+    end
+    return nil -- not for us: an expired menu does not claim free text
+  end
+  if not a.numbers then
+    reply('menu_invalid', { n = n })
+    return 'menu_invalid'
+  end
+  for _, k in ipairs(a.numbers) do
+    if k < 1 or k > n then
+      reply('menu_invalid', { n = n, bad = k })
+      return 'menu_invalid'
+    end
+  end
+  local cancelled, already, seen = {}, {}, {}
+  for _, k in ipairs(a.numbers) do
+    if not seen[k] then
+      seen[k] = true
+      local code = conv.items[k]
+      local rec = sub_get(code)
+      if rec and LIVE[rec.state] then
+        local old = rec.state
+        rec.state = 'cancelled'
+        rec.cancelled_at = ctx.now
+        rec.cancel_via = 'menu'
+        sub_put(code, rec)
+        audit(code, old, 'cancelled', 'menu')
+        cancelled[#cancelled + 1] = code
+      else
+        already[#already + 1] = code
+      end
+    end
+  end
+  reply('menu_cancelled', { cancelled = cancelled, already = already })
+  if #cancelled > 0 then return 'cancelled' end
+  return 'already_cancelled'
+end
+
+-- Ops and testers (smsbot subs add): subscribe, no reply.
+handlers['admin_subscribe'] = function()
+  local code = ctx.args.service
+  local rec = sub_get(code)
+  if rec and LIVE[rec.state] then return 'exists' end
+  local old = rec and rec.state or nil
+  sub_put(code, { state = 'active', since = ctx.now, via = ctx.args.via or 'admin' })
+  audit(code, old, 'active', ctx.args.via or 'admin')
+  return 'added'
+end
+
+handlers['admin_unsubscribe'] = function()
+  local code = ctx.args.service
+  local rec = sub_get(code)
+  if not rec or not LIVE[rec.state] then return 'absent' end
+  local old = rec.state
+  rec.state = 'cancelled'
+  rec.cancelled_at = ctx.now
+  rec.cancel_via = 'admin'
+  sub_put(code, rec)
+  audit(code, old, 'cancelled', 'admin')
+  return 'removed'
+end

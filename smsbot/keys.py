@@ -1,0 +1,98 @@
+"""Every Redis key name smsbot uses, built in this one place.
+
+All keys that belong to one subscriber carry the same hash tag, ``{N}``, where N is the
+subscriber's shard (a stable CRC32 of the MSISDN modulo ``redis.shards``). The per-shard streams
+(outbox, audit) carry the same tag, so the one Lua script that handles an MO can read and write
+the subscriber's state *and* append to the outbox and audit stream atomically, in one slot, which
+is what Redis Cluster requires. A whole conversation therefore always lives in one slot.
+
+Layout (prefix ``smsbot``; ``{7}`` is the shard tag):
+
+=================================  ======  ==================================================
+``smsbot:{7}:subs:<msisdn>``        hash    service code -> JSON subscription record
+``smsbot:{7}:conv:<msisdn>:<code>`` string JSON open conversation (menu) per short code, SET PX
+``smsbot:{7}:dedup:<msisdn>:<fp>``  string  fingerprint of a handled MO (SMSC redelivery guard)
+``smsbot:{7}:parts:<msisdn>:<c>:<r>`` hash  parts of a long MO awaiting reassembly (PEXPIRE)
+``smsbot:{7}:outbox``               stream  MT intents waiting to be sent (consumer group)
+``smsbot:{7}:audit``                stream  every subscription change
+``smsbot:mt:<message_id>``          hash    state of a sent MT (delivery receipts)
+``smsbot:heartbeat:<instance>``     string  instance liveness (SET EX)
+=================================  ======  ==================================================
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from functools import lru_cache
+
+OUTBOX_GROUP = "senders"
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriberKeys:
+    """The keys one MO script touches, in the order the Lua scripts expect them (KEYS[1..n])."""
+
+    tag: str
+    subs: str
+    dedup_prefix: str
+    outbox: str
+    audit: str
+
+
+class Keys:
+    def __init__(self, prefix: str = "smsbot", shards: int = 16):
+        if shards < 1:
+            raise ValueError("shards must be >= 1")
+        self.prefix = prefix
+        self.shards = shards
+        self._for = lru_cache(maxsize=200_000)(self._build)
+
+    def shard(self, msisdn: str) -> int:
+        return zlib.crc32(msisdn.encode()) % self.shards
+
+    def tag(self, shard: int) -> str:
+        return f"{{{shard}}}"
+
+    def subscriber(self, msisdn: str) -> SubscriberKeys:
+        return self._for(msisdn)
+
+    def _build(self, msisdn: str) -> SubscriberKeys:
+        t = f"{self.prefix}:{{{self.shard(msisdn)}}}"
+        return SubscriberKeys(
+            tag=t,
+            subs=f"{t}:subs:{msisdn}",
+            dedup_prefix=f"{t}:dedup:{msisdn}:",
+            outbox=f"{t}:outbox",
+            audit=f"{t}:audit",
+        )
+
+    def subs(self, msisdn: str) -> str:
+        return self.subscriber(msisdn).subs
+
+    def conv(self, msisdn: str, short_code: str) -> str:
+        return f"{self.subscriber(msisdn).tag}:conv:{msisdn}:{short_code}"
+
+    def parts(self, msisdn: str, short_code: str, ref: str) -> str:
+        return f"{self.subscriber(msisdn).tag}:parts:{msisdn}:{short_code}:{ref}"
+
+    def outbox(self, shard: int) -> str:
+        return f"{self.prefix}:{{{shard}}}:outbox"
+
+    def audit(self, shard: int) -> str:
+        return f"{self.prefix}:{{{shard}}}:audit"
+
+    def all_outboxes(self) -> list[str]:
+        return [self.outbox(s) for s in range(self.shards)]
+
+    def all_audits(self) -> list[str]:
+        return [self.audit(s) for s in range(self.shards)]
+
+    def mt(self, message_id: str) -> str:
+        return f"{self.prefix}:mt:{message_id}"
+
+    def heartbeat(self, instance: str) -> str:
+        return f"{self.prefix}:heartbeat:{instance}"
+
+    def subs_pattern(self) -> str:
+        return f"{self.prefix}:*:subs:*"

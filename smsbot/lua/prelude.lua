@@ -1,0 +1,73 @@
+-- smsbot MO script prelude. Assembled by smsbot/scripts.py as:
+--   prelude.lua .. commands/*.lua fragments .. main.lua
+-- KEYS: 1 subs hash, 2 conv string, 3 dedup string ('' key name = no dedup), 4 outbox stream, 5 audit stream,
+--       6.. extra keys a handler declares (same hash tag).
+-- ARGV: 1 handler, 2 now (ms), 3 msisdn, 4 short code, 5 lang, 6 correlation id, 7 dedup ttl (s),
+--       8 args (JSON), 9 consumer name ('' = do not read the outbox), 10 read count, 11 outbox group,
+--       12 '1' = delete KEYS[6] (the parts of the long MO being handled) with the effect
+local handlers = {}
+local conversations = {}
+
+local ctx = {
+  subs_key = KEYS[1], conv_key = KEYS[2], dedup_key = KEYS[3], outbox = KEYS[4], audit_key = KEYS[5],
+  handler = ARGV[1], now = tonumber(ARGV[2]), msisdn = ARGV[3], short_code = ARGV[4], lang = ARGV[5],
+  mo = ARGV[6], dedup_ttl = tonumber(ARGV[7]), args = cjson.decode(ARGV[8]),
+  consumer = ARGV[9], read_count = tonumber(ARGV[10]), group = ARGV[11],
+  replies = 0,
+}
+
+-- Queue a reply intent for the outbox sender: it renders template `tpl` with `data` in `lang`.
+local function reply(tpl, data)
+  redis.call('XADD', ctx.outbox, '*', 'to', ctx.msisdn, 'from', ctx.short_code, 'lang', ctx.lang,
+    'tpl', tpl, 'data', cjson.encode(data or {}), 'mo', ctx.mo, 't', tostring(ctx.now))
+  ctx.replies = ctx.replies + 1
+end
+
+local function sub_get(code)
+  local raw = redis.call('HGET', ctx.subs_key, code)
+  if not raw then return nil end
+  return cjson.decode(raw)
+end
+
+local function sub_put(code, rec)
+  redis.call('HSET', ctx.subs_key, code, cjson.encode(rec))
+end
+
+-- Every subscription change goes here: one audit entry, old and new state, and the MO behind it.
+local function audit(code, old_state, new_state, reason)
+  redis.call('XADD', ctx.audit_key, '*', 'msisdn', ctx.msisdn, 'service', code, 'old', old_state or 'none',
+    'new', new_state, 'at', tostring(ctx.now), 'mo', ctx.mo, 'reason', reason or '')
+end
+
+local LIVE = { active = true, pending = true }
+
+-- All live subscriptions in a stable order: subscription time, then service code.
+local function live_subscriptions()
+  local flat = redis.call('HGETALL', ctx.subs_key)
+  local list = {}
+  for i = 1, #flat, 2 do
+    local rec = cjson.decode(flat[i + 1])
+    if LIVE[rec.state] then
+      rec.code = flat[i]
+      list[#list + 1] = rec
+    end
+  end
+  table.sort(list, function(a, b)
+    if a.since ~= b.since then return a.since < b.since end
+    return a.code < b.code
+  end)
+  return list
+end
+
+local function conv_get()
+  local raw = redis.call('GET', ctx.conv_key)
+  if not raw then return nil end
+  return cjson.decode(raw)
+end
+
+-- Open or replace the conversation; it accepts replies until `exp`, the key lives `keep_ms` longer.
+local function conv_put(conv, keep_ms)
+  local ttl = conv.exp - ctx.now + (keep_ms or 0)
+  if ttl < 1 then ttl = 1 end
+  redis.call('SET', ctx.conv_key, cjson.encode(conv), 'PX', ttl)
+end

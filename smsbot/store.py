@@ -1,0 +1,246 @@
+"""Redis access: the connection (bundled server or URL), the MO script, batched round trips.
+
+This module owns how smsbot talks to Redis; what the keys are called is `smsbot.keys`, what the
+scripts do is in the Lua files. The hot path is `Store.run_batch`: every script call and every
+outbox acknowledgement of a batch goes out in ONE pipelined round trip; a script the server does
+not know (NOSCRIPT, e.g. after a Redis restart) is loaded and just those calls are retried.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import redis
+
+from smsbot import embedded
+from smsbot.config import Settings
+from smsbot.keys import OUTBOX_GROUP, Keys
+
+LUA_DIR = Path(__file__).resolve().parent / "lua"
+_DUMPS = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def assemble_mo_script(command_lua_files: Iterable[Path]) -> str:
+    """prelude + core handlers + every command fragment + main, as one script (one SHA)."""
+    parts = [(LUA_DIR / "prelude.lua").read_text(encoding="utf-8")]
+    for core in ("reply.lua", "reassembly.lua"):
+        parts.append((LUA_DIR / core).read_text(encoding="utf-8"))
+    for path in command_lua_files:
+        parts.append(Path(path).read_text(encoding="utf-8"))
+    parts.append((LUA_DIR / "main.lua").read_text(encoding="utf-8"))
+    return "\n".join(parts)
+
+
+@dataclass(slots=True)
+class ScriptCall:
+    """One EVALSHA of the MO script: KEYS and ARGV as the prelude documents them."""
+
+    keys: list[str]
+    argv: list[Any]
+
+
+@dataclass(slots=True)
+class ScriptResult:
+    outcome: str
+    entries: list[tuple[str, str, dict[str, str]]]  # (stream, entry id, fields) picked up for sending
+    extra: str | None
+
+
+class Store:
+    def __init__(self, settings: Settings, command_lua_files: Iterable[Path] = (), *, socket_timeout: float = 5.0):
+        self.settings = settings
+        url = settings.redis.url
+        if not url:
+            url = embedded.ensure_running(settings.data_dir, settings.redis.appendfsync).url
+        self.url = url
+        self.redis = redis.Redis.from_url(
+            url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout, decode_responses=False
+        )
+        self.keys = Keys(settings.redis.key_prefix, settings.redis.shards)
+        self.mo_source = assemble_mo_script(command_lua_files)
+        self.mo_sha = _sha1(self.mo_source)
+
+    # -- set-up -------------------------------------------------------------------------------
+    def ping(self) -> bool:
+        return bool(self.redis.ping())
+
+    def load_scripts(self) -> None:
+        self.mo_sha = self.redis.script_load(self.mo_source)
+
+    def ensure_groups(self) -> None:
+        for stream in self.keys.all_outboxes():
+            try:
+                self.redis.xgroup_create(stream, OUTBOX_GROUP, id="0", mkstream=True)
+            except redis.ResponseError as e:
+                if "BUSYGROUP" not in str(e):
+                    raise
+
+    def close(self) -> None:
+        self.redis.close()
+
+    # -- building calls --------------------------------------------------------------------------
+    def mo_call(
+        self,
+        handler: str,
+        msisdn: str,
+        short_code: str,
+        *,
+        lang: str = "zh-CN",
+        correlation: str = "",
+        args: dict[str, Any] | None = None,
+        dedup_fp: str | None = None,
+        consumer: str = "",
+        read_count: int = 0,
+        parts_key: str = "",
+        delete_parts: bool = False,
+        now_ms: int | None = None,
+    ) -> ScriptCall:
+        sk = self.keys.subscriber(msisdn)
+        keys = [
+            sk.subs,
+            self.keys.conv(msisdn, short_code),
+            sk.dedup_prefix + dedup_fp if dedup_fp else "",
+            sk.outbox,
+            sk.audit,
+        ]
+        if parts_key:
+            keys.append(parts_key)
+        argv = [
+            handler,
+            now_ms if now_ms is not None else int(time.time() * 1000),
+            msisdn,
+            short_code,
+            lang,
+            correlation,
+            self.settings.dispatch.dedup_seconds if dedup_fp else 0,
+            _DUMPS(args or {}),
+            consumer,
+            read_count,
+            OUTBOX_GROUP,
+            "1" if delete_parts else "0",
+        ]
+        return ScriptCall(keys, argv)
+
+    # -- round trips -----------------------------------------------------------------------------
+    def run_batch(
+        self, calls: Sequence[ScriptCall], acks: Sequence[tuple[str, str]] = ()
+    ) -> list[ScriptResult | Exception]:
+        """One pipelined round trip: all script calls, then XACK+XDEL of sent outbox entries.
+
+        Raises redis.ConnectionError/TimeoutError when Redis is unreachable (nothing is known to be
+        stored); per-call script errors come back in the list as exceptions.
+        """
+        pipe = self.redis.pipeline(transaction=False)
+        for c in calls:
+            pipe.execute_command("EVALSHA", self.mo_sha, len(c.keys), *c.keys, *c.argv)
+        _queue_acks(pipe, acks)
+        raw = pipe.execute(raise_on_error=False)
+        results: list[Any] = list(raw[: len(calls)])
+        retry = [i for i, r in enumerate(results) if isinstance(r, redis.exceptions.NoScriptError)]
+        if retry:
+            self.load_scripts()
+            pipe = self.redis.pipeline(transaction=False)
+            for i in retry:
+                c = calls[i]
+                pipe.execute_command("EVALSHA", self.mo_sha, len(c.keys), *c.keys, *c.argv)
+            for i, r in zip(retry, pipe.execute(raise_on_error=False)):
+                results[i] = r
+        out: list[ScriptResult | Exception] = []
+        for c, r in zip(calls, results):
+            out.append(r if isinstance(r, Exception) else _parse_result(c.keys[3], r))
+        return out
+
+    def run_one(self, call: ScriptCall) -> ScriptResult:
+        res = self.run_batch([call])[0]
+        if isinstance(res, Exception):
+            raise res
+        return res
+
+    def ack(self, acks: Sequence[tuple[str, str]]) -> None:
+        if not acks:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        _queue_acks(pipe, acks)
+        pipe.execute()
+
+    def read_outbox(self, consumer: str, count: int, block_ms: int | None = None) -> list[tuple[str, str, dict[str, str]]]:
+        """Entries nobody has picked up yet (reminders, alerts, replies whose sender died before reading)."""
+        streams = {s: ">" for s in self.keys.all_outboxes()}
+        try:
+            res = self.redis.xreadgroup(OUTBOX_GROUP, consumer, streams, count=count, block=block_ms)
+        except redis.ResponseError as e:
+            if "NOGROUP" not in str(e):
+                raise
+            self.ensure_groups()
+            res = self.redis.xreadgroup(OUTBOX_GROUP, consumer, streams, count=count, block=block_ms)
+        return _flatten_streams(res)
+
+    def claim_stale(self, consumer: str, min_idle_ms: int, count: int = 100) -> list[tuple[str, str, dict[str, str]]]:
+        """Take over entries another (dead or stuck) sender read but never acknowledged."""
+        out: list[tuple[str, str, dict[str, str]]] = []
+        for stream in self.keys.all_outboxes():
+            try:
+                res = self.redis.xautoclaim(stream, OUTBOX_GROUP, consumer, min_idle_ms, start_id="0-0", count=count)
+            except redis.ResponseError as e:
+                if "NOGROUP" in str(e):
+                    continue
+                raise
+            for entry_id, fields in res[1]:
+                if fields is None:
+                    continue
+                out.append((stream, _s(entry_id), {_s(k): _s(v) for k, v in fields.items()}))
+        return out
+
+    def outbox_depth(self) -> int:
+        pipe = self.redis.pipeline(transaction=False)
+        for s in self.keys.all_outboxes():
+            pipe.xlen(s)
+        return sum(pipe.execute())
+
+
+def _queue_acks(pipe: Any, acks: Sequence[tuple[str, str]]) -> None:
+    by_stream: dict[str, list[str]] = {}
+    for stream, entry_id in acks:
+        by_stream.setdefault(stream, []).append(entry_id)
+    for stream, ids in by_stream.items():
+        pipe.execute_command("XACK", stream, OUTBOX_GROUP, *ids)
+        pipe.execute_command("XDEL", stream, *ids)
+
+
+def _s(v: Any) -> str:
+    return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+
+
+def _parse_result(stream: str, r: Any) -> ScriptResult:
+    outcome = _s(r[0])
+    entries: list[tuple[str, str, dict[str, str]]] = []
+    for entry_id, flat in r[1] or ():
+        fields = {_s(flat[i]): _s(flat[i + 1]) for i in range(0, len(flat), 2)}
+        entries.append((stream, _s(entry_id), fields))
+    extra = _s(r[2]) if len(r) > 2 and r[2] else None
+    return ScriptResult(outcome, entries, extra)
+
+
+def _flatten_streams(res: Any) -> list[tuple[str, str, dict[str, str]]]:
+    out: list[tuple[str, str, dict[str, str]]] = []
+    if not res:
+        return out
+    items = res.items() if isinstance(res, dict) else res
+    for stream, entries in items:
+        if isinstance(entries, list) and entries and isinstance(entries[0], list) and len(entries) == 1 and not isinstance(entries[0][0], (bytes, str)):
+            entries = entries[0]
+        for entry_id, fields in entries:
+            if fields is None:
+                continue
+            out.append((_s(stream), _s(entry_id), {_s(k): _s(v) for k, v in fields.items()}))
+    return out
+
+
+def _sha1(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha1(text.encode()).hexdigest()
