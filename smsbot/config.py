@@ -72,6 +72,7 @@ class SmscSettings(_Frozen):
     registered_delivery: int = Field(0, ge=0, le=1)
     window: int = Field(10, ge=1, description="max submit_sm awaiting submit_sm_resp")
     max_tps: float = Field(0, ge=0, description="submit_sm per second per bind; 0 = unlimited")
+    drain_timeout: float = Field(5.0, ge=0, description="on stop, seconds to keep sending the outbox before unbinding")
 
     @model_validator(mode="after")
     def _backoff_order(self) -> SmscSettings:

@@ -1,0 +1,240 @@
+"""The `smsbot` command line: one click group; each subcommand is thin and calls into the modules.
+
+Global options also read the environment (``SMSBOT_CONFIG``, ``SMSBOT_LOG_LEVEL``). Every command
+loads and validates the configuration first and refuses to start on an invalid one, printing
+each offending key (exit code 2), never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from smsbot import config as config_mod
+from smsbot import log
+from smsbot.msisdn import normalize_msisdn
+
+EXIT_CONFIG = 2
+
+
+class Ctx:
+    def __init__(self, config_path: str | None):
+        self.config_path = config_path
+        self._settings: config_mod.Settings | None = None
+
+    @property
+    def settings(self) -> config_mod.Settings:
+        if self._settings is None:
+            try:
+                self._settings = config_mod.load(self.config_path)
+            except config_mod.ConfigError as e:
+                click.echo(str(e), err=True)
+                sys.exit(EXIT_CONFIG)
+        return self._settings
+
+
+pass_ctx = click.make_pass_decorator(Ctx)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "SMSBOT_CLI"})
+@click.option("--config", "config_path", envvar="SMSBOT_CONFIG", type=click.Path(dir_okay=False), default=None,
+              help="config file (default ./config.yaml); env SMSBOT_CONFIG")
+@click.pass_context
+def main(ctx: click.Context, config_path: str | None) -> None:
+    """smsbot: SMS short-code command processor (0000 menus and cancel) over SMPP 3.4 with Redis state."""
+    ctx.obj = Ctx(config_path)
+
+
+# -- config ---------------------------------------------------------------------------------------
+@main.group("config")
+def config_group() -> None:
+    """Inspect the configuration."""
+
+
+@config_group.command("check")
+@pass_ctx
+def config_check(c: Ctx) -> None:
+    """Validate the configuration; print every error with its key (exit 2 when invalid)."""
+    s = c.settings
+    click.echo(
+        f"configuration OK: {len(s.short_codes)} short code(s) "
+        f"({', '.join(sc.code for sc in s.short_codes)}), {len(s.services)} service(s), "
+        f"SMSC {s.smsc.host}:{s.smsc.port}, redis {'bundled in ' + str(s.data_dir) if not s.redis.url else 'external'}"
+    )
+
+
+# -- bot --------------------------------------------------------------------------------------------
+@main.command("run")
+@pass_ctx
+def run(c: Ctx) -> None:
+    """Run the bot in the foreground until SIGTERM/SIGINT (a second signal stops at once)."""
+    from smsbot import daemon
+
+    s = c.settings
+    log.setup(s.log)
+    sys.exit(daemon.run_foreground(s))
+
+
+# -- simulator and handsets ---------------------------------------------------------------------
+@main.command("smsc")
+@pass_ctx
+def smsc(c: Ctx) -> None:
+    """Run the simulated SMSC (SMPP on simulator.smpp_port, handset API on simulator.control_port)."""
+    from smsbot.simulator.smsc import SimSmsc
+
+    s = c.settings
+    log.setup(s.log)
+    sim = SimSmsc.from_settings(s)
+    sim.serve_forever()
+
+
+@main.command("handset")
+@click.argument("msisdn")
+@click.option("--to", "to", default=None, help="short code (default: the first configured)")
+@click.option("--send", "send", default=None, help="text to send; omit to only collect")
+@click.option("--wait", "wait", type=float, default=None, help="seconds to wait for messages")
+@click.option("--control", "control", default=None, help="simulator control URL (default from config)")
+@pass_ctx
+def handset(c: Ctx, msisdn: str, to: str | None, send: str | None, wait: float | None, control: str | None) -> None:
+    """A handset on the simulator: send one MO and print every message for MSISDN (or a prompt)."""
+    from smsbot.simulator.handset import run_handset
+
+    s = c.settings
+    number = _msisdn_or_exit(msisdn)
+    url = control or f"http://{s.simulator.host}:{s.simulator.control_port}"
+    sys.exit(run_handset(url, number, to or s.short_codes[0].code, send, wait))
+
+
+@main.command("demo")
+@click.option("--msisdn", default="13800138000", show_default=True, help="the demo subscriber")
+@click.option("--send", "sends", multiple=True, help="send these texts in order instead of opening the prompt")
+@click.option("--wait", type=float, default=3.0, show_default=True, help="seconds to wait for each reply")
+@pass_ctx
+def demo(c: Ctx, msisdn: str, sends: tuple[str, ...], wait: float) -> None:
+    """Start bundled Redis, the simulated SMSC and the bot, seed a subscriber, open a handset prompt."""
+    from smsbot import demo as demo_mod
+
+    sys.exit(demo_mod.run(c.settings, _msisdn_or_exit(msisdn), list(sends), wait))
+
+
+# -- catalogue and subscriptions ------------------------------------------------------------------
+@main.group("catalog")
+def catalog() -> None:
+    """The service catalogue."""
+
+
+@catalog.command("list")
+@pass_ctx
+def catalog_list(c: Ctx) -> None:
+    """One service per line: code, price, billing kind, name."""
+    for svc in c.settings.services:
+        click.echo(f"{svc.code}\t{svc.price_fen / 100:.2f}\t{svc.kind.value}\t{svc.name}")
+
+
+@main.group("subs")
+def subs() -> None:
+    """Manage subscriptions (writes the audit stream)."""
+
+
+@subs.command("add")
+@click.argument("msisdn")
+@click.argument("service_code")
+@pass_ctx
+def subs_add(c: Ctx, msisdn: str, service_code: str) -> None:
+    """Subscribe MSISDN to SERVICE_CODE."""
+    from smsbot import admin
+
+    number = _msisdn_or_exit(msisdn)
+    code = _service_or_exit(c, service_code)
+    outcome = admin.subscribe(c.settings, number, code)
+    click.echo(f"{number} {code}: {outcome}")
+
+
+@subs.command("remove")
+@click.argument("msisdn")
+@click.argument("service_code")
+@pass_ctx
+def subs_remove(c: Ctx, msisdn: str, service_code: str) -> None:
+    """Cancel MSISDN's subscription to SERVICE_CODE."""
+    from smsbot import admin
+
+    number = _msisdn_or_exit(msisdn)
+    code = _service_or_exit(c, service_code)
+    click.echo(f"{number} {code}: {admin.unsubscribe(c.settings, number, code)}")
+
+
+@subs.command("list")
+@click.argument("msisdn")
+@click.option("--all", "show_all", is_flag=True, help="include cancelled subscriptions")
+@pass_ctx
+def subs_list(c: Ctx, msisdn: str, show_all: bool) -> None:
+    """MSISDN's subscriptions, in menu order: code, state, price, since, name."""
+    from smsbot import admin
+
+    number = _msisdn_or_exit(msisdn)
+    rows = admin.list_subscriptions(c.settings, number, include_cancelled=show_all)
+    if not rows:
+        click.echo(f"{number}: no subscriptions")
+    for r in rows:
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.since_ms / 1000))
+        click.echo(f"{r.code}\t{r.state}\t{r.price_fen / 100:.2f}\t{since}\t{r.name}")
+
+
+@subs.command("seed")
+@click.option("--from", "first", required=True, help="first MSISDN")
+@click.option("--count", type=int, required=True)
+@click.option("--services", required=True, help="comma-separated service codes")
+@pass_ctx
+def subs_seed(c: Ctx, first: str, count: int, services: str) -> None:
+    """Bulk-subscribe COUNT consecutive numbers (benchmarks, load tests)."""
+    from smsbot import admin
+
+    start = _msisdn_or_exit(first)
+    codes = [_service_or_exit(c, x.strip()) for x in services.split(",") if x.strip()]
+    n = admin.seed(c.settings, start, count, codes)
+    click.echo(f"seeded {n} subscriptions for {count} subscribers")
+
+
+# -- bundled redis --------------------------------------------------------------------------------
+@main.group("redis")
+def redis_group() -> None:
+    """The bundled redis-server (used when redis.url is empty)."""
+
+
+@redis_group.command("start")
+@pass_ctx
+def redis_start(c: Ctx) -> None:
+    from smsbot import embedded
+
+    er = embedded.ensure_running(c.settings.data_dir, c.settings.redis.appendfsync)
+    click.echo(er.url)
+
+
+@redis_group.command("stop")
+@pass_ctx
+def redis_stop(c: Ctx) -> None:
+    from smsbot import embedded
+
+    click.echo("stopped" if embedded.stop(c.settings.data_dir) else "not running")
+
+
+def _msisdn_or_exit(value: str) -> str:
+    try:
+        return normalize_msisdn(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="MSISDN") from None
+
+
+def _service_or_exit(c: Ctx, code: str) -> str:
+    code = code.strip().upper()
+    if c.settings.service(code) is None:
+        known = ", ".join(s.code for s in c.settings.services)
+        raise click.BadParameter(f"unknown service code {code!r}; known: {known}", param_hint="SERVICE_CODE")
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,157 @@
+"""Dispatch a batch of MOs: route each, run all their atomic steps in ONE Redis round trip.
+
+Input: the `Inbound` messages of one socket read. Output: a deliver_sm_resp status per MO and the
+outbox entries the scripts picked up for sending. The rules:
+
+* short code not configured -> no reply, logged, acknowledged (there is nothing to retry);
+* a part of a long MO -> stored in Redis until all parts are in; the part that completes the
+  message runs the assembled text in a second round trip (rare path);
+* everything else -> `Router.route` -> one EVALSHA of the MO script, which also XADDs the reply
+  intent to the outbox and reads it back for this sender (so the reply goes out in this batch);
+* Redis unreachable or a script error -> ESME_RX_T_APPN, so the SMSC redelivers later. A status
+  of 0 is only ever returned after the script's effects are stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import redis
+
+from smsbot import log
+from smsbot.config import Settings
+from smsbot.messages import Inbound, Status
+from smsbot.router import Router
+from smsbot.store import ScriptCall, ScriptResult, Store
+
+OUTBOX_READ_PER_CALL = 8
+_log = log.get("smsbot.dispatch")
+
+
+@dataclass(slots=True)
+class MoOutcome:
+    inbound: Inbound
+    correlation: str
+    status: Status = Status.ROK
+    command: str = ""
+    outcome: str = ""
+
+
+@dataclass(slots=True)
+class BatchResult:
+    outcomes: list[MoOutcome]
+    entries: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
+    acks_flushed: bool = False
+
+
+def _correlation() -> str:
+    return os.urandom(6).hex()
+
+
+class Dispatcher:
+    def __init__(self, settings: Settings, store: Store, router: Router, consumer: str, clock: Callable[[], float] = time.time):
+        self.settings = settings
+        self.store = store
+        self.router = router
+        self.consumer = consumer
+        self.clock = clock
+        self._dedup = settings.dispatch.dedup_seconds > 0
+        self._reassembly_ms = settings.dispatch.reassembly_timeout_seconds * 1000
+
+    def handle(self, inbounds: Sequence[Inbound], acks: Sequence[tuple[str, str]] = ()) -> BatchResult:
+        now_ms = int(self.clock() * 1000)
+        outcomes: list[MoOutcome] = []
+        calls: list[ScriptCall] = []
+        owners: list[tuple[MoOutcome, str]] = []  # (outcome, kind) per call; kind: "mo" | "part"
+        for mo in inbounds:
+            oc = MoOutcome(mo, _correlation())
+            outcomes.append(oc)
+            if not self.router.serves(mo.short_code):
+                oc.command, oc.outcome = "-", "unknown_short_code"
+                continue
+            if mo.segment is not None:
+                seg = mo.segment
+                ref = f"{seg.ref}:{seg.total}"
+                calls.append(
+                    self.store.mo_call(
+                        "part", mo.msisdn, mo.short_code, correlation=oc.correlation, now_ms=now_ms,
+                        args={"seq": seg.seq, "total": seg.total, "text": mo.text, "timeout_ms": self._reassembly_ms},
+                        parts_key=self.store.keys.parts(mo.msisdn, mo.short_code, ref),
+                    )
+                )
+                owners.append((oc, "part"))
+                oc.command = "reassembly"
+            else:
+                calls.append(self._intent_call(oc, mo, mo.text, now_ms))
+                owners.append((oc, "mo"))
+        result = BatchResult(outcomes)
+        if not calls:
+            if acks:
+                try:
+                    self.store.ack(acks)
+                    result.acks_flushed = True
+                except redis.RedisError as e:
+                    _log.warning("outbox_ack_failed", error=str(e))
+            return result
+        try:
+            results = self.store.run_batch(calls, acks)
+            result.acks_flushed = True
+        except (redis.ConnectionError, redis.TimeoutError, OSError) as e:
+            _log.error("redis_unreachable", error=str(e), batch=len(inbounds))
+            for oc in outcomes:
+                if oc.outcome != "unknown_short_code":
+                    oc.status, oc.outcome = Status.RX_T_APPN, "redis_unreachable"
+            return result
+        completed: list[tuple[MoOutcome, str]] = []
+        for (oc, kind), res in zip(owners, results):
+            self._apply(oc, res, result)
+            if kind == "part" and isinstance(res, ScriptResult) and res.outcome == "part_complete" and res.extra is not None:
+                completed.append((oc, res.extra))
+        if completed:
+            self._run_completed(completed, now_ms, result)
+        return result
+
+    def _intent_call(self, oc: MoOutcome, mo: Inbound, text: str, now_ms: int, parts_key: str = "") -> ScriptCall:
+        intent = self.router.route(mo.short_code, text)
+        oc.command = intent.command
+        fp = None
+        if self._dedup:
+            seg = f"{mo.segment.ref}/{mo.segment.total}" if mo.segment else ""
+            umr = "" if mo.user_message_reference is None else str(mo.user_message_reference)
+            fp = hashlib.sha1(f"{mo.short_code}|{umr}|{seg}|{text}".encode("utf-8", "surrogatepass")).hexdigest()[:20]
+        return self.store.mo_call(
+            intent.handler, mo.msisdn, mo.short_code,
+            lang=self.router.language(mo.short_code), correlation=oc.correlation, args=intent.args,
+            dedup_fp=fp, consumer=self.consumer, read_count=OUTBOX_READ_PER_CALL, now_ms=now_ms,
+            parts_key=parts_key, delete_parts=bool(parts_key),
+        )
+
+    def _apply(self, oc: MoOutcome, res: ScriptResult | Exception, result: BatchResult) -> None:
+        if isinstance(res, Exception):
+            _log.error("script_failed", correlation=oc.correlation, error=str(res))
+            oc.status, oc.outcome = Status.RX_T_APPN, "script_error"
+            return
+        oc.outcome = res.outcome
+        result.entries.extend(res.entries)
+
+    def _run_completed(self, completed: list[tuple[MoOutcome, str]], now_ms: int, result: BatchResult) -> None:
+        calls = []
+        for oc, text in completed:
+            mo = oc.inbound
+            seg = mo.segment
+            assert seg is not None
+            key = self.store.keys.parts(mo.msisdn, mo.short_code, f"{seg.ref}:{seg.total}")
+            calls.append(self._intent_call(oc, mo, text, now_ms, parts_key=key))
+        try:
+            results = self.store.run_batch(calls)
+        except (redis.ConnectionError, redis.TimeoutError, OSError) as e:
+            _log.error("redis_unreachable", error=str(e), batch=len(calls))
+            for oc, _ in completed:
+                oc.status, oc.outcome = Status.RX_T_APPN, "redis_unreachable"
+            return
+        for (oc, _), res in zip(completed, results):
+            self._apply(oc, res, result)

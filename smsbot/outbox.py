@@ -1,0 +1,222 @@
+"""The sending side of the outbox: reply intents from Redis -> submit_sm PDUs -> acknowledged.
+
+An outbox entry (a Redis stream entry: to, from, lang, tpl, data, mo) stays in the stream and in
+this consumer's pending list until the SMSC has accepted every part of it (submit_sm_resp 0);
+only then is it XACKed and XDELeted, in the next Redis round trip. If this process dies first,
+another instance claims it (XAUTOCLAIM) and sends it. This module owns rendering, splitting into
+parts, the in-flight window, the TPS limit, and retry of throttled parts; the socket is
+`smsbot.transport`'s.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable
+
+from smsbot import codec, log, pdu
+from smsbot.config import Settings
+from smsbot.messages import Status, SubmitSm
+from smsbot.router import Router
+
+_log = log.get("smsbot.outbox")
+RETRY_STATUSES = frozenset({Status.RTHROTTLED, Status.RMSGQFUL, Status.RSYSERR})
+THROTTLE_BACKOFF_S = 1.0
+
+
+class SequenceGenerator:
+    """SMPP sequence numbers, 1..0x7FFFFFFF, shared across reconnects (never restarts at 1 on a new bind).
+
+    Has the interface smpplib's Client expects (`sequence`, `next_sequence()`), so binds use it too.
+    """
+
+    MAX = 0x7FFFFFFF
+
+    def __init__(self, start: int = 0):
+        self._sequence = start
+
+    @property
+    def sequence(self) -> int:
+        return self._sequence
+
+    def next_sequence(self) -> int:
+        self._sequence = 1 if self._sequence >= self.MAX else self._sequence + 1
+        return self._sequence
+
+
+@dataclass(slots=True)
+class OutgoingMt:
+    stream: str
+    entry_id: str
+    to: str
+    short_code: str
+    parts: list[SubmitSm]
+    correlation: str
+    done: set[int] = field(default_factory=set)
+    message_ids: dict[int, str] = field(default_factory=dict)
+    attempts: int = 0
+
+
+@dataclass(slots=True)
+class _Part:
+    mt: OutgoingMt
+    index: int
+    not_before: float = 0.0
+
+
+class OutboxSender:
+    def __init__(self, settings: Settings, router: Router, sequences: SequenceGenerator, clock: Callable[[], float] = time.monotonic):
+        self.settings = settings
+        self.router = router
+        self.sequences = sequences
+        self.clock = clock
+        self.window = settings.smsc.window
+        self.max_tps = settings.smsc.max_tps
+        self._queue: deque[_Part] = deque()
+        self._inflight: dict[int, tuple[_Part, float]] = {}
+        self._known: set[tuple[str, str]] = set()
+        self._acks: list[tuple[str, str]] = []
+        self._tokens = float(max(1.0, self.max_tps))
+        self._tokens_at = clock()
+        self.sent_total = 0
+        self.failed_total = 0
+        self.on_sent: Callable[[OutgoingMt], None] | None = None
+
+    # -- in ---------------------------------------------------------------------------------------
+    def enqueue(self, entries: list[tuple[str, str, dict[str, str]]]) -> None:
+        for stream, entry_id, fields in entries:
+            key = (stream, entry_id)
+            if key in self._known:
+                continue
+            try:
+                mt = self._build(stream, entry_id, fields)
+            except Exception as e:  # a poison entry must not block the outbox: record and drop it
+                _log.error("outbox_entry_unrenderable", entry=entry_id, error=repr(e))
+                self._acks.append(key)
+                self.failed_total += 1
+                continue
+            self._known.add(key)
+            for i in range(len(mt.parts)):
+                self._queue.append(_Part(mt, i))
+
+    def _build(self, stream: str, entry_id: str, f: dict[str, str]) -> OutgoingMt:
+        to, short_code, lang = f["to"], f["from"], f.get("lang", "zh-CN")
+        text = self.router.render(f["tpl"], json.loads(f.get("data") or "{}"), lang, short_code, to)
+        coding, esm, payloads = codec.encode_text(text)
+        s = self.settings.smsc
+        parts = [
+            SubmitSm(
+                source_addr=short_code, destination_addr=to, short_message=p, data_coding=coding, esm_class=esm,
+                source_addr_ton=s.source_addr_ton, source_addr_npi=s.source_addr_npi,
+                registered_delivery=s.registered_delivery,
+            )
+            for p in payloads
+        ]
+        return OutgoingMt(stream, entry_id, to, short_code, parts, f.get("mo", ""))
+
+    # -- out --------------------------------------------------------------------------------------
+    @property
+    def backlog(self) -> int:
+        return len(self._queue)
+
+    @property
+    def inflight(self) -> int:
+        return len(self._inflight)
+
+    def take(self) -> list[bytes]:
+        """Encode as many queued parts as the window and the TPS limit allow right now."""
+        out: list[bytes] = []
+        now = self.clock()
+        if self.max_tps > 0:
+            self._tokens = min(self.max_tps, self._tokens + (now - self._tokens_at) * self.max_tps)
+            self._tokens_at = now
+        deferred: list[_Part] = []
+        while self._queue and len(self._inflight) < self.window:
+            if self.max_tps > 0 and self._tokens < 1.0:
+                break
+            part = self._queue.popleft()
+            if part.not_before > now:
+                deferred.append(part)
+                continue
+            seq = self.sequences.next_sequence()
+            self._inflight[seq] = (part, now)
+            out.append(pdu.encode_submit_sm(part.mt.parts[part.index], seq))
+            if self.max_tps > 0:
+                self._tokens -= 1.0
+        self._queue.extendleft(reversed(deferred))
+        return out
+
+    def next_wakeup(self) -> float | None:
+        """Seconds until a deferred part or a TPS token becomes sendable (None: nothing waiting)."""
+        if not self._queue or len(self._inflight) >= self.window:
+            return None
+        now = self.clock()
+        waits = [max(0.0, p.not_before - now) for p in self._queue if p.not_before > now]
+        if self.max_tps > 0 and self._tokens < 1.0:
+            waits.append((1.0 - self._tokens) / self.max_tps)
+        if len(waits) < len(self._queue) and not (self.max_tps > 0 and self._tokens < 1.0):
+            return 0.0
+        return min(waits) if waits else 0.0
+
+    def on_submit_resp(self, sequence: int, status: int, message_id: str) -> bool:
+        """Match a submit_sm_resp (or generic_nack) to its part; False when the sequence is not ours."""
+        got = self._inflight.pop(sequence, None)
+        if got is None:
+            return False
+        part, _sent_at = got
+        mt = part.mt
+        if status == Status.ROK:
+            mt.done.add(part.index)
+            mt.message_ids[part.index] = message_id
+            if len(mt.done) == len(mt.parts):
+                self._complete(mt)
+            return True
+        if status in RETRY_STATUSES:
+            part.not_before = self.clock() + THROTTLE_BACKOFF_S
+            self._queue.appendleft(part)
+            _log.warning("submit_throttled", status=hex(status), correlation=mt.correlation)
+            return True
+        _log.error("submit_rejected", status=hex(status), correlation=mt.correlation, to=mt.to)
+        self.failed_total += 1
+        self._finish(mt)
+        return True
+
+    def _complete(self, mt: OutgoingMt) -> None:
+        self.sent_total += 1
+        if self.on_sent is not None:
+            self.on_sent(mt)
+        self._finish(mt)
+
+    def _finish(self, mt: OutgoingMt) -> None:
+        key = (mt.stream, mt.entry_id)
+        self._acks.append(key)
+        self._known.discard(key)
+        # drop any of its parts still queued (after a permanent failure)
+        if any(p.mt is mt for p in self._queue):
+            self._queue = deque(p for p in self._queue if p.mt is not mt)
+
+    def expired(self, timeout: float) -> list[int]:
+        """Sequences whose submit_sm_resp is overdue (the link is suspect)."""
+        now = self.clock()
+        return [seq for seq, (_p, at) in self._inflight.items() if now - at > timeout]
+
+    def requeue_inflight(self) -> int:
+        """After a lost bind: parts sent but unanswered go back to the front of the queue."""
+        parts = [p for p, _at in sorted(self._inflight.values(), key=lambda x: x[1])]
+        self._inflight.clear()
+        self._queue.extendleft(reversed(parts))
+        return len(parts)
+
+    # -- acknowledgements to Redis ------------------------------------------------------------------
+    def take_acks(self) -> list[tuple[str, str]]:
+        acks, self._acks = self._acks, []
+        return acks
+
+    def restore_acks(self, acks: list[tuple[str, str]]) -> None:
+        self._acks[:0] = acks
+
+    @property
+    def idle(self) -> bool:
+        return not self._queue and not self._inflight

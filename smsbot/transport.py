@@ -1,0 +1,369 @@
+"""The SMPP session: bind (smpplib), our own read loop, batching, enquire_link, reconnect.
+
+smpplib binds (its Client does connect + bind_* + checks the resp, with our sequence generator);
+after that this module owns the socket, because smpplib's `listen()` cannot be stopped, dies on a
+handler exception, reads one PDU with two blocking reads and writes each PDU with its own
+`sendall`. One loop iteration:
+
+1. wait (select) until a link is readable or a timer is due;
+2. read everything the socket has, frame and decode every complete PDU (`smsbot.pdu`);
+3. hand all MOs of the read to the dispatcher: ONE Redis round trip for the whole batch;
+4. write every deliver_sm_resp of the batch and every submit_sm the outbox may send, in ONE
+   `sendall` per link.
+
+A deliver_sm is answered only after its effect and reply are stored (or with ESME_RX_T_APPN when
+Redis is unreachable). A malformed deliver_sm gets ESME_RX_P_APPN; vendor TLVs are skipped; a
+handler exception is logged and answered with a temporary error; the loop never dies of one MO.
+The link is declared dead when enquire_link or submit_sm responses are overdue; then we
+reconnect with exponential backoff and jitter, and unanswered submit_sm go out again.
+"""
+
+from __future__ import annotations
+
+import random
+import select
+import socket
+import ssl
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import smpplib.client
+import smpplib.exceptions
+
+from smsbot import codec, log, pdu
+from smsbot.config import BindMode, Settings
+from smsbot.dispatch import Dispatcher
+from smsbot.messages import CommandId, Inbound, Status
+from smsbot.outbox import OutboxSender, SequenceGenerator
+from smsbot.store import Store
+
+_log = log.get("smsbot.transport")
+READ_CHUNK = 262144
+OUTBOX_POLL_S = 0.25
+CLAIM_EVERY_S = 5.0
+CLAIM_MIN_IDLE_MS = 60_000
+HEARTBEAT_EVERY_S = 5.0
+ACK_FLUSH_S = 0.05
+
+
+class LinkDown(Exception):
+    """The SMSC went away or stopped answering."""
+
+
+@dataclass(eq=False)
+class Link:
+    """One bound socket: receiver, transmitter or both."""
+
+    sock: socket.socket
+    client: smpplib.client.Client
+    can_receive: bool
+    can_transmit: bool
+    framer: pdu.Framer = field(default_factory=pdu.Framer)
+    out: list[bytes] = field(default_factory=list)
+    last_rx: float = field(default_factory=time.monotonic)
+    enquire_sent_at: float | None = None
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+
+class Transport:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        dispatcher: Dispatcher,
+        sender: OutboxSender,
+        sequences: SequenceGenerator,
+        stop: threading.Event,
+        instance: str,
+        on_mo: Callable[..., None] | None = None,
+    ):
+        self.settings = settings
+        self.store = store
+        self.dispatcher = dispatcher
+        self.sender = sender
+        self.sequences = sequences
+        self.stop = stop
+        self.force_stop = threading.Event()
+        self.instance = instance
+        self.on_mo = on_mo
+        self.links: list[Link] = []
+        self.bound = threading.Event()
+        self.reconnects = 0
+        self._next_poll = 0.0
+        self._next_claim = 0.0
+        self._last_ack_flush = 0.0
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def run(self) -> None:
+        """Bind, serve, rebind on failure, until `stop` is set; then drain and unbind."""
+        delay = self.settings.smsc.reconnect_initial
+        while not self.stop.is_set():
+            try:
+                self._bind_all()
+                delay = self.settings.smsc.reconnect_initial
+                self._serve()
+            except (LinkDown, OSError, smpplib.exceptions.ConnectionError, smpplib.exceptions.PDUError) as e:
+                _log.warning("smsc_link_down", error=str(e) or type(e).__name__)
+            finally:
+                self._close_all()
+            if self.stop.is_set():
+                break
+            self.reconnects += 1
+            wait = min(self.settings.smsc.reconnect_max, delay) * random.uniform(0.5, 1.0)
+            _log.info("smsc_reconnect_wait", seconds=round(wait, 2))
+            self.stop.wait(wait)
+            delay = min(self.settings.smsc.reconnect_max, delay * 2)
+
+    def _bind_all(self) -> None:
+        s = self.settings.smsc
+        if s.bind_mode is BindMode.TRANSCEIVER:
+            self.links = [self._bind("bind_transceiver", True, True)]
+        else:
+            self.links = [self._bind("bind_receiver", True, False), self._bind("bind_transmitter", False, True)]
+        self.bound.set()
+        resent = self.sender.requeue_inflight()
+        _log.info("smsc_bound", host=s.host, port=s.port, mode=s.bind_mode.value, system_id=s.system_id, requeued=resent)
+
+    def _bind(self, how: str, rx: bool, tx: bool) -> Link:
+        s = self.settings.smsc
+        ctx = None
+        if s.tls:
+            ctx = ssl.create_default_context()
+            if not s.tls_verify:
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+        client = smpplib.client.Client(
+            s.host, s.port, timeout=s.response_timeout, sequence_generator=self.sequences,
+            logger_name="smpplib.client", ssl_context=ctx, allow_unknown_opt_params=True,
+        )
+        client.connect()
+        try:
+            getattr(client, how)(system_id=s.system_id, password=s.password, system_type=s.system_type)
+        except smpplib.exceptions.PDUError as e:
+            client.disconnect()
+            raise LinkDown(f"{how} refused: {e.args[0]}") from None
+        except BaseException:
+            client.disconnect()
+            raise
+        sock = client._socket
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return Link(sock=sock, client=client, can_receive=rx, can_transmit=tx)
+
+    def _close_all(self) -> None:
+        self.bound.clear()
+        for link in self.links:
+            try:
+                link.client.state = smpplib.consts.SMPP_CLIENT_STATE_OPEN
+                link.client.disconnect()
+            except Exception:  # closing a broken socket: nothing more to do
+                pass
+        self.links = []
+
+    # -- the loop --------------------------------------------------------------------------------
+    def _serve(self) -> None:
+        s = self.settings.smsc
+        while True:
+            if self.stop.is_set():
+                self._drain_and_unbind()
+                return
+            timeout = self._select_timeout()
+            readable, _, _ = select.select(self.links, [], [], timeout)
+            now = time.monotonic()
+            inbound: list[tuple[Inbound, Link]] = []
+            for link in readable:
+                self._read(link, now, inbound)
+            if inbound:
+                self._dispatch(inbound)
+            elif now >= self._next_poll:
+                self._poll_outbox(now)
+            self._timers(now, s)
+            self._send_outbox()
+            self._flush()
+
+    def _select_timeout(self) -> float:
+        t = max(0.0, min(self._next_poll, self._next_claim) - time.monotonic())
+        w = self.sender.next_wakeup()
+        if w is not None:
+            t = min(t, w)
+        for link in self.links:
+            if isinstance(link.sock, ssl.SSLSocket) and link.sock.pending():
+                return 0.0
+        return min(t, 0.5)
+
+    def _read(self, link: Link, now: float, inbound: list[tuple[Inbound, Link]]) -> None:
+        try:
+            data = link.sock.recv(READ_CHUNK)
+        except (BlockingIOError, ssl.SSLWantReadError, socket.timeout):
+            return
+        except OSError as e:
+            raise LinkDown(f"recv failed: {e}") from None
+        if not data:
+            raise LinkDown("SMSC closed the connection")
+        link.last_rx = now
+        link.enquire_sent_at = None
+        try:
+            frames = link.framer.feed(data)
+        except pdu.FramingError as e:
+            raise LinkDown(f"unframeable stream: {e}") from None
+        for command_id, status, seq, body in frames:
+            self._on_pdu(link, command_id, status, seq, body, inbound)
+
+    def _on_pdu(self, link: Link, command_id: int, status: int, seq: int, body: bytes, inbound: list[tuple[Inbound, Link]]) -> None:
+        if command_id == CommandId.DELIVER_SM:
+            try:
+                d = pdu.decode_deliver_sm(seq, body)
+            except pdu.PduError as e:
+                _log.error("deliver_sm_malformed", error=str(e), length=len(body))
+                link.out.append(pdu.encode_deliver_sm_resp(seq, Status.RX_P_APPN))
+                return
+            if d.is_receipt:
+                receipt = codec.parse_receipt(d)
+                _log.info("delivery_receipt", message_id=receipt.message_id if receipt else None, state=receipt.state if receipt else None)
+                link.out.append(pdu.encode_deliver_sm_resp(seq, Status.ROK))
+                return
+            try:
+                inbound.append((codec.inbound_from_deliver_sm(d), link))
+            except Exception as e:  # decoding never should raise; if it does, ask for a redelivery
+                _log.error("deliver_sm_undecodable", error=repr(e))
+                link.out.append(pdu.encode_deliver_sm_resp(seq, Status.RX_T_APPN))
+        elif command_id == CommandId.SUBMIT_SM_RESP:
+            try:
+                mid = pdu.decode_submit_sm_resp(body) if status == 0 else ""
+            except pdu.PduError:
+                mid = ""
+            if not self.sender.on_submit_resp(seq, status, mid):
+                _log.warning("submit_sm_resp_unmatched", sequence=seq, status=hex(status))
+        elif command_id == CommandId.ENQUIRE_LINK:
+            link.out.append(pdu.encode_header(CommandId.ENQUIRE_LINK_RESP, 0, seq))
+        elif command_id == CommandId.ENQUIRE_LINK_RESP:
+            link.enquire_sent_at = None
+        elif command_id == CommandId.UNBIND:
+            link.out.append(pdu.encode_header(CommandId.UNBIND_RESP, 0, seq))
+            self._flush()
+            raise LinkDown("SMSC sent unbind")
+        elif command_id == CommandId.GENERIC_NACK:
+            if not self.sender.on_submit_resp(seq, status or Status.RSYSERR, ""):
+                _log.warning("generic_nack", sequence=seq, status=hex(status))
+        elif command_id & 0x80000000:
+            pass  # responses we do not wait for (unbind_resp outside drain, data_sm_resp, ...)
+        else:
+            _log.warning("pdu_unsupported", command_id=hex(command_id))
+            link.out.append(pdu.encode_header(CommandId.GENERIC_NACK, Status.RINVCMDID, seq))
+
+    def _dispatch(self, inbound: list[tuple[Inbound, Link]]) -> None:
+        started = time.monotonic()
+        acks = self.sender.take_acks()
+        try:
+            result = self.dispatcher.handle([mo for mo, _ in inbound], acks)
+        except Exception as e:  # never let one batch kill the loop; SMSC will redeliver
+            _log.exception("dispatch_failed", error=repr(e))
+            self.sender.restore_acks(acks)
+            for mo, link in inbound:
+                link.out.append(pdu.encode_deliver_sm_resp(mo.sequence, Status.RX_T_APPN))
+            return
+        if not result.acks_flushed:
+            self.sender.restore_acks(acks)
+        self._last_ack_flush = started
+        latency_ms = round((time.monotonic() - started) * 1000, 2)
+        for (mo, link), oc in zip(inbound, result.outcomes):
+            link.out.append(pdu.encode_deliver_sm_resp(mo.sequence, oc.status))
+            if self.on_mo is not None:
+                self.on_mo(oc, latency_ms)
+        self.sender.enqueue(result.entries)
+
+    def _poll_outbox(self, now: float) -> None:
+        """Pick up entries no MO script took: reminders, alerts, replies of a dead instance."""
+        self._next_poll = now + OUTBOX_POLL_S
+        try:
+            acks = self.sender.take_acks()
+            if acks:
+                try:
+                    self.store.ack(acks)
+                except Exception:
+                    self.sender.restore_acks(acks)
+                    raise
+            if self.sender.backlog < self.settings.smsc.window * 10:
+                self.sender.enqueue(self.store.read_outbox(self.dispatcher.consumer, count=100))
+            if now >= self._next_claim:
+                self._next_claim = now + CLAIM_EVERY_S
+                self.sender.enqueue(self.store.claim_stale(self.dispatcher.consumer, CLAIM_MIN_IDLE_MS))
+        except Exception as e:
+            _log.warning("outbox_poll_failed", error=str(e))
+
+    def _timers(self, now: float, s) -> None:
+        for link in self.links:
+            if link.enquire_sent_at is not None:
+                if now - link.enquire_sent_at > s.response_timeout:
+                    raise LinkDown("enquire_link unanswered")
+            elif now - link.last_rx > s.enquire_link_interval:
+                link.enquire_sent_at = now
+                link.out.append(pdu.encode_header(CommandId.ENQUIRE_LINK, 0, self.sequences.next_sequence()))
+        if self.sender.expired(s.response_timeout):
+            raise LinkDown("submit_sm_resp overdue")
+
+    def _send_outbox(self) -> None:
+        pdus = self.sender.take()
+        if pdus:
+            tx = next(link for link in self.links if link.can_transmit)
+            tx.out.extend(pdus)
+
+    def _flush(self) -> None:
+        for link in self.links:
+            if link.out:
+                data = b"".join(link.out)
+                link.out.clear()
+                try:
+                    link.sock.sendall(data)
+                except OSError as e:
+                    raise LinkDown(f"send failed: {e}") from None
+
+    def _drain_and_unbind(self) -> None:
+        """Stop reading MOs; send what the outbox holds within the drain timeout; unbind."""
+        deadline = time.monotonic() + self.settings.smsc.drain_timeout
+        while not self.sender.idle and time.monotonic() < deadline and not self.force_stop.is_set():
+            self._send_outbox()
+            self._flush()
+            readable, _, _ = select.select(self.links, [], [], 0.1)
+            for link in readable:
+                data = link.sock.recv(READ_CHUNK)
+                if not data:
+                    raise LinkDown("SMSC closed the connection during drain")
+                for command_id, status, seq, body in link.framer.feed(data):
+                    if command_id == CommandId.SUBMIT_SM_RESP:
+                        self.sender.on_submit_resp(seq, status, pdu.decode_submit_sm_resp(body) if status == 0 else "")
+                    elif command_id == CommandId.ENQUIRE_LINK:
+                        link.out.append(pdu.encode_header(CommandId.ENQUIRE_LINK_RESP, 0, seq))
+                    elif command_id == CommandId.DELIVER_SM:
+                        # shutting down: ask the SMSC to deliver it again later (to us or a sibling)
+                        link.out.append(pdu.encode_deliver_sm_resp(seq, Status.RX_T_APPN))
+        acks = self.sender.take_acks()
+        try:
+            self.store.ack(acks)
+        except Exception as e:
+            _log.warning("final_ack_failed", error=str(e), pending=len(acks))
+        for link in self.links:
+            link.out.append(pdu.encode_header(CommandId.UNBIND, 0, self.sequences.next_sequence()))
+        try:
+            self._flush()
+            end = time.monotonic() + 2.0
+            waiting = set(self.links)
+            while waiting and time.monotonic() < end:
+                readable, _, _ = select.select(list(waiting), [], [], 0.1)
+                for link in readable:
+                    data = link.sock.recv(READ_CHUNK)
+                    if not data:
+                        waiting.discard(link)
+                        continue
+                    for command_id, _st, seq, _b in link.framer.feed(data):
+                        if command_id == CommandId.UNBIND_RESP:
+                            waiting.discard(link)
+                        elif command_id == CommandId.DELIVER_SM:
+                            link.out.append(pdu.encode_deliver_sm_resp(seq, Status.RX_T_APPN))
+                self._flush()
+        except (OSError, LinkDown):
+            pass
+        _log.info("smsc_unbound", unsent=self.sender.backlog + self.sender.inflight)
