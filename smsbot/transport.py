@@ -96,6 +96,7 @@ class Transport:
         self._next_poll = 0.0
         self._next_claim = 0.0
         self._last_ack_flush = 0.0
+        self._redis_down_since: float | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
     def run(self) -> None:
@@ -291,8 +292,13 @@ class Transport:
             if now >= self._next_claim:
                 self._next_claim = now + CLAIM_EVERY_S
                 self.sender.enqueue(self.store.claim_stale(self.dispatcher.consumer, CLAIM_MIN_IDLE_MS))
+            if self._redis_down_since is not None:
+                _log.info("redis_reachable_again", down_seconds=round(now - self._redis_down_since, 1))
+                self._redis_down_since = None
         except Exception as e:
-            _log.warning("outbox_poll_failed", error=str(e))
+            if self._redis_down_since is None:
+                self._redis_down_since = now
+                _log.warning("outbox_poll_failed", error=str(e))
 
     def _timers(self, now: float, s) -> None:
         for link in self.links:

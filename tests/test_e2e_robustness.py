@@ -1,0 +1,189 @@
+"""End to end over SMPP: redelivery, races, long MOs, vendor TLVs, odd encodings, bad PDUs,
+an SMSC restart mid-conversation, Redis down, and a failing handler. Nothing is lost or done twice.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import threading
+
+import pytest
+
+from smsbot import embedded, pdu
+from smsbot.messages import CommandId, DeliverSm, Status
+from smsbot.simulator.smsc import SimSmsc
+
+from .conftest import World
+from .test_e2e_menu import audit_entries, subs_state
+
+MSISDN = "13800138000"
+
+
+def test_redelivered_mo_cancels_once_and_replies_once(world: World):
+    world.subscribe(MSISDN, "VIDEO", "MUSIC")
+    phone = world.handset(MSISDN)
+    phone.ask("0000")
+    mo = phone.send("1", duplicate=True)
+    st = world.sim.wait_mo(mo, timeout=5)
+    assert st["state"] == "delivered"
+    replies = phone.expect(1)
+    replies += phone.quiet(1.0)
+    assert len(replies) == 1, replies
+    assert "您已成功退订视频会员包月" in replies[0]["text"]
+    assert world.sim.stats()["mo_duplicates_sent"] >= 1
+    cancels = [e for e in audit_entries(world, MSISDN) if e["new"] == "cancelled"]
+    assert len(cancels) == 1
+
+
+def test_racing_replies_cancel_once(world: World):
+    """Two handlers racing on the same menu item (e.g. two instances): the Lua step is atomic."""
+    world.subscribe(MSISDN, "VIDEO", "MUSIC")
+    world.handset(MSISDN).ask("0000")
+    store = world.bot.store
+    outcomes: list[str] = []
+
+    def cancel_first() -> None:
+        call = store.mo_call("reply", MSISDN, "10086", args={"numbers": [1], "text": "1"})
+        outcomes.append(store.run_one(call).outcome)
+
+    threads = [threading.Thread(target=cancel_first) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["already_cancelled"] * 7 + ["cancelled"]
+    assert len([e for e in audit_entries(world, MSISDN) if e["new"] == "cancelled"]) == 1
+
+
+def test_same_text_twice_as_new_messages_is_not_a_duplicate(world: World):
+    world.subscribe(MSISDN, "VIDEO")
+    phone = world.handset(MSISDN)
+    assert "视频会员包月" in phone.ask("0000")
+    assert "视频会员包月" in phone.ask("0000"), "a real second 0000 (new message reference) gets its own answer"
+
+
+@pytest.mark.parametrize("split", ["udh8", "udh16", "sar"])
+def test_long_mo_reassembled_out_of_order_and_interleaved(world: World, split: str):
+    world.subscribe(MSISDN, "VIDEO", "MUSIC", "NEWS")
+    other = "13900000077"
+    world.subscribe(other, "NEWS")
+    phone, other_phone = world.handset(MSISDN), world.handset(other)
+    phone.ask("0000")
+    other_phone.send("0000")
+    # only the whole text cancels both 1 and 3: the second number sits in the last part
+    long_reply = "1" + " " * 300 + "3"
+    info = phone.h._request("POST", "/mo", {"from": MSISDN, "to": "10086", "text": long_reply, "split": split, "shuffle": True})
+    other_phone.send("1")
+    reply = phone.expect(1)[0]["text"]
+    assert "您已成功退订视频会员包月" in reply and "您已成功退订手机早晚报" in reply, reply
+    assert info["parts"] >= 2
+    assert subs_state(world, MSISDN) == {"VIDEO": "cancelled", "MUSIC": "active", "NEWS": "cancelled"}
+    texts = [m["text"] for m in other_phone.expect(2)]
+    assert any("您已成功退订手机早晚报" in t for t in texts)
+
+
+def test_unknown_vendor_tlv_does_not_break_the_loop(world: World):
+    world.subscribe(MSISDN, "VIDEO")
+    phone = world.handset(MSISDN)
+    phone.send("0000", tlvs={"0x1401": "abcdef", "0x3fff": ""})
+    assert "视频会员包月" in phone.expect(1)[0]["text"]
+    assert "视频会员包月" in phone.ask("0000")
+
+
+@pytest.mark.parametrize("coding,text", [(8, "００００"), (3, "0000"), (0, "0000")])
+def test_encodings_of_mo(world: World, coding: int, text: str):
+    world.subscribe(MSISDN, "NEWS")
+    phone = world.handset(MSISDN)
+    phone.send(text, data_coding=coding)
+    assert "1. 手机早晚报" in phone.expect(1)[0]["text"]
+
+
+def test_chinese_help_keyword_and_english_reply_is_gsm7(make_settings):
+    settings = make_settings(short_codes=[{"code": "10086", "commands": ["subscriptions", "help"], "language": "en"}])
+    sim = SimSmsc.from_settings(settings).start()
+    w = World(settings, sim)
+    try:
+        w.start_bot()
+        w.subscribe(MSISDN, "VIDEO")
+        phone = w.handset(MSISDN)
+        phone.send("帮助")
+        msg = phone.expect(1)[0]
+        assert "Welcome to 10086" in msg["text"]
+        assert msg["data_coding"] == 0, "an English reply fits GSM-7"
+        assert "1. Video monthly 15 yuan/month" in phone.ask("0000")
+    finally:
+        w.stop()
+
+
+def test_malformed_deliver_sm_is_refused_and_the_bot_keeps_serving(world: World):
+    world.subscribe(MSISDN, "VIDEO")
+    # a deliver_sm whose short_message length runs past the end of the PDU
+    body = b"\x00\x00\x00" + MSISDN.encode() + b"\x00\x00\x00" + b"10086\x00" + bytes([0, 0, 0]) + b"\x00\x00\x00\x00\x00\x00" + bytes([200]) + b"abc"
+    res = world.sim.inject_raw(body, command_id=CommandId.DELIVER_SM, wait=3)
+    assert res["resp_command_id"] == CommandId.DELIVER_SM_RESP
+    assert res["resp_status"] == Status.RX_P_APPN
+    # an unknown request gets generic_nack
+    res = world.sim.inject_raw(b"", command_id=0x00000999, wait=3)
+    assert res["resp_command_id"] == CommandId.GENERIC_NACK
+    assert "视频会员包月" in world.handset(MSISDN).ask("0000")
+
+
+def test_smsc_restart_mid_conversation(world: World):
+    world.subscribe(MSISDN, "VIDEO", "MUSIC")
+    phone = world.handset(MSISDN)
+    phone.ask("0000")
+    port, settings = world.sim.smpp_port, world.settings
+    world.sim.stop()
+    world.sim = SimSmsc.from_settings(settings, smpp_port=port, control_port=0).start()
+    phone = world.handset(MSISDN)
+    # the bot reconnects by itself; the open menu lives in Redis, so the reply still cancels
+    assert "您已成功退订彩铃音乐包" in phone.ask("2", timeout=15)
+    assert world.bot.transport.reconnects >= 1
+
+
+def test_smsc_drops_connection_and_replies_still_arrive(world: World):
+    world.subscribe(MSISDN, "VIDEO")
+    phone = world.handset(MSISDN)
+    world.sim.drop_connections()
+    assert "视频会员包月" in phone.ask("0000", timeout=15)
+
+
+def test_redis_down_means_try_again_later_then_nothing_lost(make_settings, tmp_path):
+    own = tmp_path / "own-redis"
+    er = embedded.ensure_running(own)
+    settings = make_settings(**{"redis.url": er.url})
+    sim = SimSmsc.from_settings(settings).start()
+    w = World(settings, sim)
+    try:
+        w.start_bot()
+        w.subscribe(MSISDN, "VIDEO")
+        phone = w.handset(MSISDN)
+        phone.ask("0000")
+        embedded.stop(own)
+        mo = phone.send("1")
+        st = w.sim.wait_mo(mo, timeout=3, states=("never",))
+        assert st["state"] != "delivered"
+        assert any(a.get("status") == Status.RX_T_APPN for a in st["history"]), st
+        embedded.ensure_running(own)  # AOF brings the menu back
+        reply = phone.expect(1, timeout=15)[0]["text"]
+        assert "您已成功退订视频会员包月" in reply
+        assert w.sim.wait_mo(mo, timeout=5)["state"] == "delivered"
+    finally:
+        w.stop()
+        embedded.stop(own)
+
+
+def test_a_failing_handler_does_not_kill_the_loop(world: World):
+    world.subscribe(MSISDN, "VIDEO")
+    victim = "13900000099"
+    world.subscribe(victim, "NEWS")
+    store = world.bot.store
+    store.redis.hset(store.keys.subs(victim), "NEWS", b"{not json")
+    phone, vphone = world.handset(MSISDN), world.handset(victim)
+    mo = vphone.send("0000")
+    st = world.sim.wait_mo(mo, timeout=3, states=("never",))
+    assert st["state"] != "delivered", "a message we could not handle must not be acknowledged"
+    assert "视频会员包月" in phone.ask("0000"), "others are still served"
+    store.redis.hset(store.keys.subs(victim), "NEWS", json.dumps({"state": "active", "since": 1}))
+    assert "手机早晚报" in vphone.expect(1, timeout=10)[0]["text"], "the SMSC's redelivery succeeds once fixed"
