@@ -1,0 +1,415 @@
+"""Lean SMPP 3.4 PDU codec for the hot path: framing, deliver_sm / submit_sm and their resps, binds.
+
+This module owns the wire format and nothing else: bytes ⇄ (header, body) framing, and body ⇄
+`smsbot.messages` dataclasses for the PDUs smsbot and its simulator exchange. It does not
+interpret text, UDHs or receipts (that is `smsbot.codec`), and it never touches a socket.
+
+Everything here is a pure function over precompiled `struct.Struct`s and `bytes` formatting;
+smpplib is not imported (it is the test oracle: every encoder below produces bytes identical to
+`smpplib.smpp.make_pdu(...).generate()` for the same field values, including smpplib's quirks):
+
+* integer fields are one octet each; 0 and 255 are written as-is (smpplib writes 0 as a NUL, which
+  is the same octet);
+* C-octet strings are latin-1 encoded, NUL-terminated, and silently truncated to `max - 1`
+  characters like smpplib does (service_type 5, addresses 20, message_id 64, system_id 15,
+  password 8, system_type 12, address_range 40);
+* schedule_delivery_time, validity_period, replace_if_present_flag, sm_default_msg_id are empty /
+  zero (smsbot never sets them);
+* TLVs are appended after the mandatory part in the order given. To be byte-identical with
+  smpplib, give them in smpplib's `params_order` order (e.g. user_message_reference, sar_msg_ref_num,
+  sar_total_segments, sar_segment_seqnum, message_payload ...).
+
+Note for anyone using smpplib as the oracle: `make_pdu(..., sequence=n)` IGNORES `sequence` (the
+property falls back to the client's counter); set `pdu.sequence = n` after construction.
+
+Decoders are strict about structure (`PduError` on a missing NUL within a field's maximum length,
+an sm_length or a TLV running past the body) and liberal about content: every TLV, known or not
+(vendor tags 0x1400-0x3FFF included), is kept raw in a dict; a repeated tag keeps the last value.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from smsbot.messages import CommandId, DeliverSm, SubmitSm
+
+__all__ = [
+    "MAX_PDU_LEN",
+    "PduError",
+    "FramingError",
+    "Framer",
+    "encode_header",
+    "encode_submit_sm",
+    "decode_submit_sm",
+    "encode_submit_sm_resp",
+    "decode_submit_sm_resp",
+    "encode_deliver_sm",
+    "decode_deliver_sm",
+    "encode_deliver_sm_resp",
+    "encode_bind",
+    "decode_bind",
+    "encode_bind_resp",
+    "encode_tlvs",
+    "decode_tlvs",
+    "sar_tlvs",
+]
+
+MAX_PDU_LEN = 65536
+HEADER_LEN = 16
+
+_HDR = struct.Struct(">IIII")
+_HDR_NUL = struct.Struct(">IIIIB")  # header + a single NUL body (empty message_id)
+_LEN = struct.Struct(">I")
+_TL = struct.Struct(">HH")
+_TLV_U8 = struct.Struct(">HHB")
+_TLV_U16 = struct.Struct(">HHH")
+_B5 = struct.Struct(">5B")
+
+_SUBMIT_SM = int(CommandId.SUBMIT_SM)
+_SUBMIT_SM_RESP = int(CommandId.SUBMIT_SM_RESP)
+_DELIVER_SM = int(CommandId.DELIVER_SM)
+_DELIVER_SM_RESP = int(CommandId.DELIVER_SM_RESP)
+
+# header + fixed octets of the submit_sm/deliver_sm body: 16 + NUL(service_type) + 2 + NUL(src)
+# + 2 + NUL(dst) + 3 + NUL(schedule) + NUL(validity) + 5
+_SM_FIXED = 16 + 17
+
+# Header, then: service_type NUL src_ton src_npi source_addr NUL dst_ton dst_npi destination_addr
+# NUL esm_class protocol_id priority_flag schedule(NUL) validity(NUL) registered_delivery
+# replace_if_present(0) data_coding sm_default_msg_id(0) sm_length short_message TLVs
+_SM_FMT = b"%b%b\0%c%c%b\0%c%c%b\0%c%c%c\0\0%c\0%c\0%c%b%b"
+
+
+class PduError(ValueError):
+    """A PDU body that cannot be decoded (truncated or overlong field)."""
+
+
+class FramingError(PduError):
+    """The byte stream is unusable (command_length < 16 or > MAX_PDU_LEN): drop the connection.
+
+    `pdus` holds the complete PDUs framed before the bad header in the same `feed()` call."""
+
+    def __init__(self, msg: str, pdus: list[tuple[int, int, int, bytes]] | None = None) -> None:
+        super().__init__(msg)
+        self.pdus = pdus or []
+
+
+# ---------------------------------------------------------------------------------------------
+# framing
+
+
+class Framer:
+    """Cut a TCP byte stream into PDUs.
+
+    `feed(data)` returns every complete PDU as (command_id, command_status, sequence_number, body)
+    and keeps any partial PDU buffered. Work is linear in the bytes fed: complete PDUs are sliced
+    directly out of `data` when nothing is buffered, and the buffer is compacted once per call.
+    After a `FramingError` the framer stays broken (every later feed raises again).
+    """
+
+    __slots__ = ("_buf", "_broken")
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._broken: str | None = None
+
+    @property
+    def buffered(self) -> int:
+        """Bytes of an incomplete PDU waiting for more data."""
+        return len(self._buf)
+
+    def feed(self, data: bytes) -> list[tuple[int, int, int, bytes]]:
+        if self._broken is not None:
+            raise FramingError(self._broken)
+        buf = self._buf
+        if buf:
+            buf += data
+            src = memoryview(buf)
+        else:
+            src = data
+        out: list[tuple[int, int, int, bytes]] = []
+        n = len(src)
+        off = 0
+        unpack = _HDR.unpack_from
+        try:
+            while n - off >= 16:
+                length, cid, status, seq = unpack(src, off)
+                if length < 16 or length > MAX_PDU_LEN:
+                    self._fail(length, out)
+                end = off + length
+                if end > n:
+                    break
+                out.append((cid, status, seq, bytes(src[off + 16 : end])))
+                off = end
+            if 4 <= n - off < 16:  # reject a bad length as soon as it is visible
+                (length,) = _LEN.unpack_from(src, off)
+                if length < 16 or length > MAX_PDU_LEN:
+                    self._fail(length, out)
+        finally:
+            if src is not data:
+                src.release()
+        if src is data:
+            if off < n:
+                buf += data[off:]
+        elif off:
+            del buf[:off]
+        return out
+
+    def _fail(self, length: int, out: list) -> None:
+        self._broken = f"bad command_length {length} (must be 16..{MAX_PDU_LEN})"
+        self._buf = bytearray()
+        raise FramingError(self._broken, out)
+
+
+def encode_header(command_id: int, status: int, sequence: int, body: bytes = b"") -> bytes:
+    """A whole PDU: header + `body` (for enquire_link(_resp), unbind(_resp), generic_nack, ...)."""
+    return _HDR.pack(16 + len(body), command_id, status, sequence) + body
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+
+
+def _cstr(value: str | None, maximum: int) -> bytes:
+    """smpplib's _generate_string without the NUL: latin-1, truncated to maximum-1 chars."""
+    if not value:
+        return b""
+    if len(value) >= maximum:
+        value = value[: maximum - 1]
+    return value.encode("latin-1")
+
+
+def encode_tlvs(tlvs) -> bytes:
+    """Encode (tag, value) pairs (a list of tuples or a dict) as TLVs, in order."""
+    if not tlvs:
+        return b""
+    items = tlvs.items() if isinstance(tlvs, dict) else tlvs
+    pack = _TL.pack
+    return b"".join([pack(tag, len(v)) + v for tag, v in items])
+
+
+def sar_tlvs(ref: int, total: int, seq: int) -> list[tuple[int, bytes]]:
+    """sar_msg_ref_num (2 octets), sar_total_segments, sar_segment_seqnum, in smpplib's order."""
+    return [(0x020C, ref.to_bytes(2, "big")), (0x020E, bytes((total,))), (0x020F, bytes((seq,)))]
+
+
+def decode_tlvs(body: bytes, pos: int = 0) -> dict[int, bytes]:
+    """Every TLV from `pos` to the end of `body`, raw. PduError when one runs past the body."""
+    tlvs: dict[int, bytes] = {}
+    n = len(body)
+    unpack = _TL.unpack_from
+    while pos < n:
+        if pos + 4 > n:
+            raise PduError(f"truncated TLV header at offset {pos}")
+        tag, length = unpack(body, pos)
+        pos += 4
+        end = pos + length
+        if end > n:
+            raise PduError(f"TLV 0x{tag:04x} length {length} runs past the body")
+        tlvs[tag] = body[pos:end]
+        pos = end
+    return tlvs
+
+
+def _cfield(body: bytes, pos: int, maximum: int, name: str) -> tuple[str, int]:
+    end = body.find(b"\0", pos, pos + maximum)
+    if end < 0:
+        raise PduError(f"{name}: no NUL within {maximum} octets at offset {pos}")
+    return body[pos:end].decode("latin-1"), end + 1
+
+
+def _parse_sm(body: bytes):
+    """Mandatory part of submit_sm/deliver_sm, then TLVs. Returns a flat tuple."""
+    try:
+        find = body.find
+        if body[0] == 0:  # empty service_type: the usual case
+            service_type = ""
+            p = 1
+        else:
+            e = find(b"\0", 0, 6)
+            if e < 0:
+                raise PduError("service_type: no NUL within 6 octets")
+            service_type = body[:e].decode("latin-1")
+            p = e + 1
+        src_ton = body[p]
+        src_npi = body[p + 1]
+        p += 2
+        e = find(b"\0", p, p + 21)
+        if e < 0:
+            raise PduError("source_addr: no NUL within 21 octets")
+        source_addr = body[p:e].decode("latin-1")
+        p = e + 1
+        dst_ton = body[p]
+        dst_npi = body[p + 1]
+        p += 2
+        e = find(b"\0", p, p + 21)
+        if e < 0:
+            raise PduError("destination_addr: no NUL within 21 octets")
+        destination_addr = body[p:e].decode("latin-1")
+        p = e + 1
+        esm_class = body[p]
+        protocol_id = body[p + 1]
+        priority_flag = body[p + 2]
+        p += 3
+        if body[p] == 0 and body[p + 1] == 0:  # both times empty: the usual case
+            p += 2
+        else:
+            e = find(b"\0", p, p + 17)
+            if e < 0:
+                raise PduError("schedule_delivery_time: no NUL within 17 octets")
+            p = e + 1
+            e = find(b"\0", p, p + 17)
+            if e < 0:
+                raise PduError("validity_period: no NUL within 17 octets")
+            p = e + 1
+        registered_delivery, _replace, data_coding, _default_id, sm_length = _B5.unpack_from(body, p)
+        p += 5
+    except (IndexError, struct.error):
+        raise PduError("body truncated in the mandatory fields") from None
+    end = p + sm_length
+    if end > len(body):
+        raise PduError(f"sm_length {sm_length} runs past the body")
+    short_message = body[p:end]
+    tlvs = decode_tlvs(body, end) if end < len(body) else {}
+    return (
+        service_type, src_ton, src_npi, source_addr, dst_ton, dst_npi, destination_addr,
+        esm_class, protocol_id, priority_flag, registered_delivery, data_coding, short_message, tlvs,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# submit_sm
+
+
+def encode_submit_sm(sm: SubmitSm, sequence: int, tlvs: list[tuple[int, bytes]] | None = None) -> bytes:
+    """A whole submit_sm PDU (header included), byte-identical to smpplib's for the same fields."""
+    svc = _cstr(sm.service_type, 6)
+    src = _cstr(sm.source_addr, 21)
+    dst = _cstr(sm.destination_addr, 21)
+    msg = sm.short_message or b""
+    n = len(msg)
+    if n > 254:
+        raise ValueError(f"short_message is {n} octets (max 254; use the message_payload TLV)")
+    extra = encode_tlvs(tlvs) if tlvs else b""
+    length = _SM_FIXED + len(svc) + len(src) + len(dst) + n + len(extra)
+    return _SM_FMT % (
+        _HDR.pack(length, _SUBMIT_SM, 0, sequence),
+        svc, sm.source_addr_ton, sm.source_addr_npi, src,
+        sm.dest_addr_ton, sm.dest_addr_npi, dst,
+        sm.esm_class, 0, 0, sm.registered_delivery, sm.data_coding, n, msg, extra,
+    )
+
+
+def decode_submit_sm(sequence: int, body: bytes) -> tuple[SubmitSm, dict[int, bytes]]:
+    """submit_sm body → (SubmitSm, all TLVs raw). protocol_id/priority_flag are dropped."""
+    (svc, ston, snpi, src, dton, dnpi, dst, esm, _pid, _prio, reg, dc, msg, tlvs) = _parse_sm(body)
+    sm = SubmitSm(
+        source_addr=src, destination_addr=dst, short_message=msg, data_coding=dc, esm_class=esm,
+        source_addr_ton=ston, source_addr_npi=snpi, dest_addr_ton=dton, dest_addr_npi=dnpi,
+        registered_delivery=reg, service_type=svc,
+    )
+    return sm, tlvs
+
+
+def encode_submit_sm_resp(sequence: int, status: int, message_id: str) -> bytes:
+    """submit_sm_resp with a NUL-terminated message_id (an empty id is a single NUL, like smpplib)."""
+    mid = _cstr(message_id, 65)
+    return _HDR.pack(17 + len(mid), _SUBMIT_SM_RESP, status, sequence) + mid + b"\0"
+
+
+def decode_submit_sm_resp(body: bytes) -> str:
+    """message_id of a submit_sm_resp body. Lenient: empty body → "", missing NUL → whole body."""
+    end = body.find(b"\0")
+    return (body if end < 0 else body[:end]).decode("latin-1")
+
+
+# ---------------------------------------------------------------------------------------------
+# deliver_sm
+
+
+def decode_deliver_sm(sequence: int, body: bytes) -> DeliverSm:
+    """deliver_sm body → DeliverSm with every TLV raw in `tlvs` (never raises on unknown tags)."""
+    (svc, ston, snpi, src, dton, dnpi, dst, esm, pid, prio, reg, dc, msg, tlvs) = _parse_sm(body)
+    return DeliverSm(
+        sequence, svc, ston, snpi, src, dton, dnpi, dst, esm, pid, prio, reg, dc, msg, tlvs,
+    )
+
+
+def encode_deliver_sm(pdu: DeliverSm) -> bytes:
+    """A whole deliver_sm PDU; `pdu.tlvs` appended in insertion order (values raw)."""
+    svc = _cstr(pdu.service_type, 6)
+    src = _cstr(pdu.source_addr, 21)
+    dst = _cstr(pdu.destination_addr, 21)
+    msg = pdu.short_message or b""
+    n = len(msg)
+    if n > 254:
+        raise ValueError(f"short_message is {n} octets (max 254; use the message_payload TLV)")
+    extra = encode_tlvs(pdu.tlvs) if pdu.tlvs else b""
+    length = _SM_FIXED + len(svc) + len(src) + len(dst) + n + len(extra)
+    return _SM_FMT % (
+        _HDR.pack(length, _DELIVER_SM, 0, pdu.sequence),
+        svc, pdu.source_addr_ton, pdu.source_addr_npi, src,
+        pdu.dest_addr_ton, pdu.dest_addr_npi, dst,
+        pdu.esm_class, pdu.protocol_id, pdu.priority_flag, pdu.registered_delivery,
+        pdu.data_coding, n, msg, extra,
+    )
+
+
+def encode_deliver_sm_resp(sequence: int, status: int = 0) -> bytes:
+    """deliver_sm_resp: header + a single NUL (empty message_id), exactly as smpplib generates it."""
+    return _HDR_NUL.pack(17, _DELIVER_SM_RESP, status, sequence, 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# bind
+
+
+def encode_bind(
+    command_id: int,
+    sequence: int,
+    system_id: str,
+    password: str,
+    system_type: str = "",
+    interface_version: int = 0x34,
+    addr_ton: int = 0,
+    addr_npi: int = 0,
+    address_range: str = "",
+) -> bytes:
+    """bind_transmitter / bind_receiver / bind_transceiver (pass the command_id)."""
+    body = b"%b\0%b\0%b\0%c%c%c%b\0" % (
+        _cstr(system_id, 16), _cstr(password, 9), _cstr(system_type, 13),
+        interface_version, addr_ton, addr_npi, _cstr(address_range, 41),
+    )
+    return _HDR.pack(16 + len(body), command_id, 0, sequence) + body
+
+
+def decode_bind(body: bytes) -> dict:
+    """bind_* body → {system_id, password, system_type, interface_version, addr_ton, addr_npi,
+    address_range}. PduError when a field is missing or overlong; trailing octets are ignored."""
+    try:
+        system_id, p = _cfield(body, 0, 16, "system_id")
+        password, p = _cfield(body, p, 9, "password")
+        system_type, p = _cfield(body, p, 13, "system_type")
+        interface_version, addr_ton, addr_npi = body[p], body[p + 1], body[p + 2]
+        address_range, p = _cfield(body, p + 3, 41, "address_range")
+    except IndexError:
+        raise PduError("bind body truncated") from None
+    return {
+        "system_id": system_id,
+        "password": password,
+        "system_type": system_type,
+        "interface_version": interface_version,
+        "addr_ton": addr_ton,
+        "addr_npi": addr_npi,
+        "address_range": address_range,
+    }
+
+
+def encode_bind_resp(
+    command_id: int, status: int, sequence: int, system_id: str, sc_interface_version: int | None = None
+) -> bytes:
+    """bind_*_resp: system_id, plus the sc_interface_version TLV (0x0210) when given."""
+    body = _cstr(system_id, 16) + b"\0"
+    if sc_interface_version is not None:
+        body += _TLV_U8.pack(0x0210, 1, sc_interface_version)
+    return _HDR.pack(16 + len(body), command_id, status, sequence) + body
