@@ -17,6 +17,7 @@ import commands
 from smsbot import log
 from smsbot.config import Settings
 from smsbot.dispatch import Dispatcher, MoOutcome
+from smsbot.events import EventConsumer, ensure_group
 from smsbot.outbox import OutboxSender, SequenceGenerator
 from smsbot.router import Router
 from smsbot.store import Store
@@ -53,6 +54,21 @@ class Bot:
         )
         self._thread: threading.Thread | None = None
         self.mo_count = 0
+        self.consumers = self._event_consumers()
+
+    def _event_consumers(self) -> list[EventConsumer]:
+        enabled = {name for sc in self.settings.short_codes for name in sc.commands}
+        out: list[EventConsumer] = []
+        seen: set[str] = set()
+        for cmd in self.router.commands.values():
+            if cmd.name not in enabled:
+                continue
+            for source in cmd.event_sources(self.settings, self.store):
+                if source.name not in seen:
+                    seen.add(source.name)
+                    ensure_group(self.store.redis, source.stream, source.group)
+                    out.append(EventConsumer(self.store.redis, source, self.instance, self.stop_event))
+        return out
 
     def _log_mo(self, oc: MoOutcome, latency_ms: float) -> None:
         self.mo_count += 1
@@ -63,12 +79,17 @@ class Bot:
 
     def run(self) -> None:
         _log.info("bot_starting", instance=self.instance, redis=_safe_url(self.store.url))
+        for consumer in self.consumers:
+            consumer.start()
         try:
             self.transport.run()
         finally:
             self.teardown()
 
     def teardown(self) -> None:
+        self.stop_event.set()
+        for consumer in self.consumers:
+            consumer.join(5)
         self.store.close()
         _log.info("bot_stopped", instance=self.instance)
 

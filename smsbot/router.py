@@ -128,6 +128,11 @@ class Command:
     def renderers(self) -> dict[str, Renderer]:
         return {}
 
+    def event_sources(self, settings: Settings, store: Any) -> list[Any]:
+        """Inbound event streams this command consumes (`smsbot.events.EventSource`); the bot runs
+        one consumer thread per source when the command is enabled on any short code."""
+        return []
+
 
 class Router:
     """Text -> Intent for one configuration; tpl -> renderer for the outbox sender."""
