@@ -1,0 +1,12 @@
+"""The simulated SMSC testers use against smsbot.
+
+- `smsc.SimSmsc`: SMPP 3.4 server (binds, submit_sm → per-MSISDN mailbox, MO injection with
+  redelivery, delivery receipts) plus the HTTP/JSON control API (`control`, routes documented there).
+- `handset.Handset`: a handset client over the control API; `handset.run_handset` for the CLI.
+- `mailbox`: the per-MSISDN store of whole MTs and the reassembly of concatenated parts.
+"""
+
+from .handset import Handset, HandsetError, format_message, run_handset
+from .smsc import SimSmsc, SimSmscError
+
+__all__ = ["Handset", "HandsetError", "SimSmsc", "SimSmscError", "format_message", "run_handset"]

@@ -1,0 +1,269 @@
+"""HTTP/JSON control API of the simulated SMSC (what handsets and testers talk to).
+
+Every response is JSON. Errors are ``{"error": "..."}`` with status 400 (bad input) or 404.
+
+``POST /mo``
+    Body ``{"from": MSISDN, "to": SHORT_CODE, "text": TEXT}`` plus optional
+    ``"split"``: ``"udh8"`` (default for long text) | ``"udh16"`` | ``"sar"``;
+    ``"shuffle"``: bool (deliver the parts out of order);
+    ``"duplicate"``: bool (send each deliver_sm a second time after its resp, as after a lost resp);
+    ``"tlvs"``: ``{"0x1401": "hex bytes", ...}`` (extra TLVs on every part, tag as hex or int);
+    ``"data_coding"``: int (force 0, 1, 3, 8, ... instead of GSM-7-else-UCS-2).
+    → 202 ``{"id": "mo1", "parts": 2, "user_message_reference": 513, "state": "queued"}``.
+
+``GET /mo/<id>``
+    → 200 outcome: ``{"id", "state": "queued"|"delivering"|"delivered"|"rejected"|"cancelled",
+    "parts", "parts_delivered", "attempts", "redeliveries", "last_status", "last_error", "history", ...}``.
+
+``GET /inbox/<msisdn>?wait=SECONDS``
+    → 200 ``{"messages": [{"id", "from", "to", "text", "parts", "data_coding", "received_at",
+    "message_ids"}, ...]}``: every whole MT not yet shown to that MSISDN, now marked shown. When
+    none is waiting, waits up to ``wait`` seconds (default 0, max 300) for the first one, then also
+    returns those arriving within 0.2 s after it. ``?peek=1`` returns the pending ones without
+    marking them; ``?history=1`` returns the recently shown ones.
+
+``GET /stats``
+    → 200 counters: binds, binds_total, bind_failures, mo_injected, mo_delivered, mo_redelivered,
+    mo_rejected, mo_duplicates_sent, mo_parts_sent, mo_queued, mt_received, mt_parts_received,
+    mt_incomplete, receipts_sent, enquire_links_sent, generic_nacks_sent, connections_dropped,
+    mailbox_dropped.
+
+``GET /binds``
+    → 200 ``{"binds": [{"id", "mode", "system_id", "peer"}, ...]}``.
+
+``POST /drop``
+    Close every SMPP connection abruptly (reconnect tests) → 200 ``{"dropped": N}``.
+
+``POST /raw``
+    Body ``{"hex": "..."}`` (a whole PDU, written verbatim) or ``{"command_id": 5, "hex": body}``
+    (header added), optional ``"wait"`` seconds for the resp → 200 ``{"sequence", "resp_command_id",
+    "resp_status"}``.
+
+``GET /healthz``
+    → 200 ``{"ok": true, "smpp_port": N, "binds": N}``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .smsc import SimSmsc
+
+log = logging.getLogger("smsbot.simulator.control")
+
+MAX_WAIT = 300.0
+MAX_BODY = 1 << 20
+
+
+class BadRequest(Exception):
+    pass
+
+
+def _parse_tag(key: Any) -> int:
+    try:
+        if isinstance(key, int):
+            return key
+        k = str(key).strip().lower()
+        return int(k, 16) if k.startswith("0x") else int(k)
+    except ValueError:
+        raise BadRequest(f"bad TLV tag {key!r}: use hex like '0x1401' or an integer") from None
+
+
+def _parse_tlvs(raw: Any) -> dict[int, bytes]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise BadRequest('"tlvs" must be an object {"0x1401": "hex", ...}')
+    out: dict[int, bytes] = {}
+    for k, v in raw.items():
+        tag = _parse_tag(k)
+        if not 0 <= tag <= 0xFFFF:
+            raise BadRequest(f"TLV tag {k!r} out of range 0..0xFFFF")
+        if not isinstance(v, str):
+            raise BadRequest(f"TLV {k!r} value must be a hex string")
+        try:
+            out[tag] = bytes.fromhex(v)
+        except ValueError:
+            raise BadRequest(f"TLV {k!r} value is not hex: {v!r}") from None
+    return out
+
+
+def parse_mo_request(body: Any) -> dict[str, Any]:
+    """Validate a POST /mo body into `SimSmsc.inject_mo` keyword arguments."""
+    if not isinstance(body, dict):
+        raise BadRequest("body must be a JSON object")
+    unknown = set(body) - {"from", "to", "text", "split", "shuffle", "duplicate", "tlvs", "data_coding"}
+    if unknown:
+        raise BadRequest(f"unknown field(s): {', '.join(sorted(unknown))}")
+    for key in ("from", "to", "text"):
+        if key not in body:
+            raise BadRequest(f'missing "{key}"')
+    msisdn, short_code, text = body["from"], body["to"], body["text"]
+    if not isinstance(msisdn, str) or not msisdn.lstrip("+").isdigit():
+        raise BadRequest('"from" must be an MSISDN string of digits')
+    if not isinstance(short_code, str) or not short_code.isdigit():
+        raise BadRequest('"to" must be a short code string of digits')
+    if not isinstance(text, str):
+        raise BadRequest('"text" must be a string')
+    split = body.get("split")
+    if split not in (None, "udh8", "udh16", "sar"):
+        raise BadRequest('"split" must be "udh8", "udh16" or "sar"')
+    for flag in ("shuffle", "duplicate"):
+        if not isinstance(body.get(flag, False), bool):
+            raise BadRequest(f'"{flag}" must be true or false')
+    dc = body.get("data_coding")
+    if dc is not None and (not isinstance(dc, int) or isinstance(dc, bool)):
+        raise BadRequest('"data_coding" must be an integer')
+    return {
+        "msisdn": msisdn,
+        "short_code": short_code,
+        "text": text,
+        "split": split,
+        "shuffle": body.get("shuffle", False),
+        "duplicate": body.get("duplicate", False),
+        "extra_tlvs": _parse_tlvs(body.get("tlvs")),
+        "data_coding": dc,
+    }
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+    timeout = 60  # idle keep-alive connections end
+
+    def log_message(self, fmt: str, *args: Any) -> None:  # route http.server's access log to logging
+        log.debug("control %s " + fmt, self.address_string(), *args)
+
+    # -- helpers
+    def _send(self, code: int, payload: Any) -> None:
+        data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _body(self) -> Any:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY:
+            raise BadRequest("body too large")
+        raw = self.rfile.read(length) if length else b""
+        if not raw:
+            return {}
+        try:
+            return json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise BadRequest(f"body is not valid JSON: {e}") from None
+
+    def _dispatch(self, method: str) -> None:
+        url = urllib.parse.urlsplit(self.path)
+        parts = [urllib.parse.unquote(p) for p in url.path.split("/") if p]
+        query = urllib.parse.parse_qs(url.query)
+        sim = self.server.sim
+        from .smsc import SimSmscError
+
+        try:
+            code, payload = self._route(sim, method, parts, query)
+        except (BadRequest, SimSmscError) as e:
+            code, payload = 400, {"error": str(e)}
+        except Exception as e:  # noqa: BLE001 - answer 500 rather than drop the connection
+            log.exception("control API error on %s %s", method, self.path)
+            code, payload = 500, {"error": f"internal error: {e}"}
+        try:
+            self._send(code, payload)
+        except OSError:
+            pass
+
+    def _route(self, sim: SimSmsc, method: str, parts: list[str], query: dict[str, list[str]]) -> tuple[int, Any]:
+        if method == "GET" and parts == ["healthz"]:
+            return 200, {"ok": True, "smpp_port": sim.smpp_port, "binds": len(sim.binds())}
+        if method == "GET" and parts == ["stats"]:
+            return 200, sim.stats()
+        if method == "GET" and parts == ["binds"]:
+            return 200, {"binds": sim.binds()}
+        if method == "POST" and parts == ["mo"]:
+            kwargs = parse_mo_request(self._body())
+            return 202, sim.inject_mo(**kwargs)
+        if method == "GET" and len(parts) == 2 and parts[0] == "mo":
+            st = sim.mo_status(parts[1])
+            return (200, st) if st else (404, {"error": f"no MO {parts[1]!r}"})
+        if method == "GET" and len(parts) == 2 and parts[0] == "inbox":
+            return 200, {"messages": self._inbox(sim, parts[1], query)}
+        if method == "POST" and parts == ["drop"]:
+            return 200, {"dropped": sim.drop_connections()}
+        if method == "POST" and parts == ["raw"]:
+            body = self._body()
+            if not isinstance(body, dict) or not isinstance(body.get("hex"), str):
+                raise BadRequest('body must be {"hex": "...", optional "command_id", "status", "wait"}')
+            try:
+                data = bytes.fromhex(body["hex"])
+            except ValueError:
+                raise BadRequest('"hex" is not hex') from None
+            cid = body.get("command_id")
+            return 200, sim.inject_raw(
+                data,
+                command_id=None if cid is None else _parse_tag(cid),
+                status=int(body.get("status", 0)),
+                wait=min(MAX_WAIT, float(body.get("wait", 0))),
+            )
+        if parts and parts[0] in ("mo", "inbox", "stats", "binds", "drop", "raw", "healthz"):
+            return 405 if len(parts) <= 2 else 404, {"error": f"{method} /{'/'.join(parts)} not supported"}
+        return 404, {"error": f"no route {method} /{'/'.join(parts)}"}
+
+    def _inbox(self, sim: SimSmsc, msisdn: str, query: dict[str, list[str]]) -> list[dict[str, Any]]:
+        def flag(name: str) -> bool:
+            return query.get(name, ["0"])[-1].lower() in ("1", "true", "yes")
+
+        if flag("peek"):
+            return [m.to_dict() for m in sim.mailbox.peek(msisdn)]
+        if flag("history"):
+            return [m.to_dict() for m in sim.mailbox.history(msisdn)]
+        try:
+            wait = float(query.get("wait", ["0"])[-1])
+        except ValueError:
+            raise BadRequest('"wait" must be a number of seconds') from None
+        if not 0 <= wait <= MAX_WAIT:
+            raise BadRequest(f'"wait" must be between 0 and {MAX_WAIT:g}')
+        return [m.to_dict() for m in sim.mailbox.take(msisdn, wait)]
+
+    def do_GET(self) -> None:  # noqa: N802
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._dispatch("POST")
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, addr: tuple[str, int], sim: SimSmsc):
+        self.sim = sim
+        super().__init__(addr, _Handler)
+
+
+class ControlServer:
+    """The control API on (host, port); port 0 picks a free one (see `port`)."""
+
+    def __init__(self, sim: SimSmsc, host: str, port: int):
+        self._server = _Server((host, port), sim)
+        self.port = self._server.server_address[1]
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.2}, name="simsmsc-control", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread.join(timeout=5)
+        self._server.server_close()

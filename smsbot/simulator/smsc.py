@@ -1,0 +1,987 @@
+"""SimSmsc: a simulated SMSC (SMPP 3.4 server) for testing smsbot, plus its HTTP control API.
+
+What it does, like a real SMSC:
+- accepts bind_transceiver / bind_receiver / bind_transmitter with the configured system_id and
+  password (ESME_RINVSYSID / ESME_RINVPASWD otherwise); several binds at once;
+- answers enquire_link and unbind, sends generic_nack for unknown commands, sends its own
+  enquire_link when a bind is idle;
+- takes submit_sm (→ submit_sm_resp with a unique hex message_id), joins concatenated parts
+  (UDH IEI 0x00/0x08 or sar_* TLVs) into whole messages and keeps them in a per-MSISDN mailbox
+  until a handset picks them up; sends a delivery receipt when registered_delivery asks for one;
+- delivers MOs injected by handsets (`inject_mo`) as deliver_sm, round-robin over the
+  receiver-capable binds, and redelivers on temporary errors / timeouts / no bind.
+
+One reader thread per connection, a small pool of delivery workers, one accept thread and the
+HTTP control server thread (`smsbot.simulator.control`). `stop()` ends and joins them all.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import random
+import signal
+import socket
+import struct
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from smsbot import codec, pdu
+from smsbot.config import Settings, SimulatorSettings, SmscSettings
+from smsbot.messages import CommandId, DataCoding, DeliverSm, EsmClass, Segment, Status, Tag
+
+from .mailbox import Mailbox, Reassembler, StoredMessage
+
+log = logging.getLogger("smsbot.simulator")
+
+TEMPORARY_STATUSES = frozenset({Status.RX_T_APPN, Status.RMSGQFUL, Status.RTHROTTLED, Status.RSYSERR})
+SPLIT_MODES = (None, "udh8", "udh16", "sar")
+RESP_BIT = 0x80000000
+MESSAGE_STATE_DELIVERED = 2
+JOBS_KEPT = 20000  # MO outcomes remembered for mo_status (oldest finished ones are forgotten)
+HISTORY_KEPT = 50  # delivery attempts remembered per MO
+
+_BIND_COMMANDS = {
+    CommandId.BIND_TRANSCEIVER: "transceiver",
+    CommandId.BIND_RECEIVER: "receiver",
+    CommandId.BIND_TRANSMITTER: "transmitter",
+}
+# requests we know but do not serve: answered with their resp and ESME_RINVCMDID-like status
+_UNSERVED_REQUESTS = {CommandId.QUERY_SM, CommandId.DATA_SM}
+
+
+class SimSmscError(Exception):
+    """Bad input to the simulator's API (reported as HTTP 400 by the control API)."""
+
+
+# --------------------------------------------------------------------------------------------
+# connections
+
+
+class _Waiter:
+    __slots__ = ("event", "command_id", "status")
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.command_id: int | None = None
+        self.status: int | None = None  # None: no answer (timeout or connection lost)
+
+
+class _Conn:
+    """One accepted SMPP connection: a reader thread, serialized writes, per-bind sequence numbers."""
+
+    _ids = itertools.count(1)
+
+    def __init__(self, sim: SimSmsc, sock: socket.socket, addr: Any):
+        self.sim = sim
+        self.sock = sock
+        self.addr = addr
+        self.id = next(self._ids)
+        self.bound: str | None = None  # "transceiver" | "receiver" | "transmitter"
+        self.ready = False  # bind_resp sent
+        self.system_id = ""
+        self._wlock = threading.Lock()
+        self._slock = threading.Lock()
+        self._seq = 0
+        self._waiters: dict[int, _Waiter] = {}
+        self.closed = threading.Event()
+        self.last_rx = time.monotonic()
+        self._last_enquire = 0.0
+        self.thread = threading.Thread(target=self._run, name=f"simsmsc-conn-{self.id}", daemon=True)
+
+    # -- writing
+    @property
+    def can_receive(self) -> bool:
+        return self.ready and self.bound in ("transceiver", "receiver") and not self.closed.is_set()
+
+    def next_seq(self) -> int:
+        with self._slock:
+            self._seq = self._seq % 0x7FFFFFFF + 1
+            return self._seq
+
+    def send(self, data: bytes) -> bool:
+        if self.closed.is_set():
+            return False
+        try:
+            with self._wlock:
+                self.sock.sendall(data)
+            return True
+        except OSError as e:
+            log.info("simsmsc conn %s write failed: %s", self.id, e)
+            self.close()
+            return False
+
+    def request(self, command_id: int, body: bytes, timeout: float, seq: int | None = None) -> _Waiter:
+        """Send a request PDU and wait for its resp (or generic_nack); `status` None on timeout/loss."""
+        seq = seq if seq is not None else self.next_seq()
+        w = _Waiter()
+        self._waiters[seq] = w
+        try:
+            if self.send(pdu.encode_header(command_id, 0, seq, body)):
+                w.event.wait(timeout)
+        finally:
+            self._waiters.pop(seq, None)
+        return w
+
+    def send_deliver(self, d: DeliverSm, timeout: float) -> _Waiter:
+        d.sequence = self.next_seq()
+        w = _Waiter()
+        self._waiters[d.sequence] = w
+        try:
+            if self.send(pdu.encode_deliver_sm(d)):
+                w.event.wait(timeout)
+        finally:
+            self._waiters.pop(d.sequence, None)
+        return w
+
+    def close(self) -> None:
+        if self.closed.is_set():
+            return
+        self.closed.set()
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        for w in list(self._waiters.values()):
+            w.event.set()
+        self.sim._conn_closed(self)
+
+    # -- reading
+    def _run(self) -> None:
+        framer = pdu.Framer()
+        self.sock.settimeout(0.25)
+        try:
+            while not self.closed.is_set() and not self.sim._stopping.is_set():
+                try:
+                    data = self.sock.recv(65536)
+                except socket.timeout:
+                    self._idle()
+                    continue
+                except OSError:
+                    break
+                if not data:
+                    break
+                self.last_rx = time.monotonic()
+                try:
+                    frames = framer.feed(data)
+                except pdu.FramingError as e:
+                    for command_id, status, seq, body in e.pdus:  # the good ones before the bad header
+                        self._handle(command_id, status, seq, body)
+                    log.warning("simsmsc conn %s framing error: %s", self.id, e)
+                    self.send(pdu.encode_header(CommandId.GENERIC_NACK, Status.RINVCMDLEN, 0))
+                    self.sim._count("generic_nacks_sent")
+                    break
+                for command_id, status, seq, body in frames:
+                    self._handle(command_id, status, seq, body)
+                    if self.closed.is_set():
+                        break
+        except Exception:  # noqa: BLE001 - a simulator bug must not go unnoticed, nor kill the process
+            log.exception("simsmsc conn %s reader crashed", self.id)
+        finally:
+            self.close()
+
+    def _idle(self) -> None:
+        now = time.monotonic()
+        interval = self.sim.enquire_link_interval
+        if self.bound and now - self.last_rx >= interval and now - self._last_enquire >= interval:
+            self._last_enquire = now
+            self.send(pdu.encode_header(CommandId.ENQUIRE_LINK, 0, self.next_seq()))
+            self.sim._count("enquire_links_sent")
+
+    def _resp(self, command_id: int, status: int, seq: int, body: bytes = b"") -> None:
+        self.send(pdu.encode_header(command_id, status, seq, body))
+
+    def _handle(self, command_id: int, status: int, seq: int, body: bytes) -> None:
+        sim = self.sim
+        if command_id & RESP_BIT:
+            w = self._waiters.get(seq)
+            if w is not None:
+                w.command_id, w.status = command_id, status
+                w.event.set()
+            elif command_id == CommandId.UNBIND_RESP:
+                self.close()
+            return
+        if command_id in _BIND_COMMANDS:
+            self._bind(command_id, seq, body)
+        elif command_id == CommandId.ENQUIRE_LINK:
+            self._resp(CommandId.ENQUIRE_LINK_RESP, 0, seq)
+        elif command_id == CommandId.UNBIND:
+            self._resp(CommandId.UNBIND_RESP, 0, seq)
+            self.close()
+        elif command_id == CommandId.SUBMIT_SM:
+            if self.bound not in ("transceiver", "transmitter"):
+                self._resp(CommandId.SUBMIT_SM_RESP, Status.RINVBNDSTS, seq, b"\x00")
+                return
+            sim._on_submit(self, seq, body)
+        elif command_id in _UNSERVED_REQUESTS:
+            self._resp(command_id | RESP_BIT, Status.RINVCMDID, seq, b"\x00" if command_id != CommandId.QUERY_SM else b"")
+        else:
+            self._resp(CommandId.GENERIC_NACK, Status.RINVCMDID, seq)
+            sim._count("generic_nacks_sent")
+
+    def _bind(self, command_id: int, seq: int, body: bytes) -> None:
+        sim = self.sim
+        resp_id = command_id | RESP_BIT
+        if self.bound:
+            self.send(pdu.encode_bind_resp(resp_id, Status.RALYBND, seq, sim.name))
+            return
+        try:
+            b = pdu.decode_bind(body)
+        except pdu.PduError as e:
+            log.info("simsmsc conn %s bad bind: %s", self.id, e)
+            self.send(pdu.encode_bind_resp(resp_id, Status.RBINDFAIL, seq, sim.name))
+            sim._count("bind_failures")
+            return
+        if b.get("system_id") != sim.system_id:
+            st = Status.RINVSYSID
+        elif b.get("password") != sim.password:
+            st = Status.RINVPASWD
+        else:
+            st = Status.ROK
+        if st != Status.ROK:
+            log.info("simsmsc conn %s bind refused (%s)", self.id, Status(st).name)
+            self.send(pdu.encode_bind_resp(resp_id, st, seq, sim.name))
+            sim._count("bind_failures")
+            return
+        self.system_id = b["system_id"]
+        self.bound = _BIND_COMMANDS[command_id]
+        sim._update_bind_count()
+        self.send(pdu.encode_bind_resp(resp_id, Status.ROK, seq, sim.name))
+        self.ready = True  # only now may deliver_sm go out: nothing precedes the bind_resp
+        log.info("simsmsc conn %s bound as %s (%s)", self.id, self.bound, self.system_id)
+        sim._on_bound(self)
+
+
+# --------------------------------------------------------------------------------------------
+# MO jobs
+
+
+@dataclass
+class _MoJob:
+    id: str
+    msisdn: str
+    short_code: str
+    parts: list[DeliverSm]
+    kind: str = "mo"  # "mo" | "receipt"
+    duplicate: bool = False
+    state: str = "queued"  # queued | delivering | delivered | rejected | cancelled
+    next_part: int = 0
+    attempts: int = 0
+    redeliveries: int = 0
+    last_status: int | None = None
+    last_error: str = ""
+    created_at: float = field(default_factory=time.time)
+    delivered_at: float | None = None
+    waiting_bind: bool = False
+    system_id: str | None = None  # receipts go to a bind of this system
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def note(self, entry: dict[str, Any]) -> dict[str, Any]:
+        self.history.append(entry)
+        if len(self.history) > HISTORY_KEPT:
+            del self.history[0]
+        return entry
+
+    @property
+    def order_key(self) -> str:
+        return self.msisdn if self.kind == "mo" else f"{self.kind}:{self.id}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "from": self.msisdn,
+            "to": self.short_code,
+            "state": self.state,
+            "parts": len(self.parts),
+            "parts_delivered": self.next_part,
+            "attempts": self.attempts,
+            "redeliveries": self.redeliveries,
+            "last_status": self.last_status,
+            "last_error": self.last_error,
+            "created_at": self.created_at,
+            "delivered_at": self.delivered_at,
+            "user_message_reference": _umr_of(self.parts[0]) if self.parts else None,
+            "history": list(self.history[-20:]),
+        }
+
+
+def _umr_of(d: DeliverSm) -> int | None:
+    v = d.tlvs.get(Tag.USER_MESSAGE_REFERENCE)
+    return int.from_bytes(v, "big") if v else None
+
+
+# --------------------------------------------------------------------------------------------
+# text → parts (handset side)
+
+
+def _encode_forced(data_coding: int, text: str) -> bytes:
+    if data_coding == DataCoding.DEFAULT:
+        return codec.gsm7_encode(text)
+    if data_coding == DataCoding.IA5:
+        return text.encode("ascii")
+    if data_coding == DataCoding.LATIN1:
+        return text.encode("latin-1")
+    if data_coding == DataCoding.UCS2:
+        return text.encode("utf-16-be")
+    return text.encode("utf-8")  # binary codings: the caller asked for it
+
+
+def _single_fits(data_coding: int, data: bytes) -> bool:
+    return len(data) <= (160 if data_coding == DataCoding.DEFAULT else 140)
+
+
+def _rechunk(data_coding: int, data: bytes, budget_octets: int) -> list[bytes]:
+    """Split encoded text into parts of at most `budget_octets` octets of user data after the UDH,
+    never cutting a UCS-2 surrogate pair or a GSM-7 escape."""
+    if data_coding == DataCoding.DEFAULT:
+        size = budget_octets * 8 // 7  # unpacked septets
+    elif data_coding == DataCoding.UCS2:
+        size = budget_octets - budget_octets % 2
+    else:
+        size = budget_octets
+    out: list[bytes] = []
+    i = 0
+    while i < len(data):
+        end = min(i + size, len(data))
+        if end < len(data):
+            if data_coding == DataCoding.UCS2 and 0xD8 <= data[end - 2] <= 0xDB:
+                end -= 2
+            elif data_coding == DataCoding.DEFAULT and data[end - 1] == 0x1B:
+                end -= 1
+        out.append(data[i:end])
+        i = end
+    return out
+
+
+def build_mo_parts(
+    msisdn: str,
+    short_code: str,
+    text: str,
+    *,
+    split: str | None,
+    ref: int,
+    umr: int,
+    data_coding: int | None = None,
+    extra_tlvs: dict[int, bytes] | None = None,
+) -> list[DeliverSm]:
+    """The deliver_sm PDUs a handset's MO turns into (in order; the caller may shuffle)."""
+    if split not in SPLIT_MODES:
+        raise SimSmscError(f"split must be one of udh8, udh16, sar (got {split!r})")
+    if data_coding is None:
+        try:
+            dc, esm, encoded = codec.encode_text(text, ref & 0xFF)
+        except ValueError as e:
+            raise SimSmscError(f"cannot encode text: {e}") from None
+        if len(encoded) == 1 and not esm & EsmClass.UDHI:
+            payloads, full = encoded, None
+        else:
+            stripped = [codec.split_udh(p)[0] for p in encoded]
+            full = b"".join(stripped)
+            payloads = encoded if split in (None, "udh8") else stripped if split == "sar" else None
+    else:
+        dc = data_coding
+        try:
+            full = _encode_forced(dc, text)
+        except (UnicodeEncodeError, ValueError) as e:
+            raise SimSmscError(f"text cannot be encoded with data_coding {dc}: {e}") from None
+        if _single_fits(dc, full):
+            payloads, full = [full], None
+        else:
+            payloads = None
+    dc = int(dc)
+    base_tlvs: dict[int, bytes] = {Tag.USER_MESSAGE_REFERENCE: struct.pack(">H", umr & 0xFFFF)}
+    for tag, value in (extra_tlvs or {}).items():
+        base_tlvs[int(tag)] = bytes(value)
+
+    def deliver(payload: bytes, esm: int, tlvs: dict[int, bytes]) -> DeliverSm:
+        return DeliverSm(
+            sequence=0,
+            source_addr_ton=1,
+            source_addr_npi=1,
+            source_addr=msisdn,
+            dest_addr_ton=0,
+            dest_addr_npi=0,
+            destination_addr=short_code,
+            esm_class=esm,
+            data_coding=dc,
+            short_message=payload,
+            tlvs=tlvs,
+        )
+
+    if full is None:  # one SMS
+        return [deliver(payloads[0], 0, dict(base_tlvs))]
+    mode = split or "udh8"
+    if payloads is not None and mode == "udh8":  # codec's own split, UDH included
+        return [deliver(p, EsmClass.UDHI, dict(base_tlvs)) for p in payloads]
+    # udh16 has a 7-octet UDH, one octet less for text; sar keeps the udh8 part sizes
+    chunks = payloads if payloads is not None else _rechunk(dc, full, 133 if mode == "udh16" else 134)
+    n = len(chunks)
+    if n > 255:
+        raise SimSmscError(f"text too long: {n} parts (max 255)")
+    out = []
+    for i, c in enumerate(chunks, 1):
+        if mode == "udh8":
+            out.append(deliver(bytes([5, 0x00, 3, ref & 0xFF, n, i]) + c, EsmClass.UDHI, dict(base_tlvs)))
+        elif mode == "udh16":
+            out.append(deliver(bytes([6, 0x08, 4, (ref >> 8) & 0xFF, ref & 0xFF, n, i]) + c, EsmClass.UDHI, dict(base_tlvs)))
+        else:
+            out.append(deliver(c, 0, {**base_tlvs, **dict(pdu.sar_tlvs(ref & 0xFFFF, n, i))}))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# the simulator
+
+
+class SimSmsc:
+    """The simulated SMSC. `start()` / `stop()` for in-process use, `serve_forever()` for the CLI.
+
+    Ports given as 0 are picked by the OS; the actual ones are `smpp_port` / `control_port` after
+    `start()`. `control_url` is the control API's base URL.
+    """
+
+    name = "simsmsc"
+
+    def __init__(
+        self,
+        settings: SimulatorSettings | None = None,
+        smsc: SmscSettings | None = None,
+        *,
+        host: str | None = None,
+        smpp_port: int | None = None,
+        control_port: int | None = None,
+        response_timeout: float = 5.0,
+        enquire_link_interval: float = 30.0,
+        workers: int = 4,
+        control: bool = True,
+    ):
+        settings = settings or SimulatorSettings()
+        smsc = smsc or SmscSettings()
+        self.settings = settings
+        self.host = host if host is not None else settings.host
+        self.smpp_port = smpp_port if smpp_port is not None else settings.smpp_port
+        self.control_port = control_port if control_port is not None else settings.control_port
+        self.system_id = smsc.system_id
+        self.password = smsc.password
+        self.send_receipts = settings.send_receipts
+        self.redeliver_seconds = settings.redeliver_seconds
+        self.response_timeout = response_timeout
+        self.enquire_link_interval = enquire_link_interval
+        self.workers = max(1, workers)
+        self.with_control = control
+
+        self.mailbox = Mailbox()
+        self.reassembler = Reassembler()
+        self._lock = threading.RLock()
+        self._conns: list[_Conn] = []
+        self._rr = 0
+        self._stats: dict[str, int] = {
+            k: 0
+            for k in (
+                "binds", "binds_total", "bind_failures", "mo_injected", "mo_delivered", "mo_redelivered",
+                "mo_rejected", "mo_duplicates_sent", "mo_parts_sent", "mt_received", "mt_parts_received",
+                "receipts_sent", "enquire_links_sent", "generic_nacks_sent", "connections_dropped",
+            )
+        }
+        self._msg_ids = itertools.count(1)
+        self._mo_ids = itertools.count(1)
+        self._jobs: dict[str, _MoJob] = {}
+        self._sched: list[tuple[float, int, _MoJob]] = []
+        self._sched_seq = itertools.count()
+        self._sched_cond = threading.Condition(self._lock)
+        self._busy_keys: set[str] = set()
+        self._rand = random.Random()
+        self._handset_umr: dict[str, int] = {}
+        self._handset_ref: dict[str, int] = {}
+        self._stopping = threading.Event()
+        self._stop_requested = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._listener: socket.socket | None = None
+        self._control = None
+        self.started = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **kw: Any) -> SimSmsc:
+        """Simulator configured from the bot's settings: listens on `settings.simulator`, accepts
+        binds with `settings.smsc.system_id` / `password`."""
+        kw.setdefault("response_timeout", settings.smsc.response_timeout)
+        return cls(settings.simulator, settings.smsc, **kw)
+
+    # ---------------------------------------------------------------- lifecycle
+    @property
+    def control_url(self) -> str:
+        return f"http://{self.host}:{self.control_port}"
+
+    def start(self) -> SimSmsc:
+        """Open the SMPP listener and the control API; returns at once (threads do the work)."""
+        if self.started:
+            return self
+        lst = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        lst.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            lst.bind((self.host, self.smpp_port))
+            lst.listen(64)
+        except OSError:
+            lst.close()
+            raise
+        lst.settimeout(0.25)
+        self._listener = lst
+        self.smpp_port = lst.getsockname()[1]
+        if self.with_control:
+            from .control import ControlServer
+
+            try:
+                self._control = ControlServer(self, self.host, self.control_port)
+            except OSError:
+                lst.close()
+                raise
+            self.control_port = self._control.port
+        self.started = True
+        self._spawn(self._accept_loop, "simsmsc-accept")
+        for i in range(self.workers):
+            self._spawn(self._worker, f"simsmsc-deliver-{i}")
+        if self._control:
+            self._control.start()
+        log.info("simsmsc listening: smpp %s:%s control %s", self.host, self.smpp_port, self.control_url if self._control else "off")
+        return self
+
+    def _spawn(self, target: Any, name: str) -> None:
+        t = threading.Thread(target=target, name=name, daemon=True)
+        self._threads.append(t)
+        t.start()
+
+    def stop(self) -> None:
+        """Close the listener, every bind and the control API; join every thread."""
+        if not self.started or self._stopping.is_set():
+            return
+        self._stopping.set()
+        self.mailbox.close()
+        with self._sched_cond:
+            self._sched_cond.notify_all()
+        if self._control:
+            self._control.stop()
+        if self._listener:
+            try:
+                self._listener.close()
+            except OSError:
+                pass
+        for c in self._all_conns():
+            c.close()
+        for c in self._all_conns(include_closed=True):
+            if c.thread.is_alive() and c.thread is not threading.current_thread():
+                c.thread.join(timeout=5)
+        for t in self._threads:
+            if t is not threading.current_thread():
+                t.join(timeout=max(5.0, self.response_timeout + 1))
+        with self._lock:
+            for job in self._jobs.values():
+                if job.state in ("queued", "delivering"):
+                    job.state = "cancelled"
+        log.info("simsmsc stopped")
+
+    def __enter__(self) -> SimSmsc:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def serve_forever(self) -> None:
+        """Start and block until SIGINT/SIGTERM (or `request_stop()`), then stop."""
+
+        def handler(signum: int, frame: Any) -> None:
+            self._stop_requested.set()
+
+        old = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                old[sig] = signal.signal(sig, handler)
+        try:
+            self.start()
+            while not self._stop_requested.is_set():
+                time.sleep(0.2)
+        finally:
+            self.stop()
+            for sig, h in old.items():
+                signal.signal(sig, h)
+
+    def request_stop(self) -> None:
+        self._stop_requested.set()
+
+    # ---------------------------------------------------------------- connections
+    def _accept_loop(self) -> None:
+        assert self._listener is not None
+        while not self._stopping.is_set():
+            try:
+                sock, addr = self._listener.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                break
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            conn = _Conn(self, sock, addr)
+            with self._lock:
+                if self._stopping.is_set():
+                    sock.close()
+                    break
+                self._conns.append(conn)
+                self._closed_conns_prune()
+            conn.thread.start()
+            log.info("simsmsc conn %s from %s", conn.id, addr)
+
+    def _closed_conns_prune(self) -> None:
+        # keep closed connections whose thread still runs (stop() joins them), forget the rest
+        self._conns = [c for c in self._conns if not c.closed.is_set() or c.thread.is_alive()]
+
+    def _all_conns(self, include_closed: bool = False) -> list[_Conn]:
+        with self._lock:
+            return [c for c in self._conns if include_closed or not c.closed.is_set()]
+
+    def _on_bound(self, conn: _Conn) -> None:
+        with self._sched_cond:
+            if conn.can_receive:
+                # jobs parked for lack of a bind go now
+                now = time.monotonic()
+                for i, (due, n, job) in enumerate(self._sched):
+                    if job.waiting_bind:
+                        job.waiting_bind = False
+                        self._sched[i] = (now, n, job)
+                heapq.heapify(self._sched)
+                self._sched_cond.notify_all()
+
+    def _update_bind_count(self, new_bind: bool = True) -> None:
+        with self._lock:
+            if new_bind:
+                self._stats["binds_total"] += 1
+            self._stats["binds"] = sum(1 for c in self._conns if c.bound and not c.closed.is_set())
+
+    def _conn_closed(self, conn: _Conn) -> None:
+        self._update_bind_count(new_bind=False)
+
+    def binds(self) -> list[dict[str, Any]]:
+        """The current binds (for the control API / tests)."""
+        return [
+            {"id": c.id, "mode": c.bound, "system_id": c.system_id, "peer": f"{c.addr[0]}:{c.addr[1]}"}
+            for c in self._all_conns()
+            if c.bound
+        ]
+
+    def _receiver(self, system_id: str | None = None) -> _Conn | None:
+        with self._lock:
+            rx = [c for c in self._conns if c.can_receive and (system_id is None or c.system_id == system_id)]
+            if not rx:
+                return None
+            self._rr = (self._rr + 1) % len(rx)
+            return rx[self._rr]
+
+    def drop_connections(self) -> int:
+        """Close every connection abruptly (no unbind); returns how many were closed."""
+        conns = self._all_conns()
+        for c in conns:
+            c.close()
+        self._count("connections_dropped", len(conns))
+        return len(conns)
+
+    def _count(self, key: str, n: int = 1) -> None:
+        with self._lock:
+            self._stats[key] = self._stats.get(key, 0) + n
+
+    def stats(self) -> dict[str, int]:
+        with self._lock:
+            s = dict(self._stats)
+            s["mo_queued"] = sum(1 for j in self._jobs.values() if j.kind == "mo" and j.state in ("queued", "delivering"))
+        s["mt_incomplete"] = self.reassembler.incomplete()
+        s["mailbox_dropped"] = self.mailbox.dropped
+        return s
+
+    # ---------------------------------------------------------------- MT side
+    def _new_message_id(self) -> str:
+        return f"{next(self._msg_ids):08x}"
+
+    def _on_submit(self, conn: _Conn, seq: int, body: bytes) -> None:
+        try:
+            sm, tlvs = pdu.decode_submit_sm(seq, body)
+        except pdu.PduError as e:
+            log.info("simsmsc conn %s bad submit_sm: %s", conn.id, e)
+            conn._resp(CommandId.SUBMIT_SM_RESP, Status.RINVMSGLEN, seq, b"\x00")
+            return
+        if not sm.destination_addr:
+            conn.send(pdu.encode_submit_sm_resp(seq, Status.RINVDSTADR, ""))
+            return
+        message_id = self._new_message_id()
+        conn.send(pdu.encode_submit_sm_resp(seq, Status.ROK, message_id))
+        self._count("mt_parts_received")
+        payload = tlvs.get(Tag.MESSAGE_PAYLOAD, sm.short_message)
+        segment: Segment | None = None
+        if sm.esm_class & EsmClass.UDHI:
+            payload, segment = codec.split_udh(payload)
+        if segment is None:
+            segment = codec.segment_from_tlvs(tlvs)
+        if segment is not None and segment.total > 1:
+            joined = self.reassembler.add(
+                sm.source_addr, sm.destination_addr, segment.ref, segment.total, segment.seq,
+                sm.data_coding, payload, message_id,
+            )
+            if joined is not None:
+                data, dc, ids = joined
+                self._store_mt(sm.source_addr, sm.destination_addr, dc, data, ids)
+        else:
+            self._store_mt(sm.source_addr, sm.destination_addr, sm.data_coding, payload, [message_id])
+        if sm.registered_delivery & 1 and self.send_receipts:
+            self._queue_receipt(conn, sm.source_addr, sm.destination_addr, message_id, payload, sm.data_coding)
+
+    def _store_mt(self, source: str, dest: str, data_coding: int, data: bytes, ids: list[str]) -> None:
+        try:
+            text = codec.decode_text(data_coding, data)
+        except Exception as e:  # noqa: BLE001 - keep the message, show what went wrong
+            text = f"<undecodable data_coding={data_coding}: {data.hex()} ({e})>"
+        msg = StoredMessage(
+            id=ids[0], sender=source, to=dest, text=text, parts=len(ids), data_coding=data_coding,
+            received_at=time.time(), message_ids=ids,
+        )
+        self._count("mt_received")
+        self.mailbox.put(msg)
+
+    def _queue_receipt(self, conn: _Conn, mt_source: str, mt_dest: str, message_id: str, payload: bytes, dc: int) -> None:
+        now = time.strftime("%y%m%d%H%M")
+        try:
+            sample = codec.decode_text(dc, payload)
+        except Exception:  # noqa: BLE001
+            sample = ""
+        text = codec.format_receipt_text(message_id, "DELIVRD", "000", now, now, sample)
+        d = DeliverSm(
+            sequence=0,
+            source_addr_ton=1,
+            source_addr_npi=1,
+            source_addr=mt_dest,
+            destination_addr=mt_source,
+            esm_class=EsmClass.DELIVERY_RECEIPT,
+            data_coding=0,
+            short_message=text.encode("ascii", "replace") if isinstance(text, str) else bytes(text),
+            tlvs={
+                Tag.RECEIPTED_MESSAGE_ID: message_id.encode("ascii") + b"\x00",
+                Tag.MESSAGE_STATE: bytes([MESSAGE_STATE_DELIVERED]),
+            },
+        )
+        job = _MoJob(id=f"r{message_id}", msisdn=mt_dest, short_code=mt_source, parts=[d], kind="receipt")
+        job.system_id = conn.system_id
+        self._enqueue(job, time.monotonic())
+
+    # ---------------------------------------------------------------- MO side
+    def _next_umr(self, msisdn: str) -> int:
+        with self._lock:
+            v = self._handset_umr.get(msisdn)
+            v = self._rand.randrange(0x10000) if v is None else (v + 1) & 0xFFFF
+            self._handset_umr[msisdn] = v
+            return v
+
+    def _next_ref(self, msisdn: str) -> int:
+        with self._lock:
+            v = self._handset_ref.get(msisdn)
+            v = self._rand.randrange(0x10000) if v is None else (v + 1) & 0xFFFF
+            self._handset_ref[msisdn] = v
+            return v
+
+    def inject_mo(
+        self,
+        msisdn: str,
+        short_code: str,
+        text: str,
+        *,
+        split: str | None = None,
+        shuffle: bool = False,
+        extra_tlvs: dict[int, bytes] | None = None,
+        data_coding: int | None = None,
+        duplicate: bool = False,
+    ) -> dict[str, Any]:
+        """Queue an MO from handset `msisdn` to `short_code`; returns {"id", "parts",
+        "user_message_reference", "state"} at once. Delivery happens in the background (`mo_status`)."""
+        if self._stopping.is_set():
+            raise SimSmscError("simulator stopped")
+        if not msisdn or not short_code:
+            raise SimSmscError("from and to are required")
+        if not isinstance(text, str):
+            raise SimSmscError("text must be a string")
+        if data_coding is not None and int(data_coding) not in tuple(DataCoding):
+            raise SimSmscError(f"unsupported data_coding {data_coding}; use one of {[int(d) for d in DataCoding]}")
+        for tag in extra_tlvs or {}:
+            if not 0 <= int(tag) <= 0xFFFF:
+                raise SimSmscError(f"TLV tag {tag} out of range")
+        ref = self._next_ref(msisdn)
+        parts = build_mo_parts(
+            msisdn, short_code, text, split=split, ref=ref, umr=self._next_umr(msisdn),
+            data_coding=None if data_coding is None else int(data_coding), extra_tlvs=extra_tlvs,
+        )
+        if shuffle and len(parts) > 1:
+            original = list(parts)
+            while parts == original:
+                self._rand.shuffle(parts)
+        job = _MoJob(id=f"mo{next(self._mo_ids)}", msisdn=msisdn, short_code=short_code, parts=parts, duplicate=duplicate)
+        self._count("mo_injected")
+        self._enqueue(job, time.monotonic())
+        return {"id": job.id, "parts": len(parts), "user_message_reference": _umr_of(parts[0]), "state": job.state}
+
+    def mo_status(self, mo_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            job = self._jobs.get(mo_id)
+            return job.to_dict() if job else None
+
+    def wait_mo(self, mo_id: str, timeout: float = 5.0, states: tuple[str, ...] = ("delivered", "rejected")) -> dict[str, Any] | None:
+        """Poll until the MO reaches one of `states` (test helper); returns its status."""
+        deadline = time.monotonic() + timeout
+        while True:
+            st = self.mo_status(mo_id)
+            if st is None or st["state"] in states or time.monotonic() >= deadline:
+                return st
+            time.sleep(0.01)
+
+    def inject_raw(self, data: bytes, *, command_id: int | None = None, status: int = 0, wait: float = 0.0) -> dict[str, Any]:
+        """Send a raw PDU on a receiver-capable bind (for malformed-PDU tests).
+
+        With `command_id`, `data` is the body: a header with that command_id, `status` and a fresh
+        sequence is put in front. Without, `data` is written verbatim (header included).
+        With `wait` > 0, waits that long for a resp with the same sequence and returns it as
+        {"sequence", "resp_command_id", "resp_status"} (None values: no answer)."""
+        conn = self._receiver()
+        if conn is None:
+            raise SimSmscError("no receiver-capable bind")
+        seq = conn.next_seq() if command_id is not None else None
+        if seq is None and len(data) >= 16:
+            seq = struct.unpack(">I", data[12:16])[0]
+        raw = pdu.encode_header(command_id, status, seq, data) if command_id is not None else bytes(data)
+        w = _Waiter()
+        if wait > 0 and seq is not None:
+            conn._waiters[seq] = w
+        try:
+            conn.send(raw)
+            if wait > 0 and seq is not None:
+                w.event.wait(wait)
+        finally:
+            if seq is not None and conn._waiters.get(seq) is w:
+                del conn._waiters[seq]
+        return {"sequence": seq, "resp_command_id": w.command_id, "resp_status": w.status}
+
+    # ---------------------------------------------------------------- delivery scheduler
+    def _enqueue(self, job: _MoJob, due: float) -> None:
+        with self._sched_cond:
+            if job.id not in self._jobs and len(self._jobs) >= JOBS_KEPT:
+                self._forget_finished()
+            self._jobs[job.id] = job
+            heapq.heappush(self._sched, (due, next(self._sched_seq), job))
+            self._sched_cond.notify()
+
+    def _take_job(self) -> _MoJob | None:
+        """Next due job whose handset has no other job in flight (keeps one handset's MOs in order)."""
+        with self._sched_cond:
+            while not self._stopping.is_set():
+                now = time.monotonic()
+                skipped: list[tuple[float, int, _MoJob]] = []
+                found: _MoJob | None = None
+                next_due: float | None = None
+                while self._sched:
+                    due, _n, job = self._sched[0]
+                    if due > now:
+                        next_due = due
+                        break
+                    item = heapq.heappop(self._sched)
+                    if job.order_key in self._busy_keys:
+                        skipped.append(item)
+                        continue
+                    found = job
+                    break
+                for item in skipped:
+                    heapq.heappush(self._sched, item)
+                if found is not None:
+                    self._busy_keys.add(found.order_key)
+                    return found
+                self._sched_cond.wait(1.0 if next_due is None else min(1.0, max(0.001, next_due - now)))
+            return None
+
+    def _forget_finished(self) -> None:
+        for jid in [j.id for j in self._jobs.values() if j.state in ("delivered", "rejected", "cancelled")][: JOBS_KEPT // 4]:
+            del self._jobs[jid]
+
+    def _release(self, job: _MoJob) -> None:
+        with self._sched_cond:
+            self._busy_keys.discard(job.order_key)
+            self._sched_cond.notify_all()
+
+    def _worker(self) -> None:
+        while not self._stopping.is_set():
+            job = self._take_job()
+            if job is None:
+                return
+            try:
+                self._deliver(job)
+            except Exception:  # noqa: BLE001
+                log.exception("simsmsc delivery of %s crashed", job.id)
+                job.state, job.last_error = "rejected", "simulator error"
+            finally:
+                self._release(job)
+
+    def _retry_later(self, job: _MoJob, reason: str, status: int | None, waiting_bind: bool = False) -> None:
+        job.state = "queued"
+        job.last_status = status
+        job.last_error = reason
+        job.waiting_bind = waiting_bind
+        if not waiting_bind:  # a deliver_sm went out and failed: the next try is a redelivery
+            job.redeliveries += 1
+            if job.kind == "mo":
+                self._count("mo_redelivered")
+        self._enqueue(job, time.monotonic() + self.redeliver_seconds)
+
+    def _deliver(self, job: _MoJob) -> None:
+        job.state = "delivering"
+        system_id = job.system_id
+        while job.next_part < len(job.parts):
+            if self._stopping.is_set():
+                job.state = "cancelled"
+                return
+            conn = self._receiver(system_id)
+            if conn is None:
+                job.note({"t": time.time(), "part": job.next_part + 1, "result": "no bind"})
+                self._retry_later(job, "no receiver bind", None, waiting_bind=True)
+                return
+            part = job.parts[job.next_part]
+            job.attempts += 1
+            w = conn.send_deliver(part, self.response_timeout)
+            entry = job.note({"t": time.time(), "part": job.next_part + 1, "conn": conn.id, "seq": part.sequence, "status": w.status})
+            if job.kind == "mo":
+                self._count("mo_parts_sent")
+            if w.status is None:
+                entry["result"] = "connection lost" if conn.closed.is_set() else "timeout"
+                self._retry_later(job, entry["result"], None)
+                return
+            if w.command_id == CommandId.GENERIC_NACK:
+                entry["result"] = "generic_nack"
+            if w.status == Status.ROK:
+                if job.duplicate and job.kind == "mo":
+                    # the SMSC "lost" the resp: the identical deliver_sm goes once more
+                    w2 = conn.send_deliver(part, self.response_timeout)
+                    job.note({"t": time.time(), "part": job.next_part + 1, "conn": conn.id,
+                                        "seq": part.sequence, "status": w2.status, "result": "duplicate"})
+                    self._count("mo_duplicates_sent")
+                job.next_part += 1
+                continue
+            if w.status in TEMPORARY_STATUSES:
+                entry["result"] = "temporary error"
+                self._retry_later(job, f"temporary error 0x{w.status:x}", w.status)
+                return
+            entry["result"] = "permanent error"
+            job.state, job.last_status, job.last_error = "rejected", w.status, f"permanent error 0x{w.status:x}"
+            if job.kind == "mo":
+                self._count("mo_rejected")
+            log.info("simsmsc %s %s rejected with 0x%x", job.kind, job.id, w.status)
+            return
+        job.state = "delivered"
+        job.last_status = 0
+        job.last_error = ""
+        job.delivered_at = time.time()
+        self._count("mo_delivered" if job.kind == "mo" else "receipts_sent")

@@ -1,0 +1,460 @@
+"""The simulated SMSC over real TCP on 127.0.0.1, with smpplib's Client as the ESME."""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import struct
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+import smpplib.client
+import smpplib.consts
+import smpplib.exceptions
+import smpplib.gsm
+
+from smsbot.config import SimulatorSettings, SmscSettings
+from smsbot.simulator import Handset, SimSmsc, format_message, run_handset
+from smsbot.simulator.handset import interactive
+
+MSISDN = "13800138000"
+CODE = "10086"
+
+
+@pytest.fixture
+def sim():
+    s = SimSmsc(
+        SimulatorSettings(host="127.0.0.1", smpp_port=0, control_port=0, redeliver_seconds=0.2),
+        SmscSettings(system_id="smsbot", password="secret"),
+        response_timeout=1.0,
+    ).start()
+    yield s
+    s.stop()
+
+
+class Esme(smpplib.client.Client):
+    """smpplib client with a locked send and a background reader answering deliver_sm."""
+
+    def __init__(self, sim: SimSmsc, mode: str = "transceiver", status=lambda pdu: 0, password: str = "secret"):
+        super().__init__("127.0.0.1", sim.smpp_port, timeout=0.2, allow_unknown_opt_params=True)
+        self._send_lock = threading.Lock()
+        self.received: list = []
+        self.sent: list = []
+        self.status_fn = status
+        self.stopped = threading.Event()
+        self.set_message_received_handler(self._on_deliver)
+        self.set_message_sent_handler(lambda pdu: self.sent.append(pdu))
+        self.connect()
+        self.timeout = 2
+        self._socket.settimeout(2)
+        getattr(self, f"bind_{mode}")(system_id="smsbot", password=password)
+        self._socket.settimeout(0.2)
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _on_deliver(self, pdu):
+        self.received.append(pdu)
+        return self.status_fn(pdu)
+
+    def send_pdu(self, p):
+        with self._send_lock:
+            return super().send_pdu(p)
+
+    def _loop(self):
+        while not self.stopped.is_set():
+            try:
+                self.read_once(auto_send_enquire_link=False)
+            except socket.timeout:
+                continue
+            except (smpplib.exceptions.ConnectionError, OSError, AttributeError):
+                break
+        self.stopped.set()
+
+    def close(self):
+        self.stopped.set()
+        if self._socket is not None:
+            try:
+                self._socket.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self._thread.join(2)
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
+
+    def wait_received(self, n: int, timeout: float = 3.0) -> list:
+        deadline = time.monotonic() + timeout
+        while len(self.received) < n and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return list(self.received)
+
+
+def _s(v) -> str:
+    return (v.decode() if isinstance(v, bytes) else v).rstrip("\0")
+
+
+def _raw_connect(sim: SimSmsc) -> socket.socket:
+    s = socket.create_connection(("127.0.0.1", sim.smpp_port), timeout=2)
+    return s
+
+
+def _read_pdu(s: socket.socket) -> tuple[int, int, int, bytes]:
+    hdr = b""
+    while len(hdr) < 16:
+        chunk = s.recv(16 - len(hdr))
+        if not chunk:
+            raise ConnectionError("closed")
+        hdr += chunk
+    length, cid, status, seq = struct.unpack(">IIII", hdr)
+    body = b""
+    while len(body) < length - 16:
+        body += s.recv(length - 16 - len(body))
+    return cid, status, seq, body
+
+
+def _bind_body(system_id: str, password: str) -> bytes:
+    return system_id.encode() + b"\0" + password.encode() + b"\0" + b"\0" + bytes([0x34, 0, 0]) + b"\0"
+
+
+def _pdu(cid: int, seq: int, body: bytes = b"", status: int = 0) -> bytes:
+    return struct.pack(">IIII", 16 + len(body), cid, status, seq) + body
+
+
+# ------------------------------------------------------------------ binds
+
+
+def test_bind_success_and_failures(sim):
+    e = Esme(sim)
+    try:
+        assert sim.binds() and sim.binds()[0]["mode"] == "transceiver"
+        e2 = Esme(sim, mode="receiver")  # several binds at once
+        assert len(sim.binds()) == 2
+        e2.close()
+    finally:
+        e.close()
+    c = smpplib.client.Client("127.0.0.1", sim.smpp_port, timeout=2, allow_unknown_opt_params=True)
+    c.connect()
+    with pytest.raises(smpplib.exceptions.PDUError) as ei:
+        c.bind_transceiver(system_id="wrong", password="secret")
+    assert ei.value.args[1] == smpplib.consts.SMPP_ESME_RINVSYSID
+    with pytest.raises(smpplib.exceptions.PDUError) as ei:
+        c.bind_transceiver(system_id="smsbot", password="nope")
+    assert ei.value.args[1] == smpplib.consts.SMPP_ESME_RINVPASWD
+    c.disconnect()
+    assert sim.stats()["bind_failures"] == 2
+
+
+def test_enquire_link_unbind_and_generic_nack(sim):
+    s = _raw_connect(sim)
+    try:
+        s.sendall(_pdu(0x09, 1, _bind_body("smsbot", "secret")))
+        assert _read_pdu(s)[:3] == (0x80000009, 0, 1)
+        s.sendall(_pdu(0x15, 2))
+        assert _read_pdu(s)[:3] == (0x80000015, 0, 2)
+        s.sendall(_pdu(0x00000077, 3))  # unknown command
+        assert _read_pdu(s)[:3] == (0x80000000, smpplib.consts.SMPP_ESME_RINVCMDID, 3)
+        s.sendall(_pdu(0x06, 4))
+        assert _read_pdu(s)[:3] == (0x80000006, 0, 4)
+        assert s.recv(16) == b""  # closed after unbind
+    finally:
+        s.close()
+
+
+def test_bad_command_length_gets_generic_nack_and_close(sim):
+    s = _raw_connect(sim)
+    try:
+        s.sendall(_pdu(0x15, 7) + struct.pack(">IIII", 8, 0x15, 0, 8))
+        assert _read_pdu(s)[:3] == (0x80000015, 0, 7)  # the good PDU before the bad header is served
+        assert _read_pdu(s)[:2] == (0x80000000, smpplib.consts.SMPP_ESME_RINVCMDLEN)
+        assert s.recv(16) == b""
+    finally:
+        s.close()
+
+
+def test_simulator_sends_enquire_link_when_idle():
+    with SimSmsc(SimulatorSettings(smpp_port=0, control_port=0), enquire_link_interval=0.3) as sim:
+        s = _raw_connect(sim)
+        try:
+            s.sendall(_pdu(0x09, 1, _bind_body("smsbot", "secret")))
+            _read_pdu(s)
+            cid, _st, seq, _ = _read_pdu(s)
+            assert cid == 0x15
+            s.sendall(_pdu(0x80000015, seq))
+        finally:
+            s.close()
+
+
+# ------------------------------------------------------------------ MT: submit_sm → mailbox
+
+
+def test_submit_short_and_long_ucs2_reach_handset_once(sim):
+    e = Esme(sim)
+    h = Handset(sim.control_url, MSISDN)
+    try:
+        e.send_message(source_addr=CODE, destination_addr=MSISDN, short_message="你好".encode("utf-16-be"),
+                       data_coding=8, registered_delivery=0)
+        long_text = "这是一条很长的中文消息，" * 12  # 144 chars → 3 UCS-2 parts
+        parts, _enc, esm = smpplib.gsm.make_parts(long_text, encoding=smpplib.consts.SMPP_ENCODING_ISO10646)
+        assert len(parts) == 3
+        for p in reversed(parts):  # out of order on purpose
+            e.send_message(source_addr=CODE, destination_addr=MSISDN, short_message=p, data_coding=8, esm_class=esm)
+        deadline = time.monotonic() + 3
+        while len(e.sent) < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        ids = [p.message_id for p in e.sent]
+        assert len(set(ids)) == 4 and all(ids)
+        msgs = h.collect(wait=2)
+        if len(msgs) < 2:
+            msgs += h.collect(wait=2)
+        assert [(m["text"], m["parts"], m["from"]) for m in msgs] == [("你好", 1, CODE), (long_text, 3, CODE)]
+        assert h.collect(wait=0) == []  # shown once
+        assert sim.stats()["mt_received"] == 2 and sim.stats()["mt_parts_received"] == 4
+        block = format_message(msgs[1])
+        assert block.startswith(f"--- from {CODE} (3 parts) ") and block.endswith(long_text)
+    finally:
+        e.close()
+
+
+def test_delivery_receipt_sent_when_requested(sim):
+    e = Esme(sim)
+    try:
+        e.send_message(source_addr=CODE, destination_addr=MSISDN, short_message=b"hi", data_coding=0,
+                       registered_delivery=1)
+        got = e.wait_received(1)
+        assert got, "no receipt"
+        r = got[0]
+        assert r.esm_class & 0x04
+        assert _s(r.receipted_message_id) == _s(e.sent[0].message_id)
+        assert r.message_state == 2
+        assert b"stat:DELIVRD" in r.short_message
+    finally:
+        e.close()
+
+
+def test_inbox_long_poll_and_submit_to_transmitter_only(sim):
+    rx = Esme(sim, mode="receiver")
+    tx = Esme(sim, mode="transmitter")
+    h = Handset(sim.control_url, "13900000001")
+    try:
+        threading.Timer(0.3, lambda: tx.send_message(source_addr=CODE, destination_addr=h.msisdn,
+                                                     short_message=b"late", data_coding=0)).start()
+        t0 = time.monotonic()
+        msgs = h.collect(wait=3)
+        assert [m["text"] for m in msgs] == ["late"]
+        assert 0.2 < time.monotonic() - t0 < 2.5
+    finally:
+        rx.close()
+        tx.close()
+
+
+# ------------------------------------------------------------------ MO injection
+
+
+def _udh(sm: bytes) -> tuple[int, int, int, int, bytes]:
+    """(iei, ref, total, seq, payload) of a concatenated part."""
+    udhl = sm[0]
+    iei = sm[1]
+    if iei == 0x00:
+        ref, total, seq = sm[3], sm[4], sm[5]
+    else:
+        ref, total, seq = struct.unpack(">H", sm[3:5])[0], sm[5], sm[6]
+    return iei, ref, total, seq, sm[1 + udhl:]
+
+
+def test_inject_short_mo_with_umr_and_vendor_tlv(sim):
+    e = Esme(sim)
+    try:
+        r1 = sim.inject_mo(MSISDN, CODE, "0000", extra_tlvs={0x1401: b"\x01\x02"})
+        r2 = sim.inject_mo(MSISDN, CODE, "1")
+        got = e.wait_received(2)
+        assert [(p.source_addr, p.destination_addr, p.short_message) for p in got] == [
+            (MSISDN.encode(), CODE.encode(), b"0000"), (MSISDN.encode(), CODE.encode(), b"1")]
+        assert got[1].user_message_reference == (got[0].user_message_reference + 1) & 0xFFFF
+        assert r2["user_message_reference"] == got[1].user_message_reference
+        assert sim.wait_mo(r1["id"])["state"] == "delivered"
+        assert sim.wait_mo(r2["id"])["state"] == "delivered"
+    finally:
+        e.close()
+
+
+@pytest.mark.parametrize("split", ["udh8", "udh16", "sar"])
+def test_inject_long_mo_split_and_shuffled(sim, split):
+    e = Esme(sim)
+    text = "取消" + "包月业务" * 40  # 162 UCS-2 chars → 3 parts
+    try:
+        r = sim.inject_mo(MSISDN, CODE, text, split=split, shuffle=True)
+        assert r["parts"] == 3
+        got = e.wait_received(3)
+        assert len(got) == 3
+        umrs = {p.user_message_reference for p in got}
+        assert len(umrs) == 1
+        pieces = {}
+        for p in got:
+            assert p.data_coding == 8
+            if split == "sar":
+                assert p.esm_class == 0
+                pieces[p.sar_segment_seqnum] = p.short_message
+                assert p.sar_total_segments == 3
+                refs = {q.sar_msg_ref_num for q in got}
+                assert len(refs) == 1
+            else:
+                assert p.esm_class & 0x40
+                iei, _ref, total, seq, payload = _udh(p.short_message)
+                assert iei == (0x00 if split == "udh8" else 0x08) and total == 3
+                assert len(p.short_message) <= 140
+                pieces[seq] = payload
+        order = [p.sar_segment_seqnum if split == "sar" else _udh(p.short_message)[3] for p in got]
+        assert order != [1, 2, 3]  # shuffled
+        assert b"".join(pieces[i] for i in (1, 2, 3)).decode("utf-16-be") == text
+        assert sim.wait_mo(r["id"])["state"] == "delivered"
+    finally:
+        e.close()
+
+
+def test_temporary_error_redelivers_and_permanent_rejects(sim):
+    answers = [0x64, 0x58, 0]  # ESME_RX_T_APPN, then throttled, then OK
+    e = Esme(sim, status=lambda pdu: answers.pop(0) if answers else 0x65)
+    try:
+        r = sim.inject_mo(MSISDN, CODE, "0000")
+        st = sim.wait_mo(r["id"], timeout=4)
+        assert st["state"] == "delivered" and st["redeliveries"] == 2 and st["attempts"] == 3
+        got = e.wait_received(3)
+        assert len({p.user_message_reference for p in got}) == 1  # same TP-MR on redelivery
+        r2 = sim.inject_mo(MSISDN, CODE, "bad")
+        st2 = sim.wait_mo(r2["id"], timeout=3)
+        assert st2["state"] == "rejected" and st2["last_status"] == 0x65
+        s = sim.stats()
+        assert s["mo_delivered"] == 1 and s["mo_redelivered"] == 2 and s["mo_rejected"] == 1
+    finally:
+        e.close()
+
+
+def test_no_bind_then_bind_delivers_and_duplicate(sim):
+    r = sim.inject_mo(MSISDN, CODE, "hello", duplicate=True)
+    time.sleep(0.3)
+    assert sim.mo_status(r["id"])["state"] in ("queued", "delivering")
+    e = Esme(sim)
+    try:
+        got = e.wait_received(2)
+        assert [p.short_message for p in got] == [b"hello", b"hello"]
+        assert got[0].user_message_reference == got[1].user_message_reference
+        assert sim.wait_mo(r["id"])["state"] == "delivered"
+        assert sim.stats()["mo_duplicates_sent"] == 1
+    finally:
+        e.close()
+
+
+def test_response_timeout_counts_as_temporary():
+    with SimSmsc(SimulatorSettings(smpp_port=0, control_port=0, redeliver_seconds=0.1), response_timeout=0.3) as sim:
+        s = _raw_connect(sim)
+        try:
+            s.sendall(_pdu(0x09, 1, _bind_body("smsbot", "secret")))
+            _read_pdu(s)
+            r = sim.inject_mo(MSISDN, CODE, "x")
+            cid, _, seq1, body1 = _read_pdu(s)  # ignore the first one
+            assert cid == 0x05
+            cid, _, seq2, body2 = _read_pdu(s)
+            assert cid == 0x05 and seq2 != seq1 and body2 == body1
+            s.sendall(_pdu(0x80000005, seq2, b"\0"))
+            assert sim.wait_mo(r["id"])["state"] == "delivered"
+        finally:
+            s.close()
+
+
+def test_inject_raw_and_drop_connections(sim):
+    e = Esme(sim)
+    try:
+        res = sim.inject_raw(b"", command_id=0x15, wait=1.0)  # enquire_link: smpplib answers it
+        assert res["resp_command_id"] == 0x80000015 and res["resp_status"] == 0
+        assert sim.drop_connections() == 1
+        e._thread.join(2)
+        assert e.stopped.is_set()
+        assert sim.binds() == []
+        e2 = Esme(sim)  # reconnect works
+        assert len(sim.binds()) == 1
+        e2.close()
+    finally:
+        e.close()
+
+
+# ------------------------------------------------------------------ control API + handset
+
+
+def _http(sim, method, path, body=None):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(sim.control_url + path, data=data, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def test_control_api_routes(sim):
+    e = Esme(sim)
+    try:
+        assert _http(sim, "GET", "/healthz") == (200, {"ok": True, "smpp_port": sim.smpp_port, "binds": 1})
+        code, body = _http(sim, "POST", "/mo", {"from": MSISDN, "to": CODE, "text": "hi", "tlvs": {"0x1401": "ab"}})
+        assert code == 202 and body["id"]
+        e.wait_received(1)
+        deadline = time.monotonic() + 2
+        while _http(sim, "GET", f"/mo/{body['id']}")[1]["state"] != "delivered" and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert _http(sim, "GET", f"/mo/{body['id']}")[1]["state"] == "delivered"
+        assert _http(sim, "GET", "/mo/nope")[0] == 404
+        for bad, needle in [({"to": CODE, "text": "x"}, "from"), ({"from": MSISDN, "to": CODE, "text": 5}, "text"),
+                            ({"from": MSISDN, "to": CODE, "text": "x", "split": "udh9"}, "split"),
+                            ({"from": MSISDN, "to": CODE, "text": "x", "tlvs": {"0x1401": "zz"}}, "hex")]:
+            code, err = _http(sim, "POST", "/mo", bad)
+            assert code == 400 and needle in err["error"]
+        assert _http(sim, "GET", "/inbox/1?wait=abc")[0] == 400
+        assert _http(sim, "GET", "/stats")[1]["mo_delivered"] == 1
+        assert _http(sim, "POST", "/drop") == (200, {"dropped": 1})
+    finally:
+        e.close()
+
+
+def test_handset_converse_and_run_handset(sim):
+    """A tiny echo bot on smpplib answers every MO with two MTs."""
+    bot: Esme | None = None
+
+    def on_mo(pdu):
+        text = pdu.short_message.decode()
+        for reply in (f"echo {text}", "bye"):
+            threading.Thread(target=bot.send_message, kwargs=dict(
+                source_addr=CODE, destination_addr=pdu.source_addr.decode(), short_message=reply.encode(),
+                data_coding=0)).start()
+        return 0
+
+    bot = Esme(sim, status=on_mo)
+    try:
+        h = Handset(sim.control_url, MSISDN)
+        msgs = h.converse(CODE, "ping", wait=0.6)
+        assert sorted(m["text"] for m in msgs) == ["bye", "echo ping"]
+        out = io.StringIO()
+        assert run_handset(sim.control_url, MSISDN, CODE, "pong", 0.6, out=out) == 0
+        assert "echo pong" in out.getvalue() and "--- from 10086 " in out.getvalue()
+        out = io.StringIO()
+        assert interactive(h, CODE, 0.6, inp=io.StringIO("one\nquit\n"), out=out, poll=0.2) == 0
+        assert "echo one" in out.getvalue()
+        assert run_handset("http://127.0.0.1:1", MSISDN, CODE, "x", 0.1, out=io.StringIO()) == 2
+    finally:
+        bot.close()
+
+
+def test_stop_joins_all_threads():
+    before = {t.ident for t in threading.enumerate()}
+    for _ in range(3):
+        s = SimSmsc(SimulatorSettings(smpp_port=0, control_port=0)).start()
+        e = Esme(s)
+        s.inject_mo(MSISDN, CODE, "x")
+        e.wait_received(1)
+        s.stop()
+        e.close()
+    time.sleep(0.1)
+    left = [t for t in threading.enumerate() if t.ident not in before and t.name.startswith("simsmsc")]
+    assert left == []
