@@ -1,8 +1,9 @@
-"""Assemble one bot instance from settings: store, router, dispatcher, outbox sender, transport.
+"""Assemble one bot instance from settings: store, router, dispatcher, outbox sender, transport,
+event consumers, metrics; and reload what can change without dropping the bind.
 
 `Bot.run()` serves in the calling thread until `request_stop()`; `Bot.start()` runs it in a
 background thread (tests, the demo). Signal handling is the caller's (`smsbot.daemon`): signals
-only call `request_stop()`; a second one calls `request_stop(force=True)`.
+only call `request_stop()` / `request_reload()`; a second stop signal calls `request_stop(force=True)`.
 """
 
 from __future__ import annotations
@@ -11,19 +12,24 @@ import os
 import socket
 import threading
 import time
-from typing import Any
+from pathlib import Path
+from typing import Any, Sequence
 
 import commands
+from smsbot import config as config_mod
 from smsbot import log
 from smsbot.config import Settings
 from smsbot.dispatch import Dispatcher, MoOutcome
 from smsbot.events import EventConsumer, ensure_group
-from smsbot.outbox import OutboxSender, SequenceGenerator
+from smsbot.messages import Receipt
+from smsbot.metrics import Metrics, MetricsServer
+from smsbot.outbox import OutboxSender, OutgoingMt, SequenceGenerator
 from smsbot.router import Router
 from smsbot.store import Store
 from smsbot.transport import Transport
 
 _log = log.get("smsbot.mo")
+_life = log.get("smsbot.bot")
 
 
 def instance_name() -> str:
@@ -32,30 +38,39 @@ def instance_name() -> str:
 
 def build_store(settings: Settings) -> Store:
     cmds = commands.all_commands()
-    store = Store(settings, [c.lua_file for c in cmds if c.lua_file])
-    return store
+    return Store(settings, [c.lua_file for c in cmds if c.lua_file])
 
 
 class Bot:
-    def __init__(self, settings: Settings, *, instance: str | None = None):
+    def __init__(self, settings: Settings, *, instance: str | None = None, config_path: str | Path | None = None):
         self.settings = settings
+        self.config_path = config_path
         self.instance = instance or instance_name()
         self.stop_event = threading.Event()
+        self.metrics = Metrics()
         self.store = build_store(settings)
         self.store.load_scripts()
         self.store.ensure_groups()
         self.router = Router(settings, commands.all_commands())
         self.sequences = SequenceGenerator()
         self.dispatcher = Dispatcher(settings, self.store, self.router, self.instance)
-        self.sender = OutboxSender(settings, self.router, self.sequences)
+        self.sender = OutboxSender(settings, self.router, self.sequences, self.store.keys)
+        self.sender.on_sent = self._on_sent
+        self.sender.on_failed = lambda mt, status: self.metrics.mt_failed.labels(hex(status)).inc()
+        self.sender.on_retry = lambda reason: self.metrics.mt_retried.labels(reason).inc()
         self.transport = Transport(
             settings, self.store, self.dispatcher, self.sender, self.sequences, self.stop_event, self.instance,
-            on_mo=self._log_mo,
+            on_batch=self._on_batch, on_receipt=self._on_receipt,
         )
+        self.transport.on_bound = self._on_bound
+        self.transport.on_reload = self._apply_reload
         self._thread: threading.Thread | None = None
         self.mo_count = 0
+        self._consumer_stop = threading.Event()
         self.consumers = self._event_consumers()
+        self.metrics_server: MetricsServer | None = None
 
+    # -- event streams ------------------------------------------------------------------------------
     def _event_consumers(self) -> list[EventConsumer]:
         enabled = {name for sc in self.settings.short_codes for name in sc.commands}
         out: list[EventConsumer] = []
@@ -67,18 +82,96 @@ class Bot:
                 if source.name not in seen:
                     seen.add(source.name)
                     ensure_group(self.store.redis, source.stream, source.group)
-                    out.append(EventConsumer(self.store.redis, source, self.instance, self.stop_event))
+                    out.append(EventConsumer(self.store.redis, source, self.instance, self._consumer_stop))
         return out
 
-    def _log_mo(self, oc: MoOutcome, latency_ms: float) -> None:
-        self.mo_count += 1
-        _log.info(
-            "mo", correlation=oc.correlation, msisdn=oc.inbound.msisdn, short_code=oc.inbound.short_code,
-            command=oc.command, outcome=oc.outcome, status=int(oc.status), latency_ms=latency_ms,
-        )
+    def _stop_consumers(self) -> None:
+        self._consumer_stop.set()
+        for consumer in self.consumers:
+            consumer.join(5)
 
+    # -- callbacks from the transport (its thread) ---------------------------------------------------
+    def _on_batch(self, outcomes: Sequence[MoOutcome], elapsed: float) -> None:
+        self.mo_count += len(outcomes)
+        m = self.metrics
+        m.latency.observe(elapsed)
+        m.batch_size.observe(len(outcomes))
+        latency_ms = round(elapsed * 1000, 2)
+        for oc in outcomes:
+            m.mo.labels(oc.command or "-", oc.outcome or "-").inc()
+            _log.info(
+                "mo", correlation=oc.correlation, msisdn=oc.inbound.msisdn, short_code=oc.inbound.short_code,
+                command=oc.command, outcome=oc.outcome, status=int(oc.status), latency_ms=latency_ms,
+            )
+
+    def _on_sent(self, mt: OutgoingMt) -> None:
+        self.metrics.mt.labels(mt.tpl).inc()
+
+    def _on_receipt(self, receipt: Receipt) -> None:
+        self.metrics.receipts.labels(receipt.state).inc()
+        _log.info("delivery_receipt", message_id=receipt.message_id, state=receipt.state, err=receipt.error)
+
+    def _on_bound(self, bound: bool) -> None:
+        self.metrics.bound.set(1 if bound else 0)
+        if not bound:
+            self.metrics.reconnects.inc()
+
+    def health(self) -> dict[str, bool]:
+        try:
+            redis_ok = bool(self.store.redis.ping())
+        except Exception:
+            redis_ok = False
+        return {"smsc_bound": self.transport.bound.is_set(), "redis": redis_ok}
+
+    def _refresh_gauges(self) -> None:
+        self.metrics.outbox_backlog.set(self.sender.backlog)
+        self.metrics.outbox_inflight.set(self.sender.inflight)
+        self.metrics.outbox_depth.set(self.store.outbox_depth())
+
+    # -- reload (SIGHUP) ------------------------------------------------------------------------------
+    def request_reload(self) -> None:
+        """Ask the transport thread to reload at its next loop turn (safe from a signal handler)."""
+        self.transport.reload_requested.set()
+
+    def _apply_reload(self) -> bool:
+        """Load the config again; swap templates, catalogue, menu, plans and thresholds; keep the bind.
+
+        An invalid configuration is refused and logged; the running one stays.
+        """
+        if self.config_path is None:
+            _life.warning("reload_ignored", reason="started without a config file path")
+            return False
+        try:
+            new = config_mod.load(self.config_path)
+        except config_mod.ConfigError as e:
+            _life.error("reload_refused", errors=[f"{k}: {m}" for k, m in e.errors])
+            return False
+        if new.smsc != self.settings.smsc or new.redis != self.settings.redis:
+            _life.warning("reload_partial", reason="smsc and redis settings take effect on restart")
+            new = new.model_copy(update={"smsc": self.settings.smsc, "redis": self.settings.redis})
+        router = Router(new, commands.all_commands())
+        self.settings = new
+        self.router = router
+        self.dispatcher.settings, self.dispatcher.router = new, router
+        self.sender.settings, self.sender.router = new, router
+        self.transport.settings = new
+        self._stop_consumers()
+        self._consumer_stop = threading.Event()
+        self.consumers = self._event_consumers()
+        for consumer in self.consumers:
+            consumer.start()
+        _life.info("reloaded", services=len(new.services), short_codes=[sc.code for sc in new.short_codes])
+        return True
+
+    # -- lifecycle -----------------------------------------------------------------------------------
     def run(self) -> None:
-        _log.info("bot_starting", instance=self.instance, redis=_safe_url(self.store.url))
+        _life.info("bot_starting", instance=self.instance, redis=_safe_url(self.store.url))
+        m = self.settings.metrics
+        if m.port:
+            self.metrics_server = MetricsServer(self.metrics, self.health, m.host, m.port)
+            self.metrics_server.before_scrape = self._refresh_gauges
+            self.metrics_server.start()
+            _life.info("metrics_listening", host=m.host, port=self.metrics_server.port)
         for consumer in self.consumers:
             consumer.start()
         try:
@@ -88,10 +181,11 @@ class Bot:
 
     def teardown(self) -> None:
         self.stop_event.set()
-        for consumer in self.consumers:
-            consumer.join(5)
+        self._stop_consumers()
+        if self.metrics_server is not None:
+            self.metrics_server.stop()
         self.store.close()
-        _log.info("bot_stopped", instance=self.instance)
+        _life.info("bot_stopped", instance=self.instance)
 
     def request_stop(self, force: bool = False) -> None:
         self.stop_event.set()

@@ -111,6 +111,7 @@ class MenuSettings(_Frozen):
 class DispatchSettings(_Frozen):
     dedup_seconds: int = Field(600, ge=0, description="window in which an identical MO is treated as an SMSC redelivery")
     reassembly_timeout_seconds: int = Field(300, ge=1)
+    mt_record_seconds: int = Field(7 * 86400, ge=60, description="how long sent-MT records (smsbot mt show, receipts) are kept")
 
 
 class LogSettings(_Frozen):

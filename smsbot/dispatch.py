@@ -26,7 +26,7 @@ from smsbot import log
 from smsbot.config import Settings
 from smsbot.messages import Inbound, Status
 from smsbot.router import Router
-from smsbot.store import ScriptCall, ScriptResult, Store
+from smsbot.store import HashWrite, ScriptCall, ScriptResult, Store
 
 OUTBOX_READ_PER_CALL = 8
 _log = log.get("smsbot.dispatch")
@@ -62,7 +62,7 @@ class Dispatcher:
         self._dedup = settings.dispatch.dedup_seconds > 0
         self._reassembly_ms = settings.dispatch.reassembly_timeout_seconds * 1000
 
-    def handle(self, inbounds: Sequence[Inbound], acks: Sequence[tuple[str, str]] = ()) -> BatchResult:
+    def handle(self, inbounds: Sequence[Inbound], acks: Sequence[tuple[str, str]] = (), writes: Sequence[HashWrite] = ()) -> BatchResult:
         now_ms = int(self.clock() * 1000)
         outcomes: list[MoOutcome] = []
         calls: list[ScriptCall] = []
@@ -90,15 +90,15 @@ class Dispatcher:
                 owners.append((oc, "mo"))
         result = BatchResult(outcomes)
         if not calls:
-            if acks:
+            if acks or writes:
                 try:
-                    self.store.ack(acks)
+                    self.store.ack(acks, writes)
                     result.acks_flushed = True
-                except redis.RedisError as e:
+                except (redis.RedisError, OSError) as e:
                     _log.warning("outbox_ack_failed", error=str(e))
             return result
         try:
-            results = self.store.run_batch(calls, acks)
+            results = self.store.run_batch(calls, acks, writes)
             result.acks_flushed = True
         except (redis.ConnectionError, redis.TimeoutError, OSError) as e:
             _log.error("redis_unreachable", error=str(e), batch=len(inbounds))

@@ -19,7 +19,9 @@ from typing import Callable
 from smsbot import codec, log, pdu
 from smsbot.config import Settings
 from smsbot.messages import Status, SubmitSm
+from smsbot.keys import Keys
 from smsbot.router import Router
+from smsbot.store import HashWrite
 
 _log = log.get("smsbot.outbox")
 RETRY_STATUSES = frozenset({Status.RTHROTTLED, Status.RMSGQFUL, Status.RSYSERR})
@@ -52,6 +54,7 @@ class OutgoingMt:
     entry_id: str
     to: str
     short_code: str
+    tpl: str
     parts: list[SubmitSm]
     correlation: str
     done: set[int] = field(default_factory=set)
@@ -67,8 +70,13 @@ class _Part:
 
 
 class OutboxSender:
-    def __init__(self, settings: Settings, router: Router, sequences: SequenceGenerator, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, settings: Settings, router: Router, sequences: SequenceGenerator, keys: Keys,
+                 clock: Callable[[], float] = time.monotonic):
         self.settings = settings
+        self.keys = keys
+        self._writes: list[HashWrite] = []
+        self.on_failed: Callable[[OutgoingMt, int], None] | None = None
+        self.on_retry: Callable[[str], None] | None = None
         self.router = router
         self.sequences = sequences
         self.clock = clock
@@ -114,7 +122,7 @@ class OutboxSender:
             )
             for p in payloads
         ]
-        return OutgoingMt(stream, entry_id, to, short_code, parts, f.get("mo", ""))
+        return OutgoingMt(stream, entry_id, to, short_code, f["tpl"], parts, f.get("mo", ""))
 
     # -- out --------------------------------------------------------------------------------------
     @property
@@ -177,14 +185,30 @@ class OutboxSender:
             part.not_before = self.clock() + THROTTLE_BACKOFF_S
             self._queue.appendleft(part)
             _log.warning("submit_throttled", status=hex(status), correlation=mt.correlation)
+            if self.on_retry is not None:
+                self.on_retry("throttled" if status == Status.RTHROTTLED else "queue_full" if status == Status.RMSGQFUL else "system_error")
             return True
         _log.error("submit_rejected", status=hex(status), correlation=mt.correlation, to=mt.to)
         self.failed_total += 1
+        self._writes.append(HashWrite(self.keys.mt(f"x{mt.entry_id}"), {
+            **self._record(mt), "state": "REJECTED", "status": hex(status), "part": str(part.index + 1),
+            "message_ids": ",".join(mt.message_ids[i] for i in sorted(mt.message_ids)),
+        }, self.settings.dispatch.mt_record_seconds))
+        if self.on_failed is not None:
+            self.on_failed(mt, status)
         self._finish(mt)
         return True
 
+    def _record(self, mt: OutgoingMt) -> dict[str, str]:
+        return {"to": mt.to, "from": mt.short_code, "tpl": mt.tpl, "correlation": mt.correlation,
+                "entry": mt.entry_id, "parts": str(len(mt.parts)), "at": str(int(time.time() * 1000))}
+
     def _complete(self, mt: OutgoingMt) -> None:
         self.sent_total += 1
+        base = self._record(mt)
+        ttl = self.settings.dispatch.mt_record_seconds
+        for i, mid in sorted(mt.message_ids.items()):
+            self._writes.append(HashWrite(self.keys.mt(mid), {**base, "part": str(i + 1), "state": "ENROUTE"}, ttl))
         if self.on_sent is not None:
             self.on_sent(mt)
         self._finish(mt)
@@ -209,13 +233,18 @@ class OutboxSender:
         self._queue.extendleft(reversed(parts))
         return len(parts)
 
-    # -- acknowledgements to Redis ------------------------------------------------------------------
-    def take_acks(self) -> list[tuple[str, str]]:
+    # -- what the next Redis round trip must carry: outbox acks, MT records ---------------------------
+    def take_pending(self) -> tuple[list[tuple[str, str]], list[HashWrite]]:
         acks, self._acks = self._acks, []
-        return acks
+        writes, self._writes = self._writes, []
+        return acks, writes
 
-    def restore_acks(self, acks: list[tuple[str, str]]) -> None:
+    def restore_pending(self, acks: list[tuple[str, str]], writes: list[HashWrite]) -> None:
         self._acks[:0] = acks
+        self._writes[:0] = writes
+
+    def add_write(self, write: HashWrite) -> None:
+        self._writes.append(write)
 
     @property
     def idle(self) -> bool:

@@ -127,9 +127,10 @@ class Store:
 
     # -- round trips -----------------------------------------------------------------------------
     def run_batch(
-        self, calls: Sequence[ScriptCall], acks: Sequence[tuple[str, str]] = ()
+        self, calls: Sequence[ScriptCall], acks: Sequence[tuple[str, str]] = (), writes: Sequence[HashWrite] = ()
     ) -> list[ScriptResult | Exception]:
-        """One pipelined round trip: all script calls, then XACK+XDEL of sent outbox entries.
+        """One pipelined round trip: all script calls, XACK+XDEL of sent outbox entries, hash writes
+        (MT records, receipts).
 
         Raises redis.ConnectionError/TimeoutError when Redis is unreachable (nothing is known to be
         stored); per-call script errors come back in the list as exceptions.
@@ -138,7 +139,11 @@ class Store:
         for c in calls:
             pipe.execute_command("EVALSHA", self.mo_sha, len(c.keys), *c.keys, *c.argv)
         _queue_acks(pipe, acks)
+        _queue_writes(pipe, writes)
         raw = pipe.execute(raise_on_error=False)
+        for r in raw[len(calls):]:
+            if isinstance(r, (redis.ConnectionError, redis.TimeoutError)):
+                raise r
         results: list[Any] = list(raw[: len(calls)])
         retry = [i for i, r in enumerate(results) if isinstance(r, redis.exceptions.NoScriptError)]
         if retry:
@@ -160,12 +165,16 @@ class Store:
             raise res
         return res
 
-    def ack(self, acks: Sequence[tuple[str, str]]) -> None:
-        if not acks:
+    def ack(self, acks: Sequence[tuple[str, str]], writes: Sequence[HashWrite] = ()) -> None:
+        if not acks and not writes:
             return
         pipe = self.redis.pipeline(transaction=False)
         _queue_acks(pipe, acks)
+        _queue_writes(pipe, writes)
         pipe.execute()
+
+    def mt_record(self, message_id: str) -> dict[str, str]:
+        return {_s(k): _s(v) for k, v in self.redis.hgetall(self.keys.mt(message_id)).items()}
 
     def read_outbox(self, consumer: str, count: int, block_ms: int | None = None) -> list[tuple[str, str, dict[str, str]]]:
         """Entries nobody has picked up yet (reminders, alerts, replies whose sender died before reading)."""
@@ -200,6 +209,22 @@ class Store:
         for s in self.keys.all_outboxes():
             pipe.xlen(s)
         return sum(pipe.execute())
+
+
+@dataclass(slots=True)
+class HashWrite:
+    """HSET key fields (+ EXPIRE ttl): MT records and their receipt states."""
+
+    key: str
+    fields: dict[str, str]
+    ttl: int = 0
+
+
+def _queue_writes(pipe: Any, writes: Sequence[HashWrite]) -> None:
+    for w in writes:
+        pipe.hset(w.key, mapping=w.fields)
+        if w.ttl:
+            pipe.expire(w.key, w.ttl)
 
 
 def _queue_acks(pipe: Any, acks: Sequence[tuple[str, str]]) -> None:

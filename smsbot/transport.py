@@ -35,9 +35,9 @@ import smpplib.exceptions
 from smsbot import codec, log, pdu
 from smsbot.config import BindMode, Settings
 from smsbot.dispatch import Dispatcher
-from smsbot.messages import CommandId, Inbound, Status
+from smsbot.messages import CommandId, Inbound, Receipt, Status
 from smsbot.outbox import OutboxSender, SequenceGenerator
-from smsbot.store import Store
+from smsbot.store import HashWrite, Store
 
 _log = log.get("smsbot.transport")
 READ_CHUNK = 262144
@@ -79,7 +79,8 @@ class Transport:
         sequences: SequenceGenerator,
         stop: threading.Event,
         instance: str,
-        on_mo: Callable[..., None] | None = None,
+        on_batch: Callable[..., None] | None = None,
+        on_receipt: Callable[..., None] | None = None,
     ):
         self.settings = settings
         self.store = store
@@ -89,7 +90,12 @@ class Transport:
         self.stop = stop
         self.force_stop = threading.Event()
         self.instance = instance
-        self.on_mo = on_mo
+        self.on_batch = on_batch
+        self.on_receipt = on_receipt
+        self.on_bound: Callable[[bool], None] | None = None
+        self.on_reload: Callable[[], bool] | None = None
+        self.reload_requested = threading.Event()
+        self._receipts: list[tuple[Receipt, int, Link]] = []
         self.links: list[Link] = []
         self.bound = threading.Event()
         self.reconnects = 0
@@ -126,6 +132,8 @@ class Transport:
         else:
             self.links = [self._bind("bind_receiver", True, False), self._bind("bind_transmitter", False, True)]
         self.bound.set()
+        if self.on_bound is not None:
+            self.on_bound(True)
         resent = self.sender.requeue_inflight()
         _log.info("smsc_bound", host=s.host, port=s.port, mode=s.bind_mode.value, system_id=s.system_id, requeued=resent)
 
@@ -155,6 +163,8 @@ class Transport:
         return Link(sock=sock, client=client, can_receive=rx, can_transmit=tx)
 
     def _close_all(self) -> None:
+        if self.bound.is_set() and self.on_bound is not None:
+            self.on_bound(False)
         self.bound.clear()
         for link in self.links:
             try:
@@ -171,13 +181,18 @@ class Transport:
             if self.stop.is_set():
                 self._drain_and_unbind()
                 return
+            if self.reload_requested.is_set():
+                self.reload_requested.clear()
+                if self.on_reload is not None:
+                    self.on_reload()
+                s = self.settings
             timeout = self._select_timeout()
             readable, _, _ = select.select(self.links, [], [], timeout)
             now = time.monotonic()
             inbound: list[tuple[Inbound, Link]] = []
             for link in readable:
                 self._read(link, now, inbound)
-            if inbound:
+            if inbound or self._receipts:
                 self._dispatch(inbound)
             elif now >= self._next_poll:
                 self._poll_outbox(now)
@@ -223,8 +238,11 @@ class Transport:
                 return
             if d.is_receipt:
                 receipt = codec.parse_receipt(d)
-                _log.info("delivery_receipt", message_id=receipt.message_id if receipt else None, state=receipt.state if receipt else None)
-                link.out.append(pdu.encode_deliver_sm_resp(seq, Status.ROK))
+                if receipt is None:
+                    _log.warning("delivery_receipt_unparsable", length=len(d.payload))
+                    link.out.append(pdu.encode_deliver_sm_resp(seq, Status.ROK))
+                    return
+                self._receipts.append((receipt, seq, link))
                 return
             try:
                 inbound.append((codec.inbound_from_deliver_sm(d), link))
@@ -256,36 +274,49 @@ class Transport:
             link.out.append(pdu.encode_header(CommandId.GENERIC_NACK, Status.RINVCMDID, seq))
 
     def _dispatch(self, inbound: list[tuple[Inbound, Link]]) -> None:
+        """One Redis round trip for the batch's MOs, receipts, outbox acks and MT records; then resps."""
         started = time.monotonic()
-        acks = self.sender.take_acks()
+        acks, writes = self.sender.take_pending()
+        receipts, self._receipts = self._receipts, []
+        ttl = self.settings.dispatch.mt_record_seconds
+        receipt_writes = [
+            HashWrite(self.store.keys.mt(r.message_id), {"state": r.state, "err": r.error, "receipt_at": str(int(time.time() * 1000))}, ttl)
+            for r, _seq, _link in receipts
+        ]
         try:
-            result = self.dispatcher.handle([mo for mo, _ in inbound], acks)
+            result = self.dispatcher.handle([mo for mo, _ in inbound], acks, writes + receipt_writes)
         except Exception as e:  # never let one batch kill the loop; SMSC will redeliver
             _log.exception("dispatch_failed", error=repr(e))
-            self.sender.restore_acks(acks)
+            self.sender.restore_pending(acks, writes)
             for mo, link in inbound:
                 link.out.append(pdu.encode_deliver_sm_resp(mo.sequence, Status.RX_T_APPN))
+            for _r, seq, link in receipts:
+                link.out.append(pdu.encode_deliver_sm_resp(seq, Status.RX_T_APPN))
             return
         if not result.acks_flushed:
-            self.sender.restore_acks(acks)
-        self._last_ack_flush = started
-        latency_ms = round((time.monotonic() - started) * 1000, 2)
+            self.sender.restore_pending(acks, writes)
+        receipt_status = Status.ROK if result.acks_flushed else Status.RX_T_APPN
+        for r, seq, link in receipts:
+            link.out.append(pdu.encode_deliver_sm_resp(seq, receipt_status))
+            if self.on_receipt is not None and result.acks_flushed:
+                self.on_receipt(r)
+        elapsed = time.monotonic() - started
         for (mo, link), oc in zip(inbound, result.outcomes):
             link.out.append(pdu.encode_deliver_sm_resp(mo.sequence, oc.status))
-            if self.on_mo is not None:
-                self.on_mo(oc, latency_ms)
+        if self.on_batch is not None and inbound:
+            self.on_batch(result.outcomes, elapsed)
         self.sender.enqueue(result.entries)
 
     def _poll_outbox(self, now: float) -> None:
         """Pick up entries no MO script took: reminders, alerts, replies of a dead instance."""
         self._next_poll = now + OUTBOX_POLL_S
         try:
-            acks = self.sender.take_acks()
-            if acks:
+            acks, writes = self.sender.take_pending()
+            if acks or writes:
                 try:
-                    self.store.ack(acks)
+                    self.store.ack(acks, writes)
                 except Exception:
-                    self.sender.restore_acks(acks)
+                    self.sender.restore_pending(acks, writes)
                     raise
             if self.sender.backlog < self.settings.smsc.window * 10:
                 self.sender.enqueue(self.store.read_outbox(self.dispatcher.consumer, count=100))
@@ -329,7 +360,7 @@ class Transport:
 
     def _drain_and_unbind(self) -> None:
         """Stop reading MOs; send what the outbox holds within the drain timeout; unbind."""
-        deadline = time.monotonic() + self.settings.smsc.drain_timeout
+        deadline = time.monotonic() + (0 if self.force_stop.is_set() else self.settings.smsc.drain_timeout)
         while not self.sender.idle and time.monotonic() < deadline and not self.force_stop.is_set():
             self._send_outbox()
             self._flush()
@@ -346,9 +377,9 @@ class Transport:
                     elif command_id == CommandId.DELIVER_SM:
                         # shutting down: ask the SMSC to deliver it again later (to us or a sibling)
                         link.out.append(pdu.encode_deliver_sm_resp(seq, Status.RX_T_APPN))
-        acks = self.sender.take_acks()
+        acks, writes = self.sender.take_pending()
         try:
-            self.store.ack(acks)
+            self.store.ack(acks, writes)
         except Exception as e:
             _log.warning("final_ack_failed", error=str(e), pending=len(acks))
         for link in self.links:

@@ -1,0 +1,88 @@
+"""Prometheus metrics and the HTTP endpoint that serves them with ``/healthz``.
+
+One `Metrics` object per bot (its own registry, so tests can run several bots in a process).
+``GET /metrics`` is the Prometheus text format; ``GET /healthz`` answers 200 when the SMSC is bound
+and Redis answers PING, 503 otherwise, with a small JSON body saying which.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+
+class Metrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.mo = Counter("smsbot_mo_total", "MOs handled", ["command", "outcome"], registry=r)
+        self.mt = Counter("smsbot_mt_total", "MTs accepted by the SMSC (all parts)", ["template"], registry=r)
+        self.mt_failed = Counter("smsbot_mt_failed_total", "MTs rejected permanently", ["status"], registry=r)
+        self.mt_retried = Counter("smsbot_mt_retried_total", "submit_sm parts retried (throttled, queue full, lost link)", ["reason"], registry=r)
+        self.latency = Histogram(
+            "smsbot_mo_batch_seconds", "time from reading a batch of MOs to having stored their effects",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0), registry=r,
+        )
+        self.batch_size = Histogram("smsbot_mo_batch_size", "MOs per batch", buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500), registry=r)
+        self.outbox_backlog = Gauge("smsbot_outbox_backlog", "parts queued in this instance, not yet sent", registry=r)
+        self.outbox_inflight = Gauge("smsbot_outbox_inflight", "submit_sm awaiting submit_sm_resp", registry=r)
+        self.outbox_depth = Gauge("smsbot_outbox_depth", "entries in the Redis outbox streams (all instances)", registry=r)
+        self.bound = Gauge("smsbot_smsc_bound", "1 when bound to the SMSC", registry=r)
+        self.reconnects = Counter("smsbot_smsc_reconnects_total", "reconnects to the SMSC", registry=r)
+        self.receipts = Counter("smsbot_receipts_total", "delivery receipts", ["state"], registry=r)
+        self.events = Counter("smsbot_events_total", "stream events applied", ["stream"], registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class MetricsServer:
+    """Serves /metrics and /healthz on (host, port) in a daemon thread."""
+
+    def __init__(self, metrics: Metrics, health: Callable[[], dict[str, bool]], host: str, port: int):
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server API)
+                if self.path.startswith("/metrics"):
+                    outer._before_scrape()
+                    body, ctype, code = metrics.render(), CONTENT_TYPE_LATEST, 200
+                elif self.path.startswith("/healthz"):
+                    checks = health()
+                    ok = all(checks.values())
+                    body, ctype, code = json.dumps({"ok": ok, **checks}).encode(), "application/json", 200 if ok else 503
+                else:
+                    body, ctype, code = b"not found\n", "text/plain", 404
+                self.send_response(code)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer((host, port), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self._thread = threading.Thread(target=self.server.serve_forever, name="metrics-http", daemon=True)
+        self.before_scrape: Callable[[], None] | None = None
+
+    def _before_scrape(self) -> None:
+        if self.before_scrape is not None:
+            try:
+                self.before_scrape()
+            except Exception:  # a scrape must not fail because a gauge could not be refreshed
+                pass
+
+    def start(self) -> "MetricsServer":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
