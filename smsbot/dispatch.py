@@ -127,7 +127,7 @@ class Dispatcher:
             intent.handler, mo.msisdn, mo.short_code,
             lang=self.router.language(mo.short_code), correlation=oc.correlation, args=intent.args,
             dedup_fp=fp, consumer=self.consumer, read_count=OUTBOX_READ_PER_CALL, now_ms=now_ms,
-            parts_key=parts_key, delete_parts=bool(parts_key),
+            parts_key=parts_key, delete_parts=bool(parts_key), extra_keys=intent.keys,
         )
 
     def _apply(self, oc: MoOutcome, res: ScriptResult | Exception, result: BatchResult) -> None:

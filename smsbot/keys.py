@@ -15,6 +15,9 @@ Layout (prefix ``smsbot``; ``{7}`` is the shard tag):
 ``smsbot:{7}:parts:<msisdn>:<c>:<r>`` hash  parts of a long MO awaiting reassembly (PEXPIRE)
 ``smsbot:{7}:outbox``               stream  MT intents waiting to be sent (consumer group)
 ``smsbot:{7}:audit``                stream  every subscription change
+``smsbot:{7}:usage:<msisdn>``       hash    data usage this cycle: cycle, used, plan, quota, alert marks
+``smsbot:{7}:<name>:<msisdn>``      any     other per-subscriber keys a command declares (`Keys.named`)
+``smsbot:events:usage``             stream  inbound data-usage reports (consumer group ``usage``)
 ``smsbot:mt:<message_id>``          hash    state of a sent MT (delivery receipts)
 ``smsbot:heartbeat:<instance>``     string  instance liveness (SET EX)
 =================================  ======  ==================================================
@@ -22,11 +25,14 @@ Layout (prefix ``smsbot``; ``{7}`` is the shard tag):
 
 from __future__ import annotations
 
+import re
 import zlib
 from dataclasses import dataclass
 from functools import lru_cache
 
 OUTBOX_GROUP = "senders"
+USAGE_EVENTS_GROUP = "usage"
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +81,18 @@ class Keys:
 
     def parts(self, msisdn: str, short_code: str, ref: str) -> str:
         return f"{self.subscriber(msisdn).tag}:parts:{msisdn}:{short_code}:{ref}"
+
+    def named(self, name: str, msisdn: str) -> str:
+        """A per-subscriber key a command declares by name (``Intent.keys``): ``<tag>:<name>:<msisdn>``."""
+        if not _NAME.match(name):
+            raise ValueError(f"bad key name {name!r}")
+        return f"{self.subscriber(msisdn).tag}:{name}:{msisdn}"
+
+    def usage(self, msisdn: str) -> str:
+        return self.named("usage", msisdn)
+
+    def usage_events(self) -> str:
+        return f"{self.prefix}:events:usage"
 
     def outbox(self, shard: int) -> str:
         return f"{self.prefix}:{{{shard}}}:outbox"

@@ -48,11 +48,13 @@ def parse_numbers(norm: str) -> list[int] | None:
 
 @dataclass(frozen=True, slots=True)
 class Intent:
-    """What an MO asks for: the Lua handler to run, the command it belongs to, its arguments."""
+    """What an MO asks for: the Lua handler to run, the command it belongs to, its arguments, and the
+    names of extra per-subscriber keys the handler uses (``Keys.named``; ``ctx.key.<name>`` in Lua)."""
 
     handler: str
     command: str
     args: dict[str, Any] = field(default_factory=dict)
+    keys: tuple[str, ...] = ()
 
 
 class Templates:

@@ -98,7 +98,10 @@ class Store:
         parts_key: str = "",
         delete_parts: bool = False,
         now_ms: int | None = None,
+        extra_keys: Sequence[str] = (),
     ) -> ScriptCall:
+        """One MO-script call. `extra_keys` names per-subscriber keys (``Keys.named``) the handler
+        uses; they go last in KEYS and reach Lua as ``ctx.key[name]`` (prelude, ARGV[13])."""
         sk = self.keys.subscriber(msisdn)
         keys = [
             sk.subs,
@@ -123,6 +126,9 @@ class Store:
             OUTBOX_GROUP,
             "1" if delete_parts else "0",
         ]
+        if extra_keys:
+            keys.extend(self.keys.named(name, msisdn) for name in extra_keys)
+            argv.append(_DUMPS(list(extra_keys)))
         return ScriptCall(keys, argv)
 
     # -- round trips -----------------------------------------------------------------------------

@@ -4,7 +4,9 @@
 --       6.. extra keys a handler declares (same hash tag).
 -- ARGV: 1 handler, 2 now (ms), 3 msisdn, 4 short code, 5 lang, 6 correlation id, 7 dedup ttl (s),
 --       8 args (JSON), 9 consumer name ('' = do not read the outbox), 10 read count, 11 outbox group,
---       12 '1' = delete KEYS[6] (the parts of the long MO being handled) with the effect
+--       12 '1' = delete KEYS[6] (the parts of the long MO being handled) with the effect,
+--       13 (optional) JSON list of names of the per-subscriber keys the handler declared
+--          (Intent.keys / Store.mo_call extra_keys): they are the LAST KEYS, as ctx.key[name]
 local handlers = {}
 local conversations = {}
 
@@ -14,7 +16,12 @@ local ctx = {
   mo = ARGV[6], dedup_ttl = tonumber(ARGV[7]), args = cjson.decode(ARGV[8]),
   consumer = ARGV[9], read_count = tonumber(ARGV[10]), group = ARGV[11],
   replies = 0,
+  key = {},
 }
+if ARGV[13] and ARGV[13] ~= '' then
+  local names = cjson.decode(ARGV[13])
+  for i, name in ipairs(names) do ctx.key[name] = KEYS[#KEYS - #names + i] end
+end
 
 -- Queue a reply intent for the outbox sender: it renders template `tpl` with `data` in `lang`.
 local function reply(tpl, data)
