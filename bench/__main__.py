@@ -36,7 +36,7 @@ QUICK = dict(subscribers=2_000, messages=6_000, time_limit=8.0, latency_seconds=
 FULL = dict(subscribers=10_000, messages=60_000, time_limit=90.0, latency_seconds=10.0, soak_messages=1_000_000)
 LATENCY_RATE = 1000.0
 SOAK_WORKLOAD, SOAK_WINDOW, SOAK_MARK = "b", 10, 10_000
-BIND_TIMEOUT = 60.0
+BIND_TIMEOUT = 30.0
 
 
 def _mb(kb: int | None) -> float | None:
@@ -138,6 +138,7 @@ def run_one(target: str, workload: str, window: int, *, messages: int, subscribe
             result["mo_mt_per_s"] = result.get("mo_mt_per_s")  # keep partial figures, flagged by error
     except SutError as e:
         result["error"] = str(e)
+        result["start_failed"] = True
     except Exception as e:  # noqa: BLE001 - a broken run must not take the whole benchmark down
         result["error"] = f"{type(e).__name__}: {e}"
     finally:
@@ -166,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--latency-seconds", type=float, help="length of the 1,000 MO/s run (3 quick / 10 full; 0 skips)")
     ap.add_argument("--soak-messages", type=int, help="MOs in the memory soak (0 quick / 1,000,000 full; 0 skips)")
     ap.add_argument("--time-limit", type=float, help="max seconds of sending per run")
+    ap.add_argument("--repeat", type=int, default=1, help="run each throughput measurement N times per side "
+                    "(alternating) and keep the fastest; helps on a machine shared with other work")
     ap.add_argument("--keep-workdirs", action="store_true", help="keep each run's workdir (configs, logs, AOF)")
     args = ap.parse_args(argv)
 
@@ -187,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("windows must be >= 0")
     targets = ["baseline", "smsbot"] if args.only is None else [args.only]
 
-    smsbot_error: str | None = None
+    smsbot_error: str | None = None  # set once smsbot cannot start: later smsbot runs are skipped
     if "smsbot" in targets:
         try:
             check_smsbot_runnable()
@@ -198,26 +201,39 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.monotonic()
     rows: list[dict[str, Any]] = []
 
-    def measure(kind: str, workload: str, window: int, **kw) -> dict[str, Any]:
+    def measure(kind: str, workload: str, window: int, repeat: int = 1, **kw) -> dict[str, Any]:
+        """Each target in turn (repeat times, alternating; the fastest run is kept)."""
+        nonlocal smsbot_error
+        kw.setdefault("time_limit", p["time_limit"])
         sides: dict[str, dict[str, Any] | None] = {"baseline": None, "smsbot": None}
-        for t in targets:
-            if t == "smsbot" and smsbot_error:
-                sides[t] = {"error": smsbot_error}
-                continue
-            t0 = time.monotonic()
-            kw.setdefault("time_limit", p["time_limit"])
-            sides[t] = run_one(t, workload, window, keep=args.keep_workdirs, subscribers=p["subscribers"], **kw)
-            r = sides[t]
-            print(f"  {kind:10s} {workload}/win {window if window else 'inf':>3}  {t:8s} "
-                  f"{(str(r.get('mo_mt_per_s')) + '/s') if r.get('mo_mt_per_s') else '-':>12}  "
-                  f"p50 {r.get('p50_ms')} ms  p99 {r.get('p99_ms')} ms  ({time.monotonic() - t0:.1f}s)"
-                  f"{'  ERROR: ' + r['error'].splitlines()[0][:160] if r.get('error') else ''}",
-                  file=sys.stderr, flush=True)
+        tries: dict[str, list[dict[str, Any]]] = {t: [] for t in targets}
+        for _ in range(max(1, repeat)):
+            for t in targets:
+                if t == "smsbot" and smsbot_error:
+                    tries[t].append({"error": smsbot_error})
+                    continue
+                t0 = time.monotonic()
+                r = run_one(t, workload, window, keep=args.keep_workdirs, subscribers=p["subscribers"], **kw)
+                if t == "smsbot" and r.pop("start_failed", False):
+                    smsbot_error = f"skipped: smsbot failed to start earlier ({r['error'].splitlines()[0]})"
+                r.pop("start_failed", None)
+                tries[t].append(r)
+                print(f"  {kind:10s} {workload}/win {window if window else 'inf':>3}  {t:8s} "
+                      f"{(str(r.get('mo_mt_per_s')) + '/s') if r.get('mo_mt_per_s') else '-':>12}  "
+                      f"p50 {r.get('p50_ms')} ms  p99 {r.get('p99_ms')} ms  ({time.monotonic() - t0:.1f}s)"
+                      f"{'  ERROR: ' + r['error'].splitlines()[0][:160] if r.get('error') else ''}",
+                      file=sys.stderr, flush=True)
+        for t, rs in tries.items():
+            ok = [r for r in rs if not r.get("error") and r.get("mo_mt_per_s")]
+            best = max(ok, key=lambda r: r["mo_mt_per_s"]) if ok else rs[-1]
+            if len(rs) > 1:
+                best["runs_mo_mt_per_s"] = [r.get("mo_mt_per_s") for r in rs]
+            sides[t] = best
         return sides
 
     for w in workloads:
         for win in windows:
-            s = measure("throughput", w, win, messages=p["messages"])
+            s = measure("throughput", w, win, repeat=args.repeat, messages=p["messages"])
             rows.append(report.make_row("throughput", w, WORKLOADS[w].description, win, None,
                                         s["smsbot"], s["baseline"], subscribers=p["subscribers"]))
     if p["latency_seconds"] > 0:

@@ -227,6 +227,8 @@ class LoadSmsc:
         self.binds: list[tuple[str, str]] = []  # (mode, system_id) seen, for reporting
         self.message_id = 0
         self._run: _Run | None = None
+        self._rbuf = bytearray(RECV_SIZE)
+        self._rview = memoryview(self._rbuf)
 
     @property
     def port(self) -> int:
@@ -241,6 +243,7 @@ class LoadSmsc:
             self.lsock.close()
         except OSError:
             pass
+        self._rview.release()
 
     def _drop(self, c: _Conn) -> None:
         self.conns.pop(c.fileno, None)
@@ -294,15 +297,18 @@ class LoadSmsc:
             self._drop(c)
 
     def _read(self, c: _Conn, now: float) -> None:
+        # recv_into a reused buffer: a plain recv(1 MiB) makes glibc mmap + mremap + munmap a
+        # fresh 1 MiB block per call, which cost ~25% of the rate at window 1
         try:
-            data = c.sock.recv(RECV_SIZE)
+            n = c.sock.recv_into(self._rbuf)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
-            data = b""
-        if not data:
+            n = 0
+        if not n:
             self._drop(c)
             return
+        data = self._rview[:n].tobytes()
         run = self._run
         stats = run.stats if run is not None else None
         out = c.queue

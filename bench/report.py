@@ -28,7 +28,7 @@ _SIDE_FIELDS = (
     "rss_flat_within_10pct", "redis_cmds_per_mo", "redis_commandstats_per_mo", "redis_used_memory_mb",
     "mos_sent", "mos_completed", "mos_rejected", "mos_lost", "deliver_sm_resp", "deliver_sm_resp_errors",
     "submit_sm", "extra_parts", "unmatched_submit_sm", "max_outstanding", "elapsed_s", "achieved_per_s", "cpu_pct", "load_smsc_cpu_pct",
-    "redis_cpu_pct", "other_cpu_pct", "loadavg_1m_before", "ended_by",
+    "redis_cpu_pct", "other_cpu_pct", "loadavg_1m_before", "ended_by", "runs_mo_mt_per_s",
     "error",
 )
 

@@ -21,6 +21,7 @@ whatever was already started is stopped before it is raised.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -211,7 +212,13 @@ def _clean_env(**extra: str) -> dict[str, str]:
 
 
 def smsbot_command() -> list[str]:
-    """How to invoke the `smsbot` CLI with the interpreter running the benchmark."""
+    """How to invoke the `smsbot` CLI with the interpreter running the benchmark.
+
+    ``BENCH_SMSBOT_CMD`` (a shell-style command line) overrides it, e.g. to benchmark another
+    checkout's bot."""
+    override = os.environ.get("BENCH_SMSBOT_CMD")
+    if override:
+        return shlex.split(override)
     script = Path(sys.executable).parent / "smsbot"
     if not script.exists():
         found = shutil.which("smsbot")
