@@ -68,14 +68,77 @@ def config_check(c: Ctx) -> None:
 
 # -- bot --------------------------------------------------------------------------------------------
 @main.command("run")
+@click.option("--daemon", "detach", is_flag=True, help="detach from the terminal (needs --pidfile)")
+@click.option("--pidfile", type=click.Path(dir_okay=False, path_type=Path), envvar="SMSBOT_PIDFILE", default=None,
+              help="hold this pidfile; a second copy on it is refused")
+@click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="with --daemon: where the JSON logs go (default <data_dir>/smsbot.log)")
 @pass_ctx
-def run(c: Ctx) -> None:
-    """Run the bot in the foreground until SIGTERM/SIGINT (a second signal stops at once)."""
+def run(c: Ctx, detach: bool, pidfile: Path | None, log_file: Path | None) -> None:
+    """Run the bot until SIGTERM/SIGINT (drain, unbind; a second signal stops at once). SIGHUP reloads."""
     from smsbot import daemon
 
     s = c.settings
-    log.setup(s.log)
-    sys.exit(daemon.run_foreground(s))
+    try:
+        if detach:
+            if pidfile is None:
+                raise click.UsageError("--daemon needs --pidfile")
+            code = daemon.run_detached(s, c.config_path or config_mod.default_config_path(), pidfile,
+                                       log_file or s.data_dir / "smsbot.log")
+        else:
+            log.setup(s.log)
+            code = daemon.run_foreground(s, c.config_path or config_mod.default_config_path(), pidfile)
+    except daemon.AlreadyRunning as e:
+        click.echo(str(e), err=True)
+        code = daemon.EXIT_ALREADY_RUNNING
+    sys.exit(code)
+
+
+@main.command("stop")
+@click.option("--pidfile", type=click.Path(dir_okay=False, path_type=Path), envvar="SMSBOT_PIDFILE", required=True)
+@click.option("--timeout", type=float, default=30.0, show_default=True)
+def stop_cmd(pidfile: Path, timeout: float) -> None:
+    """Stop the bot holding PIDFILE (SIGTERM: drain and unbind) and wait for it to exit."""
+    from smsbot import daemon
+
+    code, text = daemon.stop(pidfile, timeout)
+    click.echo(text)
+    sys.exit(code)
+
+
+@main.command("status")
+@click.option("--pidfile", type=click.Path(dir_okay=False, path_type=Path), envvar="SMSBOT_PIDFILE", required=True)
+def status_cmd(pidfile: Path) -> None:
+    """Is the bot holding PIDFILE running? Exit 0 when running, 3 when not (LSB)."""
+    from smsbot import daemon
+
+    code, text = daemon.status(pidfile)
+    click.echo(text)
+    sys.exit(code)
+
+
+@main.group("mt")
+def mt_group() -> None:
+    """Sent messages (MT) and their delivery state."""
+
+
+@mt_group.command("show")
+@click.argument("message_id")
+@pass_ctx
+def mt_show(c: Ctx, message_id: str) -> None:
+    """Print the stored state of the MT the SMSC called MESSAGE_ID (x<entry> for rejected ones)."""
+    from smsbot.app import build_store
+
+    st = build_store(c.settings)
+    try:
+        rec = st.mt_record(message_id)
+    finally:
+        st.close()
+    if not rec:
+        click.echo(f"no record of message {message_id}", err=True)
+        sys.exit(1)
+    for k in sorted(rec):
+        click.echo(f"{k}\t{rec[k]}")
 
 
 # -- simulator and handsets ---------------------------------------------------------------------

@@ -1,35 +1,179 @@
-"""Process lifecycle of `smsbot run`: signals, teardown, exit code.
+"""Process lifecycle of `smsbot run`: foreground or detached, pidfile, signals, stop and status.
 
-Signal handlers only set flags: the first SIGTERM/SIGINT asks the bot to stop reading MOs, drain
-the outbox within ``smsc.drain_timeout`` and unbind; a second one stops at once (nothing stored is
-lost: unsent replies stay in the Redis outbox for the next start or another instance).
+Signal handlers only set flags:
+- SIGTERM / SIGINT: stop reading MOs, drain the outbox within ``smsc.drain_timeout``, unbind,
+  exit 0; a second one stops at once (unsent replies stay in the Redis outbox: nothing stored is
+  lost, the next start or another instance sends them);
+- SIGHUP: reload templates, catalogue, menu settings, plans and thresholds without dropping the
+  bind; an invalid new configuration is refused and logged, the old one stays.
+
+The pidfile is held with an exclusive ``flock`` for the life of the process: a second copy on the
+same pidfile is refused, and a pidfile left by a process that died (no lock holder) is stale and
+simply taken over. Detaching uses python-daemon's `DaemonContext`.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
+import os
 import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
+from typing import IO
 
 from smsbot import log
-from smsbot.app import Bot
 from smsbot.config import Settings
 
 _log = log.get("smsbot.daemon")
 
+EXIT_OK = 0
+EXIT_ALREADY_RUNNING = 1
+EXIT_NOT_RUNNING = 3  # LSB: program is not running
 
-def run_foreground(settings: Settings) -> int:
-    bot = Bot(settings)
-    signals_seen = 0
 
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        nonlocal signals_seen
-        signals_seen += 1
-        bot.request_stop(force=signals_seen > 1)
+class AlreadyRunning(Exception):
+    def __init__(self, pidfile: Path, pid: int | None):
+        self.pidfile, self.pid = pidfile, pid
+        super().__init__(f"smsbot is already running (pid {pid}) with pidfile {pidfile}")
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, on_signal)
+
+@dataclass
+class PidFile:
+    """An flock-held pidfile. `acquire()` raises AlreadyRunning when another live process holds it."""
+
+    path: Path
+    _fh: IO[str] | None = None
+
+    def acquire(self) -> "PidFile":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(self.path, "a+")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            if e.errno in (errno.EAGAIN, errno.EACCES):
+                fh.close()
+                raise AlreadyRunning(self.path, read_pid(self.path)) from None
+            raise
+        self._fh = fh
+        self.write(os.getpid())
+        return self
+
+    def write(self, pid: int) -> None:
+        assert self._fh is not None
+        self._fh.seek(0)
+        self._fh.truncate()
+        self._fh.write(f"{pid}\n")
+        self._fh.flush()
+
+    def fileno(self) -> int:
+        assert self._fh is not None
+        return self._fh.fileno()
+
+    def release(self) -> None:
+        if self._fh is None:
+            return
+        try:
+            if read_pid(self.path) == os.getpid():
+                self.path.unlink()
+        except OSError:
+            pass
+        self._fh.close()
+        self._fh = None
+
+
+def read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip() or "0") or None
+    except (OSError, ValueError):
+        return None
+
+
+def is_locked(path: Path) -> bool:
+    """True when a live process holds the pidfile's lock."""
+    try:
+        fh = open(path)
+    except FileNotFoundError:
+        return False
+    with fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        return False
+
+
+def status(pidfile: Path) -> tuple[int, str]:
+    pid = read_pid(pidfile)
+    if is_locked(pidfile):
+        return EXIT_OK, f"running (pid {pid})"
+    if pidfile.exists():
+        return EXIT_NOT_RUNNING, f"not running (stale pidfile {pidfile}, pid {pid})"
+    return EXIT_NOT_RUNNING, "not running"
+
+
+def stop(pidfile: Path, timeout: float = 30.0) -> tuple[int, str]:
+    pid = read_pid(pidfile)
+    if not is_locked(pidfile) or pid is None:
+        return EXIT_NOT_RUNNING, "not running"
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not is_locked(pidfile):
+            return EXIT_OK, f"stopped (pid {pid})"
+        time.sleep(0.05)
+    return 1, f"pid {pid} did not stop within {timeout:.0f}s"
+
+
+def serve(settings: Settings, config_path: str | Path | None, pidfile: PidFile | None = None) -> int:
+    """Run the bot in this process until a stop signal; returns the exit code."""
+    from smsbot.app import Bot
+
+    bot = Bot(settings, config_path=config_path)
+    stops = 0
+
+    def on_stop(signum: int, _frame: FrameType | None) -> None:
+        nonlocal stops
+        stops += 1
+        bot.request_stop(force=stops > 1)
+
+    def on_hup(signum: int, _frame: FrameType | None) -> None:
+        bot.request_reload()
+
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
+    signal.signal(signal.SIGHUP, on_hup)
     try:
         bot.run()
     finally:
-        _log.info("exit", signals=signals_seen)
-    return 0
+        _log.info("exit", stop_signals=stops)
+        if pidfile is not None:
+            pidfile.release()
+    return EXIT_OK
+
+
+def run_foreground(settings: Settings, config_path: str | Path | None = None, pidfile: Path | None = None) -> int:
+    pf = PidFile(pidfile).acquire() if pidfile else None
+    return serve(settings, config_path, pf)
+
+
+def run_detached(settings: Settings, config_path: str | Path | None, pidfile: Path, log_file: Path) -> int:
+    """Detach (double fork, new session, cwd /), keep the pidfile lock, log JSON to `log_file`."""
+    import daemon as pydaemon
+
+    pf = PidFile(pidfile).acquire()  # refuse before detaching, so the error reaches the terminal
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    out = open(log_file, "a", encoding="utf-8", buffering=1)
+    config_path = str(Path(config_path).resolve()) if config_path else None
+    settings = settings.model_copy(update={"data_dir": settings.data_dir.resolve()})
+    ctx = pydaemon.DaemonContext(
+        working_directory="/", umask=0o027, files_preserve=[pf.fileno(), out.fileno()], stdout=out, stderr=out,
+        detach_process=True, signal_map={},
+    )
+    with ctx:
+        pf.write(os.getpid())
+        log.setup(settings.log, stream=out, force=True)
+        return serve(settings, config_path, pf)

@@ -210,6 +210,37 @@ class Store:
                 out.append((stream, _s(entry_id), {_s(k): _s(v) for k, v in fields.items()}))
         return out
 
+    def heartbeat(self, instance: str, ttl_s: int) -> None:
+        self.redis.set(self.keys.heartbeat(instance), str(int(time.time())), ex=ttl_s)
+
+    def clear_heartbeat(self, instance: str) -> None:
+        self.redis.delete(self.keys.heartbeat(instance))
+
+    def claim_from_dead(self, consumer: str, count: int = 1000) -> list[tuple[str, str, dict[str, str]]]:
+        """Take over outbox entries held by senders whose heartbeat has expired (dead instances)."""
+        out: list[tuple[str, str, dict[str, str]]] = []
+        for stream in self.keys.all_outboxes():
+            try:
+                holders = self.redis.xinfo_consumers(stream, OUTBOX_GROUP)
+            except redis.ResponseError:
+                continue
+            for h in holders:
+                name = _s(h["name"])
+                if name == consumer or not h.get("pending"):
+                    continue
+                if self.redis.exists(self.keys.heartbeat(name)):
+                    continue
+                pending = self.redis.xpending_range(stream, OUTBOX_GROUP, "-", "+", count, consumername=name)
+                ids = [p["message_id"] for p in pending]
+                if not ids:
+                    continue
+                for entry_id, fields in self.redis.xclaim(stream, OUTBOX_GROUP, consumer, 0, ids):
+                    if fields:
+                        out.append((stream, _s(entry_id), {_s(k): _s(v) for k, v in fields.items()}))
+                if len(ids) < count:
+                    self.redis.xgroup_delconsumer(stream, OUTBOX_GROUP, name)
+        return out
+
     def outbox_depth(self) -> int:
         pipe = self.redis.pipeline(transaction=False)
         for s in self.keys.all_outboxes():

@@ -43,8 +43,9 @@ _log = log.get("smsbot.transport")
 READ_CHUNK = 262144
 OUTBOX_POLL_S = 0.25
 CLAIM_EVERY_S = 5.0
-CLAIM_MIN_IDLE_MS = 60_000
+CLAIM_MIN_IDLE_MS = 300_000  # safety net for a live but stuck sender; dead ones are found by heartbeat
 HEARTBEAT_EVERY_S = 5.0
+HEARTBEAT_TTL_S = 15
 ACK_FLUSH_S = 0.05
 
 
@@ -103,6 +104,7 @@ class Transport:
         self._next_claim = 0.0
         self._last_ack_flush = 0.0
         self._redis_down_since: float | None = None
+        self._next_heartbeat = 0.0
 
     # -- lifecycle -------------------------------------------------------------------------------
     def run(self) -> None:
@@ -115,6 +117,8 @@ class Transport:
                 self._serve()
             except (LinkDown, OSError, smpplib.exceptions.ConnectionError, smpplib.exceptions.PDUError) as e:
                 _log.warning("smsc_link_down", error=str(e) or type(e).__name__)
+            except Exception as e:  # a bug must not end the process: log it, rebind, carry on
+                _log.exception("transport_error", error=repr(e))
             finally:
                 self._close_all()
             if self.stop.is_set():
@@ -131,6 +135,8 @@ class Transport:
             self.links = [self._bind("bind_transceiver", True, True)]
         else:
             self.links = [self._bind("bind_receiver", True, False), self._bind("bind_transmitter", False, True)]
+        self._next_heartbeat = 0.0
+        self._heartbeat(time.monotonic())  # before the first XREADGROUP, so no sibling takes us for dead
         self.bound.set()
         if self.on_bound is not None:
             self.on_bound(True)
@@ -185,7 +191,7 @@ class Transport:
                 self.reload_requested.clear()
                 if self.on_reload is not None:
                     self.on_reload()
-                s = self.settings
+                s = self.settings.smsc
             timeout = self._select_timeout()
             readable, _, _ = select.select(self.links, [], [], timeout)
             now = time.monotonic()
@@ -322,6 +328,7 @@ class Transport:
                 self.sender.enqueue(self.store.read_outbox(self.dispatcher.consumer, count=100))
             if now >= self._next_claim:
                 self._next_claim = now + CLAIM_EVERY_S
+                self.sender.enqueue(self.store.claim_from_dead(self.dispatcher.consumer))
                 self.sender.enqueue(self.store.claim_stale(self.dispatcher.consumer, CLAIM_MIN_IDLE_MS))
             if self._redis_down_since is not None:
                 _log.info("redis_reachable_again", down_seconds=round(now - self._redis_down_since, 1))
@@ -331,7 +338,17 @@ class Transport:
                 self._redis_down_since = now
                 _log.warning("outbox_poll_failed", error=str(e))
 
+    def _heartbeat(self, now: float) -> None:
+        if now < self._next_heartbeat:
+            return
+        self._next_heartbeat = now + HEARTBEAT_EVERY_S
+        try:
+            self.store.heartbeat(self.instance, HEARTBEAT_TTL_S)
+        except Exception as e:
+            _log.debug("heartbeat_failed", error=str(e))
+
     def _timers(self, now: float, s) -> None:
+        self._heartbeat(now)
         for link in self.links:
             if link.enquire_sent_at is not None:
                 if now - link.enquire_sent_at > s.response_timeout:
@@ -404,3 +421,7 @@ class Transport:
         except (OSError, LinkDown):
             pass
         _log.info("smsc_unbound", unsent=self.sender.backlog + self.sender.inflight)
+        try:  # our unsent entries are free for others at once, not after the heartbeat expires
+            self.store.clear_heartbeat(self.instance)
+        except Exception:
+            pass
