@@ -26,7 +26,7 @@ from smsbot import log
 from smsbot.config import Settings
 from smsbot.messages import Inbound, Status
 from smsbot.router import Router
-from smsbot.store import HashWrite, ScriptCall, ScriptResult, Store
+from smsbot.store import KeyWrite, ScriptCall, ScriptResult, Store
 
 OUTBOX_READ_PER_CALL = 8
 _log = log.get("smsbot.dispatch")
@@ -62,7 +62,7 @@ class Dispatcher:
         self._dedup = settings.dispatch.dedup_seconds > 0
         self._reassembly_ms = settings.dispatch.reassembly_timeout_seconds * 1000
 
-    def handle(self, inbounds: Sequence[Inbound], acks: Sequence[tuple[str, str]] = (), writes: Sequence[HashWrite] = ()) -> BatchResult:
+    def handle(self, inbounds: Sequence[Inbound], acks: Sequence[tuple[str, str]] = (), writes: Sequence[KeyWrite] = ()) -> BatchResult:
         now_ms = int(self.clock() * 1000)
         outcomes: list[MoOutcome] = []
         calls: list[ScriptCall] = []

@@ -18,7 +18,13 @@ Layout (prefix ``smsbot``; ``{7}`` is the shard tag):
 ``smsbot:{7}:usage:<msisdn>``       hash    data usage this cycle: cycle, used, plan, quota, alert marks
 ``smsbot:{7}:<name>:<msisdn>``      any     other per-subscriber keys a command declares (`Keys.named`)
 ``smsbot:events:usage``             stream  inbound data-usage reports (consumer group ``usage``)
-``smsbot:mt:<message_id>``          hash    state of a sent MT (delivery receipts)
+``smsbot:{7}:ledger:<msisdn>``      hash    charges: ``<code>:<YYYY-MM>`` / ``<code>:use:<id>`` -> JSON {fen, at, run}
+``smsbot:{7}:orders:<msisdn>``      hash    order ids already applied -> JSON outcome (idempotency)
+``smsbot:events:orders``            stream  inbound orders (consumer group ``orders``)
+``smsbot:events:uses``              stream  inbound on-demand use events (consumer group ``uses``)
+``smsbot:billing:runs``             hash    billing run id -> JSON {period, at, started, finished, counts}
+``smsbot:mt:<message_id>``          string  JSON record of a sent MT part (SET EX)
+``smsbot:mt:<message_id>:dlr``      string  JSON delivery receipt state of that part (SET EX)
 ``smsbot:heartbeat:<instance>``     string  instance liveness (SET EX)
 =================================  ======  ==================================================
 """
@@ -32,6 +38,8 @@ from functools import lru_cache
 
 OUTBOX_GROUP = "senders"
 USAGE_EVENTS_GROUP = "usage"
+ORDER_EVENTS_GROUP = "orders"
+USE_EVENTS_GROUP = "uses"
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 
 
@@ -94,6 +102,24 @@ class Keys:
     def usage_events(self) -> str:
         return f"{self.prefix}:events:usage"
 
+    def ledger(self, msisdn: str) -> str:
+        return self.named("ledger", msisdn)
+
+    def orders(self, msisdn: str) -> str:
+        return self.named("orders", msisdn)
+
+    def ledger_pattern(self) -> str:
+        return f"{self.prefix}:*:ledger:*"
+
+    def order_events(self) -> str:
+        return f"{self.prefix}:events:orders"
+
+    def use_events(self) -> str:
+        return f"{self.prefix}:events:uses"
+
+    def billing_runs(self) -> str:
+        return f"{self.prefix}:billing:runs"
+
     def outbox(self, shard: int) -> str:
         return f"{self.prefix}:{{{shard}}}:outbox"
 
@@ -108,6 +134,9 @@ class Keys:
 
     def mt(self, message_id: str) -> str:
         return f"{self.prefix}:mt:{message_id}"
+
+    def mt_receipt(self, message_id: str) -> str:
+        return f"{self.prefix}:mt:{message_id}:dlr"
 
     def heartbeat(self, instance: str) -> str:
         return f"{self.prefix}:heartbeat:{instance}"

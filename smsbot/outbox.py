@@ -21,7 +21,7 @@ from smsbot.config import Settings
 from smsbot.messages import Status, SubmitSm
 from smsbot.keys import Keys
 from smsbot.router import Router
-from smsbot.store import HashWrite
+from smsbot.store import KeyWrite
 
 _log = log.get("smsbot.outbox")
 RETRY_STATUSES = frozenset({Status.RTHROTTLED, Status.RMSGQFUL, Status.RSYSERR})
@@ -74,7 +74,7 @@ class OutboxSender:
                  clock: Callable[[], float] = time.monotonic):
         self.settings = settings
         self.keys = keys
-        self._writes: list[HashWrite] = []
+        self._writes: list[KeyWrite] = []
         self.on_failed: Callable[[OutgoingMt, int], None] | None = None
         self.on_retry: Callable[[str], None] | None = None
         self.router = router
@@ -190,7 +190,7 @@ class OutboxSender:
             return True
         _log.error("submit_rejected", status=hex(status), correlation=mt.correlation, to=mt.to)
         self.failed_total += 1
-        self._writes.append(HashWrite(self.keys.mt(f"x{mt.entry_id}"), {
+        self._writes.append(KeyWrite(self.keys.mt(f"x{mt.entry_id}"), {
             **self._record(mt), "state": "REJECTED", "status": hex(status), "part": str(part.index + 1),
             "message_ids": ",".join(mt.message_ids[i] for i in sorted(mt.message_ids)),
         }, self.settings.dispatch.mt_record_seconds))
@@ -208,7 +208,7 @@ class OutboxSender:
         base = self._record(mt)
         ttl = self.settings.dispatch.mt_record_seconds
         for i, mid in sorted(mt.message_ids.items()):
-            self._writes.append(HashWrite(self.keys.mt(mid), {**base, "part": str(i + 1), "state": "ENROUTE"}, ttl))
+            self._writes.append(KeyWrite(self.keys.mt(mid), {**base, "part": str(i + 1), "state": "ENROUTE"}, ttl))
         if self.on_sent is not None:
             self.on_sent(mt)
         self._finish(mt)
@@ -234,16 +234,16 @@ class OutboxSender:
         return len(parts)
 
     # -- what the next Redis round trip must carry: outbox acks, MT records ---------------------------
-    def take_pending(self) -> tuple[list[tuple[str, str]], list[HashWrite]]:
+    def take_pending(self) -> tuple[list[tuple[str, str]], list[KeyWrite]]:
         acks, self._acks = self._acks, []
         writes, self._writes = self._writes, []
         return acks, writes
 
-    def restore_pending(self, acks: list[tuple[str, str]], writes: list[HashWrite]) -> None:
+    def restore_pending(self, acks: list[tuple[str, str]], writes: list[KeyWrite]) -> None:
         self._acks[:0] = acks
         self._writes[:0] = writes
 
-    def add_write(self, write: HashWrite) -> None:
+    def add_write(self, write: KeyWrite) -> None:
         self._writes.append(write)
 
     @property

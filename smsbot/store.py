@@ -133,7 +133,7 @@ class Store:
 
     # -- round trips -----------------------------------------------------------------------------
     def run_batch(
-        self, calls: Sequence[ScriptCall], acks: Sequence[tuple[str, str]] = (), writes: Sequence[HashWrite] = ()
+        self, calls: Sequence[ScriptCall], acks: Sequence[tuple[str, str]] = (), writes: Sequence[KeyWrite] = ()
     ) -> list[ScriptResult | Exception]:
         """One pipelined round trip: all script calls, XACK+XDEL of sent outbox entries, hash writes
         (MT records, receipts).
@@ -171,7 +171,7 @@ class Store:
             raise res
         return res
 
-    def ack(self, acks: Sequence[tuple[str, str]], writes: Sequence[HashWrite] = ()) -> None:
+    def ack(self, acks: Sequence[tuple[str, str]], writes: Sequence[KeyWrite] = ()) -> None:
         if not acks and not writes:
             return
         pipe = self.redis.pipeline(transaction=False)
@@ -180,7 +180,12 @@ class Store:
         pipe.execute()
 
     def mt_record(self, message_id: str) -> dict[str, str]:
-        return {_s(k): _s(v) for k, v in self.redis.hgetall(self.keys.mt(message_id)).items()}
+        """What we sent under SMSC message id `message_id`, merged with its delivery receipt."""
+        sent, receipt = self.redis.mget(self.keys.mt(message_id), self.keys.mt_receipt(message_id))
+        rec: dict[str, str] = json.loads(sent) if sent else {}
+        if receipt:
+            rec.update(json.loads(receipt))
+        return rec
 
     def read_outbox(self, consumer: str, count: int, block_ms: int | None = None) -> list[tuple[str, str, dict[str, str]]]:
         """Entries nobody has picked up yet (reminders, alerts, replies whose sender died before reading)."""
@@ -249,19 +254,17 @@ class Store:
 
 
 @dataclass(slots=True)
-class HashWrite:
-    """HSET key fields (+ EXPIRE ttl): MT records and their receipt states."""
+class KeyWrite:
+    """SET key <JSON fields> EX ttl — one command: MT records and their delivery receipts."""
 
     key: str
     fields: dict[str, str]
-    ttl: int = 0
+    ttl: int
 
 
-def _queue_writes(pipe: Any, writes: Sequence[HashWrite]) -> None:
+def _queue_writes(pipe: Any, writes: Sequence[KeyWrite]) -> None:
     for w in writes:
-        pipe.hset(w.key, mapping=w.fields)
-        if w.ttl:
-            pipe.expire(w.key, w.ttl)
+        pipe.execute_command("SET", w.key, _DUMPS(w.fields), "EX", w.ttl)
 
 
 def _queue_acks(pipe: Any, acks: Sequence[tuple[str, str]]) -> None:

@@ -37,7 +37,7 @@ from smsbot.config import BindMode, Settings
 from smsbot.dispatch import Dispatcher
 from smsbot.messages import CommandId, Inbound, Receipt, Status
 from smsbot.outbox import OutboxSender, SequenceGenerator
-from smsbot.store import HashWrite, Store
+from smsbot.store import KeyWrite, Store
 
 _log = log.get("smsbot.transport")
 READ_CHUNK = 262144
@@ -286,7 +286,7 @@ class Transport:
         receipts, self._receipts = self._receipts, []
         ttl = self.settings.dispatch.mt_record_seconds
         receipt_writes = [
-            HashWrite(self.store.keys.mt(r.message_id), {"state": r.state, "err": r.error, "receipt_at": str(int(time.time() * 1000))}, ttl)
+            KeyWrite(self.store.keys.mt_receipt(r.message_id), {"state": r.state, "err": r.error, "receipt_at": str(int(time.time() * 1000))}, ttl)
             for r, _seq, _link in receipts
         ]
         try:
