@@ -4,6 +4,8 @@
   redelivery, delivery receipts) plus the HTTP/JSON control API (`control`, routes documented there).
 - `handset.Handset`: a handset client over the control API; `handset.run_handset` for the CLI.
 - `mailbox`: the per-MSISDN store of whole MTs and the reassembly of concatenated parts.
+- `connection`: one SMPP connection (reader thread, locked writes, bind handling).
+- `mo`: text → the deliver_sm parts of a handset's MO (udh8 / udh16 / sar, forced data_coding).
 """
 
 from .handset import Handset, HandsetError, format_message, run_handset

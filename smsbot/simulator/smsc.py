@@ -11,8 +11,11 @@ What it does, like a real SMSC:
 - delivers MOs injected by handsets (`inject_mo`) as deliver_sm, round-robin over the
   receiver-capable binds, and redelivers on temporary errors / timeouts / no bind.
 
-One reader thread per connection, a small pool of delivery workers, one accept thread and the
-HTTP control server thread (`smsbot.simulator.control`). `stop()` ends and joins them all.
+One reader thread per connection (`connection.Conn`), a small pool of delivery workers, one
+accept thread and the HTTP control server thread (`control`). `stop()` ends and joins them all.
+MOs are delivered in order per handset (a handset's next MO waits while one is in flight); each
+part of a long MO goes to the next receiver-capable bind in turn, so with several binds the parts
+of one message can land on different binds, as with a real SMSC.
 """
 
 from __future__ import annotations
@@ -33,230 +36,19 @@ from smsbot import codec, pdu
 from smsbot.config import Settings, SimulatorSettings, SmscSettings
 from smsbot.messages import CommandId, DataCoding, DeliverSm, EsmClass, Segment, Status, Tag
 
+from .connection import Conn, Waiter
 from .mailbox import Mailbox, Reassembler, StoredMessage
+from .mo import PartsError, build_mo_parts
 
 log = logging.getLogger("smsbot.simulator")
 
 TEMPORARY_STATUSES = frozenset({Status.RX_T_APPN, Status.RMSGQFUL, Status.RTHROTTLED, Status.RSYSERR})
-SPLIT_MODES = (None, "udh8", "udh16", "sar")
-RESP_BIT = 0x80000000
 MESSAGE_STATE_DELIVERED = 2
 JOBS_KEPT = 20000  # MO outcomes remembered for mo_status (oldest finished ones are forgotten)
 HISTORY_KEPT = 50  # delivery attempts remembered per MO
 
-_BIND_COMMANDS = {
-    CommandId.BIND_TRANSCEIVER: "transceiver",
-    CommandId.BIND_RECEIVER: "receiver",
-    CommandId.BIND_TRANSMITTER: "transmitter",
-}
-# requests we know but do not serve: answered with their resp and ESME_RINVCMDID-like status
-_UNSERVED_REQUESTS = {CommandId.QUERY_SM, CommandId.DATA_SM}
-
-
-class SimSmscError(Exception):
+class SimSmscError(ValueError):
     """Bad input to the simulator's API (reported as HTTP 400 by the control API)."""
-
-
-# --------------------------------------------------------------------------------------------
-# connections
-
-
-class _Waiter:
-    __slots__ = ("event", "command_id", "status")
-
-    def __init__(self) -> None:
-        self.event = threading.Event()
-        self.command_id: int | None = None
-        self.status: int | None = None  # None: no answer (timeout or connection lost)
-
-
-class _Conn:
-    """One accepted SMPP connection: a reader thread, serialized writes, per-bind sequence numbers."""
-
-    _ids = itertools.count(1)
-
-    def __init__(self, sim: SimSmsc, sock: socket.socket, addr: Any):
-        self.sim = sim
-        self.sock = sock
-        self.addr = addr
-        self.id = next(self._ids)
-        self.bound: str | None = None  # "transceiver" | "receiver" | "transmitter"
-        self.ready = False  # bind_resp sent
-        self.system_id = ""
-        self._wlock = threading.Lock()
-        self._slock = threading.Lock()
-        self._seq = 0
-        self._waiters: dict[int, _Waiter] = {}
-        self.closed = threading.Event()
-        self.last_rx = time.monotonic()
-        self._last_enquire = 0.0
-        self.thread = threading.Thread(target=self._run, name=f"simsmsc-conn-{self.id}", daemon=True)
-
-    # -- writing
-    @property
-    def can_receive(self) -> bool:
-        return self.ready and self.bound in ("transceiver", "receiver") and not self.closed.is_set()
-
-    def next_seq(self) -> int:
-        with self._slock:
-            self._seq = self._seq % 0x7FFFFFFF + 1
-            return self._seq
-
-    def send(self, data: bytes) -> bool:
-        if self.closed.is_set():
-            return False
-        try:
-            with self._wlock:
-                self.sock.sendall(data)
-            return True
-        except OSError as e:
-            log.info("simsmsc conn %s write failed: %s", self.id, e)
-            self.close()
-            return False
-
-    def request(self, command_id: int, body: bytes, timeout: float, seq: int | None = None) -> _Waiter:
-        """Send a request PDU and wait for its resp (or generic_nack); `status` None on timeout/loss."""
-        seq = seq if seq is not None else self.next_seq()
-        w = _Waiter()
-        self._waiters[seq] = w
-        try:
-            if self.send(pdu.encode_header(command_id, 0, seq, body)):
-                w.event.wait(timeout)
-        finally:
-            self._waiters.pop(seq, None)
-        return w
-
-    def send_deliver(self, d: DeliverSm, timeout: float) -> _Waiter:
-        d.sequence = self.next_seq()
-        w = _Waiter()
-        self._waiters[d.sequence] = w
-        try:
-            if self.send(pdu.encode_deliver_sm(d)):
-                w.event.wait(timeout)
-        finally:
-            self._waiters.pop(d.sequence, None)
-        return w
-
-    def close(self) -> None:
-        if self.closed.is_set():
-            return
-        self.closed.set()
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-        for w in list(self._waiters.values()):
-            w.event.set()
-        self.sim._conn_closed(self)
-
-    # -- reading
-    def _run(self) -> None:
-        framer = pdu.Framer()
-        self.sock.settimeout(0.25)
-        try:
-            while not self.closed.is_set() and not self.sim._stopping.is_set():
-                try:
-                    data = self.sock.recv(65536)
-                except socket.timeout:
-                    self._idle()
-                    continue
-                except OSError:
-                    break
-                if not data:
-                    break
-                self.last_rx = time.monotonic()
-                try:
-                    frames = framer.feed(data)
-                except pdu.FramingError as e:
-                    for command_id, status, seq, body in e.pdus:  # the good ones before the bad header
-                        self._handle(command_id, status, seq, body)
-                    log.warning("simsmsc conn %s framing error: %s", self.id, e)
-                    self.send(pdu.encode_header(CommandId.GENERIC_NACK, Status.RINVCMDLEN, 0))
-                    self.sim._count("generic_nacks_sent")
-                    break
-                for command_id, status, seq, body in frames:
-                    self._handle(command_id, status, seq, body)
-                    if self.closed.is_set():
-                        break
-        except Exception:  # noqa: BLE001 - a simulator bug must not go unnoticed, nor kill the process
-            log.exception("simsmsc conn %s reader crashed", self.id)
-        finally:
-            self.close()
-
-    def _idle(self) -> None:
-        now = time.monotonic()
-        interval = self.sim.enquire_link_interval
-        if self.bound and now - self.last_rx >= interval and now - self._last_enquire >= interval:
-            self._last_enquire = now
-            self.send(pdu.encode_header(CommandId.ENQUIRE_LINK, 0, self.next_seq()))
-            self.sim._count("enquire_links_sent")
-
-    def _resp(self, command_id: int, status: int, seq: int, body: bytes = b"") -> None:
-        self.send(pdu.encode_header(command_id, status, seq, body))
-
-    def _handle(self, command_id: int, status: int, seq: int, body: bytes) -> None:
-        sim = self.sim
-        if command_id & RESP_BIT:
-            w = self._waiters.get(seq)
-            if w is not None:
-                w.command_id, w.status = command_id, status
-                w.event.set()
-            elif command_id == CommandId.UNBIND_RESP:
-                self.close()
-            return
-        if command_id in _BIND_COMMANDS:
-            self._bind(command_id, seq, body)
-        elif command_id == CommandId.ENQUIRE_LINK:
-            self._resp(CommandId.ENQUIRE_LINK_RESP, 0, seq)
-        elif command_id == CommandId.UNBIND:
-            self._resp(CommandId.UNBIND_RESP, 0, seq)
-            self.close()
-        elif command_id == CommandId.SUBMIT_SM:
-            if self.bound not in ("transceiver", "transmitter"):
-                self._resp(CommandId.SUBMIT_SM_RESP, Status.RINVBNDSTS, seq, b"\x00")
-                return
-            sim._on_submit(self, seq, body)
-        elif command_id in _UNSERVED_REQUESTS:
-            self._resp(command_id | RESP_BIT, Status.RINVCMDID, seq, b"\x00" if command_id != CommandId.QUERY_SM else b"")
-        else:
-            self._resp(CommandId.GENERIC_NACK, Status.RINVCMDID, seq)
-            sim._count("generic_nacks_sent")
-
-    def _bind(self, command_id: int, seq: int, body: bytes) -> None:
-        sim = self.sim
-        resp_id = command_id | RESP_BIT
-        if self.bound:
-            self.send(pdu.encode_bind_resp(resp_id, Status.RALYBND, seq, sim.name))
-            return
-        try:
-            b = pdu.decode_bind(body)
-        except pdu.PduError as e:
-            log.info("simsmsc conn %s bad bind: %s", self.id, e)
-            self.send(pdu.encode_bind_resp(resp_id, Status.RBINDFAIL, seq, sim.name))
-            sim._count("bind_failures")
-            return
-        if b.get("system_id") != sim.system_id:
-            st = Status.RINVSYSID
-        elif b.get("password") != sim.password:
-            st = Status.RINVPASWD
-        else:
-            st = Status.ROK
-        if st != Status.ROK:
-            log.info("simsmsc conn %s bind refused (%s)", self.id, Status(st).name)
-            self.send(pdu.encode_bind_resp(resp_id, st, seq, sim.name))
-            sim._count("bind_failures")
-            return
-        self.system_id = b["system_id"]
-        self.bound = _BIND_COMMANDS[command_id]
-        sim._update_bind_count()
-        self.send(pdu.encode_bind_resp(resp_id, Status.ROK, seq, sim.name))
-        self.ready = True  # only now may deliver_sm go out: nothing precedes the bind_resp
-        log.info("simsmsc conn %s bound as %s (%s)", self.id, self.bound, self.system_id)
-        sim._on_bound(self)
 
 
 # --------------------------------------------------------------------------------------------
@@ -319,125 +111,6 @@ def _umr_of(d: DeliverSm) -> int | None:
 
 
 # --------------------------------------------------------------------------------------------
-# text → parts (handset side)
-
-
-def _encode_forced(data_coding: int, text: str) -> bytes:
-    if data_coding == DataCoding.DEFAULT:
-        return codec.gsm7_encode(text)
-    if data_coding == DataCoding.IA5:
-        return text.encode("ascii")
-    if data_coding == DataCoding.LATIN1:
-        return text.encode("latin-1")
-    if data_coding == DataCoding.UCS2:
-        return text.encode("utf-16-be")
-    return text.encode("utf-8")  # binary codings: the caller asked for it
-
-
-def _single_fits(data_coding: int, data: bytes) -> bool:
-    return len(data) <= (160 if data_coding == DataCoding.DEFAULT else 140)
-
-
-def _rechunk(data_coding: int, data: bytes, budget_octets: int) -> list[bytes]:
-    """Split encoded text into parts of at most `budget_octets` octets of user data after the UDH,
-    never cutting a UCS-2 surrogate pair or a GSM-7 escape."""
-    if data_coding == DataCoding.DEFAULT:
-        size = budget_octets * 8 // 7  # unpacked septets
-    elif data_coding == DataCoding.UCS2:
-        size = budget_octets - budget_octets % 2
-    else:
-        size = budget_octets
-    out: list[bytes] = []
-    i = 0
-    while i < len(data):
-        end = min(i + size, len(data))
-        if end < len(data):
-            if data_coding == DataCoding.UCS2 and 0xD8 <= data[end - 2] <= 0xDB:
-                end -= 2
-            elif data_coding == DataCoding.DEFAULT and data[end - 1] == 0x1B:
-                end -= 1
-        out.append(data[i:end])
-        i = end
-    return out
-
-
-def build_mo_parts(
-    msisdn: str,
-    short_code: str,
-    text: str,
-    *,
-    split: str | None,
-    ref: int,
-    umr: int,
-    data_coding: int | None = None,
-    extra_tlvs: dict[int, bytes] | None = None,
-) -> list[DeliverSm]:
-    """The deliver_sm PDUs a handset's MO turns into (in order; the caller may shuffle)."""
-    if split not in SPLIT_MODES:
-        raise SimSmscError(f"split must be one of udh8, udh16, sar (got {split!r})")
-    if data_coding is None:
-        try:
-            dc, esm, encoded = codec.encode_text(text, ref & 0xFF)
-        except ValueError as e:
-            raise SimSmscError(f"cannot encode text: {e}") from None
-        if len(encoded) == 1 and not esm & EsmClass.UDHI:
-            payloads, full = encoded, None
-        else:
-            stripped = [codec.split_udh(p)[0] for p in encoded]
-            full = b"".join(stripped)
-            payloads = encoded if split in (None, "udh8") else stripped if split == "sar" else None
-    else:
-        dc = data_coding
-        try:
-            full = _encode_forced(dc, text)
-        except (UnicodeEncodeError, ValueError) as e:
-            raise SimSmscError(f"text cannot be encoded with data_coding {dc}: {e}") from None
-        if _single_fits(dc, full):
-            payloads, full = [full], None
-        else:
-            payloads = None
-    dc = int(dc)
-    base_tlvs: dict[int, bytes] = {Tag.USER_MESSAGE_REFERENCE: struct.pack(">H", umr & 0xFFFF)}
-    for tag, value in (extra_tlvs or {}).items():
-        base_tlvs[int(tag)] = bytes(value)
-
-    def deliver(payload: bytes, esm: int, tlvs: dict[int, bytes]) -> DeliverSm:
-        return DeliverSm(
-            sequence=0,
-            source_addr_ton=1,
-            source_addr_npi=1,
-            source_addr=msisdn,
-            dest_addr_ton=0,
-            dest_addr_npi=0,
-            destination_addr=short_code,
-            esm_class=esm,
-            data_coding=dc,
-            short_message=payload,
-            tlvs=tlvs,
-        )
-
-    if full is None:  # one SMS
-        return [deliver(payloads[0], 0, dict(base_tlvs))]
-    mode = split or "udh8"
-    if payloads is not None and mode == "udh8":  # codec's own split, UDH included
-        return [deliver(p, EsmClass.UDHI, dict(base_tlvs)) for p in payloads]
-    # udh16 has a 7-octet UDH, one octet less for text; sar keeps the udh8 part sizes
-    chunks = payloads if payloads is not None else _rechunk(dc, full, 133 if mode == "udh16" else 134)
-    n = len(chunks)
-    if n > 255:
-        raise SimSmscError(f"text too long: {n} parts (max 255)")
-    out = []
-    for i, c in enumerate(chunks, 1):
-        if mode == "udh8":
-            out.append(deliver(bytes([5, 0x00, 3, ref & 0xFF, n, i]) + c, EsmClass.UDHI, dict(base_tlvs)))
-        elif mode == "udh16":
-            out.append(deliver(bytes([6, 0x08, 4, (ref >> 8) & 0xFF, ref & 0xFF, n, i]) + c, EsmClass.UDHI, dict(base_tlvs)))
-        else:
-            out.append(deliver(c, 0, {**base_tlvs, **dict(pdu.sar_tlvs(ref & 0xFFFF, n, i))}))
-    return out
-
-
-# --------------------------------------------------------------------------------------------
 # the simulator
 
 
@@ -481,7 +154,7 @@ class SimSmsc:
         self.mailbox = Mailbox()
         self.reassembler = Reassembler()
         self._lock = threading.RLock()
-        self._conns: list[_Conn] = []
+        self._conns: list[Conn] = []
         self._rr = 0
         self._stats: dict[str, int] = {
             k: 0
@@ -626,7 +299,7 @@ class SimSmsc:
             except OSError:
                 break
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            conn = _Conn(self, sock, addr)
+            conn = Conn(self, sock, addr)
             with self._lock:
                 if self._stopping.is_set():
                     sock.close()
@@ -640,11 +313,11 @@ class SimSmsc:
         # keep closed connections whose thread still runs (stop() joins them), forget the rest
         self._conns = [c for c in self._conns if not c.closed.is_set() or c.thread.is_alive()]
 
-    def _all_conns(self, include_closed: bool = False) -> list[_Conn]:
+    def _all_conns(self, include_closed: bool = False) -> list[Conn]:
         with self._lock:
             return [c for c in self._conns if include_closed or not c.closed.is_set()]
 
-    def _on_bound(self, conn: _Conn) -> None:
+    def _on_bound(self, conn: Conn) -> None:
         with self._sched_cond:
             if conn.can_receive:
                 # jobs parked for lack of a bind go now
@@ -662,7 +335,7 @@ class SimSmsc:
                 self._stats["binds_total"] += 1
             self._stats["binds"] = sum(1 for c in self._conns if c.bound and not c.closed.is_set())
 
-    def _conn_closed(self, conn: _Conn) -> None:
+    def _conn_closed(self, conn: Conn) -> None:
         self._update_bind_count(new_bind=False)
 
     def binds(self) -> list[dict[str, Any]]:
@@ -673,7 +346,7 @@ class SimSmsc:
             if c.bound
         ]
 
-    def _receiver(self, system_id: str | None = None) -> _Conn | None:
+    def _receiver(self, system_id: str | None = None) -> Conn | None:
         with self._lock:
             rx = [c for c in self._conns if c.can_receive and (system_id is None or c.system_id == system_id)]
             if not rx:
@@ -705,7 +378,7 @@ class SimSmsc:
     def _new_message_id(self) -> str:
         return f"{next(self._msg_ids):08x}"
 
-    def _on_submit(self, conn: _Conn, seq: int, body: bytes) -> None:
+    def _on_submit(self, conn: Conn, seq: int, body: bytes) -> None:
         try:
             sm, tlvs = pdu.decode_submit_sm(seq, body)
         except pdu.PduError as e:
@@ -716,7 +389,6 @@ class SimSmsc:
             conn.send(pdu.encode_submit_sm_resp(seq, Status.RINVDSTADR, ""))
             return
         message_id = self._new_message_id()
-        conn.send(pdu.encode_submit_sm_resp(seq, Status.ROK, message_id))
         self._count("mt_parts_received")
         payload = tlvs.get(Tag.MESSAGE_PAYLOAD, sm.short_message)
         segment: Segment | None = None
@@ -734,6 +406,8 @@ class SimSmsc:
                 self._store_mt(sm.source_addr, sm.destination_addr, dc, data, ids)
         else:
             self._store_mt(sm.source_addr, sm.destination_addr, sm.data_coding, payload, [message_id])
+        # the resp goes out once the message is in the mailbox (a handset sees it from then on)
+        conn.send(pdu.encode_submit_sm_resp(seq, Status.ROK, message_id))
         if sm.registered_delivery & 1 and self.send_receipts:
             self._queue_receipt(conn, sm.source_addr, sm.destination_addr, message_id, payload, sm.data_coding)
 
@@ -749,7 +423,7 @@ class SimSmsc:
         self._count("mt_received")
         self.mailbox.put(msg)
 
-    def _queue_receipt(self, conn: _Conn, mt_source: str, mt_dest: str, message_id: str, payload: bytes, dc: int) -> None:
+    def _queue_receipt(self, conn: Conn, mt_source: str, mt_dest: str, message_id: str, payload: bytes, dc: int) -> None:
         now = time.strftime("%y%m%d%H%M")
         try:
             sample = codec.decode_text(dc, payload)
@@ -815,10 +489,13 @@ class SimSmsc:
             if not 0 <= int(tag) <= 0xFFFF:
                 raise SimSmscError(f"TLV tag {tag} out of range")
         ref = self._next_ref(msisdn)
-        parts = build_mo_parts(
-            msisdn, short_code, text, split=split, ref=ref, umr=self._next_umr(msisdn),
-            data_coding=None if data_coding is None else int(data_coding), extra_tlvs=extra_tlvs,
-        )
+        try:
+            parts = build_mo_parts(
+                msisdn, short_code, text, split=split, ref=ref, umr=self._next_umr(msisdn),
+                data_coding=None if data_coding is None else int(data_coding), extra_tlvs=extra_tlvs,
+            )
+        except PartsError as e:
+            raise SimSmscError(str(e)) from None
         if shuffle and len(parts) > 1:
             original = list(parts)
             while parts == original:
@@ -856,7 +533,7 @@ class SimSmsc:
         if seq is None and len(data) >= 16:
             seq = struct.unpack(">I", data[12:16])[0]
         raw = pdu.encode_header(command_id, status, seq, data) if command_id is not None else bytes(data)
-        w = _Waiter()
+        w = Waiter()
         if wait > 0 and seq is not None:
             conn._waiters[seq] = w
         try:
