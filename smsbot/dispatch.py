@@ -7,7 +7,7 @@ outbox entries the scripts picked up for sending. The rules:
 * a part of a long MO -> stored in Redis until all parts are in; the part that completes the
   message runs the assembled text in a second round trip (rare path);
 * everything else -> `Router.route` -> one EVALSHA of the MO script, which also XADDs the reply
-  intent to the outbox and reads it back for this sender (so the reply goes out in this batch);
+  intent to the outbox (owned by this sender) and returns it, so the reply goes out in this batch;
 * Redis unreachable or a script error -> ESME_RX_T_APPN, so the SMSC redelivers later. A status
   of 0 is only ever returned after the script's effects are stored.
 """
@@ -28,7 +28,6 @@ from smsbot.messages import Inbound, Status
 from smsbot.router import Router
 from smsbot.store import KeyWrite, ScriptCall, ScriptResult, Store
 
-OUTBOX_READ_PER_CALL = 8
 _log = log.get("smsbot.dispatch")
 
 
@@ -126,7 +125,7 @@ class Dispatcher:
         return self.store.mo_call(
             intent.handler, mo.msisdn, mo.short_code,
             lang=self.router.language(mo.short_code), correlation=oc.correlation, args=intent.args,
-            dedup_fp=fp, consumer=self.consumer, read_count=OUTBOX_READ_PER_CALL, now_ms=now_ms,
+            dedup_fp=fp, consumer=self.consumer, now_ms=now_ms,
             parts_key=parts_key, delete_parts=bool(parts_key), extra_keys=intent.keys,
         )
 

@@ -13,7 +13,10 @@ Layout (prefix ``smsbot``; ``{7}`` is the shard tag):
 ``smsbot:{7}:conv:<msisdn>:<code>`` string JSON open conversation (menu) per short code, SET PX
 ``smsbot:{7}:dedup:<msisdn>:<fp>``  string  fingerprint of a handled MO (SMSC redelivery guard)
 ``smsbot:{7}:parts:<msisdn>:<c>:<r>`` hash  parts of a long MO awaiting reassembly (PEXPIRE)
-``smsbot:{7}:outbox``               stream  MT intents waiting to be sent (consumer group)
+``smsbot:{7}:outbox``               stream  replies to MOs, sent by the instance that handled the MO
+                                            (field ``own``); XDELed once the SMSC accepted them
+``smsbot:{7}:queue``                stream  MT intents any sender may send (reminders, alerts, orphaned
+                                            replies of a dead instance): consumer group ``senders``
 ``smsbot:{7}:audit``                stream  every subscription change
 ``smsbot:{7}:usage:<msisdn>``       hash    data usage this cycle: cycle, used, plan, quota, alert marks
 ``smsbot:{7}:<name>:<msisdn>``      any     other per-subscriber keys a command declares (`Keys.named`)
@@ -52,6 +55,8 @@ class SubscriberKeys:
     dedup_prefix: str
     outbox: str
     audit: str
+    queue: str
+    none: str  # placeholder for an unused KEYS position (same slot)
 
 
 class Keys:
@@ -79,6 +84,8 @@ class Keys:
             dedup_prefix=f"{t}:dedup:{msisdn}:",
             outbox=f"{t}:outbox",
             audit=f"{t}:audit",
+            queue=f"{t}:queue",
+            none=f"{t}:-",
         )
 
     def subs(self, msisdn: str) -> str:
@@ -126,8 +133,20 @@ class Keys:
     def audit(self, shard: int) -> str:
         return f"{self.prefix}:{{{shard}}}:audit"
 
+    def queue(self, shard: int) -> str:
+        return f"{self.prefix}:{{{shard}}}:queue"
+
     def all_outboxes(self) -> list[str]:
         return [self.outbox(s) for s in range(self.shards)]
+
+    def all_queues(self) -> list[str]:
+        return [self.queue(s) for s in range(self.shards)]
+
+    def is_queue(self, stream: str) -> bool:
+        return stream.endswith(":queue")
+
+    def queue_for_outbox(self, outbox: str) -> str:
+        return outbox[: -len("outbox")] + "queue"
 
     def all_audits(self) -> list[str]:
         return [self.audit(s) for s in range(self.shards)]

@@ -63,6 +63,7 @@ class Store:
         self.keys = Keys(settings.redis.key_prefix, settings.redis.shards)
         self.mo_source = assemble_mo_script(command_lua_files)
         self.mo_sha = _sha1(self.mo_source)
+        self._adopt: str | None = None
 
     # -- set-up -------------------------------------------------------------------------------
     def ping(self) -> bool:
@@ -72,7 +73,7 @@ class Store:
         self.mo_sha = self.redis.script_load(self.mo_source)
 
     def ensure_groups(self) -> None:
-        for stream in self.keys.all_outboxes():
+        for stream in self.keys.all_queues():
             try:
                 self.redis.xgroup_create(stream, OUTBOX_GROUP, id="0", mkstream=True)
             except redis.ResponseError as e:
@@ -106,12 +107,12 @@ class Store:
         keys = [
             sk.subs,
             self.keys.conv(msisdn, short_code),
-            sk.dedup_prefix + dedup_fp if dedup_fp else "",
+            sk.dedup_prefix + dedup_fp if dedup_fp else sk.none,
             sk.outbox,
             sk.audit,
+            sk.queue,
+            parts_key or sk.none,
         ]
-        if parts_key:
-            keys.append(parts_key)
         argv = [
             handler,
             now_ms if now_ms is not None else int(time.time() * 1000),
@@ -188,8 +189,8 @@ class Store:
         return rec
 
     def read_outbox(self, consumer: str, count: int, block_ms: int | None = None) -> list[tuple[str, str, dict[str, str]]]:
-        """Entries nobody has picked up yet (reminders, alerts, replies whose sender died before reading)."""
-        streams = {s: ">" for s in self.keys.all_outboxes()}
+        """Queue entries nobody has picked up yet (reminders, alerts, adopted replies of a dead sender)."""
+        streams = {s: ">" for s in self.keys.all_queues()}
         try:
             res = self.redis.xreadgroup(OUTBOX_GROUP, consumer, streams, count=count, block=block_ms)
         except redis.ResponseError as e:
@@ -200,9 +201,9 @@ class Store:
         return _flatten_streams(res)
 
     def claim_stale(self, consumer: str, min_idle_ms: int, count: int = 100) -> list[tuple[str, str, dict[str, str]]]:
-        """Take over entries another (dead or stuck) sender read but never acknowledged."""
+        """Take over queue entries another (dead or stuck) sender read but never acknowledged."""
         out: list[tuple[str, str, dict[str, str]]] = []
-        for stream in self.keys.all_outboxes():
+        for stream in self.keys.all_queues():
             try:
                 res = self.redis.xautoclaim(stream, OUTBOX_GROUP, consumer, min_idle_ms, start_id="0-0", count=count)
             except redis.ResponseError as e:
@@ -222,9 +223,9 @@ class Store:
         self.redis.delete(self.keys.heartbeat(instance))
 
     def claim_from_dead(self, consumer: str, count: int = 1000) -> list[tuple[str, str, dict[str, str]]]:
-        """Take over outbox entries held by senders whose heartbeat has expired (dead instances)."""
+        """Take over queue entries held by senders whose heartbeat has expired (dead instances)."""
         out: list[tuple[str, str, dict[str, str]]] = []
-        for stream in self.keys.all_outboxes():
+        for stream in self.keys.all_queues():
             try:
                 holders = self.redis.xinfo_consumers(stream, OUTBOX_GROUP)
             except redis.ResponseError:
@@ -246,9 +247,31 @@ class Store:
                     self.redis.xgroup_delconsumer(stream, OUTBOX_GROUP, name)
         return out
 
+    def adopt_orphans(self, me: str, min_age_ms: int, count: int = 500) -> int:
+        """Move outbox entries older than `min_age_ms` whose sender has no heartbeat to the queue."""
+        moved = 0
+        horizon = int(time.time() * 1000) - min_age_ms
+        for stream in self.keys.all_outboxes():
+            entries = self.redis.xrange(stream, "-", f"{horizon}-0", count=count)
+            owners: dict[str, list[str]] = {}
+            for entry_id, fields in entries:
+                owner = _s(fields.get(b"own", b""))
+                if owner != me:
+                    owners.setdefault(owner, []).append(_s(entry_id))
+            for owner, ids in owners.items():
+                if owner and self.redis.exists(self.keys.heartbeat(owner)):
+                    continue  # alive, just slow (throttled): its entries stay its own
+                moved += int(self.redis.evalsha(self._adopt_sha(), 2, stream, self.keys.queue_for_outbox(stream), *ids))
+        return moved
+
+    def _adopt_sha(self) -> str:
+        if self._adopt is None:
+            self._adopt = self.redis.script_load((LUA_DIR / "adopt.lua").read_text(encoding="utf-8"))
+        return self._adopt
+
     def outbox_depth(self) -> int:
         pipe = self.redis.pipeline(transaction=False)
-        for s in self.keys.all_outboxes():
+        for s in self.keys.all_outboxes() + self.keys.all_queues():
             pipe.xlen(s)
         return sum(pipe.execute())
 
@@ -268,11 +291,13 @@ def _queue_writes(pipe: Any, writes: Sequence[KeyWrite]) -> None:
 
 
 def _queue_acks(pipe: Any, acks: Sequence[tuple[str, str]]) -> None:
+    """Sent entries: XDEL from the outbox; from a queue also XACK (they are in the group's PEL)."""
     by_stream: dict[str, list[str]] = {}
     for stream, entry_id in acks:
         by_stream.setdefault(stream, []).append(entry_id)
     for stream, ids in by_stream.items():
-        pipe.execute_command("XACK", stream, OUTBOX_GROUP, *ids)
+        if stream.endswith(":queue"):
+            pipe.execute_command("XACK", stream, OUTBOX_GROUP, *ids)
         pipe.execute_command("XDEL", stream, *ids)
 
 

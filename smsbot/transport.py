@@ -44,6 +44,7 @@ READ_CHUNK = 262144
 OUTBOX_POLL_S = 0.25
 CLAIM_EVERY_S = 5.0
 CLAIM_MIN_IDLE_MS = 300_000  # safety net for a live but stuck sender; dead ones are found by heartbeat
+ORPHAN_AGE_MS = 10_000  # an outbox entry this old whose sender has no heartbeat is moved to the queue
 HEARTBEAT_EVERY_S = 5.0
 HEARTBEAT_TTL_S = 15
 ACK_FLUSH_S = 0.05
@@ -200,7 +201,7 @@ class Transport:
                 self._read(link, now, inbound)
             if inbound or self._receipts:
                 self._dispatch(inbound)
-            elif now >= self._next_poll:
+            if now >= self._next_poll:
                 self._poll_outbox(now)
             self._timers(now, s)
             self._send_outbox()
@@ -314,7 +315,7 @@ class Transport:
         self.sender.enqueue(result.entries)
 
     def _poll_outbox(self, now: float) -> None:
-        """Pick up entries no MO script took: reminders, alerts, replies of a dead instance."""
+        """Pick up queue entries (reminders, alerts, replies of a dead instance); flush acks; adopt orphans."""
         self._next_poll = now + OUTBOX_POLL_S
         try:
             acks, writes = self.sender.take_pending()
@@ -328,6 +329,7 @@ class Transport:
                 self.sender.enqueue(self.store.read_outbox(self.dispatcher.consumer, count=100))
             if now >= self._next_claim:
                 self._next_claim = now + CLAIM_EVERY_S
+                self.store.adopt_orphans(self.dispatcher.consumer, ORPHAN_AGE_MS)
                 self.sender.enqueue(self.store.claim_from_dead(self.dispatcher.consumer))
                 self.sender.enqueue(self.store.claim_stale(self.dispatcher.consumer, CLAIM_MIN_IDLE_MS))
             if self._redis_down_since is not None:

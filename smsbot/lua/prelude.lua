@@ -1,10 +1,12 @@
 -- smsbot MO script prelude. Assembled by smsbot/scripts.py as:
 --   prelude.lua .. commands/*.lua fragments .. main.lua
--- KEYS: 1 subs hash, 2 conv string, 3 dedup string ('' key name = no dedup), 4 outbox stream, 5 audit stream,
---       6.. extra keys a handler declares (same hash tag).
+-- KEYS: 1 subs hash, 2 conv string, 3 dedup string (used when dedup ttl > 0), 4 outbox stream (replies this
+--       sender sends itself), 5 audit stream, 6 queue stream (intents for any sender: consumer group),
+--       7 parts hash of a long MO (used by 'part' and when ARGV[12] = '1'), then named extra keys.
+--       Unused positions hold a placeholder key with the same hash tag (cluster: one slot).
 -- ARGV: 1 handler, 2 now (ms), 3 msisdn, 4 short code, 5 lang, 6 correlation id, 7 dedup ttl (s),
---       8 args (JSON), 9 consumer name ('' = do not read the outbox), 10 read count, 11 outbox group,
---       12 '1' = delete KEYS[6] (the parts of the long MO being handled) with the effect,
+--       8 args (JSON), 9 sender name ('' = not an MO: replies go to the queue), 10, 11 reserved,
+--       12 '1' = delete KEYS[7] (the parts of the long MO being handled) with the effect,
 --       13 (optional) JSON list of names of the per-subscriber keys the handler declared
 --          (Intent.keys / Store.mo_call extra_keys): they are the LAST KEYS, as ctx.key[name]
 local handlers = {}
@@ -12,6 +14,7 @@ local conversations = {}
 
 local ctx = {
   subs_key = KEYS[1], conv_key = KEYS[2], dedup_key = KEYS[3], outbox = KEYS[4], audit_key = KEYS[5],
+  queue = KEYS[6], parts_key = KEYS[7], sent = {},
   handler = ARGV[1], now = tonumber(ARGV[2]), msisdn = ARGV[3], short_code = ARGV[4], lang = ARGV[5],
   mo = ARGV[6], dedup_ttl = tonumber(ARGV[7]), args = cjson.decode(ARGV[8]),
   consumer = ARGV[9], read_count = tonumber(ARGV[10]), group = ARGV[11],
@@ -23,10 +26,21 @@ if ARGV[13] and ARGV[13] ~= '' then
   for i, name in ipairs(names) do ctx.key[name] = KEYS[#KEYS - #names + i] end
 end
 
--- Queue a reply intent for the outbox sender: it renders template `tpl` with `data` in `lang`.
+-- Store a reply intent (template `tpl`, `data`, rendered by the sender in `lang`). In an MO's script
+-- the sender handling the MO sends it itself: the entry goes to the outbox stream marked with its
+-- owner and is returned to it (no consumer-group read on the hot path). Outside an MO (orders, usage
+-- events) it goes to the queue stream, which every sender reads through the consumer group.
 local function reply(tpl, data)
-  redis.call('XADD', ctx.outbox, '*', 'to', ctx.msisdn, 'from', ctx.short_code, 'lang', ctx.lang,
-    'tpl', tpl, 'data', cjson.encode(data or {}), 'mo', ctx.mo, 't', tostring(ctx.now))
+  local fields = { 'to', ctx.msisdn, 'from', ctx.short_code, 'lang', ctx.lang, 'tpl', tpl,
+    'data', cjson.encode(data or {}), 'mo', ctx.mo, 't', tostring(ctx.now) }
+  if ctx.consumer ~= '' then
+    fields[#fields + 1] = 'own'
+    fields[#fields + 1] = ctx.consumer
+    local id = redis.call('XADD', ctx.outbox, '*', unpack(fields))
+    ctx.sent[#ctx.sent + 1] = { id, fields }
+  else
+    redis.call('XADD', ctx.queue, '*', unpack(fields))
+  end
   ctx.replies = ctx.replies + 1
 end
 

@@ -1,10 +1,10 @@
--- Parts of a long MO wait in a hash (KEYS[6]) until all are in, in any order.
+-- Parts of a long MO wait in a hash (KEYS[7]) until all are in, in any order.
 -- args: {seq, total, text, timeout_ms}. The parts are NOT deleted here: the script that handles
 -- the assembled message deletes them (ARGV[12] = '1') atomically with its effect, so a crash in
 -- between leaves the parts for the SMSC's redelivery of the last one.
 handlers['part'] = function()
   local a = ctx.args
-  local key = KEYS[6]
+  local key = ctx.parts_key
   redis.call('HSET', key, tostring(a.seq), a.text)
   redis.call('HSETNX', key, 'total', tostring(a.total))
   redis.call('PEXPIRE', key, a.timeout_ms)
