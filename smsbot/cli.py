@@ -299,5 +299,7 @@ def _service_or_exit(c: Ctx, code: str) -> str:
     return code
 
 
+from smsbot import cli_usage  # noqa: E402,F401  (registers `smsbot usage`)
+
 if __name__ == "__main__":  # pragma: no cover
     main()

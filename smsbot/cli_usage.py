@@ -1,0 +1,121 @@
+"""`smsbot usage`: write a data-usage report to the usage stream (testers, ops), or show the state.
+
+    smsbot usage 13800138000 --used 95MB [--plan 4G_1GB] [--cycle 2026-11]
+    smsbot usage 13800138000                       # what is stored for this cycle
+
+The report is one XADD to ``<prefix>:events:usage``, exactly what the billing side sends (see
+``commands/usage.py``); a running bot applies it and sends any alert. Sizes: ``95MB``, ``95.5MB``,
+``1GB``, ``1024KB``, ``123456B``, ``0`` with binary units (1 MB = 1024 * 1024 bytes). A bad size,
+cycle or number, or an unknown plan, is refused (exit 2) and nothing is written.
+
+Registered on the `smsbot` click group by the import at the bottom of ``smsbot/cli.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import click
+
+from smsbot.msisdn import normalize_msisdn
+
+
+def _main_group() -> click.Group:
+    """The group to register on: `__main__`'s under ``python -m smsbot.cli`` (the module then runs
+    as __main__ and importing smsbot.cli would build a second group), else smsbot.cli's."""
+    m = sys.modules.get("__main__")
+    spec = getattr(m, "__spec__", None)
+    if spec is not None and spec.name == "smsbot.cli" and isinstance(getattr(m, "main", None), click.Group):
+        return m.main  # type: ignore[union-attr]
+    from smsbot.cli import main
+
+    return main
+
+
+@_main_group().command("usage")
+@click.argument("msisdn")
+@click.option("--used", "used", default=None, metavar="SIZE", help="data used this cycle so far (running total), e.g. 95MB, 1.5GB")
+@click.option("--plan", "plan", default=None, help="plan code (default: the stored plan, else usage.default_plan)")
+@click.option("--cycle", "cycle", default=None, metavar="YYYY-MM", help="billing cycle (default: this month in usage.timezone)")
+@click.pass_obj
+def usage(obj: Any, msisdn: str, used: str | None, plan: str | None, cycle: str | None) -> None:
+    """Report MSISDN's data usage (--used) for a running bot to apply, or show what is stored."""
+    from commands import usage as usage_cmd
+
+    settings = obj.settings
+    try:
+        number = normalize_msisdn(msisdn)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="MSISDN") from None
+    if used is None:
+        if plan or cycle:
+            raise click.UsageError("--plan and --cycle go with --used")
+        _show(settings, number)
+        return
+    try:
+        used_bytes = usage_cmd.parse_size(used)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--used") from None
+    cycle = (cycle or usage_cmd.current_cycle(settings)).strip()
+    if not usage_cmd.CYCLE_RE.match(cycle):
+        raise click.BadParameter(f"{cycle!r} is not a cycle; use YYYY-MM, e.g. 2026-11", param_hint="--cycle")
+    if plan is not None:
+        try:
+            the_plan = usage_cmd.resolve_plan(settings, plan)
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="--plan") from None
+    else:
+        the_plan = None
+
+    from smsbot.app import build_store
+
+    store = build_store(settings)
+    try:
+        if the_plan is None:
+            stored = _state(store, number)
+            try:
+                the_plan = usage_cmd.resolve_plan(settings, stored.get("plan"))
+            except ValueError as e:
+                raise click.BadParameter(str(e), param_hint="--plan") from None
+        fields = usage_cmd.event_fields(number, used_bytes, cycle, the_plan.code, source=f"cli:{os.environ.get('USER', 'unknown')}")
+        entry_id = store.redis.xadd(store.keys.usage_events(), fields)
+    finally:
+        store.close()
+    quota = the_plan.quota_mb * usage_cmd.MB
+    click.echo(
+        f"{number}: reported {usage_cmd.mb(used_bytes)}MB used of {the_plan.code} ({the_plan.quota_mb}MB, "
+        f"{usage_cmd.mb(max(quota - used_bytes, 0), 'ROUND_DOWN')}MB left) in cycle {cycle}; "
+        f"event {entry_id.decode()} (a running bot applies it)"
+    )
+
+
+def _state(store: Any, msisdn: str) -> dict[str, str]:
+    raw = store.redis.hgetall(store.keys.usage(msisdn))
+    return {k.decode(): v.decode() for k, v in raw.items()}
+
+
+def _show(settings: Any, msisdn: str) -> None:
+    from commands import usage as usage_cmd
+    from smsbot.app import build_store
+
+    store = build_store(settings)
+    try:
+        st = _state(store, msisdn)
+    finally:
+        store.close()
+    if not st:
+        click.echo(f"{msisdn}: no usage on record")
+        return
+    used, quota = int(st.get("used", 0)), int(st.get("quota", 0))
+    marks = sorted((int(k.rsplit(":", 1)[1]) for k in st if k.startswith("alerted:")), reverse=True)
+    at = datetime.fromtimestamp(int(st.get("at", 0)) / 1000, ZoneInfo(settings.usage.timezone)).strftime("%Y-%m-%d %H:%M:%S")
+    click.echo(
+        f"{msisdn}: cycle {st.get('cycle')} plan {st.get('plan')} used {usage_cmd.mb(used)}MB "
+        f"left {usage_cmd.mb(max(quota - used, 0), 'ROUND_DOWN')}MB of {quota // usage_cmd.MB}MB; "
+        f"alerted at {', '.join(usage_cmd.mb(t) + 'MB' for t in marks) or 'none'} left; "
+        f"last report {at} (event {st.get('mo', '')})"
+    )
