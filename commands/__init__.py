@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from smsbot.router import Command  # noqa: F401  (re-exported for command modules)
 
-from commands import help, subscriptions, usage
+from commands import help, reminders, subscriptions, usage
 
 
 def all_commands() -> list[Command]:
-    return [subscriptions.SubscriptionsCommand(), usage.UsageCommand(), help.HelpCommand()]
+    return [subscriptions.SubscriptionsCommand(), usage.UsageCommand(), reminders.RemindersCommand(), help.HelpCommand()]
 
 
 def known_command_names() -> set[str]:
