@@ -300,6 +300,7 @@ def _service_or_exit(c: Ctx, code: str) -> str:
 
 
 from smsbot import cli_usage  # noqa: E402,F401  (registers `smsbot usage`)
+from smsbot import cli_billing  # noqa: E402,F401  (registers `smsbot order`, `smsbot use`, `smsbot billing`)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -1,0 +1,395 @@
+"""Billing: the run that charges monthly subscriptions, the ledger, and its verification.
+
+* **Run** (`run`, `BillingRun`): every subscriber with a subscription hash (SCAN) gets one ``bill``
+  step (``commands/reminders.lua``) for the period (calendar month in ``billing.timezone``) that
+  holds the run's time; the steps go out in pipelined batches of ``billing.batch``. A charge is the
+  ledger field ``<code>:<YYYY-MM>`` written with HSETNX in the same atomic step as its audit
+  entry, so overlapping runs, a run killed halfway and restarted, or a run repeated, can never
+  charge a subscription twice for one period. Every run is recorded (``<prefix>:billing:runs``).
+* **Ledger** (`ledger`): a subscriber's charges, ``<prefix>:{N}:ledger:<msisdn>``.
+* **Verify** (`verify`): replays the audit streams into the subscriptions' history (order, due
+  time, cancellation) and checks the ledger against it and against the charge entries in the
+  audit streams: every charge justified by the rules (see ``reminders.lua``), none for a
+  subscription cancelled before its first charge, one audit entry per charge and vice versa, the
+  catalogue price, and no charge missing for a finished run or an applied use event.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator
+
+import redis
+
+from smsbot.config import BillingKind, Settings
+from smsbot.keys import USE_EVENTS_GROUP
+from smsbot.periods import Period, period_by_label, period_of, zone
+from smsbot.store import ScriptResult, Store
+
+LIVE = ("active", "pending")
+
+
+def _s(v: Any) -> str:
+    return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+
+
+def _after(key: str, marker: str) -> str:
+    return key.split(marker, 1)[1]
+
+
+# -- run ----------------------------------------------------------------------------------------------
+@dataclass
+class Summary:
+    run_id: str
+    period: str
+    at_ms: int
+    subscribers: int = 0
+    subscriptions: int = 0
+    charged: int = 0
+    amount_fen: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    errors: int = 0
+    finished: bool = False
+
+    def lines(self) -> list[str]:
+        out = [
+            f"billing run {self.run_id} for {self.period}: {self.subscribers} subscribers, {self.subscriptions} subscriptions seen",
+            f"charged: {self.charged} ({self.amount_fen / 100:.2f} yuan)",
+            f"skipped: {sum(self.skipped.values())}" + (
+                " (" + ", ".join(f"{why}: {n}" for why, n in sorted(self.skipped.items())) + ")" if self.skipped else ""),
+        ]
+        if self.errors:
+            out.append(f"errors: {self.errors} subscriber(s) failed; run again to finish them (charges are never doubled)")
+        return out
+
+
+class BillingRun:
+    """One billing run at time `at_ms`. `begin`, then `bill` batches of subscribers, then `finish`."""
+
+    def __init__(self, settings: Settings, store: Store, at_ms: int, run_id: str | None = None):
+        self.settings = settings
+        self.store = store
+        self.at_ms = at_ms
+        self.period: Period = period_of(at_ms, zone(settings.billing.timezone))
+        self.run_id = run_id or f"run-{time.strftime('%Y%m%dT%H%M%S')}-{os.urandom(3).hex()}"
+        self.summary = Summary(self.run_id, self.period.label, at_ms)
+        self._args = {
+            "period": self.period.label,
+            "start": self.period.start_ms,
+            "kinds": {s.code: s.kind.value for s in settings.services},
+            "prices": {s.code: s.price_fen for s in settings.services},
+        }
+        self._started_ms = 0
+
+    def _record(self, **extra: Any) -> None:
+        rec = {"period": self.period.label, "at": self.at_ms, "started": self._started_ms, **extra}
+        self.store.redis.hset(self.store.keys.billing_runs(), self.run_id, json.dumps(rec))
+
+    def begin(self) -> None:
+        self._started_ms = int(time.time() * 1000)
+        self._record(finished=None)
+
+    def subscribers(self) -> list[str]:
+        """Every MSISDN with a subscription hash (SCAN; order is sorted for stable progress)."""
+        found: set[str] = set()
+        for key in self.store.redis.scan_iter(match=self.store.keys.subs_pattern(), count=1000):
+            found.add(_after(_s(key), ":subs:"))
+        return sorted(found)
+
+    def bill(self, msisdns: list[str]) -> None:
+        """One pipelined round trip: the ``bill`` step for each subscriber."""
+        if not msisdns:
+            return
+        calls = [
+            self.store.mo_call("bill", m, "-", correlation=self.run_id, now_ms=self.at_ms, args=self._args, extra_keys=("ledger",))
+            for m in msisdns
+        ]
+        results = self.store.run_batch(calls)
+        sm = self.summary
+        for res in results:
+            sm.subscribers += 1
+            if isinstance(res, Exception) or not isinstance(res, ScriptResult):
+                sm.errors += 1
+                continue
+            detail = json.loads(res.extra or "{}")
+            charged = detail.get("c") or []
+            skipped = detail.get("s") or {}
+            charged = charged if isinstance(charged, list) else []
+            skipped = skipped if isinstance(skipped, dict) else {}
+            sm.subscriptions += len(charged) + len(skipped)
+            sm.charged += len(charged)
+            sm.amount_fen += sum(self._args["prices"].get(c, 0) for c in charged)
+            sm.skipped.update(skipped.values())
+
+    def finish(self) -> None:
+        sm = self.summary
+        sm.finished = sm.errors == 0
+        self._record(
+            finished=int(time.time() * 1000) if sm.finished else None,
+            subscribers=sm.subscribers, charged=sm.charged, amount_fen=sm.amount_fen, errors=sm.errors,
+            skipped=dict(sm.skipped),
+        )
+
+
+def run(settings: Settings, store: Store, at_ms: int, *, batch: int | None = None,
+        progress: Callable[[int], None] | None = None, on_total: Callable[[int], None] | None = None,
+        run_id: str | None = None) -> Summary:
+    """A whole run. `on_total(n)` is told the subscriber count, `progress(k)` each batch's size."""
+    br = BillingRun(settings, store, at_ms, run_id)
+    br.begin()
+    subs = br.subscribers()
+    if on_total:
+        on_total(len(subs))
+    size = batch or settings.billing.batch
+    for i in range(0, len(subs), size):
+        chunk = subs[i : i + size]
+        try:
+            br.bill(chunk)
+        except (redis.ConnectionError, redis.TimeoutError) as e:  # nothing known stored for this batch
+            br.summary.errors += len(chunk)
+            br.summary.subscribers += len(chunk)
+            br.finish()
+            raise BillingInterrupted(br.summary) from e
+        if progress:
+            progress(len(chunk))
+    br.finish()
+    return br.summary
+
+
+class BillingInterrupted(Exception):
+    def __init__(self, summary: Summary):
+        super().__init__("Redis became unreachable during the billing run; run it again to finish (charges are never doubled)")
+        self.summary = summary
+
+
+# -- ledger --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Charge:
+    msisdn: str
+    field: str
+    code: str
+    period: str | None  # monthly charges
+    use: str | None  # on-demand charges
+    fen: int
+    at_ms: int
+    run: str
+    raw: str
+
+
+def _parse_charge(msisdn: str, fld: str, raw: str) -> Charge:
+    code, _, rest = fld.partition(":")
+    period, use = (None, rest[4:]) if rest.startswith("use:") else (rest, None)
+    rec = json.loads(raw)
+    return Charge(msisdn, fld, code, period, use, int(rec["fen"]), int(rec["at"]), str(rec.get("run", "")), raw)
+
+
+def ledger(store: Store, msisdn: str) -> list[Charge]:
+    raw = store.redis.hgetall(store.keys.ledger(msisdn))
+    out = [_parse_charge(msisdn, _s(k), _s(v)) for k, v in raw.items()]
+    out.sort(key=lambda c: (c.at_ms, c.field))
+    return out
+
+
+# -- verify --------------------------------------------------------------------------------------------
+@dataclass
+class Incarnation:
+    """One subscription from its creation (order or admin) to its cancellation, as the audit tells it."""
+
+    start: int
+    due: int
+    created_ms: int  # wall-clock time it was stored (audit entry id)
+    cancel: int | None = None
+    order_id: str = ""
+
+    def monthly_chargeable(self, period: Period, at: int) -> bool:
+        if self.start > at or self.due > at:
+            return False
+        if self.cancel is None:
+            return True
+        return self.cancel >= self.due and self.cancel >= period.start_ms
+
+    def use_chargeable(self, at: int) -> bool:
+        return self.start <= at and self.due <= at and (self.cancel is None or self.cancel > at)
+
+    def cancelled_before_charge(self) -> bool:
+        return self.cancel is not None and self.cancel < self.due
+
+
+@dataclass
+class Report:
+    discrepancies: list[str] = field(default_factory=list)
+    charges: int = 0
+    subscriptions: int = 0
+    runs: int = 0
+    uses: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.discrepancies
+
+
+def _xrange_all(client: redis.Redis, stream: str, chunk: int = 5000) -> Iterator[tuple[str, dict[str, str]]]:
+    start = "-"
+    while True:
+        entries = client.xrange(stream, min=start, max="+", count=chunk)
+        for entry_id, fields in entries:
+            yield _s(entry_id), {_s(k): _s(v) for k, v in fields.items()}
+        if len(entries) < chunk:
+            return
+        last = _s(entries[-1][0])
+        ms, seq = last.split("-")
+        start = f"{ms}-{int(seq) + 1}"
+
+
+def history(store: Store) -> tuple[dict[tuple[str, str], list[Incarnation]], dict[tuple[str, str], list[dict[str, str]]]]:
+    """Audit streams -> ({(msisdn, code): incarnations}, {(msisdn, ledger field): charge audit entries})."""
+    subs: dict[tuple[str, str], list[Incarnation]] = defaultdict(list)
+    charges: dict[tuple[str, str], list[dict[str, str]]] = defaultdict(list)
+    for stream in store.keys.all_audits():
+        for entry_id, f in _xrange_all(store.redis, stream):
+            m, code = f.get("msisdn", ""), f.get("service", "")
+            old, new, reason = f.get("old", ""), f.get("new", ""), f.get("reason", "")
+            try:
+                at = int(f.get("at", "0"))
+            except ValueError:
+                continue
+            if reason == "charge":
+                charges[(m, f.get("ledger", ""))].append(f)
+                continue
+            lst = subs[(m, code)]
+            if new in LIVE and old not in LIVE:
+                due = int(f["due"]) if f.get("due", "").isdigit() else at
+                lst.append(Incarnation(at, due, int(entry_id.split("-")[0]), order_id=f.get("order_id", "")))
+            elif new == "cancelled" and old in LIVE and lst and lst[-1].cancel is None:
+                lst[-1].cancel = at
+    return subs, charges
+
+
+def _runs(store: Store) -> list[dict[str, Any]]:
+    out = []
+    for k, v in store.redis.hgetall(store.keys.billing_runs()).items():
+        try:
+            rec = json.loads(v)
+        except ValueError:
+            continue
+        rec["id"] = _s(k)
+        out.append(rec)
+    return out
+
+
+def _applied_uses(store: Store) -> list[tuple[str, dict[str, str]]]:
+    """Use events the consumer group has delivered and acknowledged."""
+    stream = store.keys.use_events()
+    try:
+        groups = store.redis.xinfo_groups(stream)
+    except redis.ResponseError:
+        return []
+    last = None
+    for g in groups:
+        if _s(g.get("name") or g.get(b"name")) == USE_EVENTS_GROUP:
+            last = _s(g.get("last-delivered-id") or g.get(b"last-delivered-id"))
+    if last is None:
+        return []
+    pending = {_s(p["message_id"]) for p in store.redis.xpending_range(stream, USE_EVENTS_GROUP, "-", "+", 1_000_000)}
+
+    def key(i: str) -> tuple[int, int]:
+        a, b = i.split("-")
+        return int(a), int(b)
+
+    return [(i, f) for i, f in _xrange_all(store.redis, stream) if key(i) <= key(last) and i not in pending]
+
+
+def verify(settings: Settings, store: Store) -> Report:
+    from commands.reminders import parse_use
+
+    tz = zone(settings.billing.timezone)
+    rep = Report()
+    subs, audit_charges = history(store)
+    rep.subscriptions = sum(len(v) for v in subs.values())
+    led: dict[tuple[str, str], Charge] = {}
+    for key in store.redis.scan_iter(match=store.keys.ledger_pattern(), count=1000):
+        m = _after(_s(key), ":ledger:")
+        for k, v in store.redis.hgetall(key).items():
+            fld = _s(k)
+            try:
+                led[(m, fld)] = _parse_charge(m, fld, _s(v))
+            except (ValueError, KeyError, TypeError) as e:
+                rep.discrepancies.append(f"{m} {fld}: unreadable ledger entry ({e!r})")
+    rep.charges = len(led)
+    bad = rep.discrepancies
+
+    for (m, fld), c in sorted(led.items()):
+        where = f"{m} {fld}"
+        audits = audit_charges.get((m, fld), [])
+        if not audits:
+            bad.append(f"{where}: charge in the ledger has no audit entry")
+        elif len(audits) > 1:
+            bad.append(f"{where}: {len(audits)} audit entries for one charge (double charge)")
+        elif audits[0].get("fen") != str(c.fen):
+            bad.append(f"{where}: ledger says {c.fen} fen, audit says {audits[0].get('fen')}")
+        svc = settings.service(c.code)
+        if svc is None:
+            bad.append(f"{where}: unknown service {c.code}")
+            continue
+        if c.fen != svc.price_fen:
+            bad.append(f"{where}: charged {c.fen} fen, catalogue price is {svc.price_fen}")
+        incs = subs.get((m, c.code), [])
+        if c.period is not None:
+            if svc.kind is not BillingKind.MONTHLY:
+                bad.append(f"{where}: period charge for a {svc.kind.value} service")
+                continue
+            try:
+                p = period_by_label(c.period, tz)
+            except ValueError:
+                bad.append(f"{where}: bad period {c.period!r}")
+                continue
+            if not (p.start_ms <= c.at_ms < p.end_ms):
+                bad.append(f"{where}: charged at {c.at_ms}, outside period {c.period}")
+            if not any(i.monthly_chargeable(p, c.at_ms) for i in incs):
+                started = [i for i in incs if i.start <= c.at_ms]
+                if started and all(i.cancelled_before_charge() for i in started):
+                    bad.append(f"{where}: charged although cancelled before the first charge")
+                else:
+                    bad.append(f"{where}: charged but no subscription was due and live for {c.period}")
+        else:
+            if svc.kind is not BillingKind.ON_DEMAND:
+                bad.append(f"{where}: use charge for a {svc.kind.value} service")
+                continue
+            if not any(i.use_chargeable(c.at_ms) for i in incs):
+                bad.append(f"{where}: use charged but the subscription was not live and past its grace then")
+    for (m, fld), entries in sorted(audit_charges.items()):
+        if (m, fld) not in led:
+            bad.append(f"{m} {fld}: charge in the audit stream is missing from the ledger")
+
+    # no missed charge: every finished run, every subscription stored before it began and due then
+    monthly = {s.code for s in settings.services if s.kind is BillingKind.MONTHLY}
+    runs = [r for r in _runs(store) if r.get("finished")]
+    rep.runs = len(runs)
+    expected: set[tuple[str, str]] = set()
+    for r in runs:
+        p = period_by_label(str(r["period"]), tz)
+        at, started = int(r["at"]), int(r["started"])
+        for (m, code), incs in subs.items():
+            if code in monthly and any(i.created_ms < started and i.monthly_chargeable(p, at) for i in incs):
+                expected.add((m, f"{code}:{p.label}"))
+    for m, fld in sorted(expected - set(led)):
+        bad.append(f"{m} {fld}: missed charge (due at a finished billing run)")
+
+    for entry_id, f in _applied_uses(store):
+        try:
+            use = parse_use(settings, entry_id, f)
+        except ValueError:
+            continue
+        rep.uses += 1
+        fld = f"{use.service}:use:{use.use_id}"
+        if (use.msisdn, fld) not in led and any(i.use_chargeable(use.at_ms) for i in subs.get((use.msisdn, use.service), [])):
+            bad.append(f"{use.msisdn} {fld}: missed charge for an applied use event")
+    return rep
+
+
+def summarize_ledger(charges: Iterable[Charge]) -> int:
+    return sum(c.fen for c in charges)

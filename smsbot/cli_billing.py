@@ -1,0 +1,211 @@
+"""CLI for orders, on-demand uses and billing: ``smsbot order``, ``smsbot use``, ``smsbot billing run|ledger|verify``.
+
+Registered on `smsbot.cli.main` when `smsbot.cli` is imported. ``order`` and ``use`` only write an
+event to the stream the bot consumes (refusing bad numbers and unknown service codes before
+writing anything); ``billing`` talks to Redis directly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+import click
+
+from smsbot.cli import Ctx, _msisdn_or_exit, _service_or_exit, main, pass_ctx
+
+EXIT_DISCREPANCIES = 1
+
+
+def _store(c: Ctx):  # noqa: ANN202
+    from smsbot.app import build_store
+
+    return build_store(c.settings)
+
+
+def _at_or_exit(c: Ctx, value: str | None) -> int:
+    from smsbot.periods import parse_time, zone
+
+    try:
+        return parse_time(value, zone(c.settings.billing.timezone))
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--at") from None
+
+
+def _fmt(ms: int, c: Ctx) -> str:
+    from smsbot.periods import format_time, zone
+
+    return format_time(ms, zone(c.settings.billing.timezone), "%Y-%m-%d %H:%M:%S")
+
+
+def write_order(settings, client, msisdn: str, code: str, at_ms: int, order_id: str) -> str:  # noqa: ANN001
+    """XADD one order event exactly as ``smsbot order`` does; returns the entry id."""
+    from smsbot.keys import Keys
+
+    keys = Keys(settings.redis.key_prefix, settings.redis.shards)
+    fields = {"order_id": order_id, "msisdn": msisdn, "service": code, "at": str(at_ms), "source": "cli"}
+    eid = client.xadd(keys.order_events(), fields)
+    return eid.decode() if isinstance(eid, bytes) else str(eid)
+
+
+def write_use(settings, client, msisdn: str, code: str, at_ms: int, use_id: str) -> str:  # noqa: ANN001
+    from smsbot.keys import Keys
+
+    keys = Keys(settings.redis.key_prefix, settings.redis.shards)
+    eid = client.xadd(keys.use_events(), {"use_id": use_id, "msisdn": msisdn, "service": code, "at": str(at_ms), "source": "cli"})
+    return eid.decode() if isinstance(eid, bytes) else str(eid)
+
+
+def _new_id(kind: str) -> str:
+    return f"{kind}-{time.strftime('%Y%m%d%H%M%S')}-{os.urandom(4).hex()}"
+
+
+@main.command("order")
+@click.argument("msisdn")
+@click.argument("service_code")
+@click.option("--at", "at", default=None, help="order time, ISO 8601 (e.g. 2026-12-01T00:00:00+08:00); default now")
+@click.option("--order-id", default=None, help="the order's id (idempotency key); default a new unique id")
+@pass_ctx
+def order_cmd(c: Ctx, msisdn: str, service_code: str, at: str | None, order_id: str | None) -> None:
+    """Place an order: write an order event for the bot (reminder, grace period, first charge)."""
+    from commands.reminders import reminder_short_code
+
+    number = _msisdn_or_exit(msisdn)
+    code = _service_or_exit(c, service_code)
+    at_ms = _at_or_exit(c, at)
+    if order_id is not None and not (0 < len(order_id.strip()) <= 128):
+        raise click.BadParameter("must be 1 to 128 characters", param_hint="--order-id")
+    if reminder_short_code(c.settings) is None:
+        raise click.UsageError("no short code enables the `reminders` command: nothing would send the reminder")
+    oid = (order_id or _new_id("ord")).strip()
+    st = _store(c)
+    try:
+        eid = write_order(c.settings, st.redis, number, code, at_ms, oid)
+    finally:
+        st.close()
+    click.echo(f"order {oid}: {number} {code} at {_fmt(at_ms, c)} queued as event {eid}")
+
+
+@main.command("use")
+@click.argument("msisdn")
+@click.argument("service_code")
+@click.option("--at", "at", default=None, help="time of use, ISO 8601; default now")
+@click.option("--use-id", default=None, help="the use's id (idempotency key); default a new unique id")
+@pass_ctx
+def use_cmd(c: Ctx, msisdn: str, service_code: str, at: str | None, use_id: str | None) -> None:
+    """Record one use of an on-demand service (charged once, if subscribed and past the grace)."""
+    from smsbot.config import BillingKind
+
+    number = _msisdn_or_exit(msisdn)
+    code = _service_or_exit(c, service_code)
+    svc = c.settings.service(code)
+    if svc is None or svc.kind is not BillingKind.ON_DEMAND:
+        on_demand = ", ".join(s.code for s in c.settings.services if s.kind is BillingKind.ON_DEMAND) or "none"
+        raise click.BadParameter(f"{code} is not an on-demand service; on-demand: {on_demand}", param_hint="SERVICE_CODE")
+    at_ms = _at_or_exit(c, at)
+    uid = (use_id or _new_id("use")).strip()
+    st = _store(c)
+    try:
+        eid = write_use(c.settings, st.redis, number, code, at_ms, uid)
+    finally:
+        st.close()
+    click.echo(f"use {uid}: {number} {code} at {_fmt(at_ms, c)} queued as event {eid}")
+
+
+@main.group("billing")
+def billing_group() -> None:
+    """Billing runs, the ledger and its verification."""
+
+
+@billing_group.command("run")
+@click.option("--at", "at", default=None, help="the run's time, ISO 8601; it bills the period (month) holding it; default now")
+@click.option("--batch", type=int, default=None, help="subscribers per round trip (default billing.batch)")
+@pass_ctx
+def billing_run(c: Ctx, at: str | None, batch: int | None) -> None:
+    """Charge every subscription due for the period, exactly once; print a summary."""
+    from smsbot import billing
+
+    at_ms = _at_or_exit(c, at)
+    st = _store(c)
+    st.load_scripts()
+    bar = None
+    tty = sys.stderr.isatty()
+
+    def on_total(n: int) -> None:
+        nonlocal bar
+        if tty:
+            bar = click.progressbar(length=n, label="billing", file=sys.stderr, show_pos=True)
+            bar.__enter__()
+
+    def progress(k: int) -> None:
+        if bar is not None:
+            bar.update(k)
+
+    try:
+        summary = billing.run(c.settings, st, at_ms, batch=batch, progress=progress, on_total=on_total)
+    except billing.BillingInterrupted as e:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+        for line in e.summary.lines():
+            click.echo(line)
+        click.echo(str(e), err=True)
+        sys.exit(1)
+    finally:
+        st.close()
+    if bar is not None:
+        bar.__exit__(None, None, None)
+    click.echo(f"at {_fmt(at_ms, c)}")
+    for line in summary.lines():
+        click.echo(line)
+    if summary.errors:
+        sys.exit(1)
+
+
+@billing_group.command("ledger")
+@click.argument("msisdn")
+@click.option("--json", "as_json", is_flag=True, help="one JSON object per line")
+@pass_ctx
+def billing_ledger(c: Ctx, msisdn: str, as_json: bool) -> None:
+    """MSISDN's charges: time, service, period or use id, amount, run."""
+    from smsbot import billing
+
+    number = _msisdn_or_exit(msisdn)
+    st = _store(c)
+    try:
+        charges = billing.ledger(st, number)
+    finally:
+        st.close()
+    if not charges:
+        click.echo(f"{number}: no charges")
+        return
+    for ch in charges:
+        if as_json:
+            click.echo(json.dumps({"field": ch.field, "service": ch.code, "period": ch.period, "use": ch.use,
+                                   "fen": ch.fen, "at": ch.at_ms, "run": ch.run}, ensure_ascii=False))
+        else:
+            what = ch.period if ch.period is not None else f"use {ch.use}"
+            click.echo(f"{_fmt(ch.at_ms, c)}\t{ch.code}\t{what}\t{ch.fen / 100:.2f}\t{ch.run}")
+    if not as_json:
+        click.echo(f"total\t{sum(ch.fen for ch in charges) / 100:.2f} yuan, {len(charges)} charge(s)")
+
+
+@billing_group.command("verify")
+@pass_ctx
+def billing_verify(c: Ctx) -> None:
+    """Check the ledger against the audit stream; print every discrepancy; exit 1 if any."""
+    from smsbot import billing
+
+    st = _store(c)
+    try:
+        rep = billing.verify(c.settings, st)
+    finally:
+        st.close()
+    for line in rep.discrepancies:
+        click.echo(line)
+    tail = f"{rep.charges} charge(s), {rep.subscriptions} subscription(s), {rep.runs} finished run(s), {rep.uses} use event(s) checked"
+    if rep.discrepancies:
+        click.echo(f"{len(rep.discrepancies)} discrepancy(ies); {tail}", err=True)
+        sys.exit(EXIT_DISCREPANCIES)
+    click.echo(f"ledger OK: no discrepancies; {tail}")
