@@ -177,6 +177,18 @@ def test_cxll_before_and_after(world: World, keyword: str):
     assert "已使用流量1000.3MB，剩余23.7MB" in phone.ask(keyword)
 
 
+@pytest.mark.parametrize("split", ["udh8", "sar"])
+def test_cxll_as_a_long_mo_in_shuffled_parts(world: World, split: str):
+    """The reassembled MO's script gets the parts key AND the declared usage key."""
+    wait_applied(world, [report(world, 95)])
+    phone = world.handset(MSISDN)
+    info = phone.h._request("POST", "/mo", {"from": MSISDN, "to": "10086", "text": "CXLL" + " " * 300, "split": split, "shuffle": True})
+    assert info["parts"] >= 2
+    assert "已使用流量95.0MB，剩余929.0MB" in phone.expect(1)[0]["text"]
+    store = world.bot.store
+    assert not [k for k in store.redis.keys(f"{store.keys.prefix}:*:parts:*")]  # the parts were deleted
+
+
 def test_cxll_over_quota_and_one_decimal(world: World):
     phone = world.handset(MSISDN)
     ids = [report(world, 1030.06)]
