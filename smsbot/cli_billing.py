@@ -11,21 +11,38 @@ import json
 import os
 import sys
 import time
+from typing import Any
 
 import click
-
-from smsbot.cli import Ctx, _msisdn_or_exit, _service_or_exit, main, pass_ctx
 
 EXIT_DISCREPANCIES = 1
 
 
-def _store(c: Ctx):  # noqa: ANN202
+def _host_cli():  # noqa: ANN202
+    """The `smsbot.cli` module to register on: `__main__` under ``python -m smsbot.cli`` (the module then
+    runs as __main__; importing smsbot.cli would build a second group with its own Ctx class)."""
+    m = sys.modules.get("__main__")
+    spec = getattr(m, "__spec__", None)
+    if spec is not None and spec.name == "smsbot.cli" and isinstance(getattr(m, "main", None), click.Group):
+        return m
+    import importlib
+
+    # while smsbot.cli runs its bottom-line import of this module it is in sys.modules, half-built
+    return sys.modules.get("smsbot.cli") or importlib.import_module("smsbot.cli")
+
+
+_cli = _host_cli()
+main, Ctx, pass_ctx = _cli.main, _cli.Ctx, _cli.pass_ctx
+_msisdn_or_exit, _service_or_exit = _cli._msisdn_or_exit, _cli._service_or_exit
+
+
+def _store(c: Any):  # noqa: ANN202
     from smsbot.app import build_store
 
     return build_store(c.settings)
 
 
-def _at_or_exit(c: Ctx, value: str | None) -> int:
+def _at_or_exit(c: Any, value: str | None) -> int:
     from smsbot.periods import parse_time, zone
 
     try:
@@ -34,7 +51,7 @@ def _at_or_exit(c: Ctx, value: str | None) -> int:
         raise click.BadParameter(str(e), param_hint="--at") from None
 
 
-def _fmt(ms: int, c: Ctx) -> str:
+def _fmt(ms: int, c: Any) -> str:
     from smsbot.periods import format_time, zone
 
     return format_time(ms, zone(c.settings.billing.timezone), "%Y-%m-%d %H:%M:%S")
@@ -68,7 +85,7 @@ def _new_id(kind: str) -> str:
 @click.option("--at", "at", default=None, help="order time, ISO 8601 (e.g. 2026-12-01T00:00:00+08:00); default now")
 @click.option("--order-id", default=None, help="the order's id (idempotency key); default a new unique id")
 @pass_ctx
-def order_cmd(c: Ctx, msisdn: str, service_code: str, at: str | None, order_id: str | None) -> None:
+def order_cmd(c: Any, msisdn: str, service_code: str, at: str | None, order_id: str | None) -> None:
     """Place an order: write an order event for the bot (reminder, grace period, first charge)."""
     from commands.reminders import reminder_short_code
 
@@ -94,7 +111,7 @@ def order_cmd(c: Ctx, msisdn: str, service_code: str, at: str | None, order_id: 
 @click.option("--at", "at", default=None, help="time of use, ISO 8601; default now")
 @click.option("--use-id", default=None, help="the use's id (idempotency key); default a new unique id")
 @pass_ctx
-def use_cmd(c: Ctx, msisdn: str, service_code: str, at: str | None, use_id: str | None) -> None:
+def use_cmd(c: Any, msisdn: str, service_code: str, at: str | None, use_id: str | None) -> None:
     """Record one use of an on-demand service (charged once, if subscribed and past the grace)."""
     from smsbot.config import BillingKind
 
@@ -123,7 +140,7 @@ def billing_group() -> None:
 @click.option("--at", "at", default=None, help="the run's time, ISO 8601; it bills the period (month) holding it; default now")
 @click.option("--batch", type=int, default=None, help="subscribers per round trip (default billing.batch)")
 @pass_ctx
-def billing_run(c: Ctx, at: str | None, batch: int | None) -> None:
+def billing_run(c: Any, at: str | None, batch: int | None) -> None:
     """Charge every subscription due for the period, exactly once; print a summary."""
     from smsbot import billing
 
@@ -167,7 +184,7 @@ def billing_run(c: Ctx, at: str | None, batch: int | None) -> None:
 @click.argument("msisdn")
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per line")
 @pass_ctx
-def billing_ledger(c: Ctx, msisdn: str, as_json: bool) -> None:
+def billing_ledger(c: Any, msisdn: str, as_json: bool) -> None:
     """MSISDN's charges: time, service, period or use id, amount, run."""
     from smsbot import billing
 
@@ -193,7 +210,7 @@ def billing_ledger(c: Ctx, msisdn: str, as_json: bool) -> None:
 
 @billing_group.command("verify")
 @pass_ctx
-def billing_verify(c: Ctx) -> None:
+def billing_verify(c: Any) -> None:
     """Check the ledger against the audit stream; print every discrepancy; exit 1 if any."""
     from smsbot import billing
 
