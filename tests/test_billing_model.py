@@ -377,3 +377,60 @@ def test_ledger_matches_model(fresh: Callable[..., config.Settings], first: list
         assert rep.ok, rep.discrepancies
     finally:
         sysm.cleanup()
+
+
+def test_concurrent_and_killed_runs_charge_each_subscription_once(make_settings: Callable[..., config.Settings]):
+    """Real concurrency: two runs in two threads over 400 subscribers, a third killed after its first
+    batch and a fourth restarting it; every due subscription is charged exactly once."""
+    import threading
+
+    settings = make_settings(**{"billing.batch": 25})
+    sysm = System(settings)
+    try:
+        store = sysm.store
+        tz = zone(settings.billing.timezone)
+        t0 = parse_time("2026-11-27T09:00:00", tz)
+        numbers = [f"1370000{i:04d}" for i in range(400)]
+        for i, m in enumerate(numbers):
+            code = ("VIDEO", "MUSIC")[i % 2]
+            store.redis.xadd(sysm.orders.stream, {"order_id": f"o{i}", "msisdn": m, "service": code, "at": str(t0)})
+        sysm.deliver(sysm.orders, "once")
+        assert sysm.mo(numbers[0], "TD", t0 + HOUR) == "cancelled_free"  # in grace: never charged
+        at = t0 + 2 * DAY
+
+        class Killed(Exception):
+            pass
+
+        def die(_n: int) -> None:
+            raise Killed
+
+        def one_run(**kw: Any) -> billing.Summary:
+            st_ = build_store(settings)  # a process of its own: own connection pool
+            try:
+                return billing.run(settings, st_, at, **kw)
+            finally:
+                st_.close()
+
+        with pytest.raises(Killed):
+            one_run(progress=die)
+        summaries: list[billing.Summary] = []
+        threads = [threading.Thread(target=lambda: summaries.append(one_run())) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        restarted = billing.run(settings, store, at)
+        p = period_of(at, tz).label
+        led = {}
+        for m in numbers:
+            for c in billing.ledger(store, m):
+                led[(m, c.field)] = c
+        want = {(m, f"{('VIDEO', 'MUSIC')[i % 2]}:{p}") for i, m in enumerate(numbers) if i != 0}
+        assert set(led) == want
+        total = 25 + sum(s.charged for s in summaries) + restarted.charged  # the killed run charged one batch at most
+        assert sum(s.charged for s in summaries) + restarted.charged <= len(want) <= total
+        assert len(sysm.charge_audits()) == len(want)
+        assert restarted.charged == 0 and restarted.skipped["already_charged"] == len(want)
+        assert billing.verify(settings, store).ok
+    finally:
+        sysm.cleanup()
