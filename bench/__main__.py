@@ -2,20 +2,34 @@
 
 This module owns the plan (which runs, in which order, with which sizes) and the per-run
 lifecycle: fresh workdir and load SMSC, start the target (`bench.sut`), wait for the bind, read
-Redis INFO, drive the workload (`bench.load_smsc`), read the target's RSS, stop everything
-(always, in ``finally``), then hand the figures to `bench.report`.
+Redis INFO, drive the workload (`bench.load_smsc`), read the target's RSS and CPU, stop
+everything (always, in ``finally``), then hand the figures to `bench.report`.
 
 Plan, for each selected workload x window: the baseline (fresh `bench.baseline_smpplib`
 process) and smsbot (fresh Redis + seed + ``smsbot run``) in turn; then the fixed-load latency
 run (workload a, 1,000 MO/s paced, unbounded window) for both; in full mode, finally the memory
 soak (workload b, window 10, 1,000,000 MOs, RSS at 10k and at the end).
 
+Sizes: ``--quick`` 2,000 subscribers, 6,000 MOs per run, 3 s latency run, no soak (about 50 s
+in all); full 10,000 subscribers, 60,000 MOs per run, 10 s latency run, 1M-MO soak (about 15
+minutes). Every run is bounded: sending stops after ``--time-limit`` seconds, outstanding MOs are
+waited for at most 30 s more, an MO without reply after 30 s counts as lost.
+
+Noise: the machine has 2 cores and is often shared. Each row records the CPU that other
+processes took during the run (``other_cpu_pct``); the table flags rows where it exceeded 25%
+of a core as noisy. ``--repeat N`` runs each throughput measurement N times and keeps the best.
+
+smsbot is launched only through `bench.sut.start_smsbot`; ``BENCH_SMSBOT_CMD`` overrides the
+command (default: the ``smsbot`` entry point next to this interpreter). When smsbot cannot start
+(not installed yet, seeding fails, never binds), its rows carry the error and the remaining
+smsbot runs are skipped; the baseline still runs.
+
 Examples::
 
     python -m bench --quick --only baseline --json /tmp/b.json
     python -m bench --quick --json bench/results-quick.json
     python -m bench --json bench/results-full.json            # includes the 1M-MO soak
-    python -m bench --workloads a --windows 10 --only smsbot --quick
+    python -m bench --workloads a --windows 10 --only smsbot --quick --keep-workdirs
 """
 
 from __future__ import annotations
@@ -44,7 +58,7 @@ def _mb(kb: int | None) -> float | None:
 
 
 def run_one(target: str, workload: str, window: int, *, messages: int, subscribers: int,
-            rate: float | None = None, time_limit: float, mo_timeout: float = 10.0,
+            rate: float | None = None, time_limit: float, mo_timeout: float = 30.0,
             soak: bool = False, keep: bool = False) -> dict[str, Any]:
     """One target against one fresh load SMSC. Never raises for target failures: returns
     ``{"error": ...}`` instead. Everything started here is stopped before returning."""

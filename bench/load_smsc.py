@@ -70,7 +70,10 @@ _GENERIC_NACK = int(CommandId.GENERIC_NACK)
 _BINDS = {int(CommandId.BIND_TRANSCEIVER): "trx", int(CommandId.BIND_RECEIVER): "rx",
           int(CommandId.BIND_TRANSMITTER): "tx"}
 
-OUT_HIGH_WATER = 512 * 1024  # stop generating MOs while this much is queued for one connection
+# Generate new MOs only while less than this is queued in user space for the MO link (the
+# kernel's socket buffer comes on top). Small, so that an MO's timestamp is close to the moment
+# the kernel takes it and responses are not stuck behind a long user-space backlog.
+OUT_HIGH_WATER = 64 * 1024
 RECV_SIZE = 1 << 20
 
 
@@ -210,6 +213,7 @@ class _Run:
                 per_sub.append(bytes(full[16:]))
             self.bodies.append(per_sub)
         self.nsteps = nsteps
+        self.pdu_size = 16 + 6 + max(len(b) for per_sub in self.bodies for b in per_sub)
 
 
 class LoadSmsc:
@@ -472,10 +476,11 @@ class LoadSmsc:
             budget = min(budget, int((now - run.t0) * run.rate) + 1 - stats.sent)
         if run.window:
             budget = min(budget, run.window - run.outstanding)
-        if budget <= 0 or c.out_size + len(c.pending) >= OUT_HIGH_WATER:
+        room = OUT_HIGH_WATER - c.out_size - len(c.pending)
+        if budget <= 0 or room <= 0:
             return
         idle = run.idle
-        budget = min(budget, len(idle))
+        budget = min(budget, len(idle), room // run.pdu_size + 1)
         if budget <= 0:
             return
         step, umr, bodies, msisdns = run.step, run.umr, run.bodies, run.msisdns
@@ -505,8 +510,8 @@ class LoadSmsc:
             stats.max_outstanding = run.outstanding
 
     def run(self, workload: Workload, window: int, messages: int, subscribers: int, *,
-            rate: float | None = None, time_limit: float = 60.0, drain_timeout: float = 10.0,
-            mo_timeout: float = 10.0, milestones: dict[int, Callable[[], None]] | None = None) -> RunStats:
+            rate: float | None = None, time_limit: float = 60.0, drain_timeout: float = 30.0,
+            mo_timeout: float = 30.0, milestones: dict[int, Callable[[], None]] | None = None) -> RunStats:
         """Send `messages` MOs (cycling through the subscribers) and return the measurements.
 
         Stops sending after `time_limit` seconds, then waits at most `drain_timeout` for the

@@ -13,6 +13,20 @@ object per (workload, window) throughput run, one object for the fixed-load late
 figures are repeated under ``baseline_*``; ``error`` / ``baseline_error`` say why a side has no
 figures). Soak objects add ``messages``, ``rss_10k_mb``, ``rss_end_mb`` and
 ``rss_flat_within_10pct`` (again with ``baseline_`` twins).
+
+Meaning of the headline figures:
+
+* ``mo_mt_per_s``: matched MO→MT round trips / (last matching submit_sm − first deliver_sm);
+* ``p50_ms`` ...: deliver_sm sent → first submit_sm part to that subscriber received;
+* ``peak_rss_mb``: the bot process's VmHWM at the end of the run (each run is a fresh process);
+* ``redis_cmds_per_mo``: delta of Redis ``total_commands_processed`` over the run / MOs sent.
+  Redis counts the commands a Lua script runs as well as the EVALSHA itself;
+  ``redis_commandstats_per_mo`` breaks it down per command.
+
+Diagnostics per side: ``mos_sent/completed/rejected/lost``, ``deliver_sm_resp(_errors)``,
+``submit_sm``, ``extra_parts`` (parts 2.. of multi-part replies), ``unmatched_submit_sm``,
+``max_outstanding``, ``cpu_pct`` / ``redis_cpu_pct`` / ``load_smsc_cpu_pct`` / ``other_cpu_pct``
+(% of one core during the run), ``ended_by`` (done / time limit / drain timeout / bind lost).
 """
 
 from __future__ import annotations
