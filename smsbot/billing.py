@@ -21,7 +21,7 @@ import os
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterator
 
 import redis
 
@@ -389,7 +389,3 @@ def verify(settings: Settings, store: Store) -> Report:
         if (use.msisdn, fld) not in led and any(i.use_chargeable(use.at_ms) for i in subs.get((use.msisdn, use.service), [])):
             bad.append(f"{use.msisdn} {fld}: missed charge for an applied use event")
     return rep
-
-
-def summarize_ledger(charges: Iterable[Charge]) -> int:
-    return sum(c.fen for c in charges)

@@ -19,7 +19,7 @@ import yaml
 
 from smsbot import billing
 from smsbot.app import build_store
-from smsbot.cli_billing import write_order, write_use
+from smsbot.cli_billing import write_order
 from smsbot.periods import period_of, zone
 from smsbot.simulator.smsc import SimSmsc
 
