@@ -45,7 +45,7 @@ end
 function RM.cancel(code, rec, via, periods)
   local old = rec.state
   local how
-  if RM.due(rec) > ctx.now then
+  if rec.state == 'pending' and RM.due(rec) > ctx.now then -- 'active' = a run (maybe with a future --at) charged it
     how = 'free'
     rec.cancelled_before_charge = true
   elseif rec.kind == 'on-demand' then
@@ -117,7 +117,7 @@ handlers['reminder_cancel'] = function()
     local rec = cjson.decode(flat[i + 1])
     if LIVE[rec.state] and rec.order_id then
       rec.code = flat[i]
-      if RM.due(rec) > ctx.now then
+      if rec.state == 'pending' and RM.due(rec) > ctx.now then
         grace[#grace + 1] = rec
       elseif (rec.ordered_at or rec.since or 0) >= ctx.now - a.late_ms then
         late[#late + 1] = rec

@@ -96,13 +96,14 @@ class Model:
 
     def td(self, m: str, now: int) -> str:
         live = [s for (mm, _), s in self.subs.items() if mm == m and s.state in LIVE]
-        grace = sorted((s for s in live if s.due > now), key=lambda s: s.seq)
-        late = sorted((s for s in live if s.due <= now and s.start >= now - self.s.billing.late_cancel_seconds * 1000), key=lambda s: s.seq)
+        grace = sorted((s for s in live if s.state == "pending" and s.due > now), key=lambda s: s.seq)
+        late = sorted((s for s in live if s not in grace and s.start >= now - self.s.billing.late_cancel_seconds * 1000), key=lambda s: s.seq)
         cands = grace or late
         if not cands:
             return "cancel_nothing"
         if len(cands) == 1:
-            how = "free" if cands[0].due > now else ("now" if cands[0].kind == "on-demand" else "next")
+            free = cands[0].state == "pending" and cands[0].due > now
+            how = "free" if free else ("now" if cands[0].kind == "on-demand" else "next")
             self.cancel(cands[0], now)
             return f"cancelled_{how}"
         self.conv[m] = [(s.code, s.order_id) for s in cands]
