@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -46,11 +47,12 @@ from bench import report
 from bench.sut import (ProcessHandle, SutError, check_smsbot_runnable, proc_cpu_seconds, proc_status, redis_info,
                        start_baseline, start_smsbot, system_busy_seconds)
 
-QUICK = dict(subscribers=2_000, messages=6_000, time_limit=8.0, latency_seconds=3.0, soak_messages=0)
+QUICK = dict(subscribers=2_000, messages=6_000, time_limit=6.0, latency_seconds=3.0, soak_messages=0)
 FULL = dict(subscribers=10_000, messages=60_000, time_limit=90.0, latency_seconds=10.0, soak_messages=1_000_000)
 LATENCY_RATE = 1000.0
 SOAK_WORKLOAD, SOAK_WINDOW, SOAK_MARK = "b", 10, 10_000
 BIND_TIMEOUT = 30.0
+SETTLE_S = 0.1  # serve the fresh bind briefly (first enquire_link, consumers starting) before measuring
 
 
 def _mb(kb: int | None) -> float | None:
@@ -82,7 +84,7 @@ def run_one(target: str, workload: str, window: int, *, messages: int, subscribe
         else:
             handle = start_smsbot(smsc.port, workdir, subscribers=subscribers, wait_bound=wait_bound, check=False)
         # let the target settle (first enquire_link, outbox consumers...) before measuring
-        smsc.run_until(lambda: False, 0.3)
+        smsc.run_until(lambda: False, SETTLE_S)
         redis_url = getattr(handle, "redis_url", None)
         info0 = redis_info(redis_url) if redis_url else None
 
@@ -185,6 +187,12 @@ def main(argv: list[str] | None = None) -> int:
                     "(alternating) and keep the fastest; helps on a machine shared with other work")
     ap.add_argument("--keep-workdirs", action="store_true", help="keep each run's workdir (configs, logs, AOF)")
     args = ap.parse_args(argv)
+    # SIGTERM (e.g. from `timeout`) unwinds like Ctrl-C, so every run's finally stops its processes
+    def on_sigterm(*_: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one is enough: let the cleanup finish
+        sys.exit(143)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
 
     p = dict(QUICK if args.quick else FULL)
     for k in ("subscribers", "messages", "latency_seconds", "soak_messages", "time_limit"):

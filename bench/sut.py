@@ -108,6 +108,18 @@ def redis_info(url: str) -> dict:
 # process handles
 
 
+def _child_setup() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """New session (Ctrl-C in the terminal reaches only the harness, which stops children in
+    order) and, on Linux, SIGTERM to the child when the harness dies, even by SIGKILL."""
+    os.setsid()
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except Exception:  # noqa: BLE001 - best effort
+        pass
+
+
 def _tail(path: Path, limit: int = 1500) -> str:
     try:
         text = path.read_text(errors="replace")
@@ -194,7 +206,7 @@ def start_baseline(smsc_port: int, workdir: str | os.PathLike[str]) -> ProcessHa
         proc = subprocess.Popen(
             [sys.executable, "-m", "bench.baseline_smpplib", "--port", str(smsc_port)],
             cwd=str(REPO), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            env=_clean_env(), start_new_session=True,
+            env=_clean_env(), preexec_fn=_child_setup,
         )
     return ProcessHandle("baseline", proc, log_path)
 
@@ -282,27 +294,30 @@ def start_redis(workdir: Path, timeout: float = 10.0) -> tuple[subprocess.Popen,
          "--dir", str(rdir), "--save", "", "--appendonly", "yes", "--appendfsync", "everysec",
          "--daemonize", "no", "--logfile", str(log_path)],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True,
+        preexec_fn=_child_setup,
     )
     url = f"unix://{sock}"
     deadline = time.monotonic() + timeout
     last = ""
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SutError(f"redis-server exited with {proc.returncode}: {_tail(log_path)}")
-        if sock.exists():
-            try:
-                r = redis_client(url)
+    try:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise SutError(f"redis-server exited with {proc.returncode}: {_tail(log_path)}")
+            if sock.exists():
                 try:
-                    if r.ping():
-                        return proc, url
-                finally:
-                    r.close()
-            except Exception as e:  # noqa: BLE001 - keep trying until the deadline
-                last = str(e)
-        time.sleep(0.02)
-    _terminate(proc, None)
-    raise SutError(f"redis-server did not answer PING within {timeout}s ({last}); log: {_tail(log_path)}")
+                    r = redis_client(url)
+                    try:
+                        if r.ping():
+                            return proc, url
+                    finally:
+                        r.close()
+                except Exception as e:  # noqa: BLE001 - keep trying until the deadline
+                    last = str(e)
+            time.sleep(0.02)
+        raise SutError(f"redis-server did not answer PING within {timeout}s ({last}); log: {_tail(log_path)}")
+    except BaseException:  # SutError, Ctrl-C, SIGTERM: never leave the server behind
+        _terminate(proc, None)
+        raise
 
 
 def check_smsbot_runnable(timeout: float = 30.0) -> None:
@@ -346,7 +361,7 @@ def start_smsbot(smsc_port: int, workdir: str | os.PathLike[str], redis_url: str
             seed_cmd = base + ["subs", "seed", "--from", str(seed_from), "--count", str(subscribers),
                                "--services", services]
             try:
-                res = subprocess.run(seed_cmd, cwd=str(workdir), env=env, stdin=subprocess.DEVNULL,
+                res = subprocess.run(seed_cmd, cwd=str(workdir), env=env, stdin=subprocess.DEVNULL, preexec_fn=_child_setup,
                                      capture_output=True, timeout=seed_timeout)
             except subprocess.TimeoutExpired:
                 raise SutError(f"`smsbot subs seed` did not finish within {seed_timeout}s") from None
@@ -356,10 +371,16 @@ def start_smsbot(smsc_port: int, workdir: str | os.PathLike[str], redis_url: str
                                f"{err[-1] if err else 'no output'}")
 
         log_path = workdir / "smsbot.log"
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(base + ["run"], cwd=str(workdir), env=env, stdin=subprocess.DEVNULL,
-                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        handle = SmsbotHandle(proc, log_path, redis_url, redis_proc, cfg)
+        proc = None
+        try:
+            with open(log_path, "wb") as log:
+                proc = subprocess.Popen(base + ["run"], cwd=str(workdir), env=env, stdin=subprocess.DEVNULL,
+                                        stdout=log, stderr=subprocess.STDOUT, preexec_fn=_child_setup)
+            handle = SmsbotHandle(proc, log_path, redis_url, redis_proc, cfg)
+        except BaseException:
+            if proc is not None and handle is None:
+                _terminate(proc, None)
+            raise
         if wait_bound is not None:
             try:
                 wait_bound(handle)
