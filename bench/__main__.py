@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import report
-from bench.sut import (ProcessHandle, SutError, check_smsbot_runnable, proc_cpu_seconds, proc_status, redis_info,
+from bench.sut import (ProcessHandle, SutError, check_smsbot_runnable, proc_cpu_seconds, proc_status, redis_client,
                        start_baseline, start_smsbot, system_busy_seconds)
 
 QUICK = dict(subscribers=2_000, messages=6_000, time_limit=6.0, latency_seconds=3.0, soak_messages=0)
@@ -86,7 +86,9 @@ def run_one(target: str, workload: str, window: int, *, messages: int, subscribe
         # let the target settle (first enquire_link, outbox consumers...) before measuring
         smsc.run_until(lambda: False, SETTLE_S)
         redis_url = getattr(handle, "redis_url", None)
-        info0 = redis_info(redis_url) if redis_url else None
+        # one connection for both INFO calls: its setup commands fall before the first snapshot
+        rconn = redis_client(redis_url) if redis_url else None
+        info0 = rconn.info("all") if rconn is not None else None
 
         rss_marks: dict[str, int | None] = {}
         milestones = {}
@@ -107,7 +109,9 @@ def run_one(target: str, workload: str, window: int, *, messages: int, subscribe
                          mo_timeout=mo_timeout, milestones=milestones)
         cpu1 = cpu_sample()
         status = proc_status(handle.pid)
-        info1 = redis_info(redis_url) if redis_url else None
+        info1 = rconn.info("all") if rconn is not None else None
+        if rconn is not None:
+            rconn.close()
         result.update(stats.summary())
         result["peak_rss_mb"] = _mb(status.get("VmHWM"))
         wall = stats.t_end - stats.t_first if stats.t_first else 0.0
