@@ -60,6 +60,7 @@ class OutgoingMt:
     done: set[int] = field(default_factory=set)
     message_ids: dict[int, str] = field(default_factory=dict)
     attempts: int = 0
+    failed: bool = False  # a part was refused for good: resps of its other parts in flight are moot
 
 
 @dataclass(slots=True)
@@ -86,8 +87,11 @@ class OutboxSender:
         self._inflight: dict[int, tuple[_Part, float]] = {}
         self._known: set[tuple[str, str]] = set()
         self._acks: list[tuple[str, str]] = []
-        self._tokens = float(max(1.0, self.max_tps))
-        self._tokens_at = clock()
+        # TPS limit: at most `_tps_n` submit_sm within any `_tps_span` seconds (5 TPS: 5 per second),
+        # as an SMSC counts; a token bucket holding max_tps tokens let ~2x max_tps through in one second
+        self._tps_n = max(1, int(self.max_tps)) if self.max_tps > 0 else 0
+        self._tps_span = self._tps_n / self.max_tps if self.max_tps > 0 else 0.0
+        self._sent_at: deque[float] = deque()  # send times within the last _tps_span
         self.sent_total = 0
         self.failed_total = 0
         self.on_sent: Callable[[OutgoingMt], None] | None = None
@@ -137,12 +141,11 @@ class OutboxSender:
         """Encode as many queued parts as the window and the TPS limit allow right now."""
         out: list[bytes] = []
         now = self.clock()
-        if self.max_tps > 0:
-            self._tokens = min(self.max_tps, self._tokens + (now - self._tokens_at) * self.max_tps)
-            self._tokens_at = now
+        while self._sent_at and now - self._sent_at[0] >= self._tps_span:
+            self._sent_at.popleft()
         deferred: list[_Part] = []
         while self._queue and len(self._inflight) < self.window:
-            if self.max_tps > 0 and self._tokens < 1.0:
+            if self._tps_n and len(self._sent_at) >= self._tps_n:
                 break
             part = self._queue.popleft()
             if part.not_before > now:
@@ -151,8 +154,8 @@ class OutboxSender:
             seq = self.sequences.next_sequence()
             self._inflight[seq] = (part, now)
             out.append(pdu.encode_submit_sm(part.mt.parts[part.index], seq))
-            if self.max_tps > 0:
-                self._tokens -= 1.0
+            if self._tps_n:
+                self._sent_at.append(now)
         self._queue.extendleft(reversed(deferred))
         return out
 
@@ -162,9 +165,10 @@ class OutboxSender:
             return None
         now = self.clock()
         waits = [max(0.0, p.not_before - now) for p in self._queue if p.not_before > now]
-        if self.max_tps > 0 and self._tokens < 1.0:
-            waits.append((1.0 - self._tokens) / self.max_tps)
-        if len(waits) < len(self._queue) and not (self.max_tps > 0 and self._tokens < 1.0):
+        tps_full = self._tps_n and len(self._sent_at) >= self._tps_n
+        if tps_full:
+            waits.append(max(0.0, self._sent_at[0] + self._tps_span - now))
+        if len(waits) < len(self._queue) and not tps_full:
             return 0.0
         return min(waits) if waits else 0.0
 
@@ -175,6 +179,8 @@ class OutboxSender:
             return False
         part, _sent_at = got
         mt = part.mt
+        if mt.failed:  # already recorded REJECTED and acked: neither count it again nor resend this part
+            return True
         if status == Status.ROK:
             mt.done.add(part.index)
             mt.message_ids[part.index] = message_id
@@ -189,6 +195,7 @@ class OutboxSender:
                 self.on_retry("throttled" if status == Status.RTHROTTLED else "queue_full" if status == Status.RMSGQFUL else "system_error")
             return True
         _log.error("submit_rejected", status=hex(status), correlation=mt.correlation, to=mt.to)
+        mt.failed = True
         self.failed_total += 1
         self._writes.append(KeyWrite(self.keys.mt(f"x{mt.entry_id}"), {
             **self._record(mt), "state": "REJECTED", "status": hex(status), "part": str(part.index + 1),
@@ -227,8 +234,9 @@ class OutboxSender:
         return [seq for seq, (_p, at) in self._inflight.items() if now - at > timeout]
 
     def requeue_inflight(self) -> int:
-        """After a lost bind: parts sent but unanswered go back to the front of the queue."""
-        parts = [p for p, _at in sorted(self._inflight.values(), key=lambda x: x[1])]
+        """After a lost bind: parts sent but unanswered go back to the front of the queue (not those
+        of a reply already refused for good: its other parts alone would reach the handset)."""
+        parts = [p for p, _at in sorted(self._inflight.values(), key=lambda x: x[1]) if not p.mt.failed]
         self._inflight.clear()
         self._queue.extendleft(reversed(parts))
         return len(parts)

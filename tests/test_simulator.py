@@ -458,3 +458,180 @@ def test_stop_joins_all_threads():
     time.sleep(0.1)
     left = [t for t in threading.enumerate() if t.ident not in before and t.name.startswith("simsmsc")]
     assert left == []
+
+
+# ------------------------------------------------------------------ fault injection (submit_sm side)
+
+
+def _bound(sim: SimSmsc) -> socket.socket:
+    s = _raw_connect(sim)
+    s.settimeout(5)
+    s.sendall(_pdu(0x09, 1, _bind_body("smsbot", "secret")))
+    assert _read_pdu(s)[:2] == (0x80000009, 0)
+    return s
+
+
+def _submit(seq: int, to: str = MSISDN, text: str = "hi") -> bytes:
+    from smsbot import pdu
+    from smsbot.messages import SubmitSm
+
+    return pdu.encode_submit_sm(SubmitSm(source_addr=CODE, destination_addr=to, short_message=text.encode(), data_coding=0), seq)
+
+
+def _resps(s: socket.socket, n: int) -> list[tuple[int, int]]:
+    """(sequence, status) of the next n submit_sm_resp."""
+    out = []
+    while len(out) < n:
+        cid, status, seq, _ = _read_pdu(s)
+        assert cid == 0x80000004
+        out.append((seq, status))
+    return out
+
+
+def _texts(sim: SimSmsc, msisdn: str = MSISDN) -> list[str]:
+    return [m.text for m in sim.mailbox.peek(msisdn)]
+
+
+def test_faults_plan_api_and_validation(sim):
+    assert sim.faults.describe()["throttle_every"] == 0
+    with pytest.raises(Exception, match="unknown fault"):
+        sim.set_faults(throttle_evry=2)
+    for bad in ({"throttle_every": -1}, {"resp_delay_ms": "x"}, {"reject": {MSISDN: "zz"}}, {"reject": [1]},
+                {"max_tps": True}, {"drop_after_submit": 1.5}):
+        code, err = _http(sim, "POST", "/faults", bad)
+        assert code == 400 and err["error"], bad
+    code, plan = _http(sim, "POST", "/faults", {"throttle_first": 2, "reject": {MSISDN: "0x0B"}, "resp_delay_ms": 5})
+    assert code == 200 and plan["throttle_first"] == 2 and plan["reject"] == {MSISDN: 0x0B} and plan["submits_seen"] == 0
+    assert _http(sim, "GET", "/faults")[1]["resp_delay_ms"] == 5
+    assert _http(sim, "POST", "/faults", {})[1]["throttle_first"] == 0  # a new plan replaces the old one whole
+    assert _http(sim, "GET", "/faults")[1]["reject"] == {}
+    assert _http(sim, "DELETE", "/faults")[0] == 405
+    assert _http(sim, "GET", "/submits")[1] == {"submits": [], "peak_per_second": 0}
+
+
+def test_throttle_patterns_and_reject_are_answered_and_not_stored(sim):
+    sim.set_faults(throttle_first=2, throttle_every=3, reject={"13900000001": 0x0B})
+    s = _bound(sim)
+    try:
+        s.sendall(b"".join(_submit(10 + i, text=f"m{i + 1}") for i in range(6)) + _submit(20, to="13900000001"))
+        got = dict(_resps(s, 7))
+        # 1, 2 throttled (first 2), 3 and 6 throttled (every 3rd), 7 rejected by destination
+        assert [got[10 + i] for i in range(6)] == [0x58, 0x58, 0x58, 0, 0, 0x58] and got[20] == 0x0B
+        assert _texts(sim) == ["m4", "m5"]
+        assert _texts(sim, "13900000001") == []
+        st = sim.stats()
+        assert (st["submits_received"], st["submits_throttled"], st["submits_rejected"], st["mt_received"]) == (7, 4, 1, 2)
+        log_ = sim.submit_log()
+        assert [e["n"] for e in log_] == list(range(1, 8)) and [e["status"] for e in log_][-1] == 0x0B
+        sim.set_faults(throttle_first=1, throttle_status="0x14")
+        s.sendall(_submit(30))
+        assert _resps(s, 1) == [(30, 0x14)]
+    finally:
+        s.close()
+
+
+def test_max_tps_throttles_per_bind_over_a_sliding_second(sim):
+    sim.set_faults(max_tps=3)
+    s, s2 = _bound(sim), _bound(sim)
+    try:
+        s.sendall(b"".join(_submit(i) for i in range(1, 6)))
+        assert [st for _seq, st in _resps(s, 5)] == [0, 0, 0, 0x58, 0x58]
+        s2.sendall(_submit(1))  # another bind has its own budget
+        assert _resps(s2, 1) == [(1, 0)]
+        time.sleep(1.1)
+        s.sendall(_submit(9))
+        assert _resps(s, 1) == [(9, 0)]
+        assert sim.stats()["submits_throttled"] == 2 and len(_texts(sim)) == 5
+    finally:
+        s.close()
+        s2.close()
+
+
+def test_resp_delay_keeps_order_and_shows_outstanding(sim):
+    sim.set_faults(resp_delay_ms=300)
+    s = _bound(sim)
+    try:
+        t0 = time.monotonic()
+        s.sendall(b"".join(_submit(i, text=f"d{i}") for i in range(1, 5)))
+        assert _resps(s, 4) == [(1, 0), (2, 0), (3, 0), (4, 0)]
+        assert time.monotonic() - t0 >= 0.25
+        assert sim.stats()["max_outstanding_submits"] == 4
+        assert _texts(sim) == ["d1", "d2", "d3", "d4"]
+        s.sendall(_pdu(0x15, 50))  # not delayed
+        assert _read_pdu(s)[:3] == (0x80000015, 0, 50)
+        assert sim.stats()["enquire_links_received"] == 1
+    finally:
+        s.close()
+
+
+def _eof(s: socket.socket) -> bool:
+    """True when the peer closed with a FIN (no reset, no further PDU)."""
+    try:
+        return s.recv(16) == b""
+    except ConnectionResetError:
+        return False
+
+
+def test_drop_after_submit_leaves_it_and_later_ones_unanswered_and_unstored(sim):
+    sim.set_faults(drop_after_submit=2)
+    s = _bound(sim)
+    try:
+        s.sendall(b"".join(_submit(i, text=f"s{i}") for i in range(1, 5)))
+        assert _resps(s, 1) == [(1, 0)]  # written before the drop: it arrives
+        assert _eof(s)
+    finally:
+        s.close()
+    assert wait_for(lambda: sim.binds() == [])
+    st = sim.stats()
+    assert _texts(sim) == ["s1"]
+    assert (st["submits_received"], st["submits_dropped"], st["connections_dropped"]) == (4, 3, 1)
+    assert [e["status"] for e in sim.submit_log()] == [0, None]  # 3 and 4 were read and discarded unjudged
+    s = _bound(sim)  # the next connection is served normally
+    try:
+        s.sendall(_submit(7, text="again"))
+        assert _resps(s, 1) == [(7, 0)]
+        assert _texts(sim) == ["s1", "again"]
+    finally:
+        s.close()
+
+
+def test_drop_after_resp_answers_and_stores_then_drops(sim):
+    sim.set_faults(drop_after_resp=2, resp_delay_ms=50)
+    s = _bound(sim)
+    try:
+        s.sendall(b"".join(_submit(i, text=f"r{i}") for i in range(1, 5)))
+        assert _resps(s, 2) == [(1, 0), (2, 0)]
+        assert _eof(s)
+    finally:
+        s.close()
+    assert wait_for(lambda: sim.stats()["binds"] == 0)
+    # 3 and 4 were judged (read before the drop) but their delayed resps never went out
+    assert _texts(sim) == ["r1", "r2"]
+    assert sim.stats()["submits_dropped"] == 2 and sim.stats()["max_outstanding_submits"] >= 2
+
+
+def test_unbind_is_counted(sim):
+    s = _bound(sim)
+    try:
+        s.sendall(_pdu(0x06, 2))
+        assert _read_pdu(s)[:3] == (0x80000006, 0, 2)
+    finally:
+        s.close()
+    assert sim.stats()["unbinds_received"] == 1
+
+
+def test_peak_rate():
+    from smsbot.simulator.faults import peak_rate
+
+    assert peak_rate([]) == 0
+    assert peak_rate([0.0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.2]) == 5
+    assert peak_rate([5.0, 0.0, 0.1, 0.99]) == 3
+
+
+def wait_for(pred, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.02)
+    return bool(pred())

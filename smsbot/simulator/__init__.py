@@ -5,6 +5,7 @@
 - `handset.Handset`: a handset client over the control API; `handset.run_handset` for the CLI.
 - `mailbox`: the per-MSISDN store of whole MTs and the reassembly of concatenated parts.
 - `connection`: one SMPP connection (reader thread, locked writes, bind handling).
+- `faults`: fault injection on the submit_sm side (delay, throttle, max TPS, reject, drops).
 - `mo`: text → the deliver_sm parts of a handset's MO (udh8 / udh16 / sar, forced data_coding).
 """
 

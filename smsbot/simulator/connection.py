@@ -3,6 +3,10 @@
 The connection answers binds, enquire_link, unbind and unknown commands itself and hands
 submit_sm to its `SimSmsc`; deliver_sm it sends (`send_deliver`) wait for their resp through
 `_Waiter`s keyed by sequence number. Writes from any thread go through one lock.
+
+`drop()` (fault injection) ends the connection "abruptly" for SMPP (no unbind, nothing more is
+answered or stored) but with a FIN after what was already written, never a TCP reset: a resp sent
+before the drop reaches the ESME, whatever it sent after is read and discarded unanswered.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import logging
 import socket
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from smsbot import pdu
 from smsbot.messages import CommandId, DeliverSm, Status
@@ -30,6 +34,7 @@ BIND_COMMANDS = {
 }
 # requests we know but do not serve: answered with their resp and ESME_RINVCMDID
 _UNSERVED_REQUESTS = {CommandId.QUERY_SM, CommandId.DATA_SM}
+DROP_LINGER_S = 2.0  # after drop(): how long to wait for the ESME to close its side
 
 
 class Waiter:
@@ -59,6 +64,9 @@ class Conn:
         self._seq = 0
         self._waiters: dict[int, Waiter] = {}
         self.closed = threading.Event()
+        self.dropping = False  # drop() was called: read and discard until the ESME closes
+        self._drop_deadline = 0.0
+        self.outstanding = 0  # submit_sm received whose resp is not sent yet (SimSmsc keeps it)
         self.last_rx = time.monotonic()
         self._last_enquire = 0.0
         self.thread = threading.Thread(target=self._run, name=f"simsmsc-conn-{self.id}", daemon=True)
@@ -66,7 +74,7 @@ class Conn:
     # -- writing
     @property
     def can_receive(self) -> bool:
-        return self.ready and self.bound in ("transceiver", "receiver") and not self.closed.is_set()
+        return self.ready and self.bound in ("transceiver", "receiver") and not self.closed.is_set() and not self.dropping
 
     def next_seq(self) -> int:
         with self._slock:
@@ -74,7 +82,7 @@ class Conn:
             return self._seq
 
     def send(self, data: bytes) -> bool:
-        if self.closed.is_set():
+        if self.closed.is_set() or self.dropping:
             return False
         try:
             with self._wlock:
@@ -84,6 +92,23 @@ class Conn:
             log.info("simsmsc conn %s write failed: %s", self.id, e)
             self.close()
             return False
+
+    def answer(self, data: bytes, commit: Callable[[], None] | None = None) -> bool:
+        """Write a resp unless the connection is dropping or closed (False then). `commit` (storing
+        the message) runs just before the write under the lock `drop()` takes, so a drop never falls
+        between storing a submit_sm and writing its resp."""
+        with self._wlock:
+            if self.closed.is_set() or self.dropping:
+                return False
+            if commit is not None:
+                commit()
+            try:
+                self.sock.sendall(data)
+                return True
+            except OSError as e:
+                log.info("simsmsc conn %s write failed: %s", self.id, e)
+        self.close()
+        return False
 
     def send_deliver(self, d: DeliverSm, timeout: float) -> Waiter:
         d.sequence = self.next_seq()
@@ -95,6 +120,22 @@ class Conn:
         finally:
             self._waiters.pop(d.sequence, None)
         return w
+
+    def drop(self, reason: str) -> None:
+        """Stop answering and send FIN (see the module doc); the reader closes once the ESME has."""
+        with self._wlock:  # after any write in progress, so that write is not cut
+            if self.dropping or self.closed.is_set():
+                return
+            self.dropping = True
+            self._drop_deadline = time.monotonic() + DROP_LINGER_S
+            try:
+                self.sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+        log.info("simsmsc conn %s dropped (%s)", self.id, reason)
+        self.sim._count("connections_dropped")
+        for w in list(self._waiters.values()):
+            w.event.set()
 
     def close(self) -> None:
         if self.closed.is_set():
@@ -148,6 +189,10 @@ class Conn:
 
     def _idle(self) -> None:
         now = time.monotonic()
+        if self.dropping:
+            if now >= self._drop_deadline:
+                self.close()
+            return
         interval = self.sim.enquire_link_interval
         if self.bound and now - self.last_rx >= interval and now - self._last_enquire >= interval:
             self._last_enquire = now
@@ -159,6 +204,11 @@ class Conn:
 
     def _handle(self, command_id: int, status: int, seq: int, body: bytes) -> None:
         sim = self.sim
+        if self.dropping:  # read, never answered
+            if command_id == CommandId.SUBMIT_SM:
+                sim._count("submits_received")
+                sim._count("submits_dropped")
+            return
         if command_id & RESP_BIT:
             w = self._waiters.get(seq)
             if w is not None:
@@ -170,12 +220,16 @@ class Conn:
         if command_id in BIND_COMMANDS:
             self._bind(command_id, seq, body)
         elif command_id == CommandId.ENQUIRE_LINK:
+            sim._count("enquire_links_received")
             self._resp(CommandId.ENQUIRE_LINK_RESP, 0, seq)
         elif command_id == CommandId.UNBIND:
+            sim._count("unbinds_received")
             self._resp(CommandId.UNBIND_RESP, 0, seq)
             self.close()
         elif command_id == CommandId.SUBMIT_SM:
             if self.bound not in ("transceiver", "transmitter"):
+                sim._count("submits_received")
+                sim._count("submits_rejected")
                 self._resp(CommandId.SUBMIT_SM_RESP, Status.RINVBNDSTS, seq, b"\x00")
                 return
             sim._on_submit(self, seq, body)

@@ -26,7 +26,43 @@ Every response is JSON. Errors are ``{"error": "..."}`` with status 400 (bad inp
     → 200 counters: binds, binds_total, bind_failures, mo_injected, mo_delivered, mo_redelivered,
     mo_rejected, mo_duplicates_sent, mo_parts_sent, mo_queued, mt_received, mt_parts_received,
     mt_incomplete, receipts_sent, enquire_links_sent, generic_nacks_sent, connections_dropped,
-    mailbox_dropped.
+    mailbox_dropped; and what the ESME did: submits_received (every submit_sm), submits_throttled
+    (answered with a temporary error, not stored), submits_rejected (answered with a permanent
+    error), submits_dropped (never answered: the connection was dropped first),
+    max_outstanding_submits (the most submit_sm of one bind awaiting their resp at once, i.e. the
+    ESME's window, observable with ``resp_delay_ms``), enquire_links_received, unbinds_received.
+
+``POST /faults``
+    Body: the fault plan, replacing the previous one (knobs left out are off; ``{}`` clears it).
+    Submits are counted from this call, across binds (``n`` = 1, 2, ... in ``/submits``):
+    ``"resp_delay_ms"``: number - every submit_sm_resp goes out that much later (the submit is
+    stored just before its resp is written; resps keep their order);
+    ``"throttle_first": N`` - the first N submits are answered ``throttle_status``;
+    ``"throttle_every": N`` - every Nth submit (N, 2N, ...) is answered ``throttle_status``;
+    ``"throttle_status"``: int or hex string, default 0x58 ESME_RTHROTTLED (or 0x14 RMSGQFUL, ...);
+    ``"max_tps"``: number - per bind, a submit arriving when ``max_tps`` submits were let through
+    within the last second is answered ESME_RTHROTTLED (a sliding one-second window);
+    ``"reject"``: ``{"MSISDN": status}`` - submits to that destination get that permanent status
+    (int or hex string, e.g. ``"0x0B"`` ESME_RINVDSTADR);
+    ``"drop_after_submit": N`` - the Nth submit is neither answered nor stored: the connection is
+    dropped on receiving it (the ESME must send it again after reconnecting);
+    ``"drop_after_resp": N`` - the Nth submit is answered as usual, then the connection is dropped
+    at once (the ESME has the resp: it must NOT send it again).
+    Throttled and rejected submits are never stored. A drop is abrupt for SMPP (no unbind; nothing
+    more is answered; what the ESME sends after it is read and discarded) but ends TCP with a FIN,
+    never a reset, so every resp written before the drop reaches the ESME.
+    Precedence per submit: drop_after_submit, throttle_first / throttle_every, max_tps, reject.
+    → 200 the plan plus ``"submits_seen"``. Unknown knobs or bad values → 400.
+    In process: ``SimSmsc.set_faults(**plan)``.
+
+``GET /faults``
+    → 200 the active plan plus ``"submits_seen"`` (submits judged since it was set).
+
+``GET /submits``
+    → 200 ``{"submits": [{"t", "n", "conn", "seq", "to", "status"}, ...], "peak_per_second": N}``:
+    the latest 10,000 submit_sm in arrival order (``SimSmsc.submit_log()``); ``t`` is the arrival
+    (epoch seconds), ``status`` 0 accepted, non-zero the error answered, null never answered
+    (dropped); ``peak_per_second`` the most of them arriving within any one second.
 
 ``GET /binds``
     → 200 ``{"binds": [{"id", "mode", "system_id", "peer"}, ...]}``.
@@ -51,6 +87,8 @@ import threading
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
+
+from .faults import peak_rate
 
 if TYPE_CHECKING:
     from .smsc import SimSmsc
@@ -195,6 +233,16 @@ class _Handler(BaseHTTPRequestHandler):
             return (200, st) if st else (404, {"error": f"no MO {parts[1]!r}"})
         if method == "GET" and len(parts) == 2 and parts[0] == "inbox":
             return 200, {"messages": self._inbox(sim, parts[1], query)}
+        if method == "POST" and parts == ["faults"]:
+            body = self._body()
+            if not isinstance(body, dict):
+                raise BadRequest("body must be a JSON object of fault knobs")
+            return 200, sim.set_faults(**body)
+        if method == "GET" and parts == ["faults"]:
+            return 200, sim.faults.describe()
+        if method == "GET" and parts == ["submits"]:
+            submits = sim.submit_log()
+            return 200, {"submits": submits, "peak_per_second": peak_rate(e["t"] for e in submits)}
         if method == "POST" and parts == ["drop"]:
             return 200, {"dropped": sim.drop_connections()}
         if method == "POST" and parts == ["raw"]:
@@ -212,7 +260,7 @@ class _Handler(BaseHTTPRequestHandler):
                 status=int(body.get("status", 0)),
                 wait=min(MAX_WAIT, float(body.get("wait", 0))),
             )
-        if parts and parts[0] in ("mo", "inbox", "stats", "binds", "drop", "raw", "healthz"):
+        if parts and parts[0] in ("mo", "inbox", "stats", "binds", "drop", "raw", "healthz", "faults", "submits"):
             return 405 if len(parts) <= 2 else 404, {"error": f"{method} /{'/'.join(parts)} not supported"}
         return 404, {"error": f"no route {method} /{'/'.join(parts)}"}
 
@@ -237,6 +285,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:  # noqa: N802
         self._dispatch("POST")
+
+    def do_PUT(self) -> None:  # noqa: N802 - answered in JSON (405/404) like any other route
+        self._dispatch("PUT")
+
+    def do_DELETE(self) -> None:  # noqa: N802
+        self._dispatch("DELETE")
 
 
 class _Server(ThreadingHTTPServer):

@@ -9,7 +9,10 @@ What it does, like a real SMSC:
   (UDH IEI 0x00/0x08 or sar_* TLVs) into whole messages and keeps them in a per-MSISDN mailbox
   until a handset picks them up; sends a delivery receipt when registered_delivery asks for one;
 - delivers MOs injected by handsets (`inject_mo`) as deliver_sm, round-robin over the
-  receiver-capable binds, and redelivers on temporary errors / timeouts / no bind.
+  receiver-capable binds, and redelivers on temporary errors / timeouts / no bind;
+- misbehaves on request (`set_faults`, see `faults` and ``POST /faults`` in `control`): slow
+  submit_sm_resp, throttling (patterns or a max TPS per bind), permanent rejects per destination,
+  connections dropped with a submit_sm unanswered or right after a resp.
 
 One reader thread per connection (`connection.Conn`), a small pool of delivery workers, one
 accept thread and the HTTP control server thread (`control`). `stop()` ends and joins them all.
@@ -29,6 +32,7 @@ import socket
 import struct
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +41,7 @@ from smsbot.config import Settings, SimulatorSettings, SmscSettings
 from smsbot.messages import CommandId, DataCoding, DeliverSm, EsmClass, Segment, Status, Tag
 
 from .connection import Conn, Waiter
+from .faults import Delayer, FaultError, Faults, Verdict
 from .mailbox import Mailbox, Reassembler, StoredMessage
 from .mo import PartsError, build_mo_parts
 
@@ -46,6 +51,7 @@ TEMPORARY_STATUSES = frozenset({Status.RX_T_APPN, Status.RMSGQFUL, Status.RTHROT
 MESSAGE_STATE_DELIVERED = 2
 JOBS_KEPT = 20000  # MO outcomes remembered for mo_status (oldest finished ones are forgotten)
 HISTORY_KEPT = 50  # delivery attempts remembered per MO
+SUBMITS_KEPT = 10000  # submit_sm log entries kept (submit_log)
 
 class SimSmscError(ValueError):
     """Bad input to the simulator's API (reported as HTTP 400 by the control API)."""
@@ -162,8 +168,13 @@ class SimSmsc:
                 "binds", "binds_total", "bind_failures", "mo_injected", "mo_delivered", "mo_redelivered",
                 "mo_rejected", "mo_duplicates_sent", "mo_parts_sent", "mt_received", "mt_parts_received",
                 "receipts_sent", "enquire_links_sent", "generic_nacks_sent", "connections_dropped",
+                "submits_received", "submits_throttled", "submits_rejected", "submits_dropped",
+                "max_outstanding_submits", "enquire_links_received", "unbinds_received",
             )
         }
+        self.faults = Faults()
+        self._delayer = Delayer()
+        self._submit_log: deque[dict[str, Any]] = deque(maxlen=SUBMITS_KEPT)
         self._msg_ids = itertools.count(1)
         self._mo_ids = itertools.count(1)
         self._jobs: dict[str, _MoJob] = {}
@@ -218,6 +229,7 @@ class SimSmsc:
                 raise
             self.control_port = self._control.port
         self.started = True
+        self._delayer.start()
         self._spawn(self._accept_loop, "simsmsc-accept")
         for i in range(self.workers):
             self._spawn(self._worker, f"simsmsc-deliver-{i}")
@@ -236,6 +248,7 @@ class SimSmsc:
         if not self.started or self._stopping.is_set():
             return
         self._stopping.set()
+        self._delayer.stop()
         self.mailbox.close()
         with self._sched_cond:
             self._sched_cond.notify_all()
@@ -379,16 +392,64 @@ class SimSmsc:
         return f"{next(self._msg_ids):08x}"
 
     def _on_submit(self, conn: Conn, seq: int, body: bytes) -> None:
+        """A submit_sm from `conn`'s reader: decode, judge by the fault plan, answer now or later."""
+        self._count("submits_received")
         try:
             sm, tlvs = pdu.decode_submit_sm(seq, body)
         except pdu.PduError as e:
             log.info("simsmsc conn %s bad submit_sm: %s", conn.id, e)
+            self._count("submits_rejected")
             conn._resp(CommandId.SUBMIT_SM_RESP, Status.RINVMSGLEN, seq, b"\x00")
             return
         if not sm.destination_addr:
+            self._count("submits_rejected")
             conn.send(pdu.encode_submit_sm_resp(seq, Status.RINVDSTADR, ""))
             return
-        message_id = self._new_message_id()
+        now = time.monotonic()
+        v = self.faults.judge(conn.id, sm.destination_addr, now)
+        entry: dict[str, Any] = {"t": time.time(), "n": v.n, "conn": conn.id, "seq": seq, "to": sm.destination_addr,
+                                 "status": v.status}
+        with self._lock:
+            self._submit_log.append(entry)
+        if v.drop_before:
+            entry["status"] = None
+            self._count("submits_dropped")
+            conn.drop(f"drop_after_submit={v.n}")
+            return
+        with self._lock:
+            conn.outstanding += 1
+            self._stats["max_outstanding_submits"] = max(self._stats["max_outstanding_submits"], conn.outstanding)
+        if v.delay > 0:
+            self._delayer.call_at(now + v.delay, lambda: self._answer_submit(conn, seq, sm, tlvs, v, entry))
+        else:
+            self._answer_submit(conn, seq, sm, tlvs, v, entry)
+
+    def _answer_submit(self, conn: Conn, seq: int, sm: Any, tlvs: dict[int, bytes], v: Verdict, entry: dict[str, Any]) -> None:
+        """Answer one submit_sm as judged; an accepted one is stored only if its resp is written."""
+        with self._lock:
+            # no longer outstanding from here: counted down BEFORE the resp is written, or the ESME's
+            # next submit (sent on reading this resp) could be counted while this one still is
+            conn.outstanding -= 1
+        if v.status:
+            counter = "submits_throttled" if v.status in TEMPORARY_STATUSES else "submits_rejected"
+            answered = conn.answer(pdu.encode_submit_sm_resp(seq, v.status, ""), commit=lambda: self._count(counter))
+        else:
+            message_id = self._new_message_id()
+            answered = conn.answer(pdu.encode_submit_sm_resp(seq, Status.ROK, message_id),
+                                   commit=lambda: self._accept_submit(sm, tlvs, message_id))
+            if answered and sm.registered_delivery & 1 and self.send_receipts:
+                payload = tlvs.get(Tag.MESSAGE_PAYLOAD, sm.short_message)
+                if sm.esm_class & EsmClass.UDHI:
+                    payload = codec.split_udh(payload)[0]
+                self._queue_receipt(conn, sm.source_addr, sm.destination_addr, message_id, payload, sm.data_coding)
+        if not answered:  # the connection went first: never answered, nothing stored, the ESME resends
+            entry["status"] = None
+            self._count("submits_dropped")
+        if v.drop_after:
+            conn.drop(f"drop_after_resp={v.n}")
+
+    def _accept_submit(self, sm: Any, tlvs: dict[int, bytes], message_id: str) -> None:
+        """Into the mailbox (whole messages; parts wait in the reassembler). Runs before the resp is written."""
         self._count("mt_parts_received")
         payload = tlvs.get(Tag.MESSAGE_PAYLOAD, sm.short_message)
         segment: Segment | None = None
@@ -406,10 +467,21 @@ class SimSmsc:
                 self._store_mt(sm.source_addr, sm.destination_addr, dc, data, ids)
         else:
             self._store_mt(sm.source_addr, sm.destination_addr, sm.data_coding, payload, [message_id])
-        # the resp goes out once the message is in the mailbox (a handset sees it from then on)
-        conn.send(pdu.encode_submit_sm_resp(seq, Status.ROK, message_id))
-        if sm.registered_delivery & 1 and self.send_receipts:
-            self._queue_receipt(conn, sm.source_addr, sm.destination_addr, message_id, payload, sm.data_coding)
+
+    # ---------------------------------------------------------------- faults
+    def set_faults(self, **kw: Any) -> dict[str, Any]:
+        """Replace the fault plan (knobs not given are off; no arguments: behave) and restart its
+        submit counting; returns the plan. Knobs: see ``POST /faults`` in `control`."""
+        try:
+            return self.faults.set(**kw)
+        except FaultError as e:
+            raise SimSmscError(str(e)) from None
+
+    def submit_log(self) -> list[dict[str, Any]]:
+        """Every submit_sm judged (latest SUBMITS_KEPT): {"t" (epoch s), "n", "conn", "seq", "to",
+        "status"}; status 0 accepted, non-zero the error answered, None never answered (dropped)."""
+        with self._lock:
+            return [dict(e) for e in self._submit_log]
 
     def _store_mt(self, source: str, dest: str, data_coding: int, data: bytes, ids: list[str]) -> None:
         try:
@@ -633,7 +705,7 @@ class SimSmsc:
             if job.kind == "mo":
                 self._count("mo_parts_sent")
             if w.status is None:
-                entry["result"] = "connection lost" if conn.closed.is_set() else "timeout"
+                entry["result"] = "connection lost" if conn.closed.is_set() or conn.dropping else "timeout"
                 self._retry_later(job, entry["result"], None)
                 return
             if w.command_id == CommandId.GENERIC_NACK:

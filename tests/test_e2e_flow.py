@@ -1,0 +1,177 @@
+"""End to end over SMPP: flow control and delivery of replies against a misbehaving SMSC.
+
+The real bot against the simulator's fault modes (`SimSmsc.set_faults`): a slow SMSC shows the
+bot's window, a rate-limited one its TPS limit; throttled submits are retried until accepted, a
+permanent error is recorded once and not retried, a connection dropped with a submit in flight or
+right after a resp loses and duplicates nothing; enquire_link on an idle link, unbind on stop.
+
+Assertions are on counts and order, never on tight timings (the machine is shared and loaded).
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from smsbot.app import wait_until
+from smsbot.simulator.faults import peak_rate
+from smsbot.simulator.smsc import SimSmsc
+
+from .conftest import Phone, World
+
+HELP = "帮助"
+HELP_NEEDLE = "欢迎使用10086短信服务"
+SETTLE_S = 1.5  # longer than the bot's 1 s retry backoff: a duplicate or a retry would show by then
+
+
+@contextmanager
+def running(make_settings: Callable[..., Any], faults: dict[str, Any] | None = None, **overrides: Any) -> Iterator[World]:
+    settings = make_settings(**overrides)
+    sim = SimSmsc.from_settings(settings).start()
+    if faults:
+        sim.set_faults(**faults)
+    w = World(settings, sim)
+    try:
+        w.start_bot()
+        yield w
+    finally:
+        w.stop()
+
+
+def phones(w: World, n: int, base: int = 13800000000) -> list[Phone]:
+    return [w.handset(str(base + i)) for i in range(n)]
+
+
+def ask_all(w: World, ps: list[Phone], timeout: float = 20.0, needle: str = HELP_NEEDLE) -> dict[str, int]:
+    """Every phone sends 帮助 at once; each gets exactly one whole help reply (checked again after a
+    settle time), and the SMSC accepted each part of it exactly once. Returns msisdn -> parts (the
+    help text's length, and so its parts, depends on the commands configured)."""
+    for p in ps:
+        p.send(HELP)
+    deadline = time.monotonic() + timeout
+    parts: dict[str, int] = {}
+    for p in ps:
+        got = p.expect(1, timeout=max(1.0, deadline - time.monotonic()))
+        assert len(got) == 1 and needle in got[0]["text"], (p.msisdn, got)
+        parts[p.msisdn] = got[0]["parts"]
+    time.sleep(SETTLE_S)
+    dups = {p.msisdn: p.h.collect(0) for p in ps}
+    assert all(not m for m in dups.values()), f"replies arrived twice: {dups}"
+    sent = accepted_per_destination(w)
+    assert {m: sent.get(m, 0) for m in parts} == parts, "each part accepted exactly once"
+    assert w.sim.stats()["mt_received"] == len(ps)
+    return parts
+
+
+def accepted(w: World) -> list[dict[str, Any]]:
+    return [e for e in w.sim.submit_log() if e["status"] == 0]
+
+
+def accepted_per_destination(w: World) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for e in accepted(w):
+        out[e["to"]] = out.get(e["to"], 0) + 1
+    return out
+
+
+def test_window_bounds_submits_awaiting_resp(make_settings):
+    with running(make_settings, {"resp_delay_ms": 200}, **{"smsc.window": 2}) as w:
+        ask_all(w, phones(w, 10))
+        st = w.sim.stats()
+        assert st["max_outstanding_submits"] == 2, st  # used to the full, never beyond
+        assert st["submits_throttled"] == 0 and st["submits_dropped"] == 0
+
+
+def test_tps_limit_paces_submits(make_settings):
+    english_help = [{"code": "10086", "commands": ["help"], "language": "en"}]  # a short, one-part reply
+    with running(make_settings, **{"smsc.max_tps": 5, "short_codes": english_help}) as w:
+        parts = ask_all(w, phones(w, 12), needle="Welcome to 10086")
+        times = sorted(e["t"] for e in accepted(w))
+        n = len(times)
+        assert n == sum(parts.values()) >= 12
+        # n submits at <= 5 in any second: the first 5 may go at once, each further 5 a second later
+        # at the earliest; 0.2 s slack for jitter (12 submits: >= 1.8 s from the first to the last)
+        assert times[-1] - times[0] >= (n - 1) // 5 - 0.2, times
+        # never more than 5 within a second; measured on arrival at the SMSC, so over 0.8 s windows
+        # (up to 0.2 s of jitter on a loaded machine); a bucket letting 5 go at once, then 5 a second,
+        # puts 8 into the first 0.8 s
+        assert peak_rate(times, 0.8) <= 5, times
+        assert w.sim.stats()["submits_throttled"] == 0
+
+
+@pytest.mark.parametrize("faults,least", [({"throttle_every": 2}, 2), ({"throttle_first": 5}, 5)])
+def test_throttled_submits_are_retried_until_accepted(make_settings, faults, least):
+    with running(make_settings, faults) as w:
+        ask_all(w, phones(w, 4))
+        assert w.sim.stats()["submits_throttled"] >= least, w.sim.stats()
+
+
+def test_smsc_rate_limit_throttles_and_every_reply_arrives_once(make_settings):
+    with running(make_settings, {"max_tps": 4}) as w:  # the bot itself unlimited: it bursts
+        ask_all(w, phones(w, 5))
+        assert w.sim.stats()["submits_throttled"] >= 1, w.sim.stats()
+
+
+def test_permanent_error_is_recorded_and_not_retried(make_settings):
+    victim = "13900000042"
+    with running(make_settings, {"reject": {victim: "0x0B"}}) as w:
+        vp = w.handset(victim)
+        vp.send(HELP)
+        ask_all(w, phones(w, 3))
+        assert vp.h.collect(0) == []
+
+        def to_victim() -> int:
+            return sum(1 for e in w.sim.submit_log() if e["to"] == victim)
+
+        assert wait_until(lambda: to_victim() >= 1, 10)
+        first = to_victim()
+        time.sleep(SETTLE_S)
+        assert to_victim() == first, "a permanent error must not be retried"
+        assert all(e["status"] == 0x0B for e in w.sim.submit_log() if e["to"] == victim)
+        store = w.bot.store
+        pattern = store.keys.mt("x") + "*"
+
+        def rejected_records() -> list[str]:
+            return [k.decode() for k in store.redis.scan_iter(match=pattern) if not k.endswith(b":dlr")]
+
+        assert wait_until(lambda: len(rejected_records()) == 1, 10), rejected_records()
+        mt_id = rejected_records()[0].split(":mt:", 1)[1]
+        rec = store.mt_record(mt_id)
+        assert rec["state"] == "REJECTED" and rec["to"] == victim and rec["status"] == "0xb", rec
+        assert mt_id == "x" + rec["entry"]
+        # every part of the two-part reply may be in flight when the first is refused: one failure,
+        # recorded for the first part refused
+        assert rec["part"] == "1" and w.bot.sender.failed_total == 1, rec
+
+
+def test_drop_with_submit_in_flight_resends_after_reconnect(make_settings):
+    with running(make_settings, {"drop_after_submit": 3}) as w:
+        ask_all(w, phones(w, 6), timeout=30)
+        st = w.sim.stats()
+        assert st["submits_dropped"] >= 1 and st["connections_dropped"] == 1, st
+        assert w.bot.transport.reconnects >= 1
+
+
+def test_drop_right_after_resp_does_not_duplicate(make_settings):
+    with running(make_settings, {"drop_after_resp": 3}) as w:
+        parts = ask_all(w, phones(w, 6), timeout=30)
+        st = w.sim.stats()
+        assert st["connections_dropped"] == 1 and w.bot.transport.reconnects >= 1, st
+        third = next(e for e in w.sim.submit_log() if e["n"] == 3)
+        assert third["status"] == 0
+        assert accepted_per_destination(w)[third["to"]] == parts[third["to"]], "the answered submit was sent again"
+
+
+def test_enquire_link_on_idle_link_and_unbind_on_stop(make_settings):
+    with running(make_settings, **{"smsc.enquire_link_interval": 0.3}) as w:
+        assert wait_until(lambda: w.sim.stats()["enquire_links_received"] >= 3, 15), w.sim.stats()
+        assert w.bot.transport.reconnects == 0, "enquire_link_resp must keep the link up"
+        assert w.sim.stats()["unbinds_received"] == 0
+        w.bot.stop()
+        assert not w.bot._thread.is_alive()
+        assert wait_until(lambda: w.sim.stats()["binds"] == 0, 5)
+        st = w.sim.stats()
+        assert st["unbinds_received"] == 1 and st["binds_total"] == 1, st
