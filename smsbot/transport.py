@@ -98,6 +98,7 @@ class Transport:
         self.on_reload: Callable[[], bool] | None = None
         self.reload_requested = threading.Event()
         self._receipts: list[tuple[Receipt, int, Link]] = []
+        self._deferred: list[tuple[Inbound, Link]] = []
         self.links: list[Link] = []
         self.bound = threading.Event()
         self.reconnects = 0
@@ -169,7 +170,17 @@ class Transport:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return Link(sock=sock, client=client, can_receive=rx, can_transmit=tx)
 
+    @property
+    def _high_water(self) -> int:
+        """Queued parts beyond which no more MOs are dispatched until the SMSC takes replies."""
+        return 2 * self.settings.smsc.window + 16
+
+    @property
+    def _batch_cap(self) -> int:
+        return max(64, 2 * self.settings.smsc.window)
+
     def _close_all(self) -> None:
+        self._deferred = []  # never acknowledged: the SMSC delivers them again
         if self.bound.is_set() and self.on_bound is not None:
             self.on_bound(False)
         self.bound.clear()
@@ -193,12 +204,20 @@ class Transport:
                 if self.on_reload is not None:
                     self.on_reload()
                 s = self.settings.smsc
-            timeout = self._select_timeout()
+            can_dispatch = self.sender.backlog <= self._high_water
+            timeout = 0.0 if (self._deferred and can_dispatch) else self._select_timeout()
             readable, _, _ = select.select(self.links, [], [], timeout)
             now = time.monotonic()
-            inbound: list[tuple[Inbound, Link]] = []
+            inbound = self._deferred
             for link in readable:
                 self._read(link, now, inbound)
+            # Flow control: replies not yet handed to the SMSC above the high-water mark hold further
+            # MOs back (read, not yet acknowledged, so the SMSC's window fills and it waits).
+            if inbound and can_dispatch:
+                self._deferred = inbound[self._batch_cap:]
+                inbound = inbound[: self._batch_cap]
+            else:
+                self._deferred, inbound = inbound, []
             if inbound or self._receipts:
                 self._dispatch(inbound)
             if now >= self._next_poll:
@@ -379,6 +398,9 @@ class Transport:
 
     def _drain_and_unbind(self) -> None:
         """Stop reading MOs; send what the outbox holds within the drain timeout; unbind."""
+        for mo, link in self._deferred:
+            link.out.append(pdu.encode_deliver_sm_resp(mo.sequence, Status.RX_T_APPN))
+        self._deferred = []
         deadline = time.monotonic() + (0 if self.force_stop.is_set() else self.settings.smsc.drain_timeout)
         while not self.sender.idle and time.monotonic() < deadline and not self.force_stop.is_set():
             self._send_outbox()
