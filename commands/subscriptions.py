@@ -24,16 +24,14 @@ class SubscriptionsCommand(Command):
     def match(self, norm: str, settings: Settings) -> Intent | None:
         if norm in MENU_KEYWORDS:
             m = settings.menu
-            return Intent(
-                "menu",
-                self.name,
-                {
-                    "validity_ms": m.validity_seconds * 1000,
-                    "keep_ms": m.expired_notice_seconds * 1000,
-                    "max_items": m.max_items,
-                },
-            )
+            cached = self._intent
+            if cached is None or cached[0] is not m:
+                args = {"validity_ms": m.validity_seconds * 1000, "keep_ms": m.expired_notice_seconds * 1000, "max_items": m.max_items}
+                cached = self._intent = (m, Intent("menu", self.name, args))
+            return cached[1]
         return None
+
+    _intent: tuple[object, Intent] | None = None  # the menu intent for the current menu settings
 
     def renderers(self) -> dict[str, Renderer]:
         return {

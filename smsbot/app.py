@@ -8,6 +8,7 @@ only call `request_stop()` / `request_reload()`; a second stop signal calls `req
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
@@ -69,6 +70,7 @@ class Bot:
         self._consumer_stop = threading.Event()
         self.consumers = self._event_consumers()
         self.metrics_server: MetricsServer | None = None
+        self._log_mo = logging.getLogger("smsbot.mo").isEnabledFor(logging.INFO)
 
     # -- event streams ------------------------------------------------------------------------------
     def _event_consumers(self) -> list[EventConsumer]:
@@ -97,12 +99,18 @@ class Bot:
         m.latency.observe(elapsed)
         m.batch_size.observe(len(outcomes))
         latency_ms = round(elapsed * 1000, 2)
+        counts: dict[tuple[str, str], int] = {}
         for oc in outcomes:
-            m.mo.labels(oc.command or "-", oc.outcome or "-").inc()
-            _log.info(
-                "mo", correlation=oc.correlation, msisdn=oc.inbound.msisdn, short_code=oc.inbound.short_code,
-                command=oc.command, outcome=oc.outcome, status=int(oc.status), latency_ms=latency_ms,
-            )
+            key = (oc.command or "-", oc.outcome or "-")
+            counts[key] = counts.get(key, 0) + 1
+        for (command, outcome), n in counts.items():
+            m.mo.labels(command, outcome).inc(n)
+        if self._log_mo:
+            for oc in outcomes:
+                _log.info(
+                    "mo", correlation=oc.correlation, msisdn=oc.inbound.msisdn, short_code=oc.inbound.short_code,
+                    command=oc.command, outcome=oc.outcome, status=int(oc.status), latency_ms=latency_ms,
+                )
 
     def _on_sent(self, mt: OutgoingMt) -> None:
         self.metrics.mt.labels(mt.tpl).inc()

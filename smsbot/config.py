@@ -112,6 +112,8 @@ class DispatchSettings(_Frozen):
     dedup_seconds: int = Field(600, ge=0, description="window in which an identical MO is treated as an SMSC redelivery")
     reassembly_timeout_seconds: int = Field(300, ge=1)
     mt_record_seconds: int = Field(7 * 86400, ge=60, description="how long sent-MT records (smsbot mt show, receipts) are kept")
+    mt_records: str = Field("auto", pattern=r"^(auto|always|never)$",
+                            description="keep a record per sent MT part: auto = when smsc.registered_delivery asks for receipts")
 
 
 class LogSettings(_Frozen):

@@ -15,6 +15,7 @@ outbox entries the scripts picked up for sending. The rules:
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import time
 from dataclasses import dataclass, field
@@ -47,8 +48,13 @@ class BatchResult:
     acks_flushed: bool = False
 
 
+_CORRELATION_PREFIX = os.urandom(3).hex()
+_correlation_counter = itertools.count(1)
+
+
 def _correlation() -> str:
-    return os.urandom(6).hex()
+    """Unique per MO across instances: a random per-process prefix and a counter."""
+    return f"{_CORRELATION_PREFIX}{next(_correlation_counter):x}"
 
 
 class Dispatcher:

@@ -75,6 +75,7 @@ class OutboxSender:
                  clock: Callable[[], float] = time.monotonic):
         self.settings = settings
         self.keys = keys
+        self._single_part: dict[str, tuple[int, int, list[bytes]]] = {}
         self._writes: list[KeyWrite] = []
         self.on_failed: Callable[[OutgoingMt, int], None] | None = None
         self.on_retry: Callable[[str], None] | None = None
@@ -115,8 +116,15 @@ class OutboxSender:
 
     def _build(self, stream: str, entry_id: str, f: dict[str, str]) -> OutgoingMt:
         to, short_code, lang = f["to"], f["from"], f.get("lang", "zh-CN")
-        text = self.router.render(f["tpl"], json.loads(f.get("data") or "{}"), lang, short_code, to)
-        coding, esm, payloads = codec.encode_text(text)
+        text = self.router.render_text(f["tpl"], f.get("data") or "{}", lang, short_code)
+        encoded = self._single_part.get(text)
+        if encoded is None:
+            encoded = codec.encode_text(text)  # long texts get a fresh concatenation ref each time
+            if len(encoded[2]) == 1:
+                if len(self._single_part) >= 4096:
+                    self._single_part.clear()
+                self._single_part[text] = encoded
+        coding, esm, payloads = encoded
         s = self.settings.smsc
         parts = [
             SubmitSm(
@@ -206,12 +214,22 @@ class OutboxSender:
         self._finish(mt)
         return True
 
+    @property
+    def records_enabled(self) -> bool:
+        mode = self.settings.dispatch.mt_records
+        return mode == "always" or (mode == "auto" and bool(self.settings.smsc.registered_delivery))
+
     def _record(self, mt: OutgoingMt) -> dict[str, str]:
         return {"to": mt.to, "from": mt.short_code, "tpl": mt.tpl, "correlation": mt.correlation,
                 "entry": mt.entry_id, "parts": str(len(mt.parts)), "at": str(int(time.time() * 1000))}
 
     def _complete(self, mt: OutgoingMt) -> None:
         self.sent_total += 1
+        if not self.records_enabled:
+            if self.on_sent is not None:
+                self.on_sent(mt)
+            self._finish(mt)
+            return
         base = self._record(mt)
         ttl = self.settings.dispatch.mt_record_seconds
         for i, mid in sorted(mt.message_ids.items()):

@@ -15,6 +15,7 @@ cancels something depends on state, so that decision is made in Redis, not here.
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ _SPACES = re.compile(r"\s+")
 _NUMBER_SEPARATORS = re.compile(r"[\s,，、;；/.。]+")
 _MAX_NUMBERS = 50
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
+RENDER_CACHE_SIZE = 4096
 
 
 def normalize(text: str) -> str:
@@ -86,32 +88,25 @@ class Templates:
 
 @dataclass(frozen=True, slots=True)
 class RenderContext:
+    """What a renderer may use: the reply depends on (template, data, language, short code) only,
+    so `Router.render_text` can cache it."""
+
     settings: Settings
     templates: Templates
     lang: str
     short_code: str
-    msisdn: str
+    catalogue: dict[tuple[str, str], tuple[str, str]]  # (lang, code) -> (display name, price text)
 
     def t(self, key: str, **values: Any) -> str:
         return self.templates.render(self.lang, key, **values)
 
     def service_name(self, code: str) -> str:
-        svc = self.settings.service(code)
-        if svc is None:
-            return code
-        if self.lang == Language.EN.value and svc.name_en:
-            return svc.name_en
-        return svc.name
+        entry = self.catalogue.get((self.lang, code))
+        return entry[0] if entry else code
 
     def price(self, code: str) -> str:
-        from smsbot.config import BillingKind
-
-        svc = self.settings.service(code)
-        if svc is None:
-            return ""
-        yuan = f"{svc.price_fen / 100:.2f}".rstrip("0").rstrip(".")
-        key = "price_on_demand" if svc.kind is BillingKind.ON_DEMAND else "price"
-        return self.t(key, yuan=yuan)
+        entry = self.catalogue.get((self.lang, code))
+        return entry[1] if entry else ""
 
 
 Renderer = Callable[[RenderContext, dict[str, Any]], str]
@@ -150,6 +145,8 @@ class Router:
         self._renderers: dict[str, Renderer] = {}
         for c in commands:
             self._renderers.update(c.renderers())
+        self._catalogue = self._build_catalogue()
+        self._render_cache: dict[tuple[str, str, str, str], str] = {}
 
     def serves(self, short_code: str) -> bool:
         return short_code in self._per_code
@@ -172,9 +169,33 @@ class Router:
             args["numbers"] = numbers
         return Intent("reply", "reply", args)
 
-    def render(self, tpl: str, data: dict[str, Any], lang: str, short_code: str, msisdn: str) -> str:
+    def render(self, tpl: str, data: dict[str, Any], lang: str, short_code: str) -> str:
         fn = self._renderers.get(tpl)
-        ctx = RenderContext(self.settings, self.templates, lang, short_code, msisdn)
+        ctx = RenderContext(self.settings, self.templates, lang, short_code, self._catalogue)
         if fn is None:
             return ctx.t(tpl, **data)
         return fn(ctx, data)
+
+    def render_text(self, tpl: str, data_json: str, lang: str, short_code: str) -> str:
+        """`render` from the JSON the Lua step stored, cached: most replies repeat (help, menus of
+        the same services), and rendering is a pure function of these four values."""
+        key = (tpl, data_json, lang, short_code)
+        text = self._render_cache.get(key)
+        if text is None:
+            text = self.render(tpl, json.loads(data_json or "{}"), lang, short_code)
+            if len(self._render_cache) >= RENDER_CACHE_SIZE:
+                self._render_cache.clear()
+            self._render_cache[key] = text
+        return text
+
+    def _build_catalogue(self) -> dict[tuple[str, str], tuple[str, str]]:
+        from smsbot.config import BillingKind
+
+        out: dict[tuple[str, str], tuple[str, str]] = {}
+        for lang in Language:
+            for svc in self.settings.services:
+                name = svc.name_en if lang is Language.EN and svc.name_en else svc.name
+                yuan = f"{svc.price_fen / 100:.2f}".rstrip("0").rstrip(".")
+                key = "price_on_demand" if svc.kind is BillingKind.ON_DEMAND else "price"
+                out[(lang.value, svc.code)] = (name, self.templates.render(lang.value, key, yuan=yuan))
+        return out

@@ -9,11 +9,14 @@ not know (NOSCRIPT, e.g. after a Redis restart) is loaded and just those calls a
 from __future__ import annotations
 
 import json
+import socket
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+import hiredis
 import redis
 
 from smsbot import embedded
@@ -64,6 +67,8 @@ class Store:
         self.mo_source = assemble_mo_script(command_lua_files)
         self.mo_sha = _sha1(self.mo_source)
         self._adopt: str | None = None
+        self._json_cache: dict[int, tuple[dict[str, Any], str]] = {}
+        self._local = threading.local()  # a read buffer per thread (event consumers share the Store)
 
     # -- set-up -------------------------------------------------------------------------------
     def ping(self) -> bool:
@@ -121,7 +126,7 @@ class Store:
             lang,
             correlation,
             self.settings.dispatch.dedup_seconds if dedup_fp else 0,
-            _DUMPS(args or {}),
+            self._args_json(args),
             consumer,
             read_count,
             OUTBOX_GROUP,
@@ -132,39 +137,88 @@ class Store:
             argv.append(_DUMPS(list(extra_keys)))
         return ScriptCall(keys, argv)
 
+    def _args_json(self, args: dict[str, Any] | None) -> str:
+        """JSON of a handler's arguments; constant intents (the same dict object) are encoded once."""
+        if not args:
+            return "{}"
+        hit = self._json_cache.get(id(args))
+        if hit is not None and hit[0] is args:
+            return hit[1]
+        text = _DUMPS(args)
+        if len(self._json_cache) > 256:
+            self._json_cache.clear()
+        self._json_cache[id(args)] = (args, text)
+        return text
+
     # -- round trips -----------------------------------------------------------------------------
     def run_batch(
         self, calls: Sequence[ScriptCall], acks: Sequence[tuple[str, str]] = (), writes: Sequence[KeyWrite] = ()
     ) -> list[ScriptResult | Exception]:
-        """One pipelined round trip: all script calls, XACK+XDEL of sent outbox entries, hash writes
-        (MT records, receipts).
+        """One pipelined round trip: all script calls, XDEL/XACK of sent outbox entries, MT records.
 
         Raises redis.ConnectionError/TimeoutError when Redis is unreachable (nothing is known to be
         stored); per-call script errors come back in the list as exceptions.
         """
-        pipe = self.redis.pipeline(transaction=False)
-        for c in calls:
-            pipe.execute_command("EVALSHA", self.mo_sha, len(c.keys), *c.keys, *c.argv)
-        _queue_acks(pipe, acks)
-        _queue_writes(pipe, writes)
-        raw = pipe.execute(raise_on_error=False)
+        cmds: list[tuple[Any, ...]] = [("EVALSHA", self.mo_sha, len(c.keys), *c.keys, *c.argv) for c in calls]
+        cmds.extend(_ack_commands(acks))
+        cmds.extend(_write_commands(writes))
+        raw = self.roundtrip(cmds)
         for r in raw[len(calls):]:
-            if isinstance(r, (redis.ConnectionError, redis.TimeoutError)):
-                raise r
-        results: list[Any] = list(raw[: len(calls)])
-        retry = [i for i, r in enumerate(results) if isinstance(r, redis.exceptions.NoScriptError)]
+            if isinstance(r, Exception):
+                raise redis.ResponseError(f"outbox ack / MT record failed: {r}")
+        results: list[Any] = raw[: len(calls)]
+        retry = [i for i, r in enumerate(results) if isinstance(r, Exception) and str(r).startswith("NOSCRIPT")]
         if retry:
             self.load_scripts()
-            pipe = self.redis.pipeline(transaction=False)
-            for i in retry:
-                c = calls[i]
-                pipe.execute_command("EVALSHA", self.mo_sha, len(c.keys), *c.keys, *c.argv)
-            for i, r in zip(retry, pipe.execute(raise_on_error=False)):
+            again = self.roundtrip([("EVALSHA", self.mo_sha, len(calls[i].keys), *calls[i].keys, *calls[i].argv) for i in retry])
+            for i, r in zip(retry, again):
                 results[i] = r
         out: list[ScriptResult | Exception] = []
         for c, r in zip(calls, results):
-            out.append(r if isinstance(r, Exception) else _parse_result(c.keys[3], r))
+            if isinstance(r, Exception):
+                out.append(redis.ResponseError(str(r)))
+            else:
+                out.append(_parse_result(c, r))
         return out
+
+    def roundtrip(self, cmds: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """Send every command in one write, read every reply: the lean hot-path pipeline.
+
+        Commands are packed by hiredis and replies parsed by a hiredis Reader on the pooled
+        connection's socket; error replies come back as exception instances (not raised). redis-py
+        still owns connecting, reconnecting and the pool.
+        """
+        if not cmds:
+            return []
+        pool = self.redis.connection_pool
+        conn = pool.get_connection()
+        try:
+            conn.send_packed_command([b"".join([hiredis.pack_command(c) for c in cmds])], check_health=False)
+            reader = hiredis.Reader()
+            sock = conn._sock
+            buf = getattr(self._local, "buf", None)
+            if buf is None:
+                buf = self._local.buf = bytearray(1 << 16)
+            out: list[Any] = []
+            want = len(cmds)
+            while len(out) < want:
+                reply = reader.gets()
+                if reply is False:
+                    n = sock.recv_into(buf)
+                    if n == 0:
+                        raise redis.ConnectionError("Redis closed the connection")
+                    reader.feed(buf, 0, n)
+                    continue
+                out.append(reply)
+            return out
+        except (OSError, socket.timeout) as e:
+            conn.disconnect()
+            raise redis.ConnectionError(f"Redis round trip failed: {e}") from None
+        except BaseException:
+            conn.disconnect()
+            raise
+        finally:
+            pool.release(conn)
 
     def run_one(self, call: ScriptCall) -> ScriptResult:
         res = self.run_batch([call])[0]
@@ -173,12 +227,9 @@ class Store:
         return res
 
     def ack(self, acks: Sequence[tuple[str, str]], writes: Sequence[KeyWrite] = ()) -> None:
-        if not acks and not writes:
-            return
-        pipe = self.redis.pipeline(transaction=False)
-        _queue_acks(pipe, acks)
-        _queue_writes(pipe, writes)
-        pipe.execute()
+        for r in self.roundtrip([*_ack_commands(acks), *_write_commands(writes)]):
+            if isinstance(r, Exception):
+                raise redis.ResponseError(str(r))
 
     def mt_record(self, message_id: str) -> dict[str, str]:
         """What we sent under SMSC message id `message_id`, merged with its delivery receipt."""
@@ -285,32 +336,37 @@ class KeyWrite:
     ttl: int
 
 
-def _queue_writes(pipe: Any, writes: Sequence[KeyWrite]) -> None:
-    for w in writes:
-        pipe.execute_command("SET", w.key, _DUMPS(w.fields), "EX", w.ttl)
+def _write_commands(writes: Sequence[KeyWrite]) -> list[tuple[Any, ...]]:
+    return [("SET", w.key, _DUMPS(w.fields), "EX", w.ttl) for w in writes]
 
 
-def _queue_acks(pipe: Any, acks: Sequence[tuple[str, str]]) -> None:
+def _ack_commands(acks: Sequence[tuple[str, str]]) -> list[tuple[Any, ...]]:
     """Sent entries: XDEL from the outbox; from a queue also XACK (they are in the group's PEL)."""
     by_stream: dict[str, list[str]] = {}
     for stream, entry_id in acks:
         by_stream.setdefault(stream, []).append(entry_id)
+    cmds: list[tuple[Any, ...]] = []
     for stream, ids in by_stream.items():
         if stream.endswith(":queue"):
-            pipe.execute_command("XACK", stream, OUTBOX_GROUP, *ids)
-        pipe.execute_command("XDEL", stream, *ids)
+            cmds.append(("XACK", stream, OUTBOX_GROUP, *ids))
+        cmds.append(("XDEL", stream, *ids))
+    return cmds
 
 
 def _s(v: Any) -> str:
     return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
 
 
-def _parse_result(stream: str, r: Any) -> ScriptResult:
-    outcome = _s(r[0])
+def _parse_result(call: ScriptCall, r: Any) -> ScriptResult:
+    """{outcome, {{id, tpl, data}, ...}, extra}: the reply entries this sender sends itself."""
+    outcome = r[0].decode()
     entries: list[tuple[str, str, dict[str, str]]] = []
-    for entry_id, flat in r[1] or ():
-        fields = {_s(flat[i]): _s(flat[i + 1]) for i in range(0, len(flat), 2)}
-        entries.append((stream, _s(entry_id), fields))
+    if r[1]:
+        stream = call.keys[3]
+        argv = call.argv
+        base = {"to": argv[2], "from": argv[3], "lang": argv[4], "mo": argv[5]}
+        for entry_id, tpl, data in r[1]:
+            entries.append((stream, entry_id.decode(), {**base, "tpl": tpl.decode(), "data": data.decode("utf-8", "replace")}))
     extra = _s(r[2]) if len(r) > 2 and r[2] else None
     return ScriptResult(outcome, entries, extra)
 

@@ -234,13 +234,13 @@ def test_rendering_one_decimal_and_rates():
     s = config.load(REPO / "config.yaml", environ={})
     router = Router(s, __import__("commands").all_commands())
     at = 1_795_600_000_000  # 2026-11-25 17:46:40 in Asia/Shanghai
-    zh = router.render("usage_alert", {"plan": "4G_1GB", "used": 1015 * MB + 1, "quota": 1024 * MB, "t": 10 * MB, "rate": 29, "at": at, "cycle": "2026-11"}, "zh-CN", "10086", "1")
+    zh = router.render("usage_alert", {"plan": "4G_1GB", "used": 1015 * MB + 1, "quota": 1024 * MB, "t": 10 * MB, "rate": 29, "at": at, "cycle": "2026-11"}, "zh-CN", "10086")
     assert zh == "尊敬的客户，截至11月25日17:46，您的4G套餐本月剩余流量8.9MB（已使用1015.0MB，共1024MB）。套餐内流量用完后，超出部分按0.29元/MB计费。【中国移动】"
-    gone = router.render("usage_alert", {"plan": "4G_1GB", "used": 1024 * MB, "quota": 1024 * MB, "t": 0, "rate": 100, "at": at, "cycle": "2026-11"}, "zh-CN", "10086", "1")
+    gone = router.render("usage_alert", {"plan": "4G_1GB", "used": 1024 * MB, "quota": 1024 * MB, "t": 0, "rate": 100, "at": at, "cycle": "2026-11"}, "zh-CN", "10086")
     assert "1024MB流量已用完" in gone and "按1元/MB计费" in gone
-    en = router.render("usage_report", {"plan": "CARD_10GB", "used": 0, "quota": 10240 * MB, "rate": 10, "cycle": "2026-11"}, "en", "10086", "1")
+    en = router.render("usage_report", {"plan": "CARD_10GB", "used": 0, "quota": 10240 * MB, "rate": 10, "cycle": "2026-11"}, "en", "10086")
     assert en == "Data card, Nov 2026: 0.0 MB used, 10240.0 MB left of 10240 MB."
-    unknown = router.render("usage_report", {"plan": "GONE", "used": 5 * MB, "quota": 100 * MB, "rate": 0, "cycle": "2026-01"}, "zh-CN", "10086", "1")
+    unknown = router.render("usage_report", {"plan": "GONE", "used": 5 * MB, "quota": 100 * MB, "rate": 0, "cycle": "2026-01"}, "zh-CN", "10086")
     assert unknown.startswith("尊敬的客户，您的GONE2026年1月已使用流量5.0MB")
 
 

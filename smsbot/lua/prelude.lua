@@ -31,15 +31,14 @@ end
 -- owner and is returned to it (no consumer-group read on the hot path). Outside an MO (orders, usage
 -- events) it goes to the queue stream, which every sender reads through the consumer group.
 local function reply(tpl, data)
-  local fields = { 'to', ctx.msisdn, 'from', ctx.short_code, 'lang', ctx.lang, 'tpl', tpl,
-    'data', cjson.encode(data or {}), 'mo', ctx.mo, 't', tostring(ctx.now) }
+  local encoded = cjson.encode(data or {})
   if ctx.consumer ~= '' then
-    fields[#fields + 1] = 'own'
-    fields[#fields + 1] = ctx.consumer
-    local id = redis.call('XADD', ctx.outbox, '*', unpack(fields))
-    ctx.sent[#ctx.sent + 1] = { id, fields }
+    local id = redis.call('XADD', ctx.outbox, '*', 'to', ctx.msisdn, 'from', ctx.short_code, 'lang', ctx.lang,
+      'tpl', tpl, 'data', encoded, 'mo', ctx.mo, 't', tostring(ctx.now), 'own', ctx.consumer)
+    ctx.sent[#ctx.sent + 1] = { id, tpl, encoded }  -- the caller knows to/from/lang/mo already
   else
-    redis.call('XADD', ctx.queue, '*', unpack(fields))
+    redis.call('XADD', ctx.queue, '*', 'to', ctx.msisdn, 'from', ctx.short_code, 'lang', ctx.lang,
+      'tpl', tpl, 'data', encoded, 'mo', ctx.mo, 't', tostring(ctx.now))
   end
   ctx.replies = ctx.replies + 1
 end
