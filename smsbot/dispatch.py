@@ -27,7 +27,7 @@ from smsbot import log
 from smsbot.config import Settings
 from smsbot.messages import Inbound, Status
 from smsbot.router import Router
-from smsbot.store import KeyWrite, ScriptCall, ScriptResult, Store
+from smsbot.store import KeyWrite, Roundtrip, ScriptCall, ScriptResult, Store
 
 _log = log.get("smsbot.dispatch")
 
@@ -57,6 +57,21 @@ def _correlation() -> str:
     return f"{_CORRELATION_PREFIX}{next(_correlation_counter):x}"
 
 
+@dataclass(slots=True)
+class PreparedBatch:
+    """A batch between `prepare` and `finish`: its calls, and the round trip once started."""
+
+    now_ms: int
+    acks: list[tuple[str, str]]
+    writes: list[KeyWrite]
+    outcomes: list[MoOutcome] = field(default_factory=list)
+    calls: list[ScriptCall] = field(default_factory=list)
+    owners: list[tuple[MoOutcome, str]] = field(default_factory=list)  # per call; kind "mo" | "part"
+    roundtrip: Roundtrip | None = None
+    raw: list = field(default_factory=list)
+    error: Exception | None = None
+
+
 class Dispatcher:
     def __init__(self, settings: Settings, store: Store, router: Router, consumer: str, clock: Callable[[], float] = time.time):
         self.settings = settings
@@ -68,56 +83,79 @@ class Dispatcher:
         self._reassembly_ms = settings.dispatch.reassembly_timeout_seconds * 1000
 
     def handle(self, inbounds: Sequence[Inbound], acks: Sequence[tuple[str, str]] = (), writes: Sequence[KeyWrite] = ()) -> BatchResult:
+        """Route, store and answer a batch synchronously (prepare + start + wait + finish)."""
+        batch = self.prepare(inbounds, acks, writes)
+        self.start(batch)
+        if batch.roundtrip is not None:
+            try:
+                batch.raw = batch.roundtrip.wait()
+            except (redis.ConnectionError, redis.TimeoutError, OSError) as e:
+                batch.error = e
+        return self.finish(batch)
+
+    def prepare(self, inbounds: Sequence[Inbound], acks: Sequence[tuple[str, str]] = (), writes: Sequence[KeyWrite] = ()) -> PreparedBatch:
+        """Route every MO of the batch and build its script call (pure Python, no I/O)."""
         now_ms = int(self.clock() * 1000)
-        outcomes: list[MoOutcome] = []
-        calls: list[ScriptCall] = []
-        owners: list[tuple[MoOutcome, str]] = []  # (outcome, kind) per call; kind: "mo" | "part"
+        batch = PreparedBatch(now_ms=now_ms, acks=list(acks), writes=list(writes))
         for mo in inbounds:
             oc = MoOutcome(mo, _correlation())
-            outcomes.append(oc)
+            batch.outcomes.append(oc)
             if not self.router.serves(mo.short_code):
                 oc.command, oc.outcome = "-", "unknown_short_code"
                 continue
             if mo.segment is not None:
                 seg = mo.segment
                 ref = f"{seg.ref}:{seg.total}"
-                calls.append(
+                batch.calls.append(
                     self.store.mo_call(
                         "part", mo.msisdn, mo.short_code, correlation=oc.correlation, now_ms=now_ms,
                         args={"seq": seg.seq, "total": seg.total, "text": mo.text, "timeout_ms": self._reassembly_ms},
                         parts_key=self.store.keys.parts(mo.msisdn, mo.short_code, ref),
                     )
                 )
-                owners.append((oc, "part"))
+                batch.owners.append((oc, "part"))
                 oc.command = "reassembly"
             else:
-                calls.append(self._intent_call(oc, mo, mo.text, now_ms))
-                owners.append((oc, "mo"))
-        result = BatchResult(outcomes)
-        if not calls:
-            if acks or writes:
-                try:
-                    self.store.ack(acks, writes)
-                    result.acks_flushed = True
-                except (redis.RedisError, OSError) as e:
-                    _log.warning("outbox_ack_failed", error=str(e))
-            return result
+                batch.calls.append(self._intent_call(oc, mo, mo.text, now_ms))
+                batch.owners.append((oc, "mo"))
+        return batch
+
+    def start(self, batch: PreparedBatch) -> None:
+        """Send the batch's one round trip (script calls + acks + records); nothing to send: no-op."""
+        if not batch.calls and not batch.acks and not batch.writes:
+            return
         try:
-            results = self.store.run_batch(calls, acks, writes)
-            result.acks_flushed = True
+            batch.roundtrip = self.store.begin_batch(batch.calls, batch.acks, batch.writes)
         except (redis.ConnectionError, redis.TimeoutError, OSError) as e:
-            _log.error("redis_unreachable", error=str(e), batch=len(inbounds))
-            for oc in outcomes:
+            batch.error = e
+
+    def finish(self, batch: PreparedBatch) -> BatchResult:
+        """Turn the replies into statuses and outbox entries (the rare long-MO step runs here, synchronously)."""
+        result = BatchResult(batch.outcomes)
+        if batch.error is not None:
+            _log.error("redis_unreachable", error=str(batch.error), batch=len(batch.outcomes))
+            for oc in batch.outcomes:
                 if oc.outcome != "unknown_short_code":
                     oc.status, oc.outcome = Status.RX_T_APPN, "redis_unreachable"
             return result
+        if batch.roundtrip is None:
+            return result
+        try:
+            results = self.store.finish_batch(batch.calls, len(batch.acks) + len(batch.writes), batch.raw)
+        except (redis.RedisError, OSError) as e:
+            _log.error("redis_batch_failed", error=str(e), batch=len(batch.outcomes))
+            for oc in batch.outcomes:
+                if oc.outcome != "unknown_short_code":
+                    oc.status, oc.outcome = Status.RX_T_APPN, "redis_error"
+            return result
+        result.acks_flushed = True
         completed: list[tuple[MoOutcome, str]] = []
-        for (oc, kind), res in zip(owners, results):
+        for (oc, kind), res in zip(batch.owners, results):
             self._apply(oc, res, result)
             if kind == "part" and isinstance(res, ScriptResult) and res.outcome == "part_complete" and res.extra is not None:
                 completed.append((oc, res.extra))
         if completed:
-            self._run_completed(completed, now_ms, result)
+            self._run_completed(completed, batch.now_ms, result)
         return result
 
     def _intent_call(self, oc: MoOutcome, mo: Inbound, text: str, now_ms: int, parts_key: str = "") -> ScriptCall:

@@ -159,10 +159,17 @@ class Store:
         Raises redis.ConnectionError/TimeoutError when Redis is unreachable (nothing is known to be
         stored); per-call script errors come back in the list as exceptions.
         """
+        return self.finish_batch(calls, len(acks) + len(writes), self.begin_batch(calls, acks, writes).wait())
+
+    def begin_batch(self, calls: Sequence[ScriptCall], acks: Sequence[tuple[str, str]] = (),
+                    writes: Sequence[KeyWrite] = ()) -> Roundtrip:
+        """Send a batch now; the caller collects the replies when the socket is readable."""
         cmds: list[tuple[Any, ...]] = [("EVALSHA", self.mo_sha, len(c.keys), *c.keys, *c.argv) for c in calls]
         cmds.extend(_ack_commands(acks))
         cmds.extend(_write_commands(writes))
-        raw = self.roundtrip(cmds)
+        return Roundtrip(self, cmds)
+
+    def finish_batch(self, calls: Sequence[ScriptCall], _n_tail: int, raw: list[Any]) -> list[ScriptResult | Exception]:
         for r in raw[len(calls):]:
             if isinstance(r, Exception):
                 raise redis.ResponseError(f"outbox ack / MT record failed: {r}")
@@ -182,43 +189,16 @@ class Store:
         return out
 
     def roundtrip(self, cmds: Sequence[tuple[Any, ...]]) -> list[Any]:
-        """Send every command in one write, read every reply: the lean hot-path pipeline.
-
-        Commands are packed by hiredis and replies parsed by a hiredis Reader on the pooled
-        connection's socket; error replies come back as exception instances (not raised). redis-py
-        still owns connecting, reconnecting and the pool.
-        """
+        """Send every command in one write and read every reply (see `Roundtrip`)."""
         if not cmds:
             return []
-        pool = self.redis.connection_pool
-        conn = pool.get_connection()
-        try:
-            conn.send_packed_command([b"".join([hiredis.pack_command(c) for c in cmds])], check_health=False)
-            reader = hiredis.Reader()
-            sock = conn._sock
-            buf = getattr(self._local, "buf", None)
-            if buf is None:
-                buf = self._local.buf = bytearray(1 << 16)
-            out: list[Any] = []
-            want = len(cmds)
-            while len(out) < want:
-                reply = reader.gets()
-                if reply is False:
-                    n = sock.recv_into(buf)
-                    if n == 0:
-                        raise redis.ConnectionError("Redis closed the connection")
-                    reader.feed(buf, 0, n)
-                    continue
-                out.append(reply)
-            return out
-        except (OSError, socket.timeout) as e:
-            conn.disconnect()
-            raise redis.ConnectionError(f"Redis round trip failed: {e}") from None
-        except BaseException:
-            conn.disconnect()
-            raise
-        finally:
-            pool.release(conn)
+        return Roundtrip(self, cmds).wait()
+
+    def read_buffer(self) -> bytearray:
+        buf = getattr(self._local, "buf", None)
+        if buf is None:
+            buf = self._local.buf = bytearray(1 << 16)
+        return buf
 
     def run_one(self, call: ScriptCall) -> ScriptResult:
         res = self.run_batch([call])[0]
@@ -334,6 +314,77 @@ class KeyWrite:
     key: str
     fields: dict[str, str]
     ttl: int
+
+
+class Roundtrip:
+    """A pipelined request in flight: the lean hot-path pipeline.
+
+    Every command is packed by hiredis and sent in one write on a pooled connection; the replies
+    are parsed by a hiredis Reader as the socket becomes readable, so the transport can go on
+    reading the SMSC while Redis works (`fileno` + `poll`), or simply `wait`. Error replies come
+    back as exception instances, not raised. redis-py still owns connecting and the pool.
+    """
+
+    def __init__(self, store: Store, cmds: Sequence[tuple[Any, ...]]):
+        self.pool = store.redis.connection_pool
+        self.want = len(cmds)
+        self.replies: list[Any] = []
+        self.reader = hiredis.Reader()
+        self._buf = store.read_buffer()
+        self.conn = self.pool.get_connection()
+        try:
+            self.conn.send_packed_command([b"".join([hiredis.pack_command(c) for c in cmds])], check_health=False)
+            self.sock = self.conn._sock
+        except BaseException as e:
+            self._fail()
+            if isinstance(e, (OSError, redis.ConnectionError, redis.TimeoutError)):
+                raise redis.ConnectionError(f"Redis round trip failed: {e}") from None
+            raise
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    @property
+    def done(self) -> bool:
+        return self.conn is None
+
+    def buffered(self) -> bool:
+        """Data already inside the TLS layer (select would not see it)."""
+        pending = getattr(self.sock, "pending", None)
+        return bool(pending and pending())
+
+    def poll(self) -> bool:
+        """Read what the socket has (call when readable); True once every reply is in."""
+        try:
+            n = self.sock.recv_into(self._buf)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except (OSError, socket.timeout) as e:
+            self._fail()
+            raise redis.ConnectionError(f"Redis round trip failed: {e}") from None
+        if n == 0:
+            self._fail()
+            raise redis.ConnectionError("Redis closed the connection")
+        self.reader.feed(self._buf, 0, n)
+        while len(self.replies) < self.want:
+            reply = self.reader.gets()
+            if reply is False:
+                return False
+            self.replies.append(reply)
+        self.pool.release(self.conn)
+        self.conn = None
+        return True
+
+    def wait(self) -> list[Any]:
+        while not self.done:
+            self.poll()  # blocking read (socket timeout applies)
+        return self.replies
+
+    def _fail(self) -> None:
+        if self.conn is not None:
+            self.conn.disconnect()
+            self.pool.release(self.conn)
+            self.conn = None
 
 
 def _write_commands(writes: Sequence[KeyWrite]) -> list[tuple[Any, ...]]:

@@ -34,7 +34,7 @@ import smpplib.exceptions
 
 from smsbot import codec, log, pdu
 from smsbot.config import BindMode, Settings
-from smsbot.dispatch import Dispatcher
+from smsbot.dispatch import Dispatcher, PreparedBatch
 from smsbot.messages import CommandId, Inbound, Receipt, Status
 from smsbot.outbox import OutboxSender, SequenceGenerator
 from smsbot.store import KeyWrite, Store
@@ -71,6 +71,18 @@ class Link:
         return self.sock.fileno()
 
 
+@dataclass
+class _PendingBatch:
+    """A batch whose Redis round trip is in flight."""
+
+    batch: PreparedBatch
+    inbound: list[tuple[Inbound, Link]]
+    receipts: list[tuple[Receipt, int, Link]]
+    acks: list[tuple[str, str]]
+    writes: list[KeyWrite]
+    started: float
+
+
 class Transport:
     def __init__(
         self,
@@ -99,6 +111,7 @@ class Transport:
         self.reload_requested = threading.Event()
         self._receipts: list[tuple[Receipt, int, Link]] = []
         self._deferred: list[tuple[Inbound, Link]] = []
+        self._pending: _PendingBatch | None = None
         self.links: list[Link] = []
         self.bound = threading.Event()
         self.reconnects = 0
@@ -180,6 +193,12 @@ class Transport:
         return max(64, 2 * self.settings.smsc.window)
 
     def _close_all(self) -> None:
+        if self._pending is not None:
+            # its effects are (being) stored: keep its replies; its resps are lost with the link,
+            # so the SMSC redelivers those MOs and the redelivery guard answers them as duplicates
+            self._complete_pending()
+        for link in self.links:
+            link.out.clear()
         self._deferred = []  # never acknowledged: the SMSC delivers them again
         if self.bound.is_set() and self.on_bound is not None:
             self.on_bound(False)
@@ -197,6 +216,8 @@ class Transport:
         s = self.settings.smsc
         while True:
             if self.stop.is_set():
+                self._complete_pending()
+                self._flush()
                 self._drain_and_unbind()
                 return
             if self.reload_requested.is_set():
@@ -204,27 +225,33 @@ class Transport:
                 if self.on_reload is not None:
                     self.on_reload()
                 s = self.settings.smsc
-            can_dispatch = self.sender.backlog <= self._high_water
-            timeout = 0.0 if (self._deferred and can_dispatch) else self._select_timeout()
-            readable, _, _ = select.select(self.links, [], [], timeout)
-            now = time.monotonic()
-            inbound = self._deferred
-            for link in readable:
-                self._read(link, now, inbound)
-            # Flow control: replies not yet handed to the SMSC above the high-water mark hold further
-            # MOs back (read, not yet acknowledged, so the SMSC's window fills and it waits).
-            if inbound and can_dispatch:
-                self._deferred = inbound[self._batch_cap:]
-                inbound = inbound[: self._batch_cap]
+            rt = self._pending.batch.roundtrip if self._pending is not None else None
+            waiting = [rt] if rt is not None and not rt.done else []
+            if (waiting and rt.buffered()) or (self._pending is None and self._ready_to_start()):
+                timeout = 0.0
             else:
-                self._deferred, inbound = inbound, []
-            if inbound or self._receipts:
-                self._dispatch(inbound)
-            if now >= self._next_poll:
+                timeout = self._select_timeout()
+            readable, _, _ = select.select(self.links + waiting, [], [], timeout)
+            now = time.monotonic()
+            for link in readable:
+                if link is not rt:
+                    self._read(link, now, self._deferred)
+            if rt is not None and (rt in readable or rt.buffered() or rt.done):
+                self._poll_pending()
+            # Pipelining: while Redis works on one batch the loop keeps reading the SMSC; the next
+            # batch starts as soon as the previous one is answered.
+            if self._pending is None and self._ready_to_start():
+                self._start_batch()
+            if self._pending is None and now >= self._next_poll:
                 self._poll_outbox(now)
             self._timers(now, s)
             self._send_outbox()
             self._flush()
+
+    def _ready_to_start(self) -> bool:
+        # Flow control: replies not yet handed to the SMSC above the high-water mark hold further
+        # MOs back (read, not yet acknowledged, so the SMSC's window fills and it waits).
+        return bool(self._receipts or (self._deferred and self.sender.backlog <= self._high_water))
 
     def _select_timeout(self) -> float:
         t = max(0.0, min(self._next_poll, self._next_claim) - time.monotonic())
@@ -299,9 +326,12 @@ class Transport:
             _log.warning("pdu_unsupported", command_id=hex(command_id))
             link.out.append(pdu.encode_header(CommandId.GENERIC_NACK, Status.RINVCMDID, seq))
 
-    def _dispatch(self, inbound: list[tuple[Inbound, Link]]) -> None:
-        """One Redis round trip for the batch's MOs, receipts, outbox acks and MT records; then resps."""
+    def _start_batch(self) -> None:
+        """One Redis round trip for a batch of MOs, receipts, outbox acks and MT records: sent now,
+        answered in `_finish_batch` when Redis replies."""
         started = time.monotonic()
+        cap = self._batch_cap if self.sender.backlog <= self._high_water else 0
+        inbound, self._deferred = self._deferred[:cap], self._deferred[cap:]
         acks, writes = self.sender.take_pending()
         receipts, self._receipts = self._receipts, []
         ttl = self.settings.dispatch.mt_record_seconds
@@ -310,8 +340,53 @@ class Transport:
             for r, _seq, _link in receipts
         ]
         try:
-            result = self.dispatcher.handle([mo for mo, _ in inbound], acks, writes + receipt_writes)
-        except Exception as e:  # never let one batch kill the loop; SMSC will redeliver
+            batch = self.dispatcher.prepare([mo for mo, _ in inbound], acks, writes + receipt_writes)
+            self.dispatcher.start(batch)
+        except Exception as e:  # never let one batch kill the loop; the SMSC will redeliver
+            _log.exception("dispatch_failed", error=repr(e))
+            self.sender.restore_pending(acks, writes)
+            for mo, link in inbound:
+                link.out.append(pdu.encode_deliver_sm_resp(mo.sequence, Status.RX_T_APPN))
+            for _r, seq, link in receipts:
+                link.out.append(pdu.encode_deliver_sm_resp(seq, Status.RX_T_APPN))
+            return
+        self._pending = _PendingBatch(batch, inbound, receipts, acks, writes, started)
+        if batch.roundtrip is None or batch.roundtrip.done:
+            self._finish_batch()
+
+    def _poll_pending(self) -> None:
+        p = self._pending
+        assert p is not None and p.batch.roundtrip is not None
+        try:
+            if p.batch.roundtrip.done or p.batch.roundtrip.poll():
+                p.batch.raw = p.batch.roundtrip.replies
+                self._finish_batch()
+        except (OSError, Exception) as e:  # Redis failed mid-batch: temporary error for its MOs
+            p.batch.error = e
+            self._finish_batch()
+
+    def _complete_pending(self) -> None:
+        """Wait for the batch in flight (stop, lost link): its effects are stored; never drop its replies."""
+        p = self._pending
+        if p is None:
+            return
+        rt = p.batch.roundtrip
+        if rt is not None and not rt.done:
+            try:
+                p.batch.raw = rt.wait()
+            except Exception as e:
+                p.batch.error = e
+        elif rt is not None:
+            p.batch.raw = rt.replies
+        self._finish_batch()
+
+    def _finish_batch(self) -> None:
+        p, self._pending = self._pending, None
+        assert p is not None
+        inbound, receipts, acks, writes = p.inbound, p.receipts, p.acks, p.writes
+        try:
+            result = self.dispatcher.finish(p.batch)
+        except Exception as e:  # never let one batch kill the loop; the SMSC will redeliver
             _log.exception("dispatch_failed", error=repr(e))
             self.sender.restore_pending(acks, writes)
             for mo, link in inbound:
@@ -326,7 +401,7 @@ class Transport:
             link.out.append(pdu.encode_deliver_sm_resp(seq, receipt_status))
             if self.on_receipt is not None and result.acks_flushed:
                 self.on_receipt(r)
-        elapsed = time.monotonic() - started
+        elapsed = time.monotonic() - p.started
         for (mo, link), oc in zip(inbound, result.outcomes):
             link.out.append(pdu.encode_deliver_sm_resp(mo.sequence, oc.status))
         if self.on_batch is not None and inbound:
