@@ -9,6 +9,7 @@ not know (NOSCRIPT, e.g. after a Redis restart) is loaded and just those calls a
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 import time
@@ -27,15 +28,38 @@ LUA_DIR = Path(__file__).resolve().parent / "lua"
 _DUMPS = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
+_HANDLER_RE = re.compile(r"""^handlers\[['"](\w+)['"]\]""", re.M)
+_CONVERSATION_RE = re.compile(r"""^conversations\[['"]""", re.M)
+
+
 def assemble_mo_script(command_lua_files: Iterable[Path]) -> str:
     """prelude + core handlers + every command fragment + main, as one script (one SHA)."""
-    parts = [(LUA_DIR / "prelude.lua").read_text(encoding="utf-8")]
-    for core in ("reply.lua", "reassembly.lua"):
-        parts.append((LUA_DIR / core).read_text(encoding="utf-8"))
-    for path in command_lua_files:
-        parts.append(Path(path).read_text(encoding="utf-8"))
-    parts.append((LUA_DIR / "main.lua").read_text(encoding="utf-8"))
-    return "\n".join(parts)
+    return _assemble([*_core_sources(), *(Path(p).read_text(encoding="utf-8") for p in command_lua_files)])
+
+
+def assemble_handler_scripts(command_lua_files: Iterable[Path]) -> dict[str, str]:
+    """One script per handler: prelude + the fragment defining it + main (the 'reply' handler also
+    gets every fragment defining a conversation). EVALSHA runs a script's whole chunk each call, so
+    a script that does not define every other command's functions is cheaper (~4-5 µs per MO)."""
+    core = _core_sources()  # [reply.lua, reassembly.lua]
+    frags = [Path(p).read_text(encoding="utf-8") for p in command_lua_files]
+    with_conversations = [f for f in frags if _CONVERSATION_RE.search(f)]
+    out: dict[str, str] = {}
+    for frag in [*core, *frags]:
+        for handler in _HANDLER_RE.findall(frag):
+            parts = [frag]
+            if handler == "reply":
+                parts += with_conversations
+            out[handler] = _assemble(parts)
+    return out
+
+
+def _core_sources() -> list[str]:
+    return [(LUA_DIR / core).read_text(encoding="utf-8") for core in ("reply.lua", "reassembly.lua")]
+
+
+def _assemble(fragments: list[str]) -> str:
+    return "\n".join([(LUA_DIR / "prelude.lua").read_text(encoding="utf-8"), *fragments, (LUA_DIR / "main.lua").read_text(encoding="utf-8")])
 
 
 @dataclass(slots=True)
@@ -64,8 +88,11 @@ class Store:
             url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout, decode_responses=False
         )
         self.keys = Keys(settings.redis.key_prefix, settings.redis.shards)
-        self.mo_source = assemble_mo_script(command_lua_files)
+        files = list(command_lua_files)
+        self.mo_source = assemble_mo_script(files)
         self.mo_sha = _sha1(self.mo_source)
+        self.handler_sources = assemble_handler_scripts(files)
+        self.handler_shas = {h: _sha1(src) for h, src in self.handler_sources.items()}
         self._adopt: str | None = None
         self._json_cache: dict[int, tuple[dict[str, Any], str]] = {}
         self._local = threading.local()  # a read buffer per thread (event consumers share the Store)
@@ -76,6 +103,8 @@ class Store:
 
     def load_scripts(self) -> None:
         self.mo_sha = self.redis.script_load(self.mo_source)
+        for src in set(self.handler_sources.values()):
+            self.redis.script_load(src)
 
     def ensure_groups(self) -> None:
         for stream in self.keys.all_queues():
@@ -164,7 +193,8 @@ class Store:
     def begin_batch(self, calls: Sequence[ScriptCall], acks: Sequence[tuple[str, str]] = (),
                     writes: Sequence[KeyWrite] = ()) -> Roundtrip:
         """Send a batch now; the caller collects the replies when the socket is readable."""
-        cmds: list[tuple[Any, ...]] = [("EVALSHA", self.mo_sha, len(c.keys), *c.keys, *c.argv) for c in calls]
+        shas = self.handler_shas
+        cmds: list[tuple[Any, ...]] = [("EVALSHA", shas.get(c.argv[0], self.mo_sha), len(c.keys), *c.keys, *c.argv) for c in calls]
         cmds.extend(_ack_commands(acks))
         cmds.extend(_write_commands(writes))
         return Roundtrip(self, cmds)
@@ -177,7 +207,9 @@ class Store:
         retry = [i for i, r in enumerate(results) if isinstance(r, Exception) and str(r).startswith("NOSCRIPT")]
         if retry:
             self.load_scripts()
-            again = self.roundtrip([("EVALSHA", self.mo_sha, len(calls[i].keys), *calls[i].keys, *calls[i].argv) for i in retry])
+            shas = self.handler_shas
+            again = self.roundtrip([("EVALSHA", shas.get(calls[i].argv[0], self.mo_sha), len(calls[i].keys), *calls[i].keys, *calls[i].argv)
+                                    for i in retry])
             for i, r in zip(retry, again):
                 results[i] = r
         out: list[ScriptResult | Exception] = []
