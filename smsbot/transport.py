@@ -343,16 +343,21 @@ class Transport:
             batch = self.dispatcher.prepare([mo for mo, _ in inbound], acks, writes + receipt_writes)
             self.dispatcher.start(batch)
         except Exception as e:  # never let one batch kill the loop; the SMSC will redeliver
-            _log.exception("dispatch_failed", error=repr(e))
-            self.sender.restore_pending(acks, writes)
-            for mo, link in inbound:
-                link.out.append(pdu.encode_deliver_sm_resp(mo.sequence, Status.RX_T_APPN))
-            for _r, seq, link in receipts:
-                link.out.append(pdu.encode_deliver_sm_resp(seq, Status.RX_T_APPN))
+            self._batch_failed(e, inbound, receipts, acks, writes)
             return
         self._pending = _PendingBatch(batch, inbound, receipts, acks, writes, started)
         if batch.roundtrip is None or batch.roundtrip.done:
             self._finish_batch()
+
+    def _batch_failed(self, error: Exception, inbound: list[tuple[Inbound, Link]], receipts: list[tuple[Receipt, int, Link]],
+                      acks: list[tuple[str, str]], writes: list[KeyWrite]) -> None:
+        """A bug in handling a batch: log it, keep the outbox acks for later, ask the SMSC to redeliver."""
+        _log.exception("dispatch_failed", error=repr(error))
+        self.sender.restore_pending(acks, writes)
+        for mo, link in inbound:
+            link.out.append(pdu.encode_deliver_sm_resp(mo.sequence, Status.RX_T_APPN))
+        for _r, seq, link in receipts:
+            link.out.append(pdu.encode_deliver_sm_resp(seq, Status.RX_T_APPN))
 
     def _poll_pending(self) -> None:
         p = self._pending
@@ -387,12 +392,7 @@ class Transport:
         try:
             result = self.dispatcher.finish(p.batch)
         except Exception as e:  # never let one batch kill the loop; the SMSC will redeliver
-            _log.exception("dispatch_failed", error=repr(e))
-            self.sender.restore_pending(acks, writes)
-            for mo, link in inbound:
-                link.out.append(pdu.encode_deliver_sm_resp(mo.sequence, Status.RX_T_APPN))
-            for _r, seq, link in receipts:
-                link.out.append(pdu.encode_deliver_sm_resp(seq, Status.RX_T_APPN))
+            self._batch_failed(e, inbound, receipts, acks, writes)
             return
         if not result.acks_flushed:
             self.sender.restore_pending(acks, writes)
