@@ -46,6 +46,8 @@ CLAIM_EVERY_S = 5.0
 CLAIM_MIN_IDLE_MS = 300_000  # safety net for a live but stuck sender; dead ones are found by heartbeat
 ORPHAN_AGE_MS = 10_000  # an outbox entry this old whose sender has no heartbeat is moved to the queue
 HEARTBEAT_EVERY_S = 5.0
+MAX_IN_FLIGHT = 2  # Redis round trips in flight at once (each on its own pooled connection)
+SPLIT_FROM = 4  # with nothing in flight, this many ready MOs are split into two batches
 HEARTBEAT_TTL_S = 15
 ACK_FLUSH_S = 0.05
 
@@ -111,7 +113,7 @@ class Transport:
         self.reload_requested = threading.Event()
         self._receipts: list[tuple[Receipt, int, Link]] = []
         self._deferred: list[tuple[Inbound, Link]] = []
-        self._pending: _PendingBatch | None = None
+        self._pending: list[_PendingBatch] = []  # round trips in flight, oldest first
         self.links: list[Link] = []
         self.bound = threading.Event()
         self.reconnects = 0
@@ -193,7 +195,7 @@ class Transport:
         return max(64, 2 * self.settings.smsc.window)
 
     def _close_all(self) -> None:
-        if self._pending is not None:
+        if self._pending:
             # its effects are (being) stored: keep its replies; its resps are lost with the link,
             # so the SMSC redelivers those MOs and the redelivery guard answers them as duplicates
             self._complete_pending()
@@ -225,24 +227,26 @@ class Transport:
                 if self.on_reload is not None:
                     self.on_reload()
                 s = self.settings.smsc
-            rt = self._pending.batch.roundtrip if self._pending is not None else None
-            waiting = [rt] if rt is not None and not rt.done else []
-            if (waiting and rt.buffered()) or (self._pending is None and self._ready_to_start()):
+            waiting = [p.batch.roundtrip for p in self._pending if p.batch.roundtrip is not None and not p.batch.roundtrip.done]
+            if any(rt.buffered() for rt in waiting) or (len(self._pending) < MAX_IN_FLIGHT and self._ready_to_start()):
                 timeout = 0.0
             else:
                 timeout = self._select_timeout()
             readable, _, _ = select.select(self.links + waiting, [], [], timeout)
             now = time.monotonic()
             for link in readable:
-                if link is not rt:
+                if isinstance(link, Link):
                     self._read(link, now, self._deferred)
-            if rt is not None and (rt in readable or rt.buffered() or rt.done):
-                self._poll_pending()
-            # Pipelining: while Redis works on one batch the loop keeps reading the SMSC; the next
-            # batch starts as soon as the previous one is answered.
-            if self._pending is None and self._ready_to_start():
-                self._start_batch()
-            if self._pending is None and now >= self._next_poll:
+            for p in list(self._pending):
+                rt = p.batch.roundtrip
+                if rt is not None and (rt.done or rt in readable or rt.buffered()):
+                    self._poll_pending(p)
+            # Pipelining: while Redis works on a batch the loop keeps reading the SMSC and may send
+            # a second batch; replies go out as each batch is answered.
+            while len(self._pending) < MAX_IN_FLIGHT and self._ready_to_start():
+                if not self._start_batch():
+                    break
+            if not self._pending and now >= self._next_poll:
                 self._poll_outbox(now)
             self._timers(now, s)
             self._send_outbox()
@@ -326,12 +330,26 @@ class Transport:
             _log.warning("pdu_unsupported", command_id=hex(command_id))
             link.out.append(pdu.encode_header(CommandId.GENERIC_NACK, Status.RINVCMDID, seq))
 
-    def _start_batch(self) -> None:
+    def _start_batch(self) -> bool:
         """One Redis round trip for a batch of MOs, receipts, outbox acks and MT records: sent now,
         answered in `_finish_batch` when Redis replies."""
         started = time.monotonic()
         cap = self._batch_cap if self.sender.backlog <= self._high_water else 0
-        inbound, self._deferred = self._deferred[:cap], self._deferred[cap:]
+        if not self._pending and len(self._deferred) >= SPLIT_FROM:
+            cap = min(cap, (len(self._deferred) + 1) // 2)  # two halves in flight overlap with the SMSC
+        # a subscriber with an MO in a batch still in flight waits for it: batches travel on
+        # different connections, and one subscriber's MOs must be applied in order
+        busy = {mo.msisdn for p in self._pending for mo, _ in p.inbound}
+        inbound: list[tuple[Inbound, Link]] = []
+        keep: list[tuple[Inbound, Link]] = []
+        for item in self._deferred:
+            if len(inbound) < cap and item[0].msisdn not in busy:
+                inbound.append(item)
+            else:
+                keep.append(item)
+        self._deferred = keep
+        if not inbound and not self._receipts:
+            return False
         acks, writes = self.sender.take_pending()
         receipts, self._receipts = self._receipts, []
         ttl = self.settings.dispatch.mt_record_seconds
@@ -344,10 +362,12 @@ class Transport:
             self.dispatcher.start(batch)
         except Exception as e:  # never let one batch kill the loop; the SMSC will redeliver
             self._batch_failed(e, inbound, receipts, acks, writes)
-            return
-        self._pending = _PendingBatch(batch, inbound, receipts, acks, writes, started)
+            return True
+        pending = _PendingBatch(batch, inbound, receipts, acks, writes, started)
+        self._pending.append(pending)
         if batch.roundtrip is None or batch.roundtrip.done:
-            self._finish_batch()
+            self._finish_batch(pending)
+        return True
 
     def _batch_failed(self, error: Exception, inbound: list[tuple[Inbound, Link]], receipts: list[tuple[Receipt, int, Link]],
                       acks: list[tuple[str, str]], writes: list[KeyWrite]) -> None:
@@ -359,35 +379,31 @@ class Transport:
         for _r, seq, link in receipts:
             link.out.append(pdu.encode_deliver_sm_resp(seq, Status.RX_T_APPN))
 
-    def _poll_pending(self) -> None:
-        p = self._pending
-        assert p is not None and p.batch.roundtrip is not None
+    def _poll_pending(self, p: _PendingBatch) -> None:
+        assert p.batch.roundtrip is not None
         try:
             if p.batch.roundtrip.done or p.batch.roundtrip.poll():
                 p.batch.raw = p.batch.roundtrip.replies
-                self._finish_batch()
+                self._finish_batch(p)
         except (OSError, Exception) as e:  # Redis failed mid-batch: temporary error for its MOs
             p.batch.error = e
-            self._finish_batch()
+            self._finish_batch(p)
 
     def _complete_pending(self) -> None:
-        """Wait for the batch in flight (stop, lost link): its effects are stored; never drop its replies."""
-        p = self._pending
-        if p is None:
-            return
-        rt = p.batch.roundtrip
-        if rt is not None and not rt.done:
-            try:
-                p.batch.raw = rt.wait()
-            except Exception as e:
-                p.batch.error = e
-        elif rt is not None:
-            p.batch.raw = rt.replies
-        self._finish_batch()
+        """Wait for the batches in flight (stop, lost link): their effects are stored; never drop their replies."""
+        for p in list(self._pending):
+            rt = p.batch.roundtrip
+            if rt is not None and not rt.done:
+                try:
+                    p.batch.raw = rt.wait()
+                except Exception as e:
+                    p.batch.error = e
+            elif rt is not None:
+                p.batch.raw = rt.replies
+            self._finish_batch(p)
 
-    def _finish_batch(self) -> None:
-        p, self._pending = self._pending, None
-        assert p is not None
+    def _finish_batch(self, p: _PendingBatch) -> None:
+        self._pending.remove(p)
         inbound, receipts, acks, writes = p.inbound, p.receipts, p.acks, p.writes
         try:
             result = self.dispatcher.finish(p.batch)
