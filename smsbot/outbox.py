@@ -242,8 +242,8 @@ class OutboxSender:
         key = (mt.stream, mt.entry_id)
         self._acks.append(key)
         self._known.discard(key)
-        # drop any of its parts still queued (after a permanent failure)
-        if any(p.mt is mt for p in self._queue):
+        # after a permanent failure, drop its parts still queued (on success none are: all are done)
+        if mt.failed and any(p.mt is mt for p in self._queue):
             self._queue = deque(p for p in self._queue if p.mt is not mt)
 
     def expired(self, timeout: float) -> list[int]:
