@@ -339,15 +339,18 @@ class Transport:
             cap = min(cap, (len(self._deferred) + 1) // 2)  # two halves in flight overlap with the SMSC
         # a subscriber with an MO in a batch still in flight waits for it: batches travel on
         # different connections, and one subscriber's MOs must be applied in order
-        busy = {mo.msisdn for p in self._pending for mo, _ in p.inbound}
-        inbound: list[tuple[Inbound, Link]] = []
-        keep: list[tuple[Inbound, Link]] = []
-        for item in self._deferred:
-            if len(inbound) < cap and item[0].msisdn not in busy:
-                inbound.append(item)
-            else:
-                keep.append(item)
-        self._deferred = keep
+        if not self._pending:
+            inbound, self._deferred = self._deferred[:cap], self._deferred[cap:]
+        else:
+            busy = {mo.msisdn for p in self._pending for mo, _ in p.inbound}
+            inbound, keep = [], []
+            deferred = self._deferred
+            for i, item in enumerate(deferred):
+                if len(inbound) >= cap:
+                    keep.extend(deferred[i:])
+                    break
+                (keep if item[0].msisdn in busy else inbound).append(item)
+            self._deferred = keep
         if not inbound and not self._receipts:
             return False
         acks, writes = self.sender.take_pending()
