@@ -62,7 +62,7 @@ def config_check(c: Ctx) -> None:
     click.echo(
         f"configuration OK: {len(s.short_codes)} short code(s) "
         f"({', '.join(sc.code for sc in s.short_codes)}), {len(s.services)} service(s), "
-        f"SMSC {s.smsc.host}:{s.smsc.port}, redis {'bundled in ' + str(s.data_dir) if not s.redis.url else 'external'}"
+        f"SMSC {s.smsc.host}:{s.smsc.port}, redis {s.redis.mode.value}: {'bundled in ' + str(s.data_dir) if s.redis.mode.value == 'single' and not s.redis.url else 'external'}"
     )
 
 

@@ -250,3 +250,24 @@ def test_sentinel_serves_menu_through_the_primary(sentinel: tuple[int, int], tmp
             store.redis.connection_pool.release(conn)
     finally:
         w.stop()
+
+
+def test_redis_mode_settings_validate_and_come_from_the_environment():
+    from .conftest import REPO
+
+    s = config.load(REPO / "config.yaml", environ={
+        "SMSBOT_REDIS_MODE": "sentinel", "SMSBOT_REDIS_SENTINELS": "10.0.0.1:26379, 10.0.0.2:26379",
+        "SMSBOT_REDIS_SENTINEL_SERVICE": "bot", "SMSBOT_REDIS_PASSWORD": "s3cret"})
+    assert s.redis.mode is config.RedisMode.SENTINEL and s.redis.sentinel_service == "bot"
+    assert s.redis.sentinel_addresses() == [("10.0.0.1", 26379), ("10.0.0.2", 26379)]
+    assert "s3cret" not in repr(s) and "s3cret" not in str(s.redis)
+    assert config.load(REPO / "config.yaml", environ={"SMSBOT_REDIS_MODE": "cluster", "SMSBOT_REDIS_URL": "redis://h:7000"}).redis.url
+    bad = [({"SMSBOT_REDIS_MODE": "sentinel"}, "redis.sentinels"),
+           ({"SMSBOT_REDIS_MODE": "sentinel", "SMSBOT_REDIS_SENTINELS": "h:1", "SMSBOT_REDIS_URL": "redis://x"}, "redis.url"),
+           ({"SMSBOT_REDIS_MODE": "sentinel", "SMSBOT_REDIS_SENTINELS": "nohost"}, "redis.sentinels"),
+           ({"SMSBOT_REDIS_MODE": "cluster"}, "redis.url"),
+           ({"SMSBOT_REDIS_MODE": "ring"}, "redis.mode")]
+    for env, key in bad:
+        with pytest.raises(config.ConfigError) as e:
+            config.load(REPO / "config.yaml", environ=env)
+        assert [k for k, _m in e.value.errors] == [key], (env, e.value.errors)
