@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 OUTBOX_GROUP = "senders"
+KEY_CACHE_SIZE = 4096  # key names of recently active subscribers; bounded so memory does not grow with the subscriber base
 USAGE_EVENTS_GROUP = "usage"
 ORDER_EVENTS_GROUP = "orders"
 USE_EVENTS_GROUP = "uses"
@@ -65,7 +66,7 @@ class Keys:
             raise ValueError("shards must be >= 1")
         self.prefix = prefix
         self.shards = shards
-        self._for = lru_cache(maxsize=200_000)(self._build)
+        self._for = lru_cache(maxsize=KEY_CACHE_SIZE)(self._build)
 
     def shard(self, msisdn: str) -> int:
         return zlib.crc32(msisdn.encode()) % self.shards
