@@ -246,7 +246,7 @@ class Transport:
             while len(self._pending) < MAX_IN_FLIGHT and self._ready_to_start():
                 if not self._start_batch():
                     break
-            if not self._pending and now >= self._next_poll:
+            if now >= self._next_poll:  # also under load: reminders and alerts must not starve
                 self._poll_outbox(now)
             self._timers(now, s)
             self._send_outbox()
