@@ -10,7 +10,6 @@ parts, the in-flight window, the TPS limit, and retry of throttled parts; the so
 
 from __future__ import annotations
 
-import json
 import time
 from collections import deque
 from dataclasses import dataclass, field

@@ -146,3 +146,22 @@ def world(make_settings: Callable[..., config.Settings]) -> Iterator[World]:
         yield w
     finally:
         w.stop()
+
+
+# -- the CLI, as a separate process -----------------------------------------------------------------
+def write_config(world: World, tmp_path: Path) -> Path:
+    """The running world's settings as a config file, for CLI subprocesses that must see the same Redis keys."""
+    import yaml
+
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(world.settings.model_dump(mode="json"), allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def cli(cfg: Path, *args: str, timeout: float = 60) -> Any:
+    """`smsbot --config CFG ARGS...` as a real process."""
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "smsbot.cli", "--config", str(cfg), *args],
+                          capture_output=True, text=True, cwd=REPO, timeout=timeout)

@@ -10,12 +10,9 @@ Orders are written exactly as `smsbot order` writes them (`smsbot.cli_billing.wr
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-import yaml
 
 from smsbot import billing
 from smsbot.app import build_store
@@ -23,7 +20,7 @@ from smsbot.cli_billing import write_order
 from smsbot.periods import period_of, zone
 from smsbot.simulator.smsc import SimSmsc
 
-from .conftest import REPO, World
+from .conftest import World, cli, write_config
 
 MSISDN = "13800138000"
 OTHER = "13900139000"
@@ -196,16 +193,7 @@ def test_english_short_code(make_settings):
         w.stop()
 
 
-# -- the CLI, as a separate process -----------------------------------------------------------------
-def write_config(world: World, tmp_path: Path) -> Path:
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(world.settings.model_dump(mode="json"), allow_unicode=True), encoding="utf-8")
-    return path
-
-
-def cli(cfg: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "smsbot.cli", "--config", str(cfg), *args],
-                          capture_output=True, text=True, cwd=REPO, timeout=60)
+# -- the CLI, as a separate process (helpers in conftest) -------------------------------------------
 
 
 def test_cli_order_refusals_write_nothing(world: World, tmp_path: Path):

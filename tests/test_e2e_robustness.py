@@ -5,13 +5,12 @@ an SMSC restart mid-conversation, Redis down, and a failing handler. Nothing is 
 from __future__ import annotations
 
 import json
-import struct
 import threading
 
 import pytest
 
-from smsbot import embedded, pdu
-from smsbot.messages import CommandId, DeliverSm, Status
+from smsbot import embedded
+from smsbot.messages import CommandId, Status
 from smsbot.simulator.smsc import SimSmsc
 
 from .conftest import World

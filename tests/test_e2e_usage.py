@@ -7,20 +7,17 @@ bot applies them in its background consumer thread, so tests wait at the handset
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-import yaml
 
 from commands import usage
 from smsbot.simulator.smsc import SimSmsc
 
-from .conftest import REPO, World
+from .conftest import World, cli, write_config
 
 MSISDN = "13800138000"
 MB = usage.MB
@@ -234,16 +231,7 @@ def test_english_short_code(make_settings):
         w.stop()
 
 
-# -- the CLI, as a separate process -----------------------------------------------------------------
-def write_config(world: World, tmp_path: Path) -> Path:
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(world.settings.model_dump(mode="json"), allow_unicode=True), encoding="utf-8")
-    return path
-
-
-def cli(cfg: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "smsbot.cli", "--config", str(cfg), *args],
-                          capture_output=True, text=True, cwd=REPO, timeout=60)
+# -- the CLI, as a separate process (helpers in conftest) -------------------------------------------
 
 
 def test_cli_refuses_bad_sizes_and_unknown_plans(world: World, tmp_path: Path):

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings as hsettings, strategies as 
 from commands import usage
 from smsbot import config
 from smsbot.app import build_store
-from smsbot.router import RenderContext, Router
+from smsbot.router import Router
 
 from .conftest import REPO
 
