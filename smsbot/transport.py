@@ -114,6 +114,7 @@ class Transport:
         self._receipts: list[tuple[Receipt, int, Link]] = []
         self._deferred: list[tuple[Inbound, Link]] = []
         self._pending: list[_PendingBatch] = []  # round trips in flight, oldest first
+        self._stalled = False  # the ready MOs all belong to subscribers with a batch in flight
         self.links: list[Link] = []
         self.bound = threading.Event()
         self.reconnects = 0
@@ -228,7 +229,8 @@ class Transport:
                     self.on_reload()
                 s = self.settings.smsc
             waiting = [p.batch.roundtrip for p in self._pending if p.batch.roundtrip is not None and not p.batch.roundtrip.done]
-            if any(rt.buffered() for rt in waiting) or (len(self._pending) < MAX_IN_FLIGHT and self._ready_to_start()):
+            startable = len(self._pending) < MAX_IN_FLIGHT and self._ready_to_start() and not self._stalled
+            if any(rt.buffered() for rt in waiting) or startable:
                 timeout = 0.0
             else:
                 timeout = self._select_timeout()
@@ -237,6 +239,7 @@ class Transport:
             for link in readable:
                 if isinstance(link, Link):
                     self._read(link, now, self._deferred)
+                    self._stalled = False
             for p in list(self._pending):
                 rt = p.batch.roundtrip
                 if rt is not None and (rt.done or rt in readable or rt.buffered()):
@@ -245,6 +248,7 @@ class Transport:
             # a second batch; replies go out as each batch is answered.
             while len(self._pending) < MAX_IN_FLIGHT and self._ready_to_start():
                 if not self._start_batch():
+                    self._stalled = True  # what waits belongs to subscribers in flight: no busy loop
                     break
             if now >= self._next_poll:  # also under load: reminders and alerts must not starve
                 self._poll_outbox(now)
@@ -407,6 +411,7 @@ class Transport:
 
     def _finish_batch(self, p: _PendingBatch) -> None:
         self._pending.remove(p)
+        self._stalled = False
         inbound, receipts, acks, writes = p.inbound, p.receipts, p.acks, p.writes
         try:
             result = self.dispatcher.finish(p.batch)
