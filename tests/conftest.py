@@ -137,15 +137,25 @@ class Phone:
 
 
 @pytest.fixture
-def world(make_settings: Callable[..., config.Settings]) -> Iterator[World]:
-    settings = make_settings()
-    sim = SimSmsc.from_settings(settings).start()
-    w = World(settings, sim)
-    try:
+def make_world(make_settings: Callable[..., config.Settings]) -> Iterator[Callable[..., World]]:
+    """A simulator and a bound bot for settings with `overrides`; stopped at teardown."""
+    worlds: list[World] = []
+
+    def make(**overrides: Any) -> World:
+        settings = make_settings(**overrides)
+        w = World(settings, SimSmsc.from_settings(settings).start())
+        worlds.append(w)
         w.start_bot()
-        yield w
-    finally:
+        return w
+
+    yield make
+    for w in worlds:
         w.stop()
+
+
+@pytest.fixture
+def world(make_world: Callable[..., World]) -> World:
+    return make_world()
 
 
 # -- the CLI, as a separate process -----------------------------------------------------------------

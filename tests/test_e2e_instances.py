@@ -8,7 +8,6 @@ import sys
 import yaml
 
 from smsbot.app import wait_until
-from smsbot.simulator.smsc import SimSmsc
 
 from .conftest import World, base_config
 from .test_e2e_menu import subs_state
@@ -34,28 +33,22 @@ def test_two_instances_share_conversations(world: World):
         assert p.quiet(0.2) == [], "no reply twice"
 
 
-def test_delivery_receipt_updates_mt_record(make_settings, tmp_path):
-    settings = make_settings(**{"smsc.registered_delivery": 1})
-    sim = SimSmsc.from_settings(settings).start()
-    w = World(settings, sim)
-    try:
-        w.start_bot()
-        w.subscribe("13800138000", "VIDEO")
-        phone = w.handset("13800138000")
-        phone.send("0000")
-        msg = phone.expect(1)[0]
-        mid = msg["message_ids"][0]
-        store = w.bot.store
-        assert wait_until(lambda: store.mt_record(mid).get("state") == "DELIVRD", 10), store.mt_record(mid)
-        rec = store.mt_record(mid)
-        assert rec["to"] == "13800138000" and rec["tpl"] == "menu" and rec["correlation"]
-        cfg = tmp_path / "c.yaml"
-        raw = base_config(settings.redis.url, tmp_path / "var")
-        raw["redis"]["key_prefix"] = settings.redis.key_prefix
-        cfg.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
-        shown = subprocess.run([sys.executable, "-m", "smsbot.cli", "--config", str(cfg), "mt", "show", mid], capture_output=True, text=True)
-        assert shown.returncode == 0 and "state\tDELIVRD" in shown.stdout
-        missing = subprocess.run([sys.executable, "-m", "smsbot.cli", "--config", str(cfg), "mt", "show", "nope"], capture_output=True, text=True)
-        assert missing.returncode == 1
-    finally:
-        w.stop()
+def test_delivery_receipt_updates_mt_record(make_world, tmp_path):
+    w = make_world(**{"smsc.registered_delivery": 1})
+    w.subscribe("13800138000", "VIDEO")
+    phone = w.handset("13800138000")
+    phone.send("0000")
+    msg = phone.expect(1)[0]
+    mid = msg["message_ids"][0]
+    store = w.bot.store
+    assert wait_until(lambda: store.mt_record(mid).get("state") == "DELIVRD", 10), store.mt_record(mid)
+    rec = store.mt_record(mid)
+    assert rec["to"] == "13800138000" and rec["tpl"] == "menu" and rec["correlation"]
+    cfg = tmp_path / "c.yaml"
+    raw = base_config(w.settings.redis.url, tmp_path / "var")
+    raw["redis"]["key_prefix"] = w.settings.redis.key_prefix
+    cfg.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    shown = subprocess.run([sys.executable, "-m", "smsbot.cli", "--config", str(cfg), "mt", "show", mid], capture_output=True, text=True)
+    assert shown.returncode == 0 and "state\tDELIVRD" in shown.stdout
+    missing = subprocess.run([sys.executable, "-m", "smsbot.cli", "--config", str(cfg), "mt", "show", "nope"], capture_output=True, text=True)
+    assert missing.returncode == 1

@@ -10,8 +10,6 @@ import time
 
 import pytest
 
-from smsbot.simulator.smsc import SimSmsc
-
 from .conftest import World
 
 MSISDN = "13800138000"
@@ -88,20 +86,14 @@ def test_out_of_range_or_garbled_keeps_menu_open(world: World, garbled: str):
     assert "您已成功退订彩铃音乐包" in phone.ask("2")
 
 
-def test_menu_expires(make_settings):
-    settings = make_settings(**{"menu.validity_seconds": 1})
-    sim = SimSmsc.from_settings(settings).start()
-    w = World(settings, sim)
-    try:
-        w.start_bot()
-        w.subscribe(MSISDN, "VIDEO")
-        phone = w.handset(MSISDN)
-        assert "1小时" not in phone.ask("0000")
-        time.sleep(1.3)
-        assert "菜单已过期" in phone.ask("1")
-        assert subs_state(w, MSISDN) == {"VIDEO": "active"}
-    finally:
-        w.stop()
+def test_menu_expires(make_world):
+    w = make_world(**{"menu.validity_seconds": 1})
+    w.subscribe(MSISDN, "VIDEO")
+    phone = w.handset(MSISDN)
+    assert "1小时" not in phone.ask("0000")
+    time.sleep(1.3)
+    assert "菜单已过期" in phone.ask("1")
+    assert subs_state(w, MSISDN) == {"VIDEO": "active"}
 
 
 def test_number_without_menu(world: World):
@@ -139,25 +131,19 @@ def test_subscriber_only_touches_own_subscriptions(world: World):
     assert subs_state(world, a) == {"VIDEO": "active", "MUSIC": "active"}
 
 
-def test_twenty_items_arrive_whole(make_settings):
+def test_twenty_items_arrive_whole(make_world):
     services = [{"code": f"SVC{i:02d}", "name": f"增值业务{i:02d}号", "price_fen": 100 * i, "kind": "monthly"} for i in range(1, 21)]
-    settings = make_settings(services=services)
-    sim = SimSmsc.from_settings(settings).start()
-    w = World(settings, sim)
-    try:
-        w.start_bot()
-        w.subscribe(MSISDN, *[s["code"] for s in services])
-        phone = w.handset(MSISDN)
-        phone.send("0000")
-        got = phone.expect(1)
-        assert len(got) == 1, "the long menu must arrive as ONE whole message"
-        msg = got[0]
-        assert msg["parts"] > 1
-        numbered = [line for line in msg["text"].splitlines() if line.split(". ")[0].isdigit()]
-        assert len(numbered) == 20
-        assert numbered[0] == "1. 增值业务01号 1元/月"
-        assert numbered[19] == "20. 增值业务20号 20元/月"
-        assert "请回复1至20之间的序号" in phone.ask("21")
-        assert "增值业务20号" in phone.ask("20")
-    finally:
-        w.stop()
+    w = make_world(services=services)
+    w.subscribe(MSISDN, *[s["code"] for s in services])
+    phone = w.handset(MSISDN)
+    phone.send("0000")
+    got = phone.expect(1)
+    assert len(got) == 1, "the long menu must arrive as ONE whole message"
+    msg = got[0]
+    assert msg["parts"] > 1
+    numbered = [line for line in msg["text"].splitlines() if line.split(". ")[0].isdigit()]
+    assert len(numbered) == 20
+    assert numbered[0] == "1. 增值业务01号 1元/月"
+    assert numbered[19] == "20. 增值业务20号 20元/月"
+    assert "请回复1至20之间的序号" in phone.ask("21")
+    assert "增值业务20号" in phone.ask("20")

@@ -18,7 +18,6 @@ from smsbot import billing
 from smsbot.app import build_store
 from smsbot.cli_billing import write_order
 from smsbot.periods import period_of, zone
-from smsbot.simulator.smsc import SimSmsc
 
 from .conftest import World, cli, write_config
 
@@ -171,26 +170,20 @@ def test_help_lists_the_cancel_word(world: World):
     assert "TD 退订待扣费的新订购业务" in world.handset(MSISDN).ask("帮助")
 
 
-def test_english_short_code(make_settings):
-    settings = make_settings(short_codes=[{"code": "10086", "language": "en", "commands": ["subscriptions", "reminders", "help"]}])
-    sim = SimSmsc.from_settings(settings).start()
-    w = World(settings, sim)
-    try:
-        w.start_bot()
-        phone = w.handset(MSISDN)
-        order(w, MSISDN, "VIDEO", at_ms=now_ms() - 2 * DAY)
-        reminder = phone.expect(1)[0]["text"]
-        assert reminder.startswith("Charge reminder: you ordered Video monthly at 15 yuan/month") and "reply TD" in reminder
-        reply = phone.ask("td")
-        assert "Cancelled: Video monthly. Charging had already started" in reply
-        import calendar
+def test_english_short_code(make_world):
+    w = make_world(short_codes=[{"code": "10086", "language": "en", "commands": ["subscriptions", "reminders", "help"]}])
+    phone = w.handset(MSISDN)
+    order(w, MSISDN, "VIDEO", at_ms=now_ms() - 2 * DAY)
+    reminder = phone.expect(1)[0]["text"]
+    assert reminder.startswith("Charge reminder: you ordered Video monthly at 15 yuan/month") and "reply TD" in reminder
+    reply = phone.ask("td")
+    assert "Cancelled: Video monthly. Charging had already started" in reply
+    import calendar
 
-        tz = zone(settings.billing.timezone)
-        nxt = period_of(period_of(now_ms(), tz).end_ms, tz)
-        y, m = nxt.label.split("-")
-        assert f"from {calendar.month_name[int(m)]} {y} on" in reply
-    finally:
-        w.stop()
+    tz = zone(w.settings.billing.timezone)
+    nxt = period_of(period_of(now_ms(), tz).end_ms, tz)
+    y, m = nxt.label.split("-")
+    assert f"from {calendar.month_name[int(m)]} {y} on" in reply
 
 
 # -- the CLI, as a separate process (helpers in conftest) -------------------------------------------

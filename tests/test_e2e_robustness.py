@@ -98,21 +98,15 @@ def test_encodings_of_mo(world: World, coding: int, text: str):
     assert "1. 手机早晚报" in phone.expect(1)[0]["text"]
 
 
-def test_chinese_help_keyword_and_english_reply_is_gsm7(make_settings):
-    settings = make_settings(short_codes=[{"code": "10086", "commands": ["subscriptions", "help"], "language": "en"}])
-    sim = SimSmsc.from_settings(settings).start()
-    w = World(settings, sim)
-    try:
-        w.start_bot()
-        w.subscribe(MSISDN, "VIDEO")
-        phone = w.handset(MSISDN)
-        phone.send("帮助")
-        msg = phone.expect(1)[0]
-        assert "Welcome to 10086" in msg["text"]
-        assert msg["data_coding"] == 0, "an English reply fits GSM-7"
-        assert "1. Video monthly 15 yuan/month" in phone.ask("0000")
-    finally:
-        w.stop()
+def test_chinese_help_keyword_and_english_reply_is_gsm7(make_world):
+    w = make_world(short_codes=[{"code": "10086", "commands": ["subscriptions", "help"], "language": "en"}])
+    w.subscribe(MSISDN, "VIDEO")
+    phone = w.handset(MSISDN)
+    phone.send("帮助")
+    msg = phone.expect(1)[0]
+    assert "Welcome to 10086" in msg["text"]
+    assert msg["data_coding"] == 0, "an English reply fits GSM-7"
+    assert "1. Video monthly 15 yuan/month" in phone.ask("0000")
 
 
 def test_malformed_deliver_sm_is_refused_and_the_bot_keeps_serving(world: World):

@@ -19,17 +19,11 @@ from .conftest import REPO, World, base_config
 MSISDN = "13800138000"
 
 
-def test_receiver_plus_transmitter_binds(make_settings):
-    settings = make_settings(**{"smsc.bind_mode": "receiver+transmitter"})
-    sim = SimSmsc.from_settings(settings).start()
-    w = World(settings, sim)
-    try:
-        w.start_bot()
-        assert wait_until(lambda: sim.stats()["binds"] == 2, 5)
-        w.subscribe(MSISDN, "VIDEO")
-        assert "视频会员包月" in w.handset(MSISDN).ask("0000")
-    finally:
-        w.stop()
+def test_receiver_plus_transmitter_binds(make_world):
+    w = make_world(**{"smsc.bind_mode": "receiver+transmitter"})
+    assert wait_until(lambda: w.sim.stats()["binds"] == 2, 5)
+    w.subscribe(MSISDN, "VIDEO")
+    assert "视频会员包月" in w.handset(MSISDN).ask("0000")
 
 
 def test_refused_bind_is_retried_with_backoff(make_settings):

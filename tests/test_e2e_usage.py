@@ -15,7 +15,6 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from commands import usage
-from smsbot.simulator.smsc import SimSmsc
 
 from .conftest import World, cli, write_config
 
@@ -215,20 +214,14 @@ def test_help_lists_cxll(world: World):
     assert "CXLL 查询本月流量使用情况" in world.handset(MSISDN).ask("HELP")
 
 
-def test_english_short_code(make_settings):
-    settings = make_settings(short_codes=[{"code": "10086", "language": "en", "commands": ["subscriptions", "usage", "help"]}])
-    sim = SimSmsc.from_settings(settings).start()
-    w = World(settings, sim)
-    try:
-        w.start_bot()
-        phone = w.handset(MSISDN)
-        assert "no data plan" in phone.ask("cxll")
-        report(w, 1019.5)
-        alert = phone.expect(1)[0]["text"]
-        assert "4.5 MB of your 4G plan data is left this month (1019.5 of 1024 MB used)" in alert
-        assert "0.29 yuan/MB" in alert
-    finally:
-        w.stop()
+def test_english_short_code(make_world):
+    w = make_world(short_codes=[{"code": "10086", "language": "en", "commands": ["subscriptions", "usage", "help"]}])
+    phone = w.handset(MSISDN)
+    assert "no data plan" in phone.ask("cxll")
+    report(w, 1019.5)
+    alert = phone.expect(1)[0]["text"]
+    assert "4.5 MB of your 4G plan data is left this month (1019.5 of 1024 MB used)" in alert
+    assert "0.29 yuan/MB" in alert
 
 
 # -- the CLI, as a separate process (helpers in conftest) -------------------------------------------
