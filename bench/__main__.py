@@ -138,14 +138,17 @@ def run_one(target: str, workload: str, window: int, *, messages: int, subscribe
             # our own first INFO is counted by the second one
             delta = info1["total_commands_processed"] - info0["total_commands_processed"] - 1
             result["redis_cmds_per_mo"] = round(delta / stats.sent, 3)
-            per_cmd = {}
+            per_cmd, usec_per_mo = {}, {}
             for k, v in info1.items():
                 if k.startswith("cmdstat_") and isinstance(v, dict):
-                    before = (info0.get(k) or {}).get("calls", 0)
-                    calls = v.get("calls", 0) - before - (1 if k == "cmdstat_info" else 0)
+                    before = info0.get(k) or {}
+                    calls = v.get("calls", 0) - before.get("calls", 0) - (1 if k == "cmdstat_info" else 0)
                     if calls > 0:
                         per_cmd[k[len("cmdstat_"):]] = round(calls / stats.sent, 3)
+                        # Redis CPU inside the command (a script's inner commands count in both)
+                        usec_per_mo[k[len("cmdstat_"):]] = round((v.get("usec", 0) - before.get("usec", 0)) / stats.sent, 2)
             result["redis_commandstats_per_mo"] = per_cmd
+            result["redis_usec_per_mo"] = usec_per_mo
             result["redis_used_memory_mb"] = _mb(info1.get("used_memory", 0) // 1024)
         if not handle.alive():
             result["error"] = f"{target} exited during the run (code {handle.proc.returncode}); log: {handle.log_tail(600)}"

@@ -21,7 +21,9 @@ Meaning of the headline figures:
 * ``peak_rss_mb``: the bot process's VmHWM at the end of the run (each run is a fresh process);
 * ``redis_cmds_per_mo``: delta of Redis ``total_commands_processed`` over the run / MOs sent.
   Redis counts the commands a Lua script runs as well as the EVALSHA itself;
-  ``redis_commandstats_per_mo`` breaks it down per command.
+  ``redis_commandstats_per_mo`` breaks it down per command, ``redis_usec_per_mo`` gives Redis's own
+  CPU time per MO inside each command (Redis's ``usec``; a script's inner commands are counted both
+  in their own line and in the EVALSHA's).
 
 Diagnostics per side: ``mos_sent/completed/rejected/lost``, ``deliver_sm_resp(_errors)``,
 ``submit_sm``, ``extra_parts`` (parts 2.. of multi-part replies), ``unmatched_submit_sm``,
@@ -39,7 +41,8 @@ from typing import Any
 # figures copied from a target's measurement into a row (smsbot unprefixed, baseline prefixed)
 _SIDE_FIELDS = (
     "mo_mt_per_s", "p50_ms", "p95_ms", "p99_ms", "max_ms", "peak_rss_mb", "rss_10k_mb", "rss_end_mb",
-    "rss_flat_within_10pct", "redis_cmds_per_mo", "redis_commandstats_per_mo", "redis_used_memory_mb",
+    "rss_flat_within_10pct", "redis_cmds_per_mo", "redis_commandstats_per_mo", "redis_usec_per_mo",
+    "redis_used_memory_mb",
     "mos_sent", "mos_completed", "mos_rejected", "mos_lost", "deliver_sm_resp", "deliver_sm_resp_errors",
     "submit_sm", "extra_parts", "unmatched_submit_sm", "max_outstanding", "elapsed_s", "achieved_per_s", "cpu_pct", "load_smsc_cpu_pct",
     "redis_cpu_pct", "other_cpu_pct", "loadavg_1m_before", "ended_by", "runs_mo_mt_per_s",

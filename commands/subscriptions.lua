@@ -4,19 +4,25 @@
 
 handlers['menu'] = function()
   local a = ctx.args
-  local list = live_subscriptions()
-  if #list == 0 then
+  local n, items = live_index()
+  if n == 0 then
     redis.call('DEL', ctx.conv_key)
     reply('menu_empty', {})
     return 'menu_empty'
   end
-  local items, truncated = {}, false
-  for i, rec in ipairs(list) do
-    if i > a.max_items then truncated = true break end
-    items[#items + 1] = rec.code
+  local truncated = false
+  if n > a.max_items then
+    local shown = {}
+    for i, code in ipairs(cjson.decode(items)) do
+      if i > a.max_items then break end
+      shown[i] = code
+    end
+    items, truncated = cjson.encode(shown), true
   end
-  conv_put({ type = 'menu', items = items, exp = ctx.now + a.validity_ms }, a.keep_ms)
-  reply('menu', { items = items, truncated = truncated, total = #list })
+  -- both JSON texts are built around the index's JSON list: no record is decoded or encoded here
+  local exp = ctx.now + a.validity_ms
+  conv_put_encoded('{"type":"menu","exp":' .. exp .. ',"items":' .. items .. '}', exp, a.keep_ms)
+  reply_encoded('menu', '{"items":' .. items .. ',"truncated":' .. tostring(truncated) .. ',"total":' .. n .. '}')
   return 'menu_sent'
 end
 

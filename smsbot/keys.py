@@ -11,6 +11,9 @@ Layout (prefix ``smsbot``; ``{7}`` is the shard tag):
 =================================  ======  ==================================================
 ``smsbot:{7}:subs:<msisdn>``        hash    service code -> JSON subscription record
 ``smsbot:{7}:conv:<msisdn>:<code>`` string JSON open conversation (menu) per short code, SET PX
+``smsbot:{7}:live:<msisdn>``        string  index of the live subscriptions in menu order, derived from
+                                            ``subs`` (``<n>|<JSON codes>``): dropped on every change,
+                                            rebuilt by the next 0000 (EX one week)
 ``smsbot:{7}:dedup:<msisdn>:<fp>``  string  fingerprint of a handled MO (SMSC redelivery guard)
 ``smsbot:{7}:parts:<msisdn>:<c>:<r>`` hash  parts of a long MO awaiting reassembly (PEXPIRE)
 ``smsbot:{7}:outbox``               stream  replies to MOs, sent by the instance that handled the MO
@@ -53,6 +56,7 @@ class SubscriberKeys:
 
     tag: str
     subs: str
+    live: str
     dedup_prefix: str
     outbox: str
     audit: str
@@ -82,6 +86,7 @@ class Keys:
         return SubscriberKeys(
             tag=t,
             subs=f"{t}:subs:{msisdn}",
+            live=f"{t}:live:{msisdn}",
             dedup_prefix=f"{t}:dedup:{msisdn}:",
             outbox=f"{t}:outbox",
             audit=f"{t}:audit",

@@ -153,6 +153,7 @@ class Store:
             sk.audit,
             sk.queue,
             parts_key or sk.none,
+            sk.live,
         ]
         argv = [
             handler,

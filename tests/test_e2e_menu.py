@@ -147,3 +147,32 @@ def test_twenty_items_arrive_whole(make_world):
     assert numbered[19] == "20. 增值业务20号 20元/月"
     assert "请回复1至20之间的序号" in phone.ask("21")
     assert "增值业务20号" in phone.ask("20")
+
+
+def test_menu_follows_every_subscription_change(world: World):
+    """The menu is read from an index derived from the subscription records (one string, no record
+    decoded on the hot path); every change to the records must show in the next 0000."""
+    world.subscribe(MSISDN, "VIDEO", "MUSIC")
+    phone = world.handset(MSISDN)
+    first = phone.ask("0000")
+    assert "2. 彩铃音乐包" in first and "3." not in first
+    store = world.bot.store
+    assert store.redis.get(store.keys.subscriber(MSISDN).live) == b'2|["VIDEO","MUSIC"]'
+    world.subscribe(MSISDN, "NEWS")  # an ops change outside any conversation
+    assert store.redis.get(store.keys.subscriber(MSISDN).live) is None, "a change drops the index"
+    assert "3. 手机早晚报" in phone.ask("0000")
+    phone.ask("1")  # cancel through the menu
+    after = phone.ask("0000")
+    assert "视频" not in after and after.splitlines()[1].startswith("1. 彩铃音乐包")
+    assert store.redis.get(store.keys.subscriber(MSISDN).live) == b'2|["MUSIC","NEWS"]'
+
+
+def test_long_menu_is_truncated_to_max_items(make_world):
+    w = make_world(**{"menu.max_items": 2})
+    w.subscribe(MSISDN, "VIDEO", "MUSIC", "NEWS")
+    phone = w.handset(MSISDN)
+    menu = phone.ask("0000")
+    assert "1. 视频会员包月" in menu and "2. 彩铃音乐包" in menu and "手机早晚报" not in menu
+    assert "仅显示前2项，共3项" in menu
+    assert "1至2之间" in phone.ask("3"), "only the items shown can be cancelled"
+    assert "您已成功退订彩铃音乐包" in phone.ask("2")

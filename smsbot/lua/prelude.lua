@@ -2,7 +2,8 @@
 --   prelude.lua .. commands/*.lua fragments .. main.lua
 -- KEYS: 1 subs hash, 2 conv string, 3 dedup string (used when dedup ttl > 0), 4 outbox stream (replies this
 --       sender sends itself), 5 audit stream, 6 queue stream (intents for any sender: consumer group),
---       7 parts hash of a long MO (used by 'part' and when ARGV[12] = '1'), then named extra keys.
+--       7 parts hash of a long MO (used by 'part' and when ARGV[12] = '1'), 8 live-subscriptions index
+--       (string, derived from KEYS[1]: see live_index), then named extra keys.
 --       Unused positions hold a placeholder key with the same hash tag (cluster: one slot).
 -- ARGV: 1 handler, 2 now (ms), 3 msisdn, 4 short code, 5 lang, 6 correlation id, 7 dedup ttl (s),
 --       8 args (JSON), 9 sender name ('' = not an MO: replies go to the queue), 10, 11 reserved,
@@ -14,7 +15,7 @@ local conversations = {}
 
 local ctx = {
   subs_key = KEYS[1], conv_key = KEYS[2], dedup_key = KEYS[3], outbox = KEYS[4], audit_key = KEYS[5],
-  queue = KEYS[6], parts_key = KEYS[7], sent = {},
+  queue = KEYS[6], parts_key = KEYS[7], live_key = KEYS[8], sent = {},
   handler = ARGV[1], now = tonumber(ARGV[2]), msisdn = ARGV[3], short_code = ARGV[4], lang = ARGV[5],
   mo = ARGV[6], dedup_ttl = tonumber(ARGV[7]), args = cjson.decode(ARGV[8]),
   consumer = ARGV[9], read_count = tonumber(ARGV[10]), group = ARGV[11],
@@ -30,17 +31,20 @@ end
 -- the sender handling the MO sends it itself: the entry goes to the outbox stream marked with its
 -- owner and is returned to it (no consumer-group read on the hot path). Outside an MO (orders, usage
 -- events) it goes to the queue stream, which every sender reads through the consumer group.
-local function reply(tpl, data)
-  local encoded = cjson.encode(data or {})
+local function reply_encoded(tpl, encoded)
   if ctx.consumer ~= '' then
     local id = redis.call('XADD', ctx.outbox, '*', 'to', ctx.msisdn, 'from', ctx.short_code, 'lang', ctx.lang,
-      'tpl', tpl, 'data', encoded, 'mo', ctx.mo, 't', tostring(ctx.now), 'own', ctx.consumer)
+      'tpl', tpl, 'data', encoded, 'mo', ctx.mo, 't', ARGV[2], 'own', ctx.consumer)
     ctx.sent[#ctx.sent + 1] = { id, tpl, encoded }  -- the caller knows to/from/lang/mo already
   else
     redis.call('XADD', ctx.queue, '*', 'to', ctx.msisdn, 'from', ctx.short_code, 'lang', ctx.lang,
-      'tpl', tpl, 'data', encoded, 'mo', ctx.mo, 't', tostring(ctx.now))
+      'tpl', tpl, 'data', encoded, 'mo', ctx.mo, 't', ARGV[2])
   end
   ctx.replies = ctx.replies + 1
+end
+
+local function reply(tpl, data)
+  reply_encoded(tpl, cjson.encode(data or {}))
 end
 
 local function sub_get(code)
@@ -51,6 +55,7 @@ end
 
 local function sub_put(code, rec)
   redis.call('HSET', ctx.subs_key, code, cjson.encode(rec))
+  redis.call('DEL', ctx.live_key)  -- the index is derived from the records: rebuilt on next use
 end
 
 -- Every subscription change goes here: one audit entry, old and new state, and the MO behind it.
@@ -91,6 +96,24 @@ local function next_order()
   return max + 1
 end
 
+-- The live subscriptions' codes in menu order as JSON text, and how many: read from the index
+-- (KEYS[8], "<n>|<JSON list>") so that the 0000 menu, the hot path, decodes no record; rebuilt from
+-- the records when missing (sub_put drops it on every change). Expires unused after a week.
+local LIVE_INDEX_TTL_S = 7 * 86400
+
+local function live_index()
+  local idx = redis.call('GET', ctx.live_key)
+  if idx then
+    local n, items = string.match(idx, '^(%d+)|(.*)$')
+    if n then return tonumber(n), items end
+  end
+  local codes = {}
+  for i, rec in ipairs(live_subscriptions()) do codes[i] = rec.code end
+  local items = #codes > 0 and cjson.encode(codes) or '[]'
+  redis.call('SET', ctx.live_key, #codes .. '|' .. items, 'EX', LIVE_INDEX_TTL_S)
+  return #codes, items
+end
+
 local function conv_get()
   local raw = redis.call('GET', ctx.conv_key)
   if not raw then return nil end
@@ -98,8 +121,12 @@ local function conv_get()
 end
 
 -- Open or replace the conversation; it accepts replies until `exp`, the key lives `keep_ms` longer.
-local function conv_put(conv, keep_ms)
-  local ttl = conv.exp - ctx.now + (keep_ms or 0)
+local function conv_put_encoded(encoded, exp, keep_ms)
+  local ttl = exp - ctx.now + (keep_ms or 0)
   if ttl < 1 then ttl = 1 end
-  redis.call('SET', ctx.conv_key, cjson.encode(conv), 'PX', ttl)
+  redis.call('SET', ctx.conv_key, encoded, 'PX', ttl)
+end
+
+local function conv_put(conv, keep_ms)
+  conv_put_encoded(cjson.encode(conv), conv.exp, keep_ms)
 end
