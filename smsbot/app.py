@@ -49,6 +49,8 @@ class Bot:
         self.instance = instance or instance_name()
         self.stop_event = threading.Event()
         self.metrics = Metrics()
+        self._mo_counters: dict[tuple[str, str], Any] = {}  # label children, looked up once
+        self._mt_counters: dict[str, Any] = {}
         self.store = build_store(settings)
         self.store.load_scripts()
         self.store.ensure_groups()
@@ -103,8 +105,12 @@ class Bot:
         for oc in outcomes:
             key = (oc.command or "-", oc.outcome or "-")
             counts[key] = counts.get(key, 0) + 1
-        for (command, outcome), n in counts.items():
-            m.mo.labels(command, outcome).inc(n)
+        children = self._mo_counters
+        for key, n in counts.items():
+            child = children.get(key)
+            if child is None:
+                child = children[key] = m.mo.labels(*key)
+            child.inc(n)
         if self._log_mo:
             for oc in outcomes:
                 _log.info(
@@ -113,7 +119,10 @@ class Bot:
                 )
 
     def _on_sent(self, mt: OutgoingMt) -> None:
-        self.metrics.mt.labels(mt.tpl).inc()
+        child = self._mt_counters.get(mt.tpl)
+        if child is None:
+            child = self._mt_counters[mt.tpl] = self.metrics.mt.labels(mt.tpl)
+        child.inc()
 
     def _on_receipt(self, receipt: Receipt) -> None:
         self.metrics.receipts.labels(receipt.state).inc()

@@ -39,6 +39,8 @@ __all__ = [
     "segment_from_tlvs",
     "inbound_from_deliver_sm",
     "encode_text",
+    "segment_text",
+    "with_udh",
     "MESSAGE_STATES",
     "parse_receipt",
     "format_receipt_text",
@@ -338,6 +340,38 @@ def _split_ucs2(data: bytes, size: int) -> list[bytes]:
     return out
 
 
+def segment_text(text: str) -> tuple[int, list[bytes]]:
+    """text → (data_coding, bodies): one body when the text fits one SMS, else the bodies of its
+    parts without their UDH (`with_udh` adds it). The costly half of `encode_text`; a caller that
+    sends the same text again can keep this and only add a fresh reference."""
+    data = _gsm7_or_none(text)
+    if data is not None:
+        if len(data) <= GSM7_SINGLE:
+            return 0, [data]
+        chunks = _split_gsm(data, GSM7_PART)
+        coding = 0
+    else:
+        data = text.encode("utf-16-be", "surrogatepass")
+        if len(data) <= UCS2_SINGLE:
+            return 8, [data]
+        chunks = _split_ucs2(data, UCS2_PART)
+        coding = 8
+    if len(chunks) > MAX_PARTS:
+        raise ValueError(f"text needs {len(chunks)} parts (max {MAX_PARTS})")
+    return coding, chunks
+
+
+def with_udh(bodies: list[bytes], ref: int) -> tuple[int, list[bytes]]:
+    """(esm_class, parts) for the bodies of `segment_text`: a single body as it is, several behind
+    a `05 00 03 ref total seq` UDH with esm_class 0x40."""
+    total = len(bodies)
+    if total == 1:
+        return 0, bodies
+    if not 0 <= ref <= 255:
+        raise ValueError(f"ref {ref} outside 0..255")
+    return _UDHI, [bytes((5, 0, 3, ref, total, i)) + c for i, c in enumerate(bodies, 1)]
+
+
 def encode_text(text: str, ref: int | None = None) -> tuple[int, int, list[bytes]]:
     """text → (data_coding, esm_class, parts).
 
@@ -345,26 +379,11 @@ def encode_text(text: str, ref: int | None = None) -> tuple[int, int, list[bytes
     UDH when it fits (160 septets / 70 UTF-16 units); otherwise parts of at most 153 septets /
     134 octets each behind a `05 00 03 ref total seq` UDH, esm_class 0x40. `ref` (0-255) is random
     when None. More than 255 parts → ValueError."""
-    data = _gsm7_or_none(text)
-    if data is not None:
-        coding = 0
-        if len(data) <= GSM7_SINGLE:
-            return coding, 0, [data]
-        chunks = _split_gsm(data, GSM7_PART)
-    else:
-        coding = 8
-        data = text.encode("utf-16-be", "surrogatepass")
-        if len(data) <= UCS2_SINGLE:
-            return coding, 0, [data]
-        chunks = _split_ucs2(data, UCS2_PART)
-    total = len(chunks)
-    if total > MAX_PARTS:
-        raise ValueError(f"text needs {total} parts (max {MAX_PARTS})")
+    coding, bodies = segment_text(text)
     if ref is None:
         ref = random.randint(0, 255)
-    elif not 0 <= ref <= 255:
-        raise ValueError(f"ref {ref} outside 0..255")
-    return coding, _UDHI, [bytes((5, 0, 3, ref, total, i)) + c for i, c in enumerate(chunks, 1)]
+    esm, parts = with_udh(bodies, ref)
+    return coding, esm, parts
 
 
 # ---------------------------------------------------------------------------------------------

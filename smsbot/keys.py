@@ -12,8 +12,8 @@ Layout (prefix ``smsbot``; ``{7}`` is the shard tag):
 ``smsbot:{7}:subs:<msisdn>``        hash    service code -> JSON subscription record
 ``smsbot:{7}:conv:<msisdn>:<code>`` string JSON open conversation (menu) per short code, SET PX
 ``smsbot:{7}:live:<msisdn>``        string  index of the live subscriptions in menu order, derived from
-                                            ``subs`` (``<n>|<JSON codes>``): dropped on every change,
-                                            rebuilt by the next 0000 (EX one week)
+                                            ``subs`` (``<n>|<JSON codes>``), rewritten by every script
+                                            that changes a record (rebuilt when missing)
 ``smsbot:{7}:dedup:<msisdn>:<fp>``  string  fingerprint of a handled MO (SMSC redelivery guard)
 ``smsbot:{7}:parts:<msisdn>:<c>:<r>`` hash  parts of a long MO awaiting reassembly (PEXPIRE)
 ``smsbot:{7}:outbox``               stream  replies to MOs, sent by the instance that handled the MO
@@ -39,8 +39,8 @@ from __future__ import annotations
 
 import re
 import zlib
-from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 OUTBOX_GROUP = "senders"
 KEY_CACHE_SIZE = 4096  # key names of recently active subscribers; bounded so memory does not grow with the subscriber base
@@ -50,14 +50,15 @@ USE_EVENTS_GROUP = "uses"
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 
 
-@dataclass(frozen=True, slots=True)
-class SubscriberKeys:
-    """The keys one MO script touches, in the order the Lua scripts expect them (KEYS[1..n])."""
+class SubscriberKeys(NamedTuple):
+    """The keys one MO script touches (`Store.mo_call` puts them in the order the Lua scripts expect
+    them). A tuple: built for every MO of a subscriber not in the cache, so it must be cheap."""
 
     tag: str
     subs: str
     live: str
     dedup_prefix: str
+    conv_prefix: str  # + short code
     outbox: str
     audit: str
     queue: str
@@ -70,6 +71,11 @@ class Keys:
             raise ValueError("shards must be >= 1")
         self.prefix = prefix
         self.shards = shards
+        # per shard: (tag, outbox, audit, queue, placeholder), shared by all its subscribers
+        self._shard_keys = [
+            (t, f"{t}:outbox", f"{t}:audit", f"{t}:queue", f"{t}:-")
+            for t in (f"{prefix}:{{{n}}}" for n in range(shards))
+        ]
         self._for = lru_cache(maxsize=KEY_CACHE_SIZE)(self._build)
 
     def shard(self, msisdn: str) -> int:
@@ -82,23 +88,15 @@ class Keys:
         return self._for(msisdn)
 
     def _build(self, msisdn: str) -> SubscriberKeys:
-        t = f"{self.prefix}:{{{self.shard(msisdn)}}}"
-        return SubscriberKeys(
-            tag=t,
-            subs=f"{t}:subs:{msisdn}",
-            live=f"{t}:live:{msisdn}",
-            dedup_prefix=f"{t}:dedup:{msisdn}:",
-            outbox=f"{t}:outbox",
-            audit=f"{t}:audit",
-            queue=f"{t}:queue",
-            none=f"{t}:-",
-        )
+        t, outbox, audit, queue, none = self._shard_keys[zlib.crc32(msisdn.encode()) % self.shards]
+        return SubscriberKeys(t, f"{t}:subs:{msisdn}", f"{t}:live:{msisdn}", f"{t}:dedup:{msisdn}:",
+                              f"{t}:conv:{msisdn}:", outbox, audit, queue, none)
 
     def subs(self, msisdn: str) -> str:
         return self.subscriber(msisdn).subs
 
     def conv(self, msisdn: str, short_code: str) -> str:
-        return f"{self.subscriber(msisdn).tag}:conv:{msisdn}:{short_code}"
+        return self.subscriber(msisdn).conv_prefix + short_code
 
     def parts(self, msisdn: str, short_code: str, ref: str) -> str:
         return f"{self.subscriber(msisdn).tag}:parts:{msisdn}:{short_code}:{ref}"

@@ -10,6 +10,8 @@ parts, the in-flight window, the TPS limit, and retry of throttled parts; the so
 
 from __future__ import annotations
 
+import itertools
+import random
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -25,6 +27,7 @@ from smsbot.store import KeyWrite
 _log = log.get("smsbot.outbox")
 RETRY_STATUSES = frozenset({Status.RTHROTTLED, Status.RMSGQFUL, Status.RSYSERR})
 THROTTLE_BACKOFF_S = 1.0
+SEGMENT_CACHE_SIZE = 4096  # rendered texts whose encoding is kept (cleared when full: memory stays bounded)
 
 
 class SequenceGenerator:
@@ -54,7 +57,7 @@ class OutgoingMt:
     to: str
     short_code: str
     tpl: str
-    parts: list[SubmitSm]
+    parts: list[bytes]  # each part's submit_sm body (`pdu.encode_submit_sm_body`), encoded once
     correlation: str
     done: set[int] = field(default_factory=set)
     message_ids: dict[int, str] = field(default_factory=dict)
@@ -74,7 +77,8 @@ class OutboxSender:
                  clock: Callable[[], float] = time.monotonic):
         self.settings = settings
         self.keys = keys
-        self._single_part: dict[str, tuple[int, int, list[bytes]]] = {}
+        self._segmented: dict[str, tuple[int, list[bytes]]] = {}  # rendered text -> its coding and part bodies
+        self._concat_refs = itertools.count(random.randrange(256))
         self._writes: list[KeyWrite] = []
         self.on_failed: Callable[[OutgoingMt, int], None] | None = None
         self.on_retry: Callable[[str], None] | None = None
@@ -116,23 +120,20 @@ class OutboxSender:
     def _build(self, stream: str, entry_id: str, f: dict[str, str]) -> OutgoingMt:
         to, short_code, lang = f["to"], f["from"], f.get("lang", "zh-CN")
         text = self.router.render_text(f["tpl"], f.get("data") or "{}", lang, short_code)
-        encoded = self._single_part.get(text)
-        if encoded is None:
-            encoded = codec.encode_text(text)  # long texts get a fresh concatenation ref each time
-            if len(encoded[2]) == 1:
-                if len(self._single_part) >= 4096:
-                    self._single_part.clear()
-                self._single_part[text] = encoded
-        coding, esm, payloads = encoded
+        segmented = self._segmented.get(text)
+        if segmented is None:
+            segmented = codec.segment_text(text)
+            if len(self._segmented) >= SEGMENT_CACHE_SIZE:
+                self._segmented.clear()
+            self._segmented[text] = segmented
+        coding, bodies = segmented
+        esm, payloads = codec.with_udh(bodies, next(self._concat_refs) & 0xFF)  # a fresh reference per message
         s = self.settings.smsc
-        parts = [
-            SubmitSm(
-                source_addr=short_code, destination_addr=to, short_message=p, data_coding=coding, esm_class=esm,
-                source_addr_ton=s.source_addr_ton, source_addr_npi=s.source_addr_npi,
-                registered_delivery=s.registered_delivery,
-            )
-            for p in payloads
-        ]
+        parts = pdu.encode_submit_sm_bodies(SubmitSm(
+            source_addr=short_code, destination_addr=to, short_message=b"", data_coding=coding, esm_class=esm,
+            source_addr_ton=s.source_addr_ton, source_addr_npi=s.source_addr_npi,
+            registered_delivery=s.registered_delivery,
+        ), payloads)
         return OutgoingMt(stream, entry_id, to, short_code, f["tpl"], parts, f.get("mo", ""))
 
     # -- out --------------------------------------------------------------------------------------
@@ -160,7 +161,7 @@ class OutboxSender:
                 continue
             seq = self.sequences.next_sequence()
             self._inflight[seq] = (part, now)
-            out.append(pdu.encode_submit_sm(part.mt.parts[part.index], seq))
+            out.append(pdu.submit_sm_with_sequence(part.mt.parts[part.index], seq))
             if self._tps_n:
                 self._sent_at.append(now)
         self._queue.extendleft(reversed(deferred))

@@ -78,6 +78,8 @@ _SM_FIXED = 16 + 17
 # NUL esm_class protocol_id priority_flag schedule(NUL) validity(NUL) registered_delivery
 # replace_if_present(0) data_coding sm_default_msg_id(0) sm_length short_message TLVs
 _SM_FMT = b"%b%b\0%c%c%b\0%c%c%b\0%c%c%c\0\0%c\0%c\0%c%b%b"
+_SM_BODY_FMT = _SM_FMT[2:]  # the same without the header
+_LEN_OCTET = [bytes((n,)) for n in range(256)]
 
 
 class PduError(ValueError):
@@ -283,6 +285,12 @@ def _parse_sm(body: bytes):
 
 def encode_submit_sm(sm: SubmitSm, sequence: int, tlvs: list[tuple[int, bytes]] | None = None) -> bytes:
     """A whole submit_sm PDU (header included), byte-identical to smpplib's for the same fields."""
+    return submit_sm_with_sequence(encode_submit_sm_body(sm, tlvs), sequence)
+
+
+def encode_submit_sm_body(sm: SubmitSm, tlvs: list[tuple[int, bytes]] | None = None) -> bytes:
+    """The body of a submit_sm (all but the header): encoded once per part when the reply is
+    queued; the sequence number is only known when the part goes out (`submit_sm_with_sequence`)."""
     svc = _cstr(sm.service_type, 6)
     src = _cstr(sm.source_addr, 21)
     dst = _cstr(sm.destination_addr, 21)
@@ -291,13 +299,29 @@ def encode_submit_sm(sm: SubmitSm, sequence: int, tlvs: list[tuple[int, bytes]] 
     if n > 254:
         raise ValueError(f"short_message is {n} octets (max 254; use the message_payload TLV)")
     extra = encode_tlvs(tlvs) if tlvs else b""
-    length = _SM_FIXED + len(svc) + len(src) + len(dst) + n + len(extra)
-    return _SM_FMT % (
-        _HDR.pack(length, _SUBMIT_SM, 0, sequence),
+    return _SM_BODY_FMT % (
         svc, sm.source_addr_ton, sm.source_addr_npi, src,
         sm.dest_addr_ton, sm.dest_addr_npi, dst,
         sm.esm_class, 0, 0, sm.registered_delivery, sm.data_coding, n, msg, extra,
     )
+
+
+def encode_submit_sm_bodies(sm: SubmitSm, messages: list[bytes]) -> list[bytes]:
+    """The bodies of submit_sm PDUs that differ only in short_message (the parts of one MT), each
+    equal to `encode_submit_sm_body` of `sm` with that short_message; the fields are encoded once."""
+    sm.short_message = b""
+    head = encode_submit_sm_body(sm)[:-1]  # without sm_length (0 here)
+    out = []
+    for m in messages:
+        if len(m) > 254:
+            raise ValueError(f"short_message is {len(m)} octets (max 254; use the message_payload TLV)")
+        out.append(head + _LEN_OCTET[len(m)] + m)
+    return out
+
+
+def submit_sm_with_sequence(body: bytes, sequence: int) -> bytes:
+    """A whole submit_sm PDU from its body (`encode_submit_sm_body`) and a sequence number."""
+    return _HDR.pack(16 + len(body), _SUBMIT_SM, 0, sequence) + body
 
 
 def decode_submit_sm(sequence: int, body: bytes) -> tuple[SubmitSm, dict[int, bytes]]:

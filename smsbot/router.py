@@ -31,6 +31,7 @@ _NUMBER_SEPARATORS = re.compile(r"[\s,，、;；/.。]+")
 _MAX_NUMBERS = 50
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
 RENDER_CACHE_SIZE = 4096
+NORMALIZE_CACHE_SIZE = 4096
 
 
 def normalize(text: str) -> str:
@@ -147,6 +148,7 @@ class Router:
             self._renderers.update(c.renderers())
         self._catalogue = self._build_catalogue()
         self._render_cache: dict[tuple[str, str, str, str], str] = {}
+        self._normalized: dict[str, str] = {}
 
     def serves(self, short_code: str) -> bool:
         return short_code in self._per_code
@@ -158,7 +160,13 @@ class Router:
         return self._per_code.get(short_code, [])
 
     def route(self, short_code: str, text: str) -> Intent:
-        norm = normalize(text)
+        norm = self._normalized.get(text)
+        if norm is None:
+            norm = normalize(text)
+            if len(text) <= 32:  # keywords and numbers repeat: remember them (bounded)
+                if len(self._normalized) >= NORMALIZE_CACHE_SIZE:
+                    self._normalized.clear()
+                self._normalized[text] = norm
         for cmd in self._per_code.get(short_code, ()):
             intent = cmd.match(norm, self.settings)
             if intent is not None:

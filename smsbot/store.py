@@ -27,6 +27,7 @@ from smsbot.config import RedisMode, Settings
 from smsbot.keys import OUTBOX_GROUP, Keys
 
 LUA_DIR = Path(__file__).resolve().parent / "lua"
+HOT_CONNECTIONS_KEPT = 4  # per thread and pool: round trips in flight at once (transport: 2) plus spare
 _DUMPS = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
@@ -147,7 +148,7 @@ class Store:
         sk = self.keys.subscriber(msisdn)
         keys = [
             sk.subs,
-            self.keys.conv(msisdn, short_code),
+            sk.conv_prefix + short_code,
             sk.dedup_prefix + dedup_fp if dedup_fp else sk.none,
             sk.outbox,
             sk.audit,
@@ -245,6 +246,38 @@ class Store:
         if not cmds:
             return []
         return self.start_roundtrip(cmds).wait()
+
+    def hot_connection(self, pool: redis.ConnectionPool) -> Any:
+        """A connected connection of `pool` for one round trip: one this thread keeps from an
+        earlier round trip, else one from the pool (connects). Checking a connection out of the
+        pool per batch costs a health probe and locking each time; this costs a list pop."""
+        idle = self._hot_idle(pool)
+        while idle:
+            conn = idle.pop()
+            if conn._sock is not None:
+                return conn
+            pool.release(conn)
+        conn = pool.get_connection()
+        if conn._sock is None:
+            conn.connect()
+        return conn
+
+    def hot_connection_done(self, pool: redis.ConnectionPool, conn: Any) -> None:
+        """Every reply of a round trip is in: keep the connection for this thread's next one."""
+        idle = self._hot_idle(pool)
+        if len(idle) < HOT_CONNECTIONS_KEPT:
+            idle.append(conn)
+        else:
+            pool.release(conn)
+
+    def _hot_idle(self, pool: redis.ConnectionPool) -> list[Any]:
+        kept = getattr(self._local, "hot", None)
+        if kept is None:
+            kept = self._local.hot = {}
+        idle = kept.get(id(pool))
+        if idle is None:
+            idle = kept[id(pool)] = []
+        return idle
 
     def read_buffer(self) -> bytearray:
         buf = getattr(self._local, "buf", None)
@@ -405,10 +438,12 @@ class KeyWrite:
 class Roundtrip:
     """A pipelined request in flight: the lean hot-path pipeline.
 
-    Every command is packed by hiredis and sent in one write on a pooled connection; the replies
-    are parsed by a hiredis Reader as the socket becomes readable, so the transport can go on
-    reading the SMSC while Redis works (`fileno` + `poll`), or simply `wait`. Error replies come
-    back as exception instances, not raised. redis-py still owns connecting and the pool.
+    Every command is packed by hiredis and sent in one write on a connection the thread keeps
+    (`Store.hot_connection`: no pool checkout per batch); the replies are parsed by a hiredis
+    Reader as the socket becomes readable, so the transport can go on reading the SMSC while Redis
+    works (`fileno` + `poll`), or simply `wait`. Error replies come back as exception instances,
+    not raised. redis-py still owns connecting (AUTH, TLS) and the pool; a connection that failed
+    is disconnected and handed back to the pool, never kept.
     """
 
     def __init__(self, store: Store, cmds: Sequence[tuple[Any, ...]], pool: redis.ConnectionPool | None = None):
@@ -417,10 +452,12 @@ class Roundtrip:
         self.replies: list[Any] = []
         self.reader = hiredis.Reader()
         self._buf = store.read_buffer()
-        self.conn = self.pool.get_connection()
+        self._store = store
+        self.conn = None
         try:
-            self.conn.send_packed_command([b"".join([hiredis.pack_command(c) for c in cmds])], check_health=False)
+            self.conn = store.hot_connection(self.pool)
             self.sock = self.conn._sock
+            self.sock.sendall(b"".join([hiredis.pack_command(c) for c in cmds]))
         except BaseException as e:
             self._fail()
             if isinstance(e, (OSError, redis.ConnectionError, redis.TimeoutError)):
@@ -457,7 +494,7 @@ class Roundtrip:
             if reply is False:
                 return False
             self.replies.append(reply)
-        self.pool.release(self.conn)
+        self._store.hot_connection_done(self.pool, self.conn)
         self.conn = None
         return True
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from dataclasses import replace
 
 import pytest
 import smpplib.exceptions
@@ -90,6 +91,11 @@ def test_submit_sm_identical_to_smpplib(seq, service_type, src, dst, ston, snpi,
     assert (back.data_coding, back.esm_class, back.registered_delivery) == (dc, esm, reg)
     assert back.source_addr == src[:20] and back.destination_addr == dst[:20]
     assert back.service_type == service_type[:5]
+    # the outbox's path: the parts of one MT share every field but short_message
+    other = bytes(reversed(msg))
+    bodies = pdu.encode_submit_sm_bodies(replace(sm), [msg, other])
+    assert pdu.submit_sm_with_sequence(bodies[0], seq) == theirs
+    assert bodies[1] == pdu.encode_submit_sm_body(replace(sm, short_message=other))
 
 
 @SETTINGS

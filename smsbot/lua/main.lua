@@ -15,5 +15,6 @@ if not ok then
   return redis.error_reply('handler ' .. ctx.handler .. ' failed: ' .. tostring(type(outcome) == 'table' and outcome.err or outcome))
 end
 outcome = outcome or 'ok'
+if ctx.live_dirty then write_live_index() end
 if ARGV[12] == '1' then redis.call('DEL', ctx.parts_key) end
 return { outcome, ctx.sent, ctx.extra or false }

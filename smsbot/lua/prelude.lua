@@ -55,7 +55,7 @@ end
 
 local function sub_put(code, rec)
   redis.call('HSET', ctx.subs_key, code, cjson.encode(rec))
-  redis.call('DEL', ctx.live_key)  -- the index is derived from the records: rebuilt on next use
+  ctx.live_dirty = true  -- main.lua rewrites the live index once the handler is done
 end
 
 -- Every subscription change goes here: one audit entry, old and new state, and the MO behind it.
@@ -96,10 +96,17 @@ local function next_order()
   return max + 1
 end
 
--- The live subscriptions' codes in menu order as JSON text, and how many: read from the index
--- (KEYS[8], "<n>|<JSON list>") so that the 0000 menu, the hot path, decodes no record; rebuilt from
--- the records when missing (sub_put drops it on every change). Expires unused after a week.
-local LIVE_INDEX_TTL_S = 7 * 86400
+-- The live subscriptions' codes in menu order as JSON text, and how many, kept in KEYS[8] as
+-- "<n>|<JSON list>" so that the 0000 menu, the hot path, reads one string and decodes no record.
+-- Every script that changes a record (sub_put) rewrites it once at its end (main.lua); a missing
+-- or unreadable index (data from before it existed, a hand edit) is rebuilt from the records.
+local function write_live_index()
+  local codes = {}
+  for i, rec in ipairs(live_subscriptions()) do codes[i] = rec.code end
+  local items = #codes > 0 and cjson.encode(codes) or '[]'
+  redis.call('SET', ctx.live_key, #codes .. '|' .. items)
+  return #codes, items
+end
 
 local function live_index()
   local idx = redis.call('GET', ctx.live_key)
@@ -107,11 +114,7 @@ local function live_index()
     local n, items = string.match(idx, '^(%d+)|(.*)$')
     if n then return tonumber(n), items end
   end
-  local codes = {}
-  for i, rec in ipairs(live_subscriptions()) do codes[i] = rec.code end
-  local items = #codes > 0 and cjson.encode(codes) or '[]'
-  redis.call('SET', ctx.live_key, #codes .. '|' .. items, 'EX', LIVE_INDEX_TTL_S)
-  return #codes, items
+  return write_live_index()
 end
 
 local function conv_get()
