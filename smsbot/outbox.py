@@ -260,6 +260,15 @@ class OutboxSender:
         return len(parts)
 
     # -- what the next Redis round trip must carry: outbox acks, MT records ---------------------------
+    @property
+    def pending_count(self) -> int:
+        """Outbox acks and MT records waiting for the next Redis round trip."""
+        return len(self._acks) + len(self._writes)
+
+    @property
+    def has_writes(self) -> bool:
+        return bool(self._writes)
+
     def take_pending(self) -> tuple[list[tuple[str, str]], list[KeyWrite]]:
         acks, self._acks = self._acks, []
         writes, self._writes = self._writes, []

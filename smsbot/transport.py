@@ -53,6 +53,7 @@ BATCH_MAX = 50
 SPLIT_FROM = 8  # with nothing in flight, this many ready MOs are split into two batches
 HEARTBEAT_TTL_S = 15
 ACK_FLUSH_S = 0.05
+ACKS_PER_FLUSH = 512
 
 
 class LinkDown(Exception):
@@ -122,8 +123,8 @@ class Transport:
         self.bound = threading.Event()
         self.reconnects = 0
         self._next_poll = 0.0
+        self._acks_flushed_at = 0.0
         self._next_claim = 0.0
-        self._last_ack_flush = 0.0
         self._redis_down_since: float | None = None
         self._next_heartbeat = 0.0
 
@@ -360,7 +361,16 @@ class Transport:
             self._deferred = keep
         if not inbound and not self._receipts:
             return False
-        acks, writes = self.sender.take_pending()
+        # Sent replies are XDELed from the outbox in a later round trip, but not in every one: one
+        # XDEL per stream carrying many ids costs Redis less than one per small batch. They wait at
+        # most ACK_FLUSH_S (an unacked entry is only ever adopted after ORPHAN_AGE_MS); MT records
+        # go in the next round trip (a delivery receipt may follow its submit_sm_resp at once).
+        sender = self.sender
+        if sender.has_writes or sender.pending_count >= ACKS_PER_FLUSH or started - self._acks_flushed_at >= ACK_FLUSH_S:
+            acks, writes = self.sender.take_pending()
+            self._acks_flushed_at = started
+        else:
+            acks, writes = [], []
         receipts, self._receipts = self._receipts, []
         ttl = self.settings.dispatch.mt_record_seconds
         receipt_writes = [
