@@ -175,3 +175,43 @@ def test_enquire_link_on_idle_link_and_unbind_on_stop(make_settings):
         assert wait_until(lambda: w.sim.stats()["binds"] == 0, 5)
         st = w.sim.stats()
         assert st["unbinds_received"] == 1 and st["binds_total"] == 1, st
+
+
+def test_queued_alert_goes_out_under_sustained_mo_load(make_settings):
+    """Replies that are not answers to an MO (usage alerts, charge reminders) come from the queue
+    stream, polled on a schedule. Under a constant MO load the transport always has a batch in
+    flight; the queue must still be served then, not only once the load stops.
+
+    The load comes from the benchmark's load SMSC (unbounded window: MOs always wait); a usage
+    report crossing the 10 MB threshold is written once the load runs, and the alert (a submit_sm
+    to a number that sent no MO) must reach the SMSC while MOs keep coming."""
+    from bench.load_smsc import WORKLOADS, LoadSmsc
+    from commands import usage
+
+    from smsbot.app import Bot
+
+    msisdn, quota_mb = "13800138000", 1024  # the default plan 4G_1GB
+    smsc = LoadSmsc()
+    settings = make_settings(**{"smsc.host": "127.0.0.1", "smsc.port": smsc.port, "log.level": "INFO"})
+    bot = Bot(settings).start()
+    marks: dict[str, Any] = {}
+
+    def push_report() -> None:
+        fields = usage.event_fields(msisdn, (quota_mb - 9) * usage.MB, usage.current_cycle(settings), None, source="test")
+        bot.store.redis.xadd(bot.store.keys.usage_events(), fields)
+        marks["pushed"] = time.monotonic()
+
+    def while_loaded() -> None:  # MOs are still being sent and answered at this point
+        marks["alerts_under_load"] = smsc._run.stats.unmatched  # submit_sm to a number without an MO out
+
+    try:
+        smsc.wait_bound(10)
+        stats = smsc.run(WORKLOADS["c"], 0, 20_000, 200, time_limit=120,
+                         milestones={1_000: push_report, 19_000: while_loaded})
+    finally:
+        bot.stop()
+        smsc.close()
+    assert stats.completed == 20_000 and stats.rejected == 0, stats.summary()
+    assert "pushed" in marks
+    assert marks.get("alerts_under_load") == 1, f"the alert did not go out during 18,000 MOs of load: {marks}"
+    assert stats.unmatched == 1, "one alert, not more"
