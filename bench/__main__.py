@@ -11,8 +11,8 @@ run (workload a, 1,000 MO/s paced, unbounded window) for both; in full mode, fin
 soak (workload b, window 10, 1,000,000 MOs, RSS at 10k and at the end).
 
 Sizes: ``--quick`` 2,000 subscribers, 6,000 MOs per run, 3 s latency run, no soak (about 50 s
-in all); full 10,000 subscribers, 60,000 MOs per run, 10 s latency run, 1M-MO soak (about 15
-minutes). Every run is bounded: sending stops after ``--time-limit`` seconds, outstanding MOs are
+in all); full 10,000 subscribers, 60,000 MOs per run, 10 s latency run, 1M-MO soak (about 10
+minutes with ``--repeat 2``). Every run is bounded: sending stops after ``--time-limit`` seconds, outstanding MOs are
 waited for at most 30 s more, an MO without reply after 30 s counts as lost.
 
 Noise: the machine has 2 cores and is often shared. Each row records the CPU that other
