@@ -49,8 +49,6 @@ class Bot:
         self.instance = instance or instance_name()
         self.stop_event = threading.Event()
         self.metrics = Metrics()
-        self._mo_counters: dict[tuple[str, str], Any] = {}  # label children, looked up once
-        self._mt_counters: dict[str, Any] = {}
         self.store = build_store(settings)
         self.store.load_scripts()
         self.store.ensure_groups()
@@ -101,16 +99,9 @@ class Bot:
         m.latency.observe(elapsed)
         m.batch_size.observe(len(outcomes))
         latency_ms = round(elapsed * 1000, 2)
-        counts: dict[tuple[str, str], int] = {}
+        add = m.mo_hot.add
         for oc in outcomes:
-            key = (oc.command or "-", oc.outcome or "-")
-            counts[key] = counts.get(key, 0) + 1
-        children = self._mo_counters
-        for key, n in counts.items():
-            child = children.get(key)
-            if child is None:
-                child = children[key] = m.mo.labels(*key)
-            child.inc(n)
+            add((oc.command or "-", oc.outcome or "-"))
         if self._log_mo:
             for oc in outcomes:
                 _log.info(
@@ -119,10 +110,7 @@ class Bot:
                 )
 
     def _on_sent(self, mt: OutgoingMt) -> None:
-        child = self._mt_counters.get(mt.tpl)
-        if child is None:
-            child = self._mt_counters[mt.tpl] = self.metrics.mt.labels(mt.tpl)
-        child.inc()
+        self.metrics.mt_hot.add((mt.tpl,))
 
     def _on_receipt(self, receipt: Receipt) -> None:
         self.metrics.receipts.labels(receipt.state).inc()

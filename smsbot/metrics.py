@@ -16,6 +16,33 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 
+class HotCounter:
+    """A labelled Counter fed from ONE thread's hot path without a lock per increment.
+
+    `add` is a plain dict update (the transport thread counts every MO and MT); `publish` (any
+    thread: `Metrics.render` before each scrape) adds to the Prometheus counter what was counted
+    since the last publish. Totals only grow, so a publish racing an `add` loses nothing: the
+    increment shows in the next scrape."""
+
+    def __init__(self, counter: Counter):
+        self._counter = counter
+        self._totals: dict[tuple[str, ...], int] = {}
+        self._published: dict[tuple[str, ...], int] = {}
+        self._lock = threading.Lock()  # scrapes may run in parallel threads
+
+    def add(self, labels: tuple[str, ...], n: int = 1) -> None:
+        totals = self._totals
+        totals[labels] = totals.get(labels, 0) + n
+
+    def publish(self) -> None:
+        with self._lock:
+            for labels, total in dict(self._totals).items():  # a copy: the hot thread may add keys meanwhile
+                delta = total - self._published.get(labels, 0)
+                if delta:
+                    self._counter.labels(*labels).inc(delta)
+                    self._published[labels] = total
+
+
 class Metrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
@@ -35,8 +62,12 @@ class Metrics:
         self.reconnects = Counter("smsbot_smsc_reconnects_total", "reconnects to the SMSC", registry=r)
         self.receipts = Counter("smsbot_receipts_total", "delivery receipts", ["state"], registry=r)
         self.events = Counter("smsbot_events_total", "stream events applied", ["stream"], registry=r)
+        self.mo_hot = HotCounter(self.mo)  # the transport thread counts MOs and MTs through these
+        self.mt_hot = HotCounter(self.mt)
 
     def render(self) -> bytes:
+        self.mo_hot.publish()
+        self.mt_hot.publish()
         return generate_latest(self.registry)
 
 

@@ -197,3 +197,29 @@ def test_metrics_and_healthz(make_settings):
             assert json.loads(e.read())["smsc_bound"] is False
     finally:
         w.stop()
+
+
+def test_hot_counters_lose_nothing_when_scraped_while_counting():
+    """MO/MT counts are plain dict adds on the transport thread and reach Prometheus at scrape
+    time; a scrape racing the counting thread must neither lose nor double an increment."""
+    import threading
+
+    from smsbot.metrics import Metrics
+
+    m = Metrics()
+    done = threading.Event()
+
+    def count() -> None:
+        for i in range(200_000):
+            m.mt_hot.add(("menu",) if i % 2 else (f"t{i % 7}",))
+        done.set()
+
+    t = threading.Thread(target=count)
+    t.start()
+    while not done.is_set():
+        m.render()
+    t.join()
+    text = m.render().decode()
+    total = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("smsbot_mt_total{"))
+    assert total == 200_000
+    assert 'smsbot_mt_total{template="menu"} 100000.0' in text
