@@ -1,0 +1,60 @@
+"""One Redis round trip per batch of MOs (issue #6): counted by Redis itself.
+
+A batch of MOs from many subscribers, the outbox acknowledgements of earlier replies and an MT
+record all go to Redis in ONE pipelined write, and every reply comes back from that one round
+trip. Redis's ``total_reads_processed`` (reads from client sockets) shows how many writes the bot
+made, as long as the batch fits Redis's 16 KB read buffer (a larger one is still one write, read
+in several pieces); a dedicated server keeps other clients out of the count.
+"""
+
+from __future__ import annotations
+
+import commands
+from smsbot import admin, embedded
+from smsbot.app import build_store
+from smsbot.dispatch import Dispatcher
+from smsbot.messages import Inbound, Status
+from smsbot.router import Router
+from smsbot.store import KeyWrite
+
+from .conftest import base_config
+
+
+def test_a_batch_is_one_redis_round_trip(tmp_path):
+    from smsbot import config
+
+    server = embedded.ensure_running(tmp_path / "redis")
+    try:
+        settings = config.from_dict(base_config(server.url, tmp_path / "var"))
+        numbers = [f"1390000{i:04d}" for i in range(17)]
+        for n in numbers:
+            admin.subscribe(settings, n, "VIDEO")
+            admin.subscribe(settings, n, "MUSIC")
+        store = build_store(settings)
+        store.load_scripts()
+        dispatcher = Dispatcher(settings, store, Router(settings, commands.all_commands()), "probe")
+        # earlier replies to acknowledge in the same round trip (what the transport does)
+        first = dispatcher.handle([Inbound(n, "10086", "0000", i) for i, n in enumerate(numbers[12:])])
+        numbers = numbers[:12]
+        acks = [(stream, entry_id) for stream, entry_id, _f in first.entries]
+        assert len(acks) == 5
+
+        def reads() -> int:
+            return int(store.redis.info("stats")["total_reads_processed"])
+
+        before = reads()
+        batch = [Inbound(n, "10086", "0000", 100 + i) for i, n in enumerate(numbers)]
+        batch += [Inbound(n, "10086", "HELLO", 200 + i) for i, n in enumerate(numbers[:4])]
+        result = dispatcher.handle(batch, acks, [KeyWrite(store.keys.mt("probe-1"), {"state": "ENROUTE"}, 60)])
+        after = reads()
+        assert after - before == 2, "one read for the whole batch, one for the INFO asking"
+        assert [oc.status for oc in result.outcomes] == [Status.ROK] * len(batch)
+        assert result.acks_flushed
+        assert len(result.entries) == len(batch), "every reply came back from that round trip"
+        # a subscriber's MOs apply in order within the batch: HELLO after 0000 answers the open menu
+        assert sorted(f["tpl"] for _s, _i, f in result.entries) == ["menu"] * 12 + ["menu_invalid"] * 4
+        assert store.redis.exists(store.keys.mt("probe-1"))
+        assert all(store.redis.xrange(s, entry_id, entry_id) == [] for s, entry_id in acks), "acks applied"
+        store.close()
+    finally:
+        embedded.stop(tmp_path / "redis")
