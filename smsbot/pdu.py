@@ -29,6 +29,7 @@ an sm_length or a TLV running past the body) and liberal about content: every TL
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 
 from smsbot.messages import CommandId, DeliverSm, SubmitSm
@@ -308,8 +309,10 @@ def encode_submit_sm_body(sm: SubmitSm, tlvs: list[tuple[int, bytes]] | None = N
 
 def encode_submit_sm_bodies(sm: SubmitSm, messages: list[bytes]) -> list[bytes]:
     """The bodies of submit_sm PDUs that differ only in short_message (the parts of one MT), each
-    equal to `encode_submit_sm_body` of `sm` with that short_message; the fields are encoded once."""
-    sm.short_message = b""
+    equal to `encode_submit_sm_body` of `sm` with that short_message (`sm.short_message` itself is
+    not used); the fields are encoded once."""
+    if sm.short_message:
+        sm = dataclasses.replace(sm, short_message=b"")
     head = encode_submit_sm_body(sm)[:-1]  # without sm_length (0 here)
     out = []
     for m in messages:
