@@ -32,7 +32,7 @@ from __future__ import annotations
 import dataclasses
 import struct
 
-from smsbot.messages import CommandId, DeliverSm, SubmitSm
+from smsbot.messages import CommandId, DeliverSm, SubmitSm, Tag
 
 __all__ = [
     "MAX_PDU_LEN",
@@ -47,9 +47,13 @@ __all__ = [
     "encode_deliver_sm",
     "decode_deliver_sm",
     "encode_deliver_sm_resp",
+    "decode_data_sm",
+    "encode_data_sm",
+    "encode_data_sm_resp",
     "encode_bind",
     "decode_bind",
     "encode_bind_resp",
+    "decode_bind_resp",
     "encode_tlvs",
     "decode_tlvs",
     "sar_tlvs",
@@ -70,6 +74,9 @@ _SUBMIT_SM = int(CommandId.SUBMIT_SM)
 _SUBMIT_SM_RESP = int(CommandId.SUBMIT_SM_RESP)
 _DELIVER_SM = int(CommandId.DELIVER_SM)
 _DELIVER_SM_RESP = int(CommandId.DELIVER_SM_RESP)
+_DATA_SM = int(CommandId.DATA_SM)
+_DATA_SM_RESP = int(CommandId.DATA_SM_RESP)
+_T_MESSAGE_PAYLOAD = int(Tag.MESSAGE_PAYLOAD)
 
 # header + fixed octets of the submit_sm/deliver_sm body: 16 + NUL(service_type) + 2 + NUL(src)
 # + 2 + NUL(dst) + 3 + NUL(schedule) + NUL(validity) + 5
@@ -214,10 +221,12 @@ def decode_tlvs(body: bytes, pos: int = 0) -> dict[int, bytes]:
     return tlvs
 
 
-def _cfield(body: bytes, pos: int, maximum: int, name: str) -> tuple[str, int]:
-    end = body.find(b"\0", pos, pos + maximum)
+def _cfield(body: bytes, pos: int, name: str) -> tuple[str, int]:
+    """The C-octet string at `pos` (any length: the NUL may be anywhere before the end of the
+    body) and the offset after its NUL. PduError only when no NUL follows."""
+    end = body.find(b"\0", pos)
     if end < 0:
-        raise PduError(f"{name}: no NUL within {maximum} octets at offset {pos}")
+        raise PduError(f"{name}: no NUL before the end of the body (offset {pos})")
     return body[pos:end].decode("latin-1"), end + 1
 
 
@@ -388,6 +397,68 @@ def encode_deliver_sm_resp(sequence: int, status: int = 0) -> bytes:
 
 
 # ---------------------------------------------------------------------------------------------
+# data_sm (SMPP 3.4 4.7.1): an MO carrier some SMSCs use instead of deliver_sm
+
+
+def decode_data_sm(sequence: int, body: bytes) -> DeliverSm:
+    """data_sm body → DeliverSm, so MOs and receipts carried by data_sm take the deliver_sm path.
+
+    Mandatory part: service_type, source ton/npi/addr, dest ton/npi/addr, esm_class,
+    registered_delivery, data_coding; then TLVs (the text is in message_payload). The result has
+    short_message b"" and protocol_id / priority_flag 0; every TLV is in `tlvs`, so
+    `DeliverSm.payload` is the message_payload."""
+    try:
+        if body[0] == 0:  # empty service_type: the usual case
+            service_type = ""
+            p = 1
+        else:
+            service_type, p = _cfield(body, 0, "service_type")
+        src_ton = body[p]
+        src_npi = body[p + 1]
+        source_addr, p = _cfield(body, p + 2, "source_addr")
+        dst_ton = body[p]
+        dst_npi = body[p + 1]
+        destination_addr, p = _cfield(body, p + 2, "destination_addr")
+        esm_class = body[p]
+        registered_delivery = body[p + 1]
+        data_coding = body[p + 2]
+        p += 3
+    except IndexError:
+        raise PduError("data_sm body truncated in the mandatory fields") from None
+    tlvs = decode_tlvs(body, p) if p < len(body) else {}
+    return DeliverSm(
+        sequence, service_type, src_ton, src_npi, source_addr, dst_ton, dst_npi, destination_addr,
+        esm_class, 0, 0, registered_delivery, data_coding, b"", tlvs,
+    )
+
+
+def encode_data_sm(d: DeliverSm) -> bytes:
+    """A whole data_sm PDU from a DeliverSm (for the simulator). The user data goes in the
+    message_payload TLV: `d.tlvs` in insertion order, plus message_payload = `d.short_message`
+    at the end when `d.tlvs` has none. protocol_id and priority_flag are not part of data_sm."""
+    svc = _cstr(d.service_type, 6)
+    src = _cstr(d.source_addr, 65)
+    dst = _cstr(d.destination_addr, 65)
+    tlvs = d.tlvs
+    extra = encode_tlvs(tlvs) if tlvs else b""
+    if not tlvs or _T_MESSAGE_PAYLOAD not in tlvs:
+        msg = d.short_message or b""
+        if len(msg) > 0xFFFF:
+            raise ValueError(f"payload is {len(msg)} octets (max 65535)")
+        extra += _TL.pack(_T_MESSAGE_PAYLOAD, len(msg)) + msg
+    body = b"%b\0%c%c%b\0%c%c%b\0%c%c%c%b" % (
+        svc, d.source_addr_ton, d.source_addr_npi, src, d.dest_addr_ton, d.dest_addr_npi, dst,
+        d.esm_class, d.registered_delivery, d.data_coding, extra,
+    )
+    return _HDR.pack(16 + len(body), _DATA_SM, 0, d.sequence) + body
+
+
+def encode_data_sm_resp(sequence: int, status: int = 0) -> bytes:
+    """data_sm_resp: header + a single NUL (empty message_id), no TLVs."""
+    return _HDR_NUL.pack(17, _DATA_SM_RESP, status, sequence, 0)
+
+
+# ---------------------------------------------------------------------------------------------
 # bind
 
 
@@ -414,11 +485,11 @@ def decode_bind(body: bytes) -> dict:
     """bind_* body → {system_id, password, system_type, interface_version, addr_ton, addr_npi,
     address_range}. PduError when a field is missing or overlong; trailing octets are ignored."""
     try:
-        system_id, p = _cfield(body, 0, 16, "system_id")
-        password, p = _cfield(body, p, 9, "password")
-        system_type, p = _cfield(body, p, 13, "system_type")
+        system_id, p = _cfield(body, 0, "system_id")
+        password, p = _cfield(body, p, "password")
+        system_type, p = _cfield(body, p, "system_type")
         interface_version, addr_ton, addr_npi = body[p], body[p + 1], body[p + 2]
-        address_range, p = _cfield(body, p + 3, 41, "address_range")
+        address_range, p = _cfield(body, p + 3, "address_range")
     except IndexError:
         raise PduError("bind body truncated") from None
     return {
@@ -440,3 +511,10 @@ def encode_bind_resp(
     if sc_interface_version is not None:
         body += _TLV_U8.pack(0x0210, 1, sc_interface_version)
     return _HDR.pack(16 + len(body), command_id, status, sequence) + body
+
+
+def decode_bind_resp(body: bytes) -> str:
+    """system_id of a bind_*_resp body. Lenient: empty body → "", missing NUL → the whole body;
+    TLVs after the NUL (sc_interface_version, vendor tags) are ignored."""
+    end = body.find(b"\0")
+    return (body if end < 0 else body[:end]).decode("latin-1")

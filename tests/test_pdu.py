@@ -258,8 +258,11 @@ def test_decode_bind_errors():
     for cut in range(len(good)):
         with pytest.raises(pdu.PduError):
             pdu.decode_bind(good[:cut])
-    with pytest.raises(pdu.PduError):
-        pdu.decode_bind(b"x" * 16 + b"\x00pw\x00\x00\x34\x00\x00\x00")  # system_id overlong
+    # liberal: a system_id longer than the spec's 16 octets is accepted up to its NUL
+    b = pdu.decode_bind(b"x" * 30 + b"\x00pw\x00\x00\x34\x00\x00\x00")
+    assert (b["system_id"], b["password"], b["interface_version"]) == ("x" * 30, "pw", 0x34)
+    with pytest.raises(pdu.PduError, match="system_id"):
+        pdu.decode_bind(b"x" * 30)  # no NUL before the end
 
 
 # ---------------------------------------------------------------------------------------------
