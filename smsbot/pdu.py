@@ -22,9 +22,18 @@ smpplib is not imported (it is the test oracle: every encoder below produces byt
 Note for anyone using smpplib as the oracle: `make_pdu(..., sequence=n)` IGNORES `sequence` (the
 property falls back to the client's counter); set `pdu.sequence = n` after construction.
 
-Decoders are strict about structure (`PduError` on a missing NUL within a field's maximum length,
-an sm_length or a TLV running past the body) and liberal about content: every TLV, known or not
-(vendor tags 0x1400-0x3FFF included), is kept raw in a dict; a repeated tag keeps the last value.
+Decoders are liberal in what they accept (issue 10) and encoders strict in what they send:
+
+* a C-octet string may be of any length: its NUL may be anywhere before the end of the body
+  (an 8-octet service_type, a 30-digit address, an over-long schedule/validity, system_id ...
+  all decode); only a missing NUL before the end is a `PduError`, naming the field;
+* sequence numbers are unsigned 32-bit everywhere (0..0xFFFFFFFF are decoded and echoed);
+* an sm_length or a TLV running past the body is a `PduError`;
+* every TLV, known or not (vendor tags 0x1400-0x3FFF included), is kept raw in a dict; a
+  repeated tag keeps the last value.
+
+The common case stays on a fast path (empty service_type and times cost no `find`); tolerance
+lives in the slower branches.
 """
 
 from __future__ import annotations
@@ -88,6 +97,7 @@ _SM_FIXED = 16 + 17
 _SM_FMT = b"%b%b\0%c%c%b\0%c%c%b\0%c%c%c\0\0%c\0%c\0%c%b%b"
 _SM_BODY_FMT = _SM_FMT[2:]  # the same without the header
 _LEN_OCTET = [bytes((n,)) for n in range(256)]
+_NO_MAX = 1 << 31  # a `_cstr` maximum that never truncates
 
 
 class PduError(ValueError):
@@ -231,32 +241,35 @@ def _cfield(body: bytes, pos: int, name: str) -> tuple[str, int]:
 
 
 def _parse_sm(body: bytes):
-    """Mandatory part of submit_sm/deliver_sm, then TLVs. Returns a flat tuple."""
+    """Mandatory part of submit_sm/deliver_sm, then TLVs. Returns a flat tuple.
+
+    C-octet strings may be of any length (the NUL anywhere before the end of the body); the
+    usual case (empty service_type, both times empty) takes no `find` at all for those fields."""
     try:
         find = body.find
         if body[0] == 0:  # empty service_type: the usual case
             service_type = ""
             p = 1
         else:
-            e = find(b"\0", 0, 6)
+            e = find(b"\0")
             if e < 0:
-                raise PduError("service_type: no NUL within 6 octets")
+                raise PduError("service_type: no NUL before the end of the body")
             service_type = body[:e].decode("latin-1")
             p = e + 1
         src_ton = body[p]
         src_npi = body[p + 1]
         p += 2
-        e = find(b"\0", p, p + 21)
+        e = find(b"\0", p)
         if e < 0:
-            raise PduError("source_addr: no NUL within 21 octets")
+            raise PduError("source_addr: no NUL before the end of the body")
         source_addr = body[p:e].decode("latin-1")
         p = e + 1
         dst_ton = body[p]
         dst_npi = body[p + 1]
         p += 2
-        e = find(b"\0", p, p + 21)
+        e = find(b"\0", p)
         if e < 0:
-            raise PduError("destination_addr: no NUL within 21 octets")
+            raise PduError("destination_addr: no NUL before the end of the body")
         destination_addr = body[p:e].decode("latin-1")
         p = e + 1
         esm_class = body[p]
@@ -266,13 +279,13 @@ def _parse_sm(body: bytes):
         if body[p] == 0 and body[p + 1] == 0:  # both times empty: the usual case
             p += 2
         else:
-            e = find(b"\0", p, p + 17)
+            e = find(b"\0", p)
             if e < 0:
-                raise PduError("schedule_delivery_time: no NUL within 17 octets")
+                raise PduError("schedule_delivery_time: no NUL before the end of the body")
             p = e + 1
-            e = find(b"\0", p, p + 17)
+            e = find(b"\0", p)
             if e < 0:
-                raise PduError("validity_period: no NUL within 17 octets")
+                raise PduError("validity_period: no NUL before the end of the body")
             p = e + 1
         registered_delivery, _replace, data_coding, _default_id, sm_length = _B5.unpack_from(body, p)
         p += 5
@@ -371,11 +384,16 @@ def decode_deliver_sm(sequence: int, body: bytes) -> DeliverSm:
     )
 
 
-def encode_deliver_sm(pdu: DeliverSm) -> bytes:
-    """A whole deliver_sm PDU; `pdu.tlvs` appended in insertion order (values raw)."""
-    svc = _cstr(pdu.service_type, 6)
-    src = _cstr(pdu.source_addr, 21)
-    dst = _cstr(pdu.destination_addr, 21)
+def encode_deliver_sm(pdu: DeliverSm, *, truncate: bool = True) -> bytes:
+    """A whole deliver_sm PDU; `pdu.tlvs` appended in insertion order (values raw).
+
+    `truncate=False` writes service_type and the addresses whole even beyond the spec's maximum
+    (for a simulator that plays a misbehaving SMSC); smsbot itself never sends that."""
+    n = 6 if truncate else _NO_MAX
+    a = 21 if truncate else _NO_MAX
+    svc = _cstr(pdu.service_type, n)
+    src = _cstr(pdu.source_addr, a)
+    dst = _cstr(pdu.destination_addr, a)
     msg = pdu.short_message or b""
     n = len(msg)
     if n > 254:
@@ -432,13 +450,16 @@ def decode_data_sm(sequence: int, body: bytes) -> DeliverSm:
     )
 
 
-def encode_data_sm(d: DeliverSm) -> bytes:
+def encode_data_sm(d: DeliverSm, *, truncate: bool = True) -> bytes:
     """A whole data_sm PDU from a DeliverSm (for the simulator). The user data goes in the
     message_payload TLV: `d.tlvs` in insertion order, plus message_payload = `d.short_message`
-    at the end when `d.tlvs` has none. protocol_id and priority_flag are not part of data_sm."""
-    svc = _cstr(d.service_type, 6)
-    src = _cstr(d.source_addr, 65)
-    dst = _cstr(d.destination_addr, 65)
+    at the end when `d.tlvs` has none. protocol_id and priority_flag are not part of data_sm.
+    service_type is cut to 5 characters and the addresses to 64 unless `truncate=False`."""
+    n = 6 if truncate else _NO_MAX
+    a = 65 if truncate else _NO_MAX
+    svc = _cstr(d.service_type, n)
+    src = _cstr(d.source_addr, a)
+    dst = _cstr(d.destination_addr, a)
     tlvs = d.tlvs
     extra = encode_tlvs(tlvs) if tlvs else b""
     if not tlvs or _T_MESSAGE_PAYLOAD not in tlvs:

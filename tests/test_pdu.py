@@ -361,23 +361,22 @@ def test_deliver_sm_truncations_raise_pdu_error():
                 pdu.decode_deliver_sm(1, body[:cut])
 
 
-def test_deliver_sm_overlong_fields_raise_pdu_error():
+def test_deliver_sm_overlong_fields_accepted_missing_nul_raises():
     ok = pdu.encode_deliver_sm(DeliverSm(1, source_addr="1" * 20, destination_addr="2"))[16:]
     pdu.decode_deliver_sm(1, ok)
-    # 21 address octets without a NUL
-    bad = b"\x00\x01\x01" + b"1" * 21 + b"\x00" + ok[1 + 2 + 21 :]
+    # 21 address octets and an 8-octet service_type (spec: 20 and 5): liberal, accepted
+    long_src = b"\x00\x01\x01" + b"1" * 21 + b"\x00" + ok[1 + 2 + 21 :]
+    assert pdu.decode_deliver_sm(1, long_src).source_addr == "1" * 21
+    assert pdu.decode_deliver_sm(1, b"CMTXYZAB" + ok).service_type == "CMTXYZAB"
+    # no NUL before the end of the body: an error naming the field
     with pytest.raises(pdu.PduError, match="source_addr"):
-        pdu.decode_deliver_sm(1, bad)
+        pdu.decode_deliver_sm(1, b"\x00\x01\x01" + b"1" * 40)
     with pytest.raises(pdu.PduError, match="service_type"):
-        pdu.decode_deliver_sm(1, b"CMTXYZ" + ok[1:])
+        pdu.decode_deliver_sm(1, b"CMTXYZ")
     # sm_length beyond the body
     d = pdu.encode_deliver_sm(DeliverSm(1, short_message=b"hello"))[16:]
     with pytest.raises(pdu.PduError, match="sm_length"):
         pdu.decode_deliver_sm(1, d[:-5] + b"hi")
-    # TLV length beyond the body
-    d = pdu.encode_deliver_sm(DeliverSm(1, short_message=b"hi", tlvs={0x1401: b"abcd"}))[16:]
-    with pytest.raises(pdu.PduError, match="TLV"):
-        pdu.decode_deliver_sm(1, d[:-1])
     with pytest.raises(pdu.PduError):
         pdu.decode_submit_sm(1, b"")
 
@@ -391,9 +390,12 @@ def test_deliver_sm_with_service_type_and_times():
     assert (d.service_type, d.source_addr, d.short_message) == ("CMT", "861", b"x")
     only_validity = ok[: mandatory_end - 2] + b"\x00000001000000000R\x00" + ok[mandatory_end:]
     assert pdu.decode_deliver_sm(3, only_validity).short_message == b"x"
-    overlong = ok[: mandatory_end - 2] + b"2" * 17 + b"\x00\x00" + ok[mandatory_end:]
+    overlong = ok[: mandatory_end - 2] + b"2" * 17 + b"\x00" + b"3" * 20 + b"\x00" + ok[mandatory_end:]
+    assert pdu.decode_deliver_sm(3, overlong).short_message == b"x"  # liberal: any length up to a NUL
     with pytest.raises(pdu.PduError, match="schedule"):
-        pdu.decode_deliver_sm(3, overlong)
+        pdu.decode_deliver_sm(3, ok[: mandatory_end - 2] + b"2" * 17)
+    with pytest.raises(pdu.PduError, match="validity"):
+        pdu.decode_deliver_sm(3, ok[: mandatory_end - 2] + b"\x001")
 
 
 @SETTINGS
