@@ -23,7 +23,7 @@ import random
 import re
 from datetime import datetime, timezone
 
-from smsbot.messages import DeliverSm, EsmClass, Inbound, Receipt, Segment, Tag
+from smsbot.messages import DeliverSm, EsmClass, Inbound, Receipt, Segment, Tag, strip_trailing_nuls
 
 __all__ = [
     "GSM7_SINGLE",
@@ -289,13 +289,16 @@ def segment_from_tlvs(tlvs: dict[int, bytes]) -> Segment | None:
 
 
 def inbound_from_deliver_sm(pdu: DeliverSm) -> Inbound:
-    """A deliver_sm MO → Inbound: payload (message_payload wins), UDH stripped when esm_class has
+    """A deliver_sm MO → Inbound: payload (message_payload wins, its trailing NUL padding
+    stripped as in `DeliverSm.payload`), UDH stripped when esm_class has
     UDHI, text decoded by data_coding, segment from the UDH else from sar_* TLVs, and the
     user_message_reference TLV (1-2 octets) when present."""
     tlvs = pdu.tlvs
     payload = tlvs.get(_T_PAYLOAD) if tlvs else None
     if payload is None:
         payload = pdu.short_message
+    elif payload and payload[-1] == 0:  # NUL padding after message_payload (`0000\0`)
+        payload = strip_trailing_nuls(pdu.data_coding, payload)
     segment = None
     if pdu.esm_class & _UDHI:
         payload, segment = split_udh(payload)

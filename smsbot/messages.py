@@ -86,6 +86,45 @@ class Tag(enum.IntEnum):
     MESSAGE_STATE = 0x0427
 
 
+_T_MESSAGE_PAYLOAD = int(Tag.MESSAGE_PAYLOAD)
+
+
+def _nul_mode(dc: int) -> int:
+    """0: binary, keep NULs; 1: 8-bit/7-bit text, strip NUL octets; 2: UCS-2, strip whole units."""
+    if dc in (2, 4):
+        return 0
+    if dc == 8 or 0xE0 <= dc <= 0xEF:
+        return 2
+    if 0x10 <= dc <= 0x3F and not dc & 0x20:  # general data coding group, uncompressed
+        return (1, 0, 2, 1)[(dc >> 2) & 3]  # alphabet: GSM-7, 8-bit data, UCS-2, reserved
+    if dc >= 0xF0:
+        return 0 if dc & 0x04 else 1
+    return 1
+
+
+_NUL_MODES = bytes(_nul_mode(dc) for dc in range(256))
+
+
+def strip_trailing_nuls(data_coding: int, data: bytes) -> bytes:
+    """`data` without the trailing NUL padding some SMSCs append to message_payload.
+
+    Binary codings (2, 4 and the GSM DCS 8-bit classes) are returned unchanged. UCS-2 (8 and the
+    DCS UCS-2 groups) loses a trailing odd NUL octet, then whole U+0000 units, so a character
+    such as U+0100 (01 00) is never cut. Every other coding loses all trailing NUL octets (in
+    GSM-7 a NUL is '@', so a text ending in '@' loses it: padding is the likelier reading)."""
+    mode = _NUL_MODES[data_coding] if 0 <= data_coding <= 255 else 1
+    if mode == 1:
+        return data.rstrip(b"\0")
+    if mode == 0:
+        return data
+    n = len(data)
+    if n & 1 and data[-1] == 0:
+        n -= 1
+    while n >= 2 and data[n - 1] == 0 and data[n - 2] == 0:
+        n -= 2
+    return data[:n]
+
+
 @dataclass(slots=True)
 class DeliverSm:
     """A decoded deliver_sm PDU (MO or delivery receipt), bytes untouched.
@@ -115,9 +154,16 @@ class DeliverSm:
 
     @property
     def payload(self) -> bytes:
-        """The user data: message_payload TLV when present, else short_message."""
-        mp = self.tlvs.get(Tag.MESSAGE_PAYLOAD)
-        return mp if mp is not None else self.short_message
+        """The user data: message_payload TLV when present, else short_message (untouched).
+
+        Trailing NUL octets of a message_payload are padding some SMSCs add (`0000\\0`) and are
+        stripped (`strip_trailing_nuls`); short_message is returned as it came."""
+        mp = self.tlvs.get(_T_MESSAGE_PAYLOAD)
+        if mp is None:
+            return self.short_message
+        if mp and mp[-1] == 0:
+            return strip_trailing_nuls(self.data_coding, mp)
+        return mp
 
 
 @dataclass(slots=True)

@@ -349,3 +349,39 @@ def test_format_receipt_text_round_trip():
     assert codec.parse_receipt(d) == Receipt("00ab12", "DELIVRD", "000")
     t2 = codec.format_receipt_text("z", "UNDELIV", "005")
     assert re.fullmatch(r"id:z sub:001 dlvrd:000 submit date:\d{10} done date:\d{10} stat:UNDELIV err:005 text:", t2)
+
+
+# ---------------------------------------------------------------------------------------------
+# message_payload NUL padding (issue 10)
+
+
+def test_message_payload_trailing_nul_stripped():
+    d = DeliverSm(1, source_addr="861", destination_addr="10086", data_coding=0,
+                  tlvs={Tag.MESSAGE_PAYLOAD: b"0000\x00"})
+    assert d.payload == b"0000"
+    assert codec.inbound_from_deliver_sm(d).text == "0000"
+    d = DeliverSm(1, data_coding=3, tlvs={Tag.MESSAGE_PAYLOAD: b"0000\x00\x00\x00"})
+    assert codec.inbound_from_deliver_sm(d).text == "0000"
+    # UCS-2: a trailing odd NUL and whole U+0000 units go, a character ending in 00 stays
+    for raw in ("0000".encode("utf-16-be") + b"\x00", "0000".encode("utf-16-be") + b"\x00\x00\x00\x00"):
+        d = DeliverSm(1, data_coding=8, tlvs={Tag.MESSAGE_PAYLOAD: raw})
+        assert codec.inbound_from_deliver_sm(d).text == "0000"
+    d = DeliverSm(1, data_coding=8, tlvs={Tag.MESSAGE_PAYLOAD: "ĀĀ".encode("utf-16-be") + b"\x00"})
+    assert d.payload == b"\x01\x00\x01\x00"
+    assert codec.inbound_from_deliver_sm(d).text == "ĀĀ"
+    # with a UDH in front
+    d = DeliverSm(1, esm_class=0x40, data_coding=0, tlvs={Tag.MESSAGE_PAYLOAD: b"\x05\x00\x03\x01\x02\x01ab\x00"})
+    inb = codec.inbound_from_deliver_sm(d)
+    assert (inb.text, inb.segment) == ("ab", Segment(1, 2, 1))
+
+
+def test_binary_and_short_message_nuls_kept():
+    for dc in (2, 4, 0xF4, 0x14):
+        d = DeliverSm(1, data_coding=dc, tlvs={Tag.MESSAGE_PAYLOAD: b"\x01\x00\x00"})
+        assert d.payload == b"\x01\x00\x00"
+        assert codec.inbound_from_deliver_sm(d).text == "010000"
+    for dc in (0, 2, 4, 8):
+        d = DeliverSm(1, data_coding=dc, short_message=b"\x01\x00\x00")
+        assert d.payload == b"\x01\x00\x00"  # short_message is never touched
+    assert DeliverSm(1, tlvs={Tag.MESSAGE_PAYLOAD: b""}).payload == b""
+    assert DeliverSm(1, tlvs={Tag.MESSAGE_PAYLOAD: b"\x00"}).payload == b""
