@@ -42,6 +42,7 @@ __all__ = [
     "segment_text",
     "with_udh",
     "MESSAGE_STATES",
+    "receipt_text",
     "parse_receipt",
     "format_receipt_text",
 ]
@@ -416,22 +417,48 @@ _RE_STAT = re.compile(r"\bstat:(\w+)", re.IGNORECASE)
 _RE_ERR = re.compile(r"\berr:(\w+)", re.IGNORECASE)
 
 
+_RE_RECEIPT_KEY = re.compile(r"(?:^|\s)id:|\bstat:", re.IGNORECASE)
+
+
+def receipt_text(data_coding: int, payload: bytes) -> str:
+    """The text of a receipt, read whatever the data_coding claims.
+
+    data_coding 8 → UCS-2, but when that has neither `id:` nor `stat:` (an SMSC that copied the
+    MT's data_coding into an ASCII receipt) the octets are read as Latin-1 instead. Any other
+    data_coding → Latin-1 (not GSM-7, so ids with '_', '@' or '$' survive), but when the octets
+    hold NULs and Latin-1 shows no `id:`/`stat:`, UTF-16-BE is tried (a UCS-2 receipt sent with
+    data_coding 0). Whichever reading is kept, NULs left in it become spaces."""
+    data = bytes(payload)
+    if data_coding == 8:
+        text = _ucs2(data)
+        if not _RE_RECEIPT_KEY.search(text):
+            alt = data.decode("latin-1")
+            if _RE_RECEIPT_KEY.search(alt):
+                text = alt
+    else:
+        text = data.decode("latin-1")
+        if "\0" in text and not _RE_RECEIPT_KEY.search(text):
+            alt = _ucs2(data)
+            if _RE_RECEIPT_KEY.search(alt):
+                text = alt
+    if "\0" in text:
+        text = text.replace("\0", " ")
+    return text
+
+
 def parse_receipt(pdu: DeliverSm) -> Receipt | None:
     """A delivery receipt (esm_class 0x04) → Receipt, else None.
 
     message_id: receipted_message_id TLV (C-string) else `id:` in the text. state: message_state
     TLV (1..8) else `stat:` in the text (long names like DELIVERED normalised), "UNKNOWN" when
-    neither says. error: `err:` in the text, else "". None when not a receipt or no id is found.
-    The receipt text is read as Latin-1 (UCS-2 when data_coding is 8) rather than GSM-7, so ids
-    with '_', '@' or '$' survive."""
+    neither says. error: `err:` in the text as written (err:000, err:0b1), else "". None when not
+    a receipt or no id is found. The text is read by `receipt_text`: UCS-2 for data_coding 8 and
+    Latin-1 otherwise, each falling back to the other when it shows no `id:`/`stat:`, with and
+    without the receipt TLVs."""
     if not pdu.esm_class & _RECEIPT:
         return None
     tlvs = pdu.tlvs
-    payload = pdu.payload
-    if pdu.data_coding == 8:
-        text = _ucs2(payload)
-    else:
-        text = bytes(payload).decode("latin-1")
+    text = receipt_text(pdu.data_coding, pdu.payload)
 
     message_id = ""
     raw = tlvs.get(_T_RECEIPTED_ID)

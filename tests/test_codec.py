@@ -385,3 +385,51 @@ def test_binary_and_short_message_nuls_kept():
         assert d.payload == b"\x01\x00\x00"  # short_message is never touched
     assert DeliverSm(1, tlvs={Tag.MESSAGE_PAYLOAD: b""}).payload == b""
     assert DeliverSm(1, tlvs={Tag.MESSAGE_PAYLOAD: b"\x00"}).payload == b""
+
+
+# ---------------------------------------------------------------------------------------------
+# receipts whatever the data_coding says (issue 10)
+
+_ASCII_RECEIPT = (b"id:7f3a9c01 sub:001 dlvrd:001 submit date:2401011200 done date:2401011201"
+                  b" stat:DELIVRD err:000 text:\xe5\xb0\x8a\xe6\x95\xac")
+
+
+def test_receipt_dc8_with_ascii_text_without_tlvs():
+    d = DeliverSm(1, source_addr="861", destination_addr="10086", esm_class=0x04, data_coding=8,
+                  short_message=_ASCII_RECEIPT)
+    assert codec.parse_receipt(d) == Receipt("7f3a9c01", "DELIVRD", "000")
+    # odd length (UCS-2 would leave a U+FFFD), and the text in message_payload with a NUL pad
+    odd = b"id:42 stat:UNDELIV err:0b1 "
+    assert len(odd) % 2 == 1
+    assert codec.parse_receipt(DeliverSm(1, esm_class=0x04, data_coding=8, short_message=odd)) == Receipt(
+        "42", "UNDELIV", "0b1")
+    d = DeliverSm(1, esm_class=0x04, data_coding=8, tlvs={Tag.MESSAGE_PAYLOAD: odd + b"\x00"})
+    assert codec.parse_receipt(d) == Receipt("42", "UNDELIV", "0b1")
+
+
+def test_receipt_dc8_with_ascii_text_and_tlvs_keeps_err():
+    d = DeliverSm(1, esm_class=0x04, data_coding=8, short_message=b"id:42 stat:UNDELIV err:0b1 text:x",
+                  tlvs={Tag.RECEIPTED_MESSAGE_ID: b"42\x00", Tag.MESSAGE_STATE: b"\x05", Tag.NETWORK_ERROR_CODE: b"\x03\x00\xb1"})
+    assert codec.parse_receipt(d) == Receipt("42", "UNDELIV", "0b1")
+    d.short_message = _ASCII_RECEIPT
+    d.tlvs[Tag.MESSAGE_STATE] = b"\x02"
+    assert codec.parse_receipt(d) == Receipt("42", "DELIVRD", "000")
+
+
+def test_receipt_dc0_with_utf16_text():
+    raw = "id:ab12 sub:001 dlvrd:001 stat:DELIVRD err:000 text:你好".encode("utf-16-be")
+    assert b"\x00" in raw
+    for tlvs in ({}, {Tag.RECEIPTED_MESSAGE_ID: b"ab12\x00"}):
+        d = DeliverSm(1, esm_class=0x04, data_coding=0, short_message=raw, tlvs=tlvs)
+        assert codec.parse_receipt(d) == Receipt("ab12", "DELIVRD", "000")
+    # dc=3 likewise
+    assert codec.parse_receipt(DeliverSm(1, esm_class=0x04, data_coding=3, short_message=raw)).error == "000"
+
+
+def test_receipt_genuine_ucs2_and_latin1_unchanged():
+    d = DeliverSm(1, esm_class=0x04, data_coding=8, short_message="id:u1 stat:REJECTD err:099".encode("utf-16-be"))
+    assert codec.parse_receipt(d) == Receipt("u1", "REJECTD", "099")
+    d = DeliverSm(1, esm_class=0x04, data_coding=0, short_message=b"id:l$1 stat:ACCEPTD err:000\x00")
+    assert codec.parse_receipt(d) == Receipt("l$1", "ACCEPTD", "000")  # a NUL left in the text is a space
+    assert codec.receipt_text(8, b"\x4f\x60\x59\x7d") == "你好"  # no receipt keys either way: UCS-2 kept
+    assert codec.receipt_text(0, b"a\x00b") == "a b"
