@@ -9,8 +9,9 @@ Choices worth knowing:
   the standard table (0x5F is '§'; smpplib's table wrongly has '`' there) and the extension
   table behind ESC (0x1B). Decoding never raises: octets >= 0x80 become '?'; ESC followed by a
   code outside the extension table decodes as the main-table character (3GPP TS 23.038 6.2.1.1);
-  an ESC at the very end, or ESC ESC, is dropped. Parts of a long GSM-7 MO may end in a split
-  escape pair when the sender split it badly: join the raw payloads first, then decode.
+  an ESC at the very end, or ESC ESC, is dropped. Parts of a long MO may be cut inside a GSM-7
+  escape pair or a UTF-16 surrogate pair when the sender split it badly: `join_parts` joins the
+  raw payloads (`Inbound.payload`) first, then decodes once.
 * Binary codings (2 and 4) are not text: `decode_text` returns the payload as lowercase hex,
   which can be logged and never matches a keyword. Callers that care check data_coding first.
 * `encode_text` never splits a GSM escape pair nor a UTF-16 surrogate pair across parts (the
@@ -38,6 +39,7 @@ __all__ = [
     "split_udh",
     "segment_from_tlvs",
     "inbound_from_deliver_sm",
+    "join_parts",
     "encode_text",
     "segment_text",
     "with_udh",
@@ -293,7 +295,8 @@ def inbound_from_deliver_sm(pdu: DeliverSm) -> Inbound:
     """A deliver_sm MO → Inbound: payload (message_payload wins, its trailing NUL padding
     stripped as in `DeliverSm.payload`), UDH stripped when esm_class has
     UDHI, text decoded by data_coding, segment from the UDH else from sar_* TLVs, and the
-    user_message_reference TLV (1-2 octets) when present."""
+    user_message_reference TLV (1-2 octets) when present. `payload` is the raw user data of this
+    PDU (UDH stripped) and `data_coding` the PDU's, so parts can be joined by `join_parts`."""
     tlvs = pdu.tlvs
     payload = tlvs.get(_T_PAYLOAD) if tlvs else None
     if payload is None:
@@ -310,14 +313,17 @@ def inbound_from_deliver_sm(pdu: DeliverSm) -> Inbound:
         raw = tlvs.get(_T_UMR)
         if raw is not None and 1 <= len(raw) <= 2:
             umr = int.from_bytes(raw, "big")
+    dc = pdu.data_coding
     return Inbound(
-        msisdn=pdu.source_addr,
-        short_code=pdu.destination_addr,
-        text=decode_text(pdu.data_coding, payload),
-        sequence=pdu.sequence,
-        segment=segment,
-        user_message_reference=umr,
+        pdu.source_addr, pdu.destination_addr, decode_text(dc, payload), pdu.sequence, segment, umr, payload, dc,
     )
+
+
+def join_parts(data_coding: int, parts: list[bytes]) -> str:
+    """The text of a long MO from the raw payloads of its parts (`Inbound.payload`, in order):
+    the octets are concatenated first and decoded once, so a GSM-7 escape (ESC + code) or a
+    UTF-16 surrogate pair cut between two parts comes out right. Never raises (`decode_text`)."""
+    return decode_text(data_coding, b"".join(parts))
 
 
 def _split_gsm(data: bytes, size: int) -> list[bytes]:

@@ -194,7 +194,11 @@ class Segment:
 
 @dataclass(slots=True)
 class Inbound:
-    """A mobile-originated text after decoding, ready for dispatch (possibly one part of a long MO)."""
+    """A mobile-originated text after decoding, ready for dispatch (possibly one part of a long MO).
+
+    For a part of a long MO, `text` is decoded from that part alone and may be wrong at the cut
+    (a GSM-7 escape or a UTF-16 surrogate pair split across parts): keep `payload` and join the
+    parts with `smsbot.codec.join_parts(data_coding, payloads)`, which decodes once."""
 
     msisdn: str  # subscriber (source_addr)
     short_code: str  # destination_addr
@@ -202,6 +206,8 @@ class Inbound:
     sequence: int  # deliver_sm sequence number, for the resp
     segment: Segment | None = None
     user_message_reference: int | None = None
+    payload: bytes = b""  # raw user data of this PDU/part, UDH stripped, NUL padding stripped
+    data_coding: int = 0  # the PDU's data_coding, to decode `payload`
 
 
 @dataclass(slots=True)

@@ -287,11 +287,12 @@ def test_segment_from_tlvs():
 def test_inbound_from_deliver_sm():
     plain = DeliverSm(5, source_addr="8613912345678", destination_addr="10086", data_coding=0, short_message=b"0000",
                       tlvs={Tag.USER_MESSAGE_REFERENCE: b"\x00\x2a"})
-    assert codec.inbound_from_deliver_sm(plain) == Inbound("8613912345678", "10086", "0000", 5, None, 42)
+    assert codec.inbound_from_deliver_sm(plain) == Inbound("8613912345678", "10086", "0000", 5, None, 42, b"0000", 0)
 
     udh = DeliverSm(6, source_addr="861", destination_addr="10086", esm_class=0x40, data_coding=8,
                     short_message=b"\x05\x00\x03\x07\x02\x01" + "你好".encode("utf-16-be"))
-    assert codec.inbound_from_deliver_sm(udh) == Inbound("861", "10086", "你好", 6, Segment(7, 2, 1), None)
+    assert codec.inbound_from_deliver_sm(udh) == Inbound(
+        "861", "10086", "你好", 6, Segment(7, 2, 1), None, "你好".encode("utf-16-be"), 8)
 
     # UDH bytes are not stripped without UDHI
     no_udhi = DeliverSm(6, data_coding=4, short_message=b"\x05\x00\x03\x07\x02\x01")
@@ -433,3 +434,50 @@ def test_receipt_genuine_ucs2_and_latin1_unchanged():
     assert codec.parse_receipt(d) == Receipt("l$1", "ACCEPTD", "000")  # a NUL left in the text is a space
     assert codec.receipt_text(8, b"\x4f\x60\x59\x7d") == "你好"  # no receipt keys either way: UCS-2 kept
     assert codec.receipt_text(0, b"a\x00b") == "a b"
+
+
+# ---------------------------------------------------------------------------------------------
+# reassembly from raw bytes (issue 10)
+
+
+def _parts_through_deliver_sm(dc: int, bodies: list[bytes]) -> list[Inbound]:
+    total = len(bodies)
+    return [
+        codec.inbound_from_deliver_sm(DeliverSm(
+            i, source_addr="861", destination_addr="10086", esm_class=0x40, data_coding=dc,
+            short_message=bytes((5, 0, 3, 9, total, i)) + body))
+        for i, body in enumerate(bodies, 1)
+    ]
+
+
+def test_join_parts_ucs2_surrogate_pair_split():
+    raw = "退订😀".encode("utf-16-be")  # 😀 = D83D DE00
+    assert raw[4:6] == b"\xd8\x3d"
+    parts = _parts_through_deliver_sm(8, [raw[:6], raw[6:]])
+    assert [p.payload for p in parts] == [raw[:6], raw[6:]]
+    assert all(p.data_coding == 8 for p in parts)
+    assert "".join(p.text for p in parts) != "退订😀"  # part by part: two U+FFFD
+    assert codec.join_parts(8, [p.payload for p in parts]) == "退订😀"
+
+
+def test_join_parts_gsm7_escape_split():
+    raw = codec.gsm7_encode("price 5€ ok")
+    cut = raw.index(0x1B) + 1  # part 1 ends in ESC, part 2 starts with 0x65 ('e' in the main table)
+    parts = _parts_through_deliver_sm(0, [raw[:cut], raw[cut:]])
+    assert parts[1].payload[:1] == b"\x65"
+    assert "".join(p.text for p in parts) == "price 5e ok"  # wrong part by part
+    assert codec.join_parts(0, [p.payload for p in parts]) == "price 5€ ok"
+
+
+def test_join_parts_other_cases():
+    assert codec.join_parts(0, []) == ""
+    assert codec.join_parts(0, [b"0000"]) == "0000"
+    assert codec.join_parts(4, [b"\x01", b"\x02"]) == "0102"
+    # sar_* parts carried in message_payload with NUL padding join too
+    mp = [b"ab\x00", b"cd"]
+    parts = [codec.inbound_from_deliver_sm(DeliverSm(i, data_coding=3, tlvs={
+        Tag.SAR_MSG_REF_NUM: b"\x00\x01", Tag.SAR_TOTAL_SEGMENTS: b"\x02", Tag.SAR_SEGMENT_SEQNUM: bytes((i,)),
+        Tag.MESSAGE_PAYLOAD: m})) for i, m in enumerate(mp, 1)]
+    assert codec.join_parts(3, [p.payload for p in parts]) == "abcd"
+    # existing positional construction still works
+    assert Inbound("861", "10086", "0000", 1).payload == b""
