@@ -39,6 +39,7 @@ lives in the slower branches.
 from __future__ import annotations
 
 import dataclasses
+import re
 import struct
 
 from smsbot.messages import CommandId, DeliverSm, SubmitSm, Tag
@@ -137,6 +138,11 @@ class Framer:
     def buffered(self) -> int:
         """Bytes of an incomplete PDU waiting for more data."""
         return len(self._buf)
+
+    @property
+    def announced(self) -> int:
+        """command_length of the incomplete PDU being buffered (0 until its first 4 octets are in)."""
+        return _LEN.unpack_from(self._buf)[0] if len(self._buf) >= 4 else 0
 
     def feed(self, data: bytes) -> list[tuple[int, int, int, bytes]]:
         if self._broken is not None:
@@ -539,3 +545,64 @@ def decode_bind_resp(body: bytes) -> str:
     TLVs after the NUL (sc_interface_version, vendor tags) are ignored."""
     end = body.find(b"\0")
     return (body if end < 0 else body[:end]).decode("latin-1")
+
+
+# ---------------------------------------------------------------------------------------------
+# logging rejected PDUs
+
+_MASK = 0x2A  # '*'
+_ADDRESSED = frozenset((_DELIVER_SM, _SUBMIT_SM, _DATA_SM))
+_BINDS = frozenset((int(CommandId.BIND_RECEIVER), int(CommandId.BIND_TRANSMITTER), int(CommandId.BIND_TRANSCEIVER)))
+# 5+ digits: ASCII, or as UTF-16-BE units (ASCII digits 00 3x, full-width digits FF 1x)
+_DIGIT_RUN = re.compile(rb"[0-9]{5,}|(?:\x00[0-9]|\xff[\x10-\x19]){5,}")
+
+
+def _address_spans(body: bytearray) -> list[tuple[int, int]] | None:
+    """(start, end) of source_addr and destination_addr in a deliver_sm/submit_sm/data_sm body
+    (the same leading layout in all three), None when the layout cannot be followed."""
+    find = body.find
+    e = find(b"\0")
+    if e < 0:
+        return None
+    src = e + 3  # after service_type's NUL, source ton and npi
+    src_end = find(b"\0", src)
+    if src_end < 0:
+        return None
+    dst = src_end + 3
+    dst_end = find(b"\0", dst)
+    if dst_end < 0:
+        return None
+    return [(src, src_end), (dst, dst_end)]
+
+
+def redacted_hex(command_id: int, body: bytes) -> str:
+    """`body` as lowercase hex for a log line, with no phone number in it.
+
+    deliver_sm / submit_sm / data_sm: every digit of source_addr and destination_addr except
+    the LAST TWO becomes '*' (0x2A), so `8613912345678` reads `***********78`. bind_*: the
+    password becomes '*'s (the whole body when it has no NUL). Then, in every body (and alone in one whose layout cannot be
+    followed), every run of 5 or more digits becomes '*'s: ASCII digits, and digits written as
+    UTF-16-BE units (00 3x, full-width FF 1x), so numbers in a text or receipt are masked too.
+    Masked octets keep their place and count, so the hex still frames and parses like the
+    original; only digit octets change. Never raises."""
+    data = bytearray(body)
+    try:
+        cid = int(command_id)
+        if cid in _ADDRESSED:
+            for start, end in _address_spans(data) or ():
+                seen = 0
+                for i in range(end - 1, start - 1, -1):
+                    if 0x30 <= data[i] <= 0x39:
+                        seen += 1
+                        if seen > 2:
+                            data[i] = _MASK
+        elif cid in _BINDS:  # system_id NUL password NUL ...; no NUL at all: mask everything
+            start = data.find(b"\0") + 1
+            end = data.find(b"\0", start) if start else -1
+            if end < 0:
+                end = len(data)
+            data[start:end] = b"*" * (end - start)
+    except (TypeError, ValueError):
+        pass
+    data = _DIGIT_RUN.sub(lambda m: b"*" * len(m.group()), data)
+    return data.hex()
