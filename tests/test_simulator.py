@@ -635,3 +635,237 @@ def wait_for(pred, timeout: float = 5.0) -> bool:
             return True
         time.sleep(0.02)
     return bool(pred())
+
+
+# ------------------------------------------------------------------ profiles: the field SMSC
+
+
+def _parse_mo(cid: int, body: bytes) -> dict:
+    """deliver_sm / data_sm body → fields, read by hand (C-octet strings of any length)."""
+    out: dict = {}
+    p = 0
+
+    def cstr() -> bytes:
+        nonlocal p
+        e = body.index(b"\0", p)
+        v, p = body[p:e], e + 1
+        return v
+
+    out["service_type"] = cstr()
+    p += 2
+    out["source_addr"] = cstr().decode()
+    p += 2
+    out["destination_addr"] = cstr().decode()
+    if cid == 0x103:
+        out["esm_class"], out["registered_delivery"], out["data_coding"] = body[p], body[p + 1], body[p + 2]
+        p += 3
+        out["short_message"] = None
+    else:
+        out["esm_class"] = body[p]
+        p += 3
+        cstr(), cstr()
+        out["registered_delivery"], _, out["data_coding"], _, n = body[p : p + 5]
+        p += 5
+        out["short_message"], p = body[p : p + n], p + n
+    tlvs = {}
+    while p < len(body):
+        tag, n = struct.unpack(">HH", body[p : p + 4])
+        tlvs[tag], p = body[p + 4 : p + 4 + n], p + 4 + n
+    out["tlvs"] = tlvs
+    return out
+
+
+def _next_request(s: socket.socket, answer: bool = True, status: int = 0) -> tuple[int, int, dict]:
+    """The next deliver_sm / data_sm (enquire_links answered and skipped), answered with its resp."""
+    while True:
+        cid, _st, seq, body = _read_pdu(s)
+        if cid == 0x15:
+            s.sendall(_pdu(0x80000015, seq))
+            continue
+        assert cid in (0x05, 0x103), hex(cid)
+        if answer:
+            s.sendall(_pdu(cid | 0x80000000, seq, b"\0", status))
+        return cid, seq, _parse_mo(cid, body)
+
+
+@pytest.fixture
+def field_sim():
+    s = SimSmsc(
+        SimulatorSettings(host="127.0.0.1", smpp_port=0, control_port=0, redeliver_seconds=0.2),
+        SmscSettings(system_id="smsbot", password="secret"),
+        response_timeout=1.0,
+        profile="field",
+    ).start()
+    yield s
+    s.stop()
+
+
+def test_field_profile_mos_on_the_wire(field_sim):
+    sim = field_sim
+    assert sim.profile == "field" and sim.describe_profile()["overrides"] == {}
+    s = _bound(sim)
+    try:
+        ids = [sim.inject_mo(MSISDN, CODE, t)["id"] for t in ("0000", "2", "0000", "中文")]
+        got = [_next_request(s) for _ in ids]
+        cids = [g[0] for g in got]
+        assert cids == [0x05, 0x05, 0x103, 0x05], "every 3rd single-part MO is a data_sm"
+        seqs = [g[1] for g in got]
+        assert seqs[0] >= 0xFFFFFFF0 and seqs == [seqs[0] + i for i in range(4)], [hex(x) for x in seqs]
+        for cid, _seq, m in got:
+            assert m["service_type"] == b"CMT_FLD8"  # 8 octets, longer than the spec's 6
+            assert 0x0204 not in m["tlvs"], "no user_message_reference"
+            assert m["short_message"] in (None, b"")
+        assert [g[2]["tlvs"][0x0424] for g in got] == [b"0000\0", b"2\0", b"0000\0", "中文".encode("utf-16-be") + b"\0\0"]
+        for mo in ids:
+            st = sim.wait_mo(mo)
+            assert st["state"] == "delivered" and st["user_message_reference"] is None, st
+        st = sim.mo_status(ids[2])
+        assert st["carrier"] == "data_sm" and bytes.fromhex(st["wire"][0])[4:8] == b"\x00\x00\x01\x03"
+        assert sim.stats()["mo_data_sm_sent"] == 1
+    finally:
+        s.close()
+
+
+def test_data_sm_needs_data_sm_resp(field_sim):
+    sim = field_sim
+    s = _bound(sim)
+    try:
+        mo = sim.inject_mo(MSISDN, CODE, "0000", carrier="data_sm")["id"]
+        cid, seq, _ = _next_request(s, answer=False)
+        assert cid == 0x103
+        s.sendall(_pdu(0x80000000, seq, b"", 0x03))  # generic_nack: the ESME does not know data_sm
+        st = sim.wait_mo(mo)
+        assert st["state"] == "rejected" and st["last_status"] == 3, st
+        mo = sim.inject_mo(MSISDN, CODE, "0000", carrier="data_sm")["id"]
+        cid, seq, _ = _next_request(s, answer=False)
+        s.sendall(_pdu(0x80000005, seq, b"\0"))  # a deliver_sm_resp does not answer a data_sm
+        st = sim.wait_mo(mo)
+        assert st["state"] == "rejected" and "wrong resp" in st["last_error"], st
+        with pytest.raises(Exception, match="carrier"):
+            sim.inject_mo(MSISDN, CODE, "0000", carrier="sms")
+        with pytest.raises(Exception, match="one part"):
+            sim.inject_mo(MSISDN, CODE, "x" * 400, carrier="data_sm")
+    finally:
+        s.close()
+
+
+def test_sequence_numbers_wrap_at_0xffffffff(sim):
+    sim.set_profile("default", sequence_start=0xFFFFFFFE, sequence_max=0xFFFFFFFF)
+    s = _bound(sim)
+    try:
+        for _ in range(3):
+            sim.inject_mo(MSISDN, CODE, "hi")
+        assert [_next_request(s)[1] for _ in range(3)] == [0xFFFFFFFE, 0xFFFFFFFF, 1]
+    finally:
+        s.close()
+    sim.set_profile("default")
+    s = _bound(sim)
+    try:
+        sim.inject_mo(MSISDN, CODE, "hi")
+        cid, seq, m = _next_request(s)
+        assert seq == 1 and m["service_type"] == b"" and 0x0204 in m["tlvs"] and m["short_message"] == b"hi"
+    finally:
+        s.close()
+
+
+def _submit_dlr(seq: int, to: str = MSISDN, text: str = "hi") -> bytes:
+    from smsbot import pdu
+    from smsbot.messages import SubmitSm
+
+    return pdu.encode_submit_sm(SubmitSm(source_addr=CODE, destination_addr=to, short_message=text.encode(),
+                                         data_coding=0, registered_delivery=1), seq)
+
+
+def test_field_receipts_dc8_ascii_without_tlvs_and_reused_ids(field_sim):
+    sim = field_sim
+    sim.set_profile(None, message_id_cycle=2, receipt_outcomes={"13900000001": "UNDELIV:034"})
+    s = _bound(sim)
+    try:
+        mids = []
+        for i, to in enumerate((MSISDN, "13900000001", MSISDN), 1):
+            s.sendall(_submit_dlr(i, to))
+            while True:
+                cid, st, seq, body = _read_pdu(s)
+                if cid == 0x80000004:
+                    mids.append(body.rstrip(b"\0").decode())
+                    break
+            cid, _seq, r = _next_request(s)
+            assert cid == 0x05 and r["esm_class"] == 0x04
+            assert r["data_coding"] == 8 and r["tlvs"] == {} and r["service_type"] == b"CMT_FLD8"
+            text = r["short_message"].decode("ascii")  # ASCII, whatever data_coding says
+            assert text.startswith(f"id:{mids[-1]} ")
+            assert ("stat:UNDELIV err:034" if to != MSISDN else "stat:DELIVRD err:000") in text, text
+        assert mids[0] == mids[2] != mids[1], "ids cycle"
+        sim.restart_message_ids()
+        s.sendall(_submit(9))
+        assert _read_pdu(s)[3].rstrip(b"\0").decode() == mids[0]
+    finally:
+        s.close()
+
+
+def test_profile_control_api(sim):
+    code, body = _http(sim, "GET", "/profile")
+    assert code == 200 and body["profile"] == "default" and body["flags"]["data_sm_every"] == 0
+    code, body = _http(sim, "POST", "/profile", {"profile": "field", "data_sm_every": 0})
+    assert code == 200 and body["profile"] == "field" and body["overrides"] == {"data_sm_every": 0}
+    assert body["flags"]["service_type"] == "CMT_FLD8" and sim.behaviour.receipt_tlvs is False
+    code, body = _http(sim, "POST", "/profile", {"receipt_tlvs": True, "sequence_start": "0x80000000"})
+    assert code == 200 and body["profile"] == "field" and body["flags"]["sequence_start"] == 0x80000000
+    assert body["flags"]["receipt_tlvs"] is True and body["flags"]["data_sm_every"] == 0
+    for bad in ({"profile": "wild"}, {"nope": 1}, {"payload_nul": 1}, {"sequence_start": 0},
+                {"receipt_outcomes": {MSISDN: "LOST"}}, {"message_id_cycle": -1}, {"profile": 3}):
+        code, err = _http(sim, "POST", "/profile", bad)
+        assert code == 400 and err["error"], bad
+    assert _http(sim, "POST", "/message_ids/restart") == (200, {"restarted": True})
+    code, err = _http(sim, "POST", "/partial", {})
+    assert code == 400 and "bind" in err["error"]
+    code, err = _http(sim, "POST", "/mo", {"from": MSISDN, "to": CODE, "text": "x", "carrier": "mms"})
+    assert code == 400
+    with pytest.raises(Exception, match="unknown profile"):
+        SimSmsc(SimulatorSettings(smpp_port=0, control_port=0), profile="wild")
+
+
+def test_partial_pdu_then_silence(sim):
+    s = _bound(sim)
+    try:
+        code, info = _http(sim, "POST", "/partial", {"length": 60000, "octets": 40})
+        assert code == 200 and info["announced"] == 60000
+        got = b""
+        s.settimeout(2)
+        while len(got) < 56:
+            got += s.recv(56 - len(got))
+        length, cid, _st, seq = struct.unpack(">IIII", got[:16])
+        assert (length, cid, seq) == (60000, 0x05, info["sequence"])
+        mo = sim.inject_mo(MSISDN, CODE, "0000")["id"]
+        s.sendall(_pdu(0x15, 77))  # nothing is answered any more
+        s.settimeout(1.5)
+        with pytest.raises(socket.timeout):
+            s.recv(100)
+        assert sim.mo_status(mo)["state"] == "queued", "the wedged bind gets no MO"
+        s2 = _bound(sim)  # the ESME's next bind gets it
+        try:
+            cid, _seq, m = _next_request(s2)
+            assert m["short_message"] == b"0000"
+            assert sim.wait_mo(mo)["state"] == "delivered"
+        finally:
+            s2.close()
+        assert sim.stats()["partials_sent"] == 1
+    finally:
+        s.close()
+
+
+def test_naive_split_cuts_a_surrogate_pair(sim):
+    e = Esme(sim)
+    try:
+        text = "1" + " " * 65 + "\U0001d7d1" + " " * 10
+        safe = sim.inject_mo(MSISDN, CODE, text)
+        naive = sim.inject_mo(MSISDN, CODE, text, naive_split=True)
+        assert safe["parts"] == naive["parts"] == 2
+        got = e.wait_received(4)
+        first_safe, first_naive = got[0].short_message[6:], got[2].short_message[6:]
+        assert 0xD8 <= first_naive[-2] <= 0xDB, "the naive split ends part 1 inside the surrogate pair"
+        assert not 0xD8 <= first_safe[-2] <= 0xDB
+        joined = b"".join(p.short_message[6:] for p in got[2:4]).decode("utf-16-be")
+        assert joined == text
+    finally:
+        e.close()

@@ -7,6 +7,8 @@
 - `connection`: one SMPP connection (reader thread, locked writes, bind handling).
 - `faults`: fault injection on the submit_sm side (delay, throttle, max TPS, reject, drops).
 - `mo`: text → the deliver_sm parts of a handset's MO (udh8 / udh16 / sar, forced data_coding).
+- `profiles`: the default and field profiles (flags for what the SMSC does on the wire) and the
+  simulator's own deliver_sm / data_sm encoders.
 """
 
 from .handset import Handset, HandsetError, format_message, run_handset

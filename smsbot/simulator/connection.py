@@ -4,6 +4,14 @@ The connection answers binds, enquire_link, unbind and unknown commands itself a
 submit_sm to its `SimSmsc`; deliver_sm it sends (`send_deliver`) wait for their resp through
 `_Waiter`s keyed by sequence number. Writes from any thread go through one lock.
 
+Sequence numbers follow the simulator's profile (`profiles.Behaviour.sequence_start` / `sequence_max`:
+a field SMSC starts high and wraps at 0xFFFFFFFF, not at the spec's 0x7FFFFFFF). MOs are encoded by
+`profiles.encode_mo` (deliver_sm or data_sm, service_type written whole).
+
+`wedge(data)` writes `data` (a partial PDU) and then falls silent: nothing more is written or
+answered on that connection, no enquire_link goes out, what the ESME sends is read and discarded,
+and the TCP connection stays open until the ESME closes it.
+
 `drop()` (fault injection) ends the connection "abruptly" for SMPP (no unbind, nothing more is
 answered or stored) but with a FIN after what was already written, never a TCP reset: a resp sent
 before the drop reaches the ESME, whatever it sent after is read and discarded unanswered.
@@ -20,6 +28,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from smsbot import pdu
 from smsbot.messages import CommandId, DeliverSm, Status
+
+from . import profiles
 
 if TYPE_CHECKING:
     from .smsc import SimSmsc
@@ -38,12 +48,13 @@ DROP_LINGER_S = 2.0  # after drop(): how long to wait for the ESME to close its 
 
 
 class Waiter:
-    __slots__ = ("event", "command_id", "status")
+    __slots__ = ("event", "command_id", "status", "raw")
 
     def __init__(self) -> None:
         self.event = threading.Event()
         self.command_id: int | None = None
         self.status: int | None = None  # None: no answer (timeout or connection lost)
+        self.raw: bytes = b""  # the PDU written (send_deliver)
 
 
 class Conn:
@@ -61,10 +72,11 @@ class Conn:
         self.system_id = ""
         self._wlock = threading.Lock()
         self._slock = threading.Lock()
-        self._seq = 0
+        self._seq: int | None = None  # last sequence number used (None: none yet)
         self._waiters: dict[int, Waiter] = {}
         self.closed = threading.Event()
         self.dropping = False  # drop() was called: read and discard until the ESME closes
+        self.wedged = False  # wedge() was called: silent, reads discarded, stays open
         self._drop_deadline = 0.0
         self.outstanding = 0  # submit_sm received whose resp is not sent yet (SimSmsc keeps it)
         self.last_rx = time.monotonic()
@@ -74,15 +86,23 @@ class Conn:
     # -- writing
     @property
     def can_receive(self) -> bool:
-        return self.ready and self.bound in ("transceiver", "receiver") and not self.closed.is_set() and not self.dropping
+        return (self.ready and self.bound in ("transceiver", "receiver") and not self.closed.is_set()
+                and not self.dropping and not self.wedged)
 
     def next_seq(self) -> int:
+        b = self.sim.behaviour
         with self._slock:
-            self._seq = self._seq % 0x7FFFFFFF + 1
-            return self._seq
+            if self._seq is None:
+                seq = b.sequence_start
+            else:
+                seq = self._seq + 1
+                if seq > b.sequence_max or seq > profiles.SEQ_WIRE_MAX:
+                    seq = 1
+            self._seq = seq
+            return seq
 
     def send(self, data: bytes) -> bool:
-        if self.closed.is_set() or self.dropping:
+        if self.closed.is_set() or self.dropping or self.wedged:
             return False
         try:
             with self._wlock:
@@ -98,7 +118,7 @@ class Conn:
         the message) runs just before the write under the lock `drop()` takes, so a drop never falls
         between storing a submit_sm and writing its resp."""
         with self._wlock:
-            if self.closed.is_set() or self.dropping:
+            if self.closed.is_set() or self.dropping or self.wedged:
                 return False
             if commit is not None:
                 commit()
@@ -110,16 +130,39 @@ class Conn:
         self.close()
         return False
 
-    def send_deliver(self, d: DeliverSm, timeout: float) -> Waiter:
+    def send_deliver(self, d: DeliverSm, timeout: float, carrier: str = "deliver_sm") -> Waiter:
+        """Send `d` as a deliver_sm (or a data_sm) and wait up to `timeout` for its resp."""
         d.sequence = self.next_seq()
         w = Waiter()
+        w.raw = profiles.encode_mo(d, d.sequence, carrier)
         self._waiters[d.sequence] = w
         try:
-            if self.send(pdu.encode_deliver_sm(d)):
+            if self.send(w.raw):
                 w.event.wait(timeout)
         finally:
             self._waiters.pop(d.sequence, None)
         return w
+
+    def wedge(self, data: bytes) -> bool:
+        """Write `data` (a partial PDU), then fall silent (see the module doc). False when the
+        connection is already closed, dropping or wedged."""
+        with self._wlock:
+            if self.closed.is_set() or self.dropping or self.wedged:
+                return False
+            try:
+                self.sock.sendall(data)
+            except OSError as e:
+                log.info("simsmsc conn %s write failed: %s", self.id, e)
+                ok = False
+            else:
+                ok = True
+            self.wedged = True
+        log.info("simsmsc conn %s wedged after a partial PDU of %d octets", self.id, len(data))
+        for w in list(self._waiters.values()):
+            w.event.set()
+        if not ok:
+            self.close()
+        return ok
 
     def drop(self, reason: str) -> None:
         """Stop answering and send FIN (see the module doc); the reader closes once the ESME has."""
@@ -193,6 +236,8 @@ class Conn:
             if now >= self._drop_deadline:
                 self.close()
             return
+        if self.wedged:
+            return
         interval = self.sim.enquire_link_interval
         if self.bound and now - self.last_rx >= interval and now - self._last_enquire >= interval:
             self._last_enquire = now
@@ -204,6 +249,8 @@ class Conn:
 
     def _handle(self, command_id: int, status: int, seq: int, body: bytes) -> None:
         sim = self.sim
+        if self.wedged:  # silence: read, never answered
+            return
         if self.dropping:  # read, never answered
             if command_id == CommandId.SUBMIT_SM:
                 sim._count("submits_received")

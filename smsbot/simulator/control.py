@@ -8,12 +8,18 @@ Every response is JSON. Errors are ``{"error": "..."}`` with status 400 (bad inp
     ``"shuffle"``: bool (deliver the parts out of order);
     ``"duplicate"``: bool (send each deliver_sm a second time after its resp, as after a lost resp);
     ``"tlvs"``: ``{"0x1401": "hex bytes", ...}`` (extra TLVs on every part, tag as hex or int);
-    ``"data_coding"``: int (force 0, 1, 3, 8, ... instead of GSM-7-else-UCS-2).
-    → 202 ``{"id": "mo1", "parts": 2, "user_message_reference": 513, "state": "queued"}``.
+    ``"data_coding"``: int (force 0, 1, 3, 8, ... instead of GSM-7-else-UCS-2);
+    ``"carrier"``: ``"deliver_sm"`` | ``"data_sm"`` (single-part MOs; overrides the profile's
+    ``data_sm_every``); ``"naive_split"``: bool (cut long text at the part size even inside a
+    UCS-2 surrogate pair or a GSM-7 escape, as some phones do).
+    The profile (``POST /profile``) shapes the PDUs: TP-MR or not, service_type, message_payload...
+    → 202 ``{"id": "mo1", "parts": 2, "user_message_reference": 513, "carrier": "deliver_sm",
+    "state": "queued"}`` (user_message_reference null when the profile sends none).
 
 ``GET /mo/<id>``
     → 200 outcome: ``{"id", "state": "queued"|"delivering"|"delivered"|"rejected"|"cancelled",
-    "parts", "parts_delivered", "attempts", "redeliveries", "last_status", "last_error", "history", ...}``.
+    "parts", "parts_delivered", "attempts", "redeliveries", "last_status", "last_error", "history",
+    "carrier", "wire": [hex of each part's PDU as last written], ...}``.
 
 ``GET /inbox/<msisdn>?wait=SECONDS``
     → 200 ``{"messages": [{"id", "from", "to", "text", "parts", "data_coding", "received_at",
@@ -26,7 +32,7 @@ Every response is JSON. Errors are ``{"error": "..."}`` with status 400 (bad inp
     → 200 counters: binds, binds_total, bind_failures, mo_injected, mo_delivered, mo_redelivered,
     mo_rejected, mo_duplicates_sent, mo_parts_sent, mo_queued, mt_received, mt_parts_received,
     mt_incomplete, receipts_sent, enquire_links_sent, generic_nacks_sent, connections_dropped,
-    mailbox_dropped; and what the ESME did: submits_received (every submit_sm), submits_throttled
+    mailbox_dropped, mo_data_sm_sent, partials_sent, tls_handshakes, tls_handshake_failures; and what the ESME did: submits_received (every submit_sm), submits_throttled
     (answered with a temporary error, not stored), submits_rejected (answered with a permanent
     error), submits_dropped (never answered: the connection was dropped first),
     max_outstanding_submits (the most submit_sm of one bind awaiting their resp at once, i.e. the
@@ -77,6 +83,26 @@ Every response is JSON. Errors are ``{"error": "..."}`` with status 400 (bad inp
 
 ``GET /healthz``
     → 200 ``{"ok": true, "smpp_port": N, "binds": N}``.
+
+``GET /profile``
+    → 200 ``{"profile": "default"|"field", "flags": {...every flag...}, "overrides": {...}}``.
+
+``POST /profile``
+    Body ``{"profile": "field"}`` switches to that profile's flags; other keys are flags set on top
+    (``{"profile": "field", "data_sm_every": 0}``); without ``"profile"`` only the given flags of
+    the current behaviour change (``{"receipt_outcomes": {"13800138000": "UNDELIV:034"}}``).
+    Flags (see `smsbot.simulator.profiles`): user_message_reference, service_type,
+    sequence_start, sequence_max, payload_tlv, payload_nul, data_sm_every, receipt_data_coding,
+    receipt_tlvs, message_id_cycle, receipt_outcomes. → 200 as ``GET /profile``.
+
+``POST /partial``
+    Body ``{"length": 60000, "octets": 40}`` (both optional): on a receiver-capable bind, a
+    deliver_sm header announcing ``length`` octets followed by ``octets`` octets of body, then
+    silence on that connection (nothing more written or answered; it stays open until the ESME
+    closes it). → 200 ``{"conn", "sequence", "announced", "octets"}``.
+
+``POST /message_ids/restart``
+    Message ids start again from the first (as after an SMSC restart). → 200 ``{"restarted": true}``.
 """
 
 from __future__ import annotations
@@ -136,7 +162,8 @@ def parse_mo_request(body: Any) -> dict[str, Any]:
     """Validate a POST /mo body into `SimSmsc.inject_mo` keyword arguments."""
     if not isinstance(body, dict):
         raise BadRequest("body must be a JSON object")
-    unknown = set(body) - {"from", "to", "text", "split", "shuffle", "duplicate", "tlvs", "data_coding"}
+    unknown = set(body) - {"from", "to", "text", "split", "shuffle", "duplicate", "tlvs", "data_coding", "carrier",
+                          "naive_split"}
     if unknown:
         raise BadRequest(f"unknown field(s): {', '.join(sorted(unknown))}")
     for key in ("from", "to", "text"):
@@ -152,12 +179,15 @@ def parse_mo_request(body: Any) -> dict[str, Any]:
     split = body.get("split")
     if split not in (None, "udh8", "udh16", "sar"):
         raise BadRequest('"split" must be "udh8", "udh16" or "sar"')
-    for flag in ("shuffle", "duplicate"):
+    for flag in ("shuffle", "duplicate", "naive_split"):
         if not isinstance(body.get(flag, False), bool):
             raise BadRequest(f'"{flag}" must be true or false')
     dc = body.get("data_coding")
     if dc is not None and (not isinstance(dc, int) or isinstance(dc, bool)):
         raise BadRequest('"data_coding" must be an integer')
+    carrier = body.get("carrier")
+    if carrier not in (None, "deliver_sm", "data_sm"):
+        raise BadRequest('"carrier" must be "deliver_sm" or "data_sm"')
     return {
         "msisdn": msisdn,
         "short_code": short_code,
@@ -167,6 +197,8 @@ def parse_mo_request(body: Any) -> dict[str, Any]:
         "duplicate": body.get("duplicate", False),
         "extra_tlvs": _parse_tlvs(body.get("tlvs")),
         "data_coding": dc,
+        "carrier": carrier,
+        "naive_split": body.get("naive_split", False),
     }
 
 
@@ -260,7 +292,31 @@ class _Handler(BaseHTTPRequestHandler):
                 status=int(body.get("status", 0)),
                 wait=min(MAX_WAIT, float(body.get("wait", 0))),
             )
-        if parts and parts[0] in ("mo", "inbox", "stats", "binds", "drop", "raw", "healthz", "faults", "submits"):
+        if method == "GET" and parts == ["profile"]:
+            return 200, sim.describe_profile()
+        if method == "POST" and parts == ["profile"]:
+            body = self._body()
+            if not isinstance(body, dict):
+                raise BadRequest('body must be a JSON object {"profile": "field", ...flags}')
+            flags = dict(body)
+            name = flags.pop("profile", None)
+            if name is not None and not isinstance(name, str):
+                raise BadRequest('"profile" must be a string')
+            return 200, sim.set_profile(name, **flags)
+        if method == "POST" and parts == ["partial"]:
+            body = self._body()
+            if not isinstance(body, dict) or set(body) - {"length", "octets"}:
+                raise BadRequest('body must be {"length": N, "octets": N} (both optional)')
+            try:
+                announced, octets = int(body.get("length", 60000)), int(body.get("octets", 40))
+            except (TypeError, ValueError):
+                raise BadRequest('"length" and "octets" must be integers') from None
+            return 200, sim.send_partial(announced, octets)
+        if method == "POST" and parts == ["message_ids", "restart"]:
+            sim.restart_message_ids()
+            return 200, {"restarted": True}
+        if parts and parts[0] in ("mo", "inbox", "stats", "binds", "drop", "raw", "healthz", "faults", "submits",
+                                  "profile", "partial", "message_ids"):
             return 405 if len(parts) <= 2 else 404, {"error": f"{method} /{'/'.join(parts)} not supported"}
         return 404, {"error": f"no route {method} /{'/'.join(parts)}"}
 

@@ -3,7 +3,9 @@
 Short text is one PDU. Long text is split like the bot's own codec does (`codec.encode_text`) and
 carried with a UDH (IEI 0x00, 8-bit ref, or IEI 0x08, 16-bit ref) or with sar_* TLVs and no UDH.
 A forced data_coding encodes the text with that alphabet instead of GSM-7-else-UCS-2. Every part
-carries the same user_message_reference TLV (the handset's TP-MR).
+carries the same user_message_reference TLV (the handset's TP-MR). With `naive_split` the text is
+cut at the part size whatever falls there, as some phones and SMSCs do: a UCS-2 surrogate pair or a
+GSM-7 escape pair may straddle two parts.
 """
 
 from __future__ import annotations
@@ -36,9 +38,9 @@ def _single_fits(data_coding: int, data: bytes) -> bool:
     return len(data) <= (160 if data_coding == DataCoding.DEFAULT else 140)
 
 
-def _rechunk(data_coding: int, data: bytes, budget_octets: int) -> list[bytes]:
+def _rechunk(data_coding: int, data: bytes, budget_octets: int, naive: bool = False) -> list[bytes]:
     """Split encoded text into parts of at most `budget_octets` octets of user data after the UDH,
-    never cutting a UCS-2 surrogate pair or a GSM-7 escape."""
+    never cutting a UCS-2 surrogate pair or a GSM-7 escape (unless `naive`)."""
     if data_coding == DataCoding.DEFAULT:
         size = budget_octets * 8 // 7  # unpacked septets
     elif data_coding == DataCoding.UCS2:
@@ -49,7 +51,7 @@ def _rechunk(data_coding: int, data: bytes, budget_octets: int) -> list[bytes]:
     i = 0
     while i < len(data):
         end = min(i + size, len(data))
-        if end < len(data):
+        if end < len(data) and not naive:
             if data_coding == DataCoding.UCS2 and 0xD8 <= data[end - 2] <= 0xDB:
                 end -= 2
             elif data_coding == DataCoding.DEFAULT and data[end - 1] == 0x1B:
@@ -69,6 +71,7 @@ def build_mo_parts(
     umr: int,
     data_coding: int | None = None,
     extra_tlvs: dict[int, bytes] | None = None,
+    naive_split: bool = False,
 ) -> list[DeliverSm]:
     """The deliver_sm PDUs a handset's MO turns into (in order; the caller may shuffle)."""
     if split not in SPLIT_MODES:
@@ -84,6 +87,8 @@ def build_mo_parts(
             stripped = [codec.split_udh(p)[0] for p in encoded]
             full = b"".join(stripped)
             payloads = encoded if split in (None, "udh8") else stripped if split == "sar" else None
+            if naive_split:
+                payloads = None
     else:
         dc = data_coding
         try:
@@ -120,7 +125,7 @@ def build_mo_parts(
     if payloads is not None and mode == "udh8":  # codec's own split, UDH included
         return [deliver(p, EsmClass.UDHI, dict(base_tlvs)) for p in payloads]
     # udh16 has a 7-octet UDH, one octet less for text; sar keeps the udh8 part sizes
-    chunks = payloads if payloads is not None else _rechunk(dc, full, 133 if mode == "udh16" else 134)
+    chunks = payloads if payloads is not None else _rechunk(dc, full, 133 if mode == "udh16" else 134, naive_split)
     n = len(chunks)
     if n > 255:
         raise PartsError(f"text too long: {n} parts (max 255)")

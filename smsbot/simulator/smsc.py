@@ -10,6 +10,13 @@ What it does, like a real SMSC:
   until a handset picks them up; sends a delivery receipt when registered_delivery asks for one;
 - delivers MOs injected by handsets (`inject_mo`) as deliver_sm, round-robin over the
   receiver-capable binds, and redelivers on temporary errors / timeouts / no bind;
+- behaves like a tidy SMSC (profile ``default``) or like SMSCs met in the field (profile
+  ``field``: no message references, an 8-octet service_type, sequence numbers above 0x7FFFFFFF,
+  message_payload with a trailing NUL, data_sm MOs, receipts with data_coding 8 and no TLVs, reused
+  message ids), each behaviour a flag (`set_profile`, ``POST /profile``; see `profiles`); sends a
+  partial PDU and falls silent on request (`send_partial`);
+- serves SMPP over TLS when given an `ssl.SSLContext` (each connection's TLS is terminated by one
+  proxy thread, so the SSL object is only ever used by one thread);
 - misbehaves on request (`set_faults`, see `faults` and ``POST /faults`` in `control`): slow
   submit_sm_resp, throttling (patterns or a max TPS per bind), permanent rejects per destination,
   connections dropped with a submit_sm unanswered or right after a resp.
@@ -27,8 +34,10 @@ import heapq
 import itertools
 import logging
 import random
+import select
 import signal
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -40,6 +49,7 @@ from smsbot import codec, pdu
 from smsbot.config import Settings, SimulatorSettings, SmscSettings
 from smsbot.messages import CommandId, DataCoding, DeliverSm, EsmClass, Segment, Status, Tag
 
+from . import profiles
 from .connection import Conn, Waiter
 from .faults import Delayer, FaultError, Faults, Verdict
 from .mailbox import Mailbox, Reassembler, StoredMessage
@@ -47,6 +57,7 @@ from .mo import PartsError, build_mo_parts
 
 log = logging.getLogger("smsbot.simulator")
 
+TLS_HANDSHAKE_TIMEOUT = 10.0
 TEMPORARY_STATUSES = frozenset({Status.RX_T_APPN, Status.RMSGQFUL, Status.RTHROTTLED, Status.RSYSERR})
 MESSAGE_STATE_DELIVERED = 2
 JOBS_KEPT = 20000  # MO outcomes remembered for mo_status (oldest finished ones are forgotten)
@@ -68,6 +79,7 @@ class _MoJob:
     short_code: str
     parts: list[DeliverSm]
     kind: str = "mo"  # "mo" | "receipt"
+    carrier: str = "deliver_sm"  # "deliver_sm" | "data_sm"
     duplicate: bool = False
     state: str = "queued"  # queued | delivering | delivered | rejected | cancelled
     next_part: int = 0
@@ -80,6 +92,7 @@ class _MoJob:
     waiting_bind: bool = False
     system_id: str | None = None  # receipts go to a bind of this system
     history: list[dict[str, Any]] = field(default_factory=list)
+    wire: list[str] = field(default_factory=list)  # hex of each part as last written
 
     def note(self, entry: dict[str, Any]) -> dict[str, Any]:
         self.history.append(entry)
@@ -95,6 +108,7 @@ class _MoJob:
         return {
             "id": self.id,
             "kind": self.kind,
+            "carrier": self.carrier,
             "from": self.msisdn,
             "to": self.short_code,
             "state": self.state,
@@ -108,6 +122,7 @@ class _MoJob:
             "delivered_at": self.delivered_at,
             "user_message_reference": _umr_of(self.parts[0]) if self.parts else None,
             "history": list(self.history[-20:]),
+            "wire": list(self.wire),
         }
 
 
@@ -141,7 +156,13 @@ class SimSmsc:
         enquire_link_interval: float = 30.0,
         workers: int = 4,
         control: bool = True,
+        profile: str = "default",
+        flags: dict[str, Any] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ):
+        """`profile` (``default`` | ``field``) and `flags` on top of it: see `profiles` and
+        `set_profile`. `ssl_context` (a server-side context with its certificate loaded) makes the
+        SMPP port speak TLS only."""
         settings = settings or SimulatorSettings()
         smsc = smsc or SmscSettings()
         self.settings = settings
@@ -156,6 +177,12 @@ class SimSmsc:
         self.enquire_link_interval = enquire_link_interval
         self.workers = max(1, workers)
         self.with_control = control
+        self.ssl_context = ssl_context
+        try:
+            self.behaviour = profiles.make_behaviour(profile, **(flags or {}))
+        except profiles.ProfileError as e:
+            raise SimSmscError(str(e)) from None
+        self.profile = profile
 
         self.mailbox = Mailbox()
         self.reassembler = Reassembler()
@@ -170,12 +197,14 @@ class SimSmsc:
                 "receipts_sent", "enquire_links_sent", "generic_nacks_sent", "connections_dropped",
                 "submits_received", "submits_throttled", "submits_rejected", "submits_dropped",
                 "max_outstanding_submits", "enquire_links_received", "unbinds_received",
+                "mo_data_sm_sent", "partials_sent", "tls_handshakes", "tls_handshake_failures",
             )
         }
         self.faults = Faults()
         self._delayer = Delayer()
         self._submit_log: deque[dict[str, Any]] = deque(maxlen=SUBMITS_KEPT)
-        self._msg_ids = itertools.count(1)
+        self._msg_counter = 0  # message ids handed out since the start (or restart_message_ids)
+        self._data_sm_count = 0  # single-part MOs counted for data_sm_every
         self._mo_ids = itertools.count(1)
         self._jobs: dict[str, _MoJob] = {}
         self._sched: list[tuple[float, int, _MoJob]] = []
@@ -197,7 +226,43 @@ class SimSmsc:
         """Simulator configured from the bot's settings: listens on `settings.simulator`, accepts
         binds with `settings.smsc.system_id` / `password`."""
         kw.setdefault("response_timeout", settings.smsc.response_timeout)
+        profile = getattr(settings.simulator, "profile", None)  # simulator.profile, once the config has it
+        if profile and "profile" not in kw:
+            kw["profile"] = str(getattr(profile, "value", profile))
         return cls(settings.simulator, settings.smsc, **kw)
+
+    # ---------------------------------------------------------------- profile
+    def set_profile(self, profile: str | None = None, **flags: Any) -> dict[str, Any]:
+        """Switch to `profile` (its flags, then `flags` on top); with no profile, change only the
+        given flags of the current behaviour. Applies to what is sent from now on (a bind keeps its
+        sequence counter; `sequence_start` applies to new binds). Returns `describe_profile()`."""
+        with self._lock:
+            try:
+                if profile is None:
+                    merged = {**self.behaviour.to_dict(), **flags}
+                    self.behaviour = profiles.make_behaviour("default", **merged)
+                else:
+                    self.behaviour = profiles.make_behaviour(profile, **flags)
+                    self.profile = profile
+            except profiles.ProfileError as e:
+                raise SimSmscError(str(e)) from None
+            self._data_sm_count = 0
+        log.info("simsmsc profile %s %s", self.profile, self.behaviour.to_dict())
+        return self.describe_profile()
+
+    def describe_profile(self) -> dict[str, Any]:
+        """{"profile": name, "flags": every flag's value, "overrides": those differing from the profile}."""
+        with self._lock:
+            flags = self.behaviour.to_dict()
+            base = profiles.make_behaviour(self.profile).to_dict()
+            return {"profile": self.profile, "flags": flags,
+                    "overrides": {k: v for k, v in flags.items() if base.get(k) != v}}
+
+    def restart_message_ids(self) -> None:
+        """Message ids start again from the first one (as after an SMSC restart): the next MTs get
+        ids earlier MTs had."""
+        with self._lock:
+            self._msg_counter = 0
 
     # ---------------------------------------------------------------- lifecycle
     @property
@@ -235,7 +300,8 @@ class SimSmsc:
             self._spawn(self._worker, f"simsmsc-deliver-{i}")
         if self._control:
             self._control.start()
-        log.info("simsmsc listening: smpp %s:%s control %s", self.host, self.smpp_port, self.control_url if self._control else "off")
+        log.info("simsmsc listening: smpp%s %s:%s control %s", " (TLS)" if self.ssl_context else "", self.host,
+                 self.smpp_port, self.control_url if self._control else "off")
         return self
 
     def _spawn(self, target: Any, name: str) -> None:
@@ -312,15 +378,97 @@ class SimSmsc:
             except OSError:
                 break
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            conn = Conn(self, sock, addr)
-            with self._lock:
-                if self._stopping.is_set():
-                    sock.close()
-                    break
-                self._conns.append(conn)
-                self._closed_conns_prune()
-            conn.thread.start()
-            log.info("simsmsc conn %s from %s", conn.id, addr)
+            if self.ssl_context is not None:
+                self._spawn(lambda s=sock, a=addr: self._tls_proxy(s, a), f"simsmsc-tls-{addr[1]}")
+            elif not self._add_conn(sock, addr):
+                break
+
+    def _add_conn(self, sock: socket.socket, addr: Any) -> bool:
+        conn = Conn(self, sock, addr)
+        with self._lock:
+            if self._stopping.is_set():
+                sock.close()
+                return False
+            self._conns.append(conn)
+            self._closed_conns_prune()
+        conn.thread.start()
+        log.info("simsmsc conn %s from %s", conn.id, addr)
+        return True
+
+    def _tls_proxy(self, raw: socket.socket, addr: Any) -> None:
+        """Terminate TLS for one connection: the handshake, then bytes both ways between the TLS
+        socket and a socketpair whose other end is an ordinary `Conn`. Only this thread touches the
+        SSL object. EOF on either side is passed on as a FIN (a `Conn.drop` stays a drop)."""
+        assert self.ssl_context is not None
+        raw.settimeout(TLS_HANDSHAKE_TIMEOUT)
+        try:
+            tls = self.ssl_context.wrap_socket(raw, server_side=True, do_handshake_on_connect=False)
+            tls.do_handshake()
+        except (OSError, ValueError) as e:
+            log.info("simsmsc TLS handshake with %s failed: %s", addr, e)
+            self._count("tls_handshake_failures")
+            raw.close()
+            return
+        self._count("tls_handshakes")
+        tls.settimeout(None)
+        inner, outer = socket.socketpair()
+        if not self._add_conn(inner, addr):
+            for s in (outer, tls):
+                s.close()
+            return
+        to_plain = True  # the ESME's direction still open
+        to_tls = True  # ours still open
+        try:
+            while (to_plain or to_tls) and not self._stopping.is_set():
+                watch = ([tls] if to_plain else []) + ([outer] if to_tls else [])
+                if to_plain and tls.pending():
+                    ready = [tls]
+                else:
+                    ready, _, _ = select.select(watch, [], [], 0.25)
+                if tls in ready:
+                    try:
+                        data = tls.recv(65536)
+                    except ssl.SSLWantReadError:
+                        data = None
+                    except OSError:
+                        data = b""
+                    if data is None:
+                        pass
+                    elif data:
+                        outer.sendall(data)
+                    else:
+                        to_plain = False
+                        try:
+                            outer.shutdown(socket.SHUT_WR)
+                        except OSError:
+                            pass
+                if outer in ready:
+                    try:
+                        data = outer.recv(65536)
+                    except OSError:
+                        data = b""
+                    if data:
+                        tls.sendall(data)
+                    else:
+                        to_tls = False
+                        try:
+                            raw.shutdown(socket.SHUT_WR)  # a FIN, as for a plain connection
+                        except OSError:
+                            pass
+                if not to_tls and to_plain and not self._all_conns_has(inner):
+                    break  # our side is closed and gone: nothing more to pass on
+        except OSError as e:
+            log.info("simsmsc TLS proxy for %s ended: %s", addr, e)
+        finally:
+            for s in (outer, tls):
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+    def _all_conns_has(self, sock: socket.socket) -> bool:
+        with self._lock:
+            return any(c.sock is sock and not c.closed.is_set() for c in self._conns)
 
     def _closed_conns_prune(self) -> None:
         # keep closed connections whose thread still runs (stop() joins them), forget the rest
@@ -389,7 +537,14 @@ class SimSmsc:
 
     # ---------------------------------------------------------------- MT side
     def _new_message_id(self) -> str:
-        return f"{next(self._msg_ids):08x}"
+        """Unique ids (00000001, 00000002, ...), or with `message_id_cycle` N the same N again and again."""
+        with self._lock:
+            self._msg_counter += 1
+            n = self._msg_counter
+            cycle = self.behaviour.message_id_cycle
+        if cycle:
+            n = (n - 1) % cycle + 1
+        return f"{n:08x}"
 
     def _on_submit(self, conn: Conn, seq: int, body: bytes) -> None:
         """A submit_sm from `conn`'s reader: decode, judge by the fault plan, answer now or later."""
@@ -496,27 +651,36 @@ class SimSmsc:
         self.mailbox.put(msg)
 
     def _queue_receipt(self, conn: Conn, mt_source: str, mt_dest: str, message_id: str, payload: bytes, dc: int) -> None:
+        """A delivery receipt for MT `message_id`, as the profile writes it: stat/err from
+        `receipt_outcomes`, data_coding `receipt_data_coding` (the text is ASCII whatever it says),
+        receipted_message_id + message_state TLVs only with `receipt_tlvs`."""
+        b = self.behaviour
         now = time.strftime("%y%m%d%H%M")
         try:
             sample = codec.decode_text(dc, payload)
         except Exception:  # noqa: BLE001
             sample = ""
-        text = codec.format_receipt_text(message_id, "DELIVRD", "000", now, now, sample)
+        stat, err = b.receipt_outcome(mt_dest)
+        text = codec.format_receipt_text(message_id, stat, err, now, now, sample)
+        tlvs: dict[int, bytes] = {}
+        if b.receipt_tlvs:
+            tlvs = {
+                Tag.RECEIPTED_MESSAGE_ID: message_id.encode("ascii") + b"\x00",
+                Tag.MESSAGE_STATE: bytes([profiles.MESSAGE_STATES.get(stat, MESSAGE_STATE_DELIVERED)]),
+            }
         d = DeliverSm(
             sequence=0,
+            service_type=b.service_type,
             source_addr_ton=1,
             source_addr_npi=1,
             source_addr=mt_dest,
             destination_addr=mt_source,
             esm_class=EsmClass.DELIVERY_RECEIPT,
-            data_coding=0,
+            data_coding=b.receipt_data_coding,
             short_message=text.encode("ascii", "replace") if isinstance(text, str) else bytes(text),
-            tlvs={
-                Tag.RECEIPTED_MESSAGE_ID: message_id.encode("ascii") + b"\x00",
-                Tag.MESSAGE_STATE: bytes([MESSAGE_STATE_DELIVERED]),
-            },
+            tlvs=tlvs,
         )
-        job = _MoJob(id=f"r{message_id}", msisdn=mt_dest, short_code=mt_source, parts=[d], kind="receipt")
+        job = _MoJob(id=f"r{message_id}.{next(self._mo_ids)}", msisdn=mt_dest, short_code=mt_source, parts=[d], kind="receipt")
         job.system_id = conn.system_id
         self._enqueue(job, time.monotonic())
 
@@ -546,9 +710,14 @@ class SimSmsc:
         extra_tlvs: dict[int, bytes] | None = None,
         data_coding: int | None = None,
         duplicate: bool = False,
+        carrier: str | None = None,
+        naive_split: bool = False,
     ) -> dict[str, Any]:
         """Queue an MO from handset `msisdn` to `short_code`; returns {"id", "parts",
-        "user_message_reference", "state"} at once. Delivery happens in the background (`mo_status`)."""
+        "user_message_reference", "carrier", "state"} at once. Delivery happens in the background
+        (`mo_status`). The profile shapes the PDUs (`profiles.shape_mo`); `carrier` ("deliver_sm" |
+        "data_sm", single-part MOs only) overrides its `data_sm_every`. `naive_split` cuts a long
+        text at the part size even inside a UCS-2 surrogate pair or a GSM-7 escape."""
         if self._stopping.is_set():
             raise SimSmscError("simulator stopped")
         if not msisdn or not short_code:
@@ -560,22 +729,38 @@ class SimSmsc:
         for tag in extra_tlvs or {}:
             if not 0 <= int(tag) <= 0xFFFF:
                 raise SimSmscError(f"TLV tag {tag} out of range")
+        if carrier is not None and carrier not in profiles.CARRIERS:
+            raise SimSmscError(f"carrier must be one of {', '.join(profiles.CARRIERS)}")
         ref = self._next_ref(msisdn)
         try:
             parts = build_mo_parts(
                 msisdn, short_code, text, split=split, ref=ref, umr=self._next_umr(msisdn),
                 data_coding=None if data_coding is None else int(data_coding), extra_tlvs=extra_tlvs,
+                naive_split=naive_split,
             )
         except PartsError as e:
             raise SimSmscError(str(e)) from None
+        if carrier == "data_sm" and len(parts) > 1:
+            raise SimSmscError("a data_sm MO carries one part: this text needs several")
+        with self._lock:
+            b = self.behaviour
+            if carrier is None:
+                carrier = "deliver_sm"
+                if b.data_sm_every and len(parts) == 1:
+                    self._data_sm_count += 1
+                    if self._data_sm_count % b.data_sm_every == 0:
+                        carrier = "data_sm"
+        profiles.shape_mo(parts, b, carrier)
         if shuffle and len(parts) > 1:
             original = list(parts)
             while parts == original:
                 self._rand.shuffle(parts)
-        job = _MoJob(id=f"mo{next(self._mo_ids)}", msisdn=msisdn, short_code=short_code, parts=parts, duplicate=duplicate)
+        job = _MoJob(id=f"mo{next(self._mo_ids)}", msisdn=msisdn, short_code=short_code, parts=parts,
+                     duplicate=duplicate, carrier=carrier)
         self._count("mo_injected")
         self._enqueue(job, time.monotonic())
-        return {"id": job.id, "parts": len(parts), "user_message_reference": _umr_of(parts[0]), "state": job.state}
+        return {"id": job.id, "parts": len(parts), "user_message_reference": _umr_of(parts[0]), "carrier": carrier,
+                "state": job.state}
 
     def mo_status(self, mo_id: str) -> dict[str, Any] | None:
         with self._lock:
@@ -616,6 +801,24 @@ class SimSmsc:
             if seq is not None and conn._waiters.get(seq) is w:
                 del conn._waiters[seq]
         return {"sequence": seq, "resp_command_id": w.command_id, "resp_status": w.status}
+
+    def send_partial(self, announced: int = 60000, octets: int = 40) -> dict[str, Any]:
+        """On a receiver-capable bind: a deliver_sm header announcing `announced` octets, `octets`
+        octets of body, then silence on that connection (`Conn.wedge`): nothing more is written or
+        answered there and it stays open until the ESME closes it. MOs go to other binds (or wait
+        for the ESME's next bind). Returns {"conn", "sequence", "announced", "octets"}."""
+        conn = self._receiver()
+        if conn is None:
+            raise SimSmscError("no receiver-capable bind")
+        seq = conn.next_seq()
+        try:
+            raw = profiles.partial_pdu(seq, announced, octets)
+        except ValueError as e:
+            raise SimSmscError(str(e)) from None
+        if not conn.wedge(raw):
+            raise SimSmscError(f"connection {conn.id} closed before the partial PDU was written")
+        self._count("partials_sent")
+        return {"conn": conn.id, "sequence": seq, "announced": announced, "octets": octets}
 
     # ---------------------------------------------------------------- delivery scheduler
     def _enqueue(self, job: _MoJob, due: float) -> None:
@@ -700,20 +903,34 @@ class SimSmsc:
                 return
             part = job.parts[job.next_part]
             job.attempts += 1
-            w = conn.send_deliver(part, self.response_timeout)
-            entry = job.note({"t": time.time(), "part": job.next_part + 1, "conn": conn.id, "seq": part.sequence, "status": w.status})
+            w = conn.send_deliver(part, self.response_timeout, job.carrier)
+            while len(job.wire) <= job.next_part:
+                job.wire.append("")
+            job.wire[job.next_part] = w.raw.hex()
+            entry = job.note({"t": time.time(), "part": job.next_part + 1, "conn": conn.id, "seq": part.sequence,
+                              "command": job.carrier, "status": w.status})
             if job.kind == "mo":
                 self._count("mo_parts_sent")
+                if job.carrier == "data_sm":
+                    self._count("mo_data_sm_sent")
             if w.status is None:
                 entry["result"] = "connection lost" if conn.closed.is_set() or conn.dropping else "timeout"
                 self._retry_later(job, entry["result"], None)
                 return
+            expected = CommandId.DATA_SM_RESP if job.carrier == "data_sm" else CommandId.DELIVER_SM_RESP
             if w.command_id == CommandId.GENERIC_NACK:
                 entry["result"] = "generic_nack"
-            if w.status == Status.ROK:
+            elif w.command_id != expected:
+                entry["result"] = f"wrong resp 0x{w.command_id:08x}"
+                job.state, job.last_status, job.last_error = "rejected", w.status, entry["result"]
+                if job.kind == "mo":
+                    self._count("mo_rejected")
+                log.info("simsmsc %s %s answered with command 0x%08x", job.kind, job.id, w.command_id)
+                return
+            if w.status == Status.ROK and w.command_id == expected:
                 if job.duplicate and job.kind == "mo":
                     # the SMSC "lost" the resp: the identical deliver_sm goes once more
-                    w2 = conn.send_deliver(part, self.response_timeout)
+                    w2 = conn.send_deliver(part, self.response_timeout, job.carrier)
                     job.note({"t": time.time(), "part": job.next_part + 1, "conn": conn.id,
                                         "seq": part.sequence, "status": w2.status, "result": "duplicate"})
                     self._count("mo_duplicates_sent")
