@@ -1,18 +1,23 @@
-"""Lean SMPP 3.4 PDU codec for the hot path: framing, deliver_sm / submit_sm and their resps, binds.
+"""Lean SMPP 3.4 PDU codec for the hot path: framing, deliver_sm / data_sm / submit_sm and their
+resps, binds, and a redacted hex dump for logging rejected PDUs.
 
 This module owns the wire format and nothing else: bytes ⇄ (header, body) framing, and body ⇄
 `smsbot.messages` dataclasses for the PDUs smsbot and its simulator exchange. It does not
 interpret text, UDHs or receipts (that is `smsbot.codec`), and it never touches a socket.
+A data_sm decodes to a `DeliverSm` (short_message empty, the text in the message_payload TLV)
+so MOs and receipts carried by data_sm follow the deliver_sm path.
 
 Everything here is a pure function over precompiled `struct.Struct`s and `bytes` formatting;
-smpplib is not imported (it is the test oracle: every encoder below produces bytes identical to
-`smpplib.smpp.make_pdu(...).generate()` for the same field values, including smpplib's quirks):
+smpplib is not imported (it is the test oracle: the submit_sm, deliver_sm, bind and resp encoders
+produce bytes identical to `smpplib.smpp.make_pdu(...).generate()` for the same field values,
+including smpplib's quirks). Encoders are strict in what they send:
 
 * integer fields are one octet each; 0 and 255 are written as-is (smpplib writes 0 as a NUL, which
-  is the same octet);
+  is the same octet); sequence numbers are unsigned 32-bit (0..0xFFFFFFFF);
 * C-octet strings are latin-1 encoded, NUL-terminated, and silently truncated to `max - 1`
-  characters like smpplib does (service_type 5, addresses 20, message_id 64, system_id 15,
-  password 8, system_type 12, address_range 40);
+  characters like smpplib does (service_type 5, addresses 20 (data_sm: 64), message_id 64,
+  system_id 15, password 8, system_type 12, address_range 40). Only a simulator playing a
+  misbehaving SMSC asks for over-long fields (`encode_deliver_sm(..., truncate=False)`);
 * schedule_delivery_time, validity_period, replace_if_present_flag, sm_default_msg_id are empty /
   zero (smsbot never sets them);
 * TLVs are appended after the mandatory part in the order given. To be byte-identical with
@@ -22,18 +27,21 @@ smpplib is not imported (it is the test oracle: every encoder below produces byt
 Note for anyone using smpplib as the oracle: `make_pdu(..., sequence=n)` IGNORES `sequence` (the
 property falls back to the client's counter); set `pdu.sequence = n` after construction.
 
-Decoders are liberal in what they accept (issue 10) and encoders strict in what they send:
+Decoders are liberal in what they accept; a `PduError` only when a body cannot be read at all:
 
 * a C-octet string may be of any length: its NUL may be anywhere before the end of the body
-  (an 8-octet service_type, a 30-digit address, an over-long schedule/validity, system_id ...
-  all decode); only a missing NUL before the end is a `PduError`, naming the field;
-* sequence numbers are unsigned 32-bit everywhere (0..0xFFFFFFFF are decoded and echoed);
-* an sm_length or a TLV running past the body is a `PduError`;
-* every TLV, known or not (vendor tags 0x1400-0x3FFF included), is kept raw in a dict; a
-  repeated tag keeps the last value.
+  (an 8-octet service_type, a 30-digit address, an over-long schedule/validity or system_id all
+  decode); only a missing NUL before the end is a `PduError`, naming the field;
+* the mandatory part cut short, or an sm_length running past the body, is a `PduError`;
+* TLVs never make a PDU undecodable (`decode_tlvs`): every TLV, known or not (vendor tags
+  0x1400-0x3FFF included), is kept raw in a dict and a repeated tag keeps the last value;
+  1-3 trailing octets too short for a TLV header are ignored as padding; a TLV whose length
+  runs past the body is dropped, the TLVs before it kept, and the loss noted (`tlv_problem`);
+* resp bodies (`decode_submit_sm_resp`, `decode_bind_resp`) never raise: a missing NUL means
+  the whole body, anything after the NUL is ignored.
 
-The common case stays on a fast path (empty service_type and times cost no `find`); tolerance
-lives in the slower branches.
+The common case stays on a fast path (an empty service_type and empty times cost no `find`, a
+body without TLVs no `decode_tlvs` call); tolerance lives in the slower branches.
 """
 
 from __future__ import annotations
@@ -66,6 +74,8 @@ __all__ = [
     "decode_bind_resp",
     "encode_tlvs",
     "decode_tlvs",
+    "PartialTlvs",
+    "tlv_problem",
     "sar_tlvs",
 ]
 
@@ -102,7 +112,8 @@ _NO_MAX = 1 << 31  # a `_cstr` maximum that never truncates
 
 
 class PduError(ValueError):
-    """A PDU body that cannot be decoded (truncated or overlong field)."""
+    """A PDU body that cannot be decoded (mandatory part cut short, a C-octet string without a
+    NUL before the end of the body, sm_length past the body)."""
 
 
 class FramingError(PduError):
@@ -219,19 +230,41 @@ def sar_tlvs(ref: int, total: int, seq: int) -> list[tuple[int, bytes]]:
     return [(0x020C, ref.to_bytes(2, "big")), (0x020E, bytes((total,))), (0x020F, bytes((seq,)))]
 
 
+class PartialTlvs(dict):
+    """The TLVs `decode_tlvs` could read from a body whose last TLV ran past its end; that TLV
+    is dropped and `problem` says which it was (for a log line). Otherwise a plain dict."""
+
+    __slots__ = ("problem",)
+
+    def __init__(self, tlvs: dict[int, bytes], problem: str) -> None:
+        super().__init__(tlvs)
+        self.problem = problem
+
+
+def tlv_problem(tlvs: dict[int, bytes]) -> str | None:
+    """Why TLVs were dropped while decoding (`PartialTlvs.problem`), None when none were."""
+    return getattr(tlvs, "problem", None)
+
+
 def decode_tlvs(body: bytes, pos: int = 0) -> dict[int, bytes]:
-    """Every TLV from `pos` to the end of `body`, raw. PduError when one runs past the body."""
+    """Every TLV from `pos` to the end of `body`, raw, in order (a repeated tag keeps the last
+    value; unknown tags are kept). Never raises; liberal about a damaged tail:
+
+    * 1-3 octets left after the last TLV (too short for a TLV header: padding some SMSCs send)
+      are ignored;
+    * a TLV whose length runs past the body is dropped, the TLVs before it are kept, and the
+      result is a `PartialTlvs` whose `problem` names the dropped tag (`tlv_problem`)."""
     tlvs: dict[int, bytes] = {}
     n = len(body)
     unpack = _TL.unpack_from
-    while pos < n:
-        if pos + 4 > n:
-            raise PduError(f"truncated TLV header at offset {pos}")
+    while pos + 4 <= n:
         tag, length = unpack(body, pos)
         pos += 4
         end = pos + length
         if end > n:
-            raise PduError(f"TLV 0x{tag:04x} length {length} runs past the body")
+            return PartialTlvs(
+                tlvs, f"TLV 0x{tag:04x} length {length} runs {end - n} octets past the body: dropped"
+            )
         tlvs[tag] = body[pos:end]
         pos = end
     return tlvs
@@ -510,7 +543,8 @@ def encode_bind(
 
 def decode_bind(body: bytes) -> dict:
     """bind_* body → {system_id, password, system_type, interface_version, addr_ton, addr_npi,
-    address_range}. PduError when a field is missing or overlong; trailing octets are ignored."""
+    address_range}. PduError when the body ends before a field or its NUL; a string of any
+    length is accepted up to its NUL; trailing octets (TLVs) are ignored."""
     try:
         system_id, p = _cfield(body, 0, "system_id")
         password, p = _cfield(body, p, "password")

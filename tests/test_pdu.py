@@ -351,14 +351,26 @@ def _sample_deliver_body() -> tuple[bytes, int, list[int]]:
     return body, sm_end, boundaries
 
 
-def test_deliver_sm_truncations_raise_pdu_error():
+def test_deliver_sm_truncations():
     body, sm_end, boundaries = _sample_deliver_body()
+    umr = {Tag.USER_MESSAGE_REFERENCE: b"\x00\x07"}
     for cut in range(len(body) + 1):
-        if cut in boundaries:
-            pdu.decode_deliver_sm(1, body[:cut])  # cut between TLVs: still valid
-        else:
+        if cut < sm_end:  # in the mandatory part or short_message: undecodable
             with pytest.raises(pdu.PduError):
                 pdu.decode_deliver_sm(1, body[:cut])
+            continue
+        tlvs = pdu.decode_deliver_sm(1, body[:cut]).tlvs
+        first_done = cut >= sm_end + 6
+        expected = umr if first_done else {}
+        if cut == len(body):
+            expected = {**umr, 0x1401: b"abc"}
+        assert tlvs == expected, cut
+        # a cut TLV header (1-3 octets) is padding, ignored; a cut TLV value is dropped and noted
+        tail = cut - (sm_end + 6 if first_done else sm_end)
+        if cut in boundaries or tail < 4:
+            assert pdu.tlv_problem(tlvs) is None, cut
+        else:
+            assert "runs" in pdu.tlv_problem(tlvs), cut
 
 
 def test_deliver_sm_overlong_fields_accepted_missing_nul_raises():

@@ -139,3 +139,51 @@ def test_every_encoder_takes_unsigned_32_bit_sequences(seq):
 def test_sequence_beyond_32_bits_is_refused():
     with pytest.raises(struct.error):
         pdu.encode_deliver_sm_resp(MAX_SEQ + 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# TLVs: a damaged tail does not make the PDU undecodable
+
+
+def _tlv(tag: int, value: bytes) -> bytes:
+    return struct.pack(">HH", tag, len(value)) + value
+
+
+@pytest.mark.parametrize("pad", [b"\x00", b"\x00\x00", b"\x00\x00\x00", b"\xff\x01\x02"])
+def test_trailing_padding_after_tlvs_is_ignored(pad):
+    tlvs = _tlv(0x0204, b"\x00\x07") + _tlv(0x1401, b"vendor")
+    d = pdu.decode_deliver_sm(1, _sm_body(b"", b"861", b"10086", tlvs=tlvs + pad))
+    assert d.tlvs == {0x0204: b"\x00\x07", 0x1401: b"vendor"}
+    assert pdu.tlv_problem(d.tlvs) is None
+    assert type(d.tlvs) is dict
+    # padding right after short_message (no TLV at all)
+    d = pdu.decode_deliver_sm(1, _sm_body(b"", b"861", b"10086", tlvs=pad))
+    assert (d.short_message, d.tlvs) == (b"0000", {})
+    sm, tlvs = pdu.decode_submit_sm(1, _sm_body(b"", b"861", b"10086", tlvs=pad))
+    assert tlvs == {}
+    assert pdu.decode_tlvs(pad) == {}
+
+
+def test_tlv_running_past_the_body_is_dropped_and_noted():
+    good = _tlv(0x0204, b"\x00\x07") + _tlv(0x0424, b"0000")
+    bad = struct.pack(">HH", 0x1401, 50) + b"short"
+    d = pdu.decode_deliver_sm(1, _sm_body(b"", b"861", b"10086", msg=b"", tlvs=good + bad))
+    assert d.tlvs == {0x0204: b"\x00\x07", 0x0424: b"0000"}
+    assert d.payload == b"0000"
+    assert isinstance(d.tlvs, pdu.PartialTlvs)
+    assert "0x1401" in pdu.tlv_problem(d.tlvs) and "dropped" in pdu.tlv_problem(d.tlvs)
+    # the same in data_sm and submit_sm
+    raw = pdu.encode_data_sm(DeliverSm(1, source_addr="861", destination_addr="10086", short_message=b"0000"))
+    dd = pdu.decode_data_sm(1, raw[16:] + bad)
+    assert dd.payload == b"0000" and pdu.tlv_problem(dd.tlvs)
+    _sm, tlvs = pdu.decode_submit_sm(1, _sm_body(b"", b"861", b"10086", tlvs=good + bad))
+    assert tlvs == {0x0204: b"\x00\x07", 0x0424: b"0000"} and pdu.tlv_problem(tlvs)
+    # the first TLV already bad: nothing kept, still decodable
+    d = pdu.decode_deliver_sm(1, _sm_body(b"", b"861", b"10086", tlvs=bad))
+    assert d.tlvs == {} and d.short_message == b"0000" and pdu.tlv_problem(d.tlvs)
+
+
+def test_unknown_and_repeated_tags_kept_raw():
+    tlvs = _tlv(0x3FFF, b"") + _tlv(0x7777, b"\x01") + _tlv(0x1401, b"a") + _tlv(0x1401, b"b")
+    assert pdu.decode_tlvs(tlvs) == {0x3FFF: b"", 0x7777: b"\x01", 0x1401: b"b"}
+    assert pdu.decode_tlvs(b"xx" + tlvs, 2) == {0x3FFF: b"", 0x7777: b"\x01", 0x1401: b"b"}
