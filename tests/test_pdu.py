@@ -413,12 +413,15 @@ def test_deliver_sm_with_service_type_and_times():
 @SETTINGS
 @given(st.binary(max_size=300))
 def test_decoders_raise_only_pdu_error_on_garbage(data):
-    for fn in (lambda b: pdu.decode_deliver_sm(1, b), lambda b: pdu.decode_submit_sm(1, b), pdu.decode_bind):
+    for fn in (lambda b: pdu.decode_deliver_sm(1, b), lambda b: pdu.decode_submit_sm(1, b), pdu.decode_bind,
+               lambda b: pdu.decode_data_sm(1, b)):
         try:
             fn(data)
         except pdu.PduError:
             pass
     assert isinstance(pdu.decode_submit_sm_resp(data), str)
+    assert isinstance(pdu.decode_bind_resp(data), str)
+    assert isinstance(pdu.decode_tlvs(data), dict)  # never raises
 
 
 # ---------------------------------------------------------------------------------------------
