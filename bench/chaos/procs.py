@@ -1,0 +1,298 @@
+"""The processes of one chaos scenario: the bundled Redis (through ``smsbot redis start``), the
+``smsbot run`` bots and one-shot CLI commands, all driven only through the ``smsbot`` command line
+with a config file of their own, and Redis.
+
+Every child is started in a new session with PR_SET_PDEATHSIG (SIGKILL when the runner dies,
+even by SIGKILL). The bundled redis-server daemonizes itself (it is not our child): its pid is
+asked from Redis itself (``INFO server``) after every start, and `World.close` stops it with
+``smsbot redis stop`` and then SIGKILLs every pid it ever had that is still a redis-server.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class ScenarioError(RuntimeError):
+    """Something the scenario needs could not be started; the message says what to look at."""
+
+
+def _child_setup() -> None:  # pragma: no cover - runs between fork and exec
+    os.setsid()
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:  # noqa: BLE001 - best effort
+        pass
+
+
+def smsbot_command() -> list[str]:
+    """How to run the `smsbot` CLI; ``CHAOS_SMSBOT_CMD`` (shell words) overrides."""
+    override = os.environ.get("CHAOS_SMSBOT_CMD")
+    if override:
+        return shlex.split(override)
+    script = Path(sys.executable).parent / "smsbot"
+    if not script.exists():
+        found = shutil.which("smsbot")
+        script = Path(found) if found else None  # type: ignore[assignment]
+    if script is not None and script.exists():
+        return [sys.executable, str(script)]
+    return [sys.executable, "-c", "import sys; from smsbot.cli import main; sys.exit(main())"]
+
+
+def _tail(path: Path, limit: int = 1200) -> str:
+    try:
+        return path.read_text(errors="replace").strip()[-limit:]
+    except OSError:
+        return ""
+
+
+def _is_redis(pid: int) -> bool:
+    try:
+        return b"redis-server" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+class Bot:
+    """One `smsbot run` process slot; `gen` counts its (re)starts."""
+
+    def __init__(self, world: "World", index: int):
+        self.world, self.index = world, index
+        self.proc: subprocess.Popen | None = None
+        self.gen = 0
+        self.planned_exit = False
+        self.logs: list[Path] = []
+
+    def start(self) -> None:
+        self.gen += 1
+        log = self.world.workdir / f"bot{self.index}-{self.gen}.log"
+        self.logs.append(log)
+        with open(log, "wb") as f:
+            self.proc = subprocess.Popen(self.world.base + ["run"], cwd=str(self.world.workdir), env=self.world.env,
+                                         stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT,
+                                         preexec_fn=_child_setup)
+        self.planned_exit = False
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill9(self) -> None:
+        if self.alive():
+            self.planned_exit = True
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if not self.alive():
+            return
+        self.planned_exit = True
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+    def log_tail(self) -> str:
+        return _tail(self.logs[-1]) if self.logs else ""
+
+
+class World:
+    """A temp work dir, its config file, its Redis, its bots."""
+
+    def __init__(self, smsc_port: int, *, window: int = 10, bot_env: dict[str, str] | None = None,
+                 keep: bool = False, overrides: dict[str, Any] | None = None):
+        self.workdir = Path(tempfile.mkdtemp(prefix="chaos-"))
+        self.keep = keep
+        self.config = self._write_config(smsc_port, window, overrides or {})
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SMSBOT_")}
+        env["PYTHONUNBUFFERED"] = "1"
+        env.update(bot_env or {})
+        self.env = env
+        self.base = smsbot_command() + ["--config", str(self.config_path)]
+        self.bots: list[Bot] = []
+        self.redis_url: str | None = None
+        self.redis_pids: set[int] = set()
+        self._client: Any = None
+
+    # -- config ------------------------------------------------------------------------------------
+    def _write_config(self, smsc_port: int, window: int, overrides: dict[str, Any]) -> dict[str, Any]:
+        cfg: dict[str, Any] = yaml.safe_load((REPO / "config.yaml").read_text(encoding="utf-8")) or {}
+        cfg["data_dir"] = str(self.workdir)
+        smsc = dict(cfg.get("smsc") or {})
+        smsc.update(host="127.0.0.1", port=int(smsc_port), system_id="smsbot", password="secret",
+                    bind_mode="transceiver", window=int(window), reconnect_initial=0.2, reconnect_max=2,
+                    registered_delivery=0)
+        cfg["smsc"] = smsc
+        redis_cfg = dict(cfg.get("redis") or {})
+        redis_cfg["url"] = None  # the bundled server in data_dir
+        redis_cfg["mode"] = "single"
+        cfg["redis"] = redis_cfg
+        cfg.setdefault("log", {})
+        cfg["log"] = dict(cfg["log"], level="WARNING", format="json")
+        cfg["metrics"] = dict(cfg.get("metrics") or {}, port=0)
+        for dotted, value in overrides.items():
+            node = cfg
+            *path, last = dotted.split(".")
+            for p in path:
+                node = node.setdefault(p, {})
+            node[last] = value
+        self.config_path = self.workdir / "config.yaml"
+        self.config_path.write_text(yaml.safe_dump(cfg, allow_unicode=True, sort_keys=False), encoding="utf-8")
+        return cfg
+
+    @property
+    def prefix(self) -> str:
+        return str(self.config["redis"].get("key_prefix") or "smsbot")
+
+    @property
+    def shards(self) -> int:
+        return int(self.config["redis"].get("shards") or 16)
+
+    # -- one-shot commands -------------------------------------------------------------------------
+    def cli(self, *args: str, timeout: float = 120.0, check: bool = True) -> subprocess.CompletedProcess:
+        try:
+            res = subprocess.run(self.base + list(args), cwd=str(self.workdir), env=self.env, stdin=subprocess.DEVNULL,
+                                 capture_output=True, timeout=timeout, preexec_fn=_child_setup)
+        except subprocess.TimeoutExpired:
+            raise ScenarioError(f"`smsbot {' '.join(args)}` did not finish within {timeout}s") from None
+        if check and res.returncode != 0:
+            err = (res.stderr or res.stdout).decode(errors="replace").strip()
+            raise ScenarioError(f"`smsbot {' '.join(args)}` exited {res.returncode}: {err[-800:]}")
+        return res
+
+    def popen_cli(self, *args: str, log_name: str) -> subprocess.Popen:
+        log = open(self.workdir / log_name, "wb")
+        try:
+            return subprocess.Popen(self.base + list(args), cwd=str(self.workdir), env=self.env, stdin=subprocess.DEVNULL,
+                                    stdout=log, stderr=subprocess.STDOUT, preexec_fn=_child_setup)
+        finally:
+            log.close()
+
+    # -- Redis -------------------------------------------------------------------------------------
+    def redis_start(self) -> str:
+        res = self.cli("redis", "start", timeout=30)
+        url = res.stdout.decode().strip().splitlines()[-1]
+        self.redis_url = url
+        self._client = None
+        self.redis_pid()
+        return url
+
+    @property
+    def redis(self) -> Any:
+        if self._client is None:
+            import redis
+
+            self._client = redis.Redis.from_url(self.redis_url, socket_timeout=10)
+        return self._client
+
+    def redis_pid(self, timeout: float = 2.0) -> int | None:
+        """The pid of the redis-server answering on our socket (None when none answers)."""
+        import redis
+
+        try:
+            c = redis.Redis.from_url(self.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
+            try:
+                pid = int(c.info("server")["process_id"])
+            finally:
+                c.close()
+        except Exception:  # noqa: BLE001 - not answering
+            return None
+        self.redis_pids.add(pid)
+        return pid
+
+    def redis_alive(self, timeout: float = 0.5) -> bool:
+        import redis
+
+        try:
+            c = redis.Redis.from_url(self.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
+            try:
+                return bool(c.ping())
+            finally:
+                c.close()
+        except (redis.RedisError, OSError):
+            return False
+
+    def signal_redis(self, pid: int | None, sig: int) -> bool:
+        """Send `sig` to the redis-server `pid` (got from `redis_pid` before: a stopped server answers
+        nothing). Only a live redis-server is signalled."""
+        if pid is None or not _is_redis(pid):
+            return False
+        os.kill(pid, sig)
+        return True
+
+    # -- bots --------------------------------------------------------------------------------------
+    def start_bots(self, n: int) -> None:
+        for i in range(n):
+            b = Bot(self, i)
+            self.bots.append(b)
+            b.start()
+
+    # -- teardown ----------------------------------------------------------------------------------
+    def close(self) -> None:
+        for b in self.bots:
+            try:
+                b.stop(timeout=5)
+            except Exception:  # noqa: BLE001 - keep closing
+                pass
+        for pid in list(self.redis_pids):
+            if _is_redis(pid):
+                try:
+                    os.kill(pid, signal.SIGCONT)
+                except OSError:
+                    pass
+        if self.redis_url is not None:
+            self.redis_pid()  # a server started by a bot after ours died
+            try:
+                self.cli("redis", "stop", timeout=20, check=False)
+            except ScenarioError:
+                pass
+        if self._client is not None:
+            try:
+                self._client.close()
+            except Exception:  # noqa: BLE001
+                pass
+        deadline = time.monotonic() + 5
+        for pid in list(self.redis_pids):
+            while _is_redis(pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if _is_redis(pid):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+        if not self.keep:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def bot_log_summary(self) -> dict[str, int]:
+        lines = tracebacks = unreachable = errors = 0
+        for b in self.bots:
+            for log in b.logs:
+                try:
+                    text = log.read_text(errors="replace")
+                except OSError:
+                    continue
+                for line in text.splitlines():
+                    lines += 1
+                    if "Traceback" in line:
+                        tracebacks += 1
+                    if "redis_unreachable" in line:
+                        unreachable += 1
+                    if '"level": "error"' in line or '"level":"error"' in line:
+                        errors += 1
+        return {"lines": lines, "tracebacks": tracebacks, "redis_unreachable_lines": unreachable, "error_lines": errors}
