@@ -6,6 +6,17 @@
   ledger field ``<code>:<YYYY-MM>`` written with HSETNX in the same atomic step as its audit
   entry, so overlapping runs, a run killed halfway and restarted, or a run repeated, can never
   charge a subscription twice for one period. Every run is recorded (``<prefix>:billing:runs``).
+* **Runs survive being killed.** A run holds a lease (``<prefix>:billing:runs:lease:<run id>``,
+  a key with a TTL of ``lease_s``, renewed by a thread while the run works) and checkpoints its
+  progress after every batch (subscribers are billed in MSISDN order; the record keeps the last
+  one done and the counts so far). A later run for the same period that finds an unfinished run
+  whose lease is gone (killed with kill -9, the host died, or interrupted) **resumes** it: same
+  run id, same time, from the checkpoint; the batch in flight when it died is billed again, which
+  is harmless (HSETNX) and shows up as ``already_charged``. A run whose lease is alive is another
+  process at work: a new run overlaps it (safe). A run that completes **supersedes** the unfinished
+  runs of its period it covers (same or earlier time, started no later). States (`list_runs`):
+  ``running`` (lease alive), ``abandoned`` (unfinished, lease expired: resumable), ``interrupted``
+  (stopped on purpose or by a Redis failure: resumable at once), ``finished``, ``superseded``.
 * **Ledger** (`ledger`): a subscriber's charges, ``<prefix>:{N}:ledger:<msisdn>``.
 * **Verify** (`verify`): replays the audit streams into the subscriptions' history (order, due
   time, cancellation) and checks the ledger against it and against the charge entries in the
@@ -18,6 +29,8 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import threading
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -54,9 +67,14 @@ class Summary:
     skipped: Counter[str] = field(default_factory=Counter)
     errors: int = 0
     finished: bool = False
+    resumed_from: int | None = None  # a resumed run: subscribers its earlier attempt(s) had billed
+    superseded: list[str] = field(default_factory=list)  # unfinished runs of the period this one covered
 
     def lines(self) -> list[str]:
-        out = [
+        out = []
+        if self.resumed_from is not None:
+            out.append(f"resumed billing run {self.run_id}: {self.resumed_from} subscribers were billed before it stopped")
+        out += [
             f"billing run {self.run_id} for {self.period}: {self.subscribers} subscribers, {self.subscriptions} subscriptions seen",
             f"charged: {self.charged} ({self.amount_fen / 100:.2f} yuan)",
             f"skipped: {sum(self.skipped.values())}" + (
@@ -64,13 +82,45 @@ class Summary:
         ]
         if self.errors:
             out.append(f"errors: {self.errors} subscriber(s) failed; run again to finish them (charges are never doubled)")
+        if self.superseded:
+            out.append(f"completes the unfinished run(s) {', '.join(self.superseded)}")
         return out
 
 
-class BillingRun:
-    """One billing run at time `at_ms`. `begin`, then `bill` batches of subscribers, then `finish`."""
+LEASE_SECONDS = 30.0
 
-    def __init__(self, settings: Settings, store: Store, at_ms: int, run_id: str | None = None):
+# Renew a lease held by this token (or take it back if it expired and nobody took it): 1, else 0.
+_RENEW = """
+local v = redis.call('GET', KEYS[1])
+if v == ARGV[1] or not v then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class LeaseLost(Exception):
+    """Another process took this run over (its lease expired while this one was stalled)."""
+
+
+def lease_key(store: Store, run_id: str) -> str:
+    return f"{store.keys.billing_runs()}:lease:{run_id}"
+
+
+def _owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class BillingRun:
+    """One billing run at time `at_ms`. `begin` (or `resume`), then `bill` batches of subscribers
+    (`checkpoint` after each), then `finish`."""
+
+    def __init__(self, settings: Settings, store: Store, at_ms: int, run_id: str | None = None, *, lease_s: float = LEASE_SECONDS):
         self.settings = settings
         self.store = store
         self.at_ms = at_ms
@@ -84,14 +134,73 @@ class BillingRun:
             "prices": {s.code: s.price_fen for s in settings.services},
         }
         self._started_ms = 0
+        self.lease_ms = max(1000, int(lease_s * 1000))
+        self.token = f"{_owner()}:{os.urandom(4).hex()}"
+        self.cursor: str | None = None  # the last subscriber billed (in MSISDN order)
+        self.total = 0
+        self.resumed = 0  # how many times this run was resumed
+        self.lease_lost = threading.Event()
+
+    @property
+    def lease_key(self) -> str:
+        return lease_key(self.store, self.run_id)
 
     def _record(self, **extra: Any) -> None:
-        rec = {"period": self.period.label, "at": self.at_ms, "started": self._started_ms, **extra}
+        sm = self.summary
+        rec = {
+            "period": self.period.label, "at": self.at_ms, "started": self._started_ms, "owner": _owner(),
+            "cursor": self.cursor, "total": self.total, "resumed": self.resumed, "updated": int(time.time() * 1000),
+            "subscribers": sm.subscribers, "subscriptions": sm.subscriptions, "charged": sm.charged,
+            "amount_fen": sm.amount_fen, "errors": sm.errors, "skipped": dict(sm.skipped), **extra,
+        }
         self.store.redis.hset(self.store.keys.billing_runs(), self.run_id, json.dumps(rec))
 
     def begin(self) -> None:
         self._started_ms = int(time.time() * 1000)
-        self._record(finished=None)
+        self.store.redis.set(self.lease_key, self.token, px=self.lease_ms)
+        self._record(state="running", finished=None)
+
+    def resume(self, rec: "RunRecord") -> bool:
+        """Take over the unfinished run `rec` (its lease gone): same id, time and start, from its
+        checkpoint. False when another process got it first (or it finished meanwhile)."""
+        self.run_id = rec.id
+        if not self.store.redis.set(self.lease_key, self.token, px=self.lease_ms, nx=True):
+            return False
+        fresh = _load_run(self.store, rec.id)
+        if fresh is None or fresh.finished or fresh.state == "superseded":
+            self.release()
+            return False
+        self.at_ms = fresh.at
+        self.period = period_of(fresh.at, zone(self.settings.billing.timezone))
+        self._args["period"], self._args["start"] = self.period.label, self.period.start_ms
+        self._started_ms = fresh.started
+        self.cursor = fresh.cursor
+        self.total = fresh.total
+        self.resumed = fresh.resumed + 1
+        raw = fresh.raw
+        sm = Summary(self.run_id, self.period.label, self.at_ms)
+        sm.subscribers = int(raw.get("subscribers") or 0)
+        sm.subscriptions = int(raw.get("subscriptions") or 0)
+        sm.charged = int(raw.get("charged") or 0)
+        sm.amount_fen = int(raw.get("amount_fen") or 0)
+        sm.skipped = Counter({str(k): int(v) for k, v in (raw.get("skipped") or {}).items()})
+        sm.resumed_from = sm.subscribers
+        self.summary = sm
+        self._record(state="running", finished=None)
+        return True
+
+    def renew(self) -> bool:
+        """Extend the lease; False (and `lease_lost` set) when another process holds it now."""
+        ok = bool(self.store.redis.eval(_RENEW, 1, self.lease_key, self.token, self.lease_ms))
+        if not ok:
+            self.lease_lost.set()
+        return ok
+
+    def release(self) -> None:
+        try:
+            self.store.redis.eval(_RELEASE, 1, self.lease_key, self.token)
+        except redis.RedisError:
+            pass  # it expires by itself
 
     def subscribers(self) -> list[str]:
         """Every MSISDN with a subscription hash (SCAN; order is sorted for stable progress)."""
@@ -99,6 +208,12 @@ class BillingRun:
         for key in self.store.redis.scan_iter(match=self.store.keys.subs_pattern(), count=1000):
             found.add(_after(_s(key), ":subs:"))
         return sorted(found)
+
+    def remaining(self, subs: list[str]) -> list[str]:
+        """The subscribers after the checkpoint (all of them for a new run)."""
+        if self.cursor is None:
+            return subs
+        return [m for m in subs if m > self.cursor]
 
     def bill(self, msisdns: list[str]) -> None:
         """One pipelined round trip: the ``bill`` step for each subscriber."""
@@ -125,45 +240,220 @@ class BillingRun:
             sm.amount_fen += sum(self._args["prices"].get(c, 0) for c in charged)
             sm.skipped.update(skipped.values())
 
+    def checkpoint(self, last: str) -> None:
+        """After a batch: renew the lease (raise `LeaseLost` if taken over), record progress."""
+        if self.lease_lost.is_set() or not self.renew():
+            raise LeaseLost(f"billing run {self.run_id} was taken over by another process")
+        if self.summary.errors == 0:  # with failed subscribers the run must start over to retry them
+            self.cursor = last
+        self._record(state="running", finished=None)
+
+    def interrupt(self) -> None:
+        """Stopped before the end (signal, Redis failure, a bug): resumable at once by the next run."""
+        if self.lease_lost.is_set():
+            return
+        try:
+            self._record(state="interrupted", finished=None)
+        except redis.RedisError:
+            return  # the lease expires by itself: the run is then "abandoned", just as resumable
+        self.release()
+
     def finish(self) -> None:
         sm = self.summary
         sm.finished = sm.errors == 0
+        if sm.finished:
+            self.cursor = None
         self._record(
+            state="finished" if sm.finished else "interrupted",
             finished=int(time.time() * 1000) if sm.finished else None,
-            subscribers=sm.subscribers, charged=sm.charged, amount_fen=sm.amount_fen, errors=sm.errors,
-            skipped=dict(sm.skipped),
         )
+        self.release()
+        if sm.finished:
+            sm.superseded = self._supersede()
+
+    def _supersede(self) -> list[str]:
+        """Mark the unfinished runs of this period that this one covers (no later time, started no
+        later) as superseded: nothing is left for them to charge."""
+        out = []
+        for rec in list_runs(self.store):
+            if (rec.id != self.run_id and not rec.finished and rec.state != "superseded" and rec.period == self.period.label
+                    and rec.at <= self.at_ms and rec.started <= self._started_ms):
+                raw = dict(rec.raw)
+                raw.update(state="superseded", superseded_by=self.run_id)
+                raw.pop("id", None)
+                self.store.redis.hset(self.store.keys.billing_runs(), rec.id, json.dumps(raw))
+                out.append(rec.id)
+        return out
+
+
+class _LeaseKeeper:
+    """Renews a run's lease every third of its TTL from its own thread (a long SCAN or a slow batch
+    must not let it expire); stops when the run ends or the lease is lost."""
+
+    def __init__(self, run: BillingRun):
+        self.run = run
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"lease-{run.run_id}", daemon=True)
+
+    def __enter__(self) -> "_LeaseKeeper":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.run.lease_ms / 3000):
+            try:
+                if not self.run.renew():
+                    return
+            except redis.RedisError:
+                continue  # Redis down: the run itself fails and says so
 
 
 def run(settings: Settings, store: Store, at_ms: int, *, batch: int | None = None,
         progress: Callable[[int], None] | None = None, on_total: Callable[[int], None] | None = None,
-        run_id: str | None = None) -> Summary:
-    """A whole run. `on_total(n)` is told the subscriber count, `progress(k)` each batch's size."""
-    br = BillingRun(settings, store, at_ms, run_id)
-    br.begin()
-    subs = br.subscribers()
-    if on_total:
-        on_total(len(subs))
+        run_id: str | None = None, resume: bool = True, lease_s: float = LEASE_SECONDS,
+        should_stop: Callable[[], bool] | None = None, on_start: Callable[["BillingRun"], None] | None = None) -> Summary:
+    """A whole run. `on_total(n)` is told the subscriber count, `progress(k)` each batch's size
+    (for a resumed run, first the subscribers done before). With `resume` (the default) an
+    unfinished run of the same period whose lease is gone, at or before `at_ms`, is resumed
+    instead of starting a new one (`Summary.resumed_from`). `should_stop()` is asked between
+    batches: True interrupts the run (`BillingStopped`), resumable at once. `on_start(run)` is
+    called once the run is set up (begun or resumed)."""
+    br = None
+    if resume and run_id is None:
+        br = _resume_candidate(settings, store, at_ms, lease_s)
+    if br is None:
+        br = BillingRun(settings, store, at_ms, run_id, lease_s=lease_s)
+        br.begin()
+    if on_start:
+        on_start(br)
     size = batch or settings.billing.batch
-    for i in range(0, len(subs), size):
-        chunk = subs[i : i + size]
-        try:
-            br.bill(chunk)
-        except (redis.ConnectionError, redis.TimeoutError) as e:  # nothing known stored for this batch
-            br.summary.errors += len(chunk)
-            br.summary.subscribers += len(chunk)
+    try:
+        with _LeaseKeeper(br):
+            subs = br.subscribers()
+            todo = br.remaining(subs)
+            if br.summary.resumed_from is None:
+                br.total = len(subs)
+            if on_total:
+                on_total(br.total if br.summary.resumed_from is not None else len(subs))
+            if progress and br.summary.resumed_from:
+                progress(min(br.summary.resumed_from, br.total))
+            for i in range(0, len(todo), size):
+                if should_stop is not None and should_stop():
+                    raise BillingStopped(br.summary)
+                chunk = todo[i : i + size]
+                try:
+                    br.bill(chunk)
+                except (redis.ConnectionError, redis.TimeoutError) as e:  # nothing known stored for this batch
+                    br.summary.errors += len(chunk)
+                    br.summary.subscribers += len(chunk)
+                    br.interrupt()
+                    raise BillingInterrupted(br.summary) from e
+                br.checkpoint(chunk[-1])
+                if progress:
+                    progress(len(chunk))
             br.finish()
-            raise BillingInterrupted(br.summary) from e
-        if progress:
-            progress(len(chunk))
-    br.finish()
+    except LeaseLost:
+        raise
+    except BaseException:
+        if not br.summary.finished:
+            br.interrupt()
+        raise
     return br.summary
+
+
+def _resume_candidate(settings: Settings, store: Store, at_ms: int, lease_s: float) -> BillingRun | None:
+    """Take over the latest resumable run of at_ms's period (at or before at_ms), if any."""
+    period = period_of(at_ms, zone(settings.billing.timezone)).label
+    candidates = [r for r in list_runs(store) if r.resumable and r.period == period and r.at <= at_ms]
+    for rec in sorted(candidates, key=lambda r: (r.at, r.started), reverse=True):
+        br = BillingRun(settings, store, rec.at, rec.id, lease_s=lease_s)
+        if br.resume(rec):
+            return br
+    return None
 
 
 class BillingInterrupted(Exception):
     def __init__(self, summary: Summary):
         super().__init__("Redis became unreachable during the billing run; run it again to finish (charges are never doubled)")
         self.summary = summary
+
+
+class BillingStopped(Exception):
+    """`should_stop()` said so between two batches; the run is recorded as interrupted (resumable)."""
+
+    def __init__(self, summary: Summary):
+        super().__init__(f"billing run {summary.run_id} stopped after {summary.subscribers} subscribers; "
+                         "`smsbot billing run` resumes it")
+        self.summary = summary
+
+
+# -- the runs --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RunRecord:
+    """One entry of ``<prefix>:billing:runs``, with its state (see the module doc)."""
+
+    id: str
+    period: str
+    at: int
+    started: int
+    finished: int | None
+    state: str  # running | abandoned | interrupted | finished | superseded
+    lease_alive: bool
+    cursor: str | None
+    total: int
+    resumed: int
+    raw: dict[str, Any]
+
+    @property
+    def resumable(self) -> bool:
+        return self.state in ("abandoned", "interrupted")
+
+
+def _to_record(run_id: str, rec: dict[str, Any], lease_alive: bool) -> RunRecord:
+    finished = rec.get("finished") or None
+    stored = rec.get("state")
+    if finished:
+        state = "finished"
+    elif stored == "superseded":
+        state = "superseded"
+    elif lease_alive:
+        state = "running"
+    elif stored == "interrupted":
+        state = "interrupted"
+    else:
+        state = "abandoned"  # running with no lease: killed; or a record from before leases existed
+    return RunRecord(run_id, str(rec.get("period", "")), int(rec.get("at") or 0), int(rec.get("started") or 0),
+                     int(finished) if finished else None, state, lease_alive, rec.get("cursor"),
+                     int(rec.get("total") or 0), int(rec.get("resumed") or 0), rec)
+
+
+def _load_run(store: Store, run_id: str) -> RunRecord | None:
+    raw = store.redis.hget(store.keys.billing_runs(), run_id)
+    if raw is None:
+        return None
+    try:
+        rec = json.loads(raw)
+    except ValueError:
+        return None
+    return _to_record(run_id, rec, bool(store.redis.exists(lease_key(store, run_id))))
+
+
+def list_runs(store: Store) -> list[RunRecord]:
+    """Every recorded run with its state, oldest start first."""
+    raw = _runs(store)
+    if not raw:
+        return []
+    pipe = store.redis.pipeline(transaction=False)
+    for r in raw:
+        pipe.exists(lease_key(store, r["id"]))
+    alive = pipe.execute()
+    out = [_to_record(r["id"], r, bool(a)) for r, a in zip(raw, alive)]
+    out.sort(key=lambda r: (r.started, r.id))
+    return out
 
 
 # -- ledger --------------------------------------------------------------------------------------------
