@@ -214,7 +214,10 @@ class World:
         except Exception:  # noqa: BLE001 - not answering
             return None
         self.redis_pids.add(pid)
+        self.last_redis_pid = pid
         return pid
+
+    last_redis_pid: int | None = None
 
     def redis_alive(self, timeout: float = 0.5) -> bool:
         import redis

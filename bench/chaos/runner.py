@@ -99,7 +99,13 @@ class Timeline:
         self.log: list[tuple[float, str]] = []
 
     def at(self, offset: float, name: str, fn: Callable[[], None]) -> None:
+        """At `offset` s after `start` (events placed before `start` wait for it)."""
         heapq.heappush(self.heap, (self.t0 + offset, next(self._n), name, fn))
+
+    def start(self) -> None:
+        self.t0 = time.monotonic()
+        self.heap = [(t + self.t0, n, name, fn) for t, n, name, fn in self.heap]
+        heapq.heapify(self.heap)
 
     def after(self, delay: float, name: str, fn: Callable[[], None]) -> None:
         heapq.heappush(self.heap, (time.monotonic() + delay, next(self._n), name, fn))
@@ -183,6 +189,7 @@ def run_scenario(name: str, sizes: Sizes = FULL, *, keep: bool = False, bot_env:
         world.start_bots(sizes.bots)
         _wait(lambda: smsc.progress()["bound"] >= sizes.bots, 60, f"{sizes.bots} bot(s) to bind", world)
         say(f"[{name}] bound; traffic {sizes.rate:g} MO/s for {sizes.traffic_s:g} s")
+        phases = {"setup": round(time.monotonic() - started, 1)}
 
         # -- the fault timeline ------------------------------------------------------------------
         T = sizes.traffic_s
@@ -200,14 +207,14 @@ def run_scenario(name: str, sizes: Sizes = FULL, *, keep: bool = False, bot_env:
         redis_pid: dict[str, int | None] = {}
 
         def redis_stop() -> None:
-            pid = world.redis_pid()
+            pid = world.redis_pid(timeout=0.5) or world.last_redis_pid
             redis_pid["stopped"] = pid
             if world.signal_redis(pid, signal.SIGSTOP):
                 faults.redis_stops += 1
             tl.after(sizes.redis_stop_s, "redis SIGCONT", lambda: world.signal_redis(redis_pid["stopped"], signal.SIGCONT))
 
         def redis_kill() -> None:
-            pid = world.redis_pid()
+            pid = world.redis_pid(timeout=0.5) or world.last_redis_pid
             if world.signal_redis(pid, signal.SIGKILL):
                 faults.redis_kills += 1
                 faults.last_crash = time.monotonic()
@@ -241,15 +248,15 @@ def run_scenario(name: str, sizes: Sizes = FULL, *, keep: bool = False, bot_env:
             tl.at(T, "drops off", drops(False))
         if name == "c":
             tl.at(0.15 * T, "redis SIGSTOP", redis_stop)
-            tl.at(0.55 * T, "redis kill -9", redis_kill)
+            tl.at(max(0.55 * T, 0.15 * T + sizes.redis_stop_s + 0.3), "redis kill -9", redis_kill)
         if name == "d":
             tl.at(0.2 * T, "kill bot0", kill_bot(0))
             tl.at(0.5 * T, "kill bot1", kill_bot(1))
         if name == "e":
             tl.at(0.12 * T, "kill bot0", kill_bot(0))
-            tl.at(0.3 * T, "redis SIGSTOP", redis_stop)
-            tl.at(0.55 * T, "redis kill -9", redis_kill)
-            tl.at(0.75 * T, "kill bot1", kill_bot(1))
+            tl.at(0.25 * T, "redis SIGSTOP", redis_stop)
+            tl.at(max(0.55 * T, 0.25 * T + sizes.redis_stop_s + 0.3), "redis kill -9", redis_kill)
+            tl.at(max(0.75 * T, 0.25 * T + sizes.redis_stop_s + sizes.restart_delay + 0.6), "kill bot1", kill_bot(1))
         if name == "f":
             now_ms = int(time.time() * 1000)
             tl.at(0.25 * T, "orders", place_orders(ORDER_BASE_F, sizes.orders, "GAME", now_ms, "f"))
@@ -268,7 +275,7 @@ def run_scenario(name: str, sizes: Sizes = FULL, *, keep: bool = False, bot_env:
                     tl.after(1.0, f"restart bot{b.index} after unplanned exit", b.start)
 
         # -- traffic ------------------------------------------------------------------------------
-        tl.t0 = time.monotonic()
+        tl.start()
         smsc.start_traffic()
         while time.monotonic() < tl.t0 + T:
             tl.due()
@@ -302,9 +309,12 @@ def run_scenario(name: str, sizes: Sizes = FULL, *, keep: bool = False, bot_env:
             time.sleep(0.1)
         settle_s = time.monotonic() - traffic_end
         say(f"[{name}] settled={settled} after {settle_s:.1f} s; stopping bots")
+        t_stop = time.monotonic()
         for b in world.bots:
             b.stop(timeout=15)
+        phases["stop_bots"] = round(time.monotonic() - t_stop, 1)
         res = smsc.results()
+        t_bill = time.monotonic()
 
         # -- billing ------------------------------------------------------------------------------
         run_times: list[int] = []
@@ -316,6 +326,8 @@ def run_scenario(name: str, sizes: Sizes = FULL, *, keep: bool = False, bot_env:
             world.cli("billing", "run", timeout=600)
 
         # -- compare -----------------------------------------------------------------------------
+        phases["billing"] = round(time.monotonic() - t_bill, 1)
+        t_cmp = time.monotonic()
         say(f"[{name}] comparing with the model")
         order_msisdns = [o["msisdn"] for o in orders]
         view = RedisView(world.redis, world.prefix, world.shards, subscribers + order_msisdns)
@@ -347,6 +359,7 @@ def run_scenario(name: str, sizes: Sizes = FULL, *, keep: bool = False, bot_env:
             bill_rep = M.compare_ledger(want, maybe, subscribers + order_msisdns, view)
 
         # -- the row -----------------------------------------------------------------------------
+        phases["compare"] = round(time.monotonic() - t_cmp, 1)
         t = res["totals"]
         rem = res["reminders"]
         rem_keys = {(k[0], k[1]) for k in rem}
@@ -376,7 +389,7 @@ def run_scenario(name: str, sizes: Sizes = FULL, *, keep: bool = False, bot_env:
             "orphan_parts": t["orphan_parts"], "unexpected_messages": t["unexpected_messages"],
             "settled": settled, "settle_s": round(settle_s, 1),
             "duration_s": round(time.monotonic() - started, 1),
-            "timeline": tl.log,
+            "timeline": tl.log, "phases_s": phases,
             "bot_log": world.bot_log_summary(),
             "checked": {"conversations": conv_rep.checked_subscribers, "ambiguous_last_mo": conv_rep.ambiguous,
                         "orders": ord_rep.checked_subscribers, "audit_entries": view.audit_entries,
@@ -387,6 +400,8 @@ def run_scenario(name: str, sizes: Sizes = FULL, *, keep: bool = False, bot_env:
         if billing_info:
             row["billing_runs"] = billing_info
         row.update(extra)
+        if res["wrong_examples"]:
+            row["wrong_reply_examples"] = res["wrong_examples"]
         if res["unexpected"]:
             row["unexpected_texts"] = dict(list(res["unexpected"].items())[:5])
         row["targets"] = targets(row)

@@ -418,6 +418,7 @@ class ChaosSmsc:
         self.c = Counters()
         self.reminders: Counter[tuple[str, str]] = Counter()
         self.unexpected: Counter[str] = Counter()
+        self.wrong_examples: list[dict[str, Any]] = []
         self.generating = False
         self.tokens = 0.0
         self._last_tick = 0.0
@@ -586,7 +587,8 @@ class ChaosSmsc:
         totals["unacked"] = sum(1 for sub in self.subs.values() for mo in sub.mos if not mo.rejected and not mo.acked)
         totals["orphan_parts"] = sum(len(p) for p in self._parts.values())
         return {"totals": totals, "reminders": dict(self.reminders), "subscribers": subs,
-                "unexpected": dict(self.unexpected)}
+                "unexpected": dict(self.unexpected),
+                "wrong_examples": list(self.wrong_examples)}
 
     def _tick(self) -> None:
         now = self.loop.time()
@@ -792,5 +794,8 @@ class ChaosSmsc:
         if wrong:
             sub.wrong += 1
             self.c.wrong_replies += 1
+            if len(self.wrong_examples) < 10:
+                self.wrong_examples.append({"to": sub.msisdn, "mo": mo.k, "mo_text": mo.text,
+                                            "expected": repr(mo.expected), "got": text[:120]})
         sub.seen.add(text)
         self._release(sub)
