@@ -37,9 +37,9 @@ def test_model_follows_the_script_and_reads_replies():
     assert got[:11] == [
         M.Reply(M.MENU, items=(v, mu, n)), M.Reply(M.CANCELLED, cancelled=(v,)), M.Reply(M.CANCELLED, already=(v,)),
         M.Reply(M.MENU, items=(mu, n)), M.Reply(M.CANCELLED, cancelled=(n,)), M.Reply(M.INVALID, n=2),
-        M.Reply(M.MENU, items=(mu,)), M.Reply(M.CANCELLED, cancelled=(mu,)), M.Reply(M.EMPTY), M.Reply(M.HELP),
+        M.Reply(M.MENU, items=(mu,)), M.Reply(M.CANCELLED, cancelled=(mu,)), M.Reply(M.EMPTY), M.Reply(M.NO_MENU),
         M.Reply(M.HELP)]
-    assert got[11:] == [M.Reply(M.EMPTY), M.Reply(M.HELP), M.Reply(M.HELP)]
+    assert got[11:] == [M.Reply(M.EMPTY), M.Reply(M.NO_MENU), M.Reply(M.HELP)]
     assert m.cancels == Counter({"VIDEO": 1, "NEWS": 1, "MUSIC": 1}) and not m.live
 
     menu = f"尊敬的客户，您已订购的包月业务如下：\n1. {v} 15元/月\n2. {mu} 5元/月\n请在24小时内直接回复序号退订。【中国移动】"
@@ -47,6 +47,8 @@ def test_model_follows_the_script_and_reads_replies():
     assert not M.reply_matches(M.Reply(M.MENU, items=(v, mu, n)), menu)
     assert not M.reply_matches(M.Reply(M.CANCELLED, cancelled=(v,)), f"{v}已退订，无需重复操作。")
     assert M.reply_matches(M.Reply(M.CANCELLED, already=(v,)), f"{v}已退订，无需重复操作。")
+    assert M.reply_matches(M.Reply(M.NO_MENU), "您当前没有待回复的菜单，发送0000可查询并退订已订购的包月业务。")
+    assert not M.reply_matches(M.Reply(M.HELP), "您当前没有待回复的菜单，发送0000可查询并退订已订购的包月业务。")
     conv = M.ChaosConversation(cat)
     assert conv.reminder_key(f"【扣费提醒】尊敬的客户，您已订购{v}，资费15元/月，将于2026-11-26 20:14起开始收费。") == v
     assert conv.reminder_key(menu) is None

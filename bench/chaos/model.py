@@ -10,13 +10,14 @@ Conversation (the 0000 menu)
     earlier one. Numbers (``1``, ``1 3``, ``1，3``, full width) while a menu is open: any number
     out of 1..n -> the "reply 1 to n" notice, nothing changes; otherwise each distinct number
     cancels that item of THAT menu if it is still live (one cancellation, one audit entry), or
-    says it is already cancelled; the menu stays open. Numbers without a menu, HELP and unknown
-    text -> the help text. (Scripts never send other text while a menu is open.)
+    says it is already cancelled; the menu stays open. Numbers without a menu -> the "no open
+    menu, send 0000" notice (template ``no_menu``; the README calls it a short help). HELP and
+    unknown text -> the help text. (Scripts never send other text while a menu is open.)
 
     The script every subscriber follows (`SCRIPT`, then `TAIL` forever) walks through menu,
-    cancel, already-cancelled, out of range, empty menu and help: with VIDEO, MUSIC, NEWS seeded
-    the expected replies are menu[V,M,N], cancel V, already V, menu[M,N], cancel N, invalid(2),
-    menu[M], cancel M, empty, help, help, then empty/help/help.
+    cancel, already-cancelled, out of range, empty menu, a number without a menu and help: with
+    VIDEO, MUSIC, NEWS seeded the expected replies are menu[V,M,N], cancel V, already V, menu[M,N],
+    cancel N, invalid(2), menu[M], cancel M, empty, no-menu, help, then empty/no-menu/help.
 
 Orders and reminders
     An order event for a service the subscriber does not have live creates ONE pending
@@ -47,8 +48,8 @@ SCRIPT = ("0000", "1", "1", "0000", "2", "5", "0000", "1", "0000", "1", "HELP")
 TAIL = ("0000", "1", "HELP")
 SEED_CODES = ("VIDEO", "MUSIC", "NEWS")
 
-MENU, CANCELLED, INVALID, EMPTY, HELP, EXPIRED, REMINDER, OTHER = (
-    "menu", "cancelled", "invalid", "empty", "help", "expired", "reminder", "other")
+MENU, CANCELLED, INVALID, EMPTY, HELP, NO_MENU, EXPIRED, REMINDER, OTHER = (
+    "menu", "cancelled", "invalid", "empty", "help", "no_menu", "expired", "reminder", "other")
 
 
 def script_text(k: int) -> str:
@@ -103,6 +104,7 @@ _ZH = {
     "empty": "没有订购任何包月",
     "invalid": re.compile(r"回复内容有误，请回复1至(\d+)"),
     "help": "欢迎使用",
+    "no_menu": "没有待回复的菜单",
     "expired": "已过期",
     "cancelled": re.compile(r"您已成功退订(.+?)。"),
     "already": re.compile(r"([^\n。]+?)已退订，无需重复操作"),
@@ -113,6 +115,7 @@ _EN = {
     "empty": "no monthly value-added services",
     "invalid": re.compile(r"reply with a number from 1 to (\d+)"),
     "help": "Welcome to",
+    "no_menu": "There is no open menu",
     "expired": "has expired",
     "cancelled": re.compile(r"Cancelled: (.+?)\."),
     "already": re.compile(r"([^\n]+?) was already cancelled\."),
@@ -137,6 +140,8 @@ def classify(text: str) -> Reply:
         already = tuple(x.strip() for x in t["already"].findall(text))
         if cancelled or already:
             return Reply(CANCELLED, cancelled=cancelled, already=already)
+        if t["no_menu"] in text:
+            return Reply(NO_MENU)
         if t["help"] in text:
             return Reply(HELP)
         if t["expired"] in text:
@@ -182,6 +187,8 @@ class SubscriberModel:
                 else:
                     already.append(self.cat.name(code))
             return Reply(CANCELLED, cancelled=tuple(cancelled), already=tuple(already))
+        if nums is not None:
+            return Reply(NO_MENU)
         return Reply(HELP)
 
 
