@@ -39,7 +39,10 @@ def instance_name() -> str:
 
 def build_store(settings: Settings) -> Store:
     cmds = commands.all_commands()
-    return Store(settings, [c.lua_file for c in cmds if c.lua_file])
+    # Redis faults (smsbot.redis_supervisor): a Redis that does not answer is one RedisProblem (one line, exit 2/3)
+    from smsbot import redis_supervisor
+
+    return redis_supervisor.open_store(settings, lambda: Store(settings, [c.lua_file for c in cmds if c.lua_file]))
 
 
 class Bot:
@@ -151,9 +154,11 @@ class Bot:
         except config_mod.ConfigError as e:
             _life.error("reload_refused", errors=[f"{k}: {m}" for k, m in e.errors])
             return False
-        if new.smsc != self.settings.smsc or new.redis != self.settings.redis:
-            _life.warning("reload_partial", reason="smsc and redis settings take effect on restart")
-            new = new.model_copy(update={"smsc": self.settings.smsc, "redis": self.settings.redis})
+        # which changed keys take effect now and which need a restart (smsbot.daemon.plan_reload); logged below
+        from smsbot.daemon import plan_reload
+
+        plan = plan_reload(self.settings, new)
+        new = plan.settings
         router = Router(new, commands.all_commands())
         self.settings = new
         self.router = router
@@ -165,7 +170,7 @@ class Bot:
         self.consumers = self._event_consumers()
         for consumer in self.consumers:
             consumer.start()
-        _life.info("reloaded", services=len(new.services), short_codes=[sc.code for sc in new.short_codes])
+        plan.log(_life, services=len(new.services), short_codes=[sc.code for sc in new.short_codes])
         return True
 
     # -- lifecycle -----------------------------------------------------------------------------------
@@ -179,6 +184,12 @@ class Bot:
             _life.info("metrics_listening", host=m.host, port=self.metrics_server.port)
         for consumer in self.consumers:
             consumer.start()
+        # bundled Redis: restart it when it dies (smsbot.redis_supervisor); None with redis.url set
+        from smsbot import redis_supervisor
+
+        self.redis_supervisor = redis_supervisor.for_settings(self.settings, self.instance)
+        if self.redis_supervisor is not None:
+            self.redis_supervisor.start()
         try:
             self.transport.run()
         finally:
@@ -186,6 +197,8 @@ class Bot:
 
     def teardown(self) -> None:
         self.stop_event.set()
+        if getattr(self, "redis_supervisor", None) is not None:  # smsbot.redis_supervisor
+            self.redis_supervisor.stop()
         self._stop_consumers()
         if self.metrics_server is not None:
             self.metrics_server.stop()

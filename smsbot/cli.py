@@ -264,24 +264,68 @@ def subs_seed(c: Ctx, first: str, count: int, services: str) -> None:
 # -- bundled redis --------------------------------------------------------------------------------
 @main.group("redis")
 def redis_group() -> None:
-    """The bundled redis-server (used when redis.url is empty)."""
+    """The bundled redis-server (used when redis.url is empty): start, stop, status."""
+
+
+def _bundled_or_exit(c: Ctx) -> None:
+    r = c.settings.redis
+    if r.mode.value != "single" or r.url:
+        click.echo(f"smsbot: redis.url (or redis.mode {r.mode.value}) is set: smsbot uses that Redis, not a bundled one", err=True)
+        sys.exit(EXIT_CONFIG)
 
 
 @redis_group.command("start")
 @pass_ctx
 def redis_start(c: Ctx) -> None:
-    from smsbot import embedded
+    """Start the bundled redis-server for data_dir (or find it running); print its URL."""
+    from smsbot import embedded, redis_supervisor
 
-    er = embedded.ensure_running(c.settings.data_dir, c.settings.redis.appendfsync)
+    _bundled_or_exit(c)
+    try:
+        er = embedded.ensure_running(c.settings.data_dir, c.settings.redis.appendfsync)
+    except redis_supervisor.CONNECT_ERRORS as e:
+        raise redis_supervisor.diagnose(c.settings, e) from None
     click.echo(er.url)
 
 
 @redis_group.command("stop")
+@click.option("--force", is_flag=True, help="stop it even while bots use it (they then wait for `smsbot redis start`)")
 @pass_ctx
-def redis_stop(c: Ctx) -> None:
+def redis_stop(c: Ctx, force: bool) -> None:
+    """Stop the bundled redis-server (AOF flushed). Refused while running bots use it, unless --force.
+
+    Running bots restart the bundled server when it dies (kill -9, crash), but not after this
+    command: they leave it down, answering "try again", until `smsbot redis start` or a new
+    `smsbot run` starts it.
+    """
     from smsbot import embedded
 
-    click.echo("stopped" if embedded.stop(c.settings.data_dir) else "not running")
+    _bundled_or_exit(c)
+    users = embedded.bots(c.settings.data_dir)
+    if users and not force:
+        click.echo(f"smsbot: not stopped: {len(users)} running bot(s) use this Redis ({', '.join(users)}); "
+                   "stop them first, or use --force (they then answer 'try again' until `smsbot redis start`)", err=True)
+        sys.exit(1)
+    stopped = embedded.stop(c.settings.data_dir)
+    click.echo(("stopped" + (f"; {len(users)} running bot(s) wait for `smsbot redis start`" if users else "")) if stopped else "not running")
+
+
+@redis_group.command("status")
+@pass_ctx
+def redis_status(c: Ctx) -> None:
+    """Is the bundled redis-server for data_dir running? Exit 0 running, 3 not (LSB)."""
+    from smsbot import embedded
+
+    _bundled_or_exit(c)
+    er = embedded.layout(c.settings.data_dir)
+    pid = embedded.server_pid(er)
+    if embedded.answers(er):
+        users = embedded.bots(c.settings.data_dir)
+        click.echo(f"running (pid {pid}) on {er.url}, data in {er.directory}; bots: {', '.join(users) or 'none'}")
+        return
+    why = "stopped with `smsbot redis stop`" if er.stop_marker.exists() else "not running"
+    click.echo(f"{why}; data in {er.directory}" + (f" (pid {pid} lives but does not answer)" if pid else ""))
+    sys.exit(3)
 
 
 def _msisdn_or_exit(value: str) -> str:

@@ -5,7 +5,13 @@ Signal handlers only set flags:
   exit 0; a second one stops at once (unsent replies stay in the Redis outbox: nothing stored is
   lost, the next start or another instance sends them);
 - SIGHUP: reload templates, catalogue, menu settings, plans and thresholds without dropping the
-  bind; an invalid new configuration is refused and logged, the old one stays.
+  bind; an invalid new configuration is refused and logged, the old one stays. `plan_reload()`
+  decides, key by key, what takes effect and what needs a restart; the bot logs ONE ``reloaded``
+  line listing both (``applied``, ``restart_needed``).
+
+Redis unreachable (or refusing the password) at start: ONE clear line (which server, why, which
+setting fixes it), then retries with exponential backoff until it answers or a stop signal arrives
+(`smsbot.redis_supervisor.wait_for`); a signal during the wait ends the process at once (exit 0).
 
 The pidfile is held with an exclusive ``flock`` for the life of the process: a second copy on the
 same pidfile is refused, and a pidfile left by a process that died (no lock holder) is stale and
@@ -18,11 +24,12 @@ import errno
 import fcntl
 import os
 import signal
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import IO
+from typing import IO, Any
 
 from smsbot import log
 from smsbot.config import Settings
@@ -128,28 +135,59 @@ def stop(pidfile: Path, timeout: float = 30.0) -> tuple[int, str]:
     return 1, f"pid {pid} did not stop within {timeout:.0f}s"
 
 
+class _StopDuringStart(BaseException):
+    """Raised by the stop-signal handler while the bot is still being built (e.g. waiting for Redis)."""
+
+
 def serve(settings: Settings, config_path: str | Path | None, pidfile: PidFile | None = None) -> int:
     """Run the bot in this process until a stop signal; returns the exit code."""
+    from smsbot import redis_supervisor
     from smsbot.app import Bot
 
-    bot = Bot(settings, config_path=config_path)
+    bot: Any = None
     stops = 0
+    starting = threading.Event()  # set by a stop signal before the bot exists
+    in_create = False
 
     def on_stop(signum: int, _frame: FrameType | None) -> None:
         nonlocal stops
         stops += 1
-        bot.request_stop(force=stops > 1)
+        if bot is not None:
+            bot.request_stop(force=stops > 1)
+            return
+        starting.set()
+        if in_create:  # interrupt a connect that may block for seconds
+            raise _StopDuringStart
 
     def on_hup(signum: int, _frame: FrameType | None) -> None:
-        bot.request_reload()
+        if bot is not None:
+            bot.request_reload()
+
+    def create() -> Any:
+        nonlocal in_create
+        in_create = True
+        try:
+            if starting.is_set():
+                raise _StopDuringStart
+            return Bot(settings, config_path=config_path)
+        finally:
+            in_create = False
 
     signal.signal(signal.SIGTERM, on_stop)
     signal.signal(signal.SIGINT, on_stop)
     signal.signal(signal.SIGHUP, on_hup)
     try:
+        try:
+            bot = redis_supervisor.wait_for(create, settings, starting)
+        except _StopDuringStart:
+            bot = None
+        if bot is None:
+            _log.info("exit", stop_signals=stops, reason="stopped while waiting for Redis")
+            return EXIT_OK
         bot.run()
     finally:
-        _log.info("exit", stop_signals=stops)
+        if bot is not None:
+            _log.info("exit", stop_signals=stops)
         if pidfile is not None:
             pidfile.release()
     return EXIT_OK
@@ -165,6 +203,7 @@ def run_detached(settings: Settings, config_path: str | Path | None, pidfile: Pa
     import daemon as pydaemon
 
     pf = PidFile(pidfile).acquire()  # refuse before detaching, so the error reaches the terminal
+    warn_if_redis_unavailable(settings)
     log_file.parent.mkdir(parents=True, exist_ok=True)
     out = open(log_file, "a", encoding="utf-8", buffering=1)
     config_path = str(Path(config_path).resolve()) if config_path else None
@@ -177,3 +216,76 @@ def run_detached(settings: Settings, config_path: str | Path | None, pidfile: Pa
         pf.write(os.getpid())
         log.setup(settings.log, stream=out, force=True)
         return serve(settings, config_path, pf)
+
+
+def warn_if_redis_unavailable(settings: Settings) -> None:
+    """Before detaching: say on the terminal that Redis does not answer (the daemon keeps retrying)."""
+    import sys
+
+    from smsbot import redis_supervisor
+    from smsbot.app import build_store
+
+    try:
+        build_store(settings).close()
+    except redis_supervisor.RedisProblem as p:
+        print(f"smsbot: warning: {p.line()}; the daemon starts anyway and retries until Redis answers", file=sys.stderr)
+
+
+# -- SIGHUP: what a reload can change --------------------------------------------------------------------
+# Sections that take effect at a reload: the router (templates, catalogue, short codes, menu) is
+# rebuilt, the event consumers (usage, billing) restarted, and the dispatcher reads `dispatch.*`
+# at use time. `log` is applied by `log.apply` (all but a level below the start level).
+# Everything else keeps its running value until a restart: the SMPP bind (`smsc`), the Redis
+# connection (`redis`, `data_dir`), the metrics listener (`metrics`), delivery timers (`delivery`)
+# and any section added later until it is listed here. `simulator` is not used by `smsbot run`.
+LIVE_SECTIONS = frozenset({"templates", "services", "short_codes", "menu", "usage", "billing", "dispatch"})
+UNUSED_SECTIONS = frozenset({"simulator"})
+
+
+@dataclass
+class ReloadPlan:
+    """The outcome of comparing the running settings with a freshly loaded file."""
+
+    settings: Settings  # run with this: the new file, with restart-only keys kept at their running values
+    applied: list[str] = field(default_factory=list)  # changed keys in effect now (dotted paths)
+    restart: list[str] = field(default_factory=list)  # changed keys that take effect on the next start
+    unused: list[str] = field(default_factory=list)  # changed keys `smsbot run` does not use
+
+    def log(self, logger: Any, **extra: Any) -> None:
+        """ONE line: event ``reloaded``, with ``applied`` and ``restart_needed`` (WARNING when not empty)."""
+        fields: dict[str, Any] = {"applied": self.applied, "restart_needed": self.restart, **extra}
+        if self.unused:
+            fields["not_used_by_run"] = self.unused
+        (logger.warning if self.restart else logger.info)("reloaded", **fields)
+
+
+def _changed(old: Any, new: Any, path: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: list[str] = []
+        for k in sorted(set(old) | set(new), key=str):
+            out += _changed(old.get(k), new.get(k), f"{path}.{k}" if path else str(k))
+        return out
+    return [] if old == new else [path]
+
+
+def plan_reload(old: Settings, new: Settings) -> ReloadPlan:
+    """Which changed keys take effect now, which need a restart; applies the `log` ones (side effect)."""
+    changed = _changed(old.model_dump(mode="json"), new.model_dump(mode="json"))
+    plan = ReloadPlan(new)
+    keep: dict[str, Any] = {}
+    log_keys = [k for k in changed if k.split(".", 1)[0] == "log"]
+    log_restart = set(log.apply(new.log)) if log_keys else set()
+    for key in changed:
+        section = key.split(".", 1)[0]
+        if section == "log":
+            (plan.restart if key in log_restart else plan.applied).append(key)
+        elif section in LIVE_SECTIONS:
+            plan.applied.append(key)
+        elif section in UNUSED_SECTIONS:
+            plan.unused.append(key)
+        else:
+            plan.restart.append(key)
+            keep[section] = getattr(old, section)
+    if keep:
+        plan.settings = new.model_copy(update=keep)
+    return plan

@@ -6,6 +6,13 @@ The server is started detached and is shared: every smsbot process given the sam
 finds the running server through its socket and uses it, so state survives restarts of smsbot
 and two instances share one Redis. ``smsbot redis stop`` (or `stop()`) shuts it down with an AOF
 flush. A file lock serialises concurrent starts.
+
+A running bot watches the server (`smsbot.redis_supervisor`) and starts it again on the same socket
+when it dies (kill -9, OOM killer, crash): `restart_if_down()`. It does not fight the operator: a
+`stop()` leaves a marker (``<dir>/stopped``) that keeps supervisors from restarting the server
+until someone starts it on purpose (`ensure_running()`: ``smsbot redis start``, a new ``smsbot run``
+or any command needing the server). Bots name their watch connection ``smsbot-bot:<instance>``, so
+`bots()` tells ``smsbot redis stop`` who is using the server.
 """
 
 from __future__ import annotations
@@ -21,8 +28,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 _MAX_UNIX_PATH = 100
+
+
+def client(er: "EmbeddedRedis", timeout: float, **kw: object) -> redis.Redis:
+    """A client for the server's socket that fails at once (redis-py's default retries a failing
+    command with backoff for seconds: a health check must not)."""
+    return redis.Redis(unix_socket_path=str(er.socket), socket_timeout=timeout, socket_connect_timeout=timeout,
+                       retry=Retry(NoBackoff(), 0), **kw)  # type: ignore[arg-type]
 
 
 def server_binary() -> Path:
@@ -49,6 +65,18 @@ class EmbeddedRedis:
     def pidfile(self) -> Path:
         return self.directory / "redis.pid"
 
+    @property
+    def stop_marker(self) -> Path:
+        """Present while the server is stopped on purpose (`stop()`): supervisors leave it down."""
+        return self.directory / "stopped"
+
+    @property
+    def logfile(self) -> Path:
+        return self.directory / "redis.log"
+
+
+BOT_CLIENT_PREFIX = "smsbot-bot:"  # CLIENT SETNAME of a running bot's supervisor connection
+
 
 def layout(data_dir: str | os.PathLike[str]) -> EmbeddedRedis:
     directory = Path(data_dir).resolve() / "redis"
@@ -59,76 +87,165 @@ def layout(data_dir: str | os.PathLike[str]) -> EmbeddedRedis:
     return EmbeddedRedis(directory=directory, socket=sock)
 
 
-def _alive(er: EmbeddedRedis) -> bool:
+def _alive(er: EmbeddedRedis, timeout: float = 1.0) -> bool:
+    """The server answers on its socket. Any reply counts: a server loading its AOF (LOADING) or
+    running a long script (BUSY) is alive; only no connection or no answer in `timeout` is not."""
     if not er.socket.exists():
         return False
     try:
-        client = redis.Redis(unix_socket_path=str(er.socket), socket_timeout=1)
+        c = client(er, timeout)
         try:
-            return bool(client.ping())
+            return bool(c.ping())
         finally:
-            client.close()
+            c.close()
+    except (redis.BusyLoadingError, redis.ResponseError):
+        return True
     except (redis.RedisError, OSError):
         return False
 
 
-def ensure_running(data_dir: str | os.PathLike[str], appendfsync: str = "everysec", timeout: float = 10.0) -> EmbeddedRedis:
-    """Return the running server for data_dir, starting it when none answers."""
-    er = layout(data_dir)
-    er.directory.mkdir(parents=True, exist_ok=True)
-    with open(er.directory / "start.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if _alive(er):
-            return er
-        if er.socket.exists():
-            er.socket.unlink()
-        cmd = [
-            str(server_binary()),
-            "--port", "0",
-            "--unixsocket", str(er.socket),
-            "--unixsocketperm", "700",
-            "--dir", str(er.directory),
-            "--appendonly", "yes",
-            "--appendfsync", appendfsync,
-            "--save", "",
-            "--daemonize", "yes",
-            "--pidfile", str(er.pidfile),
-            "--logfile", str(er.directory / "redis.log"),
-        ]
-        subprocess.run(cmd, check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if _alive(er):
-                return er
-            time.sleep(0.02)
-        log = (er.directory / "redis.log")
-        tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
-        raise RuntimeError(f"bundled redis-server did not start in {timeout}s; log tail:\n{tail}")
+def answers(er: EmbeddedRedis, timeout: float = 1.0) -> bool:
+    """The server for `er` answers on its socket (public name of the check every start makes)."""
+    return _alive(er, timeout)
 
 
-def stop(data_dir: str | os.PathLike[str], timeout: float = 10.0) -> bool:
-    """Shut the server for data_dir down (AOF flushed). Returns False when none was running."""
-    er = layout(data_dir)
-    if not _alive(er):
-        return False
-    pid = None
+def server_pid(er: EmbeddedRedis) -> int | None:
+    """The pid in the server's pidfile if that process exists and is the bundled redis-server (a
+    kill -9 leaves the file behind, and its pid may belong to another process by now)."""
     try:
         pid = int(er.pidfile.read_text().strip())
     except (OSError, ValueError):
-        pass
-    client = redis.Redis(unix_socket_path=str(er.socket), socket_timeout=5)
+        return None
+    if pid <= 0 or not _pid_alive(pid):
+        return None
     try:
-        client.shutdown(nosave=False)
-    except redis.ConnectionError:
-        pass  # shutdown closes the connection: expected
-    finally:
-        client.close()
+        exe = os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        try:
+            exe = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+        except OSError:
+            return None
+    return pid if Path(exe).name.startswith("redis-server") else None
+
+
+def stopped_on_purpose(data_dir: str | os.PathLike[str]) -> bool:
+    return layout(data_dir).stop_marker.exists()
+
+
+class _StartLock:
+    def __init__(self, er: EmbeddedRedis):
+        er.directory.mkdir(parents=True, exist_ok=True)
+        self.path = er.directory / "start.lock"
+
+    def __enter__(self) -> "_StartLock":
+        self._fh = open(self.path, "w")
+        fcntl.flock(self._fh, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._fh.close()
+
+
+def ensure_running(data_dir: str | os.PathLike[str], appendfsync: str = "everysec", timeout: float = 10.0) -> EmbeddedRedis:
+    """Return the running server for data_dir, starting it when none answers (a deliberate start:
+    it clears the mark a `stop()` left)."""
+    er = layout(data_dir)
+    with _StartLock(er):
+        er.stop_marker.unlink(missing_ok=True)
+        if _alive(er):
+            return er
+        pid = server_pid(er)
+        if pid is not None and not _alive(er, timeout=3.0):
+            raise RuntimeError(f"the bundled redis-server (pid {pid}) for {er.directory} runs but does not answer on "
+                               f"{er.socket}; stop it (kill {pid}) and start again")
+        if pid is None:
+            _start(er, appendfsync, timeout)
+        return er
+
+
+def restart_if_down(data_dir: str | os.PathLike[str], appendfsync: str = "everysec", timeout: float = 10.0) -> bool | None:
+    """A supervisor's restart: start the server unless it answers, its process still lives (busy or
+    stopped with SIGSTOP: not ours to kill), or it was stopped on purpose.
+
+    Returns True when this call started it, False when it was not dead (it answers: another bot
+    restarted it, or it was slow; or its process lives), None when it was stopped on purpose
+    (`stop()`), so left down.
+    """
+    er = layout(data_dir)
+    with _StartLock(er):
+        if er.stop_marker.exists():
+            return None
+        if _alive(er) or server_pid(er) is not None:
+            return False
+        _start(er, appendfsync, timeout)
+        return True
+
+
+def _start(er: EmbeddedRedis, appendfsync: str, timeout: float) -> None:
+    """Start redis-server for `er` (the caller holds the start lock; no server process for it lives)."""
+    if er.socket.exists():
+        er.socket.unlink()
+    cmd = [
+        str(server_binary()),
+        "--port", "0",
+        "--unixsocket", str(er.socket),
+        "--unixsocketperm", "700",
+        "--dir", str(er.directory),
+        "--appendonly", "yes",
+        "--appendfsync", appendfsync,
+        "--save", "",
+        "--daemonize", "yes",
+        "--pidfile", str(er.pidfile),
+        "--logfile", str(er.logfile),
+    ]
+    subprocess.run(cmd, check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if pid is None or not _pid_alive(pid):
-            return True
+        if _alive(er):
+            return
         time.sleep(0.02)
-    return True
+    tail = er.logfile.read_text(errors="replace")[-2000:] if er.logfile.exists() else ""
+    raise RuntimeError(f"bundled redis-server did not start in {timeout}s; log tail:\n{tail}")
+
+
+def bots(data_dir: str | os.PathLike[str]) -> list[str]:
+    """Names of the running bots connected to the server (their supervisors' CLIENT SETNAME), [] if down."""
+    er = layout(data_dir)
+    if not er.socket.exists():
+        return []
+    try:
+        c = client(er, 2.0)
+        try:
+            clients = c.client_list()
+        finally:
+            c.close()
+    except (redis.RedisError, OSError):
+        return []
+    return sorted({c["name"][len(BOT_CLIENT_PREFIX):] for c in clients if str(c.get("name", "")).startswith(BOT_CLIENT_PREFIX)})
+
+
+def stop(data_dir: str | os.PathLike[str], timeout: float = 10.0) -> bool:
+    """Shut the server for data_dir down (AOF flushed) and mark it stopped on purpose, so running
+    bots leave it down until a deliberate start. Returns False when none was running."""
+    er = layout(data_dir)
+    with _StartLock(er):
+        if not _alive(er):
+            return False
+        er.stop_marker.write_text(f"stopped by pid {os.getpid()} at {time.strftime('%Y-%m-%dT%H:%M:%S%z')}\n")
+        pid = server_pid(er)
+        c = client(er, 5.0)
+        try:
+            c.shutdown(nosave=False)
+        except redis.ConnectionError:
+            pass  # shutdown closes the connection: expected
+        finally:
+            c.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if pid is None or not _pid_alive(pid):
+                return True
+            time.sleep(0.02)
+        return True
 
 
 def _pid_alive(pid: int) -> bool:

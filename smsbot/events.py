@@ -94,7 +94,8 @@ class EventConsumer:
     """One thread applying one stream until `stop` is set."""
 
     def __init__(self, client: redis.Redis, source: EventSource, consumer: str, stop: threading.Event,
-                 *, count: int = 500, block_ms: int = 500, claim_idle_ms: int = 30_000, claim_every_s: float = 5.0):
+                 *, count: int = 500, block_ms: int = 500, claim_idle_ms: int = 30_000, claim_every_s: float = 5.0,
+                 retry_s: float = 1.0, log_every_s: float = 60.0):
         self.client = client
         self.source = source
         self.consumer = consumer
@@ -103,6 +104,8 @@ class EventConsumer:
         self.block_ms = block_ms
         self.claim_idle_ms = claim_idle_ms
         self.claim_every_s = claim_every_s
+        self.retry_s = retry_s
+        self.log_every_s = log_every_s
         self.applied = 0
         self._thread: threading.Thread | None = None
 
@@ -117,7 +120,10 @@ class EventConsumer:
 
     def run(self) -> None:
         next_claim = 0.0
-        failing_since: float | None = None
+        # a failing stream (Redis down, a handler bug) is logged once, then at most once a minute with
+        # a count, and once when it works again (``event_stream_recovered``: after_s, events)
+        failing = log.Throttled(_log, "event_stream_failed", self.log_every_s, level="warning",
+                                recovered_event="event_stream_recovered")
         while not self.stop.is_set():
             try:
                 now = time.monotonic()
@@ -130,11 +136,7 @@ class EventConsumer:
                             self.client.xack(self.source.stream, self.source.group, *done)
                         self.applied += len(done)
                 self.applied += drain_once(self.client, self.source, self.consumer, self.count, self.block_ms)
-                if failing_since is not None:
-                    _log.info("event_stream_recovered", stream=self.source.name)
-                    failing_since = None
+                failing.recovered(stream=self.source.name)
             except Exception as e:  # Redis down or a handler bug: keep the thread alive, retry later
-                if failing_since is None:
-                    failing_since = time.monotonic()
-                    _log.warning("event_stream_failed", stream=self.source.name, error=repr(e))
-                self.stop.wait(1.0)
+                failing.hit(stream=self.source.name, error=repr(e))
+                self.stop.wait(self.retry_s)
