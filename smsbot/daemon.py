@@ -260,6 +260,12 @@ class ReloadPlan:
 
 
 def _changed(old: Any, new: Any, path: str = "") -> list[str]:
+    """Dotted paths of the leaves that differ (a list is one leaf; a key added or removed in a mapping
+    is named down to its own leaves)."""
+    if isinstance(old, dict) and new is None:
+        new = {}
+    if isinstance(new, dict) and old is None:
+        old = {}
     if isinstance(old, dict) and isinstance(new, dict):
         out: list[str] = []
         for k in sorted(set(old) | set(new), key=str):

@@ -223,3 +223,71 @@ def test_hot_counters_lose_nothing_when_scraped_while_counting():
     total = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("smsbot_mt_total{"))
     assert total == 200_000
     assert 'smsbot_mt_total{template="menu"} 100000.0' in text
+
+
+def test_sighup_logs_one_line_saying_which_keys_took_effect_and_which_need_a_restart(redis_server, tmp_path):
+    """Reload: templates, dispatch.* and log.* take effect at once; smsc.*, metrics.* need a restart
+    (kept at their running values); simulator.* is not used by `run`. One `reloaded` line lists them."""
+    sim = SimSmsc(smpp_port=0, control_port=0).start()
+    logfile = tmp_path / "bot.log"
+    try:
+        raw = make_raw(redis_server.url, tmp_path, sim)
+        cfg = write_cfg(tmp_path / "config.yaml", raw)
+        with open(logfile, "w") as err:
+            proc = subprocess.Popen([sys.executable, "-m", "smsbot.cli", "--config", str(cfg), "run"], stdout=subprocess.DEVNULL, stderr=err)
+        try:
+            assert wait_until(lambda: sim.stats()["binds"] == 1, 15)
+            assert cli("subs", "add", MSISDN, "VIDEO", cfg=cfg).returncode == 0
+            phone = Phone(Handset(sim.control_url, MSISDN))
+            assert "尊敬的客户，您已订购的包月业务如下" in phone.ask("0000")
+            assert "138****8000" in logfile.read_text() and MSISDN not in logfile.read_text()
+            binds = sim.stats()["binds_total"]
+
+            raw["templates"] = {"zh-CN": {"menu_header": "重新加载后的菜单："}}
+            raw["dispatch"]["reassembly_timeout_seconds"] = 120
+            raw["log"]["mask_msisdn"] = False
+            raw["smsc"]["window"] = raw["smsc"].get("window", 10) + 5
+            raw["metrics"]["port"] = 19999
+            raw["simulator"]["control_port"] = 18775
+            write_cfg(cfg, raw)
+            proc.send_signal(signal.SIGHUP)
+            assert wait_until(lambda: '"event": "reloaded"' in logfile.read_text(), 10), logfile.read_text()
+            lines = [json.loads(ln) for ln in logfile.read_text().splitlines() if '"reload' in ln]
+            assert len(lines) == 1, lines
+            line = lines[0]
+            assert line["level"] == "warning"
+            assert sorted(line["applied"]) == ["dispatch.reassembly_timeout_seconds", "log.mask_msisdn", "templates.zh-CN.menu_header"]
+            assert line["restart_needed"] == ["metrics.port", "smsc.window"]
+            assert line["not_used_by_run"] == ["simulator.control_port"]
+
+            assert "重新加载后的菜单" in phone.ask("0000")  # templates: in effect
+            assert wait_until(lambda: f'"msisdn": "{MSISDN}"' in logfile.read_text(), 5)  # log.mask_msisdn: in effect
+            assert sim.stats()["binds_total"] == binds, "a reload must not drop the bind"
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(20) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    finally:
+        sim.stop()
+
+
+def test_plan_reload_sorts_changed_keys_into_applied_restart_and_unused(make_settings):
+    from smsbot.daemon import plan_reload
+
+    old = make_settings()
+    new = make_settings(**{
+        "redis.key_prefix": "other", "smsc.window": 33, "metrics.port": 9100, "menu.max_items": 7,
+        "dispatch.reassembly_timeout_seconds": 60, "billing.batch": 9, "simulator.smpp_port": 2999,
+        "delivery.poll_seconds": 0.5,
+    })
+    new = new.model_copy(update={"services": new.services[:-1]})
+    plan = plan_reload(old, new)
+    assert sorted(plan.applied) == ["billing.batch", "dispatch.reassembly_timeout_seconds", "menu.max_items", "services"]
+    assert sorted(plan.restart) == ["delivery.poll_seconds", "metrics.port", "redis.key_prefix", "smsc.window"]
+    assert plan.unused == ["simulator.smpp_port"]
+    # the running values of restart-only sections are kept; the rest is the new file
+    s = plan.settings
+    assert s.smsc == old.smsc and s.redis == old.redis and s.metrics == old.metrics and s.delivery == old.delivery
+    assert s.menu.max_items == 7 and s.dispatch.reassembly_timeout_seconds == 60 and len(s.services) == len(old.services) - 1
+    assert plan_reload(old, old).applied == plan_reload(old, old).restart == []
