@@ -228,7 +228,7 @@ def warn_if_redis_unavailable(settings: Settings) -> None:
     try:
         build_store(settings).close()
     except redis_supervisor.RedisProblem as p:
-        print(f"smsbot: warning: {p.line()}; the daemon starts anyway and retries until Redis answers", file=sys.stderr)
+        print(f"smsbot: warning: {p.line()}; the daemon starts anyway and retries until Redis answers", file=sys.stderr, flush=True)
 
 
 # -- SIGHUP: what a reload can change --------------------------------------------------------------------

@@ -165,6 +165,8 @@ def diagnose(settings: Settings, exc: BaseException) -> RedisProblem:
                             "or set redis.url (env SMSBOT_REDIS_URL) to an external Redis")
     if isinstance(exc, redis.exceptions.TimeoutError):
         return RedisProblem("unreachable", target, "no answer in time", _fix_unreachable(settings))
+    if "protocol error" in low:  # something answers on that address, but it does not speak Redis
+        return RedisProblem("unreachable", target, f"what answers there is not Redis: {_reason(exc)}", _fix_unreachable(settings))
     if isinstance(exc, redis.exceptions.ResponseError):  # it answered, but not as Redis should for us
         return RedisProblem("unreachable", target, f"it answered with an error: {_reason(exc)}", _fix_unreachable(settings))
     return RedisProblem("unreachable", target, _reason(exc), _fix_unreachable(settings))
