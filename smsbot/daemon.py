@@ -11,7 +11,8 @@ Signal handlers only set flags:
 
 Redis unreachable (or refusing the password) at start: ONE clear line (which server, why, which
 setting fixes it), then retries with exponential backoff until it answers or a stop signal arrives
-(`smsbot.redis_supervisor.wait_for`); a signal during the wait ends the process at once (exit 0).
+(`smsbot.redis_supervisor.wait_for`); a signal during the wait ends the process at once (exit 0),
+and SIGHUP during the wait reads the config file again and retries at once.
 
 The pidfile is held with an exclusive ``flock`` for the life of the process: a second copy on the
 same pidfile is refused, and a pidfile left by a process that died (no lock holder) is stale and
@@ -140,13 +141,20 @@ class _StopDuringStart(BaseException):
 
 
 def serve(settings: Settings, config_path: str | Path | None, pidfile: PidFile | None = None) -> int:
-    """Run the bot in this process until a stop signal; returns the exit code."""
+    """Run the bot in this process until a stop signal; returns the exit code.
+
+    While Redis does not answer at start, the bot is not built yet: a stop signal ends the wait (exit
+    0), SIGHUP reads the config file again and retries at once (e.g. after fixing redis.password).
+    """
     from smsbot import redis_supervisor
     from smsbot.app import Bot
 
     bot: Any = None
     stops = 0
+    current = settings
     starting = threading.Event()  # set by a stop signal before the bot exists
+    wake = threading.Event()  # ends a backoff wait early: a stop signal or SIGHUP
+    hup_pending = threading.Event()
     in_create = False
 
     def on_stop(signum: int, _frame: FrameType | None) -> None:
@@ -156,20 +164,45 @@ def serve(settings: Settings, config_path: str | Path | None, pidfile: PidFile |
             bot.request_stop(force=stops > 1)
             return
         starting.set()
+        wake.set()
         if in_create:  # interrupt a connect that may block for seconds
             raise _StopDuringStart
 
     def on_hup(signum: int, _frame: FrameType | None) -> None:
         if bot is not None:
             bot.request_reload()
+        else:
+            hup_pending.set()
+            wake.set()
+
+    def reload_before_start() -> None:
+        nonlocal current
+        hup_pending.clear()
+        if config_path is None:
+            _log.warning("reload_ignored", reason="started without a config file path")
+            return
+        from smsbot import config as config_mod
+
+        try:
+            new = config_mod.load(config_path)
+        except config_mod.ConfigError as e:
+            _log.error("reload_refused", errors=[f"{k}: {m}" for k, m in e.errors])
+            return
+        changed = _changed(current.model_dump(mode="json"), new.model_dump(mode="json"))
+        if any(k.startswith("log.") for k in changed):
+            log.apply(new.log)
+        current = new
+        _log.info("reloaded", applied=changed, restart_needed=[], before_start=True)
 
     def create() -> Any:
         nonlocal in_create
+        if hup_pending.is_set():
+            reload_before_start()
         in_create = True
         try:
             if starting.is_set():
                 raise _StopDuringStart
-            return Bot(settings, config_path=config_path)
+            return Bot(current, config_path=config_path)
         finally:
             in_create = False
 
@@ -178,7 +211,7 @@ def serve(settings: Settings, config_path: str | Path | None, pidfile: PidFile |
     signal.signal(signal.SIGHUP, on_hup)
     try:
         try:
-            bot = redis_supervisor.wait_for(create, settings, starting)
+            bot = redis_supervisor.wait_for(create, lambda: current, starting, wake=wake)
         except _StopDuringStart:
             bot = None
         if bot is None:

@@ -195,15 +195,19 @@ def open_store(settings: Settings, factory: Callable[[], T]) -> T:
 
 
 # -- start: retry until Redis answers ----------------------------------------------------------------------
-def wait_for(create: Callable[[], T], settings: Settings, stop: threading.Event, *, initial: float = 0.5,
-             maximum: float = 30.0, log_every_s: float = 60.0) -> T | None:
+def wait_for(create: Callable[[], T], settings: Settings | Callable[[], Settings], stop: threading.Event, *,
+             wake: threading.Event | None = None, initial: float = 0.5, maximum: float = 30.0,
+             log_every_s: float = 60.0) -> T | None:
     """`create()` until it stops raising `RedisProblem` (or a redis error); None when `stop` is set.
 
     The first failure is logged at once (``redis_unavailable``: which server, why, how to fix it, when
     the next try is), then at most one line per `log_every_s` with the number of failed tries
     (a different problem, e.g. unreachable -> wrong password, is logged at once); when it
-    succeeds after failures: ``redis_available`` with the time it took.
+    succeeds after failures: ``redis_available`` with the time it took. `settings` (or a function
+    returning the current ones) names the server in those lines. Setting `wake` ends a wait early
+    and retries at once with the backoff reset (the caller sets it on SIGHUP, and with `stop`).
     """
+    current = settings if callable(settings) else (lambda: settings)
     delay = initial
     started = time.monotonic()
     throttle: log.Throttled | None = None
@@ -213,19 +217,24 @@ def wait_for(create: Callable[[], T], settings: Settings, stop: threading.Event,
         try:
             result = create()
         except (RedisProblem, redis.RedisError) as e:  # anything else is a bug: no retry hides it
-            problem = diagnose(settings, e)
+            problem = diagnose(current(), e)
             tries += 1
             wait = min(maximum, delay) * random.uniform(0.75, 1.0)
             if throttle is None or problem.kind != last_kind:  # a new problem is said at once
                 throttle = log.Throttled(_log, "redis_unavailable", log_every_s, level="error")
                 last_kind = problem.kind
             throttle.hit(**problem.log_fields(), retry_in_s=round(wait, 1), tries=tries)
-            if stop.wait(wait):
+            woken = (wake or stop).wait(wait)
+            if stop.is_set():
                 return None
-            delay = min(maximum, delay * 2)
+            if woken and wake is not None:
+                wake.clear()
+                delay = initial
+            else:
+                delay = min(maximum, delay * 2)
             continue
         if tries:
-            _log.info("redis_available", redis=describe_target(settings), waited_s=round(time.monotonic() - started, 1), tries=tries)
+            _log.info("redis_available", redis=describe_target(current()), waited_s=round(time.monotonic() - started, 1), tries=tries)
         return result
     return None
 

@@ -255,25 +255,45 @@ def test_run_waits_for_redis_with_one_line_then_serves_when_it_comes(tmp_path, s
         server.stop()
 
 
-def test_run_with_a_wrong_password_says_configuration_error_and_a_stop_signal_ends_the_wait(tmp_path, sim):
+def test_run_with_a_wrong_password_says_configuration_error_and_sighup_retries_with_the_fixed_file(tmp_path, sim):
     server = RedisProc(free_port(), password="right-one").start()
     try:
         raw = bot_raw(server.url, tmp_path, sim)
         raw["redis"]["password"] = "wrong-one"
-        bot = BotProc(write_cfg(tmp_path, raw), tmp_path / "bot.log")
+        cfg = write_cfg(tmp_path, raw)
+        bot = BotProc(cfg, tmp_path / "bot.log")
         try:
             assert wait_until(lambda: bot.count("redis_unavailable") == 1, 10), bot.log()
             text = bot.log()
             assert '"problem": "auth"' in text and "wrong password" in text and "wrong-one" not in text
-            stopped = time.monotonic()
+            assert "SMSBOT_REDIS_PASSWORD" in text
+            raw["redis"]["password"] = "right-one"
+            write_cfg(tmp_path, raw)
+            bot.proc.send_signal(signal.SIGHUP)  # read the fixed file and try again at once
+            assert wait_until(lambda: sim.stats()["binds"] == 1, 10), bot.log()
+            assert bot.count("reloaded") == 1 and bot.count("redis_available") == 1
+            assert "right-one" not in bot.log() and "Traceback" not in bot.log()
             assert bot.stop() == 0
-            assert time.monotonic() - stopped < 3, "SIGTERM must end the wait promptly"
-            assert "Traceback" not in bot.log()
         finally:
             if bot.proc.poll() is None:
                 bot.stop(signal.SIGKILL)
     finally:
         server.stop()
+
+
+def test_a_stop_signal_ends_the_wait_for_redis_at_once(tmp_path, sim):
+    cfg = write_cfg(tmp_path, bot_raw(f"redis://127.0.0.1:{free_port()}/0", tmp_path, sim))
+    bot = BotProc(cfg, tmp_path / "bot.log")
+    try:
+        assert wait_until(lambda: bot.count("redis_unavailable") == 1, 10), bot.log()
+        time.sleep(2)  # inside a backoff wait
+        stopped = time.monotonic()
+        assert bot.stop() == 0
+        assert time.monotonic() - stopped < 2, "SIGTERM must end the wait promptly"
+        assert "Traceback" not in bot.log() and "stopped while waiting for Redis" in bot.log()
+    finally:
+        if bot.proc.poll() is None:
+            bot.stop(signal.SIGKILL)
 
 
 def test_problem_lines_name_the_server_without_its_password():
