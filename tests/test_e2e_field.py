@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from smsbot import config
-from smsbot.app import wait_until
+from smsbot.app import Bot, wait_until
 from smsbot.simulator.smsc import SimSmsc
 
 from .conftest import World, cli, write_config
@@ -38,7 +38,11 @@ def make_field_world(make_settings: Callable[..., config.Settings]) -> Iterator[
         sim = SimSmsc.from_settings(settings, profile=profile, flags=flags).start()
         w = World(settings, sim)
         worlds.append(w)
-        w.start_bot()
+        bot = Bot(w.bot_settings()).start()
+        w.bots.append(bot)
+        if not bot.wait_bound(10):
+            bot.stop()  # before failing: see make_tls_world in test_e2e_tls
+            pytest.fail("the bot did not bind to the field-profile simulator")
         return w
 
     yield make
@@ -155,6 +159,29 @@ def test_same_text_twice_in_a_row_gets_two_answers(field_world: World):
     phone.send("0000", carrier="deliver_sm")
     got = phone.expect(2, timeout=15)
     assert [m["text"].startswith(MENU_HEAD) for m in got] == [True, True], got
+
+
+def test_redelivery_after_a_lost_resp_applies_once(field_world: World):
+    """Issue 10 item 1, the other half: the bot's resp to `1` is lost with the link, so the SMSC
+    delivers the identical MO (no message reference) again on the next bind. The cancel is applied
+    once; the subscriber gets the reply at most twice, and never "already cancelled"."""
+    from .test_e2e_menu import audit_entries
+
+    w = field_world
+    w.subscribe(MSISDN, "VIDEO", "MUSIC")
+    phone = w.handset(MSISDN)
+    assert "1. 视频会员包月" in phone.ask("0000", carrier="deliver_sm")
+    mo = phone.send("1", carrier="deliver_sm", lost_resp=True)
+    replies = phone.expect(1, timeout=15)
+    st = mo_delivered(w, mo, timeout=15)
+    assert st["redeliveries"] == 1 and w.sim.stats()["binds_total"] >= 2, st
+    replies += phone.quiet(1.5)
+    texts = [m["text"] for m in replies]
+    assert 1 <= len(texts) <= 2 and len(set(texts)) == 1, texts
+    assert "您已成功退订视频会员包月" in texts[0] and "无需重复操作" not in texts[0], texts
+    assert subs_state(w, MSISDN) == {"VIDEO": "cancelled", "MUSIC": "active"}
+    assert len([e for e in audit_entries(w, MSISDN) if e["new"] == "cancelled"]) == 1
+    assert "2. 彩铃音乐包" in phone.ask("0000", carrier="deliver_sm"), "and the next 0000 is answered"
 
 
 def test_long_ucs2_mo_with_a_surrogate_pair_across_parts(field_world: World):

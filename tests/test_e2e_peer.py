@@ -225,8 +225,9 @@ def make_peer_world(make_settings: Callable[..., config.Settings]) -> Iterator[C
         bot_settings = settings.model_copy(update={"smsc": settings.smsc.model_copy(update={"host": "127.0.0.1", "port": peer.port})})
         bot = Bot(bot_settings).start()
         made.append((peer, bot))
-        assert bot.wait_bound(10), "the bot did not bind to the smpp34 SMSC"
-        assert peer.wait_bound(5)
+        if not (bot.wait_bound(10) and peer.wait_bound(5)):
+            bot.stop()  # before failing: a bot retrying in a loop logs tracebacks while pytest writes its own
+            pytest.fail("the bot did not bind to the smpp34 SMSC")
         return PeerWorld(settings, peer, bot)
 
     yield make

@@ -869,3 +869,21 @@ def test_naive_split_cuts_a_surrogate_pair(sim):
         assert joined == text
     finally:
         e.close()
+
+
+def test_lost_resp_redelivers_on_the_next_bind(sim):
+    s = _bound(sim)
+    try:
+        mo = sim.inject_mo(MSISDN, CODE, "1", lost_resp=True)["id"]
+        cid, seq1, m1 = _next_request(s)
+        assert _eof(s), "the link is dropped right after the resp"
+    finally:
+        s.close()
+    s = _bound(sim)
+    try:
+        cid, seq2, m2 = _next_request(s)
+        assert m2 == m1, "the identical MO again"
+        st = sim.wait_mo(mo)
+        assert st["state"] == "delivered" and st["redeliveries"] == 1 and st["attempts"] == 2, st
+    finally:
+        s.close()

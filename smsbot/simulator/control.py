@@ -11,7 +11,9 @@ Every response is JSON. Errors are ``{"error": "..."}`` with status 400 (bad inp
     ``"data_coding"``: int (force 0, 1, 3, 8, ... instead of GSM-7-else-UCS-2);
     ``"carrier"``: ``"deliver_sm"`` | ``"data_sm"`` (single-part MOs; overrides the profile's
     ``data_sm_every``); ``"naive_split"``: bool (cut long text at the part size even inside a
-    UCS-2 surrogate pair or a GSM-7 escape, as some phones do).
+    UCS-2 surrogate pair or a GSM-7 escape, as some phones do); ``"lost_resp"``: bool (the ESME's
+    resp to the last part is lost with the link: the connection is dropped right after it and the
+    identical MO is redelivered on the next bind).
     The profile (``POST /profile``) shapes the PDUs: TP-MR or not, service_type, message_payload...
     → 202 ``{"id": "mo1", "parts": 2, "user_message_reference": 513, "carrier": "deliver_sm",
     "state": "queued"}`` (user_message_reference null when the profile sends none).
@@ -163,7 +165,7 @@ def parse_mo_request(body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise BadRequest("body must be a JSON object")
     unknown = set(body) - {"from", "to", "text", "split", "shuffle", "duplicate", "tlvs", "data_coding", "carrier",
-                          "naive_split"}
+                          "naive_split", "lost_resp"}
     if unknown:
         raise BadRequest(f"unknown field(s): {', '.join(sorted(unknown))}")
     for key in ("from", "to", "text"):
@@ -179,7 +181,7 @@ def parse_mo_request(body: Any) -> dict[str, Any]:
     split = body.get("split")
     if split not in (None, "udh8", "udh16", "sar"):
         raise BadRequest('"split" must be "udh8", "udh16" or "sar"')
-    for flag in ("shuffle", "duplicate", "naive_split"):
+    for flag in ("shuffle", "duplicate", "naive_split", "lost_resp"):
         if not isinstance(body.get(flag, False), bool):
             raise BadRequest(f'"{flag}" must be true or false')
     dc = body.get("data_coding")
@@ -199,6 +201,7 @@ def parse_mo_request(body: Any) -> dict[str, Any]:
         "data_coding": dc,
         "carrier": carrier,
         "naive_split": body.get("naive_split", False),
+        "lost_resp": body.get("lost_resp", False),
     }
 
 

@@ -81,6 +81,7 @@ class _MoJob:
     kind: str = "mo"  # "mo" | "receipt"
     carrier: str = "deliver_sm"  # "deliver_sm" | "data_sm"
     duplicate: bool = False
+    lost_resp: bool = False  # the resp of the last part is "lost": link dropped, MO redelivered on the next bind
     state: str = "queued"  # queued | delivering | delivered | rejected | cancelled
     next_part: int = 0
     attempts: int = 0
@@ -226,9 +227,13 @@ class SimSmsc:
         """Simulator configured from the bot's settings: listens on `settings.simulator`, accepts
         binds with `settings.smsc.system_id` / `password`."""
         kw.setdefault("response_timeout", settings.smsc.response_timeout)
-        profile = getattr(settings.simulator, "profile", None)  # simulator.profile, once the config has it
+        # simulator.profile / simulator.profile_flags, when the config has them
+        profile = getattr(settings.simulator, "profile", None)
         if profile and "profile" not in kw:
             kw["profile"] = str(getattr(profile, "value", profile))
+        flags = getattr(settings.simulator, "profile_flags", None)
+        if flags and "flags" not in kw:
+            kw["flags"] = dict(flags)
         return cls(settings.simulator, settings.smsc, **kw)
 
     # ---------------------------------------------------------------- profile
@@ -410,7 +415,7 @@ class SimSmsc:
             raw.close()
             return
         self._count("tls_handshakes")
-        tls.settimeout(None)
+        tls.settimeout(30.0)  # only bounds a TLS record left half-written by the ESME
         inner, outer = socket.socketpair()
         if not self._add_conn(inner, addr):
             for s in (outer, tls):
@@ -712,12 +717,16 @@ class SimSmsc:
         duplicate: bool = False,
         carrier: str | None = None,
         naive_split: bool = False,
+        lost_resp: bool = False,
     ) -> dict[str, Any]:
         """Queue an MO from handset `msisdn` to `short_code`; returns {"id", "parts",
         "user_message_reference", "carrier", "state"} at once. Delivery happens in the background
         (`mo_status`). The profile shapes the PDUs (`profiles.shape_mo`); `carrier` ("deliver_sm" |
         "data_sm", single-part MOs only) overrides its `data_sm_every`. `naive_split` cuts a long
-        text at the part size even inside a UCS-2 surrogate pair or a GSM-7 escape."""
+        text at the part size even inside a UCS-2 surrogate pair or a GSM-7 escape. `lost_resp`:
+        the resp of the (last) part is taken as lost with the link: the connection is dropped right
+        after it and the MO is delivered again, identical, on the ESME's next bind (the one case
+        where an SMSC redelivers what the ESME has already handled)."""
         if self._stopping.is_set():
             raise SimSmscError("simulator stopped")
         if not msisdn or not short_code:
@@ -756,7 +765,7 @@ class SimSmsc:
             while parts == original:
                 self._rand.shuffle(parts)
         job = _MoJob(id=f"mo{next(self._mo_ids)}", msisdn=msisdn, short_code=short_code, parts=parts,
-                     duplicate=duplicate, carrier=carrier)
+                     duplicate=duplicate, carrier=carrier, lost_resp=lost_resp)
         self._count("mo_injected")
         self._enqueue(job, time.monotonic())
         return {"id": job.id, "parts": len(parts), "user_message_reference": _umr_of(parts[0]), "carrier": carrier,
@@ -928,6 +937,12 @@ class SimSmsc:
                 log.info("simsmsc %s %s answered with command 0x%08x", job.kind, job.id, w.command_id)
                 return
             if w.status == Status.ROK and w.command_id == expected:
+                if job.lost_resp and job.kind == "mo" and job.next_part == len(job.parts) - 1:
+                    job.lost_resp = False  # once
+                    entry["result"] = "resp lost: link dropped"
+                    conn.drop("lost resp")
+                    self._retry_later(job, "resp lost with the link", None)
+                    return
                 if job.duplicate and job.kind == "mo":
                     # the SMSC "lost" the resp: the identical deliver_sm goes once more
                     w2 = conn.send_deliver(part, self.response_timeout, job.carrier)
