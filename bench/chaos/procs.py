@@ -26,6 +26,12 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 
 
+def base_config_path() -> Path:
+    """The config the bots' config is made from: ``CHAOS_BASE_CONFIG``, else the repo's config.yaml
+    (give the config.yaml of the smsbot tree that ``CHAOS_SMSBOT_CMD`` runs, if it is another)."""
+    return Path(os.environ.get("CHAOS_BASE_CONFIG") or REPO / "config.yaml")
+
+
 class ScenarioError(RuntimeError):
     """Something the scenario needs could not be started; the message says what to look at."""
 
@@ -132,7 +138,7 @@ class World:
 
     # -- config ------------------------------------------------------------------------------------
     def _write_config(self, smsc_port: int, window: int, overrides: dict[str, Any]) -> dict[str, Any]:
-        cfg: dict[str, Any] = yaml.safe_load((REPO / "config.yaml").read_text(encoding="utf-8")) or {}
+        cfg: dict[str, Any] = yaml.safe_load(base_config_path().read_text(encoding="utf-8")) or {}
         cfg["data_dir"] = str(self.workdir)
         smsc = dict(cfg.get("smsc") or {})
         smsc.update(host="127.0.0.1", port=int(smsc_port), system_id="smsbot", password="secret",

@@ -41,7 +41,7 @@ from typing import Any, Callable
 import yaml
 
 from bench.chaos import model as M
-from bench.chaos.procs import REPO, ScenarioError, World
+from bench.chaos.procs import REPO, ScenarioError, World, base_config_path, smsbot_command
 from bench.chaos.smsc import ChaosSmsc
 from bench.chaos.state import RedisView
 
@@ -137,7 +137,7 @@ class Faults:
 
 
 def base_config() -> dict[str, Any]:
-    return yaml.safe_load((REPO / "config.yaml").read_text(encoding="utf-8")) or {}
+    return yaml.safe_load(base_config_path().read_text(encoding="utf-8")) or {}
 
 
 def catalogue() -> M.Catalogue:
@@ -489,8 +489,16 @@ def environment() -> dict[str, Any]:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=str(REPO), capture_output=True, timeout=10).stdout.decode().strip()
     except (OSError, subprocess.TimeoutExpired):
         pass
+    dirty: list[str] = []
+    try:
+        st = subprocess.run(["git", "status", "--porcelain", "--", "smsbot", "commands", "config.yaml"], cwd=str(REPO),
+                            capture_output=True, timeout=10).stdout.decode()
+        dirty = [line[3:] for line in st.splitlines() if line.strip()]
+    except (OSError, subprocess.TimeoutExpired):
+        pass
     return {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform(),
-            "commit": commit, "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            "commit": commit, "uncommitted_smsbot_files": dirty, "smsbot_command": smsbot_command(),
+            "base_config": str(base_config_path()), "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 
 def summary_table(rows: list[dict[str, Any]]) -> str:
