@@ -24,7 +24,8 @@ from smsbot.dispatch import Dispatcher, MoOutcome
 from smsbot.events import EventConsumer, ensure_group
 from smsbot.messages import Receipt
 from smsbot.metrics import Metrics, MetricsServer
-from smsbot.outbox import OutboxSender, OutgoingMt, SequenceGenerator
+from smsbot.outbox import OutboxSender, OutgoingMt
+from smsbot.session import SequenceGenerator
 from smsbot.router import Router
 from smsbot.store import Store
 from smsbot.transport import Transport
@@ -164,7 +165,7 @@ class Bot:
         self.router = router
         self.dispatcher.settings, self.dispatcher.router = new, router
         self.sender.settings, self.sender.router = new, router
-        self.transport.settings = new
+        self.transport.apply_settings(new)
         self._stop_consumers()
         self._consumer_stop = threading.Event()
         self.consumers = self._event_consumers()

@@ -131,14 +131,17 @@ def mt_show(c: Ctx, message_id: str) -> None:
 
     st = build_store(c.settings)
     try:
-        rec = st.mt_record(message_id)
+        records = st.mt_records(message_id)
     finally:
         st.close()
-    if not rec:
+    if not records:
         click.echo(f"no record of message {message_id}", err=True)
         sys.exit(1)
-    for k in sorted(rec):
-        click.echo(f"{k}\t{rec[k]}")
+    for i, rec in enumerate(records):
+        if len(records) > 1:
+            click.echo(f"# {i + 1} of {len(records)} under this id")
+        for k in sorted(rec):
+            click.echo(f"{k}\t{rec[k]}")
 
 
 # -- simulator and handsets ---------------------------------------------------------------------

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 DEFAULT_CONFIG_NAME = "config.yaml"
 ENV_PREFIX = "SMSBOT_"
@@ -67,6 +67,9 @@ class SmscSettings(_Frozen):
     reconnect_max: float = Field(30.0, gt=0)
     tls: bool = False
     tls_verify: bool = True
+    tls_ca_file: str = Field("", description="PEM file of a private CA to trust besides the system's (TLS)")
+    max_pdu_bytes: int = Field(65536, ge=1024, le=16 * 1024 * 1024,
+                               description="a PDU announcing more drops the link (a corrupt stream)")
     source_addr_ton: int = Field(0, ge=0, le=6)
     source_addr_npi: int = Field(0, ge=0, le=18)
     registered_delivery: int = Field(0, ge=0, le=1)
@@ -152,11 +155,33 @@ class MenuSettings(_Frozen):
 
 
 class DispatchSettings(_Frozen):
-    dedup_seconds: int = Field(600, ge=0, description="window in which an identical MO is treated as an SMSC redelivery")
+    redelivery_guard_seconds: int = Field(
+        600, ge=0, validation_alias=AliasChoices("redelivery_guard_seconds", "dedup_seconds"),
+        description="how long an MO whose deliver_sm_resp may have been lost is remembered, so that the "
+                    "SMSC's redelivery of it is not applied twice (0: no guard)")
     reassembly_timeout_seconds: int = Field(300, ge=1)
     mt_record_seconds: int = Field(7 * 86400, ge=60, description="how long sent-MT records (smsbot mt show, receipts) are kept")
     mt_records: str = Field("auto", pattern=r"^(auto|always|never)$",
                             description="keep a record per sent MT part: auto = when smsc.registered_delivery asks for receipts")
+
+
+class DeliverySettings(_Frozen):
+    """Who sends which reply (`smsbot.delivery`): leases, adoption of a dead instance's replies,
+    how soon sent replies are recorded."""
+
+    heartbeat_seconds: float = Field(2.0, gt=0, description="how often an instance renews its lease")
+    lease_seconds: float = Field(15.0, gt=0, description="an instance not renewing for this long is dead: siblings take its replies")
+    poll_seconds: float = Field(0.25, gt=0, description="how often the queue (reminders, alerts, adopted replies) is read")
+    adopt_every_seconds: float = Field(2.0, gt=0, description="how often dead instances' replies are looked for")
+    orphan_age_seconds: float = Field(5.0, ge=0, description="a reply of a dead instance this old is adopted")
+    ack_flush_seconds: float = Field(0.05, gt=0, description="sent replies are recorded in Redis at least this often")
+    stuck_seconds: float = Field(60.0, gt=0, description="an instance whose SMPP loop has not turned for this long stops renewing its lease")
+
+    @model_validator(mode="after")
+    def _lease_longer(self) -> DeliverySettings:
+        if self.lease_seconds < 3 * self.heartbeat_seconds:
+            raise ValueError("lease_seconds must be at least 3 x heartbeat_seconds")
+        return self
 
 
 class LogSettings(_Frozen):
@@ -171,6 +196,7 @@ class SimulatorSettings(_Frozen):
     control_port: int = Field(8775, ge=0, le=65535)
     send_receipts: bool = True
     redeliver_seconds: float = Field(5.0, gt=0)
+    profile: str = Field("", pattern=r"^(|field)$", description="'field': behave like SMSCs in the field (see README, Interoperability)")
 
 
 class MetricsSettings(_Frozen):
@@ -328,6 +354,7 @@ class Settings(_Frozen):
     services: list[Service] = Field(default_factory=list)
     menu: MenuSettings = MenuSettings()
     dispatch: DispatchSettings = DispatchSettings()
+    delivery: DeliverySettings = DeliverySettings()
     log: LogSettings = LogSettings()
     simulator: SimulatorSettings = SimulatorSettings()
     metrics: MetricsSettings = MetricsSettings()
@@ -404,6 +431,7 @@ def _section_models() -> dict[str, type[BaseModel]]:
         "redis": RedisSettings,
         "menu": MenuSettings,
         "dispatch": DispatchSettings,
+        "delivery": DeliverySettings,
         "log": LogSettings,
         "simulator": SimulatorSettings,
         "metrics": MetricsSettings,

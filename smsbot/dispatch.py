@@ -4,12 +4,16 @@ Input: the `Inbound` messages of one socket read. Output: a deliver_sm_resp stat
 outbox entries the scripts picked up for sending. The rules:
 
 * short code not configured -> no reply, logged, acknowledged (there is nothing to retry);
-* a part of a long MO -> stored in Redis until all parts are in; the part that completes the
-  message runs the assembled text in a second round trip (rare path);
+* a part of a long MO -> its raw user data stored in Redis until all parts are in; the part that
+  completes the message has the joined bytes decoded once (`codec.join_parts`) and run in a
+  second round trip (rare path);
 * everything else -> `Router.route` -> one EVALSHA of the MO script, which also XADDs the reply
   intent to the outbox (owned by this sender) and returns it, so the reply goes out in this batch;
+  each such call carries the MO's redelivery guard (see `smsbot.pipeline` and lua/main.lua);
 * Redis unreachable or a script error -> ESME_RX_T_APPN, so the SMSC redelivers later. A status
   of 0 is only ever returned after the script's effects are stored.
+
+Settings are read at use time, so a reload (SIGHUP) applies every `dispatch.*` key at once.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from typing import Callable, Sequence
 
 import redis
 
-from smsbot import log
+from smsbot import codec, log
 from smsbot.config import Settings
 from smsbot.messages import Inbound, Status
 from smsbot.router import Router
@@ -39,6 +43,7 @@ class MoOutcome:
     status: Status = Status.ROK
     command: str = ""
     outcome: str = ""
+    guard: str = ""  # the MO's redelivery guard key, to delete once its resp is written
 
 
 @dataclass(slots=True)
@@ -64,6 +69,7 @@ class PreparedBatch:
     now_ms: int
     acks: list[tuple[str, str]]
     writes: list[KeyWrite]
+    tail: list[tuple]  # commands after the records (guards to delete, receipts)
     outcomes: list[MoOutcome] = field(default_factory=list)
     calls: list[ScriptCall] = field(default_factory=list)
     owners: list[tuple[MoOutcome, str]] = field(default_factory=list)  # per call; kind "mo" | "part"
@@ -73,14 +79,16 @@ class PreparedBatch:
 
 
 class Dispatcher:
-    def __init__(self, settings: Settings, store: Store, router: Router, consumer: str, clock: Callable[[], float] = time.time):
+    def __init__(self, settings: Settings, store: Store, router: Router, consumer: str, clock: Callable[[], float] = time.time,
+                 lease_prefixes: Sequence[str] = ()):
         self.settings = settings
         self.store = store
         self.router = router
-        self.consumer = consumer
+        self.consumer = consumer  # the sender whose lease makes the replies its own (smsbot.delivery)
+        self.lease_prefixes = list(lease_prefixes)
+        self.token = consumer  # the pipeline's session mark for redelivery guards
         self.clock = clock
-        self._dedup = settings.dispatch.dedup_seconds > 0
-        self._reassembly_ms = settings.dispatch.reassembly_timeout_seconds * 1000
+        self._unreachable = _Throttled("redis_unreachable")
 
     def handle(self, inbounds: Sequence[Inbound], acks: Sequence[tuple[str, str]] = (), writes: Sequence[KeyWrite] = ()) -> BatchResult:
         """Route, store and answer a batch synchronously (prepare + start + wait + finish)."""
@@ -93,10 +101,11 @@ class Dispatcher:
                 batch.error = e
         return self.finish(batch)
 
-    def prepare(self, inbounds: Sequence[Inbound], acks: Sequence[tuple[str, str]] = (), writes: Sequence[KeyWrite] = ()) -> PreparedBatch:
+    def prepare(self, inbounds: Sequence[Inbound], acks: Sequence[tuple[str, str]] = (), writes: Sequence[KeyWrite] = (),
+                tail: Sequence[tuple] = ()) -> PreparedBatch:
         """Route every MO of the batch and build its script call (pure Python, no I/O)."""
         now_ms = int(self.clock() * 1000)
-        batch = PreparedBatch(now_ms=now_ms, acks=list(acks), writes=list(writes))
+        batch = PreparedBatch(now_ms=now_ms, acks=list(acks), writes=list(writes), tail=list(tail))
         for mo in inbounds:
             oc = MoOutcome(mo, _correlation())
             batch.outcomes.append(oc)
@@ -109,7 +118,8 @@ class Dispatcher:
                 batch.calls.append(
                     self.store.mo_call(
                         "part", mo.msisdn, mo.short_code, correlation=oc.correlation, now_ms=now_ms,
-                        args={"seq": seg.seq, "total": seg.total, "text": mo.text, "timeout_ms": self._reassembly_ms},
+                        args={"seq": seg.seq, "total": seg.total, "hex": mo.payload.hex(),
+                              "timeout_ms": self.settings.dispatch.reassembly_timeout_seconds * 1000},
                         parts_key=self.store.keys.parts(mo.msisdn, mo.short_code, ref),
                     )
                 )
@@ -122,10 +132,10 @@ class Dispatcher:
 
     def start(self, batch: PreparedBatch) -> None:
         """Send the batch's one round trip (script calls + acks + records); nothing to send: no-op."""
-        if not batch.calls and not batch.acks and not batch.writes:
+        if not batch.calls and not batch.acks and not batch.writes and not batch.tail:
             return
         try:
-            batch.roundtrip = self.store.begin_batch(batch.calls, batch.acks, batch.writes)
+            batch.roundtrip = self.store.begin_batch(batch.calls, batch.acks, batch.writes, batch.tail)
         except (redis.ConnectionError, redis.TimeoutError, OSError) as e:
             batch.error = e
 
@@ -133,7 +143,7 @@ class Dispatcher:
         """Turn the replies into statuses and outbox entries (the rare long-MO step runs here, synchronously)."""
         result = BatchResult(batch.outcomes)
         if batch.error is not None:
-            _log.error("redis_unreachable", error=str(batch.error), batch=len(batch.outcomes))
+            self._unreachable.failed(str(batch.error), len(batch.outcomes))
             for oc in batch.outcomes:
                 if oc.outcome != "unknown_short_code":
                     oc.status, oc.outcome = Status.RX_T_APPN, "redis_unreachable"
@@ -141,13 +151,14 @@ class Dispatcher:
         if batch.roundtrip is None:
             return result
         try:
-            results = self.store.finish_batch(batch.calls, len(batch.acks) + len(batch.writes), batch.raw)
+            results = self.store.finish_batch(batch.calls, batch.raw)
         except (redis.RedisError, OSError) as e:
             _log.error("redis_batch_failed", error=str(e), batch=len(batch.outcomes))
             for oc in batch.outcomes:
                 if oc.outcome != "unknown_short_code":
                     oc.status, oc.outcome = Status.RX_T_APPN, "redis_error"
             return result
+        self._unreachable.ok()
         result.acks_flushed = True
         completed: list[tuple[MoOutcome, str]] = []
         for (oc, kind), res in zip(batch.owners, results):
@@ -161,22 +172,29 @@ class Dispatcher:
     def _intent_call(self, oc: MoOutcome, mo: Inbound, text: str, now_ms: int, parts_key: str = "") -> ScriptCall:
         intent = self.router.route(mo.short_code, text)
         oc.command = intent.command
+        guard_ms = self.settings.dispatch.redelivery_guard_seconds * 1000
         fp = None
-        if self._dedup:
+        if guard_ms:
+            # what identifies an SMSC's redelivery of this MO: the same sender, short code, message
+            # reference, concatenation reference and text (the guard only matters across sessions)
             seg = f"{mo.segment.ref}/{mo.segment.total}" if mo.segment else ""
             umr = "" if mo.user_message_reference is None else str(mo.user_message_reference)
             fp = hashlib.sha1(f"{mo.short_code}|{umr}|{seg}|{text}".encode("utf-8", "surrogatepass")).hexdigest()[:20]
-        return self.store.mo_call(
+        call = self.store.mo_call(
             intent.handler, mo.msisdn, mo.short_code,
             lang=self.router.language(mo.short_code), correlation=oc.correlation, args=intent.args,
-            dedup_fp=fp, consumer=self.consumer, now_ms=now_ms,
+            guard_fp=fp, guard_ms=guard_ms, token=self.token, consumer=self.consumer,
+            lease_prefixes=self.lease_prefixes, now_ms=now_ms,
             parts_key=parts_key, delete_parts=bool(parts_key), extra_keys=intent.keys,
         )
+        if fp:
+            oc.guard = call.keys[2]
+        return call
 
     def _apply(self, oc: MoOutcome, res: ScriptResult | Exception, result: BatchResult) -> None:
         if isinstance(res, Exception):
             _log.error("script_failed", correlation=oc.correlation, error=str(res))
-            oc.status, oc.outcome = Status.RX_T_APPN, "script_error"
+            oc.status, oc.outcome, oc.guard = Status.RX_T_APPN, "script_error", ""
             return
         oc.outcome = res.outcome
         result.entries.extend(res.entries)
@@ -188,13 +206,45 @@ class Dispatcher:
             seg = mo.segment
             assert seg is not None
             key = self.store.keys.parts(mo.msisdn, mo.short_code, f"{seg.ref}:{seg.total}")
-            calls.append(self._intent_call(oc, mo, text, now_ms, parts_key=key))
+            calls.append(self._intent_call(oc, mo, codec.join_parts(mo.data_coding, [bytes.fromhex(text)]), now_ms, parts_key=key))
         try:
             results = self.store.run_batch(calls)
         except (redis.ConnectionError, redis.TimeoutError, OSError) as e:
-            _log.error("redis_unreachable", error=str(e), batch=len(calls))
+            self._unreachable.failed(str(e), len(calls))
             for oc, _ in completed:
                 oc.status, oc.outcome = Status.RX_T_APPN, "redis_unreachable"
             return
         for (oc, _), res in zip(completed, results):
             self._apply(oc, res, result)
+
+
+class _Throttled:
+    """One log line when Redis becomes unreachable, then at most one a minute with the count of
+    failures since, and one when it answers again (not one line per batch)."""
+
+    EVERY_S = 60.0
+
+    def __init__(self, event: str):
+        self.event = event
+        self.since: float | None = None
+        self.failures = 0
+        self.mos = 0
+        self._last = 0.0
+
+    def failed(self, error: str, mos: int) -> None:
+        now = time.monotonic()
+        self.failures += 1
+        self.mos += mos
+        if self.since is None:
+            self.since = self._last = now
+            _log.error(self.event, error=error, batch=mos)
+        elif now - self._last >= self.EVERY_S:
+            self._last = now
+            _log.error(self.event, error=error, failures=self.failures, mos_refused=self.mos,
+                       down_seconds=round(now - self.since, 1))
+
+    def ok(self) -> None:
+        if self.since is not None:
+            _log.info("redis_reachable_again", down_seconds=round(time.monotonic() - self.since, 1),
+                      failures=self.failures, mos_refused=self.mos)
+            self.since, self.failures, self.mos = None, 0, 0

@@ -14,7 +14,9 @@ Layout (prefix ``smsbot``; ``{7}`` is the shard tag):
 ``smsbot:{7}:live:<msisdn>``        string  index of the live subscriptions in menu order, derived from
                                             ``subs`` (``<n>|<JSON codes>``), rewritten by every script
                                             that changes a record (rebuilt when missing)
-``smsbot:{7}:dedup:<msisdn>:<fp>``  string  fingerprint of a handled MO (SMSC redelivery guard)
+``smsbot:{7}:guard:<msisdn>:<fp>``  string  a handled MO whose deliver_sm_resp is not known to have reached the
+                                            SMSC: ``<token>|<reply entry ids>`` (redelivery guard; deleted once
+                                            the resp is written, see `smsbot.pipeline`)
 ``smsbot:{7}:parts:<msisdn>:<c>:<r>`` hash  parts of a long MO awaiting reassembly (PEXPIRE)
 ``smsbot:{7}:outbox``               stream  replies to MOs, sent by the instance that handled the MO
                                             (field ``own``); XDELed once the SMSC accepted them
@@ -29,9 +31,13 @@ Layout (prefix ``smsbot``; ``{7}`` is the shard tag):
 ``smsbot:events:orders``            stream  inbound orders (consumer group ``orders``)
 ``smsbot:events:uses``              stream  inbound on-demand use events (consumer group ``uses``)
 ``smsbot:billing:runs``             hash    billing run id -> JSON {period, at, started, finished, counts}
-``smsbot:mt:<message_id>``          string  JSON record of a sent MT part (SET EX)
-``smsbot:mt:<message_id>:dlr``      string  JSON delivery receipt state of that part (SET EX)
-``smsbot:heartbeat:<instance>``     string  instance liveness (SET EX)
+``smsbot:mt:{<message_id>}``        list    JSON records of the MT parts sent under that SMSC message id, oldest
+                                            first (several when the SMSC reuses ids), each updated by its receipt
+``smsbot:mt:{<message_id>}:dlr``    string  a receipt that matched no record (SET EX)
+``smsbot:mt:{x<entry>}:rejected``   string  JSON record of an MT the SMSC refused for good (SET EX)
+``smsbot:heartbeat:<instance>``     string  instance liveness for status pages (SET EX)
+``smsbot:{7}:lease:<consumer>``     string  a sender's lease in this shard: while it exists, the replies marked
+                                            ``own`` = consumer are that sender's alone (`smsbot.delivery`)
 =================================  ======  ==================================================
 """
 
@@ -55,9 +61,10 @@ class SubscriberKeys(NamedTuple):
     them). A tuple: built for every MO of a subscriber not in the cache, so it must be cheap."""
 
     tag: str
+    shard: int
     subs: str
     live: str
-    dedup_prefix: str
+    guard_prefix: str
     conv_prefix: str  # + short code
     outbox: str
     audit: str
@@ -88,8 +95,9 @@ class Keys:
         return self._for(msisdn)
 
     def _build(self, msisdn: str) -> SubscriberKeys:
-        t, outbox, audit, queue, none = self._shard_keys[zlib.crc32(msisdn.encode()) % self.shards]
-        return SubscriberKeys(t, f"{t}:subs:{msisdn}", f"{t}:live:{msisdn}", f"{t}:dedup:{msisdn}:",
+        shard = zlib.crc32(msisdn.encode()) % self.shards
+        t, outbox, audit, queue, none = self._shard_keys[shard]
+        return SubscriberKeys(t, shard, f"{t}:subs:{msisdn}", f"{t}:live:{msisdn}", f"{t}:guard:{msisdn}:",
                               f"{t}:conv:{msisdn}:", outbox, audit, queue, none)
 
     def subs(self, msisdn: str) -> str:
@@ -156,10 +164,17 @@ class Keys:
         return [self.audit(s) for s in range(self.shards)]
 
     def mt(self, message_id: str) -> str:
-        return f"{self.prefix}:mt:{message_id}"
+        return f"{self.prefix}:mt:{{{message_id}}}"
 
     def mt_receipt(self, message_id: str) -> str:
-        return f"{self.prefix}:mt:{message_id}:dlr"
+        return f"{self.prefix}:mt:{{{message_id}}}:dlr"
+
+    def mt_rejected(self, record_id: str) -> str:
+        return f"{self.prefix}:mt:{{{record_id}}}:rejected"
+
+    def lease_prefix(self, shard: int) -> str:
+        """`lease_prefix(n) + consumer` is that consumer's lease in shard n (same slot as the shard's streams)."""
+        return f"{self.prefix}:{{{shard}}}:lease:"
 
     def heartbeat(self, instance: str) -> str:
         return f"{self.prefix}:heartbeat:{instance}"

@@ -1,11 +1,13 @@
-"""The sending side of the outbox: reply intents from Redis -> submit_sm PDUs -> acknowledged.
+"""The sending side of the outbox: reply intents from Redis -> submit_sm PDUs -> accepted -> recorded.
 
-An outbox entry (a Redis stream entry: to, from, lang, tpl, data, mo) stays in the stream and in
-this consumer's pending list until the SMSC has accepted every part of it (submit_sm_resp 0);
-only then is it XACKed and XDELeted, in the next Redis round trip. If this process dies first,
-another instance claims it (XAUTOCLAIM) and sends it. This module owns rendering, splitting into
-parts, the in-flight window, the TPS limit, and retry of throttled parts; the socket is
-`smsbot.transport`'s.
+An outbox or queue entry (a Redis stream entry: to, from, lang, tpl, data, mo) stays in its stream
+(and in this consumer's pending list) until the SMSC has accepted every part of it (submit_sm_resp
+0); then it is "accepted" here and waits to be recorded (XDEL / XACK) in a Redis round trip the
+transport carries (`take_pending`). Which entries this sender may hold at all is
+`smsbot.delivery`'s business. This module owns rendering, splitting into parts, the in-flight
+window, the TPS limit, retry of throttled parts, and one rule of crash safety: parts in flight plus
+parts accepted but not yet recorded never exceed the window, so a crash re-sends at most one
+window. The socket is `smsbot.session`'s.
 """
 
 from __future__ import annotations
@@ -19,35 +21,16 @@ from typing import Callable
 
 from smsbot import codec, log, pdu
 from smsbot.config import Settings
-from smsbot.messages import Status, SubmitSm
 from smsbot.keys import Keys
+from smsbot.messages import Status, SubmitSm
 from smsbot.router import Router
+from smsbot.session import SequenceGenerator
 from smsbot.store import KeyWrite
 
 _log = log.get("smsbot.outbox")
 RETRY_STATUSES = frozenset({Status.RTHROTTLED, Status.RMSGQFUL, Status.RSYSERR})
 THROTTLE_BACKOFF_S = 1.0
 SEGMENT_CACHE_SIZE = 4096  # rendered texts whose encoding is kept (cleared when full: memory stays bounded)
-
-
-class SequenceGenerator:
-    """SMPP sequence numbers, 1..0x7FFFFFFF, shared across reconnects (never restarts at 1 on a new bind).
-
-    Has the interface smpplib's Client expects (`sequence`, `next_sequence()`), so binds use it too.
-    """
-
-    MAX = 0x7FFFFFFF
-
-    def __init__(self, start: int = 0):
-        self._sequence = start
-
-    @property
-    def sequence(self) -> int:
-        return self._sequence
-
-    def next_sequence(self) -> int:
-        self._sequence = 1 if self._sequence >= self.MAX else self._sequence + 1
-        return self._sequence
 
 
 @dataclass(slots=True)
@@ -89,8 +72,10 @@ class OutboxSender:
         self.max_tps = settings.smsc.max_tps
         self._queue: deque[_Part] = deque()
         self._inflight: dict[int, tuple[_Part, float]] = {}
-        self._known: set[tuple[str, str]] = set()
-        self._acks: list[tuple[str, str]] = []
+        self._known: set[tuple[str, str]] = set()  # entries held: queued, in flight, or accepted until recorded
+        self._acks: list[tuple[str, str]] = []  # accepted (or refused for good), not yet recorded
+        self._unrecorded_parts = 0  # submits behind `_acks`
+        self._oldest_ack_at = 0.0
         # TPS limit: at most `_tps_n` submit_sm within any `_tps_span` seconds (5 TPS: 5 per second),
         # as an SMSC counts; a token bucket holding max_tps tokens let ~2x max_tps through in one second
         self._tps_n = max(1, int(self.max_tps)) if self.max_tps > 0 else 0
@@ -99,6 +84,7 @@ class OutboxSender:
         self.sent_total = 0
         self.failed_total = 0
         self.on_sent: Callable[[OutgoingMt], None] | None = None
+        self.bind = ""  # the bind the parts go out on (MT records: receipts are matched per bind)
 
     # -- in ---------------------------------------------------------------------------------------
     def enqueue(self, entries: list[tuple[str, str, dict[str, str]]]) -> None:
@@ -110,6 +96,8 @@ class OutboxSender:
                 mt = self._build(stream, entry_id, fields)
             except Exception as e:  # a poison entry must not block the outbox: record and drop it
                 _log.error("outbox_entry_unrenderable", entry=entry_id, error=repr(e))
+                if not self._acks:
+                    self._oldest_ack_at = self.clock()
                 self._acks.append(key)
                 self.failed_total += 1
                 continue
@@ -145,14 +133,29 @@ class OutboxSender:
     def inflight(self) -> int:
         return len(self._inflight)
 
-    def take(self) -> list[bytes]:
-        """Encode as many queued parts as the window and the TPS limit allow right now."""
+    @property
+    def room(self) -> int:
+        """Submits that may go out now: the window less those in flight and those accepted but not
+        yet recorded (a crash re-sends both kinds, never more than one window)."""
+        return self.window - len(self._inflight) - self._unrecorded_parts
+
+    @property
+    def blocked_by_records(self) -> bool:
+        """Parts wait only because accepted ones are not recorded yet: record them now."""
+        return bool(self._queue) and self._unrecorded_parts > 0 and self.room <= 0
+
+    def take(self, may_send: bool = True) -> list[bytes]:
+        """Encode as many queued parts as the window, the records and the TPS limit allow right now
+        (none when `may_send` is false: this sender's lease is not surely held)."""
         out: list[bytes] = []
+        if not may_send:
+            return out
         now = self.clock()
         while self._sent_at and now - self._sent_at[0] >= self._tps_span:
             self._sent_at.popleft()
         deferred: list[_Part] = []
-        while self._queue and len(self._inflight) < self.window:
+        limit = self.window - self._unrecorded_parts
+        while self._queue and len(self._inflight) < limit:
             if self._tps_n and len(self._sent_at) >= self._tps_n:
                 break
             part = self._queue.popleft()
@@ -169,7 +172,7 @@ class OutboxSender:
 
     def next_wakeup(self) -> float | None:
         """Seconds until a deferred part or a TPS token becomes sendable (None: nothing waiting)."""
-        if not self._queue or len(self._inflight) >= self.window:
+        if not self._queue or self.room <= 0:
             return None
         now = self.clock()
         waits = [max(0.0, p.not_before - now) for p in self._queue if p.not_before > now]
@@ -205,7 +208,7 @@ class OutboxSender:
         _log.error("submit_rejected", status=hex(status), correlation=mt.correlation, to=mt.to)
         mt.failed = True
         self.failed_total += 1
-        self._writes.append(KeyWrite(self.keys.mt(f"x{mt.entry_id}"), {
+        self._writes.append(KeyWrite(self.keys.mt_rejected(f"x{mt.entry_id}"), {
             **self._record(mt), "state": "REJECTED", "status": hex(status), "part": str(part.index + 1),
             "message_ids": ",".join(mt.message_ids[i] for i in sorted(mt.message_ids)),
         }, self.settings.dispatch.mt_record_seconds))
@@ -220,7 +223,7 @@ class OutboxSender:
         return mode == "always" or (mode == "auto" and bool(self.settings.smsc.registered_delivery))
 
     def _record(self, mt: OutgoingMt) -> dict[str, str]:
-        return {"to": mt.to, "from": mt.short_code, "tpl": mt.tpl, "correlation": mt.correlation,
+        return {"to": mt.to, "from": mt.short_code, "tpl": mt.tpl, "correlation": mt.correlation, "bind": self.bind,
                 "entry": mt.entry_id, "parts": str(len(mt.parts)), "at": str(int(time.time() * 1000))}
 
     def _complete(self, mt: OutgoingMt) -> None:
@@ -233,15 +236,16 @@ class OutboxSender:
         base = self._record(mt)
         ttl = self.settings.dispatch.mt_record_seconds
         for i, mid in sorted(mt.message_ids.items()):
-            self._writes.append(KeyWrite(self.keys.mt(mid), {**base, "part": str(i + 1), "state": "ENROUTE"}, ttl))
+            self._writes.append(KeyWrite(self.keys.mt(mid), {**base, "part": str(i + 1), "state": "ENROUTE"}, ttl, push=True))
         if self.on_sent is not None:
             self.on_sent(mt)
         self._finish(mt)
 
     def _finish(self, mt: OutgoingMt) -> None:
-        key = (mt.stream, mt.entry_id)
-        self._acks.append(key)
-        self._known.discard(key)
+        if not self._acks:
+            self._oldest_ack_at = self.clock()
+        self._acks.append((mt.stream, mt.entry_id))
+        self._unrecorded_parts += len(mt.done) + (1 if mt.failed else 0)
         # after a permanent failure, drop its parts still queued (on success none are: all are done)
         if mt.failed and any(p.mt is mt for p in self._queue):
             self._queue = deque(p for p in self._queue if p.mt is not mt)
@@ -259,7 +263,7 @@ class OutboxSender:
         self._queue.extendleft(reversed(parts))
         return len(parts)
 
-    # -- what the next Redis round trip must carry: outbox acks, MT records ---------------------------
+    # -- what the next Redis round trip must carry: records of accepted entries, MT records ----------
     @property
     def pending_count(self) -> int:
         """Outbox acks and MT records waiting for the next Redis round trip."""
@@ -269,17 +273,41 @@ class OutboxSender:
     def has_writes(self) -> bool:
         return bool(self._writes)
 
-    def take_pending(self) -> tuple[list[tuple[str, str]], list[KeyWrite]]:
+    def ack_age(self) -> float:
+        """Seconds the oldest unrecorded acceptance has waited (0 when none waits)."""
+        return self.clock() - self._oldest_ack_at if self._acks else 0.0
+
+    def take_pending(self) -> tuple[list[tuple[str, str]], list[KeyWrite], int]:
+        """Acks and MT records for a round trip, and the submits they stand for. Once the round trip
+        is written they count as recorded (Redis executes what it was sent even if we die next);
+        `recorded` when it is answered, `restore_pending` when it failed."""
         acks, self._acks = self._acks, []
         writes, self._writes = self._writes, []
-        return acks, writes
+        parts, self._unrecorded_parts = self._unrecorded_parts, 0
+        return acks, writes, parts
 
-    def restore_pending(self, acks: list[tuple[str, str]], writes: list[KeyWrite]) -> None:
+    def restore_pending(self, acks: list[tuple[str, str]], writes: list[KeyWrite], parts: int) -> None:
+        if acks and not self._acks:
+            self._oldest_ack_at = self.clock()
         self._acks[:0] = acks
         self._writes[:0] = writes
+        self._unrecorded_parts += parts
+
+    def recorded(self, acks: list[tuple[str, str]]) -> None:
+        """These entries are gone from Redis: a redelivered MO can no longer hand them back to us."""
+        for key in acks:
+            self._known.discard(key)
 
     def add_write(self, write: KeyWrite) -> None:
         self._writes.append(write)
+
+    def drop_unsent(self) -> int:
+        """This sender lost its lease: forget every part not yet sent (their entries are adopted
+        back through the queue, by a sibling or by this process under its new name)."""
+        dropped = {(p.mt.stream, p.mt.entry_id) for p in self._queue}
+        self._queue.clear()
+        self._known -= dropped
+        return len(dropped)
 
     @property
     def idle(self) -> bool:

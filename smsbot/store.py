@@ -92,7 +92,8 @@ class Store:
         self.mo_sha = _sha1(self.mo_source)
         self.handler_sources = assemble_handler_scripts(files)
         self.handler_shas = {h: _sha1(src) for h, src in self.handler_sources.items()}
-        self._adopt: str | None = None
+        self.receipt_source = (LUA_DIR / "receipt.lua").read_text(encoding="utf-8")
+        self.receipt_sha = _sha1(self.receipt_source)
         self._json_cache: dict[int, tuple[dict[str, Any], str]] = {}
         self._local = threading.local()  # a read buffer per thread (event consumers share the Store)
 
@@ -101,6 +102,7 @@ class Store:
         return bool(self.redis.ping())
 
     def load_scripts(self) -> None:
+        self.receipt_sha = self.script_load(self.receipt_source)
         self.mo_sha = self.script_load(self.mo_source)
         for src in set(self.handler_sources.values()):
             self.script_load(src)
@@ -135,26 +137,33 @@ class Store:
         lang: str = "zh-CN",
         correlation: str = "",
         args: dict[str, Any] | None = None,
-        dedup_fp: str | None = None,
+        guard_fp: str | None = None,
+        guard_ms: int = 0,
+        token: str = "",
         consumer: str = "",
-        read_count: int = 0,
+        lease_prefixes: Sequence[str] = (),
         parts_key: str = "",
         delete_parts: bool = False,
         now_ms: int | None = None,
         extra_keys: Sequence[str] = (),
     ) -> ScriptCall:
-        """One MO-script call. `extra_keys` names per-subscriber keys (``Keys.named``) the handler
-        uses; they go last in KEYS and reach Lua as ``ctx.key[name]`` (prelude, ARGV[13])."""
+        """One MO-script call (KEYS and ARGV as prelude.lua documents them). `guard_fp` names the
+        MO's redelivery guard (main.lua), kept `guard_ms` and marked with `token`; `consumer` is
+        the sender that will send the replies while it holds its lease (`lease_prefixes[shard] +
+        consumer`). `extra_keys` names per-subscriber keys (``Keys.named``) the handler uses; they
+        go last in KEYS and reach Lua as ``ctx.key[name]`` (ARGV[13])."""
         sk = self.keys.subscriber(msisdn)
+        guarded = bool(guard_fp and guard_ms > 0)
         keys = [
             sk.subs,
             sk.conv_prefix + short_code,
-            sk.dedup_prefix + dedup_fp if dedup_fp else sk.none,
+            sk.guard_prefix + guard_fp if guarded else sk.none,
             sk.outbox,
             sk.audit,
             sk.queue,
             parts_key or sk.none,
             sk.live,
+            lease_prefixes[sk.shard] + consumer if consumer and lease_prefixes else sk.none,
         ]
         argv = [
             handler,
@@ -163,11 +172,11 @@ class Store:
             short_code,
             lang,
             correlation,
-            self.settings.dispatch.dedup_seconds if dedup_fp else 0,
+            guard_ms if guarded else 0,
             self._args_json(args),
             consumer,
-            read_count,
-            OUTBOX_GROUP,
+            token,
+            "",
             "1" if delete_parts else "0",
         ]
         if extra_keys:
@@ -197,16 +206,32 @@ class Store:
         Raises redis.ConnectionError/TimeoutError when Redis is unreachable (nothing is known to be
         stored); per-call script errors come back in the list as exceptions.
         """
-        return self.finish_batch(calls, len(acks) + len(writes), self.begin_batch(calls, acks, writes).wait())
+        return self.finish_batch(calls, self.begin_batch(calls, acks, writes).wait())
 
     def begin_batch(self, calls: Sequence[ScriptCall], acks: Sequence[tuple[str, str]] = (),
-                    writes: Sequence[KeyWrite] = ()) -> Roundtrip:
-        """Send a batch now; the caller collects the replies when the socket is readable."""
+                    writes: Sequence[KeyWrite] = (), tail: Sequence[tuple[Any, ...]] = ()) -> Roundtrip:
+        """Send a batch now (script calls, records of sent entries, MT records, then `tail`: guards
+        to delete, receipts); the caller collects the replies when the socket is readable."""
         shas = self.handler_shas
         cmds: list[tuple[Any, ...]] = [("EVALSHA", shas.get(c.argv[0], self.mo_sha), len(c.keys), *c.keys, *c.argv) for c in calls]
         cmds.extend(_ack_commands(acks))
         cmds.extend(_write_commands(writes))
+        cmds.extend(tail)
         return self.start_roundtrip(cmds)
+
+    def delete_commands(self, keys: Sequence[str]) -> list[tuple[Any, ...]]:
+        """DEL of `keys`, one command per hash tag (a multi-key DEL must stay in one cluster slot)."""
+        by_tag: dict[str, list[str]] = {}
+        for k in keys:
+            by_tag.setdefault(k[: k.index("}") + 1], []).append(k)
+        return [("DEL", *ks) for ks in by_tag.values()]
+
+    def receipt_command(self, receipt: Any, bind: str, at_ms: int, ttl: int) -> tuple[Any, ...]:
+        """Apply a delivery receipt to the most recent unsettled MT sent under its message id on
+        `bind` (receipt.lua): an SMSC that reuses ids cannot make one MT's receipt land on another."""
+        mid = receipt.message_id
+        return ("EVALSHA", self.receipt_sha, 2, self.keys.mt(mid), self.keys.mt_receipt(mid),
+                bind, receipt.state, receipt.error, at_ms, ttl)
 
     def start_roundtrip(self, cmds: Sequence[tuple[Any, ...]]) -> Roundtrip | ClusterRoundtrip:
         """Send `cmds` now (one pipelined write per node); collect with `poll`/`wait`."""
@@ -220,10 +245,12 @@ class Store:
                 self._refresh_topology = True
         return ClusterRoundtrip(self, cmds)
 
-    def finish_batch(self, calls: Sequence[ScriptCall], _n_tail: int, raw: list[Any]) -> list[ScriptResult | Exception]:
+    def finish_batch(self, calls: Sequence[ScriptCall], raw: list[Any]) -> list[ScriptResult | Exception]:
         for r in raw[len(calls):]:
             if isinstance(r, Exception):
-                raise redis.ResponseError(f"outbox ack / MT record failed: {r}")
+                if str(r).startswith("NOSCRIPT"):
+                    self.load_scripts()  # the receipt script after a Redis restart: next batch has it
+                raise redis.ResponseError(f"outbox ack / MT record / receipt failed: {r}")
         results: list[Any] = raw[: len(calls)]
         retry = [i for i, r in enumerate(results) if isinstance(r, Exception) and str(r).startswith("NOSCRIPT")]
         if retry:
@@ -296,17 +323,21 @@ class Store:
             if isinstance(r, Exception):
                 raise redis.ResponseError(str(r))
 
-    def mt_record(self, message_id: str) -> dict[str, str]:
-        """What we sent under SMSC message id `message_id`, merged with its delivery receipt."""
-        # two GETs, not MGET: the keys are untagged, so in a cluster they may live on two nodes
-        sent, receipt = self.roundtrip([("GET", self.keys.mt(message_id)), ("GET", self.keys.mt_receipt(message_id))])
-        for r in (sent, receipt):
+    def mt_records(self, message_id: str) -> list[dict[str, str]]:
+        """Every MT part sent under SMSC message id `message_id` (several when the SMSC reused the
+        id), oldest first, each with its delivery receipt; a receipt that matched none comes last."""
+        key = self.keys.mt(message_id)
+        sent, orphan, rejected = self.roundtrip([("LRANGE", key, 0, -1), ("GET", self.keys.mt_receipt(message_id)),
+                                                 ("GET", self.keys.mt_rejected(message_id))])
+        for r in (sent, orphan, rejected):
             if isinstance(r, Exception):
                 raise redis.ResponseError(str(r))
-        rec: dict[str, str] = json.loads(sent) if sent else {}
-        if receipt:
-            rec.update(json.loads(receipt))
-        return rec
+        out: list[dict[str, str]] = [json.loads(r) for r in sent or []]
+        if rejected:
+            out.append(json.loads(rejected))
+        if orphan:
+            out.append({"receipt_without_mt": "1", **json.loads(orphan)})
+        return out
 
     def read_outbox(self, consumer: str, count: int, block_ms: int | None = None) -> list[tuple[str, str, dict[str, str]]]:
         """Queue entries nobody has picked up yet (reminders, alerts, adopted replies of a dead sender)."""
@@ -342,82 +373,6 @@ class Store:
                     out.append((_s(stream), _s(entry_id), {_s(flat[i]): _s(flat[i + 1]) for i in range(0, len(flat), 2)}))
         return out
 
-    def claim_stale(self, consumer: str, min_idle_ms: int, count: int = 100) -> list[tuple[str, str, dict[str, str]]]:
-        """Take over queue entries another (dead or stuck) sender read but never acknowledged."""
-        out: list[tuple[str, str, dict[str, str]]] = []
-        for stream in self.keys.all_queues():
-            try:
-                res = self.redis.xautoclaim(stream, OUTBOX_GROUP, consumer, min_idle_ms, start_id="0-0", count=count)
-            except redis.ResponseError as e:
-                if "NOGROUP" in str(e):
-                    continue
-                raise
-            for entry_id, fields in res[1]:
-                if fields is None:
-                    continue
-                out.append((stream, _s(entry_id), {_s(k): _s(v) for k, v in fields.items()}))
-        return out
-
-    def heartbeat(self, instance: str, ttl_s: int) -> None:
-        self.redis.set(self.keys.heartbeat(instance), str(int(time.time())), ex=ttl_s)
-
-    def clear_heartbeat(self, instance: str) -> None:
-        self.redis.delete(self.keys.heartbeat(instance))
-
-    def claim_from_dead(self, consumer: str, count: int = 1000) -> list[tuple[str, str, dict[str, str]]]:
-        """Take over queue entries held by senders whose heartbeat has expired (dead instances)."""
-        out: list[tuple[str, str, dict[str, str]]] = []
-        for stream in self.keys.all_queues():
-            try:
-                holders = self.redis.xinfo_consumers(stream, OUTBOX_GROUP)
-            except redis.ResponseError:
-                continue
-            for h in holders:
-                name = _s(h["name"])
-                if name == consumer or not h.get("pending"):
-                    continue
-                if self.redis.exists(self.keys.heartbeat(name)):
-                    continue
-                pending = self.redis.xpending_range(stream, OUTBOX_GROUP, "-", "+", count, consumername=name)
-                ids = [p["message_id"] for p in pending]
-                if not ids:
-                    continue
-                for entry_id, fields in self.redis.xclaim(stream, OUTBOX_GROUP, consumer, 0, ids):
-                    if fields:
-                        out.append((stream, _s(entry_id), {_s(k): _s(v) for k, v in fields.items()}))
-                if len(ids) < count:
-                    self.redis.xgroup_delconsumer(stream, OUTBOX_GROUP, name)
-        return out
-
-    def adopt_orphans(self, me: str, min_age_ms: int, count: int = 500) -> int:
-        """Move outbox entries older than `min_age_ms` whose sender has no heartbeat to the queue."""
-        moved = 0
-        horizon = int(time.time() * 1000) - min_age_ms
-        for stream in self.keys.all_outboxes():
-            entries = self.redis.xrange(stream, "-", f"{horizon}-0", count=count)
-            owners: dict[str, list[str]] = {}
-            for entry_id, fields in entries:
-                owner = _s(fields.get(b"own", b""))
-                if owner != me:
-                    owners.setdefault(owner, []).append(_s(entry_id))
-            for owner, ids in owners.items():
-                if owner and self.redis.exists(self.keys.heartbeat(owner)):
-                    continue  # alive, just slow (throttled): its entries stay its own
-                args = (2, stream, self.keys.queue_for_outbox(stream), *ids)
-                try:
-                    moved += int(self.redis.evalsha(self._adopt_sha(), *args))
-                except redis.ResponseError as e:
-                    if "NOSCRIPT" not in str(e):
-                        raise
-                    self._adopt = None  # Redis restarted or failed over: load it again
-                    moved += int(self.redis.evalsha(self._adopt_sha(), *args))
-        return moved
-
-    def _adopt_sha(self) -> str:
-        if self._adopt is None:
-            self._adopt = self.script_load((LUA_DIR / "adopt.lua").read_text(encoding="utf-8"))
-        return self._adopt
-
     def outbox_depth(self) -> int:
         replies = self.roundtrip([("XLEN", s) for s in self.keys.all_outboxes() + self.keys.all_queues()])
         for r in replies:
@@ -428,11 +383,12 @@ class Store:
 
 @dataclass(slots=True)
 class KeyWrite:
-    """SET key <JSON fields> EX ttl — one command: MT records and their delivery receipts."""
+    """SET key <JSON fields> EX ttl, or with `push` RPUSH it to a list (+ EXPIRE): MT records."""
 
     key: str
     fields: dict[str, str]
     ttl: int
+    push: bool = False
 
 
 class Roundtrip:
@@ -652,7 +608,14 @@ def _connect(settings: Settings, socket_timeout: float) -> tuple[Any, str]:
 
 
 def _write_commands(writes: Sequence[KeyWrite]) -> list[tuple[Any, ...]]:
-    return [("SET", w.key, _DUMPS(w.fields), "EX", w.ttl) for w in writes]
+    cmds: list[tuple[Any, ...]] = []
+    for w in writes:
+        if w.push:
+            cmds.append(("RPUSH", w.key, _DUMPS(w.fields)))
+            cmds.append(("EXPIRE", w.key, w.ttl))
+        else:
+            cmds.append(("SET", w.key, _DUMPS(w.fields), "EX", w.ttl))
+    return cmds
 
 
 def _ack_commands(acks: Sequence[tuple[str, str]]) -> list[tuple[Any, ...]]:

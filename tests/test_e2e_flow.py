@@ -132,14 +132,14 @@ def test_permanent_error_is_recorded_and_not_retried(make_settings):
         assert to_victim() == first, "a permanent error must not be retried"
         assert all(e["status"] == 0x0B for e in w.sim.submit_log() if e["to"] == victim)
         store = w.bot.store
-        pattern = store.keys.mt("x") + "*"
+        pattern = store.keys.mt_rejected("x*")
 
         def rejected_records() -> list[str]:
-            return [k.decode() for k in store.redis.scan_iter(match=pattern) if not k.endswith(b":dlr")]
+            return [k.decode() for k in store.redis.scan_iter(match=pattern)]
 
         assert wait_until(lambda: len(rejected_records()) == 1, 10), rejected_records()
-        mt_id = rejected_records()[0].split(":mt:", 1)[1]
-        rec = store.mt_record(mt_id)
+        mt_id = rejected_records()[0].split(":mt:{", 1)[1].split("}", 1)[0]
+        (rec,) = store.mt_records(mt_id)
         assert rec["state"] == "REJECTED" and rec["to"] == victim and rec["status"] == "0xb", rec
         assert mt_id == "x" + rec["entry"]
         # every part of the two-part reply may be in flight when the first is refused: one failure,

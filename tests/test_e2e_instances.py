@@ -41,8 +41,8 @@ def test_delivery_receipt_updates_mt_record(make_world, tmp_path):
     msg = phone.expect(1)[0]
     mid = msg["message_ids"][0]
     store = w.bot.store
-    assert wait_until(lambda: store.mt_record(mid).get("state") == "DELIVRD", 10), store.mt_record(mid)
-    rec = store.mt_record(mid)
+    assert wait_until(lambda: [r.get("state") for r in store.mt_records(mid)] == ["DELIVRD"], 10), store.mt_records(mid)
+    (rec,) = store.mt_records(mid)
     assert rec["to"] == "13800138000" and rec["tpl"] == "menu" and rec["correlation"]
     cfg = tmp_path / "c.yaml"
     raw = base_config(w.settings.redis.url, tmp_path / "var")

@@ -28,7 +28,7 @@ def slot(key: str) -> int:
 def test_one_slot_per_subscriber(msisdn, shards):
     k = Keys("smsbot", shards)
     sk = k.subscriber(msisdn)
-    keys = [sk.subs, sk.dedup_prefix + "abc", sk.outbox, sk.audit, k.conv(msisdn, "10086"), k.parts(msisdn, "10086", "7:2"), k.usage(msisdn)]
+    keys = [sk.subs, sk.guard_prefix + "abc", sk.outbox, sk.audit, k.conv(msisdn, "10086"), k.parts(msisdn, "10086", "7:2"), k.usage(msisdn)]
     assert len({slot(x) for x in keys}) == 1
     assert sk.outbox == k.outbox(k.shard(msisdn))
 

@@ -125,7 +125,7 @@ def test_second_signal_stops_at_once_and_nothing_is_lost(redis_server, tmp_path)
     try:
         raw = make_raw(redis_server.url, tmp_path, sim)
         raw["smsc"].update({"max_tps": 2, "drain_timeout": 30})
-        raw["dispatch"]["dedup_seconds"] = 0
+        raw["dispatch"]["redelivery_guard_seconds"] = 0
         cfg = write_cfg(tmp_path / "config.yaml", raw)
         phones = [Phone(Handset(sim.control_url, f"1390000{i:04d}")) for i in range(8)]
         proc = subprocess.Popen([sys.executable, "-m", "smsbot.cli", "--config", str(cfg), "run"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -78,7 +78,7 @@ def test_reply_refused_for_good_counts_once_and_no_part_of_it_goes_again(make_se
     for q in rest[:1]:
         assert s.on_submit_resp(q, Status.RINVDSTADR, "")
     assert failed == [Status.RINVDSTADR] and s.failed_total == 1
-    acks, writes = s.take_pending()
+    acks, writes, _parts = s.take_pending()
     assert acks == [("stream", "1001-0")]
     assert len(writes) == 1 and writes[0].fields["part"] == "1" and writes[0].fields["state"] == "REJECTED"
     assert s.requeue_inflight() == 0, "parts of a refused reply are not sent again after a reconnect"

@@ -193,7 +193,7 @@ def test_cluster_serves_menus_and_cancels_across_nodes(cluster: list[int], tmp_p
             assert len(found) == 1, f"{n}: keys on several nodes: {found}"
             (port, ks), = found.items()
             names = {k.decode().split(":")[2] for k in ks}
-            assert {"subs", "conv", "dedup"} <= names, names
+            assert {"subs", "conv", "guard"} <= names, names
             audit = store.keys.subscriber(n).audit
             slots = {nodes[port].execute_command("CLUSTER KEYSLOT", k) for k in [*ks, audit]}
             assert len(slots) == 1, f"{n}: keys in several slots {slots}"
@@ -210,10 +210,10 @@ def test_cluster_serves_menus_and_cancels_across_nodes(cluster: list[int], tmp_p
         # the per-shard helpers work per stream on the cluster
         assert store.outbox_depth() >= 0
         assert store.read_outbox("probe", 10) == []
-        assert store.claim_stale("probe", 60_000) == []
-        assert store.claim_from_dead("probe") == []
-        assert store.adopt_orphans("probe", 60_000) == 0
-        assert store.mt_record("nope") == {}
+        delivery = w.bot.transport.delivery
+        assert delivery.claim_from_dead() == []
+        assert delivery.adopt_orphans() == 0
+        assert store.mt_records("nope") == []
 
         # a usage report through the event stream (single key) on the cluster client -> an alert
         fields = usage.event_fields(numbers[3], 1015 * usage.MB, usage.current_cycle(w.settings), None, source="test")

@@ -1,21 +1,40 @@
--- Move orphaned outbox entries (their sender died) to the queue stream, where any live sender reads
--- them through the consumer group. Atomic per entry: an entry is moved at most once.
--- KEYS: 1 outbox stream, 2 queue stream (same hash tag). ARGV: entry ids.
+-- Adopt the replies of dead senders in one outbox stream: move them to the queue stream, where any
+-- live sender reads them through the consumer group. An entry moves only while its owner holds no
+-- lease in this shard, checked here in the same atomic step, so a live owner never loses an entry it
+-- may still send, and an entry is moved at most once. The scan goes on from where the last one
+-- stopped, so a large backlog of a live sender's entries cannot hide a dead one's behind it.
+-- KEYS: 1 outbox stream, 2 queue stream (same hash tag)
+-- ARGV: 1 scan start id, exclusive ('-' = the stream's start), 2 horizon id (only entries up to it
+--       are old enough), 3 count, 4 lease key prefix of the shard ('<tag>:lease:')
+-- Returns { moved, where the next scan starts ('-' when this one reached the horizon) }
+local start = ARGV[1] == '-' and '-' or ('(' .. ARGV[1])
+local count = tonumber(ARGV[3])
+local entries = redis.call('XRANGE', KEYS[1], start, ARGV[2], 'COUNT', count)
+local alive = {}
 local moved = 0
-for _, id in ipairs(ARGV) do
-  local e = redis.call('XRANGE', KEYS[1], id, id)
-  if e[1] and redis.call('XDEL', KEYS[1], id) == 1 then
-    local f, out = e[1][2], {}
-    for i = 1, #f, 2 do
-      if f[i] ~= 'own' then
-        out[#out + 1] = f[i]
-        out[#out + 1] = f[i + 1]
-      end
+for _, e in ipairs(entries) do
+  local id, f = e[1], e[2]
+  local owner, out = '', {}
+  for i = 1, #f, 2 do
+    if f[i] == 'own' then
+      owner = f[i + 1]
+    else
+      out[#out + 1] = f[i]
+      out[#out + 1] = f[i + 1]
     end
+  end
+  local live = alive[owner]
+  if live == nil then
+    live = owner ~= '' and redis.call('EXISTS', ARGV[4] .. owner) == 1
+    alive[owner] = live
+  end
+  if not live then
     out[#out + 1] = 'adopted'
     out[#out + 1] = id
     redis.call('XADD', KEYS[2], '*', unpack(out))
+    redis.call('XDEL', KEYS[1], id)
     moved = moved + 1
   end
 end
-return moved
+if #entries < count then return { moved, '-' } end
+return { moved, entries[#entries][1] }

@@ -1,12 +1,14 @@
--- smsbot MO script prelude. Assembled by smsbot/scripts.py as:
+-- smsbot MO script prelude. Assembled by smsbot/store.py as:
 --   prelude.lua .. commands/*.lua fragments .. main.lua
--- KEYS: 1 subs hash, 2 conv string, 3 dedup string (used when dedup ttl > 0), 4 outbox stream (replies this
---       sender sends itself), 5 audit stream, 6 queue stream (intents for any sender: consumer group),
---       7 parts hash of a long MO (used by 'part' and when ARGV[12] = '1'), 8 live-subscriptions index
---       (string, derived from KEYS[1]: see live_index), then named extra keys.
+-- KEYS: 1 subs hash, 2 conv string, 3 redelivery guard string (used when the guard ttl > 0), 4 outbox
+--       stream (replies this sender sends itself), 5 audit stream, 6 queue stream (intents for any
+--       sender: consumer group), 7 parts hash of a long MO (used by 'part' and when ARGV[12] = '1'),
+--       8 live-subscriptions index (string, derived from KEYS[1]: see live_index), 9 this sender's
+--       lease in the subscriber's shard (smsbot.delivery), then named extra keys.
 --       Unused positions hold a placeholder key with the same hash tag (cluster: one slot).
--- ARGV: 1 handler, 2 now (ms), 3 msisdn, 4 short code, 5 lang, 6 correlation id, 7 dedup ttl (s),
---       8 args (JSON), 9 sender name ('' = not an MO: replies go to the queue), 10, 11 reserved,
+-- ARGV: 1 handler, 2 now (ms), 3 msisdn, 4 short code, 5 lang, 6 correlation id, 7 guard ttl (ms),
+--       8 args (JSON), 9 sender name ('' = not an MO: replies go to the queue), 10 the sender's
+--       token (the guard's "handled in this session" mark), 11 reserved,
 --       12 '1' = delete KEYS[7] (the parts of the long MO being handled) with the effect,
 --       13 (optional) JSON list of names of the per-subscriber keys the handler declared
 --          (Intent.keys / Store.mo_call extra_keys): they are the LAST KEYS, as ctx.key[name]
@@ -14,11 +16,11 @@ local handlers = {}
 local conversations = {}
 
 local ctx = {
-  subs_key = KEYS[1], conv_key = KEYS[2], dedup_key = KEYS[3], outbox = KEYS[4], audit_key = KEYS[5],
-  queue = KEYS[6], parts_key = KEYS[7], live_key = KEYS[8], sent = {},
+  subs_key = KEYS[1], conv_key = KEYS[2], guard_key = KEYS[3], outbox = KEYS[4], audit_key = KEYS[5],
+  queue = KEYS[6], parts_key = KEYS[7], live_key = KEYS[8], lease_key = KEYS[9], sent = {},
   handler = ARGV[1], now = tonumber(ARGV[2]), msisdn = ARGV[3], short_code = ARGV[4], lang = ARGV[5],
-  mo = ARGV[6], dedup_ttl = tonumber(ARGV[7]), args = cjson.decode(ARGV[8]),
-  consumer = ARGV[9], read_count = tonumber(ARGV[10]), group = ARGV[11],
+  mo = ARGV[6], guard_ttl = tonumber(ARGV[7]), args = cjson.decode(ARGV[8]),
+  consumer = ARGV[9], token = ARGV[10],
   replies = 0,
   key = {},
 }
@@ -29,10 +31,19 @@ end
 
 -- Store a reply intent (template `tpl`, `data`, rendered by the sender in `lang`). In an MO's script
 -- the sender handling the MO sends it itself: the entry goes to the outbox stream marked with its
--- owner and is returned to it (no consumer-group read on the hot path). Outside an MO (orders, usage
--- events) it goes to the queue stream, which every sender reads through the consumer group.
+-- owner and is returned to it (no consumer-group read on the hot path) -- but only while that
+-- sender holds its lease (smsbot.delivery: without it, siblings may be adopting its replies). Outside
+-- an MO (orders, usage events), or without a lease, it goes to the queue stream, which every sender
+-- reads through the consumer group.
+local function owns_replies()
+  if ctx.owned == nil then
+    ctx.owned = ctx.consumer ~= '' and redis.call('EXISTS', ctx.lease_key) == 1
+  end
+  return ctx.owned
+end
+
 local function reply_encoded(tpl, encoded)
-  if ctx.consumer ~= '' then
+  if owns_replies() then
     local id = redis.call('XADD', ctx.outbox, '*', 'to', ctx.msisdn, 'from', ctx.short_code, 'lang', ctx.lang,
       'tpl', tpl, 'data', encoded, 'mo', ctx.mo, 't', ARGV[2], 'own', ctx.consumer)
     ctx.sent[#ctx.sent + 1] = { id, tpl, encoded }  -- the caller knows to/from/lang/mo already

@@ -1,0 +1,241 @@
+"""Delivery: which sender owns which reply, and how ownership passes from a dead sender to a live one.
+
+Every rule about who may send an outbox or queue entry lives here (with its two Lua scripts,
+`lua/adopt.lua` and `lua/claim.lua`, and the one line of `lua/prelude.lua` that checks the lease
+before marking a reply as its sender's own):
+
+* **Lease.** A sender, named by its consumer name, holds ``{N}:lease:<consumer>`` in every shard
+  N. A thread of its own renews the lease every `delivery.heartbeat_seconds` for
+  `delivery.lease_seconds`, also while the SMPP link is down or rebinding (but not when the SMPP
+  loop has not turned for `delivery.stuck_seconds`: a wedged sender must lose its replies).
+* **Fence.** The sender sends only while its lease is surely held: until its last successful
+  renewal + the lease − one heartbeat, measured from *before* the renewal was sent (`may_send`).
+  A renewal that finds the lease gone (Redis was out of reach longer than the lease, so siblings
+  may be adopting our entries) starts a new generation with a new consumer name; every part not
+  yet sent is dropped from memory, and what is still ours comes back through the queue like any
+  dead sender's. An MO's reply is marked as its sender's own only while the lease exists (checked
+  by the MO script); otherwise it goes to the queue.
+* **Adoption.** An outbox entry whose owner holds no lease, older than
+  `delivery.orphan_age_seconds`, is moved to its shard's queue (adopt.lua: the lease check and the
+  move are one atomic step; the scan resumes where it stopped, so a long backlog cannot starve it).
+* **Claims.** Queue entries read by a sender that holds no lease are claimed once, by one live
+  sender (claim.lua), and the dead consumer is deleted from the group when it holds nothing.
+* **Queue reads.** The worker reads new queue entries (`XREADGROUP`: each is given to one sender)
+  every `delivery.poll_seconds` while the lease is held and the sender's backlog is small.
+
+The worker thread only talks to Redis; what it reads is handed to the SMPP loop's thread through
+a queue (`tick`), which alone touches the `OutboxSender`. Recording what was sent (XDEL/XACK)
+rides the transport's round trips; see `smsbot.outbox` for the one-window bound.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from typing import Any, Callable
+
+import redis
+
+from smsbot import log
+from smsbot.config import Settings
+from smsbot.keys import OUTBOX_GROUP
+from smsbot.outbox import OutboxSender
+from smsbot.store import LUA_DIR, Store, _s
+
+_log = log.get("smsbot.delivery")
+ADOPT_COUNT = 500
+CLAIM_COUNT = 500
+READ_COUNT = 100
+
+Entry = tuple[str, str, dict[str, str]]
+
+
+class Delivery:
+    def __init__(self, settings: Settings, store: Store, sender: OutboxSender, instance: str,
+                 clock: Callable[[], float] = time.monotonic):
+        self.settings = settings
+        self.store = store
+        self.sender = sender
+        self.instance = instance
+        self.clock = clock
+        self.generation = 0
+        self.consumer = instance
+        self.lease_prefixes = [store.keys.lease_prefix(n) for n in range(store.keys.shards)]
+        self.on_consumer: Callable[[str], None] | None = None  # the dispatcher marks replies with it
+        self._valid_until = 0.0  # written by the worker, read by the loop (a float: atomic)
+        self._held = False  # the lease was taken under the current name
+        self._generation_seen = 0
+        self._inbox: deque[list[Entry]] = deque()
+        self._loop_tick = clock()
+        self._stuck_logged = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._adopt_from: dict[str, str] = {}
+        self._scripts: dict[str, str] = {}
+        self._redis_down_since: float | None = None
+        self._redis_failures = 0
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name=f"delivery-{self.instance}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the worker and give up the lease: what this sender did not send is free at once."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+        self._valid_until = 0.0
+        try:
+            self.store.roundtrip([("DEL", p + self.consumer) for p in self.lease_prefixes]
+                                 + [("DEL", self.store.keys.heartbeat(self.instance))])
+        except (redis.RedisError, OSError) as e:
+            _log.warning("lease_release_failed", error=str(e))
+
+    # -- the SMPP loop's side (its thread only) -------------------------------------------------------
+    def tick(self, now: float) -> None:
+        """Once per loop turn: note that the loop lives, take what the worker read, follow a new name."""
+        self._loop_tick = now
+        if self._generation_seen != self.generation:
+            self._generation_seen = self.generation
+            dropped = self.sender.drop_unsent()
+            if self.on_consumer is not None:
+                self.on_consumer(self.consumer)
+            _log.warning("lease_lost", consumer=self.consumer, unsent_dropped=dropped)
+        inbox = self._inbox
+        while inbox:
+            self.sender.enqueue(inbox.popleft())
+
+    def alive(self, now: float) -> None:
+        """The loop is alive but not turning (waiting to reconnect)."""
+        self._loop_tick = now
+
+    def may_send(self, now: float) -> bool:
+        return now < self._valid_until
+
+    def acks_due(self, now: float) -> bool:
+        """Accepted submits should be recorded now (they block further submits, an MT record waits,
+        or the oldest has waited `delivery.ack_flush_seconds`)."""
+        s = self.sender
+        return bool(s.pending_count) and (
+            s.has_writes or s.blocked_by_records or s.ack_age() >= self.settings.delivery.ack_flush_seconds)
+
+    def wakeup_in(self, now: float) -> float | None:
+        """Seconds until `acks_due` turns true by age alone (None: nothing waits)."""
+        if not self.sender.pending_count:
+            return None
+        return max(0.0, self.settings.delivery.ack_flush_seconds - self.sender.ack_age())
+
+    # -- the worker ---------------------------------------------------------------------------------
+    def _run(self) -> None:
+        d = self.settings.delivery
+        next_beat = next_poll = next_adopt = 0.0
+        while not self._stop.is_set():
+            now = self.clock()
+            try:
+                if now >= next_beat:
+                    next_beat = now + d.heartbeat_seconds
+                    self._renew(now)
+                if self.may_send(self.clock()):
+                    if now >= next_poll:
+                        next_poll = now + d.poll_seconds
+                        if self.sender.backlog < self.settings.smsc.window * 10:
+                            self._hand_over(self.store.read_outbox(self.consumer, READ_COUNT))
+                    if now >= next_adopt:
+                        next_adopt = now + d.adopt_every_seconds
+                        self.adopt_orphans()
+                        self._hand_over(self.claim_from_dead())
+                self._redis_ok(now)
+            except (redis.RedisError, OSError) as e:
+                self._redis_failed(now, e)
+            self._stop.wait(max(0.0, min(next_beat, next_poll, next_adopt) - self.clock()))
+
+    def _hand_over(self, entries: list[Entry]) -> None:
+        if entries:
+            self._inbox.append(entries)
+
+    def _renew(self, now: float) -> None:
+        d = self.settings.delivery
+        if now - self._loop_tick > d.stuck_seconds:
+            if not self._stuck_logged:
+                self._stuck_logged = True
+                _log.error("sender_stuck", seconds=round(now - self._loop_tick, 1), consumer=self.consumer)
+            return
+        self._stuck_logged = False
+        ttl_ms = int(d.lease_seconds * 1000)
+        mode = "XX" if self._held else "NX"
+        sent_at = self.clock()
+        cmds: list[tuple[Any, ...]] = [("SET", p + self.consumer, self.instance, "PX", ttl_ms, mode) for p in self.lease_prefixes]
+        cmds.append(("SET", self.store.keys.heartbeat(self.instance), str(int(time.time())), "PX", ttl_ms))
+        replies = self.store.roundtrip(cmds)
+        for r in replies:
+            if isinstance(r, Exception):
+                raise redis.ResponseError(str(r))
+        if any(r is None for r in replies[:-1]):
+            self._new_generation("lease expired" if self._held else "lease taken")
+            return
+        self._held = True
+        self._valid_until = sent_at + d.lease_seconds - d.heartbeat_seconds
+
+    def _new_generation(self, reason: str) -> None:
+        """Our lease lapsed: from now on this process is a new sender; the old one is dead to all."""
+        self._valid_until = 0.0
+        self._held = False
+        self.generation += 1
+        old, self.consumer = self.consumer, f"{self.instance}.{self.generation}"
+        _log.warning("lease_lapsed", reason=reason, old_consumer=old, consumer=self.consumer)
+
+    def _redis_failed(self, now: float, error: Exception) -> None:
+        self._redis_failures += 1
+        if self._redis_down_since is None:
+            self._redis_down_since = now
+            _log.warning("delivery_redis_unreachable", error=str(error))
+
+    def _redis_ok(self, now: float) -> None:
+        if self._redis_down_since is not None:
+            _log.info("delivery_redis_reachable_again", down_seconds=round(now - self._redis_down_since, 1),
+                      failures=self._redis_failures)
+            self._redis_down_since = None
+            self._redis_failures = 0
+
+    # -- adoption and claims --------------------------------------------------------------------------
+    def adopt_orphans(self) -> int:
+        """Move old outbox entries of senders without a lease to the queue (each shard once)."""
+        horizon = f"{int(time.time() * 1000 - self.settings.delivery.orphan_age_seconds * 1000)}-0"
+        keys = self.store.keys
+        moved = 0
+        for shard in range(keys.shards):
+            outbox = keys.outbox(shard)
+            start = self._adopt_from.get(outbox, "-")
+            n, nxt = self._eval("adopt", [outbox, keys.queue(shard)], [start, horizon, ADOPT_COUNT, self.lease_prefixes[shard]])
+            self._adopt_from[outbox] = _s(nxt)
+            moved += int(n)
+        if moved:
+            _log.info("replies_adopted", count=moved)
+        return moved
+
+    def claim_from_dead(self) -> list[Entry]:
+        """Queue entries read by senders without a lease, claimed by this one (each exactly once)."""
+        keys = self.store.keys
+        out: list[Entry] = []
+        for shard in range(keys.shards):
+            stream = keys.queue(shard)
+            for entry_id, flat in self._eval("claim", [stream], [OUTBOX_GROUP, self.consumer, self.lease_prefixes[shard], CLAIM_COUNT]):
+                out.append((stream, _s(entry_id), {_s(flat[i]): _s(flat[i + 1]) for i in range(0, len(flat), 2)}))
+        if out:
+            _log.info("queue_entries_claimed", count=len(out))
+        return out
+
+    def _eval(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        sha = self._scripts.get(name)
+        if sha is None:
+            sha = self._scripts[name] = self.store.script_load((LUA_DIR / f"{name}.lua").read_text(encoding="utf-8"))
+        try:
+            return self.store.redis.evalsha(sha, len(keys), *keys, *args)
+        except redis.ResponseError as e:
+            if "NOSCRIPT" not in str(e):
+                raise
+            self._scripts.pop(name)  # Redis restarted or failed over: load it again
+            return self._eval(name, keys, args)

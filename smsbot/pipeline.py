@@ -1,0 +1,329 @@
+"""The pipeline: MOs and receipts read from the SMSC -> batches -> Redis round trips -> responses.
+
+This module owns the order of work between the socket and Redis: which MOs go into the next
+batch, how many round trips are in flight, and what each round trip carries besides the MOs'
+scripts (records of accepted replies, MT records, receipts, cleared redelivery guards). It never
+touches a socket: the responses it produces are queued on the MO's `Link` (`smsbot.session`).
+
+Rules:
+
+* **One subscriber, one order.** Round trips travel on different connections; an MO of a
+  subscriber with an MO in a round trip still in flight waits for it.
+* **Flow control.** While more reply parts than the high-water mark wait for the SMSC, MOs stay
+  unacknowledged (the SMSC's window fills and it waits); receipts still go through.
+* **Nothing acknowledged unstored.** A deliver_sm/data_sm gets status 0 only once its effect and
+  reply are stored; Redis out of reach or an unknown outcome gets a temporary error
+  (ESME_RX_T_APPN): the SMSC delivers it again.
+* **Redelivery guard.** Each handled MO leaves a guard in Redis (main.lua) marked with this
+  pipeline's `token`. Once the SMSC has surely read its deliver_sm_resp (an enquire_link written
+  after it was answered: `Link.confirm`), the guard is deleted in a later round trip, so the same
+  text sent again by the person, later, to this or a sibling instance, is a new MO. A guard that
+  outlives its session — the link died before the SMSC read the resp, the process died, or a
+  round trip's outcome is unknown (then the token changes at once) — makes the SMSC's redelivery
+  of that MO a duplicate: no effect again, no second reply. Within one session the token is the
+  same, so a person repeating a text is always answered again.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from itertools import count
+from typing import Callable
+
+from smsbot import log
+from smsbot.config import Settings
+from smsbot.dispatch import Dispatcher, PreparedBatch
+from smsbot.messages import Inbound, Receipt, Status
+from smsbot.outbox import OutboxSender
+from smsbot.session import Link
+from smsbot.store import KeyWrite, Store
+
+_log = log.get("smsbot.pipeline")
+MAX_IN_FLIGHT = 2  # Redis round trips of MO batches in flight at once (each on its own connection)
+# MOs per round trip at most: under sustained load Redis works on one batch while the bot finishes
+# the other; 50 kept both busy best on the benchmark (100: each waited longer for the other)
+BATCH_MAX = 50
+SPLIT_FROM = 8  # with nothing in flight, this many ready MOs are split into two batches
+ACKS_PER_FLUSH = 512
+
+Mo = tuple[Inbound, Link, bool]  # the MO, the link its resp goes to, whether it came as data_sm
+ReceiptIn = tuple[Receipt, int, Link, bool]  # receipt, PDU sequence, link, data_sm
+
+
+@dataclass
+class _Pending:
+    """A round trip in flight: a batch of MOs and receipts, or only records."""
+
+    batch: PreparedBatch
+    mos: list[Mo]
+    receipts: list[ReceiptIn]
+    acks: list[tuple[str, str]]
+    writes: list[KeyWrite]
+    parts: int  # submits the acks stand for
+    clears: list[str]
+    started: float
+    token: str
+
+
+class Pipeline:
+    def __init__(self, settings: Settings, store: Store, dispatcher: Dispatcher, sender: OutboxSender,
+                 on_batch: Callable[..., None] | None = None, on_receipt: Callable[..., None] | None = None):
+        self.settings = settings
+        self.store = store
+        self.dispatcher = dispatcher
+        self.sender = sender
+        self.report_batch = on_batch  # outcomes and latency of each answered batch (metrics, log)
+        self.report_receipt = on_receipt
+        self.deferred: list[Mo] = []
+        self.receipts: list[ReceiptIn] = []
+        self.pending: list[_Pending] = []  # oldest first
+        self._records: list[_Pending] = []  # record-only round trips in flight
+        self._stalled = False  # the ready MOs all belong to subscribers with a batch in flight
+        self._session = count(1)
+        self.token = ""
+        self.new_session()
+        self._unwritten: dict[int, list[str]] = {}  # id(link) -> guards of resps queued on it
+        self._written: dict[int, list[tuple[int, str]]] = {}  # id(link) -> (write number, guard)
+        self._clears: list[str] = []  # guards whose resps the SMSC has read: delete them
+        self._acks_flushed_at = 0.0
+
+    # -- sessions ---------------------------------------------------------------------------------
+    def new_session(self) -> None:
+        """A new token: guards left by earlier sessions now mark possible redeliveries."""
+        self.token = f"{self.dispatcher.consumer}/{next(self._session)}"
+        self.dispatcher.token = self.token
+
+    def link_lost(self) -> None:
+        """The link died: batches in flight complete (their effects are stored, their replies kept);
+        their resps are lost with the link, so their guards stay; MOs not yet batched were never
+        acknowledged and will come again."""
+        self.complete_all()
+        self.deferred = []
+        self._unwritten.clear()
+        self._written.clear()
+        self.new_session()
+
+    # -- input --------------------------------------------------------------------------------------
+    def on_mo(self, mo: Inbound, link: Link, data_sm: bool) -> None:
+        self.deferred.append((mo, link, data_sm))
+        self._stalled = False
+
+    def on_receipt(self, receipt: Receipt, sequence: int, link: Link, data_sm: bool) -> None:
+        self.receipts.append((receipt, sequence, link, data_sm))
+
+    def before_flush(self, link: Link, now: float, sequences) -> None:
+        """Resps with guards are about to be written on `link`: ask the SMSC to confirm it read them."""
+        guards = self._unwritten.pop(id(link), None)
+        if guards:
+            n = link.flushes + 1
+            self._written.setdefault(id(link), []).extend((n, g) for g in guards)
+        if self._written.get(id(link)) and not link.confirming:
+            link.confirm(now, sequences)
+
+    def confirmed(self, link: Link) -> None:
+        """Guards of resps the SMSC has read (`link.confirmed`) may go."""
+        written = self._written.get(id(link))
+        if written and written[0][0] <= link.confirmed:
+            upto = link.confirmed
+            keep = [(n, g) for n, g in written if n > upto]
+            self._clears.extend(g for n, g in written if n <= upto)
+            self._written[id(link)] = keep
+
+    # -- scheduling -----------------------------------------------------------------------------------
+    @property
+    def high_water(self) -> int:
+        """Queued parts beyond which no more MOs are dispatched until the SMSC takes replies."""
+        return 2 * self.settings.smsc.window + 16
+
+    def startable(self) -> bool:
+        return len(self.pending) < MAX_IN_FLIGHT and self.ready() and not self._stalled
+
+    def ready(self) -> bool:
+        return bool(self.receipts or (self.deferred and self.sender.backlog <= self.high_water))
+
+    def roundtrips(self) -> list:
+        """Round trips whose answers are awaited (for select)."""
+        return [p.batch.roundtrip for p in (*self.pending, *self._records)
+                if p.batch.roundtrip is not None and not p.batch.roundtrip.done]
+
+    def buffered(self) -> bool:
+        return any(rt.buffered() for rt in self.roundtrips())
+
+    def start_batches(self) -> None:
+        while len(self.pending) < MAX_IN_FLIGHT and self.ready():
+            if not self._start_batch():
+                self._stalled = True  # what waits belongs to subscribers in flight: no busy loop
+                break
+
+    def _start_batch(self) -> bool:
+        """One Redis round trip for a batch of MOs, receipts, records and cleared guards: sent now,
+        answered in `_finish` when Redis replies."""
+        started = time.monotonic()
+        cap = BATCH_MAX if self.sender.backlog <= self.high_water else 0
+        if not self.pending and len(self.deferred) >= SPLIT_FROM:
+            cap = min(cap, (len(self.deferred) + 1) // 2)  # two halves in flight overlap with the SMSC
+        if not self.pending:
+            mos, self.deferred = self.deferred[:cap], self.deferred[cap:]
+        else:
+            busy = {mo.msisdn for p in self.pending for mo, _l, _d in p.mos}
+            mos, keep = [], []
+            deferred = self.deferred
+            for i, item in enumerate(deferred):
+                if len(mos) >= cap:
+                    keep.extend(deferred[i:])
+                    break
+                (keep if item[0].msisdn in busy else mos).append(item)
+            self.deferred = keep
+        if not mos and not self.receipts:
+            return False
+        # Accepted replies are recorded in a later round trip, but not in every one: one XDEL per
+        # stream carrying many ids costs Redis less than one per small batch. They wait at most
+        # delivery.ack_flush_seconds, or until they hold back further submits (`smsbot.outbox`);
+        # MT records go in the next round trip (a delivery receipt may follow its submit_sm_resp).
+        sender = self.sender
+        if (sender.has_writes or sender.blocked_by_records or sender.pending_count >= ACKS_PER_FLUSH
+                or started - self._acks_flushed_at >= self.settings.delivery.ack_flush_seconds):
+            acks, writes, parts = sender.take_pending()
+            self._acks_flushed_at = started
+        else:
+            acks, writes, parts = [], [], 0
+        receipts, self.receipts = self.receipts, []
+        clears, self._clears = self._clears, []
+        try:
+            batch = self.dispatcher.prepare([mo for mo, _l, _d in mos], acks, writes, self._tail(clears, receipts))
+            self.dispatcher.start(batch)
+        except Exception as e:  # never let one batch kill the loop; the SMSC will redeliver
+            self._failed(e, mos, receipts, acks, writes, parts, clears)
+            return True
+        pending = _Pending(batch, mos, receipts, acks, writes, parts, clears, started, self.token)
+        self.pending.append(pending)
+        if batch.roundtrip is None or batch.roundtrip.done:
+            self._finish(pending)
+        return True
+
+    def record(self) -> bool:
+        """A round trip of records alone (nothing else is going to Redis soon): the accepted
+        replies it records let further submits out. False when nothing needed writing."""
+        acks, writes, parts = self.sender.take_pending()
+        clears, self._clears = self._clears, []
+        if not acks and not writes and not clears:
+            return False
+        self._acks_flushed_at = time.monotonic()
+        batch = self.dispatcher.prepare([], acks, writes, self._tail(clears, []))
+        self.dispatcher.start(batch)
+        pending = _Pending(batch, [], [], acks, writes, parts, clears, self._acks_flushed_at, self.token)
+        if batch.roundtrip is None or batch.roundtrip.done:
+            self._finish_records(pending)
+        else:
+            self._records.append(pending)
+        return True
+
+    def _tail(self, clears: list[str], receipts: list[ReceiptIn]) -> list[tuple]:
+        """What a round trip carries after the scripts and records: guards to delete, receipts."""
+        ttl = self.settings.dispatch.mt_record_seconds
+        at = int(time.time() * 1000)
+        return [*self.store.delete_commands(clears),
+                *(self.store.receipt_command(r, link.name, at, ttl) for r, _s, link, _d in receipts)]
+
+    # -- answers ----------------------------------------------------------------------------------------
+    def poll(self, readable: list) -> bool:
+        """Collect the answers that arrived; True when an MO batch was answered."""
+        answered = False
+        for p in list(self._records):
+            rt = p.batch.roundtrip
+            if rt is not None and (rt.done or rt in readable or rt.buffered()):
+                if self._poll_one(p):
+                    self._records.remove(p)
+                    self._finish_records(p)
+        for p in list(self.pending):
+            rt = p.batch.roundtrip
+            if rt is not None and (rt.done or rt in readable or rt.buffered()):
+                if self._poll_one(p):
+                    self._finish(p)
+                    answered = True
+        return answered
+
+    def _poll_one(self, p: _Pending) -> bool:
+        rt = p.batch.roundtrip
+        assert rt is not None
+        try:
+            if rt.done or rt.poll():
+                p.batch.raw = rt.replies
+                return True
+        except Exception as e:  # Redis failed mid-round trip: the outcome is unknown
+            p.batch.error = e
+            return True
+        return False
+
+    def complete_all(self) -> None:
+        """Wait for every round trip in flight (stop, lost link): never drop their replies."""
+        for p in [*self._records, *self.pending]:
+            rt = p.batch.roundtrip
+            if rt is not None and not rt.done:
+                try:
+                    p.batch.raw = rt.wait()
+                except Exception as e:
+                    p.batch.error = e
+            elif rt is not None:
+                p.batch.raw = rt.replies
+        records, self._records = self._records, []
+        for p in records:
+            self._finish_records(p)
+        for p in list(self.pending):
+            self._finish(p)
+
+    def _finish_records(self, p: _Pending) -> None:
+        result = self.dispatcher.finish(p.batch)
+        if result.acks_flushed:
+            self.sender.recorded(p.acks)
+        else:
+            self.sender.restore_pending(p.acks, p.writes, p.parts)
+            self._clears.extend(p.clears)
+
+    def _finish(self, p: _Pending) -> None:
+        self.pending.remove(p)
+        self._stalled = False
+        try:
+            result = self.dispatcher.finish(p.batch)
+        except Exception as e:  # never let one batch kill the loop; the SMSC will redeliver
+            self._failed(e, p.mos, p.receipts, p.acks, p.writes, p.parts, p.clears)
+            return
+        if result.acks_flushed:
+            self.sender.recorded(p.acks)
+        else:
+            self.sender.restore_pending(p.acks, p.writes, p.parts)
+            self._clears.extend(p.clears)
+            if p.token == self.token:
+                self.new_session()  # the outcome of its MOs is unknown: their guards now hold
+        receipt_status = Status.ROK if result.acks_flushed else Status.RX_T_APPN
+        for r, seq, link, data_sm in p.receipts:
+            link.respond(seq, receipt_status, data_sm)
+            if self.report_receipt is not None and result.acks_flushed:
+                self.report_receipt(r)
+        for (mo, link, data_sm), oc in zip(p.mos, result.outcomes):
+            link.respond(mo.sequence, oc.status, data_sm)
+            if oc.guard:
+                self._unwritten.setdefault(id(link), []).append(oc.guard)
+        if self.report_batch is not None and p.mos:
+            self.report_batch(result.outcomes, time.monotonic() - p.started)
+        self.sender.enqueue(result.entries)
+
+    def _failed(self, error: Exception, mos: list[Mo], receipts: list[ReceiptIn], acks: list[tuple[str, str]],
+                writes: list[KeyWrite], parts: int, clears: list[str]) -> None:
+        """A bug in handling a batch: log it, keep the records for later, ask the SMSC to redeliver."""
+        _log.exception("dispatch_failed", error=repr(error))
+        self.sender.restore_pending(acks, writes, parts)
+        self._clears.extend(clears)
+        self.new_session()
+        for mo, link, data_sm in mos:
+            link.respond(mo.sequence, Status.RX_T_APPN, data_sm)
+        for _r, seq, link, data_sm in receipts:
+            link.respond(seq, Status.RX_T_APPN, data_sm)
+
+    def refuse_deferred(self) -> None:
+        """Stopping: MOs not yet batched get a temporary error (the SMSC delivers them again)."""
+        for mo, link, data_sm in self.deferred:
+            link.respond(mo.sequence, Status.RX_T_APPN, data_sm)
+        self.deferred = []
+

@@ -1,0 +1,337 @@
+"""The SMPP session: connect, bind, frame the byte stream, keep the link alive, and declare it dead.
+
+This module owns the links to the SMSC and nothing above them. `open_links` connects (TCP, or TLS
+that verifies the SMSC's certificate *and host name*) and binds through smsbot's own codec
+(`smsbot.pdu`) — one transceiver link, or a receiver and a transmitter. A `Link` then:
+
+* reads what the socket has and cuts it into PDUs (`read`); the link-level PDUs are answered here
+  (enquire_link, unbind, generic_nack for commands we do not serve);
+* queues outgoing PDUs and writes them in one `sendall` per turn (`flush`);
+* tells when the SMSC has surely read what we wrote (`confirm`, `confirmed`): an enquire_link
+  written after them is answered — the SMSC reads a connection in order, so everything written
+  before it was read. A deliver_sm_resp merely written may still be lost with the link;
+* keeps time (`check`): an enquire_link goes out when no *complete* PDU arrived for
+  `smsc.enquire_link_interval`; the link is dead (`LinkDown`) when that enquire_link is not
+  answered, or when a PDU that started arriving does not complete within `smsc.response_timeout`
+  (a partial PDU must not wedge the link: stray bytes do not count as life), or when a header
+  announces more than `smsc.max_pdu_bytes`.
+
+What the link reads for the layers above — MOs (deliver_sm and data_sm), delivery receipts and
+submit_sm responses — goes to a `PduSink` (the transport). Decoding is liberal (`smsbot.pdu`);
+a PDU that can never be understood is refused with a permanent error, one that might decode
+later (our own bug) with a temporary one, and every refusal is logged with its reason and the
+PDU in hex with the phone numbers masked.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import ssl
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from smsbot import codec, log, pdu
+from smsbot.config import BindMode, SmscSettings
+from smsbot.messages import CommandId, DeliverSm, Inbound, Receipt, Status
+
+_log = log.get("smsbot.session")
+READ_CHUNK = 262144
+_BIND_RESP = {
+    CommandId.BIND_TRANSCEIVER: CommandId.BIND_TRANSCEIVER_RESP,
+    CommandId.BIND_RECEIVER: CommandId.BIND_RECEIVER_RESP,
+    CommandId.BIND_TRANSMITTER: CommandId.BIND_TRANSMITTER_RESP,
+}
+_DELIVER_SM = int(CommandId.DELIVER_SM)
+_DATA_SM = int(CommandId.DATA_SM)
+_SUBMIT_SM_RESP = int(CommandId.SUBMIT_SM_RESP)
+
+
+class LinkDown(Exception):
+    """The SMSC went away, refused us, or stopped answering."""
+
+
+class SequenceGenerator:
+    """Our SMPP sequence numbers, 1..0x7FFFFFFF, shared across reconnects (never restarts at 1)."""
+
+    MAX = 0x7FFFFFFF
+
+    def __init__(self, start: int = 0):
+        self._sequence = start
+
+    @property
+    def sequence(self) -> int:
+        return self._sequence
+
+    def next_sequence(self) -> int:
+        self._sequence = 1 if self._sequence >= self.MAX else self._sequence + 1
+        return self._sequence
+
+
+class PduSink(Protocol):
+    """Where a link hands what it read (the transport)."""
+
+    def on_mo(self, mo: Inbound, link: "Link", data_sm: bool) -> None: ...
+
+    def on_receipt(self, receipt: Receipt, sequence: int, link: "Link", data_sm: bool) -> None: ...
+
+    def on_submit_resp(self, sequence: int, status: int, message_id: str) -> None: ...
+
+
+@dataclass(eq=False)
+class Link:
+    """One bound socket: receiver, transmitter or both."""
+
+    sock: socket.socket
+    can_receive: bool
+    can_transmit: bool
+    name: str  # host:port/system_id and the bind kind: receipts are matched per bind
+    framer: pdu.Framer = field(default_factory=pdu.Framer)
+    out: list[bytes] = field(default_factory=list)
+    last_pdu: float = field(default_factory=time.monotonic)
+    enquire_sent_at: float | None = None
+    partial_since: float | None = None  # an incomplete PDU started arriving then
+    flushes: int = 0  # writes so far
+    confirmed: int = 0  # the SMSC has read everything of writes 1..confirmed
+    _confirm: tuple[int, int, float] | None = None  # (enquire_link sequence, write number, sent at)
+    early: list[tuple[int, int, int, bytes]] = field(default_factory=list)  # read with the bind response
+
+    def replay(self, sink: PduSink) -> None:
+        """PDUs that arrived in the same read as the bind response (an SMSC may send MOs at once)."""
+        early, self.early = self.early, []
+        for frame in early:
+            self._on_pdu(*frame, sink)
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def pending_tls(self) -> bool:
+        return isinstance(self.sock, ssl.SSLSocket) and self.sock.pending() > 0
+
+    def respond(self, sequence: int, status: int, data_sm: bool = False) -> None:
+        """Queue the response to an MO: deliver_sm_resp, or data_sm_resp for a data_sm."""
+        self.out.append(pdu.encode_data_sm_resp(sequence, status) if data_sm else pdu.encode_deliver_sm_resp(sequence, status))
+
+    def read(self, now: float, sink: PduSink, max_pdu: int) -> None:
+        """Read what the socket has; hand every complete PDU on (or answer it here)."""
+        try:
+            data = self.sock.recv(READ_CHUNK)
+        except (BlockingIOError, ssl.SSLWantReadError, socket.timeout):
+            return
+        except OSError as e:
+            raise LinkDown(f"recv failed: {e}") from None
+        if not data:
+            raise LinkDown("SMSC closed the connection")
+        try:
+            frames = self.framer.feed(data)
+        except pdu.FramingError as e:
+            for frame in e.pdus:
+                self._on_pdu(*frame, sink)
+            raise LinkDown(f"unframeable stream: {e}") from None
+        if frames:
+            self.last_pdu = now
+            self.enquire_sent_at = None
+        buffered = self.framer.buffered
+        if buffered:
+            if self.partial_since is None or frames:
+                self.partial_since = now
+            announced = self.framer.announced
+            if announced > max_pdu:
+                raise LinkDown(f"a PDU announces {announced} octets (smsc.max_pdu_bytes is {max_pdu})")
+        else:
+            self.partial_since = None
+        for frame in frames:
+            self._on_pdu(*frame, sink)
+
+    def _on_pdu(self, command_id: int, status: int, seq: int, body: bytes, sink: PduSink) -> None:
+        if command_id == _DELIVER_SM or command_id == _DATA_SM:
+            self._on_mo_pdu(command_id, seq, body, sink)
+        elif command_id == _SUBMIT_SM_RESP:
+            mid = pdu.decode_submit_sm_resp(body) if status == 0 else ""
+            sink.on_submit_resp(seq, status, mid)
+        elif command_id == CommandId.ENQUIRE_LINK:
+            self.out.append(pdu.encode_header(CommandId.ENQUIRE_LINK_RESP, 0, seq))
+        elif command_id == CommandId.ENQUIRE_LINK_RESP:
+            self.enquire_sent_at = None
+            if self._confirm is not None and self._confirm[0] == seq:
+                self.confirmed = self._confirm[1]
+                self._confirm = None
+        elif command_id == CommandId.UNBIND:
+            self.out.append(pdu.encode_header(CommandId.UNBIND_RESP, 0, seq))
+            self.flush()
+            raise LinkDown("SMSC sent unbind")
+        elif command_id == CommandId.GENERIC_NACK:
+            sink.on_submit_resp(seq, status or Status.RSYSERR, "")
+        elif command_id & 0x80000000:
+            pass  # responses we do not wait for (unbind_resp outside drain, ...)
+        else:
+            _log.warning("pdu_unsupported", command_id=hex(command_id), sequence=seq)
+            self.out.append(pdu.encode_header(CommandId.GENERIC_NACK, Status.RINVCMDID, seq))
+
+    def _on_mo_pdu(self, command_id: int, seq: int, body: bytes, sink: PduSink) -> None:
+        data_sm = command_id == _DATA_SM
+        try:
+            d: DeliverSm = pdu.decode_data_sm(seq, body) if data_sm else pdu.decode_deliver_sm(seq, body)
+        except pdu.PduError as e:  # the same bytes will never decode: tell the SMSC not to retry
+            _log.error("mo_rejected", reason=str(e), status="ESME_RX_P_APPN", pdu=pdu.redacted_hex(command_id, body))
+            self.respond(seq, Status.RX_P_APPN, data_sm)
+            return
+        try:
+            if d.is_receipt:
+                receipt = codec.parse_receipt(d)
+                if receipt is None:
+                    _log.warning("delivery_receipt_unparsable", pdu=pdu.redacted_hex(command_id, body))
+                    self.respond(seq, Status.ROK, data_sm)
+                    return
+                sink.on_receipt(receipt, seq, self, data_sm)
+                return
+            mo = codec.inbound_from_deliver_sm(d)
+        except Exception as e:  # our bug, not the SMSC's: a later version may read it, so retry
+            _log.error("mo_undecodable", reason=repr(e), status="ESME_RX_T_APPN", pdu=pdu.redacted_hex(command_id, body))
+            self.respond(seq, Status.RX_T_APPN, data_sm)
+            return
+        sink.on_mo(mo, self, data_sm)
+
+    def confirm(self, now: float, sequences: SequenceGenerator) -> None:
+        """Ask the SMSC to confirm it read everything up to the next write (one question at a time)."""
+        if self._confirm is None:
+            seq = sequences.next_sequence()
+            self.out.append(pdu.encode_header(CommandId.ENQUIRE_LINK, 0, seq))
+            self._confirm = (seq, self.flushes + 1, now)
+
+    @property
+    def confirming(self) -> bool:
+        return self._confirm is not None
+
+    def check(self, now: float, s: SmscSettings, sequences: SequenceGenerator) -> None:
+        """Timers: send enquire_link when idle; LinkDown when it, a confirmation or a partial PDU is overdue."""
+        if self._confirm is not None and now - self._confirm[2] > s.response_timeout:
+            raise LinkDown("enquire_link unanswered")
+        if self.partial_since is not None and now - self.partial_since > s.response_timeout:
+            raise LinkDown(f"a PDU did not complete within {s.response_timeout:g} s ({self.framer.buffered} octets buffered)")
+        if self.enquire_sent_at is not None:
+            if now - self.enquire_sent_at > s.response_timeout:
+                raise LinkDown("enquire_link unanswered")
+        elif now - self.last_pdu > s.enquire_link_interval:
+            self.enquire_sent_at = now
+            self.out.append(pdu.encode_header(CommandId.ENQUIRE_LINK, 0, sequences.next_sequence()))
+
+    def next_deadline(self, s: SmscSettings) -> float:
+        """The monotonic time `check` next has something to do."""
+        if self.enquire_sent_at is not None:
+            t = self.enquire_sent_at + s.response_timeout
+        else:
+            t = self.last_pdu + s.enquire_link_interval
+        if self.partial_since is not None:
+            t = min(t, self.partial_since + s.response_timeout)
+        if self._confirm is not None:
+            t = min(t, self._confirm[2] + s.response_timeout)
+        return t
+
+    def flush(self) -> None:
+        if self.out:
+            data = b"".join(self.out)
+            self.out.clear()
+            self.flushes += 1
+            try:
+                self.sock.sendall(data)
+            except OSError as e:
+                raise LinkDown(f"send failed: {e}") from None
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:  # closing a broken socket: nothing more to do
+            pass
+
+
+def open_links(s: SmscSettings, sequences: SequenceGenerator) -> list[Link]:
+    """Connect and bind every link `s.bind_mode` needs; LinkDown (with the reason) when one fails."""
+    if s.bind_mode is BindMode.TRANSCEIVER:
+        return [_bind(s, sequences, CommandId.BIND_TRANSCEIVER, True, True)]
+    rx = _bind(s, sequences, CommandId.BIND_RECEIVER, True, False)
+    try:
+        return [rx, _bind(s, sequences, CommandId.BIND_TRANSMITTER, False, True)]
+    except BaseException:
+        rx.close()
+        raise
+
+
+def tls_context(s: SmscSettings) -> ssl.SSLContext:
+    """Verifies the certificate and the host name (`smsc.host`) unless `smsc.tls_verify` is off;
+    `smsc.tls_ca_file` adds a private CA to the system's."""
+    ctx = ssl.create_default_context()
+    if s.tls_ca_file:
+        ctx.load_verify_locations(cafile=s.tls_ca_file)
+    if not s.tls_verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def _connect(s: SmscSettings) -> socket.socket:
+    try:
+        sock = socket.create_connection((s.host, s.port), timeout=s.response_timeout)
+    except OSError as e:
+        raise LinkDown(f"cannot connect to {s.host}:{s.port}: {e}") from None
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if not s.tls:
+        return sock
+    try:
+        return tls_context(s).wrap_socket(sock, server_hostname=s.host)
+    except (ssl.SSLError, OSError) as e:
+        sock.close()
+        raise LinkDown(f"TLS handshake with {s.host}:{s.port} failed: {e}") from None
+
+
+def _bind(s: SmscSettings, sequences: SequenceGenerator, command_id: CommandId, rx: bool, tx: bool) -> Link:
+    sock = _connect(s)
+    kind = command_id.name.lower()
+    link = Link(sock, rx, tx, f"{s.host}:{s.port}/{s.system_id}")
+    try:
+        seq = sequences.next_sequence()
+        link.out.append(pdu.encode_bind(command_id, seq, s.system_id, s.password, s.system_type))
+        link.flush()
+        status = _await_bind_resp(link, _BIND_RESP[command_id], seq, s)
+    except BaseException:
+        link.close()
+        raise
+    if status != 0:
+        link.close()
+        raise LinkDown(f"{kind} refused: status {hex(status)}")
+    sock.settimeout(s.response_timeout)  # reads follow select; a write may wait this long
+    link.last_pdu = time.monotonic()
+    return link
+
+
+def _await_bind_resp(link: Link, resp_id: int, seq: int, s: SmscSettings) -> int:
+    """Read until the bind's response; answer enquire_link meanwhile; anything else waits."""
+    deadline = time.monotonic() + s.response_timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise LinkDown(f"no bind response within {s.response_timeout:g} s")
+        if not link.pending_tls():
+            readable, _, _ = select.select([link.sock], [], [], left)
+            if not readable:
+                continue
+        try:
+            data = link.sock.recv(READ_CHUNK)
+        except (socket.timeout, ssl.SSLWantReadError):
+            continue
+        except OSError as e:
+            raise LinkDown(f"recv failed during bind: {e}") from None
+        if not data:
+            raise LinkDown("SMSC closed the connection during bind")
+        try:
+            frames = link.framer.feed(data)
+        except pdu.FramingError as e:
+            raise LinkDown(f"unframeable stream during bind: {e}") from None
+        for i, (command_id, status, rseq, _body) in enumerate(frames):
+            if (command_id == resp_id or command_id == CommandId.GENERIC_NACK) and rseq == seq:
+                link.early = frames[i + 1:]
+                return status or (Status.RBINDFAIL if command_id == CommandId.GENERIC_NACK else 0)
+            if command_id == CommandId.ENQUIRE_LINK:
+                link.out.append(pdu.encode_header(CommandId.ENQUIRE_LINK_RESP, 0, rseq))
+                link.flush()
