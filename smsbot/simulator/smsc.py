@@ -311,7 +311,8 @@ class SimSmsc:
 
     def _spawn(self, target: Any, name: str) -> None:
         t = threading.Thread(target=target, name=name, daemon=True)
-        self._threads.append(t)
+        with self._lock:  # finished ones (TLS proxies of closed connections) are forgotten
+            self._threads = [x for x in self._threads if x.is_alive()] + [t]
         t.start()
 
     def stop(self) -> None:
