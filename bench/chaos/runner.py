@@ -65,6 +65,7 @@ class Sizes:
     mo_window: int = 100  # unacknowledged deliver_sm per bind
     retry_delay: float = 1.0  # redelivery after a temporary error
     drop_every: float = 0.5
+    claim_wait_s: float = 40.0  # after a crash, while expected reminders are missing (dead consumers' order events are claimed after 30 s)
     redis_stop_s: float = 2.0
     restart_delay: float = 1.0
     billing: bool = True
@@ -75,7 +76,7 @@ class Sizes:
 
 FULL = Sizes()
 QUICK = Sizes(subscribers=1_000, rate=400.0, traffic_s=3.0, crash_settle_s=4.0, settle_max_s=3.0, quiet_s=0.5,
-              orders=200, retry_delay=0.5, redis_stop_s=1.0, restart_delay=0.5)
+              claim_wait_s=6.0, orders=200, retry_delay=0.5, redis_stop_s=1.0, restart_delay=0.5)
 
 TITLES = {
     "a": "no faults",
@@ -298,6 +299,8 @@ def run_scenario(name: str, sizes: Sizes = FULL, *, keep: bool = False, bot_env:
             hard_end = max(traffic_end, min_end - sizes.quiet_s) + sizes.settle_max_s
             p = smsc.progress()
             reminders_in = smsc.call(lambda: sum(1 for k in expected_reminders if k in smsc.reminders))
+            if reminders_in < len(expected_reminders) and faults.last_crash is not None:
+                hard_end = max(hard_end, faults.last_crash + sizes.claim_wait_s)
             done = (p["waiting"] == 0 and p["inflight"] == 0 and p["redeliver_queued"] == 0
                     and reminders_in >= len(expected_reminders) and not tl.pending)
             idle = p["idle_s"] is None or p["idle_s"] >= sizes.quiet_s
