@@ -220,7 +220,11 @@ class Store:
         return self.start_roundtrip(cmds)
 
     def delete_commands(self, keys: Sequence[str]) -> list[tuple[Any, ...]]:
-        """DEL of `keys`, one command per hash tag (a multi-key DEL must stay in one cluster slot)."""
+        """DEL of `keys`: one command, or in a cluster one per hash tag (a multi-key DEL must stay in one slot)."""
+        if not keys:
+            return []
+        if not self.cluster:
+            return [("DEL", *keys)]
         by_tag: dict[str, list[str]] = {}
         for k in keys:
             by_tag.setdefault(k[: k.index("}") + 1], []).append(k)

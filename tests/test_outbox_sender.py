@@ -8,7 +8,8 @@ import json
 import commands
 from smsbot.keys import Keys
 from smsbot.messages import Status
-from smsbot.outbox import OutboxSender, SequenceGenerator
+from smsbot.outbox import OutboxSender
+from smsbot.session import SequenceGenerator
 from smsbot.router import Router
 from smsbot.simulator.faults import peak_rate
 
