@@ -381,7 +381,6 @@ def test_event_consumer_failure_is_logged_once_then_with_counts():
         log.setup(LogSettings(level="DEBUG", format="json"), force=True)
 
 
-@pytest.mark.xfail(reason="dispatch/delivery rewrite in progress (issue 11): rate-limited redis_unreachable, recovery after a Redis restart", strict=False)
 def test_mo_flood_while_redis_is_down_logs_a_few_lines_not_one_per_batch(tmp_path):
     server = RedisProc(free_port()).start()
     raw = base_config(server.url, tmp_path / "var")
@@ -406,4 +405,26 @@ def test_mo_flood_while_redis_is_down_logs_a_few_lines_not_one_per_batch(tmp_pat
     finally:
         bot.stop()
         sim.stop()
+        server.stop()
+
+
+@pytest.mark.xfail(reason="delivery._eval looks for 'NOSCRIPT' in str(e), but redis-py raises NoScriptError "
+                          "('No matching script. Please use EVAL.'): its scripts are never reloaded", strict=False)
+def test_after_redis_restarts_with_an_empty_script_cache_the_bot_reloads_its_scripts(tmp_path, sim):
+    """A restarted Redis (the bundled one after kill -9 too: scripts are not in the AOF) has no scripts:
+    every part of the bot must load its scripts again, not report Redis unreachable every few seconds."""
+    server = RedisProc(free_port()).start()
+    bot = BotProc(write_cfg(tmp_path, bot_raw(server.url, tmp_path, sim)), tmp_path / "bot.log")
+    try:
+        assert wait_until(lambda: sim.stats()["binds"] == 1, 20), bot.log()
+        server.stop()
+        time.sleep(1)
+        server.start()
+        phone = Phone(Handset(sim.control_url, MSISDN))
+        assert phone.ask("帮助", timeout=20)  # the MO path answers again
+        before = bot.log().count("No matching script")
+        time.sleep(6)
+        assert bot.log().count("No matching script") == before == 0, bot.log()
+    finally:
+        bot.stop()
         server.stop()
