@@ -43,11 +43,15 @@ def free_port() -> int:
 
 
 class RedisProc:
-    """A redis-server of our own on a TCP port (no persistence), to stop and start at will."""
+    """A redis-server of our own on a TCP port (no persistence), to stop and start at will (every one
+    is stopped after its test, whatever happens: `_stop_redis_procs`)."""
+
+    started: list["RedisProc"] = []
 
     def __init__(self, port: int, password: str | None = None):
         self.port, self.password = port, password
         self.proc: subprocess.Popen | None = None
+        RedisProc.started.append(self)
 
     def start(self) -> "RedisProc":
         cmd = [str(embedded.server_binary()), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
@@ -112,6 +116,13 @@ class BotProc:
             if self.proc.poll() is None:
                 self.proc.kill()
             self._fh.close()
+
+
+@pytest.fixture(autouse=True)
+def _stop_redis_procs() -> Iterator[None]:
+    yield
+    while RedisProc.started:
+        RedisProc.started.pop().stop()
 
 
 @pytest.fixture
@@ -353,18 +364,19 @@ def test_event_consumer_failure_is_logged_once_then_with_counts():
     from smsbot.config import LogSettings
     from smsbot.events import EventConsumer, EventSource
 
-    server = RedisProc(free_port()).start()
-    buf = io.StringIO()
-    log.setup(LogSettings(level="INFO", format="json"), stream=buf, force=True)
-    stop = threading.Event()
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
+    server = RedisProc(free_port()).start()
+    buf = io.StringIO()
+    stop = threading.Event()
     # no client-side retries with backoff (redis-py's default): each failure reaches the consumer at once
     client = redis.Redis(port=server.port, socket_timeout=0.5, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0))
     src = EventSource("t", "t:events", "g", lambda events: [i for i, _ in events])
-    consumer = EventConsumer(client, src, "c1", stop, block_ms=50, retry_s=0.05, log_every_s=60).start()
+    consumer = None
     try:
+        log.setup(LogSettings(level="INFO", format="json"), stream=buf, force=True)
+        consumer = EventConsumer(client, src, "c1", stop, block_ms=50, retry_s=0.05, log_every_s=60).start()
         time.sleep(0.3)
         server.stop()
         time.sleep(1.5)  # ~30 failed tries
@@ -375,7 +387,8 @@ def test_event_consumer_failure_is_logged_once_then_with_counts():
         assert '"events": ' in line and '"after_s": ' in line
     finally:
         stop.set()
-        consumer.join(5)
+        if consumer is not None:
+            consumer.join(5)
         client.close()
         server.stop()
         log.setup(LogSettings(level="DEBUG", format="json"), force=True)
