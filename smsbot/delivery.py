@@ -73,8 +73,8 @@ class Delivery:
         self._thread: threading.Thread | None = None
         self._adopt_from: dict[str, str] = {}
         self._scripts: dict[str, str] = {}
-        self._redis_down_since: float | None = None
-        self._redis_failures = 0
+        self._unreachable = log.Throttled(_log, "delivery_redis_unreachable", 60.0, level="warning",
+                                          recovered_event="delivery_redis_reachable_again")
 
     # -- lifecycle ----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -147,9 +147,9 @@ class Delivery:
                         next_adopt = now + d.adopt_every_seconds
                         self.adopt_orphans()
                         self._hand_over(self.claim_from_dead())
-                self._redis_ok(now)
+                self._unreachable.recovered()
             except (redis.RedisError, OSError) as e:
-                self._redis_failed(now, e)
+                self._unreachable.hit(error=str(e))
             self._stop.wait(max(0.0, min(next_beat, next_poll, next_adopt) - self.clock()))
 
     def _hand_over(self, entries: list[Entry]) -> None:
@@ -187,19 +187,6 @@ class Delivery:
         old, self.consumer = self.consumer, f"{self.instance}.{self.generation}"
         _log.warning("lease_lapsed", reason=reason, old_consumer=old, consumer=self.consumer)
 
-    def _redis_failed(self, now: float, error: Exception) -> None:
-        self._redis_failures += 1
-        if self._redis_down_since is None:
-            self._redis_down_since = now
-            _log.warning("delivery_redis_unreachable", error=str(error))
-
-    def _redis_ok(self, now: float) -> None:
-        if self._redis_down_since is not None:
-            _log.info("delivery_redis_reachable_again", down_seconds=round(now - self._redis_down_since, 1),
-                      failures=self._redis_failures)
-            self._redis_down_since = None
-            self._redis_failures = 0
-
     # -- adoption and claims --------------------------------------------------------------------------
     def adopt_orphans(self) -> int:
         """Move old outbox entries of senders without a lease to the queue (each shard once)."""
@@ -234,8 +221,6 @@ class Delivery:
             sha = self._scripts[name] = self.store.script_load((LUA_DIR / f"{name}.lua").read_text(encoding="utf-8"))
         try:
             return self.store.redis.evalsha(sha, len(keys), *keys, *args)
-        except redis.ResponseError as e:
-            if "NOSCRIPT" not in str(e):
-                raise
+        except redis.exceptions.NoScriptError:
             self._scripts.pop(name)  # Redis restarted or failed over: load it again
             return self._eval(name, keys, args)

@@ -88,7 +88,8 @@ class Dispatcher:
         self.lease_prefixes = list(lease_prefixes)
         self.token = consumer  # the pipeline's session mark for redelivery guards
         self.clock = clock
-        self._unreachable = _Throttled("redis_unreachable")
+        # one line when Redis becomes unreachable, then at most one a minute, and one when it is back
+        self._unreachable = log.Throttled(_log, "redis_unreachable", 60.0, recovered_event="redis_reachable_again")
 
     def handle(self, inbounds: Sequence[Inbound], acks: Sequence[tuple[str, str]] = (), writes: Sequence[KeyWrite] = ()) -> BatchResult:
         """Route, store and answer a batch synchronously (prepare + start + wait + finish)."""
@@ -143,7 +144,7 @@ class Dispatcher:
         """Turn the replies into statuses and outbox entries (the rare long-MO step runs here, synchronously)."""
         result = BatchResult(batch.outcomes)
         if batch.error is not None:
-            self._unreachable.failed(str(batch.error), len(batch.outcomes))
+            self._unreachable.hit(error=str(batch.error), batch=len(batch.outcomes))
             for oc in batch.outcomes:
                 if oc.outcome != "unknown_short_code":
                     oc.status, oc.outcome = Status.RX_T_APPN, "redis_unreachable"
@@ -158,7 +159,7 @@ class Dispatcher:
                 if oc.outcome != "unknown_short_code":
                     oc.status, oc.outcome = Status.RX_T_APPN, "redis_error"
             return result
-        self._unreachable.ok()
+        self._unreachable.recovered()
         result.acks_flushed = True
         completed: list[tuple[MoOutcome, str]] = []
         for (oc, kind), res in zip(batch.owners, results):
@@ -210,41 +211,10 @@ class Dispatcher:
         try:
             results = self.store.run_batch(calls)
         except (redis.ConnectionError, redis.TimeoutError, OSError) as e:
-            self._unreachable.failed(str(e), len(calls))
+            self._unreachable.hit(error=str(e), batch=len(calls))
             for oc, _ in completed:
                 oc.status, oc.outcome = Status.RX_T_APPN, "redis_unreachable"
             return
         for (oc, _), res in zip(completed, results):
             self._apply(oc, res, result)
 
-
-class _Throttled:
-    """One log line when Redis becomes unreachable, then at most one a minute with the count of
-    failures since, and one when it answers again (not one line per batch)."""
-
-    EVERY_S = 60.0
-
-    def __init__(self, event: str):
-        self.event = event
-        self.since: float | None = None
-        self.failures = 0
-        self.mos = 0
-        self._last = 0.0
-
-    def failed(self, error: str, mos: int) -> None:
-        now = time.monotonic()
-        self.failures += 1
-        self.mos += mos
-        if self.since is None:
-            self.since = self._last = now
-            _log.error(self.event, error=error, batch=mos)
-        elif now - self._last >= self.EVERY_S:
-            self._last = now
-            _log.error(self.event, error=error, failures=self.failures, mos_refused=self.mos,
-                       down_seconds=round(now - self.since, 1))
-
-    def ok(self) -> None:
-        if self.since is not None:
-            _log.info("redis_reachable_again", down_seconds=round(time.monotonic() - self.since, 1),
-                      failures=self.failures, mos_refused=self.mos)
-            self.since, self.failures, self.mos = None, 0, 0

@@ -421,8 +421,6 @@ def test_mo_flood_while_redis_is_down_logs_a_few_lines_not_one_per_batch(tmp_pat
         server.stop()
 
 
-@pytest.mark.xfail(reason="delivery._eval looks for 'NOSCRIPT' in str(e), but redis-py raises NoScriptError "
-                          "('No matching script. Please use EVAL.'): its scripts are never reloaded", strict=False)
 def test_after_redis_restarts_with_an_empty_script_cache_the_bot_reloads_its_scripts(tmp_path, sim):
     """A restarted Redis (the bundled one after kill -9 too: scripts are not in the AOF) has no scripts:
     every part of the bot must load its scripts again, not report Redis unreachable every few seconds."""

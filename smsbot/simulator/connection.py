@@ -48,9 +48,10 @@ DROP_LINGER_S = 2.0  # after drop(): how long to wait for the ESME to close its 
 
 
 class Waiter:
-    __slots__ = ("event", "command_id", "status", "raw")
+    __slots__ = ("event", "command_id", "status", "raw", "lose")
 
-    def __init__(self) -> None:
+    def __init__(self, lose: bool = False) -> None:
+        self.lose = lose  # the resp is "lost": the link dies as it arrives, nothing after it is read
         self.event = threading.Event()
         self.command_id: int | None = None
         self.status: int | None = None  # None: no answer (timeout or connection lost)
@@ -130,10 +131,12 @@ class Conn:
         self.close()
         return False
 
-    def send_deliver(self, d: DeliverSm, timeout: float, carrier: str = "deliver_sm") -> Waiter:
-        """Send `d` as a deliver_sm (or a data_sm) and wait up to `timeout` for its resp."""
+    def send_deliver(self, d: DeliverSm, timeout: float, carrier: str = "deliver_sm", lose: bool = False) -> Waiter:
+        """Send `d` as a deliver_sm (or a data_sm) and wait up to `timeout` for its resp. `lose`: the
+        resp is lost with the link — it is dropped the moment the resp arrives, and whatever the
+        ESME wrote after the resp (an enquire_link, say) is never read, as on a real dying link."""
         d.sequence = self.next_seq()
-        w = Waiter()
+        w = Waiter(lose)
         w.raw = profiles.encode_mo(d, d.sequence, carrier)
         self._waiters[d.sequence] = w
         try:
@@ -259,6 +262,8 @@ class Conn:
         if command_id & RESP_BIT:
             w = self._waiters.get(seq)
             if w is not None:
+                if w.lose:
+                    self.drop("resp lost")
                 w.command_id, w.status = command_id, status
                 w.event.set()
             elif command_id == CommandId.UNBIND_RESP:

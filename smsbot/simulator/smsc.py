@@ -913,7 +913,8 @@ class SimSmsc:
                 return
             part = job.parts[job.next_part]
             job.attempts += 1
-            w = conn.send_deliver(part, self.response_timeout, job.carrier)
+            lose = job.lost_resp and job.kind == "mo" and job.next_part == len(job.parts) - 1
+            w = conn.send_deliver(part, self.response_timeout, job.carrier, lose=lose)
             while len(job.wire) <= job.next_part:
                 job.wire.append("")
             job.wire[job.next_part] = w.raw.hex()
@@ -938,10 +939,9 @@ class SimSmsc:
                 log.info("simsmsc %s %s answered with command 0x%08x", job.kind, job.id, w.command_id)
                 return
             if w.status == Status.ROK and w.command_id == expected:
-                if job.lost_resp and job.kind == "mo" and job.next_part == len(job.parts) - 1:
+                if lose:  # the reader dropped the link as the resp arrived
                     job.lost_resp = False  # once
                     entry["result"] = "resp lost: link dropped"
-                    conn.drop("lost resp")
                     self._retry_later(job, "resp lost with the link", None)
                     return
                 if job.duplicate and job.kind == "mo":
