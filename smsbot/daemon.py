@@ -271,7 +271,7 @@ def warn_if_redis_unavailable(settings: Settings) -> None:
 # Everything else keeps its running value until a restart: the SMPP bind (`smsc`), the Redis
 # connection (`redis`, `data_dir`), the metrics listener (`metrics`), delivery timers (`delivery`)
 # and any section added later until it is listed here. `simulator` is not used by `smsbot run`.
-LIVE_SECTIONS = frozenset({"templates", "services", "short_codes", "menu", "usage", "billing", "dispatch"})
+LIVE_SECTIONS = frozenset({"templates", "services", "short_codes", "menu", "usage", "billing", "dispatch", "delivery"})
 UNUSED_SECTIONS = frozenset({"simulator"})
 
 

@@ -130,9 +130,9 @@ class Delivery:
 
     # -- the worker ---------------------------------------------------------------------------------
     def _run(self) -> None:
-        d = self.settings.delivery
         next_beat = next_poll = next_adopt = 0.0
         while not self._stop.is_set():
+            d = self.settings.delivery  # read each turn: a reload applies at once
             now = self.clock()
             try:
                 if now >= next_beat:
