@@ -1,11 +1,13 @@
 """The chaos suite, short (issue 11): nothing lost, nothing twice, under link drops and bot kills.
 
 Scenarios (a) no faults, (b) every link dropped every 0.5 s, (d) two bot kill -9 restarted 1 s
-later, each with 200 subscribers at 200 MO/s for 3 s against two bots and the independent chaos
-SMSC (`bench.chaos`). (d) waits 18 s after the last kill so that copies sent late by adoption of a
-dead instance's replies are counted. Targets asserted per scenario: 0 unanswered MOs, 0 double
-effects, 0 billing errors, 0 replies sent twice without a crash and at most one submit window
-(``smsc.window``) per crash, replies as the model predicts, the state as the model says.
+later, (f) 2,000 orders and a bot kill -9 0.3 s after them; 200 subscribers at 200 MO/s for 3 s
+(a: 2 s) against two bots and the independent chaos SMSC (`bench.chaos`). (d) and (f) wait 17 s
+after the last kill so that copies sent late by adoption of a dead instance's replies are counted,
+and end with a billing run checked against the model. Targets asserted per scenario: 0 unanswered
+MOs, 0 double effects, 0 billing errors, 0 replies sent twice without a crash and at most one
+submit window (``smsc.window``) per crash, the same for charge reminders and none missing, replies
+as the model predicts, the state as the model says.
 
 The pure parts (reading replies, the conversation model, the billing rule, the SMSC's own PDU
 parsing) are checked first, in milliseconds.
@@ -24,8 +26,11 @@ from bench.chaos import model as M
 from bench.chaos import smsc as S
 from bench.chaos.runner import FULL, catalogue, run_scenario
 
-SIZES = FULL.scaled(subscribers=200, rate=200.0, traffic_s=3.0, crash_settle_s=18.0, settle_max_s=4.0, quiet_s=0.5,
-                    orders=100, retry_delay=0.5, redis_stop_s=1.0, restart_delay=1.0, bots=2, window=10)
+SIZES = FULL.scaled(subscribers=200, rate=200.0, traffic_s=3.0, crash_settle_s=17.0, settle_max_s=4.0, quiet_s=0.5,
+                    orders=2000, retry_delay=0.5, redis_stop_s=1.0, restart_delay=1.0, bots=2, window=10)
+# without a crash the ledger has nothing to get wrong that (d) and (f) do not check: no billing run
+PER_SCENARIO = {"a": SIZES.scaled(billing=False, traffic_s=2.0), "b": SIZES.scaled(billing=False), "d": SIZES,
+                "f": SIZES}
 
 
 # -- the pure parts ---------------------------------------------------------------------------------
@@ -95,6 +100,11 @@ def _check(row: dict) -> list[str]:
         bad.append(f"{row['double_effects']} double effects")
     if row["billing_errors"]:
         bad.append(f"{row['billing_errors']} billing errors")
+    if row["reminders_twice"] > allow:
+        bad.append(f"{row['reminders_twice']} charge reminders sent twice (of {row['orders']} orders) with "
+                   f"{row['crashes']} crash(es) (allowed {allow})")
+    if row["reminders_missing"]:
+        bad.append(f"{row['reminders_missing']} charge reminders missing")
     if row["replies_twice"] > allow:
         bad.append(f"{row['replies_twice']} replies sent twice with {row['crashes']} crash(es) (allowed {allow}: "
                    f"window {row['window']} per crash)")
@@ -108,17 +118,22 @@ def _check(row: dict) -> list[str]:
     return bad
 
 
-@pytest.mark.parametrize("name", ["a", "b", "d"])
+@pytest.mark.parametrize("name", ["a", "b", "d", "f"])
 def test_chaos_scenario(name: str):
-    row = run_scenario(name, SIZES)
+    row = run_scenario(name, PER_SCENARIO[name])
     figures = {k: row.get(k) for k in ("mos", "unanswered", "unacked", "replies", "replies_twice", "wrong_replies",
                                        "double_effects", "lost_effects", "billing_errors", "crashes", "link_drops",
-                                       "redeliveries", "settled", "settle_s", "examples", "wrong_reply_examples")}
+                                       "redeliveries", "reminders", "reminders_twice", "reminders_missing", "settled", "settle_s",
+                                       "duration_s", "examples", "wrong_reply_examples")}
     assert not row.get("error"), row.get("error")
-    assert row["mos"] >= SIZES.rate * SIZES.traffic_s * 0.3, f"too little traffic: {figures}"
+    assert row["mos"] >= SIZES.rate * PER_SCENARIO[name].traffic_s * 0.3, f"too little traffic: {figures}"
     if name == "b":
         assert row["link_drops"] > 0, figures
     if name == "d":
         assert row["bot_kills"] == 2, figures
+    if name == "f":
+        assert row["bot_kills"] == 1 and row["orders"] == SIZES.orders, figures
+    if name in ("d", "f"):
+        assert row["charges"], figures  # the billing run happened and charged the seeded subscriptions
     bad = _check(row)
     assert not bad, "; ".join(bad) + f"\nfigures: {figures}"

@@ -50,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rate", type=float, help="MO/s")
     ap.add_argument("--traffic", type=float, help="seconds of MO traffic")
     ap.add_argument("--bots", type=int)
+    ap.add_argument("--orders", type=int, help="order events in (f) and (g)")
     ap.add_argument("--window", type=int, help="smsc.window of the bots (default 10)")
     ap.add_argument("--crash-settle", type=float, help="seconds to wait after the last crash")
     ap.add_argument("--keep", action="store_true", help="keep the temp dirs (configs, logs, AOF)")
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"unknown scenario(s) {''.join(sorted(bad))}; known: {''.join(SCENARIOS)}")
     sizes = QUICK if a.quick else FULL
     for attr, val in (("subscribers", a.subscribers), ("rate", a.rate), ("traffic_s", a.traffic), ("bots", a.bots),
-                      ("window", a.window), ("crash_settle_s", a.crash_settle)):
+                      ("window", a.window), ("crash_settle_s", a.crash_settle), ("orders", a.orders)):
         if val is not None:
             sizes = sizes.scaled(**{attr: val})
     import yaml

@@ -46,6 +46,54 @@ def _child_setup() -> None:  # pragma: no cover - runs between fork and exec
         pass
 
 
+def _watchdog_setup() -> None:  # pragma: no cover - runs between fork and exec
+    os.setsid()
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except Exception:  # noqa: BLE001 - best effort
+        pass
+
+
+# Started per World: when the runner dies (even by SIGKILL) it gets SIGTERM and kills the bundled
+# redis-server(s) of the work dir, which daemonize and so outlive the runner otherwise. A pid is only
+# killed while it is a redis-server whose working directory is inside the work dir.
+_WATCHDOG = r"""
+import os, shutil, signal, sys
+workdir, keep = os.path.realpath(sys.argv[1]), sys.argv[2] == "1"
+def pids():
+    out = set()
+    for path in (os.path.join(workdir, "chaos-redis-pids"), os.path.join(workdir, "redis", "redis.pid")):
+        try:
+            out |= {int(x) for x in open(path).read().split()}
+        except (OSError, ValueError):
+            pass
+    return out
+def ours(pid):
+    try:
+        return (b"redis-server" in open("/proc/%d/cmdline" % pid, "rb").read()
+                and os.path.realpath("/proc/%d/cwd" % pid).startswith(workdir))
+    except OSError:
+        return False
+def clean(*_):
+    for pid in pids():
+        if ours(pid):
+            for sig in (signal.SIGCONT, signal.SIGKILL):
+                try:
+                    os.kill(pid, sig)
+                except OSError:
+                    pass
+    if not keep:
+        shutil.rmtree(workdir, ignore_errors=True)
+    os._exit(0)
+signal.signal(signal.SIGTERM, clean)
+signal.signal(signal.SIGHUP, clean)
+while True:
+    signal.pause()
+"""
+
+
 def smsbot_command() -> list[str]:
     """How to run the `smsbot` CLI; ``CHAOS_SMSBOT_CMD`` (shell words) overrides."""
     override = os.environ.get("CHAOS_SMSBOT_CMD")
@@ -67,9 +115,12 @@ def _tail(path: Path, limit: int = 1200) -> str:
         return ""
 
 
-def _is_redis(pid: int) -> bool:
+def _is_redis(pid: int, workdir: Path) -> bool:
+    """`pid` is a redis-server working in `workdir` (the bundled server chdirs to its data dir):
+    never signal a recycled pid or another test's server."""
     try:
-        return b"redis-server" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        return (b"redis-server" in Path(f"/proc/{pid}/cmdline").read_bytes()
+                and os.path.realpath(f"/proc/{pid}/cwd").startswith(os.path.realpath(workdir)))
     except OSError:
         return False
 
@@ -135,6 +186,9 @@ class World:
         self.redis_url: str | None = None
         self.redis_pids: set[int] = set()
         self._client: Any = None
+        self.watchdog = subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(self.workdir), "1" if keep else "0"],
+                                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.DEVNULL, preexec_fn=_watchdog_setup)
 
     # -- config ------------------------------------------------------------------------------------
     def _write_config(self, smsc_port: int, window: int, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -219,6 +273,9 @@ class World:
                 c.close()
         except Exception:  # noqa: BLE001 - not answering
             return None
+        if pid not in self.redis_pids:
+            with open(self.workdir / "chaos-redis-pids", "a") as f:
+                f.write(f"{pid}\n")
         self.redis_pids.add(pid)
         self.last_redis_pid = pid
         return pid
@@ -240,7 +297,7 @@ class World:
     def signal_redis(self, pid: int | None, sig: int) -> bool:
         """Send `sig` to the redis-server `pid` (got from `redis_pid` before: a stopped server answers
         nothing). Only a live redis-server is signalled."""
-        if pid is None or not _is_redis(pid):
+        if pid is None or not _is_redis(pid, self.workdir):
             return False
         os.kill(pid, sig)
         return True
@@ -260,31 +317,42 @@ class World:
             except Exception:  # noqa: BLE001 - keep closing
                 pass
         for pid in list(self.redis_pids):
-            if _is_redis(pid):
+            if _is_redis(pid, self.workdir):
                 try:
                     os.kill(pid, signal.SIGCONT)
                 except OSError:
                     pass
         if self.redis_url is not None:
-            self.redis_pid()  # a server started by a bot after ours died
-            try:
-                self.cli("redis", "stop", timeout=20, check=False)
-            except ScenarioError:
-                pass
+            self.redis_pid(timeout=0.5)  # a server started by a bot after ours died
         if self._client is not None:
             try:
                 self._client.close()
             except Exception:  # noqa: BLE001
                 pass
+        try:  # a server a bot restarted after ours died, if it is still up
+            self.redis_pids.add(int((self.workdir / "redis" / "redis.pid").read_text().strip()))
+        except (OSError, ValueError):
+            pass
+        for pid in list(self.redis_pids):  # SIGTERM: the server flushes its AOF and exits
+            if _is_redis(pid, self.workdir):
+                try:
+                    os.kill(pid, signal.SIGTERM)
+                except OSError:
+                    pass
         deadline = time.monotonic() + 5
         for pid in list(self.redis_pids):
-            while _is_redis(pid) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            if _is_redis(pid):
+            while _is_redis(pid, self.workdir) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            if _is_redis(pid, self.workdir):
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except OSError:
                     pass
+        try:
+            self.watchdog.kill()
+            self.watchdog.wait(5)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
         if not self.keep:
             shutil.rmtree(self.workdir, ignore_errors=True)
 

@@ -19,7 +19,9 @@ the bots, bind, send MOs at `rate` for `traffic_s` while the timeline fires, sto
 settle: wait until every MO is acknowledged and answered and every expected reminder arrived,
 and at least `crash_settle_s` after the last crash (a killed instance's replies are adopted by
 the others only after its heartbeat expires: copies sent twice arrive that late), at most
-`settle_max_s` past that. Then the bots get SIGTERM, one ``smsbot billing run`` bills the period
+`settle_max_s` past that (and, while reminders are missing after a crash, up to `claim_wait_s`
+after it: order events a dead bot had read are claimed by another after 30 s). ``settled`` in the
+row says whether everything arrived before the deadline. Then the bots get SIGTERM, one ``smsbot billing run`` bills the period
 (``g``: the killed run and its rerun), and the chaos SMSC's counts, Redis (subscriptions, audit
 stream, open menus, ledger, order ids) and the model are compared.
 """
@@ -33,6 +35,7 @@ import os
 import platform
 import signal
 import subprocess
+import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -206,6 +209,7 @@ def run_scenario(name: str, sizes: Sizes = FULL, *, keep: bool = False, bot_env:
             return fn
 
         redis_pid: dict[str, int | None] = {}
+        helpers: list[threading.Thread] = []
 
         def redis_stop() -> None:
             pid = world.redis_pid(timeout=0.5) or world.last_redis_pid
@@ -222,12 +226,22 @@ def run_scenario(name: str, sizes: Sizes = FULL, *, keep: bool = False, bot_env:
             tl.after(sizes.restart_delay, "redis restart", redis_restart)
 
         def redis_restart() -> None:
-            if world.redis_alive():
-                faults.redis_restarted_by.append("bot")
-                world.redis_pid()
-            else:
-                world.redis_start()
-                faults.redis_restarted_by.append("runner")
+            # in a thread: `smsbot redis start` can take seconds (AOF loading on a busy machine), and
+            # the timeline must not wait for it
+            def work() -> None:
+                if world.redis_alive():
+                    faults.redis_restarted_by.append("bot")
+                    world.redis_pid()
+                    return
+                try:
+                    world.redis_start()
+                    faults.redis_restarted_by.append("runner")
+                except ScenarioError as e:
+                    faults.redis_restarted_by.append(f"failed: {e}"[:200])
+
+            t = threading.Thread(target=work, name="redis-restart", daemon=True)
+            t.start()
+            helpers.append(t)
 
         def drops(on: bool) -> Callable[[], None]:
             return lambda: smsc.set_drop_every(sizes.drop_every if on else None)
@@ -302,12 +316,13 @@ def run_scenario(name: str, sizes: Sizes = FULL, *, keep: bool = False, bot_env:
             if reminders_in < len(expected_reminders) and faults.last_crash is not None:
                 hard_end = max(hard_end, faults.last_crash + sizes.claim_wait_s)
             done = (p["waiting"] == 0 and p["inflight"] == 0 and p["redeliver_queued"] == 0
-                    and reminders_in >= len(expected_reminders) and not tl.pending)
+                    and reminders_in >= len(expected_reminders) and not tl.pending
+                    and not any(t.is_alive() for t in helpers))
             idle = p["idle_s"] is None or p["idle_s"] >= sizes.quiet_s
             if done and idle and now >= min_end:
                 settled = True
                 break
-            if now >= hard_end and not tl.pending:
+            if now >= hard_end and not tl.pending and not any(t.is_alive() for t in helpers):
                 break
             time.sleep(0.1)
         settle_s = time.monotonic() - traffic_end
