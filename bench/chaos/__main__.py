@@ -7,7 +7,7 @@ target of every scenario held, 1 when any failed, 2 on a usage error.
 
 Full mode: 20,000 subscribers at 800 MO/s, 15 s of traffic (about 25-40 s per scenario with set-up
 and settling; crash scenarios wait 20 s after the last crash for late duplicates).
-``--quick``: 1,000 subscribers at 400 MO/s, 3 s of traffic, 4 s after a crash: a smoke run whose
+``--quick``: 1,000 subscribers at 400 MO/s, 2 s of traffic, 4 s after a crash: a smoke run whose
 crash figures can undercount late copies (adoption of a dead instance's replies takes ~15 s).
 
 Row keys: mos (distinct MOs sent), unanswered (MOs without their reply at the end), unacked,
@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--orders", type=int, help="order events in (f) and (g)")
     ap.add_argument("--window", type=int, help="smsc.window of the bots (default 10)")
     ap.add_argument("--crash-settle", type=float, help="seconds to wait after the last crash")
+    ap.add_argument("--drop-mode", choices=("clean", "abort"), help="how links are dropped (default clean)")
     ap.add_argument("--keep", action="store_true", help="keep the temp dirs (configs, logs, AOF)")
     ap.add_argument("--bot-env", action="append", default=[], metavar="SMSBOT_X=V", help="extra env for smsbot")
     ap.add_argument("--set", action="append", default=[], metavar="section.key=V",
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"unknown scenario(s) {''.join(sorted(bad))}; known: {''.join(SCENARIOS)}")
     sizes = QUICK if a.quick else FULL
     for attr, val in (("subscribers", a.subscribers), ("rate", a.rate), ("traffic_s", a.traffic), ("bots", a.bots),
-                      ("window", a.window), ("crash_settle_s", a.crash_settle), ("orders", a.orders)):
+                      ("window", a.window), ("crash_settle_s", a.crash_settle), ("orders", a.orders), ("drop_mode", a.drop_mode)):
         if val is not None:
             sizes = sizes.scaled(**{attr: val})
     import yaml

@@ -68,6 +68,7 @@ class Sizes:
     mo_window: int = 100  # unacknowledged deliver_sm per bind
     retry_delay: float = 1.0  # redelivery after a temporary error
     drop_every: float = 0.5
+    drop_mode: str = "clean"  # or "abort": reset the socket (responses in flight lost, see bench.chaos.smsc)
     claim_wait_s: float = 40.0  # after a crash, while expected reminders are missing (dead consumers' order events are claimed after 30 s)
     redis_stop_s: float = 2.0
     restart_delay: float = 1.0
@@ -78,12 +79,12 @@ class Sizes:
 
 
 FULL = Sizes()
-QUICK = Sizes(subscribers=1_000, rate=400.0, traffic_s=3.0, crash_settle_s=4.0, settle_max_s=3.0, quiet_s=0.5,
+QUICK = Sizes(subscribers=1_000, rate=400.0, traffic_s=2.0, crash_settle_s=4.0, settle_max_s=3.0, quiet_s=0.5,
               claim_wait_s=6.0, orders=200, retry_delay=0.5, redis_stop_s=1.0, restart_delay=0.5)
 
 TITLES = {
     "a": "no faults",
-    "b": "link dropped every {drop_every} s",
+    "b": "link dropped every {drop_every} s ({drop_mode})",
     "c": "Redis SIGSTOP {redis_stop_s} s, then kill -9 and restart",
     "d": "bot kill -9 twice, restarted {restart_delay} s later",
     "e": "all faults together",
@@ -176,7 +177,8 @@ def run_scenario(name: str, sizes: Sizes = FULL, *, keep: bool = False, bot_env:
     cat = catalogue()
     conv = M.ChaosConversation(cat)
     subscribers = [str(SUBSCRIBER_BASE + i) for i in range(sizes.subscribers)]
-    smsc = ChaosSmsc(subscribers, conv, rate=sizes.rate, mo_window=sizes.mo_window, retry_delay=sizes.retry_delay)
+    smsc = ChaosSmsc(subscribers, conv, rate=sizes.rate, mo_window=sizes.mo_window, retry_delay=sizes.retry_delay,
+                     drop_mode=sizes.drop_mode)
     port = smsc.start()
     world = World(port, window=sizes.window, bot_env=bot_env, keep=keep, overrides=overrides)
     faults = Faults()
