@@ -105,6 +105,8 @@ def _check(row: dict) -> list[str]:
                    f"{row['crashes']} crash(es) (allowed {allow})")
     if row["reminders_missing"]:
         bad.append(f"{row['reminders_missing']} charge reminders missing")
+    if row["submits_twice"] > allow:
+        bad.append(f"{row['submits_twice']} submit_sm sent twice with {row['crashes']} crash(es) (allowed {allow})")
     if row["replies_twice"] > allow:
         bad.append(f"{row['replies_twice']} replies sent twice with {row['crashes']} crash(es) (allowed {allow}: "
                    f"window {row['window']} per crash)")
@@ -121,7 +123,7 @@ def _check(row: dict) -> list[str]:
 @pytest.mark.parametrize("name", ["a", "b", "d", "f"])
 def test_chaos_scenario(name: str):
     row = run_scenario(name, PER_SCENARIO[name])
-    figures = {k: row.get(k) for k in ("mos", "unanswered", "unacked", "replies", "replies_twice", "wrong_replies",
+    figures = {k: row.get(k) for k in ("mos", "unanswered", "unacked", "replies", "replies_twice", "submits_twice", "wrong_replies",
                                        "double_effects", "lost_effects", "billing_errors", "crashes", "link_drops",
                                        "redeliveries", "reminders", "reminders_twice", "reminders_missing", "settled", "settle_s",
                                        "duration_s", "examples", "wrong_reply_examples")}

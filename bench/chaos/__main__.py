@@ -11,7 +11,8 @@ and settling; crash scenarios wait 20 s after the last crash for late duplicates
 crash figures can undercount late copies (adoption of a dead instance's replies takes ~15 s).
 
 Row keys: mos (distinct MOs sent), unanswered (MOs without their reply at the end), unacked,
-replies, replies_twice (whole replies beyond one per MO, see `bench.chaos.smsc`), wrong_replies
+replies, replies_twice (whole replies beyond one per MO, see `bench.chaos.smsc`), submits_twice
+(submit_sm received again: duplicate parts and the parts of duplicate replies/reminders), wrong_replies
 (a reply other than the model predicted), double_effects / lost_effects / state_mismatch /
 menu_mismatch (Redis against the model), billing_errors (missing, extra, wrong amount, charge
 audit entries != 1 per charge), reminders / reminders_twice / reminders_missing, crashes (bot

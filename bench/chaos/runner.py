@@ -388,7 +388,8 @@ def run_scenario(name: str, sizes: Sizes = FULL, *, keep: bool = False, bot_env:
             "subscribers": sizes.subscribers, "rate": sizes.rate, "traffic_s": sizes.traffic_s, "bots": sizes.bots,
             "window": sizes.window,
             "mos": t["mos"], "acked": t["acked"], "unanswered": t["unanswered"], "unacked": t["unacked"],
-            "replies": t["replies"], "replies_twice": t["replies_twice"], "wrong_replies": t["wrong_replies"],
+            "replies": t["replies"], "replies_twice": t["replies_twice"], "submits_twice": t["submits_twice"],
+            "wrong_replies": t["wrong_replies"],
             "double_effects": conv_rep.double_effects + ord_rep.double_effects,
             "lost_effects": conv_rep.lost_effects + ord_rep.lost_effects,
             "state_mismatch": conv_rep.state_mismatch + ord_rep.state_mismatch,
@@ -495,6 +496,7 @@ def targets(row: dict[str, Any]) -> dict[str, bool]:
         "billing_errors == 0": not row["billing_errors"],
         f"replies_twice <= window x crashes ({allow})": row["replies_twice"] <= allow,
         f"reminders_twice <= window x crashes ({allow})": row["reminders_twice"] <= allow,
+        f"submits_twice <= window x crashes ({allow})": row["submits_twice"] <= allow,
         "nothing lost (lost effects, state, missing reminders) == 0":
             row["lost_effects"] == 0 and row["state_mismatch"] == 0 and row["reminders_missing"] == 0,
         "replies as the model predicts (wrong_replies == 0)": row["wrong_replies"] == 0,
@@ -522,8 +524,8 @@ def environment() -> dict[str, Any]:
 
 
 def summary_table(rows: list[dict[str, Any]]) -> str:
-    cols = ("scenario", "mos", "unanswered", "replies_twice", "double_effects", "billing_errors", "reminders_twice",
-            "crashes", "settled", "failed")
+    cols = ("scenario", "mos", "unanswered", "replies_twice", "submits_twice", "double_effects", "billing_errors",
+            "reminders_twice", "crashes", "settled", "failed")
     lines = [" | ".join(cols)]
     for r in rows:
         vals = []

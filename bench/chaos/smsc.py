@@ -43,8 +43,11 @@ Counting rule for replies ("sent twice")
     waiting MO's prediction is taken as the answer and the real answer then counts as the
     duplicate: the count is the same either way. Charge reminders (classified by text) are
     counted apart, per (destination, service): more than one for the same pair is a reminder
-    sent twice. Parts of an already completed message that arrive again are ``parts_twice``;
-    if all of them arrive again they also make a whole duplicate message.
+    sent twice. Parts of an already completed message that arrive again (same destination,
+    reference, count, number and bytes) are ``parts_twice``; if all of them arrive again they also
+    make a whole duplicate message. ``submits_twice`` = parts_twice + the submit_sm of every whole
+    duplicate (reply or reminder) not already among them: the "submits sent twice" of the targets
+    (a resent copy may carry a new reference, so its parts are only known as a duplicate once whole).
 
 Link drops
     `drop_links()` (or `set_drop_every(seconds)`) ends every bound link. In the default
@@ -294,6 +297,7 @@ class Counters:
     submits: int = 0
     submits_refused: int = 0
     parts_twice: int = 0
+    dup_message_parts: int = 0  # submits of whole duplicate messages not already in parts_twice
     messages: int = 0
     replies: int = 0
     answered: int = 0
@@ -429,6 +433,7 @@ class ChaosSmsc:
         self._msgid = itertools.count(1)
         self._parts: dict[tuple[str, int, int], dict[int, tuple[int, bytes]]] = {}
         self._done_parts: dict[tuple[str, int, int], dict[int, bytes]] = {}
+        self._flagged: dict[tuple[str, int, int], int] = {}
         self._drop_every: float | None = None
         self._drop_handle: asyncio.TimerHandle | None = None
         self.last_message_at = 0.0  # loop time of the last whole message
@@ -586,6 +591,7 @@ class ChaosSmsc:
         totals["unanswered"] = sum(1 for sub in self.subs.values() for mo in sub.mos if not mo.rejected and not mo.answered)
         totals["unacked"] = sum(1 for sub in self.subs.values() for mo in sub.mos if not mo.rejected and not mo.acked)
         totals["orphan_parts"] = sum(len(p) for p in self._parts.values())
+        totals["submits_twice"] = self.c.parts_twice + self.c.dup_message_parts
         return {"totals": totals, "reminders": dict(self.reminders), "subscribers": subs,
                 "unexpected": dict(self.unexpected),
                 "wrong_examples": list(self.wrong_examples)}
@@ -747,17 +753,21 @@ class ChaosSmsc:
         done = self._done_parts.get(key)
         if done is not None and done.get(seq) == data:
             self.c.parts_twice += 1
+            self._flagged[key] = self._flagged.get(key, 0) + 1
         parts = self._parts.setdefault(key, {})
         parts[seq] = (sm.data_coding, data)
         if len(parts) == total and all(i in parts for i in range(1, total + 1)):
             del self._parts[key]
+            flagged = self._flagged.pop(key, 0)
             self._done_parts[key] = {i: parts[i][1] for i in parts}
             if len(self._done_parts) > 100_000:
                 self._done_parts.pop(next(iter(self._done_parts)))
             dc = parts[1][0]
-            self._message(dest, decode_text(dc, b"".join(parts[i][1] for i in range(1, total + 1))))
+            self._message(dest, decode_text(dc, b"".join(parts[i][1] for i in range(1, total + 1))), total, flagged)
 
-    def _message(self, dest: str, text: str) -> None:
+    def _message(self, dest: str, text: str, parts: int = 1, flagged: int = 0) -> None:
+        """A whole message. `parts`: its submit_sm count; `flagged`: how many of them were already
+        counted in parts_twice (so a duplicate message adds only the rest to the submits sent twice)."""
         c = self.c
         c.messages += 1
         self.last_message_at = self.loop.time()
@@ -765,6 +775,8 @@ class ChaosSmsc:
         if key is not None:
             c.reminders += 1
             self.reminders[(dest, key)] += 1
+            if self.reminders[(dest, key)] > 1:
+                c.dup_message_parts += parts - flagged
             return
         sub = self.subs.get(dest)
         if sub is None:
@@ -783,6 +795,7 @@ class ChaosSmsc:
                 return
         sub.twice += 1
         c.replies_twice += 1
+        c.dup_message_parts += parts - flagged
         sub.seen.add(text)
 
     def _answer(self, sub: Sub, mo: Mo, text: str, wrong: bool) -> None:
