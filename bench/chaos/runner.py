@@ -421,6 +421,16 @@ def run_scenario(name: str, sizes: Sizes = FULL, *, keep: bool = False, bot_env:
         if billing_info:
             row["billing_runs"] = billing_info
         row.update(extra)
+        if res["duplicates"]:
+            # when the copies arrived, per second since the traffic started: adoption after a crash
+            # shows as a burst about a heartbeat TTL after the kill
+            hist: dict[str, int] = {}
+            for at, kind, _ in res["duplicates"]:
+                k = f"{kind}@{int(at - tl.t0)}s"
+                hist[k] = hist.get(k, 0) + 1
+            row["duplicates_at"] = hist
+        if res["unanswered_examples"]:
+            row["unanswered_examples"] = res["unanswered_examples"]
         if res["wrong_examples"]:
             row["wrong_reply_examples"] = res["wrong_examples"]
         if res["unexpected"]:

@@ -423,6 +423,7 @@ class ChaosSmsc:
         self.reminders: Counter[tuple[str, str]] = Counter()
         self.unexpected: Counter[str] = Counter()
         self.wrong_examples: list[dict[str, Any]] = []
+        self.duplicates: list[tuple[float, str, str]] = []  # (loop time = time.monotonic(), kind, to)
         self.generating = False
         self.tokens = 0.0
         self._last_tick = 0.0
@@ -594,7 +595,10 @@ class ChaosSmsc:
         totals["submits_twice"] = self.c.parts_twice + self.c.dup_message_parts
         return {"totals": totals, "reminders": dict(self.reminders), "subscribers": subs,
                 "unexpected": dict(self.unexpected),
-                "wrong_examples": list(self.wrong_examples)}
+                "wrong_examples": list(self.wrong_examples), "duplicates": list(self.duplicates),
+                "unanswered_examples": [
+                    {"to": sub.msisdn, "mo": mo.k, "text": mo.text, "acked": mo.acked, "sends": mo.sends}
+                    for sub in self.subs.values() for mo in sub.mos if not mo.rejected and not mo.answered][:10]}
 
     def _tick(self) -> None:
         now = self.loop.time()
@@ -777,6 +781,7 @@ class ChaosSmsc:
             self.reminders[(dest, key)] += 1
             if self.reminders[(dest, key)] > 1:
                 c.dup_message_parts += parts - flagged
+                self._dup_at(dest, "reminder")
             return
         sub = self.subs.get(dest)
         if sub is None:
@@ -796,7 +801,12 @@ class ChaosSmsc:
         sub.twice += 1
         c.replies_twice += 1
         c.dup_message_parts += parts - flagged
+        self._dup_at(dest, "reply")
         sub.seen.add(text)
+
+    def _dup_at(self, dest: str, kind: str) -> None:
+        if len(self.duplicates) < 20_000:
+            self.duplicates.append((self.loop.time(), kind, dest))
 
     def _answer(self, sub: Sub, mo: Mo, text: str, wrong: bool) -> None:
         mo.answered = True
