@@ -1,23 +1,36 @@
-"""``python -m bench.chaos [--quick] [--json FILE] [--only abcdefg] [--keep] [--bot-env K=V] [--set k.k=V]``
+"""``python -m bench.chaos [--quick] [--json FILE] [--only abcdefg] [options]``
 
 Runs the chaos scenarios of issue 11 one after another (each with its own Redis, chaos SMSC and
-bots; see `bench.chaos.runner`), prints one JSON row per scenario on stdout as it finishes and a
-summary table on stderr, and with ``--json`` writes everything to FILE. Exit code 0 when every
-target of every scenario held, 1 when any failed, 2 on a usage error.
+bots; see `bench.chaos.runner`), prints one JSON row per scenario on stdout as it finishes,
+progress and a summary table on stderr, and with ``--json`` writes everything to FILE (after
+each scenario, so a partial run keeps what it measured). Exit code 0 when every target of every
+scenario held, 1 when any failed, 2 on a usage error.
 
-Full mode: 20,000 subscribers at 800 MO/s, 15 s of traffic (about 25-40 s per scenario with set-up
-and settling; crash scenarios wait 20 s after the last crash for late duplicates).
+Full mode: 20,000 subscribers at 800 MO/s, 15 s of traffic, two bots, ``smsc.window`` 10. About
+25 s for a scenario without a crash, 35-45 s with one: a killed bot's unsent and unacknowledged
+replies are only adopted by the others once its heartbeat expires (15 s), so crash scenarios wait
+20 s after the last crash to count copies that arrive that late (and (f) up to 40 s while order
+events a dead bot had read wait for their 30 s claim). The whole run takes about 4-5 minutes.
 ``--quick``: 1,000 subscribers at 400 MO/s, 2 s of traffic, 4 s after a crash: a smoke run whose
-crash figures can undercount late copies (adoption of a dead instance's replies takes ~15 s).
+crash figures can undercount late copies.
+
+Options: ``--subscribers``, ``--rate``, ``--traffic``, ``--bots``, ``--window``, ``--orders``,
+``--crash-settle`` change the sizes; ``--drop-mode abort`` resets links instead of closing them
+cleanly (see `bench.chaos.smsc`); ``--set section.key=VALUE`` overrides the bots' config,
+``--bot-env SMSBOT_X=V`` their environment; ``--keep`` keeps each scenario's temp dir (config,
+bot logs, Redis AOF). To measure another smsbot tree (e.g. an older commit exported with ``git
+archive``): ``CHAOS_SMSBOT_CMD="env PYTHONPATH=/tmp/old python -m smsbot.cli"
+CHAOS_BASE_CONFIG=/tmp/old/config.yaml``.
 
 Row keys: mos (distinct MOs sent), unanswered (MOs without their reply at the end), unacked,
 replies, replies_twice (whole replies beyond one per MO, see `bench.chaos.smsc`), submits_twice
-(submit_sm received again: duplicate parts and the parts of duplicate replies/reminders), wrong_replies
-(a reply other than the model predicted), double_effects / lost_effects / state_mismatch /
-menu_mismatch (Redis against the model), billing_errors (missing, extra, wrong amount, charge
-audit entries != 1 per charge), reminders / reminders_twice / reminders_missing, crashes (bot
-kill -9 + Redis kill -9), link_drops, redeliveries, temp_errors, settled (everything answered
-before the deadline), targets and failed.
+(submit_sm received again: duplicate parts and the parts of duplicate replies/reminders),
+wrong_replies (a reply other than the model predicted), double_effects / lost_effects /
+state_mismatch / menu_mismatch (Redis against the model), billing_errors (missing, extra, wrong
+amount, charge audit entries != 1 per charge), reminders / reminders_twice / reminders_missing,
+crashes (bot kill -9 + Redis kill -9; the allowance is window x crashes), link_drops, redeliveries,
+temp_errors, settled (everything arrived before the deadline), duplicates_at (when copies
+arrived), timeline, phases_s, bot_log, targets and failed.
 """
 
 from __future__ import annotations

@@ -169,7 +169,7 @@ def _wait(cond: Callable[[], bool], timeout: float, what: str, world: World | No
 
 def run_scenario(name: str, sizes: Sizes = FULL, *, keep: bool = False, bot_env: dict[str, str] | None = None,
                  overrides: dict[str, Any] | None = None, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Run one scenario; returns its row (see `row_keys` in the module doc of __main__)."""
+    """Run one scenario; returns its row (keys: see the module doc of `bench.chaos.__main__`)."""
     if name not in TITLES:
         raise ValueError(f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)}")
     say = progress or (lambda s: None)
