@@ -410,7 +410,7 @@ def run_scenario(name: str, sizes: Sizes = FULL, *, keep: bool = False, bot_env:
             "orphan_parts": t["orphan_parts"], "unexpected_messages": t["unexpected_messages"],
             "settled": settled, "settle_s": round(settle_s, 1),
             "duration_s": round(time.monotonic() - started, 1),
-            "timeline": tl.log, "phases_s": phases,
+            "timeline": tl.log, "phases_s": phases, "loadavg_1m_end": round(os.getloadavg()[0], 2),
             "bot_log": world.bot_log_summary(),
             "checked": {"conversations": conv_rep.checked_subscribers, "ambiguous_last_mo": conv_rep.ambiguous,
                         "orders": ord_rep.checked_subscribers, "audit_entries": view.audit_entries,
