@@ -136,24 +136,21 @@ class Framer:
     `feed(data)` returns every complete PDU as (command_id, command_status, sequence_number, body)
     and keeps any partial PDU buffered. Work is linear in the bytes fed: complete PDUs are sliced
     directly out of `data` when nothing is buffered, and the buffer is compacted once per call.
-    After a `FramingError` the framer stays broken (every later feed raises again).
+    After a `FramingError` the framer stays broken (every later feed raises again). `max_len`:
+    the largest command_length accepted (a larger one means a corrupt stream).
     """
 
-    __slots__ = ("_buf", "_broken")
+    __slots__ = ("_buf", "_broken", "_max")
 
-    def __init__(self) -> None:
+    def __init__(self, max_len: int = MAX_PDU_LEN) -> None:
         self._buf = bytearray()
         self._broken: str | None = None
+        self._max = max_len
 
     @property
     def buffered(self) -> int:
         """Bytes of an incomplete PDU waiting for more data."""
         return len(self._buf)
-
-    @property
-    def announced(self) -> int:
-        """command_length of the incomplete PDU being buffered (0 until its first 4 octets are in)."""
-        return _LEN.unpack_from(self._buf)[0] if len(self._buf) >= 4 else 0
 
     def feed(self, data: bytes) -> list[tuple[int, int, int, bytes]]:
         if self._broken is not None:
@@ -168,10 +165,11 @@ class Framer:
         n = len(src)
         off = 0
         unpack = _HDR.unpack_from
+        maximum = self._max
         try:
             while n - off >= 16:
                 length, cid, status, seq = unpack(src, off)
-                if length < 16 or length > MAX_PDU_LEN:
+                if length < 16 or length > maximum:
                     self._fail(length, out)
                 end = off + length
                 if end > n:
@@ -180,7 +178,7 @@ class Framer:
                 off = end
             if 4 <= n - off < 16:  # reject a bad length as soon as it is visible
                 (length,) = _LEN.unpack_from(src, off)
-                if length < 16 or length > MAX_PDU_LEN:
+                if length < 16 or length > maximum:
                     self._fail(length, out)
         finally:
             if src is not data:
@@ -193,7 +191,7 @@ class Framer:
         return out
 
     def _fail(self, length: int, out: list) -> None:
-        self._broken = f"bad command_length {length} (must be 16..{MAX_PDU_LEN})"
+        self._broken = f"bad command_length {length} (must be 16..{self._max})"
         self._buf = bytearray()
         raise FramingError(self._broken, out)
 

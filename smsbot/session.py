@@ -14,7 +14,7 @@ that verifies the SMSC's certificate *and host name*) and binds through smsbot's
   `smsc.enquire_link_interval`; the link is dead (`LinkDown`) when that enquire_link is not
   answered, or when a PDU that started arriving does not complete within `smsc.response_timeout`
   (a partial PDU must not wedge the link: stray bytes do not count as life), or when a header
-  announces more than `smsc.max_pdu_bytes`.
+  announces more than `smsc.max_pdu_bytes` (the framer refuses it as soon as it is visible).
 
 What the link reads for the layers above — MOs (deliver_sm and data_sm), delivery receipts and
 submit_sm responses — goes to a `PduSink` (the transport). Decoding is liberal (`smsbot.pdu`);
@@ -113,7 +113,7 @@ class Link:
         """Queue the response to an MO: deliver_sm_resp, or data_sm_resp for a data_sm."""
         self.out.append(pdu.encode_data_sm_resp(sequence, status) if data_sm else pdu.encode_deliver_sm_resp(sequence, status))
 
-    def read(self, now: float, sink: PduSink, max_pdu: int) -> None:
+    def read(self, now: float, sink: PduSink) -> None:
         """Read what the socket has; hand every complete PDU on (or answer it here)."""
         try:
             data = self.sock.recv(READ_CHUNK)
@@ -132,13 +132,9 @@ class Link:
         if frames:
             self.last_pdu = now
             self.enquire_sent_at = None
-        buffered = self.framer.buffered
-        if buffered:
+        if self.framer.buffered:
             if self.partial_since is None or frames:
                 self.partial_since = now
-            announced = self.framer.announced
-            if announced > max_pdu:
-                raise LinkDown(f"a PDU announces {announced} octets (smsc.max_pdu_bytes is {max_pdu})")
         else:
             self.partial_since = None
         for frame in frames:
@@ -288,7 +284,7 @@ def _connect(s: SmscSettings) -> socket.socket:
 def _bind(s: SmscSettings, sequences: SequenceGenerator, command_id: CommandId, rx: bool, tx: bool) -> Link:
     sock = _connect(s)
     kind = command_id.name.lower()
-    link = Link(sock, rx, tx, f"{s.host}:{s.port}/{s.system_id}")
+    link = Link(sock, rx, tx, f"{s.host}:{s.port}/{s.system_id}", pdu.Framer(s.max_pdu_bytes))
     try:
         seq = sequences.next_sequence()
         link.out.append(pdu.encode_bind(command_id, seq, s.system_id, s.password, s.system_type))

@@ -167,10 +167,9 @@ class Transport:
             timeout = 0.0 if pipeline.buffered() or pipeline.startable() else self._select_timeout()
             readable, _, _ = select.select(self.links + waiting, [], [], timeout)
             now = time.monotonic()
-            max_pdu = self.settings.smsc.max_pdu_bytes
             for link in self.links:
                 if link in readable or link.pending_tls():
-                    link.read(now, self, max_pdu)
+                    link.read(now, self)
             if pipeline.poll(readable) and len(pipeline.deferred) < 8:
                 # A small window: the SMSC sends nothing new until it has these resps and replies, so
                 # they go out before the next batch is prepared (+10-15% at window 10). Under a
@@ -228,7 +227,7 @@ class Transport:
             self._flush()
             readable, _, _ = select.select(self.links, [], [], 0.1)
             for link in readable:
-                link.read(time.monotonic(), _Draining(self), self.settings.smsc.max_pdu_bytes)
+                link.read(time.monotonic(), _Draining(self))
             if self.delivery.acks_due(time.monotonic()) and not self.pipeline.pending:
                 self.pipeline.record()
                 self.pipeline.complete_all()

@@ -346,3 +346,18 @@ def test_no_mo_rejected_under_the_field_profile(field_world: World):
         assert st["last_status"] == 0
     assert w.sim.stats()["mo_rejected"] == 0
     assert json.dumps(w.sim.describe_profile()["flags"]["service_type"]) == '"CMT_FLD8"'
+
+
+def test_pdu_announcing_more_than_the_maximum_drops_the_link_at_once(make_field_world: Callable[..., World]):
+    """A header announcing more than smsc.max_pdu_bytes is a corrupt stream: the bot drops the link
+    as soon as it sees the header (not after the response timeout, 30 s here) and binds again."""
+    w = make_field_world(**{"smsc.response_timeout": 30, "smsc.max_pdu_bytes": 4096})
+    w.subscribe(MSISDN, "VIDEO")
+    phone = w.handset(MSISDN)
+    assert phone.ask("0000").startswith(MENU_HEAD)
+    binds_before = w.sim.stats()["binds_total"]
+    w.sim.send_partial(5000, 40)
+    t0 = time.monotonic()
+    assert phone.ask("0000", carrier="deliver_sm", timeout=15).startswith(MENU_HEAD)
+    assert time.monotonic() - t0 < 10
+    assert w.sim.stats()["binds_total"] > binds_before and w.bot.transport.reconnects >= 1
