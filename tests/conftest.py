@@ -80,7 +80,9 @@ class World:
 
     def start_bot(self, settings: config.Settings | None = None) -> Bot:
         bot = Bot(self.bot_settings(settings)).start()
-        assert bot.wait_bound(10), "bot did not bind to the simulator"
+        if not bot.wait_bound(10):
+            bot.stop()  # before failing: a bot retrying its bind in the background must not log into pytest's report
+            raise AssertionError("bot did not bind to the simulator")
         self.bots.append(bot)
         return bot
 
