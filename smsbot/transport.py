@@ -178,8 +178,8 @@ class Transport:
                 self._flush()
             pipeline.start_batches()
             delivery.tick(now)
-            if delivery.acks_due(now) and not pipeline.pending:
-                pipeline.record()
+            if delivery.acks_due(now) and (not pipeline.pending or self.sender.blocked_by_records):
+                pipeline.record()  # records alone: nothing else is going to Redis, or submits wait for them
             s = self.settings.smsc
             for link in self.links:
                 link.check(now, s, self.sequences)
