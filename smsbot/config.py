@@ -199,6 +199,16 @@ class SimulatorSettings(_Frozen):
     profile: str = Field("", pattern=r"^(|field)$", description="'field': behave like SMSCs in the field (see README, Interoperability)")
 
 
+class SubscribersSettings(_Frozen):
+    country_code: str = Field("86", pattern=r"^([1-9][0-9]{0,2})?$",
+                              description="home calling code: +86 138..., 86138... and 138... are one subscriber (smsbot.msisdn); empty: no stripping")
+
+    @field_validator("country_code", mode="before")
+    @classmethod
+    def _as_text(cls, v: Any) -> Any:  # `country_code: 86` in YAML is an int
+        return "" if v is None else str(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
+
 class MetricsSettings(_Frozen):
     host: str = "127.0.0.1"
     port: int = Field(0, ge=0, le=65535, description="0 disables the HTTP endpoint")
@@ -360,6 +370,7 @@ class Settings(_Frozen):
     metrics: MetricsSettings = MetricsSettings()
     billing: BillingSettings = BillingSettings()
     usage: UsageSettings = UsageSettings()
+    subscribers: SubscribersSettings = SubscribersSettings()
     templates: dict[str, dict[str, str]] = Field(default_factory=dict, description="per-language template overrides")
 
     @field_validator("services")
@@ -437,6 +448,7 @@ def _section_models() -> dict[str, type[BaseModel]]:
         "metrics": MetricsSettings,
         "billing": BillingSettings,
         "usage": UsageSettings,
+        "subscribers": SubscribersSettings,
     }
 
 

@@ -1,19 +1,85 @@
-"""Subscriber numbers: what smsbot accepts as an MSISDN and its canonical form (digits only)."""
+"""Subscriber numbers: what smsbot accepts as an MSISDN and its one canonical form (the Redis key).
+
+A number reaches smsbot in many spellings: ``13800138000`` (national), ``+86 138-0013-8000`` or
+``008613800138000`` (international, as people write it), ``8613800138000`` (international without
+the ``+``, as SMSCs send ``source_addr`` with TON international). They all name one subscriber, so
+they all become ONE key: the national number, digits only (``13800138000``).
+
+The rule, with ``country_code`` the home country's calling code (``subscribers.country_code``,
+default ``86``):
+
+* full-width digits, spaces, ``-``, ``.`` and parentheses are dropped;
+* ``+`` or ``00`` in front marks an international number: with the home country code its national
+  part is kept (``+86 138…`` -> ``138…``), any other country's number keeps its country code
+  (``+44 7700 900123`` -> ``447700900123``);
+* bare digits beginning with the country code and followed by at least `NATIONAL_MIN` more digits
+  are international too (``8613800138000`` -> ``13800138000``); shorter ones are left alone
+  (``8610086`` stays). National numbers in China begin with ``1`` (mobile) or ``0`` (trunk prefix),
+  never with ``86``, so nothing national is mistaken for international; in a country whose
+  national numbers can begin with its own calling code, set ``country_code`` empty (no stripping);
+* the result must be 5 to 15 digits.
+
+`normalize_msisdn` is strict (people's input: the CLI, events, admin actions) and raises
+ValueError saying what is wrong; `subscriber_key` is lenient and cheap (an MO's source address,
+per message on the hot path): the canonical form of a number, anything else unchanged (an
+alphanumeric sender stays what it is); `canonical_inbound` applies it to a decoded MO.
+"""
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from dataclasses import replace
+from typing import TypeVar
+
+DEFAULT_COUNTRY_CODE = "86"
+NATIONAL_MIN = 7  # bare digits = country code + at least this many digits: read as international
+MIN_DIGITS, MAX_DIGITS = 5, 15
 
 _VALID = re.compile(r"^[0-9]{5,15}$")
+_SEPARATORS = re.compile(r"[\s\-().]")
+
+T = TypeVar("T")
 
 
-def normalize_msisdn(value: str) -> str:
-    """'+86 138-0013-8000' -> '8613800138000'; raise ValueError for anything that is not 5-15 digits."""
-    v = unicodedata.normalize("NFKC", value).strip()
-    v = re.sub(r"[\s\-()]", "", v)
+def normalize_msisdn(value: str, country_code: str | None = DEFAULT_COUNTRY_CODE) -> str:
+    """'+86 138-0013-8000', '8613800138000', '13800138000' -> '13800138000' (country code 86);
+    raise ValueError naming the problem for anything that is not a phone number."""
+    v = _SEPARATORS.sub("", unicodedata.normalize("NFKC", str(value)))
+    intl = False
     if v.startswith("+"):
-        v = v[1:]
+        v, intl = v[1:], True
+    elif v.startswith("00"):
+        v, intl = v[2:], True
+    cc = country_code or ""
+    if cc and v.startswith(cc) and v.isascii() and v.isdigit():
+        rest = v[len(cc):]
+        if intl or len(rest) >= NATIONAL_MIN:
+            v = rest
     if not _VALID.match(v):
-        raise ValueError(f"not a subscriber number: {value!r} (expected 5 to 15 digits)")
+        shown = value if len(value) <= 40 else value[:40] + "..."
+        raise ValueError(f"not a subscriber number: {shown!r} (expected 5 to 15 digits, e.g. 13800138000 or +86 138 0013 8000)")
     return v
+
+
+def subscriber_key(value: str, country_code: str | None = DEFAULT_COUNTRY_CODE) -> str:
+    """The canonical form of `value` when it is a number, else `value` unchanged (never raises).
+
+    The common case (ASCII digits as an SMSC sends them) costs a few string checks."""
+    if value.isdigit() and value.isascii() and not value.startswith("00"):
+        if country_code and value.startswith(country_code) and len(country_code) + NATIONAL_MIN <= len(value) <= MAX_DIGITS:
+            return value[len(country_code):]
+        return value
+    try:
+        return normalize_msisdn(value, country_code)
+    except ValueError:
+        return value
+
+
+def canonical_inbound(mo: T, country_code: str | None) -> T:
+    """A decoded MO (`smsbot.messages.Inbound`) whose ``msisdn`` is the subscriber's key: `mo`
+    itself when it already is (the usual case), else a copy."""
+    key = subscriber_key(mo.msisdn, country_code)  # type: ignore[attr-defined]
+    if key == mo.msisdn:  # type: ignore[attr-defined]
+        return mo
+    return replace(mo, msisdn=key)  # type: ignore[type-var]
