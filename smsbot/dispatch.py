@@ -27,7 +27,7 @@ from typing import Callable, Sequence
 
 import redis
 
-from smsbot import codec, log
+from smsbot import codec, log, msisdn
 from smsbot.config import Settings
 from smsbot.messages import Inbound, Status
 from smsbot.router import Router
@@ -108,6 +108,7 @@ class Dispatcher:
         now_ms = int(self.clock() * 1000)
         batch = PreparedBatch(now_ms=now_ms, acks=list(acks), writes=list(writes), tail=list(tail))
         for mo in inbounds:
+            mo = msisdn.canonical_inbound(mo, self.settings.subscribers.country_code)  # +86/86… -> one subscriber key
             oc = MoOutcome(mo, _correlation())
             batch.outcomes.append(oc)
             if not self.router.serves(mo.short_code):
