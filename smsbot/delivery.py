@@ -9,7 +9,9 @@ before marking a reply as its sender's own):
   `delivery.lease_seconds`, also while the SMPP link is down or rebinding (but not when the SMPP
   loop has not turned for `delivery.stuck_seconds`: a wedged sender must lose its replies).
 * **Fence.** The sender sends only while its lease is surely held: until its last successful
-  renewal + the lease − one heartbeat, measured from *before* the renewal was sent (`may_send`).
+  renewal + the lease − one heartbeat, measured from *before* the renewal was sent (`may_send`),
+  and not after a failed Redis round trip until a renewal has confirmed the lease (a restarted or
+  failed-over Redis may have lost it before its time: `suspect`).
   A renewal that finds the lease gone (Redis was out of reach longer than the lease, so siblings
   may be adopting our entries) starts a new generation with a new consumer name; every part not
   yet sent is dropped from memory, and what is still ours comes back through the queue like any
@@ -70,6 +72,7 @@ class Delivery:
         self._loop_tick = clock()
         self._stuck_logged = False
         self._stop = threading.Event()
+        self._wake = threading.Event()  # renew now (a Redis failure made the lease uncertain), or stop
         self._thread: threading.Thread | None = None
         self._adopt_from: dict[str, str] = {}
         self._scripts: dict[str, str] = {}
@@ -85,6 +88,7 @@ class Delivery:
     def stop(self) -> None:
         """Stop the worker and give up the lease: what this sender did not send is free at once."""
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(10)
         self._valid_until = 0.0
@@ -115,6 +119,13 @@ class Delivery:
     def may_send(self, now: float) -> bool:
         return now < self._valid_until
 
+    def suspect(self) -> None:
+        """A Redis round trip failed: Redis may have restarted or failed over and lost our lease
+        (its last writes are not always on disk). Send nothing until a renewal confirms the lease
+        is still ours — at once, not at the next heartbeat."""
+        self._valid_until = 0.0
+        self._wake.set()
+
     def acks_due(self, now: float) -> bool:
         """Accepted submits should be recorded now (they block further submits, an MT record waits,
         or the oldest has waited `delivery.ack_flush_seconds`)."""
@@ -134,6 +145,9 @@ class Delivery:
         while not self._stop.is_set():
             d = self.settings.delivery  # read each turn: a reload applies at once
             now = self.clock()
+            if self._wake.is_set():
+                self._wake.clear()
+                next_beat = now
             try:
                 if now >= next_beat:
                     next_beat = now + d.heartbeat_seconds
@@ -150,7 +164,7 @@ class Delivery:
                 self._unreachable.recovered()
             except (redis.RedisError, OSError) as e:
                 self._unreachable.hit(error=str(e))
-            self._stop.wait(max(0.0, min(next_beat, next_poll, next_adopt) - self.clock()))
+            self._wake.wait(max(0.0, min(next_beat, next_poll, next_adopt) - self.clock()))
 
     def _hand_over(self, entries: list[Entry]) -> None:
         if entries:

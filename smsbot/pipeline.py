@@ -75,6 +75,7 @@ class Pipeline:
         self.sender = sender
         self.report_batch = on_batch  # outcomes and latency of each answered batch (metrics, log)
         self.report_receipt = on_receipt
+        self.on_redis_failure: Callable[[], None] | None = None  # a round trip failed (delivery.suspect)
         self.deferred: list[Mo] = []
         self.receipts: list[ReceiptIn] = []
         self.pending: list[_Pending] = []  # oldest first
@@ -280,6 +281,11 @@ class Pipeline:
         else:
             self.sender.restore_pending(p.acks, p.writes, p.parts)
             self._clears.extend(p.clears)
+            self._redis_failed()
+
+    def _redis_failed(self) -> None:
+        if self.on_redis_failure is not None:
+            self.on_redis_failure()
 
     def _finish(self, p: _Pending) -> None:
         self.pending.remove(p)
@@ -296,6 +302,7 @@ class Pipeline:
             self._clears.extend(p.clears)
             if p.token == self.token:
                 self.new_session()  # the outcome of its MOs is unknown: their guards now hold
+            self._redis_failed()
         receipt_status = Status.ROK if result.acks_flushed else Status.RX_T_APPN
         for r, seq, link, data_sm in p.receipts:
             link.respond(seq, receipt_status, data_sm)

@@ -64,6 +64,7 @@ class Transport:
         dispatcher.consumer = self.delivery.consumer
         dispatcher.lease_prefixes = self.delivery.lease_prefixes
         self.pipeline = Pipeline(settings, store, dispatcher, sender, on_batch=on_batch, on_receipt=on_receipt)
+        self.pipeline.on_redis_failure = self.delivery.suspect
         self.on_bound: Callable[[bool], None] | None = None
         self.on_reload: Callable[[], bool] | None = None
         self.reload_requested = threading.Event()

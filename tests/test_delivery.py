@@ -148,3 +148,24 @@ def test_a_lapsed_lease_drops_what_was_not_sent_and_takes_a_new_name(make_settin
         assert wait_until(lambda: d.may_send(time.monotonic()), 5), "the new name holds a lease of its own"
     finally:
         d.stop()
+
+
+def test_after_a_failed_round_trip_nothing_is_sent_until_the_lease_is_confirmed(make_settings):
+    """A restarted Redis may have lost the lease before its time (its last writes were not on disk),
+    and a sibling may adopt our entries at once: after a failed round trip the sender stops until a
+    renewal (made at once) shows the lease is still its own, or takes a new name if it is not."""
+    settings = make_settings(**{"delivery.heartbeat_seconds": 5.0, "delivery.lease_seconds": 30.0})
+    d = delivery_for(settings, "suspect")
+    d.start()
+    try:
+        assert wait_until(lambda: d.may_send(time.monotonic()), 5)
+        d.suspect()
+        assert not d.may_send(time.monotonic())
+        assert wait_until(lambda: d.may_send(time.monotonic()), 2), "renewed at once, not after 5 s"
+        assert d.generation == 0
+        for p in d.lease_prefixes:  # as after a restart that lost the lease
+            d.store.redis.delete(p + "suspect")
+        d.suspect()
+        assert wait_until(lambda: d.generation == 1, 2)
+    finally:
+        d.stop()
