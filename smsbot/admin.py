@@ -1,7 +1,9 @@
 """Operator and tester actions on subscriptions (the `smsbot subs` commands).
 
 They go through the same Lua script as MOs, so every change is atomic and lands in the audit
-stream exactly like a change made by SMS.
+stream exactly like a change made by SMS. Numbers are taken in any form a person writes them
+(``+86 138-0013-8000``, ``8613800138000``): each is turned into the subscriber's one key first
+(`smsbot.msisdn`, ``subscribers.country_code``), and ValueError says when it is not a number.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import os
 from dataclasses import dataclass
 
 from smsbot.config import Settings
+from smsbot.msisdn import normalize_msisdn
 from smsbot.store import Store
 
 
@@ -33,7 +36,13 @@ def _actor() -> str:
     return f"cli:{os.environ.get('USER', 'unknown')}"
 
 
+def key_of(settings: Settings, msisdn: str) -> str:
+    """The subscriber key of a number in any written form; ValueError when it is not one."""
+    return normalize_msisdn(msisdn, settings.subscribers.country_code)
+
+
 def subscribe(settings: Settings, msisdn: str, code: str, store: Store | None = None) -> str:
+    msisdn = key_of(settings, msisdn)
     st = store or _store(settings)
     try:
         return st.run_one(st.mo_call("admin_subscribe", msisdn, "-", correlation=_actor(), args={"service": code, "via": "admin"})).outcome
@@ -43,6 +52,7 @@ def subscribe(settings: Settings, msisdn: str, code: str, store: Store | None = 
 
 
 def unsubscribe(settings: Settings, msisdn: str, code: str, store: Store | None = None) -> str:
+    msisdn = key_of(settings, msisdn)
     st = store or _store(settings)
     try:
         return st.run_one(st.mo_call("admin_unsubscribe", msisdn, "-", correlation=_actor(), args={"service": code})).outcome
@@ -52,6 +62,7 @@ def unsubscribe(settings: Settings, msisdn: str, code: str, store: Store | None 
 
 
 def list_subscriptions(settings: Settings, msisdn: str, include_cancelled: bool = False, store: Store | None = None) -> list[SubscriptionRow]:
+    msisdn = key_of(settings, msisdn)
     st = store or _store(settings)
     try:
         raw = st.redis.hgetall(st.keys.subs(msisdn))
@@ -72,6 +83,7 @@ def list_subscriptions(settings: Settings, msisdn: str, include_cancelled: bool 
 
 def seed(settings: Settings, first: str, count: int, codes: list[str], batch: int = 1000) -> int:
     """Subscribe `count` consecutive numbers from `first` to `codes`, in pipelined batches."""
+    first = key_of(settings, first)
     st = _store(settings)
     try:
         st.load_scripts()

@@ -52,9 +52,10 @@ def _at_or_exit(c: Any, value: str | None) -> int:
 
 
 def _fmt(ms: int, c: Any) -> str:
-    from smsbot.periods import format_time, zone
+    """A time as every smsbot command prints it: billing.timezone, labelled (`smsbot.timefmt`)."""
+    from smsbot.timefmt import display_zone, fmt_ms
 
-    return format_time(ms, zone(c.settings.billing.timezone), "%Y-%m-%d %H:%M:%S")
+    return fmt_ms(ms, display_zone(c.settings))
 
 
 def write_order(settings, client, msisdn: str, code: str, at_ms: int, order_id: str) -> str:  # noqa: ANN001

@@ -6,7 +6,10 @@
 The report is one XADD to ``<prefix>:events:usage``, exactly what the billing side sends (see
 ``commands/usage.py``); a running bot applies it and sends any alert. Sizes: ``95MB``, ``95.5MB``,
 ``1GB``, ``1024KB``, ``123456B``, ``0`` with binary units (1 MB = 1024 * 1024 bytes). A bad size,
-cycle or number, or an unknown plan, is refused (exit 2) and nothing is written.
+cycle or number, or an unknown plan, is refused (exit 2) and nothing is written. So is a cycle far
+from this month (more than `CYCLE_PAST_MONTHS` back or `CYCLE_AHEAD_MONTHS` ahead) unless ``--force``:
+a report for a future cycle makes the stored state ignore every real report until that cycle comes
+(a typo such as 2030-01 for 2026-01 would silence the subscriber's alerts for years).
 
 Registered on the `smsbot` click group by the import at the bottom of ``smsbot/cli.py``.
 """
@@ -15,13 +18,14 @@ from __future__ import annotations
 
 import os
 import sys
-from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import click
 
 from smsbot.msisdn import normalize_msisdn
+
+CYCLE_PAST_MONTHS = 12  # a late report for an older cycle is harmless (ignored) but likely a typo
+CYCLE_AHEAD_MONTHS = 1  # next month: clocks at the month's turn
 
 
 def _main_group() -> click.Group:
@@ -41,14 +45,16 @@ def _main_group() -> click.Group:
 @click.option("--used", "used", default=None, metavar="SIZE", help="data used this cycle so far (running total), e.g. 95MB, 1.5GB")
 @click.option("--plan", "plan", default=None, help="plan code (default: the stored plan, else usage.default_plan)")
 @click.option("--cycle", "cycle", default=None, metavar="YYYY-MM", help="billing cycle (default: this month in usage.timezone)")
+@click.option("--force", is_flag=True, help=f"accept a --cycle more than {CYCLE_PAST_MONTHS} months back or "
+                                            f"{CYCLE_AHEAD_MONTHS} ahead of this month")
 @click.pass_obj
-def usage(obj: Any, msisdn: str, used: str | None, plan: str | None, cycle: str | None) -> None:
+def usage(obj: Any, msisdn: str, used: str | None, plan: str | None, cycle: str | None, force: bool) -> None:
     """Report MSISDN's data usage (--used) for a running bot to apply, or show what is stored."""
     from commands import usage as usage_cmd
 
     settings = obj.settings
     try:
-        number = normalize_msisdn(msisdn)
+        number = normalize_msisdn(msisdn, settings.subscribers.country_code)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="MSISDN") from None
     if used is None:
@@ -60,9 +66,12 @@ def usage(obj: Any, msisdn: str, used: str | None, plan: str | None, cycle: str 
         used_bytes = usage_cmd.parse_size(used)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--used") from None
-    cycle = (cycle or usage_cmd.current_cycle(settings)).strip()
+    now_cycle = usage_cmd.current_cycle(settings)
+    cycle = (cycle or now_cycle).strip()
     if not usage_cmd.CYCLE_RE.match(cycle):
         raise click.BadParameter(f"{cycle!r} is not a cycle; use YYYY-MM, e.g. 2026-11", param_hint="--cycle")
+    if not force:
+        _cycle_near_or_exit(cycle, now_cycle)
     if plan is not None:
         try:
             the_plan = usage_cmd.resolve_plan(settings, plan)
@@ -93,6 +102,23 @@ def usage(obj: Any, msisdn: str, used: str | None, plan: str | None, cycle: str 
     )
 
 
+def _months(cycle: str) -> int:
+    y, m = cycle.split("-")
+    return int(y) * 12 + int(m) - 1
+
+
+def _cycle_near_or_exit(cycle: str, now_cycle: str) -> None:
+    ahead = _months(cycle) - _months(now_cycle)
+    if ahead > CYCLE_AHEAD_MONTHS:
+        raise click.BadParameter(
+            f"{cycle} is {ahead} months after this cycle ({now_cycle}): the stored usage would then ignore every real "
+            f"report until {cycle}; check the year, or pass --force if you mean it", param_hint="--cycle")
+    if -ahead > CYCLE_PAST_MONTHS:
+        raise click.BadParameter(
+            f"{cycle} is {-ahead} months before this cycle ({now_cycle}): likely a typo; check the year, or pass "
+            "--force if you mean it", param_hint="--cycle")
+
+
 def _state(store: Any, msisdn: str) -> dict[str, str]:
     raw = store.redis.hgetall(store.keys.usage(msisdn))
     return {k.decode(): v.decode() for k, v in raw.items()}
@@ -112,7 +138,9 @@ def _show(settings: Any, msisdn: str) -> None:
         return
     used, quota = int(st.get("used", 0)), int(st.get("quota", 0))
     marks = sorted((int(k.rsplit(":", 1)[1]) for k in st if k.startswith("alerted:")), reverse=True)
-    at = datetime.fromtimestamp(int(st.get("at", 0)) / 1000, ZoneInfo(settings.usage.timezone)).strftime("%Y-%m-%d %H:%M:%S")
+    from smsbot.timefmt import display_zone, fmt_ms
+
+    at = fmt_ms(int(st.get("at", 0) or 0), display_zone(settings))
     click.echo(
         f"{msisdn}: cycle {st.get('cycle')} plan {st.get('plan')} used {usage_cmd.mb(used)}MB "
         f"left {usage_cmd.mb(max(quota - used, 0), 'ROUND_DOWN')}MB of {quota // usage_cmd.MB}MB; "

@@ -16,7 +16,9 @@ and SIGHUP during the wait reads the config file again and retries at once.
 
 The pidfile is held with an exclusive ``flock`` for the life of the process: a second copy on the
 same pidfile is refused, and a pidfile left by a process that died (no lock holder) is stale and
-simply taken over. Detaching uses python-daemon's `DaemonContext`.
+simply taken over. Detaching uses python-daemon's `DaemonContext`; the command that detaches waits
+until the daemon runs and prints its pid (or says it died, exit 1). `stop` on a bot that is not
+running succeeds (exit 0, LSB) and removes a stale pidfile.
 """
 
 from __future__ import annotations
@@ -80,6 +82,13 @@ class PidFile:
         assert self._fh is not None
         return self._fh.fileno()
 
+    def forget(self) -> None:
+        """Close this process's handle without unlocking or removing anything (after a fork: the
+        other process holds the same open file, hence the lock)."""
+        if self._fh is not None:  # flock: the lock stays while any descriptor of that open file lives
+            self._fh.close()
+            self._fh = None
+
     def release(self) -> None:
         if self._fh is None:
             return
@@ -124,16 +133,35 @@ def status(pidfile: Path) -> tuple[int, str]:
 
 
 def stop(pidfile: Path, timeout: float = 30.0) -> tuple[int, str]:
+    """SIGTERM the bot holding `pidfile` and wait for it to exit. Not running is success too (LSB:
+    exit 0), and a stale pidfile (no process holds it) is removed."""
     pid = read_pid(pidfile)
     if not is_locked(pidfile) or pid is None:
-        return EXIT_NOT_RUNNING, "not running"
-    os.kill(pid, signal.SIGTERM)
+        if _remove_stale(pidfile, pid):
+            return EXIT_OK, f"not running (removed stale pidfile {pidfile})"
+        return EXIT_OK, "not running"
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass  # exited meanwhile
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not is_locked(pidfile):
+            _remove_stale(pidfile, pid)  # normally the bot removed it itself
             return EXIT_OK, f"stopped (pid {pid})"
         time.sleep(0.05)
     return 1, f"pid {pid} did not stop within {timeout:.0f}s"
+
+
+def _remove_stale(pidfile: Path, pid: int | None) -> bool:
+    """Remove `pidfile` when no process holds it and it still names `pid` (not a new bot's)."""
+    if not pidfile.exists() or is_locked(pidfile) or read_pid(pidfile) != pid:
+        return False
+    try:
+        pidfile.unlink()
+    except OSError:
+        return False
+    return True
 
 
 class _StopDuringStart(BaseException):
@@ -231,24 +259,77 @@ def run_foreground(settings: Settings, config_path: str | Path | None = None, pi
     return serve(settings, config_path, pf)
 
 
+READY_TIMEOUT_S = 30.0
+
+
 def run_detached(settings: Settings, config_path: str | Path | None, pidfile: Path, log_file: Path) -> int:
-    """Detach (double fork, new session, cwd /), keep the pidfile lock, log JSON to `log_file`."""
+    """Detach (double fork, new session, cwd /), keep the pidfile lock, log JSON to `log_file`.
+
+    The calling process waits until the daemon runs, prints ``smsbot running in the background (pid
+    N)`` with the pidfile and the log file, and returns 0 (1 if the daemon died first)."""
+    import sys
+
     import daemon as pydaemon
 
+    pidfile, log_file = Path(pidfile).absolute(), Path(log_file).absolute()  # the daemon runs in /
     pf = PidFile(pidfile).acquire()  # refuse before detaching, so the error reaches the terminal
     warn_if_redis_unavailable(settings)
     log_file.parent.mkdir(parents=True, exist_ok=True)
     out = open(log_file, "a", encoding="utf-8", buffering=1)
     config_path = str(Path(config_path).resolve()) if config_path else None
     settings = settings.model_copy(update={"data_dir": settings.data_dir.resolve()})
+    sys.stdout.flush()
+    sys.stderr.flush()
+    ready_r, ready_w = os.pipe()
+    if os.fork() > 0:  # the command the user ran: report once the daemon runs
+        os.close(ready_w)
+        out.close()
+        pf.forget()  # the daemon holds the lock (the same open file) and the file
+        return _report_daemon(ready_r, pidfile, log_file)
+    os.close(ready_r)
     ctx = pydaemon.DaemonContext(
-        working_directory="/", umask=0o027, files_preserve=[pf.fileno(), out.fileno()], stdout=out, stderr=out,
+        working_directory="/", umask=0o027, files_preserve=[pf.fileno(), out.fileno(), ready_w], stdout=out, stderr=out,
         detach_process=True, signal_map={},
     )
     with ctx:
         pf.write(os.getpid())
         log.setup(settings.log, stream=out, force=True)
-        return serve(settings, config_path, pf)
+        try:
+            os.write(ready_w, f"{os.getpid()}\n".encode())
+        finally:
+            os.close(ready_w)
+        from smsbot import ports
+
+        try:
+            return serve(settings, config_path, pf)
+        except ports.PortProblem as e:  # metrics.port taken after the check: one line in the log
+            _log.error("port_in_use", problem=e.line())
+            return ports.EXIT_PORT
+
+
+def _report_daemon(ready: int, pidfile: Path, log_file: Path) -> int:
+    import select
+    import sys
+
+    got = b""
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    try:
+        while b"\n" not in got and (left := deadline - time.monotonic()) > 0:
+            readable, _w, _x = select.select([ready], [], [], left)
+            if not readable:
+                break
+            chunk = os.read(ready, 64)
+            if not chunk:
+                break
+            got += chunk
+    finally:
+        os.close(ready)
+    if b"\n" not in got:
+        print(f"smsbot: the daemon did not start; see {log_file}", file=sys.stderr, flush=True)
+        return 1
+    pid = int(got.split(b"\n", 1)[0])
+    print(f"smsbot running in the background (pid {pid}); pidfile {pidfile}; logs in {log_file}", flush=True)
+    return EXIT_OK
 
 
 def warn_if_redis_unavailable(settings: Settings) -> None:

@@ -13,6 +13,12 @@ when it dies (kill -9, OOM killer, crash): `restart_if_down()`. It does not figh
 until someone starts it on purpose (`ensure_running()`: ``smsbot redis start``, a new ``smsbot run``
 or any command needing the server). Bots name their watch connection ``smsbot-bot:<instance>``, so
 `bots()` tells ``smsbot redis stop`` who is using the server.
+
+Every server smsbot starts is noted in a per-user registry (`registry_dir()`:
+``$XDG_STATE_HOME/smsbot/bundled-redis``, by default ``~/.local/state/smsbot/bundled-redis``), one
+small JSON file per data directory, removed by `stop()`: `started_servers()` (``smsbot redis
+status``) lists the ones still running, wherever they were started from (a command run in another
+directory without its config.yaml starts one of its own in ``./var`` there).
 """
 
 from __future__ import annotations
@@ -20,12 +26,14 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import importlib.util
+import json
 import os
 import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import redis
 from redis.backoff import NoBackoff
@@ -160,7 +168,13 @@ def ensure_running(data_dir: str | os.PathLike[str], appendfsync: str = "everyse
                                f"{er.socket}; stop it (kill {pid}) and start again")
         if pid is None:
             _start(er, appendfsync, timeout)
+            if on_start is not None:
+                on_start(er)
         return er
+
+
+# Called with the server whenever `ensure_running` starts one (the CLI says so on stderr).
+on_start: Callable[[EmbeddedRedis], None] | None = None
 
 
 def restart_if_down(data_dir: str | os.PathLike[str], appendfsync: str = "everysec", timeout: float = 10.0) -> bool | None:
@@ -202,6 +216,7 @@ def _start(er: EmbeddedRedis, appendfsync: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if _alive(er):
+            _register(er)
             return
         time.sleep(0.02)
     tail = er.logfile.read_text(errors="replace")[-2000:] if er.logfile.exists() else ""
@@ -240,12 +255,68 @@ def stop(data_dir: str | os.PathLike[str], timeout: float = 10.0) -> bool:
             pass  # shutdown closes the connection: expected
         finally:
             c.close()
+        _unregister(er)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if pid is None or not _pid_alive(pid):
                 return True
             time.sleep(0.02)
         return True
+
+
+# -- the registry of servers smsbot started ------------------------------------------------------------
+def registry_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return Path(base) / "smsbot" / "bundled-redis"
+
+
+def _registry_file(er: EmbeddedRedis) -> Path:
+    return registry_dir() / (hashlib.sha1(str(er.directory).encode()).hexdigest()[:16] + ".json")
+
+
+def _register(er: EmbeddedRedis) -> None:
+    """Note a server just started (best effort: an unwritable home only loses the listing)."""
+    try:
+        path = _registry_file(er)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"directory": str(er.directory), "socket": str(er.socket), "pid": server_pid(er),
+                                   "started": int(time.time()), "cwd": os.getcwd()}))
+        tmp.replace(path)
+    except OSError:
+        pass
+
+
+def _unregister(er: EmbeddedRedis) -> None:
+    try:
+        _registry_file(er).unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+def started_servers() -> list[dict[str, Any]]:
+    """The bundled servers smsbot started that still run, oldest first: ``directory`` (of the data),
+    ``socket``, ``pid``, ``started`` (epoch s), ``cwd`` (where the starting command ran), ``answers``.
+    Entries of servers that are gone are dropped."""
+    out: list[dict[str, Any]] = []
+    try:
+        files = sorted(registry_dir().glob("*.json"))
+    except OSError:
+        return out
+    for path in files:
+        try:
+            info = json.loads(path.read_text())
+            er = EmbeddedRedis(Path(info["directory"]), Path(info["socket"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            path.unlink(missing_ok=True)
+            continue
+        pid = server_pid(er)
+        if pid is None:  # gone (stopped by other means, killed, machine restarted)
+            path.unlink(missing_ok=True)
+            continue
+        out.append({**info, "pid": pid, "answers": _alive(er, timeout=0.5)})
+    out.sort(key=lambda i: i.get("started", 0))
+    return out
 
 
 def _pid_alive(pid: int) -> bool:

@@ -97,7 +97,12 @@ class MetricsServer:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer((host, port), Handler)
+        try:
+            self.server = ThreadingHTTPServer((host, port), Handler)
+        except OSError as e:  # port taken or not allowed: one line naming metrics.port (smsbot.ports), exit 2
+            from smsbot import ports
+
+            raise ports.explain(e, [ports.metrics_listener(host, port)]) from None
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self._thread = threading.Thread(target=self.server.serve_forever, name="metrics-http", daemon=True)

@@ -6,19 +6,29 @@ Uses urllib only, so it works against a simulator in another process or on anoth
     for msg in h.converse("10086", "0000", wait=3):
         print(format_message(msg))
 
-`run_handset` is what the ``smsbot handset`` CLI command calls; `interactive` is its prompt loop.
+`run_handset` is what the ``smsbot handset`` CLI command calls: send one text and collect the
+replies, only collect for a while, or `interactive`, its prompt loop. On a terminal the prompt has
+line editing and a history (GNU readline: arrows, Ctrl-A/E, Ctrl-R; kept across sessions in
+`history_path()`); messages arriving while you type are printed above the line being edited.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from datetime import tzinfo
+from pathlib import Path
 from typing import Any, TextIO
+
+from smsbot.timefmt import fmt_seconds
+
+HISTORY_LINES = 1000
 
 
 class HandsetError(Exception):
@@ -86,12 +96,66 @@ class Handset:
                 return out
 
 
-def format_message(msg: dict[str, Any]) -> str:
-    """One whole message as its own block: a header line, then the text."""
+def format_message(msg: dict[str, Any], tz: tzinfo | None = None) -> str:
+    """One whole message as its own block: a header line (sender, parts, time in `tz` with its UTC
+    offset; `tz` None: the host's zone, labelled too), then the text."""
     parts = int(msg.get("parts", 1) or 1)
-    when = time.strftime("%H:%M:%S", time.localtime(float(msg.get("received_at", time.time()))))
+    when = fmt_seconds(float(msg.get("received_at", time.time())), tz, with_date=False)
     count = f" ({parts} parts)" if parts > 1 else ""
     return f"--- from {msg.get('from', '?')}{count} {when} ---\n{msg.get('text', '')}"
+
+
+def history_path() -> Path:
+    """Where the prompt's history is kept: ``$XDG_STATE_HOME/smsbot/handset_history``
+    (``~/.local/state/smsbot/handset_history`` by default)."""
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return Path(base) / "smsbot" / "handset_history"
+
+
+class _LineEditor:
+    """`input()` with GNU readline (line editing, history) on a terminal; messages printed while a
+    line is being typed go above it and the prompt with the typed text is drawn again."""
+
+    def __init__(self, out: TextIO, lock: threading.Lock, prompt: str, history: Path | None):
+        import readline  # noqa: F401 - importing it gives input() line editing
+
+        self.readline = readline
+        self.out, self.lock, self.prompt, self.history = out, lock, prompt, history
+        self.reading = False
+        if history is not None:
+            try:
+                readline.read_history_file(str(history))
+            except OSError:
+                pass  # no history yet (or unreadable): start empty
+        readline.set_history_length(HISTORY_LINES)
+        readline.set_auto_history(True)
+
+    def read(self) -> str | None:
+        """One line, None on EOF (Ctrl-D)."""
+        self.reading = True
+        try:
+            return input(self.prompt)
+        except EOFError:
+            return None
+        finally:
+            self.reading = False
+
+    def show(self, text: str) -> None:
+        with self.lock:
+            if self.reading:  # clear the line being typed, print, then draw prompt and typed text again
+                self.out.write("\r\x1b[K" + text + "\n" + self.prompt + self.readline.get_line_buffer())
+            else:
+                self.out.write(text + "\n")
+            self.out.flush()
+
+    def close(self) -> None:
+        if self.history is None:
+            return
+        try:
+            self.history.parent.mkdir(parents=True, exist_ok=True)
+            self.readline.write_history_file(str(self.history))
+        except OSError:
+            pass  # a read-only home: the history is not kept, the prompt still works
 
 
 def _print(out: TextIO, text: str, lock: threading.Lock | None = None) -> None:
@@ -111,17 +175,30 @@ def interactive(
     inp: TextIO | None = None,
     out: TextIO | None = None,
     poll: float = 1.0,
+    tz: tzinfo | None = None,
+    banner: bool = True,
+    history: Path | None | bool = True,
 ) -> int:
     """Prompt loop: each input line is sent to `short_code`; replies and unprompted messages are printed.
 
     After sending, waits up to `wait` s for the first reply before prompting again. Ends on EOF or
-    ``quit``/``exit``. Returns a process exit code."""
+    ``quit``/``exit``. On a terminal (stdin and stdout) lines are read with readline: editing and a
+    history kept in `history` (True: `history_path()`; None/False: not kept). Returns an exit code."""
     inp = inp or sys.stdin
     out = out or sys.stdout
     lock = threading.Lock()
     stop = threading.Event()
     got = threading.Event()
     errors: list[str] = []
+    editor: _LineEditor | None = None
+    if inp is sys.stdin and out is sys.stdout and _isatty(inp) and _isatty(out):
+        editor = _LineEditor(out, lock, "> ", history_path() if history is True else (history or None))
+
+    def show(text: str) -> None:
+        if editor is not None:
+            editor.show(text)
+        else:
+            _print(out, text, lock)
 
     def poller() -> None:
         while not stop.is_set():
@@ -130,26 +207,31 @@ def interactive(
             except HandsetError as e:
                 if not errors:
                     errors.append(str(e))
-                    _print(out, f"! {e}", lock)
+                    show(f"! {e}")
                 stop.wait(poll)
                 continue
             errors.clear()
             for m in msgs:
-                _print(out, format_message(m), lock)
+                show(format_message(m, tz))
             if msgs:
                 got.set()
 
     t = threading.Thread(target=poller, name=f"handset-{handset.msisdn}", daemon=True)
     t.start()
-    tty = inp.isatty() if hasattr(inp, "isatty") else False
+    tty = _isatty(inp)
     try:
-        _print(out, f"handset {handset.msisdn} -> {short_code}; type a message, 'quit' to leave", lock)
+        if banner:
+            _print(out, f"handset {handset.msisdn} -> {short_code}; type a message, 'quit' or Ctrl-D to leave", lock)
         while True:
-            if tty:
-                with lock:
-                    out.write("> ")
-                    out.flush()
-            line = inp.readline()
+            if editor is not None:
+                read = editor.read()
+                line = "" if read is None else read + "\n"
+            else:
+                if tty:
+                    with lock:
+                        out.write("> ")
+                        out.flush()
+                line = inp.readline()
             if not line:
                 # EOF (piped input): give in-flight replies a chance to arrive
                 if not tty and wait > 0:
@@ -165,15 +247,33 @@ def interactive(
             try:
                 handset.send(short_code, text)
             except HandsetError as e:
-                _print(out, f"! {e}", lock)
+                show(f"! {e}")
                 continue
             got.wait(wait)
     except KeyboardInterrupt:
-        pass
+        if editor is not None:
+            _print(out, "", lock)
     finally:
         stop.set()
+        if editor is not None:
+            editor.close()
         t.join(timeout=poll + handset.timeout + 1)
     return 0
+
+
+def _isatty(f: Any) -> bool:
+    try:
+        return bool(f.isatty())
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+def _unreachable_hint(e: HandsetError) -> str:
+    text = str(e)
+    if "unreachable" in text:
+        return (f"{text}: start the simulator (`smsbot smsc` or `smsbot demo`), or point --control "
+                "(simulator.host / simulator.control_port) at the one running")
+    return text
 
 
 def run_handset(
@@ -182,19 +282,25 @@ def run_handset(
     to: str,
     send: str | None,
     wait: float,
-    out: TextIO = sys.stdout,
+    out: TextIO | None = None,
     inp: TextIO | None = None,
+    *,
+    collect_only: bool = False,
+    tz: tzinfo | None = None,
+    banner: bool = True,
 ) -> int:
-    """CLI entry: with `send`, send it and print every message that arrives within `wait` s;
-    without, run the interactive prompt. Returns 0, or 2 when the control API fails."""
+    """CLI entry: with `send`, send it and print every message that arrives within `wait` s; with
+    `collect_only`, print what is waiting and what arrives within `wait` s; otherwise run the
+    interactive prompt. Returns 0, or 2 when the control API fails."""
+    out = out or sys.stdout
     handset = Handset(control_url, msisdn)
-    if send is None:
-        return interactive(handset, to, wait, inp=inp, out=out)
+    if send is None and not collect_only:
+        return interactive(handset, to, wait, inp=inp, out=out, tz=tz, banner=banner)
     try:
-        msgs = handset.converse(to, send, wait)
+        msgs = handset.converse(to, send, wait) if send is not None else handset.collect_for(wait)
     except HandsetError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"smsbot: {_unreachable_hint(e)}", file=sys.stderr)
         return 2
     for m in msgs:
-        _print(out, format_message(m))
+        _print(out, format_message(m, tz))
     return 0

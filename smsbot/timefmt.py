@@ -1,0 +1,39 @@
+"""How the CLI and the handsets print times: in ONE zone, the configured one, always labelled.
+
+The zone is ``billing.timezone`` (default ``Asia/Shanghai``, the subscribers' zone: billing periods,
+order times, charge reminders), also for ``smsbot subs list``, ``mt show``/``mt list``, ``usage``
+and the handsets, so that every time smsbot prints can be compared with every other:
+``2026-11-25 10:00:00 +08:00``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, tzinfo
+from typing import Any
+
+
+def display_zone(settings: Any) -> tzinfo:
+    from smsbot.periods import zone
+
+    return zone(settings.billing.timezone)
+
+
+def offset_label(dt: datetime) -> str:
+    """'+08:00', '-05:30', '+00:00' (UTC)."""
+    off = dt.utcoffset()
+    if off is None:
+        return ""
+    minutes = int(off.total_seconds() // 60)
+    sign = "-" if minutes < 0 else "+"
+    minutes = abs(minutes)
+    return f"{sign}{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+def fmt_seconds(ts: float, tz: tzinfo | None, with_date: bool = True) -> str:
+    """Epoch seconds -> '2026-11-25 10:00:00 +08:00' (`tz` None: the host's zone, labelled too)."""
+    dt = datetime.fromtimestamp(ts, tz) if tz is not None else datetime.fromtimestamp(ts).astimezone()
+    return dt.strftime("%Y-%m-%d %H:%M:%S" if with_date else "%H:%M:%S") + " " + offset_label(dt)
+
+
+def fmt_ms(ms: int | float | str, tz: tzinfo | None, with_date: bool = True) -> str:
+    return fmt_seconds(int(ms) / 1000, tz, with_date)
