@@ -205,7 +205,7 @@ class OutboxSender:
             if self.on_retry is not None:
                 self.on_retry("throttled" if status == Status.RTHROTTLED else "queue_full" if status == Status.RMSGQFUL else "system_error")
             return True
-        _log.error("submit_rejected", status=hex(status), correlation=mt.correlation, to=mt.to)
+        _log.error("submit_rejected", status=hex(status), correlation=mt.correlation, to=mt.to, mt_id=f"x{mt.entry_id}")  # `smsbot mt show <mt_id>`
         mt.failed = True
         self.failed_total += 1
         self._writes.append(KeyWrite(self.keys.mt_rejected(f"x{mt.entry_id}"), {
