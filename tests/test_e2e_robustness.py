@@ -127,13 +127,20 @@ def test_chinese_help_keyword_and_english_reply_is_gsm7(make_world):
     assert "1. Video monthly 15 yuan/month" in phone.ask("0000")
 
 
-def test_malformed_deliver_sm_is_refused_and_the_bot_keeps_serving(world: World):
+def test_malformed_deliver_sm_is_refused_and_the_bot_keeps_serving(world: World, caplog, capfd):
     world.subscribe(MSISDN, "VIDEO")
-    # a deliver_sm whose short_message length runs past the end of the PDU
+    # a deliver_sm whose short_message length runs past the end of the PDU: it will never decode,
+    # so the refusal is permanent, and logged with the reason and the PDU, the number masked
     body = b"\x00\x00\x00" + MSISDN.encode() + b"\x00\x00\x00" + b"10086\x00" + bytes([0, 0, 0]) + b"\x00\x00\x00\x00\x00\x00" + bytes([200]) + b"abc"
-    res = world.sim.inject_raw(body, command_id=CommandId.DELIVER_SM, wait=3)
+    with caplog.at_level("ERROR", logger="smsbot.session"):
+        res = world.sim.inject_raw(body, command_id=CommandId.DELIVER_SM, wait=3)
     assert res["resp_command_id"] == CommandId.DELIVER_SM_RESP
     assert res["resp_status"] == Status.RX_P_APPN
+    out, err = capfd.readouterr()  # structlog's own printer before log.setup, the stdlib handler after
+    logged = [line for line in [*(r.getMessage() for r in caplog.records), *out.splitlines(), *err.splitlines()]
+              if "mo_rejected" in line]
+    assert len(logged) == 1 and "sm_length" in logged[0] and "ESME_RX_P_APPN" in logged[0], logged
+    assert MSISDN.encode().hex() not in logged[0] and "2a2a2a" in logged[0], "the number is masked in the hex"
     # an unknown request gets generic_nack
     res = world.sim.inject_raw(b"", command_id=0x00000999, wait=3)
     assert res["resp_command_id"] == CommandId.GENERIC_NACK
