@@ -15,7 +15,7 @@ from __future__ import annotations
 import itertools
 import random
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -30,6 +30,7 @@ from smsbot.store import KeyWrite
 _log = log.get("smsbot.outbox")
 RETRY_STATUSES = frozenset({Status.RTHROTTLED, Status.RMSGQFUL, Status.RSYSERR})
 THROTTLE_BACKOFF_S = 1.0
+RECORDED_KEPT = 16384  # recorded entries remembered (far more than a round trip's worth)
 SEGMENT_CACHE_SIZE = 4096  # rendered texts whose encoding is kept (cleared when full: memory stays bounded)
 
 
@@ -73,6 +74,9 @@ class OutboxSender:
         self._queue: deque[_Part] = deque()
         self._inflight: dict[int, tuple[_Part, float]] = {}
         self._known: set[tuple[str, str]] = set()  # entries held: queued, in flight, or accepted until recorded
+        # entries recorded lately: a round trip on another connection may still hand one back (a
+        # redelivered MO's script read it just before the XDEL ran); stream ids are never reused
+        self._recorded: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._acks: list[tuple[str, str]] = []  # accepted (or refused for good), not yet recorded
         self._unrecorded_parts = 0  # submits behind `_acks`
         self._oldest_ack_at = 0.0
@@ -90,7 +94,7 @@ class OutboxSender:
     def enqueue(self, entries: list[tuple[str, str, dict[str, str]]]) -> None:
         for stream, entry_id, fields in entries:
             key = (stream, entry_id)
-            if key in self._known:
+            if key in self._known or key in self._recorded:
                 continue
             try:
                 mt = self._build(stream, entry_id, fields)
@@ -294,9 +298,15 @@ class OutboxSender:
         self._unrecorded_parts += parts
 
     def recorded(self, acks: list[tuple[str, str]]) -> None:
-        """These entries are gone from Redis: a redelivered MO can no longer hand them back to us."""
+        """These entries are gone from Redis (XDEL/XACK answered). One may still come back from a
+        script that read it just before (a redelivered MO handing back its replies, in a round
+        trip on another connection): it is remembered and not sent again."""
+        done = self._recorded
         for key in acks:
             self._known.discard(key)
+            done[key] = None
+        while len(done) > RECORDED_KEPT:
+            done.popitem(last=False)
 
     def add_write(self, write: KeyWrite) -> None:
         self._writes.append(write)

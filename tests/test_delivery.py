@@ -169,3 +169,17 @@ def test_after_a_failed_round_trip_nothing_is_sent_until_the_lease_is_confirmed(
         assert wait_until(lambda: d.generation == 1, 2)
     finally:
         d.stop()
+
+
+def test_a_reply_handed_back_just_after_it_was_recorded_is_not_sent_again(make_settings):
+    """Two round trips race on two connections: a redelivered MO's script reads its reply from the
+    outbox just before another round trip's XDEL of it runs, and its answer arrives after the
+    record's. The sender has forgotten the entry by then; it must not send it again."""
+    s, _clock = sender(make_settings)
+    s.enqueue([entry(1)])
+    for q in seqs(s.take()):
+        s.on_submit_resp(q, Status.ROK, f"m{q}")
+    acks, _writes, _parts = s.take_pending()
+    s.recorded(acks)
+    s.enqueue([entry(1)])  # the handed-back copy
+    assert s.backlog == 0 and s.take() == []
