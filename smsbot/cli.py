@@ -109,13 +109,49 @@ def _stderr_tty() -> bool:
 
 pass_ctx = click.make_pass_decorator(Ctx)
 
+
+class BadInput(click.ClickException):
+    """A usage error (bad argument or option) as ONE line: what is wrong, where the help is; exit 2."""
+
+    exit_code = 2
+
+    def show(self, file: object = None) -> None:
+        click.echo(f"smsbot: {self.message}", err=True)
+
+
+def _one_line(e: click.UsageError) -> BadInput:
+    path = e.ctx.command_path if e.ctx is not None else "smsbot"
+    message = " ".join(e.format_message().split()).rstrip(".")
+    return BadInput(f"{message} (see `{path} --help`)")
+
+
+class _Group(click.Group):
+    """The top-level group: usage errors anywhere below it become `BadInput` (click's own display is
+    three lines: usage, a hint, the error)."""
+
+    def make_context(self, *args: object, **kw: object) -> click.Context:
+        try:
+            return super().make_context(*args, **kw)  # type: ignore[arg-type]
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as e:
+            raise _one_line(e) from None
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as e:
+            raise _one_line(e) from None
+
 COMPLETION_HELP = """\b
 Shell completion: add this line to ~/.bashrc (zsh: zsh_source in ~/.zshrc; fish: fish_source):
   eval "$(_SMSBOT_COMPLETE=bash_source smsbot)"
 """
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "SMSBOT_CLI"},
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "SMSBOT_CLI"},
              epilog=COMPLETION_HELP)
 @click.option("--config", "config_path", envvar="SMSBOT_CONFIG", type=click.Path(dir_okay=False), default=None,
               help="config file (default ./config.yaml); env SMSBOT_CONFIG")
