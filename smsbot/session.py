@@ -113,22 +113,30 @@ class Link:
         """Queue the response to an MO: deliver_sm_resp, or data_sm_resp for a data_sm."""
         self.out.append(pdu.encode_data_sm_resp(sequence, status) if data_sm else pdu.encode_deliver_sm_resp(sequence, status))
 
-    def read(self, now: float, sink: PduSink) -> None:
-        """Read what the socket has; hand every complete PDU on (or answer it here)."""
+    def receive(self, during: str = "") -> list[tuple[int, int, int, bytes]] | None:
+        """What the socket has, cut into PDUs (None: nothing there yet). LinkDown when the SMSC
+        closed; `pdu.FramingError` (with the PDUs framed before the bad header) when the stream
+        cannot be framed."""
         try:
             data = self.sock.recv(READ_CHUNK)
         except (BlockingIOError, ssl.SSLWantReadError, socket.timeout):
-            return
+            return None
         except OSError as e:
-            raise LinkDown(f"recv failed: {e}") from None
+            raise LinkDown(f"recv failed{during}: {e}") from None
         if not data:
-            raise LinkDown("SMSC closed the connection")
+            raise LinkDown(f"SMSC closed the connection{during}")
+        return self.framer.feed(data)
+
+    def read(self, now: float, sink: PduSink) -> None:
+        """Read what the socket has; hand every complete PDU on (or answer it here)."""
         try:
-            frames = self.framer.feed(data)
+            frames = self.receive()
         except pdu.FramingError as e:
-            for frame in e.pdus:
+            for frame in e.pdus:  # submit_sm_resps among them count, or their submits go twice
                 self._on_pdu(*frame, sink)
             raise LinkDown(f"unframeable stream: {e}") from None
+        if frames is None:
+            return
         if frames:
             self.last_pdu = now
             self.enquire_sent_at = None
@@ -313,17 +321,11 @@ def _await_bind_resp(link: Link, resp_id: int, seq: int, s: SmscSettings) -> int
             if not readable:
                 continue
         try:
-            data = link.sock.recv(READ_CHUNK)
-        except (socket.timeout, ssl.SSLWantReadError):
-            continue
-        except OSError as e:
-            raise LinkDown(f"recv failed during bind: {e}") from None
-        if not data:
-            raise LinkDown("SMSC closed the connection during bind")
-        try:
-            frames = link.framer.feed(data)
+            frames = link.receive(" during bind")
         except pdu.FramingError as e:
             raise LinkDown(f"unframeable stream during bind: {e}") from None
+        if frames is None:
+            continue
         for i, (command_id, status, rseq, _body) in enumerate(frames):
             if (command_id == resp_id or command_id == CommandId.GENERIC_NACK) and rseq == seq:
                 link.early = frames[i + 1:]
