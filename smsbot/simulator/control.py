@@ -1,6 +1,45 @@
-"""HTTP/JSON control API of the simulated SMSC (what handsets and testers talk to).
+"""HTTP/JSON control API of the simulated SMSC (what handsets and testers talk to), and its web page.
 
-Every response is JSON. Errors are ``{"error": "..."}`` with status 400 (bad input) or 404.
+Every response is JSON (except the page, its files and the event stream). Errors are
+``{"error": "..."}`` with status 400 (bad input), 403, 404 or 405. A POST carrying an ``Origin``
+header of another site than the ``Host`` it was sent to is refused (403): a web page elsewhere
+cannot drive the simulator through the tester's browser. Clients that send no ``Origin`` (curl,
+the handset CLI, tests) are not affected.
+
+``GET /``
+    The testers' page (``smsbot/simulator/web/``: plain HTML, CSS and JavaScript, nothing fetched
+    from elsewhere): handsets side by side, the MO options and fault modes as controls, the binds,
+    a live log. ``GET /static/<file>`` serves its files.
+
+``GET /events``
+    Server-sent events (``text/event-stream``) of what the simulator sees (`events.SimEvents`):
+    first ``hello`` (``{"instance", "seq", "reset", ...}`` plus the state of ``GET /web/state``),
+    then ``item`` (a conversation item, MO or MT, as it is now: see ``GET /web/conversation``),
+    ``bind`` (``{"event": "opened"|"closed", "bind", "binds"}``), ``submit`` (a submit_sm answered
+    with an error or never answered: an entry of ``GET /submits``), ``faults`` (the new plan),
+    ``profile`` (as ``GET /profile``), ``note`` (``{"text"}``, actions such as a drop) and, every second
+    when they changed, ``stats`` (``GET /stats`` plus ``"submits_seen"``). Every event but
+    ``stats`` has an ``id:`` (its sequence number); a client reconnecting with ``Last-Event-ID``
+    gets what it missed, or a ``hello`` with ``"reset": true`` when that is no longer kept (then it
+    should fetch the conversations again). A comment line every 15 s keeps idle streams alive.
+
+``GET /web/state``
+    → 200 ``{"instance", "seq", "smpp_port", "binds", "faults", "profile", "short_codes",
+    "msisdns" (most recently active first), "stats"}``.
+
+``GET /web/conversation/<msisdn>``
+    → 200 ``{"msisdn", "seq", "items": [...]}``, oldest first (the latest 300): MOs
+    ``{"kind": "mo", "id", "msisdn", "peer" (short code), "text", "parts", "carrier", "options"
+    (the POST /mo options asked), "t", "state", "waiting_bind", "redeliveries", "last_status",
+    "error", "seq"}`` and whole MTs ``{"kind": "mt", "id", "msisdn", "peer" (sender), "text",
+    "parts", "data_coding", "t", "message_ids", "receipts": [{"message_id", "stat", "err",
+    "state" (of the receipt's delivery to the ESME: queued|delivered|rejected), "error"}],
+    "inbox": "waiting"|"picked up", "seq"}``. ``seq`` grows with every change: keep the highest.
+
+    Watching is not picking up: the page and ``/events`` never mark a message shown, so a CLI
+    handset (``GET /inbox``) on the same MSISDN still gets every message exactly once; the page
+    shows each MT's ``inbox`` state. A page handset with "pick up" on takes its MSISDN's messages
+    from the inbox as they arrive (``GET /inbox/<msisdn>``), like a phone that is switched on.
 
 ``POST /mo``
     Body ``{"from": MSISDN, "to": SHORT_CODE, "text": TEXT}`` plus optional
@@ -109,9 +148,11 @@ Every response is JSON. Errors are ``{"error": "..."}`` with status 400 (bad inp
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 import logging
 import threading
+import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
@@ -125,6 +166,16 @@ log = logging.getLogger("smsbot.simulator.control")
 
 MAX_WAIT = 300.0
 MAX_BODY = 1 << 20
+SSE_KEEPALIVE = 15.0  # seconds between comment lines on an idle event stream
+SSE_STATS_EVERY = 1.0  # seconds between stats events (sent only when they changed)
+SSE_COALESCE = 0.05  # after a batch of events, let the next ones gather this long
+WEB_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+}
 
 
 class BadRequest(Exception):
@@ -222,6 +273,22 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def _send_bytes(self, code: int, data: bytes, content_type: str) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _cross_origin(self) -> bool:
+        """A browser request made by a page of another site (its Origin is not the Host asked)."""
+        origin = self.headers.get("Origin")
+        if origin is None:
+            return False
+        return urllib.parse.urlsplit(origin).netloc.lower() != (self.headers.get("Host") or "").lower()
+
     def _body(self) -> Any:
         length = int(self.headers.get("Content-Length") or 0)
         if length > MAX_BODY:
@@ -241,8 +308,13 @@ class _Handler(BaseHTTPRequestHandler):
         sim = self.server.sim
         from .smsc import SimSmscError
 
+        if method == "GET" and self._web(sim, parts, query):
+            return
         try:
-            code, payload = self._route(sim, method, parts, query)
+            if method != "GET" and self._cross_origin():
+                code, payload = 403, {"error": f"cross-origin {method} refused (Origin {self.headers.get('Origin')})"}
+            else:
+                code, payload = self._route(sim, method, parts, query)
         except (BadRequest, SimSmscError) as e:
             code, payload = 400, {"error": str(e)}
         except Exception as e:  # noqa: BLE001 - answer 500 rather than drop the connection
@@ -278,8 +350,14 @@ class _Handler(BaseHTTPRequestHandler):
         if method == "GET" and parts == ["submits"]:
             submits = sim.submit_log()
             return 200, {"submits": submits, "peak_per_second": peak_rate(e["t"] for e in submits)}
+        if method == "GET" and parts == ["web", "state"]:
+            return 200, self._state(sim)
+        if method == "GET" and len(parts) == 3 and parts[:2] == ["web", "conversation"]:
+            return 200, sim.events.conversation(parts[2])
         if method == "POST" and parts == ["drop"]:
-            return 200, {"dropped": sim.drop_connections()}
+            n = sim.drop_connections()
+            sim.events.publish("note", {"text": f"dropped {n} connection(s)", "t": time.time()})
+            return 200, {"dropped": n}
         if method == "POST" and parts == ["raw"]:
             body = self._body()
             if not isinstance(body, dict) or not isinstance(body.get("hex"), str):
@@ -314,14 +392,107 @@ class _Handler(BaseHTTPRequestHandler):
                 announced, octets = int(body.get("length", 60000)), int(body.get("octets", 40))
             except (TypeError, ValueError):
                 raise BadRequest('"length" and "octets" must be integers') from None
-            return 200, sim.send_partial(announced, octets)
+            out = sim.send_partial(announced, octets)
+            sim.events.publish("note", {"text": f"partial PDU on bind #{out['conn']}: {octets} of {announced} "
+                                                f"octets, then silence", "t": time.time()})
+            return 200, out
         if method == "POST" and parts == ["message_ids", "restart"]:
             sim.restart_message_ids()
+            sim.events.publish("note", {"text": "message ids start again from the first", "t": time.time()})
             return 200, {"restarted": True}
         if parts and parts[0] in ("mo", "inbox", "stats", "binds", "drop", "raw", "healthz", "faults", "submits",
-                                  "profile", "partial", "message_ids"):
+                                  "profile", "partial", "message_ids", "web", "events", "static"):
             return 405 if len(parts) <= 2 else 404, {"error": f"{method} /{'/'.join(parts)} not supported"}
         return 404, {"error": f"no route {method} /{'/'.join(parts)}"}
+
+    # -- the web page
+    def _state(self, sim: SimSmsc) -> dict[str, Any]:
+        return {
+            "instance": sim.events.instance,
+            "seq": sim.events.seq,
+            "smpp_port": sim.smpp_port,
+            "binds": sim.binds(),
+            "faults": sim.faults.describe(),
+            "profile": sim.describe_profile(),
+            "short_codes": list(sim.short_codes),
+            "msisdns": sim.events.msisdns(),
+            "stats": sim.stats(),
+        }
+
+    def _web(self, sim: SimSmsc, parts: list[str], query: dict[str, list[str]]) -> bool:
+        """GET /, /static/<file>, /events; False when the path is none of them."""
+        if not parts or parts == ["index.html"]:
+            name = "index.html"
+        elif len(parts) == 2 and parts[0] == "static":
+            name = parts[1]
+        elif parts == ["events"]:
+            self._event_stream(sim, query)
+            return True
+        else:
+            return False
+        ctype = WEB_TYPES.get(name[name.rfind("."):] if "." in name else "")
+        res = importlib.resources.files(__package__).joinpath("web", name)
+        try:
+            if ctype is None or name.startswith(".") or "\\" in name or not res.is_file():
+                self._send(404, {"error": f"no file {name!r}"})
+            else:
+                self._send_bytes(200, res.read_bytes(), ctype)
+        except OSError:
+            pass
+        return True
+
+    def _event_stream(self, sim: SimSmsc, query: dict[str, list[str]]) -> None:
+        """Server-sent events until the client goes or the simulator stops (see GET /events)."""
+        hub = sim.events
+        raw = self.headers.get("Last-Event-ID") or query.get("last_event_id", [""])[-1]
+        after = int(raw) if raw.strip().isdigit() else None
+        seq = hub.seq
+        reset = after is None or after > seq or hub.wait(after, 0) is None
+        cursor = seq if reset else after
+        self.close_connection = True
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+            self.send_header("Cache-Control", "no-cache")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(b"retry: 1000\n\n")
+            hello = {**self._state(sim), "seq": cursor, "reset": reset}
+            self._sse("hello", hello, cursor if reset else None)
+            last_stats: dict[str, Any] | None = {**hello["stats"], "submits_seen": hello["faults"]["submits_seen"]}
+            last_write = time.monotonic()
+            next_stats = last_write + SSE_STATS_EVERY
+            while not hub.closed and not self.server.stopping.is_set():
+                events = hub.wait(cursor, 1.0)
+                if events is None:  # fell behind what is kept: start again from now
+                    cursor = hub.seq
+                    self._sse("hello", {**self._state(sim), "seq": cursor, "reset": True}, cursor)
+                    events = []
+                for n, kind, payload in events:
+                    self._sse(kind, payload, n)
+                    cursor = n
+                now = time.monotonic()
+                if events:
+                    last_write = now
+                if now >= next_stats:
+                    next_stats = now + SSE_STATS_EVERY
+                    stats = {**sim.stats(), "submits_seen": sim.faults.describe()["submits_seen"]}
+                    if stats != last_stats:
+                        last_stats = stats
+                        self._sse("stats", stats, None)
+                        last_write = now
+                if now - last_write >= SSE_KEEPALIVE:
+                    self.wfile.write(b": keep-alive\n\n")
+                    last_write = now
+                if events:
+                    time.sleep(SSE_COALESCE)
+        except OSError:  # the client went away
+            pass
+
+    def _sse(self, kind: str, payload: Any, event_id: int | None) -> None:
+        data = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+        head = f"id: {event_id}\n" if event_id is not None else ""
+        self.wfile.write(f"{head}event: {kind}\ndata: {data}\n\n".encode("utf-8"))
 
     def _inbox(self, sim: SimSmsc, msisdn: str, query: dict[str, list[str]]) -> list[dict[str, Any]]:
         def flag(name: str) -> bool:
@@ -358,6 +529,7 @@ class _Server(ThreadingHTTPServer):
 
     def __init__(self, addr: tuple[str, int], sim: SimSmsc):
         self.sim = sim
+        self.stopping = threading.Event()  # ends the event streams
         super().__init__(addr, _Handler)
 
 
@@ -376,6 +548,7 @@ class ControlServer:
         self._thread.start()
 
     def stop(self) -> None:
+        self._server.stopping.set()
         if self._thread is not None:
             self._server.shutdown()
             self._thread.join(timeout=5)

@@ -14,7 +14,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 HISTORY_PER_MSISDN = 100
 PENDING_PER_MSISDN = 1000  # oldest pending message is dropped beyond this (counted in `dropped`)
@@ -57,6 +57,8 @@ class Mailbox:
         self._history_len = history
         self._closed = False
         self.dropped = 0
+        # called (outside the lock) with (msisdn, messages) after each pick-up that took some
+        self.on_take: Callable[[str, list[StoredMessage]], None] | None = None
 
     def put(self, msg: StoredMessage) -> None:
         with self._cond:
@@ -108,7 +110,9 @@ class Mailbox:
             out = list(q)
             hist = self._history.setdefault(msisdn, deque(maxlen=self._history_len))
             hist.extend(out)
-            return out
+        if self.on_take is not None:
+            self.on_take(msisdn, out)
+        return out
 
     def close(self) -> None:
         """Wake every waiting `take` (used by the simulator's stop)."""

@@ -51,6 +51,7 @@ from smsbot.messages import CommandId, DataCoding, DeliverSm, EsmClass, Segment,
 
 from . import profiles
 from .connection import Conn, Waiter
+from .events import SimEvents
 from .faults import Delayer, FaultError, Faults, Verdict
 from .mailbox import Mailbox, Reassembler, StoredMessage
 from .mo import PartsError, build_mo_parts
@@ -187,6 +188,9 @@ class SimSmsc:
 
         self.mailbox = Mailbox()
         self.reassembler = Reassembler()
+        self.events = SimEvents()  # what the web page shows (control API: GET /events, /web/...)
+        self.mailbox.on_take = self.events.picked_up
+        self.short_codes: list[str] = []  # the bot's short codes, offered by the web page
         self._lock = threading.RLock()
         self._conns: list[Conn] = []
         self._rr = 0
@@ -234,7 +238,9 @@ class SimSmsc:
         flags = getattr(settings.simulator, "profile_flags", None)
         if flags and "flags" not in kw:
             kw["flags"] = dict(flags)
-        return cls(settings.simulator, settings.smsc, **kw)
+        sim = cls(settings.simulator, settings.smsc, **kw)
+        sim.short_codes = [sc.code for sc in settings.short_codes]
+        return sim
 
     # ---------------------------------------------------------------- profile
     def set_profile(self, profile: str | None = None, **flags: Any) -> dict[str, Any]:
@@ -253,7 +259,9 @@ class SimSmsc:
                 raise SimSmscError(str(e)) from None
             self._data_sm_count = 0
         log.info("simsmsc profile %s %s", self.profile, self.behaviour.to_dict())
-        return self.describe_profile()
+        desc = self.describe_profile()
+        self.events.publish("profile", desc)
+        return desc
 
     def describe_profile(self) -> dict[str, Any]:
         """{"profile": name, "flags": every flag's value, "overrides": those differing from the profile}."""
@@ -306,7 +314,7 @@ class SimSmsc:
         if self._control:
             self._control.start()
         log.info("simsmsc listening: smpp%s %s:%s control %s", " (TLS)" if self.ssl_context else "", self.host,
-                 self.smpp_port, self.control_url if self._control else "off")
+                 self.smpp_port, f"{self.control_url} (handsets page: {self.control_url}/)" if self._control else "off")
         return self
 
     def _spawn(self, target: Any, name: str) -> None:
@@ -322,6 +330,7 @@ class SimSmsc:
         self._stopping.set()
         self._delayer.stop()
         self.mailbox.close()
+        self.events.close()
         with self._sched_cond:
             self._sched_cond.notify_all()
         if self._control:
@@ -485,6 +494,7 @@ class SimSmsc:
             return [c for c in self._conns if include_closed or not c.closed.is_set()]
 
     def _on_bound(self, conn: Conn) -> None:
+        self.events.bind("opened", self._bind_info(conn), self.binds())
         with self._sched_cond:
             if conn.can_receive:
                 # jobs parked for lack of a bind go now
@@ -504,14 +514,16 @@ class SimSmsc:
 
     def _conn_closed(self, conn: Conn) -> None:
         self._update_bind_count(new_bind=False)
+        if conn.bound:
+            self.events.bind("closed", self._bind_info(conn), self.binds())
+
+    @staticmethod
+    def _bind_info(c: Conn) -> dict[str, Any]:
+        return {"id": c.id, "mode": c.bound, "system_id": c.system_id, "peer": f"{c.addr[0]}:{c.addr[1]}"}
 
     def binds(self) -> list[dict[str, Any]]:
         """The current binds (for the control API / tests)."""
-        return [
-            {"id": c.id, "mode": c.bound, "system_id": c.system_id, "peer": f"{c.addr[0]}:{c.addr[1]}"}
-            for c in self._all_conns()
-            if c.bound
-        ]
+        return [self._bind_info(c) for c in self._all_conns() if c.bound]
 
     def _receiver(self, system_id: str | None = None) -> Conn | None:
         with self._lock:
@@ -575,6 +587,7 @@ class SimSmsc:
         if v.drop_before:
             entry["status"] = None
             self._count("submits_dropped")
+            self.events.submit(entry)
             conn.drop(f"drop_after_submit={v.n}")
             return
         with self._lock:
@@ -606,6 +619,8 @@ class SimSmsc:
         if not answered:  # the connection went first: never answered, nothing stored, the ESME resends
             entry["status"] = None
             self._count("submits_dropped")
+        if entry["status"] != 0:
+            self.events.submit(entry)
         if v.drop_after:
             conn.drop(f"drop_after_resp={v.n}")
 
@@ -634,9 +649,11 @@ class SimSmsc:
         """Replace the fault plan (knobs not given are off; no arguments: behave) and restart its
         submit counting; returns the plan. Knobs: see ``POST /faults`` in `control`."""
         try:
-            return self.faults.set(**kw)
+            plan = self.faults.set(**kw)
         except FaultError as e:
             raise SimSmscError(str(e)) from None
+        self.events.publish("faults", plan)
+        return plan
 
     def submit_log(self) -> list[dict[str, Any]]:
         """Every submit_sm judged (latest SUBMITS_KEPT): {"t" (epoch s), "n", "conn", "seq", "to",
@@ -654,6 +671,7 @@ class SimSmsc:
             received_at=time.time(), message_ids=ids,
         )
         self._count("mt_received")
+        self.events.mt_stored(msg)
         self.mailbox.put(msg)
 
     def _queue_receipt(self, conn: Conn, mt_source: str, mt_dest: str, message_id: str, payload: bytes, dc: int) -> None:
@@ -688,6 +706,7 @@ class SimSmsc:
         )
         job = _MoJob(id=f"r{message_id}.{next(self._mo_ids)}", msisdn=mt_dest, short_code=mt_source, parts=[d], kind="receipt")
         job.system_id = conn.system_id
+        self.events.receipt_queued(job.id, message_id, mt_dest, stat, err)
         self._enqueue(job, time.monotonic())
 
     # ---------------------------------------------------------------- MO side
@@ -741,6 +760,7 @@ class SimSmsc:
                 raise SimSmscError(f"TLV tag {tag} out of range")
         if carrier is not None and carrier not in profiles.CARRIERS:
             raise SimSmscError(f"carrier must be one of {', '.join(profiles.CARRIERS)}")
+        asked_carrier = carrier
         ref = self._next_ref(msisdn)
         try:
             parts = build_mo_parts(
@@ -768,6 +788,13 @@ class SimSmsc:
         job = _MoJob(id=f"mo{next(self._mo_ids)}", msisdn=msisdn, short_code=short_code, parts=parts,
                      duplicate=duplicate, carrier=carrier, lost_resp=lost_resp)
         self._count("mo_injected")
+        asked = {"split": split, "shuffle": shuffle, "duplicate": duplicate, "carrier": asked_carrier,
+                 "naive_split": naive_split, "lost_resp": lost_resp,
+                 "tlvs": {f"0x{int(t):04x}": bytes(v).hex() for t, v in (extra_tlvs or {}).items()}}
+        options = {k: v for k, v in asked.items() if v}
+        if data_coding is not None:
+            options["data_coding"] = int(data_coding)
+        self.events.mo_queued(job, text, options)
         self._enqueue(job, time.monotonic())
         return {"id": job.id, "parts": len(parts), "user_message_reference": _umr_of(parts[0]), "carrier": carrier,
                 "state": job.state}
@@ -874,6 +901,7 @@ class SimSmsc:
         with self._sched_cond:
             self._busy_keys.discard(job.order_key)
             self._sched_cond.notify_all()
+        self.events.job_changed(job)
 
     def _worker(self) -> None:
         while not self._stopping.is_set():
