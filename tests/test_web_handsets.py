@@ -423,6 +423,7 @@ def test_web_handsets_in_chromium(make_world: Callable[..., World], browser: Any
     page.wait("the throttled submit in the log", lambda: any(
         "0x58 ESME_RTHROTTLED" in li.text for li in page.all("#log li")))
     assert world.sim.stats()["submits_throttled"] == 1
+    page.wait("both submits counted", lambda: "· 2 submits judged" in page.one("#faults-active").text)
     # exactly one menu for the redelivered 0000 (the bot knew it had handled it)
     assert sum("1. 视频会员包月" in t for t in page.mt_texts(two)) == 1
 
