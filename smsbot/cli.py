@@ -87,8 +87,13 @@ class Ctx:
         self._announced = True
         from smsbot import embedded
 
-        embedded.on_start = _say_started
         _path, how = self.config_file()
+        if self.command == "run" and not _stderr_tty():
+            # stderr carries the bot's JSON log lines: `run` logs these as events instead (config_in_use,
+            # bundled_redis_started), never a plain line among them
+            embedded.on_start = _log_started
+            return
+        embedded.on_start = _say_started
         if how == "given" and not _stderr_tty():
             return
         click.echo(f"smsbot: {self.where()}", err=True)
@@ -98,6 +103,11 @@ def _say_started(er: "object") -> None:
     directory = getattr(er, "directory", "?")
     click.echo(f"smsbot: started the bundled redis-server for {directory} (it keeps running in the background; "
                "`smsbot redis stop` ends it, `smsbot redis status` lists every one smsbot started)", err=True)
+
+
+def _log_started(er: "object") -> None:
+    log.get("smsbot.redis").warning("bundled_redis_started", directory=str(getattr(er, "directory", "?")),
+                                    hint="it keeps running in the background; `smsbot redis stop` ends it")
 
 
 def _stderr_tty() -> bool:
@@ -206,6 +216,7 @@ def run(c: Ctx, detach: bool, pidfile: Path | None, log_file: Path | None) -> No
                                        (log_file or s.data_dir / "smsbot.log").absolute())
         else:
             log.setup(s.log)
+            log.get("smsbot.bot").info("config_in_use", where=c.where())
             code = daemon.run_foreground(s, c.config_path or config_mod.default_config_path(), pidfile)
     except daemon.AlreadyRunning as e:
         click.echo(str(e), err=True)
@@ -629,6 +640,7 @@ def _service_or_exit(c: Ctx, code: str) -> str:
 
 from smsbot import cli_usage  # noqa: E402,F401  (registers `smsbot usage`)
 from smsbot import cli_billing  # noqa: E402,F401  (registers `smsbot order`, `smsbot use`, `smsbot billing`)
+from smsbot import cli_tickets  # noqa: E402,F401  (registers `smsbot tickets`; loads the command registry)
 
 if __name__ == "__main__":  # pragma: no cover
     main()
