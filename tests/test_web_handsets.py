@@ -17,6 +17,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from http.client import HTTPConnection
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -148,6 +149,28 @@ def test_cross_origin_posts_are_refused(sim: SimSmsc):
     assert code == 403 and sim.faults.describe()["throttle_first"] == 0
     assert http(sim.control_url + "/mo", "POST", mo, {"Origin": sim.control_url})[0] == 202  # the page itself
     assert http(sim.control_url + "/mo", "POST", mo)[0] == 202  # curl, the handset CLI, tests
+
+
+def test_keep_alive_connection_survives_routes_that_ignore_their_body(sim: SimSmsc):
+    """A browser sends every request on one kept-alive connection: a body a route does not use
+    (POST /drop {}), or one refused before routing (403, 404), must not be read as the next request."""
+    conn = HTTPConnection("127.0.0.1", sim.control_port, timeout=10)
+    mo = json.dumps({"from": MSISDN, "to": "10086", "text": "hi"})
+    for method, path, body, headers, want in (
+        ("POST", "/drop", "{}", {}, 200),
+        ("POST", "/mo", mo, {}, 202),
+        ("POST", "/message_ids/restart", "{}", {}, 200),
+        ("POST", "/mo", mo, {"Origin": "http://evil.example"}, 403),
+        ("POST", "/nothing", "{}", {}, 404),
+        ("GET", "/healthz", None, {}, 200),
+        ("POST", "/mo", mo, {"Origin": f"http://127.0.0.1:{sim.control_port}"}, 202),
+    ):
+        conn.request(method, path, body=body, headers={"Content-Type": "application/json", **headers})
+        resp = conn.getresponse()
+        assert (path, resp.status) == (path, want), resp.read()
+        resp.read()
+    conn.close()
+    assert sim.stats()["mo_injected"] == 2
 
 
 def test_event_stream_hello_items_faults_and_resume(sim: SimSmsc):

@@ -260,6 +260,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
     timeout = 60  # idle keep-alive connections end
+    _raw_body: bytes | None = b""  # this request's body (`_read_body`)
 
     def log_message(self, fmt: str, *args: Any) -> None:  # route http.server's access log to logging
         log.debug("control %s " + fmt, self.address_string(), *args)
@@ -289,11 +290,25 @@ class _Handler(BaseHTTPRequestHandler):
             return False
         return urllib.parse.urlsplit(origin).netloc.lower() != (self.headers.get("Host") or "").lower()
 
+    def _read_body(self) -> None:
+        """Read the request's whole body before routing, whatever the route does with it: a body
+        left unread would be taken for the start of the next request on a keep-alive connection
+        (browsers keep them). Too large or a bad length: nothing read, the connection closes after
+        the answer (`_body` then refuses)."""
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if not 0 <= length <= MAX_BODY:
+            self._raw_body = None
+            self.close_connection = True
+            return
+        self._raw_body = self.rfile.read(length) if length else b""
+
     def _body(self) -> Any:
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY:
-            raise BadRequest("body too large")
-        raw = self.rfile.read(length) if length else b""
+        raw = self._raw_body
+        if raw is None:
+            raise BadRequest(f"body too large or bad Content-Length (max {MAX_BODY} octets)")
         if not raw:
             return {}
         try:
@@ -308,6 +323,7 @@ class _Handler(BaseHTTPRequestHandler):
         sim = self.server.sim
         from .smsc import SimSmscError
 
+        self._read_body()
         if method == "GET" and self._web(sim, parts, query):
             return
         try:
