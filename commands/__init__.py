@@ -1,19 +1,130 @@
-"""The command modules, listed explicitly. A short code enables commands by these names in config.
+"""The command registry: ONE explicit list of command packages. A short code enables commands by name.
 
-To add a command: write ``commands/<name>.py`` with a `Command` subclass (matcher + renderers)
-and, when it changes state, a ``commands/<name>.lua`` fragment; then list it here.
+To add a command: create the package ``commands/<name>/`` (``__init__.py`` with a `Command`
+subclass, optionally ``<name>.lua`` and ``templates/<language>.yaml``; see the README, "Adding a
+command") and add its class to `COMMANDS` below. Nothing else changes: the registry checks the
+names (every handler, conversation, renderer and template prefixed by the command, none defined
+twice), the store assembles its Lua, the router loads its templates, and its settings (config
+``commands.<name>``) are validated when the configuration is loaded.
+
+This is the layer that knows the commands: `smsbot.config`, the store, the transport and the
+simulator never import a command; the configuration reaches the registry's checks through
+`smsbot.config.extend` (installed when this package is imported).
 """
 
 from __future__ import annotations
 
-from smsbot.router import Command  # noqa: F401  (re-exported for command modules)
+from functools import lru_cache
+from typing import Any
 
-from commands import help, reminders, subscriptions, usage
+from smsbot import billing, config
+from smsbot.router import Command, Registry
+
+from commands.help import HelpCommand
+from commands.orders import OrdersCommand
+from commands.subscriptions import SubscriptionsCommand
+from commands.usage import UsageCommand
+
+COMMANDS: tuple[type[Command], ...] = (
+    SubscriptionsCommand,
+    UsageCommand,
+    OrdersCommand,
+    HelpCommand,
+)
+
+
+@lru_cache(maxsize=1)
+def registry() -> Registry:
+    """The checked registry (raises `smsbot.config.ConfigError` naming every collision)."""
+    return Registry(COMMANDS, fragments=[("billing", billing.lua_fragment())])
 
 
 def all_commands() -> list[Command]:
-    return [subscriptions.SubscriptionsCommand(), usage.UsageCommand(), reminders.RemindersCommand(), help.HelpCommand()]
+    """Fresh instances of every command (a router holds its own: commands cache per settings)."""
+    return registry().instances()
 
 
 def known_command_names() -> set[str]:
-    return {c.name for c in all_commands()}
+    return set(registry().by_name)
+
+
+def lua_sources() -> list[str]:
+    """Every Lua fragment the store assembles into handler scripts."""
+    return registry().lua_sources()
+
+
+# -- configuration hooks (smsbot.config.extend) ----------------------------------------------------
+class _ConfigHooks:
+    """What the configuration needs from the registry, without importing it: former names and
+    template keys rewritten (with a note), command names and each command's settings checked."""
+
+    def migrate(self, raw: dict[str, Any]) -> list[tuple[str, str]]:
+        reg = registry()
+        notes: list[tuple[str, str]] = []
+        codes = raw.get("short_codes")
+        if isinstance(codes, list):
+            for i, sc in enumerate(codes):
+                names = sc.get("commands") if isinstance(sc, dict) else None
+                if not isinstance(names, list):
+                    continue
+                for j, n in enumerate(names):
+                    new = reg.alias_of.get(n) if isinstance(n, str) else None
+                    if new is not None:
+                        names[j] = new
+                        notes.append((f"short_codes.{i}.commands.{j}",
+                                      f"{n!r} is deprecated: the command is now called {new!r} (accepted; rename it)"))
+        tpls = raw.get("templates")
+        legacy = reg.legacy_names()
+        if isinstance(tpls, dict):
+            for lang, entries in tpls.items():
+                if not isinstance(entries, dict):
+                    continue
+                for old in [k for k in entries if k in legacy]:
+                    new = legacy[old]
+                    if new not in entries:
+                        entries[new] = entries[old]
+                    del entries[old]
+                    notes.append((f"templates.{lang}.{old}", f"template {old!r} is now called {new!r} (accepted; rename it)"))
+        return notes
+
+    def check(self, settings: config.Settings) -> list[tuple[str, str]]:
+        reg = registry()
+        problems: list[tuple[str, str]] = []
+        known = sorted(reg.by_name)
+        for i, sc in enumerate(settings.short_codes):
+            seen: set[str] = set()
+            for j, name in enumerate(sc.commands):
+                real = reg.resolve(name)
+                if real is None:
+                    problems.append((f"short_codes.{i}.commands.{j}", f"unknown command {name!r}; known: {', '.join(known)}"))
+                elif real in seen:
+                    problems.append((f"short_codes.{i}.commands.{j}", f"command {real!r} is listed twice"))
+                seen.add(real or name)
+        for name, section in settings.commands.items():
+            cls = reg.by_name.get(name) or reg.by_name.get(reg.alias_of.get(name, ""))
+            if cls is None:
+                problems.append((f"commands.{name}", f"settings for an unknown command; known: {', '.join(known)}"))
+                continue
+            if cls.settings_model is None:
+                if section:
+                    problems.append((f"commands.{name}", "this command takes no settings"))
+                continue
+            problems += _validate(cls, name, section or {})
+        for cls in reg.classes:
+            check = getattr(cls, "check_settings", None)
+            if check is not None:
+                problems += check(settings)
+        return problems
+
+
+def _validate(cls: type[Command], name: str, section: Any) -> list[tuple[str, str]]:
+    from pydantic import ValidationError
+
+    try:
+        cls.settings_model.model_validate(section)
+    except ValidationError as e:
+        return [(".".join(["commands", name, *(str(p) for p in err["loc"])]), err["msg"]) for err in e.errors()]
+    return []
+
+
+config.extend(_ConfigHooks())

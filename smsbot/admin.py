@@ -45,7 +45,7 @@ def subscribe(settings: Settings, msisdn: str, code: str, store: Store | None = 
     msisdn = key_of(settings, msisdn)
     st = store or _store(settings)
     try:
-        return st.run_one(st.mo_call("admin_subscribe", msisdn, "-", correlation=_actor(), args={"service": code, "via": "admin"})).outcome
+        return st.run_one(st.mo_call("subscriptions.admin_subscribe", msisdn, "-", correlation=_actor(), args={"service": code, "via": "admin"})).outcome
     finally:
         if store is None:
             st.close()
@@ -55,7 +55,7 @@ def unsubscribe(settings: Settings, msisdn: str, code: str, store: Store | None 
     msisdn = key_of(settings, msisdn)
     st = store or _store(settings)
     try:
-        return st.run_one(st.mo_call("admin_unsubscribe", msisdn, "-", correlation=_actor(), args={"service": code})).outcome
+        return st.run_one(st.mo_call("subscriptions.admin_unsubscribe", msisdn, "-", correlation=_actor(), args={"service": code})).outcome
     finally:
         if store is None:
             st.close()
@@ -93,7 +93,7 @@ def seed(settings: Settings, first: str, count: int, codes: list[str], batch: in
         for i in range(count):
             number = str(base + i).zfill(width)
             for code in codes:
-                calls.append(st.mo_call("admin_subscribe", number, "-", correlation="seed", args={"service": code, "via": "seed"}))
+                calls.append(st.mo_call("subscriptions.admin_subscribe", number, "-", correlation="seed", args={"service": code, "via": "seed"}))
             if len(calls) >= batch:
                 done += _run(st, calls)
                 calls = []

@@ -39,11 +39,11 @@ def instance_name() -> str:
 
 
 def build_store(settings: Settings) -> Store:
-    cmds = commands.all_commands()
+    sources = commands.lua_sources()  # the registry's Lua: the billing steps and every command package's fragment
     # Redis faults (smsbot.redis_supervisor): a Redis that does not answer is one RedisProblem (one line, exit 2/3)
     from smsbot import redis_supervisor
 
-    return redis_supervisor.open_store(settings, lambda: Store(settings, [c.lua_file for c in cmds if c.lua_file]))
+    return redis_supervisor.open_store(settings, lambda: Store(settings, sources))
 
 
 class Bot:
@@ -53,6 +53,8 @@ class Bot:
         self.instance = instance or instance_name()
         self.stop_event = threading.Event()
         self.metrics = Metrics()
+        for key, note in config_mod.notes(settings):  # accepted, deprecated (e.g. a command's former name)
+            _life.warning("config_deprecated", key=key, note=note)
         self.store = build_store(settings)
         self.store.load_scripts()
         self.store.ensure_groups()
@@ -78,7 +80,7 @@ class Bot:
 
     # -- event streams ------------------------------------------------------------------------------
     def _event_consumers(self) -> list[EventConsumer]:
-        enabled = {name for sc in self.settings.short_codes for name in sc.commands}
+        enabled = {c.name for sc in self.settings.short_codes for c in self.router.commands_for(sc.code)}
         out: list[EventConsumer] = []
         seen: set[str] = set()
         for cmd in self.router.commands.values():
@@ -136,6 +138,9 @@ class Bot:
         self.metrics.outbox_backlog.set(self.sender.backlog)
         self.metrics.outbox_inflight.set(self.sender.inflight)
         self.metrics.outbox_depth.set(self.store.outbox_depth())
+        enabled = {c.name: c for sc in self.settings.short_codes for c in self.router.commands_for(sc.code)}
+        for cmd in enabled.values():  # the commands' own gauges (e.g. overdue complaint tickets)
+            cmd.refresh_metrics(self.metrics, self.store, self.settings)
 
     # -- reload (SIGHUP) ------------------------------------------------------------------------------
     def request_reload(self) -> None:

@@ -1,7 +1,12 @@
 """Billing: the run that charges monthly subscriptions, the ledger, and its verification.
 
-* **Run** (`run`, `BillingRun`): every subscriber with a subscription hash (SCAN) gets one ``bill``
-  step (``commands/reminders.lua``) for the period (calendar month in ``billing.timezone``) that
+* **Rules** (``smsbot/lua/billing_rules.lua``): THE definition of what is charged and when, as
+  pure Lua functions. The billing steps (``smsbot/lua/billing.lua``: ``billing.charge_period``,
+  ``billing.charge_use``) and the orders command (is a cancel free?) run them inside their atomic
+  step; `verify` evaluates the very same functions in Redis (`Rules`), so the check and the steps
+  cannot drift apart. `lua_fragment` is what the command registry hands to the store.
+* **Run** (`run`, `BillingRun`): every subscriber with a subscription hash (SCAN) gets one
+  ``billing.charge_period`` step for the period (calendar month in ``billing.timezone``) that
   holds the run's time; the steps go out in pipelined batches of ``billing.batch``. A charge is the
   ledger field ``<code>:<YYYY-MM>`` written with HSETNX in the same atomic step as its audit
   entry, so overlapping runs, a run killed halfway and restarted, or a run repeated, can never
@@ -20,7 +25,7 @@
 * **Ledger** (`ledger`): a subscriber's charges, ``<prefix>:{N}:ledger:<msisdn>``.
 * **Verify** (`verify`): replays the audit streams into the subscriptions' history (order, due
   time, cancellation) and checks the ledger against it and against the charge entries in the
-  audit streams: every charge justified by the rules (see ``reminders.lua``), none for a
+  audit streams: every charge justified by the rules (``billing_rules.lua``), none for a
   subscription cancelled before its first charge, one audit entry per charge and vice versa, the
   catalogue price, and no charge missing for a finished run or an applied use event.
 """
@@ -40,10 +45,20 @@ import redis
 
 from smsbot.config import BillingKind, Settings
 from smsbot.keys import USE_EVENTS_GROUP
-from smsbot.periods import Period, period_by_label, period_of, zone
-from smsbot.store import ScriptResult, Store
+from smsbot.msisdn import normalize_msisdn
+from smsbot.periods import Period, parse_time, period_by_label, period_of, zone
+from smsbot.store import LUA_DIR, ScriptResult, Store
 
 LIVE = ("active", "pending")
+RULES_LUA = LUA_DIR / "billing_rules.lua"  # the rules (pure functions): steps, orders and verify use them
+STEPS_LUA = LUA_DIR / "billing.lua"  # the billing steps (handlers billing.charge_period, billing.charge_use)
+CHARGE_PERIOD = "billing.charge_period"
+CHARGE_USE = "billing.charge_use"
+
+
+def lua_fragment() -> str:
+    """The billing steps with the rules before them: one fragment for the store (via the registry)."""
+    return RULES_LUA.read_text(encoding="utf-8") + "\n" + STEPS_LUA.read_text(encoding="utf-8")
 
 
 def _s(v: Any) -> str:
@@ -220,7 +235,7 @@ class BillingRun:
         if not msisdns:
             return
         calls = [
-            self.store.mo_call("bill", m, "-", correlation=self.run_id, now_ms=self.at_ms, args=self._args, extra_keys=("ledger",))
+            self.store.mo_call(CHARGE_PERIOD, m, "-", correlation=self.run_id, now_ms=self.at_ms, args=self._args, extra_keys=("ledger",))
             for m in msisdns
         ]
         results = self.store.run_batch(calls)
@@ -456,6 +471,57 @@ def list_runs(store: Store) -> list[RunRecord]:
     return out
 
 
+# -- use events ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Use:
+    """One use of an on-demand service (stream ``<prefix>:events:uses``; see the README)."""
+
+    use_id: str
+    msisdn: str
+    service: str
+    at_ms: int
+
+
+def _entry_ms(entry_id: str) -> int:
+    return int(entry_id.split("-", 1)[0])
+
+
+def event_common(settings: Settings, entry_id: str, f: dict[str, str]) -> tuple[str, str, int]:
+    """(msisdn, service code, time) of an order or use event; ValueError names what is wrong.
+    ``at`` defaults to the entry id's time."""
+    msisdn = normalize_msisdn(f.get("msisdn", ""))
+    code = f.get("service", "").strip().upper()
+    if settings.service(code) is None:
+        raise ValueError(f"unknown service code {code!r}")
+    at = f.get("at")
+    at_ms = parse_time(at, zone(settings.billing.timezone)) if at else _entry_ms(entry_id)
+    return msisdn, code, at_ms
+
+
+def parse_use(settings: Settings, entry_id: str, f: dict[str, str]) -> Use:
+    """Stream entry -> Use; ValueError names what is wrong. ``use_id`` defaults to the entry id."""
+    msisdn, code, at_ms = event_common(settings, entry_id, f)
+    svc = settings.service(code)
+    assert svc is not None
+    if svc.kind is not BillingKind.ON_DEMAND:
+        raise ValueError(f"service {code} is not on-demand")
+    use_id = (f.get("use_id") or entry_id).strip()
+    if not use_id or len(use_id) > 128:
+        raise ValueError("use_id must be 1 to 128 characters")
+    return Use(use_id, msisdn, code, at_ms)
+
+
+def use_call(settings: Settings, store: Store, use: Use, correlation: str) -> Any:
+    """The ``billing.charge_use`` step for one use (the orders command's use consumer runs it)."""
+    svc = settings.service(use.service)
+    assert svc is not None
+    return store.mo_call(
+        CHARGE_USE, use.msisdn, "-", correlation=correlation, now_ms=use.at_ms,
+        args={"use_id": use.use_id, "service": use.service, "kind": svc.kind.value, "fen": svc.price_fen},
+        extra_keys=("ledger",),
+    )
+
+
 # -- ledger --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Charge:
@@ -484,6 +550,28 @@ def ledger(store: Store, msisdn: str) -> list[Charge]:
     return out
 
 
+@dataclass(frozen=True)
+class StatementLine:
+    code: str
+    charges: int  # monthly: periods charged (1 per period); on-demand: uses charged
+    fen: int
+    on_demand: bool
+
+
+def statement(charges: list[Charge], period: Period) -> list[StatementLine]:
+    """A month's itemized bill (CXZD): the charges made in `period` (their ledger time, as `smsbot
+    billing ledger` shows it), one line per service in order of the first charge. The bill
+    command's Lua step applies the same rule to the ledger hash; tests check they agree."""
+    lines: dict[str, list[int]] = {}
+    for c in sorted(charges, key=lambda c: (c.at_ms, c.field)):
+        if period.start_ms <= c.at_ms < period.end_ms:
+            e = lines.setdefault(c.code, [0, 0, 0])
+            e[0] += 1
+            e[1] += c.fen
+            e[2] = e[2] or int(c.use is not None)
+    return [StatementLine(code, n, fen, bool(u)) for code, (n, fen, u) in lines.items()]
+
+
 # -- verify --------------------------------------------------------------------------------------------
 @dataclass
 class Incarnation:
@@ -495,18 +583,63 @@ class Incarnation:
     cancel: int | None = None
     order_id: str = ""
 
-    def monthly_chargeable(self, period: Period, at: int) -> bool:
-        if self.start > at or self.due > at:
-            return False
-        if self.cancel is None:
-            return True
-        return self.cancel >= self.due and self.cancel >= period.start_ms
-
-    def use_chargeable(self, at: int) -> bool:
-        return self.start <= at and self.due <= at and (self.cancel is None or self.cancel > at)
-
     def cancelled_before_charge(self) -> bool:
         return self.cancel is not None and self.cancel < self.due
+
+
+# verify's question to the rules: a batch of cases, each answered with '' (charged) or the reason not
+_RULES_DRIVER = """
+local out = {}
+for i, c in ipairs(cjson.decode(ARGV[1])) do
+  local why
+  if c[1] == 'm' then
+    why = BILLING.monthly_skip(c[2], c[3], c[4], c[5], c[6])
+  else
+    why = BILLING.use_skip(c[2], c[3], c[4], c[5])
+  end
+  out[i] = why or ''
+end
+return out
+"""
+
+
+class Rules:
+    """The billing rules for `verify`, evaluated by the same Lua functions the billing steps run
+    (``billing_rules.lua``, one EVAL per batch of cases; the script reads no key).
+
+    Two passes: while `recording`, every question is remembered and answered False; `evaluate`
+    then asks Redis all of them at once, and the second pass gets the real answers."""
+
+    CHUNK = 5000
+
+    def __init__(self, store: Store):
+        self.store = store
+        self.recording = True
+        self._cases: dict[tuple[Any, ...], str | None] = {}
+        self._source = RULES_LUA.read_text(encoding="utf-8") + _RULES_DRIVER
+
+    def _ask(self, case: tuple[Any, ...]) -> bool:
+        if self.recording:
+            self._cases.setdefault(case, None)
+            return False
+        return self._cases[case] == ""
+
+    def monthly(self, inc: Incarnation, period: Period, at: int) -> bool:
+        """Does subscription `inc` owe `period` at a run at time `at`?"""
+        return self._ask(("m", inc.start, inc.due, inc.cancel if inc.cancel is not None else False, period.start_ms, at))
+
+    def use(self, inc: Incarnation, at: int) -> bool:
+        """Is a use at `at` of subscription `inc` charged?"""
+        return self._ask(("u", inc.start, inc.due, inc.cancel if inc.cancel is not None else False, at))
+
+    def evaluate(self) -> None:
+        cases = list(self._cases)
+        for i in range(0, len(cases), self.CHUNK):
+            chunk = cases[i : i + self.CHUNK]
+            answers = self.store.redis.eval(self._source, 0, json.dumps(chunk))
+            for case, why in zip(chunk, answers):
+                self._cases[case] = _s(why)
+        self.recording = False
 
 
 @dataclass
@@ -536,11 +669,14 @@ def _xrange_all(client: redis.Redis, stream: str, chunk: int = 5000) -> Iterator
 
 
 def history(store: Store) -> tuple[dict[tuple[str, str], list[Incarnation]], dict[tuple[str, str], list[dict[str, str]]]]:
-    """Audit streams -> ({(msisdn, code): incarnations}, {(msisdn, ledger field): charge audit entries})."""
+    """Audit streams -> ({(msisdn, code): incarnations}, {(msisdn, ledger field): charge audit entries}).
+    Entries that are not about a subscription (complaint tickets: field ``ticket``) are skipped."""
     subs: dict[tuple[str, str], list[Incarnation]] = defaultdict(list)
     charges: dict[tuple[str, str], list[dict[str, str]]] = defaultdict(list)
     for stream in store.keys.all_audits():
         for entry_id, f in _xrange_all(store.redis, stream):
+            if "ticket" in f:
+                continue
             m, code = f.get("msisdn", ""), f.get("service", "")
             old, new, reason = f.get("old", ""), f.get("new", ""), f.get("reason", "")
             try:
@@ -593,14 +729,22 @@ def _applied_uses(store: Store) -> list[tuple[str, dict[str, str]]]:
     return [(i, f) for i, f in _xrange_all(store.redis, stream) if key(i) <= key(last) and i not in pending]
 
 
-def verify(settings: Settings, store: Store) -> Report:
-    from commands.reminders import parse_use
+@dataclass
+class _Evidence:
+    """What verify reads once: the audit history, the ledger, the finished runs, the applied uses."""
 
-    tz = zone(settings.billing.timezone)
-    rep = Report()
+    subs: dict[tuple[str, str], list[Incarnation]]
+    audit_charges: dict[tuple[str, str], list[dict[str, str]]]
+    ledger: dict[tuple[str, str], Charge]
+    unreadable: list[str]
+    runs: list[dict[str, Any]]
+    uses: list[tuple[str, dict[str, str]]]
+
+
+def verify(settings: Settings, store: Store) -> Report:
     subs, audit_charges = history(store)
-    rep.subscriptions = sum(len(v) for v in subs.values())
     led: dict[tuple[str, str], Charge] = {}
+    unreadable: list[str] = []
     for key in store.redis.scan_iter(match=store.keys.ledger_pattern(), count=1000):
         m = _after(_s(key), ":ledger:")
         for k, v in store.redis.hgetall(key).items():
@@ -608,13 +752,26 @@ def verify(settings: Settings, store: Store) -> Report:
             try:
                 led[(m, fld)] = _parse_charge(m, fld, _s(v))
             except (ValueError, KeyError, TypeError) as e:
-                rep.discrepancies.append(f"{m} {fld}: unreadable ledger entry ({e!r})")
+                unreadable.append(f"{m} {fld}: unreadable ledger entry ({e!r})")
+    ev = _Evidence(subs, audit_charges, led, unreadable, [r for r in _runs(store) if r.get("finished")], _applied_uses(store))
+    rules = Rules(store)
+    _verify(settings, ev, rules)  # records every question the checks ask the rules
+    rules.evaluate()
+    return _verify(settings, ev, rules)
+
+
+def _verify(settings: Settings, ev: _Evidence, rules: Rules) -> Report:
+    tz = zone(settings.billing.timezone)
+    rep = Report()
+    subs, led = ev.subs, ev.ledger
+    rep.subscriptions = sum(len(v) for v in subs.values())
+    rep.discrepancies.extend(ev.unreadable)
     rep.charges = len(led)
     bad = rep.discrepancies
 
     for (m, fld), c in sorted(led.items()):
         where = f"{m} {fld}"
-        audits = audit_charges.get((m, fld), [])
+        audits = ev.audit_charges.get((m, fld), [])
         if not audits:
             bad.append(f"{where}: charge in the ledger has no audit entry")
         elif len(audits) > 1:
@@ -639,7 +796,7 @@ def verify(settings: Settings, store: Store) -> Report:
                 continue
             if not (p.start_ms <= c.at_ms < p.end_ms):
                 bad.append(f"{where}: charged at {c.at_ms}, outside period {c.period}")
-            if not any(i.monthly_chargeable(p, c.at_ms) for i in incs):
+            if not any([rules.monthly(i, p, c.at_ms) for i in incs]):
                 started = [i for i in incs if i.start <= c.at_ms]
                 if started and all(i.cancelled_before_charge() for i in started):
                     bad.append(f"{where}: charged although cancelled before the first charge")
@@ -649,33 +806,32 @@ def verify(settings: Settings, store: Store) -> Report:
             if svc.kind is not BillingKind.ON_DEMAND:
                 bad.append(f"{where}: use charge for a {svc.kind.value} service")
                 continue
-            if not any(i.use_chargeable(c.at_ms) for i in incs):
+            if not any([rules.use(i, c.at_ms) for i in incs]):
                 bad.append(f"{where}: use charged but the subscription was not live and past its grace then")
-    for (m, fld), entries in sorted(audit_charges.items()):
+    for (m, fld), _entries in sorted(ev.audit_charges.items()):
         if (m, fld) not in led:
             bad.append(f"{m} {fld}: charge in the audit stream is missing from the ledger")
 
     # no missed charge: every finished run, every subscription stored before it began and due then
     monthly = {s.code for s in settings.services if s.kind is BillingKind.MONTHLY}
-    runs = [r for r in _runs(store) if r.get("finished")]
-    rep.runs = len(runs)
+    rep.runs = len(ev.runs)
     expected: set[tuple[str, str]] = set()
-    for r in runs:
+    for r in ev.runs:
         p = period_by_label(str(r["period"]), tz)
         at, started = int(r["at"]), int(r["started"])
         for (m, code), incs in subs.items():
-            if code in monthly and any(i.created_ms < started and i.monthly_chargeable(p, at) for i in incs):
+            if code in monthly and any([i.created_ms < started and rules.monthly(i, p, at) for i in incs]):
                 expected.add((m, f"{code}:{p.label}"))
     for m, fld in sorted(expected - set(led)):
         bad.append(f"{m} {fld}: missed charge (due at a finished billing run)")
 
-    for entry_id, f in _applied_uses(store):
+    for entry_id, f in ev.uses:
         try:
             use = parse_use(settings, entry_id, f)
         except ValueError:
             continue
         rep.uses += 1
         fld = f"{use.service}:use:{use.use_id}"
-        if (use.msisdn, fld) not in led and any(i.use_chargeable(use.at_ms) for i in subs.get((use.msisdn, use.service), [])):
+        if (use.msisdn, fld) not in led and any([rules.use(i, use.at_ms) for i in subs.get((use.msisdn, use.service), [])]):
             bad.append(f"{use.msisdn} {fld}: missed charge for an applied use event")
     return rep

@@ -88,7 +88,7 @@ def _new_id(kind: str) -> str:
 @pass_ctx
 def order_cmd(c: Any, msisdn: str, service_code: str, at: str | None, order_id: str | None) -> None:
     """Place an order: write an order event for the bot (reminder, grace period, first charge)."""
-    from commands.reminders import reminder_short_code
+    from commands.orders import reminder_short_code
 
     number = _msisdn_or_exit(msisdn)
     code = _service_or_exit(c, service_code)
@@ -96,7 +96,7 @@ def order_cmd(c: Any, msisdn: str, service_code: str, at: str | None, order_id: 
     if order_id is not None and not (0 < len(order_id.strip()) <= 128):
         raise click.BadParameter("must be 1 to 128 characters", param_hint="--order-id")
     if reminder_short_code(c.settings) is None:
-        raise click.UsageError("no short code enables the `reminders` command: nothing would send the reminder")
+        raise click.UsageError("no short code enables the `orders` command: nothing would send the reminder")
     oid = (order_id or _new_id("ord")).strip()
     st = _store(c)
     try:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 DEFAULT_CONFIG_NAME = "config.yaml"
 ENV_PREFIX = "SMSBOT_"
@@ -242,7 +242,7 @@ def _check_thresholds(thresholds: list[int], quota_mb: int | None) -> None:
 
 
 class UsageSettings(_Frozen):
-    """Data plans and data-usage alerts (commands/usage.py)."""
+    """Data plans and data-usage alerts (commands/usage)."""
 
     timezone: str = Field("Asia/Shanghai", description="billing cycles (YYYY-MM) and alert times are in this zone")
     default_thresholds_mb: list[int] = Field(default_factory=lambda: [10, 5, 0])
@@ -298,7 +298,7 @@ class UsageSettings(_Frozen):
 
 
 class BillingSettings(_Frozen):
-    """Charge reminders, cancel by reply, billing runs (commands/reminders.py, smsbot/billing.py)."""
+    """Charge reminders, cancel by reply, billing runs (commands/orders, smsbot/billing.py)."""
 
     timezone: str = Field("Asia/Shanghai", description="billing periods (calendar months) are in this zone; IANA name or +HH:MM")
     period: str = Field("month", pattern=r"^month$", description="the billing period (calendar month)")
@@ -309,7 +309,7 @@ class BillingSettings(_Frozen):
     cancel_words: list[str] = Field(default_factory=lambda: ["TD", "取消", "N"], min_length=1)
     late_cancel_seconds: int = Field(30 * 86400, ge=0, description="after the grace period a cancel word still cancels the latest order (from the next period on) this long after it")
     choice_validity_seconds: int = Field(86400, ge=1, description="how long the 'which order?' list accepts numeric replies")
-    short_code: str | None = Field(None, description="sends the reminders; None: the first short code enabling `reminders`")
+    short_code: str | None = Field(None, description="sends the reminders; None: the first short code enabling `orders`")
     batch: int = Field(500, ge=1, le=100_000, description="subscribers per pipelined round trip in a billing run")
 
     @field_validator("cancel_words", mode="before")
@@ -372,6 +372,10 @@ class Settings(_Frozen):
     usage: UsageSettings = UsageSettings()
     subscribers: SubscribersSettings = SubscribersSettings()
     templates: dict[str, dict[str, str]] = Field(default_factory=dict, description="per-language template overrides")
+    commands: dict[str, dict[str, Any] | None] = Field(
+        default_factory=dict, description="per-command settings, commands.<name>.<key>: plain data here, validated by "
+                                          "each command when the command registry loads (see `extend`)")
+    _notes: list[tuple[str, str]] = PrivateAttr(default_factory=list)  # (key, note): accepted but deprecated
 
     @field_validator("services")
     @classmethod
@@ -427,6 +431,11 @@ def _env_overrides(environ: dict[str, str]) -> list[tuple[list[str], str]]:
         if rest == "data_dir":
             out.append((["data_dir"], value))
             continue
+        if rest.startswith("commands_"):  # SMSBOT_COMMANDS_<NAME>_<KEY>: command names have no '_'
+            name, _, key = rest[len("commands_"):].partition("_")
+            if name and key:
+                out.append((["commands", name, key], value))
+            continue
         for section, model in sections.items():
             if rest.startswith(section + "_"):
                 key = rest[len(section) + 1:]
@@ -477,27 +486,45 @@ def load(path: str | os.PathLike[str] | None = None, environ: dict[str, str] | N
     return from_dict(raw, source=str(cfg_path))
 
 
+# Checks that need the command registry (command names, each command's own settings) and the
+# rewriting of former names: added by the registry (`commands`, when imported) through `extend`,
+# so the configuration stays plain data and never imports a command.
+_extensions: list[Any] = []
+
+
+def extend(hooks: Any) -> None:
+    """Add `hooks.migrate(raw) -> [(key, note)]` (rewrites deprecated names in the raw mapping,
+    noting each) and `hooks.check(settings) -> [(key, problem)]` to every `from_dict` / `load`."""
+    if hooks not in _extensions:
+        _extensions.append(hooks)
+
+
+def notes(settings: Settings) -> list[tuple[str, str]]:
+    """(key, note) for what the configuration says in a deprecated way (accepted): `config check` prints them."""
+    return list(settings._notes)
+
+
 def from_dict(raw: dict[str, Any], source: str = "") -> Settings:
+    import copy
+
+    raw = copy.deepcopy(raw)
+    found: list[tuple[str, str]] = []
+    for ext in _extensions:
+        found += ext.migrate(raw)
     try:
         settings = Settings.model_validate(raw)
     except ValidationError as e:
         errors = [(".".join(str(p) for p in err["loc"]) or "<root>", err["msg"]) for err in e.errors()]
         raise ConfigError(errors, source) from None
-    problems = _cross_checks(settings)
+    problems = [p for ext in _extensions for p in ext.check(settings)] + _cross_checks(settings)
     if problems:
         raise ConfigError(problems, source)
+    settings._notes = found
     return settings
 
 
 def _cross_checks(s: Settings) -> list[tuple[str, str]]:
-    from commands import known_command_names  # late import: commands depend on config types
-
     problems: list[tuple[str, str]] = []
-    known = known_command_names()
-    for i, sc in enumerate(s.short_codes):
-        for j, name in enumerate(sc.commands):
-            if name not in known:
-                problems.append((f"short_codes.{i}.commands.{j}", f"unknown command {name!r}; known: {', '.join(sorted(known))}"))
     r = s.redis
     if r.mode is RedisMode.SENTINEL:
         if not r.sentinels:

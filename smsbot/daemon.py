@@ -352,7 +352,7 @@ def warn_if_redis_unavailable(settings: Settings) -> None:
 # Everything else keeps its running value until a restart: the SMPP bind (`smsc`), the Redis
 # connection (`redis`, `data_dir`), the metrics listener (`metrics`), delivery timers (`delivery`)
 # and any section added later until it is listed here. `simulator` is not used by `smsbot run`.
-LIVE_SECTIONS = frozenset({"templates", "services", "short_codes", "menu", "usage", "billing", "dispatch", "delivery"})
+LIVE_SECTIONS = frozenset({"templates", "services", "short_codes", "menu", "usage", "billing", "dispatch", "delivery", "commands"})
 UNUSED_SECTIONS = frozenset({"simulator"})
 
 

@@ -24,7 +24,9 @@ Layout (prefix ``smsbot``; ``{7}`` is the shard tag):
                                             replies of a dead instance): consumer group ``senders``
 ``smsbot:{7}:audit``                stream  every subscription change
 ``smsbot:{7}:usage:<msisdn>``       hash    data usage this cycle: cycle, used, plan, quota, alert marks
-``smsbot:{7}:<name>:<msisdn>``      any     other per-subscriber keys a command declares (`Keys.named`)
+``smsbot:{7}:<name>:<msisdn>``      any     other per-subscriber keys a command declares (`Keys.named`, ``name``)
+``smsbot:{7}:<name>``               any     per-shard keys a command declares (`Keys.named`, ``@name``), e.g. the
+                                            complaint tickets of the shard (commands/complaints)
 ``smsbot:events:usage``             stream  inbound data-usage reports (consumer group ``usage``)
 ``smsbot:{7}:ledger:<msisdn>``      hash    charges: ``<code>:<YYYY-MM>`` / ``<code>:use:<id>`` -> JSON {fen, at, run}
 ``smsbot:{7}:orders:<msisdn>``      hash    order ids already applied -> JSON outcome (idempotency)
@@ -110,10 +112,22 @@ class Keys:
         return f"{self.subscriber(msisdn).tag}:parts:{msisdn}:{short_code}:{ref}"
 
     def named(self, name: str, msisdn: str) -> str:
-        """A per-subscriber key a command declares by name (``Intent.keys``): ``<tag>:<name>:<msisdn>``."""
+        """A key a command declares by name (``Intent.keys``), with the subscriber's hash tag:
+        ``name`` is the subscriber's own ``<tag>:<name>:<msisdn>``; ``@name`` is a key of the
+        subscriber's shard, ``<tag>:<name>`` (an index or counter its steps share; same slot)."""
+        if name.startswith("@"):
+            if not _NAME.match(name[1:]):
+                raise ValueError(f"bad key name {name!r}")
+            return f"{self.subscriber(msisdn).tag}:{name[1:]}"
         if not _NAME.match(name):
             raise ValueError(f"bad key name {name!r}")
         return f"{self.subscriber(msisdn).tag}:{name}:{msisdn}"
+
+    def shard_named(self, name: str, shard: int) -> str:
+        """The per-shard key ``@name`` of shard `shard` (what `named` gives its subscribers)."""
+        if not _NAME.match(name):
+            raise ValueError(f"bad key name {name!r}")
+        return f"{self.prefix}:{{{shard}}}:{name}"
 
     def usage(self, msisdn: str) -> str:
         return self.named("usage", msisdn)

@@ -31,21 +31,27 @@ HOT_CONNECTIONS_KEPT = 4  # per thread and pool: round trips in flight at once (
 _DUMPS = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
-_HANDLER_RE = re.compile(r"""^handlers\[['"](\w+)['"]\]""", re.M)
+_HANDLER_RE = re.compile(r"""^handlers\[['"]([\w.]+)['"]\]""", re.M)  # 'menu', 'subscriptions.menu'
 _CONVERSATION_RE = re.compile(r"""^conversations\[['"]""", re.M)
 
 
-def assemble_mo_script(command_lua_files: Iterable[Path]) -> str:
+def _lua(item: Path | str) -> str:
+    """A fragment: a file (Path), or the Lua source itself (str: a command package's fragment with
+    its libraries, as the command registry assembles it)."""
+    return item.read_text(encoding="utf-8") if isinstance(item, Path) else item
+
+
+def assemble_mo_script(command_lua_files: Iterable[Path | str]) -> str:
     """prelude + core handlers + every command fragment + main, as one script (one SHA)."""
-    return _assemble([*_core_sources(), *(Path(p).read_text(encoding="utf-8") for p in command_lua_files)])
+    return _assemble([*_core_sources(), *(_lua(p) for p in command_lua_files)])
 
 
-def assemble_handler_scripts(command_lua_files: Iterable[Path]) -> dict[str, str]:
+def assemble_handler_scripts(command_lua_files: Iterable[Path | str]) -> dict[str, str]:
     """One script per handler: prelude + the fragment defining it + main (the 'reply' handler also
     gets every fragment defining a conversation). EVALSHA runs a script's whole chunk each call, so
     a script that does not define every other command's functions is cheaper (~4-5 µs per MO)."""
     core = _core_sources()  # [reply.lua, reassembly.lua]
-    frags = [Path(p).read_text(encoding="utf-8") for p in command_lua_files]
+    frags = [_lua(p) for p in command_lua_files]
     with_conversations = [f for f in frags if _CONVERSATION_RE.search(f)]
     out: dict[str, str] = {}
     for frag in [*core, *frags]:
@@ -81,7 +87,7 @@ class ScriptResult:
 
 
 class Store:
-    def __init__(self, settings: Settings, command_lua_files: Iterable[Path] = (), *, socket_timeout: float = 5.0):
+    def __init__(self, settings: Settings, command_lua_files: Iterable[Path | str] = (), *, socket_timeout: float = 5.0):
         self.settings = settings
         self.redis, self.url = _connect(settings, socket_timeout)
         self.cluster = isinstance(self.redis, redis.cluster.RedisCluster)

@@ -56,7 +56,7 @@ def test_a_batch_is_one_redis_round_trip(tmp_path):
         assert result.acks_flushed
         assert len(result.entries) == len(batch), "every reply came back from that round trip"
         # a subscriber's MOs apply in order within the batch: HELLO after 0000 answers the open menu
-        assert sorted(f["tpl"] for _s, _i, f in result.entries) == ["menu"] * 12 + ["menu_invalid"] * 4
+        assert sorted(f["tpl"] for _s, _i, f in result.entries) == ["subscriptions.invalid"] * 4 + ["subscriptions.menu"] * 12
         assert store.redis.exists(store.keys.mt("probe-1"))
         assert all(store.redis.xrange(s, entry_id, entry_id) == [] for s, entry_id in acks), "acks applied"
         store.close()

@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, event, example, given, settings as hsettings, strategies as st
 
 import commands
-from commands.reminders import RemindersCommand, cancel_args
+from commands.orders import OrdersCommand, cancel_args
 from smsbot import billing, config, events
 from smsbot.app import build_store
 from smsbot.periods import Period, parse_time, period_of, zone
@@ -154,7 +154,7 @@ class System:
         self.store = build_store(settings)
         self.store.load_scripts()
         self.router = Router(settings, commands.all_commands())
-        sources = {s.name: s for s in RemindersCommand().event_sources(settings, self.store)}
+        sources = {s.name: s for s in OrdersCommand().event_sources(settings, self.store)}
         self.orders, self.uses = sources["orders"], sources["uses"]
         for src in (self.orders, self.uses):
             events.ensure_group(self.store.redis, src.stream, src.group)
@@ -166,7 +166,7 @@ class System:
         self.store.close()
         self.store = build_store(self.settings)
         self.store.load_scripts()
-        sources = {s.name: s for s in RemindersCommand().event_sources(self.settings, self.store)}
+        sources = {s.name: s for s in OrdersCommand().event_sources(self.settings, self.store)}
         self.orders, self.uses = sources["orders"], sources["uses"]
         self.consumer += 1
 
@@ -192,7 +192,7 @@ class System:
 
     def mo(self, m: str, text: str, now: int) -> str:
         intent = self.router.route(SC, text)
-        args = cancel_args(self.settings, now) if intent.handler == "reminder_cancel" else intent.args
+        args = cancel_args(self.settings, now) if intent.handler == "orders.cancel" else intent.args
         call = self.store.mo_call(intent.handler, m, SC, correlation=f"mo{now}", args=args, now_ms=now,
                                   extra_keys=intent.keys)
         return self.store.run_one(call).outcome

@@ -43,7 +43,7 @@ def test_delivery_receipt_updates_mt_record(make_world, tmp_path):
     store = w.bot.store
     assert wait_until(lambda: [r.get("state") for r in store.mt_records(mid)] == ["DELIVRD"], 10), store.mt_records(mid)
     (rec,) = store.mt_records(mid)
-    assert rec["to"] == "13800138000" and rec["tpl"] == "menu" and rec["correlation"]
+    assert rec["to"] == "13800138000" and rec["tpl"] == "subscriptions.menu" and rec["correlation"]
     cfg = tmp_path / "c.yaml"
     raw = base_config(w.settings.redis.url, tmp_path / "var")
     raw["redis"]["key_prefix"] = w.settings.redis.key_prefix

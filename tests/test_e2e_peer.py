@@ -293,7 +293,7 @@ def test_delivery_receipt_for_a_bot_mt(make_peer_world: Callable[..., PeerWorld]
         assert wait_until(lambda mid=mid: [r.get("state") for r in mt_records(w, mid)] == ["DELIVRD"], 10), \
             mt_records(w, mid)
         rec = mt_records(w, mid)[0]
-        assert rec.get("to") == MSISDN and rec.get("tpl") == "menu", rec
+        assert rec.get("to") == MSISDN and rec.get("tpl") == "subscriptions.menu", rec
 
 
 def mt_records(w: PeerWorld, message_id: str) -> list[dict[str, str]]:

@@ -171,7 +171,7 @@ def test_help_lists_the_cancel_word(world: World):
 
 
 def test_english_short_code(make_world):
-    w = make_world(short_codes=[{"code": "10086", "language": "en", "commands": ["subscriptions", "reminders", "help"]}])
+    w = make_world(short_codes=[{"code": "10086", "language": "en", "commands": ["subscriptions", "orders", "help"]}])
     phone = w.handset(MSISDN)
     order(w, MSISDN, "VIDEO", at_ms=now_ms() - 2 * DAY)
     reminder = phone.expect(1)[0]["text"]

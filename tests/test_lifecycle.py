@@ -67,7 +67,7 @@ def test_daemon_status_reload_stop(redis_server, tmp_path):
 
         # SIGHUP with a good config: new template, same bind
         binds_before = sim.stats()["binds_total"]
-        raw["templates"] = {"zh-CN": {"menu_header": "已重新加载的菜单："}}
+        raw["templates"] = {"zh-CN": {"subscriptions.header": "已重新加载的菜单："}}
         write_cfg(cfg, raw)
         os.kill(pid, signal.SIGHUP)
         assert wait_until(lambda: '"event": "reloaded"' in logfile.read_text(), 10)
@@ -184,7 +184,7 @@ def test_metrics_and_healthz(make_settings):
         assert health == {"ok": True, "smsc_bound": True, "redis": True}
         text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
         assert 'smsbot_mo_total{command="subscriptions",outcome="menu_sent"} 1.0' in text
-        assert 'smsbot_mt_total{template="menu"} 1.0' in text
+        assert 'smsbot_mt_total{template="subscriptions.menu"} 1.0' in text
         assert "smsbot_smsc_bound 1.0" in text
         assert "smsbot_mo_batch_seconds_bucket" in text and "smsbot_outbox_depth" in text
         sim.stop()
@@ -243,7 +243,7 @@ def test_sighup_logs_one_line_saying_which_keys_took_effect_and_which_need_a_res
             assert "138****8000" in logfile.read_text() and MSISDN not in logfile.read_text()
             binds = sim.stats()["binds_total"]
 
-            raw["templates"] = {"zh-CN": {"menu_header": "重新加载后的菜单："}}
+            raw["templates"] = {"zh-CN": {"subscriptions.header": "重新加载后的菜单："}}
             raw["dispatch"]["reassembly_timeout_seconds"] = 120
             raw["log"]["mask_msisdn"] = False
             raw["smsc"]["window"] = raw["smsc"].get("window", 10) + 5
@@ -256,7 +256,7 @@ def test_sighup_logs_one_line_saying_which_keys_took_effect_and_which_need_a_res
             assert len(lines) == 1, lines
             line = lines[0]
             assert line["level"] == "warning"
-            assert sorted(line["applied"]) == ["dispatch.reassembly_timeout_seconds", "log.mask_msisdn", "templates.zh-CN.menu_header"]
+            assert sorted(line["applied"]) == ["dispatch.reassembly_timeout_seconds", "log.mask_msisdn", "templates.zh-CN.subscriptions.header"]
             assert line["restart_needed"] == ["metrics.port", "smsc.window"]
             assert line["not_used_by_run"] == ["simulator.control_port"]
 

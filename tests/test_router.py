@@ -45,9 +45,9 @@ def test_normalize_full_width_and_case():
 
 def test_route(make_settings):
     r = Router(make_settings(), commands.all_commands())
-    assert r.route("10086", "0000").handler == "menu"
-    assert r.route("10086", "００００").handler == "menu"
-    assert r.route("10086", " 00000 ").handler == "menu"
+    assert r.route("10086", "0000").handler == "subscriptions.menu"
+    assert r.route("10086", "００００").handler == "subscriptions.menu"
+    assert r.route("10086", " 00000 ").handler == "subscriptions.menu"
     assert r.route("10086", "帮助").handler == "help"
     reply = r.route("10086", "1，3")
     assert (reply.handler, reply.args["numbers"]) == ("reply", [1, 3])

@@ -75,7 +75,7 @@ def run_reports(store, settings: config.Settings, msisdn: str, reports: list[tup
     calls = []
     for i, (cycle, used, plan_code) in enumerate(reports):
         args = usage.report_args(settings, settings.usage.plan(plan_code), used, cycle, 1_800_000_000_000 + i)
-        calls.append(store.mo_call("usage_report", msisdn, "10086", correlation=f"{i}-0", args=args, extra_keys=("usage",)))
+        calls.append(store.mo_call("usage.report", msisdn, "10086", correlation=f"{i}-0", args=args, extra_keys=("usage",)))
     return store.run_batch(calls)  # one pipeline: applied in order, one atomic step each
 
 
@@ -118,7 +118,7 @@ def queued_alerts(store, msisdn: str) -> list[dict[str, Any]]:
     out = []
     for stream in dict.fromkeys([sk.outbox, getattr(sk, "queue", sk.outbox)]):
         for _, f in store.redis.xrange(stream):
-            if f[b"to"].decode() == msisdn and f[b"tpl"] == b"usage_alert":
+            if f[b"to"].decode() == msisdn and f[b"tpl"] == b"usage.alert":
                 out.append(json.loads(f[b"data"]))
     return out
 
@@ -234,13 +234,13 @@ def test_rendering_one_decimal_and_rates():
     s = config.load(REPO / "config.yaml", environ={})
     router = Router(s, __import__("commands").all_commands())
     at = 1_795_600_000_000  # 2026-11-25 17:46:40 in Asia/Shanghai
-    zh = router.render("usage_alert", {"plan": "4G_1GB", "used": 1015 * MB + 1, "quota": 1024 * MB, "t": 10 * MB, "rate": 29, "at": at, "cycle": "2026-11"}, "zh-CN", "10086")
+    zh = router.render("usage.alert", {"plan": "4G_1GB", "used": 1015 * MB + 1, "quota": 1024 * MB, "t": 10 * MB, "rate": 29, "at": at, "cycle": "2026-11"}, "zh-CN", "10086")
     assert zh == "尊敬的客户，截至11月25日17:46，您的4G套餐本月剩余流量8.9MB（已使用1015.0MB，共1024MB）。套餐内流量用完后，超出部分按0.29元/MB计费。【中国移动】"
-    gone = router.render("usage_alert", {"plan": "4G_1GB", "used": 1024 * MB, "quota": 1024 * MB, "t": 0, "rate": 100, "at": at, "cycle": "2026-11"}, "zh-CN", "10086")
+    gone = router.render("usage.alert", {"plan": "4G_1GB", "used": 1024 * MB, "quota": 1024 * MB, "t": 0, "rate": 100, "at": at, "cycle": "2026-11"}, "zh-CN", "10086")
     assert "1024MB流量已用完" in gone and "按1元/MB计费" in gone
-    en = router.render("usage_report", {"plan": "CARD_10GB", "used": 0, "quota": 10240 * MB, "rate": 10, "cycle": "2026-11"}, "en", "10086")
+    en = router.render("usage.report", {"plan": "CARD_10GB", "used": 0, "quota": 10240 * MB, "rate": 10, "cycle": "2026-11"}, "en", "10086")
     assert en == "Data card, Nov 2026: 0.0 MB used, 10240.0 MB left of 10240 MB."
-    unknown = router.render("usage_report", {"plan": "GONE", "used": 5 * MB, "quota": 100 * MB, "rate": 0, "cycle": "2026-01"}, "zh-CN", "10086")
+    unknown = router.render("usage.report", {"plan": "GONE", "used": 5 * MB, "quota": 100 * MB, "rate": 0, "cycle": "2026-01"}, "zh-CN", "10086")
     assert unknown.startswith("尊敬的客户，您的GONE2026年1月已使用流量5.0MB")
 
 

@@ -1,5 +1,6 @@
 -- smsbot MO script prelude. Assembled by smsbot/store.py as:
---   prelude.lua .. commands/*.lua fragments .. main.lua
+--   prelude.lua .. one fragment (core lua/reply.lua, lua/reassembly.lua, the billing steps, or a
+--   command package's commands/<name>/<name>.lua with its libraries) .. main.lua
 -- KEYS: 1 subs hash, 2 conv string, 3 redelivery guard string (used when the guard ttl > 0), 4 outbox
 --       stream (replies this sender sends itself), 5 audit stream, 6 queue stream (intents for any
 --       sender: consumer group), 7 parts hash of a long MO (used by 'part' and when ARGV[12] = '1'),
@@ -10,8 +11,9 @@
 --       8 args (JSON), 9 sender name ('' = not an MO: replies go to the queue), 10 the sender's
 --       token (the guard's "handled in this session" mark), 11 reserved,
 --       12 '1' = delete KEYS[7] (the parts of the long MO being handled) with the effect,
---       13 (optional) JSON list of names of the per-subscriber keys the handler declared
---          (Intent.keys / Store.mo_call extra_keys): they are the LAST KEYS, as ctx.key[name]
+--       13 (optional) JSON list of names of the extra keys the handler declared (Intent.keys /
+--          Store.mo_call extra_keys; 'name' per subscriber, '@name' per shard, both with the
+--          subscriber's hash tag): they are the LAST KEYS, as ctx.key[name] (without the '@')
 local handlers = {}
 local conversations = {}
 
@@ -26,7 +28,7 @@ local ctx = {
 }
 if ARGV[13] and ARGV[13] ~= '' then
   local names = cjson.decode(ARGV[13])
-  for i, name in ipairs(names) do ctx.key[name] = KEYS[#KEYS - #names + i] end
+  for i, name in ipairs(names) do ctx.key[(string.gsub(name, '^@', ''))] = KEYS[#KEYS - #names + i] end
 end
 
 -- Store a reply intent (template `tpl`, `data`, rendered by the sender in `lang`). In an MO's script
@@ -69,10 +71,21 @@ local function sub_put(code, rec)
   ctx.live_dirty = true  -- main.lua rewrites the live index once the handler is done
 end
 
--- Every subscription change goes here: one audit entry, old and new state, and the MO behind it.
-local function audit(code, old_state, new_state, reason)
-  redis.call('XADD', ctx.audit_key, '*', 'msisdn', ctx.msisdn, 'service', code, 'old', old_state or 'none',
-    'new', new_state, 'at', tostring(ctx.now), 'mo', ctx.mo, 'reason', reason or '')
+-- Every subscription change goes here: one audit entry, old and new state, and the MO behind it;
+-- `extra` (optional) adds fields (order id, due time, ledger field, ticket, ...).
+local function audit(code, old_state, new_state, reason, extra)
+  if not extra then
+    redis.call('XADD', ctx.audit_key, '*', 'msisdn', ctx.msisdn, 'service', code, 'old', old_state or 'none',
+      'new', new_state, 'at', tostring(ctx.now), 'mo', ctx.mo, 'reason', reason or '')
+    return
+  end
+  local cmd = { 'XADD', ctx.audit_key, '*', 'msisdn', ctx.msisdn, 'service', code, 'old', old_state or 'none',
+    'new', new_state, 'at', tostring(ctx.now), 'mo', ctx.mo, 'reason', reason or '' }
+  for k, v in pairs(extra) do
+    cmd[#cmd + 1] = k
+    cmd[#cmd + 1] = tostring(v)
+  end
+  redis.call(unpack(cmd))
 end
 
 local LIVE = { active = true, pending = true }

@@ -1,11 +1,11 @@
--- Data usage: reports from the usage stream and the CXLL query (commands/usage.py renders the
+-- Data usage: reports from the usage stream and the CXLL query (commands/usage/__init__.py renders the
 -- replies and documents the rules).
 -- ctx.key.usage = hash smsbot:{N}:usage:<msisdn> (declared by name, see Store.mo_call extra_keys):
 --   cycle, used (bytes, the highest running total seen this cycle), plan, quota (bytes),
 --   ths (JSON, bytes), rate (fen/MB), at (ms, time of the report behind `used`), mo (its event id),
 --   'alerted:<plan>:<threshold bytes>' = ms the threshold was marked as alerted.
--- args for 'usage_report': {plan, used, cycle, quota, ths, rate, at}
--- args for 'usage_query':  {cycle} (the current cycle)
+-- args for 'usage.report': {plan, used, cycle, quota, ths, rate, at}
+-- args for 'usage.query':   {cycle} (the current cycle)
 
 local function usage_n(x) return string.format('%.0f', x) end
 
@@ -30,7 +30,7 @@ end
 -- One usage report. Safe against duplicates, reordering and several instances: the report is a
 -- running total, so only a higher total of the current cycle changes anything; alert marks are
 -- set in the same atomic step as the alert itself.
-handlers['usage_report'] = function()
+handlers['usage.report'] = function()
   local a = ctx.args
   local key = ctx.key.usage
   local st = usage_state()
@@ -59,22 +59,22 @@ handlers['usage_report'] = function()
   -- A jump across several thresholds: one alert, for the lowest; the higher ones are only marked.
   -- Nothing when the lowest was already alerted (then every higher one was reached before too).
   if st and st.alerted[a.plan .. ':' .. usage_n(lowest)] then return 'updated' end
-  reply('usage_alert', { plan = a.plan, used = a.used, quota = a.quota, t = lowest, rate = a.rate, at = a.at, cycle = a.cycle })
+  reply('usage.alert', { plan = a.plan, used = a.used, quota = a.quota, t = lowest, rate = a.rate, at = a.at, cycle = a.cycle })
   ctx.extra = usage_n(lowest)
   return 'alerted'
 end
 
 -- CXLL: used and remaining data of the current cycle.
-handlers['usage_query'] = function()
+handlers['usage.query'] = function()
   local st = usage_state()
   if not st or not st.plan then
-    reply('usage_no_plan', {})
+    reply('usage.no_plan', {})
     return 'usage_no_plan'
   end
   local used, cycle = st.used, st.cycle
   if ctx.args.cycle and st.cycle < ctx.args.cycle then
     used, cycle = 0, ctx.args.cycle -- no report of this cycle yet: nothing used
   end
-  reply('usage_report', { plan = st.plan, used = used, quota = st.quota, rate = st.rate, cycle = cycle })
+  reply('usage.report', { plan = st.plan, used = used, quota = st.quota, rate = st.rate, cycle = cycle })
   return 'usage_report'
 end

@@ -18,7 +18,7 @@ report to the stream ``<prefix>:events:usage`` (`Keys.usage_events`)::
 
 Each bot instance reads the stream in the consumer group ``usage`` (`smsbot.events`): every report
 goes to one instance; a batch of reports is applied in one pipelined round trip, one atomic Lua
-step (``usage_report`` in ``usage.lua``) per report, and acknowledged after. Malformed reports
+step (``usage.report`` in ``usage.lua``) per report, and acknowledged after. Malformed reports
 (bad number, size, cycle, unknown plan) are logged (``usage_event_rejected``) and acknowledged.
 
 **Rules** (all inside the one Lua step, on the hash ``<prefix>:{N}:usage:<msisdn>``):
@@ -38,12 +38,12 @@ step (``usage_report`` in ``usage.lua``) per report, and acknowledged after. Mal
 
 The alert is a reply intent on the subscriber's outbox from ``usage.short_code`` (default: the
 first short code enabling ``usage``) in that short code's language; it states what is left and the
-out-of-plan rate (``usage_exhausted`` once nothing is left). 1 MB = 1024 * 1024 bytes; remaining
+out-of-plan rate (``usage.exhausted`` once nothing is left). 1 MB = 1024 * 1024 bytes; remaining
 data is shown rounded down to 0.1 MB, used data rounded to the nearest 0.1 MB.
 
 **CXLL** (any case, full width too) answers with used and remaining data of the current cycle
 (in ``usage.timezone``) and the plan name; a subscriber without any usage record gets
-``usage_no_plan``. If the stored record is of a past cycle, nothing is used yet this cycle.
+``usage.no_plan``. If the stored record is of a past cycle, nothing is used yet this cycle.
 """
 
 from __future__ import annotations
@@ -52,7 +52,6 @@ import re
 import time
 from datetime import datetime
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -66,6 +65,7 @@ from smsbot.router import Command, Intent, Renderer, RenderContext
 MB = 1024 * 1024
 MAX_BYTES = 64 * 1024 * MB * 1024  # 64 TB: exact in Lua numbers and in cjson's 14 significant digits
 QUERY_KEYWORDS = frozenset({"CXLL"})
+REPORT_HANDLER = "usage.report"
 CYCLE_RE = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])$")
 _SIZE_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([KMGT]I?B?|B)?\s*$", re.IGNORECASE)
 _UNITS = {"": 0, "B": 1, "K": 1024, "M": MB, "G": 1024 * MB, "T": 1024 * 1024 * MB}
@@ -123,7 +123,7 @@ def resolve_plan(settings: Settings, code: str | None) -> DataPlan:
 
 
 def report_args(settings: Settings, plan: DataPlan, used: int, cycle: str, at_ms: int) -> dict[str, Any]:
-    """The ``usage_report`` handler's arguments: the report plus the plan's terms from config."""
+    """The ``usage.report`` handler's arguments: the report plus the plan's terms from config."""
     return {
         "plan": plan.code,
         "used": used,
@@ -172,16 +172,25 @@ def event_fields(msisdn: str, used: int, cycle: str, plan: str | None = None, at
 # -- the command ------------------------------------------------------------------------------------
 class UsageCommand(Command):
     name = "usage"
-    lua_file = Path(__file__).with_suffix(".lua")
-    help_template = "cmd_usage"
+    help_template = "help"
+    legacy_names = {
+        "usage_alert": "usage.alert",
+        "usage_report": "usage.report",
+        "usage_no_plan": "usage.no_plan",
+        "usage_exhausted": "usage.exhausted",
+        "usage_report_over": "usage.report_over",
+        "usage_time": "usage.time",
+        "usage_period": "usage.period",
+        "cmd_usage": "usage.help",
+    }
 
-    def match(self, norm: str, settings: Settings) -> Intent | None:
+    def match(self, norm: str, raw: str, settings: Settings) -> Intent | None:
         if norm in QUERY_KEYWORDS:
-            return Intent("usage_query", self.name, {"cycle": current_cycle(settings)}, keys=("usage",))
+            return Intent("usage.query", self.name, {"cycle": current_cycle(settings)}, keys=("usage",))
         return None
 
     def renderers(self) -> dict[str, Renderer]:
-        return {"usage_alert": render_alert, "usage_report": render_report}
+        return {"usage.alert": render_alert, "usage.report": render_report}
 
     def event_sources(self, settings: Settings, store: Any) -> list[EventSource]:
         short_code = alert_short_code(settings)
@@ -206,7 +215,7 @@ def apply_reports(settings: Settings, store: Any, short_code: str, lang: str, ev
             _log.warning("usage_event_rejected", id=entry_id, msisdn=fields.get("msisdn", ""), reason=str(e))
             done.append(entry_id)
             continue
-        calls.append(store.mo_call("usage_report", msisdn, short_code, lang=lang, correlation=entry_id,
+        calls.append(store.mo_call(REPORT_HANDLER, msisdn, short_code, lang=lang, correlation=entry_id,
                                    args=args, extra_keys=("usage",)))
         owners.append((entry_id, msisdn, args))
     if not calls:
@@ -248,13 +257,13 @@ def _plan_name(ctx: RenderContext, code: str) -> str:
 
 def _when(ctx: RenderContext, at_ms: float) -> str:
     dt = datetime.fromtimestamp(int(at_ms) / 1000, ZoneInfo(ctx.settings.usage.timezone))
-    return ctx.t("usage_time", year=dt.year, month=dt.month, day=dt.day, hm=dt.strftime("%H:%M"), mon=dt.strftime("%b"))
+    return ctx.t("time", year=dt.year, month=dt.month, day=dt.day, hm=dt.strftime("%H:%M"), mon=dt.strftime("%b"))
 
 
 def _period(ctx: RenderContext, cycle: str) -> str:
     year, month = cycle.split("-", 1)
     mon = datetime(int(year), int(month), 1).strftime("%b")
-    return ctx.t("usage_period", year=year, month=int(month), mon=mon)
+    return ctx.t("period", year=year, month=int(month), mon=mon)
 
 
 def _values(ctx: RenderContext, d: dict[str, Any]) -> dict[str, str]:
@@ -271,11 +280,11 @@ def _values(ctx: RenderContext, d: dict[str, Any]) -> dict[str, str]:
 
 def render_alert(ctx: RenderContext, d: dict[str, Any]) -> str:
     v = _values(ctx, d)
-    tpl = "usage_exhausted" if int(d["used"]) >= int(d["quota"]) else "usage_alert"
+    tpl = "exhausted" if int(d["used"]) >= int(d["quota"]) else "alert"
     return ctx.t(tpl, time=_when(ctx, d["at"]), **v)
 
 
 def render_report(ctx: RenderContext, d: dict[str, Any]) -> str:
     v = _values(ctx, d)
-    tpl = "usage_report_over" if int(d["used"]) > int(d["quota"]) else "usage_report"
+    tpl = "report_over" if int(d["used"]) > int(d["quota"]) else "report"
     return ctx.t(tpl, period=_period(ctx, str(d["cycle"])), **v)

@@ -1,13 +1,14 @@
--- 0000 menu and numeric-reply cancel (commands/subscriptions.py renders the replies).
--- args for 'menu': {validity_ms, keep_ms, max_items}
+-- 0000 menu and numeric-reply cancel (commands/subscriptions/__init__.py renders the replies).
+-- The conversation type stays 'menu' (stored in Redis by every version; see legacy_conversations).
+-- args for 'subscriptions.menu': {validity_ms, keep_ms, max_items}
 -- args for 'reply': {numbers = {..} | nil, text = '...'} (dispatched to conversations[conv.type])
 
-handlers['menu'] = function()
+handlers['subscriptions.menu'] = function()
   local a = ctx.args
   local n, items = live_index()
   if n == 0 then
     redis.call('DEL', ctx.conv_key)
-    reply('menu_empty', {})
+    reply('subscriptions.empty', {})
     return 'menu_empty'
   end
   local truncated = false
@@ -22,7 +23,7 @@ handlers['menu'] = function()
   -- both JSON texts are built around the index's JSON list: no record is decoded or encoded here
   local exp = ctx.now + a.validity_ms
   conv_put_encoded('{"type":"menu","exp":' .. exp .. ',"items":' .. items .. '}', exp, a.keep_ms)
-  reply_encoded('menu', '{"items":' .. items .. ',"truncated":' .. tostring(truncated) .. ',"total":' .. n .. '}')
+  reply_encoded('subscriptions.menu', '{"items":' .. items .. ',"truncated":' .. tostring(truncated) .. ',"total":' .. n .. '}')
   return 'menu_sent'
 end
 
@@ -32,18 +33,18 @@ conversations['menu'] = function(conv)
   local n = #conv.items
   if ctx.now > conv.exp then
     if a.numbers then
-      reply('menu_expired', {})
+      reply('subscriptions.expired', {})
       return 'menu_expired'
     end
     return nil -- not for us: an expired menu does not claim free text
   end
   if not a.numbers then
-    reply('menu_invalid', { n = n })
+    reply('subscriptions.invalid', { n = n })
     return 'menu_invalid'
   end
   for _, k in ipairs(a.numbers) do
     if k < 1 or k > n then
-      reply('menu_invalid', { n = n, bad = k })
+      reply('subscriptions.invalid', { n = n, bad = k })
       return 'menu_invalid'
     end
   end
@@ -66,13 +67,13 @@ conversations['menu'] = function(conv)
       end
     end
   end
-  reply('menu_cancelled', { cancelled = cancelled, already = already })
+  reply('subscriptions.cancelled', { cancelled = cancelled, already = already })
   if #cancelled > 0 then return 'cancelled' end
   return 'already_cancelled'
 end
 
 -- Ops and testers (smsbot subs add): subscribe, no reply.
-handlers['admin_subscribe'] = function()
+handlers['subscriptions.admin_subscribe'] = function()
   local code = ctx.args.service
   local rec = sub_get(code)
   if rec and LIVE[rec.state] then return 'exists' end
@@ -82,7 +83,7 @@ handlers['admin_subscribe'] = function()
   return 'added'
 end
 
-handlers['admin_unsubscribe'] = function()
+handlers['subscriptions.admin_unsubscribe'] = function()
   local code = ctx.args.service
   local rec = sub_get(code)
   if not rec or not LIVE[rec.state] then return 'absent' end

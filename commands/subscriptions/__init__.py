@@ -1,0 +1,74 @@
+"""0000: list the subscriber's monthly services as a numbered menu; numbers reply to cancel.
+
+Matching: ``0000`` and ``00000`` (full-width too, via normalisation). The atomic steps live in
+``subscriptions.lua``: ``subscriptions.menu`` opens the menu conversation (stored type ``menu``),
+``conversations.menu`` handles a numeric reply while it is open; ``subscriptions.admin_subscribe``
+/ ``admin_unsubscribe`` are the operator's `smsbot subs add|remove`. This module renders the replies.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from smsbot.config import Settings
+from smsbot.router import Command, Intent, Renderer, RenderContext
+
+MENU_KEYWORDS = frozenset({"0000", "00000"})
+ADMIN_SUBSCRIBE = "subscriptions.admin_subscribe"
+ADMIN_UNSUBSCRIBE = "subscriptions.admin_unsubscribe"
+
+
+class SubscriptionsCommand(Command):
+    name = "subscriptions"
+    help_template = "help"
+    legacy_conversations = ("menu",)
+    legacy_names = {
+        "menu": "subscriptions.menu",
+        "menu_cancelled": "subscriptions.cancelled",
+        "menu_invalid": "subscriptions.invalid",
+        "menu_empty": "subscriptions.empty",
+        "menu_expired": "subscriptions.expired",
+        "menu_header": "subscriptions.header",
+        "menu_item": "subscriptions.item",
+        "menu_truncated": "subscriptions.truncated",
+        "menu_footer": "subscriptions.footer",
+        "menu_cancelled_item": "subscriptions.cancelled_item",
+        "menu_already_item": "subscriptions.already_item",
+        "menu_cancelled_footer": "subscriptions.cancelled_footer",
+        "cmd_subscriptions": "subscriptions.help",
+    }
+
+    def match(self, norm: str, raw: str, settings: Settings) -> Intent | None:
+        if norm in MENU_KEYWORDS:
+            m = settings.menu
+            cached = self._intent
+            if cached is None or cached[0] is not m:
+                args = {"validity_ms": m.validity_seconds * 1000, "keep_ms": m.expired_notice_seconds * 1000, "max_items": m.max_items}
+                cached = self._intent = (m, Intent("subscriptions.menu", self.name, args))
+            return cached[1]
+        return None
+
+    _intent: tuple[object, Intent] | None = None  # the menu intent for the current menu settings
+
+    def renderers(self) -> dict[str, Renderer]:
+        return {"subscriptions.menu": render_menu, "subscriptions.cancelled": render_cancelled}
+
+
+def render_menu(ctx: RenderContext, data: dict[str, Any]) -> str:
+    lines = [ctx.t("header")]
+    for n, code in enumerate(data["items"], start=1):
+        lines.append(ctx.t("item", n=n, name=ctx.service_name(code), price=ctx.price(code)))
+    if data.get("truncated"):
+        lines.append(ctx.t("truncated", shown=len(data["items"]), total=data["total"]))
+    hours = ctx.settings.menu.validity_seconds / 3600
+    lines.append(ctx.t("footer", hours=f"{hours:g}"))
+    return "\n".join(lines)
+
+
+def render_cancelled(ctx: RenderContext, data: dict[str, Any]) -> str:
+    lines = [ctx.t("cancelled_item", name=ctx.service_name(c)) for c in data.get("cancelled") or []]
+    lines += [ctx.t("already_item", name=ctx.service_name(c)) for c in data.get("already") or []]
+    footer = ctx.t("cancelled_footer")
+    if footer and data.get("cancelled"):
+        lines.append(footer)
+    return "\n".join(lines)
