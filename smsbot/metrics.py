@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -98,12 +98,14 @@ class MetricsServer:
                 pass
 
         try:
-            self.server = ThreadingHTTPServer((host, port), Handler)
+            # one thread answers every request, in turn: the gauges refreshed before a scrape go to
+            # Redis through the store's per-thread connections (Store.hot_connection), which a
+            # thread per request would leave checked out for good (the pool is spent after ~100 scrapes)
+            self.server = HTTPServer((host, port), Handler)
         except OSError as e:  # port taken or not allowed: one line naming metrics.port (smsbot.ports), exit 2
             from smsbot import ports
 
             raise ports.explain(e, [ports.metrics_listener(host, port)]) from None
-        self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self._thread = threading.Thread(target=self.server.serve_forever, name="metrics-http", daemon=True)
         self.before_scrape: Callable[[], None] | None = None
