@@ -20,6 +20,7 @@ from typing import Any
 from smsbot import billing, config
 from smsbot.router import Command, Registry
 
+from commands.bill import BillCommand
 from commands.help import HelpCommand
 from commands.orders import OrdersCommand
 from commands.subscriptions import SubscriptionsCommand
@@ -29,6 +30,7 @@ COMMANDS: tuple[type[Command], ...] = (
     SubscriptionsCommand,
     UsageCommand,
     OrdersCommand,
+    BillCommand,
     HelpCommand,
 )
 
