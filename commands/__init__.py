@@ -21,6 +21,7 @@ from smsbot import billing, config
 from smsbot.router import Command, Registry
 
 from commands.bill import BillCommand
+from commands.complaints import ComplaintsCommand
 from commands.help import HelpCommand
 from commands.orders import OrdersCommand
 from commands.subscriptions import SubscriptionsCommand
@@ -31,6 +32,7 @@ COMMANDS: tuple[type[Command], ...] = (
     UsageCommand,
     OrdersCommand,
     BillCommand,
+    ComplaintsCommand,
     HelpCommand,
 )
 

@@ -58,6 +58,7 @@ class Metrics:
         self.outbox_backlog = Gauge("smsbot_outbox_backlog", "parts queued in this instance, not yet sent", registry=r)
         self.outbox_inflight = Gauge("smsbot_outbox_inflight", "submit_sm awaiting submit_sm_resp", registry=r)
         self.outbox_depth = Gauge("smsbot_outbox_depth", "entries in the Redis outbox streams (all instances)", registry=r)
+        self.tickets_overdue = Gauge("smsbot_tickets_overdue", "open complaint tickets past their promised answer time (all instances)", registry=r)
         self.bound = Gauge("smsbot_smsc_bound", "1 when bound to the SMSC", registry=r)
         self.reconnects = Counter("smsbot_smsc_reconnects_total", "reconnects to the SMSC", registry=r)
         self.receipts = Counter("smsbot_receipts_total", "delivery receipts", ["state"], registry=r)
