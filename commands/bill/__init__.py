@@ -27,6 +27,7 @@ KEYWORDS = ("CXZD", "账单")
 # 202611, 2026-11, 2026/11, 2026.11, 2026 11, 2026年11月 (normalised: full-width digits are ASCII)
 _MONTH = re.compile(r"^(\d{4})\s*(?:[-/.年]\s*)?(\d{1,2})\s*月?$")
 _LEAD = " :：,，"
+_FIRST = frozenset(kw[0] for kw in KEYWORDS)
 
 
 def parse_month(text: str) -> tuple[int, int] | None:
@@ -44,6 +45,8 @@ class BillCommand(Command):
     help_template = "help"
 
     def match(self, norm: str, raw: str, settings: Settings) -> Intent | None:
+        if norm[:1] not in _FIRST:  # the hot path: most texts (numbers, 0000) are not ours
+            return None
         for kw in KEYWORDS:
             if norm.startswith(kw):
                 rest = norm[len(kw):].strip(_LEAD)

@@ -36,6 +36,7 @@ KEYS_OPEN = ("tickets", "@ticket_records", "@ticket_all", "@ticket_due", "@ticke
 KEYS_QUERY = ("tickets", "@ticket_records", "@ticket_due")
 KEYS_RESOLVE = ("tickets", "@ticket_records", "@ticket_due")
 OPEN, QUERY, RESOLVE = "complaints.open", "complaints.query", "complaints.resolve"
+_FIRST = frozenset(kw[0] for kw in (*OPEN_KEYWORDS, QUERY_KEYWORD))
 
 
 class ComplaintsSettings(BaseModel):
@@ -67,6 +68,8 @@ class ComplaintsCommand(Command):
     settings_model = ComplaintsSettings
 
     def match(self, norm: str, raw: str, settings: Settings) -> Intent | None:
+        if norm[:1] not in _FIRST:  # the hot path: most texts (numbers, 0000) are not ours
+            return None
         if norm.startswith(QUERY_KEYWORD):
             rest = norm[len(QUERY_KEYWORD):].strip(" :：#＃")
             if not rest:
