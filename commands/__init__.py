@@ -57,6 +57,15 @@ def lua_sources() -> list[str]:
     return registry().lua_sources()
 
 
+def validate(settings: config.Settings) -> None:
+    """Raise `ConfigError` when `settings` name an unknown command or a command's settings are
+    invalid (what loading the configuration checks; for settings built before this package was
+    imported, which the configuration's checks could not see)."""
+    problems = _ConfigHooks().check(settings)
+    if problems:
+        raise config.ConfigError(problems)
+
+
 # -- configuration hooks (smsbot.config.extend) ----------------------------------------------------
 class _ConfigHooks:
     """What the configuration needs from the registry, without importing it: former names and

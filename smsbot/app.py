@@ -53,6 +53,7 @@ class Bot:
         self.instance = instance or instance_name()
         self.stop_event = threading.Event()
         self.metrics = Metrics()
+        commands.validate(settings)  # the command registry's checks (config.load ran them if it was imported)
         for key, note in config_mod.notes(settings):  # accepted, deprecated (e.g. a command's former name)
             _life.warning("config_deprecated", key=key, note=note)
         self.store = build_store(settings)
