@@ -489,7 +489,7 @@ def _entry_ms(entry_id: str) -> int:
 def event_common(settings: Settings, entry_id: str, f: dict[str, str]) -> tuple[str, str, int]:
     """(msisdn, service code, time) of an order or use event; ValueError names what is wrong.
     ``at`` defaults to the entry id's time."""
-    msisdn = normalize_msisdn(f.get("msisdn", ""))
+    msisdn = normalize_msisdn(f.get("msisdn", ""), settings.subscribers.country_code)
     code = f.get("service", "").strip().upper()
     if settings.service(code) is None:
         raise ValueError(f"unknown service code {code!r}")

@@ -390,6 +390,20 @@ def test_national_and_international_forms_are_one_subscriber_everywhere(world: W
     assert as_written.stdout.strip() == "8613800138002: no subscriptions"
 
 
+def test_event_streams_use_the_configured_country_code(make_settings):
+    """Order, use and usage events are parsed with subscribers.country_code (here 1, not the default 86)."""
+    from commands.usage import parse_event
+    from smsbot.billing import event_common
+
+    settings = make_settings(**{"subscribers.country_code": "1"})
+    assert event_common(settings, "1-0", {"msisdn": "+1 (212) 555-0100", "service": "VIDEO"})[0] == "2125550100"
+    assert event_common(settings, "1-0", {"msisdn": "12125550100", "service": "VIDEO"})[0] == "2125550100"
+    msisdn, _args = parse_event(settings, "1-0", {"msisdn": "001 212 555 0100", "used": "1", "cycle": "2026-11"})
+    assert msisdn == "2125550100"
+    with pytest.raises(ValueError, match="not a subscriber number"):
+        event_common(settings, "1-0", {"msisdn": "oops", "service": "VIDEO"})
+
+
 # -- 7. a --cycle far from now ----------------------------------------------------------------------------------
 def test_a_usage_cycle_far_from_now_is_refused_unless_forced(world: World, tmp_path):
     from commands.usage import current_cycle

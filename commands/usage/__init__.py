@@ -137,7 +137,7 @@ def report_args(settings: Settings, plan: DataPlan, used: int, cycle: str, at_ms
 
 def parse_event(settings: Settings, entry_id: str, fields: dict[str, str]) -> tuple[str, dict[str, Any]]:
     """A stream entry -> (msisdn, handler args); ValueError says what is wrong with it."""
-    msisdn = normalize_msisdn(fields.get("msisdn", ""))
+    msisdn = normalize_msisdn(fields.get("msisdn", ""), settings.subscribers.country_code)
     used_s = fields.get("used", "").strip()
     if not used_s.isascii() or not used_s.isdigit():
         raise ValueError(f"used must be a whole number of bytes, got {used_s!r}")
