@@ -11,7 +11,7 @@ pseudo-terminal where the item is about a terminal), against the real simulator,
 7. a `--cycle` far from now is refused unless --force;
 9. relative --pidfile, `run --daemon` reports, `stop` on a stopped bot exits 0;
 10. the rejected-MT log line carries the id `mt show` takes; `mt list`;
-11. (menu headings: tests/test_e2e_menu.py)
+11. the 0000 menu heads monthly and on-demand services separately;
 12. --version, completion, redis help texts, one demo banner.
 """
 
@@ -506,6 +506,23 @@ def test_rejected_mt_log_line_has_the_id_mt_show_takes_and_mt_list_finds_it(redi
         assert stop_proc(bot) == 0
         fh.close()
         sim.stop()
+
+
+# -- 11. monthly and on-demand services under their own headings -----------------------------------------------
+def test_menu_lists_monthly_and_on_demand_services_under_their_own_headings(world: World):
+    phone = world.handset(MSISDN)
+    world.subscribe(MSISDN, "VIDEO", "RING", "NEWS")  # RING is on-demand, ordered between the two monthly ones
+    menu = phone.ask("0000", n=1)
+    assert menu.splitlines()[:7] == [
+        "尊敬的客户，您已订购的业务如下：",
+        "包月业务：", "1. 视频会员包月 15元/月", "2. 手机早晚报 3元/月",
+        "按次业务（按使用次数计费）：", "3. 彩铃点播 2元/次",
+        "请在24小时内直接回复序号退订，多个序号用逗号或空格隔开，如：1，3。【中国移动】",
+    ], menu
+    assert "包月业务如下" not in menu
+    assert "您已成功退订彩铃点播" in phone.ask("3")  # the number shown is the number that cancels
+    # monthly services only: the one heading, as before
+    assert phone.ask("0000").splitlines()[:3] == [MENU_HEAD, "1. 视频会员包月 15元/月", "2. 手机早晚报 3元/月"]
 
 
 # -- 12. version, completion, help, one demo banner --------------------------------------------------------------

@@ -1,4 +1,9 @@
-"""0000: list the subscriber's monthly services as a numbered menu; numbers reply to cancel.
+"""0000: list the subscriber's services as a numbered menu; numbers reply to cancel.
+
+Monthly services come first, then on-demand ones; when there are on-demand ones, each kind has its
+own heading (``header_mixed``, ``monthly_heading``, ``ondemand_heading``), otherwise the menu is
+headed ``header`` as always. The Lua step stores the menu in that order (it is given the on-demand
+codes), so the numbers shown are the numbers that cancel.
 
 Matching: ``0000`` and ``00000`` (full-width too, via normalisation). The atomic steps live in
 ``subscriptions.lua``: ``subscriptions.menu`` opens the menu conversation (stored type ``menu``),
@@ -10,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from smsbot.config import Settings
+from smsbot.config import BillingKind, Settings
 from smsbot.router import Command, Intent, Renderer, RenderContext
 
 MENU_KEYWORDS = frozenset({"0000", "00000"})
@@ -42,21 +47,37 @@ class SubscriptionsCommand(Command):
         if norm in MENU_KEYWORDS:
             m = settings.menu
             cached = self._intent
-            if cached is None or cached[0] is not m:
-                args = {"validity_ms": m.validity_seconds * 1000, "keep_ms": m.expired_notice_seconds * 1000, "max_items": m.max_items}
-                cached = self._intent = (m, Intent("subscriptions.menu", self.name, args))
-            return cached[1]
+            if cached is None or cached[0] is not m or cached[1] is not settings.services:
+                args: dict[str, Any] = {"validity_ms": m.validity_seconds * 1000, "keep_ms": m.expired_notice_seconds * 1000,
+                                        "max_items": m.max_items}
+                on_demand = sorted(s.code for s in settings.services if s.kind is BillingKind.ON_DEMAND)
+                if on_demand:
+                    args["on_demand"] = on_demand
+                cached = self._intent = (m, settings.services, Intent("subscriptions.menu", self.name, args))
+            return cached[2]
         return None
 
-    _intent: tuple[object, Intent] | None = None  # the menu intent for the current menu settings
+    _intent: tuple[object, object, Intent] | None = None  # the menu intent for the current menu settings and catalogue
 
     def renderers(self) -> dict[str, Renderer]:
         return {"subscriptions.menu": render_menu, "subscriptions.cancelled": render_cancelled}
 
 
+def _on_demand(ctx: RenderContext, code: str) -> bool:
+    svc = ctx.settings.service(code)
+    return svc is not None and svc.kind is BillingKind.ON_DEMAND
+
+
 def render_menu(ctx: RenderContext, data: dict[str, Any]) -> str:
-    lines = [ctx.t("header")]
-    for n, code in enumerate(data["items"], start=1):
+    items = data["items"]
+    kinds = [_on_demand(ctx, code) for code in items]
+    headed = any(kinds)  # monthly only: the one header, as always
+    lines = [ctx.t("header_mixed" if headed else "header")]
+    current: bool | None = None
+    for n, (code, od) in enumerate(zip(items, kinds), start=1):
+        if headed and od is not current:
+            lines.append(ctx.t("ondemand_heading" if od else "monthly_heading"))
+            current = od
         lines.append(ctx.t("item", n=n, name=ctx.service_name(code), price=ctx.price(code)))
     if data.get("truncated"):
         lines.append(ctx.t("truncated", shown=len(data["items"]), total=data["total"]))

@@ -1,6 +1,6 @@
 -- 0000 menu and numeric-reply cancel (commands/subscriptions/__init__.py renders the replies).
 -- The conversation type stays 'menu' (stored in Redis by every version; see legacy_conversations).
--- args for 'subscriptions.menu': {validity_ms, keep_ms, max_items}
+-- args for 'subscriptions.menu': {validity_ms, keep_ms, max_items, on_demand = {codes} | nil}
 -- args for 'reply': {numbers = {..} | nil, text = '...'} (dispatched to conversations[conv.type])
 
 handlers['subscriptions.menu'] = function()
@@ -10,6 +10,24 @@ handlers['subscriptions.menu'] = function()
     redis.call('DEL', ctx.conv_key)
     reply('subscriptions.empty', {})
     return 'menu_empty'
+  end
+  -- monthly services first, then on-demand ones, each under its own heading (rendered in Python):
+  -- the stored menu holds the same order, so the numbers shown are the numbers that cancel
+  if a.on_demand then
+    local any = false
+    for _, code in ipairs(a.on_demand) do
+      if string.find(items, '"' .. code .. '"', 1, true) then any = true break end
+    end
+    if any then
+      local od = {}
+      for _, code in ipairs(a.on_demand) do od[code] = true end
+      local monthly, later = {}, {}
+      for _, code in ipairs(cjson.decode(items)) do
+        if od[code] then later[#later + 1] = code else monthly[#monthly + 1] = code end
+      end
+      for _, code in ipairs(later) do monthly[#monthly + 1] = code end
+      items = cjson.encode(monthly)
+    end
   end
   local truncated = false
   if n > a.max_items then
