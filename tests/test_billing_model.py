@@ -119,7 +119,8 @@ class Model:
 
     def menu(self, m: str) -> list[str]:
         live = [s for (mm, _), s in self.subs.items() if mm == m and s.state in LIVE]
-        return [s.code for s in sorted(live, key=lambda s: (s.start, s.seq, s.code))]
+        # monthly services first, then on-demand ones (each kind under its own heading), each in order
+        return [s.code for s in sorted(live, key=lambda s: (s.kind == "on-demand", s.start, s.seq, s.code))]
 
     def use(self, m: str, use_id: str, at: int) -> None:
         fld = f"RING:use:{use_id}"
