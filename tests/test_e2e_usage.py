@@ -256,7 +256,7 @@ def test_cli_report_reaches_the_running_bot_and_show(world: World, tmp_path: Pat
     assert "1015.0MB" in res.stdout and "4G_1GB" in res.stdout and cycle_now(world) in res.stdout
     alert = phone.expect(1)[0]["text"]
     assert "剩余流量9.0MB" in alert
-    res = cli(cfg, "usage", MSISDN, "--used", "10190MB", "--plan", "card_10gb", "--cycle", "2099-01")
+    res = cli(cfg, "usage", MSISDN, "--used", "10190MB", "--plan", "card_10gb", "--cycle", "2099-01", "--force")  # far ahead: forced
     assert res.returncode == 0, res.stderr
     assert "流量卡本月剩余流量50.0MB" in phone.expect(1)[0]["text"]  # a new cycle, the card's 50 MB threshold
     shown = cli(cfg, "usage", MSISDN)
