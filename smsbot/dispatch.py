@@ -186,7 +186,7 @@ class Dispatcher:
             intent.handler, mo.msisdn, mo.short_code,
             lang=self.router.language(mo.short_code), correlation=oc.correlation, args=intent.args,
             guard_fp=fp, guard_ms=guard_ms, token=self.token, consumer=self.consumer,
-            lease_prefixes=self.lease_prefixes, now_ms=now_ms,
+            lease_prefixes=self.lease_prefixes, reply_to=mo.reply_to, now_ms=now_ms,
             parts_key=parts_key, delete_parts=bool(parts_key), extra_keys=intent.keys,
         )
         if fp:

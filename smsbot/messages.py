@@ -208,6 +208,7 @@ class Inbound:
     user_message_reference: int | None = None
     payload: bytes = b""  # raw user data of this PDU/part, UDH stripped, NUL padding stripped
     data_coding: int = 0  # the PDU's data_coding, to decode `payload`
+    reply_to: str = ""  # the source_addr as the SMSC sent it, when it differs from `msisdn` (the key)
 
 
 @dataclass(slots=True)

@@ -84,7 +84,8 @@ _cached_key = lru_cache(maxsize=4096)(subscriber_key)  # SMSCs sending 86…: th
 
 def canonical_inbound(mo: T, country_code: str | None) -> T:
     """A decoded MO (`smsbot.messages.Inbound`) whose ``msisdn`` is the subscriber's key: `mo`
-    itself when it already is (the usual case: ~0.3 µs), else a copy (~0.6 µs)."""
+    itself when it already is (the usual case: ~0.3 µs), else a copy (~0.6 µs) that keeps the
+    address as sent in ``reply_to``: the reply goes back to the address the MO came from."""
     m = mo.msisdn  # type: ignore[attr-defined]
     if m.isdigit() and not m.startswith("00") and not (country_code and m.startswith(country_code)) and m.isascii():
         return mo  # national digits: already the key
@@ -93,6 +94,6 @@ def canonical_inbound(mo: T, country_code: str | None) -> T:
         return mo
     if type(mo) is _Inbound:
         return _Inbound(key, mo.short_code, mo.text, mo.sequence, mo.segment, mo.user_message_reference,  # type: ignore
-                        mo.payload, mo.data_coding)  # type: ignore[return-value]
-    return replace(mo, msisdn=key)  # type: ignore[type-var]
+                        mo.payload, mo.data_coding, m)  # type: ignore[return-value]
+    return replace(mo, msisdn=key, reply_to=m)  # type: ignore[type-var]
 

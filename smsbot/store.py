@@ -148,6 +148,7 @@ class Store:
         token: str = "",
         consumer: str = "",
         lease_prefixes: Sequence[str] = (),
+        reply_to: str = "",
         parts_key: str = "",
         delete_parts: bool = False,
         now_ms: int | None = None,
@@ -156,7 +157,8 @@ class Store:
         """One MO-script call (KEYS and ARGV as prelude.lua documents them). `guard_fp` names the
         MO's redelivery guard (main.lua), kept `guard_ms` and marked with `token`; `consumer` is
         the sender that will send the replies while it holds its lease (`lease_prefixes[shard] +
-        consumer`). `extra_keys` names per-subscriber keys (``Keys.named``) the handler uses; they
+        consumer`); `reply_to`: the address replies go to when it is not `msisdn` (the MO's source
+        address as sent). `extra_keys` names per-subscriber keys (``Keys.named``) the handler uses; they
         go last in KEYS and reach Lua as ``ctx.key[name]`` (ARGV[13])."""
         sk = self.keys.subscriber(msisdn)
         guarded = bool(guard_fp and guard_ms > 0)
@@ -182,7 +184,7 @@ class Store:
             self._args_json(args),
             consumer,
             token,
-            "",
+            reply_to,
             "1" if delete_parts else "0",
         ]
         if extra_keys:
@@ -652,7 +654,7 @@ def _parse_result(call: ScriptCall, r: Any) -> ScriptResult:
     if r[1]:
         stream = call.keys[3]
         argv = call.argv
-        base = {"to": argv[2], "from": argv[3], "lang": argv[4], "mo": argv[5]}
+        base = {"to": argv[10] or argv[2], "from": argv[3], "lang": argv[4], "mo": argv[5]}
         for entry_id, tpl, data in r[1]:
             entries.append((stream, entry_id.decode(), {**base, "tpl": tpl.decode(), "data": data.decode("utf-8", "replace")}))
     extra = _s(r[2]) if len(r) > 2 and r[2] else None

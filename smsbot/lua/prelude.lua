@@ -9,7 +9,8 @@
 --       Unused positions hold a placeholder key with the same hash tag (cluster: one slot).
 -- ARGV: 1 handler, 2 now (ms), 3 msisdn, 4 short code, 5 lang, 6 correlation id, 7 guard ttl (ms),
 --       8 args (JSON), 9 sender name ('' = not an MO: replies go to the queue), 10 the sender's
---       token (the guard's "handled in this session" mark), 11 reserved,
+--       token (the guard's "handled in this session" mark), 11 the address to reply to when it is
+--       not ARGV[3] (the MO's source_addr as the SMSC sent it, e.g. 8613800138000; '' = ARGV[3]),
 --       12 '1' = delete KEYS[7] (the parts of the long MO being handled) with the effect,
 --       13 (optional) JSON list of names of the extra keys the handler declared (Intent.keys /
 --          Store.mo_call extra_keys; 'name' per subscriber, '@name' per shard, both with the
@@ -45,12 +46,13 @@ local function owns_replies()
 end
 
 local function reply_encoded(tpl, encoded)
+  local to = ARGV[11] ~= nil and ARGV[11] ~= '' and ARGV[11] or ctx.msisdn
   if owns_replies() then
-    local id = redis.call('XADD', ctx.outbox, '*', 'to', ctx.msisdn, 'from', ctx.short_code, 'lang', ctx.lang,
+    local id = redis.call('XADD', ctx.outbox, '*', 'to', to, 'from', ctx.short_code, 'lang', ctx.lang,
       'tpl', tpl, 'data', encoded, 'mo', ctx.mo, 't', ARGV[2], 'own', ctx.consumer)
     ctx.sent[#ctx.sent + 1] = { id, tpl, encoded }  -- the caller knows to/from/lang/mo already
   else
-    redis.call('XADD', ctx.queue, '*', 'to', ctx.msisdn, 'from', ctx.short_code, 'lang', ctx.lang,
+    redis.call('XADD', ctx.queue, '*', 'to', to, 'from', ctx.short_code, 'lang', ctx.lang,
       'tpl', tpl, 'data', encoded, 'mo', ctx.mo, 't', ARGV[2])
   end
   ctx.replies = ctx.replies + 1
