@@ -51,11 +51,13 @@ def subscribe(settings: Settings, msisdn: str, code: str, store: Store | None = 
             st.close()
 
 
-def unsubscribe(settings: Settings, msisdn: str, code: str, store: Store | None = None) -> str:
+def unsubscribe(settings: Settings, msisdn: str, code: str, store: Store | None = None, actor: str | None = None) -> str:
+    """Cancel `code` for `msisdn` ('removed', or 'absent' when not live); audited with `actor`
+    (default ``cli:$USER``; the HTTP API passes ``api:<token name>``)."""
     msisdn = key_of(settings, msisdn)
     st = store or _store(settings)
     try:
-        return st.run_one(st.mo_call("subscriptions.admin_unsubscribe", msisdn, "-", correlation=_actor(), args={"service": code})).outcome
+        return st.run_one(st.mo_call("subscriptions.admin_unsubscribe", msisdn, "-", correlation=actor or _actor(), args={"service": code})).outcome
     finally:
         if store is None:
             st.close()
@@ -79,6 +81,23 @@ def list_subscriptions(settings: Settings, msisdn: str, include_cancelled: bool 
         rows.append(SubscriptionRow(code, rec.get("state", "?"), int(rec.get("since", 0)), svc.name if svc else code, svc.price_fen if svc else 0))
     rows.sort(key=lambda r: (r.since_ms, r.code))
     return rows
+
+
+NOTICE_TEMPLATE = "notice"  # core template "{text}": a notice's free text as it is
+
+
+def queue_notice(settings: Settings, store: Store, msisdn: str, short_code: str, lang: str, tpl: str,
+                 data: dict, correlation: str) -> str:
+    """Queue one MT intent for any sender (the queue stream of the subscriber's shard, consumer group
+    ``senders``), exactly as a Lua step's reply() outside an MO does: same window, TPS and retries
+    as reminders. Returns the entry id. `msisdn` must already be the subscriber key."""
+    import time as _time
+
+    sk = store.keys.subscriber(msisdn)
+    eid = store.redis.xadd(sk.queue, {"to": msisdn, "from": short_code, "lang": lang, "tpl": tpl,
+                                      "data": json.dumps(data, ensure_ascii=False, separators=(",", ":")),
+                                      "mo": correlation, "t": str(int(_time.time() * 1000))})
+    return eid.decode() if isinstance(eid, bytes) else str(eid)
 
 
 def seed(settings: Settings, first: str, count: int, codes: list[str], batch: int = 1000) -> int:

@@ -189,6 +189,11 @@ class Bot:
             self.metrics_server.before_scrape = self._refresh_gauges
             self.metrics_server.start()
             _life.info("metrics_listening", host=m.host, port=self.metrics_server.port)
+        if self.settings.api.port:  # the HTTP API (smsbot.api) in this process, on its own Redis connection
+            from smsbot.api.app import start_in_thread
+
+            self.api_server = start_in_thread(self.settings)
+            _life.info("api_listening", host=self.settings.api.host, port=self.settings.api.port)
         for consumer in self.consumers:
             consumer.start()
         # bundled Redis: restart it when it dies (smsbot.redis_supervisor); None with redis.url set
@@ -209,6 +214,8 @@ class Bot:
         self._stop_consumers()
         if self.metrics_server is not None:
             self.metrics_server.stop()
+        if getattr(self, "api_server", None) is not None:
+            self.api_server.should_exit = True
         self.store.close()
         _life.info("bot_stopped", instance=self.instance)
 

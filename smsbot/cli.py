@@ -641,6 +641,7 @@ def _service_or_exit(c: Ctx, code: str) -> str:
 from smsbot import cli_usage  # noqa: E402,F401  (registers `smsbot usage`)
 from smsbot import cli_billing  # noqa: E402,F401  (registers `smsbot order`, `smsbot use`, `smsbot billing`)
 from smsbot import cli_tickets  # noqa: E402,F401  (registers `smsbot tickets`; loads the command registry)
+from smsbot import cli_api  # noqa: E402,F401  (registers `smsbot api`)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

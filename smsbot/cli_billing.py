@@ -58,13 +58,22 @@ def _fmt(ms: int, c: Any) -> str:
     return fmt_ms(ms, display_zone(c.settings))
 
 
+def order_fields(msisdn: str, code: str, at_ms: int, order_id: str, source: str = "cli") -> dict[str, str]:
+    """The fields of one order event (what ``smsbot order`` and the HTTP API write)."""
+    return {"order_id": order_id, "msisdn": msisdn, "service": code, "at": str(at_ms), "source": source}
+
+
+def use_fields(msisdn: str, code: str, at_ms: int, use_id: str, source: str = "cli") -> dict[str, str]:
+    """The fields of one on-demand use event (what ``smsbot use`` and the HTTP API write)."""
+    return {"use_id": use_id, "msisdn": msisdn, "service": code, "at": str(at_ms), "source": source}
+
+
 def write_order(settings, client, msisdn: str, code: str, at_ms: int, order_id: str) -> str:  # noqa: ANN001
     """XADD one order event exactly as ``smsbot order`` does; returns the entry id."""
     from smsbot.keys import Keys
 
     keys = Keys(settings.redis.key_prefix, settings.redis.shards)
-    fields = {"order_id": order_id, "msisdn": msisdn, "service": code, "at": str(at_ms), "source": "cli"}
-    eid = client.xadd(keys.order_events(), fields)
+    eid = client.xadd(keys.order_events(), order_fields(msisdn, code, at_ms, order_id))
     return eid.decode() if isinstance(eid, bytes) else str(eid)
 
 
@@ -72,7 +81,7 @@ def write_use(settings, client, msisdn: str, code: str, at_ms: int, use_id: str)
     from smsbot.keys import Keys
 
     keys = Keys(settings.redis.key_prefix, settings.redis.shards)
-    eid = client.xadd(keys.use_events(), {"use_id": use_id, "msisdn": msisdn, "service": code, "at": str(at_ms), "source": "cli"})
+    eid = client.xadd(keys.use_events(), use_fields(msisdn, code, at_ms, use_id))
     return eid.decode() if isinstance(eid, bytes) else str(eid)
 
 

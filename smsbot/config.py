@@ -214,6 +214,41 @@ class MetricsSettings(_Frozen):
     port: int = Field(0, ge=0, le=65535, description="0 disables the HTTP endpoint")
 
 
+class ApiSettings(_Frozen):
+    """The HTTP API (smsbot.api): where it listens, its bearer tokens and limits."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(0, ge=0, le=65535, description="0: `smsbot run` starts no API (`smsbot api` uses 8080)")
+    tokens: list[str] = Field(default_factory=list, description="name:token:scopes (scopes joined with '+': events, notices, read, admin, or '*')")
+    rate_per_second: float = Field(200.0, gt=0, description="per-token sustained request rate")
+    burst: int = Field(400, ge=1, description="per-token burst")
+    max_body_bytes: int = Field(16384, ge=256, le=1048576)
+
+    @field_validator("tokens", mode="before")
+    @classmethod
+    def _split(cls, v: Any) -> Any:
+        if isinstance(v, str):  # from the environment: SMSBOT_API_TOKENS=ops:s3cret:events+read,care:t0k:admin
+            return [t.strip() for t in v.split(",") if t.strip()]
+        return v
+
+    @field_validator("tokens")
+    @classmethod
+    def _well_formed(cls, v: list[str]) -> list[str]:
+        scopes = {"events", "notices", "read", "admin", "*"}
+        names = set()
+        for i, t in enumerate(v):
+            parts = t.split(":")
+            if len(parts) != 3 or not parts[0] or len(parts[1]) < 8:
+                raise ValueError(f"token {i + 1}: expected name:token:scopes with a token of at least 8 characters")
+            bad = [s for s in parts[2].split("+") if s not in scopes]
+            if bad or not parts[2]:
+                raise ValueError(f"token {i + 1} ({parts[0]}): unknown scope(s) {bad or ['']}; scopes: events, notices, read, admin, *")
+            if parts[0] in names:
+                raise ValueError(f"token name {parts[0]!r} used twice")
+            names.add(parts[0])
+        return v
+
+
 class DataPlan(_Frozen):
     """A data plan: monthly quota, alert thresholds (remaining MB; None = usage.default_thresholds_mb)
     and the out-of-plan rate. 1 MB = 1024 * 1024 bytes."""
@@ -368,6 +403,7 @@ class Settings(_Frozen):
     log: LogSettings = LogSettings()
     simulator: SimulatorSettings = SimulatorSettings()
     metrics: MetricsSettings = MetricsSettings()
+    api: ApiSettings = ApiSettings()
     billing: BillingSettings = BillingSettings()
     usage: UsageSettings = UsageSettings()
     subscribers: SubscribersSettings = SubscribersSettings()
@@ -455,6 +491,7 @@ def _section_models() -> dict[str, type[BaseModel]]:
         "log": LogSettings,
         "simulator": SimulatorSettings,
         "metrics": MetricsSettings,
+        "api": ApiSettings,
         "billing": BillingSettings,
         "usage": UsageSettings,
         "subscribers": SubscribersSettings,

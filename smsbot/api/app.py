@@ -1,0 +1,160 @@
+"""The FastAPI app (`create_app`) and its server (`serve`, `start_in_thread`).
+
+`create_app(settings)` connects to the bot's Redis (the same `build_store` as every command) and
+mounts `smsbot.api.routes`. Cross-cutting rules live here: bodies over ``api.max_body_bytes`` get
+413 before they are read whole; a Redis that does not answer gets 503 with ``Retry-After`` (every
+write is one atomic step, so nothing is half-written); every 4xx/5xx body is ``{"detail": ...}``.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from smsbot.config import Settings
+
+RETRY_AFTER_S = 5
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("smsbot")
+    except PackageNotFoundError:
+        return "0"
+
+DEFAULT_PORT = 8080
+
+
+@dataclass
+class ApiContext:
+    settings: Settings
+    store: Any  # smsbot.store.Store
+    auth: Any  # smsbot.api.auth.Auth
+    router: Any  # smsbot.router.Router (renders notices to check them)
+    idempotent_xadd: Any = field(default=None)
+
+    @property
+    def redis(self) -> Any:
+        return self.store.redis
+
+    @property
+    def keys(self) -> Any:
+        return self.store.keys
+
+
+class BodyLimit:
+    """Pure ASGI middleware: 413 for a body over `limit` bytes (Content-Length or as it streams)."""
+
+    def __init__(self, app: Any, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        for k, v in scope.get("headers", []):
+            if k == b"content-length":
+                try:
+                    too_big = int(v) > self.limit
+                except ValueError:
+                    too_big = True
+                if too_big:
+                    return await _too_large(self.limit, send)
+        seen = 0
+
+        async def limited() -> dict:
+            nonlocal seen
+            msg = await receive()
+            if msg["type"] == "http.request":
+                seen += len(msg.get("body", b""))
+                if seen > self.limit:
+                    raise _TooLarge()
+            return msg
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooLarge:
+            await _too_large(self.limit, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _too_large(limit: int, send: Any) -> None:
+    body = JSONResponse({"detail": f"request body over {limit} bytes (api.max_body_bytes)"}, status_code=413).body
+    await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def create_app(settings: Settings, store: Any = None) -> FastAPI:
+    import commands
+    from smsbot.api.auth import Auth
+    from smsbot.api.routes import build_router
+    from smsbot.app import build_store
+    from smsbot.router import Router
+
+    a = settings.api
+    st = store or build_store(settings)
+    ctx = ApiContext(settings, st, Auth(a.tokens, a.rate_per_second, a.burst), Router(settings, commands.all_commands()))
+    from smsbot.api.routes import _IDEMPOTENT_XADD
+
+    ctx.idempotent_xadd = _Script(st.redis, _IDEMPOTENT_XADD)
+    app = FastAPI(title="smsbot HTTP API", version=_version(),
+                  description="Orders, on-demand uses, usage reports, notices, subscriptions, MT records and status of smsbot. "
+                              "Authenticate with `Authorization: Bearer <token>` (config `api.tokens`, `SMSBOT_API_TOKENS`).")
+    app.state.ctx = ctx
+
+    @app.exception_handler(redis.ConnectionError)
+    @app.exception_handler(redis.TimeoutError)
+    @app.exception_handler(redis.BusyLoadingError)
+    async def redis_down(_request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"detail": f"Redis is unavailable ({type(exc).__name__}); nothing was written, try again"},
+                            status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
+
+    app.include_router(build_router(ctx))
+    app.add_middleware(BodyLimit, limit=a.max_body_bytes)
+    return app
+
+
+class _Script:
+    """EVALSHA with a NOSCRIPT fallback (a restarted Redis forgets scripts); returns (created, raw)."""
+
+    def __init__(self, client: Any, source: str):
+        self.script = client.register_script(source)
+
+    def __call__(self, keys: list[str], args: list[Any]) -> tuple[bool, str]:
+        created, raw = self.script(keys=keys, args=args)
+        return bool(created), raw.decode() if isinstance(raw, bytes) else str(raw)
+
+
+def _server(settings: Settings, app: FastAPI, host: str | None, port: int | None) -> Any:
+    import uvicorn
+
+    a = settings.api
+    cfg = uvicorn.Config(app, host=host or a.host, port=port if port is not None else (a.port or DEFAULT_PORT),
+                         log_level="warning", access_log=False, server_header=False)
+    return uvicorn.Server(cfg)
+
+
+def serve(settings: Settings, host: str | None = None, port: int | None = None) -> None:
+    """Run the API in this thread until SIGINT/SIGTERM."""
+    _server(settings, create_app(settings), host, port).run()
+
+
+def start_in_thread(settings: Settings, host: str | None = None, port: int | None = None, store: Any = None) -> Any:
+    """Start the API on a daemon thread (`smsbot run` with api.port, tests); returns the uvicorn
+    Server: ``server.should_exit = True`` stops it; ``server.started`` says it listens."""
+    server = _server(settings, create_app(settings, store), host, port)
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  (not the main thread)
+    t = threading.Thread(target=server.run, name="smsbot-api", daemon=True)
+    t.start()
+    server.thread = t
+    return server

@@ -1,0 +1,349 @@
+"""The endpoints, per area: events (orders, uses, usage), notices, subscribers, MT records, status.
+
+Each write is one atomic Redis step (a Lua script or a single XADD), so a request refused or cut off
+by a Redis failure has written nothing; the 503 handler is in `smsbot.api.app`.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import time
+from typing import Any
+
+import click
+from fastapi import APIRouter, Depends, HTTPException, Path, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+
+from smsbot import admin
+from smsbot.api.auth import Token
+from smsbot.api.models import (CancelOut, EventOut, Instance, LedgerEntry, LedgerOut, MtOut, NoticeIn, NoticeOut, OrderIn,
+                               Problem, StatusOut, Subscription, SubscriptionsOut, UsageIn, UsageOut, UsageStateOut, UseIn)
+from smsbot.msisdn import normalize_msisdn
+
+MAX_AT_MS = 32503680000000  # year 3000
+EVENT_BACKLOG_CAP = 1000
+
+# an order or use event, idempotent on its id: KEYS 1 the id -> first result hash (same slot as the
+# stream: its hash tag is the stream's name), 2 the stream; ARGV 1 id, 2 result JSON without the
+# event id, 3.. the event's fields
+_IDEMPOTENT_XADD = """
+local first = redis.call('HGET', KEYS[1], ARGV[1])
+if first then return {0, first} end
+local fields = {}
+for i = 3, #ARGV do fields[#fields + 1] = ARGV[i] end
+local id = redis.call('XADD', KEYS[2], '*', unpack(fields))
+local result = cjson.decode(ARGV[2])
+result.event_id = id
+local encoded = cjson.encode(result)
+redis.call('HSET', KEYS[1], ARGV[1], encoded)
+return {1, encoded}
+"""
+
+_ERRORS = {401: {"model": Problem, "description": "no or an invalid bearer token"},
+           403: {"model": Problem, "description": "the token lacks the scope"},
+           429: {"model": Problem, "description": "the token's rate limit is exceeded (Retry-After)"},
+           503: {"model": Problem, "description": "Redis is unreachable (Retry-After); nothing was written"}}
+_422 = {422: {"model": Problem, "description": "invalid input: each wrong field named in detail[].loc"}}
+
+
+class Invalid(Exception):
+    """Collects the wrong fields of one request; raised as a 422."""
+
+    def __init__(self) -> None:
+        self.errors: list[dict[str, Any]] = []
+
+    def add(self, where: str, field: str, msg: str) -> None:
+        self.errors.append({"loc": [where, field], "msg": msg, "type": "value_error"})
+
+    def check(self) -> None:
+        if self.errors:
+            raise HTTPException(422, self.errors)
+
+
+def build_router(ctx: Any) -> APIRouter:  # ctx: smsbot.api.app.ApiContext
+    r = APIRouter()
+    settings = ctx.settings
+    cc = settings.subscribers.country_code
+
+    def scope(name: str):  # noqa: ANN202
+        def dep(request: Request) -> Token:
+            return ctx.auth.require(request, name)
+        return Depends(dep)
+
+    def number(bad: Invalid, where: str, value: str) -> str:
+        try:
+            return normalize_msisdn(value, cc)
+        except ValueError as e:
+            bad.add(where, "msisdn", str(e))
+            return ""
+
+    def path_number(value: str) -> str:
+        bad = Invalid()
+        n = number(bad, "path", value)
+        bad.check()
+        return n
+
+    def at_ms(bad: Invalid, value: str | int | None) -> int:
+        from smsbot.periods import parse_time, zone
+
+        if isinstance(value, bool):
+            bad.add("body", "at", "not a time")
+            return 0
+        try:
+            ms = parse_time(None if value is None else str(value), zone(settings.billing.timezone))
+        except (ValueError, OverflowError) as e:
+            bad.add("body", "at", str(e))
+            return 0
+        if not 0 <= ms < MAX_AT_MS:
+            bad.add("body", "at", "out of range (epoch ms between 1970 and 3000)")
+            return 0
+        return ms
+
+    def service(bad: Invalid, code: str, where: str = "body", field: str = "service") -> str:
+        code = code.strip().upper()
+        if settings.service(code) is None:
+            known = ", ".join(s.code for s in settings.services)
+            bad.add(where, field, f"unknown service code {code!r}; known: {known}")
+        return code
+
+    def idempotent_event(stream: str, id_: str, result: dict[str, Any], fields: dict[str, str]) -> JSONResponse:
+        key = f"{settings.redis.key_prefix}:api:{{{stream}}}:ids"
+        flat = [x for kv in fields.items() for x in kv]
+        created, raw = ctx.idempotent_xadd(keys=[key, stream], args=[id_, json.dumps(result), *flat])
+        body = json.loads(raw)
+        body["duplicate"] = not created
+        return JSONResponse(EventOut(**body).model_dump(), status_code=202 if created else 200)
+
+    # -- events ---------------------------------------------------------------------------------
+    @r.post("/v1/orders", status_code=202, response_model=EventOut, tags=["events"],
+            responses={200: {"model": EventOut, "description": "this order_id was posted before: the first result"}, **_422, **_ERRORS})
+    def post_order(body: OrderIn, tok: Token = scope("events")) -> Any:
+        """Place an order: an order event for the bot (charge reminder, grace period, first charge),
+        exactly what `smsbot order` writes. Idempotent on `order_id`."""
+        from commands.orders import reminder_short_code
+        from smsbot.cli_billing import _new_id, order_fields
+
+        bad = Invalid()
+        msisdn = number(bad, "body", body.msisdn)
+        code = service(bad, body.service)
+        at = at_ms(bad, body.at)
+        oid = (body.order_id or "").strip() or _new_id("ord")
+        if body.order_id is not None and not body.order_id.strip():
+            bad.add("body", "order_id", "must not be blank")
+        bad.check()
+        if reminder_short_code(settings) is None:
+            raise HTTPException(503, "no short code enables the `orders` command: nothing would send the reminder")
+        return idempotent_event(ctx.keys.order_events(), oid, {"id": oid, "msisdn": msisdn, "service": code, "at": at},
+                                order_fields(msisdn, code, at, oid, source=f"api:{tok.name}"))
+
+    @r.post("/v1/uses", status_code=202, response_model=EventOut, tags=["events"],
+            responses={200: {"model": EventOut, "description": "this use_id was posted before: the first result"}, **_422, **_ERRORS})
+    def post_use(body: UseIn, tok: Token = scope("events")) -> Any:
+        """One use of an on-demand service (charged once, if subscribed and past the grace), as `smsbot use` writes it."""
+        from smsbot.cli_billing import _new_id, use_fields
+        from smsbot.config import BillingKind
+
+        bad = Invalid()
+        msisdn = number(bad, "body", body.msisdn)
+        code = service(bad, body.service)
+        svc = settings.service(code)
+        if svc is not None and svc.kind is not BillingKind.ON_DEMAND:
+            bad.add("body", "service", f"{code} is not an on-demand service")
+        at = at_ms(bad, body.at)
+        if body.use_id is not None and not body.use_id.strip():
+            bad.add("body", "use_id", "must not be blank")
+        bad.check()
+        uid = (body.use_id or "").strip() or _new_id("use")
+        return idempotent_event(ctx.keys.use_events(), uid, {"id": uid, "msisdn": msisdn, "service": code, "at": at},
+                                use_fields(msisdn, code, at, uid, source=f"api:{tok.name}"))
+
+    @r.post("/v1/usage", status_code=202, response_model=UsageOut, tags=["events"], responses={**_422, **_ERRORS})
+    def post_usage(body: UsageIn, tok: Token = scope("events")) -> Any:
+        """A data-usage report (running total of the cycle), as `smsbot usage --used` writes it."""
+        from commands import usage as usage_cmd
+        from smsbot.cli_usage import _cycle_near_or_exit
+
+        bad = Invalid()
+        msisdn = number(bad, "body", body.msisdn)
+        used = 0
+        if isinstance(body.used, bool):
+            bad.add("body", "used", "not a size")
+        elif isinstance(body.used, int):
+            used = body.used
+        else:
+            try:
+                used = usage_cmd.parse_size(body.used)
+            except ValueError as e:
+                bad.add("body", "used", str(e))
+        if not 0 <= used <= 64 * 1024 ** 4:
+            bad.add("body", "used", "must be 0 to 64 TB")
+        now_cycle = usage_cmd.current_cycle(settings)
+        cycle = (body.cycle or now_cycle).strip()
+        if not usage_cmd.CYCLE_RE.match(cycle):
+            bad.add("body", "cycle", f"{cycle!r} is not a cycle; use YYYY-MM, e.g. 2026-11")
+        else:
+            try:
+                _cycle_near_or_exit(cycle, now_cycle)
+            except click.BadParameter as e:
+                bad.add("body", "cycle", e.message.replace(", or pass --force if you mean it", ""))
+        plan = None
+        if body.plan is not None:
+            try:
+                plan = usage_cmd.resolve_plan(settings, body.plan)
+            except ValueError as e:
+                bad.add("body", "plan", str(e))
+        at = at_ms(bad, body.at)
+        bad.check()
+        if plan is None:
+            stored = ctx.redis.hget(ctx.keys.usage(msisdn), "plan")
+            try:
+                plan = usage_cmd.resolve_plan(settings, stored.decode() if stored else None)
+            except ValueError as e:
+                bad.add("body", "plan", str(e))
+                bad.check()
+        fields = usage_cmd.event_fields(msisdn, used, cycle, plan.code, at_ms=at, source=f"api:{tok.name}")
+        eid = ctx.redis.xadd(ctx.keys.usage_events(), fields)
+        return UsageOut(event_id=eid.decode(), msisdn=msisdn, used=used, cycle=cycle, plan=plan.code)
+
+    # -- notices --------------------------------------------------------------------------------
+    @r.post("/v1/notices", status_code=202, response_model=NoticeOut, tags=["notices"], responses={**_422, **_ERRORS})
+    def post_notice(body: NoticeIn, tok: Token = scope("notices")) -> Any:
+        """An MT to a subscriber through the queue (the same window, TPS and retries as reminders)."""
+        from commands.orders import reminder_short_code
+
+        bad = Invalid()
+        msisdn = number(bad, "body", body.msisdn)
+        if (body.text is None) == (body.template is None):
+            bad.add("body", "text", "give either text or template (with params)")
+        sc_code = body.short_code or (reminder_short_code(settings) or (settings.short_codes[0].code, ""))[0]
+        sc = next((s for s in settings.short_codes if s.code == sc_code), None)
+        if sc is None:
+            bad.add("body", "short_code", f"unknown short code {sc_code!r}; known: {', '.join(s.code for s in settings.short_codes)}")
+        bad.check()
+        assert sc is not None
+        lang = sc.language.value
+        if body.text is not None:
+            if not body.text.strip():
+                bad.add("body", "text", "must not be blank")
+                bad.check()
+            tpl, data = admin.NOTICE_TEMPLATE, {"text": body.text}
+        else:
+            tpl, data = str(body.template), dict(body.params)
+        try:
+            text = ctx.router.render(tpl, data, lang, sc.code)
+        except KeyError as e:
+            bad.add("body", "template" if body.template else "text", f"unknown template or missing param: {e}")
+        except Exception as e:  # a renderer refusing these params
+            bad.add("body", "params", f"the template does not render with these params: {e!r}")
+        bad.check()
+        if not text.strip():
+            bad.add("body", "text", "renders empty")
+            bad.check()
+        nid = admin.queue_notice(settings, ctx.store, msisdn, sc.code, lang, tpl, data, correlation=f"api:{tok.name}")
+        return NoticeOut(id=nid, msisdn=msisdn, short_code=sc.code, text=text)
+
+    # -- subscribers ----------------------------------------------------------------------------
+    @r.get("/v1/subscribers/{msisdn}/subscriptions", response_model=SubscriptionsOut, tags=["subscribers"], responses={**_422, **_ERRORS})
+    def get_subscriptions(msisdn: str = Path(max_length=40), all: bool = False, tok: Token = scope("read")) -> Any:
+        """The subscriber's live subscriptions (active and pending); `all=true` adds cancelled ones."""
+        n = path_number(msisdn)
+        rows = admin.list_subscriptions(settings, n, include_cancelled=all, store=ctx.store)
+        return SubscriptionsOut(msisdn=n, subscriptions=[Subscription(service=x.code, name=x.name, state=x.state, since=x.since_ms,
+                                                                      price_fen=x.price_fen) for x in rows])
+
+    @r.delete("/v1/subscribers/{msisdn}/subscriptions/{service}", response_model=CancelOut, tags=["subscribers"],
+              responses={404: {"model": Problem, "description": "no live subscription to that service"}, **_422, **_ERRORS})
+    def cancel_subscription(msisdn: str = Path(max_length=40), service_code: str = Path(alias="service", max_length=32),
+                            tok: Token = scope("admin")) -> Any:
+        """Cancel by customer care: audited with the token's name (`api:<name>`), exactly as `smsbot subs rm`."""
+        bad = Invalid()
+        n = number(bad, "path", msisdn)
+        code = service(bad, service_code, "path", "service")
+        bad.check()
+        actor = f"api:{tok.name}"
+        outcome = admin.unsubscribe(settings, n, code, store=ctx.store, actor=actor)
+        if outcome != "removed":
+            raise HTTPException(404, f"{n} has no live subscription to {code}")
+        return CancelOut(msisdn=n, service=code, outcome=outcome, by=actor)
+
+    @r.get("/v1/subscribers/{msisdn}/ledger", response_model=LedgerOut, tags=["subscribers"], responses={**_422, **_ERRORS})
+    def get_ledger(msisdn: str = Path(max_length=40), tok: Token = scope("read")) -> Any:
+        """The subscriber's charges (monthly per period, on-demand per use)."""
+        n = path_number(msisdn)
+        raw = ctx.redis.hgetall(ctx.keys.ledger(n))
+        entries = []
+        for k, v in sorted(raw.items()):
+            rec = json.loads(v)
+            entries.append(LedgerEntry(field=k.decode(), fen=int(rec.get("fen", 0)), at=rec.get("at"),
+                                       run=None if rec.get("run") is None else str(rec.get("run"))))
+        return LedgerOut(msisdn=n, entries=entries, total_fen=sum(e.fen for e in entries))
+
+    @r.get("/v1/subscribers/{msisdn}/usage", response_model=UsageStateOut, tags=["subscribers"], responses={**_422, **_ERRORS})
+    def get_usage(msisdn: str = Path(max_length=40), tok: Token = scope("read")) -> Any:
+        """The stored data usage of this cycle (what CXLL answers from)."""
+        n = path_number(msisdn)
+        raw = ctx.redis.hgetall(ctx.keys.usage(n))
+        return UsageStateOut(msisdn=n, state={k.decode(): v.decode() for k, v in raw.items()})
+
+    # -- MT records and status --------------------------------------------------------------------
+    @r.get("/v1/mt/{message_id}", response_model=MtOut, tags=["mt"],
+           responses={404: {"model": Problem, "description": "no record under that id"}, **_ERRORS})
+    def get_mt(message_id: str = Path(min_length=1, max_length=128), tok: Token = scope("read")) -> Any:
+        """The MT parts sent under an SMSC message id (or ``x<entry>`` of a rejected MT), with their receipts."""
+        records = ctx.store.mt_records(message_id)
+        if not records:
+            raise HTTPException(404, f"no MT record under {message_id!r}")
+        return MtOut(message_id=message_id, records=records)
+
+    @r.get("/v1/status", response_model=StatusOut, tags=["status"], responses={**_ERRORS})
+    def get_status(tok: Token = scope("read")) -> Any:
+        """Instances (heartbeats), outbox depth, event backlog, Redis."""
+        return status(ctx)
+
+    @r.get("/status", response_class=HTMLResponse, tags=["status"], responses={503: {"description": "Redis is unreachable"}})
+    def status_page() -> Any:
+        """A small human-readable status page (no token: it shows no subscriber data)."""
+        s = status(ctx)
+        rows = "".join(f"<tr><td>{html.escape(i.instance)}</td><td>{'' if i.age_seconds is None else f'{i.age_seconds:.1f} s ago'}</td></tr>"
+                       for i in s.instances) or "<tr><td colspan=2>no bot instance alive</td></tr>"
+        events = "".join(f"<tr><td>{html.escape(k)}</td><td>{v}</td></tr>" for k, v in s.event_backlog.items())
+        return HTMLResponse(f"""<!doctype html><html><head><meta charset="utf-8"><title>smsbot status</title>
+<style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:.2em 1em;text-align:left}}</style></head><body>
+<h1>smsbot status</h1><p>Redis: <b>{s.redis}</b> &middot; outbox depth: <b>{s.outbox_depth}</b> &middot; {time.strftime('%Y-%m-%d %H:%M:%S %Z')}</p>
+<h2>Instances</h2><table><tr><th>instance</th><th>heartbeat</th></tr>{rows}</table>
+<h2>Event streams (unread)</h2><table><tr><th>stream</th><th>unread</th></tr>{events}</table>
+</body></html>""")
+
+    return r
+
+
+def status(ctx: Any) -> StatusOut:
+    red, keys = ctx.redis, ctx.keys
+    red.ping()
+    now = time.time()
+    instances = []
+    prefix = keys.heartbeat("")
+    for k in sorted(red.scan_iter(match=prefix + "*", count=500)):
+        v = red.get(k)
+        name = k.decode()[len(prefix):]
+        hb = int(v) if v and v.isdigit() else None
+        instances.append(Instance(instance=name, heartbeat=hb, age_seconds=None if hb is None else round(max(0.0, now - hb), 1)))
+    backlog = {}
+    for stream, group in ((keys.order_events(), "orders"), (keys.use_events(), "uses"), (keys.usage_events(), "usage")):
+        backlog[stream] = _unread(red, stream, group)
+    return StatusOut(redis="ok", instances=instances, outbox_depth=ctx.store.outbox_depth(), event_backlog=backlog)
+
+
+def _unread(red: Any, stream: str, group: str) -> int:
+    import redis as redis_mod
+
+    try:
+        groups = red.xinfo_groups(stream)
+    except redis_mod.ResponseError:  # no such stream yet
+        return 0
+    last = next((g.get("last-delivered-id") for g in groups if g.get("name") in (group, group.encode())), None)
+    start = "-" if last is None else "(" + (last.decode() if isinstance(last, bytes) else str(last))
+    return len(red.xrange(stream, min=start, max="+", count=EVENT_BACKLOG_CAP))
+
+
