@@ -1,0 +1,202 @@
+"""The HTTP API (smsbot.api, issue 12) end to end: a real uvicorn on a free loopback port, real Redis,
+the simulated SMSC and a bound bot. An order posted to the API reaches the handset as a charge
+reminder (once, also when posted twice); a cancel by customer care shows in the next 0000 menu and
+in the audit with the token's name; a notice arrives; auth (401/403), the rate limit (429), 422
+naming each wrong field, the body limit (413), Redis down (503 with Retry-After), status.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from typing import Any, Iterator
+
+import pytest
+
+from smsbot.api.app import start_in_thread
+
+from .conftest import World
+
+MSISDN = "13800138000"
+OPS = "ops-secret-0001"
+RO = "ro-secret-00001"
+TOKENS = [f"ops:{OPS}:*", f"ro:{RO}:read", "care:care-secret-01:admin+read"]
+
+
+class Api:
+    def __init__(self, server: Any):
+        self.server = server
+        sock = server.servers[0].sockets[0]
+        self.base = "http://127.0.0.1:%d" % sock.getsockname()[1]
+
+    def call(self, method: str, path: str, body: Any = None, token: str | None = OPS, raw: bytes | None = None) -> tuple[int, dict, Any]:
+        data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+        req = urllib.request.Request(self.base + path, data=data, method=method)
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        if token:
+            req.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                status, headers, text = r.status, dict(r.headers), r.read().decode()
+        except urllib.error.HTTPError as e:
+            status, headers, text = e.code, dict(e.headers), e.read().decode()
+        try:
+            return status, headers, json.loads(text)
+        except ValueError:
+            return status, headers, text
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.server.thread.join(5)
+
+
+def start_api(settings: Any, **api: Any) -> Api:
+    s = settings.model_copy(update={"api": settings.api.model_copy(update={"tokens": TOKENS, "port": 0, **api})})
+    server = start_in_thread(s, "127.0.0.1", 0)
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "the API did not start"
+        time.sleep(0.02)
+    return Api(server)
+
+
+@pytest.fixture
+def api(world: World) -> Iterator[Api]:
+    a = start_api(world.settings)
+    yield a
+    a.stop()
+
+
+def test_order_reaches_handset_as_reminder_once(world: World, api: Api) -> None:
+    phone = world.handset(MSISDN)
+    body = {"msisdn": "+86 138-0013-8000", "service": "video", "order_id": "ORD-API-1"}
+    status, _, first = api.call("POST", "/v1/orders", body)
+    assert status == 202, first
+    assert first["msisdn"] == MSISDN and first["service"] == "VIDEO" and first["event_id"] and not first["duplicate"]
+    status, _, again = api.call("POST", "/v1/orders", body)
+    assert status == 200 and again["event_id"] == first["event_id"] and again["duplicate"]
+    msgs = phone.expect(1)
+    assert "扣费提醒" in msgs[0]["text"] and "视频会员包月" in msgs[0]["text"]
+    assert phone.quiet(1.0) == []  # the reminder once
+    assert world.bot.store.redis.xlen(world.bot.store.keys.order_events()) == 1
+
+
+def test_cancel_via_api_shows_in_next_menu_and_audit(world: World, api: Api) -> None:
+    world.subscribe(MSISDN, "VIDEO", "NEWS")
+    phone = world.handset(MSISDN)
+    status, _, subs = api.call("GET", f"/v1/subscribers/{MSISDN}/subscriptions", token=RO)
+    assert status == 200 and {s["service"] for s in subs["subscriptions"]} == {"VIDEO", "NEWS"}
+    status, _, _ = api.call("DELETE", f"/v1/subscribers/{MSISDN}/subscriptions/VIDEO", token=RO)
+    assert status == 403
+    status, _, out = api.call("DELETE", "/v1/subscribers/8613800138000/subscriptions/video", token="care-secret-01")
+    assert status == 200 and out == {"msisdn": MSISDN, "service": "VIDEO", "outcome": "removed", "by": "api:care"}
+    status, _, out = api.call("DELETE", f"/v1/subscribers/{MSISDN}/subscriptions/VIDEO", token="care-secret-01")
+    assert status == 404
+    menu = phone.ask("0000")
+    assert "手机早晚报" in menu and "视频会员包月" not in menu
+    st = world.bot.store
+    audit = st.redis.xrange(st.keys.subscriber(MSISDN).audit)
+    assert any(b"api:care" in b"".join(v for v in fields.values()) for _, fields in audit)
+
+
+def test_notice_arrives(world: World, api: Api) -> None:
+    phone = world.handset(MSISDN)
+    status, _, out = api.call("POST", "/v1/notices", {"msisdn": "+8613800138000", "text": "尊敬的客户，系统将于今晚维护 {不是模板}。"},
+                              token=OPS)
+    assert status == 202 and out["short_code"] == "10086" and out["id"], out
+    msgs = phone.expect(1)
+    assert msgs[0]["text"] == "尊敬的客户，系统将于今晚维护 {不是模板}。"
+    status, _, bad = api.call("POST", "/v1/notices", {"msisdn": MSISDN, "template": "no_such_template"})
+    assert status == 422 and bad["detail"][0]["loc"] == ["body", "template"]
+
+
+def test_uses_usage_ledger_and_status(world: World, api: Api) -> None:
+    status, _, out = api.call("POST", "/v1/uses", {"msisdn": MSISDN, "service": "RING", "use_id": "U-1"})
+    assert status == 202 and out["id"] == "U-1"
+    assert api.call("POST", "/v1/uses", {"msisdn": MSISDN, "service": "RING", "use_id": "U-1"})[0] == 200
+    status, _, out = api.call("POST", "/v1/usage", {"msisdn": MSISDN, "used": "1015MB", "plan": "4G_1GB"})
+    assert status == 202 and out["used"] == 1015 * 1024 * 1024, out
+    phone = world.handset(MSISDN)
+    assert "剩余流量9.0MB" in phone.expect(1)[0]["text"]  # the 10 MB alert
+    deadline = time.monotonic() + 5
+    while True:
+        status, _, state = api.call("GET", f"/v1/subscribers/{MSISDN}/usage", token=RO)
+        if state["state"].get("used") == str(1015 * 1024 * 1024) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert status == 200 and state["state"]["plan"] == "4G_1GB"
+    status, _, ledger = api.call("GET", f"/v1/subscribers/{MSISDN}/ledger", token=RO)
+    assert status == 200 and ledger["total_fen"] == 0
+    status, _, st = api.call("GET", "/v1/status", token=RO)
+    assert status == 200 and st["redis"] == "ok" and any(i["instance"] == world.bot.instance for i in st["instances"])
+    status, _, page = api.call("GET", "/status", token=None)
+    assert status == 200 and "smsbot status" in page and world.bot.instance in page
+    status, _, _ = api.call("GET", "/v1/mt/nonexistent", token=RO)
+    assert status == 404
+
+
+def test_auth_401_403(world: World, api: Api) -> None:
+    order = {"msisdn": MSISDN, "service": "VIDEO"}
+    status, headers, out = api.call("POST", "/v1/orders", order, token=None)
+    assert status == 401 and headers.get("www-authenticate") == "Bearer"
+    assert api.call("POST", "/v1/orders", order, token="wrong-token-123")[0] == 401
+    status, _, out = api.call("POST", "/v1/orders", order, token=RO)
+    assert status == 403 and "events" in out["detail"]
+    assert api.call("GET", "/v1/status", token=None)[0] == 401
+    assert world.bot.store.redis.xlen(world.bot.store.keys.order_events()) == 0
+
+
+def test_422_names_each_field_and_writes_nothing(world: World, api: Api) -> None:
+    status, _, out = api.call("POST", "/v1/orders", {"msisdn": "12ab", "service": "NOPE", "at": "yesterday"})
+    assert status == 422
+    assert {tuple(e["loc"]) for e in out["detail"]} == {("body", "msisdn"), ("body", "service"), ("body", "at")}
+    assert "NOPE" in next(e["msg"] for e in out["detail"] if e["loc"][1] == "service")
+    status, _, out = api.call("POST", "/v1/orders", {"service": "VIDEO"})
+    assert status == 422 and out["detail"][0]["loc"] == ["body", "msisdn"]
+    status, _, out = api.call("POST", "/v1/usage", {"msisdn": MSISDN, "used": "lots", "cycle": "2026-13", "plan": "XX"})
+    assert status == 422 and {e["loc"][1] for e in out["detail"]} == {"used", "cycle", "plan"}
+    status, _, out = api.call("POST", "/v1/uses", {"msisdn": MSISDN, "service": "VIDEO"})
+    assert status == 422 and out["detail"][0]["loc"] == ["body", "service"]
+    assert api.call("GET", "/v1/subscribers/abc/subscriptions", token=RO)[0] == 422
+    status, _, out = api.call("POST", "/v1/orders", raw=b"x" * 20000)
+    assert status == 413
+    keys = world.bot.store.keys
+    r = world.bot.store.redis
+    assert r.xlen(keys.order_events()) == 0 and r.xlen(keys.use_events()) == 0 and r.xlen(keys.usage_events()) == 0
+
+
+def test_rate_limit_429(world: World) -> None:
+    api = start_api(world.settings, rate_per_second=0.5, burst=3)
+    try:
+        codes = [api.call("GET", "/v1/status", token=RO)[0] for _ in range(4)]
+        assert codes[:3] == [200, 200, 200] and codes[3] == 429
+        status, headers, _ = api.call("GET", "/v1/status", token=RO)
+        assert status == 429 and int(headers["retry-after"]) >= 1
+        assert api.call("GET", "/v1/status", token=OPS)[0] == 200  # per token
+    finally:
+        api.stop()
+
+
+def test_redis_down_503(world: World, make_settings: Any) -> None:
+    s = world.settings
+    api = start_api(s)
+    try:
+        # point the API's connection at a closed port: every request meets a Redis that is gone
+        import redis as redis_mod
+
+        ctx = api.server.config.app.state.ctx  # type: ignore[attr-defined]
+        dead = redis_mod.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5)
+        ctx.store.redis = dead
+        from smsbot.api.app import _Script
+        from smsbot.api.routes import _IDEMPOTENT_XADD
+
+        ctx.idempotent_xadd = _Script(dead, _IDEMPOTENT_XADD)
+        status, headers, out = api.call("POST", "/v1/orders", {"msisdn": MSISDN, "service": "VIDEO", "order_id": "X"})
+        assert status == 503 and headers["retry-after"] == "5", out
+        assert api.call("GET", "/v1/status", token=RO)[0] == 503
+    finally:
+        api.stop()
+    assert world.bot.store.redis.xlen(world.bot.store.keys.order_events()) == 0
