@@ -120,8 +120,46 @@ def create_app(settings: Settings, store: Any = None) -> FastAPI:
                             status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
 
     app.include_router(build_router(ctx))
+    _document_catalogue(app, settings)
     app.add_middleware(BodyLimit, limit=a.max_body_bytes)
     return app
+
+
+def _document_catalogue(app: FastAPI, settings: Settings) -> None:
+    """The OpenAPI document names this deployment's catalogue: service codes, on-demand codes,
+    plans and short codes as enums (the routes also take them in any case; they check them too)."""
+    from fastapi.openapi.utils import get_openapi
+
+    from smsbot.config import BillingKind
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            comp = doc.get("components", {}).get("schemas", {})
+            codes = [x.code for x in settings.services]
+            on_demand = [x.code for x in settings.services if x.kind is BillingKind.ON_DEMAND]
+            for model, prop, values in (("OrderIn", "service", codes), ("UseIn", "service", on_demand),
+                                        ("UsageIn", "plan", [p.code for p in settings.usage.plans]),
+                                        ("NoticeIn", "short_code", [sc.code for sc in settings.short_codes])):
+                spec = comp.get(model, {}).get("properties", {}).get(prop)
+                if spec is None or not values:
+                    continue
+                if "anyOf" in spec:  # optional: anyOf [string, null]
+                    for alt in spec["anyOf"]:
+                        if alt.get("type") == "string":
+                            alt.pop("minLength", None), alt.pop("maxLength", None)
+                            alt["enum"] = values
+                else:
+                    spec.pop("minLength", None), spec.pop("maxLength", None)
+                    spec["enum"] = values
+            for op in doc.get("paths", {}).get("/v1/subscribers/{msisdn}/subscriptions/{service}", {}).values():
+                for prm in op.get("parameters", []):
+                    if prm.get("name") == "service":
+                        prm["schema"] = {"type": "string", "enum": codes, "title": "Service"}
+            app.openapi_schema = doc
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 class _Script:
