@@ -120,6 +120,10 @@ def create_app(settings: Settings, store: Any = None) -> FastAPI:
                             status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
 
     app.include_router(build_router(ctx))
+    for cmd in ctx.router.commands.values():  # endpoints a command package brings (complaints: /v1/tickets)
+        extra = cmd.api_routes(ctx)
+        if extra is not None:
+            app.include_router(extra)
     _document_catalogue(app, settings)
     app.add_middleware(BodyLimit, limit=a.max_body_bytes)
     return app

@@ -39,7 +39,7 @@ class UsageIn(_In):
     msisdn: str = _MSISDN
     used: int | str = Field(description="bytes used this cycle so far (running total), or a size such as '95MB', '1.5GB'",
                             examples=["95MB"])
-    cycle: str | None = Field(None, pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$", description="YYYY-MM; default this month in usage.timezone", examples=["2026-11"])
+    cycle: str | None = Field(None, max_length=16, description="YYYY-MM; default this month in usage.timezone", examples=["2026-11"])
     plan: str | None = Field(None, max_length=32, description="plan code; default the stored plan, else usage.default_plan")
     at: str | int | None = _AT
 
