@@ -208,6 +208,9 @@ def run(c: Ctx, detach: bool, pidfile: Path | None, log_file: Path | None) -> No
         pidfile = pidfile.absolute()  # --daemon changes to /: a relative path would name another file
     if s.metrics.port:  # say it now, not after waiting for Redis (and before detaching)
         ports.check([ports.metrics_listener(s.metrics.host, s.metrics.port)])
+    if s.api.port:  # the HTTP API this run starts (smsbot.api)
+        ports.check([ports.Listener(s.api.host, s.api.port, "the HTTP API", "api.port", "SMSBOT_API_PORT", "",
+                                    "another `smsbot run` or `smsbot api`? each needs its own api.port")])
     try:
         if detach:
             if pidfile is None:

@@ -200,3 +200,23 @@ def test_redis_down_503(world: World, make_settings: Any) -> None:
     finally:
         api.stop()
     assert world.bot.store.redis.xlen(world.bot.store.keys.order_events()) == 0
+
+
+def test_bot_starts_the_api_when_api_port_is_set(make_world: Any) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    w = make_world(**{"api.port": port, "api.tokens": TOKENS})
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/v1/status",
+                                                               headers={"Authorization": f"Bearer {RO}"}), timeout=2) as r:
+                st = json.loads(r.read())
+            break
+        except OSError:
+            assert time.monotonic() < deadline, "smsbot run did not start the API"
+            time.sleep(0.1)
+    assert any(i["instance"] == w.bot.instance for i in st["instances"])
