@@ -241,6 +241,11 @@ class Command:
     def refresh_metrics(self, metrics: Any, store: Any, settings: Settings) -> None:
         """Set this command's gauges before a metrics scrape (enabled commands only)."""
 
+    def api_routes(self, ctx: Any) -> Any:
+        """HTTP API endpoints this command brings (a FastAPI ``APIRouter``; `smsbot.api` mounts it;
+        `ctx` is its `ApiContext`: settings, store, auth), or None."""
+        return None
+
 
 # -- the registry checks --------------------------------------------------------------------------
 _LUA_HANDLER = re.compile(r"""^\s*handlers\[\s*['"]([^'"]+)['"]\s*\]\s*=""", re.M)

@@ -171,3 +171,46 @@ def test_overdue_tickets_are_listed_and_counted_in_the_metrics(make_settings):
         assert tickets.list_tickets(w.settings, w.bot.store, overdue_only=True) == []
     finally:
         w.stop()
+
+
+def test_customer_care_through_the_http_api(world: World):
+    """GET /v1/tickets, GET /v1/tickets/{n}, POST /v1/tickets/{n}/resolve: the same as `smsbot tickets`."""
+    import urllib.error
+
+    from smsbot.api.app import start_in_thread
+
+    tokens = ["care:care-secret-01:admin+read", "ro:ro-secret-0001:read"]
+    s = world.settings.model_copy(update={"api": world.settings.api.model_copy(update={"tokens": tokens, "port": 0})})
+    server = start_in_thread(s, "127.0.0.1", 0)
+    assert wait_until(lambda: server.started, 10)
+    base = "http://127.0.0.1:%d" % server.servers[0].sockets[0].getsockname()[1]
+
+    def call(method: str, path: str, body: dict | None = None, token: str = "care-secret-01") -> tuple[int, dict]:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(base + path, data=data, method=method,
+                                     headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+
+    try:
+        phone = world.handset(MSISDN)
+        tid = ticket_of(phone.ask("投诉 Roaming 费用不对 😠"))
+        status, body = call("GET", "/v1/tickets?open=true")
+        assert status == 200 and [t["id"] for t in body["tickets"]] == [tid]
+        status, t = call("GET", f"/v1/tickets/{tid}", token="ro-secret-0001")
+        assert status == 200 and t["text"] == "Roaming 费用不对 😠" and t["state"] == "open" and not t["overdue"]
+        assert call("GET", "/v1/tickets/99999")[0] == 404
+        assert call("POST", f"/v1/tickets/{tid}/resolve", {"reply": "已核实退还"}, token="ro-secret-0001")[0] == 403
+        assert call("POST", f"/v1/tickets/{tid}/resolve", {"reply": "   "})[0] == 422
+        status, t = call("POST", f"/v1/tickets/{tid}/resolve", {"reply": "已核实，漫游费已退还。"})
+        assert status == 200 and t["state"] == "resolved" and t["by"] == "api:care"
+        assert "处理结果：已核实，漫游费已退还。" in phone.expect(1)[0]["text"]
+        assert call("POST", f"/v1/tickets/{tid}/resolve", {"reply": "again"})[0] == 409
+        assert phone.quiet(0.5) == []
+        assert call("GET", "/v1/tickets?open=true")[1]["tickets"] == []
+    finally:
+        server.should_exit = True
+        server.thread.join(5)

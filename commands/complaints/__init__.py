@@ -102,6 +102,11 @@ class ComplaintsCommand(Command):
 
         metrics.tickets_overdue.set(tickets.overdue_count(store))
 
+    def api_routes(self, ctx: Any) -> Any:
+        from commands.complaints import api
+
+        return api.build_router(ctx)
+
 
 def open_args(opts: ComplaintsSettings, settings: Settings, text: str, now_ms: int) -> dict[str, Any]:
     tz = zone(opts.timezone)
