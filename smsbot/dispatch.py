@@ -153,7 +153,7 @@ class Dispatcher:
         if batch.roundtrip is None:
             return result
         try:
-            results = self.store.finish_batch(batch.calls, batch.raw)
+            results = self.store.finish_batch(batch.calls, batch.raw, batch.roundtrip.cmds)
         except (redis.RedisError, OSError) as e:
             _log.error("redis_batch_failed", error=str(e), batch=len(batch.outcomes))
             for oc in batch.outcomes:

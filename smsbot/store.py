@@ -100,6 +100,8 @@ class Store:
         self.handler_shas = {h: _sha1(src) for h, src in self.handler_sources.items()}
         self.receipt_source = (LUA_DIR / "receipt.lua").read_text(encoding="utf-8")
         self.receipt_sha = _sha1(self.receipt_source)
+        self.record_source = (LUA_DIR / "record.lua").read_text(encoding="utf-8")
+        self.record_sha = _sha1(self.record_source)
         self._json_cache: dict[int, tuple[dict[str, Any], str]] = {}
         self._local = threading.local()  # a read buffer per thread (event consumers share the Store)
 
@@ -109,6 +111,7 @@ class Store:
 
     def load_scripts(self) -> None:
         self.receipt_sha = self.script_load(self.receipt_source)
+        self.record_sha = self.script_load(self.record_source)
         self.mo_sha = self.script_load(self.mo_source)
         for src in set(self.handler_sources.values()):
             self.script_load(src)
@@ -214,7 +217,8 @@ class Store:
         Raises redis.ConnectionError/TimeoutError when Redis is unreachable (nothing is known to be
         stored); per-call script errors come back in the list as exceptions.
         """
-        return self.finish_batch(calls, self.begin_batch(calls, acks, writes).wait())
+        rt = self.begin_batch(calls, acks, writes)
+        return self.finish_batch(calls, rt.wait(), rt.cmds)
 
     def begin_batch(self, calls: Sequence[ScriptCall], acks: Sequence[tuple[str, str]] = (),
                     writes: Sequence[KeyWrite] = (), tail: Sequence[tuple[Any, ...]] = ()) -> Roundtrip:
@@ -222,10 +226,31 @@ class Store:
         to delete, receipts); the caller collects the replies when the socket is readable."""
         shas = self.handler_shas
         cmds: list[tuple[Any, ...]] = [("EVALSHA", shas.get(c.argv[0], self.mo_sha), len(c.keys), *c.keys, *c.argv) for c in calls]
-        cmds.extend(_ack_commands(acks))
+        cmds.extend(self.ack_commands(acks))
         cmds.extend(_write_commands(writes))
         cmds.extend(tail)
         return self.start_roundtrip(cmds)
+
+    def ack_commands(self, acks: Sequence[tuple[str, str]]) -> list[tuple[Any, ...]]:
+        """Sent entries: XDEL from their stream; from a queue also XACK (they are in the group's
+        pending list). One EVALSHA of record.lua for all streams (a cluster: per stream commands)."""
+        if not acks:
+            return []
+        by_stream: dict[str, list[str]] = {}
+        for stream, entry_id in acks:
+            by_stream.setdefault(stream, []).append(entry_id)
+        if not self.cluster:
+            argv: list[Any] = [OUTBOX_GROUP]
+            for ids in by_stream.values():
+                argv.append(len(ids))
+                argv.extend(ids)
+            return [("EVALSHA", self.record_sha, len(by_stream), *by_stream, *argv)]
+        cmds: list[tuple[Any, ...]] = []
+        for stream, ids in by_stream.items():
+            if stream.endswith(":queue"):
+                cmds.append(("XACK", stream, OUTBOX_GROUP, *ids))
+            cmds.append(("XDEL", stream, *ids))
+        return cmds
 
     def delete_commands(self, keys: Sequence[str]) -> list[tuple[Any, ...]]:
         """DEL of `keys`: one command, or in a cluster one per hash tag (a multi-key DEL must stay in one slot)."""
@@ -257,11 +282,17 @@ class Store:
                 self._refresh_topology = True
         return ClusterRoundtrip(self, cmds)
 
-    def finish_batch(self, calls: Sequence[ScriptCall], raw: list[Any]) -> list[ScriptResult | Exception]:
+    def finish_batch(self, calls: Sequence[ScriptCall], raw: list[Any], cmds: Sequence[tuple[Any, ...]] = ()) -> list[ScriptResult | Exception]:
+        """Results of a batch's script calls (`raw`: the replies to `cmds`, the commands sent).
+        A script Redis no longer knows (NOSCRIPT: it restarted) is loaded and that command sent
+        again; any other error after the calls (records, receipts) fails the whole batch."""
+        tail = [i for i in range(len(calls), len(raw)) if isinstance(raw[i], Exception)]
+        if tail and cmds and all(str(raw[i]).startswith("NOSCRIPT") for i in tail):
+            self.load_scripts()
+            for i, r in zip(tail, self.roundtrip([cmds[i] for i in tail])):
+                raw[i] = r
         for r in raw[len(calls):]:
             if isinstance(r, Exception):
-                if str(r).startswith("NOSCRIPT"):
-                    self.load_scripts()  # the receipt script after a Redis restart: next batch has it
                 raise redis.ResponseError(f"outbox ack / MT record / receipt failed: {r}")
         results: list[Any] = raw[: len(calls)]
         retry = [i for i, r in enumerate(results) if isinstance(r, Exception) and str(r).startswith("NOSCRIPT")]
@@ -331,7 +362,7 @@ class Store:
         return res
 
     def ack(self, acks: Sequence[tuple[str, str]], writes: Sequence[KeyWrite] = ()) -> None:
-        for r in self.roundtrip([*_ack_commands(acks), *_write_commands(writes)]):
+        for r in self.roundtrip([*self.ack_commands(acks), *_write_commands(writes)]):
             if isinstance(r, Exception):
                 raise redis.ResponseError(str(r))
 
@@ -416,6 +447,7 @@ class Roundtrip:
 
     def __init__(self, store: Store, cmds: Sequence[tuple[Any, ...]], pool: redis.ConnectionPool | None = None):
         self.pool = pool if pool is not None else store.redis.connection_pool
+        self.cmds = cmds  # kept to send a command again (NOSCRIPT after a Redis restart)
         self.want = len(cmds)
         self.replies: list[Any] = []
         self.reader = hiredis.Reader()
@@ -627,19 +659,6 @@ def _write_commands(writes: Sequence[KeyWrite]) -> list[tuple[Any, ...]]:
             cmds.append(("EXPIRE", w.key, w.ttl))
         else:
             cmds.append(("SET", w.key, _DUMPS(w.fields), "EX", w.ttl))
-    return cmds
-
-
-def _ack_commands(acks: Sequence[tuple[str, str]]) -> list[tuple[Any, ...]]:
-    """Sent entries: XDEL from the outbox; from a queue also XACK (they are in the group's PEL)."""
-    by_stream: dict[str, list[str]] = {}
-    for stream, entry_id in acks:
-        by_stream.setdefault(stream, []).append(entry_id)
-    cmds: list[tuple[Any, ...]] = []
-    for stream, ids in by_stream.items():
-        if stream.endswith(":queue"):
-            cmds.append(("XACK", stream, OUTBOX_GROUP, *ids))
-        cmds.append(("XDEL", stream, *ids))
     return cmds
 
 
