@@ -67,7 +67,7 @@ def build_router(ctx: Any) -> APIRouter:  # ctx: smsbot.api.app.ApiContext
     cc = settings.subscribers.country_code
 
     def scope(name: str):  # noqa: ANN202
-        def dep(request: Request) -> Token:
+        async def dep(request: Request) -> Token:  # pure CPU: on the event loop, not a worker thread
             return ctx.auth.require(request, name)
         return Depends(dep)
 
@@ -115,10 +115,12 @@ def build_router(ctx: Any) -> APIRouter:  # ctx: smsbot.api.app.ApiContext
         body["duplicate"] = not created
         return JSONResponse(EventOut(**body).model_dump(), status_code=202 if created else 200)
 
+    # The POSTs are `async def`: one short Redis round trip each (a Lua step or an XADD) on the event
+    # loop costs less than two hops to a worker thread; the reads (several round trips) stay in threads.
     # -- events ---------------------------------------------------------------------------------
     @r.post("/v1/orders", status_code=202, response_model=EventOut, tags=["events"],
             responses={200: {"model": EventOut, "description": "this order_id was posted before: the first result"}, **_422, **_ERRORS})
-    def post_order(body: OrderIn, tok: Token = scope("events")) -> Any:
+    async def post_order(body: OrderIn, tok: Token = scope("events")) -> Any:
         """Place an order: an order event for the bot (charge reminder, grace period, first charge),
         exactly what `smsbot order` writes. Idempotent on `order_id`."""
         from commands.orders import reminder_short_code
@@ -139,7 +141,7 @@ def build_router(ctx: Any) -> APIRouter:  # ctx: smsbot.api.app.ApiContext
 
     @r.post("/v1/uses", status_code=202, response_model=EventOut, tags=["events"],
             responses={200: {"model": EventOut, "description": "this use_id was posted before: the first result"}, **_422, **_ERRORS})
-    def post_use(body: UseIn, tok: Token = scope("events")) -> Any:
+    async def post_use(body: UseIn, tok: Token = scope("events")) -> Any:
         """One use of an on-demand service (charged once, if subscribed and past the grace), as `smsbot use` writes it."""
         from smsbot.cli_billing import _new_id, use_fields
         from smsbot.config import BillingKind
@@ -159,7 +161,7 @@ def build_router(ctx: Any) -> APIRouter:  # ctx: smsbot.api.app.ApiContext
                                 use_fields(msisdn, code, at, uid, source=f"api:{tok.name}"))
 
     @r.post("/v1/usage", status_code=202, response_model=UsageOut, tags=["events"], responses={**_422, **_ERRORS})
-    def post_usage(body: UsageIn, tok: Token = scope("events")) -> Any:
+    async def post_usage(body: UsageIn, tok: Token = scope("events")) -> Any:
         """A data-usage report (running total of the cycle), as `smsbot usage --used` writes it."""
         from commands import usage as usage_cmd
         from smsbot.cli_usage import _cycle_near_or_exit
@@ -208,7 +210,7 @@ def build_router(ctx: Any) -> APIRouter:  # ctx: smsbot.api.app.ApiContext
 
     # -- notices --------------------------------------------------------------------------------
     @r.post("/v1/notices", status_code=202, response_model=NoticeOut, tags=["notices"], responses={**_422, **_ERRORS})
-    def post_notice(body: NoticeIn, tok: Token = scope("notices")) -> Any:
+    async def post_notice(body: NoticeIn, tok: Token = scope("notices")) -> Any:
         """An MT to a subscriber through the queue (the same window, TPS and retries as reminders)."""
         from commands.orders import reminder_short_code
 
