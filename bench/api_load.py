@@ -1,12 +1,12 @@
 """Load test of the HTTP API (issue 12): post N orders (default 10,000) through ``POST /v1/orders``,
 report orders/s, and check that every order's charge reminder reached the simulated SMSC once.
 
-    python -m bench.api_load [--orders 10000] [--clients 8] [--api-procs 2] [--json FILE]
+    python -m bench.api_load [--orders 10000] [--clients 4] [--api-procs 2] [--window 32] [--json FILE]
 
 What runs: a fresh work directory with its own bundled Redis; the simulated SMSC in this process;
 ``smsbot run`` and ``--api-procs`` ``smsbot api`` processes (each on its own port, sharing the one
 Redis, as several API processes may); ``--clients`` client processes, each posting its share of the
-orders over one kept-alive HTTP connection, round-robin over the API processes. Every order is for
+orders over one kept-alive HTTP connection (pipelined, ``--window`` requests at a time), round-robin over the API processes. Every order is for
 a distinct subscriber (13700000000 + i), so "delivered once" is exact: the simulator's inbox of
 each number holds one message, the reminder. Ingest rate = orders / (last 202 - first request);
 delivery is waited for afterwards (at most ``--deliver-timeout`` s) and reported separately.
@@ -47,27 +47,50 @@ def _smsbot() -> list[str]:
 
 
 def _post_slice(args: tuple[list[int], int, int]) -> tuple[int, int, float, float]:
-    """One client: post orders for indexes `idx` to port; (ok, failed, first start, last end)."""
-    idx, port, _ = args
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    """One client: post orders for indexes `idx` to port; (ok, failed, first start, last end).
+
+    The load generator must cost less than what it measures: the requests are built before the
+    clock starts and sent HTTP/1.1-pipelined over one connection, `window` at a time (the server
+    answers them in order); only the status lines and Content-Length are parsed."""
+    idx, port, window = args
+    reqs = []
+    for i in idx:
+        body = json.dumps({"msisdn": str(BASE + i), "service": "VIDEO", "order_id": f"bench-{i}"}).encode()
+        reqs.append(b"POST /v1/orders HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + TOKEN.encode()
+                    + b"\r\nContent-Type: application/json\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    buf = b""
     ok = bad = 0
     t0 = time.time()
-    for i in idx:
-        body = json.dumps({"msisdn": str(BASE + i), "service": "VIDEO", "order_id": f"bench-{i}"})
-        try:
-            conn.request("POST", "/v1/orders", body, headers)
-            r = conn.getresponse()
-            r.read()
-            if r.status == 202:
+    for k in range(0, len(reqs), window):
+        batch = reqs[k:k + window]
+        sock.sendall(b"".join(batch))
+        for _ in batch:
+            while b"\r\n\r\n" not in buf:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise SystemExit("the API closed the connection")
+                buf += chunk
+            head, buf = buf.split(b"\r\n\r\n", 1)
+            status = int(head[9:12])
+            length = 0
+            for line in head.split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            while len(buf) < length:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise SystemExit("the API closed the connection")
+                buf += chunk
+            buf = buf[length:]
+            if status == 202:
                 ok += 1
             else:
                 bad += 1
-        except (OSError, http.client.HTTPException):
-            bad += 1
-            conn.close()
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    return ok, bad, t0, time.time()
+    t1 = time.time()
+    sock.close()
+    return ok, bad, t0, t1
 
 
 def _wait_http(port: int, timeout: float = 30.0) -> None:
@@ -86,8 +109,9 @@ def _wait_http(port: int, timeout: float = 30.0) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--orders", type=int, default=10_000)
-    ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--api-procs", type=int, default=2)
+    ap.add_argument("--window", type=int, default=32, help="requests pipelined at once per client connection")
     ap.add_argument("--deliver-timeout", type=float, default=120.0)
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args(argv)
@@ -131,16 +155,23 @@ def main(argv: list[str] | None = None) -> int:
         if not sim.binds():
             raise SystemExit("the bot did not bind: " + (work / "bot.log").read_text(errors="replace")[-1500:])
 
-        slices = [(list(range(c, a.orders, a.clients)), ports[c % len(ports)], c) for c in range(a.clients)]
+        slices = [(list(range(c, a.orders, a.clients)), ports[c % len(ports)], a.window) for c in range(a.clients)]
+        from bench.sut import proc_cpu_seconds
+
+        cpu0 = {p.pid: proc_cpu_seconds(p.pid) or 0.0 for p in procs}
+        self0 = time.process_time()
         with multiprocessing.get_context("fork").Pool(a.clients) as pool:
             t_start = time.time()
             results = pool.map(_post_slice, slices)
+        cpu = {p.pid: round((proc_cpu_seconds(p.pid) or 0.0) - cpu0[p.pid], 2) for p in procs}
+        cpu_note = (f"CPU s during the posts: bot {cpu[procs[0].pid]}, API " + "+".join(str(cpu[p.pid]) for p in procs[1:])
+                    + f", simulator {round(time.process_time() - self0, 2)}")
         ok = sum(r[0] for r in results)
         failed = sum(r[1] for r in results)
         first, last = min(r[2] for r in results), max(r[3] for r in results)
         rate = ok / (last - first) if last > first else 0.0
         print(f"posted {ok} orders ({failed} failed) in {last - first:.2f} s: {rate:,.0f} orders/s "
-              f"({a.clients} clients, {a.api_procs} API processes)")
+              f"({a.clients} clients, {a.api_procs} API processes); {cpu_note}")
 
         numbers = [str(BASE + i) for i in range(a.orders)]
         deadline = time.monotonic() + a.deliver_timeout
