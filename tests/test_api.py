@@ -109,6 +109,12 @@ def test_notice_arrives(world: World, api: Api) -> None:
     assert status == 202 and out["short_code"] == "10086" and out["id"], out
     msgs = phone.expect(1)
     assert msgs[0]["text"] == "尊敬的客户，系统将于今晚维护 {不是模板}。"
+    assert out["href"] == f"/v1/subscribers/{MSISDN}/notices/{out['id']}"
+    deadline = time.monotonic() + 5
+    while (state := api.call("GET", out["href"], token=RO))[2]["state"] != "sent":
+        assert state[0] == 200 and state[2]["state"] == "queued" and time.monotonic() < deadline, state
+        time.sleep(0.05)
+    assert api.call("GET", f"/v1/subscribers/{MSISDN}/notices/garbage", token=RO)[0] == 422
     status, _, bad = api.call("POST", "/v1/notices", {"msisdn": MSISDN, "template": "no_such_template"})
     assert status == 422 and bad["detail"][0]["loc"] == ["body", "template"]
 
@@ -132,6 +138,7 @@ def test_uses_usage_ledger_and_status(world: World, api: Api) -> None:
     assert status == 200 and ledger["total_fen"] == 0
     status, _, st = api.call("GET", "/v1/status", token=RO)
     assert status == 200 and st["redis"] == "ok" and any(i["instance"] == world.bot.instance for i in st["instances"])
+    assert "outbox_oldest_age_s" in st
     status, _, page = api.call("GET", "/status", token=None)
     assert status == 200 and "smsbot status" in page and world.bot.instance in page
     status, _, _ = api.call("GET", "/v1/mt/nonexistent", token=RO)

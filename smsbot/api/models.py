@@ -74,6 +74,15 @@ class NoticeOut(BaseModel):
     msisdn: str
     short_code: str
     text: str = Field(description="the text as it will be sent")
+    href: str = Field(description="where to follow it: GET /v1/subscribers/{msisdn}/notices/{id}")
+
+
+class NoticeStateOut(BaseModel):
+    id: str
+    msisdn: str
+    state: str = Field(description="'queued' (waiting for a sender or in flight), 'sent' (no longer queued: the SMSC "
+                                   "accepted every part), or 'rejected' (refused for good by the SMSC; see record)")
+    record: dict[str, Any] | None = Field(None, description="the rejected MT's record")
 
 
 class Subscription(BaseModel):
@@ -129,6 +138,7 @@ class StatusOut(BaseModel):
     redis: str = Field(description="'ok'")
     instances: list[Instance]
     outbox_depth: int = Field(description="entries in every outbox and queue stream")
+    outbox_oldest_age_s: float | None = Field(None, description="age of the oldest entry not yet sent (queue lag); null: none")
     event_backlog: dict[str, int] = Field(description="per event stream: entries not yet read by its group (lag)")
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 import time
 from typing import Any
 
@@ -17,11 +18,12 @@ from fastapi.responses import HTMLResponse, JSONResponse
 
 from smsbot import admin
 from smsbot.api.auth import Token
-from smsbot.api.models import (CancelOut, EventOut, Instance, LedgerEntry, LedgerOut, MtOut, NoticeIn, NoticeOut, OrderIn,
+from smsbot.api.models import (CancelOut, EventOut, Instance, LedgerEntry, LedgerOut, MtOut, NoticeIn, NoticeOut, NoticeStateOut, OrderIn,
                                Problem, StatusOut, Subscription, SubscriptionsOut, UsageIn, UsageOut, UsageStateOut, UseIn)
 from smsbot.msisdn import normalize_msisdn
 
 MAX_AT_MS = 32503680000000  # year 3000
+_ENTRY_ID = re.compile(r"^[0-9]{1,15}-[0-9]{1,10}$")
 EVENT_BACKLOG_CAP = 1000
 
 # an order or use event, idempotent on its id: KEYS 1 the id -> first result hash (same slot as the
@@ -243,7 +245,24 @@ def build_router(ctx: Any) -> APIRouter:  # ctx: smsbot.api.app.ApiContext
             bad.add("body", "text", "renders empty")
             bad.check()
         nid = admin.queue_notice(settings, ctx.store, msisdn, sc.code, lang, tpl, data, correlation=f"api:{tok.name}")
-        return NoticeOut(id=nid, msisdn=msisdn, short_code=sc.code, text=text)
+        return NoticeOut(id=nid, msisdn=msisdn, short_code=sc.code, text=text, href=f"/v1/subscribers/{msisdn}/notices/{nid}")
+
+    @r.get("/v1/subscribers/{msisdn}/notices/{notice_id}", response_model=NoticeStateOut, tags=["notices"],
+           responses={**_422, **_ERRORS})
+    def get_notice(msisdn: str = Path(max_length=40), notice_id: str = Path(max_length=40), tok: Token = scope("read")) -> Any:
+        """Follow a notice: still queued, sent (accepted by the SMSC), or rejected for good."""
+        bad = Invalid()
+        n = number(bad, "path", msisdn)
+        if not _ENTRY_ID.match(notice_id):
+            bad.add("path", "notice_id", "not a notice id (as POST /v1/notices answered, e.g. 1796105482599-0)")
+        bad.check()
+        queue = ctx.keys.subscriber(n).queue
+        if ctx.redis.xrange(queue, min=notice_id, max=notice_id, count=1):
+            return NoticeStateOut(id=notice_id, msisdn=n, state="queued")
+        rejected = ctx.redis.get(ctx.keys.mt_rejected(f"x{notice_id}"))
+        if rejected:
+            return NoticeStateOut(id=notice_id, msisdn=n, state="rejected", record=json.loads(rejected))
+        return NoticeStateOut(id=notice_id, msisdn=n, state="sent")
 
     # -- subscribers ----------------------------------------------------------------------------
     @r.get("/v1/subscribers/{msisdn}/subscriptions", response_model=SubscriptionsOut, tags=["subscribers"], responses={**_422, **_ERRORS})
@@ -312,7 +331,8 @@ def build_router(ctx: Any) -> APIRouter:  # ctx: smsbot.api.app.ApiContext
         events = "".join(f"<tr><td>{html.escape(k)}</td><td>{v}</td></tr>" for k, v in s.event_backlog.items())
         return HTMLResponse(f"""<!doctype html><html><head><meta charset="utf-8"><title>smsbot status</title>
 <style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:.2em 1em;text-align:left}}</style></head><body>
-<h1>smsbot status</h1><p>Redis: <b>{s.redis}</b> &middot; outbox depth: <b>{s.outbox_depth}</b> &middot; {time.strftime('%Y-%m-%d %H:%M:%S %Z')}</p>
+<h1>smsbot status</h1><p>Redis: <b>{s.redis}</b> &middot; outbox depth: <b>{s.outbox_depth}</b>
+(oldest unsent: {'none' if s.outbox_oldest_age_s is None else f'{s.outbox_oldest_age_s:.1f} s'}) &middot; {time.strftime('%Y-%m-%d %H:%M:%S %Z')}</p>
 <h2>Instances</h2><table><tr><th>instance</th><th>heartbeat</th></tr>{rows}</table>
 <h2>Event streams (unread)</h2><table><tr><th>stream</th><th>unread</th></tr>{events}</table>
 </body></html>""")
@@ -334,7 +354,18 @@ def status(ctx: Any) -> StatusOut:
     backlog = {}
     for stream, group in ((keys.order_events(), "orders"), (keys.use_events(), "uses"), (keys.usage_events(), "usage")):
         backlog[stream] = _unread(red, stream, group)
-    return StatusOut(redis="ok", instances=instances, outbox_depth=ctx.store.outbox_depth(), event_backlog=backlog)
+    streams = keys.all_outboxes() + keys.all_queues()  # sent entries are deleted: the first left is the oldest unsent
+    firsts = ctx.store.roundtrip([("XRANGE", st, "-", "+", "COUNT", 1) for st in streams])
+    oldest = None
+    for f in firsts:
+        if isinstance(f, Exception):
+            raise f
+        if f:
+            eid = f[0][0].decode() if isinstance(f[0][0], bytes) else str(f[0][0])
+            ms = int(eid.split("-")[0])
+            oldest = ms if oldest is None else min(oldest, ms)
+    return StatusOut(redis="ok", instances=instances, outbox_depth=ctx.store.outbox_depth(), event_backlog=backlog,
+                     outbox_oldest_age_s=None if oldest is None else round(max(0.0, now - oldest / 1000), 3))
 
 
 def _unread(red: Any, stream: str, group: str) -> int:
