@@ -1,6 +1,6 @@
 -- smsbot MO script main: redelivery guard, run the handler, return the replies this sender sends.
--- The guard (KEYS[3]) marks an MO handled whose deliver_sm_resp is not yet known to be written
--- (smsbot.pipeline deletes it once it is): "<token>|<reply entry ids>". The same MO arriving while
+-- The guard (KEYS[3]) marks an MO handled whose deliver_sm_resp the SMSC is not yet known to have
+-- read (smsbot.pipeline deletes it once it is): "<token>|<reply entry ids>". The same MO arriving while
 -- the guard holds ANOTHER token (a new session of this sender, or a sibling) is the SMSC's
 -- redelivery after a lost resp: nothing is applied again, and the replies it made that still wait
 -- for this sender are handed back (they may have been stranded by a lost Redis reply). The same
