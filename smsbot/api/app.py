@@ -106,7 +106,7 @@ def create_app(settings: Settings, store: Any = None) -> FastAPI:
     ctx = ApiContext(settings, st, Auth(a.tokens, a.rate_per_second, a.burst), Router(settings, commands.all_commands()))
     from smsbot.api.routes import _IDEMPOTENT_XADD
 
-    ctx.idempotent_xadd = _Script(st.redis, _IDEMPOTENT_XADD)
+    ctx.idempotent_xadd = _script(settings, st, _IDEMPOTENT_XADD)
     app = FastAPI(title="smsbot HTTP API", version=_version(),
                   description="Orders, on-demand uses, usage reports, notices, subscriptions, MT records and status of smsbot. "
                               "Authenticate with `Authorization: Bearer <token>` (config `api.tokens`, `SMSBOT_API_TOKENS`).")
@@ -164,6 +164,31 @@ def _document_catalogue(app: FastAPI, settings: Settings) -> None:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _script(settings: Settings, store: Any, source: str) -> Any:
+    """The order/use step: on a single Redis through an asyncio client (the event loop serves other
+    requests while it waits), else (sentinel, cluster) the store's own client."""
+    from smsbot.config import RedisMode
+
+    if settings.redis.mode is RedisMode.SINGLE and store.url:
+        return _AsyncScript(store.url, settings.redis.password, source)
+    return _Script(store.redis, source)
+
+
+class _AsyncScript:
+    def __init__(self, url: str, password: str | None, source: str):
+        import redis.asyncio as aioredis
+
+        opts: dict[str, Any] = {"socket_timeout": 5.0, "socket_connect_timeout": 5.0, "protocol": 2}
+        if password:
+            opts["password"] = password
+        self.client = aioredis.Redis.from_url(url, **opts)
+        self.script = self.client.register_script(source)
+
+    async def __call__(self, keys: list[str], args: list[Any]) -> tuple[bool, str]:
+        created, raw = await self.script(keys=keys, args=args)
+        return bool(created), raw.decode() if isinstance(raw, bytes) else str(raw)
 
 
 class _Script:

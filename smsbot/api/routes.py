@@ -7,6 +7,7 @@ by a Redis failure has written nothing; the 503 handler is in `smsbot.api.app`.
 from __future__ import annotations
 
 import html
+import inspect
 import json
 import re
 import time
@@ -109,10 +110,11 @@ def build_router(ctx: Any) -> APIRouter:  # ctx: smsbot.api.app.ApiContext
             bad.add(where, field, f"unknown service code {code!r}; known: {known}")
         return code
 
-    def idempotent_event(stream: str, id_: str, result: dict[str, Any], fields: dict[str, str]) -> JSONResponse:
+    async def idempotent_event(stream: str, id_: str, result: dict[str, Any], fields: dict[str, str]) -> JSONResponse:
         key = f"{settings.redis.key_prefix}:api:{{{stream}}}:ids"
         flat = [x for kv in fields.items() for x in kv]
-        created, raw = ctx.idempotent_xadd(keys=[key, stream], args=[id_, json.dumps(result), *flat])
+        res = ctx.idempotent_xadd(keys=[key, stream], args=[id_, json.dumps(result), *flat])
+        created, raw = (await res) if inspect.isawaitable(res) else res
         body = json.loads(raw)
         body["duplicate"] = not created
         return JSONResponse(EventOut(**body).model_dump(), status_code=202 if created else 200)
@@ -138,7 +140,7 @@ def build_router(ctx: Any) -> APIRouter:  # ctx: smsbot.api.app.ApiContext
         bad.check()
         if reminder_short_code(settings) is None:
             raise HTTPException(503, "no short code enables the `orders` command: nothing would send the reminder")
-        return idempotent_event(ctx.keys.order_events(), oid, {"id": oid, "msisdn": msisdn, "service": code, "at": at},
+        return await idempotent_event(ctx.keys.order_events(), oid, {"id": oid, "msisdn": msisdn, "service": code, "at": at},
                                 order_fields(msisdn, code, at, oid, source=f"api:{tok.name}"))
 
     @r.post("/v1/uses", status_code=202, response_model=EventOut, tags=["events"],
@@ -159,7 +161,7 @@ def build_router(ctx: Any) -> APIRouter:  # ctx: smsbot.api.app.ApiContext
             bad.add("body", "use_id", "must not be blank")
         bad.check()
         uid = (body.use_id or "").strip() or _new_id("use")
-        return idempotent_event(ctx.keys.use_events(), uid, {"id": uid, "msisdn": msisdn, "service": code, "at": at},
+        return await idempotent_event(ctx.keys.use_events(), uid, {"id": uid, "msisdn": msisdn, "service": code, "at": at},
                                 use_fields(msisdn, code, at, uid, source=f"api:{tok.name}"))
 
     @r.post("/v1/usage", status_code=202, response_model=UsageOut, tags=["events"], responses={**_422, **_ERRORS})
