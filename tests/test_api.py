@@ -227,3 +227,45 @@ def test_bot_starts_the_api_when_api_port_is_set(make_world: Any) -> None:
             assert time.monotonic() < deadline, "smsbot run did not start the API"
             time.sleep(0.1)
     assert any(i["instance"] == w.bot.instance for i in st["instances"])
+
+
+def test_smsbot_api_command_serves_the_same_redis(world: World, tmp_path: Any) -> None:
+    """`smsbot --config CFG api --port P` as a real process: docs and schema served, tokens from
+    SMSBOT_API_TOKENS, an order it takes reaches the handset; the token's secret is never printed."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from .conftest import REPO, write_config
+
+    cfg = write_config(world, tmp_path)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "SMSBOT_API_TOKENS": f"ops:{OPS}:events+read"}
+    proc = subprocess.Popen([sys.executable, "-m", "smsbot.cli", "--config", str(cfg), "api", "--port", str(port)],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/openapi.json", timeout=2) as r:
+                    doc = json.loads(r.read())
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, "smsbot api did not start"
+                time.sleep(0.1)
+        assert "/v1/orders" in doc["paths"]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/docs", timeout=5) as r:
+            assert r.status == 200
+        phone = world.handset(MSISDN)
+        api = Api.__new__(Api)
+        api.base = f"http://127.0.0.1:{port}"
+        status, _, out = api.call("POST", "/v1/orders", {"msisdn": MSISDN, "service": "NEWS"})
+        assert status == 202, out
+        assert "手机早晚报" in phone.expect(1)[0]["text"]
+    finally:
+        proc.terminate()
+        output = proc.communicate(timeout=10)[0]
+    assert "tokens: ops" in output and OPS not in output
