@@ -195,7 +195,10 @@ def test_redis_down_503(world: World, make_settings: Any) -> None:
         import redis as redis_mod
 
         ctx = api.server.config.app.state.ctx  # type: ignore[attr-defined]
-        dead = redis_mod.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5)
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        dead = redis_mod.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0))
         ctx.store.redis = dead
         from smsbot.api.app import _Script
         from smsbot.api.routes import _IDEMPOTENT_XADD
