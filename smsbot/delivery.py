@@ -32,6 +32,7 @@ rides the transport's round trips; see `smsbot.outbox` for the one-window bound.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import deque
@@ -65,6 +66,7 @@ class Delivery:
         self.consumer = instance
         self.lease_prefixes = [store.keys.lease_prefix(n) for n in range(store.keys.shards)]
         self.on_consumer: Callable[[str], None] | None = None  # the dispatcher marks replies with it
+        self.describe: Callable[[], dict[str, Any]] = dict  # what the heartbeat tells status pages (binds, backlog)
         self._valid_until = 0.0  # written by the worker, read by the loop (a float: atomic)
         self._held = False  # the lease was taken under the current name
         self._generation_seen = 0
@@ -182,7 +184,8 @@ class Delivery:
         mode = "XX" if self._held else "NX"
         sent_at = self.clock()
         cmds: list[tuple[Any, ...]] = [("SET", p + self.consumer, self.instance, "PX", ttl_ms, mode) for p in self.lease_prefixes]
-        cmds.append(("SET", self.store.keys.heartbeat(self.instance), str(int(time.time())), "PX", ttl_ms))
+        beat = {"at": int(time.time()), "consumer": self.consumer, **self.describe()}
+        cmds.append(("SET", self.store.keys.heartbeat(self.instance), json.dumps(beat), "PX", ttl_ms))
         replies = self.store.roundtrip(cmds)
         for r in replies:
             if isinstance(r, Exception):

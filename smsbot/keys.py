@@ -37,7 +37,7 @@ Layout (prefix ``smsbot``; ``{7}`` is the shard tag):
                                             first (several when the SMSC reuses ids), each updated by its receipt
 ``smsbot:mt:{<message_id>}:dlr``    string  a receipt that matched no record (SET EX)
 ``smsbot:mt:{x<entry>}:rejected``   string  JSON record of an MT the SMSC refused for good (SET EX)
-``smsbot:heartbeat:<instance>``     string  instance liveness for status pages (SET EX)
+``smsbot:heartbeat:<instance>``     string  instance liveness for status pages: JSON {at, consumer, bound, binds, backlog} (SET PX)
 ``smsbot:{7}:lease:<consumer>``     string  a sender's lease in this shard: while it exists, the replies marked
                                             ``own`` = consumer are that sender's alone (`smsbot.delivery`)
 =================================  ======  ==================================================

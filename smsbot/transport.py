@@ -61,6 +61,7 @@ class Transport:
         self.instance = instance
         self.delivery = Delivery(settings, store, sender, instance)
         self.delivery.on_consumer = self._consumer_changed
+        self.delivery.describe = self._describe
         dispatcher.consumer = self.delivery.consumer
         dispatcher.lease_prefixes = self.delivery.lease_prefixes
         self.pipeline = Pipeline(settings, store, dispatcher, sender, on_batch=on_batch, on_receipt=on_receipt)
@@ -75,6 +76,13 @@ class Transport:
     def _consumer_changed(self, consumer: str) -> None:
         self.dispatcher.consumer = consumer
         self.pipeline.new_session()
+
+    def _describe(self) -> dict:
+        """For the heartbeat (status pages): this instance's binds and what waits to be sent."""
+        binds = [f"{link.name} {'transceiver' if link.can_receive and link.can_transmit else 'receiver' if link.can_receive else 'transmitter'}"
+                 for link in list(self.links)]
+        return {"bound": self.bound.is_set(), "binds": binds, "reconnects": self.reconnects,
+                "outbox_backlog": self.sender.backlog, "outbox_inflight": self.sender.inflight}
 
     def apply_settings(self, settings: Settings) -> None:
         """A reload: every module reads its settings at use time from here on."""

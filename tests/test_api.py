@@ -15,6 +15,8 @@ from typing import Any, Iterator
 
 import pytest
 
+from smsbot.app import wait_until
+
 from smsbot.api.app import start_in_thread
 
 from .conftest import World
@@ -136,11 +138,20 @@ def test_uses_usage_ledger_and_status(world: World, api: Api) -> None:
     assert status == 200 and state["state"]["plan"] == "4G_1GB"
     status, _, ledger = api.call("GET", f"/v1/subscribers/{MSISDN}/ledger", token=RO)
     assert status == 200 and ledger["total_fen"] == 0
+    smsc = f"127.0.0.1:{world.sim.smpp_port}/{world.settings.smsc.system_id} transceiver"
+
+    def me() -> dict:  # the bot's heartbeat (every delivery.heartbeat_seconds) says how it is bound
+        status, _, st = api.call("GET", "/v1/status", token=RO)
+        assert status == 200 and st["redis"] == "ok"
+        (mine,) = [i for i in st["instances"] if i["instance"] == world.bot.instance]
+        return mine
+
+    assert wait_until(lambda: me()["binds"] == [smsc], 5), me()
+    assert me()["bound"] and me()["consumer"] == world.bot.transport.delivery.consumer
     status, _, st = api.call("GET", "/v1/status", token=RO)
-    assert status == 200 and st["redis"] == "ok" and any(i["instance"] == world.bot.instance for i in st["instances"])
     assert "outbox_oldest_age_s" in st
     status, _, page = api.call("GET", "/status", token=None)
-    assert status == 200 and "smsbot status" in page and world.bot.instance in page
+    assert status == 200 and "smsbot status" in page and world.bot.instance in page and smsc in page
     status, _, _ = api.call("GET", "/v1/mt/nonexistent", token=RO)
     assert status == 404
 

@@ -132,6 +132,12 @@ class Instance(BaseModel):
     instance: str
     heartbeat: int | None = Field(None, description="unix seconds of its last heartbeat")
     age_seconds: float | None = None
+    consumer: str | None = Field(None, description="the sender name its replies are marked with")
+    bound: bool | None = Field(None, description="bound to the SMSC at its last heartbeat")
+    binds: list[str] = Field(default_factory=list, description="its binds: host:port/system_id and kind")
+    reconnects: int | None = None
+    outbox_backlog: int | None = Field(None, description="reply parts waiting to be sent")
+    outbox_inflight: int | None = Field(None, description="submit_sm awaiting their resp")
 
 
 class StatusOut(BaseModel):

@@ -328,18 +328,31 @@ def build_router(ctx: Any) -> APIRouter:  # ctx: smsbot.api.app.ApiContext
     def status_page() -> Any:
         """A small human-readable status page (no token: it shows no subscriber data)."""
         s = status(ctx)
-        rows = "".join(f"<tr><td>{html.escape(i.instance)}</td><td>{'' if i.age_seconds is None else f'{i.age_seconds:.1f} s ago'}</td></tr>"
-                       for i in s.instances) or "<tr><td colspan=2>no bot instance alive</td></tr>"
+        rows = "".join(f"<tr><td>{html.escape(i.instance)}</td><td>{'' if i.age_seconds is None else f'{i.age_seconds:.1f} s ago'}</td>"
+                       f"<td>{html.escape(', '.join(i.binds)) if i.bound else 'not bound'}</td><td>{i.outbox_backlog or 0} waiting, "
+                       f"{i.outbox_inflight or 0} in flight</td></tr>"
+                       for i in s.instances) or "<tr><td colspan=4>no bot instance alive</td></tr>"
         events = "".join(f"<tr><td>{html.escape(k)}</td><td>{v}</td></tr>" for k, v in s.event_backlog.items())
         return HTMLResponse(f"""<!doctype html><html><head><meta charset="utf-8"><title>smsbot status</title>
 <style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:.2em 1em;text-align:left}}</style></head><body>
 <h1>smsbot status</h1><p>Redis: <b>{s.redis}</b> &middot; outbox depth: <b>{s.outbox_depth}</b>
 (oldest unsent: {'none' if s.outbox_oldest_age_s is None else f'{s.outbox_oldest_age_s:.1f} s'}) &middot; {time.strftime('%Y-%m-%d %H:%M:%S %Z')}</p>
-<h2>Instances</h2><table><tr><th>instance</th><th>heartbeat</th></tr>{rows}</table>
+<h2>Instances</h2><table><tr><th>instance</th><th>heartbeat</th><th>binds</th><th>replies</th></tr>{rows}</table>
 <h2>Event streams (unread)</h2><table><tr><th>stream</th><th>unread</th></tr>{events}</table>
 </body></html>""")
 
     return r
+
+
+def _heartbeat(raw: bytes | None) -> dict[str, Any]:
+    """An instance's heartbeat: JSON written by `smsbot.delivery` (an older bot: unix seconds)."""
+    if not raw:
+        return {}
+    try:
+        beat = json.loads(raw)
+    except ValueError:
+        return {}
+    return beat if isinstance(beat, dict) else {"at": int(beat)} if isinstance(beat, int) else {}
 
 
 def status(ctx: Any) -> StatusOut:
@@ -349,10 +362,11 @@ def status(ctx: Any) -> StatusOut:
     instances = []
     prefix = keys.heartbeat("")
     for k in sorted(red.scan_iter(match=prefix + "*", count=500)):
-        v = red.get(k)
         name = k.decode()[len(prefix):]
-        hb = int(v) if v and v.isdigit() else None
-        instances.append(Instance(instance=name, heartbeat=hb, age_seconds=None if hb is None else round(max(0.0, now - hb), 1)))
+        beat = _heartbeat(red.get(k))
+        hb = beat.pop("at", None)
+        instances.append(Instance(instance=name, heartbeat=hb, age_seconds=None if hb is None else round(max(0.0, now - hb), 1),
+                                  **{f: beat[f] for f in Instance.model_fields if f in beat}))
     backlog = {}
     for stream, group in ((keys.order_events(), "orders"), (keys.use_events(), "uses"), (keys.usage_events(), "usage")):
         backlog[stream] = _unread(red, stream, group)
