@@ -28,10 +28,11 @@ ENV_PREFIX = "SMSBOT_"
 class ConfigError(Exception):
     """The configuration is invalid; `errors` lists ``(key, message)`` pairs."""
 
-    def __init__(self, errors: list[tuple[str, str]], source: str = ""):
+    def __init__(self, errors: list[tuple[str, str]], source: str = "", where: dict[str, str] | None = None):
         self.errors = errors
         self.source = source
-        lines = [f"{key}: {msg}" for key, msg in errors]
+        self.where = dict(where or {})  # key -> "line 12" or "environment variable SMSBOT_X=..." (printed)
+        lines = [f"{key} ({self.where[key]}): {msg}" if self.where.get(key) else f"{key}: {msg}" for key, msg in errors]
         super().__init__(f"invalid configuration{f' in {source}' if source else ''}:\n  " + "\n  ".join(lines))
 
 
@@ -186,6 +187,11 @@ class DeliverySettings(_Frozen):
 
 class LogSettings(_Frozen):
     level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, v: Any) -> Any:  # `level: debug` or SMSBOT_LOG_LEVEL=debug
+        return v.strip().upper() if isinstance(v, str) else v
     mask_msisdn: bool = True
     format: str = Field("auto", pattern=r"^(auto|json|console)$")
 
@@ -456,29 +462,132 @@ def _set_path(tree: dict[str, Any], path: list[str], value: str) -> None:
     node[path[-1]] = value
 
 
-def _env_overrides(environ: dict[str, str]) -> list[tuple[list[str], str]]:
-    """Map SMSBOT_SECTION_KEY variables onto config paths, matching known sections and fields."""
+# SMSBOT_* variables that are not settings: read by the CLI (click's auto_envvar_prefix SMSBOT_CLI_*)
+# or by tests; `load` warns about any other SMSBOT_* variable that matches no setting.
+NON_SETTING_VARS = {"SMSBOT_CONFIG", "SMSBOT_PIDFILE", "SMSBOT_WEB_SCREENSHOT"}
+NON_SETTING_PREFIXES = ("SMSBOT_CLI_",)
+
+
+def _env_overrides(environ: dict[str, str], unknown: list[str] | None = None) -> list[tuple[list[str], str, str]]:
+    """Map SMSBOT_SECTION_KEY variables onto config paths, matching known sections and fields:
+    ``(path, value, variable)``. Variables matching nothing are appended to `unknown` with a
+    "did you mean" where a setting's variable is close."""
     sections = {name: model for name, model in _section_models().items()}
-    out: list[tuple[list[str], str]] = []
+    out: list[tuple[list[str], str, str]] = []
     for var, value in environ.items():
         if not var.startswith(ENV_PREFIX):
             continue
         rest = var[len(ENV_PREFIX):].lower()
         if rest == "data_dir":
-            out.append((["data_dir"], value))
+            out.append((["data_dir"], value, var))
             continue
         if rest.startswith("commands_"):  # SMSBOT_COMMANDS_<NAME>_<KEY>: command names have no '_'
             name, _, key = rest[len("commands_"):].partition("_")
             if name and key:
-                out.append((["commands", name, key], value))
-            continue
+                out.append((["commands", name, key], value, var))
+                continue
+        matched = False
         for section, model in sections.items():
             if rest.startswith(section + "_"):
                 key = rest[len(section) + 1:]
                 if key in model.model_fields:
-                    out.append(([section, key], value))
+                    out.append(([section, key], value, var))
+                    matched = True
                 break
+        if not matched and unknown is not None and var not in NON_SETTING_VARS and not var.startswith(NON_SETTING_PREFIXES):
+            unknown.append(var + _did_you_mean(var, _known_env_vars()))
     return out
+
+
+def _known_env_vars() -> list[str]:
+    names = [ENV_PREFIX + "DATA_DIR", *NON_SETTING_VARS]
+    for section, model in _section_models().items():
+        names += [f"{ENV_PREFIX}{section}_{f}".upper() for f in model.model_fields]
+    return names
+
+
+def _did_you_mean(word: str, candidates: Any) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _fields_at(path: list[str]) -> list[str] | None:
+    """The field names of the model found at `path` (dotted config path, list indexes included),
+    or None when the path does not lead to a settings model."""
+    import types
+    import typing
+
+    tp: Any = Settings
+    for part in path:
+        while True:  # unwrap Optional / list / dict down to a model
+            origin = typing.get_origin(tp)
+            if origin in (typing.Union, types.UnionType):
+                args = [a for a in typing.get_args(tp) if a is not type(None)]
+                if len(args) != 1:
+                    return None
+                tp = args[0]
+            else:
+                break
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            field = tp.model_fields.get(part)
+            if field is None:
+                return None
+            tp = field.annotation
+        elif typing.get_origin(tp) in (list, dict):
+            tp = typing.get_args(tp)[-1]
+        else:
+            return None
+    while typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) != 1:
+            return None
+        tp = args[0]
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return list(tp.model_fields)
+    return None
+
+
+def _yaml_lines(text: str) -> dict[str, int]:
+    """Dotted config path (list indexes included) -> 1-based line of its key (mappings) or item
+    (sequences) in the YAML text."""
+    lines: dict[str, int] = {}
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return lines
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                key = f"{prefix}{k.value}"
+                lines[key] = k.start_mark.line + 1
+                walk(v, key + ".")
+        elif isinstance(node, yaml.SequenceNode):
+            for i, v in enumerate(node.value):
+                key = f"{prefix}{i}"
+                lines[key] = v.start_mark.line + 1
+                walk(v, key + ".")
+
+    if root is not None:
+        walk(root, "")
+    return lines
+
+
+def _locate(key: str, lines: dict[str, int], env: dict[str, str], source: str) -> str:
+    """Where a problem with `key` comes from: the environment variable that set it (or a value
+    under it), else the line of the key, or of its nearest ancestor present, in the file."""
+    parts = key.split(".")
+    for n in range(len(parts), 0, -1):
+        var = env.get(".".join(parts[:n]))
+        if var:
+            return f"environment variable {var}, not {Path(source).name}"
+    for n in range(len(parts), 0, -1):
+        line = lines.get(".".join(parts[:n]))
+        if line:
+            return f"line {line}"
+    return ""
 
 
 def _section_models() -> dict[str, type[BaseModel]]:
@@ -506,8 +615,17 @@ def default_config_path() -> Path:
     return Path(__file__).resolve().parent.parent / DEFAULT_CONFIG_NAME
 
 
-def load(path: str | os.PathLike[str] | None = None, environ: dict[str, str] | None = None) -> Settings:
-    """Read, override and validate; raise `ConfigError` naming each offending key."""
+def _stderr(line: str) -> None:
+    import sys
+
+    print(line, file=sys.stderr)
+
+
+def load(path: str | os.PathLike[str] | None = None, environ: dict[str, str] | None = None,
+         warn: Any = _stderr) -> Settings:
+    """Read, override and validate; raise `ConfigError` naming each offending key, with where it
+    comes from (the file's line, or the environment variable that set it) and, for an unknown key,
+    the closest known one. `warn(line)` gets one line per SMSBOT_* variable that matches no setting."""
     cfg_path = Path(path) if path else default_config_path()
     environ = dict(os.environ) if environ is None else environ
     try:
@@ -518,9 +636,19 @@ def load(path: str | os.PathLike[str] | None = None, environ: dict[str, str] | N
         raise ConfigError([("<file>", f"not valid YAML: {e}")], str(cfg_path)) from None
     if not isinstance(raw, dict):
         raise ConfigError([("<file>", "top level must be a mapping")], str(cfg_path))
-    for keypath, value in _env_overrides(environ):
+    unknown: list[str] = []
+    from_env: dict[str, str] = {}
+    for keypath, value, var in _env_overrides(environ, unknown):
         _set_path(raw, keypath, value)
-    return from_dict(raw, source=str(cfg_path))
+        from_env[".".join(keypath)] = var
+    for line in unknown:
+        warn(f"smsbot: warning: environment variable {line.split(';')[0]} matches no setting (ignored){''.join(line.partition(';')[1:])}")
+    try:
+        return from_dict(raw, source=str(cfg_path))
+    except ConfigError as e:
+        lines = _yaml_lines(cfg_path.read_text(encoding="utf-8"))
+        where = {key: _locate(key, lines, from_env, str(cfg_path)) for key, _ in e.errors}
+        raise ConfigError(e.errors, e.source, where) from None
 
 
 # Checks that need the command registry (command names, each command's own settings) and the
@@ -551,7 +679,16 @@ def from_dict(raw: dict[str, Any], source: str = "") -> Settings:
     try:
         settings = Settings.model_validate(raw)
     except ValidationError as e:
-        errors = [(".".join(str(p) for p in err["loc"]) or "<root>", err["msg"]) for err in e.errors()]
+        errors = []
+        for err in e.errors():
+            loc = [str(p) for p in err["loc"]]
+            msg = err["msg"]
+            if err["type"] == "extra_forbidden":  # an unknown key: the closest known one
+                fields = _fields_at(loc[:-1])
+                msg = f"unknown key {loc[-1]!r}" + (_did_you_mean(loc[-1], fields) if fields else "")
+                if fields:
+                    msg += f" (known: {', '.join(fields)})" if "did you mean" not in msg else ""
+            errors.append((".".join(loc) or "<root>", msg))
         raise ConfigError(errors, source) from None
     problems = [p for ext in _extensions for p in ext.check(settings)] + _cross_checks(settings)
     if problems:
