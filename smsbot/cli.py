@@ -183,6 +183,13 @@ def config_group() -> None:
 def config_check(c: Ctx) -> None:
     """Validate the configuration; print every error with its key (exit 2 when invalid)."""
     s = c.settings
+    import commands
+    from smsbot.router import check_templates
+
+    problems = check_templates(s, commands.registry())
+    if problems:
+        click.echo(str(config_mod.error_in_file(problems, c.config_file()[0])), err=True)
+        sys.exit(EXIT_CONFIG)
     click.echo(f"smsbot: {c.where()}", err=True)
     click.echo(
         f"configuration OK: {len(s.short_codes)} short code(s) "

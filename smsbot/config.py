@@ -615,6 +615,14 @@ def default_config_path() -> Path:
     return Path(__file__).resolve().parent.parent / DEFAULT_CONFIG_NAME
 
 
+def error_in_file(problems: list[tuple[str, str]], path: str | os.PathLike[str]) -> ConfigError:
+    """A `ConfigError` for problems found after loading (e.g. the templates, `config check`), each
+    key with its line in the file at `path`."""
+    text = Path(path).read_text(encoding="utf-8")
+    lines = _yaml_lines(text)
+    return ConfigError(problems, str(path), {key: _locate(key, lines, {}, str(path)) for key, _ in problems})
+
+
 def _stderr(line: str) -> None:
     import sys
 

@@ -137,6 +137,56 @@ class Templates:
         return set(self._by_lang.get(lang, {}))
 
 
+def check_templates(settings: Settings, registry: Registry) -> list[tuple[str, str]]:
+    """Problems with the reply templates, as ``(key, problem)`` for `smsbot config check`.
+
+    Checked: every ``templates.<lang>.<name>`` override names a language smsbot speaks and a
+    template that exists (the core's or any command package's; former names were already rewritten
+    by the configuration's migration); every template, packaged or configured, is a valid format
+    string and its fixed text alone (the text with its ``{placeholders}`` removed) fits in 255 SMS
+    parts, so a text that could never be sent is refused before the bot starts.
+
+    Not checked: the size of a rendered reply, which depends on the values put into the
+    placeholders (service names, lists of orders, a subscriber's own words): a reply that grows
+    past 255 parts at run time is still refused when it is sent; nor whether an override uses the
+    same placeholders as the template it replaces."""
+    import string
+
+    from smsbot.codec import segment_text
+
+    packaged = Templates(None, [cls.package_templates() for cls in registry.classes])
+    known = set().union(*(packaged.keys(lang.value) for lang in Language))
+    langs = [lang.value for lang in Language]
+    problems: list[tuple[str, str]] = []
+    for lang, entries in settings.templates.items():
+        if lang not in langs:
+            problems.append((f"templates.{lang}", f"unknown language {lang!r}; known: {', '.join(langs)}"))
+            continue
+        for name in entries:
+            if name not in known:
+                import difflib
+
+                close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+                hint = f"did you mean {close[0]!r}?" if close else f"known names start with a command: {', '.join(sorted({k.split('.')[0] + '.' for k in known if '.' in k}))}"
+                problems.append((f"templates.{lang}.{name}", f"unknown template {name!r}; {hint}"))
+    every = Templates(settings.templates, [cls.package_templates() for cls in registry.classes])
+    for lang in langs:
+        for name in sorted(every.keys(lang)):
+            text = every.get(lang, name)
+            configured = name in settings.templates.get(lang, {})
+            key = f"templates.{lang}.{name}" if configured else f"template {name} ({lang}, packaged)"
+            try:
+                fixed = "".join(literal for literal, *_ in string.Formatter().parse(str(text)))
+            except ValueError as e:
+                problems.append((key, f"not a valid template: {e} (write {{{{ and }}}} for literal braces)"))
+                continue
+            try:
+                segment_text(fixed)
+            except ValueError as e:
+                problems.append((key, f"too long to send even with empty placeholders: {e}"))
+    return problems
+
+
 @dataclass(frozen=True, slots=True)
 class RenderContext:
     """What a renderer may use: the reply depends on (template, data, language, short code) only,

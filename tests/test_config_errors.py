@@ -63,3 +63,30 @@ def test_unknown_smsbot_variable_warns(tmp_path):
             "did you mean 'SMSBOT_SMSC_HOST'?") in r.stderr, r.stderr
     assert "SMSBOT_NOTHING_LIKE_IT matches no setting (ignored)" in r.stderr
     assert "SMSBOT_CONFIG" not in r.stderr
+
+
+def with_templates(block: str) -> str:
+    assert "templates: {}\n" in BASE
+    return BASE.replace("templates: {}\n", "templates:\n" + block, 1)
+
+
+def test_unknown_template_name_is_refused(tmp_path):
+    text = with_templates("  zh-CN:\n    subscriptions.heder: \"您的业务：\"\n    menu_header: \"旧名\"\n")
+    r = check(text, tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert (f"templates.zh-CN.subscriptions.heder (line {line_of(text, 'subscriptions.heder')}): unknown template "
+            "'subscriptions.heder'; did you mean 'subscriptions.header'?") in r.stderr, r.stderr
+    assert "menu_header" not in r.stderr and "subscriptions.header (" not in r.stderr  # a former name is still accepted
+    r = check(with_templates("  fr:\n    bill.empty: rien\n"), tmp_path)
+    assert r.returncode == 2 and "templates.fr (line" in r.stderr and "unknown language 'fr'" in r.stderr, r.stderr
+
+
+def test_template_that_cannot_be_sent_is_refused(tmp_path):
+    huge = "长" * (67 * 256)  # UCS-2: 67 characters a part, so 256 parts even before the placeholders
+    text = with_templates(f"  zh-CN:\n    bill.empty: \"{huge}{{x}}\"\n    bill.as_of: \"{{unclosed\"\n")
+    r = check(text, tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert f"templates.zh-CN.bill.empty (line {line_of(text, 'bill.empty')}): too long to send even with empty placeholders: text needs 256 parts (max 255)" in r.stderr, r.stderr
+    assert "templates.zh-CN.bill.as_of (line" in r.stderr and "not a valid template" in r.stderr
+    fits = with_templates(f"  zh-CN:\n    bill.empty: \"{'长' * (67 * 255)}\"\n")
+    assert check(fits, tmp_path).returncode == 0
