@@ -719,4 +719,23 @@ def _cross_checks(s: Settings) -> list[tuple[str, str]]:
         problems.append(("usage.short_code", f"{s.usage.short_code!r} is not a configured short code"))
     if s.billing.short_code is not None and s.short_code(s.billing.short_code) is None:
         problems.append(("billing.short_code", f"{s.billing.short_code!r} is not a configured short code"))
+    problems += _text_sizes(s)
+    return problems
+
+
+def _text_sizes(s: Settings) -> list[tuple[str, str]]:
+    """Names that go into replies as they are (services, data plans) must fit in 255 SMS parts on
+    their own; the templates are checked by `smsbot.router.check_templates` (config check)."""
+    from smsbot.codec import segment_text
+
+    problems: list[tuple[str, str]] = []
+    named = [(f"services.{i}", x) for i, x in enumerate(s.services)] + [(f"usage.plans.{i}", x) for i, x in enumerate(s.usage.plans)]
+    for key, item in named:
+        for attr in ("name", "name_en"):
+            text = getattr(item, attr)
+            if text:
+                try:
+                    segment_text(text)
+                except ValueError as e:
+                    problems.append((f"{key}.{attr}", f"a reply naming it could never be sent: {e}"))
     return problems

@@ -90,3 +90,15 @@ def test_template_that_cannot_be_sent_is_refused(tmp_path):
     assert "templates.zh-CN.bill.as_of (line" in r.stderr and "not a valid template" in r.stderr
     fits = with_templates(f"  zh-CN:\n    bill.empty: \"{'长' * (67 * 255)}\"\n")
     assert check(fits, tmp_path).returncode == 0
+
+
+def test_service_name_that_cannot_be_sent_is_refused(tmp_path):
+    import yaml
+
+    raw = yaml.safe_load(BASE)
+    first = raw["services"][0]["name"]
+    text = BASE.replace(f"name: {first}", f"name: {'长' * (67 * 256)}", 1)
+    assert text != BASE
+    r = check(text, tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "services.0.name (line" in r.stderr and "a reply naming it could never be sent: text needs 256 parts (max 255)" in r.stderr, r.stderr
