@@ -23,6 +23,8 @@ from typing import Any
 
 import yaml
 
+from bench import sut
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -95,17 +97,12 @@ while True:
 
 
 def smsbot_command() -> list[str]:
-    """How to run the `smsbot` CLI; ``CHAOS_SMSBOT_CMD`` (shell words) overrides."""
+    """How to run the `smsbot` CLI: ``CHAOS_SMSBOT_CMD`` (shell words) overrides, else as the
+    benchmark runs it (`bench.sut.smsbot_command`)."""
     override = os.environ.get("CHAOS_SMSBOT_CMD")
     if override:
         return shlex.split(override)
-    script = Path(sys.executable).parent / "smsbot"
-    if not script.exists():
-        found = shutil.which("smsbot")
-        script = Path(found) if found else None  # type: ignore[assignment]
-    if script is not None and script.exists():
-        return [sys.executable, str(script)]
-    return [sys.executable, "-c", "import sys; from smsbot.cli import main; sys.exit(main())"]
+    return sut.smsbot_command()
 
 
 def _tail(path: Path, limit: int = 1200) -> str:
