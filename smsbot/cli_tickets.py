@@ -30,7 +30,20 @@ from smsbot import config as config_mod
 EXIT_NOT_FOUND = 1
 
 
-from smsbot.cli_billing import Ctx, main, pass_ctx  # noqa: E402  (the group smsbot.cli built: see cli_billing._host_cli)
+def _host_cli():  # noqa: ANN202
+    """The `smsbot.cli` module to register on: `__main__` under ``python -m smsbot.cli`` (the module then
+    runs as __main__; importing smsbot.cli would build a second group with its own Ctx class)."""
+    m = sys.modules.get("__main__")
+    spec = getattr(m, "__spec__", None)
+    if spec is not None and spec.name == "smsbot.cli" and isinstance(getattr(m, "main", None), click.Group):
+        return m
+    import importlib
+
+    return sys.modules.get("smsbot.cli") or importlib.import_module("smsbot.cli")
+
+
+_cli = _host_cli()
+main, Ctx, pass_ctx = _cli.main, _cli.Ctx, _cli.pass_ctx
 
 
 # -- `config check` prints the notes of the registry's checks --------------------------------------
