@@ -15,23 +15,12 @@ from typing import Any
 
 import click
 
+from smsbot.cli_host import host_cli
+
 EXIT_DISCREPANCIES = 1
 
 
-def _host_cli():  # noqa: ANN202
-    """The `smsbot.cli` module to register on: `__main__` under ``python -m smsbot.cli`` (the module then
-    runs as __main__; importing smsbot.cli would build a second group with its own Ctx class)."""
-    m = sys.modules.get("__main__")
-    spec = getattr(m, "__spec__", None)
-    if spec is not None and spec.name == "smsbot.cli" and isinstance(getattr(m, "main", None), click.Group):
-        return m
-    import importlib
-
-    # while smsbot.cli runs its bottom-line import of this module it is in sys.modules, half-built
-    return sys.modules.get("smsbot.cli") or importlib.import_module("smsbot.cli")
-
-
-_cli = _host_cli()
+_cli = host_cli()
 main, Ctx, pass_ctx = _cli.main, _cli.Ctx, _cli.pass_ctx
 _msisdn_or_exit, _service_or_exit = _cli._msisdn_or_exit, _cli._service_or_exit
 
