@@ -16,7 +16,7 @@ from collections import defaultdict
 
 from smsbot import billing
 from smsbot.app import wait_until
-from smsbot.cli_billing import write_use
+from smsbot.events import write_use
 from smsbot.periods import format_time, period_by_label, period_of, zone
 
 from .conftest import World, cli, write_config

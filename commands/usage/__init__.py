@@ -63,6 +63,8 @@ from smsbot.msisdn import normalize_msisdn
 from smsbot.router import Command, Intent, Renderer, RenderContext
 
 MB = 1024 * 1024
+CYCLE_PAST_MONTHS = 12  # a report this far back is harmless (ignored) but likely a typo: refused unless forced
+CYCLE_AHEAD_MONTHS = 1  # next month: clocks at the month's turn
 MAX_BYTES = 64 * 1024 * MB * 1024  # 64 TB: exact in Lua numbers and in cjson's 14 significant digits
 QUERY_KEYWORDS = frozenset({"CXLL"})
 REPORT_HANDLER = "usage.report"
@@ -97,6 +99,24 @@ def current_cycle(settings: Settings, now: float | None = None) -> str:
     """The billing cycle id (YYYY-MM) of `now` in ``usage.timezone``."""
     t = time.time() if now is None else now
     return datetime.fromtimestamp(t, ZoneInfo(settings.usage.timezone)).strftime("%Y-%m")
+
+
+def _months(cycle: str) -> int:
+    y, m = cycle.split("-")
+    return int(y) * 12 + int(m) - 1
+
+
+def check_cycle_near(cycle: str, now_cycle: str) -> None:
+    """ValueError unless `cycle` (YYYY-MM) is at most `CYCLE_PAST_MONTHS` before and
+    `CYCLE_AHEAD_MONTHS` after `now_cycle`: a report for a future cycle makes the stored usage
+    ignore every real report until then (a mistyped year would silence the alerts for years). The
+    CLI (``--force``) and the HTTP API refuse such a report; the stream itself accepts it."""
+    ahead = _months(cycle) - _months(now_cycle)
+    if ahead > CYCLE_AHEAD_MONTHS:
+        raise ValueError(f"{cycle} is {ahead} months after this cycle ({now_cycle}): the stored usage would then ignore "
+                         f"every real report until {cycle}; check the year")
+    if -ahead > CYCLE_PAST_MONTHS:
+        raise ValueError(f"{cycle} is {-ahead} months before this cycle ({now_cycle}): likely a typo; check the year")
 
 
 def alert_short_code(settings: Settings) -> str | None:

@@ -13,7 +13,6 @@ import re
 import time
 from typing import Any
 
-import click
 from fastapi import APIRouter, Depends, HTTPException, Path, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
@@ -128,13 +127,13 @@ def build_router(ctx: Any) -> APIRouter:  # ctx: smsbot.api.app.ApiContext
         """Place an order: an order event for the bot (charge reminder, grace period, first charge),
         exactly what `smsbot order` writes. Idempotent on `order_id`."""
         from commands.orders import reminder_short_code
-        from smsbot.cli_billing import _new_id, order_fields
+        from smsbot.events import new_id, order_fields
 
         bad = Invalid()
         msisdn = number(bad, "body", body.msisdn)
         code = service(bad, body.service)
         at = at_ms(bad, body.at)
-        oid = (body.order_id or "").strip() or _new_id("ord")
+        oid = (body.order_id or "").strip() or new_id("ord")
         if body.order_id is not None and not body.order_id.strip():
             bad.add("body", "order_id", "must not be blank")
         bad.check()
@@ -147,7 +146,7 @@ def build_router(ctx: Any) -> APIRouter:  # ctx: smsbot.api.app.ApiContext
             responses={200: {"model": EventOut, "description": "this use_id was posted before: the first result"}, **_422, **_ERRORS})
     async def post_use(body: UseIn, tok: Token = scope("events")) -> Any:
         """One use of an on-demand service (charged once, if subscribed and past the grace), as `smsbot use` writes it."""
-        from smsbot.cli_billing import _new_id, use_fields
+        from smsbot.events import new_id, use_fields
         from smsbot.config import BillingKind
 
         bad = Invalid()
@@ -160,7 +159,7 @@ def build_router(ctx: Any) -> APIRouter:  # ctx: smsbot.api.app.ApiContext
         if body.use_id is not None and not body.use_id.strip():
             bad.add("body", "use_id", "must not be blank")
         bad.check()
-        uid = (body.use_id or "").strip() or _new_id("use")
+        uid = (body.use_id or "").strip() or new_id("use")
         return await idempotent_event(ctx.keys.use_events(), uid, {"id": uid, "msisdn": msisdn, "service": code, "at": at},
                                 use_fields(msisdn, code, at, uid, source=f"api:{tok.name}"))
 
@@ -168,7 +167,6 @@ def build_router(ctx: Any) -> APIRouter:  # ctx: smsbot.api.app.ApiContext
     async def post_usage(body: UsageIn, tok: Token = scope("events")) -> Any:
         """A data-usage report (running total of the cycle), as `smsbot usage --used` writes it."""
         from commands import usage as usage_cmd
-        from smsbot.cli_usage import _cycle_near_or_exit
 
         bad = Invalid()
         msisdn = number(bad, "body", body.msisdn)
@@ -190,9 +188,9 @@ def build_router(ctx: Any) -> APIRouter:  # ctx: smsbot.api.app.ApiContext
             bad.add("body", "cycle", f"{cycle!r} is not a cycle; use YYYY-MM, e.g. 2026-11")
         else:
             try:
-                _cycle_near_or_exit(cycle, now_cycle)
-            except click.BadParameter as e:
-                bad.add("body", "cycle", e.message.replace(", or pass --force if you mean it", ""))
+                usage_cmd.check_cycle_near(cycle, now_cycle)
+            except ValueError as e:
+                bad.add("body", "cycle", str(e))
         plan = None
         if body.plan is not None:
             try:

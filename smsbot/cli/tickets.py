@@ -7,16 +7,10 @@
 Subscribers open tickets by SMS (``TS <text>`` / ``投诉 <text>``, the ``complaints`` command) and
 follow them with ``TSCX``; `resolve` closes one and queues the answer for the subscriber by SMS
 (a running bot sends it). See `commands.complaints` and `commands.complaints.tickets`.
-
-Registered on `smsbot.cli.main` by the import at the bottom of ``smsbot/cli.py``. Importing this
-module also loads the command registry, whose configuration checks (command names, each
-command's settings, deprecated names) then apply to every CLI command; ``smsbot config check``
-additionally prints the notes about deprecated names it accepted.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import sys
@@ -24,45 +18,9 @@ from typing import Any
 
 import click
 
-import commands  # noqa: F401  (the registry: installs its configuration checks, see smsbot.config.extend)
-from smsbot import config as config_mod
-from smsbot.cli_host import host_cli
+from smsbot.cli.group import main, open_store, pass_ctx
 
 EXIT_NOT_FOUND = 1
-
-
-_cli = host_cli()
-main, Ctx, pass_ctx = _cli.main, _cli.Ctx, _cli.pass_ctx
-
-
-# -- `config check` prints the notes of the registry's checks --------------------------------------
-def _check_with_notes(group: click.Group) -> None:
-    check = group.commands.get("check") if isinstance(group, click.Group) else None
-    if check is None or getattr(check.callback, "_prints_notes", False):
-        return
-    original = check.callback
-
-    @functools.wraps(original)  # type: ignore[arg-type]
-    def callback(*args: Any, **kwargs: Any) -> Any:
-        out = original(*args, **kwargs)  # type: ignore[misc]
-        c = click.get_current_context().find_object(Ctx)
-        if c is not None:
-            for key, note in config_mod.notes(c.settings):
-                click.echo(f"note: {key}: {note}")
-        return out
-
-    callback._prints_notes = True  # type: ignore[attr-defined]
-    check.callback = callback
-
-
-_check_with_notes(main.commands.get("config"))  # type: ignore[arg-type]
-
-
-# -- tickets ----------------------------------------------------------------------------------------
-def _store(c: Any):  # noqa: ANN202
-    from smsbot.app import build_store
-
-    return build_store(c.settings)
 
 
 def _fmt(c: Any, ms: int | None) -> str:
@@ -103,7 +61,7 @@ def tickets_list(c: Any, open_only: bool, overdue_only: bool, limit: int, as_jso
     from commands.complaints import tickets
 
     now = int(time.time() * 1000)
-    st = _store(c)
+    st = open_store(c)
     try:
         found = tickets.list_tickets(c.settings, st, open_only=open_only, overdue_only=overdue_only, limit=limit, now_ms=now)
     finally:
@@ -131,7 +89,7 @@ def tickets_show(c: Any, number: str, as_json: bool) -> None:
 
     from commands.complaints import tickets
 
-    st = _store(c)
+    st = open_store(c)
     try:
         t = tickets.get(c.settings, st, number)
     finally:
@@ -170,7 +128,7 @@ def tickets_resolve(c: Any, number: str, answer: str, by: str | None) -> None:
     if not answer.strip():
         raise click.BadParameter("the answer is empty", param_hint="--reply")
     who = (by or os.environ.get("USER") or "care").strip()
-    st = _store(c)
+    st = open_store(c)
     try:
         st.load_scripts()
         t = tickets.resolve(c.settings, st, number, answer, who)

@@ -5,40 +5,31 @@
 Host and port default to ``api.host`` / ``api.port`` (``SMSBOT_API_HOST`` / ``SMSBOT_API_PORT``;
 port 0 there means 8080 here). Tokens come from ``api.tokens`` or ``SMSBOT_API_TOKENS``; without
 any, every request but ``/status``, ``/docs`` and ``/openapi.json`` is refused (401), which the
-command says. Registered on the `smsbot` click group by the import at the bottom of ``smsbot/cli.py``.
+command says.
 """
 
 from __future__ import annotations
 
-import sys
-from typing import Any
-
 import click
 
-
-def _main_group() -> click.Group:
-    m = sys.modules.get("__main__")
-    spec = getattr(m, "__spec__", None)
-    if spec is not None and spec.name == "smsbot.cli" and isinstance(getattr(m, "main", None), click.Group):
-        return m.main  # type: ignore[union-attr]
-    return sys.modules["smsbot.cli"].main  # type: ignore[attr-defined]
+from smsbot.cli.group import Ctx, main, pass_ctx
 
 
-@_main_group().command("api")
+@main.command("api")
 @click.option("--host", default=None, help="address to listen on (default api.host, 127.0.0.1)")
 @click.option("--port", type=click.IntRange(0, 65535), default=None, help="port (default api.port, else 8080)")
-@click.pass_obj
-def api_cmd(obj: Any, host: str | None, port: int | None) -> None:
+@pass_ctx
+def api_cmd(c: Ctx, host: str | None, port: int | None) -> None:
     """Serve the HTTP API (orders, uses, usage, notices, subscriptions, MT records, status; docs at /docs)."""
     from smsbot import ports
     from smsbot.api.app import DEFAULT_PORT, serve
 
-    s = obj.settings
+    s = c.settings
     host = host or s.api.host
     port = port if port is not None else (s.api.port or DEFAULT_PORT)
     ports.check([ports.Listener(host, port, "the HTTP API", "api.port", "SMSBOT_API_PORT", "--port",
                                 "another `smsbot api` or `smsbot run` with api.port?")])
-    click.echo(f"smsbot: {obj.where()}", err=True)
+    click.echo(f"smsbot: {c.where()}", err=True)
     names = [t.split(":", 1)[0] for t in s.api.tokens]
     if names:
         click.echo(f"HTTP API on http://{host}:{port}/ (docs: /docs); tokens: {', '.join(names)}", err=True)

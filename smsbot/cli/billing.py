@@ -1,34 +1,22 @@
-"""CLI for orders, on-demand uses and billing: ``smsbot order``, ``smsbot use``, ``smsbot billing run|runs|ledger|verify``.
+"""Orders, on-demand uses and billing: ``smsbot order``, ``smsbot use``, ``smsbot billing run|runs|ledger|verify``.
 
-Registered on `smsbot.cli.main` when `smsbot.cli` is imported. ``order`` and ``use`` only write an
-event to the stream the bot consumes (refusing bad numbers and unknown service codes before
-writing anything); ``billing`` talks to Redis directly.
+``order`` and ``use`` only write an event to the stream the bot consumes (`smsbot.events.write_order`,
+`smsbot.events.write_use`), refusing bad numbers and unknown service codes before writing
+anything; ``billing`` talks to Redis directly.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import sys
-import time
 from typing import Any
 
 import click
 
-from smsbot.cli_host import host_cli
+from smsbot import events
+from smsbot.cli.group import main, msisdn_or_exit, open_store, pass_ctx, service_or_exit, time_zone
 
 EXIT_DISCREPANCIES = 1
-
-
-_cli = host_cli()
-main, Ctx, pass_ctx = _cli.main, _cli.Ctx, _cli.pass_ctx
-_msisdn_or_exit, _service_or_exit = _cli._msisdn_or_exit, _cli._service_or_exit
-
-
-def _store(c: Any):  # noqa: ANN202
-    from smsbot.app import build_store
-
-    return build_store(c.settings)
 
 
 def _at_or_exit(c: Any, value: str | None) -> int:
@@ -42,40 +30,9 @@ def _at_or_exit(c: Any, value: str | None) -> int:
 
 def _fmt(ms: int, c: Any) -> str:
     """A time as every smsbot command prints it: billing.timezone, labelled (`smsbot.timefmt`)."""
-    from smsbot.timefmt import display_zone, fmt_ms
+    from smsbot.timefmt import fmt_ms
 
-    return fmt_ms(ms, display_zone(c.settings))
-
-
-def order_fields(msisdn: str, code: str, at_ms: int, order_id: str, source: str = "cli") -> dict[str, str]:
-    """The fields of one order event (what ``smsbot order`` and the HTTP API write)."""
-    return {"order_id": order_id, "msisdn": msisdn, "service": code, "at": str(at_ms), "source": source}
-
-
-def use_fields(msisdn: str, code: str, at_ms: int, use_id: str, source: str = "cli") -> dict[str, str]:
-    """The fields of one on-demand use event (what ``smsbot use`` and the HTTP API write)."""
-    return {"use_id": use_id, "msisdn": msisdn, "service": code, "at": str(at_ms), "source": source}
-
-
-def write_order(settings, client, msisdn: str, code: str, at_ms: int, order_id: str) -> str:  # noqa: ANN001
-    """XADD one order event exactly as ``smsbot order`` does; returns the entry id."""
-    from smsbot.keys import Keys
-
-    keys = Keys(settings.redis.key_prefix, settings.redis.shards)
-    eid = client.xadd(keys.order_events(), order_fields(msisdn, code, at_ms, order_id))
-    return eid.decode() if isinstance(eid, bytes) else str(eid)
-
-
-def write_use(settings, client, msisdn: str, code: str, at_ms: int, use_id: str) -> str:  # noqa: ANN001
-    from smsbot.keys import Keys
-
-    keys = Keys(settings.redis.key_prefix, settings.redis.shards)
-    eid = client.xadd(keys.use_events(), use_fields(msisdn, code, at_ms, use_id))
-    return eid.decode() if isinstance(eid, bytes) else str(eid)
-
-
-def _new_id(kind: str) -> str:
-    return f"{kind}-{time.strftime('%Y%m%d%H%M%S')}-{os.urandom(4).hex()}"
+    return fmt_ms(ms, time_zone(c))
 
 
 @main.command("order")
@@ -88,17 +45,17 @@ def order_cmd(c: Any, msisdn: str, service_code: str, at: str | None, order_id: 
     """Place an order: write an order event for the bot (reminder, grace period, first charge)."""
     from commands.orders import reminder_short_code
 
-    number = _msisdn_or_exit(msisdn)
-    code = _service_or_exit(c, service_code)
+    number = msisdn_or_exit(msisdn)
+    code = service_or_exit(c, service_code)
     at_ms = _at_or_exit(c, at)
     if order_id is not None and not (0 < len(order_id.strip()) <= 128):
         raise click.BadParameter("must be 1 to 128 characters", param_hint="--order-id")
     if reminder_short_code(c.settings) is None:
         raise click.UsageError("no short code enables the `orders` command: nothing would send the reminder")
-    oid = (order_id or _new_id("ord")).strip()
-    st = _store(c)
+    oid = (order_id or events.new_id("ord")).strip()
+    st = open_store(c)
     try:
-        eid = write_order(c.settings, st.redis, number, code, at_ms, oid)
+        eid = events.write_order(c.settings, st.redis, number, code, at_ms, oid)
     finally:
         st.close()
     click.echo(f"order {oid}: {number} {code} at {_fmt(at_ms, c)} queued as event {eid}")
@@ -114,17 +71,17 @@ def use_cmd(c: Any, msisdn: str, service_code: str, at: str | None, use_id: str 
     """Record one use of an on-demand service (charged once, if subscribed and past the grace)."""
     from smsbot.config import BillingKind
 
-    number = _msisdn_or_exit(msisdn)
-    code = _service_or_exit(c, service_code)
+    number = msisdn_or_exit(msisdn)
+    code = service_or_exit(c, service_code)
     svc = c.settings.service(code)
     if svc is None or svc.kind is not BillingKind.ON_DEMAND:
         on_demand = ", ".join(s.code for s in c.settings.services if s.kind is BillingKind.ON_DEMAND) or "none"
         raise click.BadParameter(f"{code} is not an on-demand service; on-demand: {on_demand}", param_hint="SERVICE_CODE")
     at_ms = _at_or_exit(c, at)
-    uid = (use_id or _new_id("use")).strip()
-    st = _store(c)
+    uid = (use_id or events.new_id("use")).strip()
+    st = open_store(c)
     try:
-        eid = write_use(c.settings, st.redis, number, code, at_ms, uid)
+        eid = events.write_use(c.settings, st.redis, number, code, at_ms, uid)
     finally:
         st.close()
     click.echo(f"use {uid}: {number} {code} at {_fmt(at_ms, c)} queued as event {eid}")
@@ -155,7 +112,7 @@ def billing_run(c: Any, at: str | None, batch: int | None, fresh: bool, lease_se
     from smsbot import billing
 
     at_ms = _at_or_exit(c, at)
-    st = _store(c)
+    st = open_store(c)
     st.load_scripts()
     bar = None
     tty = sys.stderr.isatty()
@@ -237,7 +194,7 @@ def billing_runs(c: Any, period: str | None, as_json: bool) -> None:
     """
     from smsbot import billing
 
-    st = _store(c)
+    st = open_store(c)
     try:
         runs = [r for r in billing.list_runs(st) if period is None or r.period == period]
     finally:
@@ -278,8 +235,8 @@ def billing_ledger(c: Any, msisdn: str, as_json: bool) -> None:
     """MSISDN's charges: time, service, period or use id, amount, run."""
     from smsbot import billing
 
-    number = _msisdn_or_exit(msisdn)
-    st = _store(c)
+    number = msisdn_or_exit(msisdn)
+    st = open_store(c)
     try:
         charges = billing.ledger(st, number)
     finally:
@@ -304,7 +261,7 @@ def billing_verify(c: Any) -> None:
     """Check the ledger against the audit stream; print every discrepancy; exit 1 if any."""
     from smsbot import billing
 
-    st = _store(c)
+    st = open_store(c)
     try:
         rep = billing.verify(c.settings, st)
     finally:

@@ -4,59 +4,38 @@
     smsbot usage 13800138000                       # what is stored for this cycle
 
 The report is one XADD to ``<prefix>:events:usage``, exactly what the billing side sends (see
-``commands/usage.py``); a running bot applies it and sends any alert. Sizes: ``95MB``, ``95.5MB``,
+``commands/usage``); a running bot applies it and sends any alert. Sizes: ``95MB``, ``95.5MB``,
 ``1GB``, ``1024KB``, ``123456B``, ``0`` with binary units (1 MB = 1024 * 1024 bytes). A bad size,
 cycle or number, or an unknown plan, is refused (exit 2) and nothing is written. So is a cycle far
-from this month (more than `CYCLE_PAST_MONTHS` back or `CYCLE_AHEAD_MONTHS` ahead) unless ``--force``:
-a report for a future cycle makes the stored state ignore every real report until that cycle comes
-(a typo such as 2030-01 for 2026-01 would silence the subscriber's alerts for years).
-
-Registered on the `smsbot` click group by the import at the bottom of ``smsbot/cli.py``.
+from this month (`commands.usage.check_cycle_near`: more than ``CYCLE_PAST_MONTHS`` back or
+``CYCLE_AHEAD_MONTHS`` ahead) unless ``--force``: a report for a future cycle makes the stored state
+ignore every real report until that cycle comes (a typo such as 2030-01 for 2026-01 would silence
+the subscriber's alerts for years).
 """
 
 from __future__ import annotations
 
 import os
-import sys
 from typing import Any
 
 import click
 
-from smsbot.msisdn import normalize_msisdn
-
-CYCLE_PAST_MONTHS = 12  # a late report for an older cycle is harmless (ignored) but likely a typo
-CYCLE_AHEAD_MONTHS = 1  # next month: clocks at the month's turn
+from commands import usage as usage_cmd
+from smsbot.cli.group import Ctx, main, msisdn_or_exit, pass_ctx
 
 
-def _main_group() -> click.Group:
-    """The group to register on: `__main__`'s under ``python -m smsbot.cli`` (the module then runs
-    as __main__ and importing smsbot.cli would build a second group), else smsbot.cli's."""
-    m = sys.modules.get("__main__")
-    spec = getattr(m, "__spec__", None)
-    if spec is not None and spec.name == "smsbot.cli" and isinstance(getattr(m, "main", None), click.Group):
-        return m.main  # type: ignore[union-attr]
-    from smsbot.cli import main
-
-    return main
-
-
-@_main_group().command("usage")
+@main.command("usage")
 @click.argument("msisdn")
 @click.option("--used", "used", default=None, metavar="SIZE", help="data used this cycle so far (running total), e.g. 95MB, 1.5GB")
 @click.option("--plan", "plan", default=None, help="plan code (default: the stored plan, else usage.default_plan)")
 @click.option("--cycle", "cycle", default=None, metavar="YYYY-MM", help="billing cycle (default: this month in usage.timezone)")
-@click.option("--force", is_flag=True, help=f"accept a --cycle more than {CYCLE_PAST_MONTHS} months back or "
-                                            f"{CYCLE_AHEAD_MONTHS} ahead of this month")
-@click.pass_obj
-def usage(obj: Any, msisdn: str, used: str | None, plan: str | None, cycle: str | None, force: bool) -> None:
+@click.option("--force", is_flag=True, help=f"accept a --cycle more than {usage_cmd.CYCLE_PAST_MONTHS} months back or "
+                                            f"{usage_cmd.CYCLE_AHEAD_MONTHS} ahead of this month")
+@pass_ctx
+def usage(c: Ctx, msisdn: str, used: str | None, plan: str | None, cycle: str | None, force: bool) -> None:
     """Report MSISDN's data usage (--used) for a running bot to apply, or show what is stored."""
-    from commands import usage as usage_cmd
-
-    settings = obj.settings
-    try:
-        number = normalize_msisdn(msisdn, settings.subscribers.country_code)
-    except ValueError as e:
-        raise click.BadParameter(str(e), param_hint="MSISDN") from None
+    settings = c.settings
+    number = msisdn_or_exit(msisdn)
     if used is None:
         if plan or cycle:
             raise click.UsageError("--plan and --cycle go with --used")
@@ -71,7 +50,10 @@ def usage(obj: Any, msisdn: str, used: str | None, plan: str | None, cycle: str 
     if not usage_cmd.CYCLE_RE.match(cycle):
         raise click.BadParameter(f"{cycle!r} is not a cycle; use YYYY-MM, e.g. 2026-11", param_hint="--cycle")
     if not force:
-        _cycle_near_or_exit(cycle, now_cycle)
+        try:
+            usage_cmd.check_cycle_near(cycle, now_cycle)
+        except ValueError as e:
+            raise click.BadParameter(f"{e}, or pass --force if you mean it", param_hint="--cycle") from None
     if plan is not None:
         try:
             the_plan = usage_cmd.resolve_plan(settings, plan)
@@ -102,30 +84,12 @@ def usage(obj: Any, msisdn: str, used: str | None, plan: str | None, cycle: str 
     )
 
 
-def _months(cycle: str) -> int:
-    y, m = cycle.split("-")
-    return int(y) * 12 + int(m) - 1
-
-
-def _cycle_near_or_exit(cycle: str, now_cycle: str) -> None:
-    ahead = _months(cycle) - _months(now_cycle)
-    if ahead > CYCLE_AHEAD_MONTHS:
-        raise click.BadParameter(
-            f"{cycle} is {ahead} months after this cycle ({now_cycle}): the stored usage would then ignore every real "
-            f"report until {cycle}; check the year, or pass --force if you mean it", param_hint="--cycle")
-    if -ahead > CYCLE_PAST_MONTHS:
-        raise click.BadParameter(
-            f"{cycle} is {-ahead} months before this cycle ({now_cycle}): likely a typo; check the year, or pass "
-            "--force if you mean it", param_hint="--cycle")
-
-
 def _state(store: Any, msisdn: str) -> dict[str, str]:
     raw = store.redis.hgetall(store.keys.usage(msisdn))
     return {k.decode(): v.decode() for k, v in raw.items()}
 
 
 def _show(settings: Any, msisdn: str) -> None:
-    from commands import usage as usage_cmd
     from smsbot.app import build_store
 
     store = build_store(settings)

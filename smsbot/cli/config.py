@@ -1,0 +1,37 @@
+"""`smsbot config check`: validate the configuration and say what it sets up."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from smsbot import config as config_mod
+from smsbot.cli.group import EXIT_CONFIG, Ctx, main, pass_ctx
+
+
+@main.group("config")
+def config_group() -> None:
+    """Inspect the configuration."""
+
+
+@config_group.command("check")
+@pass_ctx
+def config_check(c: Ctx) -> None:
+    """Validate the configuration; print every error with its key (exit 2 when invalid)."""
+    s = c.settings
+    import commands
+    from smsbot.router import check_templates
+
+    problems = check_templates(s, commands.registry())
+    if problems:
+        click.echo(str(config_mod.error_in_file(problems, c.config_file()[0])), err=True)
+        sys.exit(EXIT_CONFIG)
+    click.echo(f"smsbot: {c.where()}", err=True)
+    click.echo(
+        f"configuration OK: {len(s.short_codes)} short code(s) "
+        f"({', '.join(sc.code for sc in s.short_codes)}), {len(s.services)} service(s), "
+        f"SMSC {s.smsc.host}:{s.smsc.port}, redis {s.redis.mode.value}: {'bundled in ' + str(s.data_dir) if s.redis.mode.value == 'single' and not s.redis.url else 'external'}"
+    )
+    for key, note in config_mod.notes(s):  # the deprecated names the registry's checks accepted
+        click.echo(f"note: {key}: {note}")

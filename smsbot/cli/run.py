@@ -1,0 +1,74 @@
+"""The bot as a process: ``smsbot run`` (foreground or ``--daemon``), ``smsbot stop``, ``smsbot status``
+(by pidfile; `smsbot.daemon` does the work).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from smsbot import config as config_mod
+from smsbot import log
+from smsbot.cli.group import Ctx, main, pass_ctx
+
+
+@main.command("run")
+@click.option("--daemon", "detach", is_flag=True, help="detach from the terminal (needs --pidfile)")
+@click.option("--pidfile", type=click.Path(dir_okay=False, path_type=Path), envvar="SMSBOT_PIDFILE", default=None,
+              help="hold this pidfile; a second copy on it is refused")
+@click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="with --daemon: where the JSON logs go (default <data_dir>/smsbot.log)")
+@pass_ctx
+def run(c: Ctx, detach: bool, pidfile: Path | None, log_file: Path | None) -> None:
+    """Run the bot until SIGTERM/SIGINT (drain, unbind; a second signal stops at once). SIGHUP reloads."""
+    from smsbot import daemon, ports
+
+    s = c.settings
+    if pidfile is not None:
+        pidfile = pidfile.absolute()  # --daemon changes to /: a relative path would name another file
+    if s.metrics.port:  # say it now, not after waiting for Redis (and before detaching)
+        ports.check([ports.metrics_listener(s.metrics.host, s.metrics.port)])
+    if s.api.port:  # the HTTP API this run starts (smsbot.api)
+        ports.check([ports.Listener(s.api.host, s.api.port, "the HTTP API", "api.port", "SMSBOT_API_PORT", "",
+                                    "another `smsbot run` or `smsbot api`? each needs its own api.port")])
+    try:
+        if detach:
+            if pidfile is None:
+                raise click.UsageError("--daemon needs --pidfile")
+            code = daemon.run_detached(s, c.config_path or config_mod.default_config_path(), pidfile,
+                                       (log_file or s.data_dir / "smsbot.log").absolute())
+        else:
+            log.setup(s.log)
+            log.get("smsbot.bot").info("config_in_use", where=c.where())
+            code = daemon.run_foreground(s, c.config_path or config_mod.default_config_path(), pidfile)
+    except daemon.AlreadyRunning as e:
+        click.echo(str(e), err=True)
+        code = daemon.EXIT_ALREADY_RUNNING
+    sys.exit(code)
+
+
+@main.command("stop")
+@click.option("--pidfile", type=click.Path(dir_okay=False, path_type=Path), envvar="SMSBOT_PIDFILE", required=True)
+@click.option("--timeout", type=float, default=30.0, show_default=True)
+def stop_cmd(pidfile: Path, timeout: float) -> None:
+    """Stop the bot holding PIDFILE (SIGTERM: drain and unbind) and wait for it to exit.
+
+    Exit 0 when it stopped or was not running (LSB), 1 when it did not stop in time."""
+    from smsbot import daemon
+
+    code, text = daemon.stop(pidfile, timeout)
+    click.echo(text)
+    sys.exit(code)
+
+
+@main.command("status")
+@click.option("--pidfile", type=click.Path(dir_okay=False, path_type=Path), envvar="SMSBOT_PIDFILE", required=True)
+def status_cmd(pidfile: Path) -> None:
+    """Is the bot holding PIDFILE running? Exit 0 when running, 3 when not (LSB)."""
+    from smsbot import daemon
+
+    code, text = daemon.status(pidfile)
+    click.echo(text)
+    sys.exit(code)
