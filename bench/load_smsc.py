@@ -53,6 +53,7 @@ from smsbot.messages import CommandId, DeliverSm, Status, Tag
 
 SUBSCRIBER_BASE = 13900000000
 SHORT_CODE = "10086"
+COUNTRY_CODE = "86"  # the bot addresses MTs internationally (TON 1): 86 + the national number
 
 _HDR = struct.Struct(">IIII")
 _UMR = struct.Struct(">HHH")  # user_message_reference TLV: tag, length 2, value
@@ -349,7 +350,10 @@ class LoadSmsc:
                 if _continuation(sm, tlvs):
                     stats.extra_parts += 1
                     continue
-                mo = run.inflight.get(sm.destination_addr)
+                dest = sm.destination_addr
+                if sm.dest_addr_ton == 1 and dest.startswith(COUNTRY_CODE):
+                    dest = dest[len(COUNTRY_CODE):]
+                mo = run.inflight.get(dest)
                 if mo is None or mo.replied:
                     stats.unmatched += 1
                     continue

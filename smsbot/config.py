@@ -73,6 +73,9 @@ class SmscSettings(_Frozen):
                                description="a PDU announcing more drops the link (a corrupt stream)")
     source_addr_ton: int = Field(0, ge=0, le=6)
     source_addr_npi: int = Field(0, ge=0, le=18)
+    dest_addr_ton: int = Field(1, ge=0, le=6, description="TON of MT destinations: 1 international (country code + "
+                               "national number), 2 national (the national number), 0 unknown (as the number was given)")
+    dest_addr_npi: int = Field(1, ge=0, le=18, description="NPI of MT destinations (1: E.164)")
     registered_delivery: int = Field(0, ge=0, le=1)
     window: int = Field(10, ge=1, description="max submit_sm awaiting submit_sm_resp")
     max_tps: float = Field(0, ge=0, description="submit_sm per second per bind; 0 = unlimited")

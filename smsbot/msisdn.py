@@ -19,6 +19,12 @@ default ``86``):
   national numbers can begin with its own calling code, set ``country_code`` empty (no stripping);
 * the result must be 5 to 15 digits.
 
+Outgoing, the other way (`destination`): an MT's ``destination_addr`` is written as
+``smsc.dest_addr_ton`` says, whatever form the number arrived in: international (TON 1, the
+default) is the country code and the national number, digits only (``8613800138000``); national
+(TON 2) is the key. Sending national digits under TON 1, as smsbot once did, names another
+country's number (``13800138000`` under TON 1 is +1 380…).
+
 `normalize_msisdn` is strict (people's input: the CLI, events, admin actions) and raises
 ValueError saying what is wrong; `subscriber_key` is lenient and cheap (an MO's source address,
 per message on the hot path): the canonical form of a number, anything else unchanged (an
@@ -77,6 +83,42 @@ def subscriber_key(value: str, country_code: str | None = DEFAULT_COUNTRY_CODE) 
         return normalize_msisdn(value, country_code)
     except ValueError:
         return value
+
+
+TON_UNKNOWN, TON_INTERNATIONAL, TON_NATIONAL = 0, 1, 2
+
+
+@lru_cache(maxsize=4096)
+def destination(to: str, ton: int, country_code: str | None = DEFAULT_COUNTRY_CODE) -> str:
+    """The ``destination_addr`` of an MT to `to` (a subscriber key, or the address an MO came from
+    when that was not the key) under TON `ton`:
+
+    * 1 international: digits with a country code: ``13800138000`` -> ``8613800138000``;
+      ``+8613800138000``, ``008613800138000``, ``8613800138000`` -> ``8613800138000``;
+      ``+447700900123`` -> ``447700900123``. A key is a national number of the home country (a
+      number an MO came from with another country's code is kept in its MO's form and stays
+      international). Without a country code (``subscribers.country_code`` empty) the digits as given;
+    * 2 national: the key (``8613800138000`` -> ``13800138000``);
+    * anything else (0 unknown): `to` as it is.
+
+    Anything that is not a number (an alphanumeric sender) is returned unchanged."""
+    if ton == TON_NATIONAL:
+        return subscriber_key(to, country_code)
+    if ton != TON_INTERNATIONAL:
+        return to
+    v = _SEPARATORS.sub("", unicodedata.normalize("NFKC", to))
+    if v.startswith("+"):
+        v, intl = v[1:], True
+    elif v.startswith("00"):
+        v, intl = v[2:], True
+    else:
+        intl = False
+    if not (v.isascii() and v.isdigit()):
+        return to
+    cc = country_code or ""
+    if intl or not cc or subscriber_key(v, cc) != v:  # already with a country code
+        return v
+    return cc + v
 
 
 _cached_key = lru_cache(maxsize=4096)(subscriber_key)  # SMSCs sending 86…: the same subscribers again and again

@@ -22,6 +22,7 @@ from typing import Callable
 from smsbot import codec, log, pdu
 from smsbot.config import Settings
 from smsbot.keys import Keys
+from smsbot.msisdn import destination
 from smsbot.messages import Status, SubmitSm
 from smsbot.router import Router
 from smsbot.session import SequenceGenerator
@@ -122,8 +123,10 @@ class OutboxSender:
         esm, payloads = codec.with_udh(bodies, next(self._concat_refs) & 0xFF)  # a fresh reference per message
         s = self.settings.smsc
         parts = pdu.encode_submit_sm_bodies(SubmitSm(
-            source_addr=short_code, destination_addr=to, short_message=b"", data_coding=coding, esm_class=esm,
+            source_addr=short_code, destination_addr=destination(to, s.dest_addr_ton, self.settings.subscribers.country_code),
+            short_message=b"", data_coding=coding, esm_class=esm,
             source_addr_ton=s.source_addr_ton, source_addr_npi=s.source_addr_npi,
+            dest_addr_ton=s.dest_addr_ton, dest_addr_npi=s.dest_addr_npi,
             registered_delivery=s.registered_delivery,
         ), payloads)
         return OutgoingMt(stream, entry_id, to, short_code, f["tpl"], parts, f.get("mo", ""))

@@ -18,6 +18,7 @@ import pytest
 
 from smsbot import config
 from smsbot.app import Bot, wait_until
+from smsbot.msisdn import subscriber_key
 from smsbot.simulator.smsc import SimSmsc
 
 from .conftest import World, cli, write_config
@@ -263,7 +264,7 @@ def test_receipt_dc8_without_tlvs_sets_mt_state(make_field_world: Callable[..., 
     assert ok_id != bad_id
 
     def state(mid: str, to: str) -> dict[str, str]:
-        recs = [r for r in mt_records(w, mid) if r.get("to") == to]
+        recs = [r for r in mt_records(w, mid) if subscriber_key(r.get("to", "")) == to]  # 86…: as the MO came
         return recs[-1] if recs else {}
 
     assert wait_until(lambda: state(ok_id, MSISDN).get("state") == "DELIVRD", 10), mt_records(w, ok_id)
@@ -295,7 +296,7 @@ def test_reused_message_ids_receipts_reach_the_right_mt(make_field_world: Callab
     a_ids = _menu_message(w, MSISDN)["message_ids"]
 
     def records(mid: str, to: str) -> list[dict[str, str]]:
-        return [r for r in mt_records(w, mid) if r.get("to") == to]
+        return [r for r in mt_records(w, mid) if subscriber_key(r.get("to", "")) == to]
 
     assert wait_until(lambda: all(any(r.get("state") == "DELIVRD" for r in records(m, MSISDN)) for m in a_ids), 10), \
         {m: mt_records(w, m) for m in a_ids}
@@ -361,3 +362,29 @@ def test_pdu_announcing_more_than_the_maximum_drops_the_link_at_once(make_field_
     assert phone.ask("0000", carrier="deliver_sm", timeout=15).startswith(MENU_HEAD)
     assert time.monotonic() - t0 < 10
     assert w.sim.stats()["binds_total"] > binds_before and w.bot.transport.reconnects >= 1
+
+
+# -- strict in what we send: the addresses of MTs -----------------------------------------------------------
+@pytest.mark.parametrize("profile", ["default", "field"])
+def test_mts_are_addressed_internationally_whatever_form_the_number_came_in(make_field_world: Callable[..., World], profile: str):
+    """Replies (to an MO from 13800138000 under TON 2, or 8613800138000 under TON 1 in the field
+    profile), charge reminders and notices all go to 8613800138000 under TON 1 / NPI 1. The
+    simulator reads destinations as a strict SMSC: national digits under TON 1 would be +1 380…
+    and reach no handset here (what smsbot once sent)."""
+    w = make_field_world(profile=profile)
+    w.subscribe(MSISDN, "VIDEO")
+    phone = w.handset(MSISDN)
+    assert "视频会员包月" in phone.ask("0000")
+    st = w.bot.store
+    st.redis.xadd(st.keys.order_events(), {"order_id": f"ORD-TON-{profile}", "msisdn": OTHER, "service": "NEWS"})
+    assert "扣费提醒" in w.handset(OTHER).expect(1, timeout=15)[0]["text"]
+    log = w.sim.submit_log()
+    assert {e["to"] for e in log} == {MSISDN, OTHER}, log
+    assert {tuple(e["addr"]) for e in log} == {("86" + MSISDN, 1, 1), ("86" + OTHER, 1, 1)}, log
+
+
+def test_mts_addressed_nationally_when_configured(make_field_world: Callable[..., World]):
+    w = make_field_world(profile="field", **{"smsc.dest_addr_ton": 2})
+    w.subscribe(MSISDN, "VIDEO")
+    assert "视频会员包月" in w.handset(MSISDN).ask("0000")  # the MO came as 8613800138000, TON 1
+    assert {tuple(e["addr"]) for e in w.sim.submit_log()} == {(MSISDN, 2, 1)}

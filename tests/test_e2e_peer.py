@@ -52,6 +52,14 @@ def _split_udh(data: bytes) -> tuple[bytes, tuple[int, int, int] | None]:
     return data[end:], seg
 
 
+def _handset(addr: str, ton: int) -> str:
+    """The handset an MT is for, read as this SMSC's network (country code 86) reads it: under TON
+    1 (international) only 86… is one of its handsets; national digits under TON 1 are abroad."""
+    if ton == 1:
+        return addr[2:] if addr.startswith("86") else "+" + addr
+    return addr
+
+
 def _text(dc: int, data: bytes) -> str:
     if dc == 8:
         return data.decode("utf-16-be")
@@ -123,22 +131,23 @@ class PeerSmsc:
         seg = None
         if ev.esm_class & 0x40:
             data, seg = _split_udh(data)
-        sub = {"id": mid, "from": ev.source_addr, "to": ev.destination_addr, "dc": ev.data_coding,
-               "registered_delivery": ev.registered_delivery, "segment": seg}
+        to = _handset(ev.destination_addr, ev.dest_addr_ton)
+        sub = {"id": mid, "from": ev.source_addr, "to": to, "addr": (ev.destination_addr, ev.dest_addr_ton, ev.dest_addr_npi),
+               "dc": ev.data_coding, "registered_delivery": ev.registered_delivery, "segment": seg}
         ev.accept(message_id=mid)
         with self._cond:
             self.submits.append(sub)
             if seg is None:
-                self._store(ev.destination_addr, ev.source_addr, _text(ev.data_coding, data), [mid])
+                self._store(to, ev.source_addr, _text(ev.data_coding, data), [mid])
             else:
                 ref, total, seq = seg
-                key = (ev.source_addr, ev.destination_addr, ref)
+                key = (ev.source_addr, to, ref)
                 parts = self._parts.setdefault(key, {})
                 parts[seq] = (data, mid)
                 if len(parts) == total:
                     del self._parts[key]
                     joined = b"".join(parts[i][0] for i in range(1, total + 1))
-                    self._store(ev.destination_addr, ev.source_addr, _text(ev.data_coding, joined),
+                    self._store(to, ev.source_addr, _text(ev.data_coding, joined),
                                 [parts[i][1] for i in range(1, total + 1)])
             self._cond.notify_all()
         if self.send_receipts and ev.registered_delivery & 1:
@@ -254,6 +263,8 @@ def test_menu_and_numeric_cancel(make_peer_world: Callable[..., PeerWorld]):
     assert w.peer.quiet(MSISDN) == []
     mts = [s for s in w.peer.submits if s["to"] == MSISDN]
     assert mts and all(s["from"] == CODE and s["dc"] == 8 for s in mts), mts
+    # the MO came as national digits under TON 1 (a field quirk); replies go strictly international
+    assert all(s["addr"] == ("86" + MSISDN, 1, 1) for s in mts), [s["addr"] for s in mts]
 
 
 def test_repeated_menu_each_answered(make_peer_world: Callable[..., PeerWorld]):

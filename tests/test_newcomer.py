@@ -363,6 +363,18 @@ def test_normalize_msisdn_rules():
     assert canonical_inbound(intl, "") is intl
 
 
+def test_destination_addresses_follow_the_ton():
+    from smsbot.msisdn import destination
+
+    for to in ("13800138002", "8613800138002", "+86 138 0013 8002", "008613800138002"):
+        assert destination(to, 1, "86") == "8613800138002", to
+        assert destination(to, 2, "86") == "13800138002", to
+    assert destination("+447700900123", 1, "86") == "447700900123"  # an MO from abroad: back abroad
+    assert destination("13800138002", 1, "") == "13800138002"  # no country code configured: as given
+    assert destination("13800138002", 0, "86") == "13800138002"  # unknown TON: as given
+    assert destination("CMTLONG8", 1, "86") == "CMTLONG8"  # not a number
+
+
 def test_national_and_international_forms_are_one_subscriber_everywhere(world: World, tmp_path):
     cfg = write_config(world, tmp_path)
     added = smsbot("subs", "add", "+86 138-0013-8002", "VIDEO", cfg=cfg)

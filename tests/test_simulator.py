@@ -475,7 +475,8 @@ def _submit(seq: int, to: str = MSISDN, text: str = "hi") -> bytes:
     from smsbot import pdu
     from smsbot.messages import SubmitSm
 
-    return pdu.encode_submit_sm(SubmitSm(source_addr=CODE, destination_addr=to, short_message=text.encode(), data_coding=0), seq)
+    # as the bot addresses MTs: international, the country code and the number (TON 1, NPI 1)
+    return pdu.encode_submit_sm(SubmitSm(source_addr=CODE, destination_addr="86" + to, short_message=text.encode(), data_coding=0), seq)
 
 
 def _resps(s: socket.socket, n: int) -> list[tuple[int, int]]:
@@ -772,7 +773,7 @@ def _submit_dlr(seq: int, to: str = MSISDN, text: str = "hi") -> bytes:
     from smsbot import pdu
     from smsbot.messages import SubmitSm
 
-    return pdu.encode_submit_sm(SubmitSm(source_addr=CODE, destination_addr=to, short_message=text.encode(),
+    return pdu.encode_submit_sm(SubmitSm(source_addr=CODE, destination_addr="86" + to, short_message=text.encode(),
                                          data_coding=0, registered_delivery=1), seq)
 
 

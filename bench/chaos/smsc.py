@@ -87,6 +87,7 @@ BIND_TRANSCEIVER = 0x00000009
 ENQUIRE_LINK = 0x00000015
 RESP = 0x80000000
 BINDS = {BIND_RECEIVER: "rx", BIND_TRANSMITTER: "tx", BIND_TRANSCEIVER: "trx"}
+COUNTRY_CODE = b"86"  # the bot's subscribers.country_code (its default)
 
 ESME_ROK = 0x00
 ESME_RINVCMDID = 0x03
@@ -168,7 +169,7 @@ class ShortMessage:
     """The fields of a submit_sm (or deliver_sm) body this SMSC cares about."""
 
     source: str
-    destination: str
+    destination: str  # the handset: the national number (86… under TON 1 read as the bot's home network)
     esm_class: int
     data_coding: int
     payload: bytes  # short_message, or message_payload when short_message is empty (UDH included)
@@ -181,8 +182,11 @@ def parse_sm(body: bytes) -> ShortMessage:
         _, off = _cstr(body, 0)  # service_type
         off += 2  # source_addr_ton, source_addr_npi
         src, off = _cstr(body, off)
+        dst_ton = body[off]
         off += 2
         dst, off = _cstr(body, off)
+        if dst_ton == 1 and dst.startswith(COUNTRY_CODE):  # international: our subscriber's national number
+            dst = dst[len(COUNTRY_CODE):]
         esm = body[off]
         off += 3  # esm_class, protocol_id, priority_flag
         _, off = _cstr(body, off)  # schedule_delivery_time

@@ -511,6 +511,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(f"{head}event: {kind}\ndata: {data}\n\n".encode("utf-8"))
 
     def _inbox(self, sim: SimSmsc, msisdn: str, query: dict[str, list[str]]) -> list[dict[str, Any]]:
+        msisdn = sim.handset_key(msisdn)
+
         def flag(name: str) -> bool:
             return query.get(name, ["0"])[-1].lower() in ("1", "true", "yes")
 

@@ -72,8 +72,10 @@ def build_mo_parts(
     data_coding: int | None = None,
     extra_tlvs: dict[int, bytes] | None = None,
     naive_split: bool = False,
+    source_ton: int = 2,
 ) -> list[DeliverSm]:
-    """The deliver_sm PDUs a handset's MO turns into (in order; the caller may shuffle)."""
+    """The deliver_sm PDUs a handset's MO turns into (in order; the caller may shuffle), from
+    `msisdn` as the source_addr under `source_ton` (2 national, 1 international; NPI 1, E.164)."""
     if split not in SPLIT_MODES:
         raise PartsError(f"split must be one of udh8, udh16, sar (got {split!r})")
     if data_coding is None:
@@ -107,7 +109,7 @@ def build_mo_parts(
     def deliver(payload: bytes, esm: int, tlvs: dict[int, bytes]) -> DeliverSm:
         return DeliverSm(
             sequence=0,
-            source_addr_ton=1,
+            source_addr_ton=source_ton,
             source_addr_npi=1,
             source_addr=msisdn,
             dest_addr_ton=0,

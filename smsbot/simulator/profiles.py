@@ -22,6 +22,9 @@ message_id_cycle           16                 message ids count 1..N then start 
                                               0: every id unique
 receipt_outcomes           {}                 ``{MSISDN: "STATE" or "STATE:ERR"}``: receipts of MTs
                                               to MSISDN say that (default DELIVRD, err 000)
+international_source       true               MOs come from the country code and the number under
+                                              TON 1 (``8613800138000``); else the national number
+                                              under TON 2
 =========================  =================  ======================================================
 
 A partial PDU (header announcing 60,000 octets, a short body, then silence) is an action, not a
@@ -69,6 +72,7 @@ class Behaviour:
     receipt_tlvs: bool = True
     message_id_cycle: int = 0
     receipt_outcomes: dict[str, str] = field(default_factory=dict)
+    international_source: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -95,6 +99,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "receipt_data_coding": int(DataCoding.UCS2),
         "receipt_tlvs": False,
         "message_id_cycle": 16,
+        "international_source": True,
     },
 }
 

@@ -48,6 +48,7 @@ from typing import Any
 from smsbot import codec, pdu
 from smsbot.config import Settings, SimulatorSettings, SmscSettings
 from smsbot.messages import CommandId, DataCoding, DeliverSm, EsmClass, Segment, Status, Tag
+from smsbot.msisdn import DEFAULT_COUNTRY_CODE, TON_INTERNATIONAL, TON_NATIONAL, subscriber_key
 
 from . import profiles
 from .connection import Conn, Waiter
@@ -57,6 +58,35 @@ from .mailbox import Mailbox, Reassembler, StoredMessage
 from .mo import PartsError, build_mo_parts
 
 log = logging.getLogger("smsbot.simulator")
+
+
+def handset_number(addr: str, ton: int, country_code: str | None) -> str:
+    """The handset an MT is for, reading its ``destination_addr`` under its TON as a strict SMSC
+    does: international (1) is digits beginning with a country code: the home one's numbers are
+    its handsets (``8613800138000`` -> ``13800138000``), any other is abroad (``+447700900123``;
+    national digits sent as international, ``13800138000`` under TON 1, are +1 380… and reach no
+    handset here); national (2) or unknown (0): the number read leniently as the bot does."""
+    if ton == TON_INTERNATIONAL:
+        digits = addr[1:] if addr.startswith("+") else addr
+        cc = country_code or ""
+        if cc and digits.startswith(cc) and len(digits) > len(cc):
+            return digits[len(cc):]
+        return "+" + digits
+    return subscriber_key(addr, country_code)
+
+
+def mo_source(msisdn: str, international: bool, country_code: str | None) -> tuple[str, int]:
+    """(source_addr, TON) of an MO from handset `msisdn` as the tester named it: a name already
+    international (``+44…``, ``8613800138000``) is sent so under TON 1; a national number under
+    TON 2, or with `international` (the field profile's ``international_source``) as the country
+    code and the number under TON 1."""
+    if msisdn.startswith("+"):
+        return msisdn[1:], TON_INTERNATIONAL
+    if subscriber_key(msisdn, country_code) != msisdn:
+        return msisdn, TON_INTERNATIONAL
+    if international and country_code and msisdn.isdigit():
+        return country_code + msisdn, TON_INTERNATIONAL
+    return msisdn, TON_NATIONAL
 
 TLS_HANDSHAKE_TIMEOUT = 10.0
 TEMPORARY_STATUSES = frozenset({Status.RX_T_APPN, Status.RMSGQFUL, Status.RTHROTTLED, Status.RSYSERR})
@@ -161,6 +191,7 @@ class SimSmsc:
         profile: str = "default",
         flags: dict[str, Any] | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        country_code: str | None = DEFAULT_COUNTRY_CODE,
     ):
         """`profile` (``default`` | ``field``) and `flags` on top of it: see `profiles` and
         `set_profile`. `ssl_context` (a server-side context with its certificate loaded) makes the
@@ -180,6 +211,7 @@ class SimSmsc:
         self.workers = max(1, workers)
         self.with_control = control
         self.ssl_context = ssl_context
+        self.country_code = country_code  # the home network's: international addresses with it are its handsets
         try:
             self.behaviour = profiles.make_behaviour(profile, **(flags or {}))
         except profiles.ProfileError as e:
@@ -238,9 +270,14 @@ class SimSmsc:
         flags = getattr(settings.simulator, "profile_flags", None)
         if flags and "flags" not in kw:
             kw["flags"] = dict(flags)
+        kw.setdefault("country_code", settings.subscribers.country_code)
         sim = cls(settings.simulator, settings.smsc, **kw)
         sim.short_codes = [sc.code for sc in settings.short_codes]
         return sim
+
+    def handset_key(self, name: str) -> str:
+        """The mailbox of handset `name`: ``8613800138000`` and ``13800138000`` are one handset."""
+        return subscriber_key(name, self.country_code)
 
     # ---------------------------------------------------------------- profile
     def set_profile(self, profile: str | None = None, **flags: Any) -> dict[str, Any]:
@@ -578,10 +615,11 @@ class SimSmsc:
             self._count("submits_rejected")
             conn.send(pdu.encode_submit_sm_resp(seq, Status.RINVDSTADR, ""))
             return
+        to = handset_number(sm.destination_addr, sm.dest_addr_ton, self.country_code)
         now = time.monotonic()
-        v = self.faults.judge(conn.id, sm.destination_addr, now)
-        entry: dict[str, Any] = {"t": time.time(), "n": v.n, "conn": conn.id, "seq": seq, "to": sm.destination_addr,
-                                 "status": v.status}
+        v = self.faults.judge(conn.id, to, now)
+        entry: dict[str, Any] = {"t": time.time(), "n": v.n, "conn": conn.id, "seq": seq, "to": to, "status": v.status,
+                                 "addr": [sm.destination_addr, sm.dest_addr_ton, sm.dest_addr_npi]}
         with self._lock:
             self._submit_log.append(entry)
         if v.drop_before:
@@ -610,12 +648,12 @@ class SimSmsc:
         else:
             message_id = self._new_message_id()
             answered = conn.answer(pdu.encode_submit_sm_resp(seq, Status.ROK, message_id),
-                                   commit=lambda: self._accept_submit(sm, tlvs, message_id))
+                                   commit=lambda: self._accept_submit(sm, tlvs, message_id, entry["to"]))
             if answered and sm.registered_delivery & 1 and self.send_receipts:
                 payload = tlvs.get(Tag.MESSAGE_PAYLOAD, sm.short_message)
                 if sm.esm_class & EsmClass.UDHI:
                     payload = codec.split_udh(payload)[0]
-                self._queue_receipt(conn, sm.source_addr, sm.destination_addr, message_id, payload, sm.data_coding)
+                self._queue_receipt(conn, sm, entry["to"], message_id, payload)
         if not answered:  # the connection went first: never answered, nothing stored, the ESME resends
             entry["status"] = None
             self._count("submits_dropped")
@@ -624,8 +662,9 @@ class SimSmsc:
         if v.drop_after:
             conn.drop(f"drop_after_resp={v.n}")
 
-    def _accept_submit(self, sm: Any, tlvs: dict[int, bytes], message_id: str) -> None:
-        """Into the mailbox (whole messages; parts wait in the reassembler). Runs before the resp is written."""
+    def _accept_submit(self, sm: Any, tlvs: dict[int, bytes], message_id: str, to: str) -> None:
+        """Into handset `to`'s mailbox (whole messages; parts wait in the reassembler). Runs before
+        the resp is written."""
         self._count("mt_parts_received")
         payload = tlvs.get(Tag.MESSAGE_PAYLOAD, sm.short_message)
         segment: Segment | None = None
@@ -635,14 +674,14 @@ class SimSmsc:
             segment = codec.segment_from_tlvs(tlvs)
         if segment is not None and segment.total > 1:
             joined = self.reassembler.add(
-                sm.source_addr, sm.destination_addr, segment.ref, segment.total, segment.seq,
+                sm.source_addr, to, segment.ref, segment.total, segment.seq,
                 sm.data_coding, payload, message_id,
             )
             if joined is not None:
                 data, dc, ids = joined
-                self._store_mt(sm.source_addr, sm.destination_addr, dc, data, ids)
+                self._store_mt(sm.source_addr, to, dc, data, ids)
         else:
-            self._store_mt(sm.source_addr, sm.destination_addr, sm.data_coding, payload, [message_id])
+            self._store_mt(sm.source_addr, to, sm.data_coding, payload, [message_id])
 
     # ---------------------------------------------------------------- faults
     def set_faults(self, **kw: Any) -> dict[str, Any]:
@@ -656,8 +695,9 @@ class SimSmsc:
         return plan
 
     def submit_log(self) -> list[dict[str, Any]]:
-        """Every submit_sm judged (latest SUBMITS_KEPT): {"t" (epoch s), "n", "conn", "seq", "to",
-        "status"}; status 0 accepted, non-zero the error answered, None never answered (dropped)."""
+        """Every submit_sm judged (latest SUBMITS_KEPT): {"t" (epoch s), "n", "conn", "seq", "to" (the
+        handset), "addr" ([destination_addr, TON, NPI] as written), "status"}; status 0 accepted,
+        non-zero the error answered, None never answered (dropped)."""
         with self._lock:
             return [dict(e) for e in self._submit_log]
 
@@ -674,17 +714,19 @@ class SimSmsc:
         self.events.mt_stored(msg)
         self.mailbox.put(msg)
 
-    def _queue_receipt(self, conn: Conn, mt_source: str, mt_dest: str, message_id: str, payload: bytes, dc: int) -> None:
-        """A delivery receipt for MT `message_id`, as the profile writes it: stat/err from
-        `receipt_outcomes`, data_coding `receipt_data_coding` (the text is ASCII whatever it says),
-        receipted_message_id + message_state TLVs only with `receipt_tlvs`."""
+    def _queue_receipt(self, conn: Conn, sm: Any, handset: str, message_id: str, payload: bytes) -> None:
+        """A delivery receipt for MT `message_id` (submit `sm`, to `handset`), as the profile writes
+        it: from the MT's destination address as the ESME wrote it, stat/err from `receipt_outcomes`,
+        data_coding `receipt_data_coding` (the text is ASCII whatever it says), receipted_message_id
+        + message_state TLVs only with `receipt_tlvs`."""
         b = self.behaviour
+        mt_source, dc = sm.source_addr, sm.data_coding
         now = time.strftime("%y%m%d%H%M")
         try:
             sample = codec.decode_text(dc, payload)
         except Exception:  # noqa: BLE001
             sample = ""
-        stat, err = b.receipt_outcome(mt_dest)
+        stat, err = b.receipt_outcome(handset)
         text = codec.format_receipt_text(message_id, stat, err, now, now, sample)
         tlvs: dict[int, bytes] = {}
         if b.receipt_tlvs:
@@ -695,18 +737,18 @@ class SimSmsc:
         d = DeliverSm(
             sequence=0,
             service_type=b.service_type,
-            source_addr_ton=1,
-            source_addr_npi=1,
-            source_addr=mt_dest,
+            source_addr_ton=sm.dest_addr_ton,
+            source_addr_npi=sm.dest_addr_npi,
+            source_addr=sm.destination_addr,
             destination_addr=mt_source,
             esm_class=EsmClass.DELIVERY_RECEIPT,
             data_coding=b.receipt_data_coding,
             short_message=text.encode("ascii", "replace") if isinstance(text, str) else bytes(text),
             tlvs=tlvs,
         )
-        job = _MoJob(id=f"r{message_id}.{next(self._mo_ids)}", msisdn=mt_dest, short_code=mt_source, parts=[d], kind="receipt")
+        job = _MoJob(id=f"r{message_id}.{next(self._mo_ids)}", msisdn=handset, short_code=mt_source, parts=[d], kind="receipt")
         job.system_id = conn.system_id
-        self.events.receipt_queued(job.id, message_id, mt_dest, stat, err)
+        self.events.receipt_queued(job.id, message_id, handset, stat, err)
         self._enqueue(job, time.monotonic())
 
     # ---------------------------------------------------------------- MO side
@@ -763,8 +805,9 @@ class SimSmsc:
         asked_carrier = carrier
         ref = self._next_ref(msisdn)
         try:
+            source, source_ton = mo_source(msisdn, self.behaviour.international_source, self.country_code)
             parts = build_mo_parts(
-                msisdn, short_code, text, split=split, ref=ref, umr=self._next_umr(msisdn),
+                source, short_code, text, split=split, ref=ref, umr=self._next_umr(msisdn), source_ton=source_ton,
                 data_coding=None if data_coding is None else int(data_coding), extra_tlvs=extra_tlvs,
                 naive_split=naive_split,
             )
