@@ -227,10 +227,14 @@ def test_cluster_serves_menus_and_cancels_across_nodes(cluster: list[int], tmp_p
         w.stop()
 
 
+def _sentinel_world(tmp_path: Path, sentinel_port: int) -> World:
+    return _world(tmp_path, None, **{"redis.mode": "sentinel", "redis.sentinels": [f"127.0.0.1:{sentinel_port}"],
+                                     "redis.sentinel_service": "mymaster"})
+
+
 def test_sentinel_serves_menu_through_the_primary(sentinel: tuple[int, int], tmp_path: Path):
     primary, sport = sentinel
-    w = _world(tmp_path, None, **{"redis.mode": "sentinel", "redis.sentinels": [f"127.0.0.1:{sport}"],
-                                  "redis.sentinel_service": "mymaster"})
+    w = _sentinel_world(tmp_path, sport)
     try:
         store = w.bot.store
         assert isinstance(store.redis.connection_pool, redis.sentinel.SentinelConnectionPool)
@@ -302,9 +306,7 @@ def test_api_on_cluster(cluster: list[int], tmp_path: Path):
 
 
 def test_api_on_sentinel(sentinel: tuple[int, int], tmp_path: Path):
-    _primary, sport = sentinel
-    w = _world(tmp_path, None, **{"redis.mode": "sentinel", "redis.sentinels": [f"127.0.0.1:{sport}"],
-                                  "redis.sentinel_service": "mymaster"})
+    w = _sentinel_world(tmp_path, sentinel[1])
     try:
         _api_round(w, ["13900139000", "13900139001"])
     finally:
