@@ -18,7 +18,7 @@ from functools import lru_cache
 from typing import Any
 
 from smsbot import billing, config
-from smsbot.router import Command, Registry
+from smsbot.router import Command, Registry, check_templates
 
 from commands.bill import BillCommand
 from commands.complaints import ComplaintsCommand
@@ -127,7 +127,7 @@ class _ConfigHooks:
             check = getattr(cls, "check_settings", None)
             if check is not None:
                 problems += check(settings)
-        return problems
+        return problems + check_templates(settings, reg)
 
 
 def _validate(cls: type[Command], name: str, section: Any) -> list[tuple[str, str]]:

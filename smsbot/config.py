@@ -618,14 +618,6 @@ def default_config_path() -> Path:
     return Path(__file__).resolve().parent.parent / DEFAULT_CONFIG_NAME
 
 
-def error_in_file(problems: list[tuple[str, str]], path: str | os.PathLike[str]) -> ConfigError:
-    """A `ConfigError` for problems found after loading (e.g. the templates, `config check`), each
-    key with its line in the file at `path`."""
-    text = Path(path).read_text(encoding="utf-8")
-    lines = _yaml_lines(text)
-    return ConfigError(problems, str(path), {key: _locate(key, lines, {}, str(path)) for key, _ in problems})
-
-
 def _stderr(line: str) -> None:
     import sys
 
@@ -728,7 +720,7 @@ def _cross_checks(s: Settings) -> list[tuple[str, str]]:
 
 def _text_sizes(s: Settings) -> list[tuple[str, str]]:
     """Names that go into replies as they are (services, data plans) must fit in 255 SMS parts on
-    their own; the templates are checked by `smsbot.router.check_templates` (config check)."""
+    their own; the templates are checked by `smsbot.router.check_templates` (the registry's check)."""
     from smsbot.codec import segment_text
 
     problems: list[tuple[str, str]] = []

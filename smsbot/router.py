@@ -33,6 +33,7 @@ import re
 import sys
 import unicodedata
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterable, Mapping
 
@@ -138,53 +139,72 @@ class Templates:
 
 
 def check_templates(settings: Settings, registry: Registry) -> list[tuple[str, str]]:
-    """Problems with the reply templates, as ``(key, problem)`` for `smsbot config check`.
+    """Problems with the reply templates, as ``(key, problem)``: part of every configuration load
+    (the command registry's check, `commands`), so `smsbot run`, a reload (SIGHUP) and `config
+    check` all refuse them.
 
     Checked: every ``templates.<lang>.<name>`` override names a language smsbot speaks and a
     template that exists (the core's or any command package's; former names were already rewritten
     by the configuration's migration); every template, packaged or configured, is a valid format
     string and its fixed text alone (the text with its ``{placeholders}`` removed) fits in 255 SMS
-    parts, so a text that could never be sent is refused before the bot starts.
+    parts, so a text that could never be sent is refused before the bot starts. The packaged
+    templates are checked once per process (`_packaged_templates`), the overrides at every load.
 
     Not checked: the size of a rendered reply, which depends on the values put into the
     placeholders (service names, lists of orders, a subscriber's own words): a reply that grows
     past 255 parts at run time is still refused when it is sent; nor whether an override uses the
     same placeholders as the template it replaces."""
-    import string
-
-    from smsbot.codec import segment_text
-
-    packaged = Templates(None, [cls.package_templates() for cls in registry.classes])
-    known = set().union(*(packaged.keys(lang.value) for lang in Language))
+    known, problems = _packaged_templates(tuple(registry.classes))
+    problems = list(problems)
     langs = [lang.value for lang in Language]
-    problems: list[tuple[str, str]] = []
     for lang, entries in settings.templates.items():
         if lang not in langs:
             problems.append((f"templates.{lang}", f"unknown language {lang!r}; known: {', '.join(langs)}"))
             continue
-        for name in entries:
+        for name, text in entries.items():
+            key = f"templates.{lang}.{name}"
             if name not in known:
                 import difflib
 
                 close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
                 hint = f"did you mean {close[0]!r}?" if close else f"known names start with a command: {', '.join(sorted({k.split('.')[0] + '.' for k in known if '.' in k}))}"
-                problems.append((f"templates.{lang}.{name}", f"unknown template {name!r}; {hint}"))
-    every = Templates(settings.templates, [cls.package_templates() for cls in registry.classes])
-    for lang in langs:
-        for name in sorted(every.keys(lang)):
-            text = every.get(lang, name)
-            configured = name in settings.templates.get(lang, {})
-            key = f"templates.{lang}.{name}" if configured else f"template {name} ({lang}, packaged)"
-            try:
-                fixed = "".join(literal for literal, *_ in string.Formatter().parse(str(text)))
-            except ValueError as e:
-                problems.append((key, f"not a valid template: {e} (write {{{{ and }}}} for literal braces)"))
+                problems.append((key, f"unknown template {name!r}; {hint}"))
                 continue
-            try:
-                segment_text(fixed)
-            except ValueError as e:
-                problems.append((key, f"too long to send even with empty placeholders: {e}"))
+            problem = _template_problem(str(text))
+            if problem:
+                problems.append((key, problem))
     return problems
+
+
+@lru_cache(maxsize=8)
+def _packaged_templates(classes: tuple[type[Command], ...]) -> tuple[frozenset[str], tuple[tuple[str, str], ...]]:
+    """(every template name, problems of the packaged templates) of a command list."""
+    packaged = Templates(None, [cls.package_templates() for cls in classes])
+    known = frozenset().union(*(packaged.keys(lang.value) for lang in Language))
+    problems = []
+    for lang in Language:
+        for name in sorted(packaged.keys(lang.value)):
+            problem = _template_problem(str(packaged.get(lang.value, name)))
+            if problem:
+                problems.append((f"template {name} ({lang.value}, packaged)", problem))
+    return known, tuple(problems)
+
+
+def _template_problem(text: str) -> str | None:
+    """Why `text` cannot be a template, or None."""
+    import string
+
+    from smsbot.codec import segment_text
+
+    try:
+        fixed = "".join(literal for literal, *_ in string.Formatter().parse(text))
+    except ValueError as e:
+        return f"not a valid template: {e} (write {{{{ and }}}} for literal braces)"
+    try:
+        segment_text(fixed)
+    except ValueError as e:
+        return f"too long to send even with empty placeholders: {e}"
+    return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -92,6 +92,20 @@ def test_template_that_cannot_be_sent_is_refused(tmp_path):
     assert check(fits, tmp_path).returncode == 0
 
 
+def test_run_refuses_a_template_that_cannot_be_sent(tmp_path):
+    """Not only `config check`: `smsbot run` (and `smsbot api`) refuse to start on it, one line, exit 2."""
+    path = tmp_path / "config.yaml"
+    text = with_templates("  en:\n    bill.as_of: \"as of {unclosed\"\n").replace("data_dir: ", f"data_dir: {tmp_path}/var #", 1)
+    path.write_text(text, encoding="utf-8")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("SMSBOT_")}
+    for cmd in (["run"], ["api", "--port", "0"]):
+        r = subprocess.run([sys.executable, "-m", "smsbot.cli", "--config", str(path), *cmd],
+                           capture_output=True, text=True, cwd=REPO, env=clean, timeout=60)
+        assert r.returncode == 2 and "Traceback" not in r.stderr, (cmd, r.stderr)
+        assert f"templates.en.bill.as_of (line {line_of(text, 'bill.as_of')}): not a valid template" in r.stderr, r.stderr
+    assert not (tmp_path / "var").exists(), "nothing started, nothing written"
+
+
 def test_service_name_that_cannot_be_sent_is_refused(tmp_path):
     import yaml
 

@@ -78,6 +78,12 @@ def test_daemon_status_reload_stop(redis_server, tmp_path):
         assert wait_until(lambda: '"event": "reload_refused"' in logfile.read_text(), 10)
         assert "已重新加载的菜单" in phone.ask("0000")
         assert sim.stats()["binds_total"] == binds_before, "reload must not drop the bind"
+        # SIGHUP with a template that can never be rendered: refused the same way, naming it
+        write_cfg(cfg, {**raw, "templates": {"zh-CN": {"subscriptions.header": "菜单{未闭合"}}})
+        os.kill(pid, signal.SIGHUP)
+        assert wait_until(lambda: logfile.read_text().count('"event": "reload_refused"') == 2, 10)
+        assert "templates.zh-CN.subscriptions.header: not a valid template" in logfile.read_text()
+        assert "已重新加载的菜单" in phone.ask("0000")
         write_cfg(cfg, raw)
 
         stopped = cli("stop", "--pidfile", str(pidfile), cfg=cfg)
