@@ -99,9 +99,8 @@ class MetricsServer:
                 pass
 
         try:
-            # one thread answers every request, in turn: the gauges refreshed before a scrape go to
-            # Redis through the store's per-thread connections (Store.hot_connection), which a
-            # thread per request would leave checked out for good (the pool is spent after ~100 scrapes)
+            # one thread answers every request, in turn: scrapes are rare, and the gauges refreshed
+            # before one reuse that thread's Redis connections (Store.hot_connection)
             self.server = HTTPServer((host, port), Handler)
         except OSError as e:  # port taken or not allowed: one line naming metrics.port (smsbot.ports), exit 2
             from smsbot import ports

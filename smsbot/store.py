@@ -13,6 +13,7 @@ import re
 import socket
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -343,11 +344,11 @@ class Store:
     def _hot_idle(self, pool: redis.ConnectionPool) -> list[Any]:
         kept = getattr(self._local, "hot", None)
         if kept is None:
-            kept = self._local.hot = {}
-        idle = kept.get(id(pool))
-        if idle is None:
-            idle = kept[id(pool)] = []
-        return idle
+            kept = self._local.hot = _KeptConnections()
+        entry = kept.by_pool.get(id(pool))
+        if entry is None:
+            entry = kept.by_pool[id(pool)] = (pool, [])
+        return entry[1]
 
     def read_buffer(self) -> bytearray:
         buf = getattr(self._local, "buf", None)
@@ -627,6 +628,24 @@ def _first_key(cmd: tuple[Any, ...]) -> Any:
             if isinstance(a, (str, bytes)) and _s(a).upper() == "STREAMS":
                 return cmd[i + 1]
     return cmd[1] if len(cmd) > 1 else None
+
+
+class _KeptConnections:
+    """One thread's idle hot connections, per pool. When the thread ends its thread-local data
+    goes, and with it this object: the connections go back to their pools (a thread that did a
+    round trip or two, an API worker thread, a billing run, must not strand them in use)."""
+
+    __slots__ = ("by_pool", "__weakref__")
+
+    def __init__(self) -> None:
+        self.by_pool: dict[int, tuple[redis.ConnectionPool, list[Any]]] = {}
+        weakref.finalize(self, _release_kept, self.by_pool)
+
+
+def _release_kept(by_pool: dict[int, tuple[redis.ConnectionPool, list[Any]]]) -> None:
+    for pool, idle in by_pool.values():
+        while idle:
+            pool.release(idle.pop())
 
 
 def _connect(settings: Settings, socket_timeout: float) -> tuple[Any, str]:

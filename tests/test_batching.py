@@ -62,3 +62,25 @@ def test_a_batch_is_one_redis_round_trip(tmp_path):
         store.close()
     finally:
         embedded.stop(tmp_path / "redis")
+
+
+def test_a_thread_that_ends_hands_its_kept_connections_back(make_settings):
+    """Round trips keep their connection for the thread's next one (`Store.hot_connection`); a
+    thread that ends (an API worker thread, a billing run) must not leave them checked out."""
+    import gc
+    import threading
+
+    store = build_store(make_settings())
+    pool = store.redis.connection_pool
+
+    def one_round_trip() -> None:
+        assert store.roundtrip([("PING",)]) == [b"PONG"]
+
+    threads = [threading.Thread(target=one_round_trip) for _ in range(40)]
+    for t in threads:
+        t.start()
+        t.join()
+    gc.collect()
+    in_use = len(pool._in_use_connections)
+    assert in_use <= 1, f"{in_use} connections stranded by ended threads"
+    assert pool._created_connections <= 2, "each thread reused the connection the previous one handed back"
