@@ -31,7 +31,7 @@ from smsbot.store import KeyWrite
 _log = log.get("smsbot.outbox")
 RETRY_STATUSES = frozenset({Status.RTHROTTLED, Status.RMSGQFUL, Status.RSYSERR})
 THROTTLE_BACKOFF_S = 1.0
-RECORDED_KEPT = 16384  # recorded entries remembered (far more than a round trip's worth)
+RECORDED_KEPT = 1024  # recorded entries remembered (far more than the round trips in flight hold)
 SEGMENT_CACHE_SIZE = 4096  # rendered texts whose encoding is kept (cleared when full: memory stays bounded)
 
 
