@@ -88,7 +88,6 @@ def subscriber_key(value: str, country_code: str | None = DEFAULT_COUNTRY_CODE) 
 TON_UNKNOWN, TON_INTERNATIONAL, TON_NATIONAL = 0, 1, 2
 
 
-@lru_cache(maxsize=4096)
 def destination(to: str, ton: int, country_code: str | None = DEFAULT_COUNTRY_CODE) -> str:
     """The ``destination_addr`` of an MT to `to` (a subscriber key, or the address an MO came from
     when that was not the key) under TON `ton`:
@@ -101,7 +100,20 @@ def destination(to: str, ton: int, country_code: str | None = DEFAULT_COUNTRY_CO
     * 2 national: the key (``8613800138000`` -> ``13800138000``);
     * anything else (0 unknown): `to` as it is.
 
-    Anything that is not a number (an alphanumeric sender) is returned unchanged."""
+    Anything that is not a number (an alphanumeric sender) is returned unchanged.
+
+    Per MT on the hot path: the usual case (ASCII digits, TON 1) costs a few string checks; the rest
+    goes through `_destination` (cached)."""
+    if ton == TON_INTERNATIONAL and to.isdigit() and to.isascii() and not to.startswith("00"):
+        cc = country_code or ""
+        if not cc or (to.startswith(cc) and len(cc) + NATIONAL_MIN <= len(to) <= MAX_DIGITS):
+            return to  # already with a country code (or none configured)
+        return cc + to
+    return _destination(to, ton, country_code)
+
+
+@lru_cache(maxsize=1024)
+def _destination(to: str, ton: int, country_code: str | None) -> str:
     if ton == TON_NATIONAL:
         return subscriber_key(to, country_code)
     if ton != TON_INTERNATIONAL:
