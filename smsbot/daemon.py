@@ -36,6 +36,7 @@ from typing import IO, Any
 
 from smsbot import log
 from smsbot.config import Settings
+from smsbot.private import PRIVATE_UMASK, open_private
 
 _log = log.get("smsbot.daemon")
 
@@ -275,7 +276,7 @@ def run_detached(settings: Settings, config_path: str | Path | None, pidfile: Pa
     pf = PidFile(pidfile).acquire()  # refuse before detaching, so the error reaches the terminal
     warn_if_redis_unavailable(settings)
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    out = open(log_file, "a", encoding="utf-8", buffering=1)
+    out = open_private(log_file)
     config_path = str(Path(config_path).resolve()) if config_path else None
     settings = settings.model_copy(update={"data_dir": settings.data_dir.resolve()})
     sys.stdout.flush()
@@ -288,7 +289,7 @@ def run_detached(settings: Settings, config_path: str | Path | None, pidfile: Pa
         return _report_daemon(ready_r, pidfile, log_file)
     os.close(ready_r)
     ctx = pydaemon.DaemonContext(
-        working_directory="/", umask=0o027, files_preserve=[pf.fileno(), out.fileno(), ready_w], stdout=out, stderr=out,
+        working_directory="/", umask=PRIVATE_UMASK, files_preserve=[pf.fileno(), out.fileno(), ready_w], stdout=out, stderr=out,
         detach_process=True, signal_map={},
     )
     with ctx:

@@ -13,6 +13,7 @@ import click
 
 from smsbot import admin, log, ports
 from smsbot.config import LogSettings, Settings
+from smsbot.private import open_private
 
 DEMO_SERVICES = ("VIDEO", "MUSIC", "NEWS")
 
@@ -31,7 +32,7 @@ def run(settings: Settings, msisdn: str, sends: list[str], wait: float, *, where
     # the demo's own logs go to a file so the handset prompt stays readable
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     logpath = settings.data_dir / "demo.log"
-    logfile = open(logpath, "a", encoding="utf-8")
+    logfile = open_private(logpath)
     log.setup(LogSettings(level=settings.log.level, mask_msisdn=settings.log.mask_msisdn, format="json"), stream=logfile)
     sim = SimSmsc.from_settings(settings)
     bot = None

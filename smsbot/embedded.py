@@ -39,6 +39,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from smsbot.private import PRIVATE_UMASK, private_dir
+
 _MAX_UNIX_PATH = 100
 
 
@@ -142,7 +144,7 @@ def stopped_on_purpose(data_dir: str | os.PathLike[str]) -> bool:
 
 class _StartLock:
     def __init__(self, er: EmbeddedRedis):
-        er.directory.mkdir(parents=True, exist_ok=True)
+        private_dir(er.directory)
         self.path = er.directory / "start.lock"
 
     def __enter__(self) -> "_StartLock":
@@ -212,7 +214,8 @@ def _start(er: EmbeddedRedis, appendfsync: str, timeout: float) -> None:
         "--pidfile", str(er.pidfile),
         "--logfile", str(er.logfile),
     ]
-    subprocess.run(cmd, check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    subprocess.run(cmd, check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                   umask=PRIVATE_UMASK)  # its AOF and log: 0600
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if _alive(er):

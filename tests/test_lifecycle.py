@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -13,6 +14,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import redis
 import yaml
 
 from smsbot.app import wait_until
@@ -93,6 +95,7 @@ def test_daemon_status_reload_stop(redis_server, tmp_path):
         assert cli("status", "--pidfile", str(pidfile), cfg=cfg).returncode == 3
         text = logfile.read_text()
         assert '"event": "smsc_unbound"' in text and "secret" not in text
+        assert stat.S_IMODE(logfile.stat().st_mode) == 0o600, "the daemon's log is its owner's only"
     finally:
         if pidfile.exists() and pidfile.read_text().strip():
             try:
@@ -100,6 +103,18 @@ def test_daemon_status_reload_stop(redis_server, tmp_path):
             except (ProcessLookupError, ValueError):
                 pass
         sim.stop()
+
+
+def test_bundled_redis_data_is_its_owners_only(redis_server):
+    """The bundled Redis's directory (its AOF holds every subscriber's numbers, subscriptions and
+    complaints) is 0700, the AOF and log 0600: another user on the machine reads nothing."""
+    c = redis.Redis(unix_socket_path=str(redis_server.socket))
+    c.set("smsbot-test:private", "1")
+    c.close()
+    assert stat.S_IMODE(redis_server.directory.stat().st_mode) == 0o700
+    files = [f for f in redis_server.directory.iterdir() if f.suffix in (".aof", ".log")]
+    assert files and all(stat.S_IMODE(f.stat().st_mode) == 0o600 for f in files), \
+        {f.name: oct(stat.S_IMODE(f.stat().st_mode)) for f in files}
 
 
 def test_stale_pidfile_is_taken_over(redis_server, tmp_path):
