@@ -212,12 +212,15 @@ def test_redis_down_503(world: World, make_settings: Any) -> None:
         from redis.backoff import NoBackoff
         from redis.retry import Retry
 
-        dead = redis_mod.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0))
-        ctx.store.redis = dead
-        from smsbot.api.app import _Script
+        ctx.store.redis = redis_mod.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0))
+        import redis.asyncio as aioredis
+        from redis.asyncio.retry import Retry as AsyncRetry
+
+        from smsbot.api.app import _AsyncScript
         from smsbot.api.routes import _IDEMPOTENT_XADD
 
-        ctx.idempotent_xadd = _Script(dead, _IDEMPOTENT_XADD)
+        dead = aioredis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5, retry=AsyncRetry(NoBackoff(), 0))
+        ctx.idempotent_xadd = _AsyncScript(dead, _IDEMPOTENT_XADD)
         status, headers, out = api.call("POST", "/v1/orders", {"msisdn": MSISDN, "service": "VIDEO", "order_id": "X"})
         assert status == 503 and headers["retry-after"] == "5", out
         assert api.call("GET", "/v1/status", token=RO)[0] == 503

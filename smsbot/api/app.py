@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 from smsbot.config import Settings
 
 RETRY_AFTER_S = 5
+REDIS_TIMEOUT_S = 5.0  # the API's own Redis calls: a Redis not answering in this long is down (503)
 
 
 def _version() -> str:
@@ -166,39 +167,42 @@ def _document_catalogue(app: FastAPI, settings: Settings) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def _script(settings: Settings, store: Any, source: str) -> Any:
-    """The order/use step: on a single Redis through an asyncio client (the event loop serves other
-    requests while it waits), else (sentinel, cluster) the store's own client."""
+def _script(settings: Settings, store: Any, source: str) -> "_AsyncScript":
+    """The order/use step on an asyncio client of the bot's Redis, whatever its mode (the event
+    loop serves other requests while one waits; a slow Redis, a failover, stalls no one else)."""
+    return _AsyncScript(_async_client(settings, store), source)
+
+
+def _async_client(settings: Settings, store: Any) -> Any:
+    """An asyncio client for `redis.mode`, with the store's options (RESP2, timeouts, password)."""
+    import redis.asyncio as aioredis
+    import redis.asyncio.cluster
+    import redis.asyncio.sentinel
+
     from smsbot.config import RedisMode
 
-    if settings.redis.mode is RedisMode.SINGLE and store.url:
-        return _AsyncScript(store.url, settings.redis.password, source)
-    return _Script(store.redis, source)
+    r = settings.redis
+    opts: dict[str, Any] = {"socket_timeout": REDIS_TIMEOUT_S, "socket_connect_timeout": REDIS_TIMEOUT_S, "protocol": 2}
+    if r.password:
+        opts["password"] = r.password
+    if r.mode is RedisMode.SENTINEL:
+        sentinel = redis.asyncio.sentinel.Sentinel(r.sentinel_addresses(), socket_timeout=REDIS_TIMEOUT_S,
+                                                   socket_connect_timeout=REDIS_TIMEOUT_S)
+        return sentinel.master_for(r.sentinel_service, **opts)
+    if r.mode is RedisMode.CLUSTER:
+        return redis.asyncio.cluster.RedisCluster.from_url(r.url, **opts)
+    return aioredis.Redis.from_url(store.url, **opts)
 
 
 class _AsyncScript:
-    def __init__(self, url: str, password: str | None, source: str):
-        import redis.asyncio as aioredis
-
-        opts: dict[str, Any] = {"socket_timeout": 5.0, "socket_connect_timeout": 5.0, "protocol": 2}
-        if password:
-            opts["password"] = password
-        self.client = aioredis.Redis.from_url(url, **opts)
-        self.script = self.client.register_script(source)
-
-    async def __call__(self, keys: list[str], args: list[Any]) -> tuple[bool, str]:
-        created, raw = await self.script(keys=keys, args=args)
-        return bool(created), raw.decode() if isinstance(raw, bytes) else str(raw)
-
-
-class _Script:
     """EVALSHA with a NOSCRIPT fallback (a restarted Redis forgets scripts); returns (created, raw)."""
 
     def __init__(self, client: Any, source: str):
+        self.client = client
         self.script = client.register_script(source)
 
-    def __call__(self, keys: list[str], args: list[Any]) -> tuple[bool, str]:
-        created, raw = self.script(keys=keys, args=args)
+    async def __call__(self, keys: list[str], args: list[Any]) -> tuple[bool, str]:
+        created, raw = await self.script(keys=keys, args=args)
         return bool(created), raw.decode() if isinstance(raw, bytes) else str(raw)
 
 

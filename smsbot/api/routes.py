@@ -7,7 +7,6 @@ by a Redis failure has written nothing; the 503 handler is in `smsbot.api.app`.
 from __future__ import annotations
 
 import html
-import inspect
 import json
 import re
 import time
@@ -112,8 +111,7 @@ def build_router(ctx: Any) -> APIRouter:  # ctx: smsbot.api.app.ApiContext
     async def idempotent_event(stream: str, id_: str, result: dict[str, Any], fields: dict[str, str]) -> JSONResponse:
         key = f"{settings.redis.key_prefix}:api:{{{stream}}}:ids"
         flat = [x for kv in fields.items() for x in kv]
-        res = ctx.idempotent_xadd(keys=[key, stream], args=[id_, json.dumps(result), *flat])
-        created, raw = (await res) if inspect.isawaitable(res) else res
+        created, raw = await ctx.idempotent_xadd(keys=[key, stream], args=[id_, json.dumps(result), *flat])
         body = json.loads(raw)
         body["duplicate"] = not created
         return JSONResponse(EventOut(**body).model_dump(), status_code=202 if created else 200)
