@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Request
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, Response
 
 from smsbot import admin
 from smsbot.api.auth import Token
@@ -27,15 +27,20 @@ EVENT_BACKLOG_CAP = 1000
 
 # an order or use event, idempotent on its id: KEYS 1 the id -> first result hash (same slot as the
 # stream: its hash tag is the stream's name), 2 the stream; ARGV 1 id, 2 result JSON without the
-# event id, 3.. the event's fields
+# event id, 3.. the event's fields. Returns {created, the response body (EventOut's JSON)}.
 _IDEMPOTENT_XADD = """
 local first = redis.call('HGET', KEYS[1], ARGV[1])
-if first then return {0, first} end
+if first then
+  local again = cjson.decode(first)
+  again.duplicate = true
+  return {0, cjson.encode(again)}
+end
 local fields = {}
 for i = 3, #ARGV do fields[#fields + 1] = ARGV[i] end
 local id = redis.call('XADD', KEYS[2], '*', unpack(fields))
 local result = cjson.decode(ARGV[2])
 result.event_id = id
+result.duplicate = false
 local encoded = cjson.encode(result)
 redis.call('HSET', KEYS[1], ARGV[1], encoded)
 return {1, encoded}
@@ -108,13 +113,11 @@ def build_router(ctx: Any) -> APIRouter:  # ctx: smsbot.api.app.ApiContext
             bad.add(where, field, f"unknown service code {code!r}; known: {known}")
         return code
 
-    async def idempotent_event(stream: str, id_: str, result: dict[str, Any], fields: dict[str, str]) -> JSONResponse:
+    async def idempotent_event(stream: str, id_: str, result: dict[str, Any], fields: dict[str, str]) -> Response:
         key = f"{settings.redis.key_prefix}:api:{{{stream}}}:ids"
         flat = [x for kv in fields.items() for x in kv]
-        created, raw = await ctx.idempotent_xadd(keys=[key, stream], args=[id_, json.dumps(result), *flat])
-        body = json.loads(raw)
-        body["duplicate"] = not created
-        return JSONResponse(EventOut(**body).model_dump(), status_code=202 if created else 200)
+        created, body = await ctx.idempotent_xadd(keys=[key, stream], args=[id_, json.dumps(result), *flat])
+        return Response(body, media_type="application/json", status_code=202 if created else 200)  # EventOut, built in Lua
 
     # The POSTs are `async def`: one short Redis round trip each (a Lua step or an XADD) on the event
     # loop costs less than two hops to a worker thread; the reads (several round trips) stay in threads.
