@@ -22,8 +22,8 @@ from typing import Callable
 from smsbot import codec, log, pdu
 from smsbot.config import Settings
 from smsbot.keys import Keys
-from smsbot.msisdn import destination
 from smsbot.messages import Status, SubmitSm
+from smsbot.msisdn import destination
 from smsbot.router import Router
 from smsbot.session import SequenceGenerator
 from smsbot.store import KeyWrite
