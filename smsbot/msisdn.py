@@ -51,15 +51,21 @@ _SEPARATORS = re.compile(r"[\s\-().]")
 T = TypeVar("T")
 
 
+def _written(value: str) -> tuple[str, bool]:
+    """(the number without separators and without a leading ``+`` or ``00``, whether it had one:
+    written as international)."""
+    v = _SEPARATORS.sub("", unicodedata.normalize("NFKC", str(value)))
+    if v.startswith("+"):
+        return v[1:], True
+    if v.startswith("00"):
+        return v[2:], True
+    return v, False
+
+
 def normalize_msisdn(value: str, country_code: str | None = DEFAULT_COUNTRY_CODE) -> str:
     """'+86 138-0013-8000', '8613800138000', '13800138000' -> '13800138000' (country code 86);
     raise ValueError naming the problem for anything that is not a phone number."""
-    v = _SEPARATORS.sub("", unicodedata.normalize("NFKC", str(value)))
-    intl = False
-    if v.startswith("+"):
-        v, intl = v[1:], True
-    elif v.startswith("00"):
-        v, intl = v[2:], True
+    v, intl = _written(value)
     cc = country_code or ""
     if cc and v.startswith(cc) and v.isascii() and v.isdigit():
         rest = v[len(cc):]
@@ -118,13 +124,7 @@ def _destination(to: str, ton: int, country_code: str | None) -> str:
         return subscriber_key(to, country_code)
     if ton != TON_INTERNATIONAL:
         return to
-    v = _SEPARATORS.sub("", unicodedata.normalize("NFKC", to))
-    if v.startswith("+"):
-        v, intl = v[1:], True
-    elif v.startswith("00"):
-        v, intl = v[2:], True
-    else:
-        intl = False
+    v, intl = _written(to)
     if not (v.isascii() and v.isdigit()):
         return to
     cc = country_code or ""
