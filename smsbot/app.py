@@ -107,13 +107,18 @@ class Bot:
         m.batch_size.observe(len(outcomes))
         latency_ms = round(elapsed * 1000, 2)
         add = m.mo_hot.add
+        copies = 0
         for oc in outcomes:
             add((oc.command or "-", oc.outcome or "-"))
+            copies += oc.copies
+        if copies:
+            m.reply_copies.inc(copies)
         if self._log_mo:
             for oc in outcomes:
                 _log.info(
                     "mo", correlation=oc.correlation, msisdn=oc.inbound.msisdn, short_code=oc.inbound.short_code,
                     command=oc.command, outcome=oc.outcome, status=int(oc.status), latency_ms=latency_ms,
+                    **({"copies": oc.copies} if oc.copies else {}),
                 )
 
     def _on_sent(self, mt: OutgoingMt) -> None:

@@ -44,6 +44,7 @@ class MoOutcome:
     command: str = ""
     outcome: str = ""
     guard: str = ""  # the MO's redelivery guard key, to delete once its resp is written
+    copies: int = 0  # a suspected redelivery: replies sent again because the first ones went out
 
 
 @dataclass(slots=True)
@@ -69,7 +70,8 @@ class PreparedBatch:
     now_ms: int
     acks: list[tuple[str, str]]
     writes: list[KeyWrite]
-    tail: list[tuple]  # commands after the records (guards to delete, receipts)
+    tail: list[tuple]  # commands after the records (receipts)
+    head: list[tuple] = field(default_factory=list)  # commands before the scripts (guards to delete)
     outcomes: list[MoOutcome] = field(default_factory=list)
     calls: list[ScriptCall] = field(default_factory=list)
     owners: list[tuple[MoOutcome, str]] = field(default_factory=list)  # per call; kind "mo" | "part"
@@ -103,10 +105,10 @@ class Dispatcher:
         return self.finish(batch)
 
     def prepare(self, inbounds: Sequence[Inbound], acks: Sequence[tuple[str, str]] = (), writes: Sequence[KeyWrite] = (),
-                tail: Sequence[tuple] = ()) -> PreparedBatch:
+                tail: Sequence[tuple] = (), head: Sequence[tuple] = ()) -> PreparedBatch:
         """Route every MO of the batch and build its script call (pure Python, no I/O)."""
         now_ms = int(self.clock() * 1000)
-        batch = PreparedBatch(now_ms=now_ms, acks=list(acks), writes=list(writes), tail=list(tail))
+        batch = PreparedBatch(now_ms=now_ms, acks=list(acks), writes=list(writes), tail=list(tail), head=list(head))
         for mo in inbounds:
             mo = msisdn.canonical_inbound(mo, self.settings.subscribers.country_code)  # +86/86… -> one subscriber key
             oc = MoOutcome(mo, _correlation())
@@ -134,10 +136,10 @@ class Dispatcher:
 
     def start(self, batch: PreparedBatch) -> None:
         """Send the batch's one round trip (script calls + acks + records); nothing to send: no-op."""
-        if not batch.calls and not batch.acks and not batch.writes and not batch.tail:
+        if not batch.calls and not batch.acks and not batch.writes and not batch.tail and not batch.head:
             return
         try:
-            batch.roundtrip = self.store.begin_batch(batch.calls, batch.acks, batch.writes, batch.tail)
+            batch.roundtrip = self.store.begin_batch(batch.calls, batch.acks, batch.writes, batch.tail, batch.head)
         except (redis.ConnectionError, redis.TimeoutError, OSError) as e:
             batch.error = e
 
@@ -153,7 +155,7 @@ class Dispatcher:
         if batch.roundtrip is None:
             return result
         try:
-            results = self.store.finish_batch(batch.calls, batch.raw, batch.roundtrip.cmds)
+            results = self.store.finish_batch(batch.calls, batch.raw, batch.roundtrip.cmds, len(batch.head))
         except (redis.RedisError, OSError) as e:
             _log.error("redis_batch_failed", error=str(e), batch=len(batch.outcomes))
             for oc in batch.outcomes:
@@ -199,6 +201,8 @@ class Dispatcher:
             oc.status, oc.outcome, oc.guard = Status.RX_T_APPN, "script_error", ""
             return
         oc.outcome = res.outcome
+        if res.outcome == "redelivered" and res.extra:
+            oc.copies = int(res.extra)
         result.entries.extend(res.entries)
 
     def _run_completed(self, completed: list[tuple[MoOutcome, str]], now_ms: int, result: BatchResult) -> None:

@@ -62,6 +62,8 @@ class Metrics:
         self.bound = Gauge("smsbot_smsc_bound", "1 when bound to the SMSC", registry=r)
         self.reconnects = Counter("smsbot_smsc_reconnects_total", "reconnects to the SMSC", registry=r)
         self.receipts = Counter("smsbot_receipts_total", "delivery receipts", ["state"], registry=r)
+        self.reply_copies = Counter("smsbot_reply_copies_total",
+                                    "replies sent again to a suspected redelivery (the first had gone out)", registry=r)
         self.events = Counter("smsbot_events_total", "stream events applied", ["stream"], registry=r)
         self.mo_hot = HotCounter(self.mo)  # the transport thread counts MOs and MTs through these
         self.mt_hot = HotCounter(self.mt)

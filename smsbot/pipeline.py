@@ -15,13 +15,15 @@ Rules:
   reply are stored; Redis out of reach or an unknown outcome gets a temporary error
   (ESME_RX_T_APPN): the SMSC delivers it again.
 * **Redelivery guard.** Each handled MO leaves a guard in Redis (main.lua) marked with this
-  pipeline's `token`. Once the SMSC has surely read its deliver_sm_resp (an enquire_link written
-  after it was answered: `Link.confirm`), the guard is deleted in a later round trip, so the same
-  text sent again by the person, later, to this or a sibling instance, is a new MO. A guard that
-  outlives its session — the link died before the SMSC read the resp, the process died, or a
-  round trip's outcome is unknown (then the token changes at once) — makes the SMSC's redelivery
-  of that MO a duplicate: no effect again, no second reply. Within one session the token is the
-  same, so a person repeating a text is always answered again.
+  pipeline's `token` and holding what the MO was answered. Behind every write of resps an
+  enquire_link asks the SMSC to confirm it read them (`Link.confirm`, asked again on an idle link
+  until every guard is covered); once answered, the guards go in the next round trip, before its
+  MO scripts, and one is started at once when nothing else is going to Redis. A guard that
+  outlives its session — the link died before the SMSC read the resp, the process died, or a round
+  trip's outcome is unknown (then the token changes at once) — marks the same MO arriving again
+  (the SMSC's redelivery, or the person repeating it) as a suspected redelivery: nothing is applied
+  again and it is answered as before (main.lua). A "try again" resp leaves the guard in place: the
+  MO comes back. Within one session the token is the same, so a repeated text is a new MO.
 """
 
 from __future__ import annotations
@@ -114,7 +116,9 @@ class Pipeline:
         self.receipts.append((receipt, sequence, link, data_sm))
 
     def before_flush(self, link: Link, now: float, sequences) -> None:
-        """Resps with guards are about to be written on `link`: ask the SMSC to confirm it read them."""
+        """`link` is about to be written: ask the SMSC to confirm it read the resps with guards among
+        its queued PDUs, and any written earlier that no question covers yet (one question at a
+        time: the next goes out as soon as the last is answered, even on an idle link)."""
         guards = self._unwritten.pop(id(link), None)
         if guards:
             n = link.flushes + 1
@@ -123,13 +127,19 @@ class Pipeline:
             link.confirm(now, sequences)
 
     def confirmed(self, link: Link) -> None:
-        """Guards of resps the SMSC has read (`link.confirmed`) may go."""
+        """Guards of resps the SMSC has read (`link.confirmed`, just read from it) may go: they are
+        deleted by the next round trip, which `clears_waiting` asks for at once."""
         written = self._written.get(id(link))
         if written and written[0][0] <= link.confirmed:
             upto = link.confirmed
             keep = [(n, g) for n, g in written if n > upto]
             self._clears.extend(g for n, g in written if n <= upto)
             self._written[id(link)] = keep
+
+    @property
+    def clears_waiting(self) -> bool:
+        """Guards the SMSC has confirmed wait for a round trip to delete them."""
+        return bool(self._clears)
 
     # -- scheduling -----------------------------------------------------------------------------------
     @property
@@ -192,7 +202,8 @@ class Pipeline:
         receipts, self.receipts = self.receipts, []
         clears, self._clears = self._clears, []
         try:
-            batch = self.dispatcher.prepare([mo for mo, _l, _d in mos], acks, writes, self._tail(clears, receipts))
+            batch = self.dispatcher.prepare([mo for mo, _l, _d in mos], acks, writes, self._receipt_commands(receipts),
+                                            self.store.delete_commands(clears))
             self.dispatcher.start(batch)
         except Exception as e:  # never let one batch kill the loop; the SMSC will redeliver
             self._failed(e, mos, receipts, acks, writes, parts, clears)
@@ -211,7 +222,7 @@ class Pipeline:
         if not acks and not writes and not clears:
             return False
         self._acks_flushed_at = time.monotonic()
-        batch = self.dispatcher.prepare([], acks, writes, self._tail(clears, []))
+        batch = self.dispatcher.prepare([], acks, writes, head=self.store.delete_commands(clears))
         self.dispatcher.start(batch)
         pending = _Pending(batch, [], [], acks, writes, parts, clears, self._acks_flushed_at, self.token)
         if batch.roundtrip is None or batch.roundtrip.done:
@@ -220,12 +231,11 @@ class Pipeline:
             self._records.append(pending)
         return True
 
-    def _tail(self, clears: list[str], receipts: list[ReceiptIn]) -> list[tuple]:
-        """What a round trip carries after the scripts and records: guards to delete, receipts."""
+    def _receipt_commands(self, receipts: list[ReceiptIn]) -> list[tuple]:
+        """What a round trip carries after the scripts and records: the receipts."""
         ttl = self.settings.dispatch.mt_record_seconds
         at = int(time.time() * 1000)
-        return [*self.store.delete_commands(clears),
-                *(self.store.receipt_command(r, link.name, at, ttl) for r, _s, link, _d in receipts)]
+        return [self.store.receipt_command(r, link.name, at, ttl) for r, _s, link, _d in receipts]
 
     # -- answers ----------------------------------------------------------------------------------------
     def poll(self, readable: list) -> bool:
@@ -310,7 +320,7 @@ class Pipeline:
                 self.report_receipt(r)
         for (mo, link, data_sm), oc in zip(p.mos, result.outcomes):
             link.respond(mo.sequence, oc.status, data_sm)
-            if oc.guard:
+            if oc.guard and oc.status == Status.ROK:  # a "try again" leaves the guard: the MO comes back
                 self._unwritten.setdefault(id(link), []).append(oc.guard)
         if self.report_batch is not None and p.mos:
             self.report_batch(result.outcomes, time.monotonic() - p.started)

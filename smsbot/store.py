@@ -222,11 +222,14 @@ class Store:
         return self.finish_batch(calls, rt.wait(), rt.cmds)
 
     def begin_batch(self, calls: Sequence[ScriptCall], acks: Sequence[tuple[str, str]] = (),
-                    writes: Sequence[KeyWrite] = (), tail: Sequence[tuple[Any, ...]] = ()) -> Roundtrip:
-        """Send a batch now (script calls, records of sent entries, MT records, then `tail`: guards
-        to delete, receipts); the caller collects the replies when the socket is readable."""
+                    writes: Sequence[KeyWrite] = (), tail: Sequence[tuple[Any, ...]] = (),
+                    head: Sequence[tuple[Any, ...]] = ()) -> Roundtrip:
+        """Send a batch now (`head`: guards to delete, before the scripts that may meet them; the
+        script calls; records of sent entries; MT records; then `tail`: receipts); the caller
+        collects the replies when the socket is readable (`finish_batch` with ``head=len(head)``)."""
         shas = self.handler_shas
-        cmds: list[tuple[Any, ...]] = [("EVALSHA", shas.get(c.argv[0], self.mo_sha), len(c.keys), *c.keys, *c.argv) for c in calls]
+        cmds: list[tuple[Any, ...]] = list(head)
+        cmds.extend(("EVALSHA", shas.get(c.argv[0], self.mo_sha), len(c.keys), *c.keys, *c.argv) for c in calls)
         cmds.extend(self.ack_commands(acks))
         cmds.extend(_write_commands(writes))
         cmds.extend(tail)
@@ -283,19 +286,22 @@ class Store:
                 self._refresh_topology = True
         return ClusterRoundtrip(self, cmds)
 
-    def finish_batch(self, calls: Sequence[ScriptCall], raw: list[Any], cmds: Sequence[tuple[Any, ...]] = ()) -> list[ScriptResult | Exception]:
-        """Results of a batch's script calls (`raw`: the replies to `cmds`, the commands sent).
-        A script Redis no longer knows (NOSCRIPT: it restarted) is loaded and that command sent
-        again; any other error after the calls (records, receipts) fails the whole batch."""
-        tail = [i for i in range(len(calls), len(raw)) if isinstance(raw[i], Exception)]
-        if tail and cmds and all(str(raw[i]).startswith("NOSCRIPT") for i in tail):
+    def finish_batch(self, calls: Sequence[ScriptCall], raw: list[Any], cmds: Sequence[tuple[Any, ...]] = (),
+                     head: int = 0) -> list[ScriptResult | Exception]:
+        """Results of a batch's script calls (`raw`: the replies to `cmds`, the commands sent, the
+        first `head` of them before the calls). A script Redis no longer knows (NOSCRIPT: it
+        restarted) is loaded and that command sent again; any other error outside the calls
+        (guard deletions, records, receipts) fails the whole batch."""
+        end = head + len(calls)
+        others = [i for i in (*range(head), *range(end, len(raw))) if isinstance(raw[i], Exception)]
+        if others and cmds and all(str(raw[i]).startswith("NOSCRIPT") for i in others):
             self.load_scripts()
-            for i, r in zip(tail, self.roundtrip([cmds[i] for i in tail])):
+            for i, r in zip(others, self.roundtrip([cmds[i] for i in others])):
                 raw[i] = r
-        for r in raw[len(calls):]:
+        for r in (*raw[:head], *raw[end:]):
             if isinstance(r, Exception):
-                raise redis.ResponseError(f"outbox ack / MT record / receipt failed: {r}")
-        results: list[Any] = raw[: len(calls)]
+                raise redis.ResponseError(f"guard deletion / outbox ack / MT record / receipt failed: {r}")
+        results: list[Any] = raw[head:end]
         retry = [i for i, r in enumerate(results) if isinstance(r, Exception) and str(r).startswith("NOSCRIPT")]
         if retry:
             self.load_scripts()

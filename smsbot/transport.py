@@ -179,6 +179,7 @@ class Transport:
             for link in self.links:
                 if link in readable or link.pending_tls():
                     link.read(now, self)
+                    pipeline.confirmed(link)
             if pipeline.poll(readable) and len(pipeline.deferred) < 8:
                 # A small window: the SMSC sends nothing new until it has these resps and replies, so
                 # they go out before the next batch is prepared (+10-15% at window 10). Under a
@@ -187,8 +188,11 @@ class Transport:
                 self._flush()
             pipeline.start_batches()
             delivery.tick(now)
-            if delivery.acks_due(now) and (not pipeline.pending or self.sender.blocked_by_records):
-                pipeline.record()  # records alone: nothing else is going to Redis, or submits wait for them
+            if not pipeline.pending and (pipeline.clears_waiting or delivery.acks_due(now)) or (
+                    self.sender.blocked_by_records and delivery.acks_due(now)):
+                # records alone: nothing else is going to Redis, or submits wait for them; guards the
+                # SMSC confirmed go at once (a repeated text must not meet a guard whose resp was read)
+                pipeline.record()
             s = self.settings.smsc
             for link in self.links:
                 link.check(now, s, self.sequences)
@@ -222,10 +226,9 @@ class Transport:
     def _flush(self) -> None:
         now = time.monotonic()
         for link in self.links:
+            self.pipeline.before_flush(link, now, self.sequences)
             if link.out:
-                self.pipeline.before_flush(link, now, self.sequences)
                 link.flush()
-            self.pipeline.confirmed(link)
 
     def _drain_and_unbind(self) -> None:
         """Stop taking MOs; send what the outbox holds within the drain timeout; record; unbind."""

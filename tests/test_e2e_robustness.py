@@ -19,24 +19,6 @@ from .test_e2e_menu import audit_entries, subs_state
 MSISDN = "13800138000"
 
 
-def test_redelivered_mo_cancels_once_and_replies_once(world: World):
-    """The SMSC loses our deliver_sm_resp (the link drops right after it) and delivers the MO again
-    on the next bind: the cancel is applied once and answered once."""
-    world.subscribe(MSISDN, "VIDEO", "MUSIC")
-    phone = world.handset(MSISDN)
-    phone.ask("0000")
-    mo = phone.send("1", lost_resp=True)
-    st = world.sim.wait_mo(mo, timeout=10)
-    assert st["state"] == "delivered"
-    replies = phone.expect(1)
-    replies += phone.quiet(1.5)
-    assert len(replies) == 1, replies
-    assert "您已成功退订视频会员包月" in replies[0]["text"]
-    assert world.bot.transport.reconnects >= 1
-    cancels = [e for e in audit_entries(world, MSISDN) if e["new"] == "cancelled"]
-    assert len(cancels) == 1
-
-
 def test_same_mo_twice_on_a_live_link_is_answered_twice_and_applied_once(world: World):
     """The same deliver_sm again on the same bind after its resp was taken: nothing says it is not
     the person sending the same text again, so it is answered again (README: duplicates); the

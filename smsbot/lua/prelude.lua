@@ -1,7 +1,7 @@
 -- smsbot MO script prelude. Assembled by smsbot/store.py as:
 --   prelude.lua .. one fragment (core lua/reply.lua, lua/reassembly.lua, the billing steps, or a
 --   command package's commands/<name>/<name>.lua with its libraries) .. main.lua
--- KEYS: 1 subs hash, 2 conv string, 3 redelivery guard string (used when the guard ttl > 0), 4 outbox
+-- KEYS: 1 subs hash, 2 conv string, 3 redelivery guard string (used when the guard ttl > 0; main.lua), 4 outbox
 --       stream (replies this sender sends itself), 5 audit stream, 6 queue stream (intents for any
 --       sender: consumer group), 7 parts hash of a long MO (used by 'part' and when ARGV[12] = '1'),
 --       8 live-subscriptions index (string, derived from KEYS[1]: see live_index), 9 this sender's
@@ -24,7 +24,7 @@ local ctx = {
   handler = ARGV[1], now = tonumber(ARGV[2]), msisdn = ARGV[3], short_code = ARGV[4], lang = ARGV[5],
   mo = ARGV[6], guard_ttl = tonumber(ARGV[7]), args = cjson.decode(ARGV[8]),
   consumer = ARGV[9], token = ARGV[10],
-  replies = 0,
+  replies = 0, answered = {},
   key = {},
 }
 if ARGV[13] and ARGV[13] ~= '' then
@@ -47,15 +47,20 @@ end
 
 local function reply_encoded(tpl, encoded)
   local to = ARGV[11] ~= nil and ARGV[11] ~= '' and ARGV[11] or ctx.msisdn
+  local id, own
   if owns_replies() then
-    local id = redis.call('XADD', ctx.outbox, '*', 'to', to, 'from', ctx.short_code, 'lang', ctx.lang,
+    own = 1
+    id = redis.call('XADD', ctx.outbox, '*', 'to', to, 'from', ctx.short_code, 'lang', ctx.lang,
       'tpl', tpl, 'data', encoded, 'mo', ctx.mo, 't', ARGV[2], 'own', ctx.consumer)
     ctx.sent[#ctx.sent + 1] = { id, tpl, encoded }  -- the caller knows to/from/lang/mo already
   else
-    redis.call('XADD', ctx.queue, '*', 'to', to, 'from', ctx.short_code, 'lang', ctx.lang,
+    own = 0
+    id = redis.call('XADD', ctx.queue, '*', 'to', to, 'from', ctx.short_code, 'lang', ctx.lang,
       'tpl', tpl, 'data', encoded, 'mo', ctx.mo, 't', ARGV[2])
   end
   ctx.replies = ctx.replies + 1
+  -- main.lua keeps what was answered in the MO's redelivery guard: a redelivery gets the same answer
+  ctx.answered[#ctx.answered + 1] = { own, id, tpl, encoded }
 end
 
 local function reply(tpl, data)

@@ -52,7 +52,8 @@ the handset CLI, tests) are not affected.
     ``data_sm_every``); ``"naive_split"``: bool (cut long text at the part size even inside a
     UCS-2 surrogate pair or a GSM-7 escape, as some phones do); ``"lost_resp"``: bool (the ESME's
     resp to the last part is lost with the link: the connection is dropped right after it and the
-    identical MO is redelivered on the next bind).
+    identical MO is redelivered on the next bind); ``"redeliver"``: bool, default true (false with
+    ``lost_resp``: the SMSC takes the MO as delivered and never sends it again, as some do).
     The profile (``POST /profile``) shapes the PDUs: TP-MR or not, service_type, message_payload...
     → 202 ``{"id": "mo1", "parts": 2, "user_message_reference": 513, "carrier": "deliver_sm",
     "state": "queued"}`` (user_message_reference null when the profile sends none).
@@ -216,7 +217,7 @@ def parse_mo_request(body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise BadRequest("body must be a JSON object")
     unknown = set(body) - {"from", "to", "text", "split", "shuffle", "duplicate", "tlvs", "data_coding", "carrier",
-                          "naive_split", "lost_resp"}
+                          "naive_split", "lost_resp", "redeliver"}
     if unknown:
         raise BadRequest(f"unknown field(s): {', '.join(sorted(unknown))}")
     for key in ("from", "to", "text"):
@@ -232,7 +233,7 @@ def parse_mo_request(body: Any) -> dict[str, Any]:
     split = body.get("split")
     if split not in (None, "udh8", "udh16", "sar"):
         raise BadRequest('"split" must be "udh8", "udh16" or "sar"')
-    for flag in ("shuffle", "duplicate", "naive_split", "lost_resp"):
+    for flag in ("shuffle", "duplicate", "naive_split", "lost_resp", "redeliver"):
         if not isinstance(body.get(flag, False), bool):
             raise BadRequest(f'"{flag}" must be true or false')
     dc = body.get("data_coding")
@@ -253,6 +254,7 @@ def parse_mo_request(body: Any) -> dict[str, Any]:
         "carrier": carrier,
         "naive_split": body.get("naive_split", False),
         "lost_resp": body.get("lost_resp", False),
+        "redeliver": body.get("redeliver", True),
     }
 
 

@@ -113,6 +113,7 @@ class _MoJob:
     carrier: str = "deliver_sm"  # "deliver_sm" | "data_sm"
     duplicate: bool = False
     lost_resp: bool = False  # the resp of the last part is "lost": link dropped, MO redelivered on the next bind
+    redeliver: bool = True  # False: after a lost resp the MO counts as delivered, never sent again
     state: str = "queued"  # queued | delivering | delivered | rejected | cancelled
     next_part: int = 0
     attempts: int = 0
@@ -780,6 +781,7 @@ class SimSmsc:
         carrier: str | None = None,
         naive_split: bool = False,
         lost_resp: bool = False,
+        redeliver: bool = True,
     ) -> dict[str, Any]:
         """Queue an MO from handset `msisdn` to `short_code`; returns {"id", "parts",
         "user_message_reference", "carrier", "state"} at once. Delivery happens in the background
@@ -788,7 +790,9 @@ class SimSmsc:
         text at the part size even inside a UCS-2 surrogate pair or a GSM-7 escape. `lost_resp`:
         the resp of the (last) part is taken as lost with the link: the connection is dropped right
         after it and the MO is delivered again, identical, on the ESME's next bind (the one case
-        where an SMSC redelivers what the ESME has already handled)."""
+        where an SMSC redelivers what the ESME has already handled); with `redeliver` False the MO
+        counts as delivered instead and is never sent again (an SMSC that resets the link before
+        reading the resp and forgets the MO)."""
         if self._stopping.is_set():
             raise SimSmscError("simulator stopped")
         if not msisdn or not short_code:
@@ -829,12 +833,14 @@ class SimSmsc:
             while parts == original:
                 self._rand.shuffle(parts)
         job = _MoJob(id=f"mo{next(self._mo_ids)}", msisdn=msisdn, short_code=short_code, parts=parts,
-                     duplicate=duplicate, carrier=carrier, lost_resp=lost_resp)
+                     duplicate=duplicate, carrier=carrier, lost_resp=lost_resp, redeliver=redeliver)
         self._count("mo_injected")
         asked = {"split": split, "shuffle": shuffle, "duplicate": duplicate, "carrier": asked_carrier,
                  "naive_split": naive_split, "lost_resp": lost_resp,
                  "tlvs": {f"0x{int(t):04x}": bytes(v).hex() for t, v in (extra_tlvs or {}).items()}}
         options = {k: v for k, v in asked.items() if v}
+        if not redeliver:
+            options["redeliver"] = False
         if data_coding is not None:
             options["data_coding"] = int(data_coding)
         self.events.mo_queued(job, text, options)
@@ -1013,8 +1019,10 @@ class SimSmsc:
                 if lose:  # the reader dropped the link as the resp arrived
                     job.lost_resp = False  # once
                     entry["result"] = "resp lost: link dropped"
-                    self._retry_later(job, "resp lost with the link", None)
-                    return
+                    if job.redeliver:
+                        self._retry_later(job, "resp lost with the link", None)
+                        return
+                    entry["result"] += ", not redelivered"
                 if job.duplicate and job.kind == "mo":
                     # the SMSC "lost" the resp: the identical deliver_sm goes once more
                     w2 = conn.send_deliver(part, self.response_timeout, job.carrier)
