@@ -39,7 +39,11 @@ Counting rule for replies ("sent twice")
       already received while the waiting MO's predicted text is different (a late copy of an
       earlier reply).
     So per subscriber ``replies = answered + twice`` and ``twice = replies - answered``; summed,
-    ``replies_twice = replies - answered MOs``. A late copy whose text happens to equal the
+    ``replies_twice = replies - answered MOs``. A duplicate whose subscriber's last answered MO was
+    delivered more than once (the SMSC redelivered it: its resp was lost with a link, a crash or a
+    temporary error) also counts in ``replies_twice_redelivered``, and its submits in
+    ``redelivered_copy_submits``: smsbot answers a suspected redelivery again rather than leave a
+    person who repeated a text unanswered (README: "Duplicates and redeliveries"). A late copy whose text happens to equal the
     waiting MO's prediction is taken as the answer and the real answer then counts as the
     duplicate: the count is the same either way. Charge reminders (classified by text) are
     counted apart, per (destination, service): more than one for the same pair is a reminder
@@ -274,12 +278,13 @@ class Mo:
 
 
 class Sub:
-    __slots__ = ("msisdn", "mos", "cur", "replies", "answered", "twice", "wrong", "seen", "pos")
+    __slots__ = ("msisdn", "mos", "cur", "last", "replies", "answered", "twice", "wrong", "seen", "pos")
 
     def __init__(self, msisdn: str):
         self.msisdn = msisdn
         self.mos: list[Mo] = []
         self.cur: Mo | None = None
+        self.last: Mo | None = None  # the last MO answered
         self.replies = self.answered = self.twice = self.wrong = 0
         self.seen: set[str] = set()
         self.pos = -1  # index in the ready list, -1 when not ready
@@ -306,6 +311,8 @@ class Counters:
     replies: int = 0
     answered: int = 0
     replies_twice: int = 0
+    replies_twice_redelivered: int = 0  # of replies_twice: copies answering an MO delivered more than once
+    redelivered_copy_submits: int = 0  # of the submits sent twice: those of such copies
     wrong_replies: int = 0
     unexpected_messages: int = 0  # not a reminder, to a number that is not a conversation subscriber
     reminders: int = 0
@@ -805,6 +812,9 @@ class ChaosSmsc:
         sub.twice += 1
         c.replies_twice += 1
         c.dup_message_parts += parts - flagged
+        if sub.last is not None and sub.last.sends > 1:
+            c.replies_twice_redelivered += 1
+            c.redelivered_copy_submits += parts
         self._dup_at(dest, "reply")
         sub.seen.add(text)
 
@@ -817,6 +827,7 @@ class ChaosSmsc:
         mo.answered_at = self.loop.time()
         mo.wrong = wrong
         sub.answered += 1
+        sub.last = mo
         self.c.answered += 1
         if wrong:
             sub.wrong += 1
