@@ -20,11 +20,14 @@ import commands
 from smsbot import config as config_mod
 from smsbot import log
 from smsbot.config import Settings
+from smsbot.delivery import Delivery
 from smsbot.dispatch import Dispatcher, MoOutcome
 from smsbot.events import EventConsumer, ensure_group
 from smsbot.messages import Receipt
+from smsbot.live import Live
 from smsbot.metrics import Metrics, MetricsServer
 from smsbot.outbox import OutboxSender, OutgoingMt
+from smsbot.pipeline import Pipeline
 from smsbot.session import SequenceGenerator
 from smsbot.router import Router
 from smsbot.store import Store
@@ -48,7 +51,6 @@ def build_store(settings: Settings) -> Store:
 
 class Bot:
     def __init__(self, settings: Settings, *, instance: str | None = None, config_path: str | Path | None = None):
-        self.settings = settings
         self.config_path = config_path
         self.instance = instance or instance_name()
         self.stop_event = threading.Event()
@@ -59,25 +61,34 @@ class Bot:
         self.store = build_store(settings)
         self.store.load_scripts()
         self.store.ensure_groups()
-        self.router = Router(settings, commands.all_commands())
+        self.live = Live(settings, Router(settings, commands.all_commands()))
         self.sequences = SequenceGenerator()
-        self.dispatcher = Dispatcher(settings, self.store, self.router, self.instance)
-        self.sender = OutboxSender(settings, self.router, self.sequences, self.store.keys)
-        self.sender.on_sent = self._on_sent
-        self.sender.on_failed = lambda mt, status: self.metrics.mt_failed.labels(hex(status)).inc()
-        self.sender.on_retry = lambda reason: self.metrics.mt_retried.labels(reason).inc()
-        self.transport = Transport(
-            settings, self.store, self.dispatcher, self.sender, self.sequences, self.stop_event, self.instance,
-            on_batch=self._on_batch, on_receipt=self._on_receipt,
+        self.dispatcher = Dispatcher(self.live, self.store)
+        self.sender = OutboxSender(
+            self.live, self.sequences, self.store.keys, on_sent=self._on_sent,
+            on_failed=lambda mt, status: self.metrics.mt_failed.labels(hex(status)).inc(),
+            on_retry=lambda reason: self.metrics.mt_retried.labels(reason).inc(),
         )
-        self.transport.on_bound = self._on_bound
-        self.transport.on_reload = self._apply_reload
+        self.delivery = Delivery(self.live, self.store, self.sender, self.instance,
+                                 describe=lambda: self.transport.describe())
+        self.pipeline = Pipeline(self.live, self.store, self.dispatcher, self.sender, self.delivery,
+                                 on_batch=self._on_batch, on_receipt=self._on_receipt)
+        self.transport = Transport(self.live, self.pipeline, self.delivery, self.sender, self.sequences, self.stop_event,
+                                   on_bound=self._on_bound, on_reload=self._apply_reload)
         self._thread: threading.Thread | None = None
         self.mo_count = 0
         self._consumer_stop = threading.Event()
         self.consumers = self._event_consumers()
         self.metrics_server: MetricsServer | None = None
         self._log_mo = logging.getLogger("smsbot.mo").isEnabledFor(logging.INFO)
+
+    @property
+    def settings(self) -> Settings:
+        return self.live.settings
+
+    @property
+    def router(self) -> Router:
+        return self.live.router
 
     # -- event streams ------------------------------------------------------------------------------
     def _event_consumers(self) -> list[EventConsumer]:
@@ -171,12 +182,7 @@ class Bot:
 
         plan = plan_reload(self.settings, new)
         new = plan.settings
-        router = Router(new, commands.all_commands())
-        self.settings = new
-        self.router = router
-        self.dispatcher.settings, self.dispatcher.router = new, router
-        self.sender.settings, self.sender.router = new, router
-        self.transport.apply_settings(new)
+        self.live.swap(new, Router(new, commands.all_commands()))
         self._stop_consumers()
         self._consumer_stop = threading.Event()
         self.consumers = self._event_consumers()

@@ -41,8 +41,9 @@ from typing import Any, Callable
 import redis
 
 from smsbot import log
-from smsbot.config import Settings
+from smsbot.identity import SenderIdentity
 from smsbot.keys import OUTBOX_GROUP
+from smsbot.live import Live
 from smsbot.outbox import OutboxSender
 from smsbot.store import LUA_DIR, Store, _s
 
@@ -55,18 +56,20 @@ Entry = tuple[str, str, dict[str, str]]
 
 
 class Delivery:
-    def __init__(self, settings: Settings, store: Store, sender: OutboxSender, instance: str,
-                 clock: Callable[[], float] = time.monotonic):
-        self.settings = settings
+    def __init__(self, live: Live, store: Store, sender: OutboxSender, instance: str, *,
+                 describe: Callable[[], dict[str, Any]] = dict, clock: Callable[[], float] = time.monotonic):
+        """`describe`: what the heartbeat tells status pages about this instance (binds, backlog)."""
+        self.live = live
         self.store = store
         self.sender = sender
         self.instance = instance
+        self.describe = describe
         self.clock = clock
         self.generation = 0
-        self.consumer = instance
+        self.consumer = instance  # the worker's name for this sender (a new one when the lease lapsed)
         self.lease_prefixes = [store.keys.lease_prefix(n) for n in range(store.keys.shards)]
-        self.on_consumer: Callable[[str], None] | None = None  # the dispatcher marks replies with it
-        self.describe: Callable[[], dict[str, Any]] = dict  # what the heartbeat tells status pages (binds, backlog)
+        # the SMPP loop's view (its thread only): what MO scripts mark replies and guards with
+        self.identity = SenderIdentity(instance, tuple(self.lease_prefixes))
         self._valid_until = 0.0  # written by the worker, read by the loop (a float: atomic)
         self._held = False  # the lease was taken under the current name
         self._generation_seen = 0
@@ -107,12 +110,16 @@ class Delivery:
         if self._generation_seen != self.generation:
             self._generation_seen = self.generation
             dropped = self.sender.drop_unsent()
-            if self.on_consumer is not None:
-                self.on_consumer(self.consumer)
+            self.identity = self.identity.renamed(self.consumer)
             _log.warning("lease_lost", consumer=self.consumer, unsent_dropped=dropped)
         inbox = self._inbox
         while inbox:
             self.sender.enqueue(inbox.popleft())
+
+    def new_session(self) -> None:
+        """A new session (a bind, a lost link, a round trip whose outcome is unknown): guards left
+        by earlier sessions now mark possible redeliveries (smsbot.pipeline)."""
+        self.identity = self.identity.next_session()
 
     def alive(self, now: float) -> None:
         """The loop is alive but not turning (waiting to reconnect)."""
@@ -133,19 +140,19 @@ class Delivery:
         or the oldest has waited `delivery.ack_flush_seconds`)."""
         s = self.sender
         return bool(s.pending_count) and (
-            s.has_writes or s.blocked_by_records or s.ack_age() >= self.settings.delivery.ack_flush_seconds)
+            s.has_writes or s.blocked_by_records or s.ack_age() >= self.live.settings.delivery.ack_flush_seconds)
 
     def wakeup_in(self, now: float) -> float | None:
         """Seconds until `acks_due` turns true by age alone (None: nothing waits)."""
         if not self.sender.pending_count:
             return None
-        return max(0.0, self.settings.delivery.ack_flush_seconds - self.sender.ack_age())
+        return max(0.0, self.live.settings.delivery.ack_flush_seconds - self.sender.ack_age())
 
     # -- the worker ---------------------------------------------------------------------------------
     def _run(self) -> None:
         next_beat = next_poll = next_adopt = 0.0
         while not self._stop.is_set():
-            d = self.settings.delivery  # read each turn: a reload applies at once
+            d = self.live.settings.delivery  # read each turn: a reload applies at once
             now = self.clock()
             if self._wake.is_set():
                 self._wake.clear()
@@ -157,7 +164,7 @@ class Delivery:
                 if self.may_send(self.clock()):
                     if now >= next_poll:
                         next_poll = now + d.poll_seconds
-                        if self.sender.backlog < self.settings.smsc.window * 10:
+                        if self.sender.backlog < self.live.settings.smsc.window * 10:
                             self._hand_over(self.store.read_outbox(self.consumer, READ_COUNT))
                     if now >= next_adopt:
                         next_adopt = now + d.adopt_every_seconds
@@ -173,7 +180,7 @@ class Delivery:
             self._inbox.append(entries)
 
     def _renew(self, now: float) -> None:
-        d = self.settings.delivery
+        d = self.live.settings.delivery
         if now - self._loop_tick > d.stuck_seconds:
             if not self._stuck_logged:
                 self._stuck_logged = True
@@ -207,7 +214,7 @@ class Delivery:
     # -- adoption and claims --------------------------------------------------------------------------
     def adopt_orphans(self) -> int:
         """Move old outbox entries of senders without a lease to the queue (each shard once)."""
-        horizon = f"{int(time.time() * 1000 - self.settings.delivery.orphan_age_seconds * 1000)}-0"
+        horizon = f"{int(time.time() * 1000 - self.live.settings.delivery.orphan_age_seconds * 1000)}-0"
         keys = self.store.keys
         moved = 0
         for shard in range(keys.shards):

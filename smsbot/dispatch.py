@@ -13,7 +13,9 @@ outbox entries the scripts picked up for sending. The rules:
 * Redis unreachable or a script error -> ESME_RX_T_APPN, so the SMSC redelivers later. A status
   of 0 is only ever returned after the script's effects are stored.
 
-Settings are read at use time, so a reload (SIGHUP) applies every `dispatch.*` key at once.
+Settings and router are read at use time from the bot's `Live`, so a reload (SIGHUP) applies every
+`dispatch.*` key at once. Whose replies the scripts make them, and which session's guards they
+leave, is the `SenderIdentity` each batch is prepared for (`smsbot.delivery` owns it).
 """
 
 from __future__ import annotations
@@ -28,9 +30,9 @@ from typing import Callable, Sequence
 import redis
 
 from smsbot import codec, log, msisdn
-from smsbot.config import Settings
+from smsbot.identity import SenderIdentity
+from smsbot.live import Live
 from smsbot.messages import Inbound, Status
-from smsbot.router import Router
 from smsbot.store import KeyWrite, Roundtrip, ScriptCall, ScriptResult, Store
 
 _log = log.get("smsbot.dispatch")
@@ -68,6 +70,7 @@ class PreparedBatch:
     """A batch between `prepare` and `finish`: its calls, and the round trip once started."""
 
     now_ms: int
+    sender: SenderIdentity
     acks: list[tuple[str, str]]
     writes: list[KeyWrite]
     tail: list[tuple]  # commands after the records (receipts)
@@ -81,21 +84,17 @@ class PreparedBatch:
 
 
 class Dispatcher:
-    def __init__(self, settings: Settings, store: Store, router: Router, consumer: str, clock: Callable[[], float] = time.time,
-                 lease_prefixes: Sequence[str] = ()):
-        self.settings = settings
+    def __init__(self, live: Live, store: Store, clock: Callable[[], float] = time.time):
+        self.live = live
         self.store = store
-        self.router = router
-        self.consumer = consumer  # the sender whose lease makes the replies its own (smsbot.delivery)
-        self.lease_prefixes = list(lease_prefixes)
-        self.token = consumer  # the pipeline's session mark for redelivery guards
         self.clock = clock
         # one line when Redis becomes unreachable, then at most one a minute, and one when it is back
         self._unreachable = log.Throttled(_log, "redis_unreachable", 60.0, recovered_event="redis_reachable_again")
 
-    def handle(self, inbounds: Sequence[Inbound], acks: Sequence[tuple[str, str]] = (), writes: Sequence[KeyWrite] = ()) -> BatchResult:
+    def handle(self, inbounds: Sequence[Inbound], sender: SenderIdentity, acks: Sequence[tuple[str, str]] = (),
+               writes: Sequence[KeyWrite] = ()) -> BatchResult:
         """Route, store and answer a batch synchronously (prepare + start + wait + finish)."""
-        batch = self.prepare(inbounds, acks, writes)
+        batch = self.prepare(inbounds, sender, acks, writes)
         self.start(batch)
         if batch.roundtrip is not None:
             try:
@@ -104,16 +103,18 @@ class Dispatcher:
                 batch.error = e
         return self.finish(batch)
 
-    def prepare(self, inbounds: Sequence[Inbound], acks: Sequence[tuple[str, str]] = (), writes: Sequence[KeyWrite] = (),
-                tail: Sequence[tuple] = (), head: Sequence[tuple] = ()) -> PreparedBatch:
-        """Route every MO of the batch and build its script call (pure Python, no I/O)."""
+    def prepare(self, inbounds: Sequence[Inbound], sender: SenderIdentity, acks: Sequence[tuple[str, str]] = (),
+                writes: Sequence[KeyWrite] = (), tail: Sequence[tuple] = (), head: Sequence[tuple] = ()) -> PreparedBatch:
+        """Route every MO of the batch and build its script call for `sender` (pure Python, no I/O)."""
         now_ms = int(self.clock() * 1000)
-        batch = PreparedBatch(now_ms=now_ms, acks=list(acks), writes=list(writes), tail=list(tail), head=list(head))
+        settings, router = self.live.settings, self.live.router
+        batch = PreparedBatch(now_ms=now_ms, sender=sender, acks=list(acks), writes=list(writes), tail=list(tail),
+                              head=list(head))
         for mo in inbounds:
-            mo = msisdn.canonical_inbound(mo, self.settings.subscribers.country_code)  # +86/86… -> one subscriber key
+            mo = msisdn.canonical_inbound(mo, settings.subscribers.country_code)  # +86/86… -> one subscriber key
             oc = MoOutcome(mo, _correlation())
             batch.outcomes.append(oc)
-            if not self.router.serves(mo.short_code):
+            if not router.serves(mo.short_code):
                 oc.command, oc.outcome = "-", "unknown_short_code"
                 continue
             if mo.segment is not None:
@@ -123,14 +124,14 @@ class Dispatcher:
                     self.store.mo_call(
                         "part", mo.msisdn, mo.short_code, correlation=oc.correlation, now_ms=now_ms,
                         args={"seq": seg.seq, "total": seg.total, "hex": mo.payload.hex(),
-                              "timeout_ms": self.settings.dispatch.reassembly_timeout_seconds * 1000},
+                              "timeout_ms": settings.dispatch.reassembly_timeout_seconds * 1000},
                         parts_key=self.store.keys.parts(mo.msisdn, mo.short_code, ref),
                     )
                 )
                 batch.owners.append((oc, "part"))
                 oc.command = "reassembly"
             else:
-                batch.calls.append(self._intent_call(oc, mo, mo.text, now_ms))
+                batch.calls.append(self._intent_call(oc, mo, mo.text, now_ms, sender))
                 batch.owners.append((oc, "mo"))
         return batch
 
@@ -170,13 +171,15 @@ class Dispatcher:
             if kind == "part" and isinstance(res, ScriptResult) and res.outcome == "part_complete" and res.extra is not None:
                 completed.append((oc, res.extra))
         if completed:
-            self._run_completed(completed, batch.now_ms, result)
+            self._run_completed(completed, batch.now_ms, batch.sender, result)
         return result
 
-    def _intent_call(self, oc: MoOutcome, mo: Inbound, text: str, now_ms: int, parts_key: str = "") -> ScriptCall:
-        intent = self.router.route(mo.short_code, text)
+    def _intent_call(self, oc: MoOutcome, mo: Inbound, text: str, now_ms: int, sender: SenderIdentity,
+                     parts_key: str = "") -> ScriptCall:
+        router = self.live.router
+        intent = router.route(mo.short_code, text)
         oc.command = intent.command
-        guard_ms = self.settings.dispatch.redelivery_guard_seconds * 1000
+        guard_ms = self.live.settings.dispatch.redelivery_guard_seconds * 1000
         fp = None
         if guard_ms:
             # what identifies an SMSC's redelivery of this MO: the same sender, short code, message
@@ -186,9 +189,8 @@ class Dispatcher:
             fp = hashlib.sha1(f"{mo.short_code}|{umr}|{seg}|{text}".encode("utf-8", "surrogatepass")).hexdigest()[:20]
         call = self.store.mo_call(
             intent.handler, mo.msisdn, mo.short_code,
-            lang=self.router.language(mo.short_code), correlation=oc.correlation, args=intent.args,
-            guard_fp=fp, guard_ms=guard_ms, token=self.token, consumer=self.consumer,
-            lease_prefixes=self.lease_prefixes, reply_to=mo.reply_to, now_ms=now_ms,
+            lang=router.language(mo.short_code), correlation=oc.correlation, args=intent.args,
+            guard_fp=fp, guard_ms=guard_ms, sender=sender, reply_to=mo.reply_to, now_ms=now_ms,
             parts_key=parts_key, delete_parts=bool(parts_key), extra_keys=intent.keys,
         )
         if fp:
@@ -205,14 +207,16 @@ class Dispatcher:
             oc.copies = int(res.extra)
         result.entries.extend(res.entries)
 
-    def _run_completed(self, completed: list[tuple[MoOutcome, str]], now_ms: int, result: BatchResult) -> None:
+    def _run_completed(self, completed: list[tuple[MoOutcome, str]], now_ms: int, sender: SenderIdentity,
+                       result: BatchResult) -> None:
         calls = []
         for oc, text in completed:
             mo = oc.inbound
             seg = mo.segment
             assert seg is not None
             key = self.store.keys.parts(mo.msisdn, mo.short_code, f"{seg.ref}:{seg.total}")
-            calls.append(self._intent_call(oc, mo, codec.join_parts(mo.data_coding, [bytes.fromhex(text)]), now_ms, parts_key=key))
+            calls.append(self._intent_call(oc, mo, codec.join_parts(mo.data_coding, [bytes.fromhex(text)]), now_ms, sender,
+                                           parts_key=key))
         try:
             results = self.store.run_batch(calls)
         except (redis.ConnectionError, redis.TimeoutError, OSError) as e:

@@ -20,11 +20,10 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from smsbot import codec, log, pdu
-from smsbot.config import Settings
 from smsbot.keys import Keys
+from smsbot.live import Live
 from smsbot.messages import Status, SubmitSm
 from smsbot.msisdn import destination
-from smsbot.router import Router
 from smsbot.session import SequenceGenerator
 from smsbot.store import KeyWrite
 
@@ -58,20 +57,25 @@ class _Part:
 
 
 class OutboxSender:
-    def __init__(self, settings: Settings, router: Router, sequences: SequenceGenerator, keys: Keys,
+    def __init__(self, live: Live, sequences: SequenceGenerator, keys: Keys, *,
+                 on_sent: Callable[[OutgoingMt], None] | None = None,
+                 on_failed: Callable[[OutgoingMt, int], None] | None = None,
+                 on_retry: Callable[[str], None] | None = None,
                  clock: Callable[[], float] = time.monotonic):
-        self.settings = settings
+        """`on_sent`, `on_failed` (status), `on_retry` (reason): what the bot counts (metrics)."""
+        self.live = live
         self.keys = keys
         self._segmented: dict[str, tuple[int, list[bytes]]] = {}  # rendered text -> its coding and part bodies
         self._concat_refs = itertools.count(random.randrange(256))
         self._writes: list[KeyWrite] = []
-        self.on_failed: Callable[[OutgoingMt, int], None] | None = None
-        self.on_retry: Callable[[str], None] | None = None
-        self.router = router
+        self.on_sent = on_sent
+        self.on_failed = on_failed
+        self.on_retry = on_retry
         self.sequences = sequences
         self.clock = clock
-        self.window = settings.smsc.window
-        self.max_tps = settings.smsc.max_tps
+        smsc = live.settings.smsc  # window and TPS limit: fixed for the process (a reload needs a restart)
+        self.window = smsc.window
+        self.max_tps = smsc.max_tps
         self._queue: deque[_Part] = deque()
         self._inflight: dict[int, tuple[_Part, float]] = {}
         self._known: set[tuple[str, str]] = set()  # entries held: queued, in flight, or accepted until recorded
@@ -88,8 +92,11 @@ class OutboxSender:
         self._sent_at: deque[float] = deque()  # send times within the last _tps_span
         self.sent_total = 0
         self.failed_total = 0
-        self.on_sent: Callable[[OutgoingMt], None] | None = None
         self.bind = ""  # the bind the parts go out on (MT records: receipts are matched per bind)
+
+    def bound(self, bind: str) -> None:
+        """The parts go out on `bind` from now on (its name goes into MT records)."""
+        self.bind = bind
 
     # -- in ---------------------------------------------------------------------------------------
     def enqueue(self, entries: list[tuple[str, str, dict[str, str]]]) -> None:
@@ -112,7 +119,7 @@ class OutboxSender:
 
     def _build(self, stream: str, entry_id: str, f: dict[str, str]) -> OutgoingMt:
         to, short_code, lang = f["to"], f["from"], f.get("lang", "zh-CN")
-        text = self.router.render_text(f["tpl"], f.get("data") or "{}", lang, short_code)
+        text = self.live.router.render_text(f["tpl"], f.get("data") or "{}", lang, short_code)
         segmented = self._segmented.get(text)
         if segmented is None:
             segmented = codec.segment_text(text)
@@ -121,9 +128,10 @@ class OutboxSender:
             self._segmented[text] = segmented
         coding, bodies = segmented
         esm, payloads = codec.with_udh(bodies, next(self._concat_refs) & 0xFF)  # a fresh reference per message
-        s = self.settings.smsc
+        settings = self.live.settings
+        s = settings.smsc
         parts = pdu.encode_submit_sm_bodies(SubmitSm(
-            source_addr=short_code, destination_addr=destination(to, s.dest_addr_ton, self.settings.subscribers.country_code),
+            source_addr=short_code, destination_addr=destination(to, s.dest_addr_ton, settings.subscribers.country_code),
             short_message=b"", data_coding=coding, esm_class=esm,
             source_addr_ton=s.source_addr_ton, source_addr_npi=s.source_addr_npi,
             dest_addr_ton=s.dest_addr_ton, dest_addr_npi=s.dest_addr_npi,
@@ -218,7 +226,7 @@ class OutboxSender:
         self._writes.append(KeyWrite(self.keys.mt_rejected(f"x{mt.entry_id}"), {
             **self._record(mt), "state": "REJECTED", "status": hex(status), "part": str(part.index + 1),
             "message_ids": ",".join(mt.message_ids[i] for i in sorted(mt.message_ids)),
-        }, self.settings.dispatch.mt_record_seconds))
+        }, self.live.settings.dispatch.mt_record_seconds))
         if self.on_failed is not None:
             self.on_failed(mt, status)
         self._finish(mt)
@@ -226,8 +234,8 @@ class OutboxSender:
 
     @property
     def records_enabled(self) -> bool:
-        mode = self.settings.dispatch.mt_records
-        return mode == "always" or (mode == "auto" and bool(self.settings.smsc.registered_delivery))
+        mode = self.live.settings.dispatch.mt_records
+        return mode == "always" or (mode == "auto" and bool(self.live.settings.smsc.registered_delivery))
 
     def _record(self, mt: OutgoingMt) -> dict[str, str]:
         return {"to": mt.to, "from": mt.short_code, "tpl": mt.tpl, "correlation": mt.correlation, "bind": self.bind,
@@ -241,7 +249,7 @@ class OutboxSender:
             self._finish(mt)
             return
         base = self._record(mt)
-        ttl = self.settings.dispatch.mt_record_seconds
+        ttl = self.live.settings.dispatch.mt_record_seconds
         for i, mid in sorted(mt.message_ids.items()):
             self._writes.append(KeyWrite(self.keys.mt(mid), {**base, "part": str(i + 1), "state": "ENROUTE"}, ttl, push=True))
         if self.on_sent is not None:

@@ -14,8 +14,8 @@ Rules:
 * **Nothing acknowledged unstored.** A deliver_sm/data_sm gets status 0 only once its effect and
   reply are stored; Redis out of reach or an unknown outcome gets a temporary error
   (ESME_RX_T_APPN): the SMSC delivers it again.
-* **Redelivery guard.** Each handled MO leaves a guard in Redis (main.lua) marked with this
-  pipeline's `token` and holding what the MO was answered. Behind every write of resps an
+* **Redelivery guard.** Each handled MO leaves a guard in Redis (main.lua) marked with the token
+  of the sender's session (`smsbot.identity`) and holding what the MO was answered. Behind every write of resps an
   enquire_link asks the SMSC to confirm it read them (`Link.confirm`, asked again on an idle link
   until every guard is covered); once answered, the guards go in the next round trip, before its
   MO scripts, and one is started at once when nothing else is going to Redis. A guard that
@@ -30,12 +30,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from itertools import count
-from typing import Callable
+from typing import Callable, Protocol
 
 from smsbot import log
-from smsbot.config import Settings
-from smsbot.dispatch import Dispatcher, PreparedBatch
+from smsbot.dispatch import Dispatcher, MoOutcome, PreparedBatch
+from smsbot.identity import SenderIdentity
+from smsbot.live import Live
 from smsbot.messages import Inbound, Receipt, Status
 from smsbot.outbox import OutboxSender
 from smsbot.session import Link
@@ -65,38 +65,43 @@ class _Pending:
     parts: int  # submits the acks stand for
     clears: list[str]
     started: float
-    token: str
+    sender: SenderIdentity
+
+
+class Sessions(Protocol):
+    """The sender side the pipeline works for (`smsbot.delivery.Delivery`)."""
+
+    identity: SenderIdentity  # what the next batch is prepared for
+
+    def new_session(self) -> None: ...  # guards of earlier sessions now mark possible redeliveries
+
+    def suspect(self) -> None: ...  # a round trip failed: the lease is uncertain until renewed
 
 
 class Pipeline:
-    def __init__(self, settings: Settings, store: Store, dispatcher: Dispatcher, sender: OutboxSender,
-                 on_batch: Callable[..., None] | None = None, on_receipt: Callable[..., None] | None = None):
-        self.settings = settings
+    def __init__(self, live: Live, store: Store, dispatcher: Dispatcher, sender: OutboxSender, sessions: Sessions, *,
+                 on_batch: Callable[[list[MoOutcome], float], None] | None = None,
+                 on_receipt: Callable[[Receipt], None] | None = None):
+        """`on_batch`: outcomes and latency of each answered batch; `on_receipt`: each receipt
+        stored (metrics, the MO log)."""
+        self.live = live
         self.store = store
         self.dispatcher = dispatcher
         self.sender = sender
-        self.report_batch = on_batch  # outcomes and latency of each answered batch (metrics, log)
+        self.sessions = sessions
+        self.report_batch = on_batch
         self.report_receipt = on_receipt
-        self.on_redis_failure: Callable[[], None] | None = None  # a round trip failed (delivery.suspect)
         self.deferred: list[Mo] = []
         self.receipts: list[ReceiptIn] = []
         self.pending: list[_Pending] = []  # oldest first
         self._records: list[_Pending] = []  # record-only round trips in flight
         self._stalled = False  # the ready MOs all belong to subscribers with a batch in flight
-        self._session = count(1)
-        self.token = ""
-        self.new_session()
         self._unwritten: dict[int, list[str]] = {}  # id(link) -> guards of resps queued on it
         self._written: dict[int, list[tuple[int, str]]] = {}  # id(link) -> (write number, guard)
         self._clears: list[str] = []  # guards whose resps the SMSC has read: delete them
         self._acks_flushed_at = 0.0
 
     # -- sessions ---------------------------------------------------------------------------------
-    def new_session(self) -> None:
-        """A new token: guards left by earlier sessions now mark possible redeliveries."""
-        self.token = f"{self.dispatcher.consumer}/{next(self._session)}"
-        self.dispatcher.token = self.token
-
     def link_lost(self) -> None:
         """The link died: batches in flight complete (their effects are stored, their replies kept);
         their resps are lost with the link, so their guards stay; MOs not yet batched were never
@@ -105,7 +110,7 @@ class Pipeline:
         self.deferred = []
         self._unwritten.clear()
         self._written.clear()
-        self.new_session()
+        self.sessions.new_session()
 
     # -- input --------------------------------------------------------------------------------------
     def on_mo(self, mo: Inbound, link: Link, data_sm: bool) -> None:
@@ -145,7 +150,7 @@ class Pipeline:
     @property
     def high_water(self) -> int:
         """Queued parts beyond which no more MOs are dispatched until the SMSC takes replies."""
-        return 2 * self.settings.smsc.window + 16
+        return 2 * self.live.settings.smsc.window + 16
 
     def startable(self) -> bool:
         return len(self.pending) < MAX_IN_FLIGHT and self.ready() and not self._stalled
@@ -194,21 +199,22 @@ class Pipeline:
         # MT records go in the next round trip (a delivery receipt may follow its submit_sm_resp).
         sender = self.sender
         if (sender.has_writes or sender.blocked_by_records or sender.pending_count >= ACKS_PER_FLUSH
-                or started - self._acks_flushed_at >= self.settings.delivery.ack_flush_seconds):
+                or started - self._acks_flushed_at >= self.live.settings.delivery.ack_flush_seconds):
             acks, writes, parts = sender.take_pending()
             self._acks_flushed_at = started
         else:
             acks, writes, parts = [], [], 0
         receipts, self.receipts = self.receipts, []
         clears, self._clears = self._clears, []
+        identity = self.sessions.identity
         try:
-            batch = self.dispatcher.prepare([mo for mo, _l, _d in mos], acks, writes, self._receipt_commands(receipts),
-                                            self.store.delete_commands(clears))
+            batch = self.dispatcher.prepare([mo for mo, _l, _d in mos], identity, acks, writes,
+                                            self._receipt_commands(receipts), self.store.delete_commands(clears))
             self.dispatcher.start(batch)
         except Exception as e:  # never let one batch kill the loop; the SMSC will redeliver
             self._failed(e, mos, receipts, acks, writes, parts, clears)
             return True
-        pending = _Pending(batch, mos, receipts, acks, writes, parts, clears, started, self.token)
+        pending = _Pending(batch, mos, receipts, acks, writes, parts, clears, started, identity)
         self.pending.append(pending)
         if batch.roundtrip is None or batch.roundtrip.done:
             self._finish(pending)
@@ -222,9 +228,10 @@ class Pipeline:
         if not acks and not writes and not clears:
             return False
         self._acks_flushed_at = time.monotonic()
-        batch = self.dispatcher.prepare([], acks, writes, head=self.store.delete_commands(clears))
+        identity = self.sessions.identity
+        batch = self.dispatcher.prepare([], identity, acks, writes, head=self.store.delete_commands(clears))
         self.dispatcher.start(batch)
-        pending = _Pending(batch, [], [], acks, writes, parts, clears, self._acks_flushed_at, self.token)
+        pending = _Pending(batch, [], [], acks, writes, parts, clears, self._acks_flushed_at, identity)
         if batch.roundtrip is None or batch.roundtrip.done:
             self._finish_records(pending)
         else:
@@ -233,7 +240,7 @@ class Pipeline:
 
     def _receipt_commands(self, receipts: list[ReceiptIn]) -> list[tuple]:
         """What a round trip carries after the scripts and records: the receipts."""
-        ttl = self.settings.dispatch.mt_record_seconds
+        ttl = self.live.settings.dispatch.mt_record_seconds
         at = int(time.time() * 1000)
         return [self.store.receipt_command(r, link.name, at, ttl) for r, _s, link, _d in receipts]
 
@@ -291,11 +298,7 @@ class Pipeline:
         else:
             self.sender.restore_pending(p.acks, p.writes, p.parts)
             self._clears.extend(p.clears)
-            self._redis_failed()
-
-    def _redis_failed(self) -> None:
-        if self.on_redis_failure is not None:
-            self.on_redis_failure()
+            self.sessions.suspect()
 
     def _finish(self, p: _Pending) -> None:
         self.pending.remove(p)
@@ -310,9 +313,9 @@ class Pipeline:
         else:
             self.sender.restore_pending(p.acks, p.writes, p.parts)
             self._clears.extend(p.clears)
-            if p.token == self.token:
-                self.new_session()  # the outcome of its MOs is unknown: their guards now hold
-            self._redis_failed()
+            if p.sender == self.sessions.identity:
+                self.sessions.new_session()  # the outcome of its MOs is unknown: their guards now hold
+            self.sessions.suspect()
         receipt_status = Status.ROK if result.acks_flushed else Status.RX_T_APPN
         for r, seq, link, data_sm in p.receipts:
             link.respond(seq, receipt_status, data_sm)
@@ -332,7 +335,7 @@ class Pipeline:
         _log.exception("dispatch_failed", error=repr(error))
         self.sender.restore_pending(acks, writes, parts)
         self._clears.extend(clears)
-        self.new_session()
+        self.sessions.new_session()
         for mo, link, data_sm in mos:
             link.respond(mo.sequence, Status.RX_T_APPN, data_sm)
         for _r, seq, link, data_sm in receipts:

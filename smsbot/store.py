@@ -25,6 +25,7 @@ import redis.sentinel
 
 from smsbot import embedded
 from smsbot.config import RedisMode, Settings
+from smsbot.identity import SenderIdentity
 from smsbot.keys import OUTBOX_GROUP, Keys
 
 LUA_DIR = Path(__file__).resolve().parent / "lua"
@@ -149,9 +150,7 @@ class Store:
         args: dict[str, Any] | None = None,
         guard_fp: str | None = None,
         guard_ms: int = 0,
-        token: str = "",
-        consumer: str = "",
-        lease_prefixes: Sequence[str] = (),
+        sender: SenderIdentity | None = None,
         reply_to: str = "",
         parts_key: str = "",
         delete_parts: bool = False,
@@ -159,9 +158,9 @@ class Store:
         extra_keys: Sequence[str] = (),
     ) -> ScriptCall:
         """One MO-script call (KEYS and ARGV as prelude.lua documents them). `guard_fp` names the
-        MO's redelivery guard (main.lua), kept `guard_ms` and marked with `token`; `consumer` is
-        the sender that will send the replies while it holds its lease (`lease_prefixes[shard] +
-        consumer`); `reply_to`: the address replies go to when it is not `msisdn` (the MO's source
+        MO's redelivery guard (main.lua), kept `guard_ms` and marked with the `sender`'s token;
+        `sender` will send the replies while it holds its lease (None: not an MO, the replies go to
+        the queue); `reply_to`: the address replies go to when it is not `msisdn` (the MO's source
         address as sent). `extra_keys` names per-subscriber keys (``Keys.named``) the handler uses; they
         go last in KEYS and reach Lua as ``ctx.key[name]`` (ARGV[13])."""
         sk = self.keys.subscriber(msisdn)
@@ -175,7 +174,7 @@ class Store:
             sk.queue,
             parts_key or sk.none,
             sk.live,
-            lease_prefixes[sk.shard] + consumer if consumer and lease_prefixes else sk.none,
+            sender.lease_key(sk.shard) if sender is not None and sender.lease_prefixes else sk.none,
         ]
         argv = [
             handler,
@@ -186,8 +185,8 @@ class Store:
             correlation,
             guard_ms if guarded else 0,
             self._args_json(args),
-            consumer,
-            token,
+            sender.consumer if sender is not None else "",
+            sender.token if sender is not None else "",
             reply_to,
             "1" if delete_parts else "0",
         ]

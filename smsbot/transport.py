@@ -25,14 +25,12 @@ import time
 from typing import Callable
 
 from smsbot import log, pdu
-from smsbot.config import Settings
 from smsbot.delivery import Delivery
-from smsbot.dispatch import Dispatcher
+from smsbot.live import Live
 from smsbot.messages import CommandId, Inbound, Receipt, Status
 from smsbot.outbox import OutboxSender
 from smsbot.pipeline import Pipeline
 from smsbot.session import Link, LinkDown, SequenceGenerator, open_links
-from smsbot.store import Store
 
 _log = log.get("smsbot.transport")
 MAX_WAIT_S = 0.5
@@ -41,52 +39,38 @@ MAX_WAIT_S = 0.5
 class Transport:
     def __init__(
         self,
-        settings: Settings,
-        store: Store,
-        dispatcher: Dispatcher,
+        live: Live,
+        pipeline: Pipeline,
+        delivery: Delivery,
         sender: OutboxSender,
         sequences: SequenceGenerator,
         stop: threading.Event,
-        instance: str,
-        on_batch: Callable[..., None] | None = None,
-        on_receipt: Callable[..., None] | None = None,
+        *,
+        on_bound: Callable[[bool], None] | None = None,
+        on_reload: Callable[[], bool] | None = None,
     ):
-        self.settings = settings
-        self.store = store
-        self.dispatcher = dispatcher
+        """`on_bound`: told when the bind is made and lost (metrics); `on_reload`: runs a reload
+        requested by `reload_requested`, between two loop turns."""
+        self.live = live
+        self.pipeline = pipeline
+        self.delivery = delivery
         self.sender = sender
         self.sequences = sequences
         self.stop = stop
+        self.on_bound = on_bound
+        self.on_reload = on_reload
         self.force_stop = threading.Event()
-        self.instance = instance
-        self.delivery = Delivery(settings, store, sender, instance)
-        self.delivery.on_consumer = self._consumer_changed
-        self.delivery.describe = self._describe
-        dispatcher.consumer = self.delivery.consumer
-        dispatcher.lease_prefixes = self.delivery.lease_prefixes
-        self.pipeline = Pipeline(settings, store, dispatcher, sender, on_batch=on_batch, on_receipt=on_receipt)
-        self.pipeline.on_redis_failure = self.delivery.suspect
-        self.on_bound: Callable[[bool], None] | None = None
-        self.on_reload: Callable[[], bool] | None = None
         self.reload_requested = threading.Event()
         self.links: list[Link] = []
         self.bound = threading.Event()
         self.reconnects = 0
 
-    def _consumer_changed(self, consumer: str) -> None:
-        self.dispatcher.consumer = consumer
-        self.pipeline.new_session()
-
-    def _describe(self) -> dict:
+    def describe(self) -> dict:
         """For the heartbeat (status pages): this instance's binds and what waits to be sent."""
         binds = [f"{link.name} {'transceiver' if link.can_receive and link.can_transmit else 'receiver' if link.can_receive else 'transmitter'}"
                  for link in list(self.links)]
         return {"bound": self.bound.is_set(), "binds": binds, "reconnects": self.reconnects,
                 "outbox_backlog": self.sender.backlog, "outbox_inflight": self.sender.inflight}
-
-    def apply_settings(self, settings: Settings) -> None:
-        """A reload: every module reads its settings at use time from here on."""
-        self.settings = self.delivery.settings = self.pipeline.settings = settings
 
     # -- the PduSink the links hand their PDUs to ------------------------------------------------------
     def on_mo(self, mo: Inbound, link: Link, data_sm: bool) -> None:
@@ -109,11 +93,11 @@ class Transport:
             self.delivery.stop()
 
     def _run(self) -> None:
-        delay = self.settings.smsc.reconnect_initial
+        delay = self.live.settings.smsc.reconnect_initial
         while not self.stop.is_set():
             try:
                 self._bind_all()
-                delay = self.settings.smsc.reconnect_initial
+                delay = self.live.settings.smsc.reconnect_initial
                 self._serve()
             except LinkDown as e:
                 _log.warning("smsc_link_down", error=str(e))
@@ -126,7 +110,7 @@ class Transport:
             if self.stop.is_set():
                 break
             self.reconnects += 1
-            s = self.settings.smsc
+            s = self.live.settings.smsc
             wait = min(s.reconnect_max, delay) * random.uniform(0.5, 1.0)
             _log.info("smsc_reconnect_wait", seconds=round(wait, 2))
             end = time.monotonic() + wait
@@ -136,11 +120,11 @@ class Transport:
             delay = min(s.reconnect_max, delay * 2)
 
     def _bind_all(self) -> None:
-        s = self.settings.smsc
+        s = self.live.settings.smsc
         self.delivery.alive(time.monotonic())
         self.links = open_links(s, self.sequences)
-        self.sender.bind = self.links[0].name
-        self.pipeline.new_session()
+        self.sender.bound(self.links[0].name)
+        self.delivery.new_session()
         self.bound.set()
         if self.on_bound is not None:
             self.on_bound(True)
@@ -193,7 +177,7 @@ class Transport:
                 # records alone: nothing else is going to Redis, or submits wait for them; guards the
                 # SMSC confirmed go at once (a repeated text must not meet a guard whose resp was read)
                 pipeline.record()
-            s = self.settings.smsc
+            s = self.live.settings.smsc
             for link in self.links:
                 link.check(now, s, self.sequences)
             if self.sender.expired(s.response_timeout):
@@ -210,7 +194,7 @@ class Transport:
         a = self.delivery.wakeup_in(now)
         if a is not None:
             t = min(t, a)
-        s = self.settings.smsc
+        s = self.live.settings.smsc
         for link in self.links:
             if link.pending_tls():
                 return 0.0
@@ -233,7 +217,7 @@ class Transport:
     def _drain_and_unbind(self) -> None:
         """Stop taking MOs; send what the outbox holds within the drain timeout; record; unbind."""
         self.pipeline.refuse_deferred()
-        deadline = time.monotonic() + (0 if self.force_stop.is_set() else self.settings.smsc.drain_timeout)
+        deadline = time.monotonic() + (0 if self.force_stop.is_set() else self.live.settings.smsc.drain_timeout)
         while not self.sender.idle and time.monotonic() < deadline and not self.force_stop.is_set():
             self._send_outbox(time.monotonic())
             self._flush()

@@ -14,6 +14,8 @@ from smsbot import admin, embedded
 from smsbot.app import build_store
 from smsbot.dispatch import Dispatcher
 from smsbot.messages import Inbound, Status
+from smsbot.identity import SenderIdentity
+from smsbot.live import Live
 from smsbot.router import Router
 from smsbot.store import KeyWrite
 
@@ -36,9 +38,10 @@ def test_a_batch_is_one_redis_round_trip(tmp_path):
         prefixes = [store.keys.lease_prefix(n) for n in range(store.keys.shards)]
         for p in prefixes:
             store.redis.set(p + "probe", "1", ex=60)
-        dispatcher = Dispatcher(settings, store, Router(settings, commands.all_commands()), "probe", lease_prefixes=prefixes)
+        dispatcher = Dispatcher(Live(settings, Router(settings, commands.all_commands())), store)
+        probe = SenderIdentity("probe", tuple(prefixes))
         # earlier replies to acknowledge in the same round trip (what the transport does)
-        first = dispatcher.handle([Inbound(n, "10086", "0000", i) for i, n in enumerate(numbers[12:])])
+        first = dispatcher.handle([Inbound(n, "10086", "0000", i) for i, n in enumerate(numbers[12:])], probe)
         numbers = numbers[:12]
         acks = [(stream, entry_id) for stream, entry_id, _f in first.entries]
         assert len(acks) == 5
@@ -49,7 +52,7 @@ def test_a_batch_is_one_redis_round_trip(tmp_path):
         before = reads()
         batch = [Inbound(n, "10086", "0000", 100 + i) for i, n in enumerate(numbers)]
         batch += [Inbound(n, "10086", "HELLO", 200 + i) for i, n in enumerate(numbers[:4])]
-        result = dispatcher.handle(batch, acks, [KeyWrite(store.keys.mt("probe-1"), {"state": "ENROUTE"}, 60)])
+        result = dispatcher.handle(batch, probe, acks, [KeyWrite(store.keys.mt("probe-1"), {"state": "ENROUTE"}, 60)])
         after = reads()
         assert after - before == 2, "one read for the whole batch, one for the INFO asking"
         assert [oc.status for oc in result.outcomes] == [Status.ROK] * len(batch)

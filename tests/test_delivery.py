@@ -12,6 +12,7 @@ from smsbot.delivery import Delivery
 from smsbot.keys import OUTBOX_GROUP
 from smsbot.messages import Status
 from smsbot.outbox import OutboxSender
+from smsbot.live import Live
 from smsbot.router import Router
 from smsbot.session import SequenceGenerator
 from tests.test_outbox_sender import entry, sender, seqs
@@ -21,8 +22,9 @@ def delivery_for(settings, name: str) -> Delivery:
     store = build_store(settings)
     store.load_scripts()
     store.ensure_groups()
-    snd = OutboxSender(settings, Router(settings, commands.all_commands()), SequenceGenerator(), store.keys)
-    return Delivery(settings, store, snd, name)
+    live = Live(settings, Router(settings, commands.all_commands()))
+    snd = OutboxSender(live, SequenceGenerator(), store.keys)
+    return Delivery(live, store, snd, name)
 
 
 def hold_lease(d: Delivery, seconds: int = 60) -> None:
@@ -141,10 +143,10 @@ def test_a_lapsed_lease_drops_what_was_not_sent_and_takes_a_new_name(make_settin
             d.store.redis.delete(p + "lapsing")
         assert wait_until(lambda: d.generation == 1, 5)
         assert d.consumer == "lapsing.1"
-        seen: list[str] = []
-        d.on_consumer = seen.append
+        before = d.identity
         d.tick(time.monotonic())
-        assert d.sender.backlog == 0 and seen == ["lapsing.1"]
+        assert d.sender.backlog == 0 and d.identity.consumer == "lapsing.1"
+        assert d.identity.token != before.token, "guards of the old name now mark possible redeliveries"
         assert wait_until(lambda: d.may_send(time.monotonic()), 5), "the new name holds a lease of its own"
     finally:
         d.stop()

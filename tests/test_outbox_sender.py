@@ -10,6 +10,7 @@ from smsbot.keys import Keys
 from smsbot.messages import Status
 from smsbot.outbox import OutboxSender
 from smsbot.session import SequenceGenerator
+from smsbot.live import Live
 from smsbot.router import Router
 from smsbot.simulator.faults import peak_rate
 
@@ -22,11 +23,11 @@ class Clock:
         return self.now
 
 
-def sender(make_settings, **overrides) -> tuple[OutboxSender, Clock]:
+def sender(make_settings, on_failed=None, **overrides) -> tuple[OutboxSender, Clock]:
     settings = make_settings(**overrides)
     clock = Clock()
-    s = OutboxSender(settings, Router(settings, commands.all_commands()), SequenceGenerator(),
-                     Keys(settings.redis.key_prefix), clock=clock)
+    s = OutboxSender(Live(settings, Router(settings, commands.all_commands())), SequenceGenerator(),
+                     Keys(settings.redis.key_prefix), on_failed=on_failed, clock=clock)
     return s, clock
 
 
@@ -66,10 +67,9 @@ def test_fractional_tps(make_settings):
 
 
 def test_reply_refused_for_good_counts_once_and_no_part_of_it_goes_again(make_settings):
-    s, clock = sender(make_settings)
     failed: list[int] = []
-    s.on_failed = lambda mt, status: failed.append(status)
-    items = [sv.code for sv in s.settings.services][:3] * 5
+    s, clock = sender(make_settings, on_failed=lambda mt, status: failed.append(status))
+    items = [sv.code for sv in s.live.settings.services][:3] * 5
     s.enqueue([entry(1, "menu", {"items": items})])
     pdus = s.take()
     assert len(pdus) >= 3, "a 15-item menu is a long, multi-part reply"
