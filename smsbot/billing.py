@@ -47,7 +47,8 @@ from smsbot.config import BillingKind, Settings
 from smsbot.keys import USE_EVENTS_GROUP
 from smsbot.msisdn import normalize_msisdn
 from smsbot.periods import Period, parse_time, period_by_label, period_of, zone
-from smsbot.store import LUA_DIR, ScriptResult, Store
+from smsbot.steps import LUA_DIR
+from smsbot.store import ScriptResult, Store
 
 LIVE = ("active", "pending")
 RULES_LUA = LUA_DIR / "billing_rules.lua"  # the rules (pure functions): steps, orders and verify use them

@@ -45,7 +45,8 @@ from smsbot.identity import SenderIdentity
 from smsbot.keys import OUTBOX_GROUP
 from smsbot.live import Live
 from smsbot.outbox import OutboxSender
-from smsbot.store import LUA_DIR, Store, _s
+from smsbot.steps import ADOPT, CLAIM, AdoptArgv, AdoptKeys, ClaimArgv, ClaimKeys, Step
+from smsbot.store import Store, _s
 
 _log = log.get("smsbot.delivery")
 ADOPT_COUNT = 500
@@ -220,9 +221,11 @@ class Delivery:
         for shard in range(keys.shards):
             outbox = keys.outbox(shard)
             start = self._adopt_from.get(outbox, "-")
-            n, nxt = self._eval("adopt", [outbox, keys.queue(shard)], [start, horizon, ADOPT_COUNT, self.lease_prefixes[shard]])
-            self._adopt_from[outbox] = _s(nxt)
-            moved += int(n)
+            res = ADOPT.parse(self._eval(ADOPT, AdoptKeys(outbox=outbox, queue=keys.queue(shard)),
+                                         AdoptArgv(start=start, horizon=horizon, count=ADOPT_COUNT,
+                                                   lease_prefix=self.lease_prefixes[shard])))
+            self._adopt_from[outbox] = _s(res.next_start)
+            moved += int(res.moved)
         if moved:
             _log.info("replies_adopted", count=moved)
         return moved
@@ -233,18 +236,20 @@ class Delivery:
         out: list[Entry] = []
         for shard in range(keys.shards):
             stream = keys.queue(shard)
-            for entry_id, flat in self._eval("claim", [stream], [OUTBOX_GROUP, self.consumer, self.lease_prefixes[shard], CLAIM_COUNT]):
+            claimed = self._eval(CLAIM, ClaimKeys(queue=stream), ClaimArgv(
+                group=OUTBOX_GROUP, consumer=self.consumer, lease_prefix=self.lease_prefixes[shard], count=CLAIM_COUNT))
+            for entry_id, flat in claimed:
                 out.append((stream, _s(entry_id), {_s(flat[i]): _s(flat[i + 1]) for i in range(0, len(flat), 2)}))
         if out:
             _log.info("queue_entries_claimed", count=len(out))
         return out
 
-    def _eval(self, name: str, keys: list[str], args: list[Any]) -> Any:
-        sha = self._scripts.get(name)
+    def _eval(self, step: Step, keys: tuple[str, ...], argv: tuple[Any, ...]) -> Any:
+        sha = self._scripts.get(step.name)
         if sha is None:
-            sha = self._scripts[name] = self.store.script_load((LUA_DIR / f"{name}.lua").read_text(encoding="utf-8"))
+            sha = self._scripts[step.name] = self.store.script_load(step.source())
         try:
-            return self.store.redis.evalsha(sha, len(keys), *keys, *args)
+            return self.store.redis.evalsha(sha, len(keys), *keys, *argv)
         except redis.exceptions.NoScriptError:
-            self._scripts.pop(name)  # Redis restarted or failed over: load it again
-            return self._eval(name, keys, args)
+            self._scripts.pop(step.name)  # Redis restarted or failed over: load it again
+            return self._eval(step, keys, argv)

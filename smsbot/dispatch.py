@@ -194,7 +194,7 @@ class Dispatcher:
             parts_key=parts_key, delete_parts=bool(parts_key), extra_keys=intent.keys,
         )
         if fp:
-            oc.guard = call.keys[2]
+            oc.guard = call.keys.guard
         return call
 
     def _apply(self, oc: MoOutcome, res: ScriptResult | Exception, result: BatchResult) -> None:

@@ -27,8 +27,7 @@ from smsbot import embedded
 from smsbot.config import RedisMode, Settings
 from smsbot.identity import SenderIdentity
 from smsbot.keys import OUTBOX_GROUP, Keys
-
-LUA_DIR = Path(__file__).resolve().parent / "lua"
+from smsbot.steps import LUA_DIR, MO, RECEIPT, RECORD, MoArgv, MoKeys, ReceiptArgv, ReceiptKeys, RecordArgv
 HOT_CONNECTIONS_KEPT = 4  # per thread and pool: round trips in flight at once (transport: 2) plus spare
 _DUMPS = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
@@ -70,15 +69,21 @@ def _core_sources() -> list[str]:
 
 
 def _assemble(fragments: list[str]) -> str:
-    return "\n".join([(LUA_DIR / "prelude.lua").read_text(encoding="utf-8"), *fragments, (LUA_DIR / "main.lua").read_text(encoding="utf-8")])
+    return MO.source((LUA_DIR / "prelude.lua").read_text(encoding="utf-8"), *fragments,
+                     (LUA_DIR / "main.lua").read_text(encoding="utf-8"))
 
 
 @dataclass(slots=True)
 class ScriptCall:
-    """One EVALSHA of the MO script: KEYS and ARGV as the prelude documents them."""
+    """One EVALSHA of the MO script (`smsbot.steps.MO`): its KEYS, the extra keys its handler
+    declared (after them), its ARGV."""
 
-    keys: list[str]
-    argv: list[Any]
+    keys: MoKeys
+    argv: MoArgv
+    extra_keys: tuple[str, ...] = ()
+
+    def command(self, sha: str) -> tuple[Any, ...]:
+        return ("EVALSHA", sha, len(self.keys) + len(self.extra_keys), *self.keys, *self.extra_keys, *self.argv)
 
 
 @dataclass(slots=True)
@@ -100,9 +105,9 @@ class Store:
         self.mo_sha = _sha1(self.mo_source)
         self.handler_sources = assemble_handler_scripts(files)
         self.handler_shas = {h: _sha1(src) for h, src in self.handler_sources.items()}
-        self.receipt_source = (LUA_DIR / "receipt.lua").read_text(encoding="utf-8")
+        self.receipt_source = RECEIPT.source()
         self.receipt_sha = _sha1(self.receipt_source)
-        self.record_source = (LUA_DIR / "record.lua").read_text(encoding="utf-8")
+        self.record_source = RECORD.source()
         self.record_sha = _sha1(self.record_source)
         self._json_cache: dict[int, tuple[dict[str, Any], str]] = {}
         self._local = threading.local()  # a read buffer per thread (event consumers share the Store)
@@ -162,37 +167,37 @@ class Store:
         `sender` will send the replies while it holds its lease (None: not an MO, the replies go to
         the queue); `reply_to`: the address replies go to when it is not `msisdn` (the MO's source
         address as sent). `extra_keys` names per-subscriber keys (``Keys.named``) the handler uses; they
-        go last in KEYS and reach Lua as ``ctx.key[name]`` (ARGV[13])."""
+        follow the declared KEYS and reach Lua as ``ctx.key[name]``."""
         sk = self.keys.subscriber(msisdn)
         guarded = bool(guard_fp and guard_ms > 0)
-        keys = [
-            sk.subs,
-            sk.conv_prefix + short_code,
-            sk.guard_prefix + guard_fp if guarded else sk.none,
-            sk.outbox,
-            sk.audit,
-            sk.queue,
-            parts_key or sk.none,
-            sk.live,
-            sender.lease_key(sk.shard) if sender is not None and sender.lease_prefixes else sk.none,
-        ]
-        argv = [
-            handler,
-            now_ms if now_ms is not None else int(time.time() * 1000),
-            msisdn,
-            short_code,
-            lang,
-            correlation,
-            guard_ms if guarded else 0,
-            self._args_json(args),
-            sender.consumer if sender is not None else "",
-            sender.token if sender is not None else "",
-            reply_to,
-            "1" if delete_parts else "0",
-        ]
+        keys = MoKeys(
+            subs=sk.subs,
+            conv=sk.conv_prefix + short_code,
+            guard=sk.guard_prefix + guard_fp if guarded else sk.none,
+            outbox=sk.outbox,
+            audit=sk.audit,
+            queue=sk.queue,
+            parts=parts_key or sk.none,
+            live=sk.live,
+            lease=sender.lease_key(sk.shard) if sender is not None and sender.lease_prefixes else sk.none,
+        )
+        argv = MoArgv(
+            handler=handler,
+            now=now_ms if now_ms is not None else int(time.time() * 1000),
+            msisdn=msisdn,
+            short_code=short_code,
+            lang=lang,
+            mo=correlation,
+            guard_ms=guard_ms if guarded else 0,
+            args=self._args_json(args),
+            consumer=sender.consumer if sender is not None else "",
+            token=sender.token if sender is not None else "",
+            reply_to=reply_to,
+            delete_parts="1" if delete_parts else "0",
+            extra_keys=_DUMPS(list(extra_keys)) if extra_keys else "",
+        )
         if extra_keys:
-            keys.extend(self.keys.named(name, msisdn) for name in extra_keys)
-            argv.append(_DUMPS(list(extra_keys)))
+            return ScriptCall(keys, argv, tuple(self.keys.named(name, msisdn) for name in extra_keys))
         return ScriptCall(keys, argv)
 
     def _args_json(self, args: dict[str, Any] | None) -> str:
@@ -228,7 +233,7 @@ class Store:
         collects the replies when the socket is readable (`finish_batch` with ``head=len(head)``)."""
         shas = self.handler_shas
         cmds: list[tuple[Any, ...]] = list(head)
-        cmds.extend(("EVALSHA", shas.get(c.argv[0], self.mo_sha), len(c.keys), *c.keys, *c.argv) for c in calls)
+        cmds.extend(c.command(shas.get(c.argv.handler, self.mo_sha)) for c in calls)
         cmds.extend(self.ack_commands(acks))
         cmds.extend(_write_commands(writes))
         cmds.extend(tail)
@@ -243,7 +248,7 @@ class Store:
         for stream, entry_id in acks:
             by_stream.setdefault(stream, []).append(entry_id)
         if not self.cluster:
-            argv: list[Any] = [OUTBOX_GROUP]
+            argv: list[Any] = [*RecordArgv(group=OUTBOX_GROUP)]
             for ids in by_stream.values():
                 argv.append(len(ids))
                 argv.extend(ids)
@@ -270,8 +275,9 @@ class Store:
         """Apply a delivery receipt to the most recent unsettled MT sent under its message id on
         `bind` (receipt.lua): an SMSC that reuses ids cannot make one MT's receipt land on another."""
         mid = receipt.message_id
-        return ("EVALSHA", self.receipt_sha, 2, self.keys.mt(mid), self.keys.mt_receipt(mid),
-                bind, receipt.state, receipt.error, at_ms, ttl)
+        keys = ReceiptKeys(records=self.keys.mt(mid), unmatched=self.keys.mt_receipt(mid))
+        argv = ReceiptArgv(bind=bind, state=receipt.state, err=receipt.error, at=at_ms, ttl=ttl)
+        return ("EVALSHA", self.receipt_sha, len(keys), *keys, *argv)
 
     def start_roundtrip(self, cmds: Sequence[tuple[Any, ...]]) -> Roundtrip | ClusterRoundtrip:
         """Send `cmds` now (one pipelined write per node); collect with `poll`/`wait`."""
@@ -305,8 +311,7 @@ class Store:
         if retry:
             self.load_scripts()
             shas = self.handler_shas
-            again = self.roundtrip([("EVALSHA", shas.get(calls[i].argv[0], self.mo_sha), len(calls[i].keys), *calls[i].keys, *calls[i].argv)
-                                    for i in retry])
+            again = self.roundtrip([calls[i].command(shas.get(calls[i].argv.handler, self.mo_sha)) for i in retry])
             for i, r in zip(retry, again):
                 results[i] = r
         out: list[ScriptResult | Exception] = []
@@ -691,17 +696,16 @@ def _s(v: Any) -> str:
 
 
 def _parse_result(call: ScriptCall, r: Any) -> ScriptResult:
-    """{outcome, {{id, tpl, data}, ...}, extra}: the reply entries this sender sends itself."""
-    outcome = r[0].decode()
+    """The MO script's reply (`steps.MoResult`): the reply entries this sender sends itself."""
+    res = MO.parse(r)
     entries: list[tuple[str, str, dict[str, str]]] = []
-    if r[1]:
-        stream = call.keys[3]
+    if res.sent:
+        stream = call.keys.outbox
         argv = call.argv
-        base = {"to": argv[10] or argv[2], "from": argv[3], "lang": argv[4], "mo": argv[5]}
-        for entry_id, tpl, data in r[1]:
+        base = {"to": argv.reply_to or argv.msisdn, "from": argv.short_code, "lang": argv.lang, "mo": argv.mo}
+        for entry_id, tpl, data in res.sent:
             entries.append((stream, entry_id.decode(), {**base, "tpl": tpl.decode(), "data": data.decode("utf-8", "replace")}))
-    extra = _s(r[2]) if len(r) > 2 and r[2] else None
-    return ScriptResult(outcome, entries, extra)
+    return ScriptResult(res.outcome.decode(), entries, _s(res.extra) if res.extra else None)
 
 
 def _flatten_streams(res: Any) -> list[tuple[str, str, dict[str, str]]]:

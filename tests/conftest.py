@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterator
 import pytest
 import redis
 
+import commands
 from smsbot import admin, config, embedded
 from smsbot.app import Bot
 from smsbot.simulator.handset import Handset
@@ -62,6 +63,29 @@ def base_config(redis_url: str, data_dir: Path, **overrides: Any) -> dict[str, A
 def make_settings(redis_server: embedded.EmbeddedRedis, tmp_path: Path) -> Callable[..., config.Settings]:
     def make(**overrides: Any) -> config.Settings:
         return config.from_dict(base_config(redis_server.url, tmp_path / "var", **overrides))
+
+    return make
+
+
+NO_REDIS_URL = "redis://127.0.0.1:9/0"  # the unit layer's settings point here: nothing is ever dialled
+
+
+@pytest.fixture
+def unit_settings(tmp_path: Path) -> Callable[..., config.Settings]:
+    """Settings for the unit layer (`-m unit`): no Redis is started or dialled."""
+    def make(**overrides: Any) -> config.Settings:
+        return config.from_dict(base_config(NO_REDIS_URL, tmp_path / "var", **overrides))
+
+    return make
+
+
+@pytest.fixture
+def make_unit_store(unit_settings: Callable[..., config.Settings]) -> Callable[..., Any]:
+    """A `Store` whose client never connects: builds calls and commands, runs nothing."""
+    from smsbot.store import Store
+
+    def make(**overrides: Any) -> Store:
+        return Store(unit_settings(**overrides), commands.lua_sources())
 
     return make
 

@@ -3,13 +3,10 @@
 -- lease in this shard, checked here in the same atomic step, so a live owner never loses an entry it
 -- may still send, and an entry is moved at most once. The scan goes on from where the last one
 -- stopped, so a large backlog of a live sender's entries cannot hide a dead one's behind it.
--- KEYS: 1 outbox stream, 2 queue stream (same hash tag)
--- ARGV: 1 scan start id, exclusive ('-' = the stream's start), 2 horizon id (only entries up to it
---       are old enough), 3 count, 4 lease key prefix of the shard ('<tag>:lease:')
--- Returns { moved, where the next scan starts ('-' when this one reached the horizon) }
-local start = ARGV[1] == '-' and '-' or ('(' .. ARGV[1])
-local count = tonumber(ARGV[3])
-local entries = redis.call('XRANGE', KEYS[1], start, ARGV[2], 'COUNT', count)
+-- KEY, ARG and the reply: smsbot.steps.ADOPT
+local start = ARG.start == '-' and '-' or ('(' .. ARG.start)
+local count = tonumber(ARG.count)
+local entries = redis.call('XRANGE', KEY.outbox, start, ARG.horizon, 'COUNT', count)
 local alive = {}
 local moved = 0
 for _, e in ipairs(entries) do
@@ -25,14 +22,14 @@ for _, e in ipairs(entries) do
   end
   local live = alive[owner]
   if live == nil then
-    live = owner ~= '' and redis.call('EXISTS', ARGV[4] .. owner) == 1
+    live = owner ~= '' and redis.call('EXISTS', ARG.lease_prefix .. owner) == 1
     alive[owner] = live
   end
   if not live then
     out[#out + 1] = 'adopted'
     out[#out + 1] = id
-    redis.call('XADD', KEYS[2], '*', unpack(out))
-    redis.call('XDEL', KEYS[1], id)
+    redis.call('XADD', KEY.queue, '*', unpack(out))
+    redis.call('XDEL', KEY.outbox, id)
     moved = moved + 1
   end
 end

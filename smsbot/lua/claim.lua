@@ -2,30 +2,30 @@
 -- holder's lease and the claim are one atomic step, so the entries of a dead sender are claimed
 -- once, by one live sender, and a live holder (lease present) never loses one. A dead sender's
 -- consumer is deleted from the group once it holds nothing.
--- KEYS: 1 queue stream; ARGV: 1 group, 2 the claiming sender, 3 lease key prefix of the shard, 4 count
+-- KEY, ARG: smsbot.steps.CLAIM
 -- Returns the claimed entries { {id, {field, value, ...}}, ... }
-local ok, consumers = pcall(redis.call, 'XINFO', 'CONSUMERS', KEYS[1], ARGV[1])
+local ok, consumers = pcall(redis.call, 'XINFO', 'CONSUMERS', KEY.queue, ARG.group)
 if not ok then return {} end
-local count = tonumber(ARGV[4])
+local count = tonumber(ARG.count)
 local out = {}
 for _, c in ipairs(consumers) do
   local info = {}
   for i = 1, #c, 2 do info[c[i]] = c[i + 1] end
   local name, pending = info['name'], tonumber(info['pending'])
-  if name ~= ARGV[2] and redis.call('EXISTS', ARGV[3] .. name) == 0 then
+  if name ~= ARG.consumer and redis.call('EXISTS', ARG.lease_prefix .. name) == 0 then
     if pending > 0 and #out < count then
       local ids = {}
-      for _, p in ipairs(redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', count - #out, name)) do
+      for _, p in ipairs(redis.call('XPENDING', KEY.queue, ARG.group, '-', '+', count - #out, name)) do
         ids[#ids + 1] = p[1]
       end
       if #ids > 0 then
-        for _, e in ipairs(redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, unpack(ids))) do
+        for _, e in ipairs(redis.call('XCLAIM', KEY.queue, ARG.group, ARG.consumer, 0, unpack(ids))) do
           if e and e[2] then out[#out + 1] = e end
         end
       end
       pending = pending - #ids
     end
-    if pending <= 0 then redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], name) end
+    if pending <= 0 then redis.call('XGROUP', 'DELCONSUMER', KEY.queue, ARG.group, name) end
   end
 end
 return out

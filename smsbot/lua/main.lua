@@ -1,5 +1,5 @@
 -- smsbot MO script main: redelivery guard, run the handler, return the replies this sender sends.
--- The guard (KEYS[3]) marks an MO handled whose deliver_sm_resp the SMSC is not yet known to have
+-- The guard (KEY.guard) marks an MO handled whose deliver_sm_resp the SMSC is not yet known to have
 -- read (smsbot.pipeline deletes it once it is): "<token>|<JSON list of the replies made: {own, entry
 -- id, template, data}>" (own 1: the outbox entry this sender sends itself; 0: a queue entry). The
 -- same MO arriving while the guard holds ANOTHER token (a new session of this sender, or a
@@ -41,7 +41,7 @@ if not ok then
 end
 outcome = outcome or 'ok'
 if ctx.live_dirty then write_live_index() end
-if ARGV[12] == '1' then redis.call('DEL', ctx.parts_key) end
+if ARG.delete_parts == '1' then redis.call('DEL', ctx.parts_key) end
 if ctx.guard_ttl > 0 then
   redis.call('SET', ctx.guard_key, ctx.token .. '|' .. (#ctx.answered > 0 and cjson.encode(ctx.answered) or '[]'),
     'PX', ctx.guard_ttl)

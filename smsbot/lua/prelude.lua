@@ -1,35 +1,24 @@
 -- smsbot MO script prelude. Assembled by smsbot/store.py as:
---   prelude.lua .. one fragment (core lua/reply.lua, lua/reassembly.lua, the billing steps, or a
+--   the generated header (smsbot.steps.MO) .. prelude.lua .. one fragment (core lua/reply.lua, lua/reassembly.lua, the billing steps, or a
 --   command package's commands/<name>/<name>.lua with its libraries) .. main.lua
--- KEYS: 1 subs hash, 2 conv string, 3 redelivery guard string (used when the guard ttl > 0; main.lua), 4 outbox
---       stream (replies this sender sends itself), 5 audit stream, 6 queue stream (intents for any
---       sender: consumer group), 7 parts hash of a long MO (used by 'part' and when ARGV[12] = '1'),
---       8 live-subscriptions index (string, derived from KEYS[1]: see live_index), 9 this sender's
---       lease in the subscriber's shard (smsbot.delivery), then named extra keys.
---       Unused positions hold a placeholder key with the same hash tag (cluster: one slot).
--- ARGV: 1 handler, 2 now (ms), 3 msisdn, 4 short code, 5 lang, 6 correlation id, 7 guard ttl (ms),
---       8 args (JSON), 9 sender name ('' = not an MO: replies go to the queue), 10 the sender's
---       token (the guard's "handled in this session" mark), 11 the address to reply to when it is
---       not ARGV[3] (the MO's source_addr as the SMSC sent it, e.g. 8613800138000; '' = ARGV[3]),
---       12 '1' = delete KEYS[7] (the parts of the long MO being handled) with the effect,
---       13 (optional) JSON list of names of the extra keys the handler declared (Intent.keys /
---          Store.mo_call extra_keys; 'name' per subscriber, '@name' per shard, both with the
---          subscriber's hash tag): they are the LAST KEYS, as ctx.key[name] (without the '@')
+-- KEY and ARG (generated from smsbot.steps.MO, where each is described) name the KEYS and ARGV.
+-- Unused keys hold a placeholder key with the same hash tag (cluster: one slot). Extra keys a
+-- handler declared (Intent.keys; 'name' per subscriber, '@name' per shard, both with the
+-- subscriber's hash tag) follow the declared ones, named by ARG.extra_keys: ctx.key[name].
 local handlers = {}
 local conversations = {}
 
 local ctx = {
-  subs_key = KEYS[1], conv_key = KEYS[2], guard_key = KEYS[3], outbox = KEYS[4], audit_key = KEYS[5],
-  queue = KEYS[6], parts_key = KEYS[7], live_key = KEYS[8], lease_key = KEYS[9], sent = {},
-  handler = ARGV[1], now = tonumber(ARGV[2]), msisdn = ARGV[3], short_code = ARGV[4], lang = ARGV[5],
-  mo = ARGV[6], guard_ttl = tonumber(ARGV[7]), args = cjson.decode(ARGV[8]),
-  consumer = ARGV[9], token = ARGV[10],
+  subs_key = KEY.subs, conv_key = KEY.conv, guard_key = KEY.guard, outbox = KEY.outbox, audit_key = KEY.audit,
+  queue = KEY.queue, parts_key = KEY.parts, live_key = KEY.live, lease_key = KEY.lease, sent = {},
+  handler = ARG.handler, now = tonumber(ARG.now), msisdn = ARG.msisdn, short_code = ARG.short_code, lang = ARG.lang,
+  mo = ARG.mo, guard_ttl = tonumber(ARG.guard_ms), args = cjson.decode(ARG.args),
+  consumer = ARG.consumer, token = ARG.token,
   replies = 0, answered = {},
   key = {},
 }
-if ARGV[13] and ARGV[13] ~= '' then
-  local names = cjson.decode(ARGV[13])
-  for i, name in ipairs(names) do ctx.key[(string.gsub(name, '^@', ''))] = KEYS[#KEYS - #names + i] end
+if ARG.extra_keys ~= '' then
+  for i, name in ipairs(cjson.decode(ARG.extra_keys)) do ctx.key[(string.gsub(name, '^@', ''))] = KEYS[NKEYS + i] end
 end
 
 -- Store a reply intent (template `tpl`, `data`, rendered by the sender in `lang`). In an MO's script
@@ -46,17 +35,17 @@ local function owns_replies()
 end
 
 local function reply_encoded(tpl, encoded)
-  local to = ARGV[11] ~= nil and ARGV[11] ~= '' and ARGV[11] or ctx.msisdn
+  local to = ARG.reply_to ~= '' and ARG.reply_to or ctx.msisdn
   local id, own
   if owns_replies() then
     own = 1
     id = redis.call('XADD', ctx.outbox, '*', 'to', to, 'from', ctx.short_code, 'lang', ctx.lang,
-      'tpl', tpl, 'data', encoded, 'mo', ctx.mo, 't', ARGV[2], 'own', ctx.consumer)
+      'tpl', tpl, 'data', encoded, 'mo', ctx.mo, 't', ARG.now, 'own', ctx.consumer)
     ctx.sent[#ctx.sent + 1] = { id, tpl, encoded }  -- the caller knows to/from/lang/mo already
   else
     own = 0
     id = redis.call('XADD', ctx.queue, '*', 'to', to, 'from', ctx.short_code, 'lang', ctx.lang,
-      'tpl', tpl, 'data', encoded, 'mo', ctx.mo, 't', ARGV[2])
+      'tpl', tpl, 'data', encoded, 'mo', ctx.mo, 't', ARG.now)
   end
   ctx.replies = ctx.replies + 1
   -- main.lua keeps what was answered in the MO's redelivery guard: a redelivery gets the same answer
@@ -127,7 +116,7 @@ local function next_order()
   return max + 1
 end
 
--- The live subscriptions' codes in menu order as JSON text, and how many, kept in KEYS[8] as
+-- The live subscriptions' codes in menu order as JSON text, and how many, kept in KEY.live as
 -- "<n>|<JSON list>" so that the 0000 menu, the hot path, reads one string and decodes no record.
 -- Every script that changes a record (sub_put) rewrites it once at its end (main.lua); a missing
 -- or unreadable index (data from before it existed, a hand edit) is rebuilt from the records.

@@ -1,0 +1,147 @@
+"""Every Lua entry point's contract, declared once: its KEYS, its ARGV and its result, by name.
+
+Python builds a call from a step's `keys` and `argv` named tuples (keyword arguments; the tuple's
+order is the wire order) and reads a reply through its `result`; Lua reads the same names from a
+header generated from the declaration (`Step.header`), prepended to the script when it is loaded:
+``KEY.subs``, ``ARG.handler``, ``NKEYS`` and ``ARG_NAMES`` (how many are declared: a step may
+take more after them, see each). No Lua file and no Python module indexes KEYS or ARGV by number;
+tests/test_steps.py checks that every name a script uses is declared and every declared name used.
+
+The steps:
+
+* `MO` — the MO script: lua/prelude.lua, a handler's fragment, lua/main.lua (`smsbot.store`
+  assembles it; every command's handler runs in it, the billing steps too);
+* `RECEIPT` — lua/receipt.lua, a delivery receipt onto its MT record;
+* `RECORD` — lua/record.lua, sent outbox/queue entries recorded (streams and ids variadic);
+* `ADOPT`, `CLAIM` — lua/adopt.lua, lua/claim.lua, replies of dead senders (`smsbot.delivery`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+LUA_DIR = Path(__file__).resolve().parent / "lua"
+
+
+class MoKeys(NamedTuple):
+    subs: str  # the subscriber's subscriptions hash
+    conv: str  # the open conversation (menu) of this short code, a string
+    guard: str  # the MO's redelivery guard (lua/main.lua); a placeholder when guards are off
+    outbox: str  # the shard's outbox stream: replies this sender sends itself
+    audit: str  # the shard's audit stream
+    queue: str  # the shard's queue stream: intents for any sender (consumer group)
+    parts: str  # the parts hash of a long MO ('part' handler, and `delete_parts`)
+    live: str  # the live-subscriptions index, derived from `subs`
+    lease: str  # this sender's lease in the subscriber's shard; a placeholder when not an MO
+
+
+class MoArgv(NamedTuple):
+    handler: str  # e.g. 'subscriptions.menu'
+    now: int  # ms
+    msisdn: str
+    short_code: str
+    lang: str
+    mo: str  # the MO's correlation id
+    guard_ms: int  # the guard's time to live; 0: no guard
+    args: str  # the handler's arguments, JSON
+    consumer: str  # the sender ('' = not an MO: replies go to the queue)
+    token: str  # the sender's session token: the guard's "handled in this session" mark
+    reply_to: str  # the address replies go to when it is not `msisdn` ('' = msisdn)
+    delete_parts: str  # '1': delete `parts` with the effect (the long MO being handled)
+    extra_keys: str  # JSON list of the extra keys' names, which follow the declared KEYS ('' = none)
+
+
+class MoResult(NamedTuple):
+    outcome: bytes  # e.g. b'menu_sent', b'redelivered'
+    sent: list[Any]  # {{entry id, template, data}, ...}: the outbox entries this sender sends itself
+    extra: Any  # false, or a string (the joined text of a completed long MO; a redelivery's copies)
+
+
+class ReceiptKeys(NamedTuple):
+    records: str  # mt:<id>, the JSON records of the MT parts sent under this message id
+    unmatched: str  # mt:<id>:dlr, a receipt that matched no record
+
+
+class ReceiptArgv(NamedTuple):
+    bind: str
+    state: str
+    err: str
+    at: int  # receipt time, ms
+    ttl: int  # s
+
+
+class RecordArgv(NamedTuple):
+    group: str  # the queue streams' consumer group; then per stream (KEYS) its id count and its ids
+
+
+class AdoptKeys(NamedTuple):
+    outbox: str
+    queue: str  # the same shard's
+
+
+class AdoptArgv(NamedTuple):
+    start: str  # scan start id, exclusive ('-' = the stream's start)
+    horizon: str  # only entries up to this id are old enough
+    count: int
+    lease_prefix: str  # the shard's lease key prefix ('<tag>:lease:')
+
+
+class AdoptResult(NamedTuple):
+    moved: int
+    next_start: bytes  # where the next scan starts ('-' when this one reached the horizon)
+
+
+class ClaimKeys(NamedTuple):
+    queue: str
+
+
+class ClaimArgv(NamedTuple):
+    group: str
+    consumer: str  # the claiming sender
+    lease_prefix: str
+    count: int
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    keys: type | None  # a NamedTuple of the KEYS; None: all variadic
+    argv: type  # a NamedTuple of the ARGV (a step may take more after them: see its doc)
+    result: type | None = None  # a NamedTuple of the reply; None: not a fixed record
+    extra_keys: bool = False  # more KEYS follow the declared ones
+
+    @property
+    def key_names(self) -> tuple[str, ...]:
+        return tuple(self.keys._fields) if self.keys is not None else ()
+
+    @property
+    def arg_names(self) -> tuple[str, ...]:
+        return tuple(self.argv._fields)
+
+    def header(self) -> str:
+        """The Lua names of this step's KEYS and ARGV, prepended to its script."""
+        keys = ", ".join(f"{n} = KEYS[{i}]" for i, n in enumerate(self.key_names, 1))
+        args = ", ".join(f"{n} = ARGV[{i}]" for i, n in enumerate(self.arg_names, 1))
+        names = ", ".join(f"'{n}'" for n in self.arg_names)
+        return (f"-- generated from smsbot.steps.{self.name.upper()}: the names of KEYS and ARGV\n"
+                f"local NKEYS = {len(self.key_names)}\nlocal KEY = {{ {keys} }}\nlocal ARG = {{ {args} }}\n"
+                f"local ARG_NAMES = {{ {names} }}\n")
+
+    def source(self, *fragments: str) -> str:
+        """The script to load: the header, then `fragments` (default: lua/<name>.lua)."""
+        body = fragments or ((LUA_DIR / f"{self.name}.lua").read_text(encoding="utf-8"),)
+        return "\n".join([self.header(), *body])
+
+    def parse(self, reply: Any) -> Any:
+        assert self.result is not None
+        return self.result._make(reply)
+
+
+MO = Step("mo", MoKeys, MoArgv, MoResult, extra_keys=True)
+RECEIPT = Step("receipt", ReceiptKeys, ReceiptArgv)
+RECORD = Step("record", None, RecordArgv)
+ADOPT = Step("adopt", AdoptKeys, AdoptArgv, AdoptResult)
+CLAIM = Step("claim", ClaimKeys, ClaimArgv)
+STEPS = (MO, RECEIPT, RECORD, ADOPT, CLAIM)
