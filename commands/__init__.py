@@ -48,10 +48,6 @@ def all_commands() -> list[Command]:
     return registry().instances()
 
 
-def known_command_names() -> set[str]:
-    return set(registry().by_name)
-
-
 def lua_sources() -> list[str]:
     """Every Lua fragment the store assembles into handler scripts."""
     return registry().lua_sources()
@@ -123,10 +119,6 @@ class _ConfigHooks:
                     problems.append((f"commands.{name}", "this command takes no settings"))
                 continue
             problems += _validate(cls, name, section or {})
-        for cls in reg.classes:
-            check = getattr(cls, "check_settings", None)
-            if check is not None:
-                problems += check(settings)
         return problems + check_templates(settings, reg)
 
 

@@ -138,10 +138,6 @@ def server_pid(er: EmbeddedRedis) -> int | None:
     return pid if Path(exe).name.startswith("redis-server") else None
 
 
-def stopped_on_purpose(data_dir: str | os.PathLike[str]) -> bool:
-    return layout(data_dir).stop_marker.exists()
-
-
 class _StartLock:
     def __init__(self, er: EmbeddedRedis):
         private_dir(er.directory)

@@ -90,9 +90,6 @@ class Keys:
     def shard(self, msisdn: str) -> int:
         return zlib.crc32(msisdn.encode()) % self.shards
 
-    def tag(self, shard: int) -> str:
-        return f"{{{shard}}}"
-
     def subscriber(self, msisdn: str) -> SubscriberKeys:
         return self._for(msisdn)
 
@@ -167,12 +164,6 @@ class Keys:
 
     def all_queues(self) -> list[str]:
         return [self.queue(s) for s in range(self.shards)]
-
-    def is_queue(self, stream: str) -> bool:
-        return stream.endswith(":queue")
-
-    def queue_for_outbox(self, outbox: str) -> str:
-        return outbox[: -len("outbox")] + "queue"
 
     def all_audits(self) -> list[str]:
         return [self.audit(s) for s in range(self.shards)]

@@ -186,10 +186,6 @@ class Throttled:
         """True between the first hit of an episode and `recovered()`."""
         return self._first is not None
 
-    def failing_for(self) -> float:
-        first = self._first
-        return 0.0 if first is None else self.clock() - first
-
     def hit(self, **fields: Any) -> bool:
         with self._lock:
             now = self.clock()

@@ -8,6 +8,7 @@ not know (NOSCRIPT, e.g. after a Redis restart) is loaded and just those calls a
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import socket
@@ -372,11 +373,6 @@ class Store:
             raise res
         return res
 
-    def ack(self, acks: Sequence[tuple[str, str]], writes: Sequence[KeyWrite] = ()) -> None:
-        for r in self.roundtrip([*self.ack_commands(acks), *_write_commands(writes)]):
-            if isinstance(r, Exception):
-                raise redis.ResponseError(str(r))
-
     def mt_records(self, message_id: str) -> list[dict[str, str]]:
         """Every MT part sent under SMSC message id `message_id` (several when the SMSC reused the
         id), oldest first, each with its delivery receipt; a receipt that matched none comes last."""
@@ -709,13 +705,9 @@ def _parse_result(call: ScriptCall, r: Any) -> ScriptResult:
 
 
 def _flatten_streams(res: Any) -> list[tuple[str, str, dict[str, str]]]:
+    """XREADGROUP's RESP2 reply [[stream, [[id, {field: value}], ...]], ...] as (stream, id, fields)."""
     out: list[tuple[str, str, dict[str, str]]] = []
-    if not res:
-        return out
-    items = res.items() if isinstance(res, dict) else res
-    for stream, entries in items:
-        if isinstance(entries, list) and entries and isinstance(entries[0], list) and len(entries) == 1 and not isinstance(entries[0][0], (bytes, str)):
-            entries = entries[0]
+    for stream, entries in res or []:
         for entry_id, fields in entries:
             if fields is None:
                 continue
@@ -724,6 +716,4 @@ def _flatten_streams(res: Any) -> list[tuple[str, str, dict[str, str]]]:
 
 
 def _sha1(text: str) -> str:
-    import hashlib
-
     return hashlib.sha1(text.encode()).hexdigest()
