@@ -41,11 +41,13 @@ def key_of(settings: Settings, msisdn: str) -> str:
     return normalize_msisdn(msisdn, settings.subscribers.country_code)
 
 
-def subscribe(settings: Settings, msisdn: str, code: str, store: Store | None = None) -> str:
+def subscribe(settings: Settings, msisdn: str, code: str, store: Store | None = None, at_ms: int | None = None) -> str:
+    """Subscribe `msisdn` to `code` now (or at `at_ms`): 'added', or 'exists' when it is live."""
     msisdn = key_of(settings, msisdn)
     st = store or _store(settings)
     try:
-        return st.run_one(st.mo_call("subscriptions.admin_subscribe", msisdn, "-", correlation=_actor(), args={"service": code, "via": "admin"})).outcome
+        return st.run_one(st.mo_call("subscriptions.admin_subscribe", msisdn, "-", correlation=_actor(), now_ms=at_ms,
+                                     args={"service": code, "via": "admin"})).outcome
     finally:
         if store is None:
             st.close()

@@ -14,7 +14,7 @@ import socket
 import threading
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import commands
 from smsbot import config as config_mod
@@ -50,7 +50,9 @@ def build_store(settings: Settings) -> Store:
 
 
 class Bot:
-    def __init__(self, settings: Settings, *, instance: str | None = None, config_path: str | Path | None = None):
+    def __init__(self, settings: Settings, *, instance: str | None = None, config_path: str | Path | None = None,
+                 clock: Callable[[], float] = time.time):
+        """`clock`: the time MOs are handled at (epoch seconds; tests set another)."""
         self.config_path = config_path
         self.instance = instance or instance_name()
         self.stop_event = threading.Event()
@@ -63,7 +65,7 @@ class Bot:
         self.store.ensure_groups()
         self.live = Live(settings, Router(settings, commands.all_commands()))
         self.sequences = SequenceGenerator()
-        self.dispatcher = Dispatcher(self.live, self.store)
+        self.dispatcher = Dispatcher(self.live, self.store, clock=clock)
         self.sender = OutboxSender(
             self.live, self.sequences, self.store.keys, on_sent=self._on_sent,
             on_failed=lambda mt, status: self.metrics.mt_failed.labels(hex(status)).inc(),

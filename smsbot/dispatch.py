@@ -177,7 +177,7 @@ class Dispatcher:
     def _intent_call(self, oc: MoOutcome, mo: Inbound, text: str, now_ms: int, sender: SenderIdentity,
                      parts_key: str = "") -> ScriptCall:
         router = self.live.router
-        intent = router.route(mo.short_code, text)
+        intent = router.route(mo.short_code, text, now_ms)
         oc.command = intent.command
         guard_ms = self.live.settings.dispatch.redelivery_guard_seconds * 1000
         fp = None

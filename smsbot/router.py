@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import sys
 import unicodedata
 from dataclasses import dataclass, field
@@ -296,7 +297,9 @@ class Command:
         self._options = (settings, opts)
         return opts
 
-    def match(self, norm: str, raw: str, settings: Settings) -> Intent | None:  # pragma: no cover - interface
+    def match(self, norm: str, raw: str, settings: Settings, now_ms: int) -> Intent | None:  # pragma: no cover - interface
+        """The intent of a text this command takes (None: not ours). `norm`: normalised, `raw`: as
+        typed; `now_ms`: the time the MO is handled at (its script's ``ctx.now``). No I/O."""
         return None
 
     def renderers(self) -> dict[str, Renderer]:
@@ -467,7 +470,10 @@ class Router:
     def commands_for(self, short_code: str) -> list[Command]:
         return self._per_code.get(short_code, [])
 
-    def route(self, short_code: str, text: str) -> Intent:
+    def route(self, short_code: str, text: str, now_ms: int | None = None) -> Intent:
+        """The intent of `text` sent to `short_code` at `now_ms` (default: now)."""
+        if now_ms is None:
+            now_ms = int(time.time() * 1000)
         norm = self._normalized.get(text)
         if norm is None:
             norm = normalize(text)
@@ -476,7 +482,7 @@ class Router:
                     self._normalized.clear()
                 self._normalized[text] = norm
         for cmd in self._per_code.get(short_code, ()):
-            intent = cmd.match(norm, text, self.settings)
+            intent = cmd.match(norm, text, self.settings, now_ms)
             if intent is not None:
                 return intent
         numbers = parse_numbers(norm)

@@ -97,13 +97,16 @@ class World:
         self.settings = settings
         self.sim = sim
         self.bots: list[Bot] = []
+        self.clock: Callable[[], float] = time.time  # the bots' time, and the time of `subscribe`
 
     def bot_settings(self, base: config.Settings | None = None) -> config.Settings:
         s = base or self.settings
         return s.model_copy(update={"smsc": s.smsc.model_copy(update={"host": "127.0.0.1", "port": self.sim.smpp_port})})
 
-    def start_bot(self, settings: config.Settings | None = None) -> Bot:
-        bot = Bot(self.bot_settings(settings)).start()
+    def start_bot(self, settings: config.Settings | None = None, clock: Callable[[], float] | None = None) -> Bot:
+        if clock is not None:
+            self.clock = clock
+        bot = Bot(self.bot_settings(settings), clock=self.clock).start()
         if not bot.wait_bound(10):
             bot.stop()  # before failing: a bot retrying its bind in the background must not log into pytest's report
             raise AssertionError("bot did not bind to the simulator")
@@ -119,7 +122,8 @@ class World:
 
     def subscribe(self, msisdn: str, *codes: str) -> None:
         for code in codes:
-            assert admin.subscribe(self.settings, msisdn, code, store=self.bots[0].store) in ("added", "exists")
+            assert admin.subscribe(self.settings, msisdn, code, store=self.bots[0].store,
+                                   at_ms=int(self.clock() * 1000)) in ("added", "exists")
 
     def stop(self) -> None:
         for bot in self.bots:
@@ -167,11 +171,12 @@ def make_world(make_settings: Callable[..., config.Settings]) -> Iterator[Callab
     """A simulator and a bound bot for settings with `overrides`; stopped at teardown."""
     worlds: list[World] = []
 
-    def make(**overrides: Any) -> World:
+    def make(clock: Callable[[], float] = time.time, **overrides: Any) -> World:
+        """`clock`: the bot's time (the MO scripts' "now"); `overrides`: dotted settings."""
         settings = make_settings(**overrides)
         w = World(settings, SimSmsc.from_settings(settings).start())
         worlds.append(w)
-        w.start_bot()
+        w.start_bot(clock=clock)
         return w
 
     yield make

@@ -192,7 +192,7 @@ class System:
             pass
 
     def mo(self, m: str, text: str, now: int) -> str:
-        intent = self.router.route(SC, text)
+        intent = self.router.route(SC, text, now)
         args = cancel_args(self.settings, now) if intent.handler == "orders.cancel" else intent.args
         call = self.store.mo_call(intent.handler, m, SC, correlation=f"mo{now}", args=args, now_ms=now,
                                   extra_keys=intent.keys)

@@ -152,7 +152,7 @@ def test_a_new_command_is_its_own_package_plus_one_line_in_the_list(make_setting
         end
         """), {"said": "第{n}次：{text}", "help": "ECHO 回声"}, body="""
         help_template = "help"
-        def match(self, norm, raw, settings):
+        def match(self, norm, raw, settings, now_ms):
             if norm.startswith("ECHO "):
                 return Intent("echo.say", self.name, {"text": raw.split(" ", 1)[1]}, keys=("echoes",))
             return None

@@ -13,6 +13,7 @@ import json
 import re
 import time
 from collections import defaultdict
+from typing import Callable
 
 from smsbot import billing
 from smsbot.app import wait_until
@@ -27,10 +28,6 @@ OTHER = "13900139000"
 NOBODY = "13700137000"
 GRACE_S = 60
 LINE = re.compile(r"^(\S+) (?:(\d+)次 )?(\d+\.\d{2})元$")
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def ledger_json(cfg, msisdn: str) -> list[dict]:
@@ -65,16 +62,28 @@ def parse_bill(world: World, text: str) -> tuple[dict[str, tuple[int, int]], int
     return lines, total
 
 
-def test_cxzd_is_the_ledger_month_by_month_and_only_the_subscribers_own(make_world, tmp_path):
-    w = make_world(**{"billing.grace_seconds": {"monthly": GRACE_S, "on-demand": GRACE_S}})
-    tz = zone(w.settings.billing.timezone)
+def mid_last_month(tz) -> Callable[[], float]:
+    """A clock running from the middle of the month before this one: the scenario needs time of its
+    month behind "now" (and a month before it), wherever the calendar stands, and all of it in the past."""
+    real_ms = int(time.time() * 1000)
+    last = period_of(period_of(real_ms, tz).start_ms - 1, tz)
+    shift_s = (real_ms - (last.start_ms + 15 * 86400_000)) / 1000
+    return lambda: time.time() - shift_s
+
+
+def test_cxzd_is_the_ledger_month_by_month_and_only_the_subscribers_own(make_settings, make_world, tmp_path):
+    grace = {"billing.grace_seconds": {"monthly": GRACE_S, "on-demand": GRACE_S}}
+    tz = zone(make_settings(**grace).billing.timezone)
+    clock = mid_last_month(tz)
+
+    def now_ms() -> int:
+        return int(clock() * 1000)
+
+    w = make_world(clock=clock, **grace)
     phone, other, nobody = w.handset(MSISDN), w.handset(OTHER), w.handset(NOBODY)
     now = now_ms()
     this = period_of(now, tz)
-    if now - this.start_ms < 10 * 60_000:  # the scenario needs ten minutes of this month behind it
-        time.sleep((this.start_ms + 10 * 60_000 - now) / 1000)
-        now = now_ms()
-        this = period_of(now, tz)
+    assert now - this.start_ms >= 14 * 86400_000
     prev = period_of(this.start_ms - 1, tz)
 
     # the previous month: WEATHER ordered and charged by a run then
@@ -84,7 +93,7 @@ def test_cxzd_is_the_ledger_month_by_month_and_only_the_subscribers_own(make_wor
     order(w, MSISDN, "VIDEO", at_ms=now - 2 * GRACE_S * 1000)
     order(w, MSISDN, "RING", at_ms=now - 2 * GRACE_S * 1000)
     assert len(phone.expect(3)) == 3  # three charge reminders
-    order(w, MSISDN, "MUSIC")
+    order(w, MSISDN, "MUSIC", at_ms=now_ms())
     assert "彩铃音乐包" in phone.expect(1)[0]["text"]
     assert "不会收取任何费用" in phone.ask("TD")  # cancelled in the grace period: never charged
     w.subscribe(OTHER, "GAME")
@@ -140,10 +149,11 @@ def test_cxzd_is_the_ledger_month_by_month_and_only_the_subscribers_own(make_wor
     assert billing.verify(w.settings, w.bot.store).ok
 
 
-def test_cxzd_in_english_and_how_the_ledger_cli_prints_it(make_world, tmp_path):
-    w = make_world(short_codes=[{"code": "10086", "language": "en", "commands": ["subscriptions", "orders", "bill", "help"]}])
+def test_cxzd_in_english_and_how_the_ledger_cli_prints_it(make_settings, make_world, tmp_path):
+    clock = mid_last_month(zone(make_settings().billing.timezone))
+    w = make_world(clock=clock, short_codes=[{"code": "10086", "language": "en", "commands": ["subscriptions", "orders", "bill", "help"]}])
     w.subscribe(MSISDN, "VIDEO", "NEWS")
-    at = now_ms()
+    at = int(clock() * 1000)
     run_billing(w, at)
     tz = zone(w.settings.billing.timezone)
     text = w.handset(MSISDN).ask("cxzd")

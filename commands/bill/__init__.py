@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import calendar
 import re
-import time
 from datetime import datetime
 from typing import Any
 
@@ -44,7 +43,7 @@ class BillCommand(Command):
     name = "bill"
     help_template = "help"
 
-    def match(self, norm: str, raw: str, settings: Settings) -> Intent | None:
+    def match(self, norm: str, raw: str, settings: Settings, now_ms: int) -> Intent | None:
         if norm[:1] not in _FIRST:  # the hot path: most texts (numbers, 0000) are not ours
             return None
         for kw in KEYWORDS:
@@ -55,7 +54,7 @@ class BillCommand(Command):
             return None
         if rest and not rest[0].isdigit():
             return None  # CXZDX..., 账单不对...: not a bill query (help, or another command's)
-        return Intent("bill.query", self.name, query_args(settings, rest, int(time.time() * 1000)), keys=("ledger",))
+        return Intent("bill.query", self.name, query_args(settings, rest, now_ms), keys=("ledger",))
 
     def renderers(self) -> dict[str, Renderer]:
         return {"bill.statement": render_statement, "bill.empty": render_empty, "bill.future": render_future}

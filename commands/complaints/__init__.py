@@ -67,7 +67,7 @@ class ComplaintsCommand(Command):
     help_template = "help"
     settings_model = ComplaintsSettings
 
-    def match(self, norm: str, raw: str, settings: Settings) -> Intent | None:
+    def match(self, norm: str, raw: str, settings: Settings, now_ms: int) -> Intent | None:
         if norm[:1] not in _FIRST:  # the hot path: most texts (numbers, 0000) are not ours
             return None
         if norm.startswith(QUERY_KEYWORD):

@@ -22,7 +22,7 @@ class HelpCommand(Command):
 
     _intent = Intent("help", "help")
 
-    def match(self, norm: str, raw: str, settings: Settings) -> Intent | None:
+    def match(self, norm: str, raw: str, settings: Settings, now_ms: int) -> Intent | None:
         if norm in HELP_KEYWORDS:
             return self._intent
         return None

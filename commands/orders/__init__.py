@@ -58,7 +58,7 @@ class OrdersCommand(Command):
         "cmd_reminders": "orders.help",
     }
 
-    def match(self, norm: str, raw: str, settings: Settings) -> Intent | None:
+    def match(self, norm: str, raw: str, settings: Settings, now_ms: int) -> Intent | None:
         if norm in settings.billing.cancel_words:
             return Intent("orders.cancel", self.name, cancel_args(settings, int(time.time() * 1000)))
         return None

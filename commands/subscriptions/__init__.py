@@ -43,7 +43,7 @@ class SubscriptionsCommand(Command):
         "cmd_subscriptions": "subscriptions.help",
     }
 
-    def match(self, norm: str, raw: str, settings: Settings) -> Intent | None:
+    def match(self, norm: str, raw: str, settings: Settings, now_ms: int) -> Intent | None:
         if norm in MENU_KEYWORDS:
             m = settings.menu
             cached = self._intent

@@ -204,7 +204,7 @@ class UsageCommand(Command):
         "cmd_usage": "usage.help",
     }
 
-    def match(self, norm: str, raw: str, settings: Settings) -> Intent | None:
+    def match(self, norm: str, raw: str, settings: Settings, now_ms: int) -> Intent | None:
         if norm in QUERY_KEYWORDS:
             return Intent("usage.query", self.name, {"cycle": current_cycle(settings)}, keys=("usage",))
         return None
