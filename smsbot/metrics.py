@@ -1,19 +1,28 @@
-"""Prometheus metrics and the HTTP endpoint that serves them with ``/healthz``.
+"""Prometheus metrics and the HTTP endpoint that serves them with ``/healthz`` and ``/status``.
 
-One `Metrics` object per bot (its own registry, so tests can run several bots in a process).
-``GET /metrics`` is the Prometheus text format; ``GET /healthz`` answers 200 when the SMSC is bound
-and Redis answers PING, 503 otherwise, with a small JSON body saying which.
+One `Metrics` object per bot (its own registry, so tests can run several bots in a process);
+`ApiMetrics` are the HTTP API's (in the bot's registry when ``smsbot run`` serves the API, else the
+API process's own). ``GET /metrics`` is the Prometheus text format; ``GET /healthz`` answers 200
+when the SMSC is bound and Redis answers PING, 503 otherwise, with a small JSON body saying which;
+``GET /status`` and its parts are the live charts of `smsbot.status_charts`.
+
+The README's Operations section lists every metric (name, labels, meaning); the Grafana dashboard
+(``contrib/grafana``) and the alert rules (``contrib/prometheus``) query them by these names, and
+``tests/test_dashboard.py`` checks each of their names against a running bot's ``/metrics``.
 """
 
 from __future__ import annotations
 
+import bisect
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
-from typing import Callable
+from typing import Any, Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics_core import HistogramMetricFamily
+from prometheus_client.utils import floatToGoString
 
 
 class HotCounter:
@@ -43,6 +52,51 @@ class HotCounter:
                     self._published[labels] = total
 
 
+class Mirror:
+    """A Counter that follows a count an object keeps itself (it only grows): `sync(total)` before a scrape."""
+
+    def __init__(self, counter: Counter):
+        self.counter = counter
+        self._published = 0
+        self._lock = threading.Lock()  # scrapes may run in parallel threads
+
+    def sync(self, total: int) -> None:
+        with self._lock:
+            if total > self._published:
+                self.counter.inc(total - self._published)
+                self._published = total
+
+
+class HotHistogram:
+    """A Histogram observed from ONE thread's hot path without a lock per observation.
+
+    `observe` adds to a plain list of bucket counts; the registry reads them at scrape time
+    (`collect`, any thread). A scrape racing an `observe` may miss that observation, never more:
+    it shows in the next scrape."""
+
+    def __init__(self, name: str, documentation: str, buckets: tuple[float, ...], registry: CollectorRegistry):
+        self.name, self.documentation = name, documentation
+        self._bounds = sorted(buckets)
+        self._counts = [0] * (len(self._bounds) + 1)  # per bucket (upper bound inclusive), the last is +Inf
+        self._sum = 0.0
+        registry.register(self)
+
+    def observe(self, value: float) -> None:
+        self._counts[bisect.bisect_left(self._bounds, value)] += 1
+        self._sum += value
+
+    def describe(self) -> list[HistogramMetricFamily]:
+        return [HistogramMetricFamily(self.name, self.documentation)]
+
+    def collect(self) -> list[HistogramMetricFamily]:
+        counts, total_sum = list(self._counts), self._sum
+        cumulative, running = [], 0
+        for bound, n in zip([*map(floatToGoString, self._bounds), "+Inf"], counts):
+            running += n
+            cumulative.append((bound, running))
+        return [HistogramMetricFamily(self.name, self.documentation, buckets=cumulative, sum_value=total_sum)]
+
+
 class Metrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
@@ -65,6 +119,20 @@ class Metrics:
         self.events = Counter("smsbot_events_total", "stream events applied", ["stream"], registry=r)
         self.mo_hot = HotCounter(self.mo)  # the transport thread counts MOs and MTs through these
         self.mt_hot = HotCounter(self.mt)
+        self.reply_latency = HotHistogram(  # observed on the transport thread (`Bot._on_sent`)
+            "smsbot_reply_seconds", "MO replies: from the reply stored (its outbox entry's id, Redis clock) to the SMSC accepting its last part",
+            (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0), r,
+        )
+        # set before each scrape (`Bot.refresh_gauges`) from what the bot's objects expose
+        self.outbox_oldest_age = Gauge("smsbot_outbox_oldest_age_seconds", "age of the oldest unsent entry of the outbox and queue streams (all instances); 0 when none", registry=r)
+        self.window = Gauge("smsbot_smsc_window", "submit_sm that may be unanswered or unrecorded at once (smsc.window)", registry=r)
+        self.window_used = Gauge("smsbot_smsc_window_used", "submit_sm in flight plus those accepted but not yet recorded (at most smsc.window)", registry=r)
+        self.binds = Gauge("smsbot_smsc_binds", "bound SMPP links by kind", ["kind"], registry=r)
+        self.redis_up = Gauge("smsbot_redis_up", "1 when Redis answered PING at this scrape", registry=r)
+        self.redis_errors = Counter("smsbot_redis_errors_total", "Redis round trips of MO batches, receipts and records that failed", registry=r)
+        self.redis_restarts = Mirror(Counter("smsbot_redis_restarts_total", "times this bot restarted the bundled redis-server after it died", registry=r))
+        self.lease_held = Gauge("smsbot_lease_held", "1 while this sender surely holds its lease (it may send)", registry=r)
+        self.lease_lost = Mirror(Counter("smsbot_lease_lost_total", "times this sender found its lease gone and became a new sender", registry=r))
 
     def render(self) -> bytes:
         self.mo_hot.publish()
@@ -72,26 +140,60 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-class MetricsServer:
-    """Serves /metrics and /healthz on (host, port) in a daemon thread."""
+class ApiMetrics:
+    """The HTTP API's requests, by route template (never the path: it may hold a phone number)."""
 
-    def __init__(self, metrics: Metrics, health: Callable[[], dict[str, bool]], host: str, port: int):
+    def __init__(self, registry: CollectorRegistry | None = None):
+        r = self.registry = registry if registry is not None else CollectorRegistry()
+        self.requests = Counter("smsbot_api_requests_total", "HTTP API requests answered", ["method", "route", "status"], registry=r)
+        self.latency = Histogram(
+            "smsbot_api_request_seconds", "HTTP API requests: from the request read to the response's end", ["method", "route"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5), registry=r,
+        )
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        self.requests.labels(method, route, str(status)).inc()
+        self.latency.labels(method, route).observe(seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class MetricsServer:
+    """Serves /metrics, /healthz and, given a `smsbot.status_charts.Sampler`, the /status page, on
+    (host, port) in a daemon thread."""
+
+    def __init__(self, metrics: Metrics, health: Callable[[], dict[str, bool]], host: str, port: int,
+                 status: Any = None, instance: str = ""):
+        from smsbot import status_charts
+
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server API)
-                if self.path.startswith("/metrics"):
+                path = self.path.split("?", 1)[0]
+                extra: dict[str, str] = {}
+                if path == "/metrics":
                     outer._before_scrape()
                     body, ctype, code = metrics.render(), CONTENT_TYPE_LATEST, 200
-                elif self.path.startswith("/healthz"):
+                elif path == "/healthz":
                     checks = health()
                     ok = all(checks.values())
                     body, ctype, code = json.dumps({"ok": ok, **checks}).encode(), "application/json", 200 if ok else 503
+                elif status is not None and path == "/status":
+                    body, ctype, code = status_charts.page(instance), "text/html; charset=utf-8", 200
+                elif status is not None and path == "/status/series":
+                    body, ctype, code = json.dumps(status.series()).encode(), "application/json", 200
+                    extra["Cache-Control"] = "no-store"
+                elif status is not None and path == "/status/charts.js":
+                    body, ctype, code = status_charts.script(), "text/javascript; charset=utf-8", 200
                 else:
                     body, ctype, code = b"not found\n", "text/plain", 404
                 self.send_response(code)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(body)))
+                for name, value in extra.items():
+                    self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(body)
 
