@@ -1,11 +1,12 @@
 """A real ``smsbot run`` process bound to the simulator, on the test session's Redis, with its metrics
 port and the HTTP API, after traffic that moves every counter the dashboard and the alert rules
-read (tests/test_dashboard.py, tests/test_prometheus.py, tests/test_status_page.py); and the
-metric names a PromQL expression or a ``/metrics`` text holds.
+read (tests/test_dashboard.py, tests/test_prometheus.py); the dashboard module; and the metric
+names a PromQL expression or a ``/metrics`` text holds.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import signal
 import socket
@@ -16,6 +17,7 @@ import urllib.request
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Iterator
 
 import yaml
@@ -118,6 +120,16 @@ def drive_traffic(bot: RunningBot, cfg: Path) -> None:
     assert wait_until(lambda: all(f"{name}{{" in bot.metrics_text() for name in (
         "smsbot_mt_failed_total", "smsbot_mt_retried_total", "smsbot_api_requests_total")), 15), bot.log()
     assert wait_until(lambda: 'smsbot_receipts_total{state="UNDELIV"}' in bot.metrics_text(), 15), bot.log()
+
+
+def load_dashboard_module() -> ModuleType:
+    """contrib/grafana/smsbot_dashboard.py (not a package: loaded from its file)."""
+    spec = importlib.util.spec_from_file_location("smsbot_dashboard", REPO / "contrib/grafana/smsbot_dashboard.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
 
 
 # -- metric names ----------------------------------------------------------------------------------------

@@ -5,25 +5,15 @@ checked (tests/test_prometheus.py also runs each through a real Prometheus scrap
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
 from .conftest import REPO
-from .running_bot import PENDING_METRICS, exported_names, metric_names, running_bot, sampled_names
+from .running_bot import PENDING_METRICS, exported_names, load_dashboard_module, metric_names, running_bot, sampled_names
 
 pytest.importorskip("grafana_foundation_sdk", reason="grafana-foundation-sdk is in the test extra: pip install -e '.[test]'")
-
-
-def load_dashboard_module():
-    spec = importlib.util.spec_from_file_location("smsbot_dashboard", REPO / "contrib/grafana/smsbot_dashboard.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_the_committed_json_is_what_the_module_builds():
