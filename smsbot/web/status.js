@@ -4,6 +4,7 @@
 
 const W = 340, H = 120, L = 40, R = 6, T = 8, B = 18;
 const SVGNS = "http://www.w3.org/2000/svg";
+const MIN_SPAN_S = 30;
 
 function niceMax(v) {
   if (!(v > 0)) return 1;
@@ -40,7 +41,7 @@ function draw(fig, points, span) {
   svg.append(el("line", {class: "axis", x1: L, x2: W - R, y1: y(0), y2: y(0)}));
   svg.append(el("text", {x: L - 4, y: y(max) + 4, "text-anchor": "end"}, fmt(max)));
   svg.append(el("text", {x: L - 4, y: y(0) + 3, "text-anchor": "end"}, "0"));
-  svg.append(el("text", {x: L, y: H - 4}, `−${Math.round(span / 60)} min`));
+  svg.append(el("text", {x: L, y: H - 4}, span >= 120 ? `−${Math.round(span / 60)} min` : `−${Math.round(span)} s`));
   svg.append(el("text", {x: W - R, y: H - 4, "text-anchor": "end"}, "now"));
   let drawn = 0;
   keys.forEach((k, i) => {
@@ -50,7 +51,9 @@ function draw(fig, points, span) {
   });
   fig.dataset.points = String(drawn);
   const last = points.length ? points[points.length - 1] : null;
-  fig.querySelector(".now").textContent = last ? keys.map((k) => fmt(last[k])).join(" / ") + fig.dataset.unit : "–";
+  const labels = (fig.dataset.labels || "").split("|");
+  fig.querySelector(".now").textContent = last
+    ? keys.map((k, i) => fmt(last[k]) + (labels[i] ? " " + labels[i] : "")).join(" · ") + fig.dataset.unit : "–";
 }
 
 function chip(id, ok, yes, no) {
@@ -65,7 +68,9 @@ async function poll() {
     const r = await fetch("status/series", {cache: "no-store"});
     if (!r.ok) throw new Error(`HTTP ${r.status}`);
     const s = await r.json();
-    const span = s.history * s.interval_s;
+    // the time shown: what there is, at least MIN_SPAN_S, at most the history kept
+    const have = s.points.length ? s.points[s.points.length - 1].t - s.points[0].t : 0;
+    const span = Math.min(s.history * s.interval_s, Math.max(MIN_SPAN_S, Math.ceil(have / 30) * 30));
     for (const fig of document.querySelectorAll("figure.chart")) draw(fig, s.points, span);
     chip("bound", s.bound, "SMSC bound", "SMSC not bound");
     chip("redis", s.redis, "Redis ok", "Redis unreachable");
