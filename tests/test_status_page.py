@@ -111,8 +111,8 @@ def traffic() -> Iterator[Callable[[World, float], Traffic]]:
 def test_the_status_page_charts_live_rates_and_queue_lag_under_load(make_world: Callable[..., World], browser: Any,  # noqa: F811
                                                                       traffic: Any, tmp_path: Path):
     port = free_port()
-    world = make_world(**{"metrics.port": port, "smsc.window": 10, "log.level": "WARNING"})
-    world.sim.set_faults(resp_delay_ms=300)  # the SMSC takes 0.3 s per window of 10: replies queue up
+    world = make_world(**{"metrics.port": port, "smsc.window": 5, "log.level": "WARNING"})
+    world.sim.set_faults(resp_delay_ms=400)  # the SMSC accepts at most 5 per 0.4 s: replies queue up
     load = traffic(world, 40)
     browser.set_window_size(1120, 760)
     browser.get(f"http://127.0.0.1:{port}/status")
