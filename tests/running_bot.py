@@ -118,7 +118,7 @@ def drive_traffic(bot: RunningBot, cfg: Path) -> None:
     api = f"http://127.0.0.1:{bot.api_port}"
     assert http_get(f"{api}/v1/status", AUTH)[0] == 200
     assert wait_until(lambda: all(f"{name}{{" in bot.metrics_text() for name in (
-        "smsbot_mt_failed_total", "smsbot_mt_retried_total", "smsbot_api_requests_total")), 15), bot.log()
+        "smsbot_mt_failed_total", "smsbot_mt_retried_total", "smsbot_api_request_seconds_count")), 15), bot.log()
     assert wait_until(lambda: 'smsbot_receipts_total{state="UNDELIV"}' in bot.metrics_text(), 15), bot.log()
 
 

@@ -44,7 +44,7 @@ def test_metric_names_are_read_from_promql():
 def test_every_metric_the_dashboard_queries_is_exported_by_a_running_bot(redis_server, tmp_path: Path):
     board = load_dashboard_module()
     named = set().union(*(metric_names(q) for q in board.queries()))
-    assert "smsbot_reply_seconds_bucket" in named and "smsbot_api_requests_total" in named
+    assert "smsbot_reply_seconds_bucket" in named and "smsbot_api_request_seconds_count" in named
     with running_bot(redis_server.url, tmp_path) as bot:
         text = bot.metrics_text()
     exported, sampled = exported_names(text), sampled_names(text)

@@ -126,7 +126,7 @@ ROWS: tuple[tuple[str, tuple[PanelSpec, ...]], ...] = (
     )),
     ("HTTP API", (
         PanelSpec("API requests per second", "By route template and status (smsbot api, or smsbot run with api.port).", "reqps",
-                  (q('sum by (route, status) (rate(smsbot_api_requests_total[$__rate_interval]))', "{{route}} {{status}}"),)),
+                  (q("sum by (route, status) (rate(smsbot_api_request_seconds_count[$__rate_interval]))", "{{route}} {{status}}"),)),
         PanelSpec("API latency", "From the request read to the response's end (p50, p99).", "s",
                   (q(quantile(0.5, "smsbot_api_request_seconds", sel=""), "p50"),
                    q(quantile(0.99, "smsbot_api_request_seconds", sel=""), "p99"),
