@@ -16,16 +16,18 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import redis
+
 import commands
 from smsbot import config as config_mod
-from smsbot import log
+from smsbot import log, queue_lag, status_charts
 from smsbot.config import Settings
 from smsbot.delivery import Delivery
 from smsbot.dispatch import Dispatcher, MoOutcome
 from smsbot.events import EventConsumer, ensure_group
 from smsbot.messages import Receipt
 from smsbot.live import Live
-from smsbot.metrics import Metrics, MetricsServer
+from smsbot.metrics import ApiMetrics, Metrics, MetricsServer
 from smsbot.outbox import OutboxSender, OutgoingMt
 from smsbot.pipeline import Pipeline
 from smsbot.session import SequenceGenerator
@@ -77,11 +79,15 @@ class Bot:
                                  on_batch=self._on_batch, on_receipt=self._on_receipt)
         self.transport = Transport(self.live, self.pipeline, self.delivery, self.sender, self.sequences, self.stop_event,
                                    on_bound=self._on_bound, on_reload=self._apply_reload)
+        # MO replies' streams (the queue holds notices, reminders, adopted entries): their latency is
+        # observed (~0.6 us an MT on the transport thread) only when someone can scrape it
+        self._outboxes = frozenset(self.store.keys.all_outboxes()) if settings.metrics.port else frozenset()
         self._thread: threading.Thread | None = None
         self.mo_count = 0
         self._consumer_stop = threading.Event()
         self.consumers = self._event_consumers()
         self.metrics_server: MetricsServer | None = None
+        self.status_sampler: status_charts.Sampler | None = None  # the /status charts' (with metrics.port)
         self._log_mo = logging.getLogger("smsbot.mo").isEnabledFor(logging.INFO)
 
     @property
@@ -136,6 +142,8 @@ class Bot:
 
     def _on_sent(self, mt: OutgoingMt) -> None:
         self.metrics.mt_hot.add((mt.tpl,))
+        if mt.stream in self._outboxes:  # the entry id is the time Redis stored the reply (ms)
+            self.metrics.reply_latency.observe(max(0.0, time.time() - int(mt.entry_id.partition("-")[0]) / 1000))
 
     def _on_receipt(self, receipt: Receipt) -> None:
         self.metrics.receipts.labels(receipt.state).inc()
@@ -146,20 +154,56 @@ class Bot:
         if not bound:
             self.metrics.reconnects.inc()
 
-    def health(self) -> dict[str, bool]:
+    def _redis_answers(self) -> bool:
         try:
-            redis_ok = bool(self.store.redis.ping())
+            return bool(self.store.redis.ping())
         except Exception:
-            redis_ok = False
-        return {"smsc_bound": self.transport.bound.is_set(), "redis": redis_ok}
+            return False
 
-    def _refresh_gauges(self) -> None:
-        self.metrics.outbox_backlog.set(self.sender.backlog)
-        self.metrics.outbox_inflight.set(self.sender.inflight)
-        self.metrics.outbox_depth.set(self.store.outbox_depth())
+    def health(self) -> dict[str, bool]:
+        return {"smsc_bound": self.transport.bound.is_set(), "redis": self._redis_answers()}
+
+    def refresh_gauges(self) -> None:
+        """Before a scrape: the gauges and mirrored counts from what the bot's objects expose, then
+        those read from Redis (skipped, with ``smsbot_redis_up`` 0, when Redis does not answer)."""
+        m, sender, transport = self.metrics, self.sender, self.transport
+        m.outbox_backlog.set(sender.backlog)
+        m.outbox_inflight.set(sender.inflight)
+        m.window.set(sender.window)
+        m.window_used.set(sender.window - sender.room)
+        kinds: dict[str, int] = {"transceiver": 0, "receiver": 0, "transmitter": 0}
+        for link in list(transport.links) if transport.bound.is_set() else []:
+            kinds[link.kind] += 1
+        for kind, n in kinds.items():
+            m.binds.labels(kind).set(n)
+        m.lease_held.set(1 if transport.delivery.may_send(time.monotonic()) else 0)
+        m.lease_lost.sync(transport.delivery.generation)
+        m.redis_errors.sync(transport.delivery.suspicions)
+        supervisor = getattr(self, "redis_supervisor", None)
+        if supervisor is not None:
+            m.redis_restarts.sync(supervisor.restarts)
+        if not self._redis_answers():
+            m.redis_up.set(0)
+            return
+        m.redis_up.set(1)
+        lag = queue_lag.read(self.store)
+        m.outbox_depth.set(lag.depth)
+        m.outbox_oldest_age.set(lag.oldest_age_s or 0.0)
         enabled = {c.name: c for sc in self.settings.short_codes for c in self.router.commands_for(sc.code)}
         for cmd in enabled.values():  # the commands' own gauges (e.g. overdue complaint tickets)
             cmd.refresh_metrics(self.metrics, self.store, self.settings)
+
+    def status_reading(self) -> status_charts.Reading:
+        """The counters the /status charts sample (`smsbot.status_charts`), once a second."""
+        try:
+            lag: queue_lag.QueueLag | None = queue_lag.read(self.store)
+        except (redis.RedisError, OSError):
+            lag = None
+        return status_charts.Reading(
+            mo_total=self.mo_count, mt_total=self.sender.sent_total, waiting_here=self.sender.backlog,
+            depth=None if lag is None else lag.depth, oldest_age_s=None if lag is None else lag.oldest_age_s,
+            bound=self.transport.bound.is_set(), redis=lag is not None,
+        )
 
     # -- reload (SIGHUP) ------------------------------------------------------------------------------
     def request_reload(self) -> None:
@@ -198,14 +242,16 @@ class Bot:
         _life.info("bot_starting", instance=self.instance, redis=_safe_url(self.store.url))
         m = self.settings.metrics
         if m.port:
-            self.metrics_server = MetricsServer(self.metrics, self.health, m.host, m.port)
-            self.metrics_server.before_scrape = self._refresh_gauges
+            self.status_sampler = status_charts.Sampler(self.status_reading).start()
+            self.metrics_server = MetricsServer(self.metrics, self.health, m.host, m.port,
+                                                status=self.status_sampler, instance=self.instance)
+            self.metrics_server.before_scrape = self.refresh_gauges
             self.metrics_server.start()
             _life.info("metrics_listening", host=m.host, port=self.metrics_server.port)
         if self.settings.api.port:  # the HTTP API (smsbot.api) in this process, on its own Redis connection
             from smsbot.api.app import start_in_thread
 
-            self.api_server = start_in_thread(self.settings)
+            self.api_server = start_in_thread(self.settings, metrics=ApiMetrics(self.metrics.registry))
             _life.info("api_listening", host=self.settings.api.host, port=self.settings.api.port)
         for consumer in self.consumers:
             consumer.start()
@@ -225,6 +271,8 @@ class Bot:
         if getattr(self, "redis_supervisor", None) is not None:  # smsbot.redis_supervisor
             self.redis_supervisor.stop()
         self._stop_consumers()
+        if self.status_sampler is not None:
+            self.status_sampler.stop()
         if self.metrics_server is not None:
             self.metrics_server.stop()
         if getattr(self, "api_server", None) is not None:

@@ -67,6 +67,7 @@ class Delivery:
         self.describe = describe
         self.clock = clock
         self.generation = 0
+        self.suspicions = 0  # failed round trips that made the lease uncertain (metrics)
         self.consumer = instance  # the worker's name for this sender (a new one when the lease lapsed)
         self.lease_prefixes = [store.keys.lease_prefix(n) for n in range(store.keys.shards)]
         # the SMPP loop's view (its thread only): what MO scripts mark replies and guards with
@@ -133,6 +134,7 @@ class Delivery:
         """A Redis round trip failed: Redis may have restarted or failed over and lost our lease
         (its last writes are not always on disk). Send nothing until a renewal confirms the lease
         is still ours — at once, not at the next heartbeat."""
+        self.suspicions += 1
         self._valid_until = 0.0
         self._wake.set()
 

@@ -1,19 +1,28 @@
-"""Prometheus metrics and the HTTP endpoint that serves them with ``/healthz``.
+"""Prometheus metrics and the HTTP endpoint that serves them with ``/healthz`` and ``/status``.
 
-One `Metrics` object per bot (its own registry, so tests can run several bots in a process).
-``GET /metrics`` is the Prometheus text format; ``GET /healthz`` answers 200 when the SMSC is bound
-and Redis answers PING, 503 otherwise, with a small JSON body saying which.
+One `Metrics` object per bot (its own registry, so tests can run several bots in a process);
+`ApiMetrics` are the HTTP API's (in the bot's registry when ``smsbot run`` serves the API, else the
+API process's own). ``GET /metrics`` is the Prometheus text format; ``GET /healthz`` answers 200
+when the SMSC is bound and Redis answers PING, 503 otherwise, with a small JSON body saying which;
+``GET /status`` and its parts are the live charts of `smsbot.status_charts`.
+
+The README's Operations section lists every metric (name, labels, meaning); the Grafana dashboard
+(``contrib/grafana``) and the alert rules (``contrib/prometheus``) query them by these names, and
+``tests/test_dashboard.py`` checks each of their names against a running bot's ``/metrics``.
 """
 
 from __future__ import annotations
 
+import bisect
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
-from typing import Callable
+from typing import Any, Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics_core import HistogramMetricFamily
+from prometheus_client.utils import floatToGoString
 
 
 class HotCounter:
@@ -43,6 +52,58 @@ class HotCounter:
                     self._published[labels] = total
 
 
+class Mirror:
+    """A Counter that follows a count an object keeps itself (it only grows): `sync(total)` before a scrape."""
+
+    def __init__(self, counter: Counter):
+        self.counter = counter
+        self._published = 0
+        self._lock = threading.Lock()  # scrapes may run in parallel threads
+
+    def sync(self, total: int) -> None:
+        with self._lock:
+            if total > self._published:
+                self.counter.inc(total - self._published)
+                self._published = total
+
+
+class HotHistogram:
+    """A Histogram observed from ONE thread (the transport's, or the API's event loop) without a lock
+    per observation; with `labelnames`, one per label values.
+
+    `observe` adds to plain lists of bucket counts; the registry reads them at scrape time
+    (`collect`, any thread). A scrape racing an `observe` may miss that observation, never more:
+    it shows in the next scrape."""
+
+    def __init__(self, name: str, documentation: str, buckets: tuple[float, ...], registry: CollectorRegistry,
+                 labelnames: tuple[str, ...] = ()):
+        self.name, self.documentation, self.labelnames = name, documentation, labelnames
+        self._bounds = sorted(buckets)
+        self._series: dict[tuple[str, ...], list] = {}  # label values -> [bucket counts (the last is +Inf), sum]
+        registry.register(self)
+
+    def observe(self, value: float, labels: tuple[str, ...] = ()) -> None:
+        series = self._series.get(labels)
+        if series is None:
+            series = self._series[labels] = [[0] * (len(self._bounds) + 1), 0.0]
+        series[0][bisect.bisect_left(self._bounds, value)] += 1
+        series[1] += value
+
+    def describe(self) -> list[HistogramMetricFamily]:
+        return [HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)]
+
+    def collect(self) -> list[HistogramMetricFamily]:
+        family = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        series = dict(self._series) or ({(): [[0] * (len(self._bounds) + 1), 0.0]} if not self.labelnames else {})
+        for labels, (counts, total_sum) in series.items():
+            cumulative, running = [], 0
+            for bound, n in zip([*map(floatToGoString, self._bounds), "+Inf"], list(counts)):
+                running += n
+                cumulative.append((bound, running))
+            family.add_metric(list(labels), cumulative, total_sum)
+        return [family]
+
+
 class Metrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
@@ -67,6 +128,20 @@ class Metrics:
         self.events = Counter("smsbot_events_total", "stream events applied", ["stream"], registry=r)
         self.mo_hot = HotCounter(self.mo)  # the transport thread counts MOs and MTs through these
         self.mt_hot = HotCounter(self.mt)
+        self.reply_latency = HotHistogram(  # observed on the transport thread (`Bot._on_sent`)
+            "smsbot_reply_seconds", "MO replies: from the reply stored (its outbox entry's id, Redis clock) to the SMSC accepting its last part",
+            (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0), r,
+        )
+        # set before each scrape (`Bot.refresh_gauges`) from what the bot's objects expose
+        self.outbox_oldest_age = Gauge("smsbot_outbox_oldest_age_seconds", "age of the oldest unsent entry of the outbox and queue streams (all instances); 0 when none", registry=r)
+        self.window = Gauge("smsbot_smsc_window", "submit_sm that may be unanswered or unrecorded at once (smsc.window)", registry=r)
+        self.window_used = Gauge("smsbot_smsc_window_used", "submit_sm in flight plus those accepted but not yet recorded (at most smsc.window)", registry=r)
+        self.binds = Gauge("smsbot_smsc_binds", "bound SMPP links by kind", ["kind"], registry=r)
+        self.redis_up = Gauge("smsbot_redis_up", "1 when Redis answered PING at this scrape", registry=r)
+        self.redis_errors = Mirror(Counter("smsbot_redis_errors_total", "Redis round trips of MO batches, receipts and records that failed", registry=r))
+        self.redis_restarts = Mirror(Counter("smsbot_redis_restarts_total", "times this bot restarted the bundled redis-server after it died", registry=r))
+        self.lease_held = Gauge("smsbot_lease_held", "1 while this sender surely holds its lease (it may send)", registry=r)
+        self.lease_lost = Mirror(Counter("smsbot_lease_lost_total", "times this sender found its lease gone and became a new sender", registry=r))
 
     def render(self) -> bytes:
         self.mo_hot.publish()
@@ -74,26 +149,60 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-class MetricsServer:
-    """Serves /metrics and /healthz on (host, port) in a daemon thread."""
+class ApiMetrics:
+    """The HTTP API's requests, by method, route template (never the path: it may hold a phone number)
+    and status: one histogram of their durations, whose ``_count`` counts them. Observed on the
+    API's event loop thread (`smsbot.api.app.RequestMetrics`), lock-free (~0.5 us a request)."""
 
-    def __init__(self, metrics: Metrics, health: Callable[[], dict[str, bool]], host: str, port: int):
+    def __init__(self, registry: CollectorRegistry | None = None):
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.requests = HotHistogram(
+            "smsbot_api_request_seconds", "HTTP API requests: from the request read to the response's end",
+            (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5), self.registry, ("method", "route", "status"),
+        )
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        self.requests.observe(seconds, (method, route, str(status)))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class MetricsServer:
+    """Serves /metrics, /healthz and, given a `smsbot.status_charts.Sampler`, the /status page, on
+    (host, port) in a daemon thread."""
+
+    def __init__(self, metrics: Metrics, health: Callable[[], dict[str, bool]], host: str, port: int,
+                 status: Any = None, instance: str = ""):
+        from smsbot import status_charts
+
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server API)
-                if self.path.startswith("/metrics"):
+                path = self.path.split("?", 1)[0]
+                extra: dict[str, str] = {}
+                if path == "/metrics":
                     outer._before_scrape()
                     body, ctype, code = metrics.render(), CONTENT_TYPE_LATEST, 200
-                elif self.path.startswith("/healthz"):
+                elif path == "/healthz":
                     checks = health()
                     ok = all(checks.values())
                     body, ctype, code = json.dumps({"ok": ok, **checks}).encode(), "application/json", 200 if ok else 503
+                elif status is not None and path == "/status":
+                    body, ctype, code = status_charts.page(instance), "text/html; charset=utf-8", 200
+                elif status is not None and path == "/status/series":
+                    body, ctype, code = json.dumps(status.series()).encode(), "application/json", 200
+                    extra["Cache-Control"] = "no-store"
+                elif status is not None and path == "/status/charts.js":
+                    body, ctype, code = status_charts.script(), "text/javascript; charset=utf-8", 200
                 else:
                     body, ctype, code = b"not found\n", "text/plain", 404
                 self.send_response(code)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(body)))
+                for name, value in extra.items():
+                    self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(body)
 

@@ -97,6 +97,11 @@ class Link:
     _confirm: tuple[int, int, float] | None = None  # (enquire_link sequence, write number, sent at)
     early: list[tuple[int, int, int, bytes]] = field(default_factory=list)  # read with the bind response
 
+    @property
+    def kind(self) -> str:
+        """The bind's kind: transceiver, receiver or transmitter."""
+        return "transceiver" if self.can_receive and self.can_transmit else "receiver" if self.can_receive else "transmitter"
+
     def replay(self, sink: PduSink) -> None:
         """PDUs that arrived in the same read as the bind response (an SMSC may send MOs at once)."""
         early, self.early = self.early, []

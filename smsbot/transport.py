@@ -67,8 +67,7 @@ class Transport:
 
     def describe(self) -> dict:
         """For the heartbeat (status pages): this instance's binds and what waits to be sent."""
-        binds = [f"{link.name} {'transceiver' if link.can_receive and link.can_transmit else 'receiver' if link.can_receive else 'transmitter'}"
-                 for link in list(self.links)]
+        binds = [f"{link.name} {link.kind}" for link in list(self.links)]
         return {"bound": self.bound.is_set(), "binds": binds, "reconnects": self.reconnects,
                 "outbox_backlog": self.sender.backlog, "outbox_inflight": self.sender.inflight}
 

@@ -3,18 +3,21 @@
 `create_app(settings)` connects to the bot's Redis (the same `build_store` as every command) and
 mounts `smsbot.api.routes`. Cross-cutting rules live here: bodies over ``api.max_body_bytes`` get
 413 before they are read whole; a Redis that does not answer gets 503 with ``Retry-After`` (every
-write is one atomic step, so nothing is half-written); every 4xx/5xx body is ``{"detail": ...}``.
+write is one atomic step, so nothing is half-written); every 4xx/5xx body is ``{"detail": ...}``;
+every request is counted and timed by route template (`smsbot.metrics.ApiMetrics`): in the bot's
+registry when ``smsbot run`` serves the API, else on this API's own ``GET /metrics``.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import redis
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from smsbot.config import Settings
 
@@ -84,6 +87,35 @@ class BodyLimit:
             await _too_large(self.limit, send)
 
 
+class RequestMetrics:
+    """Pure ASGI middleware: every HTTP request counted and timed in `ApiMetrics`, labelled with its
+    route's template (``/v1/mt/{message_id}``; ``unmatched`` when no route took it)."""
+
+    METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+    def __init__(self, app: Any, metrics: Any):
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = time.perf_counter()
+        status = 500  # what the server answers when the app raised before a response started
+
+        async def sending(msg: dict) -> None:
+            nonlocal status
+            if msg["type"] == "http.response.start":
+                status = msg["status"]
+            await send(msg)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            method = scope["method"] if scope["method"] in self.METHODS else "other"  # labels stay few
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            self.metrics.observe(method, route, status, time.perf_counter() - started)
+
+
 class _TooLarge(Exception):
     pass
 
@@ -95,7 +127,9 @@ async def _too_large(limit: int, send: Any) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def create_app(settings: Settings, store: Any = None) -> FastAPI:
+def create_app(settings: Settings, store: Any = None, metrics: Any = None) -> FastAPI:
+    """The API on `store` (default: a new one for `settings`); request metrics go to `metrics` (an
+    `ApiMetrics`, e.g. in the bot's registry), or, when None, to this app's own ``GET /metrics``."""
     import commands
     from smsbot.api.auth import Auth
     from smsbot.api.routes import build_router
@@ -125,8 +159,20 @@ def create_app(settings: Settings, store: Any = None) -> FastAPI:
         extra = cmd.api_routes(ctx)
         if extra is not None:
             app.include_router(extra)
+    if metrics is None:  # a process of its own (`smsbot api`): Prometheus scrapes it here
+        from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+        from smsbot.metrics import ApiMetrics
+
+        metrics = ApiMetrics()
+
+        @app.get("/metrics", include_in_schema=False)
+        def prometheus_metrics() -> Response:  # no token, like /status: route templates and counts, no subscriber data
+            return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
     _document_catalogue(app, settings)
     app.add_middleware(BodyLimit, limit=a.max_body_bytes)
+    app.add_middleware(RequestMetrics, metrics=metrics)  # added last: the outermost, so a 413 is counted too
     return app
 
 
@@ -220,10 +266,11 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None) 
     _server(settings, create_app(settings), host, port).run()
 
 
-def start_in_thread(settings: Settings, host: str | None = None, port: int | None = None, store: Any = None) -> Any:
+def start_in_thread(settings: Settings, host: str | None = None, port: int | None = None, store: Any = None,
+                    metrics: Any = None) -> Any:
     """Start the API on a daemon thread (`smsbot run` with api.port, tests); returns the uvicorn
     Server: ``server.should_exit = True`` stops it; ``server.started`` says it listens."""
-    server = _server(settings, create_app(settings, store), host, port)
+    server = _server(settings, create_app(settings, store, metrics), host, port)
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  (not the main thread)
     t = threading.Thread(target=server.run, name="smsbot-api", daemon=True)
     t.start()

@@ -15,7 +15,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Path, Request
 from fastapi.responses import HTMLResponse, Response
 
-from smsbot import admin
+from smsbot import admin, queue_lag
 from smsbot.api.auth import Token
 from smsbot.api.models import (CancelOut, EventOut, Instance, LedgerEntry, LedgerOut, MtOut, NoticeIn, NoticeOut, NoticeStateOut, OrderIn,
                                Problem, StatusOut, Subscription, SubscriptionsOut, UsageIn, UsageOut, UsageStateOut, UseIn)
@@ -369,18 +369,9 @@ def status(ctx: Any) -> StatusOut:
     backlog = {}
     for stream, group in ((keys.order_events(), "orders"), (keys.use_events(), "uses"), (keys.usage_events(), "usage")):
         backlog[stream] = _unread(red, stream, group)
-    streams = keys.all_outboxes() + keys.all_queues()  # sent entries are deleted: the first left is the oldest unsent
-    firsts = ctx.store.roundtrip([("XRANGE", st, "-", "+", "COUNT", 1) for st in streams])
-    oldest = None
-    for f in firsts:
-        if isinstance(f, Exception):
-            raise f
-        if f:
-            eid = f[0][0].decode() if isinstance(f[0][0], bytes) else str(f[0][0])
-            ms = int(eid.split("-")[0])
-            oldest = ms if oldest is None else min(oldest, ms)
-    return StatusOut(redis="ok", instances=instances, outbox_depth=ctx.store.outbox_depth(), event_backlog=backlog,
-                     outbox_oldest_age_s=None if oldest is None else round(max(0.0, now - oldest / 1000), 3))
+    lag = queue_lag.read(ctx.store, now)
+    return StatusOut(redis="ok", instances=instances, outbox_depth=lag.depth, event_backlog=backlog,
+                     outbox_oldest_age_s=lag.oldest_age_s)
 
 
 def _unread(red: Any, stream: str, group: str) -> int:
