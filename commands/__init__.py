@@ -18,7 +18,9 @@ from functools import lru_cache
 from typing import Any
 
 from smsbot import billing, config
-from smsbot.router import Command, Registry, check_templates
+from smsbot.command import Command
+from smsbot.registry import Registry
+from smsbot.reply_templates import check_templates
 
 from commands.bill import BillCommand
 from commands.complaints import ComplaintsCommand

@@ -21,6 +21,10 @@ from typing import Any
 import yaml
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
+from smsbot.codec import segment_text
+from smsbot.periods import zone
+from smsbot.text import normalize
+
 DEFAULT_CONFIG_NAME = "config.yaml"
 ENV_PREFIX = "SMSBOT_"
 
@@ -366,8 +370,6 @@ class BillingSettings(_Frozen):
     @field_validator("cancel_words")
     @classmethod
     def _words(cls, v: list[str]) -> list[str]:
-        from smsbot.router import normalize
-
         out = []
         for w in v:
             n = normalize(w)
@@ -394,8 +396,6 @@ class BillingSettings(_Frozen):
     @field_validator("timezone")
     @classmethod
     def _zone(cls, v: str) -> str:
-        from smsbot.periods import zone
-
         zone(v)  # raises ValueError naming the zone
         return v
 
@@ -720,9 +720,7 @@ def _cross_checks(s: Settings) -> list[tuple[str, str]]:
 
 def _text_sizes(s: Settings) -> list[tuple[str, str]]:
     """Names that go into replies as they are (services, data plans) must fit in 255 SMS parts on
-    their own; the templates are checked by `smsbot.router.check_templates` (the registry's check)."""
-    from smsbot.codec import segment_text
-
+    their own; the templates are checked by `smsbot.reply_templates.check_templates` (the registry's check)."""
     problems: list[tuple[str, str]] = []
     named = [(f"services.{i}", x) for i, x in enumerate(s.services)] + [(f"usage.plans.{i}", x) for i, x in enumerate(s.usage.plans)]
     for key, item in named:

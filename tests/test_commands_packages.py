@@ -18,7 +18,9 @@ import yaml
 import commands
 from smsbot import config
 from smsbot.config import Language
-from smsbot.router import Registry, Router, after_keyword, owned
+from smsbot.registry import Registry, owned
+from smsbot.router import Router
+from smsbot.text import after_keyword
 from smsbot.store import Store
 
 from .conftest import REPO
@@ -48,7 +50,7 @@ def _fake_package(tmp_path: Path, name: str, lua: str, templates: dict[str, str]
     """Write commands-like package `name` under tmp_path and import its command class."""
     pkg = tmp_path / f"fake_{name}_{abs(hash(lua)) % 10**8}"
     (pkg / "templates").mkdir(parents=True)
-    source = ["from smsbot.router import Command, Intent", "", "", "class Fake(Command):", f"    name = {name!r}"]
+    source = ["from smsbot.command import Command, Intent", "", "", "class Fake(Command):", f"    name = {name!r}"]
     source += ["    " + line for line in textwrap.dedent(body).splitlines()]
     (pkg / "__init__.py").write_text("\n".join(source) + "\n", encoding="utf-8")
     (pkg / f"{name}.lua").write_text(lua, encoding="utf-8")

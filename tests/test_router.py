@@ -4,7 +4,8 @@ import pytest
 from hypothesis import given, strategies as st
 
 import commands
-from smsbot.router import Router, normalize, parse_numbers
+from smsbot.router import Router
+from smsbot.text import normalize, parse_numbers
 
 
 @pytest.mark.parametrize(

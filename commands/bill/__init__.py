@@ -20,7 +20,7 @@ from typing import Any
 
 from smsbot.config import Language, Settings
 from smsbot.periods import period_by_label, period_of, zone
-from smsbot.router import Command, Intent, Renderer, RenderContext
+from smsbot.command import Command, Intent, Renderer, RenderContext
 
 KEYWORDS = ("CXZD", "账单")
 # 202611, 2026-11, 2026/11, 2026.11, 2026 11, 2026年11月 (normalised: full-width digits are ASCII)

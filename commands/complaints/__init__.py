@@ -28,7 +28,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from smsbot.config import Settings
 from smsbot.periods import zone
-from smsbot.router import Command, Intent, Renderer, RenderContext, after_keyword
+from smsbot.command import Command, Intent, Renderer, RenderContext
+from smsbot.text import after_keyword
 
 OPEN_KEYWORDS = ("TS", "投诉")
 QUERY_KEYWORD = "TSCX"

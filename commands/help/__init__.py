@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from smsbot.config import Settings
-from smsbot.router import Command, Intent, Renderer, RenderContext
+from smsbot.command import Command, Intent, Renderer, RenderContext
 
 HELP_KEYWORDS = frozenset({"HELP", "帮助", "?", "INFO"})
 

@@ -31,7 +31,7 @@ from smsbot.config import Language, Settings
 from smsbot.events import Event, EventSource
 from smsbot.keys import ORDER_EVENTS_GROUP, USE_EVENTS_GROUP
 from smsbot.periods import bounds_around, format_time, zone
-from smsbot.router import Command, Intent, Renderer, RenderContext
+from smsbot.command import Command, Intent, Renderer, RenderContext
 
 _log = log.get("smsbot.orders")
 NAME = "orders"

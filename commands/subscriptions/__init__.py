@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from smsbot.config import BillingKind, Settings
-from smsbot.router import Command, Intent, Renderer, RenderContext
+from smsbot.command import Command, Intent, Renderer, RenderContext
 
 MENU_KEYWORDS = frozenset({"0000", "00000"})
 ADMIN_SUBSCRIBE = "subscriptions.admin_subscribe"

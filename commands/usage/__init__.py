@@ -60,7 +60,7 @@ from smsbot.config import DataPlan, Language, Settings
 from smsbot.events import Event, EventSource
 from smsbot.keys import USAGE_EVENTS_GROUP
 from smsbot.msisdn import normalize_msisdn
-from smsbot.router import Command, Intent, Renderer, RenderContext
+from smsbot.command import Command, Intent, Renderer, RenderContext
 
 MB = 1024 * 1024
 CYCLE_PAST_MONTHS = 12  # a report this far back is harmless (ignored) but likely a typo: refused unless forced
