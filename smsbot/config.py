@@ -346,7 +346,7 @@ class UsageSettings(_Frozen):
 
 
 class BillingSettings(_Frozen):
-    """Charge reminders, cancel by reply, billing runs (commands/orders, smsbot/billing.py)."""
+    """Charge reminders, cancel by reply, billing runs (commands/orders, smsbot/billing/)."""
 
     timezone: str = Field("Asia/Shanghai", description="billing periods (calendar months) are in this zone; IANA name or +HH:MM")
     period: str = Field("month", pattern=r"^month$", description="the billing period (calendar month)")

@@ -45,7 +45,7 @@ from smsbot.identity import SenderIdentity
 from smsbot.keys import OUTBOX_GROUP
 from smsbot.live import Live
 from smsbot.outbox import OutboxSender
-from smsbot.steps import ADOPT, CLAIM, AdoptArgv, AdoptKeys, ClaimArgv, ClaimKeys, Step
+from smsbot.steps import ADOPT, CLAIM, AdoptArgv, AdoptKeys, ClaimArgv, ClaimKeys
 from smsbot.store import Store, _s
 
 _log = log.get("smsbot.delivery")
@@ -82,7 +82,6 @@ class Delivery:
         self._wake = threading.Event()  # renew now (a Redis failure made the lease uncertain), or stop
         self._thread: threading.Thread | None = None
         self._adopt_from: dict[str, str] = {}
-        self._scripts: dict[str, str] = {}
         self._unreachable = log.Throttled(_log, "delivery_redis_unreachable", 60.0, level="warning",
                                           recovered_event="delivery_redis_reachable_again")
 
@@ -223,7 +222,7 @@ class Delivery:
         for shard in range(keys.shards):
             outbox = keys.outbox(shard)
             start = self._adopt_from.get(outbox, "-")
-            res = ADOPT.parse(self._eval(ADOPT, AdoptKeys(outbox=outbox, queue=keys.queue(shard)),
+            res = ADOPT.parse(self.store.run_step(ADOPT, AdoptKeys(outbox=outbox, queue=keys.queue(shard)),
                                          AdoptArgv(start=start, horizon=horizon, count=ADOPT_COUNT,
                                                    lease_prefix=self.lease_prefixes[shard])))
             self._adopt_from[outbox] = _s(res.next_start)
@@ -238,7 +237,7 @@ class Delivery:
         out: list[Entry] = []
         for shard in range(keys.shards):
             stream = keys.queue(shard)
-            claimed = self._eval(CLAIM, ClaimKeys(queue=stream), ClaimArgv(
+            claimed = self.store.run_step(CLAIM, ClaimKeys(queue=stream), ClaimArgv(
                 group=OUTBOX_GROUP, consumer=self.consumer, lease_prefix=self.lease_prefixes[shard], count=CLAIM_COUNT))
             for entry_id, flat in claimed:
                 out.append((stream, _s(entry_id), {_s(flat[i]): _s(flat[i + 1]) for i in range(0, len(flat), 2)}))
@@ -246,12 +245,3 @@ class Delivery:
             _log.info("queue_entries_claimed", count=len(out))
         return out
 
-    def _eval(self, step: Step, keys: tuple[str, ...], argv: tuple[Any, ...]) -> Any:
-        sha = self._scripts.get(step.name)
-        if sha is None:
-            sha = self._scripts[step.name] = self.store.script_load(step.source())
-        try:
-            return self.store.redis.evalsha(sha, len(keys), *keys, *argv)
-        except redis.exceptions.NoScriptError:
-            self._scripts.pop(step.name)  # Redis restarted or failed over: load it again
-            return self._eval(step, keys, argv)

@@ -150,6 +150,10 @@ class Keys:
     def billing_runs(self) -> str:
         return f"{self.prefix}:billing:runs"
 
+    def billing_run_lease(self, run_id: str) -> str:
+        """The lease of a billing run while a process works on it (smsbot.billing.run)."""
+        return f"{self.billing_runs()}:lease:{run_id}"
+
     def outbox(self, shard: int) -> str:
         return f"{self.prefix}:{{{shard}}}:outbox"
 

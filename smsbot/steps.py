@@ -13,7 +13,12 @@ The steps:
   assembles it; every command's handler runs in it, the billing steps too);
 * `RECEIPT` — lua/receipt.lua, a delivery receipt onto its MT record;
 * `RECORD` — lua/record.lua, sent outbox/queue entries recorded (streams and ids variadic);
-* `ADOPT`, `CLAIM` — lua/adopt.lua, lua/claim.lua, replies of dead senders (`smsbot.delivery`).
+* `ADOPT`, `CLAIM` — lua/adopt.lua, lua/claim.lua, replies of dead senders (`smsbot.delivery`);
+* `LEASE_RENEW`, `LEASE_RELEASE` — a billing run's lease (`smsbot.billing.run`);
+* `BILLING_RULES` — lua/billing_verify.lua after lua/billing_rules.lua: `verify` asks the rules.
+
+`smsbot.store.Store.run_step` runs any of them (EVALSHA, loading the script when Redis does not
+know it); the MO script goes through the hot path's own round trips instead.
 """
 
 from __future__ import annotations
@@ -104,6 +109,23 @@ class ClaimArgv(NamedTuple):
     count: int
 
 
+class LeaseKeys(NamedTuple):
+    lease: str  # a billing run's lease (Keys.billing_run_lease)
+
+
+class LeaseRenewArgv(NamedTuple):
+    token: str  # the holder
+    ttl_ms: int
+
+
+class LeaseReleaseArgv(NamedTuple):
+    token: str
+
+
+class RulesArgv(NamedTuple):
+    cases: str  # JSON list of the cases to judge (see lua/billing_verify.lua)
+
+
 @dataclass(frozen=True)
 class Step:
     name: str
@@ -111,6 +133,7 @@ class Step:
     argv: type  # a NamedTuple of the ARGV (a step may take more after them: see its doc)
     result: type | None = None  # a NamedTuple of the reply; None: not a fixed record
     extra_keys: bool = False  # more KEYS follow the declared ones
+    libraries: tuple[str, ...] = ()  # Lua files (in LUA_DIR) loaded before the step's own
 
     @property
     def key_names(self) -> tuple[str, ...]:
@@ -131,7 +154,7 @@ class Step:
 
     def source(self, *fragments: str) -> str:
         """The script to load: the header, then `fragments` (default: lua/<name>.lua)."""
-        body = fragments or ((LUA_DIR / f"{self.name}.lua").read_text(encoding="utf-8"),)
+        body = fragments or tuple((LUA_DIR / f).read_text(encoding="utf-8") for f in (*self.libraries, f"{self.name}.lua"))
         return "\n".join([self.header(), *body])
 
     def parse(self, reply: Any) -> Any:
@@ -144,4 +167,7 @@ RECEIPT = Step("receipt", ReceiptKeys, ReceiptArgv)
 RECORD = Step("record", None, RecordArgv)
 ADOPT = Step("adopt", AdoptKeys, AdoptArgv, AdoptResult)
 CLAIM = Step("claim", ClaimKeys, ClaimArgv)
-STEPS = (MO, RECEIPT, RECORD, ADOPT, CLAIM)
+LEASE_RENEW = Step("lease_renew", LeaseKeys, LeaseRenewArgv)
+LEASE_RELEASE = Step("lease_release", LeaseKeys, LeaseReleaseArgv)
+BILLING_RULES = Step("billing_verify", None, RulesArgv, libraries=("billing_rules.lua",))
+STEPS = (MO, RECEIPT, RECORD, ADOPT, CLAIM, LEASE_RENEW, LEASE_RELEASE, BILLING_RULES)

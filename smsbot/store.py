@@ -28,7 +28,7 @@ from smsbot import embedded
 from smsbot.config import RedisMode, Settings
 from smsbot.identity import SenderIdentity
 from smsbot.keys import OUTBOX_GROUP, Keys
-from smsbot.steps import LUA_DIR, MO, RECEIPT, RECORD, MoArgv, MoKeys, ReceiptArgv, ReceiptKeys, RecordArgv
+from smsbot.steps import LUA_DIR, MO, RECEIPT, RECORD, MoArgv, MoKeys, ReceiptArgv, ReceiptKeys, RecordArgv, Step
 HOT_CONNECTIONS_KEPT = 4  # per thread and pool: round trips in flight at once (transport: 2) plus spare
 _DUMPS = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
@@ -111,6 +111,7 @@ class Store:
         self.record_source = RECORD.source()
         self.record_sha = _sha1(self.record_source)
         self._json_cache: dict[int, tuple[dict[str, Any], str]] = {}
+        self._step_shas: dict[str, str] = {}  # run_step's loaded scripts
         self._local = threading.local()  # a read buffer per thread (event consumers share the Store)
 
     # -- set-up -------------------------------------------------------------------------------
@@ -123,6 +124,19 @@ class Store:
         self.mo_sha = self.script_load(self.mo_source)
         for src in set(self.handler_sources.values()):
             self.script_load(src)
+
+    def run_step(self, step: Step, keys: tuple[Any, ...], argv: tuple[Any, ...]) -> Any:
+        """One EVALSHA of `step` (any but the MO script, whose calls ride the hot path's round
+        trips): loaded on first use, and again when Redis no longer knows it (a restart, a
+        failover, a new cluster node)."""
+        sha = self._step_shas.get(step.name)
+        if sha is None:
+            sha = self._step_shas[step.name] = self.script_load(step.source())
+        try:
+            return self.redis.evalsha(sha, len(keys), *keys, *argv)
+        except redis.exceptions.NoScriptError:
+            self._step_shas.pop(step.name, None)
+            return self.run_step(step, keys, argv)
 
     def script_load(self, source: str) -> str:
         """SCRIPT LOAD; in cluster mode on every primary (EVALSHA runs on the node owning its key)."""

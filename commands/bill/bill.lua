@@ -1,6 +1,6 @@
 -- CXZD: the itemized bill of one month, from this subscriber's own ledger (commands/bill renders it).
 -- A charge belongs to the month holding its ledger time (`at`), exactly as `smsbot billing ledger`
--- lists it (smsbot/billing.py `statement` is the same rule in Python; the tests hold them together).
+-- lists it (smsbot/billing/ledger.py `statement` is the same rule in Python; the tests hold them together).
 -- Extra keys (ctx.key): ledger = this subscriber's charges (<code>:<YYYY-MM> or <code>:use:<id> -> JSON {fen, at, ...}).
 -- args: {period = 'YYYY-MM', start = ms, ['end'] = ms (exclusive), current = true|false}
 --       or {bad = 'usage' | 'future', period = ...} when the month asked for is not one to answer

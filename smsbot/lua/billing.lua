@@ -1,4 +1,4 @@
--- Billing steps (smsbot/billing.py runs `billing.charge_period`; the orders command's use-event
+-- Billing steps (smsbot/billing/run.py runs `billing.charge_period`; the orders command's use-event
 -- consumer runs `billing.charge_use`). The rules are BILLING.* (lua/billing_rules.lua, placed
 -- before this file). Extra keys (ctx.key): ledger = this subscriber's charges.
 

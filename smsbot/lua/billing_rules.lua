@@ -1,6 +1,6 @@
 -- The billing rules: THE definition, used by the billing steps (lua/billing.lua), the orders
 -- command (commands/orders/orders.lua: is a cancel free?) and by `smsbot billing verify`, which
--- evaluates these same functions in Redis (smsbot/billing.py, `Rules`). Pure functions of their
+-- evaluates these same functions in Redis (smsbot/billing/rules.py, `Rules`). Pure functions of their
 -- arguments (times in ms since the epoch); nothing here reads a key.
 --
 -- A subscription created by an order is `pending` (awaiting its first charge) with ordered_at,
