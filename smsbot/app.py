@@ -27,8 +27,9 @@ from smsbot.metrics import Metrics, MetricsServer
 from smsbot.outbox import OutboxSender, OutgoingMt
 from smsbot.session import SequenceGenerator
 from smsbot.router import Router
-from smsbot.store import Store
+from smsbot.store import KeyWrite, Store
 from smsbot.transport import Transport
+from smsbot.webhooks import events as wh_events
 
 _log = log.get("smsbot.mo")
 _life = log.get("smsbot.bot")
@@ -64,7 +65,7 @@ class Bot:
         self.dispatcher = Dispatcher(settings, self.store, self.router, self.instance)
         self.sender = OutboxSender(settings, self.router, self.sequences, self.store.keys)
         self.sender.on_sent = self._on_sent
-        self.sender.on_failed = lambda mt, status: self.metrics.mt_failed.labels(hex(status)).inc()
+        self.sender.on_failed = self._on_failed
         self.sender.on_retry = lambda reason: self.metrics.mt_retried.labels(reason).inc()
         self.transport = Transport(
             settings, self.store, self.dispatcher, self.sender, self.sequences, self.stop_event, self.instance,
@@ -76,6 +77,8 @@ class Bot:
         self.mo_count = 0
         self._consumer_stop = threading.Event()
         self.consumers = self._event_consumers()
+        self._notice_events = settings.webhooks_want(wh_events.NOTICE_REJECTED)  # `webhooks` changes need a restart
+        self.webhooks = self._webhooks()
         self.metrics_server: MetricsServer | None = None
         self._log_mo = logging.getLogger("smsbot.mo").isEnabledFor(logging.INFO)
 
@@ -93,6 +96,21 @@ class Bot:
                     ensure_group(self.store.redis, source.stream, source.group)
                     out.append(EventConsumer(self.store.redis, source, self.instance, self._consumer_stop))
         return out
+
+    # -- webhooks (smsbot.webhooks) ---------------------------------------------------------------------
+    def _webhooks(self) -> Any:
+        if not self.settings.webhooks:
+            return None
+        from smsbot.webhooks.service import WebhookService
+
+        return WebhookService(self.settings, self.metrics, self.instance, ticket=self._ticket_record)
+
+    def _ticket_record(self, store: Store, ticket_id: str) -> dict[str, Any] | None:
+        """A complaint ticket's text and answer for the ticket events (commands/complaints owns tickets)."""
+        from commands.complaints import tickets
+
+        t = tickets.get(self.settings, store, ticket_id)
+        return None if t is None else {"text": t.text, "short_code": t.short_code, "answer": t.answer, "by": t.by}
 
     def _stop_consumers(self) -> None:
         self._consumer_stop.set()
@@ -115,6 +133,12 @@ class Bot:
                     "mo", correlation=oc.correlation, msisdn=oc.inbound.msisdn, short_code=oc.inbound.short_code,
                     command=oc.command, outcome=oc.outcome, status=int(oc.status), latency_ms=latency_ms,
                 )
+
+    def _on_failed(self, mt: OutgoingMt, status: int) -> None:
+        self.metrics.mt_failed.labels(hex(status)).inc()
+        if self._notice_events and wh_events.is_notice(mt.correlation):  # goes out with the MT's REJECTED record
+            self.sender.add_write(KeyWrite(self.store.keys.webhook_inbound(), wh_events.rejected_notice_fields(
+                mt.entry_id, mt.to, mt.short_code, mt.tpl, status, mt.correlation, int(time.time() * 1000)), 0, stream=True))
 
     def _on_sent(self, mt: OutgoingMt) -> None:
         self.metrics.mt_hot.add((mt.tpl,))
@@ -142,6 +166,8 @@ class Bot:
         enabled = {c.name: c for sc in self.settings.short_codes for c in self.router.commands_for(sc.code)}
         for cmd in enabled.values():  # the commands' own gauges (e.g. overdue complaint tickets)
             cmd.refresh_metrics(self.metrics, self.store, self.settings)
+        if self.webhooks is not None:
+            self.webhooks.refresh_metrics()
 
     # -- reload (SIGHUP) ------------------------------------------------------------------------------
     def request_reload(self) -> None:
@@ -196,6 +222,8 @@ class Bot:
             _life.info("api_listening", host=self.settings.api.host, port=self.settings.api.port)
         for consumer in self.consumers:
             consumer.start()
+        if self.webhooks is not None:
+            self.webhooks.start()
         # bundled Redis: restart it when it dies (smsbot.redis_supervisor); None with redis.url set
         from smsbot import redis_supervisor
 
@@ -212,6 +240,8 @@ class Bot:
         if getattr(self, "redis_supervisor", None) is not None:  # smsbot.redis_supervisor
             self.redis_supervisor.stop()
         self._stop_consumers()
+        if self.webhooks is not None:
+            self.webhooks.stop()
         if self.metrics_server is not None:
             self.metrics_server.stop()
         if getattr(self, "api_server", None) is not None:

@@ -38,6 +38,7 @@ from smsbot.messages import Inbound, Receipt, Status
 from smsbot.outbox import OutboxSender
 from smsbot.session import Link
 from smsbot.store import KeyWrite, Store
+from smsbot.webhooks.events import RECEIPT, receipt_command as receipt_event
 
 _log = log.get("smsbot.pipeline")
 MAX_IN_FLIGHT = 2  # Redis round trips of MO batches in flight at once (each on its own connection)
@@ -75,6 +76,7 @@ class Pipeline:
         self.sender = sender
         self.report_batch = on_batch  # outcomes and latency of each answered batch (metrics, log)
         self.report_receipt = on_receipt
+        self.receipt_events = settings.webhooks_want(RECEIPT)  # `webhooks` changes need a restart
         self.on_redis_failure: Callable[[], None] | None = None  # a round trip failed (delivery.suspect)
         self.deferred: list[Mo] = []
         self.receipts: list[ReceiptIn] = []
@@ -225,7 +227,9 @@ class Pipeline:
         ttl = self.settings.dispatch.mt_record_seconds
         at = int(time.time() * 1000)
         return [*self.store.delete_commands(clears),
-                *(self.store.receipt_command(r, link.name, at, ttl) for r, _s, link, _d in receipts)]
+                *(self.store.receipt_command(r, link.name, at, ttl) for r, _s, link, _d in receipts),
+                *(receipt_event(self.store.keys, r.message_id, r.state, r.error, link.name, at)  # for webhooks (smsbot.webhooks)
+                  for r, _s, link, _d in receipts if self.receipt_events)]
 
     # -- answers ----------------------------------------------------------------------------------------
     def poll(self, readable: list) -> bool:
