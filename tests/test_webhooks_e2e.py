@@ -126,3 +126,108 @@ def test_real_flows_arrive_signed(make_world: Callable[..., World], receiver: Re
     ids = [r.event["id"] for r in requests]
     assert len(set(ids)) == len(ids), "each event once while nothing failed"
     assert all(r.headers["X-Smsbot-Attempt"] == "1" for r in requests)
+
+
+def _order_events(w: World, n: int, tag: str) -> list[str]:
+    """`n` order events (each subscriber's own), as `smsbot order` writes them; their order ids."""
+    from smsbot.events import write_order
+
+    ids = []
+    for i in range(n):
+        oid = f"ORD-{tag}-{i}"
+        write_order(w.settings, w.bot.store.redis, f"1390000{i:04d}", "VIDEO", int(time.time() * 1000), oid)
+        ids.append(oid)
+    return ids
+
+
+def _sample(w: World, name: str, **labels: str) -> float:
+    return w.bot.metrics.registry.get_sample_value(name, labels) or 0.0
+
+
+def test_receiver_outage_loses_nothing(make_world: Callable[..., World], receiver: Receiver) -> None:
+    """The receiver is down (connections refused) while 20 events happen: each is tried again with
+    backoff; once it is up every event arrives, once each."""
+    w = make_world(**{"webhooks": [endpoint(receiver.url, ["order.reminded"], max_attempts=1000)]})
+    receiver.down()
+    orders = _order_events(w, 20, "OUT")
+    # every event was tried and failed at least twice while the receiver was down
+    assert wait_until(lambda: _sample(w, "smsbot_webhook_failures_total", endpoint="crm", reason="connection") >= 40, 20)
+    jobs = w.bot.webhooks.jobs
+    assert jobs.counts("crm") == (20, 0)
+    receiver.start()
+    got = receiver.wait(lambda rs: len({r.event["id"] for r in rs}) >= 20)
+    assert sorted(r.event["data"]["order_id"] for r in got) == sorted(orders), "every event once, none lost"
+    assert all(int(r.headers["X-Smsbot-Attempt"]) >= 3 for r in got)
+    assert wait_until(lambda: jobs.counts("crm") == (0, 0), 5)
+    w.bot._refresh_gauges()
+    assert _sample(w, "smsbot_webhook_backlog", endpoint="crm") == 0
+    assert _sample(w, "smsbot_webhook_deliveries_total", endpoint="crm", result="delivered") == 20
+
+
+def test_dead_letters_listed_and_replayed_by_cli_and_api(make_world: Callable[..., World], tmp_path: Path) -> None:
+    """An endpoint answering 500 uses up its attempts: the events become dead letters, shown by
+    `smsbot webhooks list` and GET /v1/webhooks/dead-letters; replayed by `smsbot webhooks retry`
+    and the API's replay once the receiver works, they arrive."""
+    failing = {"on": True}
+    receiver = Receiver(lambda _r: 500 if failing["on"] else 204)
+    w = make_world(**{"webhooks": [endpoint(receiver.url, ["order.reminded"], max_attempts=2)]})
+    api = start_api(w.settings)
+    try:
+        _order_events(w, 2, "DEAD")
+        jobs = w.bot.webhooks.jobs
+        assert wait_until(lambda: jobs.counts("crm") == (0, 2), 20)
+        cfg = write_config(w, tmp_path)
+        listed = cli(cfg, "webhooks", "list")
+        assert listed.returncode == 0, listed.stderr
+        assert "endpoint crm\tevents order.reminded\twaiting 0\tdead letters 2" in listed.stdout
+        assert listed.stdout.count("order.reminded\t2 attempts\tHTTP 500: ok") == 2, listed.stdout
+        letters = [json.loads(line) for line in cli(cfg, "webhooks", "list", "--json").stdout.splitlines()]
+        assert len(letters) == 2 and all(d["event"]["type"] == "order.reminded" for d in letters)
+        status, _, out = api.call("GET", "/v1/webhooks/dead-letters")
+        assert status == 200 and sorted(d["id"] for d in out["dead_letters"]) == sorted(d["id"] for d in letters)
+        status, _, out = api.call("GET", "/v1/webhooks")
+        assert out["endpoints"] == [{"name": "crm", "url": receiver.url, "events": ["order.reminded"], "waiting": 0, "dead_letters": 2}]
+        # bad requests: one line / a 422 naming the field, nothing replayed
+        assert cli(cfg, "webhooks", "retry").returncode == 2
+        nope = cli(cfg, "webhooks", "retry", "a0-1-0")
+        assert nope.returncode == 1 and "no dead letter a0-1-0" in nope.stderr
+        assert api.call("POST", "/v1/webhooks/dead-letters/replay", {})[0] == 422
+        status, _, bad = api.call("POST", "/v1/webhooks/dead-letters/replay", {"all": True, "endpoint": "erp"})
+        assert status == 422 and bad["detail"][0]["loc"] == ["body", "endpoint"]
+        assert api.call("POST", "/v1/webhooks/dead-letters/replay", {"all": True}, token="ro-secret-00001")[0] == 403
+        assert jobs.counts("crm") == (0, 2)
+        failing["on"] = False
+        first, second = letters[0]["id"], letters[1]["id"]
+        again = cli(cfg, "webhooks", "retry", first)
+        assert again.returncode == 0 and again.stdout.startswith("1 dead letter(s) queued again"), again.stdout
+        receiver.wait(lambda rs: any(r.event["id"] == first and r.headers["X-Smsbot-Attempt"] == "1" for r in rs))
+        status, _, out = api.call("POST", "/v1/webhooks/dead-letters/replay", {"ids": [second, "a0-1-0"]})
+        assert status == 200 and out == {"replayed": [{"endpoint": "crm", "id": second}], "missing": ["a0-1-0"]}
+        receiver.wait(lambda rs: any(r.event["id"] == second and r.headers["X-Smsbot-Attempt"] == "1" for r in rs))
+        assert wait_until(lambda: jobs.counts("crm") == (0, 0), 5)
+        assert "no dead letters" in cli(cfg, "webhooks", "list").stdout
+    finally:
+        api.stop()
+        receiver.close()
+
+
+def test_slow_receiver_does_not_slow_the_sms_path(make_world: Callable[..., World], receiver: Receiver) -> None:
+    """The receiver holds every request unanswered; meanwhile each MO is answered at once (the
+    webhook senders wait on their own threads and connections)."""
+    w = make_world(**{"webhooks": [endpoint(receiver.url, ["*"], timeout_seconds=20, concurrency=1)],
+                      "smsc.registered_delivery": 1})
+    receiver.release.clear()
+    w.subscribe(MSISDN, "VIDEO", "MUSIC", "NEWS")
+    phone = w.handset(MSISDN)
+    assert "视频会员包月" in phone.ask("0000")
+    receiver.wait(lambda rs: len(rs) >= 1)  # a receipt's POST is now held by the receiver
+    slowest = 0.0
+    for text in ("0000", "CXZD", "0000", "帮助", "0000"):
+        started = time.monotonic()
+        assert phone.ask(text)
+        slowest = max(slowest, time.monotonic() - started)
+    assert len(receiver.requests) == 1, "the one sender is still held by the receiver"
+    assert slowest < 2.0, f"an MO waited {slowest:.2f} s for its reply while the webhook receiver hung"
+    assert w.bot.webhooks.jobs.counts("crm")[0] >= 5, "the receipts wait as jobs"
+    receiver.release.set()
+    receiver.wait(lambda rs: len({r.event["id"] for r in rs}) >= 6)

@@ -192,3 +192,21 @@ class Jobs:
         pipe.hlen(self.keys.webhook_dead(endpoint))
         backlog, dead = pipe.execute()
         return int(backlog), int(dead)
+
+
+# -- the dead letters of several endpoints (`smsbot webhooks list|retry`, the HTTP API) --------------
+def list_dead(jobs: Jobs, endpoints: list[str], limit: int) -> list[DeadLetter]:
+    """The dead letters of `endpoints`, the most recent first, at most `limit`."""
+    found = [d for name in endpoints for d in jobs.dead_letters(name)]
+    found.sort(key=lambda x: (x.dead_at, x.id), reverse=True)
+    return found[:limit]
+
+
+def replay_dead(jobs: Jobs, endpoints: list[str], ids: list[str] | None, now_ms: int) -> tuple[list[tuple[str, str]], list[str]]:
+    """Dead letters of `endpoints` back to fresh jobs (`ids` None: all of them): ((endpoint, id)
+    replayed, ids found in none of them)."""
+    done: list[tuple[str, str]] = []
+    for name in endpoints:
+        done += [(name, i) for i in jobs.replay(name, ids, now_ms)]
+    replayed = {i for _n, i in done}
+    return done, [i for i in (ids or []) if i not in replayed]

@@ -94,6 +94,8 @@ class EndpointSender:
         try:
             resp = self.http.request("POST", self.endpoint.url, body=job.body, headers=self.headers(job, event_type),
                                      redirect=False, preload_content=False)
+        except urllib3.exceptions.NewConnectionError as e:  # refused, unreachable (a ConnectTimeoutError subclass)
+            return Outcome(False, "connection", _reason(e), time.monotonic() - started)
         except urllib3.exceptions.TimeoutError as e:
             return Outcome(False, "timeout", f"no answer within {self.endpoint.timeout_seconds:g} s ({type(e).__name__})",
                            time.monotonic() - started)
@@ -125,9 +127,9 @@ class EndpointSender:
             now = self.clock()
             next_ms = int((now + self.backoff.delay(job.attempt, self.rand)) * 1000)
             result = self.jobs.fail(ep.name, job, next_ms, ep.max_attempts, out.detail, int(now * 1000))
-            self.failing.hit(endpoint=ep.name, event=job.id, attempt=job.attempt, reason=out.reason, error=out.detail)
+            self.failing.hit(endpoint=ep.name, event_id=job.id, attempt=job.attempt, reason=out.reason, error=out.detail)
             if result == "dead":
-                _log.warning("webhook_dead_letter", endpoint=ep.name, event=job.id, attempts=job.attempt, error=out.detail)
+                _log.warning("webhook_dead_letter", endpoint=ep.name, event_id=job.id, attempts=job.attempt, error=out.detail)
         self.on_attempt(ep.name, out, result)
         return result
 
