@@ -53,10 +53,13 @@ class Receiver:
                     outer.cond.notify_all()
                 outer.release.wait(30)
                 code = outer.status(req)
-                self.send_response(code)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
+                try:
+                    self.send_response(code)
+                    self.send_header("Content-Length", "2")
+                    self.end_headers()
+                    self.wfile.write(b"ok")
+                except OSError:  # the sender gave up (its timeout) or died: nobody reads the answer
+                    self.close_connection = True
 
             def log_message(self, *args: Any) -> None:
                 pass
