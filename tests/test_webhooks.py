@@ -192,3 +192,14 @@ def test_secret_from_the_environment(tmp_path: Path) -> None:
     assert "from-the-environment" not in repr(s.webhooks[0])
     short = _check(tmp_path, [hook], {"CRM_HOOK_SECRET": "short"})
     assert short.returncode == 2 and "must be 16 characters or more" in short.stderr
+
+
+def test_a_reload_keeps_the_running_webhooks(make_settings) -> None:
+    """SIGHUP: `webhooks` changes need a restart; the running endpoints stay (README: Webhooks)."""
+    from smsbot.daemon import plan_reload
+
+    old = make_settings(webhooks=[endpoint("http://127.0.0.1:9/a", ["*"])])
+    new = make_settings(webhooks=[endpoint("http://127.0.0.1:9/b", ["ticket.opened"])])
+    plan = plan_reload(old, new)
+    assert "webhooks" in plan.restart or any(k.startswith("webhooks") for k in plan.restart), plan.restart
+    assert plan.settings.webhooks == old.webhooks
