@@ -1,5 +1,6 @@
 """Assemble one bot instance from settings: store, router, dispatcher, outbox sender, transport,
-event consumers, metrics; and reload what can change without dropping the bind.
+event consumers, webhooks (`smsbot.webhooks`), metrics; and reload what can change without
+dropping the bind.
 
 `Bot.run()` serves in the calling thread until `request_stop()`; `Bot.start()` runs it in a
 background thread (tests, the demo). Signal handling is the caller's (`smsbot.daemon`): signals

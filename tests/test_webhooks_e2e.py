@@ -234,3 +234,18 @@ def test_slow_receiver_does_not_slow_the_sms_path(make_world: Callable[..., Worl
     assert w.bot.webhooks.jobs.counts("crm")[0] >= 5, "the receipts wait as jobs"
     receiver.release.set()
     receiver.wait(lambda rs: len({r.event["id"] for r in rs}) >= 6)
+
+
+def test_two_instances_share_the_events(make_world: Callable[..., World], receiver: Receiver) -> None:
+    """Two bots on one Redis: each event is collected by one of them (the consumer group) and
+    delivered once."""
+    w = make_world(**{"webhooks": [endpoint(receiver.url, ["order.reminded"])]})
+    second = w.start_bot()
+    orders = _order_events(w, 30, "TWO")
+    got = receiver.wait(lambda rs: len(rs) >= 30)
+    assert sorted(r.event["data"]["order_id"] for r in got) == sorted(orders)
+    collected = [b.metrics.registry.get_sample_value("smsbot_webhook_events_total", {"type": "order.reminded"}) or 0
+                 for b in (w.bot, second)]
+    assert sum(collected) == 30, collected
+    assert wait_until(lambda: w.bot.webhooks.jobs.counts("crm") == (0, 0), 5)
+    assert len(receiver.requests) == 30, "none twice"
