@@ -1,5 +1,6 @@
 """Assemble one bot instance from settings: store, router, dispatcher, outbox sender, transport,
-event consumers, metrics; and reload what can change without dropping the bind.
+event consumers, webhooks (`smsbot.webhooks`), metrics; and reload what can change without
+dropping the bind.
 
 `Bot.run()` serves in the calling thread until `request_stop()`; `Bot.start()` runs it in a
 background thread (tests, the demo). Signal handling is the caller's (`smsbot.daemon`): signals
@@ -32,8 +33,9 @@ from smsbot.outbox import OutboxSender, OutgoingMt
 from smsbot.pipeline import Pipeline
 from smsbot.session import SequenceGenerator
 from smsbot.router import Router
-from smsbot.store import Store
+from smsbot.store import KeyWrite, Store
 from smsbot.transport import Transport
+from smsbot.webhooks import events as wh_events
 
 _log = log.get("smsbot.mo")
 _life = log.get("smsbot.bot")
@@ -70,7 +72,7 @@ class Bot:
         self.dispatcher = Dispatcher(self.live, self.store, clock=clock)
         self.sender = OutboxSender(
             self.live, self.sequences, self.store.keys, on_sent=self._on_sent,
-            on_failed=lambda mt, status: self.metrics.mt_failed.labels(hex(status)).inc(),
+            on_failed=self._on_failed,
             on_retry=lambda reason: self.metrics.mt_retried.labels(reason).inc(),
         )
         self.delivery = Delivery(self.live, self.store, self.sender, self.instance,
@@ -86,6 +88,8 @@ class Bot:
         self.mo_count = 0
         self._consumer_stop = threading.Event()
         self.consumers = self._event_consumers()
+        self._notice_events = settings.webhooks_want(wh_events.NOTICE_REJECTED)  # `webhooks` changes need a restart
+        self.webhooks = self._webhooks()
         self.metrics_server: MetricsServer | None = None
         self.status_sampler: status_charts.Sampler | None = None  # the /status charts' (with metrics.port)
         self._log_mo = logging.getLogger("smsbot.mo").isEnabledFor(logging.INFO)
@@ -113,6 +117,21 @@ class Bot:
                     out.append(EventConsumer(self.store.redis, source, self.instance, self._consumer_stop))
         return out
 
+    # -- webhooks (smsbot.webhooks) ---------------------------------------------------------------------
+    def _webhooks(self) -> Any:
+        if not self.settings.webhooks:
+            return None
+        from smsbot.webhooks.service import WebhookService
+
+        return WebhookService(self.settings, self.metrics, self.instance, ticket=self._ticket_record)
+
+    def _ticket_record(self, store: Store, ticket_id: str) -> dict[str, Any] | None:
+        """A complaint ticket's text and answer for the ticket events (commands/complaints owns tickets)."""
+        from commands.complaints import tickets
+
+        t = tickets.get(self.settings, store, ticket_id)
+        return None if t is None else {"text": t.text, "short_code": t.short_code, "answer": t.answer, "by": t.by}
+
     def _stop_consumers(self) -> None:
         self._consumer_stop.set()
         for consumer in self.consumers:
@@ -139,6 +158,12 @@ class Bot:
                     command=oc.command, outcome=oc.outcome, status=int(oc.status), latency_ms=latency_ms,
                     **({"copies": oc.copies} if oc.copies else {}),
                 )
+
+    def _on_failed(self, mt: OutgoingMt, status: int) -> None:
+        self.metrics.mt_failed.labels(hex(status)).inc()
+        if self._notice_events and wh_events.is_notice(mt.correlation):  # goes out with the MT's REJECTED record
+            self.sender.add_write(KeyWrite(self.store.keys.webhook_inbound(), wh_events.rejected_notice_fields(
+                mt.entry_id, mt.to, mt.short_code, mt.tpl, status, mt.correlation, int(time.time() * 1000)), 0, stream=True))
 
     def _on_sent(self, mt: OutgoingMt) -> None:
         self.metrics.mt_hot.add((mt.tpl,))
@@ -192,6 +217,8 @@ class Bot:
         enabled = {c.name: c for sc in self.settings.short_codes for c in self.router.commands_for(sc.code)}
         for cmd in enabled.values():  # the commands' own gauges (e.g. overdue complaint tickets)
             cmd.refresh_metrics(self.metrics, self.store, self.settings)
+        if self.webhooks is not None:
+            self.webhooks.refresh_metrics()
 
     def status_reading(self) -> status_charts.Reading:
         """The counters the /status charts sample (`smsbot.status_charts`), once a second."""
@@ -255,6 +282,8 @@ class Bot:
             _life.info("api_listening", host=self.settings.api.host, port=self.settings.api.port)
         for consumer in self.consumers:
             consumer.start()
+        if self.webhooks is not None:
+            self.webhooks.start()
         # bundled Redis: restart it when it dies (smsbot.redis_supervisor); None with redis.url set
         from smsbot import redis_supervisor
 
@@ -273,6 +302,8 @@ class Bot:
         self._stop_consumers()
         if self.status_sampler is not None:
             self.status_sampler.stop()
+        if self.webhooks is not None:
+            self.webhooks.stop()
         if self.metrics_server is not None:
             self.metrics_server.stop()
         if getattr(self, "api_server", None) is not None:

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import (AliasChoices, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator,
+                      model_validator)
 
 from smsbot.codec import segment_text
 from smsbot.periods import zone
@@ -262,6 +263,77 @@ class ApiSettings(_Frozen):
         return v
 
 
+class WebhookEndpoint(_Frozen):
+    """One receiver of webhooks (smsbot.webhooks): where, which events, its signing secret, retries."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$", description="names it in logs, metrics, the CLI and the API")
+    url: str = Field(description="http(s) URL the events are POSTed to")
+    events: list[str] = Field(min_length=1, description="event types it wants, or [\"*\"] for all")
+    secret: str | None = Field(None, repr=False, min_length=16, description="HMAC-SHA256 signing secret (never logged)")
+    secret_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                                   description="or: the environment variable holding the secret")
+    timeout_seconds: float = Field(5.0, gt=0, le=60, description="a delivery not answered in this long failed")
+    concurrency: int = Field(2, ge=1, le=32, description="deliveries in flight at once per bot instance (threads, connections)")
+    max_attempts: int = Field(15, ge=1, le=1000, description="attempts before the event goes to the dead letters")
+    backoff_initial_seconds: float = Field(1.0, gt=0, description="longest wait after the first failure, doubled after each")
+    backoff_max_seconds: float = Field(600.0, gt=0, description="longest wait between two attempts")
+    _env_secret: str = PrivateAttr("")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(v)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{v!r} is not an http:// or https:// URL with a host")
+        try:
+            parts.port
+        except ValueError:
+            raise ValueError(f"{v!r} has a bad port") from None
+        return v
+
+    @field_validator("events")
+    @classmethod
+    def _events(cls, v: list[str]) -> list[str]:
+        from smsbot.webhooks.events import ALL, EVENT_TYPES
+
+        for e in v:
+            if e != ALL and e not in EVENT_TYPES:
+                raise ValueError(f"unknown event {e!r}{_did_you_mean(e, EVENT_TYPES)} (known: {', '.join(EVENT_TYPES)}, or \"*\")")
+        if len(set(v)) != len(v):
+            raise ValueError("an event is listed twice")
+        return v
+
+    @field_validator("secret_env")
+    @classmethod
+    def _env_set(cls, v: str | None, info: ValidationInfo) -> str | None:
+        environ = (info.context or {}).get("environ", os.environ)
+        if v is not None and not environ.get(v):
+            raise ValueError(f"environment variable {v} is not set (this endpoint's signing secret); set it or give `secret`")
+        return v
+
+    @model_validator(mode="after")
+    def _one_secret(self, info: ValidationInfo) -> WebhookEndpoint:
+        if (self.secret is None) == (self.secret_env is None):
+            raise ValueError("give exactly one of secret (16 characters or more) and secret_env (the variable holding it)")
+        if self.backoff_max_seconds < self.backoff_initial_seconds:
+            raise ValueError("backoff_max_seconds must be >= backoff_initial_seconds")
+        if self.secret_env is not None:
+            environ = (info.context or {}).get("environ", os.environ)
+            secret = environ.get(self.secret_env, "")
+            if len(secret) < 16:
+                raise ValueError(f"the secret in {self.secret_env} must be 16 characters or more")
+            self._env_secret = secret
+        return self
+
+    def signing_secret(self) -> str:
+        return self.secret if self.secret is not None else self._env_secret
+
+    def wants(self, event_type: str) -> bool:
+        return "*" in self.events or event_type in self.events
+
+
 class DataPlan(_Frozen):
     """A data plan: monthly quota, alert thresholds (remaining MB; None = usage.default_thresholds_mb)
     and the out-of-plan rate. 1 MB = 1024 * 1024 bytes."""
@@ -416,6 +488,7 @@ class Settings(_Frozen):
     billing: BillingSettings = BillingSettings()
     usage: UsageSettings = UsageSettings()
     subscribers: SubscribersSettings = SubscribersSettings()
+    webhooks: list[WebhookEndpoint] = Field(default_factory=list, description="receivers of webhook events (smsbot.webhooks)")
     templates: dict[str, dict[str, str]] = Field(default_factory=dict, description="per-language template overrides")
     commands: dict[str, dict[str, Any] | None] = Field(
         default_factory=dict, description="per-command settings, commands.<name>.<key>: plain data here, validated by "
@@ -439,6 +512,19 @@ class Settings(_Frozen):
         if len(set(codes)) != len(codes):
             raise ValueError("duplicate short code")
         return v
+
+    @field_validator("webhooks")
+    @classmethod
+    def _unique_webhooks(cls, v: list[WebhookEndpoint]) -> list[WebhookEndpoint]:
+        names = [w.name for w in v]
+        for n in names:
+            if names.count(n) > 1:
+                raise ValueError(f"webhook name {n!r} used twice")
+        return v
+
+    def webhooks_want(self, event_type: str) -> bool:
+        """Does any webhook endpoint want events of `event_type` (smsbot.webhooks.events)?"""
+        return any(w.wants(event_type) for w in self.webhooks)
 
     @cached_property
     def service_index(self) -> dict[str, Service]:
@@ -647,7 +733,7 @@ def load(path: str | os.PathLike[str] | None = None, environ: dict[str, str] | N
     for line in unknown:
         warn(f"smsbot: warning: environment variable {line.split(';')[0]} matches no setting (ignored){''.join(line.partition(';')[1:])}")
     try:
-        return from_dict(raw, source=str(cfg_path))
+        return from_dict(raw, source=str(cfg_path), environ=environ)
     except ConfigError as e:
         lines = _yaml_lines(cfg_path.read_text(encoding="utf-8"))
         where = {key: _locate(key, lines, from_env, str(cfg_path)) for key, _ in e.errors}
@@ -672,7 +758,8 @@ def notes(settings: Settings) -> list[tuple[str, str]]:
     return list(settings._notes)
 
 
-def from_dict(raw: dict[str, Any], source: str = "") -> Settings:
+def from_dict(raw: dict[str, Any], source: str = "", environ: dict[str, str] | None = None) -> Settings:
+    """Validate `raw`; `environ` (default: the process's) holds what ``secret_env`` settings name."""
     import copy
 
     raw = copy.deepcopy(raw)
@@ -680,7 +767,7 @@ def from_dict(raw: dict[str, Any], source: str = "") -> Settings:
     for ext in _extensions:
         found += ext.migrate(raw)
     try:
-        settings = Settings.model_validate(raw)
+        settings = Settings.model_validate(raw, context={"environ": os.environ if environ is None else environ})
     except ValidationError as e:
         errors = []
         for err in e.errors():

@@ -40,6 +40,12 @@ Layout (prefix ``smsbot``; ``{7}`` is the shard tag):
 ``smsbot:heartbeat:<instance>``     string  instance liveness for status pages: JSON {at, consumer, bound, binds, backlog} (SET PX)
 ``smsbot:{7}:lease:<consumer>``     string  a sender's lease in this shard: while it exists, the replies marked
                                             ``own`` = consumer are that sender's alone (`smsbot.delivery`)
+``smsbot:{webhooks}:in``            stream  webhook events written on the SMS path (receipts, rejected notices),
+                                            read with the audit streams by consumer group ``webhooks``
+``smsbot:{webhooks}:jobs:<ep>``     hash    event id -> the JSON body to POST to webhook endpoint <ep>
+``smsbot:{webhooks}:due:<ep>``      zset    event id -> when its next attempt is due (ms; held: lease end)
+``smsbot:{webhooks}:tries:<ep>``    hash    event id -> attempts made
+``smsbot:{webhooks}:dead:<ep>``     hash    event id -> JSON dead letter {id, type, attempts, error, dead_at, body}
 =================================  ======  ==================================================
 """
 
@@ -55,6 +61,7 @@ KEY_CACHE_SIZE = 4096  # key names of recently active subscribers; bounded so me
 USAGE_EVENTS_GROUP = "usage"
 ORDER_EVENTS_GROUP = "orders"
 USE_EVENTS_GROUP = "uses"
+WEBHOOKS_GROUP = "webhooks"  # the webhook collector's group on the audit streams and the webhook inbound stream
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 
 
@@ -190,3 +197,19 @@ class Keys:
 
     def subs_pattern(self) -> str:
         return f"{self.prefix}:*:subs:*"
+
+    # -- webhooks (smsbot.webhooks): one hash tag, so each of their scripts stays in one slot ------------
+    def webhook_inbound(self) -> str:
+        return f"{self.prefix}:{{webhooks}}:in"
+
+    def webhook_jobs(self, endpoint: str) -> str:
+        return f"{self.prefix}:{{webhooks}}:jobs:{endpoint}"
+
+    def webhook_due(self, endpoint: str) -> str:
+        return f"{self.prefix}:{{webhooks}}:due:{endpoint}"
+
+    def webhook_tries(self, endpoint: str) -> str:
+        return f"{self.prefix}:{{webhooks}}:tries:{endpoint}"
+
+    def webhook_dead(self, endpoint: str) -> str:
+        return f"{self.prefix}:{{webhooks}}:dead:{endpoint}"

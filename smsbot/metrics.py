@@ -126,6 +126,20 @@ class Metrics:
         self.reply_copies = Counter("smsbot_reply_copies_total",
                                     "replies sent again to a suspected redelivery (the first had gone out)", registry=r)
         self.events = Counter("smsbot_events_total", "stream events applied", ["stream"], registry=r)
+        # webhooks (smsbot.webhooks): events collected by this instance, its attempts, and what waits in Redis
+        self.webhook_events = Counter("smsbot_webhook_events_total", "webhook events collected from the source streams", ["type"], registry=r)
+        self.webhook_deliveries = Counter(
+            "smsbot_webhook_deliveries_total",
+            "webhook attempts by endpoint and result: delivered, retry (failed, tried again later), dead (failed the last "
+            "attempt: dead-lettered), gone (failed, but delivered meanwhile by another sender)", ["endpoint", "result"], registry=r)
+        self.webhook_failures = Counter("smsbot_webhook_failures_total", "failed webhook attempts by endpoint and reason "
+                                        "(timeout, connection, http_3xx, http_4xx, http_5xx)", ["endpoint", "reason"], registry=r)
+        self.webhook_seconds = Histogram("smsbot_webhook_seconds", "time of one webhook attempt", ["endpoint"],
+                                         buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0), registry=r)
+        self.webhook_backlog = Gauge("smsbot_webhook_backlog", "webhook events not yet delivered, waiting or in flight (all instances)",
+                                     ["endpoint"], registry=r)
+        self.webhook_dead_letters = Gauge("smsbot_webhook_dead_letters", "webhook events that failed every attempt (all instances)",
+                                          ["endpoint"], registry=r)
         self.mo_hot = HotCounter(self.mo)  # the transport thread counts MOs and MTs through these
         self.mt_hot = HotCounter(self.mt)
         self.reply_latency = HotHistogram(  # observed on the transport thread (`Bot._on_sent`)

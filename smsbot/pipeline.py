@@ -40,6 +40,7 @@ from smsbot.messages import Inbound, Receipt, Status
 from smsbot.outbox import OutboxSender
 from smsbot.session import Link
 from smsbot.store import KeyWrite, Store
+from smsbot.webhooks.events import RECEIPT, receipt_command as receipt_event
 
 _log = log.get("smsbot.pipeline")
 MAX_IN_FLIGHT = 2  # Redis round trips of MO batches in flight at once (each on its own connection)
@@ -91,6 +92,7 @@ class Pipeline:
         self.sessions = sessions
         self.report_batch = on_batch
         self.report_receipt = on_receipt
+        self.receipt_events = live.settings.webhooks_want(RECEIPT)  # `webhooks` changes need a restart
         self.deferred: list[Mo] = []
         self.receipts: list[ReceiptIn] = []
         self.pending: list[_Pending] = []  # oldest first
@@ -242,7 +244,9 @@ class Pipeline:
         """What a round trip carries after the scripts and records: the receipts."""
         ttl = self.live.settings.dispatch.mt_record_seconds
         at = int(time.time() * 1000)
-        return [self.store.receipt_command(r, link.name, at, ttl) for r, _s, link, _d in receipts]
+        return [*(self.store.receipt_command(r, link.name, at, ttl) for r, _s, link, _d in receipts),
+                *(receipt_event(self.store.keys, r.message_id, r.state, r.error, link.name, at)  # for webhooks (smsbot.webhooks)
+                  for r, _s, link, _d in receipts if self.receipt_events)]
 
     # -- answers ----------------------------------------------------------------------------------------
     def poll(self, readable: list) -> bool:

@@ -447,12 +447,14 @@ class Store:
 
 @dataclass(slots=True)
 class KeyWrite:
-    """SET key <JSON fields> EX ttl, or with `push` RPUSH it to a list (+ EXPIRE): MT records."""
+    """SET key <JSON fields> EX ttl, or with `push` RPUSH it to a list (+ EXPIRE): MT records; with
+    `stream` XADD the fields to a stream (`ttl` unused): a webhook event (`smsbot.webhooks.events`)."""
 
     key: str
     fields: dict[str, str]
     ttl: int
     push: bool = False
+    stream: bool = False
 
 
 class Roundtrip:
@@ -693,7 +695,9 @@ def _connect(settings: Settings, socket_timeout: float) -> tuple[Any, str]:
 def _write_commands(writes: Sequence[KeyWrite]) -> list[tuple[Any, ...]]:
     cmds: list[tuple[Any, ...]] = []
     for w in writes:
-        if w.push:
+        if w.stream:
+            cmds.append(("XADD", w.key, "*", *(x for kv in w.fields.items() for x in kv)))
+        elif w.push:
             cmds.append(("RPUSH", w.key, _DUMPS(w.fields)))
             cmds.append(("EXPIRE", w.key, w.ttl))
         else:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import REPO
-from .running_bot import PENDING_METRICS, exported_names, load_dashboard_module, metric_names, running_bot, sampled_names
+from .running_bot import exported_names, load_dashboard_module, metric_names, running_bot, sampled_names
 
 pytest.importorskip("grafana_foundation_sdk", reason="grafana-foundation-sdk is in the test extra: pip install -e '.[test]'")
 
@@ -48,9 +48,7 @@ def test_every_metric_the_dashboard_queries_is_exported_by_a_running_bot(redis_s
     with running_bot(redis_server.url, tmp_path) as bot:
         text = bot.metrics_text()
     exported, sampled = exported_names(text), sampled_names(text)
-    missing = sorted(named - exported - set(PENDING_METRICS))
+    missing = sorted(named - exported)
     assert not missing, f"the dashboard queries metrics no bot exports: {missing}"
-    assert not named & set(PENDING_METRICS) & exported, \
-        f"a bot exports {sorted(named & set(PENDING_METRICS) & exported)} now: remove it from PENDING_METRICS"
     # after the traffic every one has a sample, not just a declaration (an empty panel is a broken panel)
-    assert not sorted((named - set(PENDING_METRICS)) - sampled)
+    assert not sorted(named - sampled)

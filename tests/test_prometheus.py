@@ -22,7 +22,7 @@ import yaml
 from smsbot.app import wait_until
 
 from .conftest import REPO
-from .running_bot import (PENDING_METRICS, exported_names, free_port, http_get, load_dashboard_module, metric_names,
+from .running_bot import (exported_names, free_port, http_get, load_dashboard_module, metric_names,
                           running_bot, substitute_grafana_variables)
 
 RULES = REPO / "contrib/prometheus/smsbot-rules.yml"
@@ -122,7 +122,7 @@ def test_a_real_prometheus_scrapes_a_running_bot_and_evaluates_the_rules_and_the
     with running_bot(redis_server.url, tmp_path) as bot:
         exported = exported_names(bot.metrics_text())
         named = set().union(*(metric_names(e) for e in rule_exprs().values())) - {"up"}  # up: Prometheus's own
-        assert not sorted(named - exported - set(PENDING_METRICS)), "the rules name metrics no bot exports"
+        assert not sorted(named - exported), "the rules name metrics no bot exports"
 
         prom = prometheus_for(f"127.0.0.1:{bot.metrics_port}")
         up = lambda: prom.query('up{job="smsbot"}')  # noqa: E731
@@ -143,7 +143,4 @@ def test_a_real_prometheus_scrapes_a_running_bot_and_evaluates_the_rules_and_the
         board = load_dashboard_module()
         for expr in board.queries():
             concrete = substitute_grafana_variables(expr)
-            if metric_names(expr) & set(PENDING_METRICS):
-                assert prom.query(concrete) == [], concrete  # valid, and empty until a bot exports it
-                continue
             assert wait_until(lambda: prom.query(concrete), 20), f"no data for {concrete}"

@@ -332,3 +332,30 @@ def test_redis_mode_settings_validate_and_come_from_the_environment():
         with pytest.raises(config.ConfigError) as e:
             config.load(REPO / "config.yaml", environ=env)
         assert [k for k, _m in e.value.errors] == [key], (env, e.value.errors)
+
+
+def test_webhooks_on_cluster(cluster: list[int], tmp_path: Path):
+    """Webhooks on a cluster: the collector reads every shard's audit stream on its node, receipts
+    are written in the SMS path's round trip, the jobs' scripts run in the one {webhooks} slot."""
+    from .test_webhooks_e2e import endpoint
+    from .webhook_receiver import Receiver
+
+    receiver = Receiver()
+    w = _world(tmp_path, f"redis://127.0.0.1:{cluster[0]}", **{"redis.mode": "cluster", "smsc.registered_delivery": 1,
+                                                               "webhooks": [endpoint(receiver.url, ["*"])]})
+    try:
+        numbers = [f"1380014{i:04d}" for i in range(6)]
+        assert len({w.bot.store.keys.shard(n) for n in numbers}) >= 4
+        for n in numbers:
+            w.subscribe(n, "VIDEO", "MUSIC")
+        for n in numbers:
+            phone = w.handset(n)
+            assert "1. 视频会员包月" in phone.ask("0000")
+            assert "您已成功退订彩铃音乐包" in phone.ask("2")
+        got = receiver.wait(lambda rs: {r.event["data"].get("msisdn") for r in rs if r.event["type"] == "subscription.cancelled"}
+                            >= set(numbers) and sum(r.event["type"] == "mt.receipt" for r in rs) >= 12)
+        assert all(r.event["data"]["matched"] for r in got if r.event["type"] == "mt.receipt")
+        assert wait_until(lambda: w.bot.webhooks.jobs.counts("crm") == (0, 0), 10)
+    finally:
+        w.stop()
+        receiver.close()

@@ -1,7 +1,7 @@
 """The FastAPI app (`create_app`) and its server (`serve`, `start_in_thread`).
 
 `create_app(settings)` connects to the bot's Redis (the same `build_store` as every command) and
-mounts `smsbot.api.routes`. Cross-cutting rules live here: bodies over ``api.max_body_bytes`` get
+mounts `smsbot.api.routes` and `smsbot.api.webhooks`. Cross-cutting rules live here: bodies over ``api.max_body_bytes`` get
 413 before they are read whole; a Redis that does not answer gets 503 with ``Retry-After`` (every
 write is one atomic step, so nothing is half-written); every 4xx/5xx body is ``{"detail": ...}``;
 every request is counted and timed by route template (`smsbot.metrics.ApiMetrics`): in the bot's
@@ -133,6 +133,7 @@ def create_app(settings: Settings, store: Any = None, metrics: Any = None) -> Fa
     import commands
     from smsbot.api.auth import Auth
     from smsbot.api.routes import build_router
+    from smsbot.api.webhooks import build_router as webhooks_router
     from smsbot.app import build_store
     from smsbot.router import Router
 
@@ -155,6 +156,7 @@ def create_app(settings: Settings, store: Any = None, metrics: Any = None) -> Fa
                             status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
 
     app.include_router(build_router(ctx))
+    app.include_router(webhooks_router(ctx))  # dead letters of the webhooks (smsbot.api.webhooks)
     for cmd in ctx.router.commands.values():  # endpoints a command package brings (complaints: /v1/tickets)
         extra = cmd.api_routes(ctx)
         if extra is not None:
