@@ -162,7 +162,7 @@ def test_receiver_outage_loses_nothing(make_world: Callable[..., World], receive
     assert sorted(r.event["data"]["order_id"] for r in got) == sorted(orders), "every event once, none lost"
     assert all(int(r.headers["X-Smsbot-Attempt"]) >= 2 for r in got)
     assert wait_until(lambda: jobs.counts("crm") == (0, 0), 5)
-    w.bot._refresh_gauges()
+    w.bot.refresh_gauges()
     assert _sample(w, "smsbot_webhook_backlog", endpoint="crm") == 0
     assert _sample(w, "smsbot_webhook_deliveries_total", endpoint="crm", result="delivered") == 20
 
