@@ -20,7 +20,6 @@ changed in one atomic step each, and every change is audited.
 
 from __future__ import annotations
 
-import time
 from datetime import datetime
 from typing import Any
 
@@ -31,12 +30,11 @@ from smsbot.periods import zone
 from smsbot.command import Command, Intent, Renderer, RenderContext
 from smsbot.text import after_keyword
 
+from commands.complaints import tickets
+from commands.complaints.contract import KEYS_OPEN, KEYS_QUERY, OPEN, QUERY, id_width
+
 OPEN_KEYWORDS = ("TS", "投诉")
 QUERY_KEYWORD = "TSCX"
-KEYS_OPEN = ("tickets", "@ticket_records", "@ticket_all", "@ticket_due", "@ticket_seq", "ledger")
-KEYS_QUERY = ("tickets", "@ticket_records", "@ticket_due")
-KEYS_RESOLVE = ("tickets", "@ticket_records", "@ticket_due")
-OPEN, QUERY, RESOLVE = "complaints.open", "complaints.query", "complaints.resolve"
 _FIRST = frozenset(kw[0] for kw in (*OPEN_KEYWORDS, QUERY_KEYWORD))
 
 
@@ -56,11 +54,6 @@ class ComplaintsSettings(BaseModel):
     def _zone(cls, v: str) -> str:
         zone(v)  # raises ValueError naming the zone
         return v
-
-
-def id_width(settings: Settings) -> int:
-    """Digits of the shard at the end of a ticket number."""
-    return len(str(max(settings.redis.shards - 1, 0)))
 
 
 class ComplaintsCommand(Command):
@@ -87,7 +80,7 @@ class ComplaintsCommand(Command):
             if kw == "TS" and nxt.isascii() and nxt.isalnum():
                 return None  # TSB..., TS1...: a word that merely begins with TS
             text = after_keyword(raw, kw)
-            return Intent(OPEN, self.name, open_args(self.options(settings), settings, text or "", int(time.time() * 1000)),
+            return Intent(OPEN, self.name, open_args(self.options(settings), settings, text or "", now_ms),
                           keys=KEYS_OPEN)
         return None
 
@@ -99,12 +92,10 @@ class ComplaintsCommand(Command):
         }
 
     def refresh_metrics(self, metrics: Any, store: Any, settings: Settings) -> None:
-        from commands.complaints import tickets
-
         metrics.tickets_overdue.set(tickets.overdue_count(store))
 
     def api_routes(self, ctx: Any) -> Any:
-        from commands.complaints import api
+        from commands.complaints import api  # FastAPI is loaded by the API process only, not by every bot
 
         return api.build_router(ctx)
 

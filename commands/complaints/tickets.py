@@ -17,7 +17,7 @@ from typing import Any
 from smsbot.config import Settings
 from smsbot.store import Store
 
-from commands.complaints import KEYS_RESOLVE, RESOLVE, id_width
+from commands.complaints.contract import KEYS_RESOLVE, RESOLVE, id_width
 
 
 @dataclass(frozen=True)
