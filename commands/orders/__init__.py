@@ -60,7 +60,7 @@ class OrdersCommand(Command):
 
     def match(self, norm: str, raw: str, settings: Settings, now_ms: int) -> Intent | None:
         if norm in settings.billing.cancel_words:
-            return Intent("orders.cancel", self.name, cancel_args(settings, int(time.time() * 1000)))
+            return Intent("orders.cancel", self.name, cancel_args(settings, now_ms))
         return None
 
     def renderers(self) -> dict[str, Renderer]:
