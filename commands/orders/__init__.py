@@ -22,7 +22,6 @@ the one definition `smsbot billing verify` uses too), placed before ``orders.lua
 from __future__ import annotations
 
 import calendar
-import time
 from dataclasses import dataclass
 from typing import Any
 
