@@ -27,9 +27,9 @@ class SubscriptionRow:
 
 
 def _store(settings: Settings) -> Store:
-    from smsbot.app import build_store
+    from smsbot.connections import open_store
 
-    return build_store(settings)
+    return open_store(settings)
 
 
 def _actor() -> str:

@@ -21,7 +21,7 @@ import redis
 
 import commands
 from smsbot import config as config_mod
-from smsbot import log, queue_lag, status_charts
+from smsbot import connections, log, queue_lag, redis_supervisor, status_charts
 from smsbot.config import Settings
 from smsbot.delivery import Delivery
 from smsbot.dispatch import Dispatcher, MoOutcome
@@ -45,14 +45,6 @@ def instance_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{os.urandom(2).hex()}"
 
 
-def build_store(settings: Settings) -> Store:
-    sources = commands.lua_sources()  # the registry's Lua: the billing steps and every command package's fragment
-    # Redis faults (smsbot.redis_supervisor): a Redis that does not answer is one RedisProblem (one line, exit 2/3)
-    from smsbot import redis_supervisor
-
-    return redis_supervisor.open_store(settings, lambda: Store(settings, sources))
-
-
 class Bot:
     def __init__(self, settings: Settings, *, instance: str | None = None, config_path: str | Path | None = None,
                  clock: Callable[[], float] = time.time):
@@ -64,7 +56,7 @@ class Bot:
         commands.validate(settings)  # the command registry's checks (config.load ran them if it was imported)
         for key, note in config_mod.notes(settings):  # accepted, deprecated (e.g. a command's former name)
             _life.warning("config_deprecated", key=key, note=note)
-        self.store = build_store(settings)
+        self.store = connections.open_store(settings)
         self.store.load_scripts()
         self.store.ensure_groups()
         self.live = Live(settings, Router(settings, commands.all_commands()))
@@ -285,8 +277,6 @@ class Bot:
         if self.webhooks is not None:
             self.webhooks.start()
         # bundled Redis: restart it when it dies (smsbot.redis_supervisor); None with redis.url set
-        from smsbot import redis_supervisor
-
         self.redis_supervisor = redis_supervisor.for_settings(self.settings, self.instance)
         if self.redis_supervisor is not None:
             self.redis_supervisor.start()

@@ -338,10 +338,10 @@ def warn_if_redis_unavailable(settings: Settings) -> None:
     import sys
 
     from smsbot import redis_supervisor
-    from smsbot.app import build_store
+    from smsbot.connections import open_store
 
     try:
-        build_store(settings).close()
+        open_store(settings).close()
     except redis_supervisor.RedisProblem as p:
         print(f"smsbot: warning: {p.line()}; the daemon starts anyway and retries until Redis answers", file=sys.stderr, flush=True)
 

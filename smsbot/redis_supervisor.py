@@ -6,7 +6,7 @@
   `EXIT_REDIS_CONFIG` (2: wrong or missing password, a URL that is not a Redis URL — it will not heal
   by itself) or `EXIT_REDIS_UNREACHABLE` (3: nothing answers, or the bundled server cannot start —
   try again later). `diagnose()` turns any exception met while connecting into one;
-  `open_store()` builds a store and checks it answers (`smsbot.app.build_store` uses it, so every
+  `open_store()` builds a store and checks it answers (`smsbot.connections.open_store` uses it, so every
   command gets this for free).
 * `wait_for()`: ``smsbot run`` keeps trying to start (exponential backoff with jitter, 0.5 s up to
   30 s) until Redis answers or a stop signal arrives, logging the problem once, then at most once a

@@ -1,4 +1,4 @@
-"""Redis access: the connection (bundled server or URL), the MO script, batched round trips.
+"""Redis access over a client `smsbot.connections` built: the MO script, batched round trips, scripts.
 
 This module owns how smsbot talks to Redis; what the keys are called is `smsbot.keys`, what the
 scripts do is in the Lua files. The hot path is `Store.run_batch`: every script call and every
@@ -24,8 +24,7 @@ import redis
 import redis.cluster
 import redis.sentinel
 
-from smsbot import embedded
-from smsbot.config import RedisMode, Settings
+from smsbot.config import Settings
 from smsbot.identity import SenderIdentity
 from smsbot.keys import OUTBOX_GROUP, Keys
 from smsbot.steps import LUA_DIR, MO, RECEIPT, RECORD, MoArgv, MoKeys, ReceiptArgv, ReceiptKeys, RecordArgv, Step
@@ -95,9 +94,11 @@ class ScriptResult:
 
 
 class Store:
-    def __init__(self, settings: Settings, command_lua_files: Iterable[Path | str] = (), *, socket_timeout: float = 5.0):
+    def __init__(self, settings: Settings, client: Any, where: str, command_lua_files: Iterable[Path | str] = ()):
+        """`client`: a blocking redis-py client for `redis.mode` (`smsbot.connections` builds it),
+        `where`: where it points, for people (no password)."""
         self.settings = settings
-        self.redis, self.url = _connect(settings, socket_timeout)
+        self.redis, self.url = client, where
         self.cluster = isinstance(self.redis, redis.cluster.RedisCluster)
         self._refresh_topology = False
         self.keys = Keys(settings.redis.key_prefix, settings.redis.shards)
@@ -668,28 +669,6 @@ def _release_kept(by_pool: dict[int, tuple[redis.ConnectionPool, list[Any]]]) ->
     for pool, idle in by_pool.values():
         while idle:
             pool.release(idle.pop())
-
-
-def _connect(settings: Settings, socket_timeout: float) -> tuple[Any, str]:
-    """The client for `redis.mode`, and a description of where it points (no password)."""
-    r = settings.redis
-    # RESP2 everywhere: `Roundtrip` parses raw replies (a RESP3 connection would return maps for
-    # XREADGROUP and booleans for Lua false); redis-py's cluster client would otherwise speak RESP3
-    opts: dict[str, Any] = {"socket_timeout": socket_timeout, "socket_connect_timeout": socket_timeout,
-                            "decode_responses": False, "protocol": 2}
-    if r.password:
-        opts["password"] = r.password
-    if r.mode is RedisMode.SENTINEL:
-        sentinel = redis.sentinel.Sentinel(
-            r.sentinel_addresses(), socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout,
-        )
-        desc = f"sentinel://{','.join(r.sentinels)}/{r.sentinel_service}"
-        return sentinel.master_for(r.sentinel_service, **opts), desc
-    if r.mode is RedisMode.CLUSTER:
-        assert r.url
-        return redis.cluster.RedisCluster.from_url(r.url, **opts), r.url
-    url = r.url or embedded.ensure_running(settings.data_dir, r.appendfsync).url
-    return redis.Redis.from_url(url, **opts), url
 
 
 def _write_commands(writes: Sequence[KeyWrite]) -> list[tuple[Any, ...]]:

@@ -15,7 +15,7 @@ import pytest
 import redis
 
 import commands
-from smsbot import admin, config, embedded
+from smsbot import admin, config, connections, embedded
 from smsbot.app import Bot
 from smsbot.simulator.handset import Handset
 from smsbot.simulator.smsc import SimSmsc
@@ -82,10 +82,8 @@ def unit_settings(tmp_path: Path) -> Callable[..., config.Settings]:
 @pytest.fixture
 def make_unit_store(unit_settings: Callable[..., config.Settings]) -> Callable[..., Any]:
     """A `Store` whose client never connects: builds calls and commands, runs nothing."""
-    from smsbot.store import Store
-
-    def make(**overrides: Any) -> Store:
-        return Store(unit_settings(**overrides), commands.lua_sources())
+    def make(**overrides: Any) -> Any:
+        return connections.store(unit_settings(**overrides), commands.lua_sources())
 
     return make
 

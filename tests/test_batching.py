@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import commands
 from smsbot import admin, embedded
-from smsbot.app import build_store
+from smsbot.connections import open_store
 from smsbot.dispatch import Dispatcher
 from smsbot.messages import Inbound, Status
 from smsbot.identity import SenderIdentity
@@ -32,7 +32,7 @@ def test_a_batch_is_one_redis_round_trip(tmp_path):
         for n in numbers:
             admin.subscribe(settings, n, "VIDEO")
             admin.subscribe(settings, n, "MUSIC")
-        store = build_store(settings)
+        store = open_store(settings)
         store.load_scripts()
         # the sender "probe" holds its lease, so the MO scripts hand it the replies (smsbot.delivery)
         prefixes = [store.keys.lease_prefix(n) for n in range(store.keys.shards)]
@@ -73,7 +73,7 @@ def test_a_thread_that_ends_hands_its_kept_connections_back(make_settings):
     import gc
     import threading
 
-    store = build_store(make_settings())
+    store = open_store(make_settings())
     pool = store.redis.connection_pool
 
     def one_round_trip() -> None:

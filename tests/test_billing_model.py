@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, event, example, given, settings as hsettings
 import commands
 from commands.orders import OrdersCommand, cancel_args
 from smsbot import billing, config, events
-from smsbot.app import build_store
+from smsbot.connections import open_store
 from smsbot.periods import Period, parse_time, period_of, zone
 from smsbot.router import Router
 
@@ -152,7 +152,7 @@ class Model:
 class System:
     def __init__(self, settings: config.Settings):
         self.settings = settings
-        self.store = build_store(settings)
+        self.store = open_store(settings)
         self.store.load_scripts()
         self.router = Router(settings, commands.all_commands())
         sources = {s.name: s for s in OrdersCommand().event_sources(settings, self.store)}
@@ -165,7 +165,7 @@ class System:
     def restart(self) -> None:
         """A new process: new connection, new consumer name (the old one's pending events are claimed)."""
         self.store.close()
-        self.store = build_store(self.settings)
+        self.store = open_store(self.settings)
         self.store.load_scripts()
         sources = {s.name: s for s in OrdersCommand().event_sources(self.settings, self.store)}
         self.orders, self.uses = sources["orders"], sources["uses"]
@@ -407,7 +407,7 @@ def test_concurrent_and_killed_runs_charge_each_subscription_once(make_settings:
             raise Killed
 
         def one_run(**kw: Any) -> billing.Summary:
-            st_ = build_store(settings)  # a process of its own: own connection pool
+            st_ = open_store(settings)  # a process of its own: own connection pool
             try:
                 return billing.run(settings, st_, at, **kw)
             finally:

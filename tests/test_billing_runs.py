@@ -19,7 +19,8 @@ from typing import Any, Callable
 import yaml
 
 from smsbot import admin, billing, config
-from smsbot.app import build_store, wait_until
+from smsbot.app import wait_until
+from smsbot.connections import open_store
 from smsbot.periods import period_of, zone
 
 from .conftest import REPO
@@ -84,7 +85,7 @@ def seeded(make_settings: Callable[..., config.Settings], count: int) -> tuple[c
 def test_run_killed_with_kill9_is_resumed_and_every_charge_is_there_once(make_settings, tmp_path):
     settings, numbers = seeded(make_settings, 5000)
     cfg = write_cfg(settings, tmp_path)
-    store = build_store(settings)
+    store = open_store(settings)
     try:
         proc = start_run(cfg, "--batch", "10", "--lease-seconds", "2")
         try:
@@ -130,7 +131,7 @@ def test_run_killed_with_kill9_is_resumed_and_every_charge_is_there_once(make_se
 def test_sigterm_interrupts_between_batches_and_the_next_run_resumes_at_once(make_settings, tmp_path):
     settings, numbers = seeded(make_settings, 3000)
     cfg = write_cfg(settings, tmp_path)
-    store = build_store(settings)
+    store = open_store(settings)
     try:
         proc = start_run(cfg, "--batch", "10", "--lease-seconds", "600")
         try:
@@ -156,7 +157,7 @@ def test_sigterm_interrupts_between_batches_and_the_next_run_resumes_at_once(mak
 def test_a_live_run_is_overlapped_not_resumed_and_the_complete_run_supersedes_it(make_settings, tmp_path):
     settings, numbers = seeded(make_settings, 200)
     cfg = write_cfg(settings, tmp_path)
-    store = build_store(settings)
+    store = open_store(settings)
     try:
         store.load_scripts()
         now = int(time.time() * 1000)
@@ -180,7 +181,7 @@ def test_a_live_run_is_overlapped_not_resumed_and_the_complete_run_supersedes_it
 
 def test_resume_keeps_the_runs_time_and_an_earlier_run_does_not_resume_a_later_one(make_settings):
     settings, numbers = seeded(make_settings, 30)
-    store = build_store(settings)
+    store = open_store(settings)
     try:
         store.load_scripts()
         tz = zone(settings.billing.timezone)
@@ -210,7 +211,7 @@ def test_resume_keeps_the_runs_time_and_an_earlier_run_does_not_resume_a_later_o
 def test_records_from_before_leases_are_abandoned_and_resumable(make_settings):
     """A run killed by an older smsbot (record with finished=None, no state, no lease) is resumed too."""
     settings, numbers = seeded(make_settings, 20)
-    store = build_store(settings)
+    store = open_store(settings)
     try:
         store.load_scripts()
         at = int(time.time() * 1000)

@@ -16,12 +16,11 @@ import pytest
 import yaml
 
 import commands
-from smsbot import config
+from smsbot import config, connections
 from smsbot.config import Language
 from smsbot.registry import Registry, owned
 from smsbot.router import Router
 from smsbot.text import after_keyword
-from smsbot.store import Store
 
 from .conftest import REPO
 
@@ -162,7 +161,7 @@ def test_a_new_command_is_its_own_package_plus_one_line_in_the_list(make_setting
     reg = Registry([*commands.COMMANDS, echo], fragments=[("billing", commands.billing.lua_fragment())])
     base = make_settings()  # the config check knows the real list only: the short code is given the new one directly
     s = base.model_copy(update={"short_codes": [config.ShortCodeSettings(code="10086", commands=["subscriptions", "echo", "help"])]})
-    store = Store(s, reg.lua_sources())
+    store = connections.store(s, reg.lua_sources())
     try:
         store.load_scripts()
         router = Router(s, reg.instances())

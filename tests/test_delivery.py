@@ -7,7 +7,8 @@ import threading
 import time
 
 import commands
-from smsbot.app import build_store, wait_until
+from smsbot.app import wait_until
+from smsbot.connections import open_store
 from smsbot.delivery import Delivery
 from smsbot.keys import OUTBOX_GROUP
 from smsbot.messages import Status
@@ -19,7 +20,7 @@ from tests.test_outbox_sender import entry, sender, seqs
 
 
 def delivery_for(settings, name: str) -> Delivery:
-    store = build_store(settings)
+    store = open_store(settings)
     store.load_scripts()
     store.ensure_groups()
     live = Live(settings, Router(settings, commands.all_commands()))

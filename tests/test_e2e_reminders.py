@@ -15,7 +15,7 @@ from pathlib import Path
 
 
 from smsbot import billing
-from smsbot.app import build_store
+from smsbot.connections import open_store
 from smsbot.events import write_order
 from smsbot.periods import period_of, zone
 
@@ -41,7 +41,7 @@ def order(world: World, msisdn: str, code: str, at_ms: int | None = None, order_
 
 
 def run_billing(world: World, at_ms: int) -> billing.Summary:
-    store = build_store(world.settings)
+    store = open_store(world.settings)
     try:
         return billing.run(world.settings, store, at_ms)
     finally:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import re
 import socket
-import time
 import urllib.request
 
 from smsbot.app import wait_until

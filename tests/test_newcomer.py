@@ -33,7 +33,6 @@ from typing import Any, Iterator
 from zoneinfo import ZoneInfo
 
 import pytest
-import redis
 import yaml
 
 from smsbot import embedded

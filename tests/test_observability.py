@@ -16,11 +16,10 @@ import json
 import socket
 import subprocess
 import threading
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import pytest
 import redis
@@ -234,9 +233,9 @@ def test_the_api_on_its_own_serves_its_request_metrics(make_settings):
 
 # -- pieces --------------------------------------------------------------------------------------------
 def test_queue_lag_is_the_depth_and_the_age_of_the_oldest_unsent_entry(make_settings):
-    from smsbot.app import build_store
+    from smsbot.connections import open_store
 
-    store = build_store(make_settings())
+    store = open_store(make_settings())
     try:
         assert queue_lag.read(store) == queue_lag.QueueLag(0, None)
         now_ms = 1_900_000_000_000

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings as hsettings, strategies as 
 
 from commands import usage
 from smsbot import config
-from smsbot.app import build_store
+from smsbot.connections import open_store
 from smsbot.router import Router
 
 from .conftest import REPO
@@ -65,7 +65,7 @@ class Model:
 # -- fixtures ----------------------------------------------------------------------------------------
 @pytest.fixture
 def store(make_settings: Callable[..., config.Settings]):
-    s = build_store(make_settings())
+    s = open_store(make_settings())
     s.load_scripts()
     yield s
     s.close()

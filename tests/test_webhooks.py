@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from smsbot import config
+from smsbot import config, connections
 from smsbot.keys import WEBHOOKS_GROUP, Keys
 from smsbot.store import Store
 from smsbot.webhooks import events as ev
@@ -57,7 +57,7 @@ def test_signature_and_the_readme_verifier_agree() -> None:
 # -- the job store, with an injected clock ------------------------------------------------------------
 @pytest.fixture
 def store(make_settings) -> Store:
-    st = Store(make_settings())
+    st = connections.store(make_settings())
     yield st
     st.close()
 

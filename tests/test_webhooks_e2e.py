@@ -18,10 +18,9 @@ import pytest
 
 from smsbot import billing
 from smsbot.app import wait_until
-from smsbot.webhooks import signing
 
 from .conftest import REPO, World, cli, write_config
-from .test_api import OPS, start_api
+from .test_api import start_api
 from .webhook_receiver import Receiver, Request
 
 MSISDN = "13800138000"

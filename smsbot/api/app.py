@@ -1,6 +1,6 @@
 """The FastAPI app (`create_app`) and its server (`serve`, `start_in_thread`).
 
-`create_app(settings)` connects to the bot's Redis (the same `build_store` as every command) and
+`create_app(settings)` connects to the bot's Redis (the same `connections.open_store` as every command) and
 mounts `smsbot.api.routes` and `smsbot.api.webhooks`. Cross-cutting rules live here: bodies over ``api.max_body_bytes`` get
 413 before they are read whole; a Redis that does not answer gets 503 with ``Retry-After`` (every
 write is one atomic step, so nothing is half-written); every 4xx/5xx body is ``{"detail": ...}``;
@@ -134,11 +134,11 @@ def create_app(settings: Settings, store: Any = None, metrics: Any = None) -> Fa
     from smsbot.api.auth import Auth
     from smsbot.api.routes import build_router
     from smsbot.api.webhooks import build_router as webhooks_router
-    from smsbot.app import build_store
+    from smsbot.connections import open_store
     from smsbot.router import Router
 
     a = settings.api
-    st = store or build_store(settings)
+    st = store or open_store(settings)
     ctx = ApiContext(settings, st, Auth(a.tokens, a.rate_per_second, a.burst), Router(settings, commands.all_commands()))
     from smsbot.api.routes import _IDEMPOTENT_XADD
 

@@ -213,6 +213,6 @@ def time_zone(c: Ctx) -> "object":
 
 def open_store(c: Ctx):  # noqa: ANN201
     """The `smsbot.store.Store` of the configuration (close it when done)."""
-    from smsbot.app import build_store
+    from smsbot.connections import open_store
 
-    return build_store(c.settings)
+    return open_store(c.settings)

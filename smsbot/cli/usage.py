@@ -62,9 +62,9 @@ def usage(c: Ctx, msisdn: str, used: str | None, plan: str | None, cycle: str | 
     else:
         the_plan = None
 
-    from smsbot.app import build_store
+    from smsbot.connections import open_store
 
-    store = build_store(settings)
+    store = open_store(settings)
     try:
         if the_plan is None:
             stored = _state(store, number)
@@ -90,9 +90,9 @@ def _state(store: Any, msisdn: str) -> dict[str, str]:
 
 
 def _show(settings: Any, msisdn: str) -> None:
-    from smsbot.app import build_store
+    from smsbot.connections import open_store
 
-    store = build_store(settings)
+    store = open_store(settings)
     try:
         st = _state(store, msisdn)
     finally:

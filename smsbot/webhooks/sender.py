@@ -18,7 +18,7 @@ import json
 import random
 import threading
 import time
-from typing import Any, Callable
+from typing import Callable
 
 import urllib3
 

@@ -12,6 +12,7 @@ import threading
 import time
 from typing import Any, Callable
 
+from smsbot import connections
 from smsbot.config import Settings
 from smsbot.metrics import Metrics
 from smsbot.webhooks.collector import Collector
@@ -24,11 +25,9 @@ class WebhookService:
                  ticket: Callable[[Any, str], dict[str, Any] | None] = lambda _store, _id: None,
                  clock: Callable[[], float] = time.time, rand: Callable[[], float] = random.random,
                  claim_idle_ms: int = 10_000):
-        from smsbot.store import Store
-
         self.settings = settings
         self.metrics = metrics
-        self.store = Store(settings)  # its own connection pool: a slow webhook path holds none of the SMS path's
+        self.store = connections.store(settings)  # its own connection pool: a slow webhook path holds none of the SMS path's
         self.stop_event = threading.Event()
         self.jobs = Jobs(self.store.redis, self.store.keys)
         self.senders = {ep.name: EndpointSender(ep, self.jobs, self.stop_event, clock=clock, rand=rand, on_attempt=self._attempted)

@@ -1,0 +1,58 @@
+"""Every Redis client smsbot uses, built in this one place, and the stores on them.
+
+* `client`: the blocking redis-py client for ``redis.mode`` — the bundled server (started when no
+  URL is configured), a URL, Sentinel (the current primary), Cluster — speaking RESP2 (the hot
+  path's `Roundtrip` parses raw replies);
+* `async_client`: the same server for the HTTP API's handlers on the event loop;
+* `store`: a `Store` on a new client (its own pool); `open_store`: one with the command registry's
+  scripts, checked to answer (a `redis_supervisor.RedisProblem`, one line for a person, otherwise):
+  what the bot, the API, the CLI and billing runs open.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable
+
+import redis
+import redis.cluster
+import redis.sentinel
+
+import commands
+from smsbot import embedded, redis_supervisor
+from smsbot.config import RedisMode, Settings
+from smsbot.store import Store
+
+
+def client(settings: Settings, socket_timeout: float = 5.0) -> tuple[Any, str]:
+    """The client for `redis.mode`, and a description of where it points (no password)."""
+    r = settings.redis
+    # RESP2 everywhere: `Roundtrip` parses raw replies (a RESP3 connection would return maps for
+    # XREADGROUP and booleans for Lua false); redis-py's cluster client would otherwise speak RESP3
+    opts: dict[str, Any] = {"socket_timeout": socket_timeout, "socket_connect_timeout": socket_timeout,
+                            "decode_responses": False, "protocol": 2}
+    if r.password:
+        opts["password"] = r.password
+    if r.mode is RedisMode.SENTINEL:
+        sentinel = redis.sentinel.Sentinel(
+            r.sentinel_addresses(), socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout,
+        )
+        desc = f"sentinel://{','.join(r.sentinels)}/{r.sentinel_service}"
+        return sentinel.master_for(r.sentinel_service, **opts), desc
+    if r.mode is RedisMode.CLUSTER:
+        assert r.url
+        return redis.cluster.RedisCluster.from_url(r.url, **opts), r.url
+    url = r.url or embedded.ensure_running(settings.data_dir, r.appendfsync).url
+    return redis.Redis.from_url(url, **opts), url
+
+
+def store(settings: Settings, command_lua_files: Iterable[Path | str] = (), socket_timeout: float = 5.0) -> Store:
+    """A Store on a client of its own (nothing is dialled until it is used)."""
+    c, where = client(settings, socket_timeout)
+    return Store(settings, c, where, command_lua_files)
+
+
+def open_store(settings: Settings) -> Store:
+    """A Store with the registry's scripts (the billing steps and every command package's
+    fragment), checked with a PING: a Redis that does not answer is one `RedisProblem`."""
+    return redis_supervisor.open_store(settings, lambda: store(settings, commands.lua_sources()))
