@@ -121,7 +121,7 @@ class _ConfigHooks:
                     problems.append((f"commands.{name}", "this command takes no settings"))
                 continue
             problems += _validate(cls, name, section or {})
-        return problems + check_templates(settings, reg)
+        return problems + check_templates(settings, reg.classes)
 
 
 def _validate(cls: type[Command], name: str, section: Any) -> list[tuple[str, str]]:

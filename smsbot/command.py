@@ -24,15 +24,12 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
+from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import yaml
 
 from smsbot.config import Language, Settings
 from smsbot.reply_templates import Templates
-
-if TYPE_CHECKING:
-    from smsbot.router import Router
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +58,7 @@ class RenderContext:
     short_code: str
     catalogue: dict[tuple[str, str], tuple[str, str]]  # (lang, code) -> (display name, price text)
     ns: str = ""  # the command whose renderer runs: local template names are looked up under it
-    router: "Router | None" = None
+    commands: Sequence["Command"] = ()  # the commands enabled on this short code, in order (the help reply lists them)
 
     def t(self, key: str, **values: Any) -> str:
         if self.ns and "." not in key:

@@ -7,16 +7,12 @@ import difflib
 import string
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 import yaml
 
 from smsbot.codec import segment_text
 from smsbot.config import Language, Settings
-
-if TYPE_CHECKING:
-    from smsbot.command import Command
-    from smsbot.registry import Registry
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"  # the core's own templates
 
@@ -53,7 +49,7 @@ class Templates:
         return set(self._by_lang.get(lang, {}))
 
 
-def check_templates(settings: Settings, registry: Registry) -> list[tuple[str, str]]:
+def check_templates(settings: Settings, command_classes: Sequence[type]) -> list[tuple[str, str]]:
     """Problems with the reply templates, as ``(key, problem)``: part of every configuration load
     (the command registry's check, `commands`), so `smsbot run`, a reload (SIGHUP) and `config
     check` all refuse them.
@@ -69,7 +65,7 @@ def check_templates(settings: Settings, registry: Registry) -> list[tuple[str, s
     placeholders (service names, lists of orders, a subscriber's own words): a reply that grows
     past 255 parts at run time is still refused when it is sent; nor whether an override uses the
     same placeholders as the template it replaces."""
-    known, problems = _packaged_templates(tuple(registry.classes))
+    known, problems = _packaged_templates(tuple(command_classes))
     problems = list(problems)
     langs = [lang.value for lang in Language]
     for lang, entries in settings.templates.items():
@@ -90,8 +86,9 @@ def check_templates(settings: Settings, registry: Registry) -> list[tuple[str, s
 
 
 @lru_cache(maxsize=8)
-def _packaged_templates(classes: tuple[type[Command], ...]) -> tuple[frozenset[str], tuple[tuple[str, str], ...]]:
-    """(every template name, problems of the packaged templates) of a command list."""
+def _packaged_templates(classes: tuple[type, ...]) -> tuple[frozenset[str], tuple[tuple[str, str], ...]]:
+    """(every template name, problems of the packaged templates) of a list of command classes
+    (`smsbot.command.Command` subclasses)."""
     packaged = Templates(None, [cls.package_templates() for cls in classes])
     known = frozenset().union(*(packaged.keys(lang.value) for lang in Language))
     problems = []

@@ -82,7 +82,8 @@ class Router:
         if hit is None:
             return self.templates.render(lang, tpl, **data)
         fn, ns = hit
-        return fn(RenderContext(self.settings, self.templates, lang, short_code, self._catalogue, ns, self), data)
+        return fn(RenderContext(self.settings, self.templates, lang, short_code, self._catalogue, ns,
+                                self.commands_for(short_code)), data)
 
     def render_text(self, tpl: str, data_json: str, lang: str, short_code: str) -> str:
         """`render` from the JSON the Lua step stored, cached: most replies repeat (help, menus of

@@ -33,7 +33,7 @@ class HelpCommand(Command):
 
 def render_help(ctx: RenderContext, data: dict[str, Any]) -> str:
     lines = [ctx.t("header", short_code=ctx.short_code)]
-    commands = ctx.router.commands_for(ctx.short_code) if ctx.router is not None else []
+    commands = ctx.commands
     for cmd in commands:
         if cmd.help_template:
             lines.append(ctx.t(f"{cmd.name}.{cmd.help_template}"))
