@@ -267,3 +267,28 @@ def test_log_file_without_daemon_logs_to_that_file(redis_server, tmp_path, sim):
     logfile = tmp_path / "bot.json"
     assert log_events(logfile, "bot_starting") and log_events(logfile, "bot_stopped"), logfile.read_text()
     assert one_line(err) == f"smsbot: logs in {logfile}", "stderr says where the logs go, and carries none"
+
+
+# -- 12. a handset with nothing to answer it ------------------------------------------------------------------
+def test_handset_send_with_no_bot_bound_says_so_and_sends_nothing(tmp_path, redis_server, sim):
+    cfg = write_raw(tmp_path / "c.yaml", base_config(redis_server.url, tmp_path / "var"))
+    res = smsbot("handset", MSISDN, "--send", "0000", "--control", sim.control_url, cfg=cfg)
+    assert res.returncode == 3, (res.stdout, res.stderr)
+    line = one_line(res.stderr)
+    assert line.startswith(f"smsbot: no bot is bound to the simulator on SMPP port {sim.smpp_port} "), line
+    assert "smsbot run" in line and f"SMSBOT_SMSC_PORT={sim.smpp_port}" in line
+    assert res.stdout == ""
+    assert sim.stats()["mo_injected"] == 0, "nothing is sent to wait there unanswered"
+
+
+def test_handset_send_with_no_simulator_says_how_to_start_one(tmp_path, redis_server):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = write_raw(tmp_path / "c.yaml", base_config(redis_server.url, tmp_path / "var"))
+    res = smsbot("handset", MSISDN, "--send", "0000", "--control", f"http://127.0.0.1:{port}", cfg=cfg)
+    assert res.returncode == 2
+    line = one_line(res.stderr)
+    assert "unreachable" in line and "smsbot smsc" in line
