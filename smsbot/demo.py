@@ -21,7 +21,7 @@ DEMO_SERVICES = ("VIDEO", "MUSIC", "NEWS")
 def run(settings: Settings, msisdn: str, sends: list[str], wait: float, *, where: str = "",
         tz: tzinfo | None = None) -> int:
     from smsbot.app import Bot
-    from smsbot.simulator.handset import Handset, format_message, run_handset
+    from smsbot.simulator.handset import PROMPT, Handset, format_message, run_handset
     from smsbot.simulator.smsc import SimSmsc
 
     sim_cfg = settings.simulator
@@ -61,7 +61,7 @@ def run(settings: Settings, msisdn: str, sends: list[str], wait: float, *, where
         if sends:
             phone = Handset(url, msisdn)
             for text in sends:
-                click.echo(f">>> {text}")
+                click.echo(f"{PROMPT}{text}")
                 for msg in phone.converse(short_code, text, wait):
                     click.echo(format_message(msg, tz))
             return 0

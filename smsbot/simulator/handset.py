@@ -29,6 +29,7 @@ from typing import Any, TextIO
 from smsbot.timefmt import fmt_seconds
 
 HISTORY_LINES = 1000
+PROMPT = ">>> "  # the handset prompt; `smsbot demo --send` echoes each text after it too (as the README shows)
 EXIT_NO_BOT = 3  # `--send` with no bot bound to the simulator
 
 
@@ -200,7 +201,7 @@ def interactive(
     errors: list[str] = []
     editor: _LineEditor | None = None
     if inp is sys.stdin and out is sys.stdout and _isatty(inp) and _isatty(out):
-        editor = _LineEditor(out, lock, "> ", history_path() if history is True else (history or None))
+        editor = _LineEditor(out, lock, PROMPT, history_path() if history is True else (history or None))
 
     def show(text: str) -> None:
         if editor is not None:
@@ -237,7 +238,7 @@ def interactive(
             else:
                 if tty:
                     with lock:
-                        out.write("> ")
+                        out.write(PROMPT)
                         out.flush()
                 line = inp.readline()
             if not line:
