@@ -292,3 +292,107 @@ def test_handset_send_with_no_simulator_says_how_to_start_one(tmp_path, redis_se
     assert res.returncode == 2
     line = one_line(res.stderr)
     assert "unreachable" in line and "smsbot smsc" in line
+
+
+# -- 15. smsbot api checks Redis before announcing itself ------------------------------------------------------
+def test_api_with_redis_unreachable_is_one_line_and_never_announces_itself(tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead, api_port = s.getsockname()[1], None
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        api_port = s.getsockname()[1]
+    cfg = write_raw(tmp_path / "c.yaml", base_config(f"redis://127.0.0.1:{dead}/0", tmp_path / "var"))
+    res = smsbot("api", "--port", str(api_port), cfg=cfg, timeout=30)
+    assert res.returncode == 3, (res.stdout, res.stderr)
+    line = one_line(res.stderr)
+    assert "unreachable" in line and f"127.0.0.1:{dead}" in line
+    assert "HTTP API on" not in res.stdout + res.stderr
+
+
+# -- 15. the README's transcript is what the demo prints -----------------------------------------------------
+def readme_transcript() -> list[str]:
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    section = text.split("## What a subscriber sees", 1)[1]
+    return section.split("```\n", 2)[1].splitlines()
+
+
+def shape(line: str) -> str:
+    """A transcript line with its clock time made generic."""
+    return re.sub(r"\d\d:\d\d:\d\d \+\d\d:\d\d", "HH:MM:SS +ZZ:ZZ", line)
+
+
+def test_readme_transcript_is_what_the_demo_prints(redis_server, tmp_path):
+    transcript = readme_transcript()
+    sends = [ln.split(" ", 1)[1] for ln in transcript if ln.startswith(">>> ")]
+    assert sends == ["0000", "2"], transcript
+    raw = base_config(redis_server.url, tmp_path / "var")
+    args = ["demo", "--smpp-port", "0", "--control-port", "0"] + [a for s in sends for a in ("--send", s)]
+    res = smsbot(*args, cfg=write_raw(tmp_path / "c.yaml", raw), timeout=90)
+    assert res.returncode == 0, res.stderr
+    printed = res.stdout.splitlines()[2:]  # after the banner's two lines
+    assert [shape(ln) for ln in printed] == [shape(ln) for ln in transcript]
+
+
+def test_demo_prompt_is_the_readme_prompt(redis_server, tmp_path):
+    import pty
+    import select
+
+    prompt = readme_transcript()[0].split(" ", 1)[0] + " "
+    raw = base_config(redis_server.url, tmp_path / "var")
+    cfg = write_raw(tmp_path / "c.yaml", raw)
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([SMSBOT, "--config", str(cfg), "demo", "--smpp-port", "0", "--control-port", "0"],
+                            stdin=slave, stdout=slave, stderr=slave, cwd=tmp_path, start_new_session=True,
+                            env={**os.environ, "TERM": "xterm", "XDG_STATE_HOME": str(tmp_path / "state")})
+    os.close(slave)
+    buf = b""
+
+    def read_until(pred: Any, timeout: float = 30) -> str:
+        nonlocal buf
+        deadline = time.monotonic() + timeout
+        while not pred(buf.decode("utf-8", "replace")):
+            left = deadline - time.monotonic()
+            assert left > 0, buf.decode("utf-8", "replace")
+            if select.select([master], [], [], min(left, 0.2))[0]:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:
+                    chunk = b""
+                assert chunk, buf.decode("utf-8", "replace")
+                buf += chunk
+        return buf.decode("utf-8", "replace")
+
+    try:
+        read_until(lambda s: "type a message" in s and s.rstrip(" ").endswith(prompt.rstrip()))
+        os.write(master, b"0000\r")
+        text = read_until(lambda s: "尊敬的客户" in s and s.count(prompt) >= 2)
+        assert f"{prompt}0000" in text
+        os.write(master, b"quit\r")
+        assert proc.wait(20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+
+
+# -- 15. a menu of one item reads naturally ---------------------------------------------------------------------
+def test_a_menu_of_one_item_asks_for_1_in_both_languages(make_world):
+    world: World = make_world(short_codes=[
+        {"code": "10086", "language": "zh-CN", "commands": ["subscriptions", "help"]},
+        {"code": "10010", "language": "en", "commands": ["subscriptions", "help"]},
+    ])
+    world.subscribe(MSISDN, "VIDEO")
+    phone = world.handset(MSISDN)
+    menu = phone.ask("0000")
+    assert menu.endswith("请在24小时内直接回复1退订。【中国移动】"), menu
+    assert phone.ask("5") == "回复内容有误，请回复1退订。"  # not "请回复1至1之间的序号"
+    menu = phone.ask("0000", to="10010")
+    assert menu.endswith("Reply with 1 within 24 hours to cancel."), menu
+    assert phone.ask("7", to="10010") == "Sorry, reply with 1 to cancel."
+    # two items: the range, as before
+    world.subscribe(MSISDN, "MUSIC")
+    phone.ask("0000")
+    assert phone.ask("5") == "回复内容有误，请回复1至2之间的序号退订，多个序号用逗号或空格隔开。"
