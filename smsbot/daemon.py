@@ -41,6 +41,7 @@ from typing import IO, Any
 from smsbot import embedded, log
 from smsbot.config import Settings
 from smsbot.private import PRIVATE_UMASK, open_private
+from smsbot.timefmt import display_zone
 
 _log = log.get("smsbot.daemon")
 
@@ -238,6 +239,8 @@ def serve(settings: Settings, config_path: str | Path | None, pidfile: PidFile |
         changed = _changed(current.model_dump(mode="json"), new.model_dump(mode="json"))
         if any(k.startswith("log.") for k in changed):
             log.apply(new.log)
+        if "billing.timezone" in changed:
+            log.set_zone(display_zone(new))
         current = new
         _log.info("reloaded", applied=changed, restart_needed=[], before_start=True)
 
@@ -320,7 +323,7 @@ def run_detached(settings: Settings, config_path: str | Path | None, pidfile: Pa
         pf.write(os.getpid())
         if claim is not None:
             claim.relabel(f"pid {os.getpid()}, starting")
-        log.setup(settings.log, stream=out, force=True)
+        log.setup(settings.log, stream=out, force=True, zone=display_zone(settings))
         try:
             os.write(ready_w, f"{os.getpid()}\n".encode())
         finally:
@@ -416,12 +419,15 @@ def _changed(old: Any, new: Any, path: str = "") -> list[str]:
 
 
 def plan_reload(old: Settings, new: Settings) -> ReloadPlan:
-    """Which changed keys take effect now, which need a restart; applies the `log` ones (side effect)."""
+    """Which changed keys take effect now, which need a restart; applies the `log` ones and the zone
+    of the log lines (side effects)."""
     changed = _changed(old.model_dump(mode="json"), new.model_dump(mode="json"))
     plan = ReloadPlan(new)
     keep: dict[str, Any] = {}
     log_keys = [k for k in changed if k.split(".", 1)[0] == "log"]
     log_restart = set(log.apply(new.log)) if log_keys else set()
+    if "billing.timezone" in changed:  # the zone of every time written, log lines included (smsbot.timefmt)
+        log.set_zone(display_zone(new))
     for key in changed:
         section = key.split(".", 1)[0]
         if section == "log":

@@ -33,7 +33,8 @@ def run(settings: Settings, msisdn: str, sends: list[str], wait: float, *, where
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     logpath = settings.data_dir / "demo.log"
     logfile = open_private(logpath)
-    log.setup(LogSettings(level=settings.log.level, mask_msisdn=settings.log.mask_msisdn, format="json"), stream=logfile)
+    log.setup(LogSettings(level=settings.log.level, mask_msisdn=settings.log.mask_msisdn, format="json"), stream=logfile,
+              zone=tz)
     sim = SimSmsc.from_settings(settings)
     bot = None
     try:

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import click
 
-from smsbot.cli.group import Ctx, main, open_store, pass_ctx
+from smsbot import log
+from smsbot.cli.group import Ctx, main, open_store, pass_ctx, time_zone
 
 
 @main.command("api")
@@ -30,6 +31,7 @@ def api_cmd(c: Ctx, host: str | None, port: int | None) -> None:
     ports.check([ports.Listener(host, port, "the HTTP API", "api.port", "SMSBOT_API_PORT", "--port",
                                 "another `smsbot api` or `smsbot run` with api.port?")])
     open_store(c).close()  # Redis answers (else one line, exit 2 or 3) before the API says where it listens
+    log.setup(s.log, zone=time_zone(c))
     click.echo(f"smsbot: {c.where()}", err=True)
     names = [t.split(":", 1)[0] for t in s.api.tokens]
     if names:

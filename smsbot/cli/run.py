@@ -12,7 +12,7 @@ import click
 
 from smsbot import config as config_mod
 from smsbot import log
-from smsbot.cli.group import BadInput, Ctx, main, pass_ctx
+from smsbot.cli.group import BadInput, Ctx, main, pass_ctx, time_zone
 from smsbot.private import open_private
 
 
@@ -48,9 +48,9 @@ def run(c: Ctx, detach: bool, pidfile: Path | None, log_file: Path | None) -> No
         else:
             if log_file is not None:
                 click.echo(f"smsbot: logs in {log_file}", err=True)
-                log.setup(s.log, stream=open_private(log_file))
+                log.setup(s.log, stream=open_private(log_file), zone=time_zone(c))
             else:
-                log.setup(s.log)
+                log.setup(s.log, zone=time_zone(c))
             log.get("smsbot.bot").info("config_in_use", where=c.where())
             code = daemon.run_foreground(s, c.config_path or config_mod.default_config_path(), pidfile)
     except daemon.AlreadyRunning as e:
