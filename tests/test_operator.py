@@ -396,3 +396,42 @@ def test_a_menu_of_one_item_asks_for_1_in_both_languages(make_world):
     world.subscribe(MSISDN, "MUSIC")
     phone.ask("0000")
     assert phone.ask("5") == "回复内容有误，请回复1至2之间的序号退订，多个序号用逗号或空格隔开。"
+
+
+# -- 14. every time written is in billing.timezone, labelled: log lines too ------------------------------------
+def test_log_lines_carry_their_time_in_billing_timezone_with_the_offset_also_after_a_reload(redis_server, tmp_path, sim):
+    from zoneinfo import ZoneInfo
+
+    raw = base_config(redis_server.url, tmp_path / "var")
+    raw["smsc"]["port"] = sim.smpp_port
+    raw["log"]["level"] = "INFO"
+    raw["billing"]["timezone"] = "Asia/Kolkata"  # +05:30: neither the host's zone (TZ below) nor UTC
+    cfg = write_raw(tmp_path / "config.yaml", raw)
+    logfile = tmp_path / "bot.json"
+    with open(logfile, "w") as err:
+        proc = subprocess.Popen([SMSBOT, "--config", str(cfg), "run"], stdout=subprocess.DEVNULL, stderr=err,
+                                env={**os.environ, "TZ": "America/New_York"})
+    try:
+        assert wait_until(lambda: sim.stats()["binds"] == 1, 20)
+        assert wait_until(lambda: log_events(logfile, "smsc_bound"), 10), logfile.read_text()
+        raw["billing"]["timezone"] = "+08:00"
+        write_raw(cfg, raw)
+        proc.send_signal(signal.SIGHUP)
+        assert wait_until(lambda: log_events(logfile, "reloaded"), 10), logfile.read_text()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    lines = [json.loads(ln) for ln in logfile.read_text().splitlines() if ln.startswith("{")]
+    kolkata = ZoneInfo("Asia/Kolkata").utcoffset(datetime(2026, 1, 1))
+    plus8 = datetime.fromisoformat("2026-01-01T00:00:00+08:00").utcoffset()
+    offsets = {}
+    for rec in lines:
+        stamp = rec["timestamp"]
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d\d:\d\d", stamp), rec
+        offsets.setdefault(rec["event"], datetime.fromisoformat(stamp).utcoffset())
+        assert offsets[rec["event"]] in (kolkata, plus8), rec
+    # before the reload in the first zone; the reload's line and all after it in the new one
+    assert offsets["config_in_use"] == offsets["smsc_bound"] == kolkata, offsets
+    assert offsets["reloaded"] == offsets["bot_stopped"] == offsets["exit"] == plus8, offsets
