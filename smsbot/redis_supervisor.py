@@ -153,8 +153,7 @@ def diagnose(settings: Settings, exc: BaseException) -> RedisProblem:
             return RedisProblem("auth", target, "requires a password and none is configured", pw_fix)
         return RedisProblem("auth", target, "refused the password (wrong password)", pw_fix)
     if isinstance(exc, ValueError) and ("url" in low or "scheme" in low):
-        return RedisProblem("config", target, f"redis.url is not a Redis URL ({text})",
-                            "set redis.url (env SMSBOT_REDIS_URL) to redis://host:port/db, rediss://... or unix:///path")
+        return _not_a_url(target, text)
     bundled = r.mode is RedisMode.SINGLE and not r.url
     if bundled and isinstance(exc, (RuntimeError, subprocess.CalledProcessError, OSError)) and not isinstance(exc, redis.RedisError):
         reason = text.splitlines()[0] if text else type(exc).__name__
@@ -172,6 +171,67 @@ def diagnose(settings: Settings, exc: BaseException) -> RedisProblem:
     return RedisProblem("unreachable", target, _reason(exc), _fix_unreachable(settings))
 
 
+def _not_a_url(target: str, reason: str) -> RedisProblem:
+    return RedisProblem("config", target, f"redis.url is not a Redis URL ({reason})",
+                        "set redis.url (env SMSBOT_REDIS_URL) to redis://host:port/db, rediss://... or unix:///path")
+
+
+def check_url(settings: Settings) -> None:
+    """Raise the `RedisProblem` (a configuration error, exit 2) of a ``redis.url`` the Redis client
+    cannot use (scheme, port, db), without connecting: every command that opens the store checks
+    this first (`open_store`), and ``config check`` does too, so they refuse with the same line."""
+    url = settings.redis.url
+    if not url:
+        return
+    try:
+        redis.connection.parse_url(url)
+    except ValueError as e:
+        raise _not_a_url(describe_target(settings), str(e)) from None
+
+
+def cli_arguments(settings: Settings) -> tuple[list[str], dict[str, str]]:
+    """redis-cli options reaching the Redis smsbot uses, and the environment it needs
+    (``REDISCLI_AUTH``: the password never goes on the command line): the bundled server's socket
+    (started when it is not running, as any command needing it does), ``redis.url``, a cluster
+    node (``-c``), or the primary the Sentinels name. Raises `RedisProblem` when it cannot."""
+    r = settings.redis
+    env: dict[str, str] = {}
+    try:
+        if r.mode is RedisMode.SENTINEL:
+            from redis.sentinel import MasterNotFoundError, Sentinel
+
+            try:
+                host, port = Sentinel(r.sentinel_addresses(), socket_timeout=5).discover_master(r.sentinel_service)
+            except MasterNotFoundError:
+                raise RedisProblem("unreachable", describe_target(settings), f"no Sentinel answered with a primary for "
+                                   f"{r.sentinel_service!r}", _fix_unreachable(settings)) from None
+            opts = ["-h", str(host), "-p", str(port)]
+        elif not r.url:
+            er = embedded.ensure_running(settings.data_dir, r.appendfsync)
+            return ["-s", str(er.socket)], env
+        else:
+            check_url(settings)
+            u = redis.connection.parse_url(r.url)
+            opts = ["-c"] if r.mode is RedisMode.CLUSTER else []
+            if u.get("path"):
+                opts += ["-s", str(u["path"])]
+            else:
+                opts += ["-h", str(u.get("host") or "127.0.0.1"), "-p", str(u.get("port") or 6379)]
+            if u.get("connection_class") is redis.connection.SSLConnection:
+                opts.append("--tls")
+            if u.get("db"):
+                opts += ["-n", str(u["db"])]
+            if u.get("username"):
+                opts += ["--user", str(u["username"])]
+            if u.get("password"):
+                env["REDISCLI_AUTH"] = str(u["password"])
+    except CONNECT_ERRORS as e:
+        raise diagnose(settings, e) from None
+    if r.password:
+        env["REDISCLI_AUTH"] = r.password
+    return opts, env
+
+
 CONNECT_ERRORS: tuple[type[BaseException], ...] = (
     redis.RedisError, OSError, subprocess.CalledProcessError, RuntimeError, ValueError,
 )
@@ -179,6 +239,7 @@ CONNECT_ERRORS: tuple[type[BaseException], ...] = (
 
 def open_store(settings: Settings, factory: Callable[[], T]) -> T:
     """`factory()` (a Store) checked with a PING; any failure to reach Redis becomes a `RedisProblem`."""
+    check_url(settings)
     store: Any = None
     try:
         store = factory()

@@ -359,3 +359,38 @@ def test_webhooks_on_cluster(cluster: list[int], tmp_path: Path):
     finally:
         w.stop()
         receiver.close()
+
+
+def test_smsbot_redis_cli_follows_the_cluster_and_reaches_the_sentinels_primary(cluster: list[int], sentinel: tuple[int, int],
+                                                                                  tmp_path: Path):
+    """`smsbot redis cli` (issue 19): in cluster mode redirections are followed (-c), so a key of
+    any slot is written; in sentinel mode it talks to the primary the sentinels name."""
+    import os
+    import sys
+
+    import yaml
+
+    def cli(raw: dict, *args: str) -> subprocess.CompletedProcess:
+        cfg = tmp_path / "c.yaml"
+        cfg.write_text(yaml.safe_dump(raw), encoding="utf-8")
+        return subprocess.run([str(Path(sys.executable).parent / "smsbot"), "--config", str(cfg), "redis", "cli", *args],
+                              capture_output=True, text=True, timeout=30, env=dict(os.environ))
+
+    raw = base_config(f"redis://127.0.0.1:{cluster[0]}", tmp_path / "var", **{"redis.mode": "cluster"})
+    keys = [f"cli-test:{i}" for i in range(12)]  # spread over the three primaries' slots
+    for k in keys:
+        res = cli(raw, "SET", k, "v-" + k)
+        assert res.returncode == 0 and res.stdout.strip() == "OK", res.stdout + res.stderr
+    rc = redis.cluster.RedisCluster(host="127.0.0.1", port=cluster[0])
+    try:
+        assert len({rc.keyslot(k) * 3 // 16384 for k in keys}) > 1, "the keys must live on several nodes"
+        assert [rc.get(k) for k in keys] == [b"v-" + k.encode() for k in keys]
+    finally:
+        rc.close()
+
+    primary, sport = sentinel
+    raw = base_config("", tmp_path / "var", **{"redis.mode": "sentinel", "redis.sentinels": [f"127.0.0.1:{sport}"],
+                                                "redis.sentinel_service": "mymaster"})
+    res = cli(raw, "SET", "cli-test:sentinel", "yes")
+    assert res.returncode == 0 and res.stdout.strip() == "OK", res.stdout + res.stderr
+    assert redis.Redis(port=primary).get("cli-test:sentinel") == b"yes"

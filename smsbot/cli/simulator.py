@@ -32,7 +32,7 @@ def smsc(c: Ctx, smpp_port: int | None, control_port: int | None) -> None:
     cp = s.simulator.control_port if control_port is None else control_port
     listeners = ports.simulator_listeners(s.simulator.host, sp, cp)
     ports.check(listeners)
-    log.setup(s.log)
+    log.setup(s.log, zone=time_zone(c))
     sim = SimSmsc.from_settings(s, smpp_port=sp, control_port=cp)
     try:
         sim.start()

@@ -13,7 +13,9 @@ the handset CLI, tests) are not affected.
 
 ``GET /events``
     Server-sent events (``text/event-stream``) of what the simulator sees (`events.SimEvents`):
-    first ``hello`` (``{"instance", "seq", "reset", ...}`` plus the state of ``GET /web/state``),
+    first ``hello`` (``{"instance", "seq", "reset", ...}`` plus the state of ``GET /web/state``;
+    with ``"reset": true`` also ``"log"``: the latest events up to ``seq``, oldest first, as
+    ``{"kind", "data"}``, for the page's log),
     then ``item`` (a conversation item, MO or MT, as it is now: see ``GET /web/conversation``),
     ``bind`` (``{"event": "opened"|"closed", "bind", "binds"}``), ``submit`` (a submit_sm answered
     with an error or never answered: an entry of ``GET /submits``), ``faults`` (the new plan),
@@ -25,14 +27,16 @@ the handset CLI, tests) are not affected.
 
 ``GET /web/state``
     → 200 ``{"instance", "seq", "smpp_port", "binds", "faults", "profile", "short_codes",
-    "msisdns" (most recently active first), "stats"}``.
+    "msisdns" (most recently active first), "stats", "timezone" (the zone the page shows times in:
+    the bot's ``billing.timezone``, an IANA name or ``+08:00``), "send_receipts"}``.
 
 ``GET /web/conversation/<msisdn>``
     → 200 ``{"msisdn", "seq", "items": [...]}``, oldest first (the latest 300): MOs
     ``{"kind": "mo", "id", "msisdn", "peer" (short code), "text", "parts", "carrier", "options"
     (the POST /mo options asked), "t", "state", "waiting_bind", "redeliveries", "last_status",
     "error", "seq"}`` and whole MTs ``{"kind": "mt", "id", "msisdn", "peer" (sender), "text",
-    "parts", "data_coding", "t", "message_ids", "receipts": [{"message_id", "stat", "err",
+    "parts", "data_coding", "t", "message_ids", "receipt_asked" (its submit_sm asked for a delivery
+    receipt: the bot's ``smsc.registered_delivery``), "receipts": [{"message_id", "stat", "err",
     "state" (of the receipt's delivery to the ESME: queued|delivered|rejected), "error"}],
     "inbox": "waiting"|"picked up", "seq"}``. ``seq`` grows with every change: keep the highest.
 
@@ -435,6 +439,8 @@ class _Handler(BaseHTTPRequestHandler):
             "short_codes": list(sim.short_codes),
             "msisdns": sim.events.msisdns(),
             "stats": sim.stats(),
+            "timezone": sim.timezone,
+            "send_receipts": sim.send_receipts,
         }
 
     def _web(self, sim: SimSmsc, parts: list[str], query: dict[str, list[str]]) -> bool:
@@ -476,6 +482,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(b"retry: 1000\n\n")
             hello = {**self._state(sim), "seq": cursor, "reset": reset}
+            if reset:  # a page starting (again): what happened before, for its log
+                hello["log"] = [{"kind": kind, "data": data} for _n, kind, data in hub.recent(cursor)]
             self._sse("hello", hello, cursor if reset else None)
             last_stats: dict[str, Any] | None = {**hello["stats"], "submits_seen": hello["faults"]["submits_seen"]}
             last_write = time.monotonic()

@@ -6,15 +6,17 @@ and read by the control API (``GET /events``, server-sent events; ``GET /web/...
 
 - **conversation items**, the latest `keep_items` of them (oldest forgotten first): one per MO a
   handset injected (text, options, delivery state towards the ESME) and one per whole MT stored
-  (parts joined, text decoded, the delivery receipt of each part joined by message_id — its
-  stat/err and whether the ESME took it —, and whether a handset picked it up from the inbox).
+  (parts joined, text decoded, whether its submit_sm asked for delivery receipts, the receipt of
+  each part joined by message_id — its stat/err and whether the ESME took it —, and whether a
+  handset picked it up from the inbox).
   Every change to an item gives it the next sequence number (``seq``): a reader keeps the item
   with the highest ``seq``, so a snapshot and the live feed can be merged in any order;
-- **events**, the latest `keep_events` of them, each with its sequence number: ``item`` (an item
-  as it is now), ``bind`` (opened/closed, and the binds open after it), ``submit`` (a submit_sm
-  answered with an error or left unanswered by a fault), ``faults``, ``profile``, ``note``
-  (actions such as a drop). A reader that fell behind further than the ring keeps learns it
-  (`wait` returns ``None``) and takes a fresh snapshot.
+- **events**, the latest `keep_events` of them, each with its sequence number and its time ``t``:
+  ``item`` (an item as it is now), ``bind`` (opened/closed, and the binds open after it),
+  ``submit`` (a submit_sm answered with an error or left unanswered by a fault), ``faults``,
+  ``profile``, ``note`` (actions such as a drop). A reader that fell behind further than the ring
+  keeps learns it (`wait` returns ``None``) and takes a fresh snapshot; a new reader gets the
+  `recent` ones for its log.
 
 Observing never touches the mailbox: an MT stays waiting for its handset whether or not a web
 page showed it. ``inbox`` on an MT item says ``"waiting"`` until a handset picks it up
@@ -39,6 +41,7 @@ KEEP_ITEMS = 5000  # conversation items (MOs and MTs) kept, all MSISDNs together
 KEEP_EVENTS = 2000  # events kept for readers catching up (SSE Last-Event-ID)
 KEEP_RECEIPTS = 20000  # receipt jobs remembered (job id -> its record)
 CONVERSATION_MAX = 300  # items returned by `conversation`
+RECENT_EVENTS = 300  # events a page gets for its log when it connects (`recent`)
 
 
 def _trim(d: OrderedDict[Any, Any], limit: int) -> None:
@@ -72,8 +75,9 @@ class SimEvents:
         return self._seq
 
     def publish(self, kind: str, payload: dict[str, Any]) -> None:
+        """An event of `kind`; its payload gets ``t`` (epoch seconds, now) unless it has one."""
         with self._cond:
-            self._publish(kind, dict(payload))
+            self._publish(kind, {"t": time.time(), **payload})
 
     def _changed(self, item: dict[str, Any]) -> None:
         """Under the lock: `item` changed; new seq, an ``item`` event with a copy."""
@@ -134,14 +138,16 @@ class SimEvents:
             item.update(new)
             self._changed(item)
 
-    def mt_stored(self, msg: Any) -> None:
-        """A whole MT went into the mailbox (`msg`: its `StoredMessage`); call before `Mailbox.put`."""
+    def mt_stored(self, msg: Any, receipt_asked: bool) -> None:
+        """A whole MT went into the mailbox (`msg`: its `StoredMessage`); call before `Mailbox.put`.
+        `receipt_asked`: its submit_sm asked for a delivery receipt (registered_delivery)."""
         item_id = f"mt{next(self._mt_ids)}"
         key = (msg.to, msg.id, msg.received_at)
         item = {
             "kind": "mt", "id": item_id, "msisdn": msg.to, "peer": msg.sender, "text": msg.text,
             "parts": msg.parts, "data_coding": msg.data_coding, "t": msg.received_at,
-            "message_ids": list(msg.message_ids), "receipts": {}, "inbox": "waiting", "_key": key,
+            "message_ids": list(msg.message_ids), "receipts": {}, "receipt_asked": receipt_asked, "inbox": "waiting",
+            "_key": key,
         }
         with self._cond:
             for mid in item["message_ids"]:
@@ -207,6 +213,13 @@ class SimEvents:
                     if len(out) >= limit:
                         break
         return out
+
+    def recent(self, upto: int, limit: int = RECENT_EVENTS) -> list[tuple[int, str, dict[str, Any]]]:
+        """The latest `limit` events kept with a sequence number up to `upto`, oldest first: what a
+        page opened now shows in its log (the live feed goes on after `upto`)."""
+        with self._cond:
+            out = [ev for ev in self._ring if ev[0] <= upto][-limit:]
+        return [(n, kind, _strip(p) if kind == "item" else p) for n, kind, p in out]
 
     def wait(self, after: int, timeout: float) -> list[tuple[int, str, dict[str, Any]]] | None:
         """Events with a sequence number above `after`; when there are none, waits up to `timeout`

@@ -29,6 +29,8 @@ from typing import Any, TextIO
 from smsbot.timefmt import fmt_seconds
 
 HISTORY_LINES = 1000
+PROMPT = ">>> "  # the handset prompt; `smsbot demo --send` echoes each text after it too (as the README shows)
+EXIT_NO_BOT = 3  # `--send` with no bot bound to the simulator
 
 
 class HandsetError(Exception):
@@ -71,6 +73,13 @@ class Handset:
     def status(self, mo_id: str) -> dict[str, Any]:
         """Delivery outcome of an MO sent earlier."""
         return self._request("GET", f"/mo/{urllib.parse.quote(mo_id)}")
+
+    def binds(self) -> list[dict[str, Any]]:
+        """The SMPP binds open on the simulator: ``{"id", "mode", "system_id", "peer"}`` each."""
+        return self._request("GET", "/binds")["binds"]
+
+    def smpp_port(self) -> int:
+        return int(self._request("GET", "/healthz")["smpp_port"])
 
     def collect(self, wait: float = 0.0) -> list[dict[str, Any]]:
         """Every message not yet shown; if none, wait up to `wait` s for the first (and its burst)."""
@@ -192,7 +201,7 @@ def interactive(
     errors: list[str] = []
     editor: _LineEditor | None = None
     if inp is sys.stdin and out is sys.stdout and _isatty(inp) and _isatty(out):
-        editor = _LineEditor(out, lock, "> ", history_path() if history is True else (history or None))
+        editor = _LineEditor(out, lock, PROMPT, history_path() if history is True else (history or None))
 
     def show(text: str) -> None:
         if editor is not None:
@@ -229,7 +238,7 @@ def interactive(
             else:
                 if tty:
                     with lock:
-                        out.write("> ")
+                        out.write(PROMPT)
                         out.flush()
                 line = inp.readline()
             if not line:
@@ -276,6 +285,19 @@ def _unreachable_hint(e: HandsetError) -> str:
     return text
 
 
+RECEIVING_BINDS = ("transceiver", "receiver")  # bind modes a bot takes MOs on
+
+
+def no_bot_problem(handset: Handset) -> str | None:
+    """None when a bot is bound to the simulator to take MOs; else one line saying that nothing
+    would answer and how to start a bot. Raises `HandsetError` when the simulator is unreachable."""
+    if any(b.get("mode") in RECEIVING_BINDS for b in handset.binds()):
+        return None
+    port = handset.smpp_port()
+    return (f"no bot is bound to the simulator on SMPP port {port} (handset API {handset.control_url}), so nothing "
+            f"would answer; start one with `smsbot run` (its smsc.port must be {port}: SMSBOT_SMSC_PORT={port} smsbot run)")
+
+
 def run_handset(
     control_url: str,
     msisdn: str,
@@ -291,12 +313,22 @@ def run_handset(
 ) -> int:
     """CLI entry: with `send`, send it and print every message that arrives within `wait` s; with
     `collect_only`, print what is waiting and what arrives within `wait` s; otherwise run the
-    interactive prompt. Returns 0, or 2 when the control API fails."""
+    interactive prompt. Returns 0; 2 when the control API fails; 3 when `send` is given and no bot
+    is bound to the simulator (nothing is sent: it would wait there unanswered). The prompt only
+    warns that no bot is bound."""
     out = out or sys.stdout
     handset = Handset(control_url, msisdn)
-    if send is None and not collect_only:
-        return interactive(handset, to, wait, inp=inp, out=out, tz=tz, banner=banner)
     try:
+        if send is None and not collect_only:
+            problem = no_bot_problem(handset)
+            if problem:
+                print(f"smsbot: warning: {problem}; what you send waits in the simulator until one binds", file=sys.stderr)
+            return interactive(handset, to, wait, inp=inp, out=out, tz=tz, banner=banner)
+        if send is not None:
+            problem = no_bot_problem(handset)
+            if problem:
+                print(f"smsbot: {problem}", file=sys.stderr)
+                return EXIT_NO_BOT
         msgs = handset.converse(to, send, wait) if send is not None else handset.collect_for(wait)
     except HandsetError as e:
         print(f"smsbot: {_unreachable_hint(e)}", file=sys.stderr)

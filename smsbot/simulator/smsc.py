@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from smsbot import codec, pdu
-from smsbot.config import Settings, SimulatorSettings, SmscSettings
+from smsbot.config import BillingSettings, Settings, SimulatorSettings, SmscSettings
 from smsbot.messages import CommandId, DataCoding, DeliverSm, EsmClass, Segment, Status, Tag
 from smsbot.msisdn import DEFAULT_COUNTRY_CODE, TON_INTERNATIONAL, TON_NATIONAL, subscriber_key
 
@@ -224,6 +224,7 @@ class SimSmsc:
         self.events = SimEvents()  # what the web page shows (control API: GET /events, /web/...)
         self.mailbox.on_take = self.events.picked_up
         self.short_codes: list[str] = []  # the bot's short codes, offered by the web page
+        self.timezone = BillingSettings().timezone  # the zone the web page shows times in (billing.timezone)
         self._lock = threading.RLock()
         self._conns: list[Conn] = []
         self._rr = 0
@@ -274,6 +275,7 @@ class SimSmsc:
         kw.setdefault("country_code", settings.subscribers.country_code)
         sim = cls(settings.simulator, settings.smsc, **kw)
         sim.short_codes = [sc.code for sc in settings.short_codes]
+        sim.timezone = settings.billing.timezone
         return sim
 
     def handset_key(self, name: str) -> str:
@@ -680,9 +682,9 @@ class SimSmsc:
             )
             if joined is not None:
                 data, dc, ids = joined
-                self._store_mt(sm.source_addr, to, dc, data, ids)
+                self._store_mt(sm.source_addr, to, dc, data, ids, bool(sm.registered_delivery & 1))
         else:
-            self._store_mt(sm.source_addr, to, sm.data_coding, payload, [message_id])
+            self._store_mt(sm.source_addr, to, sm.data_coding, payload, [message_id], bool(sm.registered_delivery & 1))
 
     # ---------------------------------------------------------------- faults
     def set_faults(self, **kw: Any) -> dict[str, Any]:
@@ -702,7 +704,7 @@ class SimSmsc:
         with self._lock:
             return [dict(e) for e in self._submit_log]
 
-    def _store_mt(self, source: str, dest: str, data_coding: int, data: bytes, ids: list[str]) -> None:
+    def _store_mt(self, source: str, dest: str, data_coding: int, data: bytes, ids: list[str], receipt_asked: bool) -> None:
         try:
             text = codec.decode_text(data_coding, data)
         except Exception as e:  # noqa: BLE001 - keep the message, show what went wrong
@@ -712,7 +714,7 @@ class SimSmsc:
             received_at=time.time(), message_ids=ids,
         )
         self._count("mt_received")
-        self.events.mt_stored(msg)
+        self.events.mt_stored(msg, receipt_asked)
         self.mailbox.put(msg)
 
     def _queue_receipt(self, conn: Conn, sm: Any, handset: str, message_id: str, payload: bytes) -> None:

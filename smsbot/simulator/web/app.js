@@ -2,6 +2,9 @@
 // Plain JavaScript, no build step, nothing fetched from elsewhere. The server side is
 // smsbot/simulator/control.py (GET /events, /web/..., POST /mo, /faults, /profile, ...).
 //
+// Times are shown in the bot's zone (billing.timezone, from GET /web/state), labelled with its
+// offset like every time smsbot prints ("10:01:02 +08:00"), never in the browser's own zone.
+//
 // Watching is not picking up: the live view (GET /events, GET /web/conversation) never marks a
 // message shown, so a CLI handset on the same MSISDN still gets every message once. A handset
 // here with "pick up from inbox" on takes its MSISDN's messages (GET /inbox/<msisdn>) as a phone
@@ -24,6 +27,8 @@ const state = {
   binds: [],
   handsets: [], // Handset objects, in page order
   loggedItems: new Set(),
+  zone: "Asia/Shanghai", // billing.timezone, from the stream's hello
+  sendReceipts: true, // the simulator sends the receipts asked for
 };
 
 // ---------------------------------------------------------------------------------- utilities
@@ -41,14 +46,48 @@ async function api(method, path, body) {
 }
 
 const pad = (n) => String(n).padStart(2, "0");
-function clock(t, withDate) {
-  const d = new Date(t * 1000);
-  const hms = `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
-  const today = new Date();
-  if (withDate || d.toDateString() !== today.toDateString()) {
-    return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${hms}`;
+const formatters = new Map(); // zone name -> Intl.DateTimeFormat
+
+// epoch seconds -> the wall clock in state.zone: {date: "2026-11-25", hms: "10:01:02", hm, offset: "+08:00"}
+function zoned(t) {
+  const ms = t * 1000;
+  const fixed = /^([+-])(\d\d):(\d\d)$/.exec(state.zone);
+  if (fixed) {
+    const d = new Date(ms + (fixed[1] === "-" ? -1 : 1) * (Number(fixed[2]) * 60 + Number(fixed[3])) * 60000);
+    return wall(d.getUTCFullYear(), d.getUTCMonth() + 1, d.getUTCDate(), d.getUTCHours(), d.getUTCMinutes(), d.getUTCSeconds(), state.zone);
   }
-  return hms;
+  let f = formatters.get(state.zone);
+  if (f === undefined) {
+    try {
+      f = new Intl.DateTimeFormat("en-US", {
+        timeZone: state.zone === "UTC" ? "UTC" : state.zone, hourCycle: "h23", timeZoneName: "longOffset",
+        year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit",
+      });
+    } catch (e) {
+      f = null; // a zone this browser does not know: its own zone, labelled all the same
+    }
+    formatters.set(state.zone, f);
+  }
+  if (f === null) {
+    const d = new Date(ms);
+    const off = -d.getTimezoneOffset();
+    const label = `${off < 0 ? "-" : "+"}${pad(Math.floor(Math.abs(off) / 60))}:${pad(Math.abs(off) % 60)}`;
+    return wall(d.getFullYear(), d.getMonth() + 1, d.getDate(), d.getHours(), d.getMinutes(), d.getSeconds(), label);
+  }
+  const p = Object.fromEntries(f.formatToParts(new Date(ms)).map((x) => [x.type, x.value]));
+  const off = (p.timeZoneName || "GMT").replace(/^GMT/, "") || "+00:00"; // "GMT+08:00" -> "+08:00"; "GMT" -> UTC
+  return wall(p.year, p.month, p.day, p.hour, p.minute, p.second, off);
+}
+
+function wall(y, mo, d, h, mi, s, offset) {
+  return { date: `${y}-${pad(mo)}-${pad(d)}`, hms: `${pad(h)}:${pad(mi)}:${pad(s)}`, hm: `${pad(h)}:${pad(mi)}`, offset };
+}
+
+// "10:01:02 +08:00", with the date when it is not today (in that zone) or `withDate`
+function clock(t, withDate) {
+  const w = zoned(t);
+  const date = withDate || w.date !== zoned(Date.now() / 1000).date ? `${w.date} ` : "";
+  return `${date}${w.hms} ${w.offset}`;
 }
 
 function el(tag, attrs = {}, ...children) {
@@ -100,7 +139,8 @@ function smsCount(text, encoding, split) {
 // ---------------------------------------------------------------------------------- log panel
 function log(text, level, t) {
   const ol = $("#log");
-  const li = el("li", { "data-level": level || "info" }, el("time", { text: clock(t || Date.now() / 1000) }), text);
+  const when = t || Date.now() / 1000;
+  const li = el("li", { "data-level": level || "info" }, el("time", { text: clock(when), title: clock(when, true) }), text);
   ol.prepend(li);
   while (ol.children.length > LOG_MAX) ol.lastElementChild.remove();
 }
@@ -369,7 +409,13 @@ function moStateLabel(item) {
 function receiptView(item) {
   const rs = item.receipts || [];
   if (!rs.length) {
-    return { state: "none", label: "no receipt", title: "no delivery receipt: the bot asked for none (smsc.registered_delivery 0)" };
+    if (item.receipt_asked === false) {
+      return { state: "none", label: "no receipt asked", title: "the bot asked for no delivery receipt (smsc.registered_delivery: 0); see the note above the handsets" };
+    }
+    if (!state.sendReceipts) {
+      return { state: "none", label: "no receipt (simulator sends none)", title: "the simulator sends no receipts (simulator.send_receipts: false)" };
+    }
+    return { state: "pending", label: "receipt due", title: "the bot asked for a delivery receipt; the simulator sends it right after the submit_sm_resp" };
   }
   const bad = rs.find((r) => r.stat !== "DELIVRD");
   const stat = bad ? bad.stat + (bad.err && bad.err !== "000" ? ":" + bad.err : "") : "DELIVRD";
@@ -415,7 +461,15 @@ function patch(old, fresh) {
   old.replaceChildren(...fresh.childNodes);
 }
 
+// The note above the handsets: why no ✓✓ DELIVRD, and how to get them.
+function receiptHint(item) {
+  if (item.kind !== "mt" || item.receipt_asked !== false) return;
+  const hint = $("#receipt-hint");
+  if (hint.hidden) hint.hidden = false;
+}
+
 function renderItem(item, shortCode) {
+  receiptHint(item);
   const t = clock(item.t);
   if (item.kind === "mo") {
     const tags = optionTags(item).map((x) => el("span", { class: "tag", text: x }));
@@ -534,11 +588,15 @@ function faultPlanFromForm() {
   return plan;
 }
 
+function profileText(p) {
+  const o = Object.entries(p.overrides || {}).map(([k, v]) => `${k}=${typeof v === "object" ? JSON.stringify(v) : v}`);
+  return `${p.profile}${o.length ? " with " + o.join(", ") : ""}`;
+}
+
 function setProfile(p) {
   state.profile = p;
   $("#profile-select").value = p.profile;
-  const o = Object.entries(p.overrides || {}).map(([k, v]) => `${k}=${typeof v === "object" ? JSON.stringify(v) : v}`);
-  $("#profile-active").textContent = `${p.profile}${o.length ? " with " + o.join(", ") : ""}`;
+  $("#profile-active").textContent = profileText(p);
   for (const h of state.handsets) h.updateReceiptSelect();
 }
 
@@ -557,21 +615,33 @@ function setStats(s) {
 // ---------------------------------------------------------------------------------- live stream
 function onHello(h) {
   const fresh = state.instance === null || h.instance !== state.instance || h.reset;
-  if (state.instance !== null && h.instance !== state.instance) log("the simulator restarted", "warn");
+  const restarted = state.instance !== null && h.instance !== state.instance;
   state.instance = h.instance;
   state.shortCodes = h.short_codes && h.short_codes.length ? h.short_codes : state.shortCodes;
   state.msisdns = h.msisdns || [];
+  if (h.timezone && h.timezone !== state.zone) { state.zone = h.timezone; tick(); }
+  state.sendReceipts = h.send_receipts !== false;
   setBinds(h.binds);
   setFaults(h.faults);
   setProfile(h.profile);
   setStats(h.stats);
   refreshLists();
+  if (restarted) log("the simulator restarted", "warn"); // what the earlier one saw stays below
+  else if (h.log) $("#log").replaceChildren();
+  if (h.log) { // a fresh stream: the log as the simulator saw it up to now (items numbered by this instance)
+    state.loggedItems.clear();
+    for (const e of h.log) logEvent(e.kind, e.data);
+  }
   if (fresh) for (const hs of state.handsets) hs.load();
 }
 
 function onItem(item) {
   for (const h of state.handsets) h.upsert(item);
   if (!state.msisdns.includes(item.msisdn)) { state.msisdns.unshift(item.msisdn); refreshLists(); }
+  logItem(item);
+}
+
+function logItem(item) {
   const key = `${item.id}:${item.kind === "mo" ? item.state : ""}`;
   if (item.kind === "mo") {
     if (!state.loggedItems.has(item.id)) log(`MO ${item.msisdn} → ${item.peer}: “${short(item.text)}”${item.parts > 1 ? ` (${item.parts} parts)` : ""}`, "info", item.t);
@@ -604,25 +674,42 @@ function connect() {
   });
   on("hello", onHello);
   on("item", onItem);
-  on("bind", (b) => {
-    setBinds(b.binds);
-    log(`bind #${b.bind.id} ${b.bind.mode} ${b.event} (${b.bind.system_id}, ${b.bind.peer})`, b.event === "closed" ? "warn" : "info", b.t);
-  });
-  on("submit", (s) => log(`submit_sm #${s.n} to ${s.to} on bind #${s.conn}: ${statusText(s.status)}`, s.status === null ? "bad" : "warn", s.t));
-  on("faults", (f) => {
-    setFaults(f);
-    const bits = faultSummary(f);
-    log(bits.length ? `faults: ${bits.join(", ")}` : "faults cleared", bits.length ? "warn" : "info");
-  });
-  on("profile", (p) => { setProfile(p); log(`profile: ${$("#profile-active").textContent}`); });
-  on("note", (n) => log(n.text, "warn", n.t));
+  on("bind", (b) => { setBinds(b.binds); logEvent("bind", b); });
+  on("submit", (s) => logEvent("submit", s));
+  on("faults", (f) => { setFaults(f); logEvent("faults", f); });
+  on("profile", (p) => { setProfile(p); logEvent("profile", p); });
+  on("note", (n) => logEvent("note", n));
   on("stats", setStats);
+}
+
+// One event into the log panel: live, or from the hello's "log" (what happened before the page opened).
+function logEvent(kind, d) {
+  switch (kind) {
+    case "item": logItem(d); break;
+    case "bind":
+      log(`bind #${d.bind.id} ${d.bind.mode} ${d.event} (${d.bind.system_id}, ${d.bind.peer})`, d.event === "closed" ? "warn" : "info", d.t);
+      break;
+    case "submit":
+      log(`submit_sm #${d.n} to ${d.to} on bind #${d.conn}: ${statusText(d.status)}`, d.status === null ? "bad" : "warn", d.t);
+      break;
+    case "faults": {
+      const bits = faultSummary(d);
+      log(bits.length ? `faults: ${bits.join(", ")}` : "faults cleared", bits.length ? "warn" : "info", d.t);
+      break;
+    }
+    case "profile": log(`profile: ${profileText(d)}`, "info", d.t); break;
+    case "note": log(d.text, "warn", d.t); break;
+    default: break;
+  }
 }
 
 // ---------------------------------------------------------------------------------- start
 function tick(root = document) {
-  const d = new Date();
-  for (const c of root.querySelectorAll(".clock")) c.textContent = `${pad(d.getHours())}:${pad(d.getMinutes())}`;
+  const w = zoned(Date.now() / 1000);
+  for (const c of root.querySelectorAll(".clock")) {
+    c.textContent = `${w.hm} ${w.offset}`;
+    c.title = `${w.date} ${w.hms} ${w.offset} (${state.zone}, the bot's billing.timezone)`;
+  }
 }
 
 function start() {
