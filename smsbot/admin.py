@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass
 
 from smsbot.config import Settings
+from smsbot.connections import open_store
 from smsbot.msisdn import normalize_msisdn
 from smsbot.store import Store
 
@@ -27,8 +28,6 @@ class SubscriptionRow:
 
 
 def _store(settings: Settings) -> Store:
-    from smsbot.connections import open_store
-
     return open_store(settings)
 
 

@@ -20,6 +20,7 @@ from typing import Any, Callable, Sequence
 import redis
 
 import commands
+from commands.complaints import tickets
 from smsbot import config as config_mod
 from smsbot import connections, log, queue_lag, redis_supervisor, status_charts
 from smsbot.config import Settings
@@ -31,11 +32,13 @@ from smsbot.live import Live
 from smsbot.metrics import ApiMetrics, Metrics, MetricsServer
 from smsbot.outbox import OutboxSender, OutgoingMt
 from smsbot.pipeline import Pipeline
+from smsbot.reload import plan_reload
 from smsbot.session import SequenceGenerator
 from smsbot.router import Router
 from smsbot.store import KeyWrite, Store
 from smsbot.transport import Transport
 from smsbot.webhooks import events as wh_events
+from smsbot.webhooks.service import WebhookService
 
 _log = log.get("smsbot.mo")
 _life = log.get("smsbot.bot")
@@ -113,14 +116,10 @@ class Bot:
     def _webhooks(self) -> Any:
         if not self.settings.webhooks:
             return None
-        from smsbot.webhooks.service import WebhookService
-
         return WebhookService(self.settings, self.metrics, self.instance, ticket=self._ticket_record)
 
     def _ticket_record(self, store: Store, ticket_id: str) -> dict[str, Any] | None:
         """A complaint ticket's text and answer for the ticket events (commands/complaints owns tickets)."""
-        from commands.complaints import tickets
-
         t = tickets.get(self.settings, store, ticket_id)
         return None if t is None else {"text": t.text, "short_code": t.short_code, "answer": t.answer, "by": t.by}
 
@@ -242,9 +241,7 @@ class Bot:
         except config_mod.ConfigError as e:
             _life.error("reload_refused", errors=e.lines())  # as `config check` prints them: key (line N): problem
             return False
-        # which changed keys take effect now and which need a restart (smsbot.daemon.plan_reload); logged below
-        from smsbot.daemon import plan_reload
-
+        # which changed keys take effect now and which need a restart (smsbot.reload); logged below
         plan = plan_reload(self.settings, new)
         new = plan.settings
         self.live.swap(new, Router(new, commands.all_commands()))
@@ -268,7 +265,7 @@ class Bot:
             self.metrics_server.start()
             _life.info("metrics_listening", host=m.host, port=self.metrics_server.port)
         if self.settings.api.port:  # the HTTP API (smsbot.api) in this process, on its own Redis connection
-            from smsbot.api.app import start_in_thread
+            from smsbot.api.app import start_in_thread  # FastAPI and uvicorn load only in a bot that serves the API
 
             self.api_server = start_in_thread(self.settings, metrics=ApiMetrics(self.metrics.registry))
             _life.info("api_listening", host=self.settings.api.host, port=self.settings.api.port)

@@ -5,7 +5,7 @@ Signal handlers only set flags:
   exit 0; a second one stops at once (unsent replies stay in the Redis outbox: nothing stored is
   lost, the next start or another instance sends them);
 - SIGHUP: reload templates, catalogue, menu settings, plans and thresholds without dropping the
-  bind; an invalid new configuration is refused and logged, the old one stays. `plan_reload()`
+  bind; an invalid new configuration is refused and logged, the old one stays. `smsbot.reload.plan_reload()`
   decides, key by key, what takes effect and what needs a restart; the bot logs ONE ``reloaded``
   line listing both (``applied``, ``restart_needed``).
 
@@ -33,14 +33,18 @@ import os
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
-from smsbot import embedded, log
-from smsbot.config import Settings
+from smsbot import config as config_mod
+from smsbot import embedded, log, ports, redis_supervisor
+from smsbot.app import Bot
+from smsbot.connections import open_store
+from smsbot.config import RedisMode, Settings
 from smsbot.private import PRIVATE_UMASK, open_private
+from smsbot.reload import changed_keys
 from smsbot.timefmt import display_zone
 
 _log = log.get("smsbot.daemon")
@@ -177,8 +181,6 @@ def claim_bundled_redis(settings: Settings) -> embedded.Claim | None:
     """This process's claim on the bundled redis-server it is about to use (`smsbot.embedded.Claim`):
     from now on ``smsbot redis stop`` refuses, naming this bot, even before it connects. None when
     smsbot uses an external Redis (``redis.url`` or another mode)."""
-    from smsbot.config import RedisMode
-
     r = settings.redis
     if r.mode is not RedisMode.SINGLE or r.url:
         return None
@@ -194,8 +196,6 @@ def serve(settings: Settings, config_path: str | Path | None, pidfile: PidFile |
     `claim` (this process's on the bundled Redis) is labelled with the bot's name once it is built
     and released at the end.
     """
-    from smsbot import redis_supervisor
-    from smsbot.app import Bot
 
     bot: Any = None
     stops = 0
@@ -229,14 +229,13 @@ def serve(settings: Settings, config_path: str | Path | None, pidfile: PidFile |
         if config_path is None:
             _log.warning("reload_ignored", reason="started without a config file path")
             return
-        from smsbot import config as config_mod
 
         try:
             new = config_mod.reload(current, config_path)
         except config_mod.ConfigError as e:
             _log.error("reload_refused", errors=e.lines())
             return
-        changed = _changed(current.model_dump(mode="json"), new.model_dump(mode="json"))
+        changed = changed_keys(current.model_dump(mode="json"), new.model_dump(mode="json"))
         if any(k.startswith("log.") for k in changed):
             log.apply(new.log)
         if "billing.timezone" in changed:
@@ -328,7 +327,6 @@ def run_detached(settings: Settings, config_path: str | Path | None, pidfile: Pa
             os.write(ready_w, f"{os.getpid()}\n".encode())
         finally:
             os.close(ready_w)
-        from smsbot import ports
 
         try:
             return serve(settings, config_path, pf, claim)
@@ -366,79 +364,8 @@ def warn_if_redis_unavailable(settings: Settings) -> None:
     """Before detaching: say on the terminal that Redis does not answer (the daemon keeps retrying)."""
     import sys
 
-    from smsbot import redis_supervisor
-    from smsbot.connections import open_store
 
     try:
         open_store(settings).close()
     except redis_supervisor.RedisProblem as p:
         print(f"smsbot: warning: {p.line()}; the daemon starts anyway and retries until Redis answers", file=sys.stderr, flush=True)
-
-
-# -- SIGHUP: what a reload can change --------------------------------------------------------------------
-# Sections that take effect at a reload: the router (templates, catalogue, short codes, menu) is
-# rebuilt, the event consumers (usage, billing) restarted, and the dispatcher reads `dispatch.*`
-# at use time. `log` is applied by `log.apply` (all but a level below the start level).
-# Everything else keeps its running value until a restart: the SMPP bind (`smsc`), the Redis
-# connection (`redis`, `data_dir`), the metrics listener (`metrics`), delivery timers (`delivery`)
-# and any section added later until it is listed here. `simulator` is not used by `smsbot run`.
-LIVE_SECTIONS = frozenset({"templates", "services", "short_codes", "menu", "usage", "billing", "dispatch", "delivery", "commands"})
-UNUSED_SECTIONS = frozenset({"simulator"})
-
-
-@dataclass
-class ReloadPlan:
-    """The outcome of comparing the running settings with a freshly loaded file."""
-
-    settings: Settings  # run with this: the new file, with restart-only keys kept at their running values
-    applied: list[str] = field(default_factory=list)  # changed keys in effect now (dotted paths)
-    restart: list[str] = field(default_factory=list)  # changed keys that take effect on the next start
-    unused: list[str] = field(default_factory=list)  # changed keys `smsbot run` does not use
-
-    def log(self, logger: Any, **extra: Any) -> None:
-        """ONE line: event ``reloaded``, with ``applied`` and ``restart_needed`` (WARNING when not empty)."""
-        fields: dict[str, Any] = {"applied": self.applied, "restart_needed": self.restart, **extra}
-        if self.unused:
-            fields["not_used_by_run"] = self.unused
-        (logger.warning if self.restart else logger.info)("reloaded", **fields)
-
-
-def _changed(old: Any, new: Any, path: str = "") -> list[str]:
-    """Dotted paths of the leaves that differ (a list is one leaf; a key added or removed in a mapping
-    is named down to its own leaves)."""
-    if isinstance(old, dict) and new is None:
-        new = {}
-    if isinstance(new, dict) and old is None:
-        old = {}
-    if isinstance(old, dict) and isinstance(new, dict):
-        out: list[str] = []
-        for k in sorted(set(old) | set(new), key=str):
-            out += _changed(old.get(k), new.get(k), f"{path}.{k}" if path else str(k))
-        return out
-    return [] if old == new else [path]
-
-
-def plan_reload(old: Settings, new: Settings) -> ReloadPlan:
-    """Which changed keys take effect now, which need a restart; applies the `log` ones and the zone
-    of the log lines (side effects)."""
-    changed = _changed(old.model_dump(mode="json"), new.model_dump(mode="json"))
-    plan = ReloadPlan(new)
-    keep: dict[str, Any] = {}
-    log_keys = [k for k in changed if k.split(".", 1)[0] == "log"]
-    log_restart = set(log.apply(new.log)) if log_keys else set()
-    if "billing.timezone" in changed:  # the zone of every time written, log lines included (smsbot.timefmt)
-        log.set_zone(display_zone(new))
-    for key in changed:
-        section = key.split(".", 1)[0]
-        if section == "log":
-            (plan.restart if key in log_restart else plan.applied).append(key)
-        elif section in LIVE_SECTIONS:
-            plan.applied.append(key)
-        elif section in UNUSED_SECTIONS:
-            plan.unused.append(key)
-        else:
-            plan.restart.append(key)
-            keep[section] = getattr(old, section)
-    if keep:
-        plan.settings = new.model_copy(update=keep)
-    return plan

@@ -12,18 +12,17 @@ from datetime import tzinfo
 import click
 
 from smsbot import admin, log, ports
+from smsbot.app import Bot
 from smsbot.config import LogSettings, Settings
 from smsbot.private import open_private
+from smsbot.simulator.handset import PROMPT, Handset, format_message, run_handset
+from smsbot.simulator.smsc import SimSmsc
 
 DEMO_SERVICES = ("VIDEO", "MUSIC", "NEWS")
 
 
 def run(settings: Settings, msisdn: str, sends: list[str], wait: float, *, where: str = "",
         tz: tzinfo | None = None) -> int:
-    from smsbot.app import Bot
-    from smsbot.simulator.handset import PROMPT, Handset, format_message, run_handset
-    from smsbot.simulator.smsc import SimSmsc
-
     sim_cfg = settings.simulator
     listeners = ports.simulator_listeners(sim_cfg.host, sim_cfg.smpp_port, sim_cfg.control_port)
     ports.check(listeners)  # before anything starts: one line naming the port and its setting

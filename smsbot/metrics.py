@@ -24,6 +24,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.metrics_core import HistogramMetricFamily
 from prometheus_client.utils import floatToGoString
 
+from smsbot import ports, status_charts
+
 
 class HotCounter:
     """A labelled Counter fed from ONE thread's hot path without a lock per increment.
@@ -188,8 +190,6 @@ class MetricsServer:
 
     def __init__(self, metrics: Metrics, health: Callable[[], dict[str, bool]], host: str, port: int,
                  status: Any = None, instance: str = ""):
-        from smsbot import status_charts
-
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -228,8 +228,6 @@ class MetricsServer:
             # before one reuse that thread's Redis connections (Store.hot_connection)
             self.server = HTTPServer((host, port), Handler)
         except OSError as e:  # port taken or not allowed: one line naming metrics.port (smsbot.ports), exit 2
-            from smsbot import ports
-
             raise ports.explain(e, [ports.metrics_listener(host, port)]) from None
         self.port = self.server.server_address[1]
         self._thread = threading.Thread(target=self.server.serve_forever, name="metrics-http", daemon=True)

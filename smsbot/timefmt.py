@@ -16,10 +16,10 @@ from __future__ import annotations
 from datetime import datetime, tzinfo
 from typing import Any
 
+from smsbot.periods import zone
+
 
 def display_zone(settings: Any) -> tzinfo:
-    from smsbot.periods import zone
-
     return zone(settings.billing.timezone)
 
 

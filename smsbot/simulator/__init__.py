@@ -12,6 +12,7 @@
 """
 
 from .handset import Handset, HandsetError, format_message, run_handset
-from .smsc import SimSmsc, SimSmscError
+from .errors import SimSmscError
+from .smsc import SimSmsc
 
 __all__ = ["Handset", "HandsetError", "SimSmsc", "SimSmscError", "format_message", "run_handset"]

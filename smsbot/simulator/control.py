@@ -162,6 +162,7 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
+from .errors import SimSmscError
 from .faults import peak_rate
 
 if TYPE_CHECKING:
@@ -327,8 +328,6 @@ class _Handler(BaseHTTPRequestHandler):
         parts = [urllib.parse.unquote(p) for p in url.path.split("/") if p]
         query = urllib.parse.parse_qs(url.query)
         sim = self.server.sim
-        from .smsc import SimSmscError
-
         self._read_body()
         if method == "GET" and self._web(sim, parts, query):
             return

@@ -56,6 +56,8 @@ from .events import SimEvents
 from .faults import Delayer, FaultError, Faults, Verdict
 from .mailbox import Mailbox, Reassembler, StoredMessage
 from .mo import PartsError, build_mo_parts
+from .control import ControlServer
+from .errors import SimSmscError
 
 log = logging.getLogger("smsbot.simulator")
 
@@ -94,10 +96,6 @@ MESSAGE_STATE_DELIVERED = 2
 JOBS_KEPT = 20000  # MO outcomes remembered for mo_status (oldest finished ones are forgotten)
 HISTORY_KEPT = 50  # delivery attempts remembered per MO
 SUBMITS_KEPT = 10000  # submit_sm log entries kept (submit_log)
-
-class SimSmscError(ValueError):
-    """Bad input to the simulator's API (reported as HTTP 400 by the control API)."""
-
 
 # --------------------------------------------------------------------------------------------
 # MO jobs
@@ -338,8 +336,6 @@ class SimSmsc:
         self._listener = lst
         self.smpp_port = lst.getsockname()[1]
         if self.with_control:
-            from .control import ControlServer
-
             try:
                 self._control = ControlServer(self, self.host, self.control_port)
             except OSError:

@@ -20,17 +20,16 @@ import json
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from smsbot.config import WebhookEvent
 from smsbot.keys import Keys
 
-RECEIPT = "mt.receipt"
-CANCELLED = "subscription.cancelled"
-REMINDED = "order.reminded"
-CHARGED = "charge.recorded"
-TICKET_OPENED = "ticket.opened"
-TICKET_RESOLVED = "ticket.resolved"
-NOTICE_REJECTED = "notice.rejected"
-EVENT_TYPES = (RECEIPT, CANCELLED, REMINDED, CHARGED, TICKET_OPENED, TICKET_RESOLVED, NOTICE_REJECTED)
-ALL = "*"  # an endpoint's `events: ["*"]` wants every type
+RECEIPT = WebhookEvent.RECEIPT.value
+CANCELLED = WebhookEvent.CANCELLED.value
+REMINDED = WebhookEvent.REMINDED.value
+CHARGED = WebhookEvent.CHARGED.value
+TICKET_OPENED = WebhookEvent.TICKET_OPENED.value
+TICKET_RESOLVED = WebhookEvent.TICKET_RESOLVED.value
+NOTICE_REJECTED = WebhookEvent.NOTICE_REJECTED.value
 
 API_ACTOR = "api:"  # correlation / actor of what an HTTP API request did: ``api:<token name>`` (smsbot.admin.api_actor)
 INBOUND_TAG = "w"

@@ -1,0 +1,65 @@
+"""The architecture's rules, checked on the source (no Redis, no sockets).
+
+* import-linter's contracts in pyproject.toml: no import cycles among smsbot's and the commands'
+  modules, and the hot path imports only downwards (cli -> daemon -> app -> api -> transport ->
+  pipeline -> delivery -> dispatch -> outbox -> session -> connections -> commands -> router ->
+  store -> steps, keys, pdu -> config, codec, messages);
+* no import inside a function to dodge a cycle: outside the CLI (which defers its subcommands'
+  imports so that `smsbot --help` starts fast), an import of smsbot's or the commands' own modules
+  inside a function must say on its line why it is deferred (a cost, never a cycle).
+"""
+
+from __future__ import annotations
+
+import ast
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.unit
+
+REPO = Path(__file__).resolve().parent.parent
+OWN = ("smsbot", "commands")
+
+
+def test_import_contracts_are_kept(tmp_path: Path):
+    exe = shutil.which("lint-imports", path=str(Path(sys.executable).parent)) or shutil.which("lint-imports")
+    assert exe, "import-linter is a test dependency (pip install -e '.[test]')"
+    res = subprocess.run([exe, "--no-cache"], cwd=REPO, capture_output=True, text=True, timeout=120,
+                         env={"PATH": str(Path(sys.executable).parent), "PYTHONPATH": str(REPO), "HOME": str(tmp_path)})
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
+    assert res.stdout.count("KEPT") == 2, res.stdout
+
+
+def _deferred_own_imports(path: Path) -> list[tuple[int, str]]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    lines = path.read_text(encoding="utf-8").splitlines()
+    out: list[tuple[int, str]] = []
+
+    def visit(node: ast.AST, in_function: bool, in_type_checking: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            fn = in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef))
+            tc = in_type_checking or (isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test))
+            if in_function and not in_type_checking and isinstance(child, (ast.Import, ast.ImportFrom)):
+                names = [a.name for a in child.names] if isinstance(child, ast.Import) else [child.module or ""]
+                own = any(n.split(".")[0] in OWN for n in names) or (isinstance(child, ast.ImportFrom) and child.level > 0)
+                if own and "#" not in lines[child.lineno - 1]:
+                    out.append((child.lineno, lines[child.lineno - 1].strip()))
+            visit(child, fn, tc)
+
+    visit(tree, False, False)
+    return out
+
+
+def test_no_import_inside_a_function_without_its_reason():
+    offenders = []
+    for pkg in OWN:
+        for f in sorted((REPO / pkg).rglob("*.py")):
+            rel = f.relative_to(REPO)
+            if rel.parts[:2] == ("smsbot", "cli"):
+                continue
+            offenders += [f"{rel}:{n}: {src}" for n, src in _deferred_own_imports(f)]
+    assert not offenders, "imports inside functions (hoist them, or say on the line why they wait):\n" + "\n".join(offenders)
