@@ -4,8 +4,9 @@ answer is encoded.
 * `Gate` (pure ASGI, the outermost layer of the app) reads a request's body whole before routing:
   over ``api.max_body_bytes`` it answers 413, whether Content-Length says so up front or a chunked
   body grows past it; a POST/PUT/PATCH body that is not ``application/json`` (or ``…+json``) gets
-  415 saying so. It ends every JSON answer with a newline, and an exception no handler took (a bug)
-  becomes a JSON 500 and one ``api_request_failed`` log line instead of a traceback on stderr.
+  415 saying so. It ends every JSON answer with a newline, gives every HTML page (the docs, /status)
+  a Content-Security-Policy that loads nothing from elsewhere, and turns an exception no handler
+  took (a bug) into a JSON 500 and one ``api_request_failed`` log line, not a traceback on stderr.
 * `problem_body` encodes every error answer, ``{"detail": …}``, whatever the client sent: text that
   cannot be UTF-8 (a lone surrogate) is escaped (``\\ud800``), non-finite numbers become text.
 * `install_handlers` answers HTTP errors, validation errors (422, each field named; a body that
@@ -29,6 +30,9 @@ from smsbot import log
 RETRY_AFTER_S = 5
 JSON_TYPE = b"application/json"
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+# the pages (docs, ReDoc, /status) load nothing from elsewhere: no CDN, no tracking image
+PAGE_POLICY = (b"default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+               b"img-src 'self' data:; font-src 'self' data:; worker-src 'self' blob:; connect-src 'self'")
 _ECHO_MAX = 200  # characters of a wrong value echoed back in a 422 (`input`)
 _log = log.get("smsbot.api")
 
@@ -145,7 +149,9 @@ class Gate:
             if message["type"] == "http.response.start":
                 started = True
                 headers = message.get("headers") or []
-                if any(k.lower() == b"content-type" and _is_json(v) for k, v in headers):
+                if any(k.lower() == b"content-type" and v.startswith(b"text/html") for k, v in headers):
+                    message = {**message, "headers": [*headers, (b"content-security-policy", PAGE_POLICY)]}
+                elif any(k.lower() == b"content-type" and _is_json(v) for k, v in headers):
                     json_answer = True
                     message = {**message, "headers": [(k, str(int(v) + 1).encode()) if k.lower() == b"content-length" else (k, v)
                                                       for k, v in headers]}
