@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from smsbot.config import Settings
 
@@ -79,7 +79,7 @@ def create_app(settings: Settings, store: Any = None) -> FastAPI:
     st = store or build_store(settings)
     ctx = ApiContext(settings, st, Auth(a.tokens, a.rate_per_second, a.burst), Router(settings, commands.all_commands()))
     ctx.use_async_client(_async_client(settings, st))
-    app = FastAPIOffline(title="smsbot HTTP API", version=_version(), static_url="/docs-assets",
+    app = FastAPIOffline(title="smsbot HTTP API", version=_version(), static_url="/docs-assets", redirect_slashes=False,
                          swagger_ui_parameters={"persistAuthorization": False, "tryItOutEnabled": True},
                          description="Orders, on-demand uses, usage reports, notices, subscriptions, MT records and status of smsbot. "
                                      "Authenticate with `Authorization: Bearer <token>` (config `api.tokens`, `SMSBOT_API_TOKENS`): "
@@ -87,11 +87,12 @@ def create_app(settings: Settings, store: Any = None) -> FastAPI:
                                      "is `{\"detail\": ...}` naming what is wrong.")
     app.state.ctx = ctx
     wire.install_handlers(app)
-    app.include_router(build_router(ctx))
+    every_operation = [Depends(wire.known_query)]
+    app.include_router(build_router(ctx), dependencies=every_operation)
     for cmd in ctx.router.commands.values():  # endpoints a command package brings (complaints: /v1/tickets)
         extra = cmd.api_routes(ctx)
         if extra is not None:
-            app.include_router(extra)
+            app.include_router(extra, dependencies=every_operation)
     _document_catalogue(app, settings)
     app.add_middleware(wire.Gate, limit=a.max_body_bytes)
     return app

@@ -10,13 +10,15 @@ answer is encoded.
 * `problem_body` encodes every error answer, ``{"detail": …}``, whatever the client sent: text that
   cannot be UTF-8 (a lone surrogate) is escaped (``\\ud800``), non-finite numbers become text.
 * `install_handlers` answers HTTP errors, validation errors (422, each field named; a body that
-  does not parse says why) and Redis down (503 with ``Retry-After``) with those bodies.
+  does not parse says why) and Redis down (503 with ``Retry-After``) with those bodies;
+  `known_query` refuses query parameters an operation does not take (422).
 """
 
 from __future__ import annotations
 
 import json
 import math
+from http import HTTPStatus
 from typing import Any
 
 import redis
@@ -102,11 +104,19 @@ def _unreadable(cause: BaseException) -> str:
 
 def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
-    async def http_error(_request: Request, exc: HTTPException) -> Response:
+    async def http_error(request: Request, exc: HTTPException) -> Response:
         if exc.status_code == 400 and exc.__cause__ is not None:  # FastAPI could not read the body
             err = {"loc": ["body"], "msg": _unreadable(exc.__cause__), "type": "json_invalid"}
             return problem(422, [err])
-        return problem(exc.status_code, exc.detail, headers=exc.headers)
+        detail = exc.detail
+        if detail == HTTPStatus(exc.status_code).phrase:  # the router's own words: say which endpoint or method
+            path = request.url.path
+            if exc.status_code == 404:
+                detail = f"no endpoint {path}" + (" (no trailing slash)" if path.endswith("/") and path != "/" else "") + \
+                         "; the endpoints are listed at /docs and /openapi.json"
+            elif exc.status_code == 405:
+                detail = f"{request.method} is not an operation of {path}; it takes {(exc.headers or {}).get('Allow', 'none')}"
+        return problem(exc.status_code, detail, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_request: Request, exc: RequestValidationError) -> Response:
@@ -118,6 +128,20 @@ def install_handlers(app: FastAPI) -> None:
     async def redis_down(_request: Request, exc: Exception) -> Response:
         return problem(503, f"Redis is unavailable ({type(exc).__name__}); nothing was written, try again",
                        headers={"Retry-After": str(RETRY_AFTER_S)})
+
+
+async def known_query(request: Request) -> None:
+    """A dependency of every operation: a query parameter it does not take is a 422 naming it (a
+    typo such as ``?opne=true`` would otherwise pass silently)."""
+    if not request.scope.get("query_string"):
+        return
+    dependant = getattr(request.scope.get("route"), "dependant", None)
+    takes = sorted(f.alias for f in getattr(dependant, "query_params", []))
+    unknown = [k for k in dict.fromkeys(request.query_params) if k not in takes]
+    if unknown:
+        raise HTTPException(422, [{"loc": ["query", k], "type": "extra_forbidden",
+                                   "msg": f"unknown query parameter; {request.url.path} takes {', '.join(takes) or 'none'}"}
+                                  for k in unknown])
 
 
 # -- the gate ---------------------------------------------------------------------------------------
@@ -187,7 +211,7 @@ class Gate:
         if length is not None and (not length.isdigit() or int(length) > self.limit):
             raise _Refused(413, self._too_large())
         if scope["method"] in _BODY_METHODS and (length != b"0" or chunked) and not (content_type and _is_json(content_type)):
-            got = f"got {_text(content_type.decode('latin-1'))!r}" if content_type else "no Content-Type was sent"
+            got = "no Content-Type was sent" if content_type is None else f"got {_text(content_type.decode('latin-1'))!r}"
             raise _Refused(415, f"the API takes application/json bodies (Content-Type: application/json); {got}")
         parts, size = [], 0
         while True:
