@@ -77,6 +77,9 @@ def test_notice_arrives(world: World, api: Api) -> None:
         assert state[0] == 200 and state[2]["state"] == "queued" and time.monotonic() < deadline, state
         time.sleep(0.05)
     assert api.call("GET", f"/v1/subscribers/{MSISDN}/notices/garbage", token=RO)[0] == 422
+    # sent, it is still this subscriber's alone: another number, an id never given, are 404 (issue 19 item 3)
+    assert api.call("GET", f"/v1/subscribers/13800138001/notices/{out['id']}", token=RO)[0] == 404
+    assert api.call("GET", f"/v1/subscribers/{MSISDN}/notices/1-0", token=RO)[0] == 404
     status, _, bad = api.call("POST", "/v1/notices", {"msisdn": MSISDN, "template": "no_such_template"})
     assert status == 422 and bad["detail"][0]["loc"] == ["body", "template"]
 
