@@ -221,3 +221,38 @@ def test_no_async_handler_uses_the_blocking_client(env: tuple[ApiProcess, config
         source = inspect.getsource(route.endpoint)
         blocking = [w for w in ("ctx.redis", "ctx.store", "admin.queue_notice", "admin.unsubscribe") if w in source]
         assert not blocking, f"{route.path}: an async handler calls the blocking client ({blocking})"
+
+
+class Collected:
+    """A log sink for `smsbot.api.wire` (its `_log`): the events it writes."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, dict[str, Any]]] = []
+
+    def __getattr__(self, level: str) -> Any:
+        return lambda event, **kw: self.events.append((level, event, kw))
+
+
+def test_a_bug_is_a_json_500_and_one_log_line(env: tuple[ApiProcess, config.Settings], monkeypatch: pytest.MonkeyPatch) -> None:
+    """An exception no handler takes (a bug in an operation) is answered, as JSON, and logged once
+    with its traceback; the server goes on serving."""
+    from smsbot.api import wire
+
+    from .api_client import start_api
+
+    logged = Collected()
+    monkeypatch.setattr(wire, "_log", logged)
+    api = start_api(env[1])
+    try:
+        def broken() -> None:
+            raise RuntimeError("a bug")
+
+        api.server.config.app.add_api_route("/v1/broken", broken)
+        r = api.send("GET", "/v1/broken")
+        assert r.status == 500 and r.headers["content-type"] == "application/json" and r.raw.endswith(b"}\n"), r
+        assert "api_request_failed" in r.json["detail"]
+        assert logged.events == [("error", "api_request_failed", {"method": "GET", "path": "/v1/broken",
+                                                                  "error": "RuntimeError('a bug')", "exc_info": True})]
+        assert api.send("GET", "/v1/status", token=RO).status == 200
+    finally:
+        api.stop()

@@ -6,7 +6,8 @@ answer is encoded.
   body grows past it; a POST/PUT/PATCH body that is not ``application/json`` (or ``…+json``) gets
   415 saying so. It ends every JSON answer with a newline, gives every HTML page (the docs, /status)
   a Content-Security-Policy that loads nothing from elsewhere, and turns an exception no handler
-  took (a bug) into a JSON 500 and one ``api_request_failed`` log line, not a traceback on stderr.
+  took (a bug) into a JSON 500 and one ``api_request_failed`` log line (the traceback a field of
+  it), not uvicorn's multi-line traceback on stderr.
 * `problem_body` encodes every error answer, ``{"detail": …}``, whatever the client sent: text that
   cannot be UTF-8 (a lone surrogate) is escaped (``\\ud800``), non-finite numbers become text.
 * `install_handlers` answers HTTP errors, validation errors (422, each field named; a body that
@@ -190,7 +191,7 @@ class Gate:
             await problem(r.status, r.detail)(scope, receive, framed)
         except Exception as e:  # noqa: BLE001 - a bug: answered and logged once, the server keeps serving
             _log.error("api_request_failed", method=scope.get("method"), path=_text(scope.get("path", "")),
-                       error=_text(repr(e))[:500])
+                       error=_text(repr(e))[:500], exc_info=True)  # one JSON line, the traceback a field of it
             if not started:
                 await problem(500, "internal error (logged as api_request_failed); the request may not have been applied")(
                     scope, receive, framed)
@@ -208,7 +209,7 @@ class Gate:
                 chunked = True
         if length is None and not chunked:
             return None
-        if length is not None and (not length.isdigit() or int(length) > self.limit):
+        if length is not None and length.isdigit() and int(length) > self.limit:
             raise _Refused(413, self._too_large())
         if scope["method"] in _BODY_METHODS and (length != b"0" or chunked) and not (content_type and _is_json(content_type)):
             got = "no Content-Type was sent" if content_type is None else f"got {_text(content_type.decode('latin-1'))!r}"
