@@ -20,7 +20,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from smsbot import admin
 from smsbot.api.auth import Token
-from smsbot.api.models import (AUTH, BODY, CancelOut, Conflict, EventOut, Instance, LedgerEntry, LedgerOut, MtOut, NoticeIn, NoticeOut,
+from smsbot.api.models import (AUTH, BODY, MAX_AT_MS, CancelOut, Conflict, EventOut, Instance, LedgerEntry, LedgerOut, MtOut, NoticeIn, NoticeOut,
                                NoticeStateOut, OrderIn, StatusOut, Subscription, SubscriptionsOut, UsageIn, UsageOut, UsageStateOut,
                                UseIn, responses)
 from smsbot.api.wire import problem
@@ -28,7 +28,7 @@ from smsbot.msisdn import normalize_msisdn
 
 _ENTRY_ID = re.compile(r"^[0-9]{1,15}-[0-9]{1,10}$")
 EVENT_BACKLOG_CAP = 1000
-_NEW, _AGAIN, _CONFLICT = 1, 0, 2  # what event.lua answers
+_NEW, _CONFLICT = 1, 2  # what event.lua answers first (0: the same request again)
 
 
 class Invalid(Exception):
@@ -65,8 +65,7 @@ def build_router(ctx: Any) -> APIRouter:  # ctx: smsbot.api.app.ApiContext
         return n
 
     def at_ms(bad: Invalid, value: str | int | None) -> int:
-        """`at` (in range when a number: `smsbot.api.models`) as epoch ms; now when absent."""
-        from smsbot.api.models import MAX_AT_MS
+        """`at` as epoch ms (now when absent); a number is in range already (`smsbot.api.models`)."""
         from smsbot.periods import parse_time, zone
 
         try:
