@@ -94,11 +94,15 @@ def queue_notice(settings: Settings, store: Store, msisdn: str, short_code: str,
     as reminders. Returns the entry id. `msisdn` must already be the subscriber key."""
     import time as _time
 
-    sk = store.keys.subscriber(msisdn)
-    eid = store.redis.xadd(sk.queue, {"to": msisdn, "from": short_code, "lang": lang, "tpl": tpl,
-                                      "data": json.dumps(data, ensure_ascii=False, separators=(",", ":")),
-                                      "mo": correlation, "t": str(int(_time.time() * 1000))})
+    fields = notice_fields(msisdn, short_code, lang, tpl, data, correlation, int(_time.time() * 1000))
+    eid = store.redis.xadd(store.keys.subscriber(msisdn).queue, fields)
     return eid.decode() if isinstance(eid, bytes) else str(eid)
+
+
+def notice_fields(msisdn: str, short_code: str, lang: str, tpl: str, data: dict, correlation: str, now_ms: int) -> dict[str, str]:
+    """The queue entry of one notice (what `queue_notice` and the HTTP API's notice step write)."""
+    return {"to": msisdn, "from": short_code, "lang": lang, "tpl": tpl,
+            "data": json.dumps(data, ensure_ascii=False, separators=(",", ":")), "mo": correlation, "t": str(now_ms)}
 
 
 def seed(settings: Settings, first: str, count: int, codes: list[str], batch: int = 1000) -> int:

@@ -15,6 +15,9 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import redis
+import redis.asyncio
+import redis.asyncio.cluster
+import redis.asyncio.sentinel
 import redis.cluster
 import redis.sentinel
 
@@ -24,15 +27,26 @@ from smsbot.config import RedisMode, Settings
 from smsbot.store import Store
 
 
-def client(settings: Settings, socket_timeout: float = 5.0) -> tuple[Any, str]:
-    """The client for `redis.mode`, and a description of where it points (no password)."""
-    r = settings.redis
+def _options(settings: Settings, socket_timeout: float) -> dict[str, Any]:
     # RESP2 everywhere: `Roundtrip` parses raw replies (a RESP3 connection would return maps for
     # XREADGROUP and booleans for Lua false); redis-py's cluster client would otherwise speak RESP3
     opts: dict[str, Any] = {"socket_timeout": socket_timeout, "socket_connect_timeout": socket_timeout,
                             "decode_responses": False, "protocol": 2}
-    if r.password:
-        opts["password"] = r.password
+    if settings.redis.password:
+        opts["password"] = settings.redis.password
+    return opts
+
+
+def _single_url(settings: Settings) -> str:
+    """A single server's URL: `redis.url`, or the bundled server's (started when it is not running)."""
+    r = settings.redis
+    return r.url or embedded.ensure_running(settings.data_dir, r.appendfsync).url
+
+
+def client(settings: Settings, socket_timeout: float = 5.0) -> tuple[Any, str]:
+    """The blocking client for `redis.mode`, and a description of where it points (no password)."""
+    r = settings.redis
+    opts = _options(settings, socket_timeout)
     if r.mode is RedisMode.SENTINEL:
         sentinel = redis.sentinel.Sentinel(
             r.sentinel_addresses(), socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout,
@@ -42,8 +56,22 @@ def client(settings: Settings, socket_timeout: float = 5.0) -> tuple[Any, str]:
     if r.mode is RedisMode.CLUSTER:
         assert r.url
         return redis.cluster.RedisCluster.from_url(r.url, **opts), r.url
-    url = r.url or embedded.ensure_running(settings.data_dir, r.appendfsync).url
+    url = _single_url(settings)
     return redis.Redis.from_url(url, **opts), url
+
+
+def async_client(settings: Settings, socket_timeout: float = 5.0) -> Any:
+    """The asyncio client for `redis.mode`, with the blocking client's options (RESP2, timeouts,
+    password): the API's handlers on the event loop wait for Redis without stalling anyone else."""
+    r = settings.redis
+    opts = _options(settings, socket_timeout)
+    if r.mode is RedisMode.SENTINEL:
+        sentinel = redis.asyncio.sentinel.Sentinel(r.sentinel_addresses(), socket_timeout=socket_timeout,
+                                                   socket_connect_timeout=socket_timeout)
+        return sentinel.master_for(r.sentinel_service, **opts)
+    if r.mode is RedisMode.CLUSTER:
+        return redis.asyncio.cluster.RedisCluster.from_url(r.url, **opts)
+    return redis.asyncio.Redis.from_url(_single_url(settings), **opts)
 
 
 def store(settings: Settings, command_lua_files: Iterable[Path | str] = (), socket_timeout: float = 5.0) -> Store:

@@ -24,6 +24,8 @@ Layout (prefix ``smsbot``; ``{7}`` is the shard tag):
                                             replies of a dead instance): consumer group ``senders``
 ``smsbot:{7}:audit``                stream  every subscription change
 ``smsbot:{7}:usage:<msisdn>``       hash    data usage this cycle: cycle, used, plan, quota, alert marks
+``smsbot:{7}:notices:<msisdn>``     zset    notices posted to the HTTP API for the subscriber: queue entry id ->
+                                            ms posted, kept dispatch.mt_record_seconds (`GET .../notices/{id}`)
 ``smsbot:{7}:<name>:<msisdn>``      any     other per-subscriber keys a command declares (`Keys.named`, ``name``)
 ``smsbot:{7}:<name>``               any     per-shard keys a command declares (`Keys.named`, ``@name``), e.g. the
                                             complaint tickets of the shard (commands/complaints)
@@ -32,6 +34,8 @@ Layout (prefix ``smsbot``; ``{7}`` is the shard tag):
 ``smsbot:{7}:orders:<msisdn>``      hash    order ids already applied -> JSON outcome (idempotency)
 ``smsbot:events:orders``            stream  inbound orders (consumer group ``orders``)
 ``smsbot:events:uses``              stream  inbound on-demand use events (consumer group ``uses``)
+``smsbot:api:{<stream>}:ids``       hash    order / use ids posted to the HTTP API -> JSON first result
+                                            (idempotency; same slot as its stream)
 ``smsbot:billing:runs``             hash    billing run id -> JSON {period, at, started, finished, counts}
 ``smsbot:mt:{<message_id>}``        list    JSON records of the MT parts sent under that SMSC message id, oldest
                                             first (several when the SMSC reuses ids), each updated by its receipt
@@ -144,6 +148,13 @@ class Keys:
 
     def orders(self, msisdn: str) -> str:
         return self.named("orders", msisdn)
+
+    def notices(self, msisdn: str) -> str:
+        return self.named("notices", msisdn)
+
+    def api_ids(self, stream: str) -> str:
+        """The ids posted to the HTTP API for event stream `stream` (its name is the hash tag: one slot)."""
+        return f"{self.prefix}:api:{{{stream}}}:ids"
 
     def ledger_pattern(self) -> str:
         return f"{self.prefix}:*:ledger:*"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.error
 import urllib.request
 from typing import Any, Iterator
 
@@ -17,52 +16,10 @@ import pytest
 
 from smsbot.app import wait_until
 
-from smsbot.api.app import start_in_thread
-
+from .api_client import CARE, OPS, RO, TOKENS, Api, ApiProcess, start_api  # noqa: F401 (OPS, start_api: also for test_redis_setups)
 from .conftest import World
 
 MSISDN = "13800138000"
-OPS = "ops-secret-0001"
-RO = "ro-secret-00001"
-TOKENS = [f"ops:{OPS}:*", f"ro:{RO}:read", "care:care-secret-01:admin+read"]
-
-
-class Api:
-    def __init__(self, server: Any):
-        self.server = server
-        sock = server.servers[0].sockets[0]
-        self.base = "http://127.0.0.1:%d" % sock.getsockname()[1]
-
-    def call(self, method: str, path: str, body: Any = None, token: str | None = OPS, raw: bytes | None = None) -> tuple[int, dict, Any]:
-        data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
-        req = urllib.request.Request(self.base + path, data=data, method=method)
-        if data is not None:
-            req.add_header("Content-Type", "application/json")
-        if token:
-            req.add_header("Authorization", f"Bearer {token}")
-        try:
-            with urllib.request.urlopen(req, timeout=10) as r:
-                status, headers, text = r.status, dict(r.headers), r.read().decode()
-        except urllib.error.HTTPError as e:
-            status, headers, text = e.code, dict(e.headers), e.read().decode()
-        try:
-            return status, headers, json.loads(text)
-        except ValueError:
-            return status, headers, text
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.server.thread.join(5)
-
-
-def start_api(settings: Any, **api: Any) -> Api:
-    s = settings.model_copy(update={"api": settings.api.model_copy(update={"tokens": TOKENS, "port": 0, **api})})
-    server = start_in_thread(s, "127.0.0.1", 0)
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "the API did not start"
-        time.sleep(0.02)
-    return Api(server)
 
 
 @pytest.fixture
@@ -96,9 +53,9 @@ def test_cancel_via_api_shows_in_next_menu_and_audit(world: World, api: Api) -> 
     assert status == 200 and {s["service"] for s in subs["subscriptions"]} == {"VIDEO", "NEWS"}
     status, _, _ = api.call("DELETE", f"/v1/subscribers/{MSISDN}/subscriptions/VIDEO", token=RO)
     assert status == 403
-    status, _, out = api.call("DELETE", "/v1/subscribers/8613800138000/subscriptions/video", token="care-secret-01")
+    status, _, out = api.call("DELETE", "/v1/subscribers/8613800138000/subscriptions/video", token=CARE)
     assert status == 200 and out == {"msisdn": MSISDN, "service": "VIDEO", "outcome": "removed", "by": "api:care"}
-    status, _, out = api.call("DELETE", f"/v1/subscribers/{MSISDN}/subscriptions/VIDEO", token="care-secret-01")
+    status, _, out = api.call("DELETE", f"/v1/subscribers/{MSISDN}/subscriptions/VIDEO", token=CARE)
     assert status == 404
     menu = phone.ask("0000")
     assert "手机早晚报" in menu and "视频会员包月" not in menu
@@ -120,6 +77,9 @@ def test_notice_arrives(world: World, api: Api) -> None:
         assert state[0] == 200 and state[2]["state"] == "queued" and time.monotonic() < deadline, state
         time.sleep(0.05)
     assert api.call("GET", f"/v1/subscribers/{MSISDN}/notices/garbage", token=RO)[0] == 422
+    # sent, it is still this subscriber's alone: another number, an id never given, are 404 (issue 19 item 3)
+    assert api.call("GET", f"/v1/subscribers/13800138001/notices/{out['id']}", token=RO)[0] == 404
+    assert api.call("GET", f"/v1/subscribers/{MSISDN}/notices/1-0", token=RO)[0] == 404
     status, _, bad = api.call("POST", "/v1/notices", {"msisdn": MSISDN, "template": "no_such_template"})
     assert status == 422 and bad["detail"][0]["loc"] == ["body", "template"]
 
@@ -132,13 +92,17 @@ def test_uses_usage_ledger_and_status(world: World, api: Api) -> None:
     assert status == 202 and out["used"] == 1015 * 1024 * 1024, out
     phone = world.handset(MSISDN)
     assert "剩余流量9.0MB" in phone.expect(1)[0]["text"]  # the 10 MB alert
-    deadline = time.monotonic() + 5
-    while True:
-        status, _, state = api.call("GET", f"/v1/subscribers/{MSISDN}/usage", token=RO)
-        if state["state"].get("used") == str(1015 * 1024 * 1024) or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
-    assert status == 200 and state["state"]["plan"] == "4G_1GB"
+    assert wait_until(lambda: api.call("GET", f"/v1/subscribers/{MSISDN}/usage", token=RO)[0] == 200, 5)
+    status, _, state = api.call("GET", f"/v1/subscribers/{MSISDN}/usage", token=RO)
+    # issue 19 item 9: the read side is a model of numbers and lists, no internal keys
+    mb = 1024 * 1024
+    assert state == {"msisdn": MSISDN, "cycle": out["cycle"], "current": True, "plan": "4G_1GB", "used": 1015 * mb,
+                     "quota": 1024 * mb, "left": 9 * mb, "thresholds": [10 * mb, 5 * mb, 0], "alerted": [10 * mb],
+                     "overage_fen_per_mb": state["overage_fen_per_mb"], "at": state["at"], "event_id": out["event_id"]}, state
+    plan = next(p for p in world.settings.usage.plans if p.code == "4G_1GB")
+    assert state["overage_fen_per_mb"] == plan.overage_fen_per_mb and abs(state["at"] - time.time() * 1000) < 60_000
+    status, _, none = api.call("GET", "/v1/subscribers/13900000000/usage", token=RO)
+    assert status == 404 and none == {"detail": "no usage reported for 13900000000"}
     status, _, ledger = api.call("GET", f"/v1/subscribers/{MSISDN}/ledger", token=RO)
     assert status == 200 and ledger["total_fen"] == 0
     smsc = f"127.0.0.1:{world.sim.smpp_port}/{world.settings.smsc.system_id} transceiver"
@@ -216,13 +180,12 @@ def test_redis_down_503(world: World, make_settings: Any) -> None:
         import redis.asyncio as aioredis
         from redis.asyncio.retry import Retry as AsyncRetry
 
-        from smsbot.api.app import _AsyncScript
-        from smsbot.api.routes import _IDEMPOTENT_XADD
-
-        dead = aioredis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5, retry=AsyncRetry(NoBackoff(), 0))
-        ctx.idempotent_xadd = _AsyncScript(dead, _IDEMPOTENT_XADD)
+        ctx.use_async_client(aioredis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5, retry=AsyncRetry(NoBackoff(), 0)))
         status, headers, out = api.call("POST", "/v1/orders", {"msisdn": MSISDN, "service": "VIDEO", "order_id": "X"})
         assert status == 503 and headers["retry-after"] == "5", out
+        for path, body in (("/v1/usage", {"msisdn": MSISDN, "used": 5}), ("/v1/notices", {"msisdn": MSISDN, "text": "hi"})):
+            status, headers, out = api.call("POST", path, body)
+            assert status == 503 and headers["retry-after"] == "5" and "nothing was written" in out["detail"], (path, out)
         assert api.call("GET", "/v1/status", token=RO)[0] == 503
     finally:
         api.stop()
@@ -252,40 +215,19 @@ def test_bot_starts_the_api_when_api_port_is_set(make_world: Any) -> None:
 def test_smsbot_api_command_serves_the_same_redis(world: World, tmp_path: Any) -> None:
     """`smsbot --config CFG api --port P` as a real process: docs and schema served, tokens from
     SMSBOT_API_TOKENS, an order it takes reaches the handset; the token's secret is never printed."""
-    import os
-    import socket
-    import subprocess
-    import sys
+    from .conftest import write_config
 
-    from .conftest import REPO, write_config
-
-    cfg = write_config(world, tmp_path)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "SMSBOT_API_TOKENS": f"ops:{OPS}:events+read"}
-    proc = subprocess.Popen([sys.executable, "-m", "smsbot.cli", "--config", str(cfg), "api", "--port", str(port)],
-                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = ApiProcess(write_config(world, tmp_path), tmp_path / "api.log", env={"SMSBOT_API_TOKENS": f"ops:{OPS}:events+read"})
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/openapi.json", timeout=2) as r:
-                    doc = json.loads(r.read())
-                break
-            except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline, "smsbot api did not start"
-                time.sleep(0.1)
-        assert "/v1/orders" in doc["paths"]
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/docs", timeout=5) as r:
-            assert r.status == 200
+        doc = proc.send("GET", "/openapi.json", token=None)
+        assert doc.status == 200 and "/v1/orders" in doc.json["paths"]
+        assert proc.send("GET", "/docs", token=None).status == 200
         phone = world.handset(MSISDN)
-        api = Api.__new__(Api)
-        api.base = f"http://127.0.0.1:{port}"
-        status, _, out = api.call("POST", "/v1/orders", {"msisdn": MSISDN, "service": "NEWS"})
+        status, _, out = proc.call("POST", "/v1/orders", {"msisdn": MSISDN, "service": "NEWS"})
         assert status == 202, out
         assert "手机早晚报" in phone.expect(1)[0]["text"]
     finally:
-        proc.terminate()
-        output = proc.communicate(timeout=10)[0]
+        proc.stop()
+    output = proc.log()
     assert "tokens: ops" in output and OPS not in output
+    proc.assert_clean_log()

@@ -15,19 +15,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from fastapi import APIRouter, HTTPException, Path, Query
 from pydantic import BaseModel, Field
 
-from smsbot.api.models import Problem
+from smsbot.api.schema import AUTH, BODY, Input, responses
 
 from commands.complaints import tickets
 
-_ERRORS = {401: {"model": Problem, "description": "no or an invalid bearer token"},
-           403: {"model": Problem, "description": "the token lacks the scope"},
-           429: {"model": Problem, "description": "the token's rate limit is exceeded (Retry-After)"},
-           503: {"model": Problem, "description": "Redis is unreachable (Retry-After); nothing was written"}}
-_404 = {404: {"model": Problem, "description": "no ticket with that number"}}
-_422 = {422: {"model": Problem, "description": "invalid input: each wrong field named in detail[].loc"}}
+_404 = (404, "no ticket with that number")
 
 
 class TicketOut(BaseModel):
@@ -50,7 +45,7 @@ class TicketsOut(BaseModel):
     tickets: list[TicketOut]
 
 
-class ResolveIn(BaseModel):
+class ResolveIn(Input):
     reply: str = Field(min_length=1, max_length=1000, description="the answer; the subscriber receives it by SMS")
 
 
@@ -62,13 +57,9 @@ def _out(t: tickets.Ticket, now_ms: int) -> TicketOut:
 def build_router(ctx: Any) -> APIRouter:
     r = APIRouter()
     settings = ctx.settings
+    scope = ctx.auth.scope
 
-    def scope(name: str):  # noqa: ANN202
-        def dep(request: Request) -> Any:
-            return ctx.auth.require(request, name)
-        return Depends(dep)
-
-    @r.get("/v1/tickets", response_model=TicketsOut, tags=["tickets"], responses={**_422, **_ERRORS})
+    @r.get("/v1/tickets", response_model=TicketsOut, tags=["tickets"], responses=responses(AUTH, 422))
     def list_tickets(open: bool = False, overdue: bool = False, limit: int = Query(100, ge=1, le=10000),
                      tok: Any = scope("read")) -> Any:
         """Complaint tickets (TS / 投诉 by SMS), newest first, as `smsbot tickets list`."""
@@ -76,7 +67,7 @@ def build_router(ctx: Any) -> APIRouter:
         found = tickets.list_tickets(settings, ctx.store, open_only=open, overdue_only=overdue, limit=limit, now_ms=now)
         return TicketsOut(tickets=[_out(t, now) for t in found])
 
-    @r.get("/v1/tickets/{number}", response_model=TicketOut, tags=["tickets"], responses={**_404, **_422, **_ERRORS})
+    @r.get("/v1/tickets/{number}", response_model=TicketOut, tags=["tickets"], responses=responses(AUTH, 422, _404))
     def get_ticket(number: str = Path(max_length=24), tok: Any = scope("read")) -> Any:
         """One ticket, as `smsbot tickets show`."""
         t = tickets.get(settings, ctx.store, number)
@@ -85,7 +76,7 @@ def build_router(ctx: Any) -> APIRouter:
         return _out(t, int(time.time() * 1000))
 
     @r.post("/v1/tickets/{number}/resolve", response_model=TicketOut, tags=["tickets"],
-            responses={**_404, 409: {"model": Problem, "description": "resolved already: nothing was sent"}, **_422, **_ERRORS})
+            responses=responses(AUTH, BODY, _404, (409, "resolved already: nothing was sent")))
     def resolve_ticket(body: ResolveIn, number: str = Path(max_length=24), tok: Any = scope("admin")) -> Any:
         """Answer a ticket: closed, audited with the token's name, the answer queued for the subscriber by SMS."""
         if not body.reply.strip():

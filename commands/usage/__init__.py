@@ -48,8 +48,10 @@ data is shown rounded down to 0.1 MB, used data rounded to the nearest 0.1 MB.
 
 from __future__ import annotations
 
+import json
 import re
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 from typing import Any
@@ -176,6 +178,43 @@ def parse_event(settings: Settings, entry_id: str, fields: dict[str, str]) -> tu
     else:
         at_ms = int(entry_id.split("-", 1)[0])
     return msisdn, report_args(settings, plan, used, cycle, at_ms)
+
+
+@dataclass(frozen=True)
+class UsageRecord:
+    """The stored usage of a subscriber (the hash ``usage.lua`` writes), as values."""
+
+    cycle: str
+    plan: str
+    used: int  # bytes
+    quota: int  # bytes
+    thresholds: list[int]  # bytes left, highest first
+    alerted: list[int]  # the thresholds of `plan` marked as alerted, highest first
+    rate: int  # fen per MB beyond the quota
+    at: int  # ms: when the usage behind `used` was measured
+    event_id: str  # the usage event that set `used` (field ``mo``)
+
+
+def read_record(raw: dict[str, str]) -> UsageRecord | None:
+    """The hash ``<prefix>:{N}:usage:<msisdn>`` (decoded) as a `UsageRecord`; None when there is none."""
+    if not raw.get("cycle"):
+        return None
+
+    def number(name: str) -> int:
+        try:
+            return int(float(raw.get(name) or 0))
+        except ValueError:
+            return 0
+
+    plan = raw.get("plan", "")
+    try:
+        thresholds = sorted((int(t) for t in json.loads(raw.get("ths") or "[]")), reverse=True)
+    except (ValueError, TypeError):
+        thresholds = []
+    mark = f"alerted:{plan}:"
+    alerted = sorted((int(k[len(mark):]) for k in raw if k.startswith(mark) and k[len(mark):].isdigit()), reverse=True)
+    return UsageRecord(cycle=raw["cycle"], plan=plan, used=number("used"), quota=number("quota"), thresholds=thresholds,
+                       alerted=alerted, rate=number("rate"), at=number("at"), event_id=raw.get("mo", ""))
 
 
 def event_fields(msisdn: str, used: int, cycle: str, plan: str | None = None, at_ms: int | None = None, source: str = "") -> dict[str, str]:

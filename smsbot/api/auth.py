@@ -4,6 +4,8 @@ A token is configured as ``name:secret:scopes`` with scopes joined by ``+`` (``e
 ``notices``, ``read``, ``admin``, or ``*`` for all). The secret is compared with
 `hmac.compare_digest` against every configured token (the time does not depend on which one
 matches or how much of it does) and is never logged or echoed: logs and the audit carry the name.
+Operations declare the scope they need with `Auth.scope`, which also declares the bearer scheme
+in the OpenAPI document (``components.securitySchemes.bearer``), so the docs page can authorise.
 """
 
 from __future__ import annotations
@@ -13,10 +15,14 @@ import hmac
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
-from fastapi import HTTPException, Request
+from fastapi import Depends, HTTPException, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 SCOPES = ("events", "notices", "read", "admin")
+BEARER = HTTPBearer(auto_error=False, scheme_name="bearer",
+                    description="a secret of api.tokens / SMSBOT_API_TOKENS (`name:secret:scopes`): send the secret")
 
 
 @dataclass(frozen=True)
@@ -57,14 +63,15 @@ class RateLimiter:
 
 
 class Auth:
+    """The configured tokens and their rate limit; `scope(name)` is the dependency an operation
+    declares (it also puts the bearer scheme in the OpenAPI document, so /docs can authorise)."""
+
     def __init__(self, entries: list[str], rate: float, burst: int):
         self.tokens = parse_tokens(entries)
         self.limiter = RateLimiter(rate, burst)
 
-    def identify(self, request: Request) -> Token:
-        header = request.headers.get("authorization", "")
-        scheme, _, secret = header.partition(" ")
-        if scheme.lower() != "bearer" or not secret.strip():
+    def identify(self, secret: str | None) -> Token:
+        if not secret or not secret.strip():
             raise HTTPException(401, "missing bearer token (Authorization: Bearer <token>)", headers={"WWW-Authenticate": "Bearer"})
         digest = hashlib.sha256(secret.strip().encode()).digest()
         found = None
@@ -75,11 +82,17 @@ class Auth:
             raise HTTPException(401, "invalid bearer token", headers={"WWW-Authenticate": "Bearer"})
         return found
 
-    def require(self, request: Request, scope: str) -> Token:
-        tok = self.identify(request)
+    def require(self, secret: str | None, scope: str) -> Token:
+        tok = self.identify(secret)
         if scope not in tok.scopes:
             raise HTTPException(403, f"token {tok.name!r} lacks the scope {scope!r}")
         wait = self.limiter.take(tok.name)
         if wait > 0:
             raise HTTPException(429, f"rate limit of token {tok.name!r} exceeded", headers={"Retry-After": str(max(1, int(wait + 0.999)))})
         return tok
+
+    def scope(self, name: str) -> Any:
+        """``tok: Token = auth.scope("read")``: the caller's token, which has the scope `name`."""
+        async def token_with_scope(credentials: HTTPAuthorizationCredentials | None = Security(BEARER)) -> Token:
+            return self.require(None if credentials is None else credentials.credentials, name)  # pure CPU: on the loop
+        return Depends(token_with_scope)

@@ -1,7 +1,10 @@
 """The endpoints, per area: events (orders, uses, usage), notices, subscribers, MT records, status.
 
 Each write is one atomic Redis step (a Lua script or a single XADD), so a request refused or cut off
-by a Redis failure has written nothing; the 503 handler is in `smsbot.api.app`.
+by a Redis failure has written nothing; the 503 answer is in `smsbot.api.wire`. The writes are
+`async def` on the asyncio client (one short round trip each on the event loop costs less than two
+hops to a worker thread, and never blocks the loop); the reads, several round trips, are plain
+`def` on the blocking client, run in the threadpool.
 """
 
 from __future__ import annotations
@@ -12,45 +15,28 @@ import re
 import time
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Request
+import redis
+from fastapi import APIRouter, HTTPException, Path
 from fastapi.responses import HTMLResponse, Response
 
+from commands import usage as usage_cmd
+from commands.orders import reminder_short_code
 from smsbot import admin, queue_lag
 from smsbot.api.auth import Token
-from smsbot.api.models import (CancelOut, EventOut, Instance, LedgerEntry, LedgerOut, MtOut, NoticeIn, NoticeOut, NoticeStateOut, OrderIn,
-                               Problem, StatusOut, Subscription, SubscriptionsOut, UsageIn, UsageOut, UsageStateOut, UseIn)
+from smsbot.api.models import (MAX_AT_MS, CancelOut, Conflict, EventOut, Instance, LedgerEntry, LedgerOut, MtOut, NoticeIn,
+                               NoticeOut, NoticeStateOut, OrderIn, StatusOut, Subscription, SubscriptionsOut, UsageIn,
+                               UsageOut, UsageStateOut, UseIn)
+from smsbot.api.schema import AUTH, BODY, responses
+from smsbot.api.wire import problem
+from smsbot.config import BillingKind
+from smsbot.events import new_id, order_fields, use_fields
 from smsbot.msisdn import normalize_msisdn
+from smsbot.periods import parse_time, zone
+from smsbot.timefmt import display_zone, fmt_seconds
 
-MAX_AT_MS = 32503680000000  # year 3000
 _ENTRY_ID = re.compile(r"^[0-9]{1,15}-[0-9]{1,10}$")
 EVENT_BACKLOG_CAP = 1000
-
-# an order or use event, idempotent on its id: KEYS 1 the id -> first result hash (same slot as the
-# stream: its hash tag is the stream's name), 2 the stream; ARGV 1 id, 2 result JSON without the
-# event id, 3.. the event's fields. Returns {created, the response body (EventOut's JSON)}.
-_IDEMPOTENT_XADD = """
-local first = redis.call('HGET', KEYS[1], ARGV[1])
-if first then
-  local again = cjson.decode(first)
-  again.duplicate = true
-  return {0, cjson.encode(again)}
-end
-local fields = {}
-for i = 3, #ARGV do fields[#fields + 1] = ARGV[i] end
-local id = redis.call('XADD', KEYS[2], '*', unpack(fields))
-local result = cjson.decode(ARGV[2])
-result.event_id = id
-result.duplicate = false
-local encoded = cjson.encode(result)
-redis.call('HSET', KEYS[1], ARGV[1], encoded)
-return {1, encoded}
-"""
-
-_ERRORS = {401: {"model": Problem, "description": "no or an invalid bearer token"},
-           403: {"model": Problem, "description": "the token lacks the scope"},
-           429: {"model": Problem, "description": "the token's rate limit is exceeded (Retry-After)"},
-           503: {"model": Problem, "description": "Redis is unreachable (Retry-After); nothing was written"}}
-_422 = {422: {"model": Problem, "description": "invalid input: each wrong field named in detail[].loc"}}
+_NEW, _CONFLICT = 1, 2  # what event.lua answers first (0: the same request again)
 
 
 class Invalid(Exception):
@@ -71,11 +57,7 @@ def build_router(ctx: Any) -> APIRouter:  # ctx: smsbot.api.app.ApiContext
     r = APIRouter()
     settings = ctx.settings
     cc = settings.subscribers.country_code
-
-    def scope(name: str):  # noqa: ANN202
-        async def dep(request: Request) -> Token:  # pure CPU: on the event loop, not a worker thread
-            return ctx.auth.require(request, name)
-        return Depends(dep)
+    scope = ctx.auth.scope
 
     def number(bad: Invalid, where: str, value: str) -> str:
         try:
@@ -91,18 +73,15 @@ def build_router(ctx: Any) -> APIRouter:  # ctx: smsbot.api.app.ApiContext
         return n
 
     def at_ms(bad: Invalid, value: str | int | None) -> int:
-        from smsbot.periods import parse_time, zone
+        """`at` as epoch ms (now when absent); a number is in range already (`smsbot.api.models`)."""
 
-        if isinstance(value, bool):
-            bad.add("body", "at", "not a time")
-            return 0
         try:
             ms = parse_time(None if value is None else str(value), zone(settings.billing.timezone))
         except (ValueError, OverflowError) as e:
             bad.add("body", "at", str(e))
             return 0
-        if not 0 <= ms < MAX_AT_MS:
-            bad.add("body", "at", "out of range (epoch ms between 1970 and 3000)")
+        if not 0 <= ms <= MAX_AT_MS:
+            bad.add("body", "at", f"{value!r} is out of range: a time between 1970 and 3000")
             return 0
         return ms
 
@@ -113,22 +92,28 @@ def build_router(ctx: Any) -> APIRouter:  # ctx: smsbot.api.app.ApiContext
             bad.add(where, field, f"unknown service code {code!r}; known: {known}")
         return code
 
-    async def idempotent_event(stream: str, id_: str, result: dict[str, Any], fields: dict[str, str]) -> Response:
-        key = f"{settings.redis.key_prefix}:api:{{{stream}}}:ids"
+    async def idempotent_event(stream: str, id_name: str, id_: str, result: dict[str, Any], at_given: bool,
+                               fields: dict[str, str]) -> Response:
+        """The event once per id (event.lua): 202 new, 200 the same request again, 409 another one."""
         flat = [x for kv in fields.items() for x in kv]
-        created, body = await ctx.idempotent_xadd(keys=[key, stream], args=[id_, json.dumps(result), *flat])
-        return Response(body, media_type="application/json", status_code=202 if created else 200)  # EventOut, built in Lua
+        outcome, body = await ctx.event_step(keys=[ctx.keys.api_ids(stream), stream],
+                                             args=[id_, json.dumps(result), "1" if at_given else "0", *flat])
+        if outcome == _CONFLICT:
+            first = json.loads(body)
+            differ = [f"{k} {first.get(k)!r} then, {result[k]!r} now" for k in ("msisdn", "service", "at")
+                      if first.get(k) != result[k] and (k != "at" or at_given)]
+            return problem(409, f"{id_name} {id_!r} was used before for another request ({'; '.join(differ)}); "
+                                f"nothing was written: use a new {id_name} for a new request", first={**first, "duplicate": True})
+        return Response(body, media_type="application/json", status_code=202 if outcome == _NEW else 200)  # EventOut, built in Lua
 
-    # The POSTs are `async def`: one short Redis round trip each (a Lua step or an XADD) on the event
-    # loop costs less than two hops to a worker thread; the reads (several round trips) stay in threads.
     # -- events ---------------------------------------------------------------------------------
     @r.post("/v1/orders", status_code=202, response_model=EventOut, tags=["events"],
-            responses={200: {"model": EventOut, "description": "this order_id was posted before: the first result"}, **_422, **_ERRORS})
+            responses={200: {"model": EventOut, "description": "this order_id was posted before with the same request: the first result"},
+                       **responses(AUTH, BODY), 409: {"model": Conflict, "description": "this order_id was posted before "
+                                                                                        "for another msisdn, service or at"}})
     async def post_order(body: OrderIn, tok: Token = scope("events")) -> Any:
         """Place an order: an order event for the bot (charge reminder, grace period, first charge),
         exactly what `smsbot order` writes. Idempotent on `order_id`."""
-        from commands.orders import reminder_short_code
-        from smsbot.events import new_id, order_fields
 
         bad = Invalid()
         msisdn = number(bad, "body", body.msisdn)
@@ -140,15 +125,15 @@ def build_router(ctx: Any) -> APIRouter:  # ctx: smsbot.api.app.ApiContext
         bad.check()
         if reminder_short_code(settings) is None:
             raise HTTPException(503, "no short code enables the `orders` command: nothing would send the reminder")
-        return await idempotent_event(ctx.keys.order_events(), oid, {"id": oid, "msisdn": msisdn, "service": code, "at": at},
-                                order_fields(msisdn, code, at, oid, source=f"api:{tok.name}"))
+        return await idempotent_event(ctx.keys.order_events(), "order_id", oid, {"id": oid, "msisdn": msisdn, "service": code, "at": at},
+                                      body.at is not None, order_fields(msisdn, code, at, oid, source=f"api:{tok.name}"))
 
     @r.post("/v1/uses", status_code=202, response_model=EventOut, tags=["events"],
-            responses={200: {"model": EventOut, "description": "this use_id was posted before: the first result"}, **_422, **_ERRORS})
+            responses={200: {"model": EventOut, "description": "this use_id was posted before with the same request: the first result"},
+                       **responses(AUTH, BODY), 409: {"model": Conflict, "description": "this use_id was posted before "
+                                                                                        "for another msisdn, service or at"}})
     async def post_use(body: UseIn, tok: Token = scope("events")) -> Any:
         """One use of an on-demand service (charged once, if subscribed and past the grace), as `smsbot use` writes it."""
-        from smsbot.events import new_id, use_fields
-        from smsbot.config import BillingKind
 
         bad = Invalid()
         msisdn = number(bad, "body", body.msisdn)
@@ -161,28 +146,23 @@ def build_router(ctx: Any) -> APIRouter:  # ctx: smsbot.api.app.ApiContext
             bad.add("body", "use_id", "must not be blank")
         bad.check()
         uid = (body.use_id or "").strip() or new_id("use")
-        return await idempotent_event(ctx.keys.use_events(), uid, {"id": uid, "msisdn": msisdn, "service": code, "at": at},
-                                use_fields(msisdn, code, at, uid, source=f"api:{tok.name}"))
+        return await idempotent_event(ctx.keys.use_events(), "use_id", uid, {"id": uid, "msisdn": msisdn, "service": code, "at": at},
+                                      body.at is not None, use_fields(msisdn, code, at, uid, source=f"api:{tok.name}"))
 
-    @r.post("/v1/usage", status_code=202, response_model=UsageOut, tags=["events"], responses={**_422, **_ERRORS})
+    @r.post("/v1/usage", status_code=202, response_model=UsageOut, tags=["events"], responses=responses(AUTH, BODY))
     async def post_usage(body: UsageIn, tok: Token = scope("events")) -> Any:
         """A data-usage report (running total of the cycle), as `smsbot usage --used` writes it."""
-        from commands import usage as usage_cmd
 
         bad = Invalid()
         msisdn = number(bad, "body", body.msisdn)
         used = 0
-        if isinstance(body.used, bool):
-            bad.add("body", "used", "not a size")
-        elif isinstance(body.used, int):
+        if isinstance(body.used, int):  # in range: `UsageIn`
             used = body.used
         else:
             try:
                 used = usage_cmd.parse_size(body.used)
             except ValueError as e:
                 bad.add("body", "used", str(e))
-        if not 0 <= used <= 64 * 1024 ** 4:
-            bad.add("body", "used", "must be 0 to 64 TB")
         now_cycle = usage_cmd.current_cycle(settings)
         cycle = (body.cycle or now_cycle).strip()
         if not usage_cmd.CYCLE_RE.match(cycle):
@@ -201,21 +181,20 @@ def build_router(ctx: Any) -> APIRouter:  # ctx: smsbot.api.app.ApiContext
         at = at_ms(bad, body.at)
         bad.check()
         if plan is None:
-            stored = ctx.redis.hget(ctx.keys.usage(msisdn), "plan")
+            stored = await ctx.aredis.hget(ctx.keys.usage(msisdn), "plan")
             try:
                 plan = usage_cmd.resolve_plan(settings, stored.decode() if stored else None)
             except ValueError as e:
                 bad.add("body", "plan", str(e))
                 bad.check()
         fields = usage_cmd.event_fields(msisdn, used, cycle, plan.code, at_ms=at, source=f"api:{tok.name}")
-        eid = ctx.redis.xadd(ctx.keys.usage_events(), fields)
+        eid = await ctx.aredis.xadd(ctx.keys.usage_events(), fields)
         return UsageOut(event_id=eid.decode(), msisdn=msisdn, used=used, cycle=cycle, plan=plan.code)
 
     # -- notices --------------------------------------------------------------------------------
-    @r.post("/v1/notices", status_code=202, response_model=NoticeOut, tags=["notices"], responses={**_422, **_ERRORS})
+    @r.post("/v1/notices", status_code=202, response_model=NoticeOut, tags=["notices"], responses=responses(AUTH, BODY))
     async def post_notice(body: NoticeIn, tok: Token = scope("notices")) -> Any:
         """An MT to a subscriber through the queue (the same window, TPS and retries as reminders)."""
-        from commands.orders import reminder_short_code
 
         bad = Invalid()
         msisdn = number(bad, "body", body.msisdn)
@@ -245,28 +224,39 @@ def build_router(ctx: Any) -> APIRouter:  # ctx: smsbot.api.app.ApiContext
         if not text.strip():
             bad.add("body", "text", "renders empty")
             bad.check()
-        nid = admin.queue_notice(settings, ctx.store, msisdn, sc.code, lang, tpl, data, correlation=f"api:{tok.name}")
+        now = int(time.time() * 1000)
+        fields = admin.notice_fields(msisdn, sc.code, lang, tpl, data, f"api:{tok.name}", now)
+        nid = await ctx.notice_step(keys=[ctx.keys.subscriber(msisdn).queue, ctx.keys.notices(msisdn)],
+                                    args=[now, settings.dispatch.mt_record_seconds * 1000, *(x for kv in fields.items() for x in kv)])
+        nid = nid.decode() if isinstance(nid, bytes) else str(nid)
         return NoticeOut(id=nid, msisdn=msisdn, short_code=sc.code, text=text, href=f"/v1/subscribers/{msisdn}/notices/{nid}")
 
     @r.get("/v1/subscribers/{msisdn}/notices/{notice_id}", response_model=NoticeStateOut, tags=["notices"],
-           responses={**_422, **_ERRORS})
+           responses=responses(AUTH, 422, (404, "no notice with that id for this subscriber (or older than dispatch.mt_record_seconds)")))
     def get_notice(msisdn: str = Path(max_length=40), notice_id: str = Path(max_length=40), tok: Token = scope("read")) -> Any:
-        """Follow a notice: still queued, sent (accepted by the SMSC), or rejected for good."""
+        """Follow a notice posted for this subscriber: still queued, sent (accepted by the SMSC), or
+        rejected for good. Another subscriber's notice id, or one that never existed, is 404."""
         bad = Invalid()
         n = number(bad, "path", msisdn)
         if not _ENTRY_ID.match(notice_id):
             bad.add("path", "notice_id", "not a notice id (as POST /v1/notices answered, e.g. 1796105482599-0)")
         bad.check()
-        queue = ctx.keys.subscriber(n).queue
-        if ctx.redis.xrange(queue, min=notice_id, max=notice_id, count=1):
+        posted = ctx.redis.zscore(ctx.keys.notices(n), notice_id)
+        kept_since = time.time() * 1000 - settings.dispatch.mt_record_seconds * 1000
+        queued = ctx.redis.xrange(ctx.keys.subscriber(n).queue, min=notice_id, max=notice_id, count=1)
+        if queued and queued[0][1].get(b"to") == n.encode():
             return NoticeStateOut(id=notice_id, msisdn=n, state="queued")
+        if posted is None or posted < kept_since:
+            raise HTTPException(404, f"no notice {notice_id} for {n} (notices are followed for "
+                                     f"dispatch.mt_record_seconds = {settings.dispatch.mt_record_seconds} s)")
         rejected = ctx.redis.get(ctx.keys.mt_rejected(f"x{notice_id}"))
         if rejected:
-            return NoticeStateOut(id=notice_id, msisdn=n, state="rejected", record=json.loads(rejected))
+            record = json.loads(rejected)
+            return NoticeStateOut(id=notice_id, msisdn=n, state="rejected", record={k: str(v) for k, v in record.items()})
         return NoticeStateOut(id=notice_id, msisdn=n, state="sent")
 
     # -- subscribers ----------------------------------------------------------------------------
-    @r.get("/v1/subscribers/{msisdn}/subscriptions", response_model=SubscriptionsOut, tags=["subscribers"], responses={**_422, **_ERRORS})
+    @r.get("/v1/subscribers/{msisdn}/subscriptions", response_model=SubscriptionsOut, tags=["subscribers"], responses=responses(AUTH, 422))
     def get_subscriptions(msisdn: str = Path(max_length=40), all: bool = False, tok: Token = scope("read")) -> Any:
         """The subscriber's live subscriptions (active and pending); `all=true` adds cancelled ones."""
         n = path_number(msisdn)
@@ -275,7 +265,7 @@ def build_router(ctx: Any) -> APIRouter:  # ctx: smsbot.api.app.ApiContext
                                                                       price_fen=x.price_fen) for x in rows])
 
     @r.delete("/v1/subscribers/{msisdn}/subscriptions/{service}", response_model=CancelOut, tags=["subscribers"],
-              responses={404: {"model": Problem, "description": "no live subscription to that service"}, **_422, **_ERRORS})
+              responses=responses(AUTH, 422, (404, "no live subscription to that service")))
     def cancel_subscription(msisdn: str = Path(max_length=40), service_code: str = Path(alias="service", max_length=32),
                             tok: Token = scope("admin")) -> Any:
         """Cancel by customer care: audited with the token's name (`api:<name>`), exactly as `smsbot subs rm`."""
@@ -289,7 +279,7 @@ def build_router(ctx: Any) -> APIRouter:  # ctx: smsbot.api.app.ApiContext
             raise HTTPException(404, f"{n} has no live subscription to {code}")
         return CancelOut(msisdn=n, service=code, outcome=outcome, by=actor)
 
-    @r.get("/v1/subscribers/{msisdn}/ledger", response_model=LedgerOut, tags=["subscribers"], responses={**_422, **_ERRORS})
+    @r.get("/v1/subscribers/{msisdn}/ledger", response_model=LedgerOut, tags=["subscribers"], responses=responses(AUTH, 422))
     def get_ledger(msisdn: str = Path(max_length=40), tok: Token = scope("read")) -> Any:
         """The subscriber's charges (monthly per period, on-demand per use)."""
         n = path_number(msisdn)
@@ -301,29 +291,38 @@ def build_router(ctx: Any) -> APIRouter:  # ctx: smsbot.api.app.ApiContext
                                        run=None if rec.get("run") is None else str(rec.get("run"))))
         return LedgerOut(msisdn=n, entries=entries, total_fen=sum(e.fen for e in entries))
 
-    @r.get("/v1/subscribers/{msisdn}/usage", response_model=UsageStateOut, tags=["subscribers"], responses={**_422, **_ERRORS})
+    @r.get("/v1/subscribers/{msisdn}/usage", response_model=UsageStateOut, tags=["subscribers"],
+           responses=responses(AUTH, 422, (404, "no usage reported for this subscriber")))
     def get_usage(msisdn: str = Path(max_length=40), tok: Token = scope("read")) -> Any:
-        """The stored data usage of this cycle (what CXLL answers from)."""
+        """The stored data usage of the subscriber's latest reported cycle (what CXLL answers from)."""
+
         n = path_number(msisdn)
         raw = ctx.redis.hgetall(ctx.keys.usage(n))
-        return UsageStateOut(msisdn=n, state={k.decode(): v.decode() for k, v in raw.items()})
+        rec = usage_cmd.read_record({k.decode(): v.decode() for k, v in raw.items()})
+        if rec is None:
+            raise HTTPException(404, f"no usage reported for {n}")
+        return UsageStateOut(msisdn=n, cycle=rec.cycle, current=rec.cycle == usage_cmd.current_cycle(settings), plan=rec.plan,
+                             used=rec.used, quota=rec.quota, left=max(rec.quota - rec.used, 0), thresholds=rec.thresholds,
+                             alerted=rec.alerted, overage_fen_per_mb=rec.rate, at=rec.at, event_id=rec.event_id)
 
     # -- MT records and status --------------------------------------------------------------------
     @r.get("/v1/mt/{message_id}", response_model=MtOut, tags=["mt"],
-           responses={404: {"model": Problem, "description": "no record under that id"}, **_ERRORS})
+           responses=responses(AUTH, 422, (404, "no record under that id")))
     def get_mt(message_id: str = Path(min_length=1, max_length=128), tok: Token = scope("read")) -> Any:
         """The MT parts sent under an SMSC message id (or ``x<entry>`` of a rejected MT), with their receipts."""
         records = ctx.store.mt_records(message_id)
         if not records:
             raise HTTPException(404, f"no MT record under {message_id!r}")
-        return MtOut(message_id=message_id, records=records)
+        return MtOut(message_id=message_id, records=[{k: str(v) for k, v in rec.items()} for rec in records])
 
-    @r.get("/v1/status", response_model=StatusOut, tags=["status"], responses={**_ERRORS})
+    @r.get("/v1/status", response_model=StatusOut, tags=["status"], responses=responses(AUTH))
     def get_status(tok: Token = scope("read")) -> Any:
         """Instances (heartbeats), outbox depth, event backlog, Redis."""
         return status(ctx)
 
-    @r.get("/status", response_class=HTMLResponse, tags=["status"], responses={503: {"description": "Redis is unreachable"}})
+    @r.get("/status", response_class=HTMLResponse, tags=["status"],  # its 503 is JSON like every error: say so
+           responses={503: {"description": "Redis is unreachable (Retry-After)",
+                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}})
     def status_page() -> Any:
         """A small human-readable status page (no token: it shows no subscriber data)."""
         s = status(ctx)
@@ -335,7 +334,7 @@ def build_router(ctx: Any) -> APIRouter:  # ctx: smsbot.api.app.ApiContext
         return HTMLResponse(f"""<!doctype html><html><head><meta charset="utf-8"><title>smsbot status</title>
 <style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:.2em 1em;text-align:left}}</style></head><body>
 <h1>smsbot status</h1><p>Redis: <b>{s.redis}</b> &middot; outbox depth: <b>{s.outbox_depth}</b>
-(oldest unsent: {'none' if s.outbox_oldest_age_s is None else f'{s.outbox_oldest_age_s:.1f} s'}) &middot; {time.strftime('%Y-%m-%d %H:%M:%S %Z')}</p>
+(oldest unsent: {'none' if s.outbox_oldest_age_s is None else f'{s.outbox_oldest_age_s:.1f} s'}) &middot; {fmt_seconds(time.time(), display_zone(ctx.settings))}</p>
 <h2>Instances</h2><table><tr><th>instance</th><th>heartbeat</th><th>binds</th><th>replies</th></tr>{rows}</table>
 <h2>Event streams (unread)</h2><table><tr><th>stream</th><th>unread</th></tr>{events}</table>
 </body></html>""")
@@ -375,11 +374,10 @@ def status(ctx: Any) -> StatusOut:
 
 
 def _unread(red: Any, stream: str, group: str) -> int:
-    import redis as redis_mod
 
     try:
         groups = red.xinfo_groups(stream)
-    except redis_mod.ResponseError:  # no such stream yet
+    except redis.ResponseError:  # no such stream yet
         return 0
     last = next((g.get("last-delivered-id") for g in groups if g.get("name") in (group, group.encode())), None)
     start = "-" if last is None else "(" + (last.decode() if isinstance(last, bytes) else str(last))

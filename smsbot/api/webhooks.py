@@ -19,7 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
-from smsbot.api.models import Problem
+from smsbot.api.schema import Problem
 from smsbot.webhooks.jobs import Jobs, list_dead, replay_dead
 
 _ERRORS = {401: {"model": Problem, "description": "no or an invalid bearer token"},
