@@ -16,18 +16,12 @@ import time
 from typing import Annotated, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field
 
-from smsbot.api.schema import Problem
+from smsbot.api.auth import Token
+from smsbot.api.schema import AUTH, BODY, Input, responses
 from smsbot.webhooks.jobs import Jobs, list_dead, replay_dead
-
-_ERRORS = {401: {"model": Problem, "description": "no or an invalid bearer token"},
-           403: {"model": Problem, "description": "the token lacks the scope"},
-           429: {"model": Problem, "description": "the token's rate limit is exceeded (Retry-After)"},
-           503: {"model": Problem, "description": "Redis is unreachable (Retry-After); nothing was written"}}
-_422 = {422: {"model": Problem, "description": "invalid input: each wrong field named in detail[].loc"}}
-
 
 class EndpointOut(BaseModel):
     name: str
@@ -55,7 +49,7 @@ class DeadLettersOut(BaseModel):
     dead_letters: list[DeadLetterOut]
 
 
-class ReplayIn(BaseModel):
+class ReplayIn(Input):
     endpoint: str | None = Field(None, max_length=64, description="only this endpoint's dead letters")
     ids: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(default_factory=list, max_length=10000,
                                                                           description="event ids to send again")
@@ -84,11 +78,6 @@ def build_router(ctx: Any) -> APIRouter:  # ctx: smsbot.api.app.ApiContext
     settings = ctx.settings
     configured = [w.name for w in settings.webhooks]
 
-    def scope(name: str):  # noqa: ANN202
-        async def dep(request: Request) -> Any:
-            return ctx.auth.require(request, name)
-        return Depends(dep)
-
     def names(where: str, endpoint: str | None) -> list[str]:
         if endpoint is None:
             return configured
@@ -100,8 +89,8 @@ def build_router(ctx: Any) -> APIRouter:  # ctx: smsbot.api.app.ApiContext
     def jobs() -> Jobs:
         return Jobs(ctx.redis, ctx.keys)
 
-    @r.get("/v1/webhooks", response_model=EndpointsOut, tags=["webhooks"], responses={**_ERRORS})
-    def list_endpoints(tok: Any = scope("read")) -> Any:
+    @r.get("/v1/webhooks", response_model=EndpointsOut, tags=["webhooks"], responses=responses(AUTH))
+    def list_endpoints(tok: Token = ctx.auth.scope("read")) -> Any:
         """The configured webhook endpoints, what waits for each, and their dead letters (as `smsbot webhooks list`)."""
         j = jobs()
         out = []
@@ -110,15 +99,15 @@ def build_router(ctx: Any) -> APIRouter:  # ctx: smsbot.api.app.ApiContext
             out.append(EndpointOut(name=w.name, url=_public_url(w.url), events=w.events, waiting=waiting, dead_letters=dead))
         return EndpointsOut(endpoints=out)
 
-    @r.get("/v1/webhooks/dead-letters", response_model=DeadLettersOut, tags=["webhooks"], responses={**_422, **_ERRORS})
+    @r.get("/v1/webhooks/dead-letters", response_model=DeadLettersOut, tags=["webhooks"], responses=responses(AUTH, 422))
     def dead_letters(endpoint: str | None = Query(None, max_length=64), limit: int = Query(100, ge=1, le=10000),
-                     tok: Any = scope("read")) -> Any:
+                     tok: Token = ctx.auth.scope("read")) -> Any:
         """Events that failed every attempt, newest first, each as it was sent."""
         found = list_dead(jobs(), names("query", endpoint), limit)
         return DeadLettersOut(dead_letters=[DeadLetterOut(**d.as_dict()) for d in found])
 
-    @r.post("/v1/webhooks/dead-letters/replay", response_model=ReplayOut, tags=["webhooks"], responses={**_422, **_ERRORS})
-    def replay(body: ReplayIn, tok: Any = scope("admin")) -> Any:
+    @r.post("/v1/webhooks/dead-letters/replay", response_model=ReplayOut, tags=["webhooks"], responses=responses(AUTH, BODY))
+    def replay(body: ReplayIn, tok: Token = ctx.auth.scope("admin")) -> Any:
         """Send dead letters again (`ids`, or `all`): they become fresh deliveries a running bot sends."""
         if bool(body.ids) == body.all:
             raise HTTPException(422, [{"loc": ["body", "ids"], "type": "value_error",
