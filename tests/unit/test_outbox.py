@@ -1,11 +1,12 @@
 """`smsbot.outbox.OutboxSender` on a clock the test moves: the window, the one-window record bound
-(checked against a model through every sequence hypothesis tries), TPS, retries, permanent
-failures, what a lost lease or a lost bind does to the parts."""
+(checked against a model over seeded random walks), TPS, retries, permanent failures, what a lost
+lease or a lost bind does to the parts."""
 
 from __future__ import annotations
 
-import pytest
 import random
+
+import pytest
 
 from smsbot import pdu
 from smsbot.keys import Keys
