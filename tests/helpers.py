@@ -357,6 +357,12 @@ def sequences_of(pdus: list[bytes]) -> list[int]:
     return [int.from_bytes(p[12:16], "big") for p in pdus]
 
 
+def destination_of(part: bytes) -> str:
+    """The destination address of a submit_sm PDU."""
+    sm, _tlvs = pdu.decode_submit_sm(sequences_of([part])[0], part[16:])
+    return sm.destination_addr
+
+
 def make_live(settings: Settings) -> Live:
     return Live(settings, Router(settings, commands.all_commands()))
 

@@ -8,12 +8,11 @@ import random
 
 import pytest
 
-from smsbot import pdu
 from smsbot.keys import Keys
 from smsbot.messages import Status
 from smsbot.outbox import THROTTLE_BACKOFF_S, OutboxSender
 from smsbot.session import SequenceGenerator
-from tests.helpers import Clock, entry, make_live, sequences_of
+from tests.helpers import Clock, destination_of, entry, make_live, sequences_of
 
 pytestmark = pytest.mark.unit
 LONG = "x" * 400  # three GSM-7 parts of 153
@@ -70,8 +69,7 @@ def test_a_failed_record_gives_the_window_back_to_the_records(sender):
 
 def _entry_of(part: bytes) -> tuple[str, str]:
     """The outbox entry a submit_sm belongs to, read from the PDU (`entry(i)` sends to 1380000<i>)."""
-    sm, _tlvs = pdu.decode_submit_sm(sequences_of([part])[0], part[16:])
-    return entry(int(sm.destination_addr[-4:]))[:2]
+    return entry(int(destination_of(part)[-4:]))[:2]
 
 
 @pytest.mark.parametrize("window", [1, 2, 5])
