@@ -36,7 +36,7 @@ from smsbot.config import Settings
 from smsbot.dispatch import Dispatcher
 from smsbot.identity import SenderIdentity
 from smsbot.live import Live
-from smsbot.messages import CommandId, DeliverSm, Inbound, Receipt, Tag
+from smsbot.messages import CommandId, DeliverSm, Inbound, Receipt
 from smsbot.outbox import OutboxSender
 from smsbot.pipeline import Pipeline
 from smsbot.router import Router
@@ -160,7 +160,6 @@ class ScriptedStore(Store):
         self.refuse = 0
         self.lose = 0
         self.lease_gone = False
-        self.reply_text = "ok"
         self.on_start: Callable[[list[tuple[Any, ...]]], None] | None = None  # e.g. move a clock
         self._entry_ids = itertools.count(1)
 
@@ -228,7 +227,7 @@ class ScriptedStore(Store):
             queued = self.mo_replies.get(call.argv.msisdn)
             if queued:
                 return queued.popleft()
-            return self.mo_reply("menu_sent", [(self.next_entry_id(), "notice", {"text": self.reply_text})])
+            return self.mo_reply("menu_sent", [(self.next_entry_id(), "notice", {"text": "ok"})])
         if kind == "record":
             return len(parse_record_command(cmd))
         if kind == "receipt":
@@ -314,11 +313,9 @@ class RecordingSink:
 
 
 # -- PDU and message builders ---------------------------------------------------------------------------
-def deliver_sm(seq: int, text: str = "0000", msisdn: str = "13800138000", short_code: str = "10086",
-               umr: int | None = None) -> bytes:
-    tlvs = {} if umr is None else {int(Tag.USER_MESSAGE_REFERENCE): umr.to_bytes(2, "big")}
+def deliver_sm(seq: int, text: str = "0000", msisdn: str = "13800138000", short_code: str = "10086") -> bytes:
     return pdu.encode_deliver_sm(DeliverSm(seq, source_addr=msisdn, destination_addr=short_code,
-                                           short_message=text.encode("ascii"), tlvs=tlvs))
+                                           short_message=text.encode("ascii")))
 
 
 def data_sm(seq: int, text: str = "0000", msisdn: str = "13800138000", short_code: str = "10086") -> bytes:
