@@ -431,3 +431,21 @@ def test_mt_records_ride_the_next_batch_after_the_scripts_and_records(hot_path):
 def test_nothing_to_record_is_no_round_trip(hot_path):
     hp = hot_path()
     assert not hp.pipeline.record() and hp.store.roundtrips == []
+
+
+def test_mt_records_of_a_failed_round_trip_go_again(hot_path):
+    hp = hot_path(**{"smsc.window": 5, "smsc.registered_delivery": 1})
+    hp.settle_records()
+    hp.sender.enqueue([entry(0)])
+    [p] = hp.sender.take()
+    hp.sender.on_submit_resp(sequences_of([p])[0], Status.ROK, "m0")
+    hp.store.lose = 1
+    hp.mo(1)
+    hp.pipeline.start_batches()
+    lost = hp.store.roundtrips[-1]
+    hp.answer(lost)
+    assert hp.sender.has_writes
+    hp.mo(2, "13900139000")
+    hp.pipeline.start_batches()
+    again = hp.store.roundtrips[-1]
+    assert [c for c in again.cmds if c[0] == "RPUSH"] == [c for c in lost.cmds if c[0] == "RPUSH"] != []
