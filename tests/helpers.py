@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
@@ -31,7 +32,7 @@ import hiredis
 import redis
 
 import commands
-from smsbot import pdu
+from smsbot import connections, pdu
 from smsbot.config import Settings
 from smsbot.dispatch import Dispatcher
 from smsbot.identity import SenderIdentity
@@ -49,6 +50,17 @@ UNIT_OVERRIDES: dict[str, Any] = {
     # (the pipeline reads time.monotonic for it: see `HotPath.settle_records`)
     "delivery.ack_flush_seconds": 3600,
 }
+
+
+def wait_until(predicate: Any, timeout: float, interval: float = 0.02) -> bool:
+    """For the end-to-end tests: poll `predicate` until it holds or `timeout` seconds pass (a
+    condition awaited, never a fixed sleep); its last answer."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return bool(predicate())
 
 
 class Clock:
@@ -153,7 +165,8 @@ class ScriptedStore(Store):
     renewals (SET ... PX ... NX|XX) answer OK unless `lease_gone`."""
 
     def __init__(self, settings: Settings):
-        super().__init__(settings, commands.lua_sources())
+        client, where = connections.client(settings)  # never dialled: every round trip is a fake
+        super().__init__(settings, client, where, commands.lua_sources())
         self.roundtrips: list[FakeRoundtrip] = []
         self.mo_replies: dict[str, deque[Any]] = {}
         self.command_errors: dict[str, Exception] = {}  # command kind (`kind`) -> its error reply

@@ -22,7 +22,7 @@ from typing import Iterator
 
 import yaml
 
-from smsbot.app import wait_until
+from .helpers import wait_until
 from smsbot.simulator.handset import Handset
 from smsbot.simulator.smsc import SimSmsc
 

@@ -14,7 +14,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from smsbot.app import wait_until
+from .helpers import wait_until
 
 from .api_client import CARE, OPS, RO, TOKENS, Api, ApiProcess, start_api  # noqa: F401 (OPS, start_api: also for test_redis_setups)
 from .conftest import World

@@ -19,7 +19,7 @@ from typing import Any, Callable
 import yaml
 
 from smsbot import admin, billing, config
-from smsbot.app import wait_until
+from .helpers import wait_until
 from smsbot.connections import open_store
 from smsbot.periods import period_of, zone
 

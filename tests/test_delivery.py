@@ -7,7 +7,7 @@ import threading
 import time
 
 import commands
-from smsbot.app import wait_until
+from .helpers import wait_until
 from smsbot.connections import open_store
 from smsbot.delivery import Delivery
 from smsbot.keys import OUTBOX_GROUP

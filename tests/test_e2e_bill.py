@@ -16,7 +16,7 @@ from collections import defaultdict
 from typing import Callable
 
 from smsbot import billing
-from smsbot.app import wait_until
+from .helpers import wait_until
 from smsbot.events import write_use
 from smsbot.periods import format_time, period_by_label, period_of, zone
 

@@ -15,7 +15,7 @@ import sys
 import threading
 from pathlib import Path
 
-from smsbot.app import wait_until
+from .helpers import wait_until
 from smsbot.simulator.handset import Handset
 from smsbot.simulator.smsc import SimSmsc
 from tests.conftest import Phone

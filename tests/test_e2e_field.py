@@ -17,7 +17,8 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from smsbot import config
-from smsbot.app import Bot, wait_until
+from smsbot.app import Bot
+from .helpers import wait_until
 from smsbot.msisdn import subscriber_key
 from smsbot.simulator.smsc import SimSmsc
 

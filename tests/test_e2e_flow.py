@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from smsbot.app import wait_until
+from .helpers import wait_until
 from smsbot.simulator.faults import peak_rate
 from smsbot.simulator.smsc import SimSmsc
 

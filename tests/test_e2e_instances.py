@@ -7,7 +7,7 @@ import sys
 
 import yaml
 
-from smsbot.app import wait_until
+from .helpers import wait_until
 
 from .conftest import World, base_config
 from .test_e2e_menu import subs_state

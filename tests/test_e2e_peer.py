@@ -21,7 +21,8 @@ import pytest
 import smpp34
 
 from smsbot import admin, config
-from smsbot.app import Bot, wait_until
+from smsbot.app import Bot
+from .helpers import wait_until
 
 MSISDN = "13800138000"
 CODE = "10086"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from smsbot.app import wait_until
+from .helpers import wait_until
 
 from .conftest import World
 from .test_e2e_menu import audit_entries, subs_state

@@ -14,7 +14,7 @@ import re
 import socket
 import urllib.request
 
-from smsbot.app import wait_until
+from .helpers import wait_until
 
 from commands.complaints import tickets
 

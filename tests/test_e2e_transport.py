@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from smsbot.app import wait_until
+from .helpers import wait_until
 from smsbot.simulator.handset import Handset
 from smsbot.simulator.smsc import SimSmsc
 

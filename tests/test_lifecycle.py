@@ -18,7 +18,7 @@ from pathlib import Path
 import redis
 import yaml
 
-from smsbot.app import wait_until
+from .helpers import wait_until
 from smsbot.simulator.smsc import SimSmsc
 
 from .conftest import Phone, base_config

@@ -36,7 +36,7 @@ import pytest
 import yaml
 
 from smsbot import embedded
-from smsbot.app import wait_until
+from .helpers import wait_until
 from smsbot.msisdn import canonical_inbound, normalize_msisdn, subscriber_key
 from smsbot.messages import Inbound
 from smsbot.simulator.handset import Handset

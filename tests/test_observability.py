@@ -25,7 +25,7 @@ import pytest
 import redis
 
 from smsbot import config, embedded, queue_lag
-from smsbot.app import wait_until
+from .helpers import wait_until
 from smsbot.simulator.smsc import SimSmsc
 
 from .conftest import World, base_config

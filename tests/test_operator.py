@@ -34,7 +34,7 @@ import pytest
 import yaml
 
 from smsbot import embedded
-from smsbot.app import wait_until
+from .helpers import wait_until
 from smsbot.simulator.smsc import SimSmsc
 
 from .conftest import REPO, World, base_config

@@ -19,7 +19,7 @@ from typing import Any, Iterator
 import pytest
 import yaml
 
-from smsbot.app import wait_until
+from .helpers import wait_until
 
 from .conftest import REPO
 from .running_bot import (exported_names, free_port, http_get, load_dashboard_module, metric_names,

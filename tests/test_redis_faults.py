@@ -25,7 +25,7 @@ import redis
 import yaml
 
 from smsbot import config, embedded, log
-from smsbot.app import wait_until
+from .helpers import wait_until
 from smsbot.redis_supervisor import RedisProblem, diagnose, safe_url
 from smsbot.simulator.handset import Handset
 from smsbot.simulator.smsc import SimSmsc

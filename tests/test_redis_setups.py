@@ -19,7 +19,7 @@ import redis.sentinel
 
 from commands import usage
 from smsbot import config, embedded
-from smsbot.app import wait_until
+from .helpers import wait_until
 from smsbot.simulator.smsc import SimSmsc
 
 from .conftest import World, base_config

@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from smsbot.app import wait_until
+from .helpers import wait_until
 from smsbot.status_charts import Reading, Sampler
 
 from .conftest import REPO, World

@@ -14,7 +14,7 @@ from pathlib import Path
 import redis
 
 from smsbot import config
-from smsbot.app import wait_until
+from .helpers import wait_until
 from smsbot.events import write_order
 from smsbot.keys import Keys
 from smsbot.simulator.smsc import SimSmsc

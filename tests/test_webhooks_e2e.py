@@ -17,7 +17,7 @@ from typing import Any, Callable
 import pytest
 
 from smsbot import billing
-from smsbot.app import wait_until
+from .helpers import wait_until
 
 from .conftest import REPO, World, cli, write_config
 from .test_api import start_api
