@@ -47,6 +47,7 @@ class OutgoingMt:
     message_ids: dict[int, str] = field(default_factory=dict)
     attempts: int = 0
     failed: bool = False  # a part was refused for good: resps of its other parts in flight are moot
+    dropped: bool = False  # forgotten with the lease (drop_unsent): resps of its parts in flight are moot
 
 
 @dataclass(slots=True)
@@ -84,6 +85,7 @@ class OutboxSender:
         self._recorded: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._acks: list[tuple[str, str]] = []  # accepted (or refused for good), not yet recorded
         self._unrecorded_parts = 0  # submits behind `_acks`
+        self._accepted_open = 0  # accepted parts of replies not yet whole: unrecorded too (a reply is recorded whole)
         self._oldest_ack_at = 0.0
         # TPS limit: at most `_tps_n` submit_sm within any `_tps_span` seconds (5 TPS: 5 per second),
         # as an SMSC counts; a token bucket holding max_tps tokens let ~2x max_tps through in one second
@@ -151,8 +153,9 @@ class OutboxSender:
     @property
     def room(self) -> int:
         """Submits that may go out now: the window less those in flight and those accepted but not
-        yet recorded (a crash re-sends both kinds, never more than one window)."""
-        return self.window - len(self._inflight) - self._unrecorded_parts
+        yet recorded, whole replies or parts of one (a crash re-sends them all, never more than one
+        window)."""
+        return self.window - len(self._inflight) - self._unrecorded_parts - self._accepted_open
 
     @property
     def blocked_by_records(self) -> bool:
@@ -169,8 +172,12 @@ class OutboxSender:
         while self._sent_at and now - self._sent_at[0] >= self._tps_span:
             self._sent_at.popleft()
         deferred: list[_Part] = []
-        limit = self.window - self._unrecorded_parts
-        while self._queue and len(self._inflight) < limit:
+        limit = self.window - self._unrecorded_parts - self._accepted_open
+        while self._queue:
+            # a reply of more parts than the window still goes out, a part at a time while nothing
+            # else is in flight (a crash then re-sends that reply: the one case beyond the window)
+            if len(self._inflight) >= limit and (self._inflight or not self._queue[0].mt.done):
+                break
             if self._tps_n and len(self._sent_at) >= self._tps_n:
                 break
             part = self._queue.popleft()
@@ -205,13 +212,16 @@ class OutboxSender:
             return False
         part, _sent_at = got
         mt = part.mt
-        if mt.failed:  # already recorded REJECTED and acked: neither count it again nor resend this part
+        if mt.failed or mt.dropped:  # recorded REJECTED already, or another sender's now: count nothing, resend nothing
             return True
         if status == Status.ROK:
             mt.done.add(part.index)
             mt.message_ids[part.index] = message_id
             if len(mt.done) == len(mt.parts):
+                self._accepted_open -= len(mt.done) - 1
                 self._complete(mt)
+            else:
+                self._accepted_open += 1
             return True
         if status in RETRY_STATUSES:
             part.not_before = self.clock() + THROTTLE_BACKOFF_S
@@ -229,6 +239,7 @@ class OutboxSender:
         }, self.live.settings.dispatch.mt_record_seconds))
         if self.on_failed is not None:
             self.on_failed(mt, status)
+        self._accepted_open -= len(mt.done)
         self._finish(mt)
         return True
 
@@ -326,6 +337,10 @@ class OutboxSender:
         """This sender lost its lease: forget every part not yet sent (their entries are adopted
         back through the queue, by a sibling or by this process under its new name)."""
         dropped = {(p.mt.stream, p.mt.entry_id) for p in self._queue}
+        forgotten = {id(p.mt): p.mt for p in self._queue if not p.mt.failed}
+        for mt in forgotten.values():
+            mt.dropped = True
+            self._accepted_open -= len(mt.done)  # their accepted parts are whoever adopts them's now
         self._queue.clear()
         self._known -= dropped
         return len(dropped)

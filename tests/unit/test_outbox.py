@@ -128,8 +128,6 @@ def test_a_crash_resends_at_most_one_window(unit_settings, window, seed):
     assert accepted > window  # the walk went through several windows
 
 
-@pytest.mark.xfail(strict=True, reason="bug, reported to the lead: accepted parts of a reply not yet complete are "
-                   "counted neither in flight nor as accepted-unrecorded, so more parts go out while they are at risk")
 def test_accepted_parts_of_an_unfinished_reply_count_against_the_window(sender):
     """README (Crash safety): submits in flight plus submits accepted but not yet recorded never exceed
     `smsc.window`. The first part of a two-part reply accepted is not recorded (a reply is recorded
@@ -141,6 +139,37 @@ def test_accepted_parts_of_an_unfinished_reply_count_against_the_window(sender):
     assert s.on_submit_resp(first, Status.ROK, "m1")
     assert s.pending_count == 0  # its record cannot go yet: the reply is not complete
     assert s.take() == []
+
+
+def test_a_reply_longer_than_the_window_goes_a_part_at_a_time(sender):
+    """Three parts, a window of one: each part goes once the one before is accepted (nothing else
+    is at risk then); the reply completes, and only then is it recorded."""
+    s, _ = sender(**{"smsc.window": 1})
+    s.enqueue([entry(0, LONG), entry(1)])
+    for _part in range(3):
+        pdus = s.take()
+        assert len(pdus) == 1 and s.take() == []
+        assert s.pending_count == 0, "a reply is recorded whole"
+        accept_all(s, pdus)
+    assert s.pending_count == 1 and s.take() == [], "the other reply waits until the long one is recorded"
+    acks, _writes, parts = s.take_pending()
+    assert parts == 3
+    s.recorded(acks)
+    assert len(s.take()) == 1
+
+
+def test_parts_forgotten_with_the_lease_stop_counting(sender):
+    """A new generation drops the unsent parts of a reply whose first part was accepted: that part is
+    the adopter's now, and a late resp of its part in flight counts nothing."""
+    s, _ = sender(**{"smsc.window": 2})
+    s.enqueue([entry(0, LONG)])
+    first, second = sequences_of(s.take())
+    assert s.on_submit_resp(first, Status.ROK, "m1") and s.room == 0
+    assert s.drop_unsent() == 1
+    assert s.on_submit_resp(second, Status.ROK, "m2")
+    assert s.room == 2 and s.pending_count == 0
+    s.enqueue([entry(1), entry(2)])
+    assert len(s.take()) == 2
 
 
 def test_tps_never_exceeds_the_limit_within_its_span(sender):
