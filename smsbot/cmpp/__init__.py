@@ -13,7 +13,7 @@ Not here yet: the transport that carries CMPP into smsbot's pipeline (README: CM
 The simulated gateway is `smsbot.simulator.ismg`.
 """
 
-from .codec import decode, decode_report, encode, encode_report
+from .codec import decode, decode_report, encode, encode_body, encode_report
 from .constants import CommandId, ConnectStatus, FeeType, FeeUserType, MsgFmt, Result, Version
 from .errors import CmppError, FramingError
 from .fee import FREE, Fee
@@ -28,5 +28,5 @@ __all__ = [
     "ActiveTest", "ActiveTestResp", "CmppError", "CommandId", "Connect", "ConnectResp", "ConnectStatus", "Deliver",
     "DeliverResp", "FREE", "Fee", "FeeType", "FeeUserType", "Frame", "Framer", "FramingError", "MsgFmt", "MsgId",
     "Pdu", "Result", "StatusReport", "Submit", "SubmitResp", "Terminate", "TerminateResp", "Unknown", "Version",
-    "decode", "decode_report", "encode", "encode_header", "encode_report",
+    "decode", "decode_report", "encode", "encode_body", "encode_header", "encode_report",
 ]
