@@ -3,8 +3,10 @@
 `Sp.open(...)` connects and CONNECTs synchronously (checking AuthenticatorISMG), then a reader
 thread answers every DELIVER (Result from `answer(deliver)`; None leaves it unanswered) and every
 ACTIVE_TEST, and keeps what arrived. `submit`, `active_test` and `terminate` wait for their resp.
-Every PDU is kept in `wire` as ("sp", bytes) when the SP wrote it and ("ismg", bytes) when it read
-it, in the order the SP wrote or read them (the tshark check rebuilds the TCP session from it).
+Every PDU is kept in `wire` as a `Wire`: ("sp", its octets, the PDU meant) when the SP wrote it,
+("ismg", its octets, the PDU as read) when it read it, in the order of each direction on the
+connection (the tshark check rebuilds the TCP session from it). A DELIVER or ACTIVE_TEST counts as
+arrived (`delivers`, `active_tests_received`) once its resp is written.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import socket
 import threading
 import time
 from datetime import datetime
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from smsbot import cmpp
 from smsbot.cmpp import auth
@@ -21,6 +23,12 @@ from smsbot.cmpp import auth
 SP_ID = "901234"
 SECRET = "s3cret"
 CONNECT_TIME = datetime(2025, 3, 14, 9, 30, 5)
+
+
+class Wire(NamedTuple):
+    who: str  # "sp" (written by the SP) or "ismg" (read from the gateway)
+    data: bytes
+    pdu: cmpp.Pdu
 
 
 class Refused(Exception):
@@ -34,7 +42,7 @@ class Sp:
         self.sock = sock
         self.version = version
         self.answer = answer
-        self.wire: list[tuple[str, bytes]] = []
+        self.wire: list[Wire] = []
         self.delivers: list[tuple[int, cmpp.Deliver]] = []  # (Sequence_Id, DELIVER) as read
         self.active_tests_received = 0
         self.closed = threading.Event()
@@ -75,7 +83,7 @@ class Sp:
                 self._seq += 1
                 sequence = self._seq
             data = cmpp.encode(pdu, sequence, self.version)
-            self.wire.append(("sp", data))
+            self.wire.append(Wire("sp", data, pdu))
             self.sock.sendall(data)
         return sequence
 
@@ -127,8 +135,8 @@ class Sp:
             if not data:
                 return None
             for frame in self._framer.feed(data):
-                self.wire.append(("ismg", cmpp.encode_header(*frame)))
                 pdu = cmpp.decode(frame.command_id, frame.body, self.version)
+                self.wire.append(Wire("ismg", cmpp.encode_header(*frame), pdu))
                 if isinstance(pdu, kind):
                     return frame.sequence, pdu
 
@@ -149,21 +157,21 @@ class Sp:
                 self._cond.notify_all()
 
     def _on_frame(self, frame: cmpp.Frame) -> None:
-        with self._wlock:
-            self.wire.append(("ismg", cmpp.encode_header(*frame)))
         pdu = cmpp.decode(frame.command_id, frame.body, self.version)
+        with self._wlock:
+            self.wire.append(Wire("ismg", cmpp.encode_header(*frame), pdu))
         if isinstance(pdu, cmpp.Deliver):
-            with self._cond:
-                self.delivers.append((frame.sequence, pdu))
-                self._cond.notify_all()
             result = self.answer(pdu)
             if result is not None:
                 self._write(cmpp.DeliverResp(pdu.msg_id, result), frame.sequence)
+            with self._cond:
+                self.delivers.append((frame.sequence, pdu))
+                self._cond.notify_all()
         elif isinstance(pdu, cmpp.ActiveTest):
+            self._write(cmpp.ActiveTestResp(), frame.sequence)
             with self._cond:
                 self.active_tests_received += 1
                 self._cond.notify_all()
-            self._write(cmpp.ActiveTestResp(), frame.sequence)
         else:
             with self._cond:
                 if frame.sequence in self._waiting:

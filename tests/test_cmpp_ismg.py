@@ -58,7 +58,7 @@ def test_connect_authenticates_both_ways(ismg, sps, version):
     sp = open_sp(ismg, sps, version=version)  # Sp.open checks AuthenticatorISMG
     assert sp.version == version
     assert ismg.connections()[0]["version"] == version
-    connect_resp = sp.wire[1][1]
+    connect_resp = sp.wire[1].data
     assert len(connect_resp) == 12 + (21 if version == 0x30 else 18)
 
 
