@@ -297,5 +297,7 @@ def test_decoding_texts():
     assert text.decode_text(4, b"\x01\xab") == "01ab"
     with pytest.raises(ValueError, match="'菜' cannot be written in Msg_Fmt 0"):
         text.split_text("菜", msg_fmt=0)
+    with pytest.raises(ValueError, match="Msg_Fmt 4 is not a text format"):
+        text.split_text("binary?", msg_fmt=4)
     with pytest.raises(ValueError, match="needs 256 parts"):
         text.split_text("a" * 153 * 256)

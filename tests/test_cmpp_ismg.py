@@ -139,7 +139,7 @@ def test_an_idle_link_gets_an_active_test_and_one_unanswered_closes_it(sps):
 def test_an_mo_arrives_as_a_deliver(ismg, sps):
     sp = open_sp(ismg, sps)
     mo = ismg.inject_mo(MSISDN, CODE, "0000", service_id="MENU")
-    assert ismg.wait_mo(mo["id"])["state"] == "delivered"
+    assert ismg.wait_mo(mo["id"])["state"] == "delivered" and sp.wait_for(lambda: len(sp.delivers) == 1)
     ((_seq, d),) = sp.delivers
     assert (d.src_terminal_id, d.dest_id, d.msg_fmt, d.msg_content, d.service_id, d.tp_udhi) == (
         MSISDN, CODE, 0, b"0000", "MENU", 0)
@@ -154,7 +154,7 @@ def test_long_mos_come_in_parts_with_a_udh(ismg, sps, version, msg_fmt):
     message = "退订" + "，我要取消视频会员包月" * 12
     mo = ismg.inject_mo(MSISDN, CODE, message, msg_fmt=msg_fmt)
     assert mo["parts"] >= 2
-    assert ismg.wait_mo(mo["id"])["state"] == "delivered"
+    assert ismg.wait_mo(mo["id"])["state"] == "delivered" and sp.wait_for(lambda: len(sp.delivers) == mo["parts"])
     delivers = [d for _s, d in sp.delivers]
     assert [d.msg_fmt for d in delivers] == [msg_fmt or 8] * mo["parts"]
     split = [text.split_content(d.tp_udhi, d.msg_content) for d in delivers]
@@ -173,6 +173,7 @@ def test_an_unanswered_deliver_is_sent_again_with_the_same_msg_id(ismg, sps):
     mo = ismg.inject_mo(MSISDN, CODE, "1")
     status = ismg.wait_mo(mo["id"], timeout=10)
     assert status["state"] == "delivered" and status["redeliveries"] == 1 and status["attempts"] == 2
+    assert sp.wait_for(lambda: len(sp.delivers) == 2)
     (s1, first), (s2, again) = sp.delivers
     assert again == first and s2 != s1
 
@@ -183,14 +184,14 @@ def test_results_of_deliver_resp(ismg, sps, result, state, deliveries):
     sp = open_sp(ismg, sps, answer=lambda d: next(answers))
     mo = ismg.inject_mo(MSISDN, CODE, "2")
     assert ismg.wait_mo(mo["id"], timeout=10)["state"] == state
-    assert len(sp.delivers) == deliveries
+    assert sp.wait_for(lambda: len(sp.delivers) == deliveries)
 
 
 def test_an_mo_waits_for_a_connection(ismg, sps):
     mo = ismg.inject_mo(MSISDN, CODE, "0000")
     assert ismg.mo_status(mo["id"])["state"] in ("queued", "delivering")
     sp = open_sp(ismg, sps)
-    assert ismg.wait_mo(mo["id"])["state"] == "delivered" and len(sp.delivers) == 1
+    assert ismg.wait_mo(mo["id"])["state"] == "delivered" and sp.wait_for(lambda: len(sp.delivers) == 1)
 
 
 # ---------------------------------------------------------------------------------------------- MT

@@ -63,6 +63,7 @@ def run_session(version: int) -> tuple[Sp, int]:
         sp = Sp.open(gw.port, version=version, at=CONNECT_TIME)
         try:
             assert gw.wait_mo(gw.inject_mo(MSISDN, CODE, "0000", service_id="MENU")["id"])["state"] == "delivered"
+            assert sp.wait_for(lambda: len(sp.delivers) == 1)
             link_id = sp.delivers[0][1].link_id
             parts = text.split_text(MENU, ref=0x2A)
             assert parts.msg_fmt == 8 and len(parts.contents) == 2

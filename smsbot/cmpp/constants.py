@@ -57,7 +57,8 @@ class ConnectStatus(enum.IntEnum):
 
 
 class Result(enum.IntEnum):
-    """SUBMIT_RESP / DELIVER_RESP Result (3.0: 4 octets, 2.0: 1 octet); 9 and up: other errors."""
+    """SUBMIT_RESP / DELIVER_RESP Result (3.0: 4 octets, 2.0: 1 octet). 0-8 are shared; from 9 on
+    a DELIVER_RESP means "another error", a SUBMIT_RESP the SUBMIT-specific values below."""
 
     OK = 0
     BAD_STRUCTURE = 1
@@ -68,7 +69,11 @@ class Result(enum.IntEnum):
     TOO_LONG = 6
     BAD_SERVICE_ID = 7
     FLOW_CONTROL = 8
-    OTHER = 9
+    NOT_THIS_GATEWAYS_NUMBER = 9  # the gateway does not serve the charged number
+    BAD_SRC_ID = 10
+    BAD_MSG_SRC = 11
+    BAD_FEE_TERMINAL_ID = 12
+    BAD_DEST_TERMINAL_ID = 13
 
 
 class FeeType(str, enum.Enum):

@@ -71,7 +71,7 @@ def _chunks(text: str, msg_fmt: int, size: int) -> list[bytes]:
 
 def split_text(text: str, msg_fmt: int | None = None, ref: int | None = None) -> Parts:
     """The parts `text` goes as (see the module docstring); `ref` (0-255) random when None."""
-    fmt = MsgFmt(choose_fmt(text) if msg_fmt is None else msg_fmt)
+    fmt = choose_fmt(text) if msg_fmt is None else msg_fmt
     whole = encode_text(text, fmt)
     if len(whole) <= SINGLE[fmt]:
         return Parts(fmt, 0, [whole])

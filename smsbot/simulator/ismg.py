@@ -299,9 +299,9 @@ class SimIsmg:
         if problem:
             return Result.BAD_FEE_CODE, problem
         if s.msg_src != self.sp_id:
-            return 11, f"Msg_src {s.msg_src!r} is not the SP's {self.sp_id!r}"
+            return Result.BAD_MSG_SRC, f"Msg_src {s.msg_src!r} is not the SP's {self.sp_id!r}"
         if not s.dest_terminal_ids:
-            return 13, "no Dest_terminal_Id"
+            return Result.BAD_DEST_TERMINAL_ID, "no Dest_terminal_Id"
         return Result.OK, ""
 
     def on_submit(self, conn: IsmgConn, sequence: int, s: cmpp.Submit) -> None:
@@ -495,7 +495,7 @@ class SimIsmg:
             if resp.result == Result.OK:
                 job.next_part += 1
                 continue
-            if resp.result >= Result.FLOW_CONTROL:
+            if resp.result >= Result.FLOW_CONTROL:  # flow control or "another error": try again
                 self._later(job, f"Result {resp.result}", resp.result)
                 return
             job.state, job.last_result, job.last_error = "rejected", resp.result, f"Result {resp.result}"
