@@ -156,7 +156,7 @@ def test_encoding_refuses_what_the_spec_does_not_allow(pdu, version, message):
 def test_fee_helpers():
     assert cmpp.Fee.per_message(500) == cmpp.Fee("02", "000500")
     assert cmpp.Fee.monthly(1500).fen == 1500 and cmpp.Fee.monthly(0).problem() is None
-    assert cmpp.FREE.problem() is None and cmpp.FREE.fee_type == "01"
+    assert cmpp.FREE.problem() is None and (cmpp.FREE.fee_type, cmpp.FREE.fee_code) == ("01", "000000")
     assert cmpp.Fee.per_message(1, user_type=3, terminal_id="8613800138000").problem() is None
     with pytest.raises(ValueError, match="fee 1000000 fen is not 0..999999"):
         cmpp.Fee.monthly(1_000_000)

@@ -187,6 +187,16 @@ def test_results_of_deliver_resp(ismg, sps, result, state, deliveries):
     assert sp.wait_for(lambda: len(sp.delivers) == deliveries)
 
 
+def test_dropped_connections_and_a_new_connect(ismg, sps):
+    first = open_sp(ismg, sps)
+    assert ismg.drop_connections() == 1
+    assert first.wait_for(lambda: first.closed.is_set()) and not ismg.connections()
+    second = open_sp(ismg, sps)
+    mo = ismg.inject_mo(MSISDN, CODE, "0000")
+    assert ismg.wait_mo(mo["id"])["state"] == "delivered" and second.wait_for(lambda: len(second.delivers) == 1)
+    assert not first.delivers
+
+
 def test_an_mo_waits_for_a_connection(ismg, sps):
     mo = ismg.inject_mo(MSISDN, CODE, "0000")
     assert ismg.mo_status(mo["id"])["state"] in ("queued", "delivering")

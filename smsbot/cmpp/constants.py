@@ -11,7 +11,6 @@ import enum
 
 HEADER_LEN = 12  # Total_Length, Command_Id, Sequence_Id: 4 octets each
 RESP_BIT = 0x80000000
-DEFAULT_PORT = 7890  # the usual long-connection port of an ISMG
 
 
 class CommandId(enum.IntEnum):

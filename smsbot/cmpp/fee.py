@@ -3,8 +3,8 @@
 `Fee` holds them as they go on the wire: FeeType (2 ASCII digits: 01 free, 02 per message, 03
 monthly, 04 capped, 05 charged by the SP), FeeCode (the amount in fen, 6 ASCII digits),
 Fee_UserType (0 the destination pays, 1 the source, 2 the SP, 3 the number in Fee_terminal_Id),
-Fee_terminal_Id and, in 3.0, Fee_terminal_type. Build one with `Fee.free()`, `Fee.per_message(fen)`
-or `Fee.monthly(fen)` (or the constructor); `problem()` says what makes one unfit to send, and
+Fee_terminal_Id and, in 3.0, Fee_terminal_type. `FREE` is a free message; `Fee.per_message(fen)` and
+`Fee.monthly(fen)` build the others (or the constructor does); `problem()` says what makes one unfit to send, and
 the codec refuses to encode such a fee. A decoded SUBMIT keeps the fee fields as the SP wrote
 them, so a gateway (the simulator) can answer a bad one with Result 5.
 """
@@ -25,10 +25,6 @@ class Fee:
     user_type: int = FeeUserType.DESTINATION
     terminal_id: str = ""  # Fee_terminal_Id: only with user_type 3
     terminal_type: int = 0  # 3.0 Fee_terminal_type: 0 a real number, 1 a pseudo-code
-
-    @classmethod
-    def free(cls) -> Fee:
-        return cls()
 
     @classmethod
     def per_message(cls, fen: int, user_type: int = FeeUserType.DESTINATION, terminal_id: str = "") -> Fee:

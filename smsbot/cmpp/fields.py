@@ -72,9 +72,6 @@ class Writer:
             raise ValueError(f"{name} {value} does not fit {width} octet(s)")
         self._out += value.to_bytes(width, "big")
 
-    def zeros(self, width: int) -> None:
-        self._out += bytes(width)
-
     def getvalue(self) -> bytes:
         return bytes(self._out)
 
@@ -88,10 +85,6 @@ class Reader:
         self._data = bytes(data)
         self._pos = 0
         self._what = what
-
-    @property
-    def left(self) -> int:
-        return len(self._data) - self._pos
 
     def _take(self, name: str, width: int) -> bytes:
         end = self._pos + width
