@@ -93,6 +93,15 @@ def test_the_authenticator_depends_on_the_timestamp_sent(ismg):
     assert closed_by_peer(sock)
 
 
+def test_an_unreadable_connect_gets_status_1(ismg):
+    sock = socket.create_connection(("127.0.0.1", ismg.port), timeout=5)
+    sock.sendall(cmpp.encode_header(cmpp.CommandId.CONNECT, 7, b"901234"))
+    (frame,) = cmpp.Framer().feed(sock.recv(100))
+    assert frame.sequence == 7
+    assert cmpp.decode(frame.command_id, frame.body, 0x30) == cmpp.ConnectResp(1, auth.EMPTY, 0x30)
+    assert closed_by_peer(sock)
+
+
 def test_anything_before_connect_closes_the_connection(ismg):
     sock = socket.create_connection(("127.0.0.1", ismg.port), timeout=5)
     sock.sendall(cmpp.encode(cmpp.ActiveTest(), 1, 0x30))

@@ -200,9 +200,6 @@ class IsmgConn:
             if self._active_test is not None and self._active_test[0] == sequence:
                 self._active_test = None
             return
-        if isinstance(pdu, cmpp.TerminateResp):
-            self.close()
-            return
         w = self._waiters.get(sequence)
         if w is not None:
             w.pdu = pdu
@@ -221,7 +218,6 @@ class IsmgConn:
         if status != ConnectStatus.OK or c is None:
             ismg.count("connect_failures")
             log.info("simismg conn %s CONNECT refused (%s)", self.id, ConnectStatus(status).name)
-            self.version = 0
             data = cmpp.encode(cmpp.ConnectResp(status, auth.EMPTY, version), frame.sequence, version)
             try:
                 with self._wlock:
