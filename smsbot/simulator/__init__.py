@@ -9,6 +9,8 @@
 - `mo`: text → the deliver_sm parts of a handset's MO (udh8 / udh16 / sar, forced data_coding).
 - `profiles`: the default and field profiles (flags for what the SMSC does on the wire) and the
   simulator's own deliver_sm / data_sm encoders.
+- `ismg`, `ismg_conn`: the simulated CMPP gateway (`ismg.SimIsmg`) and one of its connections; it
+  can share the SMSC's mailbox.
 """
 
 from .handset import Handset, HandsetError, format_message, run_handset
