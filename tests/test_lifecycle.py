@@ -23,6 +23,7 @@ from smsbot.simulator.smsc import SimSmsc
 
 from .conftest import Phone, base_config
 from smsbot.simulator.handset import Handset
+from smsbot.reload import plan_reload
 
 MSISDN = "13800138000"
 
@@ -296,7 +297,6 @@ def test_sighup_logs_one_line_saying_which_keys_took_effect_and_which_need_a_res
 
 
 def test_plan_reload_sorts_changed_keys_into_applied_restart_and_unused(make_settings):
-    from smsbot.daemon import plan_reload
 
     old = make_settings()
     new = make_settings(**{

@@ -25,6 +25,7 @@ from smsbot.webhooks.backoff import Backoff
 from smsbot.webhooks.collector import Collector
 from smsbot.webhooks.jobs import Job, Jobs
 from smsbot.webhooks.sender import EndpointSender
+from smsbot.reload import plan_reload
 
 from .conftest import REPO, base_config
 from .test_webhooks_e2e import SECRET, endpoint, readme_verify
@@ -196,7 +197,6 @@ def test_secret_from_the_environment(tmp_path: Path) -> None:
 
 def test_a_reload_keeps_the_running_webhooks(make_settings) -> None:
     """SIGHUP: `webhooks` changes need a restart; the running endpoints stay (README: Webhooks)."""
-    from smsbot.daemon import plan_reload
 
     old = make_settings(webhooks=[endpoint("http://127.0.0.1:9/a", ["*"])])
     new = make_settings(webhooks=[endpoint("http://127.0.0.1:9/b", ["ticket.opened"])])
