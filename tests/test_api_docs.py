@@ -12,8 +12,6 @@ Skips, saying so, only when Chromium or its driver is not installed (``.ci/run``
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -23,36 +21,12 @@ import pytest
 from smsbot import config
 
 from .api_client import RO, ApiProcess, write_settings
+from .browser import LOOPBACK_ONLY, chromium
 from .conftest import base_config
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-
 
 @pytest.fixture
 def offline_browser(tmp_path: Path) -> Iterator[Any]:
-    missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not os.path.exists(p)]
-    if missing:
-        pytest.skip(f"Chromium is not installed ({', '.join(missing)} missing): Debian's chromium and chromium-driver "
-                    "are needed (.ci/run installs them)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                f"--user-data-dir={tmp_path / 'chromium-profile'}", "--window-size=1280,1400", "--lang=en-US",
-                # no network but loopback: names resolve to nothing, other addresses go to a closed proxy
-                "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1", "--proxy-server=http://127.0.0.1:9",
-                "--proxy-bypass-list=127.0.0.1"):
-        opts.add_argument(arg)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER, log_output=str(tmp_path / "chromedriver.log")),
-                              options=opts)
-    driver.set_page_load_timeout(30)
-    yield driver
-    driver.quit()
+    yield from chromium(tmp_path, window="1280,1400", args=LOOPBACK_ONLY, logs=("browser", "performance"))
 
 
 @pytest.fixture

@@ -28,6 +28,7 @@ from smsbot.config import SimulatorSettings, SmscSettings
 from smsbot.simulator import SimSmsc
 from smsbot.simulator.events import SimEvents
 
+from .browser import chromium
 from .conftest import REPO, World
 
 MSISDN = "13800138000"
@@ -297,32 +298,9 @@ def test_watching_does_not_pick_up_and_receipts_are_joined(make_world: Callable[
 
 
 # -- in a real browser ---------------------------------------------------------------------------------
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-
-
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[Any]:
-    missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not os.path.exists(p)]
-    if missing:
-        pytest.skip(f"Chromium is not installed ({', '.join(missing)} missing): Debian's chromium, chromium-driver "
-                    "and fonts-noto-cjk are needed (.ci/run installs them)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                f"--user-data-dir={tmp_path / 'chromium-profile'}", "--window-size=1120,1080", "--lang=en-US",
-                "--hide-scrollbars", "--force-device-scale-factor=1"):
-        opts.add_argument(arg)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER, log_output=str(tmp_path / "chromedriver.log")),
-                              options=opts)
-    driver.set_page_load_timeout(30)
-    yield driver
-    driver.quit()
+    yield from chromium(tmp_path, window="1120,1080", args=("--hide-scrollbars", "--force-device-scale-factor=1"))
 
 
 CJK_DRAWN = """
