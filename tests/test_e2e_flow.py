@@ -160,8 +160,10 @@ def test_permanent_error_is_recorded_and_not_retried(make_settings):
 
 
 def test_drop_with_submit_in_flight_resends_after_reconnect(make_settings):
+    """The link drops with a submit in flight: it goes again on the new bind; MOs whose resps died
+    with the link come again and are answered (a copy at most, counted)."""
     with running(make_settings, {"drop_after_submit": 3}) as w:
-        ask_all(w, phones(w, 6), timeout=30)
+        ask_all(w, phones(w, 6), timeout=30, redeliveries=True)
         st = w.sim.stats()
         assert st["submits_dropped"] >= 1 and st["connections_dropped"] == 1, st
         assert w.bot.transport.reconnects >= 1
