@@ -47,6 +47,7 @@ MAX_IN_FLIGHT = 2  # Redis round trips of MO batches in flight at once (each on 
 # MOs per round trip at most: under sustained load Redis works on one batch while the bot finishes
 # the other; 50 kept both busy best on the benchmark (100: each waited longer for the other)
 BATCH_MAX = 50
+CLEARS_HOLD_S = 0.05  # confirmed guards wait this long for an MO batch to carry them, then go alone
 SPLIT_FROM = 8  # with nothing in flight, this many ready MOs are split into two batches
 ACKS_PER_FLUSH = 512
 
@@ -101,6 +102,7 @@ class Pipeline:
         self._unwritten: dict[int, list[str]] = {}  # id(link) -> guards of resps queued on it
         self._written: dict[int, list[tuple[int, str]]] = {}  # id(link) -> (write number, guard)
         self._clears: list[str] = []  # guards whose resps the SMSC has read: delete them
+        self._clears_since = 0.0  # when the oldest of them was confirmed (monotonic)
         self._acks_flushed_at = 0.0
 
     # -- sessions ---------------------------------------------------------------------------------
@@ -135,11 +137,14 @@ class Pipeline:
 
     def confirmed(self, link: Link) -> None:
         """Guards of resps the SMSC has read (`link.confirmed`, just read from it) may go: they are
-        deleted by the next round trip, which `clears_waiting` asks for at once."""
+        deleted by the next round trip: an MO batch's, or one of their own once they have waited
+        `CLEARS_HOLD_S` (`clears_due`), so a repeated text meets no guard whose resp was read."""
         written = self._written.get(id(link))
         if written and written[0][0] <= link.confirmed:
             upto = link.confirmed
             keep = [(n, g) for n, g in written if n > upto]
+            if not self._clears:
+                self._clears_since = time.monotonic()
             self._clears.extend(g for n, g in written if n <= upto)
             self._written[id(link)] = keep
 
@@ -147,6 +152,14 @@ class Pipeline:
     def clears_waiting(self) -> bool:
         """Guards the SMSC has confirmed wait for a round trip to delete them."""
         return bool(self._clears)
+
+    def clears_due(self, now: float) -> bool:
+        """Confirmed guards have waited long enough for an MO batch to carry them: they go alone."""
+        return bool(self._clears) and now - self._clears_since >= CLEARS_HOLD_S
+
+    def clears_wakeup(self, now: float) -> float | None:
+        """Seconds until `clears_due` (None: no guard waits)."""
+        return max(0.0, self._clears_since + CLEARS_HOLD_S - now) if self._clears else None
 
     # -- scheduling -----------------------------------------------------------------------------------
     @property

@@ -171,10 +171,10 @@ class Transport:
                 self._flush()
             pipeline.start_batches()
             delivery.tick(now)
-            if not pipeline.pending and (pipeline.clears_waiting or delivery.acks_due(now)) or (
+            if not pipeline.pending and (pipeline.clears_due(now) or delivery.acks_due(now)) or (
                     self.sender.blocked_by_records and delivery.acks_due(now)):
                 # records alone: nothing else is going to Redis, or submits wait for them; guards the
-                # SMSC confirmed go at once (a repeated text must not meet a guard whose resp was read)
+                # SMSC confirmed go within 50 ms (a repeated text must not meet a guard whose resp was read)
                 pipeline.record()
             s = self.live.settings.smsc
             for link in self.links:
@@ -193,6 +193,9 @@ class Transport:
         a = self.delivery.wakeup_in(now)
         if a is not None:
             t = min(t, a)
+        c = self.pipeline.clears_wakeup(now)
+        if c is not None:
+            t = min(t, c)
         s = self.live.settings.smsc
         for link in self.links:
             if link.pending_tls():
