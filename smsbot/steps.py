@@ -3,8 +3,8 @@
 Python builds a call from a step's `keys` and `argv` named tuples (keyword arguments; the tuple's
 order is the wire order) and reads a reply through its `result`; Lua reads the same names from a
 header generated from the declaration (`Step.header`), prepended to the script when it is loaded:
-``KEY.subs``, ``ARG.handler``, ``NKEYS`` and ``ARG_NAMES`` (how many are declared: a step may
-take more after them, see each). No Lua file and no Python module indexes KEYS or ARGV by number;
+``KEY.subs``, ``ARG.handler``, ``NKEYS`` and ``NARGS`` (how many are declared: a step may take
+more after them, see each). No Lua file and no Python module indexes KEYS or ARGV by number;
 tests/test_steps.py checks that every name a script uses is declared and every declared name used.
 
 The steps:
@@ -147,10 +147,9 @@ class Step:
         """The Lua names of this step's KEYS and ARGV, prepended to its script."""
         keys = ", ".join(f"{n} = KEYS[{i}]" for i, n in enumerate(self.key_names, 1))
         args = ", ".join(f"{n} = ARGV[{i}]" for i, n in enumerate(self.arg_names, 1))
-        names = ", ".join(f"'{n}'" for n in self.arg_names)
         return (f"-- generated from smsbot.steps.{self.name.upper()}: the names of KEYS and ARGV\n"
-                f"local NKEYS = {len(self.key_names)}\nlocal KEY = {{ {keys} }}\nlocal ARG = {{ {args} }}\n"
-                f"local ARG_NAMES = {{ {names} }}\n")
+                f"local NKEYS, NARGS = {len(self.key_names)}, {len(self.arg_names)}\n"
+                f"local KEY = {{ {keys} }}\nlocal ARG = {{ {args} }}\n")
 
     def source(self, *fragments: str) -> str:
         """The script to load: the header, then `fragments` (default: lua/<name>.lua)."""

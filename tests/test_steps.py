@@ -60,7 +60,7 @@ def test_the_header_names_the_declared_positions():
     header = steps.RECEIPT.header()
     assert "local KEY = { records = KEYS[1], unmatched = KEYS[2] }" in header
     assert "ARG = { bind = ARGV[1], state = ARGV[2], err = ARGV[3], at = ARGV[4], ttl = ARGV[5] }" in header
-    assert "local NKEYS = 2" in header
+    assert "local NKEYS, NARGS = 2, 5" in header
     every = assemble_handler_scripts(commands.lua_sources())
     assert every and all(src.startswith(steps.MO.header()) for src in every.values())
 

@@ -1,7 +1,8 @@
 -- smsbot MO script main: redelivery guard, run the handler, return the replies this sender sends.
 -- The guard (KEY.guard) marks an MO handled whose deliver_sm_resp the SMSC is not yet known to have
--- read (smsbot.pipeline deletes it once it is): "<token>|<JSON list of the replies made: {own, entry
--- id, template, data}>" (own 1: the outbox entry this sender sends itself; 0: a queue entry). The
+-- read (smsbot.pipeline deletes it once it is): the token, then for each reply made its own flag,
+-- entry id, template and data, all joined by NUL (own '1': the outbox entry this sender sends itself;
+-- '0': a queue entry; no field can hold a NUL: JSON escapes it). The
 -- same MO arriving while the guard holds ANOTHER token (a new session of this sender, or a
 -- sibling) may be the SMSC's redelivery after a lost resp, or the person sending the same text
 -- again: nothing is applied again, and the MO is answered with what it was answered before. A
@@ -12,19 +13,25 @@
 if ctx.guard_ttl > 0 then
   local guard = redis.call('GET', ctx.guard_key)
   if guard then
-    local token, made = string.match(guard, '^([^|]*)|(.*)$')
-    if token ~= ctx.token then
+    local fields, from = {}, 1
+    while true do
+      local at = string.find(guard, '\0', from, true)
+      fields[#fields + 1] = string.sub(guard, from, at and at - 1 or -1)
+      if not at then break end
+      from = at + 1
+    end
+    if fields[1] ~= ctx.token then
       local copies = 0
-      local ok, answered = pcall(cjson.decode, made or '')
-      for _, r in ipairs(ok and type(answered) == 'table' and answered or {}) do
-        local e = redis.call('XRANGE', r[1] == 1 and ctx.outbox or ctx.queue, r[2], r[2])[1]
+      for i = 2, #fields - 3, 4 do
+        local own, id, tpl, data = fields[i] == '1', fields[i + 1], fields[i + 2], fields[i + 3]
+        local e = redis.call('XRANGE', own and ctx.outbox or ctx.queue, id, id)[1]
         if not e then
-          reply_encoded(r[3], r[4])
+          reply_encoded(tpl, data)
           copies = copies + 1
-        elseif r[1] == 1 then
+        elseif own then
           local f = {}
-          for i = 1, #e[2], 2 do f[e[2][i]] = e[2][i + 1] end
-          if f.own == ctx.consumer then ctx.sent[#ctx.sent + 1] = { r[2], r[3], r[4] } end
+          for j = 1, #e[2], 2 do f[e[2][j]] = e[2][j + 1] end
+          if f.own == ctx.consumer then ctx.sent[#ctx.sent + 1] = { id, tpl, data } end
         end
       end
       return { 'redelivered', ctx.sent, tostring(copies) }
@@ -43,7 +50,7 @@ outcome = outcome or 'ok'
 if ctx.live_dirty then write_live_index() end
 if ARG.delete_parts == '1' then redis.call('DEL', ctx.parts_key) end
 if ctx.guard_ttl > 0 then
-  redis.call('SET', ctx.guard_key, ctx.token .. '|' .. (#ctx.answered > 0 and cjson.encode(ctx.answered) or '[]'),
-    'PX', ctx.guard_ttl)
+  ctx.answered[1] = ctx.token
+  redis.call('SET', ctx.guard_key, table.concat(ctx.answered, '\0'), 'PX', ctx.guard_ttl)
 end
 return { outcome, ctx.sent, ctx.extra or false }

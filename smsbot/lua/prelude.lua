@@ -14,7 +14,7 @@ local ctx = {
   handler = ARG.handler, now = tonumber(ARG.now), msisdn = ARG.msisdn, short_code = ARG.short_code, lang = ARG.lang,
   mo = ARG.mo, guard_ttl = tonumber(ARG.guard_ms), args = cjson.decode(ARG.args),
   consumer = ARG.consumer, token = ARG.token,
-  replies = 0, answered = {},
+  replies = 0, answered = { false },  -- [1]: the token (main.lua), then own, id, template, data per reply
   key = {},
 }
 if ARG.extra_keys ~= '' then
@@ -38,18 +38,19 @@ local function reply_encoded(tpl, encoded)
   local to = ARG.reply_to ~= '' and ARG.reply_to or ctx.msisdn
   local id, own
   if owns_replies() then
-    own = 1
+    own = '1'
     id = redis.call('XADD', ctx.outbox, '*', 'to', to, 'from', ctx.short_code, 'lang', ctx.lang,
       'tpl', tpl, 'data', encoded, 'mo', ctx.mo, 't', ARG.now, 'own', ctx.consumer)
     ctx.sent[#ctx.sent + 1] = { id, tpl, encoded }  -- the caller knows to/from/lang/mo already
   else
-    own = 0
+    own = '0'
     id = redis.call('XADD', ctx.queue, '*', 'to', to, 'from', ctx.short_code, 'lang', ctx.lang,
       'tpl', tpl, 'data', encoded, 'mo', ctx.mo, 't', ARG.now)
   end
   ctx.replies = ctx.replies + 1
   -- main.lua keeps what was answered in the MO's redelivery guard: a redelivery gets the same answer
-  ctx.answered[#ctx.answered + 1] = { own, id, tpl, encoded }
+  local a = ctx.answered
+  a[#a + 1] = own; a[#a + 1] = id; a[#a + 1] = tpl; a[#a + 1] = encoded
 end
 
 local function reply(tpl, data)

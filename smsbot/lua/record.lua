@@ -3,7 +3,7 @@
 -- stream (its entries are in the consumer group's pending list).
 -- ARG: smsbot.steps.RECORD; the KEYS are the streams (all variadic), and after the declared ARGV
 -- come, for each stream, the number of its ids, then the ids
-local i = #ARG_NAMES + 1
+local i = NARGS + 1
 for _, stream in ipairs(KEYS) do
   local n = tonumber(ARGV[i])
   local ids = { unpack(ARGV, i + 1, i + n) }
