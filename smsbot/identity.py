@@ -14,7 +14,7 @@ for the identity current at that moment, and `smsbot.store` writes it into the M
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,13 +22,15 @@ class SenderIdentity:
     consumer: str
     lease_prefixes: tuple[str, ...] = ()
     session: int = 1
+    token: str = field(init=False)  # consumer/session, made once (every MO's call carries it)
+    lease_keys: tuple[str, ...] = field(init=False)  # per shard
 
-    @property
-    def token(self) -> str:
-        return f"{self.consumer}/{self.session}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "token", f"{self.consumer}/{self.session}")
+        object.__setattr__(self, "lease_keys", tuple(p + self.consumer for p in self.lease_prefixes))
 
     def lease_key(self, shard: int) -> str:
-        return self.lease_prefixes[shard] + self.consumer
+        return self.lease_keys[shard]
 
     def next_session(self) -> SenderIdentity:
         return replace(self, session=self.session + 1)

@@ -3,7 +3,7 @@
 Python builds a call from a step's `keys` and `argv` named tuples (keyword arguments; the tuple's
 order is the wire order) and reads a reply through its `result`; Lua reads the same names from a
 header generated from the declaration (`Step.header`), prepended to the script when it is loaded:
-``KEY.subs``, ``ARG.handler``, ``NKEYS`` and ``NARGS`` (how many are declared: a step may take
+the locals ``KEY_subs``, ``ARG_handler``, ``NKEYS`` and ``NARGS`` (how many are declared: a step may take
 more after them, see each). No Lua file and no Python module indexes KEYS or ARGV by number;
 tests/test_steps.py checks that every name a script uses is declared and every declared name used.
 
@@ -145,11 +145,13 @@ class Step:
 
     def header(self) -> str:
         """The Lua names of this step's KEYS and ARGV, prepended to its script."""
-        keys = ", ".join(f"{n} = KEYS[{i}]" for i, n in enumerate(self.key_names, 1))
-        args = ", ".join(f"{n} = ARGV[{i}]" for i, n in enumerate(self.arg_names, 1))
-        return (f"-- generated from smsbot.steps.{self.name.upper()}: the names of KEYS and ARGV\n"
-                f"local NKEYS, NARGS = {len(self.key_names)}, {len(self.arg_names)}\n"
-                f"local KEY = {{ {keys} }}\nlocal ARG = {{ {args} }}\n")
+        lines = [f"-- generated from smsbot.steps.{self.name.upper()}: the names of KEYS and ARGV (locals: no table per call)",
+                 f"local NKEYS, NARGS = {len(self.key_names)}, {len(self.arg_names)}"]
+        for prefix, names, source in (("KEY", self.key_names, "KEYS"), ("ARG", self.arg_names, "ARGV")):
+            if names:
+                lines.append("local " + ", ".join(f"{prefix}_{n}" for n in names) + " = "
+                             + ", ".join(f"{source}[{i}]" for i in range(1, len(names) + 1)))
+        return "\n".join(lines) + "\n"
 
     def source(self, *fragments: str) -> str:
         """The script to load: the header, then `fragments` (default: lua/<name>.lua)."""

@@ -113,6 +113,7 @@ class Store:
         self.record_sha = _sha1(self.record_source)
         self._json_cache: dict[int, tuple[dict[str, Any], str]] = {}
         self._step_shas: dict[str, str] = {}  # run_step's loaded scripts
+        self._names_cache: dict[tuple[str, ...], str] = {}
         self._local = threading.local()  # a read buffer per thread (event consumers share the Store)
 
     # -- set-up -------------------------------------------------------------------------------
@@ -210,11 +211,18 @@ class Store:
             token=sender.token if sender is not None else "",
             reply_to=reply_to,
             delete_parts="1" if delete_parts else "0",
-            extra_keys=_DUMPS(list(extra_keys)) if extra_keys else "",
+            extra_keys=self._names_json(extra_keys) if extra_keys else "",
         )
         if extra_keys:
             return ScriptCall(keys, argv, tuple(self.keys.named(name, msisdn) for name in extra_keys))
         return ScriptCall(keys, argv)
+
+    def _names_json(self, names: Sequence[str]) -> str:
+        """JSON of a handler's extra key names (the same few tuples, encoded once each)."""
+        text = self._names_cache.get(names)
+        if text is None:
+            text = self._names_cache[tuple(names)] = _DUMPS(list(names))
+        return text
 
     def _args_json(self, args: dict[str, Any] | None) -> str:
         """JSON of a handler's arguments; constant intents (the same dict object) are encoded once."""

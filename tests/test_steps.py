@@ -21,7 +21,7 @@ pytestmark = pytest.mark.unit
 
 REPO = Path(__file__).resolve().parent.parent
 NUMBERED = re.compile(r"\b(KEYS|ARGV)\[\s*\d+\s*\]")
-USED = re.compile(r"\b(KEY|ARG)\.([a-z_]+)")
+USED = re.compile(r"\b(KEY|ARG)_([a-z_]+)")
 
 
 def _without_comments(lua: str) -> str:
@@ -58,8 +58,8 @@ def test_no_lua_file_indexes_keys_or_argv_by_number():
 
 def test_the_header_names_the_declared_positions():
     header = steps.RECEIPT.header()
-    assert "local KEY = { records = KEYS[1], unmatched = KEYS[2] }" in header
-    assert "ARG = { bind = ARGV[1], state = ARGV[2], err = ARGV[3], at = ARGV[4], ttl = ARGV[5] }" in header
+    assert "local KEY_records, KEY_unmatched = KEYS[1], KEYS[2]" in header
+    assert "local ARG_bind, ARG_state, ARG_err, ARG_at, ARG_ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]" in header
     assert "local NKEYS, NARGS = 2, 5" in header
     every = assemble_handler_scripts(commands.lua_sources())
     assert every and all(src.startswith(steps.MO.header()) for src in every.values())

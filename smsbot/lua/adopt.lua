@@ -4,9 +4,9 @@
 -- may still send, and an entry is moved at most once. The scan goes on from where the last one
 -- stopped, so a large backlog of a live sender's entries cannot hide a dead one's behind it.
 -- KEY, ARG and the reply: smsbot.steps.ADOPT
-local start = ARG.start == '-' and '-' or ('(' .. ARG.start)
-local count = tonumber(ARG.count)
-local entries = redis.call('XRANGE', KEY.outbox, start, ARG.horizon, 'COUNT', count)
+local start = ARG_start == '-' and '-' or ('(' .. ARG_start)
+local count = tonumber(ARG_count)
+local entries = redis.call('XRANGE', KEY_outbox, start, ARG_horizon, 'COUNT', count)
 local alive = {}
 local moved = 0
 for _, e in ipairs(entries) do
@@ -22,14 +22,14 @@ for _, e in ipairs(entries) do
   end
   local live = alive[owner]
   if live == nil then
-    live = owner ~= '' and redis.call('EXISTS', ARG.lease_prefix .. owner) == 1
+    live = owner ~= '' and redis.call('EXISTS', ARG_lease_prefix .. owner) == 1
     alive[owner] = live
   end
   if not live then
     out[#out + 1] = 'adopted'
     out[#out + 1] = id
-    redis.call('XADD', KEY.queue, '*', unpack(out))
-    redis.call('XDEL', KEY.outbox, id)
+    redis.call('XADD', KEY_queue, '*', unpack(out))
+    redis.call('XDEL', KEY_outbox, id)
     moved = moved + 1
   end
 end

@@ -4,28 +4,28 @@
 -- consumer is deleted from the group once it holds nothing.
 -- KEY, ARG: smsbot.steps.CLAIM
 -- Returns the claimed entries { {id, {field, value, ...}}, ... }
-local ok, consumers = pcall(redis.call, 'XINFO', 'CONSUMERS', KEY.queue, ARG.group)
+local ok, consumers = pcall(redis.call, 'XINFO', 'CONSUMERS', KEY_queue, ARG_group)
 if not ok then return {} end
-local count = tonumber(ARG.count)
+local count = tonumber(ARG_count)
 local out = {}
 for _, c in ipairs(consumers) do
   local info = {}
   for i = 1, #c, 2 do info[c[i]] = c[i + 1] end
   local name, pending = info['name'], tonumber(info['pending'])
-  if name ~= ARG.consumer and redis.call('EXISTS', ARG.lease_prefix .. name) == 0 then
+  if name ~= ARG_consumer and redis.call('EXISTS', ARG_lease_prefix .. name) == 0 then
     if pending > 0 and #out < count then
       local ids = {}
-      for _, p in ipairs(redis.call('XPENDING', KEY.queue, ARG.group, '-', '+', count - #out, name)) do
+      for _, p in ipairs(redis.call('XPENDING', KEY_queue, ARG_group, '-', '+', count - #out, name)) do
         ids[#ids + 1] = p[1]
       end
       if #ids > 0 then
-        for _, e in ipairs(redis.call('XCLAIM', KEY.queue, ARG.group, ARG.consumer, 0, unpack(ids))) do
+        for _, e in ipairs(redis.call('XCLAIM', KEY_queue, ARG_group, ARG_consumer, 0, unpack(ids))) do
           if e and e[2] then out[#out + 1] = e end
         end
       end
       pending = pending - #ids
     end
-    if pending <= 0 then redis.call('XGROUP', 'DELCONSUMER', KEY.queue, ARG.group, name) end
+    if pending <= 0 then redis.call('XGROUP', 'DELCONSUMER', KEY_queue, ARG_group, name) end
   end
 end
 return out

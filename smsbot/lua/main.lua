@@ -1,5 +1,5 @@
 -- smsbot MO script main: redelivery guard, run the handler, return the replies this sender sends.
--- The guard (KEY.guard) marks an MO handled whose deliver_sm_resp the SMSC is not yet known to have
+-- The guard (KEY_guard) marks an MO handled whose deliver_sm_resp the SMSC is not yet known to have
 -- read (smsbot.pipeline deletes it once it is): the token, then for each reply made its own flag,
 -- entry id, template and data, all joined by NUL (own '1': the outbox entry this sender sends itself;
 -- '0': a queue entry; no field can hold a NUL: JSON escapes it). The
@@ -48,7 +48,7 @@ if not ok then
 end
 outcome = outcome or 'ok'
 if ctx.live_dirty then write_live_index() end
-if ARG.delete_parts == '1' then redis.call('DEL', ctx.parts_key) end
+if ARG_delete_parts == '1' then redis.call('DEL', ctx.parts_key) end
 if ctx.guard_ttl > 0 then
   ctx.answered[1] = ctx.token
   redis.call('SET', ctx.guard_key, table.concat(ctx.answered, '\0'), 'PX', ctx.guard_ttl)

@@ -4,21 +4,21 @@
 -- KEY and ARG (generated from smsbot.steps.MO, where each is described) name the KEYS and ARGV.
 -- Unused keys hold a placeholder key with the same hash tag (cluster: one slot). Extra keys a
 -- handler declared (Intent.keys; 'name' per subscriber, '@name' per shard, both with the
--- subscriber's hash tag) follow the declared ones, named by ARG.extra_keys: ctx.key[name].
+-- subscriber's hash tag) follow the declared ones, named by ARG_extra_keys: ctx.key[name].
 local handlers = {}
 local conversations = {}
 
 local ctx = {
-  subs_key = KEY.subs, conv_key = KEY.conv, guard_key = KEY.guard, outbox = KEY.outbox, audit_key = KEY.audit,
-  queue = KEY.queue, parts_key = KEY.parts, live_key = KEY.live, lease_key = KEY.lease, sent = {},
-  handler = ARG.handler, now = tonumber(ARG.now), msisdn = ARG.msisdn, short_code = ARG.short_code, lang = ARG.lang,
-  mo = ARG.mo, guard_ttl = tonumber(ARG.guard_ms), args = cjson.decode(ARG.args),
-  consumer = ARG.consumer, token = ARG.token,
+  subs_key = KEY_subs, conv_key = KEY_conv, guard_key = KEY_guard, outbox = KEY_outbox, audit_key = KEY_audit,
+  queue = KEY_queue, parts_key = KEY_parts, live_key = KEY_live, lease_key = KEY_lease, sent = {},
+  handler = ARG_handler, now = tonumber(ARG_now), msisdn = ARG_msisdn, short_code = ARG_short_code, lang = ARG_lang,
+  mo = ARG_mo, guard_ttl = tonumber(ARG_guard_ms), args = cjson.decode(ARG_args),
+  consumer = ARG_consumer, token = ARG_token,
   replies = 0, answered = { false },  -- [1]: the token (main.lua), then own, id, template, data per reply
   key = {},
 }
-if ARG.extra_keys ~= '' then
-  for i, name in ipairs(cjson.decode(ARG.extra_keys)) do ctx.key[(string.gsub(name, '^@', ''))] = KEYS[NKEYS + i] end
+if ARG_extra_keys ~= '' then
+  for i, name in ipairs(cjson.decode(ARG_extra_keys)) do ctx.key[(string.gsub(name, '^@', ''))] = KEYS[NKEYS + i] end
 end
 
 -- Store a reply intent (template `tpl`, `data`, rendered by the sender in `lang`). In an MO's script
@@ -35,17 +35,17 @@ local function owns_replies()
 end
 
 local function reply_encoded(tpl, encoded)
-  local to = ARG.reply_to ~= '' and ARG.reply_to or ctx.msisdn
+  local to = ARG_reply_to ~= '' and ARG_reply_to or ctx.msisdn
   local id, own
   if owns_replies() then
     own = '1'
     id = redis.call('XADD', ctx.outbox, '*', 'to', to, 'from', ctx.short_code, 'lang', ctx.lang,
-      'tpl', tpl, 'data', encoded, 'mo', ctx.mo, 't', ARG.now, 'own', ctx.consumer)
+      'tpl', tpl, 'data', encoded, 'mo', ctx.mo, 't', ARG_now, 'own', ctx.consumer)
     ctx.sent[#ctx.sent + 1] = { id, tpl, encoded }  -- the caller knows to/from/lang/mo already
   else
     own = '0'
     id = redis.call('XADD', ctx.queue, '*', 'to', to, 'from', ctx.short_code, 'lang', ctx.lang,
-      'tpl', tpl, 'data', encoded, 'mo', ctx.mo, 't', ARG.now)
+      'tpl', tpl, 'data', encoded, 'mo', ctx.mo, 't', ARG_now)
   end
   ctx.replies = ctx.replies + 1
   -- main.lua keeps what was answered in the MO's redelivery guard: a redelivery gets the same answer
@@ -117,7 +117,7 @@ local function next_order()
   return max + 1
 end
 
--- The live subscriptions' codes in menu order as JSON text, and how many, kept in KEY.live as
+-- The live subscriptions' codes in menu order as JSON text, and how many, kept in KEY_live as
 -- "<n>|<JSON list>" so that the 0000 menu, the hot path, reads one string and decodes no record.
 -- Every script that changes a record (sub_put) rewrites it once at its end (main.lua); a missing
 -- or unreadable index (data from before it existed, a hand edit) is rebuilt from the records.

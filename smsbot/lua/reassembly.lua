@@ -1,8 +1,8 @@
--- Parts of a long MO wait in a hash (KEY.parts) until all are in, in any order.
+-- Parts of a long MO wait in a hash (KEY_parts) until all are in, in any order.
 -- args: {seq, total, hex, timeout_ms}: `hex` is the part's raw user data (UDH stripped) in hex; the
 -- joined hex goes back to the dispatcher, which decodes the whole message once (a GSM-7 escape or
 -- a UTF-16 surrogate pair split across two parts survives). The parts are NOT deleted here: the script that handles
--- the assembled message deletes them (ARG.delete_parts = '1') atomically with its effect, so a crash in
+-- the assembled message deletes them (ARG_delete_parts = '1') atomically with its effect, so a crash in
 -- between leaves the parts for the SMSC's redelivery of the last one.
 handlers['part'] = function()
   local a = ctx.args

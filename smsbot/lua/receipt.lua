@@ -3,11 +3,11 @@
 -- the receipt goes to the most recent one sent on the same bind that has no receipt yet; failing
 -- that (a repeated receipt), to the most recent on that bind; failing that it is kept apart.
 -- KEY, ARG: smsbot.steps.RECEIPT
-local n = redis.call('LLEN', KEY.records)
+local n = redis.call('LLEN', KEY_records)
 local again = nil
 for i = n - 1, 0, -1 do
-  local rec = cjson.decode(redis.call('LINDEX', KEY.records, i))
-  if rec.bind == nil or rec.bind == ARG.bind then
+  local rec = cjson.decode(redis.call('LINDEX', KEY_records, i))
+  if rec.bind == nil or rec.bind == ARG_bind then
     if rec.receipt_at == nil then
       again = i
       break
@@ -16,11 +16,11 @@ for i = n - 1, 0, -1 do
   end
 end
 if again == nil then
-  redis.call('SET', KEY.unmatched, cjson.encode({ state = ARG.state, err = ARG.err, receipt_at = ARG.at, bind = ARG.bind }),
-    'EX', tonumber(ARG.ttl))
+  redis.call('SET', KEY_unmatched, cjson.encode({ state = ARG_state, err = ARG_err, receipt_at = ARG_at, bind = ARG_bind }),
+    'EX', tonumber(ARG_ttl))
   return 'unmatched'
 end
-local rec = cjson.decode(redis.call('LINDEX', KEY.records, again))
-rec.state, rec.err, rec.receipt_at = ARG.state, ARG.err, ARG.at
-redis.call('LSET', KEY.records, again, cjson.encode(rec))
+local rec = cjson.decode(redis.call('LINDEX', KEY_records, again))
+rec.state, rec.err, rec.receipt_at = ARG_state, ARG_err, ARG_at
+redis.call('LSET', KEY_records, again, cjson.encode(rec))
 return 'matched'

@@ -8,7 +8,7 @@ for _, stream in ipairs(KEYS) do
   local n = tonumber(ARGV[i])
   local ids = { unpack(ARGV, i + 1, i + n) }
   i = i + 1 + n
-  if string.sub(stream, -6) == ':queue' then redis.call('XACK', stream, ARG.group, unpack(ids)) end
+  if string.sub(stream, -6) == ':queue' then redis.call('XACK', stream, ARG_group, unpack(ids)) end
   redis.call('XDEL', stream, unpack(ids))
 end
 return #KEYS
