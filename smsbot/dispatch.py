@@ -33,7 +33,8 @@ from smsbot import codec, log, msisdn
 from smsbot.identity import SenderIdentity
 from smsbot.live import Live
 from smsbot.messages import Inbound, Status
-from smsbot.store import KeyWrite, Roundtrip, ScriptCall, ScriptResult, Store
+from smsbot.roundtrip import Roundtrip
+from smsbot.store import KeyWrite, ScriptCall, ScriptResult, Store
 
 _log = log.get("smsbot.dispatch")
 

@@ -10,16 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
-import socket
 import threading
 import time
-import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-import hiredis
 import redis
 import redis.cluster
 import redis.sentinel
@@ -27,50 +23,10 @@ import redis.sentinel
 from smsbot.config import Settings
 from smsbot.identity import SenderIdentity
 from smsbot.keys import OUTBOX_GROUP, Keys
-from smsbot.steps import LUA_DIR, MO, RECEIPT, RECORD, MoArgv, MoKeys, ReceiptArgv, ReceiptKeys, RecordArgv, Step
-HOT_CONNECTIONS_KEPT = 4  # per thread and pool: round trips in flight at once (transport: 2) plus spare
+from smsbot.roundtrip import HOT_CONNECTIONS_KEPT, ClusterRoundtrip, Roundtrip, _KeptConnections
+from smsbot.scripts import assemble_handler_scripts, assemble_mo_script
+from smsbot.steps import MO, RECEIPT, RECORD, MoArgv, MoKeys, ReceiptArgv, ReceiptKeys, RecordArgv, Step
 _DUMPS = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-
-
-_HANDLER_RE = re.compile(r"""^handlers\[['"]([\w.]+)['"]\]""", re.M)  # 'menu', 'subscriptions.menu'
-_CONVERSATION_RE = re.compile(r"""^conversations\[['"]""", re.M)
-
-
-def _lua(item: Path | str) -> str:
-    """A fragment: a file (Path), or the Lua source itself (str: a command package's fragment with
-    its libraries, as the command registry assembles it)."""
-    return item.read_text(encoding="utf-8") if isinstance(item, Path) else item
-
-
-def assemble_mo_script(command_lua_files: Iterable[Path | str]) -> str:
-    """prelude + core handlers + every command fragment + main, as one script (one SHA)."""
-    return _assemble([*_core_sources(), *(_lua(p) for p in command_lua_files)])
-
-
-def assemble_handler_scripts(command_lua_files: Iterable[Path | str]) -> dict[str, str]:
-    """One script per handler: prelude + the fragment defining it + main (the 'reply' handler also
-    gets every fragment defining a conversation). EVALSHA runs a script's whole chunk each call, so
-    a script that does not define every other command's functions is cheaper (~4-5 µs per MO)."""
-    core = _core_sources()  # [reply.lua, reassembly.lua]
-    frags = [_lua(p) for p in command_lua_files]
-    with_conversations = [f for f in frags if _CONVERSATION_RE.search(f)]
-    out: dict[str, str] = {}
-    for frag in [*core, *frags]:
-        for handler in _HANDLER_RE.findall(frag):
-            parts = [frag]
-            if handler == "reply":
-                parts += with_conversations
-            out[handler] = _assemble(parts)
-    return out
-
-
-def _core_sources() -> list[str]:
-    return [(LUA_DIR / core).read_text(encoding="utf-8") for core in ("reply.lua", "reassembly.lua")]
-
-
-def _assemble(fragments: list[str]) -> str:
-    return MO.source((LUA_DIR / "prelude.lua").read_text(encoding="utf-8"), *fragments,
-                     (LUA_DIR / "main.lua").read_text(encoding="utf-8"))
 
 
 @dataclass(slots=True)
@@ -464,219 +420,6 @@ class KeyWrite:
     ttl: int
     push: bool = False
     stream: bool = False
-
-
-class Roundtrip:
-    """A pipelined request in flight: the lean hot-path pipeline.
-
-    Every command is packed by hiredis and sent in one write on a connection the thread keeps
-    (`Store.hot_connection`: no pool checkout per batch); the replies are parsed by a hiredis
-    Reader as the socket becomes readable, so the transport can go on reading the SMSC while Redis
-    works (`fileno` + `poll`), or simply `wait`. Error replies come back as exception instances,
-    not raised. redis-py still owns connecting (AUTH, TLS) and the pool; a connection that failed
-    is disconnected and handed back to the pool, never kept.
-    """
-
-    def __init__(self, store: Store, cmds: Sequence[tuple[Any, ...]], pool: redis.ConnectionPool | None = None):
-        self.pool = pool if pool is not None else store.redis.connection_pool
-        self.cmds = cmds  # kept to send a command again (NOSCRIPT after a Redis restart)
-        self.want = len(cmds)
-        self.replies: list[Any] = []
-        self.reader = hiredis.Reader()
-        self._buf = store.read_buffer()
-        self._store = store
-        self.conn = None
-        try:
-            self.conn = store.hot_connection(self.pool)
-            self.sock = self.conn._sock
-            self.sock.sendall(b"".join([hiredis.pack_command(c) for c in cmds]))
-        except BaseException as e:
-            self._fail()
-            if isinstance(e, (OSError, redis.ConnectionError, redis.TimeoutError)):
-                raise redis.ConnectionError(f"Redis round trip failed: {e}") from None
-            raise
-
-    def fileno(self) -> int:
-        return self.sock.fileno()
-
-    @property
-    def done(self) -> bool:
-        return self.conn is None
-
-    def buffered(self) -> bool:
-        """Data already inside the TLS layer (select would not see it)."""
-        pending = getattr(self.sock, "pending", None)
-        return bool(pending and pending())
-
-    def poll(self) -> bool:
-        """Read what the socket has (call when readable); True once every reply is in."""
-        try:
-            n = self.sock.recv_into(self._buf)
-        except (BlockingIOError, InterruptedError):
-            return False
-        except (OSError, socket.timeout) as e:
-            self._fail()
-            raise redis.ConnectionError(f"Redis round trip failed: {e}") from None
-        if n == 0:
-            self._fail()
-            raise redis.ConnectionError("Redis closed the connection")
-        self.reader.feed(self._buf, 0, n)
-        while len(self.replies) < self.want:
-            reply = self.reader.gets()
-            if reply is False:
-                return False
-            self.replies.append(reply)
-        self._store.hot_connection_done(self.pool, self.conn)
-        self.conn = None
-        return True
-
-    def wait(self) -> list[Any]:
-        while not self.done:
-            self.poll()  # blocking read (socket timeout applies)
-        return self.replies
-
-    def _fail(self) -> None:
-        if self.conn is not None:
-            self.conn.disconnect()
-            self.pool.release(self.conn)
-            self.conn = None
-
-
-class ClusterRoundtrip:
-    """`Roundtrip` for Redis Cluster: the commands are grouped by the primary owning each one's
-    first key (`_first_key`), one pipelined `Roundtrip` per node is sent at once, and the replies
-    come back in the original order. Same interface: `fileno` is the first node still answering,
-    so a `select` loop wakes for it, then for the next. A MOVED reply (slots moved, failover) makes
-    the store re-read the slot map and resend just those commands (they were not executed)."""
-
-    MAX_REDIRECTS = 3
-
-    def __init__(self, store: Store, cmds: Sequence[tuple[Any, ...]]):
-        self.store = store
-        self.cmds = cmds
-        self.replies: list[Any] = []
-        self._done = False
-        rc = store.redis
-        by_node: dict[str, tuple[Any, list[int]]] = {}
-        try:
-            for i, c in enumerate(cmds):
-                key = _first_key(c)
-                node = rc.get_node_from_key(key) if key is not None else rc.get_default_node()
-                by_node.setdefault(node.name, (node, []))[1].append(i)
-        except redis.RedisError as e:
-            store._refresh_topology = True
-            raise redis.ConnectionError(f"Redis round trip failed: {e}") from None
-        self.parts: list[tuple[list[int], Roundtrip]] = []
-        try:
-            for node, idx in by_node.values():
-                pool = rc.get_redis_connection(node).connection_pool
-                self.parts.append((idx, Roundtrip(store, [cmds[i] for i in idx], pool)))
-        except BaseException:
-            self._fail()
-            raise
-        if not self.parts:
-            self._merge()
-
-    def _current(self) -> Roundtrip | None:
-        for _idx, rt in self.parts:
-            if not rt.done:
-                return rt
-        return None
-
-    def fileno(self) -> int:
-        rt = self._current()
-        return rt.fileno() if rt is not None else self.parts[-1][1].sock.fileno()
-
-    @property
-    def done(self) -> bool:
-        return self._done
-
-    def buffered(self) -> bool:
-        rt = self._current()
-        return rt is not None and rt.buffered()
-
-    def poll(self) -> bool:
-        """Read from the node `fileno` named (call when readable), then from any other node whose
-        answer is already there; True once every node has answered."""
-        import select as _select
-
-        rt = self._current()
-        try:
-            while rt is not None:
-                if not rt.poll():
-                    return False
-                rt = self._current()
-                if rt is not None and not rt.buffered() and not _select.select([rt], [], [], 0)[0]:
-                    return False
-        except redis.ConnectionError:
-            self._fail()
-            raise
-        self._merge()
-        return True
-
-    def wait(self) -> list[Any]:
-        try:
-            for _idx, rt in self.parts:
-                rt.wait()
-        except redis.ConnectionError:
-            self._fail()
-            raise
-        if not self._done:
-            self._merge()
-        return self.replies
-
-    def _merge(self) -> None:
-        out: list[Any] = [None] * len(self.cmds)
-        for idx, rt in self.parts:
-            for i, r in zip(idx, rt.replies):
-                out[i] = r
-        for _attempt in range(self.MAX_REDIRECTS):
-            moved = [i for i, r in enumerate(out) if isinstance(r, Exception) and str(r).startswith(("MOVED", "TRYAGAIN", "CLUSTERDOWN"))]
-            if not moved:
-                break
-            self.store._refresh_topology = True
-            again = self.store.start_roundtrip([self.cmds[i] for i in moved]).wait()
-            for i, r in zip(moved, again):
-                out[i] = r
-        self.replies = out
-        self._done = True
-
-    def _fail(self) -> None:
-        self.store._refresh_topology = True
-        for _idx, rt in self.parts:
-            rt._fail()
-        self._done = True
-
-
-def _first_key(cmd: tuple[Any, ...]) -> Any:
-    """The key a command is routed by: EVALSHA/EVAL the first KEY (None without keys),
-    XREADGROUP/XREAD the first stream, everything else smsbot pipelines its first argument."""
-    name = cmd[0].upper() if isinstance(cmd[0], str) else _s(cmd[0]).upper()
-    if name in ("EVALSHA", "EVAL"):
-        return cmd[3] if int(cmd[2]) > 0 else None
-    if name in ("XREADGROUP", "XREAD"):
-        for i, a in enumerate(cmd):
-            if isinstance(a, (str, bytes)) and _s(a).upper() == "STREAMS":
-                return cmd[i + 1]
-    return cmd[1] if len(cmd) > 1 else None
-
-
-class _KeptConnections:
-    """One thread's idle hot connections, per pool. When the thread ends its thread-local data
-    goes, and with it this object: the connections go back to their pools (a thread that did a
-    round trip or two, an API worker thread, a billing run, must not strand them in use)."""
-
-    __slots__ = ("by_pool", "__weakref__")
-
-    def __init__(self) -> None:
-        self.by_pool: dict[int, tuple[redis.ConnectionPool, list[Any]]] = {}
-        weakref.finalize(self, _release_kept, self.by_pool)
-
-
-def _release_kept(by_pool: dict[int, tuple[redis.ConnectionPool, list[Any]]]) -> None:
-    for pool, idle in by_pool.values():
-        while idle:
-            pool.release(idle.pop())
 
 
 def _write_commands(writes: Sequence[KeyWrite]) -> list[tuple[Any, ...]]:

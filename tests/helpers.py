@@ -2,7 +2,7 @@
 
 The fakes stand in for the two edges of the hot path, never for Redis itself:
 
-* `FakeRoundtrip` has the interface of `smsbot.store.Roundtrip` (fileno, done, buffered, poll,
+* `FakeRoundtrip` has the interface of `smsbot.roundtrip.Roundtrip` (fileno, done, buffered, poll,
   wait, replies, cmds). Its replies are what the test scripted for each command — an
   `MoResult`-shaped reply per MO script, error replies as exception instances as hiredis gives
   them — and it answers only when the test says (`arrive`), or its answer is lost (a connection
@@ -84,7 +84,7 @@ def error_reply(text: str) -> Exception:
 
 
 class FakeRoundtrip:
-    """`smsbot.store.Roundtrip`'s interface; answers when the test calls `arrive` (then `poll` reads
+    """`smsbot.roundtrip.Roundtrip`'s interface; answers when the test calls `arrive` (then `poll` reads
     it, as when select says the socket is readable), or `wait` (blocking)."""
 
     def __init__(self, cmds: list[tuple[Any, ...]], answer: Callable[[tuple[Any, ...]], Any], *, lost: bool = False):

@@ -15,7 +15,7 @@ import pytest
 import commands
 from smsbot import steps
 from smsbot.identity import SenderIdentity
-from smsbot.store import assemble_handler_scripts, assemble_mo_script
+from smsbot.scripts import assemble_handler_scripts, assemble_mo_script
 
 pytestmark = pytest.mark.unit
 
