@@ -402,12 +402,6 @@ class Store:
                     out.append((_s(stream), _s(entry_id), {_s(flat[i]): _s(flat[i + 1]) for i in range(0, len(flat), 2)}))
         return out
 
-    def outbox_depth(self) -> int:
-        replies = self.roundtrip([("XLEN", s) for s in self.keys.all_outboxes() + self.keys.all_queues()])
-        for r in replies:
-            if isinstance(r, Exception):
-                raise redis.ResponseError(str(r))
-        return sum(replies)
 
 
 @dataclass(slots=True)

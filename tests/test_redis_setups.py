@@ -18,7 +18,7 @@ import redis
 import redis.sentinel
 
 from commands import usage
-from smsbot import config, embedded
+from smsbot import config, embedded, queue_lag
 from .helpers import wait_until
 from smsbot.simulator.smsc import SimSmsc
 
@@ -209,7 +209,7 @@ def test_cluster_serves_menus_and_cancels_across_nodes(cluster: list[int], tmp_p
         assert "1. 视频会员包月" in phones[7].ask("0000")
 
         # the per-shard helpers work per stream on the cluster
-        assert store.outbox_depth() >= 0
+        assert wait_until(lambda: queue_lag.read(store).depth == 0, 10), "every reply sent and recorded, on every node"
         assert store.read_outbox("probe", 10) == []
         delivery = w.bot.transport.delivery
         assert delivery.claim_from_dead() == []
