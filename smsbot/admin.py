@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from smsbot.config import Settings
 from smsbot.connections import open_store
 from smsbot.msisdn import normalize_msisdn
+from smsbot.records import LIVE_STATES
 from smsbot.store import Store
 
 
@@ -76,7 +77,7 @@ def list_subscriptions(settings: Settings, msisdn: str, include_cancelled: bool 
     for k, v in raw.items():
         code = k.decode()
         rec = json.loads(v)
-        if not include_cancelled and rec.get("state") not in ("active", "pending"):
+        if not include_cancelled and rec.get("state") not in LIVE_STATES:
             continue
         svc = settings.service(code)
         rows.append(SubscriptionRow(code, rec.get("state", "?"), int(rec.get("since", 0)), svc.name if svc else code, svc.price_fen if svc else 0))

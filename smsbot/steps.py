@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from smsbot.records import LIVE_STATES
+
 LUA_DIR = Path(__file__).resolve().parent / "lua"
 
 
@@ -134,6 +136,7 @@ class Step:
     result: type | None = None  # a NamedTuple of the reply; None: not a fixed record
     extra_keys: bool = False  # more KEYS follow the declared ones
     libraries: tuple[str, ...] = ()  # Lua files (in LUA_DIR) loaded before the step's own
+    sets: tuple[tuple[str, frozenset[str]], ...] = ()  # Lua sets declared in Python: ("LIVE", LIVE_STATES)
 
     @property
     def key_names(self) -> tuple[str, ...]:
@@ -151,6 +154,8 @@ class Step:
             if names:
                 lines.append("local " + ", ".join(f"{prefix}_{n}" for n in names) + " = "
                              + ", ".join(f"{source}[{i}]" for i in range(1, len(names) + 1)))
+        for name, members in self.sets:
+            lines.append(f"local {name} = {{ " + ", ".join(f"{m} = true" for m in sorted(members)) + " }")
         return "\n".join(lines) + "\n"
 
     def source(self, *fragments: str) -> str:
@@ -163,7 +168,7 @@ class Step:
         return self.result._make(reply)
 
 
-MO = Step("mo", MoKeys, MoArgv, MoResult, extra_keys=True)
+MO = Step("mo", MoKeys, MoArgv, MoResult, extra_keys=True, sets=(("LIVE", LIVE_STATES),))
 RECEIPT = Step("receipt", ReceiptKeys, ReceiptArgv)
 RECORD = Step("record", None, RecordArgv)
 ADOPT = Step("adopt", AdoptKeys, AdoptArgv, AdoptResult)

@@ -89,3 +89,13 @@ def test_an_mo_call_is_built_and_its_reply_read_by_name(make_unit_store):
     assert argv["token"] == "bot-1/3" and argv["consumer"] == "bot-1" and argv["extra_keys"] == '["usage"]'
     res = steps.MO.parse([b"menu_sent", [[b"1-0", b"subscriptions.menu", b"{}"]], False])
     assert res.outcome == b"menu_sent" and res.sent[0][0] == b"1-0" and res.extra is False
+
+
+def test_the_live_states_are_declared_once_for_python_and_lua():
+    """A subscription's "on" states: smsbot.records for Python (admin, billing verify), the MO
+    script's generated header for Lua; no Lua file declares its own."""
+    from smsbot.records import LIVE_STATES
+
+    assert f"local LIVE = {{ {', '.join(f'{s} = true' for s in sorted(LIVE_STATES))} }}" in steps.MO.header()
+    files = [*(REPO / "smsbot" / "lua").glob("*.lua"), *(REPO / "commands").glob("*/*.lua")]
+    assert not [f.name for f in files if re.search(r"^\s*local\s+LIVE\b", f.read_text(encoding="utf-8"), re.M)]

@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from smsbot.periods import Period
+from smsbot.records import LIVE_STATES
 from smsbot.steps import BILLING_RULES, LUA_DIR, RulesArgv
 from smsbot.store import Store, _s
 
-LIVE = ("active", "pending")
+LIVE = LIVE_STATES  # the states of a subscription that is on (smsbot.records)
 RULES_LUA = LUA_DIR / "billing_rules.lua"  # the rules (pure functions): steps, orders and verify use them
 STEPS_LUA = LUA_DIR / "billing.lua"  # the billing steps (handlers billing.charge_period, billing.charge_use)
 CHARGE_PERIOD = "billing.charge_period"

@@ -85,7 +85,7 @@ local function audit(code, old_state, new_state, reason, extra)
   redis.call(unpack(cmd))
 end
 
-local LIVE = { active = true, pending = true }
+-- LIVE (the states of a subscription that is on) comes from the header: smsbot.records.LIVE_STATES
 
 -- All live subscriptions in a stable order: subscription time, then service code.
 local function live_subscriptions()
