@@ -1,13 +1,10 @@
-"""Configuration: load `config.yaml`, apply `SMSBOT_*` environment overrides, validate, freeze.
+"""What a valid configuration is: the settings models (pydantic, frozen) and their enums.
 
-This module owns the settings schema (pydantic models) and the rules for where a value comes from:
-the YAML file (``--config PATH`` or ``./config.yaml`` or the packaged default), then environment
-variables. Every other module receives a frozen `Settings` and never reads files or the
-environment itself.
-
-Environment overrides: every leaf can be set as ``SMSBOT_<SECTION>_<KEY>`` (upper case, dots
-become underscores), e.g. ``SMSBOT_SMSC_HOST``, ``SMSBOT_SMSC_PORT``, ``SMSBOT_REDIS_URL``,
-``SMSBOT_SIMULATOR_SMPP_PORT``. ``SMSBOT_DATA_DIR`` sets the top-level ``data_dir``.
+Each section of `config.yaml` is a model here, checked field by field and within the section;
+`Settings` holds them all. Relative paths (``data_dir``, ``smsc.tls_ca_file``) are made absolute
+while validating, from the ``base`` directory the loader passes as the validation context.
+`section_models` and `fields_at` tell which keys exist where (for environment variables and for
+"unknown key" messages). Checks across sections are in `smsbot.config.checks`.
 """
 
 from __future__ import annotations
@@ -18,31 +15,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import (AliasChoices, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator,
-                      model_validator)
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
-from smsbot.codec import segment_text
+from smsbot.config.errors import did_you_mean
 from smsbot.periods import zone
 from smsbot.text import normalize
-
-DEFAULT_CONFIG_NAME = "config.yaml"
-ENV_PREFIX = "SMSBOT_"
-
-
-class ConfigError(Exception):
-    """The configuration is invalid; `errors` lists ``(key, message)`` pairs."""
-
-    def __init__(self, errors: list[tuple[str, str]], source: str = "", where: dict[str, str] | None = None):
-        self.errors = errors
-        self.source = source
-        self.where = dict(where or {})  # key -> "line 12" or "environment variable SMSBOT_X=..." (printed)
-        super().__init__(f"invalid configuration{f' in {source}' if source else ''}:\n  " + "\n  ".join(self.lines()))
-
-    def lines(self) -> list[str]:
-        """One line per problem: the key, where it comes from (the file's line, or the environment
-        variable), what is wrong. What `config check` prints and a refused reload logs."""
-        return [f"{key} ({self.where[key]}): {msg}" if self.where.get(key) else f"{key}: {msg}" for key, msg in self.errors]
 
 
 def _absolute(path: Path, info: ValidationInfo) -> Path:
@@ -332,7 +309,7 @@ class WebhookEndpoint(_Frozen):
     def _events(cls, v: list[str]) -> list[str]:
         for e in v:
             if e != ALL_EVENTS and e not in EVENT_TYPES:
-                raise ValueError(f"unknown event {e!r}{_did_you_mean(e, EVENT_TYPES)} (known: {', '.join(EVENT_TYPES)}, or \"*\")")
+                raise ValueError(f"unknown event {e!r}{did_you_mean(e, EVENT_TYPES)} (known: {', '.join(EVENT_TYPES)}, or \"*\")")
         if len(set(v)) != len(v):
             raise ValueError("an event is listed twice")
         return v
@@ -578,69 +555,25 @@ class Settings(_Frozen):
         return None
 
 
-def _set_path(tree: dict[str, Any], path: list[str], value: str) -> None:
-    node = tree
-    for part in path[:-1]:
-        child = node.get(part)
-        if not isinstance(child, dict):
-            child = {}
-            node[part] = child
-        node = child
-    node[path[-1]] = value
+def section_models() -> dict[str, type[BaseModel]]:
+    """Top-level section name -> its model (the sections ``SMSBOT_<SECTION>_<KEY>`` variables set)."""
+    return {
+        "smsc": SmscSettings,
+        "redis": RedisSettings,
+        "menu": MenuSettings,
+        "dispatch": DispatchSettings,
+        "delivery": DeliverySettings,
+        "log": LogSettings,
+        "simulator": SimulatorSettings,
+        "metrics": MetricsSettings,
+        "api": ApiSettings,
+        "billing": BillingSettings,
+        "usage": UsageSettings,
+        "subscribers": SubscribersSettings,
+    }
 
 
-# SMSBOT_* variables that are not settings: read by the CLI (click's auto_envvar_prefix SMSBOT_CLI_*)
-# or by tests; `load` warns about any other SMSBOT_* variable that matches no setting.
-NON_SETTING_VARS = {"SMSBOT_CONFIG", "SMSBOT_PIDFILE", "SMSBOT_WEB_SCREENSHOT"}
-NON_SETTING_PREFIXES = ("SMSBOT_CLI_",)
-
-
-def _env_overrides(environ: dict[str, str], unknown: list[str] | None = None) -> list[tuple[list[str], str, str]]:
-    """Map SMSBOT_SECTION_KEY variables onto config paths, matching known sections and fields:
-    ``(path, value, variable)``. Variables matching nothing are appended to `unknown` with a
-    "did you mean" where a setting's variable is close."""
-    sections = {name: model for name, model in _section_models().items()}
-    out: list[tuple[list[str], str, str]] = []
-    for var, value in environ.items():
-        if not var.startswith(ENV_PREFIX):
-            continue
-        rest = var[len(ENV_PREFIX):].lower()
-        if rest == "data_dir":
-            out.append((["data_dir"], value, var))
-            continue
-        if rest.startswith("commands_"):  # SMSBOT_COMMANDS_<NAME>_<KEY>: command names have no '_'
-            name, _, key = rest[len("commands_"):].partition("_")
-            if name and key:
-                out.append((["commands", name, key], value, var))
-                continue
-        matched = False
-        for section, model in sections.items():
-            if rest.startswith(section + "_"):
-                key = rest[len(section) + 1:]
-                if key in model.model_fields:
-                    out.append(([section, key], value, var))
-                    matched = True
-                break
-        if not matched and unknown is not None and var not in NON_SETTING_VARS and not var.startswith(NON_SETTING_PREFIXES):
-            unknown.append(var + _did_you_mean(var, _known_env_vars()))
-    return out
-
-
-def _known_env_vars() -> list[str]:
-    names = [ENV_PREFIX + "DATA_DIR", *NON_SETTING_VARS]
-    for section, model in _section_models().items():
-        names += [f"{ENV_PREFIX}{section}_{f}".upper() for f in model.model_fields]
-    return names
-
-
-def _did_you_mean(word: str, candidates: Any) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
-
-
-def _fields_at(path: list[str]) -> list[str] | None:
+def fields_at(path: list[str]) -> list[str] | None:
     """The field names of the model found at `path` (dotted config path, list indexes included),
     or None when the path does not lead to a settings model."""
     import types
@@ -674,214 +607,3 @@ def _fields_at(path: list[str]) -> list[str] | None:
     if isinstance(tp, type) and issubclass(tp, BaseModel):
         return list(tp.model_fields)
     return None
-
-
-def _yaml_lines(text: str) -> dict[str, int]:
-    """Dotted config path (list indexes included) -> 1-based line of its key (mappings) or item
-    (sequences) in the YAML text."""
-    lines: dict[str, int] = {}
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError:
-        return lines
-
-    def walk(node: Any, prefix: str) -> None:
-        if isinstance(node, yaml.MappingNode):
-            for k, v in node.value:
-                key = f"{prefix}{k.value}"
-                lines[key] = k.start_mark.line + 1
-                walk(v, key + ".")
-        elif isinstance(node, yaml.SequenceNode):
-            for i, v in enumerate(node.value):
-                key = f"{prefix}{i}"
-                lines[key] = v.start_mark.line + 1
-                walk(v, key + ".")
-
-    if root is not None:
-        walk(root, "")
-    return lines
-
-
-def _locate(key: str, lines: dict[str, int], env: dict[str, str], source: str) -> str:
-    """Where a problem with `key` comes from: the environment variable that set it (or a value
-    under it), else the line of the key, or of its nearest ancestor present, in the file."""
-    parts = key.split(".")
-    for n in range(len(parts), 0, -1):
-        var = env.get(".".join(parts[:n]))
-        if var:
-            return f"environment variable {var}, not {Path(source).name}"
-    for n in range(len(parts), 0, -1):
-        line = lines.get(".".join(parts[:n]))
-        if line:
-            return f"line {line}"
-    return ""
-
-
-def _section_models() -> dict[str, type[BaseModel]]:
-    return {
-        "smsc": SmscSettings,
-        "redis": RedisSettings,
-        "menu": MenuSettings,
-        "dispatch": DispatchSettings,
-        "delivery": DeliverySettings,
-        "log": LogSettings,
-        "simulator": SimulatorSettings,
-        "metrics": MetricsSettings,
-        "api": ApiSettings,
-        "billing": BillingSettings,
-        "usage": UsageSettings,
-        "subscribers": SubscribersSettings,
-    }
-
-
-def default_config_path() -> Path:
-    """`./config.yaml` when present, else the one shipped next to the package (repo checkout)."""
-    here = Path.cwd() / DEFAULT_CONFIG_NAME
-    if here.exists():
-        return here
-    return Path(__file__).resolve().parent.parent / DEFAULT_CONFIG_NAME
-
-
-def _stderr(line: str) -> None:
-    import sys
-
-    print(line, file=sys.stderr)
-
-
-def load(path: str | os.PathLike[str] | None = None, environ: dict[str, str] | None = None,
-         warn: Any = _stderr, base: str | os.PathLike[str] | None = None) -> Settings:
-    """Read, override and validate; raise `ConfigError` naming each offending key, with where it
-    comes from (the file's line, or the environment variable that set it) and, for an unknown key,
-    the closest known one. `warn(line)` gets one line per SMSBOT_* variable that matches no setting.
-
-    Relative paths (``data_dir``, ``smsc.tls_ca_file``) are made absolute here, once, from `base`
-    (default: the current directory, where the command started); `reload` reads the file again
-    with the same base, so a daemon that changed to ``/`` still finds the same directories."""
-    cfg_path = Path(path) if path else default_config_path()
-    environ = dict(os.environ) if environ is None else environ
-    try:
-        raw = yaml.safe_load(cfg_path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise ConfigError([("<file>", f"{cfg_path} not found")], str(cfg_path)) from None
-    except yaml.YAMLError as e:
-        raise _yaml_error(cfg_path, e) from None
-    if not isinstance(raw, dict):
-        raise ConfigError([("<file>", "top level must be a mapping")], str(cfg_path))
-    unknown: list[str] = []
-    from_env: dict[str, str] = {}
-    for keypath, value, var in _env_overrides(environ, unknown):
-        _set_path(raw, keypath, value)
-        from_env[".".join(keypath)] = var
-    for line in unknown:
-        warn(f"smsbot: warning: environment variable {line.split(';')[0]} matches no setting (ignored){''.join(line.partition(';')[1:])}")
-    try:
-        return from_dict(raw, source=str(cfg_path), base=base, environ=environ)
-    except ConfigError as e:
-        lines = _yaml_lines(cfg_path.read_text(encoding="utf-8"))
-        where = {key: _locate(key, lines, from_env, str(cfg_path)) for key, _ in e.errors}
-        raise ConfigError(e.errors, e.source, where) from None
-
-
-def reload(settings: Settings, path: str | os.PathLike[str]) -> Settings:
-    """`path` loaded again for a process running with `settings` (SIGHUP): relative paths are taken
-    from where `settings` took theirs, whatever the current directory is now."""
-    return load(path, base=settings._base)
-
-
-def _yaml_error(cfg_path: Path, e: yaml.YAMLError) -> ConfigError:
-    """A YAML syntax error as one line naming the file, the line and column, and what is wrong
-    (PyYAML's own text names "<unicode string>" and spans several lines)."""
-    key = str(cfg_path)
-    mark = getattr(e, "problem_mark", None)
-    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-    context, context_mark = getattr(e, "context", None), getattr(e, "context_mark", None)
-    msg = f"not valid YAML: {problem}"
-    if context:
-        msg += f" ({context}" + (f" started on line {context_mark.line + 1}, column {context_mark.column + 1}" if context_mark else "") + ")"
-    where = {key: f"line {mark.line + 1}, column {mark.column + 1}"} if mark is not None else {}
-    return ConfigError([(key, msg)], key, where)
-
-
-# Checks that need the command registry (command names, each command's own settings) and the
-# rewriting of former names: added by the registry (`commands`, when imported) through `extend`,
-# so the configuration stays plain data and never imports a command.
-_extensions: list[Any] = []
-
-
-def extend(hooks: Any) -> None:
-    """Add `hooks.migrate(raw) -> [(key, note)]` (rewrites deprecated names in the raw mapping,
-    noting each) and `hooks.check(settings) -> [(key, problem)]` to every `from_dict` / `load`."""
-    if hooks not in _extensions:
-        _extensions.append(hooks)
-
-
-def notes(settings: Settings) -> list[tuple[str, str]]:
-    """(key, note) for what the configuration says in a deprecated way (accepted): `config check` prints them."""
-    return list(settings._notes)
-
-
-def from_dict(raw: dict[str, Any], source: str = "", base: str | os.PathLike[str] | None = None,
-              environ: dict[str, str] | None = None) -> Settings:
-    """Validate `raw`; relative paths are taken from `base` (default: the current directory);
-    `environ` (default: the process's) holds what ``secret_env`` settings name."""
-    import copy
-
-    raw = copy.deepcopy(raw)
-    found: list[tuple[str, str]] = []
-    for ext in _extensions:
-        found += ext.migrate(raw)
-    base = Path(base) if base is not None else Path.cwd()
-    try:
-        settings = Settings.model_validate(raw, context={"base": base, "environ": os.environ if environ is None else environ})
-    except ValidationError as e:
-        errors = []
-        for err in e.errors():
-            loc = [str(p) for p in err["loc"]]
-            msg = err["msg"]
-            if err["type"] == "extra_forbidden":  # an unknown key: the closest known one
-                fields = _fields_at(loc[:-1])
-                msg = f"unknown key {loc[-1]!r}" + (_did_you_mean(loc[-1], fields) if fields else "")
-                if fields:
-                    msg += f" (known: {', '.join(fields)})" if "did you mean" not in msg else ""
-            errors.append((".".join(loc) or "<root>", msg))
-        raise ConfigError(errors, source) from None
-    problems = [p for ext in _extensions for p in ext.check(settings)] + _cross_checks(settings)
-    if problems:
-        raise ConfigError(problems, source)
-    settings._notes = found
-    settings._base = base
-    return settings
-
-
-def _cross_checks(s: Settings) -> list[tuple[str, str]]:
-    problems: list[tuple[str, str]] = []
-    r = s.redis
-    if r.mode is RedisMode.SENTINEL:
-        if not r.sentinels:
-            problems.append(("redis.sentinels", "mode sentinel needs the sentinels (host:port of each)"))
-        if r.url:
-            problems.append(("redis.url", "not used in mode sentinel (the sentinels name the primary); leave it empty"))
-    if r.mode is RedisMode.CLUSTER and not r.url:
-        problems.append(("redis.url", "mode cluster needs a cluster node, e.g. redis://10.0.0.1:7000"))
-    if s.usage.short_code is not None and s.short_code(s.usage.short_code) is None:
-        problems.append(("usage.short_code", f"{s.usage.short_code!r} is not a configured short code"))
-    if s.billing.short_code is not None and s.short_code(s.billing.short_code) is None:
-        problems.append(("billing.short_code", f"{s.billing.short_code!r} is not a configured short code"))
-    problems += _text_sizes(s)
-    return problems
-
-
-def _text_sizes(s: Settings) -> list[tuple[str, str]]:
-    """Names that go into replies as they are (services, data plans) must fit in 255 SMS parts on
-    their own; the templates are checked by `smsbot.reply_templates.check_templates` (the registry's check)."""
-    problems: list[tuple[str, str]] = []
-    named = [(f"services.{i}", x) for i, x in enumerate(s.services)] + [(f"usage.plans.{i}", x) for i, x in enumerate(s.usage.plans)]
-    for key, item in named:
-        for attr in ("name", "name_en"):
-            text = getattr(item, attr)
-            if text:
-                try:
-                    segment_text(text)
-                except ValueError as e:
-                    problems.append((f"{key}.{attr}", f"a reply naming it could never be sent: {e}"))
-    return problems

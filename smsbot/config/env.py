@@ -1,0 +1,70 @@
+"""Environment overrides: which ``SMSBOT_*`` variable sets which setting.
+
+Every leaf can be set as ``SMSBOT_<SECTION>_<KEY>`` (upper case, dots become underscores), e.g.
+``SMSBOT_SMSC_HOST``, ``SMSBOT_SMSC_PORT``, ``SMSBOT_REDIS_URL``, ``SMSBOT_SIMULATOR_SMPP_PORT``;
+``SMSBOT_DATA_DIR`` sets the top-level ``data_dir`` and ``SMSBOT_COMMANDS_<NAME>_<KEY>`` a command's
+own setting. A variable that matches no setting is reported with the closest one that does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from smsbot.config.errors import did_you_mean
+from smsbot.config.schema import section_models
+
+ENV_PREFIX = "SMSBOT_"
+
+# SMSBOT_* variables that are not settings: read by the CLI (click's auto_envvar_prefix SMSBOT_CLI_*)
+# or by tests; `load` warns about any other SMSBOT_* variable that matches no setting.
+NON_SETTING_VARS = {"SMSBOT_CONFIG", "SMSBOT_PIDFILE", "SMSBOT_WEB_SCREENSHOT"}
+NON_SETTING_PREFIXES = ("SMSBOT_CLI_",)
+
+
+def env_overrides(environ: dict[str, str], unknown: list[str] | None = None) -> list[tuple[list[str], str, str]]:
+    """Map SMSBOT_SECTION_KEY variables onto config paths, matching known sections and fields:
+    ``(path, value, variable)``. Variables matching nothing are appended to `unknown` with a
+    "did you mean" where a setting's variable is close."""
+    sections = {name: model for name, model in section_models().items()}
+    out: list[tuple[list[str], str, str]] = []
+    for var, value in environ.items():
+        if not var.startswith(ENV_PREFIX):
+            continue
+        rest = var[len(ENV_PREFIX):].lower()
+        if rest == "data_dir":
+            out.append((["data_dir"], value, var))
+            continue
+        if rest.startswith("commands_"):  # SMSBOT_COMMANDS_<NAME>_<KEY>: command names have no '_'
+            name, _, key = rest[len("commands_"):].partition("_")
+            if name and key:
+                out.append((["commands", name, key], value, var))
+                continue
+        matched = False
+        for section, model in sections.items():
+            if rest.startswith(section + "_"):
+                key = rest[len(section) + 1:]
+                if key in model.model_fields:
+                    out.append(([section, key], value, var))
+                    matched = True
+                break
+        if not matched and unknown is not None and var not in NON_SETTING_VARS and not var.startswith(NON_SETTING_PREFIXES):
+            unknown.append(var + did_you_mean(var, known_env_vars()))
+    return out
+
+
+def known_env_vars() -> list[str]:
+    names = [ENV_PREFIX + "DATA_DIR", *NON_SETTING_VARS]
+    for section, model in section_models().items():
+        names += [f"{ENV_PREFIX}{section}_{f}".upper() for f in model.model_fields]
+    return names
+
+
+def set_path(tree: dict[str, Any], path: list[str], value: str) -> None:
+    node = tree
+    for part in path[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[path[-1]] = value
