@@ -236,6 +236,7 @@ class Transport:
 
     def _drain_and_unbind(self) -> None:
         """Stop taking MOs; send what the outbox holds within the drain timeout; record; unbind."""
+        _log.info("smsc_draining", parts=self.sender.backlog + self.sender.inflight, suspend=not self.stop.is_set())
         self.pipeline.refuse_deferred()
         deadline = time.monotonic() + (0 if self.force_stop.is_set() else self.live.settings.smsc.drain_timeout)
         while not self.sender.idle and time.monotonic() < deadline and not self.force_stop.is_set():

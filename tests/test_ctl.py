@@ -20,6 +20,8 @@ import redis
 import yaml
 
 from smsbot import control
+from smsbot.config import SimulatorSettings
+from smsbot.messages import Status
 from smsbot.keys import Keys
 from smsbot.simulator.handset import Handset
 from smsbot.simulator.smsc import SimSmsc
@@ -77,10 +79,10 @@ class Bot:
 
 
 @contextmanager
-def ctl_bot(redis_url: str, tmp_path: Path) -> Iterator[Bot]:
-    sim = SimSmsc(smpp_port=0, control_port=0).start()
+def ctl_bot(redis_url: str, tmp_path: Path, **smsc: Any) -> Iterator[Bot]:
+    sim = SimSmsc(SimulatorSettings(redeliver_seconds=0.3), smpp_port=0, control_port=0).start()
     raw = base_config(redis_url, tmp_path / "var")
-    raw["smsc"].update({"port": sim.smpp_port, "drain_timeout": 3})
+    raw["smsc"].update({"port": sim.smpp_port, "drain_timeout": 3, **smsc})
     raw["log"].update({"level": "INFO", "format": "json"})
     raw["api"].update({"port": free_port(), "tokens": ["ops:ctl-admin-0001:*", "reader:ctl-reader-0001:read"]})
     cfg = tmp_path / "config.yaml"
@@ -143,6 +145,35 @@ def test_suspend_and_resume_through_the_cli(redis_server: Any, tmp_path: Path) -
         missing = bot.ctl("resume", "nosuch-1")
         assert missing.returncode == 1 and "no instance 'nosuch-1' alive" in missing.stderr
         assert "Traceback" not in missing.stderr
+
+
+def test_suspend_drains_refusing_new_mos_and_sending_what_is_queued(redis_server: Any, tmp_path: Path) -> None:
+    # the SMSC answers submits 6 s late: the suspend finds a reply in flight and drains it
+    with ctl_bot(redis_server.url, tmp_path, drain_timeout=20, response_timeout=30) as bot:
+        name = bot.instance()
+        early, late = Phone(Handset(bot.sim.control_url, "13800138005")), Phone(Handset(bot.sim.control_url, "13800138006"))
+        bot.sim.set_faults(resp_delay_ms=6000)
+        early.send("0000")
+        assert wait_until(lambda: len(bot.sim.submit_log()) == 1, 10)  # its reply is in flight
+        suspend = subprocess.Popen([sys.executable, "-m", "smsbot.cli", "--config", str(bot.cfg), "ctl", "suspend", name],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+        try:
+            assert wait_until(lambda: bot.events("smsc_draining"), 10), bot.log_path.read_text()
+            assert bot.events("smsc_draining")[0]["parts"] == 1 and bot.events("smsc_draining")[0]["suspend"] is True
+            mo_id = late.send("0000")  # while draining: refused for now
+            assert wait_until(lambda: late.h.status(mo_id)["last_status"] == Status.RX_T_APPN, 10), late.h.status(mo_id)
+            out, err = suspend.communicate(timeout=60)
+        finally:
+            if suspend.poll() is None:
+                suspend.kill()
+        assert suspend.returncode == 0 and "done: suspended: drained and unbound (0 parts left" in out, out + err
+        assert EMPTY_MENU in early.expect(1)[0]["text"]  # sent while draining, before the unbind
+        assert bot.sim.binds() == [] and late.h.collect(0) == []
+        bot.sim.set_faults(resp_delay_ms=0)
+
+        assert bot.ctl("resume", name).returncode == 0
+        assert EMPTY_MENU in late.expect(1)[0]["text"]  # redelivered after the resume, answered
+        assert late.h.status(mo_id)["state"] == "delivered" and late.h.status(mo_id)["redeliveries"] >= 1
 
 
 def test_suspend_and_resume_over_the_api(redis_server: Any, tmp_path: Path) -> None:
