@@ -188,7 +188,8 @@ def test_suspend_and_resume_over_the_api(redis_server: Any, tmp_path: Path) -> N
         [res] = body["results"]
         assert res["instance"] == name and res["ok"] and res["answered"] and res["state"]["suspended"] is True
         assert res["state"]["bound"] is False and bot.sim.binds() == []
-        assert wait_until(lambda: bot.api({"instance": name, "action": "status"}, ADMIN)[1]["results"][0]["state"]["suspended"], 5)
+        status_url = f"http://127.0.0.1:{bot.raw['api']['port']}/v1/status"
+        assert wait_until(lambda: json.loads(http_get(status_url, READER)[1])["instances"][0]["suspended"] is True, 10)
 
         code, body = bot.api({"instance": name, "action": "resume"}, ADMIN)
         assert code == 200 and body["results"][0]["detail"] == "resumed: bound", body
