@@ -309,6 +309,8 @@ class Bot:
         return True, f"log level {before} -> {log.current_level()} (a reload sets log.level again)"
 
     def _ctl_reload(self, _args: dict[str, Any]) -> tuple[bool, str]:
+        if self.config_path is None:
+            return False, "started without a config file path: nothing to reload"
         with self._reloads:
             before = self._reload_count
             self.request_reload()
