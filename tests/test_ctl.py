@@ -248,3 +248,38 @@ def test_reload_through_ctl_applies_a_config_change(redis_server: Any, tmp_path:
         assert refused.returncode == 1 and "NOT DONE: reload refused" in refused.stdout, refused.stdout + refused.stderr
         assert phone.ask("0000") == "重新加载后：没有订购。"  # the running configuration stayed
         assert [(a["action"], a["ok"]) for a in bot.audit()] == [("reload", "0"), ("reload", "1")]
+
+
+def test_one_instance_of_two_is_suspended_by_name_and_all_resumed(redis_server: Any, tmp_path: Path) -> None:
+    with ctl_bot(redis_server.url, tmp_path) as bot:
+        first = bot.instance()
+        raw = {**bot.raw, "api": {**bot.raw["api"], "port": 0}}  # the second serves no API
+        cfg2 = tmp_path / "second.yaml"
+        cfg2.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+        with open(tmp_path / "second.log", "w") as log_fh:
+            second_proc = subprocess.Popen([sys.executable, "-m", "smsbot.cli", "--config", str(cfg2), "run"],
+                                           stdout=subprocess.DEVNULL, stderr=log_fh, cwd=REPO)
+        try:
+            assert wait_until(lambda: len(control.instances(bot.red, bot.keys)) == 2 and len(bot.sim.binds()) == 2, 30)
+            [second] = [n for n in control.instances(bot.red, bot.keys) if n != first]
+            assert bot.ctl("suspend", first).returncode == 0
+            assert len(bot.sim.binds()) == 1  # the second stays bound and answers
+            assert EMPTY_MENU in Phone(Handset(bot.sim.control_url, "13800138007")).ask("0000")
+            shown = bot.ctl("status").stdout
+            assert f"{first}\tsuspended (unbound)" in shown, shown
+            [line] = [line for line in shown.splitlines() if line.startswith(f"{second}\t")]
+            assert "transceiver" in line and "suspended" not in line, shown
+
+            resumed = bot.ctl("resume", "all")
+            assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+            assert f"{first}\tdone: resumed: bound" in resumed.stdout and f"{second}\tdone: not suspended" in resumed.stdout
+            assert len(bot.sim.binds()) == 2
+            assert sorted((a["instance"], a["action"]) for a in bot.audit()) == [
+                (first, "resume"), (first, "suspend"), (second, "resume")]
+        finally:
+            second_proc.send_signal(signal.SIGTERM)
+            try:
+                second_proc.wait(20)
+            except subprocess.TimeoutExpired:
+                second_proc.kill()
+                second_proc.wait(10)
