@@ -2,7 +2,7 @@
 
 `create_app(settings)` connects to the bot's Redis (`smsbot.connections`: the same store as every
 command, and an asyncio client for the handlers that run on the event loop), mounts
-`smsbot.api.routes`, `smsbot.api.webhooks` and the routes command packages bring, and wraps them in
+`smsbot.api.routes`, `smsbot.api.webhooks`, `smsbot.api.control` and the routes command packages bring, and wraps them in
 `smsbot.api.wire` (body limit, JSON only, error bodies, a newline after every JSON answer). Every
 request is counted and timed by route template (`smsbot.metrics.ApiMetrics`): in the bot's registry
 when ``smsbot run`` serves the API, else on this API's own ``GET /metrics``. The docs, Swagger UI
