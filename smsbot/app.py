@@ -22,7 +22,7 @@ import redis
 import commands
 from commands.complaints import tickets
 from smsbot import config as config_mod
-from smsbot import connections, log, queue_lag, redis_supervisor, status_charts
+from smsbot import connections, control, log, queue_lag, redis_supervisor, status_charts
 from smsbot.config import Settings
 from smsbot.delivery import Delivery
 from smsbot.dispatch import Dispatcher, MoOutcome
@@ -70,12 +70,18 @@ class Bot:
             on_failed=self._on_failed,
             on_retry=lambda reason: self.metrics.mt_retried.labels(reason).inc(),
         )
+        self.suspended = threading.Event()  # runtime control (smsbot.control): drain, unbind, stay unbound
         self.delivery = Delivery(self.live, self.store, self.sender, self.instance,
-                                 describe=lambda: self.transport.describe())
+                                 describe=lambda: {**self.transport.describe(), "suspended": self.suspended.is_set()})
         self.pipeline = Pipeline(self.live, self.store, self.dispatcher, self.sender, self.delivery,
                                  on_batch=self._on_batch, on_receipt=self._on_receipt)
         self.transport = Transport(self.live, self.pipeline, self.delivery, self.sender, self.sequences, self.stop_event,
-                                   on_bound=self._on_bound, on_reload=self._apply_reload)
+                                   on_bound=self._on_bound, on_reload=self._reload_and_tell, suspended=self.suspended)
+        self._reloads = threading.Condition()  # reloads applied so far and the last outcome, for `ctl reload`
+        self._reload_count, self._reload_ok = 0, False
+        self.control = control.Listener(self.store.redis, self.store.keys, self.instance, {
+            "suspend": self._ctl_suspend, "resume": self._ctl_resume, "log_level": self._ctl_log_level,
+            "reload": self._ctl_reload}, self.control_state, self.stop_event)
         # MO replies' streams (the queue holds notices, reminders, adopted entries): their latency is
         # observed (~0.6 us an MT on the transport thread) only when someone can scrape it
         self._outboxes = frozenset(self.store.keys.all_outboxes()) if settings.metrics.port else frozenset()
@@ -253,6 +259,66 @@ class Bot:
         plan.log(_life, services=len(new.services), short_codes=[sc.code for sc in new.short_codes])
         return True
 
+    def _reload_and_tell(self) -> bool:
+        ok = self._apply_reload()
+        self._log_mo = logging.getLogger("smsbot.mo").isEnabledFor(logging.INFO)
+        with self._reloads:
+            self._reload_count += 1
+            self._reload_ok = ok
+            self._reloads.notify_all()
+        return ok
+
+    # -- runtime control (smsbot.control): run on its listener thread ---------------------------------
+    def control_state(self) -> dict[str, Any]:
+        """What `smsbot ctl status` shows: binds, window, in flight, backlog, suspended, log level."""
+        sender = self.sender
+        return {**self.transport.describe(), "suspended": self.suspended.is_set(), "log_level": log.current_level(),
+                "window": sender.window, "window_used": sender.window - sender.room}
+
+    def _await(self, condition: Callable[[], bool], timeout: float) -> bool:
+        end = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > end or self.stop_event.wait(0.05):
+                return condition()
+        return True
+
+    def _ctl_suspend(self, _args: dict[str, Any]) -> tuple[bool, str]:
+        if self.suspended.is_set():
+            return True, "already suspended"
+        self.suspended.set()
+        timeout = self.settings.smsc.drain_timeout + 5.0
+        if not self._await(lambda: not self.transport.bound.is_set(), timeout):
+            return False, f"suspend asked; still bound after {timeout:.0f} s"
+        unsent = self.sender.backlog + self.sender.inflight
+        return True, f"suspended: drained and unbound ({unsent} parts left to send after resume)"
+
+    def _ctl_resume(self, _args: dict[str, Any]) -> tuple[bool, str]:
+        if not self.suspended.is_set():
+            return True, "not suspended"
+        self.suspended.clear()
+        if self._await(self.transport.bound.is_set, control.ANSWER_TIMEOUT_S - 2):
+            return True, "resumed: bound"
+        return True, "resumed: not bound yet (binding again until the SMSC answers)"
+
+    def _ctl_log_level(self, args: dict[str, Any]) -> tuple[bool, str]:
+        try:
+            before = log.set_level(str(args.get("level", "")))
+        except ValueError as e:
+            return False, str(e)
+        self._log_mo = logging.getLogger("smsbot.mo").isEnabledFor(logging.INFO)
+        return True, f"log level {before} -> {log.current_level()} (a reload sets log.level again)"
+
+    def _ctl_reload(self, _args: dict[str, Any]) -> tuple[bool, str]:
+        if self.config_path is None:
+            return False, "started without a config file path: nothing to reload"
+        with self._reloads:
+            before = self._reload_count
+            self.request_reload()
+            if not self._reloads.wait_for(lambda: self._reload_count > before, control.ANSWER_TIMEOUT_S - 2):
+                return False, "reload requested; not applied yet (it applies while bound: suspended or reconnecting?)"
+            ok = self._reload_ok
+        return ok, "reloaded" if ok else "reload refused: the configuration is invalid (see the reload_refused log line)"
+
     # -- lifecycle -----------------------------------------------------------------------------------
     def run(self) -> None:
         _life.info("bot_starting", instance=self.instance, redis=_safe_url(self.store.url))
@@ -271,6 +337,7 @@ class Bot:
             _life.info("api_listening", host=self.settings.api.host, port=self.settings.api.port)
         for consumer in self.consumers:
             consumer.start()
+        self.control.start()
         if self.webhooks is not None:
             self.webhooks.start()
         # bundled Redis: restart it when it dies (smsbot.redis_supervisor); None with redis.url set
@@ -287,6 +354,7 @@ class Bot:
         if getattr(self, "redis_supervisor", None) is not None:  # smsbot.redis_supervisor
             self.redis_supervisor.stop()
         self._stop_consumers()
+        self.control.join(5)
         if self.status_sampler is not None:
             self.status_sampler.stop()
         if self.webhooks is not None:

@@ -42,6 +42,9 @@ Layout (prefix ``smsbot``; ``{7}`` is the shard tag):
 ``smsbot:mt:{<message_id>}:dlr``    string  a receipt that matched no record (SET EX)
 ``smsbot:mt:{x<entry>}:rejected``   string  JSON record of an MT the SMSC refused for good (SET EX)
 ``smsbot:heartbeat:<instance>``     string  instance liveness for status pages: JSON {at, consumer, bound, binds, backlog} (SET PX)
+``smsbot:ctl:<instance>``           list    runtime control requests to one bot instance (JSON; `smsbot.control`)
+``smsbot:ctl:reply:<request>``      list    the instance's answer to one request (RPUSH, EXPIRE; BLPOPed by the asker)
+``smsbot:ctl:audit``                stream  every runtime control change: who, what, which instance, the outcome
 ``smsbot:{7}:lease:<consumer>``     string  a sender's lease in this shard: while it exists, the replies marked
                                             ``own`` = consumer are that sender's alone (`smsbot.delivery`)
 ``smsbot:{webhooks}:in``            stream  webhook events written on the SMS path (receipts, rejected notices),
@@ -205,6 +208,15 @@ class Keys:
 
     def heartbeat(self, instance: str) -> str:
         return f"{self.prefix}:heartbeat:{instance}"
+
+    def control(self, instance: str) -> str:
+        return f"{self.prefix}:ctl:{instance}"
+
+    def control_reply(self, request_id: str) -> str:
+        return f"{self.prefix}:ctl:reply:{request_id}"
+
+    def control_audit(self) -> str:
+        return f"{self.prefix}:ctl:audit"
 
     def subs_pattern(self) -> str:
         return f"{self.prefix}:*:subs:*"

@@ -10,7 +10,8 @@ throughput cost) are never enabled.
 
 `apply()` changes the log settings of a running process (SIGHUP): format and masking at once, the
 level too unless it is lower than the level the process started with (loggers already used keep
-their start-time filter: that needs a restart).
+their start-time filter: that needs a restart). `set_level()` changes the level alone, with the
+same floor (runtime control, `smsbot.control`).
 
 `Throttled` rate-limits the log lines of one recurring condition (Redis unreachable, a stream
 failing): the first occurrence at once, then at most one line per interval carrying how many were
@@ -154,6 +155,32 @@ def apply(settings: LogSettings) -> list[str]:
     start = _start_level if _start_level is not None else level
     _install_handler(stream, _renderer(settings, stream), _shared_processors(), max(level, start))
     return ["log.level"] if level < start else []
+
+
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def current_level() -> str:
+    return logging.getLevelName(logging.getLogger().level)
+
+
+def set_level(name: str) -> str:
+    """Change the level of the running process (`smsbot ctl log-level`); returns the one it replaces.
+
+    Not below the level the process started with (loggers already used filter below it for good):
+    that is a ValueError saying so. A reload sets the configured ``log.level`` again."""
+    name = name.upper()
+    if name not in LEVELS:
+        raise ValueError(f"unknown log level {name!r}; one of {', '.join(LEVELS)}")
+    level = getattr(logging, name)
+    if _start_level is not None and level < _start_level:
+        raise ValueError(f"{name} is below the level this process started with "
+                         f"({logging.getLevelName(_start_level)}): set log.level and restart")
+    before = current_level()
+    logging.getLogger().setLevel(level)
+    for noisy in ("smpplib", "smpp"):  # never their DEBUG PDU dumps (see `_install_handler`)
+        logging.getLogger(noisy).setLevel(max(level, logging.INFO))
+    return before
 
 
 def get(name: str = "smsbot") -> Any:

@@ -13,7 +13,9 @@ It owns the order of a loop turn and the lifecycle, nothing else — the links a
    is answered, the SMSC has read them, and their redelivery guards may go).
 
 `run` binds, serves, and on a dead link waits (exponential backoff with jitter) and binds again
-until `stop` is set; then it drains the outbox for `smsc.drain_timeout` and unbinds.
+until `stop` is set; then it drains the outbox for `smsc.drain_timeout` and unbinds. While
+`suspended` is set (runtime control, `smsbot.control`) it drains and unbinds the same way, then
+stays unbound until it is cleared.
 """
 
 from __future__ import annotations
@@ -48,9 +50,11 @@ class Transport:
         *,
         on_bound: Callable[[bool], None] | None = None,
         on_reload: Callable[[], bool] | None = None,
+        suspended: threading.Event | None = None,
     ):
         """`on_bound`: told when the bind is made and lost (metrics); `on_reload`: runs a reload
-        requested by `reload_requested`, between two loop turns."""
+        requested by `reload_requested`, between two loop turns; `suspended`: while set, drain,
+        unbind and stay unbound."""
         self.live = live
         self.pipeline = pipeline
         self.delivery = delivery
@@ -61,6 +65,7 @@ class Transport:
         self.on_reload = on_reload
         self.force_stop = threading.Event()
         self.reload_requested = threading.Event()
+        self.suspended = suspended if suspended is not None else threading.Event()
         self.links: list[Link] = []
         self.bound = threading.Event()
         self.reconnects = 0
@@ -94,6 +99,9 @@ class Transport:
     def _run(self) -> None:
         delay = self.live.settings.smsc.reconnect_initial
         while not self.stop.is_set():
+            if self.suspended.is_set():
+                self._stay_unbound()
+                continue
             try:
                 self._bind_all()
                 delay = self.live.settings.smsc.reconnect_initial
@@ -108,6 +116,8 @@ class Transport:
                 self._close_all()
             if self.stop.is_set():
                 break
+            if self.suspended.is_set():  # unbound on purpose: no reconnect wait
+                continue
             self.reconnects += 1
             s = self.live.settings.smsc
             wait = min(s.reconnect_max, delay) * random.uniform(0.5, 1.0)
@@ -117,6 +127,14 @@ class Transport:
                 self.delivery.alive(time.monotonic())
                 self.stop.wait(min(left, 1.0))
             delay = min(s.reconnect_max, delay * 2)
+
+    def _stay_unbound(self) -> None:
+        _log.info("smsc_suspended")
+        while self.suspended.is_set() and not self.stop.is_set():
+            self.delivery.alive(time.monotonic())
+            self.stop.wait(0.1)
+        if not self.stop.is_set():
+            _log.info("smsc_resumed")
 
     def _bind_all(self) -> None:
         s = self.live.settings.smsc
@@ -146,7 +164,7 @@ class Transport:
     def _serve(self) -> None:
         pipeline, delivery = self.pipeline, self.delivery
         while True:
-            if self.stop.is_set():
+            if self.stop.is_set() or self.suspended.is_set():
                 pipeline.complete_all()
                 self._flush()
                 self._drain_and_unbind()
@@ -218,6 +236,7 @@ class Transport:
 
     def _drain_and_unbind(self) -> None:
         """Stop taking MOs; send what the outbox holds within the drain timeout; record; unbind."""
+        _log.info("smsc_draining", parts=self.sender.backlog + self.sender.inflight, suspend=not self.stop.is_set())
         self.pipeline.refuse_deferred()
         deadline = time.monotonic() + (0 if self.force_stop.is_set() else self.live.settings.smsc.drain_timeout)
         while not self.sender.idle and time.monotonic() < deadline and not self.force_stop.is_set():

@@ -2,7 +2,7 @@
 
 `create_app(settings)` connects to the bot's Redis (`smsbot.connections`: the same store as every
 command, and an asyncio client for the handlers that run on the event loop), mounts
-`smsbot.api.routes`, `smsbot.api.webhooks` and the routes command packages bring, and wraps them in
+`smsbot.api.routes`, `smsbot.api.webhooks`, `smsbot.api.control` and the routes command packages bring, and wraps them in
 `smsbot.api.wire` (body limit, JSON only, error bodies, a newline after every JSON answer). Every
 request is counted and timed by route template (`smsbot.metrics.ApiMetrics`): in the bot's registry
 when ``smsbot run`` serves the API, else on this API's own ``GET /metrics``. The docs, Swagger UI
@@ -31,6 +31,7 @@ from smsbot import connections
 from smsbot.api import wire
 from smsbot.api.auth import Auth
 from smsbot.api.routes import build_router
+from smsbot.api.control import build_router as control_router
 from smsbot.api.webhooks import build_router as webhooks_router
 from smsbot.config import BillingKind, Settings
 from smsbot.metrics import ApiMetrics
@@ -98,6 +99,7 @@ def create_app(settings: Settings, store: Any = None, metrics: Any = None) -> Fa
     every_operation = [Depends(wire.known_query)]
     app.include_router(build_router(ctx), dependencies=every_operation)
     app.include_router(webhooks_router(ctx), dependencies=every_operation)  # the webhooks' dead letters
+    app.include_router(control_router(ctx), dependencies=every_operation)  # runtime control (`smsbot ctl`)
     for cmd in ctx.router.commands.values():  # endpoints a command package brings (complaints: /v1/tickets)
         extra = cmd.api_routes(ctx)
         if extra is not None:

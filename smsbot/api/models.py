@@ -203,6 +203,7 @@ class Instance(BaseModel):
     reconnects: int | None = None
     outbox_backlog: int | None = Field(None, description="reply parts waiting to be sent")
     outbox_inflight: int | None = Field(None, description="submit_sm awaiting their resp")
+    suspended: bool | None = Field(None, description="unbound on purpose (`POST /v1/control` suspend) until resumed")
 
 
 class StatusOut(BaseModel):

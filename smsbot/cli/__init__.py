@@ -16,11 +16,12 @@ on `main` when imported, and this package imports them all:
 * `smsbot.cli.tickets`: ``tickets list|show|resolve`` (complaint tickets)
 * `smsbot.cli.api`: ``api`` (the HTTP API server)
 * `smsbot.cli.webhooks`: ``webhooks list|retry`` (webhook dead letters)
+* `smsbot.cli.ctl`: ``ctl status|suspend|resume|log-level|reload`` (runtime control of running bots)
 """
 
 from __future__ import annotations
 
 from smsbot.cli.group import main
-from smsbot.cli import api, billing, config, mt, redis, run, simulator, subs, tickets, usage, webhooks  # noqa: F401,E402  (register their commands)
+from smsbot.cli import api, billing, config, ctl, mt, redis, run, simulator, subs, tickets, usage, webhooks  # noqa: F401,E402  (register their commands)
 
 __all__ = ["main"]

@@ -33,7 +33,7 @@ from smsbot.msisdn import DEFAULT_COUNTRY_CODE, normalize_msisdn
 EXIT_CONFIG = 2
 
 # top-level commands that touch state: they say which config file and data they use (`Ctx.announce`)
-STATE_COMMANDS = frozenset({"run", "subs", "order", "use", "billing", "usage", "mt", "redis", "webhooks"})
+STATE_COMMANDS = frozenset({"run", "subs", "order", "use", "billing", "usage", "mt", "redis", "webhooks", "ctl"})
 
 
 class Ctx:
