@@ -84,9 +84,7 @@ def running_bot(redis_url: str, tmp_path: Path, traffic: bool = True) -> Iterato
     cfg = tmp_path / "config.yaml"
     cfg.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
     log_path = tmp_path / "bot.log"
-    with open(log_path, "w") as log_fh:
-        proc = subprocess.Popen([sys.executable, "-m", "smsbot.cli", "--config", str(cfg), "run"],
-                                stdout=subprocess.DEVNULL, stderr=log_fh, cwd=REPO)
+    proc = start_bot_process(cfg, log_path)
     bot = RunningBot(sim, proc, raw["metrics"]["port"], raw["api"]["port"], log_path)
     try:
         assert wait_until(lambda: http_get(bot.metrics_url + "/healthz")[0] == 200, 30), bot.log()
@@ -94,14 +92,26 @@ def running_bot(redis_url: str, tmp_path: Path, traffic: bool = True) -> Iterato
             drive_traffic(bot, cfg)
         yield bot
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+        stop_bot_process(proc)
         sim.stop()
+
+
+def start_bot_process(cfg: Path, log_path: Path) -> subprocess.Popen:
+    """`smsbot run` with config `cfg` as a process of its own, its log lines in `log_path`."""
+    with open(log_path, "w") as log_fh:
+        return subprocess.Popen([sys.executable, "-m", "smsbot.cli", "--config", str(cfg), "run"],
+                                stdout=subprocess.DEVNULL, stderr=log_fh, cwd=REPO)
+
+
+def stop_bot_process(proc: subprocess.Popen) -> None:
+    """SIGTERM (the bot drains and unbinds), then SIGKILL if it has not ended in 20 s."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
 
 
 def drive_traffic(bot: RunningBot, cfg: Path) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import getpass
 import json
-import signal
 import subprocess
 import sys
 import urllib.error
@@ -28,7 +27,7 @@ from smsbot.simulator.smsc import SimSmsc
 
 from .conftest import REPO, Phone, base_config, cli
 from .helpers import wait_until
-from .running_bot import free_port, http_get
+from .running_bot import free_port, http_get, start_bot_process, stop_bot_process
 
 ADMIN = {"Authorization": "Bearer ctl-admin-0001"}
 READER = {"Authorization": "Bearer ctl-reader-0001"}
@@ -88,9 +87,7 @@ def ctl_bot(redis_url: str, tmp_path: Path, **smsc: Any) -> Iterator[Bot]:
     cfg = tmp_path / "config.yaml"
     cfg.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
     log_path = tmp_path / "bot.log"
-    with open(log_path, "w") as log_fh:
-        proc = subprocess.Popen([sys.executable, "-m", "smsbot.cli", "--config", str(cfg), "run"],
-                                stdout=subprocess.DEVNULL, stderr=log_fh, cwd=REPO)
+    proc = start_bot_process(cfg, log_path)
     red = redis.Redis.from_url(redis_url)
     bot = Bot(sim, proc, cfg, raw, log_path, red, Keys(raw["redis"]["key_prefix"], raw["redis"].get("shards", 16)))
     try:
@@ -99,13 +96,7 @@ def ctl_bot(redis_url: str, tmp_path: Path, **smsc: Any) -> Iterator[Bot]:
             log_path.read_text()
         yield bot
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+        stop_bot_process(proc)
         red.close()
         sim.stop()
 
@@ -256,9 +247,7 @@ def test_one_instance_of_two_is_suspended_by_name_and_all_resumed(redis_server: 
         raw = {**bot.raw, "api": {**bot.raw["api"], "port": 0}}  # the second serves no API
         cfg2 = tmp_path / "second.yaml"
         cfg2.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
-        with open(tmp_path / "second.log", "w") as log_fh:
-            second_proc = subprocess.Popen([sys.executable, "-m", "smsbot.cli", "--config", str(cfg2), "run"],
-                                           stdout=subprocess.DEVNULL, stderr=log_fh, cwd=REPO)
+        second_proc = start_bot_process(cfg2, tmp_path / "second.log")
         try:
             assert wait_until(lambda: len(control.instances(bot.red, bot.keys)) == 2 and len(bot.sim.binds()) == 2, 30)
             [second] = [n for n in control.instances(bot.red, bot.keys) if n != first]
@@ -277,9 +266,4 @@ def test_one_instance_of_two_is_suspended_by_name_and_all_resumed(redis_server: 
             assert sorted((a["instance"], a["action"]) for a in bot.audit()) == [
                 (first, "resume"), (first, "suspend"), (second, "resume")]
         finally:
-            second_proc.send_signal(signal.SIGTERM)
-            try:
-                second_proc.wait(20)
-            except subprocess.TimeoutExpired:
-                second_proc.kill()
-                second_proc.wait(10)
+            stop_bot_process(second_proc)
