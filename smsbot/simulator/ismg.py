@@ -173,11 +173,7 @@ class SimIsmg:
 
     # ---------------------------------------------------------------- connections
     def _accepted(self, sock: socket.socket, addr: Any) -> bool:
-        conn = IsmgConn(self, sock, addr, self._stopping)
-        if not self._conns.add(conn):
-            return False
-        log.info("simismg conn %s from %s", conn.id, addr)
-        return True
+        return self._conns.add(IsmgConn(self, sock, addr, self._stopping))
 
     def judge_connect(self, c: cmpp.Connect) -> tuple[int, int]:
         """(Status, the version to answer with) for a CONNECT."""

@@ -73,6 +73,7 @@ class Connections(Generic[C]):
                 return False
             self._conns = [c for c in self._conns if not c.closed.is_set() or c.thread.is_alive()] + [conn]
         conn.thread.start()
+        log.info("%s conn %s from %s", conn.label, conn.id, conn.addr)
         return True
 
     def open(self, which: Callable[[C], bool] | None = None) -> list[C]:

@@ -302,11 +302,7 @@ class SimSmsc:
 
     def _serve(self, sock: socket.socket, addr: Any) -> bool:
         """Serve SMPP on `sock` (accepted, or the plain end of a TLS proxy)."""
-        conn = SmppConn(self, sock, addr, self._stopping)
-        if not self._conns.add(conn):
-            return False
-        log.info("simsmsc conn %s from %s", conn.id, addr)
-        return True
+        return self._conns.add(SmppConn(self, sock, addr, self._stopping))
 
     def count_binds(self, new_bind: bool = False) -> None:
         """Recount the binds open (and count one more bind made with `new_bind`)."""
