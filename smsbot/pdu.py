@@ -138,14 +138,23 @@ class Framer:
     directly out of `data` when nothing is buffered, and the buffer is compacted once per call.
     After a `FramingError` the framer stays broken (every later feed raises again). `max_len`:
     the largest command_length accepted (a larger one means a corrupt stream).
+
+    SMPP's by default; another length-prefixed protocol passes its `header` (a `struct.Struct`
+    unpacking to four values, the PDU's whole length first; its size is the shortest PDU; CMPP's
+    12 octets pad a missing field with ``0s``) and the name of its length field for the error
+    (`smsbot.cmpp.framing`). Each PDU is then the header's other three values and the body.
     """
 
-    __slots__ = ("_buf", "_broken", "_max")
+    __slots__ = ("_buf", "_broken", "_max", "_unpack", "_hlen", "_length_name")
 
-    def __init__(self, max_len: int = MAX_PDU_LEN) -> None:
+    def __init__(self, max_len: int = MAX_PDU_LEN, *, header: struct.Struct = _HDR,
+                 length_name: str = "command_length") -> None:
         self._buf = bytearray()
         self._broken: str | None = None
         self._max = max_len
+        self._unpack = header.unpack_from
+        self._hlen = header.size
+        self._length_name = length_name
 
     @property
     def buffered(self) -> int:
@@ -164,21 +173,22 @@ class Framer:
         out: list[tuple[int, int, int, bytes]] = []
         n = len(src)
         off = 0
-        unpack = _HDR.unpack_from
+        unpack = self._unpack
+        hlen = self._hlen
         maximum = self._max
         try:
-            while n - off >= 16:
+            while n - off >= hlen:
                 length, cid, status, seq = unpack(src, off)
-                if length < 16 or length > maximum:
+                if length < hlen or length > maximum:
                     self._fail(length, out)
                 end = off + length
                 if end > n:
                     break
-                out.append((cid, status, seq, bytes(src[off + 16 : end])))
+                out.append((cid, status, seq, bytes(src[off + hlen : end])))
                 off = end
-            if 4 <= n - off < 16:  # reject a bad length as soon as it is visible
+            if 4 <= n - off < hlen:  # reject a bad length as soon as it is visible
                 (length,) = _LEN.unpack_from(src, off)
-                if length < 16 or length > maximum:
+                if length < hlen or length > maximum:
                     self._fail(length, out)
         finally:
             if src is not data:
@@ -191,7 +201,7 @@ class Framer:
         return out
 
     def _fail(self, length: int, out: list) -> None:
-        self._broken = f"bad command_length {length} (must be 16..{self._max})"
+        self._broken = f"bad {self._length_name} {length} (must be {self._hlen}..{self._max})"
         self._buf = bytearray()
         raise FramingError(self._broken, out)
 

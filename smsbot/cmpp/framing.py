@@ -4,7 +4,8 @@
 (`buffered` says how many octets wait, so a caller can time out a PDU that never completes). A
 Total_Length below the header's 12 octets or above `max_len` means the stream is corrupt: a
 `FramingError` as soon as the four length octets are visible, carrying the PDUs framed before it;
-the framer then stays broken. Work is linear in the octets fed.
+the framer then stays broken. The cutting is SMPP's (`smsbot.pdu.Framer`, given CMPP's header):
+work is linear in the octets fed.
 """
 
 from __future__ import annotations
@@ -12,11 +13,14 @@ from __future__ import annotations
 import struct
 from typing import NamedTuple
 
+from smsbot import pdu
+
 from .constants import HEADER_LEN
 from .errors import FramingError
 
 _HEADER = struct.Struct(">III")
-_LENGTH = struct.Struct(">I")
+# what `pdu.Framer` reads: Total_Length, Command_Id, an empty field where SMPP has command_status, Sequence_Id
+_FRAMED_HEADER = struct.Struct(">II0sI")  # 12 octets, HEADER_LEN
 MAX_PDU_LEN = 4096  # a 3.0 SUBMIT to 100 destinations is about 3.6 KiB; anything larger is corrupt
 
 
@@ -34,36 +38,18 @@ def encode_header(command_id: int, sequence: int, body: bytes = b"") -> bytes:
 
 
 class Framer:
-    __slots__ = ("_buf", "_broken", "_max")
+    __slots__ = ("_framer",)
 
     def __init__(self, max_len: int = MAX_PDU_LEN) -> None:
-        self._buf = bytearray()
-        self._broken: str | None = None
-        self._max = max_len
+        self._framer = pdu.Framer(max_len, header=_FRAMED_HEADER, length_name="Total_Length")
 
     @property
     def buffered(self) -> int:
         """Octets of an incomplete PDU waiting for more."""
-        return len(self._buf)
+        return self._framer.buffered
 
     def feed(self, data: bytes) -> list[Frame]:
-        if self._broken is not None:
-            raise FramingError(self._broken)
-        self._buf += data
-        buf = self._buf
-        out: list[Frame] = []
-        off, n = 0, len(buf)
-        while n - off >= 4:
-            (length,) = _LENGTH.unpack_from(buf, off)
-            if length < HEADER_LEN or length > self._max:
-                self._broken = f"bad Total_Length {length} (must be {HEADER_LEN}..{self._max})"
-                self._buf = bytearray()
-                raise FramingError(self._broken, out)
-            if n - off < length:
-                break
-            _, command_id, sequence = _HEADER.unpack_from(buf, off)
-            out.append(Frame(command_id, sequence, bytes(buf[off + HEADER_LEN:off + length])))
-            off += length
-        if off:
-            del buf[:off]
-        return out
+        try:
+            return [Frame(command_id, sequence, body) for command_id, _, sequence, body in self._framer.feed(data)]
+        except pdu.FramingError as e:
+            raise FramingError(str(e), [Frame(c, s, b) for c, _, s, b in e.pdus]) from None

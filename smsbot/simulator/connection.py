@@ -1,125 +1,69 @@
-"""One accepted SMPP connection of the simulated SMSC: reader thread, serialized writes, binds.
+"""One accepted TCP connection of a simulated server, whatever the protocol (SMPP's `smpp_conn`,
+CMPP's `ismg_conn` build on it).
 
-The connection answers binds, enquire_link, unbind and unknown commands itself and hands
-submit_sm to its `SimSmsc`; deliver_sm it sends (`send_deliver`) wait for their resp through
-`_Waiter`s keyed by sequence number. Writes from any thread go through one lock.
-
-Sequence numbers follow the simulator's profile (`profiles.Behaviour.sequence_start` / `sequence_max`:
-a field SMSC starts high and wraps at 0xFFFFFFFF, not at the spec's 0x7FFFFFFF). MOs are encoded by
-`profiles.encode_mo` (deliver_sm or data_sm, service_type written whole).
-
-`wedge(data)` writes `data` (a partial PDU) and then falls silent: nothing more is written or
-answered on that connection, no enquire_link goes out, what the ESME sends is read and discarded,
-and the TCP connection stays open until the ESME closes it.
-
-`drop()` (fault injection) ends the connection "abruptly" for SMPP (no unbind, nothing more is
-answered or stored) but with a FIN after what was already written, never a TCP reset: a resp sent
-before the drop reaches the ESME, whatever it sent after is read and discarded unanswered.
+It owns the socket and its reader thread: bytes are cut into PDUs by the protocol's framer and
+each is handed to `_handle`; a read timeout (`tick`) calls `_idle` (keep-alives, deadlines); a
+stream that cannot be framed goes to `_framing_failed` and ends the connection. Writes from any
+thread go through one lock (`_write`, with an optional `commit` run under it just before the
+write, so a state change and the PDU announcing it cannot be split by another write or a drop).
+A PDU whose answer is awaited (`_exchange`) registers a `Waiter` under its sequence number; the
+reader sets it (`_answered`), and closing the connection wakes every waiter. `close` tells the
+subclass (`_closed`) once.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 import socket
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable
-
-from smsbot import pdu
-from smsbot.messages import CommandId, DeliverSm, Status
-
-from . import profiles
-
-if TYPE_CHECKING:
-    from .smsc import SimSmsc
+from typing import Any, Callable, ClassVar, TypeVar
 
 log = logging.getLogger("smsbot.simulator")
 
-RESP_BIT = 0x80000000
-BIND_COMMANDS = {
-    CommandId.BIND_TRANSCEIVER: "transceiver",
-    CommandId.BIND_RECEIVER: "receiver",
-    CommandId.BIND_TRANSMITTER: "transmitter",
-}
-# requests we know but do not serve: answered with their resp and ESME_RINVCMDID
-_UNSERVED_REQUESTS = {CommandId.QUERY_SM, CommandId.DATA_SM}
-DROP_LINGER_S = 2.0  # after drop(): how long to wait for the ESME to close its side
-
 
 class Waiter:
-    __slots__ = ("event", "command_id", "status", "raw", "lose")
+    """The answer to one PDU we sent: `event` is set when it arrives or the connection goes."""
 
-    def __init__(self, lose: bool = False) -> None:
-        self.lose = lose  # the resp is "lost": the link dies as it arrives, nothing after it is read
+    __slots__ = ("event",)
+
+    def __init__(self) -> None:
         self.event = threading.Event()
-        self.command_id: int | None = None
-        self.status: int | None = None  # None: no answer (timeout or connection lost)
-        self.raw: bytes = b""  # the PDU written (send_deliver)
 
 
-class Conn:
-    """One accepted SMPP connection: a reader thread, serialized writes, per-bind sequence numbers."""
+W = TypeVar("W", bound=Waiter)
 
-    _ids = itertools.count(1)
 
-    def __init__(self, sim: SimSmsc, sock: socket.socket, addr: Any):
-        self.sim = sim
+class Connection:
+    """Subclasses set `label` (log lines, thread names), `tick`, `framing_error` (what their framer
+    raises), an `_ids` counter, and implement `_handle`, `_idle`, `_framing_failed`, `_closed`."""
+
+    label: ClassVar[str]
+    tick: ClassVar[float]  # seconds a read waits before `_idle`
+    framing_error: ClassVar[type[Exception]]
+    _ids: ClassVar[Any]  # itertools.count per protocol: connection ids are numbered per simulator kind
+
+    def __init__(self, sock: socket.socket, addr: Any, framer: Any, stopping: threading.Event) -> None:
         self.sock = sock
         self.addr = addr
         self.id = next(self._ids)
-        self.bound: str | None = None  # "transceiver" | "receiver" | "transmitter"
-        self.ready = False  # bind_resp sent
-        self.system_id = ""
+        self._framer = framer
+        self._stopping = stopping
         self._wlock = threading.Lock()
-        self._slock = threading.Lock()
-        self._seq: int | None = None  # last sequence number used (None: none yet)
         self._waiters: dict[int, Waiter] = {}
         self.closed = threading.Event()
-        self.dropping = False  # drop() was called: read and discard until the ESME closes
-        self.wedged = False  # wedge() was called: silent, reads discarded, stays open
-        self._drop_deadline = 0.0
-        self.outstanding = 0  # submit_sm received whose resp is not sent yet (SimSmsc keeps it)
         self.last_rx = time.monotonic()
-        self._last_enquire = 0.0
-        self.thread = threading.Thread(target=self._run, name=f"simsmsc-conn-{self.id}", daemon=True)
+        self.thread = threading.Thread(target=self._run, name=f"{self.label}-conn-{self.id}", daemon=True)
 
     # -- writing
-    @property
-    def can_receive(self) -> bool:
-        return (self.ready and self.bound in ("transceiver", "receiver") and not self.closed.is_set()
-                and not self.dropping and not self.wedged)
+    def _writable(self) -> bool:
+        return not self.closed.is_set()
 
-    def next_seq(self) -> int:
-        b = self.sim.behaviour
-        with self._slock:
-            if self._seq is None:
-                seq = b.sequence_start
-            else:
-                seq = self._seq + 1
-                if seq > b.sequence_max or seq > profiles.SEQ_WIRE_MAX:
-                    seq = 1
-            self._seq = seq
-            return seq
-
-    def send(self, data: bytes) -> bool:
-        if self.closed.is_set() or self.dropping or self.wedged:
-            return False
-        try:
-            with self._wlock:
-                self.sock.sendall(data)
-            return True
-        except OSError as e:
-            log.info("simsmsc conn %s write failed: %s", self.id, e)
-            self.close()
-            return False
-
-    def answer(self, data: bytes, commit: Callable[[], None] | None = None) -> bool:
-        """Write a resp unless the connection is dropping or closed (False then). `commit` (storing
-        the message) runs just before the write under the lock `drop()` takes, so a drop never falls
-        between storing a submit_sm and writing its resp."""
+    def _write(self, data: bytes, commit: Callable[[], None] | None = None) -> bool:
+        """Write `data` unless the connection cannot take it (False then); `commit` runs under the
+        write lock just before. A failed write closes the connection."""
         with self._wlock:
-            if self.closed.is_set() or self.dropping or self.wedged:
+            if not self._writable():
                 return False
             if commit is not None:
                 commit()
@@ -127,59 +71,26 @@ class Conn:
                 self.sock.sendall(data)
                 return True
             except OSError as e:
-                log.info("simsmsc conn %s write failed: %s", self.id, e)
+                log.info("%s conn %s write failed: %s", self.label, self.id, e)
         self.close()
         return False
 
-    def send_deliver(self, d: DeliverSm, timeout: float, carrier: str = "deliver_sm", lose: bool = False) -> Waiter:
-        """Send `d` as a deliver_sm (or a data_sm) and wait up to `timeout` for its resp. `lose`: the
-        resp is lost with the link — it is dropped the moment the resp arrives, and whatever the
-        ESME wrote after the resp (an enquire_link, say) is never read, as on a real dying link."""
-        d.sequence = self.next_seq()
-        w = Waiter(lose)
-        w.raw = profiles.encode_mo(d, d.sequence, carrier)
-        self._waiters[d.sequence] = w
+    def _exchange(self, sequence: int, waiter: W, data: bytes, timeout: float) -> W:
+        """Write `data` (a PDU with `sequence`) and wait up to `timeout` for its answer in `waiter`."""
+        self._waiters[sequence] = waiter
         try:
-            if self.send(w.raw):
-                w.event.wait(timeout)
+            if self._write(data):
+                waiter.event.wait(timeout)
         finally:
-            self._waiters.pop(d.sequence, None)
-        return w
+            if self._waiters.get(sequence) is waiter:
+                del self._waiters[sequence]
+        return waiter
 
-    def wedge(self, data: bytes) -> bool:
-        """Write `data` (a partial PDU), then fall silent (see the module doc). False when the
-        connection is already closed, dropping or wedged."""
-        with self._wlock:
-            if self.closed.is_set() or self.dropping or self.wedged:
-                return False
-            try:
-                self.sock.sendall(data)
-            except OSError as e:
-                log.info("simsmsc conn %s write failed: %s", self.id, e)
-                ok = False
-            else:
-                ok = True
-            self.wedged = True
-        log.info("simsmsc conn %s wedged after a partial PDU of %d octets", self.id, len(data))
-        for w in list(self._waiters.values()):
-            w.event.set()
-        if not ok:
-            self.close()
-        return ok
+    def _answered(self, sequence: int) -> Waiter | None:
+        """The waiter of the PDU `sequence` answers, if one waits (the reader sets it)."""
+        return self._waiters.get(sequence)
 
-    def drop(self, reason: str) -> None:
-        """Stop answering and send FIN (see the module doc); the reader closes once the ESME has."""
-        with self._wlock:  # after any write in progress, so that write is not cut
-            if self.dropping or self.closed.is_set():
-                return
-            self.dropping = True
-            self._drop_deadline = time.monotonic() + DROP_LINGER_S
-            try:
-                self.sock.shutdown(socket.SHUT_WR)
-            except OSError:
-                pass
-        log.info("simsmsc conn %s dropped (%s)", self.id, reason)
-        self.sim._count("connections_dropped")
+    def _wake_waiters(self) -> None:
         for w in list(self._waiters.values()):
             w.event.set()
 
@@ -187,24 +98,19 @@ class Conn:
         if self.closed.is_set():
             return
         self.closed.set()
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-        for w in list(self._waiters.values()):
-            w.event.set()
-        self.sim._conn_closed(self)
+        for how in (lambda: self.sock.shutdown(socket.SHUT_RDWR), self.sock.close):
+            try:
+                how()
+            except OSError:
+                pass
+        self._wake_waiters()
+        self._closed()
 
     # -- reading
     def _run(self) -> None:
-        framer = pdu.Framer()
-        self.sock.settimeout(0.25)
+        self.sock.settimeout(self.tick)
         try:
-            while not self.closed.is_set() and not self.sim._stopping.is_set():
+            while not self.closed.is_set() and not self._stopping.is_set():
                 try:
                     data = self.sock.recv(65536)
                 except socket.timeout:
@@ -216,117 +122,29 @@ class Conn:
                     break
                 self.last_rx = time.monotonic()
                 try:
-                    frames = framer.feed(data)
-                except pdu.FramingError as e:
-                    for command_id, status, seq, body in e.pdus:  # the good ones before the bad header
-                        self._handle(command_id, status, seq, body)
-                    log.warning("simsmsc conn %s framing error: %s", self.id, e)
-                    self.sim._count("generic_nacks_sent")
-                    self.send(pdu.encode_header(CommandId.GENERIC_NACK, Status.RINVCMDLEN, 0))
+                    frames = self._framer.feed(data)
+                except self.framing_error as e:
+                    self._framing_failed(e)
                     break
-                for command_id, status, seq, body in frames:
-                    self._handle(command_id, status, seq, body)
+                for frame in frames:
+                    self._handle(frame)
                     if self.closed.is_set():
                         break
         except Exception:  # noqa: BLE001 - a simulator bug must not go unnoticed, nor kill the process
-            log.exception("simsmsc conn %s reader crashed", self.id)
+            log.exception("%s conn %s reader crashed", self.label, self.id)
         finally:
             self.close()
 
+    # -- the protocol's part
+    def _handle(self, frame: Any) -> None:
+        raise NotImplementedError
+
     def _idle(self) -> None:
-        now = time.monotonic()
-        if self.dropping:
-            if now >= self._drop_deadline:
-                self.close()
-            return
-        if self.wedged:
-            return
-        interval = self.sim.enquire_link_interval
-        if self.bound and now - self.last_rx >= interval and now - self._last_enquire >= interval:
-            self._last_enquire = now
-            self.sim._count("enquire_links_sent")
-            self.send(pdu.encode_header(CommandId.ENQUIRE_LINK, 0, self.next_seq()))
+        raise NotImplementedError
 
-    def _resp(self, command_id: int, status: int, seq: int, body: bytes = b"") -> None:
-        self.send(pdu.encode_header(command_id, status, seq, body))
+    def _framing_failed(self, error: Any) -> None:
+        """The stream cannot be framed (`error` carries the PDUs framed before); the connection ends."""
+        raise NotImplementedError
 
-    def _handle(self, command_id: int, status: int, seq: int, body: bytes) -> None:
-        sim = self.sim
-        if self.wedged:  # silence: read, never answered
-            return
-        if self.dropping:  # read, never answered
-            if command_id == CommandId.SUBMIT_SM:
-                sim._count("submits_received")
-                sim._count("submits_dropped")
-            return
-        if command_id & RESP_BIT:
-            w = self._waiters.get(seq)
-            if w is not None:
-                if w.lose:
-                    self.drop("resp lost")
-                w.command_id, w.status = command_id, status
-                w.event.set()
-            elif command_id == CommandId.UNBIND_RESP:
-                self.close()
-            return
-        if command_id in BIND_COMMANDS:
-            self._bind(command_id, seq, body)
-        elif command_id == CommandId.ENQUIRE_LINK:
-            sim._count("enquire_links_received")
-            self._resp(CommandId.ENQUIRE_LINK_RESP, 0, seq)
-        elif command_id == CommandId.UNBIND:
-            sim._count("unbinds_received")
-            self._resp(CommandId.UNBIND_RESP, 0, seq)
-            self.close()
-        elif command_id == CommandId.SUBMIT_SM:
-            if self.bound not in ("transceiver", "transmitter"):
-                sim._count("submits_received")
-                sim._count("submits_rejected")
-                self._resp(CommandId.SUBMIT_SM_RESP, Status.RINVBNDSTS, seq, b"\x00")
-                return
-            sim._on_submit(self, seq, body)
-        elif command_id in _UNSERVED_REQUESTS:
-            self._resp(command_id | RESP_BIT, Status.RINVCMDID, seq, b"\x00" if command_id != CommandId.QUERY_SM else b"")
-        else:
-            sim._count("generic_nacks_sent")
-            self._resp(CommandId.GENERIC_NACK, Status.RINVCMDID, seq)
-
-    def _bind(self, command_id: int, seq: int, body: bytes) -> None:
-        sim = self.sim
-        resp_id = command_id | RESP_BIT
-        if self.bound:
-            self.send(pdu.encode_bind_resp(resp_id, Status.RALYBND, seq, sim.name))
-            return
-        try:
-            b = pdu.decode_bind(body)
-        except pdu.PduError as e:
-            log.info("simsmsc conn %s bad bind: %s", self.id, e)
-            sim._count("bind_failures")
-            self.send(pdu.encode_bind_resp(resp_id, Status.RBINDFAIL, seq, sim.name))
-            return
-        if b.get("system_id") != sim.system_id:
-            st = Status.RINVSYSID
-        elif b.get("password") != sim.password:
-            st = Status.RINVPASWD
-        else:
-            st = Status.ROK
-        if st != Status.ROK:
-            log.info("simsmsc conn %s bind refused (%s)", self.id, Status(st).name)
-            sim._count("bind_failures")
-            self.send(pdu.encode_bind_resp(resp_id, st, seq, sim.name))
-            return
-        self.system_id = b["system_id"]
-        self.bound = BIND_COMMANDS[command_id]
-        sim._update_bind_count()
-        resp = pdu.encode_bind_resp(resp_id, Status.ROK, seq, sim.name)
-        try:
-            with self._wlock:
-                # ready and the bind_resp together under the write lock: a deliver_sm can be queued
-                # for this bind at once, yet is written only after the bind_resp
-                self.ready = True
-                self.sock.sendall(resp)
-        except OSError:
-            self.close()
-            return
-        log.info("simsmsc conn %s bound as %s (%s)", self.id, self.bound, self.system_id)
-        sim._on_bound(self)
+    def _closed(self) -> None:
+        raise NotImplementedError

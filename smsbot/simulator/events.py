@@ -107,7 +107,7 @@ class SimEvents:
         self._changed(item)
 
     def mo_queued(self, job: Any, text: str, options: dict[str, Any]) -> None:
-        """An MO was injected (`SimSmsc.inject_mo`): `job` is its `_MoJob`, `options` what was asked."""
+        """An MO was injected (`Deliveries.inject_mo`): `job` is its `MoJob`, `options` what was asked."""
         item = {
             "kind": "mo", "id": job.id, "msisdn": job.msisdn, "peer": job.short_code, "text": text,
             "parts": len(job.parts), "carrier": job.carrier, "options": options, "t": job.created_at,
@@ -117,7 +117,7 @@ class SimEvents:
             self._add(item)
 
     def job_changed(self, job: Any) -> None:
-        """After each delivery attempt of an MO or a receipt (`SimSmsc._release`)."""
+        """After each delivery attempt of an MO or a receipt (the scheduler's `after_attempt`)."""
         with self._cond:
             if job.kind == "receipt":
                 rec = self._receipts.get(job.id)
@@ -131,7 +131,7 @@ class SimEvents:
             item = self._items.get(job.id)
             if item is None:
                 return
-            new = {"state": job.state, "waiting_bind": job.waiting_bind, "redeliveries": job.redeliveries,
+            new = {"state": job.state, "waiting_bind": job.waiting_link, "redeliveries": job.redeliveries,
                    "last_status": job.last_status, "error": job.last_error}
             if all(item[k] == v for k, v in new.items()):
                 return

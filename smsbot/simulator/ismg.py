@@ -23,15 +23,15 @@ What it does, like an ISMG (`smsbot.simulator.smsc.SimSmsc` is its SMPP sibling)
 - redelivers a DELIVER that is not answered within `response_timeout`, or answered with Result
   8 (flow control) or above, after `redeliver_seconds`, with the same Msg_Id; Results 1-7 reject it.
 
-Threads: one accept thread, one reader per connection, `workers` delivery workers (a handset's
-MOs go in order, one at a time; each status report on its own). `stop()` ends and joins them all.
+Threads: one accept thread (`server.Listener`), one reader per connection (`ismg_conn`), `workers`
+delivery workers (the SMPP simulator's `scheduler`: a handset's MOs go in order, one at a time;
+each status report on its own). `stop()` ends and joins them all.
 The fault modes, the field profile and the web page of the SMPP simulator do not exist here yet.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import heapq
 import itertools
 import logging
 import socket
@@ -39,6 +39,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any, Callable
 
 from smsbot import cmpp
@@ -46,36 +47,29 @@ from smsbot.cmpp import auth, msgid, text
 from smsbot.cmpp.constants import DELIVERED, ConnectStatus, Result, Version
 from smsbot.msisdn import DEFAULT_COUNTRY_CODE, subscriber_key
 
+from .counters import Counters
 from .ismg_conn import IsmgConn
 from .mailbox import Mailbox, Reassembler, StoredMessage
+from .scheduler import Job, Scheduler
+from .server import Connections, Listener
 
 log = logging.getLogger("smsbot.simulator")
 SUBMITS_KEPT = 10000
-JOBS_KEPT = 20000
 
 
 class SimIsmgError(ValueError):
     """Bad input to the simulator's API."""
 
 
-@dataclass
-class _Job:
-    id: str
-    key: str  # jobs with one key go one at a time, in order (a handset's MOs)
-    kind: str  # "mo" | "report"
-    parts: list[cmpp.Deliver]
-    state: str = "queued"  # queued | delivering | delivered | rejected | cancelled
-    next_part: int = 0
-    attempts: int = 0
-    redeliveries: int = 0
-    last_result: int | None = None
-    last_error: str = ""
-    waiting_conn: bool = False
+@dataclass(eq=False)
+class IsmgJob(Job):
+    """An MO (key: its handset) or a status report (a key of its own): DELIVERs; `last_status` is
+    the last DELIVER_RESP's Result."""
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "kind": self.kind, "state": self.state, "parts": len(self.parts),
                 "parts_delivered": self.next_part, "attempts": self.attempts, "redeliveries": self.redeliveries,
-                "last_result": self.last_result, "last_error": self.last_error,
+                "last_result": self.last_status, "last_error": self.last_error,
                 "msg_ids": [msgid.text(p.msg_id) for p in self.parts]}
 
 
@@ -124,23 +118,18 @@ class SimIsmg:
         self.clock = clock
         self.reassembler = Reassembler()
         self._lock = threading.RLock()
-        self._cond = threading.Condition(self._lock)  # the schedule and job states changed
-        self._conns: list[IsmgConn] = []
-        self._rr = 0
-        self._stats: dict[str, int] = {}
+        self._counters = Counters()
         self._submit_log: list[dict[str, Any]] = []
         self._msg_seq = itertools.count(1)
         self._link_ids = itertools.count(1)
         self._job_ids = itertools.count(1)
         self._report_seq = itertools.count(1)
         self._refs: dict[str, int] = {}
-        self._jobs: dict[str, _Job] = {}
-        self._sched: list[tuple[float, int, _Job]] = []
-        self._sched_seq = itertools.count()
-        self._busy: set[str] = set()
         self._stopping = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self._listener: socket.socket | None = None
+        self._conns: Connections[IsmgConn] = Connections(self._stopping)
+        self._scheduler = Scheduler(self._deliver, workers=workers, name="simismg")
+        self._accept_thread: threading.Thread | None = None
+        self._listener: Listener | None = None
         self.started = False
 
     @property
@@ -151,57 +140,29 @@ class SimIsmg:
     def start(self) -> SimIsmg:
         if self.started:
             return self
-        lst = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        lst.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            lst.bind((self.host, self.port))
-            lst.listen(64)
-        except OSError:
-            lst.close()
-            raise
-        lst.settimeout(0.25)
-        self._listener = lst
-        self.port = lst.getsockname()[1]
+        self._listener = Listener(self.host, self.port)
+        self.port = self._listener.port
         self.started = True
-        self._spawn(self._accept_loop, "simismg-accept")
-        for i in range(self.workers):
-            self._spawn(self._worker, f"simismg-deliver-{i}")
+        self._accept_thread = threading.Thread(target=partial(self._listener.accept_until, self._stopping, self._accepted),
+                                               name="simismg-accept", daemon=True)
+        self._accept_thread.start()
+        self._scheduler.start()
         log.info("simismg listening: cmpp %s:%s (SP %s, up to CMPP %x.%x)", self.host, self.port, self.sp_id,
                  self.version >> 4, self.version & 15)
         return self
-
-    def _spawn(self, target: Callable[[], None], name: str) -> None:
-        t = threading.Thread(target=target, name=name, daemon=True)
-        self._threads.append(t)
-        t.start()
 
     def stop(self) -> None:
         """Close the listener and every connection; join every thread; queued jobs are cancelled."""
         if not self.started or self._stopping.is_set():
             return
         self._stopping.set()
-        with self._cond:
-            self._cond.notify_all()
+        self._scheduler.stop()
         if self._listener is not None:
-            try:
-                self._listener.close()
-            except OSError:
-                pass
-        with self._lock:
-            conns = list(self._conns)
-        for c in conns:
-            c.close()
-        for c in conns:
-            if c.thread.is_alive() and c.thread is not threading.current_thread():
-                c.thread.join(timeout=5)
-        for t in self._threads:
-            if t is not threading.current_thread():
-                t.join(timeout=self.response_timeout + 5)
-        with self._cond:
-            for job in self._jobs.values():
-                if job.state in ("queued", "delivering"):
-                    job.state = "cancelled"
-            self._cond.notify_all()
+            self._listener.close()
+        self._conns.close_all(join_timeout=5)
+        if self._accept_thread is not None and self._accept_thread is not threading.current_thread():
+            self._accept_thread.join(timeout=self.response_timeout + 5)
+        self._scheduler.join(self.response_timeout + 5)
         log.info("simismg stopped")
 
     def __enter__(self) -> SimIsmg:
@@ -211,24 +172,8 @@ class SimIsmg:
         self.stop()
 
     # ---------------------------------------------------------------- connections
-    def _accept_loop(self) -> None:
-        assert self._listener is not None
-        while not self._stopping.is_set():
-            try:
-                sock, addr = self._listener.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                break
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            conn = IsmgConn(self, sock, addr)
-            with self._lock:
-                if self._stopping.is_set():
-                    sock.close()
-                    break
-                self._conns = [c for c in self._conns if not c.closed.is_set() or c.thread.is_alive()] + [conn]
-            conn.thread.start()
-            log.info("simismg conn %s from %s", conn.id, addr)
+    def _accepted(self, sock: socket.socket, addr: Any) -> bool:
+        return self._conns.add(IsmgConn(self, sock, addr, self._stopping))
 
     def judge_connect(self, c: cmpp.Connect) -> tuple[int, int]:
         """(Status, the version to answer with) for a CONNECT."""
@@ -243,52 +188,31 @@ class SimIsmg:
 
     def on_connected(self, conn: IsmgConn) -> None:
         self.count("connects")
-        with self._cond:  # jobs parked for want of a connection go now
-            now = time.monotonic()
-            for i, (_due, n, job) in enumerate(self._sched):
-                if job.waiting_conn:
-                    job.waiting_conn = False
-                    self._sched[i] = (now, n, job)
-            heapq.heapify(self._sched)
-            self._cond.notify_all()
+        self._scheduler.wake_parked()  # jobs parked for want of a connection go now
 
     def conn_closed(self, conn: IsmgConn) -> None:
         log.info("simismg conn %s closed", conn.id)
 
     def connections(self) -> list[dict[str, Any]]:
-        with self._lock:
-            return [{"id": c.id, "version": c.version, "peer": f"{c.addr[0]}:{c.addr[1]}"}
-                    for c in self._conns if c.connected]
-
-    def _pick_conn(self) -> IsmgConn | None:
-        with self._lock:
-            ready = [c for c in self._conns if c.connected]
-            if not ready:
-                return None
-            self._rr = (self._rr + 1) % len(ready)
-            return ready[self._rr]
+        return [{"id": c.id, "version": c.version, "peer": f"{c.addr[0]}:{c.addr[1]}"}
+                for c in self._conns.open(_connected)]
 
     def active_test(self) -> list[int]:
         """Send an ACTIVE_TEST on every connection now; the sequences sent."""
-        with self._lock:
-            conns = [c for c in self._conns if c.connected]
-        return [seq for c in conns if (seq := c.active_test()) is not None]
+        return [seq for c in self._conns.open(_connected) if (seq := c.active_test()) is not None]
 
     def drop_connections(self) -> int:
         """Close every connection without TERMINATE; how many were closed."""
-        with self._lock:
-            conns = [c for c in self._conns if not c.closed.is_set()]
+        conns = self._conns.open()
         for c in conns:
             c.close()
         return len(conns)
 
     def count(self, key: str, n: int = 1) -> None:
-        with self._lock:
-            self._stats[key] = self._stats.get(key, 0) + n
+        self._counters.add(key, n)
 
     def stats(self) -> dict[str, int]:
-        with self._lock:
-            return dict(self._stats)
+        return self._counters.snapshot()
 
     # ---------------------------------------------------------------- MT side
     def _new_msg_id(self) -> int:
@@ -362,7 +286,7 @@ class SimIsmg:
         d = cmpp.Deliver(msg_id=self._new_msg_id(), dest_id=s.src_id, src_terminal_id=dest, service_id=s.service_id,
                          report=report)
         job_id = f"r{next(self._job_ids)}"
-        self._enqueue(_Job(job_id, job_id, "report", [d]), time.monotonic())
+        self._scheduler.add(IsmgJob(job_id, job_id, "report", [d]))
 
     # ---------------------------------------------------------------- MO side
     def inject_mo(self, msisdn: str, short_code: str, message: str, *, msg_fmt: int | None = None,
@@ -386,94 +310,34 @@ class SimIsmg:
                                  msg_content=c, msg_fmt=parts.msg_fmt, service_id=service_id, tp_udhi=parts.tp_udhi,
                                  link_id=f"{next(self._link_ids):020d}")
                     for c in parts.contents]
-        job = _Job(f"mo{next(self._job_ids)}", msisdn, "mo", delivers)
+        job = IsmgJob(f"mo{next(self._job_ids)}", msisdn, "mo", delivers)
         self.count("mo_injected")
-        self._enqueue(job, time.monotonic())
+        self._scheduler.add(job)
         return {"id": job.id, "parts": len(delivers)}
 
     def mo_status(self, job_id: str) -> dict[str, Any] | None:
-        with self._lock:
-            job = self._jobs.get(job_id)
-            return job.to_dict() if job else None
+        return self._scheduler.status(job_id)
 
     def wait_mo(self, job_id: str, timeout: float = 5.0,
                 states: tuple[str, ...] = ("delivered", "rejected", "cancelled")) -> dict[str, Any] | None:
         """Until the MO (or report) `job_id` reaches one of `states`, at most `timeout` seconds."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                job = self._jobs.get(job_id)
-                left = deadline - time.monotonic()
-                if job is None or job.state in states or left <= 0:
-                    return job.to_dict() if job else None
-                self._cond.wait(left)
+        return self._scheduler.wait(job_id, states, timeout)
 
     def jobs(self, kind: str | None = None) -> list[dict[str, Any]]:
-        with self._lock:
-            return [j.to_dict() for j in self._jobs.values() if kind is None or j.kind == kind]
+        return self._scheduler.jobs(kind)
 
     # ---------------------------------------------------------------- delivery
-    def _enqueue(self, job: _Job, due: float) -> None:
-        with self._cond:
-            if job.id not in self._jobs and len(self._jobs) >= JOBS_KEPT:
-                done = [k for k, j in self._jobs.items() if j.state in ("delivered", "rejected", "cancelled")]
-                for k in done[:JOBS_KEPT // 4]:
-                    del self._jobs[k]
-            self._jobs[job.id] = job
-            heapq.heappush(self._sched, (due, next(self._sched_seq), job))
-            self._cond.notify_all()
-
-    def _take_job(self) -> _Job | None:
-        """The next due job whose key has none in flight; None when stopping."""
-        with self._cond:
-            while not self._stopping.is_set():
-                now = time.monotonic()
-                skipped, found, next_due = [], None, None
-                while self._sched:
-                    due, _n, job = self._sched[0]
-                    if due > now:
-                        next_due = due
-                        break
-                    item = heapq.heappop(self._sched)
-                    if job.key in self._busy:
-                        skipped.append(item)
-                        continue
-                    found = job
-                    break
-                for item in skipped:
-                    heapq.heappush(self._sched, item)
-                if found is not None:
-                    self._busy.add(found.key)
-                    found.state = "delivering"
-                    return found
-                self._cond.wait(1.0 if next_due is None else min(1.0, max(0.001, next_due - now)))
-            return None
-
-    def _worker(self) -> None:
-        while (job := self._take_job()) is not None:
-            try:
-                self._deliver(job)
-            except Exception:  # noqa: BLE001 - a simulator bug must not go unnoticed
-                log.exception("simismg delivery of %s crashed", job.id)
-                job.state, job.last_error = "rejected", "simulator error"
-            finally:
-                with self._cond:
-                    self._busy.discard(job.key)
-                    self._cond.notify_all()
-
-    def _later(self, job: _Job, reason: str, result: int | None, waiting_conn: bool = False) -> None:
-        job.state, job.last_result, job.last_error, job.waiting_conn = "queued", result, reason, waiting_conn
-        if not waiting_conn:
-            job.redeliveries += 1
+    def _later(self, job: IsmgJob, reason: str, result: int | None, waiting_conn: bool = False) -> None:
+        if self._scheduler.retry(job, reason, result, after=self.redeliver_seconds, waiting_link=waiting_conn):
             self.count("redeliveries")
-        self._enqueue(job, time.monotonic() + self.redeliver_seconds)
 
-    def _deliver(self, job: _Job) -> None:
+    def _deliver(self, job: IsmgJob) -> None:
+        """One delivery attempt of `job` (the scheduler's `deliver`): its parts from the next one on."""
         while job.next_part < len(job.parts):
             if self._stopping.is_set():
                 job.state = "cancelled"
                 return
-            conn = self._pick_conn()
+            conn = self._conns.pick(_connected)
             if conn is None:
                 self._later(job, "no connection", None, waiting_conn=True)
                 return
@@ -498,10 +362,12 @@ class SimIsmg:
             if resp.result >= Result.FLOW_CONTROL:  # flow control or "another error": try again
                 self._later(job, f"Result {resp.result}", resp.result)
                 return
-            job.state, job.last_result, job.last_error = "rejected", resp.result, f"Result {resp.result}"
+            job.state, job.last_status, job.last_error = "rejected", resp.result, f"Result {resp.result}"
             self.count("delivers_rejected")
             return
-        with self._cond:
-            job.state, job.last_result, job.last_error = "delivered", 0, ""
-            self._cond.notify_all()
+        job.state, job.last_status, job.last_error = "delivered", 0, ""
         self.count("mo_delivered" if job.kind == "mo" else "reports_delivered")
+
+
+def _connected(c: IsmgConn) -> bool:
+    return c.connected

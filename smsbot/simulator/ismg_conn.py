@@ -1,10 +1,11 @@
-"""One accepted CMPP connection of the simulated ISMG: reader thread, serialized writes, CONNECT.
+"""One accepted CMPP connection of the simulated ISMG: CONNECT, ACTIVE_TEST, TERMINATE, DELIVERs sent
+and answered (the reader thread and the write lock are `connection`'s).
 
 The connection authenticates the SP itself (`SimIsmg.judge_connect` says the status) and answers
 ACTIVE_TEST and TERMINATE; SUBMITs go to its `SimIsmg`. DELIVERs it sends (`send_deliver`) wait
-for their DELIVER_RESP through a `Waiter` keyed by Sequence_Id. Writes from any thread go through
-one lock. Before a successful CONNECT anything but a CONNECT closes the connection, as gateways do;
-a refused CONNECT is answered (AuthenticatorISMG all zeros) and the connection closed.
+for their DELIVER_RESP through a `CmppWaiter` keyed by Sequence_Id. Before a successful CONNECT
+anything but a CONNECT closes the connection, as gateways do; a refused CONNECT is answered
+(AuthenticatorISMG all zeros) and the connection closed.
 
 When nothing has arrived for the ISMG's `active_test_interval` it sends an ACTIVE_TEST; one left
 unanswered for `response_timeout` closes the connection (`active_test()` sends one at once).
@@ -23,39 +24,35 @@ from smsbot import cmpp
 from smsbot.cmpp import auth
 from smsbot.cmpp.constants import RESP_BIT, CommandId, ConnectStatus
 
+from .connection import Connection, Waiter
+
 if TYPE_CHECKING:
     from .ismg import SimIsmg
 
 log = logging.getLogger("smsbot.simulator")
 
 
-class Waiter:
-    """The answer to one PDU we sent: set when its resp arrives or the connection goes."""
-
-    __slots__ = ("event", "pdu")
+class CmppWaiter(Waiter):
+    __slots__ = ("pdu",)
 
     def __init__(self) -> None:
-        self.event = threading.Event()
+        super().__init__()
         self.pdu: cmpp.Pdu | None = None  # None: no answer (timeout or connection lost)
 
 
-class IsmgConn:
+class IsmgConn(Connection):
+    label = "simismg"
+    tick = 0.1
+    framing_error = cmpp.FramingError
     _ids = itertools.count(1)
 
-    def __init__(self, ismg: SimIsmg, sock: socket.socket, addr: Any):
+    def __init__(self, ismg: SimIsmg, sock: socket.socket, addr: Any, stopping: threading.Event):
+        super().__init__(sock, addr, cmpp.Framer(), stopping)
         self.ismg = ismg
-        self.sock = sock
-        self.addr = addr
-        self.id = next(self._ids)
         self.version = 0  # the version agreed at CONNECT (0: not connected)
-        self._wlock = threading.Lock()
         self._slock = threading.Lock()
         self._seq = 0
-        self._waiters: dict[int, Waiter] = {}
-        self.closed = threading.Event()
-        self.last_rx = time.monotonic()
         self._active_test: tuple[int, float] | None = None  # (sequence, sent at) of ours unanswered
-        self.thread = threading.Thread(target=self._run, name=f"simismg-conn-{self.id}", daemon=True)
 
     @property
     def connected(self) -> bool:
@@ -70,29 +67,12 @@ class IsmgConn:
     def send(self, pdu: cmpp.Pdu, sequence: int | None = None) -> int | None:
         """Write `pdu` (a fresh Sequence_Id unless given); the sequence used, None when closed."""
         seq = self.next_seq() if sequence is None else sequence
-        data = cmpp.encode(pdu, seq, self.version or cmpp.Version.V30)
-        if self.closed.is_set():
-            return None
-        try:
-            with self._wlock:
-                self.sock.sendall(data)
-        except OSError as e:
-            log.info("simismg conn %s write failed: %s", self.id, e)
-            self.close()
-            return None
-        return seq
+        return seq if self._write(cmpp.encode(pdu, seq, self.version or cmpp.Version.V30)) else None
 
-    def send_deliver(self, d: cmpp.Deliver, timeout: float) -> Waiter:
+    def send_deliver(self, d: cmpp.Deliver, timeout: float) -> CmppWaiter:
         """Send `d` and wait up to `timeout` for its DELIVER_RESP."""
-        w = Waiter()
         seq = self.next_seq()
-        self._waiters[seq] = w
-        try:
-            if self.send(d, seq) is not None:
-                w.event.wait(timeout)
-        finally:
-            self._waiters.pop(seq, None)
-        return w
+        return self._exchange(seq, CmppWaiter(), cmpp.encode(d, seq, self.version or cmpp.Version.V30), timeout)
 
     def active_test(self) -> int | None:
         """Send an ACTIVE_TEST now (unless one is unanswered); its sequence."""
@@ -104,52 +84,15 @@ class IsmgConn:
             self.ismg.count("active_tests_sent")
         return seq
 
-    def close(self) -> None:
-        if self.closed.is_set():
-            return
-        self.closed.set()
-        for how in (lambda: self.sock.shutdown(socket.SHUT_RDWR), self.sock.close):
-            try:
-                how()
-            except OSError:
-                pass
-        for w in list(self._waiters.values()):
-            w.event.set()
+    def _closed(self) -> None:
         self.ismg.conn_closed(self)
 
     # -- reading
-    def _run(self) -> None:
-        framer = cmpp.Framer()
-        self.sock.settimeout(0.1)
-        try:
-            while not self.closed.is_set() and not self.ismg.stopping:
-                try:
-                    data = self.sock.recv(65536)
-                except socket.timeout:
-                    self._idle()
-                    continue
-                except OSError:
-                    break
-                if not data:
-                    break
-                self.last_rx = time.monotonic()
-                try:
-                    frames = framer.feed(data)
-                except cmpp.FramingError as e:
-                    frames = e.frames
-                    log.warning("simismg conn %s framing error: %s", self.id, e)
-                    self.ismg.count("framing_errors")
-                    for frame in frames:
-                        self._handle(frame)
-                    break
-                for frame in frames:
-                    self._handle(frame)
-                    if self.closed.is_set():
-                        break
-        except Exception:  # noqa: BLE001 - a simulator bug must not go unnoticed, nor kill the process
-            log.exception("simismg conn %s reader crashed", self.id)
-        finally:
-            self.close()
+    def _framing_failed(self, error: cmpp.FramingError) -> None:
+        log.warning("simismg conn %s framing error: %s", self.id, error)
+        self.ismg.count("framing_errors")
+        for frame in error.frames:
+            self._handle(frame)
 
     def _idle(self) -> None:
         now = time.monotonic()
@@ -200,8 +143,8 @@ class IsmgConn:
             if self._active_test is not None and self._active_test[0] == sequence:
                 self._active_test = None
             return
-        w = self._waiters.get(sequence)
-        if w is not None:
+        w = self._answered(sequence)
+        if isinstance(w, CmppWaiter):
             w.pdu = pdu
             w.event.set()
 
@@ -218,22 +161,15 @@ class IsmgConn:
         if status != ConnectStatus.OK or c is None:
             ismg.count("connect_failures")
             log.info("simismg conn %s CONNECT refused (%s)", self.id, ConnectStatus(status).name)
-            data = cmpp.encode(cmpp.ConnectResp(status, auth.EMPTY, version), frame.sequence, version)
-            try:
-                with self._wlock:
-                    self.sock.sendall(data)
-            except OSError:
-                pass
+            self._write(cmpp.encode(cmpp.ConnectResp(status, auth.EMPTY, version), frame.sequence, version))
             self.close()
             return
         resp = cmpp.ConnectResp(status, auth.authenticator_ismg(status, c.authenticator, ismg.secret, version), version)
-        with self._wlock:  # connected and the resp together: a DELIVER queued at once goes after it
-            self.version = version
-            data = cmpp.encode(resp, frame.sequence, version)
-            try:
-                self.sock.sendall(data)
-            except OSError:
-                self.close()
-                return
+        # connected and the resp together under the write lock: a DELIVER queued at once goes after it
+        if not self._write(cmpp.encode(resp, frame.sequence, version), commit=lambda: self._agree(version)):
+            return
         log.info("simismg conn %s connected (SP %s, CMPP %x.%x)", self.id, c.source_addr, version >> 4, version & 15)
         ismg.on_connected(self)
+
+    def _agree(self, version: int) -> None:
+        self.version = version
