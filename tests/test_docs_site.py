@@ -5,27 +5,34 @@ docs/openapi.json or a page outside the navigation; on top of that this checks t
 every page of the navigation is there, the front page is the README, every link and picture on
 every page resolves inside the site, nothing is loaded from elsewhere (offline at view time), the
 architecture's diagram is an SVG, the dashboard page lists every panel of the committed dashboard,
-and the README keeps the two quick-start commands that .ci/run and newcomers run.
+and the README keeps the two quick-start commands that .ci/run and newcomers run. A real headless
+Chromium that can reach nothing but loopback opens every page from a local server: nothing is
+asked from elsewhere, and the search finds a command.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import os
 import re
 import subprocess
 import sys
+import threading
 from html.parser import HTMLParser
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType
-from typing import Iterator
+from typing import Any, Iterator
 from urllib.parse import unquote, urlsplit
 
 import pytest
 import yaml
 
+from .browser import LOOPBACK_ONLY, chromium
 from .conftest import REPO
+from .helpers import wait_until
 
 DEMO_COMMAND = "python3 -m venv .venv && .venv/bin/pip install -q -e . && .venv/bin/smsbot demo"
 TEST_COMMAND = "python3 -m venv .venv && .venv/bin/pip install -q -e '.[test]' && .venv/bin/pytest"
@@ -195,3 +202,52 @@ def test_readme_keeps_the_two_quick_start_commands() -> None:
     assert f"{DEMO_COMMAND}\n" in blocks and f"{TEST_COMMAND}\n" in blocks
     ci = (REPO / ".ci" / "run").read_text(encoding="utf-8").strip().splitlines()
     assert ci[-1] == TEST_COMMAND  # exactly the README's test command
+
+
+class QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+        pass
+
+
+@pytest.fixture
+def served(site: Path) -> Iterator[str]:
+    """The built site on a loopback port, as `python -m http.server` would serve it."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(site)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def offline_browser(tmp_path: Path) -> Iterator[Any]:
+    yield from chromium(tmp_path, window="1280,1000", args=LOOPBACK_ONLY, logs=("browser", "performance"))
+
+
+def requested_urls(driver: Any) -> list[str]:
+    return [msg["params"]["request"]["url"] for msg in (json.loads(e["message"])["message"] for e in driver.get_log("performance"))
+            if msg["method"] == "Network.requestWillBeSent"]
+
+
+def test_site_works_offline_in_a_browser(site: Path, served: str, offline_browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    d = offline_browser
+    config = yaml.safe_load((REPO / "mkdocs.yml").read_text(encoding="utf-8"))
+    asked: list[str] = []
+    for src in nav_pages(config["nav"]):
+        d.get(f"{served}/{page_path(site, src).relative_to(site).parent.as_posix()}/".replace("/./", "/"))
+        assert d.find_element(By.CSS_SELECTOR, "article h1").text, src
+        asked += requested_urls(d)
+    web = [u for u in asked if urlsplit(u).scheme in ("http", "https", "ws", "wss")]  # not chrome://, data:
+    assert len(web) > 40 and all(urlsplit(u).hostname == "127.0.0.1" for u in web), \
+        sorted({u for u in web if urlsplit(u).hostname != "127.0.0.1"})
+    box = d.find_element(By.CSS_SELECTOR, "input.md-search__input")  # in the header at this width
+    box.click()
+    box.send_keys("CXLL", Keys.ENTER)
+    found = lambda: [a.get_attribute("href") for a in d.find_elements(By.CSS_SELECTOR, ".md-search-result__link")]
+    assert wait_until(lambda: any("/subscribers/" in h for h in found()), timeout=15), found()
+    errors = [e for e in d.get_log("browser") if e["level"] == "SEVERE"]
+    assert not errors, errors
