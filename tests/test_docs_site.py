@@ -232,21 +232,20 @@ def requested_urls(driver: Any) -> list[str]:
 
 def test_site_works_offline_in_a_browser(site: Path, served: str, offline_browser: Any) -> None:
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.common.keys import Keys
 
     d = offline_browser
     config = yaml.safe_load((REPO / "mkdocs.yml").read_text(encoding="utf-8"))
     asked: list[str] = []
     for src in nav_pages(config["nav"]):
         d.get(f"{served}/{page_path(site, src).relative_to(site).parent.as_posix()}/".replace("/./", "/"))
-        assert d.find_element(By.CSS_SELECTOR, "article h1").text, src
+        assert wait_until(lambda: d.find_elements(By.CSS_SELECTOR, "article h1"), timeout=10), src
         asked += requested_urls(d)
     web = [u for u in asked if urlsplit(u).scheme in ("http", "https", "ws", "wss")]  # not chrome://, data:
     assert len(web) > 40 and all(urlsplit(u).hostname == "127.0.0.1" for u in web), \
         sorted({u for u in web if urlsplit(u).hostname != "127.0.0.1"})
-    box = d.find_element(By.CSS_SELECTOR, "input.md-search__input")  # in the header at this width
-    box.click()
-    box.send_keys("CXLL", Keys.ENTER)
+    d.find_element(By.TAG_NAME, "body").send_keys("/")  # the theme's key for its search box
+    assert wait_until(lambda: d.switch_to.active_element.get_attribute("name") == "query", timeout=10)
+    d.switch_to.active_element.send_keys("CXLL")
     found = lambda: [a.get_attribute("href") for a in d.find_elements(By.CSS_SELECTOR, ".md-search-result__link")]
     assert wait_until(lambda: any("/subscribers/" in h for h in found()), timeout=15), found()
     errors = [e for e in d.get_log("browser") if e["level"] == "SEVERE"]
