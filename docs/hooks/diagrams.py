@@ -1,14 +1,16 @@
 """Diagrams drawn as text and shown as pictures: a fenced block marked ``bob`` (svgbob's ASCII
 drawing language) becomes an inline SVG when the site is built, by the svgbob binary that the
-``markdown-svgbob`` package bundles. No script, nothing fetched; the page's Markdown keeps the
-drawing readable as text (on GitHub too)."""
+``markdown-svgbob`` package bundles, run on the drawing (stdin to stdout: the package's own
+`text2svg` caches through a shared file in /tmp that two builds at once could read half-written).
+No script, nothing fetched; the page's Markdown keeps the drawing readable as text (on GitHub too)."""
 
 from __future__ import annotations
 
 import re
+import subprocess
 from typing import Any
 
-from markdown_svgbob import text2svg
+from markdown_svgbob import get_bin_path
 
 BOB_FENCE = re.compile(r"^```bob\n(?P<drawing>.*?)^```$", re.M | re.S)
 SIZE = re.compile(r'<svg xmlns="http://www.w3.org/2000/svg" width="(?P<w>\d+)" height="(?P<h>\d+)">')
@@ -16,7 +18,8 @@ SIZE = re.compile(r'<svg xmlns="http://www.w3.org/2000/svg" width="(?P<w>\d+)" h
 
 def svg(drawing: str) -> str:
     """The drawing as one line of SVG markup that scales down to the page's width."""
-    markup = text2svg(drawing).decode("utf-8")
+    markup = subprocess.run([str(get_bin_path())], input=drawing, capture_output=True, text=True, check=True,
+                            timeout=60).stdout
     size = SIZE.search(markup)
     if size is None:
         raise ValueError(f"svgbob's output has no size: {markup[:120]!r}")
