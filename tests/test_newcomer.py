@@ -547,7 +547,7 @@ def test_version_completion_and_redis_help():
         **os.environ, "_SMSBOT_COMPLETE": "bash_complete", "COMP_WORDS": "smsbot red", "COMP_CWORD": "1"})
     assert "redis" in words.stdout
     assert "_SMSBOT_COMPLETE=bash_source smsbot" in smsbot("--help").stdout
-    assert "_SMSBOT_COMPLETE=bash_source smsbot" in (REPO / "README.md").read_text(encoding="utf-8")
+    assert "_SMSBOT_COMPLETE=bash_source smsbot" in (REPO / "docs" / "configuration.md").read_text(encoding="utf-8")
     helptext = smsbot("redis", "--help").stdout
     rows = {ln.split()[0]: ln for ln in helptext.splitlines() if ln.startswith("  ") and ln.split()[0] in ("start", "stop", "status")}
     assert set(rows) == {"start", "stop", "status"} and not any(r.endswith("...") for r in rows.values()), helptext

@@ -5,14 +5,14 @@ process (`smsbot` run as a subprocess), the real daemon and its signals, the rea
    a refused reload names the file's line as `config check` does;
 6. `smsbot redis stop` right after `run --daemon` refuses: the bot's claim on its Redis exists
    before `run --daemon` returns;
-7. the README's `smsbot redis cli XADD …` lines run verbatim in a fresh directory;
+7. the docs' `smsbot redis cli XADD …` lines (docs/subscribers.md) run verbatim in a fresh directory;
 8. `config check` refuses the Redis URLs every other command refuses, with the same line;
 11. --pidfile / --log-file in a directory that does not exist: one line, exit 2, nothing created;
     `--log-file` without `--daemon` logs there;
 12. `handset --send` with no bot bound (or no simulator) says so and exits non-zero;
 14. log lines carry their time in billing.timezone with its offset;
 15. the YAML error names the file and line; `smsbot api` checks Redis before announcing itself;
-    the demo's prompt is the README's; a menu of one item reads naturally.
+    the demo's prompt is the docs' (docs/subscribers.md); a menu of one item reads naturally.
 (13, the web page: tests/test_web_handsets.py.)
 """
 
@@ -194,14 +194,15 @@ def test_redis_stop_right_after_run_daemon_is_refused_every_time(tmp_path, sim, 
         embedded.stop(tmp_path / "var")
 
 
-# -- 7. the README's redis-cli lines, verbatim -------------------------------------------------------------------
-def readme_shell_lines() -> list[str]:
-    text = (REPO / "README.md").read_text(encoding="utf-8")
+# -- 7. the docs' redis-cli lines, verbatim ---------------------------------------------------------------------
+def documented_shell_lines() -> list[str]:
+    """Every line of the shell blocks of the README and the documentation site's pages."""
+    text = "".join(p.read_text(encoding="utf-8") for p in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))])
     return [ln for block in re.findall(r"```sh\n(.*?)```", text, re.S) for ln in block.splitlines()]
 
 
-def test_readme_xadd_lines_run_verbatim_in_a_fresh_clone(tmp_path):
-    lines = [ln for ln in readme_shell_lines() if " XADD " in ln]
+def test_documented_xadd_lines_run_verbatim_in_a_fresh_clone(tmp_path):
+    lines = [ln for ln in documented_shell_lines() if " XADD " in ln]
     assert len(lines) >= 2, lines
     clone = tmp_path / "clone"
     (clone / ".venv" / "bin").mkdir(parents=True)
@@ -312,9 +313,10 @@ def test_api_with_redis_unreachable_is_one_line_and_never_announces_itself(tmp_p
     assert "HTTP API on" not in res.stdout + res.stderr
 
 
-# -- 15. the README's transcript is what the demo prints -----------------------------------------------------
-def readme_transcript() -> list[str]:
-    text = (REPO / "README.md").read_text(encoding="utf-8")
+# -- 15. the docs' transcript is what the demo prints -------------------------------------------------------
+def documented_transcript() -> list[str]:
+    """The transcript of docs/subscribers.md's "What a subscriber sees"."""
+    text = (REPO / "docs" / "subscribers.md").read_text(encoding="utf-8")
     section = text.split("## What a subscriber sees", 1)[1]
     return section.split("```\n", 2)[1].splitlines()
 
@@ -324,8 +326,8 @@ def shape(line: str) -> str:
     return re.sub(r"\d\d:\d\d:\d\d \+\d\d:\d\d", "HH:MM:SS +ZZ:ZZ", line)
 
 
-def test_readme_transcript_is_what_the_demo_prints(redis_server, tmp_path):
-    transcript = readme_transcript()
+def test_documented_transcript_is_what_the_demo_prints(redis_server, tmp_path):
+    transcript = documented_transcript()
     sends = [ln.split(" ", 1)[1] for ln in transcript if ln.startswith(">>> ")]
     assert sends == ["0000", "2"], transcript
     raw = base_config(redis_server.url, tmp_path / "var")
@@ -336,11 +338,11 @@ def test_readme_transcript_is_what_the_demo_prints(redis_server, tmp_path):
     assert [shape(ln) for ln in printed] == [shape(ln) for ln in transcript]
 
 
-def test_demo_prompt_is_the_readme_prompt(redis_server, tmp_path):
+def test_demo_prompt_is_the_documented_prompt(redis_server, tmp_path):
     import pty
     import select
 
-    prompt = readme_transcript()[0].split(" ", 1)[0] + " "
+    prompt = documented_transcript()[0].split(" ", 1)[0] + " "
     raw = base_config(redis_server.url, tmp_path / "var")
     cfg = write_raw(tmp_path / "c.yaml", raw)
     master, slave = pty.openpty()

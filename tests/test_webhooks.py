@@ -28,7 +28,7 @@ from smsbot.webhooks.sender import EndpointSender
 from smsbot.reload import plan_reload
 
 from .conftest import REPO, base_config
-from .test_webhooks_e2e import SECRET, endpoint, readme_verify
+from .test_webhooks_e2e import SECRET, endpoint, documented_verify
 
 
 # -- backoff ------------------------------------------------------------------------------------------
@@ -43,12 +43,12 @@ def test_backoff_schedule_doubles_with_equal_jitter_up_to_the_cap() -> None:
 
 
 # -- signatures ---------------------------------------------------------------------------------------
-def test_signature_and_the_readme_verifier_agree() -> None:
+def test_signature_and_the_documented_verifier_agree() -> None:
     body = '{"id":"a1-1-0","type":"ticket.opened","data":{"text":"多扣了5元"}}'.encode()
     sig = signing.sign(SECRET, body)
     assert sig.startswith("sha256=") and len(sig) == 7 + 64
-    readme = readme_verify()
-    for verify in (signing.verify, readme):
+    documented = documented_verify()
+    for verify in (signing.verify, documented):
         assert verify(SECRET, body, sig)
         assert not verify(SECRET, body.replace("5元".encode(), "6元".encode()), sig)
         assert not verify("wrong-secret-0000000", body, sig)

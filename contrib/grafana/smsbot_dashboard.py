@@ -29,9 +29,7 @@ JSON_PATH = Path(__file__).with_name("smsbot-dashboard.json")
 UID = "smsbot-overview"
 SEL = 'instance=~"$instance"'  # the bot instances picked at the top of the dashboard
 FAILED_RECEIPT_STATES = "UNDELIV|REJECTD|EXPIRED|DELETED|UNKNOWN"
-# smsbot_webhook_backlog: events waiting for webhook delivery. It comes with the webhooks of issue 24
-# (another branch); until that lands no bot exports it and this panel stays empty (tests/test_dashboard.py
-# lists it in PENDING_METRICS and fails once a bot exports it, so that list cannot go stale).
+# smsbot_webhook_backlog: events waiting for webhook delivery, a series per configured endpoint (smsbot.webhooks).
 WEBHOOK_BACKLOG = "smsbot_webhook_backlog"
 
 
@@ -98,8 +96,8 @@ ROWS: tuple[tuple[str, tuple[PanelSpec, ...]], ...] = (
                    q(f"sum by (instance) (smsbot_outbox_inflight{{{SEL}}})", "in flight from {{instance}}")), width=8),
         PanelSpec("Oldest unsent reply", "Age of the oldest entry of the outbox and queue streams: the queue lag.", "s",
                   (q(f"max(smsbot_outbox_oldest_age_seconds{{{SEL}}})", "oldest"),), width=8),
-        PanelSpec("Webhook backlog", "Events waiting for webhook delivery (smsbot_webhook_backlog; exported once the "
-                  "webhooks of issue 24 are in).", "short", (q(f"max({WEBHOOK_BACKLOG}{{{SEL}}})", "waiting"),), width=8),
+        PanelSpec("Webhook backlog", "Events waiting for webhook delivery, all instances (smsbot_webhook_backlog; a series "
+                  "per configured endpoint).", "short", (q(f"max({WEBHOOK_BACKLOG}{{{SEL}}})", "waiting"),), width=8),
     )),
     ("Delivery receipts", (
         PanelSpec("Receipts by state per second", "Delivery receipts the SMSC sent (smsc.registered_delivery: 1).", "ops",
