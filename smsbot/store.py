@@ -57,7 +57,8 @@ class Store:
         self.redis, self.url = client, where
         self.cluster = isinstance(self.redis, redis.cluster.RedisCluster)
         self._refresh_topology = False
-        self.keys = Keys(settings.redis.key_prefix, settings.redis.shards)
+        # one outbox stream for every shard's replies where scripts need not stay in one slot
+        self.keys = Keys(settings.redis.key_prefix, settings.redis.shards, one_outbox=not self.cluster)
         files = list(command_lua_files)
         self.mo_source = assemble_mo_script(files)
         self.mo_sha = _sha1(self.mo_source)
@@ -152,7 +153,9 @@ class Store:
             queue=sk.queue,
             parts=parts_key or sk.none,
             live=sk.live,
-            lease=sender.lease_key(sk.shard) if sender is not None and sender.lease_prefixes else sk.none,
+            # the lease in the reply stream's shard: the one adoption checks for the entry
+            lease=sender.lease_key(0 if self.keys.one_outbox else sk.shard)
+            if sender is not None and sender.lease_prefixes else sk.none,
         )
         argv = MoArgv(
             handler=handler,
