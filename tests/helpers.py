@@ -427,7 +427,7 @@ class HotPath:
                  make_link(sock, now=clock()))
         hp.pipeline = Pipeline(live, store, dispatcher, sender, sessions,
                                on_batch=lambda outcomes, latency: hp.batches.append((outcomes, latency)),
-                               on_receipt=hp.receipts_stored.append)
+                               on_receipt=hp.receipts_stored.append, clock=clock)
         return hp
 
     # the transport's PduSink

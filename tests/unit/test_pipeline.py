@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from smsbot.messages import CommandId, Status
-from smsbot.pipeline import BATCH_MAX, MAX_IN_FLIGHT, SPLIT_FROM
+from smsbot.pipeline import BATCH_MAX, CLEARS_HOLD_S, MAX_IN_FLIGHT, SPLIT_FROM
 from tests.helpers import (FakeSocket, data_sm, deliver_sm, entry, error_reply, header, kinds_of, make_link, receipt_pdu, resps,
                            sequences_of)
 
@@ -243,9 +243,30 @@ def test_a_guard_goes_only_after_the_smsc_confirms_it_read_the_resp(hot_path):
     assert hp.pipeline.clears_waiting
     hp.mo(2, "13900139000")
     hp.pipeline.start_batches()
+    assert hp.store.kinds(hp.store.roundtrips[-1]) == ["mo"]  # gathered: one DEL will take many
+    hp.answer()
+    hp.clock.advance(CLEARS_HOLD_S + 0.001)
+    hp.mo(3, "13700137000")
+    hp.pipeline.start_batches()
     rt = hp.store.roundtrips[-1]
     assert hp.store.kinds(rt) == ["DEL", "mo"]  # deleted before the scripts that might meet it
     assert hp.store.deleted(rt) == [guard]
+
+
+def test_the_same_text_again_takes_the_confirmed_guards_with_it_at_once(hot_path):
+    """A person repeating a text whose resp the SMSC read: its guard goes before the new MO's script
+    runs, never after it (it would delete the new MO's own guard), however short the wait."""
+    hp = hot_path()
+    hp.mo(1)
+    hp.pipeline.start_batches()
+    [guard] = [c.keys.guard for c in hp.store.mo_calls(hp.store.roundtrips[0])]
+    hp.answer()
+    confirm_all(hp, hp.flush())
+    hp.mo(2)  # the same subscriber, the same text: the same guard
+    hp.pipeline.start_batches()
+    rt = hp.store.roundtrips[-1]
+    assert hp.store.kinds(rt) == ["DEL", "mo"] and hp.store.deleted(rt) == [guard] == [hp.store.mo_calls(rt)[0].keys.guard]
+    assert not hp.pipeline.clears_waiting
 
 
 def test_confirmed_guards_go_in_a_round_trip_of_their_own_when_nothing_else_goes(hot_path):
@@ -332,6 +353,7 @@ def test_guards_whose_deletion_failed_go_again_first(hot_path):
     hp.pipeline.start_batches()
     hp.answer()
     confirm_all(hp, hp.flush())
+    hp.clock.advance(CLEARS_HOLD_S + 0.001)
     hp.store.lose = 1
     hp.mo(2, "13900139000")
     hp.pipeline.start_batches()
