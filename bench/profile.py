@@ -42,7 +42,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.sut import proc_cpu_seconds, redis_client, start_smsbot, system_busy_seconds
+from bench.sut import SEED_SERVICES, proc_cpu_seconds, redis_client, start_smsbot, system_busy_seconds
 
 _LUA_CLIENT = re.compile(r"\[\d+ lua\]")  # MONITOR's mark of a command a script ran
 
@@ -127,10 +127,18 @@ def mo_samples(lines: list[str], n: int) -> list[list[str]]:
     return picked
 
 
+_START_UP = re.compile(r"importlib|/yaml/|/pydantic|/click/|/typing\.py|/enum\.py|/dataclasses\.py|/re/|"
+                       r"builtins\.(compile|exec|__build_class__)|marshal\.loads|_thread\.lock")
+
+
 def cprofile_summary(path: Path, mos: int, top: int = 25) -> dict[str, Any]:
+    """The bot's functions by own time per MO; start-up (imports, config, schema building) and
+    the thread joins at exit left out: the loop's work remains."""
     st = pstats.Stats(str(path))
     rows = []
     for (file, line, name), (cc, nc, tt, ct, _callers) in st.stats.items():  # type: ignore[attr-defined]
+        if _START_UP.search(f"{file}:{name}"):
+            continue
         rows.append({"function": f"{Path(file).name}:{line}({name})", "calls_per_mo": round(nc / mos, 3),
                      "own_us_per_mo": round(tt * 1e6 / mos, 2), "cum_us_per_mo": round(ct * 1e6 / mos, 2)})
     rows.sort(key=lambda r: -r["own_us_per_mo"])
@@ -215,6 +223,72 @@ def run(workload: str, window: int, messages: int, subscribers: int, *, monitor:
     return out
 
 
+def script_time(calls: int = 5000, subscribers: int = 2000, rounds: int = 5) -> dict[str, Any]:
+    """The MO step alone: `calls` EVALSHA of workload (a)'s 0000 (built by the real Dispatcher for a
+    sender holding its lease), pipelined 100 at a time into a fresh Redis, each hundred then
+    recorded and its guards deleted as the bot would, `rounds` times; ``INFO commandstats`` per round. Redis's µs per call are the script's own time (its inner
+    commands included), not time spent waiting: the median round is the figure to compare."""
+    import statistics
+
+    from bench.sut import start_redis, write_config
+    from commands import all_commands
+    from smsbot import connections
+    from smsbot.config import load as load_config
+    from smsbot.dispatch import Dispatcher
+    from smsbot.identity import SenderIdentity
+    from smsbot.live import Live
+    from smsbot.messages import Inbound
+    from smsbot.router import Router
+
+    workdir = Path(tempfile.mkdtemp(prefix="smsscript-"))
+    proc = None
+    try:
+        proc, url = start_redis(workdir)
+        settings = load_config(write_config(workdir, 1, url))
+        store = connections.open_store(settings)
+        store.load_scripts()
+        live = Live(settings, Router(settings, all_commands()))
+        base = 13900000000
+        for i in range(subscribers):  # three subscriptions each, as `bench.sut` seeds them: a 2-part menu
+            for service in SEED_SERVICES.split(","):
+                store.run_one(store.mo_call("subscriptions.admin_subscribe", str(base + i), "10086",
+                                            args={"service": service}, now_ms=1))
+        sender = SenderIdentity("profile", tuple(store.keys.lease_prefix(n) for n in range(store.keys.shards)))
+        store.roundtrip([("SET", k, "profile", "PX", 600_000) for k in sender.lease_keys])
+        dispatcher = Dispatcher(live, store)
+        rounds_out = []
+        seq = 0
+        for _ in range(rounds):
+            r = redis_client(url)
+            r.config_resetstat()
+            done = 0
+            while done < calls:
+                mos = []
+                for _ in range(min(100, calls - done)):
+                    seq += 1
+                    mos.append(Inbound(sequence=seq, msisdn=str(base + seq % subscribers), short_code="10086",
+                                       text="0000", user_message_reference=seq & 0xFFFF))
+                result = dispatcher.handle(mos, sender)
+                assert all(oc.outcome == "menu_sent" for oc in result.outcomes), result.outcomes[:1]
+                done += len(mos)
+                # as the bot goes on: the replies sent and recorded, the resps read and the guards gone
+                store.roundtrip([*store.ack_commands([(stream, eid) for stream, eid, _f in result.entries]),
+                                 *store.delete_commands([oc.guard for oc in result.outcomes])])
+            info = r.info("commandstats")
+            r.close()
+            rounds_out.append({name[len("cmdstat_"):]: {"calls_per_mo": round(v["calls"] / calls, 3), "usec_per_call": v["usec_per_call"]}
+                               for name, v in info.items() if name != "cmdstat_config" and name != "cmdstat_info"})
+        ev = sorted(r["evalsha"]["usec_per_call"] for r in rounds_out)
+        return {"calls": calls, "rounds": rounds, "evalsha_usec_per_call_median": statistics.median(ev),
+                "evalsha_usec_per_call_rounds": ev, "commands_median_round": rounds_out[sorted(
+                    range(rounds), key=lambda i: rounds_out[i]["evalsha"]["usec_per_call"])[rounds // 2]]}
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(10)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 def format_summary(p: dict[str, Any]) -> str:
     lines = [f"workload {p['workload']}, window {p['window'] or 'inf'}: {p['run']['mos_sent']:,} MOs, "
              f"{p['run']['mo_mt_per_s']}/s (under contention: do not compare), p50 {p['run']['p50_ms']} ms"]
@@ -233,7 +307,7 @@ def format_summary(p: dict[str, Any]) -> str:
         for name, v in list(p["syscalls"].items())[:10]:
             lines.append(f"  {name:14s} {v['calls_per_mo']:7.3f}")
     if p.get("python"):
-        lines.append("\nbot Python, top own time (µs per MO incl. warm-up):")
+        lines.append("\nbot Python, top own time (µs per MO, start-up left out):")
         for row in p["python"]["top_own_time"][:15]:
             lines.append(f"  {row['own_us_per_mo']:7.2f} own {row['cum_us_per_mo']:8.2f} cum {row['calls_per_mo']:7.3f} calls  {row['function']}")
     if p.get("monitor_sample"):
@@ -253,7 +327,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cprofile", type=Path, metavar="FILE", help="run the bot under cProfile, write the stats to FILE")
     ap.add_argument("--strace", action="store_true", help="count the bot's syscalls (strace -c -f)")
     ap.add_argument("--json", metavar="FILE", help="also write the summary as JSON")
+    ap.add_argument("--script-only", action="store_true", help="no SMSC, no bot process: the MO step's own µs "
+                    "per call in Redis (5 rounds of 5,000 0000s, median)")
     args = ap.parse_args(argv)
+    if args.script_only:
+        res = script_time()
+        print(json.dumps(res, indent=1))
+        if args.json:
+            Path(args.json).write_text(json.dumps(res, indent=1), encoding="utf-8")
+        return 0
     from bench.load_smsc import WORKLOADS
 
     if args.workload not in WORKLOADS:
