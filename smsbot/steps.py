@@ -36,12 +36,12 @@ class MoKeys(NamedTuple):
     subs: str  # the subscriber's subscriptions hash
     conv: str  # the open conversation (menu) of this short code, a string
     guard: str  # the MO's redelivery guard (lua/main.lua); a placeholder when guards are off
-    outbox: str  # the shard's outbox stream: replies this sender sends itself
+    outbox: str  # the outbox stream replies this sender sends itself go to (a single Redis: shard 0's for all)
     audit: str  # the shard's audit stream
     queue: str  # the shard's queue stream: intents for any sender (consumer group)
     parts: str  # the parts hash of a long MO ('part' handler, and `delete_parts`)
     live: str  # the live-subscriptions index, derived from `subs`
-    lease: str  # this sender's lease in the subscriber's shard; a placeholder when not an MO
+    lease: str  # this sender's lease in `outbox`'s shard (what adoption checks); a placeholder when not an MO
 
 
 class MoArgv(NamedTuple):
