@@ -4,11 +4,13 @@ the redelivery guard's life, and the records each round trip carries (or gets ba
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
-from smsbot.messages import CommandId, Status
+from smsbot.messages import CommandId, Segment, Status
 from smsbot.pipeline import BATCH_MAX, CLEARS_HOLD_S, MAX_IN_FLIGHT, SPLIT_FROM
-from tests.helpers import (FakeSocket, data_sm, deliver_sm, entry, error_reply, header, kinds_of, make_link, receipt_pdu, resps,
+from tests.helpers import (FakeSocket, data_sm, deliver_sm, entry, error_reply, header, inbound, kinds_of, make_link, receipt_pdu, resps,
                            sequences_of)
 
 pytestmark = pytest.mark.unit
@@ -471,3 +473,29 @@ def test_mt_records_of_a_failed_round_trip_go_again(hot_path):
     hp.pipeline.start_batches()
     again = hp.store.roundtrips[-1]
     assert [c for c in again.cmds if c[0] == "RPUSH"] == [c for c in lost.cmds if c[0] == "RPUSH"] != []
+
+
+def test_a_guard_a_completed_long_mo_wrote_again_is_not_deleted_by_the_earlier_confirmation(hot_path):
+    """The same long MO again (same concatenation reference, same text) completes while its batch is
+    answered — after the batch went out without the gathered guards. The earlier MO's confirmed
+    guard names the key the completed MO's script has just written again: it is dropped from the
+    gathered ones (deleting it later would leave the new MO unguarded), and goes when the new MO's
+    own resp is confirmed."""
+    hp = hot_path()
+
+    def long_mo(seq: int) -> None:
+        hp.store.script_mo("13800138000", hp.store.mo_reply("part_complete", extra="0000".encode().hex().encode()))
+        hp.pipeline.on_mo(replace(inbound(seq, text="00"), segment=Segment(ref=7, total=2, seq=2)), hp.link, False)
+        hp.pipeline.start_batches()
+        hp.answer(hp.store.roundtrips[-1])
+
+    long_mo(1)
+    [guard] = [c.keys.guard for c in hp.store.mo_calls(hp.store.roundtrips[-1])]  # the completed MO's call
+    confirm_all(hp, hp.flush())
+    assert hp.pipeline.clears_waiting
+    long_mo(2)
+    assert [c.keys.guard for c in hp.store.mo_calls(hp.store.roundtrips[-1])] == [guard]
+    assert not hp.pipeline.clears_waiting  # the key holds the new MO's guard now
+    confirm_all(hp, hp.flush())
+    hp.clock.advance(CLEARS_HOLD_S + 0.001)
+    assert hp.pipeline.record() and hp.store.deleted(hp.store.roundtrips[-1]) == [guard]
