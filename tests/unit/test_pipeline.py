@@ -407,7 +407,7 @@ def test_records_that_hold_back_submits_ride_the_next_batch(hot_path):
     hp.mo(1)
     hp.pipeline.start_batches()
     rt = hp.store.roundtrips[-1]
-    assert hp.store.kinds(rt) == ["mo", "record"] and hp.store.recorded(rt) == {stream: [entry_id]}
+    assert hp.store.kinds(rt) == ["mo", "XDEL"] and hp.store.recorded(rt) == {stream: [entry_id]}
     assert len(hp.sender.take()) == 1  # written counts as recorded: the next submit may go
     hp.answer(rt)
     backlog = hp.sender.backlog  # the MO's reply
@@ -434,7 +434,7 @@ def test_a_records_only_round_trip_that_fails_restores_them_without_a_new_sessio
     accepted_and_blocked(hp)
     hp.store.lose = 1
     assert hp.pipeline.record()
-    assert hp.store.kinds(hp.store.roundtrips[-1]) == ["record"]
+    assert hp.store.kinds(hp.store.roundtrips[-1]) == ["XDEL"]
     hp.answer()
     assert hp.sender.pending_count == 1 and hp.sender.room == 0
     assert (hp.sessions.suspicions, hp.sessions.new_sessions) == (1, 0)
@@ -449,7 +449,7 @@ def test_mt_records_ride_the_next_batch_after_the_scripts_and_records(hot_path):
     hp.smsc_sends(receipt_pdu(9, "older"))
     hp.mo(1)
     hp.pipeline.start_batches()
-    assert hp.store.kinds(hp.store.roundtrips[-1]) == ["mo", "record", "RPUSH", "EXPIRE", "receipt"]
+    assert hp.store.kinds(hp.store.roundtrips[-1]) == ["mo", "XDEL", "RPUSH", "EXPIRE", "receipt"]
 
 
 def test_nothing_to_record_is_no_round_trip(hot_path):
