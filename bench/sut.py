@@ -337,11 +337,13 @@ def check_smsbot_runnable(timeout: float = 30.0) -> None:
 def start_smsbot(smsc_port: int, workdir: str | os.PathLike[str], redis_url: str | None = None, *,
                  subscribers: int = 10_000, seed_from: int = SUBSCRIBER_BASE, services: str = SEED_SERVICES,
                  wait_bound: Callable[[ProcessHandle], None] | None = None,
-                 seed_timeout: float = 180.0, check: bool = True) -> SmsbotHandle:
+                 seed_timeout: float = 180.0, check: bool = True, profile_to: Path | None = None) -> SmsbotHandle:
     """Start smsbot (and its Redis, unless `redis_url` is given) against the load SMSC on smsc_port.
 
     `wait_bound(handle)` is called after the process starts and must return once the load SMSC
-    has seen the bind (raising otherwise). Raises SutError; nothing is left running on error.
+    has seen the bind (raising otherwise). `profile_to`: run the bot under cProfile (its SMPP loop is
+    the main thread), the stats written to that file when it exits. Raises SutError; nothing is left
+    running on error.
     """
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -374,7 +376,10 @@ def start_smsbot(smsc_port: int, workdir: str | os.PathLike[str], redis_url: str
         proc = None
         try:
             with open(log_path, "wb") as log:
-                proc = subprocess.Popen(base + ["run"], cwd=str(workdir), env=env, stdin=subprocess.DEVNULL,
+                run_cmd = base + ["run"]
+                if profile_to is not None:
+                    run_cmd = [sys.executable, "-m", "cProfile", "-o", str(profile_to), *run_cmd[1:]]
+                proc = subprocess.Popen(run_cmd, cwd=str(workdir), env=env, stdin=subprocess.DEVNULL,
                                         stdout=log, stderr=subprocess.STDOUT, preexec_fn=_child_setup)
             handle = SmsbotHandle(proc, log_path, redis_url, redis_proc, cfg)
         except BaseException:

@@ -19,7 +19,9 @@ Layout (prefix ``smsbot``; ``{7}`` is the shard tag):
                                             the resp is written, see `smsbot.pipeline`)
 ``smsbot:{7}:parts:<msisdn>:<c>:<r>`` hash  parts of a long MO awaiting reassembly (PEXPIRE)
 ``smsbot:{7}:outbox``               stream  replies to MOs, sent by the instance that handled the MO
-                                            (field ``own``); XDELed once the SMSC accepted them
+                                            (field ``own``); XDELed once the SMSC accepted them. On a single
+                                            Redis (not a cluster) every shard's replies go to ``{0}``'s
+                                            (``Keys(one_outbox=True)``): one XDEL records many replies
 ``smsbot:{7}:queue``                stream  MT intents any sender may send (reminders, alerts, orphaned
                                             replies of a dead instance): consumer group ``senders``
 ``smsbot:{7}:audit``                stream  every subscription change
@@ -82,21 +84,26 @@ class SubscriberKeys(NamedTuple):
     live: str
     guard_prefix: str
     conv_prefix: str  # + short code
-    outbox: str
+    outbox: str  # the stream its replies go to (`Keys` with ``one_outbox``: shard 0's, for every subscriber)
     audit: str
     queue: str
     none: str  # placeholder for an unused KEYS position (same slot)
 
 
 class Keys:
-    def __init__(self, prefix: str = "smsbot", shards: int = 16):
+    def __init__(self, prefix: str = "smsbot", shards: int = 16, *, one_outbox: bool = False):
+        """`one_outbox`: every MO's replies go to shard 0's outbox stream (a single Redis, where a
+        script's keys need not share a slot): the records of many sent replies are then one XDEL,
+        not one per shard. The other shards' outbox streams stay in `all_outboxes` (adoption and
+        the lag gauges read them: entries written before, or by a bot with the other setting)."""
         if shards < 1:
             raise ValueError("shards must be >= 1")
         self.prefix = prefix
         self.shards = shards
-        # per shard: (tag, outbox, audit, queue, placeholder), shared by all its subscribers
+        self.one_outbox = one_outbox
+        # per shard: (tag, reply stream, audit, queue, placeholder), shared by all its subscribers
         self._shard_keys = [
-            (t, f"{t}:outbox", f"{t}:audit", f"{t}:queue", f"{t}:-")
+            (t, f"{prefix}:{{0}}:outbox" if one_outbox else f"{t}:outbox", f"{t}:audit", f"{t}:queue", f"{t}:-")
             for t in (f"{prefix}:{{{n}}}" for n in range(shards))
         ]
         self._for = lru_cache(maxsize=KEY_CACHE_SIZE)(self._build)

@@ -17,8 +17,9 @@ Rules:
 * **Redelivery guard.** Each handled MO leaves a guard in Redis (main.lua) marked with the token
   of the sender's session (`smsbot.identity`) and holding what the MO was answered. Behind every write of resps an
   enquire_link asks the SMSC to confirm it read them (`Link.confirm`, asked again on an idle link
-  until every guard is covered); once answered, the guards go in the next round trip, before its
-  MO scripts, and one is started at once when nothing else is going to Redis. A guard that
+  until every guard is covered); once answered, the guards are gathered for `CLEARS_HOLD_S` and
+  deleted by one DEL before the MO scripts of the next round trip (one of their own when nothing
+  else is going to Redis), at once when an MO with the same guard comes. A guard that
   outlives its session — the link died before the SMSC read the resp, the process died, or a round
   trip's outcome is unknown (then the token changes at once) — marks the same MO arriving again
   (the SMSC's redelivery, or the person repeating it) as a suspected redelivery: nothing is applied
@@ -47,7 +48,7 @@ MAX_IN_FLIGHT = 2  # Redis round trips of MO batches in flight at once (each on 
 # MOs per round trip at most: under sustained load Redis works on one batch while the bot finishes
 # the other; 50 kept both busy best on the benchmark (100: each waited longer for the other)
 BATCH_MAX = 50
-CLEARS_HOLD_S = 0.05  # confirmed guards wait this long for an MO batch to carry them, then go alone
+CLEARS_HOLD_S = 0.05  # confirmed guards are gathered this long (one DEL for many), then ride a round trip
 SPLIT_FROM = 8  # with nothing in flight, this many ready MOs are split into two batches
 ACKS_PER_FLUSH = 512
 
@@ -83,9 +84,11 @@ class Sessions(Protocol):
 class Pipeline:
     def __init__(self, live: Live, store: Store, dispatcher: Dispatcher, sender: OutboxSender, sessions: Sessions, *,
                  on_batch: Callable[[list[MoOutcome], float], None] | None = None,
-                 on_receipt: Callable[[Receipt], None] | None = None):
+                 on_receipt: Callable[[Receipt], None] | None = None,
+                 clock: Callable[[], float] = time.monotonic):
         """`on_batch`: outcomes and latency of each answered batch; `on_receipt`: each receipt
-        stored (metrics, the MO log)."""
+        stored (metrics, the MO log); `clock`: monotonic seconds (when confirmed guards are due)."""
+        self.clock = clock
         self.live = live
         self.store = store
         self.dispatcher = dispatcher
@@ -136,15 +139,16 @@ class Pipeline:
             link.confirm(now, sequences)
 
     def confirmed(self, link: Link) -> None:
-        """Guards of resps the SMSC has read (`link.confirmed`, just read from it) may go: they are
-        deleted by the next round trip: an MO batch's, or one of their own once they have waited
-        `CLEARS_HOLD_S` (`clears_due`), so a repeated text meets no guard whose resp was read."""
+        """Guards of resps the SMSC has read (`link.confirmed`, just read from it) may go: once they
+        have waited `CLEARS_HOLD_S`, by the next MO batch or a round trip of their own (`clears_due`);
+        at once by an MO batch holding the same text again (`_take_clears`), so a repeated text
+        meets no guard whose resp was read."""
         written = self._written.get(id(link))
         if written and written[0][0] <= link.confirmed:
             upto = link.confirmed
             keep = [(n, g) for n, g in written if n > upto]
             if not self._clears:
-                self._clears_since = time.monotonic()
+                self._clears_since = self.clock()
             self._clears.extend(g for n, g in written if n <= upto)
             self._written[id(link)] = keep
 
@@ -190,7 +194,7 @@ class Pipeline:
     def _start_batch(self) -> bool:
         """One Redis round trip for a batch of MOs, receipts, records and cleared guards: sent now,
         answered in `_finish` when Redis replies."""
-        started = time.monotonic()
+        started = self.clock()
         cap = BATCH_MAX if self.sender.backlog <= self.high_water else 0
         if not self.pending and len(self.deferred) >= SPLIT_FROM:
             cap = min(cap, (len(self.deferred) + 1) // 2)  # two halves in flight overlap with the SMSC
@@ -220,11 +224,13 @@ class Pipeline:
         else:
             acks, writes, parts = [], [], 0
         receipts, self.receipts = self.receipts, []
-        clears, self._clears = self._clears, []
         identity = self.sessions.identity
+        clears: list[str] = []
         try:
             batch = self.dispatcher.prepare([mo for mo, _l, _d in mos], identity, acks, writes,
-                                            self._receipt_commands(receipts), self.store.delete_commands(clears))
+                                            self._receipt_commands(receipts))
+            clears = self._take_clears(started, batch)
+            batch.head = self.store.delete_commands(clears)
             self.dispatcher.start(batch)
         except Exception as e:  # never let one batch kill the loop; the SMSC will redeliver
             self._failed(e, mos, receipts, acks, writes, parts, clears)
@@ -235,6 +241,26 @@ class Pipeline:
             self._finish(pending)
         return True
 
+    def _take_clears(self, now: float, batch: PreparedBatch) -> list[str]:
+        """The confirmed guards this MO batch deletes before its scripts: none until the oldest has
+        waited `CLEARS_HOLD_S` (one DEL then takes many: at window 1 one per MO cost a command per
+        MO), except when one of its MOs has the same guard — the same text again, whose script
+        must not meet a guard whose resp was read (nor have its own guard deleted after it)."""
+        if not self._clears:
+            return []
+        if now - self._clears_since < CLEARS_HOLD_S:
+            held = set(self._clears)
+            if not any(oc.guard in held for oc in batch.outcomes):
+                return []
+        clears, self._clears = self._clears, []
+        return clears
+
+    def _restore_clears(self, clears: list[str]) -> None:
+        """Guards whose deletion failed (they were due): first in the next round trip."""
+        if clears:
+            self._clears[:0] = clears
+            self._clears_since = float("-inf")
+
     def record(self) -> bool:
         """A round trip of records alone (nothing else is going to Redis soon): the accepted
         replies it records let further submits out. False when nothing needed writing."""
@@ -242,7 +268,7 @@ class Pipeline:
         clears, self._clears = self._clears, []
         if not acks and not writes and not clears:
             return False
-        self._acks_flushed_at = time.monotonic()
+        self._acks_flushed_at = self.clock()
         identity = self.sessions.identity
         batch = self.dispatcher.prepare([], identity, acks, writes, head=self.store.delete_commands(clears))
         self.dispatcher.start(batch)
@@ -314,7 +340,7 @@ class Pipeline:
             self.sender.recorded(p.acks)
         else:
             self.sender.restore_pending(p.acks, p.writes, p.parts)
-            self._clears.extend(p.clears)
+            self._restore_clears(p.clears)
             self.sessions.suspect()
 
     def _finish(self, p: _Pending) -> None:
@@ -329,7 +355,7 @@ class Pipeline:
             self.sender.recorded(p.acks)
         else:
             self.sender.restore_pending(p.acks, p.writes, p.parts)
-            self._clears.extend(p.clears)
+            self._restore_clears(p.clears)
             if p.sender == self.sessions.identity:
                 self.sessions.new_session()  # the outcome of its MOs is unknown: their guards now hold
             self.sessions.suspect()
@@ -342,8 +368,10 @@ class Pipeline:
             link.respond(mo.sequence, oc.status, data_sm)
             if oc.guard and oc.status == Status.ROK:  # a "try again" leaves the guard: the MO comes back
                 self._unwritten.setdefault(id(link), []).append(oc.guard)
+                if oc.guard in self._clears:  # its key now holds this MO's guard (a long MO completed): keep it
+                    self._clears.remove(oc.guard)
         if self.report_batch is not None and p.mos:
-            self.report_batch(result.outcomes, time.monotonic() - p.started)
+            self.report_batch(result.outcomes, self.clock() - p.started)
         self.sender.enqueue(result.entries)
 
     def _failed(self, error: Exception, mos: list[Mo], receipts: list[ReceiptIn], acks: list[tuple[str, str]],
@@ -351,7 +379,7 @@ class Pipeline:
         """A bug in handling a batch: log it, keep the records for later, ask the SMSC to redeliver."""
         _log.exception("dispatch_failed", error=repr(error))
         self.sender.restore_pending(acks, writes, parts)
-        self._clears.extend(clears)
+        self._restore_clears(clears)
         self.sessions.new_session()
         for mo, link, data_sm in mos:
             link.respond(mo.sequence, Status.RX_T_APPN, data_sm)

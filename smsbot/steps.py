@@ -12,7 +12,6 @@ The steps:
 * `MO` — the MO script: lua/prelude.lua, a handler's fragment, lua/main.lua (`smsbot.store`
   assembles it; every command's handler runs in it, the billing steps too);
 * `RECEIPT` — lua/receipt.lua, a delivery receipt onto its MT record;
-* `RECORD` — lua/record.lua, sent outbox/queue entries recorded (streams and ids variadic);
 * `ADOPT`, `CLAIM` — lua/adopt.lua, lua/claim.lua, replies of dead senders (`smsbot.delivery`);
 * `LEASE_RENEW`, `LEASE_RELEASE` — a billing run's lease (`smsbot.billing.run`);
 * `BILLING_RULES` — lua/billing_verify.lua after lua/billing_rules.lua: `verify` asks the rules.
@@ -36,12 +35,12 @@ class MoKeys(NamedTuple):
     subs: str  # the subscriber's subscriptions hash
     conv: str  # the open conversation (menu) of this short code, a string
     guard: str  # the MO's redelivery guard (lua/main.lua); a placeholder when guards are off
-    outbox: str  # the shard's outbox stream: replies this sender sends itself
+    outbox: str  # the outbox stream replies this sender sends itself go to (a single Redis: shard 0's for all)
     audit: str  # the shard's audit stream
     queue: str  # the shard's queue stream: intents for any sender (consumer group)
     parts: str  # the parts hash of a long MO ('part' handler, and `delete_parts`)
     live: str  # the live-subscriptions index, derived from `subs`
-    lease: str  # this sender's lease in the subscriber's shard; a placeholder when not an MO
+    lease: str  # this sender's lease in `outbox`'s shard (what adoption checks); a placeholder when not an MO
 
 
 class MoArgv(NamedTuple):
@@ -77,10 +76,6 @@ class ReceiptArgv(NamedTuple):
     err: str
     at: int  # receipt time, ms
     ttl: int  # s
-
-
-class RecordArgv(NamedTuple):
-    group: str  # the queue streams' consumer group; then per stream (KEYS) its id count and its ids
 
 
 class AdoptKeys(NamedTuple):
@@ -170,10 +165,9 @@ class Step:
 
 MO = Step("mo", MoKeys, MoArgv, MoResult, extra_keys=True, sets=(("LIVE", LIVE_STATES),))
 RECEIPT = Step("receipt", ReceiptKeys, ReceiptArgv)
-RECORD = Step("record", None, RecordArgv)
 ADOPT = Step("adopt", AdoptKeys, AdoptArgv, AdoptResult)
 CLAIM = Step("claim", ClaimKeys, ClaimArgv)
 LEASE_RENEW = Step("lease_renew", LeaseKeys, LeaseRenewArgv)
 LEASE_RELEASE = Step("lease_release", LeaseKeys, LeaseReleaseArgv)
 BILLING_RULES = Step("billing_verify", None, RulesArgv, libraries=("billing_rules.lua",))
-STEPS = (MO, RECEIPT, RECORD, ADOPT, CLAIM, LEASE_RENEW, LEASE_RELEASE, BILLING_RULES)
+STEPS = (MO, RECEIPT, ADOPT, CLAIM, LEASE_RENEW, LEASE_RELEASE, BILLING_RULES)

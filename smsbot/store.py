@@ -25,7 +25,7 @@ from smsbot.identity import SenderIdentity
 from smsbot.keys import OUTBOX_GROUP, Keys
 from smsbot.roundtrip import HOT_CONNECTIONS_KEPT, ClusterRoundtrip, Roundtrip, _KeptConnections
 from smsbot.scripts import assemble_handler_scripts, assemble_mo_script
-from smsbot.steps import MO, RECEIPT, RECORD, MoArgv, MoKeys, ReceiptArgv, ReceiptKeys, RecordArgv, Step
+from smsbot.steps import MO, RECEIPT, MoArgv, MoKeys, ReceiptArgv, ReceiptKeys, Step
 _DUMPS = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
@@ -57,7 +57,8 @@ class Store:
         self.redis, self.url = client, where
         self.cluster = isinstance(self.redis, redis.cluster.RedisCluster)
         self._refresh_topology = False
-        self.keys = Keys(settings.redis.key_prefix, settings.redis.shards)
+        # one outbox stream for every shard's replies where scripts need not stay in one slot
+        self.keys = Keys(settings.redis.key_prefix, settings.redis.shards, one_outbox=not self.cluster)
         files = list(command_lua_files)
         self.mo_source = assemble_mo_script(files)
         self.mo_sha = _sha1(self.mo_source)
@@ -65,8 +66,6 @@ class Store:
         self.handler_shas = {h: _sha1(src) for h, src in self.handler_sources.items()}
         self.receipt_source = RECEIPT.source()
         self.receipt_sha = _sha1(self.receipt_source)
-        self.record_source = RECORD.source()
-        self.record_sha = _sha1(self.record_source)
         self._json_cache: dict[int, tuple[dict[str, Any], str]] = {}
         self._step_shas: dict[str, str] = {}  # run_step's loaded scripts
         self._names_cache: dict[tuple[str, ...], str] = {}
@@ -78,7 +77,6 @@ class Store:
 
     def load_scripts(self) -> None:
         self.receipt_sha = self.script_load(self.receipt_source)
-        self.record_sha = self.script_load(self.record_source)
         self.mo_sha = self.script_load(self.mo_source)
         for src in set(self.handler_sources.values()):
             self.script_load(src)
@@ -152,7 +150,9 @@ class Store:
             queue=sk.queue,
             parts=parts_key or sk.none,
             live=sk.live,
-            lease=sender.lease_key(sk.shard) if sender is not None and sender.lease_prefixes else sk.none,
+            # the lease in the reply stream's shard: the one adoption checks for the entry
+            lease=sender.lease_key(0 if self.keys.one_outbox else sk.shard)
+            if sender is not None and sender.lease_prefixes else sk.none,
         )
         argv = MoArgv(
             handler=handler,
@@ -220,19 +220,15 @@ class Store:
         return self.start_roundtrip(cmds)
 
     def ack_commands(self, acks: Sequence[tuple[str, str]]) -> list[tuple[Any, ...]]:
-        """Sent entries: XDEL from their stream; from a queue also XACK (they are in the group's
-        pending list). One EVALSHA of record.lua for all streams (a cluster: per stream commands)."""
+        """Sent entries: one XDEL per stream with all its ids; from a queue an XACK first (they are
+        in the group's pending list). On a single Redis every MO reply is in one outbox stream
+        (`Keys.one_outbox`): a flush of many replies is one command (a script wrapping them would
+        be one more)."""
         if not acks:
             return []
         by_stream: dict[str, list[str]] = {}
         for stream, entry_id in acks:
             by_stream.setdefault(stream, []).append(entry_id)
-        if not self.cluster:
-            argv: list[Any] = [*RecordArgv(group=OUTBOX_GROUP)]
-            for ids in by_stream.values():
-                argv.append(len(ids))
-                argv.extend(ids)
-            return [("EVALSHA", self.record_sha, len(by_stream), *by_stream, *argv)]
         cmds: list[tuple[Any, ...]] = []
         for stream, ids in by_stream.items():
             if stream.endswith(":queue"):

@@ -42,7 +42,7 @@ from smsbot.outbox import OutboxSender
 from smsbot.pipeline import Pipeline
 from smsbot.router import Router
 from smsbot.session import Link, SequenceGenerator
-from smsbot.steps import MO, MoArgv, MoKeys, MoResult, RecordArgv
+from smsbot.steps import MO, MoArgv, MoKeys, MoResult
 from smsbot.store import Store
 
 UNIT_OVERRIDES: dict[str, Any] = {
@@ -143,18 +143,6 @@ def parse_mo_command(cmd: tuple[Any, ...]) -> MoCall:
                   tuple(keys[declared:]))
 
 
-def parse_record_command(cmd: tuple[Any, ...]) -> dict[str, list[str]]:
-    """record.lua's call: the streams (KEYS), the declared ARGV, then per stream its id count and ids."""
-    nkeys = int(cmd[2])
-    streams = cmd[3:3 + nkeys]
-    rest = list(cmd[3 + nkeys + len(RecordArgv._fields):])
-    out: dict[str, list[str]] = {}
-    for stream in streams:
-        n = int(rest.pop(0))
-        out[stream] = [rest.pop(0) for _ in range(n)]
-    return out
-
-
 class ScriptedStore(Store):
     """A real `Store` (calls and commands built as in production) whose round trips are fakes.
 
@@ -203,10 +191,8 @@ class ScriptedStore(Store):
         return rt
 
     def kind(self, cmd: tuple[Any, ...]) -> str:
-        """'mo', 'record', 'receipt' for the scripts; else the command's name ('DEL', 'SET', ...)."""
+        """'mo', 'receipt' for the scripts; else the command's name ('DEL', 'XDEL', 'SET', ...)."""
         if cmd[0] == "EVALSHA":
-            if cmd[1] == self.record_sha:
-                return "record"
             if cmd[1] == self.receipt_sha:
                 return "receipt"
             if cmd[1] == self.mo_sha or cmd[1] in self.handler_shas.values():
@@ -224,11 +210,11 @@ class ScriptedStore(Store):
         return [k for c in rt.cmds if c[0] == "DEL" for k in c[1:]]
 
     def recorded(self, rt: FakeRoundtrip) -> dict[str, list[str]]:
+        """The entries `rt` records as sent: its XDELs' ids per stream."""
         out: dict[str, list[str]] = {}
         for c in rt.cmds:
-            if self.kind(c) == "record":
-                for stream, ids in parse_record_command(c).items():
-                    out.setdefault(stream, []).extend(ids)
+            if c[0] == "XDEL":
+                out.setdefault(c[1], []).extend(c[2:])
         return out
 
     def _answer(self, cmd: tuple[Any, ...]) -> Any:
@@ -241,8 +227,8 @@ class ScriptedStore(Store):
             if queued:
                 return queued.popleft()
             return self.mo_reply("menu_sent", [(self.next_entry_id(), "notice", {"text": "ok"})])
-        if kind == "record":
-            return len(parse_record_command(cmd))
+        if kind in ("XDEL", "XACK"):
+            return len(cmd) - (2 if kind == "XDEL" else 3)
         if kind == "receipt":
             return b"DELIVRD"
         if kind == "SET" and any(a in ("NX", "XX") for a in cmd[3:]):
@@ -427,7 +413,7 @@ class HotPath:
                  make_link(sock, now=clock()))
         hp.pipeline = Pipeline(live, store, dispatcher, sender, sessions,
                                on_batch=lambda outcomes, latency: hp.batches.append((outcomes, latency)),
-                               on_receipt=hp.receipts_stored.append)
+                               on_receipt=hp.receipts_stored.append, clock=clock)
         return hp
 
     # the transport's PduSink

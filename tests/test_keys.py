@@ -37,3 +37,13 @@ def test_shards_spread():
     k = Keys("smsbot", 16)
     shards = {k.shard(str(13800000000 + i)) for i in range(1000)}
     assert shards == set(range(16))
+
+
+def test_one_outbox_sends_every_shards_replies_to_shard_0s_stream():
+    """A single Redis: every subscriber's replies share one stream (one XDEL records many), while
+    adoption and the lag gauges still see every shard's stream (entries written before)."""
+    k = Keys("smsbot", 16, one_outbox=True)
+    streams = {k.subscriber(str(13800000000 + i)).outbox for i in range(200)}
+    assert streams == {k.outbox(0)} == {"smsbot:{0}:outbox"}
+    assert k.all_outboxes() == Keys("smsbot", 16).all_outboxes() and len(k.all_outboxes()) == 16
+    assert {k.subscriber(str(13800000000 + i)).audit for i in range(200)} == set(k.all_audits())

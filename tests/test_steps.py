@@ -84,7 +84,9 @@ def test_an_mo_call_is_built_and_its_reply_read_by_name(make_unit_store):
     assert cmd[:3] == ("EVALSHA", "sha", len(steps.MoKeys._fields) + 1)
     keys = cmd[3:3 + cmd[2]]
     assert keys[steps.MoKeys._fields.index("guard")] == call.keys.guard and call.keys.guard.endswith(":abc")
-    assert keys[steps.MoKeys._fields.index("lease")] == me.lease_key(store.keys.subscriber("13800138000").shard)
+    # the lease in the shard of the stream the replies go to (a single Redis: shard 0's, see Keys.one_outbox)
+    assert keys[steps.MoKeys._fields.index("outbox")] == store.keys.outbox(0)
+    assert keys[steps.MoKeys._fields.index("lease")] == me.lease_key(0)
     argv = dict(zip(steps.MoArgv._fields, cmd[3 + cmd[2]:]))
     assert argv["token"] == "bot-1/3" and argv["consumer"] == "bot-1" and argv["extra_keys"] == '["usage"]'
     res = steps.MO.parse([b"menu_sent", [[b"1-0", b"subscriptions.menu", b"{}"]], False])

@@ -11,7 +11,7 @@
 -- repeated themselves is never left unanswered (a true redelivery costs a reply sent twice,
 -- counted as 'copies'). The same text arriving in the same session is handled as a new MO.
 if ctx.guard_ttl > 0 then
-  local guard = redis.call('GET', ctx.guard_key)
+  local guard = ctx.guard  -- read by the prelude's MGET
   if guard then
     local fields, from = {}, 1
     while true do

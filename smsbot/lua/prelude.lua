@@ -10,7 +10,7 @@ local conversations = {}
 
 local ctx = {
   subs_key = KEY_subs, conv_key = KEY_conv, guard_key = KEY_guard, outbox = KEY_outbox, audit_key = KEY_audit,
-  queue = KEY_queue, parts_key = KEY_parts, live_key = KEY_live, lease_key = KEY_lease, sent = {},
+  queue = KEY_queue, parts_key = KEY_parts, live_key = KEY_live, sent = {},
   handler = ARG_handler, now = tonumber(ARG_now), msisdn = ARG_msisdn, short_code = ARG_short_code, lang = ARG_lang,
   mo = ARG_mo, guard_ttl = tonumber(ARG_guard_ms), args = cjson.decode(ARG_args),
   consumer = ARG_consumer, token = ARG_token,
@@ -21,23 +21,25 @@ if ARG_extra_keys ~= '' then
   for i, name in ipairs(cjson.decode(ARG_extra_keys)) do ctx.key[(string.gsub(name, '^@', ''))] = KEYS[NKEYS + i] end
 end
 
+-- What every MO step reads, in ONE command (each command in a script costs its own call): the MO's
+-- redelivery guard (main.lua), this sender's lease (whether the replies are its own, below) and the
+-- live-subscriptions index (the 0000 menu). All three share the subscriber's hash tag (one slot);
+-- an unused one is the placeholder key, which never exists.
+local pre = redis.call('MGET', KEY_guard, KEY_lease, KEY_live)
+ctx.guard = pre[1]  -- false: no guard
+ctx.owned = ctx.consumer ~= '' and pre[2] ~= false  -- the lease exists, read in the same atomic step
+local live_cached = pre[3]  -- the index as stored, kept current by write_live_index
+
 -- Store a reply intent (template `tpl`, `data`, rendered by the sender in `lang`). In an MO's script
 -- the sender handling the MO sends it itself: the entry goes to the outbox stream marked with its
 -- owner and is returned to it (no consumer-group read on the hot path) -- but only while that
--- sender holds its lease (smsbot.delivery: without it, siblings may be adopting its replies). Outside
--- an MO (orders, usage events), or without a lease, it goes to the queue stream, which every sender
--- reads through the consumer group.
-local function owns_replies()
-  if ctx.owned == nil then
-    ctx.owned = ctx.consumer ~= '' and redis.call('EXISTS', ctx.lease_key) == 1
-  end
-  return ctx.owned
-end
-
+-- sender holds its lease (ctx.owned; smsbot.delivery: without it, siblings may be adopting its
+-- replies). Outside an MO (orders, usage events), or without a lease, it goes to the queue stream,
+-- which every sender reads through the consumer group.
 local function reply_encoded(tpl, encoded)
   local to = ARG_reply_to ~= '' and ARG_reply_to or ctx.msisdn
   local id, own
-  if owns_replies() then
+  if ctx.owned then
     own = '1'
     id = redis.call('XADD', ctx.outbox, '*', 'to', to, 'from', ctx.short_code, 'lang', ctx.lang,
       'tpl', tpl, 'data', encoded, 'mo', ctx.mo, 't', ARG_now, 'own', ctx.consumer)
@@ -125,12 +127,13 @@ local function write_live_index()
   local codes = {}
   for i, rec in ipairs(live_subscriptions()) do codes[i] = rec.code end
   local items = #codes > 0 and cjson.encode(codes) or '[]'
-  redis.call('SET', ctx.live_key, #codes .. '|' .. items)
+  live_cached = #codes .. '|' .. items
+  redis.call('SET', ctx.live_key, live_cached)
   return #codes, items
 end
 
 local function live_index()
-  local idx = redis.call('GET', ctx.live_key)
+  local idx = live_cached
   if idx then
     local n, items = string.match(idx, '^(%d+)|(.*)$')
     if n then return tonumber(n), items end

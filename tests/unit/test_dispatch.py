@@ -40,10 +40,10 @@ def test_each_mo_becomes_one_script_call_for_the_senders_identity(setup):
     [a, b] = store.mo_calls(batch.roundtrip)
     assert (a.argv.handler, b.argv.handler) == ("subscriptions.menu", "reply")
     for call, msisdn in ((a, "13800138000"), (b, "13900139000")):
-        shard = store.keys.subscriber(msisdn).shard
         assert call.argv.consumer == "bot-1" and call.argv.token == "bot-1/4"
-        assert call.keys.lease == me.lease_key(shard) and call.argv.now == int(NOW * 1000)
-        assert call.keys.outbox == store.keys.outbox(shard) and call.argv.guard_ms == 600_000
+        # a single Redis: every subscriber's replies go to shard 0's outbox, under the lease adoption checks there
+        assert call.keys.lease == me.lease_key(0) and call.argv.now == int(NOW * 1000)
+        assert call.keys.outbox == store.keys.outbox(0) and call.argv.guard_ms == 600_000
     assert [oc.guard for oc in batch.outcomes] == [a.keys.guard, b.keys.guard]
     assert batch.roundtrip.arrived is False  # prepared and sent; nothing answered yet
 
@@ -82,7 +82,7 @@ def test_a_round_trip_is_guards_then_scripts_then_records_then_mt_records_then_r
     batch = d.prepare([inbound(1), inbound(2, "13900139000")], me, acks=[("smsbot:{3}:outbox", "5-0")],
                       writes=[KeyWrite("mtkey", {"a": "b"}, 60, push=True)], tail=tail, head=head)
     d.start(batch)
-    assert store.kinds(batch.roundtrip) == ["DEL", "mo", "mo", "record", "RPUSH", "EXPIRE", "receipt"]
+    assert store.kinds(batch.roundtrip) == ["DEL", "mo", "mo", "XDEL", "RPUSH", "EXPIRE", "receipt"]
     assert store.deleted(batch.roundtrip) == ["g1", "g2"]
     assert store.recorded(batch.roundtrip) == {"smsbot:{3}:outbox": ["5-0"]}
 
@@ -95,8 +95,7 @@ def test_status_0_and_the_reply_only_from_the_stored_effect(setup):
     [oc] = result.outcomes
     assert (oc.status, oc.outcome, oc.command) == (Status.ROK, "menu_sent", "subscriptions")
     assert result.acks_flushed
-    shard = store.keys.subscriber("13800138000").shard
-    assert result.entries == [(store.keys.outbox(shard), "9-0", {"to": "13800138000", "from": "10086", "lang": "zh-CN",
+    assert result.entries == [(store.keys.outbox(0), "9-0", {"to": "13800138000", "from": "10086", "lang": "zh-CN",
                                                                   "mo": oc.correlation, "tpl": "notice",
                                                                   "data": '{"text": "hi"}'})]
 
@@ -136,7 +135,7 @@ def test_a_script_error_fails_its_mo_alone_and_drops_its_guard(setup):
 
 def test_a_failed_record_or_receipt_fails_the_whole_batch(setup):
     d, store, me = setup()
-    store.command_errors["record"] = error_reply("ERR something went wrong")
+    store.command_errors["XDEL"] = error_reply("ERR something went wrong")
     result = run(d, d.prepare([inbound(1)], me, acks=[("smsbot:{1}:outbox", "1-0")]))
     assert [(oc.status, oc.outcome) for oc in result.outcomes] == [(Status.RX_T_APPN, "redis_error")]
     assert not result.acks_flushed and result.entries == []
@@ -155,4 +154,4 @@ def test_records_alone_make_a_round_trip_and_nothing_makes_none(setup):
     d.start(empty)
     assert empty.roundtrip is None and store.roundtrips == []
     records = d.prepare([], me, acks=[("smsbot:{2}:queue", "7-0")])
-    assert run(d, records).acks_flushed and store.kinds(records.roundtrip) == ["record"]
+    assert run(d, records).acks_flushed and store.kinds(records.roundtrip) == ["XACK", "XDEL"]  # a queue entry leaves the group's pending list too

@@ -4,11 +4,13 @@ the redelivery guard's life, and the records each round trip carries (or gets ba
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
-from smsbot.messages import CommandId, Status
-from smsbot.pipeline import BATCH_MAX, MAX_IN_FLIGHT, SPLIT_FROM
-from tests.helpers import (FakeSocket, data_sm, deliver_sm, entry, error_reply, header, kinds_of, make_link, receipt_pdu, resps,
+from smsbot.messages import CommandId, Segment, Status
+from smsbot.pipeline import BATCH_MAX, CLEARS_HOLD_S, MAX_IN_FLIGHT, SPLIT_FROM
+from tests.helpers import (FakeSocket, data_sm, deliver_sm, entry, error_reply, header, inbound, kinds_of, make_link, receipt_pdu, resps,
                            sequences_of)
 
 pytestmark = pytest.mark.unit
@@ -243,9 +245,30 @@ def test_a_guard_goes_only_after_the_smsc_confirms_it_read_the_resp(hot_path):
     assert hp.pipeline.clears_waiting
     hp.mo(2, "13900139000")
     hp.pipeline.start_batches()
+    assert hp.store.kinds(hp.store.roundtrips[-1]) == ["mo"]  # gathered: one DEL will take many
+    hp.answer()
+    hp.clock.advance(CLEARS_HOLD_S + 0.001)
+    hp.mo(3, "13700137000")
+    hp.pipeline.start_batches()
     rt = hp.store.roundtrips[-1]
     assert hp.store.kinds(rt) == ["DEL", "mo"]  # deleted before the scripts that might meet it
     assert hp.store.deleted(rt) == [guard]
+
+
+def test_the_same_text_again_takes_the_confirmed_guards_with_it_at_once(hot_path):
+    """A person repeating a text whose resp the SMSC read: its guard goes before the new MO's script
+    runs, never after it (it would delete the new MO's own guard), however short the wait."""
+    hp = hot_path()
+    hp.mo(1)
+    hp.pipeline.start_batches()
+    [guard] = [c.keys.guard for c in hp.store.mo_calls(hp.store.roundtrips[0])]
+    hp.answer()
+    confirm_all(hp, hp.flush())
+    hp.mo(2)  # the same subscriber, the same text: the same guard
+    hp.pipeline.start_batches()
+    rt = hp.store.roundtrips[-1]
+    assert hp.store.kinds(rt) == ["DEL", "mo"] and hp.store.deleted(rt) == [guard] == [hp.store.mo_calls(rt)[0].keys.guard]
+    assert not hp.pipeline.clears_waiting
 
 
 def test_confirmed_guards_go_in_a_round_trip_of_their_own_when_nothing_else_goes(hot_path):
@@ -332,6 +355,7 @@ def test_guards_whose_deletion_failed_go_again_first(hot_path):
     hp.pipeline.start_batches()
     hp.answer()
     confirm_all(hp, hp.flush())
+    hp.clock.advance(CLEARS_HOLD_S + 0.001)
     hp.store.lose = 1
     hp.mo(2, "13900139000")
     hp.pipeline.start_batches()
@@ -383,7 +407,7 @@ def test_records_that_hold_back_submits_ride_the_next_batch(hot_path):
     hp.mo(1)
     hp.pipeline.start_batches()
     rt = hp.store.roundtrips[-1]
-    assert hp.store.kinds(rt) == ["mo", "record"] and hp.store.recorded(rt) == {stream: [entry_id]}
+    assert hp.store.kinds(rt) == ["mo", "XDEL"] and hp.store.recorded(rt) == {stream: [entry_id]}
     assert len(hp.sender.take()) == 1  # written counts as recorded: the next submit may go
     hp.answer(rt)
     backlog = hp.sender.backlog  # the MO's reply
@@ -410,7 +434,7 @@ def test_a_records_only_round_trip_that_fails_restores_them_without_a_new_sessio
     accepted_and_blocked(hp)
     hp.store.lose = 1
     assert hp.pipeline.record()
-    assert hp.store.kinds(hp.store.roundtrips[-1]) == ["record"]
+    assert hp.store.kinds(hp.store.roundtrips[-1]) == ["XDEL"]
     hp.answer()
     assert hp.sender.pending_count == 1 and hp.sender.room == 0
     assert (hp.sessions.suspicions, hp.sessions.new_sessions) == (1, 0)
@@ -425,7 +449,7 @@ def test_mt_records_ride_the_next_batch_after_the_scripts_and_records(hot_path):
     hp.smsc_sends(receipt_pdu(9, "older"))
     hp.mo(1)
     hp.pipeline.start_batches()
-    assert hp.store.kinds(hp.store.roundtrips[-1]) == ["mo", "record", "RPUSH", "EXPIRE", "receipt"]
+    assert hp.store.kinds(hp.store.roundtrips[-1]) == ["mo", "XDEL", "RPUSH", "EXPIRE", "receipt"]
 
 
 def test_nothing_to_record_is_no_round_trip(hot_path):
@@ -449,3 +473,29 @@ def test_mt_records_of_a_failed_round_trip_go_again(hot_path):
     hp.pipeline.start_batches()
     again = hp.store.roundtrips[-1]
     assert [c for c in again.cmds if c[0] == "RPUSH"] == [c for c in lost.cmds if c[0] == "RPUSH"] != []
+
+
+def test_a_guard_a_completed_long_mo_wrote_again_is_not_deleted_by_the_earlier_confirmation(hot_path):
+    """The same long MO again (same concatenation reference, same text) completes while its batch is
+    answered — after the batch went out without the gathered guards. The earlier MO's confirmed
+    guard names the key the completed MO's script has just written again: it is dropped from the
+    gathered ones (deleting it later would leave the new MO unguarded), and goes when the new MO's
+    own resp is confirmed."""
+    hp = hot_path()
+
+    def long_mo(seq: int) -> None:
+        hp.store.script_mo("13800138000", hp.store.mo_reply("part_complete", extra="0000".encode().hex().encode()))
+        hp.pipeline.on_mo(replace(inbound(seq, text="00"), segment=Segment(ref=7, total=2, seq=2)), hp.link, False)
+        hp.pipeline.start_batches()
+        hp.answer(hp.store.roundtrips[-1])
+
+    long_mo(1)
+    [guard] = [c.keys.guard for c in hp.store.mo_calls(hp.store.roundtrips[-1])]  # the completed MO's call
+    confirm_all(hp, hp.flush())
+    assert hp.pipeline.clears_waiting
+    long_mo(2)
+    assert [c.keys.guard for c in hp.store.mo_calls(hp.store.roundtrips[-1])] == [guard]
+    assert not hp.pipeline.clears_waiting  # the key holds the new MO's guard now
+    confirm_all(hp, hp.flush())
+    hp.clock.advance(CLEARS_HOLD_S + 0.001)
+    assert hp.pipeline.record() and hp.store.deleted(hp.store.roundtrips[-1]) == [guard]
