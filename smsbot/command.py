@@ -14,7 +14,8 @@ A command is one package ``commands/<name>/`` (listed in ``commands/__init__.py`
 * optionally its own **settings** (config ``commands.<name>``, validated by `settings_model` when
   the registry loads it), **extra keys** (``Intent.keys``: per-subscriber ``name`` or per-shard
   ``@name``, both with the subscriber's hash tag; see `smsbot.keys.Keys.named`), **event streams**,
-  **metrics** and **HTTP endpoints**.
+  **metrics**, **HTTP endpoints** (``api.py``), **CLI commands** (``cli.py``) and Redis **steps** of
+  its own beside the MO handlers (declared like `smsbot.steps`', run by `Store.run_step`).
 
 Names are qualified by the command (`smsbot.registry` checks them when the bot starts).
 """
@@ -30,6 +31,7 @@ import yaml
 
 from smsbot.config import Language, Settings
 from smsbot.reply_templates import Templates
+from smsbot.steps import Step
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +91,7 @@ class Command:
     legacy_conversations: ClassVar[tuple[str, ...]] = ()  # conversation types stored before names were prefixed
     legacy_names: ClassVar[Mapping[str, str]] = {}  # pre-package template/renderer name -> qualified name
     settings_model: ClassVar[Any] = None  # pydantic model of config ``commands.<name>`` (None: takes no settings)
+    steps: ClassVar[tuple[Step, ...]] = ()  # its own Redis steps beside the MO handlers (its HTTP endpoints')
 
     _options: tuple[Any, Any] | None = None  # (settings object, validated options) of the last lookup
 
@@ -156,3 +159,9 @@ class Command:
         """HTTP API endpoints this command brings (a FastAPI ``APIRouter``; `smsbot.api` mounts it;
         `ctx` is its `ApiContext`: settings, store, auth), or None."""
         return None
+
+    def cli_commands(self, cli: Any) -> list[Any]:
+        """``smsbot`` subcommands this command brings (click commands; `smsbot.cli` adds them to its
+        group). `cli` is `smsbot.cli.group`: `pass_ctx`, `Ctx`, `msisdn_or_exit`, `service_or_exit`,
+        `open_store`, `time_zone`. Every command package's are added, enabled on a short code or not."""
+        return []

@@ -17,7 +17,7 @@ from typing import Callable
 
 from smsbot import billing
 from .helpers import wait_until
-from smsbot.events import write_use
+from commands.orders.events import write_use
 from smsbot.periods import format_time, period_by_label, period_of, zone
 
 from .conftest import World, cli, write_config

@@ -32,15 +32,18 @@ from smsbot.keys import ORDER_EVENTS_GROUP, USE_EVENTS_GROUP
 from smsbot.periods import bounds_around, format_time, zone
 from smsbot.command import Command, Intent, Renderer, RenderContext
 
+from commands.orders.events import ALIASES, NAME, reminder_short_code
+from commands.orders.steps import STEPS
+
 _log = log.get("smsbot.orders")
-NAME = "orders"
 
 
 class OrdersCommand(Command):
     name = NAME
-    aliases = ("reminders",)
+    aliases = ALIASES
     help_template = "help"
     lua_libraries = (billing.RULES_LUA,)
+    steps = STEPS  # the HTTP API's idempotent order and use events (event.lua)
     legacy_names = {
         "reminder": "orders.reminder",
         "reminder_cancelled": "orders.cancelled",
@@ -69,6 +72,16 @@ class OrdersCommand(Command):
             "orders.which": render_which,
         }
 
+    def api_routes(self, ctx: Any) -> Any:
+        from commands.orders import api  # FastAPI is loaded by the API process only, not by every bot
+
+        return api.build_router(ctx)
+
+    def cli_commands(self, cli: Any) -> list[Any]:
+        from commands.orders import cli as commands_cli  # click's commands are built by the `smsbot` CLI only
+
+        return commands_cli.build_commands(cli)
+
     def event_sources(self, settings: Settings, store: Any) -> list[EventSource]:
         keys = store.keys
         return [
@@ -87,15 +100,6 @@ def cancel_args(settings: Settings, now_ms: int) -> dict[str, Any]:
         "late_ms": b.late_cancel_seconds * 1000,
         "word": b.cancel_words[0],
     }
-
-
-def reminder_short_code(settings: Settings) -> tuple[str, str] | None:
-    """(short code, language) that sends reminders and takes the cancel words, or None if none enables them."""
-    b = settings.billing
-    for sc in settings.short_codes:
-        if (b.short_code is None and any(n in (NAME, *OrdersCommand.aliases) for n in sc.commands)) or sc.code == b.short_code:
-            return sc.code, sc.language.value
-    return None
 
 
 # -- events ------------------------------------------------------------------------------------------
