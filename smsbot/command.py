@@ -91,6 +91,9 @@ class Command:
     legacy_conversations: ClassVar[tuple[str, ...]] = ()  # conversation types stored before names were prefixed
     legacy_names: ClassVar[Mapping[str, str]] = {}  # pre-package template/renderer name -> qualified name
     settings_model: ClassVar[Any] = None  # pydantic model of config ``commands.<name>`` (None: takes no settings)
+    # where its settings were before they were its own: former dotted key -> key under ``commands.<name>``
+    # ('' = the whole section); still accepted (and ``SMSBOT_<SECTION>_<KEY>``), each noted by `config check`
+    former_settings: ClassVar[Mapping[str, str]] = {}
     steps: ClassVar[tuple[Step, ...]] = ()  # its own Redis steps beside the MO handlers (its HTTP endpoints')
 
     _options: tuple[Any, Any] | None = None  # (settings object, validated options) of the last lookup

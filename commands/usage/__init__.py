@@ -62,6 +62,7 @@ from smsbot.command import Command, Intent, Renderer, RenderContext
 from commands.usage.reports import (CYCLE_AHEAD_MONTHS, CYCLE_PAST_MONTHS, CYCLE_RE, MAX_BYTES, MB, NAME, UsageRecord,  # noqa: F401  (the package's names)
                                     alert_short_code, check_cycle_near, current_cycle, event_fields, mb, parse_event,
                                     parse_size, read_record, report_args, resolve_plan)
+from commands.usage.settings import DataPlan, UsageSettings, usage_settings  # noqa: F401  (the package's names)
 
 QUERY_KEYWORDS = frozenset({"CXLL"})
 REPORT_HANDLER = "usage.report"
@@ -72,6 +73,8 @@ _log = log.get("smsbot.usage")
 class UsageCommand(Command):
     name = NAME
     help_template = "help"
+    settings_model = UsageSettings
+    former_settings = {"usage": ""}  # the top-level `usage:` section of before
     legacy_names = {
         "usage_alert": "usage.alert",
         "usage_report": "usage.report",
@@ -151,7 +154,7 @@ def _rate(fen: float) -> str:
 
 
 def _plan_name(ctx: RenderContext, code: str) -> str:
-    plan = ctx.settings.usage.plan(code)
+    plan = usage_settings(ctx.settings).plan(code)
     if plan is None:
         return code
     if ctx.lang == Language.EN.value and plan.name_en:
@@ -160,7 +163,7 @@ def _plan_name(ctx: RenderContext, code: str) -> str:
 
 
 def _when(ctx: RenderContext, at_ms: float) -> str:
-    dt = datetime.fromtimestamp(int(at_ms) / 1000, ZoneInfo(ctx.settings.usage.timezone))
+    dt = datetime.fromtimestamp(int(at_ms) / 1000, ZoneInfo(usage_settings(ctx.settings).timezone))
     return ctx.t("time", year=dt.year, month=dt.month, day=dt.day, hm=dt.strftime("%H:%M"), mon=dt.strftime("%b"))
 
 

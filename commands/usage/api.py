@@ -24,6 +24,7 @@ from smsbot.api.schema import AUTH, BODY, MSISDN, Time, TimedInput, plain_value,
 
 from commands.usage.reports import (CYCLE_RE, MAX_BYTES, check_cycle_near, current_cycle, event_fields, parse_size, read_record,
                                     resolve_plan)
+from commands.usage.settings import usage_settings
 
 
 class UsageIn(TimedInput):
@@ -79,7 +80,7 @@ def build_router(ctx: Any) -> APIRouter:  # ctx: smsbot.api.app.ApiContext
     r = APIRouter()
     settings = ctx.settings
     scope = ctx.auth.scope
-    ctx.document_enum("UsageIn", "plan", [p.code for p in settings.usage.plans])
+    ctx.document_enum("UsageIn", "plan", [p.code for p in usage_settings(settings).plans])
 
     @r.post("/v1/usage", status_code=202, response_model=UsageOut, tags=["events"], responses=responses(AUTH, BODY))
     async def post_usage(body: UsageIn, tok: Token = scope("events")) -> Any:

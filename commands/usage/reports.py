@@ -14,10 +14,10 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from smsbot.config import DataPlan, Settings
+from smsbot.config import Settings
 from smsbot.msisdn import normalize_msisdn
 
-NAME = "usage"  # the command's name (`UsageCommand.name`)
+from commands.usage.settings import NAME, DataPlan, usage_settings
 MB = 1024 * 1024
 CYCLE_PAST_MONTHS = 12  # a report this far back is harmless (ignored) but likely a typo: refused unless forced
 CYCLE_AHEAD_MONTHS = 1  # next month: clocks at the month's turn
@@ -51,7 +51,7 @@ def parse_size(text: str) -> int:
 def current_cycle(settings: Settings, now: float | None = None) -> str:
     """The billing cycle id (YYYY-MM) of `now` in ``usage.timezone``."""
     t = time.time() if now is None else now
-    return datetime.fromtimestamp(t, ZoneInfo(settings.usage.timezone)).strftime("%Y-%m")
+    return datetime.fromtimestamp(t, ZoneInfo(usage_settings(settings).timezone)).strftime("%Y-%m")
 
 
 def _months(cycle: str) -> int:
@@ -74,8 +74,9 @@ def check_cycle_near(cycle: str, now_cycle: str) -> None:
 
 def alert_short_code(settings: Settings) -> str | None:
     """The short code that sends data-usage alerts: ``usage.short_code``, else the first enabling ``usage``."""
-    if settings.usage.short_code:
-        return settings.usage.short_code
+    own = usage_settings(settings).short_code
+    if own:
+        return own
     for sc in settings.short_codes:
         if NAME in sc.commands:
             return sc.code
@@ -84,7 +85,7 @@ def alert_short_code(settings: Settings) -> str | None:
 
 def resolve_plan(settings: Settings, code: str | None) -> DataPlan:
     """The plan `code` names (None/empty: ``usage.default_plan``); ValueError naming the known plans."""
-    u = settings.usage
+    u = usage_settings(settings)
     name = (code or "").strip().upper() or u.default_plan
     known = ", ".join(p.code for p in u.plans) or "none configured"
     if not name:
@@ -102,7 +103,7 @@ def report_args(settings: Settings, plan: DataPlan, used: int, cycle: str, at_ms
         "used": used,
         "cycle": cycle,
         "quota": plan.quota_mb * MB,
-        "ths": [t * MB for t in settings.usage.thresholds_mb(plan)],
+        "ths": [t * MB for t in usage_settings(settings).thresholds_mb(plan)],
         "rate": plan.overage_fen_per_mb,
         "at": at_ms,
     }
