@@ -12,15 +12,16 @@ from typing import Any
 from smsbot.config import Settings
 from smsbot.keys import Keys
 
-NAME = "orders"  # the command's name (`OrdersCommand.name`)
+from commands.orders.settings import NAME, orders_settings
+
 ALIASES = ("reminders",)  # its former name, still accepted in a short code's list
 
 
 def reminder_short_code(settings: Settings) -> tuple[str, str] | None:
     """(short code, language) that sends reminders and takes the cancel words, or None if none enables them."""
-    b = settings.billing
+    own = orders_settings(settings).short_code
     for sc in settings.short_codes:
-        if (b.short_code is None and any(n in (NAME, *ALIASES) for n in sc.commands)) or sc.code == b.short_code:
+        if (own is None and any(n in (NAME, *ALIASES) for n in sc.commands)) or sc.code == own:
             return sc.code, sc.language.value
     return None
 

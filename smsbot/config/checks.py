@@ -1,5 +1,6 @@
-"""Checks across sections of validated settings: what no single section's model can see
-(the Redis mode and its addresses, short codes named by other sections, names that must fit in a reply)."""
+"""Checks across sections of validated settings: what no single section's model can see (the Redis
+mode and its addresses, names that must fit in a reply). A command's settings that name a short code
+are checked by the command, with the whole configuration as the validation's context."""
 
 from __future__ import annotations
 
@@ -17,8 +18,6 @@ def cross_checks(s: Settings) -> list[tuple[str, str]]:
             problems.append(("redis.url", "not used in mode sentinel (the sentinels name the primary); leave it empty"))
     if r.mode is RedisMode.CLUSTER and not r.url:
         problems.append(("redis.url", "mode cluster needs a cluster node, e.g. redis://10.0.0.1:7000"))
-    if s.billing.short_code is not None and s.short_code(s.billing.short_code) is None:
-        problems.append(("billing.short_code", f"{s.billing.short_code!r} is not a configured short code"))
     problems += text_sizes(s)
     return problems
 

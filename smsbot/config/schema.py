@@ -19,7 +19,6 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PrivateAttr, Va
 
 from smsbot.config.errors import did_you_mean
 from smsbot.periods import zone
-from smsbot.text import normalize
 
 
 def _absolute(path: Path, info: ValidationInfo) -> Path:
@@ -344,52 +343,12 @@ class WebhookEndpoint(_Frozen):
 
 
 class BillingSettings(_Frozen):
-    """Charge reminders, cancel by reply, billing runs (commands/orders, smsbot/billing/)."""
+    """Billing runs and the billing period (smsbot/billing/); reminders and cancel by reply are the
+    orders command's (``commands.orders``, its keys formerly here)."""
 
     timezone: str = Field("Asia/Shanghai", description="billing periods (calendar months) are in this zone; IANA name or +HH:MM")
     period: str = Field("month", pattern=r"^month$", description="the billing period (calendar month)")
-    grace_seconds: dict[BillingKind, int] = Field(
-        default_factory=lambda: {BillingKind.MONTHLY: 86400, BillingKind.ON_DEMAND: 86400},
-        description="per billing kind: time from the order to the first charge; a cancel word before then costs nothing",
-    )
-    cancel_words: list[str] = Field(default_factory=lambda: ["TD", "取消", "N"], min_length=1)
-    late_cancel_seconds: int = Field(30 * 86400, ge=0, description="after the grace period a cancel word still cancels the latest order (from the next period on) this long after it")
-    choice_validity_seconds: int = Field(86400, ge=1, description="how long the 'which order?' list accepts numeric replies")
-    short_code: str | None = Field(None, description="sends the reminders; None: the first short code enabling `orders`")
     batch: int = Field(500, ge=1, le=100_000, description="subscribers per pipelined round trip in a billing run")
-
-    @field_validator("cancel_words", mode="before")
-    @classmethod
-    def _split_words(cls, v: Any) -> Any:
-        if isinstance(v, str):  # from the environment: SMSBOT_BILLING_CANCEL_WORDS=TD,取消
-            return [x.strip() for x in v.split(",") if x.strip()]
-        return v
-
-    @field_validator("cancel_words")
-    @classmethod
-    def _words(cls, v: list[str]) -> list[str]:
-        out = []
-        for w in v:
-            n = normalize(w)
-            if not n or n.isdigit():
-                raise ValueError(f"cancel word {w!r} must be non-empty and not a number (numbers answer menus)")
-            out.append(n)
-        return out
-
-    @field_validator("short_code", mode="before")
-    @classmethod
-    def _empty_is_none(cls, v: Any) -> Any:
-        return None if v == "" else v
-
-    @field_validator("grace_seconds")
-    @classmethod
-    def _grace(cls, v: dict[BillingKind, int]) -> dict[BillingKind, int]:
-        missing = [k.value for k in BillingKind if k not in v]
-        if missing:
-            raise ValueError(f"grace_seconds needs every billing kind; missing: {', '.join(missing)}")
-        if any(s < 0 for s in v.values()):
-            raise ValueError("grace_seconds must be >= 0")
-        return v
 
     @field_validator("timezone")
     @classmethod
