@@ -66,7 +66,7 @@ class ApiContext:
         return self.store.keys
 
     def use_async_client(self, client: Any) -> None:
-        """`client` (redis.asyncio) for every handler on the event loop, and the steps on it."""
+        """`client` (redis.asyncio) for every handler on the event loop; `run_step` runs the steps on it."""
         self.aredis = client
 
     async def run_step(self, step: Any, keys: tuple[Any, ...], argv: tuple[Any, ...]) -> Any:
