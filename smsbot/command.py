@@ -79,6 +79,33 @@ class RenderContext:
 Renderer = Callable[[RenderContext, dict[str, Any]], str]
 
 
+def configured_short_code(value: str | None, info: Any) -> str | None:
+    """A short code a command's settings name (None: none), refused unless configured: the registry
+    validates a command's settings with the whole `Settings` as the context (``info.context``)."""
+    settings = (info.context or {}).get("settings")
+    if value is not None and settings is not None and settings.short_code(value) is None:
+        raise ValueError(f"{value!r} is not a configured short code")
+    return value
+
+
+class OwnSettings:
+    """A command's own settings, config ``commands.<name>`` of a `Settings`, validated by `model`
+    (defaults when absent; checked when the configuration was loaded, so this does not fail for
+    loaded settings). The settings last asked about are kept: a reload makes new ones."""
+
+    def __init__(self, name: str, model: Any):
+        self.name, self.model = name, model
+        self._last: tuple[Settings, Any] | None = None
+
+    def __call__(self, settings: Settings) -> Any:
+        last = self._last
+        if last is not None and last[0] is settings:
+            return last[1]
+        opts = self.model.model_validate(settings.commands.get(self.name) or {})
+        self._last = (settings, opts)
+        return opts
+
+
 class Command:
     """Base of a command package's command. Subclasses set the class attributes and override `match`.
 
@@ -96,7 +123,7 @@ class Command:
     former_settings: ClassVar[Mapping[str, str]] = {}
     steps: ClassVar[tuple[Step, ...]] = ()  # its own Redis steps beside the MO handlers (its HTTP endpoints')
 
-    _options: tuple[Any, Any] | None = None  # (settings object, validated options) of the last lookup
+    _own: OwnSettings | None = None  # reads `settings_model` (made on first use)
 
     @classmethod
     def package_dir(cls) -> Path:
@@ -132,14 +159,11 @@ class Command:
 
     def options(self, settings: Settings) -> Any:
         """This command's validated settings (config ``commands.<name>``; defaults when absent)."""
-        cached = self._options
-        if cached is not None and cached[0] is settings:
-            return cached[1]
         if self.settings_model is None:
             return None
-        opts = self.settings_model.model_validate(settings.commands.get(self.name) or {})
-        self._options = (settings, opts)
-        return opts
+        if self._own is None:
+            self._own = OwnSettings(self.name, self.settings_model)
+        return self._own(settings)
 
     def match(self, norm: str, raw: str, settings: Settings, now_ms: int) -> Intent | None:  # pragma: no cover - interface
         """The intent of a text this command takes (None: not ours). `norm`: normalised, `raw`: as

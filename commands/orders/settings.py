@@ -10,7 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from smsbot.config import BillingKind, Settings
+from smsbot.command import OwnSettings, configured_short_code
+from smsbot.config import BillingKind
 from smsbot.text import normalize
 
 NAME = "orders"  # the command's name (`OrdersCommand.name`): its settings are config ``commands.orders``
@@ -57,10 +58,7 @@ class OrdersSettings(BaseModel):
     @field_validator("short_code")
     @classmethod
     def _known_short_code(cls, v: str | None, info: ValidationInfo) -> str | None:
-        settings = (info.context or {}).get("settings")  # the whole configuration, when the registry checks it
-        if v is not None and settings is not None and settings.short_code(v) is None:
-            raise ValueError(f"{v!r} is not a configured short code")
-        return v
+        return configured_short_code(v, info)
 
     @field_validator("grace_seconds")
     @classmethod
@@ -75,16 +73,4 @@ class OrdersSettings(BaseModel):
 
 FORMER_SETTINGS = {f"{FORMER_SECTION}.{key}": key for key in OrdersSettings.model_fields}
 
-_last: tuple[Settings, OrdersSettings] | None = None  # the settings last asked about (a reload makes new ones)
-
-
-def orders_settings(settings: Settings) -> OrdersSettings:
-    """``commands.orders`` of `settings`, validated (defaults when absent); checked when the
-    configuration was loaded, so this does not fail for loaded settings."""
-    global _last
-    last = _last
-    if last is not None and last[0] is settings:
-        return last[1]
-    opts = OrdersSettings.model_validate(settings.commands.get(NAME) or {})
-    _last = (settings, opts)
-    return opts
+orders_settings = OwnSettings(NAME, OrdersSettings)  # orders_settings(settings) -> ``commands.orders`` of `settings`, validated

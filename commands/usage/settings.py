@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from smsbot.codec import segment_text
-from smsbot.config import Settings
+from smsbot.command import OwnSettings, configured_short_code
 
 NAME = "usage"  # the command's name (`UsageCommand.name`): its settings are config ``commands.usage``
 
@@ -90,10 +90,7 @@ class UsageSettings(_Frozen):
     @field_validator("short_code")
     @classmethod
     def _known_short_code(cls, v: str | None, info: ValidationInfo) -> str | None:
-        settings = (info.context or {}).get("settings")  # the whole configuration, when the registry checks it
-        if v is not None and settings is not None and settings.short_code(v) is None:
-            raise ValueError(f"{v!r} is not a configured short code")
-        return v
+        return configured_short_code(v, info)
 
     @model_validator(mode="after")
     def _plans(self) -> UsageSettings:
@@ -119,16 +116,4 @@ class UsageSettings(_Frozen):
         return sorted(plan.thresholds_mb if plan.thresholds_mb is not None else self.default_thresholds_mb, reverse=True)
 
 
-_last: tuple[Settings, UsageSettings] | None = None  # the settings last asked about (a reload makes new ones)
-
-
-def usage_settings(settings: Settings) -> UsageSettings:
-    """``commands.usage`` of `settings`, validated (defaults when absent); checked when the
-    configuration was loaded, so this does not fail for loaded settings."""
-    global _last
-    last = _last
-    if last is not None and last[0] is settings:
-        return last[1]
-    opts = UsageSettings.model_validate(settings.commands.get(NAME) or {})
-    _last = (settings, opts)
-    return opts
+usage_settings = OwnSettings(NAME, UsageSettings)  # usage_settings(settings) -> ``commands.usage`` of `settings`, validated
