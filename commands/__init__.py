@@ -17,6 +17,8 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
+from pydantic import ValidationError
+
 from smsbot import billing, config
 from smsbot.command import Command
 from smsbot.registry import Registry
@@ -72,6 +74,8 @@ class _ConfigHooks:
     def migrate(self, raw: dict[str, Any]) -> list[tuple[str, str]]:
         reg = registry()
         notes: list[tuple[str, str]] = []
+        for cls in reg.classes:
+            notes += _move_former_settings(raw, cls)
         codes = raw.get("short_codes")
         if isinstance(codes, list):
             for i, sc in enumerate(codes):
@@ -120,18 +124,72 @@ class _ConfigHooks:
                 if section:
                     problems.append((f"commands.{name}", "this command takes no settings"))
                 continue
-            problems += _validate(cls, name, section or {})
+            moved = {k for k, _n in config.notes(settings)}
+            problems += [(_where_given(cls, key, moved), msg) for key, msg in _validate(cls, name, section or {}, settings)]
         return problems + check_templates(settings, reg.classes)
 
+    def former_keys(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for cls in registry().classes:
+            for former, new in cls.former_settings.items():
+                section, _, key = former.partition(".")
+                out.setdefault(section, []).extend([key] if key else list(cls.settings_model.model_fields))
+        return out
 
-def _validate(cls: type[Command], name: str, section: Any) -> list[tuple[str, str]]:
-    from pydantic import ValidationError
 
+def _validate(cls: type[Command], name: str, section: Any, settings: config.Settings) -> list[tuple[str, str]]:
     try:
-        cls.settings_model.model_validate(section)
+        cls.settings_model.model_validate(section, context={"settings": settings})
     except ValidationError as e:
         return [(".".join(["commands", name, *(str(p) for p in err["loc"])]), err["msg"]) for err in e.errors()]
     return []
+
+
+def _now_at(cls: type[Command], new: str) -> str:
+    return f"commands.{cls.name}" + (f".{new}" if new else "")
+
+
+def _move_former_settings(raw: dict[str, Any], cls: type[Command]) -> list[tuple[str, str]]:
+    """`cls`'s settings given where they were before (`Command.former_settings`) moved under
+    ``commands.<name>``, each noted; a former key given too overrides the new one (an
+    ``SMSBOT_<SECTION>_<KEY>`` variable overrides the file)."""
+    notes: list[tuple[str, str]] = []
+    for former, new in cls.former_settings.items():
+        section, _, key = former.partition(".")
+        holder = raw.get(section) if key else raw
+        name = key or section
+        if not isinstance(holder, dict) or name not in holder:
+            continue
+        if raw.get("commands") is None:
+            raw["commands"] = {}
+        commands_raw = raw["commands"]
+        if not isinstance(commands_raw, dict):
+            continue  # not a mapping: the schema says so
+        value = holder.pop(name)
+        if key and not holder:
+            del raw[section]  # nothing left of it there
+        own = commands_raw.get(cls.name)
+        own = dict(own) if isinstance(own, dict) else {}
+        if new:
+            own[new] = value
+        elif isinstance(value, dict):
+            own.update(value)
+        else:
+            own = value  # not a mapping: its validation names it
+        commands_raw[cls.name] = own
+        env = f"SMSBOT_{former.replace('.', '_').upper()}{'' if key else '_<KEY>'}"
+        env_now = f"SMSBOT_{_now_at(cls, new).replace('.', '_').upper()}{'' if new else '_<KEY>'}"
+        notes.append((former, f"{former!r} is now {_now_at(cls, new)!r} (accepted; move it there; {env} is now {env_now})"))
+    return notes
+
+
+def _where_given(cls: type[Command], key: str, moved: set[str]) -> str:
+    """A problem's key where the configuration gave it: under its former name when it was moved."""
+    for former, new in cls.former_settings.items():
+        now = _now_at(cls, new)
+        if former in moved and (key == now or key.startswith(now + ".")):
+            return former + key[len(now):]
+    return key
 
 
 config.extend(_ConfigHooks())

@@ -14,7 +14,8 @@ A command is one package ``commands/<name>/`` (listed in ``commands/__init__.py`
 * optionally its own **settings** (config ``commands.<name>``, validated by `settings_model` when
   the registry loads it), **extra keys** (``Intent.keys``: per-subscriber ``name`` or per-shard
   ``@name``, both with the subscriber's hash tag; see `smsbot.keys.Keys.named`), **event streams**,
-  **metrics** and **HTTP endpoints**.
+  **metrics**, **HTTP endpoints** (``api.py``), **CLI commands** (``cli.py``) and Redis **steps** of
+  its own beside the MO handlers (declared like `smsbot.steps`', run by `Store.run_step`).
 
 Names are qualified by the command (`smsbot.registry` checks them when the bot starts).
 """
@@ -30,6 +31,7 @@ import yaml
 
 from smsbot.config import Language, Settings
 from smsbot.reply_templates import Templates
+from smsbot.steps import Step
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +79,33 @@ class RenderContext:
 Renderer = Callable[[RenderContext, dict[str, Any]], str]
 
 
+def configured_short_code(value: str | None, info: Any) -> str | None:
+    """A short code a command's settings name (None: none), refused unless configured: the registry
+    validates a command's settings with the whole `Settings` as the context (``info.context``)."""
+    settings = (info.context or {}).get("settings")
+    if value is not None and settings is not None and settings.short_code(value) is None:
+        raise ValueError(f"{value!r} is not a configured short code")
+    return value
+
+
+class OwnSettings:
+    """A command's own settings, config ``commands.<name>`` of a `Settings`, validated by `model`
+    (defaults when absent; checked when the configuration was loaded, so this does not fail for
+    loaded settings). The settings last asked about are kept: a reload makes new ones."""
+
+    def __init__(self, name: str, model: Any):
+        self.name, self.model = name, model
+        self._last: tuple[Settings, Any] | None = None
+
+    def __call__(self, settings: Settings) -> Any:
+        last = self._last
+        if last is not None and last[0] is settings:
+            return last[1]
+        opts = self.model.model_validate(settings.commands.get(self.name) or {})
+        self._last = (settings, opts)
+        return opts
+
+
 class Command:
     """Base of a command package's command. Subclasses set the class attributes and override `match`.
 
@@ -89,8 +118,12 @@ class Command:
     legacy_conversations: ClassVar[tuple[str, ...]] = ()  # conversation types stored before names were prefixed
     legacy_names: ClassVar[Mapping[str, str]] = {}  # pre-package template/renderer name -> qualified name
     settings_model: ClassVar[Any] = None  # pydantic model of config ``commands.<name>`` (None: takes no settings)
+    # where its settings were before they were its own: former dotted key -> key under ``commands.<name>``
+    # ('' = the whole section); still accepted (and ``SMSBOT_<SECTION>_<KEY>``), each noted by `config check`
+    former_settings: ClassVar[Mapping[str, str]] = {}
+    steps: ClassVar[tuple[Step, ...]] = ()  # its own Redis steps beside the MO handlers (its HTTP endpoints')
 
-    _options: tuple[Any, Any] | None = None  # (settings object, validated options) of the last lookup
+    _own: OwnSettings | None = None  # reads `settings_model` (made on first use)
 
     @classmethod
     def package_dir(cls) -> Path:
@@ -126,14 +159,11 @@ class Command:
 
     def options(self, settings: Settings) -> Any:
         """This command's validated settings (config ``commands.<name>``; defaults when absent)."""
-        cached = self._options
-        if cached is not None and cached[0] is settings:
-            return cached[1]
         if self.settings_model is None:
             return None
-        opts = self.settings_model.model_validate(settings.commands.get(self.name) or {})
-        self._options = (settings, opts)
-        return opts
+        if self._own is None:
+            self._own = OwnSettings(self.name, self.settings_model)
+        return self._own(settings)
 
     def match(self, norm: str, raw: str, settings: Settings, now_ms: int) -> Intent | None:  # pragma: no cover - interface
         """The intent of a text this command takes (None: not ours). `norm`: normalised, `raw`: as
@@ -156,3 +186,9 @@ class Command:
         """HTTP API endpoints this command brings (a FastAPI ``APIRouter``; `smsbot.api` mounts it;
         `ctx` is its `ApiContext`: settings, store, auth), or None."""
         return None
+
+    def cli_commands(self, cli: Any) -> list[Any]:
+        """``smsbot`` subcommands this command brings (click commands; `smsbot.cli` adds them to its
+        group). `cli` is `smsbot.cli.group`: `pass_ctx`, `Ctx`, `msisdn_or_exit`, `service_or_exit`,
+        `open_store`, `time_zone`. Every command package's are added, enabled on a short code or not."""
+        return []

@@ -1,7 +1,6 @@
-"""Inbound event streams (orders, on-demand uses, usage reports): what an order or use event holds
-and how one is written (`order_fields`, `use_fields`, `write_order`, `write_use`: what ``smsbot
-order``, ``smsbot use`` and the HTTP API write), and how the bot reads them: through a consumer
-group, applied, then XACKed.
+"""Inbound event streams (orders, on-demand uses, usage reports): how the bot reads them, through a
+consumer group, applied, then XACKed. What an event holds, and how one is written, belongs to the
+command that consumes it (`commands.orders.events`, `commands.usage.event_fields`).
 
 Several instances share a stream: each reads with its own consumer name in one group, so every
 event goes to one of them; an event is acknowledged only after its handler has stored its effect,
@@ -15,7 +14,6 @@ the bot runs one `EventConsumer` thread per source.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -24,7 +22,6 @@ from typing import Callable
 import redis
 
 from smsbot import log
-from smsbot.keys import Keys
 
 _log = log.get("smsbot.events")
 
@@ -44,33 +41,6 @@ class EventSource:
     stream: str
     group: str
     apply: Callable[[list[Event]], list[str]]
-
-
-def new_id(kind: str) -> str:
-    """A new unique event id, e.g. ``ord-20261201095333-1a2b3c4d`` (`kind` ``ord`` or ``use``)."""
-    return f"{kind}-{time.strftime('%Y%m%d%H%M%S')}-{os.urandom(4).hex()}"
-
-
-def order_fields(msisdn: str, code: str, at_ms: int, order_id: str, source: str = "cli") -> dict[str, str]:
-    """The fields of one order event (what ``smsbot order`` and the HTTP API write)."""
-    return {"order_id": order_id, "msisdn": msisdn, "service": code, "at": str(at_ms), "source": source}
-
-
-def use_fields(msisdn: str, code: str, at_ms: int, use_id: str, source: str = "cli") -> dict[str, str]:
-    """The fields of one on-demand use event (what ``smsbot use`` and the HTTP API write)."""
-    return {"use_id": use_id, "msisdn": msisdn, "service": code, "at": str(at_ms), "source": source}
-
-
-def write_order(settings, client, msisdn: str, code: str, at_ms: int, order_id: str) -> str:  # noqa: ANN001
-    """XADD one order event exactly as ``smsbot order`` does; returns the entry id."""
-    keys = Keys(settings.redis.key_prefix, settings.redis.shards)
-    return _s(client.xadd(keys.order_events(), order_fields(msisdn, code, at_ms, order_id)))
-
-
-def write_use(settings, client, msisdn: str, code: str, at_ms: int, use_id: str) -> str:  # noqa: ANN001
-    """XADD one on-demand use event exactly as ``smsbot use`` does; returns the entry id."""
-    keys = Keys(settings.redis.key_prefix, settings.redis.shards)
-    return _s(client.xadd(keys.use_events(), use_fields(msisdn, code, at_ms, use_id)))
 
 
 def _s(v: object) -> str:

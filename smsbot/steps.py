@@ -14,10 +14,15 @@ The steps:
 * `RECEIPT` — lua/receipt.lua, a delivery receipt onto its MT record;
 * `ADOPT`, `CLAIM` — lua/adopt.lua, lua/claim.lua, replies of dead senders (`smsbot.delivery`);
 * `LEASE_RENEW`, `LEASE_RELEASE` — a billing run's lease (`smsbot.billing.run`);
-* `BILLING_RULES` — lua/billing_verify.lua after lua/billing_rules.lua: `verify` asks the rules.
+* `BILLING_RULES` — lua/billing_verify.lua after lua/billing_rules.lua: `verify` asks the rules;
+* `NOTICE` — smsbot/api/notice.lua, a notice posted to the HTTP API (`smsbot.api.routes`).
+
+A command package declares its own steps the same way, next to its Lua file (``commands/orders/steps.py``:
+the API's idempotent order and use events), and lists them in `Command.steps`.
 
 `smsbot.store.Store.run_step` runs any of them (EVALSHA, loading the script when Redis does not
-know it); the MO script goes through the hot path's own round trips instead.
+know it), `Store.run_step_async` the same on an asyncio client (the HTTP API); the MO script goes
+through the hot path's own round trips instead.
 """
 
 from __future__ import annotations
@@ -132,6 +137,7 @@ class Step:
     extra_keys: bool = False  # more KEYS follow the declared ones
     libraries: tuple[str, ...] = ()  # Lua files (in LUA_DIR) loaded before the step's own
     sets: tuple[tuple[str, frozenset[str]], ...] = ()  # Lua sets declared in Python: ("LIVE", LIVE_STATES)
+    directory: Path = LUA_DIR  # where <name>.lua and the libraries are (a command package's own steps: the package)
 
     @property
     def key_names(self) -> tuple[str, ...]:
@@ -155,7 +161,7 @@ class Step:
 
     def source(self, *fragments: str) -> str:
         """The script to load: the header, then `fragments` (default: lua/<name>.lua)."""
-        body = fragments or tuple((LUA_DIR / f).read_text(encoding="utf-8") for f in (*self.libraries, f"{self.name}.lua"))
+        body = fragments or tuple((self.directory / f).read_text(encoding="utf-8") for f in (*self.libraries, f"{self.name}.lua"))
         return "\n".join([self.header(), *body])
 
     def parse(self, reply: Any) -> Any:
@@ -171,3 +177,20 @@ LEASE_RENEW = Step("lease_renew", LeaseKeys, LeaseRenewArgv)
 LEASE_RELEASE = Step("lease_release", LeaseKeys, LeaseReleaseArgv)
 BILLING_RULES = Step("billing_verify", None, RulesArgv, libraries=("billing_rules.lua",))
 STEPS = (MO, RECEIPT, ADOPT, CLAIM, LEASE_RENEW, LEASE_RELEASE, BILLING_RULES)
+
+
+# -- the HTTP API's steps (smsbot.api) ---------------------------------------------------------------
+class NoticeKeys(NamedTuple):
+    queue: str  # the queue stream of the subscriber's shard
+    notices: str  # the subscriber's notices, a sorted set: entry id -> ms posted (Keys.notices, same slot)
+
+
+class NoticeArgv(NamedTuple):
+    now: int  # ms
+    keep_ms: int  # how long a notice is followed (dispatch.mt_record_seconds, as the rejected-MT record)
+    # then the queue entry's fields, name and value in turn (admin.notice_fields)
+
+
+NOTICE = Step("notice", NoticeKeys, NoticeArgv, directory=Path(__file__).resolve().parent / "api")
+API_STEPS = (NOTICE,)
+STEPS += API_STEPS  # the core's steps and the API's

@@ -8,6 +8,7 @@ not know (NOSCRIPT, e.g. after a Redis restart) is loaded and just those calls a
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import threading
@@ -93,6 +94,20 @@ class Store:
         except redis.exceptions.NoScriptError:
             self._step_shas.pop(step.name, None)
             return self.run_step(step, keys, argv)
+
+    async def run_step_async(self, aclient: Any, step: Step, keys: tuple[Any, ...], argv: tuple[Any, ...]) -> Any:
+        """`run_step` on `aclient`, an asyncio client to the same Redis (the HTTP API's handlers on its
+        event loop), sharing its scripts: EVALSHA of the step's SHA first (Redis knows it when any
+        process loaded it), loaded on NOSCRIPT by `script_load` on a worker thread, so the loop never
+        waits on the blocking client."""
+        sha = self._step_shas.get(step.name) or _sha1(step.source())
+        try:
+            reply = await aclient.evalsha(sha, len(keys), *keys, *argv)
+        except redis.exceptions.NoScriptError:
+            sha = await asyncio.to_thread(self.script_load, step.source())
+            reply = await aclient.evalsha(sha, len(keys), *keys, *argv)
+        self._step_shas[step.name] = sha
+        return reply
 
     def script_load(self, source: str) -> str:
         """SCRIPT LOAD; in cluster mode on every primary (EVALSHA runs on the node owning its key)."""

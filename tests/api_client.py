@@ -84,10 +84,11 @@ class Api:
         self.server.thread.join(5)
 
 
-def start_api(settings: Any, **api: Any) -> Api:
-    """The API of `settings` (tokens `TOKENS` unless given) in a thread of this process, on a free port."""
+def start_api(settings: Any, store: Any = None, **api: Any) -> Api:
+    """The API of `settings` (tokens `TOKENS` unless given) in a thread of this process, on a free port;
+    on `store` when given (default: a new one)."""
     s = settings.model_copy(update={"api": settings.api.model_copy(update={"tokens": TOKENS, "port": 0, **api})})
-    server = start_in_thread(s, "127.0.0.1", 0)
+    server = start_in_thread(s, "127.0.0.1", 0, store=store)
     deadline = time.monotonic() + 10
     while not server.started:
         assert time.monotonic() < deadline, "the API did not start"

@@ -14,6 +14,8 @@ from typing import Any, Iterator
 
 import pytest
 
+from commands.usage import usage_settings
+
 from .helpers import wait_until
 
 from .api_client import CARE, OPS, RO, TOKENS, Api, ApiProcess, start_api  # noqa: F401 (OPS, start_api: also for test_redis_setups)
@@ -99,7 +101,7 @@ def test_uses_usage_ledger_and_status(world: World, api: Api) -> None:
     assert state == {"msisdn": MSISDN, "cycle": out["cycle"], "current": True, "plan": "4G_1GB", "used": 1015 * mb,
                      "quota": 1024 * mb, "left": 9 * mb, "thresholds": [10 * mb, 5 * mb, 0], "alerted": [10 * mb],
                      "overage_fen_per_mb": state["overage_fen_per_mb"], "at": state["at"], "event_id": out["event_id"]}, state
-    plan = next(p for p in world.settings.usage.plans if p.code == "4G_1GB")
+    plan = next(p for p in usage_settings(world.settings).plans if p.code == "4G_1GB")
     assert state["overage_fen_per_mb"] == plan.overage_fen_per_mb and abs(state["at"] - time.time() * 1000) < 60_000
     status, _, none = api.call("GET", "/v1/subscribers/13900000000/usage", token=RO)
     assert status == 404 and none == {"detail": "no usage reported for 13900000000"}

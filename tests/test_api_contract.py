@@ -8,7 +8,7 @@ process on the test Redis (no bot: what is queued stays queued):
 9. every answer of every operation is a documented model, errors included, and the bearer scheme
    is declared;
 20. the async handlers never block the event loop: while Redis holds their write, the API answers
-   other requests.
+   other requests (that none calls the blocking client at all: tests/test_api_loop.py).
 """
 
 from __future__ import annotations
@@ -199,28 +199,6 @@ def test_a_write_waiting_on_redis_blocks_no_other_request(env: tuple[ApiProcess,
     writer.join(10)
     assert answers and answers[0].status == 202, answers
     api.assert_clean_log()
-
-
-def test_no_async_handler_uses_the_blocking_client(env: tuple[ApiProcess, config.Settings]) -> None:
-    """The loop test above holds three writes; this keeps every `async def` operation (and any added
-    later) off the blocking client: they use ctx.aredis and the steps on it, or are plain `def`."""
-    import inspect
-
-    from fastapi.routing import APIRoute
-
-    from smsbot.api.app import create_app
-    from smsbot.api.routes import build_router
-
-    ctx = create_app(env[1]).state.ctx
-    routers = [build_router(ctx), *(cmd.api_routes(ctx) for cmd in ctx.router.commands.values())]
-    routes = [r for router in routers if router is not None for r in router.routes if isinstance(r, APIRoute)]
-    assert len(routes) >= 14
-    async_ops = [r for r in routes if inspect.iscoroutinefunction(r.endpoint)]
-    assert {r.path for r in async_ops} >= {"/v1/orders", "/v1/uses", "/v1/usage", "/v1/notices"}
-    for route in async_ops:
-        source = inspect.getsource(route.endpoint)
-        blocking = [w for w in ("ctx.redis", "ctx.store", "admin.queue_notice", "admin.unsubscribe") if w in source]
-        assert not blocking, f"{route.path}: an async handler calls the blocking client ({blocking})"
 
 
 class Collected:

@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, event, example, given, settings as hsettings
 
 import commands
 from commands.orders import OrdersCommand, cancel_args
+from commands.orders.settings import orders_settings
 from smsbot import billing, config, events
 from smsbot.connections import open_store
 from smsbot.periods import Period, parse_time, period_of, zone
@@ -87,7 +88,7 @@ class Model:
             owed = owed[-12:]
         kind = self.s.service(code).kind
         self.seq += 1
-        sub = Sub(self.seq, code, kind.value, order_id, at, at + self.s.billing.grace_seconds[kind] * 1000, owed=owed)
+        sub = Sub(self.seq, code, kind.value, order_id, at, at + orders_settings(self.s).grace_seconds[kind] * 1000, owed=owed)
         self.subs[(m, code)] = sub
         self.history.setdefault((m, code), []).append(sub)
 
@@ -97,7 +98,7 @@ class Model:
     def td(self, m: str, now: int) -> str:
         live = [s for (mm, _), s in self.subs.items() if mm == m and s.state in LIVE]
         grace = sorted((s for s in live if s.state == "pending" and s.due > now), key=lambda s: s.seq)
-        late = sorted((s for s in live if s not in grace and s.start >= now - self.s.billing.late_cancel_seconds * 1000), key=lambda s: s.seq)
+        late = sorted((s for s in live if s not in grace and s.start >= now - orders_settings(self.s).late_cancel_seconds * 1000), key=lambda s: s.seq)
         cands = grace or late
         if not cands:
             return "cancel_nothing"
@@ -304,7 +305,8 @@ def test_ledger_matches_model(fresh: Callable[..., config.Settings], first: list
                 model.use(m, fields["use_id"], now)
             elif kind == "td":
                 _, m, picks = st_
-                word = settings.billing.cancel_words[n % len(settings.billing.cancel_words)]
+                words = orders_settings(settings).cancel_words
+                word = words[n % len(words)]
                 expected = model.td(m, now)
                 got = sysm.mo(m, word, now)
                 assert got == expected, f"{word}: bot {got}, model {expected}"

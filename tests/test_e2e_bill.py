@@ -17,7 +17,7 @@ from typing import Callable
 
 from smsbot import billing
 from .helpers import wait_until
-from smsbot.events import write_use
+from commands.orders.events import write_use
 from smsbot.periods import format_time, period_by_label, period_of, zone
 
 from .conftest import World, cli, write_config
@@ -72,7 +72,7 @@ def mid_last_month(tz) -> Callable[[], float]:
 
 
 def test_cxzd_is_the_ledger_month_by_month_and_only_the_subscribers_own(make_settings, make_world, tmp_path):
-    grace = {"billing.grace_seconds": {"monthly": GRACE_S, "on-demand": GRACE_S}}
+    grace = {"commands.orders.grace_seconds": {"monthly": GRACE_S, "on-demand": GRACE_S}}
     tz = zone(make_settings(**grace).billing.timezone)
     clock = mid_last_month(tz)
 

@@ -4,7 +4,7 @@ Plus: several pending orders (the bot asks which), a reply after the first charg
 the next period), the 0000 menu before the first charge, duplicate order events, and the CLI
 (`smsbot order`, `use`, `billing run|ledger|verify`) as a separate process against the running bot.
 
-Orders are written exactly as `smsbot order` writes them (`smsbot.events.write_order`).
+Orders are written exactly as `smsbot order` writes them (`commands.orders.events.write_order`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from smsbot import billing
 from smsbot.connections import open_store
-from smsbot.events import write_order
+from commands.orders.events import write_order
 from smsbot.periods import period_of, zone
 
 from .conftest import World, cli, write_config

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from commands import usage
+from commands.usage import usage_settings
 
 from .conftest import World, cli, write_config
 
@@ -265,5 +266,5 @@ def test_cli_report_reaches_the_running_bot_and_show(world: World, tmp_path: Pat
 
 
 def period(world: World) -> str:
-    now = datetime.now(ZoneInfo(world.settings.usage.timezone))
+    now = datetime.now(ZoneInfo(usage_settings(world.settings).timezone))
     return f"{now.year}年{now.month}月"

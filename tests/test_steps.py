@@ -1,12 +1,15 @@
-"""Every Lua entry point's KEYS, ARGV and result are declared once (smsbot.steps) and used by name.
+"""Every Lua entry point's KEYS, ARGV and result are declared once (smsbot.steps, or a command
+package's own `Command.steps`) and used by name, and run by the one runner.
 
 Pure checks, no Redis: each script uses only names its declaration has and every declared name is
 used; no Lua file and no Python module indexes KEYS/ARGV by number (outside the generated header
-and a step's declared variadic tail); the MO script's result is parsed by name.
+and a step's declared variadic tail); the MO script's result is parsed by name; no Python module
+but the store (`Store.run_step`, `run_step_async`, the hot path's round trips) runs a script.
 """
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -22,6 +25,7 @@ pytestmark = pytest.mark.unit
 REPO = Path(__file__).resolve().parent.parent
 NUMBERED = re.compile(r"\b(KEYS|ARGV)\[\s*\d+\s*\]")
 USED = re.compile(r"\b(KEY|ARG)_([a-z_]+)")
+ALL_STEPS = (*steps.STEPS, *(s for cls in commands.COMMANDS for s in cls.steps))
 
 
 def _without_comments(lua: str) -> str:
@@ -34,11 +38,11 @@ def _step_sources() -> dict[str, str]:
     mo = assemble_mo_script(frags)
     return {
         "mo": mo.split("\n", 6)[-1],
-        **{s.name: (steps.LUA_DIR / f"{s.name}.lua").read_text(encoding="utf-8") for s in steps.STEPS if s is not steps.MO},
+        **{s.name: (s.directory / f"{s.name}.lua").read_text(encoding="utf-8") for s in ALL_STEPS if s is not steps.MO},
     }
 
 
-@pytest.mark.parametrize("step", steps.STEPS, ids=lambda s: s.name)
+@pytest.mark.parametrize("step", ALL_STEPS, ids=lambda s: s.name)
 def test_each_script_uses_exactly_the_names_its_step_declares(step: steps.Step):
     body = _without_comments(_step_sources()[step.name])
     used_keys = {n for kind, n in USED.findall(body) if kind == "KEY"}
@@ -49,8 +53,15 @@ def test_each_script_uses_exactly_the_names_its_step_declares(step: steps.Step):
     assert used_args == set(step.arg_names), f"{step.name}: declared, never used: {sorted(set(step.arg_names) - used_args)}"
 
 
+def test_every_step_has_its_own_name_and_file():
+    """`Store.run_step` keeps a loaded script per step name: two steps may not share one."""
+    names = [s.name for s in ALL_STEPS]
+    assert len(set(names)) == len(names), names
+    assert all((s.directory / f"{s.name}.lua").is_file() for s in ALL_STEPS if s is not steps.MO)
+
+
 def test_no_lua_file_indexes_keys_or_argv_by_number():
-    files = [*(REPO / "smsbot" / "lua").glob("*.lua"), *(REPO / "commands").glob("*/*.lua")]
+    files = [*(REPO / "smsbot").rglob("*.lua"), *(REPO / "commands").glob("*/*.lua")]
     assert files
     offenders = {str(f.relative_to(REPO)): NUMBERED.findall(_without_comments(f.read_text(encoding="utf-8"))) for f in files}
     assert not {f: hits for f, hits in offenders.items() if hits}
@@ -101,3 +112,39 @@ def test_the_live_states_are_declared_once_for_python_and_lua():
     assert f"local LIVE = {{ {', '.join(f'{s} = true' for s in sorted(LIVE_STATES))} }}" in steps.MO.header()
     files = [*(REPO / "smsbot" / "lua").glob("*.lua"), *(REPO / "commands").glob("*/*.lua")]
     assert not [f.name for f in files if re.search(r"^\s*local\s+LIVE\b", f.read_text(encoding="utf-8"), re.M)]
+
+
+RUNS_A_SCRIPT = frozenset({"register_script", "eval", "evalsha", "eval_ro", "evalsha_ro", "script_load"})
+THE_RUNNER = {"smsbot/store.py"}  # Store.run_step / run_step_async / script_load, and the hot path's EVALSHA round trips
+NOT_YET = {"smsbot/webhooks/jobs.py": "the webhook jobs' five inline scripts (issue 20: not yet moved to steps)"}
+
+
+def _script_runs(source: str) -> list[str]:
+    """Where `source` runs a script itself: register_script / eval / evalsha / script_load, or a raw EVAL*."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        called = node.func if isinstance(node, ast.Call) else None
+        if isinstance(called, ast.Attribute) and called.attr in RUNS_A_SCRIPT:
+            found.append(f"{node.lineno}: .{called.attr}(...)")
+        if isinstance(called, ast.Attribute) and called.attr == "execute_command" and node.args \
+                and isinstance(node.args[0], ast.Constant) and str(node.args[0].value).upper().startswith("EVAL"):
+            found.append(f"{node.lineno}: execute_command({node.args[0].value!r}, ...)")
+    return found
+
+
+def test_no_python_module_but_the_runner_runs_a_script():
+    """Every Lua script is a file, declared as a step and run by the one runner: no other module
+    calls register_script / eval / evalsha / script_load (the API's steps included) or sends a raw EVAL."""
+    offenders = []
+    for f in [*(REPO / "smsbot").rglob("*.py"), *(REPO / "commands").rglob("*.py")]:
+        rel = f.relative_to(REPO).as_posix()
+        if rel not in THE_RUNNER and rel not in NOT_YET:
+            offenders += [f"{rel}:{hit}" for hit in _script_runs(f.read_text(encoding="utf-8"))]
+    assert not offenders, "scripts run outside the one runner (smsbot.store):\n" + "\n".join(offenders)
+
+
+def test_the_runner_check_sees_a_script_run_elsewhere():
+    """Not vacuous: the API's former way (register_script on the asyncio client) and a raw EVAL are caught."""
+    sample = "def f(client, src):\n    s = client.register_script(src)\n    return client.execute_command('EVAL', src, 0)\n"
+    assert _script_runs(sample) == ["2: .register_script(...)", "3: execute_command('EVAL', ...)"]
+    assert not _script_runs("def g(store, step):\n    return store.run_step(step, (), ())\n")

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
 from commands import usage
+from commands.usage import usage_settings
 from smsbot import config
 from smsbot.connections import open_store
 from smsbot.router import Router
@@ -74,7 +75,7 @@ def store(make_settings: Callable[..., config.Settings]):
 def run_reports(store, settings: config.Settings, msisdn: str, reports: list[tuple[str, int, str]]):
     calls = []
     for i, (cycle, used, plan_code) in enumerate(reports):
-        args = usage.report_args(settings, settings.usage.plan(plan_code), used, cycle, 1_800_000_000_000 + i)
+        args = usage.report_args(settings, usage_settings(settings).plan(plan_code), used, cycle, 1_800_000_000_000 + i)
         calls.append(store.mo_call("usage.report", msisdn, "10086", correlation=f"{i}-0", args=args, extra_keys=("usage",)))
     return store.run_batch(calls)  # one pipeline: applied in order, one atomic step each
 
@@ -129,8 +130,8 @@ def check_against_model(store, settings, reports):
     model = Model()
     for (cycle, used, plan_code), res in zip(reports, results):
         assert not isinstance(res, Exception), str(res)
-        plan = settings.usage.plan(plan_code)
-        expect = model.apply(cycle, used, plan_code, plan.quota_mb * MB, [t * MB for t in settings.usage.thresholds_mb(plan)])
+        plan = usage_settings(settings).plan(plan_code)
+        expect = model.apply(cycle, used, plan_code, plan.quota_mb * MB, [t * MB for t in usage_settings(settings).thresholds_mb(plan)])
         got = int(res.extra) if res.outcome == "alerted" else None
         assert got == expect, (reports, cycle, used, plan_code, res)
     # the outbox holds exactly the alerts the model sent, in order
@@ -138,8 +139,8 @@ def check_against_model(store, settings, reports):
     expected = []
     replay = Model()
     for cycle, used, plan_code in reports:
-        plan = settings.usage.plan(plan_code)
-        t = replay.apply(cycle, used, plan_code, plan.quota_mb * MB, [x * MB for x in settings.usage.thresholds_mb(plan)])
+        plan = usage_settings(settings).plan(plan_code)
+        t = replay.apply(cycle, used, plan_code, plan.quota_mb * MB, [x * MB for x in usage_settings(settings).thresholds_mb(plan)])
         if t is not None:
             expected.append(t)
     assert sent == expected
@@ -173,8 +174,8 @@ def test_shuffled_duplicated_history_alerts_each_threshold_at_most_once(store, r
     last = max(c for c, _, _ in reports)
     mine = [(u, p) for c, u, p in reports if c == last]
     top_used, top_plan = max(mine)
-    plan = s.usage.plan(top_plan)
-    reached = [t * MB for t in s.usage.thresholds_mb(plan) if plan.quota_mb * MB - top_used <= t * MB]
+    plan = usage_settings(s).plan(top_plan)
+    reached = [t * MB for t in usage_settings(s).thresholds_mb(plan) if plan.quota_mb * MB - top_used <= t * MB]
     if reached and len({p for _, p in mine}) == 1:
         assert min(reached) in by_cycle.get(last, []), (reports, by_cycle)
 
@@ -214,20 +215,40 @@ def _raw() -> dict[str, Any]:
     (lambda u: u["plans"][0].update(overage_fen_per_mb=-1), "usage.plans.0.overage_fen_per_mb"),
     (lambda u: u.update(short_code="12345"), "usage.short_code"),
 ])
-def test_plan_config_is_validated(mutate, key):
+@pytest.mark.parametrize("former", [False, True], ids=["commands.usage", "former usage"])
+def test_plan_config_is_validated(mutate, key, former):
+    """Each problem named where the file gives it: ``commands.usage...``, or ``usage...`` in a file of
+    before (the top-level section, still accepted)."""
     raw = _raw()
-    mutate(raw["usage"])
+    if former:
+        raw["usage"] = raw["commands"].pop("usage")
+    mutate(raw["usage"] if former else raw["commands"]["usage"])
     with pytest.raises(config.ConfigError) as e:
         config.from_dict(raw)
-    assert key in {k for k, _ in e.value.errors}, e.value.errors
+    assert (key if former else f"commands.{key}") in {k for k, _ in e.value.errors}, e.value.errors
 
 
-def test_usage_env_overrides():
-    s = config.load(REPO / "config.yaml", environ={
-        "SMSBOT_USAGE_DEFAULT_THRESHOLDS_MB": "20,5,0", "SMSBOT_USAGE_TIMEZONE": "UTC", "SMSBOT_USAGE_DEFAULT_PLAN": "CARD_10GB"})
-    assert s.usage.default_thresholds_mb == [20, 5, 0] and s.usage.timezone == "UTC" and s.usage.default_plan == "CARD_10GB"
-    assert s.usage.thresholds_mb(s.usage.plan("4G_1GB")) == [20, 5, 0]
-    assert s.usage.thresholds_mb(s.usage.plan("CARD_10GB")) == [50, 0]
+def test_the_former_usage_section_is_accepted_with_a_note():
+    raw = _raw()
+    raw["usage"] = {**raw["commands"].pop("usage"), "default_plan": "CARD_10GB"}
+    s = config.from_dict(raw)
+    assert usage_settings(s).default_plan == "CARD_10GB" and usage_settings(s).plan("4G_1GB") is not None
+    assert [k for k, _n in config.notes(s)] == ["usage"] and "'commands.usage'" in config.notes(s)[0][1]
+    assert config.notes(config.from_dict(_raw())) == []  # the shipped file says it the new way
+
+
+@pytest.mark.parametrize("prefix", ["SMSBOT_USAGE_", "SMSBOT_COMMANDS_USAGE_"])
+def test_usage_env_overrides(prefix):
+    """The variables of before (SMSBOT_USAGE_*) still set the settings, over the file's ``commands.usage``."""
+    warned: list[str] = []
+    s = config.load(REPO / "config.yaml", warn=warned.append, environ={
+        f"{prefix}DEFAULT_THRESHOLDS_MB": "20,5,0", f"{prefix}TIMEZONE": "UTC", f"{prefix}DEFAULT_PLAN": "CARD_10GB"})
+    u = usage_settings(s)
+    assert u.default_thresholds_mb == [20, 5, 0] and u.timezone == "UTC" and u.default_plan == "CARD_10GB"
+    assert u.thresholds_mb(u.plan("4G_1GB")) == [20, 5, 0]
+    assert u.thresholds_mb(u.plan("CARD_10GB")) == [50, 0]
+    assert not warned
+    assert [k for k, _n in config.notes(s)] == (["usage"] if prefix == "SMSBOT_USAGE_" else [])
 
 
 def test_rendering_one_decimal_and_rates():

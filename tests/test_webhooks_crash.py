@@ -15,7 +15,7 @@ import redis
 
 from smsbot import config
 from .helpers import wait_until
-from smsbot.events import write_order
+from commands.orders.events import write_order
 from smsbot.keys import Keys
 from smsbot.simulator.smsc import SimSmsc
 from tests.test_lifecycle import make_raw, write_cfg

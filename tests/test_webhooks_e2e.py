@@ -128,7 +128,7 @@ def test_real_flows_arrive_signed(make_world: Callable[..., World], receiver: Re
 
 def _order_events(w: World, n: int, tag: str) -> list[str]:
     """`n` order events (each subscriber's own), as `smsbot order` writes them; their order ids."""
-    from smsbot.events import write_order
+    from commands.orders.events import write_order
 
     ids = []
     for i in range(n):

@@ -5,10 +5,10 @@ command list, and ``smsbot config check`` notes it.)
 
 * **Orders** arrive on the stream ``<prefix>:events:orders`` (consumer group ``orders``; see the
   README for the event format). Each becomes one ``orders.place`` step (``orders.lua``): a
-  ``pending`` subscription whose first charge is due after ``billing.grace_seconds[kind]``, and a
+  ``pending`` subscription whose first charge is due after ``commands.orders.grace_seconds[kind]``, and a
   reminder naming the service, the price and the cancel word, queued on the outbox at once.
   Idempotent by order id, so a redelivered or re-claimed event changes nothing.
-* **Cancel words** (``billing.cancel_words``: TD, 取消, N by default) run ``orders.cancel``: one
+* **Cancel words** (``commands.orders.cancel_words``: TD, 取消, N by default) run ``orders.cancel``: one
   order in its grace period -> cancelled and named, never charged; several -> a numbered list and
   a question (``conversations.orders`` takes the numeric answer); none in grace but a recent order
   past its grace -> cancelled from the next period on, and the reply says so.
@@ -32,15 +32,21 @@ from smsbot.keys import ORDER_EVENTS_GROUP, USE_EVENTS_GROUP
 from smsbot.periods import bounds_around, format_time, zone
 from smsbot.command import Command, Intent, Renderer, RenderContext
 
+from commands.orders.events import ALIASES, NAME, reminder_short_code
+from commands.orders.settings import FORMER_SETTINGS, OrdersSettings, orders_settings
+from commands.orders.steps import STEPS
+
 _log = log.get("smsbot.orders")
-NAME = "orders"
 
 
 class OrdersCommand(Command):
     name = NAME
-    aliases = ("reminders",)
+    aliases = ALIASES
     help_template = "help"
     lua_libraries = (billing.RULES_LUA,)
+    settings_model = OrdersSettings
+    former_settings = FORMER_SETTINGS  # billing.cancel_words etc. of before
+    steps = STEPS  # the HTTP API's idempotent order and use events (event.lua)
     legacy_names = {
         "reminder": "orders.reminder",
         "reminder_cancelled": "orders.cancelled",
@@ -58,7 +64,7 @@ class OrdersCommand(Command):
     }
 
     def match(self, norm: str, raw: str, settings: Settings, now_ms: int) -> Intent | None:
-        if norm in settings.billing.cancel_words:
+        if norm in orders_settings(settings).cancel_words:
             return Intent("orders.cancel", self.name, cancel_args(settings, now_ms))
         return None
 
@@ -68,6 +74,16 @@ class OrdersCommand(Command):
             "orders.cancelled": render_cancelled,
             "orders.which": render_which,
         }
+
+    def api_routes(self, ctx: Any) -> Any:
+        from commands.orders import api  # FastAPI is loaded by the API process only, not by every bot
+
+        return api.build_router(ctx)
+
+    def cli_commands(self, cli: Any) -> list[Any]:
+        from commands.orders import cli as commands_cli  # click's commands are built by the `smsbot` CLI only
+
+        return commands_cli.build_commands(cli)
 
     def event_sources(self, settings: Settings, store: Any) -> list[EventSource]:
         keys = store.keys
@@ -79,23 +95,14 @@ class OrdersCommand(Command):
 
 def cancel_args(settings: Settings, now_ms: int) -> dict[str, Any]:
     """Arguments of the ``orders.cancel`` step for an MO at `now_ms` (month boundaries for 'from next month')."""
-    b = settings.billing
+    b = orders_settings(settings)
     return {
-        "periods": bounds_around(now_ms, zone(b.timezone)),
+        "periods": bounds_around(now_ms, zone(settings.billing.timezone)),
         "validity_ms": b.choice_validity_seconds * 1000,
         "keep_ms": settings.menu.expired_notice_seconds * 1000,
         "late_ms": b.late_cancel_seconds * 1000,
         "word": b.cancel_words[0],
     }
-
-
-def reminder_short_code(settings: Settings) -> tuple[str, str] | None:
-    """(short code, language) that sends reminders and takes the cancel words, or None if none enables them."""
-    b = settings.billing
-    for sc in settings.short_codes:
-        if (b.short_code is None and any(n in (NAME, *OrdersCommand.aliases) for n in sc.commands)) or sc.code == b.short_code:
-            return sc.code, sc.language.value
-    return None
 
 
 # -- events ------------------------------------------------------------------------------------------
@@ -124,11 +131,12 @@ def order_call(settings: Settings, store: Any, order: Order, correlation: str) -
     sc = reminder_short_code(settings) or (settings.short_codes[0].code, settings.short_codes[0].language.value)
     svc = settings.service(order.service)
     assert svc is not None
+    own = orders_settings(settings)
     return store.mo_call(
         "orders.place", order.msisdn, sc[0], lang=sc[1], correlation=correlation, now_ms=order.at_ms,
         args={
             "order_id": order.order_id, "service": order.service, "kind": svc.kind.value,
-            "grace_ms": settings.billing.grace_seconds[svc.kind] * 1000, "word": settings.billing.cancel_words[0],
+            "grace_ms": own.grace_seconds[svc.kind] * 1000, "word": own.cancel_words[0],
         },
         extra_keys=("orders",),
     )

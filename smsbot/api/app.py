@@ -1,7 +1,8 @@
 """The FastAPI app (`create_app`) and its server (`serve`, `start_in_thread`).
 
 `create_app(settings)` connects to the bot's Redis (`smsbot.connections`: the same store as every
-command, and an asyncio client for the handlers that run on the event loop), mounts
+command, and an asyncio client for the handlers that run on the event loop, whose scripts run through
+`Store.run_step_async`: the same loaded scripts as the blocking side's), mounts
 `smsbot.api.routes`, `smsbot.api.webhooks`, `smsbot.api.control` and the routes command packages bring, and wraps them in
 `smsbot.api.wire` (body limit, JSON only, error bodies, a newline after every JSON answer). Every
 request is counted and timed by route template (`smsbot.metrics.ApiMetrics`): in the bot's registry
@@ -15,7 +16,6 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from importlib import resources
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -33,7 +33,7 @@ from smsbot.api.auth import Auth
 from smsbot.api.routes import build_router
 from smsbot.api.control import build_router as control_router
 from smsbot.api.webhooks import build_router as webhooks_router
-from smsbot.config import BillingKind, Settings
+from smsbot.config import Settings
 from smsbot.metrics import ApiMetrics
 from smsbot.router import Router
 
@@ -48,14 +48,6 @@ def _version() -> str:
         return "0"
 
 
-def _lua(name: str) -> str:
-    return resources.files("smsbot.api").joinpath(name).read_text(encoding="utf-8")
-
-
-EVENT_STEP = _lua("event.lua")
-NOTICE_STEP = _lua("notice.lua")
-
-
 @dataclass
 class ApiContext:
     settings: Settings
@@ -63,8 +55,7 @@ class ApiContext:
     auth: Any  # smsbot.api.auth.Auth
     router: Any  # smsbot.router.Router (renders notices to check them)
     aredis: Any = field(default=None)  # the asyncio client, for `async def` handlers: never block the loop
-    event_step: Any = field(default=None)  # event.lua on `aredis`
-    notice_step: Any = field(default=None)  # notice.lua on `aredis`
+    enums: list[tuple[str, str, list[str]]] = field(default_factory=list)  # (model, property, values): `document_enum`
 
     @property
     def redis(self) -> Any:
@@ -75,10 +66,17 @@ class ApiContext:
         return self.store.keys
 
     def use_async_client(self, client: Any) -> None:
-        """`client` (redis.asyncio) for every handler on the event loop, and the steps on it."""
+        """`client` (redis.asyncio) for every handler on the event loop; `run_step` runs the steps on it."""
         self.aredis = client
-        self.event_step = _AsyncScript(client, EVENT_STEP)
-        self.notice_step = _AsyncScript(client, NOTICE_STEP)
+
+    async def run_step(self, step: Any, keys: tuple[Any, ...], argv: tuple[Any, ...]) -> Any:
+        """One `smsbot.steps.Step` on the asyncio client, for an `async def` handler (`Store.run_step_async`)."""
+        return await self.store.run_step_async(self.aredis, step, keys, argv)
+
+    def document_enum(self, model: str, prop: str, values: list[str]) -> None:
+        """The OpenAPI document names `values` (this deployment's catalogue: service codes, plans, short
+        codes) as the enum of `model`'s `prop`; the route checks them itself, in any case."""
+        self.enums.append((model, prop, values))
 
 
 def create_app(settings: Settings, store: Any = None, metrics: Any = None) -> FastAPI:
@@ -111,7 +109,7 @@ def create_app(settings: Settings, store: Any = None, metrics: Any = None) -> Fa
         def prometheus_metrics() -> Response:  # no token, like /status: route templates and counts, no subscriber data
             return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
-    _document_catalogue(app, settings)
+    _document_catalogue(app, settings, ctx.enums)
     app.add_middleware(wire.Gate, limit=a.max_body_bytes)
     app.add_middleware(RequestMetrics, metrics=metrics)  # added last: the outermost, so a 413 is counted too
     return app
@@ -147,18 +145,16 @@ class RequestMetrics:
 
 
 
-def _document_catalogue(app: FastAPI, settings: Settings) -> None:
+def _document_catalogue(app: FastAPI, settings: Settings, enums: list[tuple[str, str, list[str]]]) -> None:
     """The OpenAPI document names this deployment's catalogue: service codes, on-demand codes,
-    plans and short codes as enums (the routes also take them in any case; they check them too)."""
+    plans and short codes as enums, as the routes asked (`ApiContext.document_enum`; the routes also
+    take them in any case; they check them too)."""
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
             comp = doc.get("components", {}).get("schemas", {})
             codes = [x.code for x in settings.services]
-            on_demand = [x.code for x in settings.services if x.kind is BillingKind.ON_DEMAND]
-            for model, prop, values in (("OrderIn", "service", codes), ("UseIn", "service", on_demand),
-                                        ("UsageIn", "plan", [p.code for p in settings.usage.plans]),
-                                        ("NoticeIn", "short_code", [sc.code for sc in settings.short_codes])):
+            for model, prop, values in enums:
                 spec = comp.get(model, {}).get("properties", {}).get(prop)
                 if spec is None or not values:
                     continue
@@ -178,16 +174,6 @@ def _document_catalogue(app: FastAPI, settings: Settings) -> None:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-
-
-class _AsyncScript:
-    """EVALSHA with a NOSCRIPT fallback (a restarted Redis forgets scripts) on an asyncio client."""
-
-    def __init__(self, client: Any, source: str):
-        self.script = client.register_script(source)
-
-    async def __call__(self, keys: list[str], args: list[Any]) -> Any:
-        return await self.script(keys=keys, args=args)
 
 
 def _server(settings: Settings, app: FastAPI, host: str | None, port: int | None) -> Any:

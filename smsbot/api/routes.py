@@ -1,4 +1,5 @@
-"""The endpoints, per area: events (orders, uses, usage), notices, subscribers, MT records, status.
+"""The core endpoints, per area: notices, subscribers, MT records, status (a command's own, such as
+orders, uses and usage reports, are in its package: `commands/<name>/api.py`).
 
 Each write is one atomic Redis step (a Lua script or a single XADD), so a request refused or cut off
 by a Redis failure has written nothing; the 503 answer is in `smsbot.api.wire`. The writes are
@@ -17,179 +18,27 @@ from typing import Any
 
 import redis
 from fastapi import APIRouter, HTTPException, Path
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse
 
-from commands import usage as usage_cmd
 from commands.orders import reminder_short_code
 from smsbot import admin, queue_lag
 from smsbot.api.auth import Token
-from smsbot.api.models import (MAX_AT_MS, CancelOut, Conflict, EventOut, Instance, LedgerEntry, LedgerOut, MtOut, NoticeIn,
-                               NoticeOut, NoticeStateOut, OrderIn, StatusOut, Subscription, SubscriptionsOut, UsageIn,
-                               UsageOut, UsageStateOut, UseIn)
+from smsbot.api.checks import Invalid, number, path_number, service
+from smsbot.api.models import (CancelOut, Instance, LedgerEntry, LedgerOut, MtOut, NoticeIn, NoticeOut, NoticeStateOut,
+                               StatusOut, Subscription, SubscriptionsOut)
 from smsbot.api.schema import AUTH, BODY, responses
-from smsbot.api.wire import problem
-from smsbot.config import BillingKind
-from smsbot.events import new_id, order_fields, use_fields
-from smsbot.msisdn import normalize_msisdn
-from smsbot.periods import parse_time, zone
+from smsbot.steps import NOTICE, NoticeArgv, NoticeKeys
 from smsbot.timefmt import display_zone, fmt_seconds
 
 _ENTRY_ID = re.compile(r"^[0-9]{1,15}-[0-9]{1,10}$")
 EVENT_BACKLOG_CAP = 1000
-_NEW, _CONFLICT = 1, 2  # what event.lua answers first (0: the same request again)
-
-
-class Invalid(Exception):
-    """Collects the wrong fields of one request; raised as a 422."""
-
-    def __init__(self) -> None:
-        self.errors: list[dict[str, Any]] = []
-
-    def add(self, where: str, field: str, msg: str) -> None:
-        self.errors.append({"loc": [where, field], "msg": msg, "type": "value_error"})
-
-    def check(self) -> None:
-        if self.errors:
-            raise HTTPException(422, self.errors)
 
 
 def build_router(ctx: Any) -> APIRouter:  # ctx: smsbot.api.app.ApiContext
     r = APIRouter()
     settings = ctx.settings
-    cc = settings.subscribers.country_code
     scope = ctx.auth.scope
-
-    def number(bad: Invalid, where: str, value: str) -> str:
-        try:
-            return normalize_msisdn(value, cc)
-        except ValueError as e:
-            bad.add(where, "msisdn", str(e))
-            return ""
-
-    def path_number(value: str) -> str:
-        bad = Invalid()
-        n = number(bad, "path", value)
-        bad.check()
-        return n
-
-    def at_ms(bad: Invalid, value: str | int | None) -> int:
-        """`at` as epoch ms (now when absent); a number is in range already (`smsbot.api.models`)."""
-
-        try:
-            ms = parse_time(None if value is None else str(value), zone(settings.billing.timezone))
-        except (ValueError, OverflowError) as e:
-            bad.add("body", "at", str(e))
-            return 0
-        if not 0 <= ms <= MAX_AT_MS:
-            bad.add("body", "at", f"{value!r} is out of range: a time between 1970 and 3000")
-            return 0
-        return ms
-
-    def service(bad: Invalid, code: str, where: str = "body", field: str = "service") -> str:
-        code = code.strip().upper()
-        if settings.service(code) is None:
-            known = ", ".join(s.code for s in settings.services)
-            bad.add(where, field, f"unknown service code {code!r}; known: {known}")
-        return code
-
-    async def idempotent_event(stream: str, id_name: str, id_: str, result: dict[str, Any], at_given: bool,
-                               fields: dict[str, str]) -> Response:
-        """The event once per id (event.lua): 202 new, 200 the same request again, 409 another one."""
-        flat = [x for kv in fields.items() for x in kv]
-        outcome, body = await ctx.event_step(keys=[ctx.keys.api_ids(stream), stream],
-                                             args=[id_, json.dumps(result), "1" if at_given else "0", *flat])
-        if outcome == _CONFLICT:
-            first = json.loads(body)
-            differ = [f"{k} {first.get(k)!r} then, {result[k]!r} now" for k in ("msisdn", "service", "at")
-                      if first.get(k) != result[k] and (k != "at" or at_given)]
-            return problem(409, f"{id_name} {id_!r} was used before for another request ({'; '.join(differ)}); "
-                                f"nothing was written: use a new {id_name} for a new request", first={**first, "duplicate": True})
-        return Response(body, media_type="application/json", status_code=202 if outcome == _NEW else 200)  # EventOut, built in Lua
-
-    # -- events ---------------------------------------------------------------------------------
-    @r.post("/v1/orders", status_code=202, response_model=EventOut, tags=["events"],
-            responses={200: {"model": EventOut, "description": "this order_id was posted before with the same request: the first result"},
-                       **responses(AUTH, BODY), 409: {"model": Conflict, "description": "this order_id was posted before "
-                                                                                        "for another msisdn, service or at"}})
-    async def post_order(body: OrderIn, tok: Token = scope("events")) -> Any:
-        """Place an order: an order event for the bot (charge reminder, grace period, first charge),
-        exactly what `smsbot order` writes. Idempotent on `order_id`."""
-
-        bad = Invalid()
-        msisdn = number(bad, "body", body.msisdn)
-        code = service(bad, body.service)
-        at = at_ms(bad, body.at)
-        oid = (body.order_id or "").strip() or new_id("ord")
-        if body.order_id is not None and not body.order_id.strip():
-            bad.add("body", "order_id", "must not be blank")
-        bad.check()
-        if reminder_short_code(settings) is None:
-            raise HTTPException(503, "no short code enables the `orders` command: nothing would send the reminder")
-        return await idempotent_event(ctx.keys.order_events(), "order_id", oid, {"id": oid, "msisdn": msisdn, "service": code, "at": at},
-                                      body.at is not None, order_fields(msisdn, code, at, oid, source=f"api:{tok.name}"))
-
-    @r.post("/v1/uses", status_code=202, response_model=EventOut, tags=["events"],
-            responses={200: {"model": EventOut, "description": "this use_id was posted before with the same request: the first result"},
-                       **responses(AUTH, BODY), 409: {"model": Conflict, "description": "this use_id was posted before "
-                                                                                        "for another msisdn, service or at"}})
-    async def post_use(body: UseIn, tok: Token = scope("events")) -> Any:
-        """One use of an on-demand service (charged once, if subscribed and past the grace), as `smsbot use` writes it."""
-
-        bad = Invalid()
-        msisdn = number(bad, "body", body.msisdn)
-        code = service(bad, body.service)
-        svc = settings.service(code)
-        if svc is not None and svc.kind is not BillingKind.ON_DEMAND:
-            bad.add("body", "service", f"{code} is not an on-demand service")
-        at = at_ms(bad, body.at)
-        if body.use_id is not None and not body.use_id.strip():
-            bad.add("body", "use_id", "must not be blank")
-        bad.check()
-        uid = (body.use_id or "").strip() or new_id("use")
-        return await idempotent_event(ctx.keys.use_events(), "use_id", uid, {"id": uid, "msisdn": msisdn, "service": code, "at": at},
-                                      body.at is not None, use_fields(msisdn, code, at, uid, source=f"api:{tok.name}"))
-
-    @r.post("/v1/usage", status_code=202, response_model=UsageOut, tags=["events"], responses=responses(AUTH, BODY))
-    async def post_usage(body: UsageIn, tok: Token = scope("events")) -> Any:
-        """A data-usage report (running total of the cycle), as `smsbot usage --used` writes it."""
-
-        bad = Invalid()
-        msisdn = number(bad, "body", body.msisdn)
-        used = 0
-        if isinstance(body.used, int):  # in range: `UsageIn`
-            used = body.used
-        else:
-            try:
-                used = usage_cmd.parse_size(body.used)
-            except ValueError as e:
-                bad.add("body", "used", str(e))
-        now_cycle = usage_cmd.current_cycle(settings)
-        cycle = (body.cycle or now_cycle).strip()
-        if not usage_cmd.CYCLE_RE.match(cycle):
-            bad.add("body", "cycle", f"{cycle!r} is not a cycle; use YYYY-MM, e.g. 2026-11")
-        else:
-            try:
-                usage_cmd.check_cycle_near(cycle, now_cycle)
-            except ValueError as e:
-                bad.add("body", "cycle", str(e))
-        plan = None
-        if body.plan is not None:
-            try:
-                plan = usage_cmd.resolve_plan(settings, body.plan)
-            except ValueError as e:
-                bad.add("body", "plan", str(e))
-        at = at_ms(bad, body.at)
-        bad.check()
-        if plan is None:
-            stored = await ctx.aredis.hget(ctx.keys.usage(msisdn), "plan")
-            try:
-                plan = usage_cmd.resolve_plan(settings, stored.decode() if stored else None)
-            except ValueError as e:
-                bad.add("body", "plan", str(e))
-                bad.check()
-        fields = usage_cmd.event_fields(msisdn, used, cycle, plan.code, at_ms=at, source=f"api:{tok.name}")
-        eid = await ctx.aredis.xadd(ctx.keys.usage_events(), fields)
-        return UsageOut(event_id=eid.decode(), msisdn=msisdn, used=used, cycle=cycle, plan=plan.code)
+    ctx.document_enum("NoticeIn", "short_code", [sc.code for sc in settings.short_codes])
 
     # -- notices --------------------------------------------------------------------------------
     @r.post("/v1/notices", status_code=202, response_model=NoticeOut, tags=["notices"], responses=responses(AUTH, BODY))
@@ -197,7 +46,7 @@ def build_router(ctx: Any) -> APIRouter:  # ctx: smsbot.api.app.ApiContext
         """An MT to a subscriber through the queue (the same window, TPS and retries as reminders)."""
 
         bad = Invalid()
-        msisdn = number(bad, "body", body.msisdn)
+        msisdn = number(settings, bad, "body", body.msisdn)
         if (body.text is None) == (body.template is None):
             bad.add("body", "text", "give either text or template (with params)")
         sc_code = body.short_code or (reminder_short_code(settings) or (settings.short_codes[0].code, ""))[0]
@@ -226,8 +75,9 @@ def build_router(ctx: Any) -> APIRouter:  # ctx: smsbot.api.app.ApiContext
             bad.check()
         now = int(time.time() * 1000)
         fields = admin.notice_fields(msisdn, sc.code, lang, tpl, data, f"api:{tok.name}", now)
-        nid = await ctx.notice_step(keys=[ctx.keys.subscriber(msisdn).queue, ctx.keys.notices(msisdn)],
-                                    args=[now, settings.dispatch.mt_record_seconds * 1000, *(x for kv in fields.items() for x in kv)])
+        nid = await ctx.run_step(NOTICE, NoticeKeys(queue=ctx.keys.subscriber(msisdn).queue, notices=ctx.keys.notices(msisdn)),
+                                 (*NoticeArgv(now=now, keep_ms=settings.dispatch.mt_record_seconds * 1000),
+                                  *(x for kv in fields.items() for x in kv)))
         nid = nid.decode() if isinstance(nid, bytes) else str(nid)
         return NoticeOut(id=nid, msisdn=msisdn, short_code=sc.code, text=text, href=f"/v1/subscribers/{msisdn}/notices/{nid}")
 
@@ -237,7 +87,7 @@ def build_router(ctx: Any) -> APIRouter:  # ctx: smsbot.api.app.ApiContext
         """Follow a notice posted for this subscriber: still queued, sent (accepted by the SMSC), or
         rejected for good. Another subscriber's notice id, or one that never existed, is 404."""
         bad = Invalid()
-        n = number(bad, "path", msisdn)
+        n = number(settings, bad, "path", msisdn)
         if not _ENTRY_ID.match(notice_id):
             bad.add("path", "notice_id", "not a notice id (as POST /v1/notices answered, e.g. 1796105482599-0)")
         bad.check()
@@ -259,7 +109,7 @@ def build_router(ctx: Any) -> APIRouter:  # ctx: smsbot.api.app.ApiContext
     @r.get("/v1/subscribers/{msisdn}/subscriptions", response_model=SubscriptionsOut, tags=["subscribers"], responses=responses(AUTH, 422))
     def get_subscriptions(msisdn: str = Path(max_length=40), all: bool = False, tok: Token = scope("read")) -> Any:
         """The subscriber's live subscriptions (active and pending); `all=true` adds cancelled ones."""
-        n = path_number(msisdn)
+        n = path_number(settings, msisdn)
         rows = admin.list_subscriptions(settings, n, include_cancelled=all, store=ctx.store)
         return SubscriptionsOut(msisdn=n, subscriptions=[Subscription(service=x.code, name=x.name, state=x.state, since=x.since_ms,
                                                                       price_fen=x.price_fen) for x in rows])
@@ -270,8 +120,8 @@ def build_router(ctx: Any) -> APIRouter:  # ctx: smsbot.api.app.ApiContext
                             tok: Token = scope("admin")) -> Any:
         """Cancel by customer care: audited with the token's name (`api:<name>`), exactly as `smsbot subs rm`."""
         bad = Invalid()
-        n = number(bad, "path", msisdn)
-        code = service(bad, service_code, "path", "service")
+        n = number(settings, bad, "path", msisdn)
+        code = service(settings, bad, service_code, "path", "service")
         bad.check()
         actor = f"api:{tok.name}"
         outcome = admin.unsubscribe(settings, n, code, store=ctx.store, actor=actor)
@@ -282,7 +132,7 @@ def build_router(ctx: Any) -> APIRouter:  # ctx: smsbot.api.app.ApiContext
     @r.get("/v1/subscribers/{msisdn}/ledger", response_model=LedgerOut, tags=["subscribers"], responses=responses(AUTH, 422))
     def get_ledger(msisdn: str = Path(max_length=40), tok: Token = scope("read")) -> Any:
         """The subscriber's charges (monthly per period, on-demand per use)."""
-        n = path_number(msisdn)
+        n = path_number(settings, msisdn)
         raw = ctx.redis.hgetall(ctx.keys.ledger(n))
         entries = []
         for k, v in sorted(raw.items()):
@@ -290,20 +140,6 @@ def build_router(ctx: Any) -> APIRouter:  # ctx: smsbot.api.app.ApiContext
             entries.append(LedgerEntry(field=k.decode(), fen=int(rec.get("fen", 0)), at=rec.get("at"),
                                        run=None if rec.get("run") is None else str(rec.get("run"))))
         return LedgerOut(msisdn=n, entries=entries, total_fen=sum(e.fen for e in entries))
-
-    @r.get("/v1/subscribers/{msisdn}/usage", response_model=UsageStateOut, tags=["subscribers"],
-           responses=responses(AUTH, 422, (404, "no usage reported for this subscriber")))
-    def get_usage(msisdn: str = Path(max_length=40), tok: Token = scope("read")) -> Any:
-        """The stored data usage of the subscriber's latest reported cycle (what CXLL answers from)."""
-
-        n = path_number(msisdn)
-        raw = ctx.redis.hgetall(ctx.keys.usage(n))
-        rec = usage_cmd.read_record({k.decode(): v.decode() for k, v in raw.items()})
-        if rec is None:
-            raise HTTPException(404, f"no usage reported for {n}")
-        return UsageStateOut(msisdn=n, cycle=rec.cycle, current=rec.cycle == usage_cmd.current_cycle(settings), plan=rec.plan,
-                             used=rec.used, quota=rec.quota, left=max(rec.quota - rec.used, 0), thresholds=rec.thresholds,
-                             alerted=rec.alerted, overage_fen_per_mb=rec.rate, at=rec.at, event_id=rec.event_id)
 
     # -- MT records and status --------------------------------------------------------------------
     @r.get("/v1/mt/{message_id}", response_model=MtOut, tags=["mt"],

@@ -1,18 +1,20 @@
 """The HTTP API's common vocabulary, for core endpoints and the ones command packages bring
 (`commands/<name>/api.py`): `Input` (a request body: unknown fields refused, no lone surrogate, no
-non-finite number), the error bodies (`Problem`, `ValidationProblem`), and `responses`, which
-documents an operation's error answers by status code. The endpoints' own models are
-`smsbot.api.models`."""
+non-finite number), the fields several bodies share (`MSISDN`, `Time` and `TimedInput` for an
+event's ``at``), the error bodies (`Problem`, `ValidationProblem`), and `responses`, which
+documents an operation's error answers by status code. The core endpoints' own models are
+`smsbot.api.models`; the checks that need the configuration are `smsbot.api.checks`."""
 
 from __future__ import annotations
 
 import math
 import re
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+MAX_AT_MS = 32503680000000  # year 3000: epoch ms beyond this are a unit mistake (seconds as ms * 1000...)
 
 
 def plain_value(value: Any) -> Any:
@@ -44,6 +46,37 @@ class Input(BaseModel):
     @classmethod
     def _plain(cls, value: Any) -> Any:
         return plain_value(value)
+
+
+def _time_ms(value: Any) -> Any:
+    """`at` as epoch ms: whole and in range, or ValueError; strings are parsed by the route (time zone)."""
+    plain_value(value)  # this runs before `Input._plain`: NaN and surrogates named first
+    if isinstance(value, bool):
+        raise ValueError("not a time: give ISO 8601 text or epoch ms")
+    if isinstance(value, float):
+        if value != int(value):
+            raise ValueError("epoch ms must be a whole number")
+        value = int(value)
+    if isinstance(value, int) and not 0 <= value <= MAX_AT_MS:
+        raise ValueError(f"{value} is out of range: epoch ms between 0 (1970) and {MAX_AT_MS} (3000)")
+    return value
+
+
+MSISDN = Field(min_length=1, max_length=40, description="the subscriber, as people write it: 13800138000, +86 138-0013-8000, 8613800138000",
+               examples=["13800138000"])
+EpochMs = Annotated[int, Field(strict=True, ge=0, le=MAX_AT_MS, description="ms since the epoch")]
+Time = Annotated[EpochMs | Annotated[str, Field(min_length=1, max_length=40)] | None,
+                 Field(description="ISO 8601 (no offset: billing.timezone) or ms since the epoch; default now",
+                       examples=["2026-11-25T10:00:00+08:00"])]
+
+
+class TimedInput(Input):
+    """A request body with an event time ``at`` (`Time`): epoch ms checked here, text by the route."""
+
+    @field_validator("at", mode="before", check_fields=False)
+    @classmethod
+    def _at(cls, value: Any) -> Any:
+        return _time_ms(value)
 
 
 # -- errors -----------------------------------------------------------------------------------------

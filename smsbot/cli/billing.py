@@ -1,9 +1,6 @@
-"""Orders, on-demand uses and billing: ``smsbot order``, ``smsbot use``, ``smsbot billing run|runs|ledger|verify``.
-
-``order`` and ``use`` only write an event to the stream the bot consumes (`smsbot.events.write_order`,
-`smsbot.events.write_use`), refusing bad numbers and unknown service codes before writing
-anything; ``billing`` talks to Redis directly.
-"""
+"""Billing: ``smsbot billing run|runs|ledger|verify``, talking to Redis directly. (``smsbot order``
+and ``smsbot use``, which write the events billing charges, are the orders package's:
+`commands.orders.cli`.)"""
 
 from __future__ import annotations
 
@@ -13,78 +10,9 @@ from typing import Any
 
 import click
 
-from smsbot import events
-from smsbot.cli.group import main, msisdn_or_exit, open_store, pass_ctx, service_or_exit, time_zone
+from smsbot.cli.group import at_or_exit, fmt_time, main, msisdn_or_exit, open_store, pass_ctx
 
 EXIT_DISCREPANCIES = 1
-
-
-def _at_or_exit(c: Any, value: str | None) -> int:
-    from smsbot.periods import parse_time, zone
-
-    try:
-        return parse_time(value, zone(c.settings.billing.timezone))
-    except ValueError as e:
-        raise click.BadParameter(str(e), param_hint="--at") from None
-
-
-def _fmt(ms: int, c: Any) -> str:
-    """A time as every smsbot command prints it: billing.timezone, labelled (`smsbot.timefmt`)."""
-    from smsbot.timefmt import fmt_ms
-
-    return fmt_ms(ms, time_zone(c))
-
-
-@main.command("order")
-@click.argument("msisdn")
-@click.argument("service_code")
-@click.option("--at", "at", default=None, help="order time, ISO 8601 (e.g. 2026-12-01T00:00:00+08:00); default now")
-@click.option("--order-id", default=None, help="the order's id (idempotency key); default a new unique id")
-@pass_ctx
-def order_cmd(c: Any, msisdn: str, service_code: str, at: str | None, order_id: str | None) -> None:
-    """Place an order: write an order event for the bot (reminder, grace period, first charge)."""
-    from commands.orders import reminder_short_code
-
-    number = msisdn_or_exit(msisdn)
-    code = service_or_exit(c, service_code)
-    at_ms = _at_or_exit(c, at)
-    if order_id is not None and not (0 < len(order_id.strip()) <= 128):
-        raise click.BadParameter("must be 1 to 128 characters", param_hint="--order-id")
-    if reminder_short_code(c.settings) is None:
-        raise click.UsageError("no short code enables the `orders` command: nothing would send the reminder")
-    oid = (order_id or events.new_id("ord")).strip()
-    st = open_store(c)
-    try:
-        eid = events.write_order(c.settings, st.redis, number, code, at_ms, oid)
-    finally:
-        st.close()
-    click.echo(f"order {oid}: {number} {code} at {_fmt(at_ms, c)} queued as event {eid}")
-
-
-@main.command("use")
-@click.argument("msisdn")
-@click.argument("service_code")
-@click.option("--at", "at", default=None, help="time of use, ISO 8601; default now")
-@click.option("--use-id", default=None, help="the use's id (idempotency key); default a new unique id")
-@pass_ctx
-def use_cmd(c: Any, msisdn: str, service_code: str, at: str | None, use_id: str | None) -> None:
-    """Record one use of an on-demand service (charged once, if subscribed and past the grace)."""
-    from smsbot.config import BillingKind
-
-    number = msisdn_or_exit(msisdn)
-    code = service_or_exit(c, service_code)
-    svc = c.settings.service(code)
-    if svc is None or svc.kind is not BillingKind.ON_DEMAND:
-        on_demand = ", ".join(s.code for s in c.settings.services if s.kind is BillingKind.ON_DEMAND) or "none"
-        raise click.BadParameter(f"{code} is not an on-demand service; on-demand: {on_demand}", param_hint="SERVICE_CODE")
-    at_ms = _at_or_exit(c, at)
-    uid = (use_id or events.new_id("use")).strip()
-    st = open_store(c)
-    try:
-        eid = events.write_use(c.settings, st.redis, number, code, at_ms, uid)
-    finally:
-        st.close()
-    click.echo(f"use {uid}: {number} {code} at {_fmt(at_ms, c)} queued as event {eid}")
 
 
 @main.group("billing")
@@ -111,7 +39,7 @@ def billing_run(c: Any, at: str | None, batch: int | None, fresh: bool, lease_se
 
     from smsbot import billing
 
-    at_ms = _at_or_exit(c, at)
+    at_ms = at_or_exit(c, at)
     st = open_store(c)
     st.load_scripts()
     bar = None
@@ -129,7 +57,7 @@ def billing_run(c: Any, at: str | None, batch: int | None, fresh: bool, lease_se
 
     def on_start(br: Any) -> None:
         if br.summary.resumed_from is not None:
-            click.echo(f"resuming billing run {br.run_id} (at {_fmt(br.at_ms, c)}; {br.summary.resumed_from} of "
+            click.echo(f"resuming billing run {br.run_id} (at {fmt_time(br.at_ms, c)}; {br.summary.resumed_from} of "
                        f"{br.total} subscribers billed before it stopped)", err=True)
             if at is not None and br.at_ms != at_ms:
                 click.echo(f"note: the resumed run keeps its own time; run `billing run --at {at}` again afterwards "
@@ -174,7 +102,7 @@ def billing_run(c: Any, at: str | None, batch: int | None, fresh: bool, lease_se
     finally:
         st.close()
     close_bar()
-    click.echo(f"at {_fmt(summary.at_ms, c)}")
+    click.echo(f"at {fmt_time(summary.at_ms, c)}")
     for line in summary.lines():
         click.echo(line)
     if summary.errors:
@@ -221,9 +149,9 @@ def billing_runs(c: Any, period: str | None, as_json: bool) -> None:
         if r.state == "running" and raw.get("owner"):
             extra.append(str(raw["owner"]))
         click.echo("\t".join([
-            r.id, r.period, r.state, _fmt(r.at, c), progress, f"{raw.get('charged', 0)} charged",
-            f"started {_fmt(r.started, c)}" if r.started else "-",
-            f"finished {_fmt(r.finished, c)}" if r.finished else "-",
+            r.id, r.period, r.state, fmt_time(r.at, c), progress, f"{raw.get('charged', 0)} charged",
+            f"started {fmt_time(r.started, c)}" if r.started else "-",
+            f"finished {fmt_time(r.finished, c)}" if r.finished else "-",
         ] + ([", ".join(extra)] if extra else [])))
 
 
@@ -250,7 +178,7 @@ def billing_ledger(c: Any, msisdn: str, as_json: bool) -> None:
                                    "fen": ch.fen, "at": ch.at_ms, "run": ch.run}, ensure_ascii=False))
         else:
             what = ch.period if ch.period is not None else f"use {ch.use}"
-            click.echo(f"{_fmt(ch.at_ms, c)}\t{ch.code}\t{what}\t{ch.fen / 100:.2f}\t{ch.run}")
+            click.echo(f"{fmt_time(ch.at_ms, c)}\t{ch.code}\t{what}\t{ch.fen / 100:.2f}\t{ch.run}")
     if not as_json:
         click.echo(f"total\t{sum(ch.fen for ch in charges) / 100:.2f} yuan, {len(charges)} charge(s)")
 

@@ -1,8 +1,9 @@
 """The `smsbot` click group and what its subcommand modules share: `Ctx` (the configuration a
 command runs with), `pass_ctx`, the exit code of a bad configuration, one-line usage errors, and the
-argument helpers (`msisdn_or_exit`, `service_or_exit`, `time_zone`, `open_store`). Each
-subcommand module of `smsbot.cli` imports `main` from here and registers on it; each command is
-thin and calls into the modules. Importing it loads the command registry (`commands`), whose
+argument helpers (`msisdn_or_exit`, `service_or_exit`, `at_or_exit`, `time_zone`, `fmt_time`,
+`open_store`). Each subcommand module of `smsbot.cli` imports `main` from here and registers on it;
+a command package's commands (`Command.cli_commands`) get this module as their toolkit instead of
+importing it. Each command is thin and calls into the modules. Importing it loads the command registry (`commands`), whose
 configuration checks (command names, each command's settings, deprecated names) then apply to
 every command.
 
@@ -204,11 +205,28 @@ def service_or_exit(c: Ctx, code: str) -> str:
     return code
 
 
+def at_or_exit(c: Ctx, value: str | None, param_hint: str = "--at") -> int:
+    """`value` (ISO 8601; no offset: billing.timezone) as epoch ms, now when None; or a usage error."""
+    from smsbot.periods import parse_time, zone
+
+    try:
+        return parse_time(value, zone(c.settings.billing.timezone))
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint=param_hint) from None
+
+
 def time_zone(c: Ctx) -> "object":
     """The one zone the CLI prints times in, labelled (billing.timezone; `smsbot.timefmt`)."""
     from smsbot.timefmt import display_zone
 
     return display_zone(c.settings)
+
+
+def fmt_time(ms: int, c: Ctx) -> str:
+    """A time as every smsbot command prints it: billing.timezone, labelled (`smsbot.timefmt`)."""
+    from smsbot.timefmt import fmt_ms
+
+    return fmt_ms(ms, time_zone(c))
 
 
 def open_store(c: Ctx):  # noqa: ANN201

@@ -1,5 +1,6 @@
-"""Checks across sections of validated settings: what no single section's model can see
-(the Redis mode and its addresses, short codes named by other sections, names that must fit in a reply)."""
+"""Checks across sections of validated settings: what no single section's model can see (the Redis
+mode and its addresses, names that must fit in a reply). A command's settings that name a short code
+are checked by the command, with the whole configuration as the validation's context."""
 
 from __future__ import annotations
 
@@ -17,19 +18,16 @@ def cross_checks(s: Settings) -> list[tuple[str, str]]:
             problems.append(("redis.url", "not used in mode sentinel (the sentinels name the primary); leave it empty"))
     if r.mode is RedisMode.CLUSTER and not r.url:
         problems.append(("redis.url", "mode cluster needs a cluster node, e.g. redis://10.0.0.1:7000"))
-    if s.usage.short_code is not None and s.short_code(s.usage.short_code) is None:
-        problems.append(("usage.short_code", f"{s.usage.short_code!r} is not a configured short code"))
-    if s.billing.short_code is not None and s.short_code(s.billing.short_code) is None:
-        problems.append(("billing.short_code", f"{s.billing.short_code!r} is not a configured short code"))
     problems += text_sizes(s)
     return problems
 
 
 def text_sizes(s: Settings) -> list[tuple[str, str]]:
-    """Names that go into replies as they are (services, data plans) must fit in 255 SMS parts on
-    their own; the templates are checked by `smsbot.reply_templates.check_templates` (the registry's check)."""
+    """Names that go into replies as they are (services; a command's own, such as data plans, are checked
+    by its settings) must fit in 255 SMS parts on their own; the templates are checked by
+    `smsbot.reply_templates.check_templates` (the registry's check)."""
     problems: list[tuple[str, str]] = []
-    named = [(f"services.{i}", x) for i, x in enumerate(s.services)] + [(f"usage.plans.{i}", x) for i, x in enumerate(s.usage.plans)]
+    named = [(f"services.{i}", x) for i, x in enumerate(s.services)]
     for key, item in named:
         for attr in ("name", "name_en"):
             text = getattr(item, attr)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from smsbot.config.errors import did_you_mean
+from smsbot.config.extensions import former_keys
 from smsbot.config.schema import section_models
 
 ENV_PREFIX = "SMSBOT_"
@@ -25,7 +26,7 @@ def env_overrides(environ: dict[str, str], unknown: list[str] | None = None) -> 
     """Map SMSBOT_SECTION_KEY variables onto config paths, matching known sections and fields:
     ``(path, value, variable)``. Variables matching nothing are appended to `unknown` with a
     "did you mean" where a setting's variable is close."""
-    sections = {name: model for name, model in section_models().items()}
+    sections = _section_keys()
     out: list[tuple[list[str], str, str]] = []
     for var, value in environ.items():
         if not var.startswith(ENV_PREFIX):
@@ -40,10 +41,10 @@ def env_overrides(environ: dict[str, str], unknown: list[str] | None = None) -> 
                 out.append((["commands", name, key], value, var))
                 continue
         matched = False
-        for section, model in sections.items():
+        for section, keys in sections.items():
             if rest.startswith(section + "_"):
                 key = rest[len(section) + 1:]
-                if key in model.model_fields:
+                if key in keys:
                     out.append(([section, key], value, var))
                     matched = True
                 break
@@ -52,10 +53,19 @@ def env_overrides(environ: dict[str, str], unknown: list[str] | None = None) -> 
     return out
 
 
+def _section_keys() -> dict[str, list[str]]:
+    """Section -> its keys: the schema's, and those a command still takes there under a former name."""
+    out = {name: list(model.model_fields) for name, model in section_models().items()}
+    for section, keys in former_keys().items():
+        known = out.setdefault(section, [])
+        known += [k for k in keys if k not in known]
+    return out
+
+
 def known_env_vars() -> list[str]:
     names = [ENV_PREFIX + "DATA_DIR", *NON_SETTING_VARS]
-    for section, model in section_models().items():
-        names += [f"{ENV_PREFIX}{section}_{f}".upper() for f in model.model_fields]
+    for section, keys in _section_keys().items():
+        names += [f"{ENV_PREFIX}{section}_{f}".upper() for f in keys]
     return names
 
 

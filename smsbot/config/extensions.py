@@ -1,5 +1,7 @@
 """What the command registry adds to validation (`extend`): rewriting former names in the raw
-mapping (each noted; `notes` reads them back) and checks that need the commands."""
+mapping (each noted; `notes` reads them back), the keys still taken under a former name (a
+command's settings that lived in a core section: `former_keys`, for ``SMSBOT_*`` variables), and
+checks that need the commands."""
 
 from __future__ import annotations
 
@@ -15,7 +17,9 @@ _extensions: list[Any] = []
 
 def extend(hooks: Any) -> None:
     """Add `hooks.migrate(raw) -> [(key, note)]` (rewrites deprecated names in the raw mapping,
-    noting each) and `hooks.check(settings) -> [(key, problem)]` to every `from_dict` / `load`."""
+    noting each; the notes are on the settings when `check` runs), `hooks.check(settings) -> [(key,
+    problem)]` and `hooks.former_keys() -> {section: [key, ...]}` (keys `migrate` moves from where
+    they were: ``SMSBOT_<SECTION>_<KEY>`` still sets them) to every `from_dict` / `load`."""
     if hooks not in _extensions:
         _extensions.append(hooks)
 
@@ -28,3 +32,13 @@ def notes(settings: Settings) -> list[tuple[str, str]]:
 def installed() -> list[Any]:
     """The hooks added so far, in the order `extend` got them."""
     return list(_extensions)
+
+
+def former_keys() -> dict[str, list[str]]:
+    """Section -> keys taken under a former name (`migrate` moves them): the installed hooks' together."""
+    out: dict[str, list[str]] = {}
+    for hooks in _extensions:
+        for section, keys in hooks.former_keys().items():
+            known = out.setdefault(section, [])
+            known += [k for k in keys if k not in known]
+    return out

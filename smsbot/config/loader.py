@@ -103,9 +103,9 @@ def from_dict(raw: dict[str, Any], source: str = "", base: str | os.PathLike[str
                     msg += f" (known: {', '.join(fields)})" if "did you mean" not in msg else ""
             errors.append((".".join(loc) or "<root>", msg))
         raise ConfigError(errors, source) from None
+    settings._notes = found  # the checks name a moved key where it was given (`extend`)
     problems = [p for ext in installed() for p in ext.check(settings)] + cross_checks(settings)
     if problems:
         raise ConfigError(problems, source)
-    settings._notes = found
     settings._base = base
     return settings

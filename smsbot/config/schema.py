@@ -19,7 +19,6 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PrivateAttr, Va
 
 from smsbot.config.errors import did_you_mean
 from smsbot.periods import zone
-from smsbot.text import normalize
 
 
 def _absolute(path: Path, info: ValidationInfo) -> Path:
@@ -343,136 +342,13 @@ class WebhookEndpoint(_Frozen):
         return "*" in self.events or event_type in self.events
 
 
-class DataPlan(_Frozen):
-    """A data plan: monthly quota, alert thresholds (remaining MB; None = usage.default_thresholds_mb)
-    and the out-of-plan rate. 1 MB = 1024 * 1024 bytes."""
-
-    code: str = Field(pattern=r"^[A-Z0-9_]{1,32}$")
-    name: str = Field(min_length=1)
-    name_en: str | None = None
-    quota_mb: int = Field(ge=1, le=64 * 1024 * 1024)
-    thresholds_mb: list[int] | None = None
-    overage_fen_per_mb: int = Field(ge=0)
-
-    @model_validator(mode="after")
-    def _thresholds(self) -> DataPlan:
-        if self.thresholds_mb is not None:
-            _check_thresholds(self.thresholds_mb, self.quota_mb)
-        return self
-
-
-def _check_thresholds(thresholds: list[int], quota_mb: int | None) -> None:
-    if any(t < 0 for t in thresholds):
-        raise ValueError("thresholds must be >= 0 MB")
-    if len(set(thresholds)) != len(thresholds):
-        raise ValueError("thresholds must be unique")
-    if quota_mb is not None and any(t >= quota_mb for t in thresholds):
-        raise ValueError(f"thresholds must be below the quota ({quota_mb} MB)")
-
-
-class UsageSettings(_Frozen):
-    """Data plans and data-usage alerts (commands/usage)."""
-
-    timezone: str = Field("Asia/Shanghai", description="billing cycles (YYYY-MM) and alert times are in this zone")
-    default_thresholds_mb: list[int] = Field(default_factory=lambda: [10, 5, 0])
-    default_plan: str | None = Field(None, description="plan of reports that name none")
-    short_code: str | None = Field(None, description="sends the alerts; None: the first short code enabling `usage`")
-    plans: list[DataPlan] = Field(default_factory=list)
-
-    @field_validator("default_thresholds_mb", mode="before")
-    @classmethod
-    def _split(cls, v: Any) -> Any:
-        if isinstance(v, str):  # from the environment: SMSBOT_USAGE_DEFAULT_THRESHOLDS_MB=10,5,0
-            return [x.strip() for x in v.split(",") if x.strip()]
-        return v
-
-    @field_validator("default_plan", "short_code", mode="before")
-    @classmethod
-    def _empty_is_none(cls, v: Any) -> Any:
-        return None if v == "" else v
-
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, v: str) -> str:
-        from zoneinfo import ZoneInfo
-
-        try:
-            ZoneInfo(v)
-        except Exception:  # noqa: BLE001 - ZoneInfoNotFoundError, ValueError for odd names
-            raise ValueError(f"unknown time zone {v!r}") from None
-        return v
-
-    @model_validator(mode="after")
-    def _plans(self) -> UsageSettings:
-        _check_thresholds(self.default_thresholds_mb, None)
-        codes = [p.code for p in self.plans]
-        if len(set(codes)) != len(codes):
-            raise ValueError("duplicate plan code")
-        for p in self.plans:
-            if p.thresholds_mb is None and any(t >= p.quota_mb for t in self.default_thresholds_mb):
-                raise ValueError(f"plan {p.code}: default_thresholds_mb must be below its quota ({p.quota_mb} MB); give it thresholds_mb")
-        if self.default_plan is not None and self.default_plan not in codes:
-            raise ValueError(f"default_plan {self.default_plan!r} is not a plan; known: {', '.join(codes) or 'none'}")
-        return self
-
-    def plan(self, code: str) -> DataPlan | None:
-        for p in self.plans:
-            if p.code == code:
-                return p
-        return None
-
-    def thresholds_mb(self, plan: DataPlan) -> list[int]:
-        """The plan's alert thresholds, highest first."""
-        return sorted(plan.thresholds_mb if plan.thresholds_mb is not None else self.default_thresholds_mb, reverse=True)
-
-
 class BillingSettings(_Frozen):
-    """Charge reminders, cancel by reply, billing runs (commands/orders, smsbot/billing/)."""
+    """Billing runs and the billing period (smsbot/billing/); reminders and cancel by reply are the
+    orders command's (``commands.orders``, its keys formerly here)."""
 
     timezone: str = Field("Asia/Shanghai", description="billing periods (calendar months) are in this zone; IANA name or +HH:MM")
     period: str = Field("month", pattern=r"^month$", description="the billing period (calendar month)")
-    grace_seconds: dict[BillingKind, int] = Field(
-        default_factory=lambda: {BillingKind.MONTHLY: 86400, BillingKind.ON_DEMAND: 86400},
-        description="per billing kind: time from the order to the first charge; a cancel word before then costs nothing",
-    )
-    cancel_words: list[str] = Field(default_factory=lambda: ["TD", "取消", "N"], min_length=1)
-    late_cancel_seconds: int = Field(30 * 86400, ge=0, description="after the grace period a cancel word still cancels the latest order (from the next period on) this long after it")
-    choice_validity_seconds: int = Field(86400, ge=1, description="how long the 'which order?' list accepts numeric replies")
-    short_code: str | None = Field(None, description="sends the reminders; None: the first short code enabling `orders`")
     batch: int = Field(500, ge=1, le=100_000, description="subscribers per pipelined round trip in a billing run")
-
-    @field_validator("cancel_words", mode="before")
-    @classmethod
-    def _split_words(cls, v: Any) -> Any:
-        if isinstance(v, str):  # from the environment: SMSBOT_BILLING_CANCEL_WORDS=TD,取消
-            return [x.strip() for x in v.split(",") if x.strip()]
-        return v
-
-    @field_validator("cancel_words")
-    @classmethod
-    def _words(cls, v: list[str]) -> list[str]:
-        out = []
-        for w in v:
-            n = normalize(w)
-            if not n or n.isdigit():
-                raise ValueError(f"cancel word {w!r} must be non-empty and not a number (numbers answer menus)")
-            out.append(n)
-        return out
-
-    @field_validator("short_code", mode="before")
-    @classmethod
-    def _empty_is_none(cls, v: Any) -> Any:
-        return None if v == "" else v
-
-    @field_validator("grace_seconds")
-    @classmethod
-    def _grace(cls, v: dict[BillingKind, int]) -> dict[BillingKind, int]:
-        missing = [k.value for k in BillingKind if k not in v]
-        if missing:
-            raise ValueError(f"grace_seconds needs every billing kind; missing: {', '.join(missing)}")
-        if any(s < 0 for s in v.values()):
-            raise ValueError("grace_seconds must be >= 0")
-        return v
 
     @field_validator("timezone")
     @classmethod
@@ -495,7 +371,6 @@ class Settings(_Frozen):
     metrics: MetricsSettings = MetricsSettings()
     api: ApiSettings = ApiSettings()
     billing: BillingSettings = BillingSettings()
-    usage: UsageSettings = UsageSettings()
     subscribers: SubscribersSettings = SubscribersSettings()
     webhooks: list[WebhookEndpoint] = Field(default_factory=list, description="receivers of webhook events (smsbot.webhooks)")
     templates: dict[str, dict[str, str]] = Field(default_factory=dict, description="per-language template overrides")
@@ -568,7 +443,6 @@ def section_models() -> dict[str, type[BaseModel]]:
         "metrics": MetricsSettings,
         "api": ApiSettings,
         "billing": BillingSettings,
-        "usage": UsageSettings,
         "subscribers": SubscribersSettings,
     }
 
