@@ -4,7 +4,8 @@ An outbox or queue entry (a Redis stream entry: to, from, lang, tpl, data, mo) s
 (and in this consumer's pending list) until the SMSC has accepted every part of it (submit_sm_resp
 0); then it is "accepted" here and waits to be recorded (XDEL / XACK) in a Redis round trip the
 transport carries (`take_pending`). Which entries this sender may hold at all is
-`smsbot.delivery`'s business. This module owns rendering, splitting into parts, the in-flight
+`smsbot.delivery`'s business. This module owns rendering (with `smsbot.replies`, the configuration's
+`live.replies`: never back through the router), splitting into parts, the in-flight
 window, the TPS limit, retry of throttled parts, and one rule of crash safety: parts in flight plus
 parts accepted but not yet recorded never exceed the window, so a crash re-sends at most one
 window. The socket is `smsbot.session`'s.
@@ -121,7 +122,7 @@ class OutboxSender:
 
     def _build(self, stream: str, entry_id: str, f: dict[str, str]) -> OutgoingMt:
         to, short_code, lang = f["to"], f["from"], f.get("lang", "zh-CN")
-        text = self.live.router.render_text(f["tpl"], f.get("data") or "{}", lang, short_code)
+        text = self.live.replies.render_text(f["tpl"], f.get("data") or "{}", lang, short_code)
         segmented = self._segmented.get(text)
         if segmented is None:
             segmented = codec.segment_text(text)
