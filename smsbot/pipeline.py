@@ -149,7 +149,7 @@ class Pipeline:
     @property
     def high_water(self) -> int:
         """Queued parts beyond which no more MOs are dispatched until the SMSC takes replies."""
-        return 2 * self.live.settings.smsc.window + 16
+        return 2 * self.live.settings.smsc.submit_window + 16
 
     def startable(self) -> bool:
         return len(self.pending) < MAX_IN_FLIGHT and self.ready() and not self._stalled

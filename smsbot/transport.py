@@ -59,7 +59,8 @@ class Transport:
     ):
         """`on_bound`: told when the bind is made and lost (metrics); `on_reload`: runs a reload
         requested by `reload_requested`, between two loop turns; `suspended`: while set, drain,
-        unbind and stay unbound; `connect`: opens the links (SMPP binds by default)."""
+        unbind and stay unbound; `connect`: opens the links of the configured protocol (SMPP
+        binds, or a CMPP connection: `smsbot.cmpp_session.open_cmpp_links`)."""
         self.live = live
         self.pipeline = pipeline
         self.delivery = delivery
@@ -177,8 +178,9 @@ class Transport:
         resent = self.sender.requeue_inflight()
         for link in self.links:
             self._take(link.replay())
-        _log.info("smsc_bound", host=s.host, port=s.port, mode=s.bind_mode.value, system_id=s.system_id,
-                  tls=s.tls, requeued=resent)
+        _log.info("smsc_bound", host=s.host, port=s.port, protocol=s.protocol.value,
+                  mode="connection" if s.is_cmpp else s.bind_mode.value,
+                  system_id=s.cmpp.sp_id if s.is_cmpp else s.system_id, tls=s.tls, requeued=resent)
 
     def _close_all(self) -> None:
         self.pipeline.link_lost()
