@@ -13,7 +13,8 @@ write per turn and the confirmation of what the gateway read are the same:
 * a CMPP_DELIVER is an MO (Registered_Delivery 0) or a status report (1). An MO is decoded by its
   Msg_Fmt (0, 8 UCS-2, 15 GBK; `smsbot.cmpp.text`) and handed up as an `Inbound` whose payload is
   UTF-16 (data_coding 8) so the parts of a long MO (TP_udhi, the UDH's reference) are joined by the
-  same long-MO step as SMPP's. A report becomes a `Receipt` whose message id is the Msg_Id the
+  same long-MO step as SMPP's; its Msg_Id is the message reference the redelivery guard uses
+  (the gateway redelivers with the same one). A report becomes a `Receipt` whose message id is the Msg_Id the
   SUBMIT_RESP gave (16 hex digits, `smsbot.cmpp.msgid.text`), so it is matched to the sent part;
 * the resp to either is a CMPP_DELIVER_RESP with the DELIVER's Msg_Id (the `ReplyTo` carries it)
   and a Result: 0, or 8 (flow control: the gateway delivers it again) for a temporary error, 1 for
@@ -146,7 +147,9 @@ class CmppLink(Link):
             _log.error("mo_undecodable", reason=repr(e), result=int(Result.FLOW_CONTROL))
             self.answer(reply, Status.RX_T_APPN)
             return
-        got.mos.append((Inbound(d.src_terminal_id, d.dest_id, words, seq, segment, None, utf16, _UCS2), reply))
+        # the Msg_Id as the message reference: a redelivery carries the same one, a person's repeat a new
+        # one, so the redelivery guard tells them apart as SMPP's user_message_reference does
+        got.mos.append((Inbound(d.src_terminal_id, d.dest_id, words, seq, segment, d.msg_id, utf16, _UCS2), reply))
 
     # -- what we write ---------------------------------------------------------------------------------
     def _resp_pdu(self, reply: ReplyTo, status: int) -> bytes:

@@ -47,6 +47,7 @@ def test_an_mo_comes_up_with_its_msg_id_and_is_answered_with_deliver_resp(versio
     assert (inbound.msisdn, inbound.short_code, inbound.text, inbound.sequence) == ("13800138000", "10086", "查询", 7)
     assert inbound.data_coding == 8 and inbound.payload == "查询".encode("utf-16-be")  # long MOs join as SMPP's do
     assert (reply.sequence, reply.detail) == (7, 0xABCDEF)
+    assert inbound.user_message_reference == 0xABCDEF  # a redelivery carries the same Msg_Id: the guard's reference
     link.answer(reply, Status.ROK)
     link.answer(ReplyTo(link, 8, 0x1), Status.RX_T_APPN)
     link.answer(ReplyTo(link, 9, 0x2), Status.RX_P_APPN)
