@@ -1,0 +1,168 @@
+"""The load SMSC over CMPP 3.0 / 2.0: `bench.load_smsc.LoadSmsc`'s traffic, window and measurement,
+on a CMPP wire (``python -m bench --protocols cmpp3``).
+
+Only the wire differs: CMPP_CONNECT instead of a bind (AuthenticatorSource checked, CONNECT_RESP
+with AuthenticatorISMG), MOs as CMPP_DELIVER (each with a Msg_Id of its own, so repeated texts are
+not taken for redeliveries), CMPP_DELIVER_RESP (Result 0 or an error) instead of deliver_sm_resp,
+CMPP_SUBMIT answered with CMPP_SUBMIT_RESP and matched by its Dest_terminal_Id (parts after the
+first counted as extra parts), CMPP_ACTIVE_TEST and CMPP_TERMINATE answered. Encoded with smsbot's
+CMPP codec, as the SMPP load SMSC uses smsbot's PDU codec; each DELIVER body is encoded once per
+(text, subscriber) and only its Msg_Id and header are added per MO.
+"""
+
+from __future__ import annotations
+
+import itertools
+import struct
+
+from smsbot import cmpp
+from smsbot.cmpp import auth
+
+from bench.load_smsc import COUNTRY_CODE, SHORT_CODE, LoadSmsc, _Conn, _Run
+
+_HDR = struct.Struct(">III")
+_MSG_ID = struct.Struct(">Q")
+
+
+class _Framer:
+    """smsbot.cmpp.Framer as the load SMSC reads frames: (command_id, 0, sequence, body)."""
+
+    def __init__(self) -> None:
+        self._framer = cmpp.Framer()
+
+    def feed(self, data: bytes) -> list[tuple[int, int, int, bytes]]:
+        return [(f.command_id, 0, f.sequence, f.body) for f in self._framer.feed(data)]
+
+
+class CmppLoadSmsc(LoadSmsc):
+    """The load SMSC speaking CMPP `version` (0x30 or 0x20) to SP `sp_id` with `secret`."""
+
+    def __init__(self, *, version: int = 0x30, sp_id: str = "901234", secret: str = "secret", **kw):
+        super().__init__(**kw)
+        self.version, self.sp_id, self.secret = version, sp_id, secret
+        self._ids = itertools.count(1)
+        self._bodies: dict[tuple[str, str], bytes] = {}  # (text, msisdn) -> DELIVER body after Msg_Id
+
+    def _accept(self) -> None:
+        before = set(self.conns)
+        super()._accept()
+        for fd in set(self.conns) - before:
+            self.conns[fd].framer = _Framer()  # type: ignore[assignment]
+
+    def _read(self, c: _Conn, now: float) -> None:
+        try:
+            n = c.sock.recv_into(self._rbuf)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            n = 0
+        if not n:
+            self._drop(c)
+            return
+        try:
+            frames = c.framer.feed(self._rview[:n].tobytes())
+        except cmpp.FramingError:
+            self._drop(c)
+            return
+        run = self._run
+        stats = run.stats if run is not None else None
+        v = self.version
+        for cmd, _st, seq, body in frames:
+            if cmd == cmpp.CommandId.DELIVER_RESP:
+                if run is None:
+                    continue
+                mo = run.by_seq.pop(seq, None)
+                if mo is None:
+                    stats.unmatched_resp += 1
+                    continue
+                stats.resp += 1
+                mo.resp = True
+                if cmpp.decode(cmd, body, v).result:  # type: ignore[union-attr]
+                    stats.resp_errors += 1
+                    if not mo.replied:
+                        stats.rejected += 1
+                        self._finish(run, mo)
+                        continue
+                if mo.replied:
+                    self._finish(run, mo)
+            elif cmd == cmpp.CommandId.SUBMIT:
+                self.message_id += 1
+                c.queue(cmpp.encode(cmpp.SubmitResp(self.message_id, 0), seq, v))
+                if run is None:
+                    continue
+                stats.submits += 1
+                sm = cmpp.decode(cmd, body, v)
+                assert isinstance(sm, cmpp.Submit)
+                if sm.pk_number > 1:
+                    stats.extra_parts += 1
+                    continue
+                dest = sm.dest_terminal_ids[0] if sm.dest_terminal_ids else ""
+                if dest.startswith(COUNTRY_CODE) and len(dest) > 11:
+                    dest = dest[len(COUNTRY_CODE):]
+                mo = run.inflight.get(dest)
+                if mo is None or mo.replied:
+                    stats.unmatched += 1
+                    continue
+                mo.replied = True
+                stats.latencies.append(now - mo.t_sent)
+                stats.completed += 1
+                stats.t_last = now
+                if mo.resp:
+                    self._finish(run, mo)
+            elif cmd == cmpp.CommandId.CONNECT:
+                self._connect(c, seq, body)
+            elif cmd == cmpp.CommandId.ACTIVE_TEST:
+                c.queue(cmpp.encode(cmpp.ActiveTestResp(), seq, v))
+            elif cmd == cmpp.CommandId.TERMINATE:
+                c.queue(cmpp.encode(cmpp.TerminateResp(), seq, v))
+                c.closing = True
+
+    def _connect(self, c: _Conn, seq: int, body: bytes) -> None:
+        req = cmpp.decode(cmpp.CommandId.CONNECT, body, self.version)
+        assert isinstance(req, cmpp.Connect)
+        ok = req.source_addr == self.sp_id and auth.source_ok(req.source_addr, self.secret, req.timestamp, req.authenticator)
+        status = 0 if ok and c.bind is None else 3
+        ismg = auth.authenticator_ismg(status, req.authenticator, self.secret, self.version) if status == 0 else auth.EMPTY
+        c.queue(cmpp.encode(cmpp.ConnectResp(status, ismg, self.version), seq, self.version))
+        if status == 0:
+            c.bind, c.system_id = "trx", req.source_addr
+            self.binds.append(("trx", req.source_addr))
+
+    def _fill(self, run: _Run, c: _Conn, now: float) -> None:
+        stats = run.stats
+        budget = run.messages - stats.sent
+        if run.rate is not None:
+            budget = min(budget, int((now - run.t0) * run.rate) + 1 - stats.sent)
+        if run.window:
+            budget = min(budget, run.window - run.outstanding)
+        room = 64 * 1024 - c.out_size - len(c.pending)
+        budget = min(budget, len(run.idle), room // 200 + 1)
+        if budget <= 0:
+            return
+        from bench.load_smsc import _Mo
+
+        parts = []
+        seq = c.seq
+        for _ in range(budget):
+            sub = run.idle.popleft()
+            msisdn = run.msisdns[sub]
+            text = run.wl.steps[run.step[sub] % run.nsteps]
+            rest = self._bodies.get((text, msisdn))
+            if rest is None:
+                rest = self._bodies[(text, msisdn)] = cmpp.encode_body(cmpp.Deliver(
+                    msg_id=0, dest_id=SHORT_CODE, src_terminal_id=msisdn, msg_content=text.encode("ascii")),
+                    self.version)[8:]
+            seq = 1 if seq >= 0x7FFFFFFF else seq + 1
+            parts.append(_HDR.pack(12 + 8 + len(rest), cmpp.CommandId.DELIVER, seq))
+            parts.append(_MSG_ID.pack(next(self._ids)))
+            parts.append(rest)
+            mo = _Mo(sub, msisdn, seq, now)
+            run.inflight[msisdn] = mo
+            run.by_seq[seq] = mo
+        c.seq = seq
+        c.queue(b"".join(parts))
+        if not stats.sent:
+            stats.t_first = now
+        stats.sent += budget
+        run.outstanding += budget
+        stats.max_outstanding = max(stats.max_outstanding, run.outstanding)
