@@ -18,7 +18,7 @@ import struct
 from smsbot import cmpp
 from smsbot.cmpp import auth
 
-from bench.load_smsc import COUNTRY_CODE, SHORT_CODE, LoadSmsc, _Conn, _Run
+from bench.load_smsc import COUNTRY_CODE, SHORT_CODE, LoadSmsc, _Conn, _Mo, _Run
 
 _HDR = struct.Struct(">III")
 _MSG_ID = struct.Struct(">Q")
@@ -65,50 +65,22 @@ class CmppLoadSmsc(LoadSmsc):
             self._drop(c)
             return
         run = self._run
-        stats = run.stats if run is not None else None
         v = self.version
         for cmd, _st, seq, body in frames:
             if cmd == cmpp.CommandId.DELIVER_RESP:
-                if run is None:
-                    continue
-                mo = run.by_seq.pop(seq, None)
-                if mo is None:
-                    stats.unmatched_resp += 1
-                    continue
-                stats.resp += 1
-                mo.resp = True
-                if cmpp.decode(cmd, body, v).result:  # type: ignore[union-attr]
-                    stats.resp_errors += 1
-                    if not mo.replied:
-                        stats.rejected += 1
-                        self._finish(run, mo)
-                        continue
-                if mo.replied:
-                    self._finish(run, mo)
+                if run is not None:
+                    self._mo_resp(run, seq, cmpp.decode(cmd, body, v).result != 0)  # type: ignore[union-attr]
             elif cmd == cmpp.CommandId.SUBMIT:
                 self.message_id += 1
                 c.queue(cmpp.encode(cmpp.SubmitResp(self.message_id, 0), seq, v))
                 if run is None:
                     continue
-                stats.submits += 1
                 sm = cmpp.decode(cmd, body, v)
                 assert isinstance(sm, cmpp.Submit)
-                if sm.pk_number > 1:
-                    stats.extra_parts += 1
-                    continue
                 dest = sm.dest_terminal_ids[0] if sm.dest_terminal_ids else ""
                 if dest.startswith(COUNTRY_CODE) and len(dest) > 11:
                     dest = dest[len(COUNTRY_CODE):]
-                mo = run.inflight.get(dest)
-                if mo is None or mo.replied:
-                    stats.unmatched += 1
-                    continue
-                mo.replied = True
-                stats.latencies.append(now - mo.t_sent)
-                stats.completed += 1
-                stats.t_last = now
-                if mo.resp:
-                    self._finish(run, mo)
+                self._submitted(run, dest, sm.pk_number > 1, now)
             elif cmd == cmpp.CommandId.CONNECT:
                 self._connect(c, seq, body)
             elif cmd == cmpp.CommandId.ACTIVE_TEST:
@@ -129,18 +101,9 @@ class CmppLoadSmsc(LoadSmsc):
             self.binds.append(("trx", req.source_addr))
 
     def _fill(self, run: _Run, c: _Conn, now: float) -> None:
-        stats = run.stats
-        budget = run.messages - stats.sent
-        if run.rate is not None:
-            budget = min(budget, int((now - run.t0) * run.rate) + 1 - stats.sent)
-        if run.window:
-            budget = min(budget, run.window - run.outstanding)
-        room = 64 * 1024 - c.out_size - len(c.pending)
-        budget = min(budget, len(run.idle), room // 200 + 1)
+        budget = self._budget(run, c, now, 200)
         if budget <= 0:
             return
-        from bench.load_smsc import _Mo
-
         parts = []
         seq = c.seq
         for _ in range(budget):
@@ -161,8 +124,4 @@ class CmppLoadSmsc(LoadSmsc):
             run.by_seq[seq] = mo
         c.seq = seq
         c.queue(b"".join(parts))
-        if not stats.sent:
-            stats.t_first = now
-        stats.sent += budget
-        run.outstanding += budget
-        stats.max_outstanding = max(stats.max_outstanding, run.outstanding)
+        self._sent(run, budget, now)

@@ -28,17 +28,14 @@ write per turn and the confirmation of what the gateway read are the same:
 
 from __future__ import annotations
 
-import select
 import time
 from datetime import datetime
-from typing import Callable
-
 from smsbot import cmpp, log, pdu
 from smsbot.cmpp import auth, msgid, text
 from smsbot.cmpp.constants import RESP_BIT, ConnectStatus, Result, Version
 from smsbot.config import LinkProtocol, SmscSettings
 from smsbot.messages import Inbound, Receipt, Status
-from smsbot.session import Link, LinkDown, Received, ReplyTo, SequenceGenerator, connect
+from smsbot.session import Link, LinkDown, Received, ReplyTo, SequenceGenerator, await_answer, connect
 
 _log = log.get("smsbot.cmpp")
 VERSIONS = {LinkProtocol.CMPP3: Version.V30, LinkProtocol.CMPP2: Version.V20}
@@ -158,6 +155,11 @@ class CmppLink(Link):
     def _probe_pdu(self, sequence: int) -> bytes:
         return cmpp.encode(cmpp.ActiveTest(), sequence, self.version)
 
+    def _answer_keepalive(self, frame: tuple[int, int, int, bytes]) -> None:
+        if frame[0] == cmpp.CommandId.ACTIVE_TEST:
+            self.out.append(cmpp.encode(cmpp.ActiveTestResp(), frame[2], self.version))
+            self.flush(time.monotonic())
+
     def goodbye(self) -> None:
         self.out.append(cmpp.encode(cmpp.Terminate(), self.sequences.next_sequence(), self.version))
 
@@ -178,8 +180,7 @@ def _msg_id_of(body: bytes) -> int:
     return int.from_bytes(body[:8].ljust(8, b"\0"), "big")
 
 
-def open_cmpp_links(s: SmscSettings, sequences: SequenceGenerator,
-                    clock: Callable[[], datetime] = datetime.now) -> list[Link]:
+def open_cmpp_links(s: SmscSettings, sequences: SequenceGenerator) -> list[Link]:
     """Connect and authenticate; LinkDown (with the reason) when the gateway refuses us or fails
     its own check."""
     c = s.cmpp
@@ -189,12 +190,18 @@ def open_cmpp_links(s: SmscSettings, sequences: SequenceGenerator,
                     sequences=sequences)
     link.version = version
     try:
-        ts = auth.timestamp(clock())
+        ts = auth.timestamp(datetime.now())
         source = auth.authenticator_source(c.sp_id, c.secret, ts)
         seq = sequences.next_sequence()
         link.out.append(cmpp.encode(cmpp.Connect(c.sp_id, source, version, ts), seq, version))
         link.flush(time.monotonic())
-        resp = _await_connect_resp(link, seq, s)
+        command_id, _st, _seq, body = await_answer(
+            link, s, "CMPP_CONNECT", lambda f: f[0] == cmpp.CommandId.CONNECT_RESP and f[2] == seq)
+        try:
+            resp = cmpp.decode(command_id, body, version)
+        except cmpp.CmppError as e:
+            raise LinkDown(f"unreadable CMPP_CONNECT_RESP: {e}") from None
+        assert isinstance(resp, cmpp.ConnectResp)
         if resp.status != ConnectStatus.OK:
             why = _CONNECT_REFUSED.get(resp.status, "refused")  # type: ignore[call-overload]
             raise LinkDown(f"CMPP_CONNECT refused: Status {resp.status} ({why})")
@@ -206,29 +213,3 @@ def open_cmpp_links(s: SmscSettings, sequences: SequenceGenerator,
     sock.settimeout(s.response_timeout)  # reads follow select; a write may wait this long
     link.last_pdu = time.monotonic()
     return [link]
-
-
-def _await_connect_resp(link: CmppLink, seq: int, s: SmscSettings) -> cmpp.ConnectResp:
-    deadline = time.monotonic() + s.response_timeout
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise LinkDown(f"no CMPP_CONNECT_RESP within {s.response_timeout:g} s")
-        readable, _, _ = select.select([link.sock], [], [], left)
-        if not readable:
-            continue
-        try:
-            frames = link.receive(" during CMPP_CONNECT")
-        except pdu.FramingError as e:
-            raise LinkDown(f"unframeable stream during CMPP_CONNECT: {e}") from None
-        if frames is None:
-            continue
-        for i, (command_id, _st, rseq, body) in enumerate(frames):
-            if command_id == cmpp.CommandId.CONNECT_RESP and rseq == seq:
-                try:
-                    resp = cmpp.decode(command_id, body, link.version)
-                except cmpp.CmppError as e:
-                    raise LinkDown(f"unreadable CMPP_CONNECT_RESP: {e}") from None
-                assert isinstance(resp, cmpp.ConnectResp)
-                link.early = frames[i + 1:]
-                return resp

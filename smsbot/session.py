@@ -36,7 +36,7 @@ import socket
 import ssl
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from smsbot import codec, log, pdu
 from smsbot.config import BindMode, SmscSettings
@@ -159,6 +159,12 @@ class Link:
     def _probe_pdu(self, sequence: int) -> bytes:
         """The keepalive question the SMSC answers in order (enquire_link)."""
         return pdu.encode_header(CommandId.ENQUIRE_LINK, 0, sequence)
+
+    def _answer_keepalive(self, frame: tuple[int, int, int, bytes]) -> None:
+        """Before the link is up (`await_answer`): answer the SMSC's keepalive now, ignore the rest."""
+        if frame[0] == CommandId.ENQUIRE_LINK:
+            self.out.append(pdu.encode_header(CommandId.ENQUIRE_LINK_RESP, 0, frame[2]))
+            self.flush(time.monotonic())
 
     def goodbye(self) -> None:
         """Queue the goodbye (unbind); `goodbye_read` then waits for its answer."""
@@ -409,26 +415,34 @@ def _bind(s: SmscSettings, sequences: SequenceGenerator, command_id: CommandId, 
 
 
 def _await_bind_resp(link: Link, resp_id: int, seq: int, s: SmscSettings) -> int:
-    """Read until the bind's response; answer enquire_link meanwhile; anything else waits."""
+    """Read until the bind's response (its status); answer enquire_link meanwhile; anything else waits."""
+    command_id, status, _seq, _body = await_answer(
+        link, s, "bind", lambda f: (f[0] == resp_id or f[0] == CommandId.GENERIC_NACK) and f[2] == seq)
+    return status or (Status.RBINDFAIL if command_id == CommandId.GENERIC_NACK else 0)
+
+
+def await_answer(link: Link, s: SmscSettings, during: str,
+                 is_answer: Callable[[tuple[int, int, int, bytes]], bool]) -> tuple[int, int, int, bytes]:
+    """Read `link` until the frame `is_answer` picks (the answer to a bind or a connect), within
+    `smsc.response_timeout`; keepalives meanwhile are answered (`Link._answer_keepalive`); what
+    came after the answer in the same read waits in `link.early` (`replay`)."""
     deadline = time.monotonic() + s.response_timeout
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
-            raise LinkDown(f"no bind response within {s.response_timeout:g} s")
+            raise LinkDown(f"no answer to the {during} within {s.response_timeout:g} s")
         if not link.pending_tls():
             readable, _, _ = select.select([link.sock], [], [], left)
             if not readable:
                 continue
         try:
-            frames = link.receive(" during bind")
+            frames = link.receive(f" during {during}")
         except pdu.FramingError as e:
-            raise LinkDown(f"unframeable stream during bind: {e}") from None
+            raise LinkDown(f"unframeable stream during {during}: {e}") from None
         if frames is None:
             continue
-        for i, (command_id, status, rseq, _body) in enumerate(frames):
-            if (command_id == resp_id or command_id == CommandId.GENERIC_NACK) and rseq == seq:
+        for i, frame in enumerate(frames):
+            if is_answer(frame):
                 link.early = frames[i + 1:]
-                return status or (Status.RBINDFAIL if command_id == CommandId.GENERIC_NACK else 0)
-            if command_id == CommandId.ENQUIRE_LINK:
-                link.out.append(pdu.encode_header(CommandId.ENQUIRE_LINK_RESP, 0, rseq))
-                link.flush(time.monotonic())
+                return frame
+            link._answer_keepalive(frame)

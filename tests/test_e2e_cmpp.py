@@ -10,6 +10,7 @@ import re
 import socket
 import threading
 import time
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
@@ -265,3 +266,13 @@ def test_data_alert_cxll_cxzd_and_ts(make_cmpp_world, protocol, version):
     assert number and "TSCX" in opened
     assert f"编号{number.group(1)}" in w.ask(MSISDN, "TSCX")
     assert {e["fee_type"] for e in submits_to(w, MSISDN)} == {FeeType.FREE.value}  # none of these charge
+
+
+def test_the_secret_comes_from_the_environment_and_is_never_shown(tmp_path, monkeypatch):
+    from smsbot import config
+
+    monkeypatch.setenv("SMSBOT_SMSC_PROTOCOL", "cmpp2")
+    monkeypatch.setenv("SMSBOT_SMSC_CMPP_SECRET", "from-env-s3cret")
+    s = config.load(Path(__file__).resolve().parent.parent / "config.yaml")
+    assert (s.smsc.protocol.value, s.smsc.cmpp.secret) == ("cmpp2", "from-env-s3cret")
+    assert "from-env-s3cret" not in repr(s) and "from-env-s3cret" not in repr(s.smsc)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import struct
-import time
 from typing import Any
 
 from bench.chaos.smsc import (ESM_UDHI, ESME_ROK, ESME_RX_T_APPN, ChaosSmsc, Mo, Session, ShortMessage, COUNTRY_CODE)
@@ -95,29 +94,18 @@ class ChaosIsmg(ChaosSmsc):
         """(terminal id width, Result/Status width)."""
         return (32, 4) if s.version >= 0x30 else (21, 1)
 
-    def _send_mo(self, s: Session, mo: Mo, touched: set[Session]) -> None:  # type: ignore[override]
+    def _mo_pdu(self, s: Session, seq: int, mo: Mo) -> bytes:  # type: ignore[override]
         assert isinstance(s, CmppSession)
-        seq = next(self._seq) & 0x7FFFFFFF or 1
-        if mo.sends == 0:
-            mo.first_sent = self.loop.time()
-            mo.first_sent_wall = time.time()
-        else:
-            self.c.redeliveries += 1
-        mo.sends += 1
-        mo.session = s
-        s.inflight[seq] = mo
-        self.c.deliveries += 1
         msg_id = self._mo_ids.setdefault(id(mo), (0x1234 << 16) | next(self._mo_id_seq))
         plain = all(ch.isascii() and (ch.isalnum() or ch in " ,;?") for ch in mo.text)
         fmt, content = (0, mo.text.encode("ascii")) if plain else (8, mo.text.encode("utf-16-be"))
         term, _result = self._wide(s)
         body = b"".join((
             struct.pack(">Q", msg_id), fixed(self.short_code, 21), fixed("", 10), bytes((0, 0, fmt)),
-            fixed(mo.sub.msisdn, term), b"\0" if s.version >= 0x30 else b"",  # Src_terminal_type (3.0)
+            fixed(mo.sub.msisdn, term), b"\0" if s.version >= 0x30 else b"",  # Src_terminal_Type (3.0)
             bytes((0, len(content))), content, fixed("", 20 if s.version >= 0x30 else 8),  # LinkID / Reserve
         ))
-        s.send(header(DELIVER, seq, body))
-        touched.add(s)
+        return header(DELIVER, seq, body)
 
     def _handle(self, s: Session, cmd: int, status: int, seq: int, body: bytes) -> None:  # type: ignore[override]
         assert isinstance(s, CmppSession)

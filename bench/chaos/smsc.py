@@ -667,8 +667,12 @@ class ChaosSmsc:
         mo.session = s
         s.inflight[seq] = mo
         self.c.deliveries += 1
-        s.send(pdu(DELIVER_SM, 0, seq, deliver_sm_body(mo.sub.msisdn, self.short_code, mo.text, mo.umr)))
+        s.send(self._mo_pdu(s, seq, mo))
         touched.add(s)
+
+    def _mo_pdu(self, s: Session, seq: int, mo: Mo) -> bytes:
+        """The PDU that delivers `mo` (a subclass speaking another protocol writes its own)."""
+        return pdu(DELIVER_SM, 0, seq, deliver_sm_body(mo.sub.msisdn, self.short_code, mo.text, mo.umr))
 
     def _release(self, sub: Sub) -> None:
         mo = sub.cur
