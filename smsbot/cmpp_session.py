@@ -29,6 +29,7 @@ write per turn and the confirmation of what the gateway read are the same:
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from smsbot import cmpp, log, pdu
 from smsbot.cmpp import auth, msgid, text
@@ -86,6 +87,7 @@ class _Framer:
             raise pdu.FramingError(str(e), [(f.command_id, 0, f.sequence, f.body) for f in e.frames]) from None
 
 
+@dataclass(eq=False)
 class CmppLink(Link):
     """One CMPP connection to the gateway (both directions). `version`: 0x30 or 0x20."""
 
@@ -187,8 +189,7 @@ def open_cmpp_links(s: SmscSettings, sequences: SequenceGenerator) -> list[Link]
     version = VERSIONS[s.protocol]
     sock = connect(s)
     link = CmppLink(sock, True, True, f"{s.host}:{s.port}/{c.sp_id}", _Framer(min(s.max_pdu_bytes, cmpp.framing.MAX_PDU_LEN)),
-                    sequences=sequences)
-    link.version = version
+                    sequences=sequences, version=version)
     try:
         ts = auth.timestamp(datetime.now())
         source = auth.authenticator_source(c.sp_id, c.secret, ts)

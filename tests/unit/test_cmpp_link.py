@@ -24,8 +24,7 @@ SERVICES = {code: {"service_id": f"M{code}"} for code in ("VIDEO", "MUSIC", "NEW
 def cmpp_link(version: int = 0x30, sequences: SequenceGenerator | None = None) -> tuple[CmppLink, FakeSocket]:
     sock = FakeSocket()
     link = CmppLink(sock, True, True, "ismg:7890/901234", _Framer(4096), last_pdu=T0,  # type: ignore[arg-type]
-                    sequences=sequences or SequenceGenerator())
-    link.version = version
+                    sequences=sequences or SequenceGenerator(), version=version)
     return link, sock
 
 
