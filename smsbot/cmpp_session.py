@@ -31,6 +31,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from typing import ClassVar
 from smsbot import cmpp, log, pdu
 from smsbot.cmpp import auth, msgid, text
 from smsbot.cmpp.constants import RESP_BIT, ConnectStatus, Result, Version
@@ -153,6 +154,8 @@ class CmppLink(Link):
     # -- what we write ---------------------------------------------------------------------------------
     def _resp_pdu(self, reply: ReplyTo, status: int) -> bytes:
         return cmpp.encode(cmpp.DeliverResp(reply.detail, result_of(status)), reply.sequence, self.version)
+
+    probe_name: ClassVar[str] = "CMPP_ACTIVE_TEST"
 
     def _probe_pdu(self, sequence: int) -> bytes:
         return cmpp.encode(cmpp.ActiveTest(), sequence, self.version)

@@ -36,7 +36,7 @@ import socket
 import ssl
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 from smsbot import codec, log, pdu
 from smsbot.config import BindMode, SmscSettings
@@ -155,6 +155,8 @@ class Link:
 
     def _resp_pdu(self, reply: ReplyTo, status: int) -> bytes:
         return pdu.encode_data_sm_resp(reply.sequence, status) if reply.detail else pdu.encode_deliver_sm_resp(reply.sequence, status)
+
+    probe_name: ClassVar[str] = "enquire_link"  # the keepalive question, for the log
 
     def _probe_pdu(self, sequence: int) -> bytes:
         """The keepalive question the SMSC answers in order (enquire_link)."""
@@ -307,12 +309,12 @@ class Link:
     def check(self, now: float, s: SmscSettings) -> None:
         """Timers: send enquire_link when idle; LinkDown when it, a confirmation or a partial PDU is overdue."""
         if self._confirm is not None and now - self._confirm[2] > s.response_timeout:
-            raise LinkDown("enquire_link unanswered")
+            raise LinkDown(f"{self.probe_name} unanswered")
         if self.partial_since is not None and now - self.partial_since > s.response_timeout:
             raise LinkDown(f"a PDU did not complete within {s.response_timeout:g} s ({self.framer.buffered} octets buffered)")
         if self.enquire_sent_at is not None:
             if now - self.enquire_sent_at > s.response_timeout:
-                raise LinkDown("enquire_link unanswered")
+                raise LinkDown(f"{self.probe_name} unanswered")
         elif now - self.last_pdu > s.enquire_link_interval:
             self.enquire_sent_at = now
             self.out.append(self._probe_pdu(self.sequences.next_sequence()))

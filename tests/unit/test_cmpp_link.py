@@ -12,7 +12,7 @@ from smsbot.cmpp import msgid
 from smsbot.cmpp.constants import Result
 from smsbot.cmpp_session import CmppLink, _Framer
 from smsbot.messages import Status
-from smsbot.session import ReplyTo, SequenceGenerator
+from smsbot.session import LinkDown, ReplyTo, SequenceGenerator
 from smsbot.submits import CmppSubmits, fee_of
 from tests.helpers import FakeSocket, make_live
 
@@ -137,3 +137,16 @@ def test_a_long_charged_reply_is_charged_on_its_first_part_only(cmpp_settings):
     assert [p.fee.fee_type for p in parts] == ["03"] + ["01"] * (len(parts) - 1)
     assert {(p.src_id, p.msg_src, p.service_id, p.dest_terminal_ids[0]) for p in parts} == {
         ("10086", "901234", "MVIDEO", "8613800138000")}
+
+
+def test_an_idle_link_sends_active_test_and_dies_when_it_is_not_answered(unit_settings):
+    smsc = unit_settings(**{"smsc.response_timeout": 10, "smsc.enquire_link_interval": 30, "smsc.protocol": "cmpp3",
+                            "smsc.cmpp": {"services": SERVICES}}).smsc
+    link, sock = cmpp_link(sequences=SequenceGenerator(70))
+    link.check(T0 + 30, smsc)
+    link.check(T0 + 30.5, smsc)
+    link.flush(T0 + 30.5)
+    assert written(sock, 0x30) == [cmpp.ActiveTest()]
+    with pytest.raises(LinkDown, match="CMPP_ACTIVE_TEST unanswered"):
+        link.check(T0 + 40.6, smsc)
+    assert smsc.submit_window == 16  # CMPP's window of unanswered SUBMITs, not smsc.window
