@@ -143,7 +143,7 @@ class Link:
 
     def respond(self, sequence: int, status: int, data_sm: bool = False) -> None:
         """Queue the response to an MO: deliver_sm_resp, or data_sm_resp for a data_sm."""
-        self.out.append(pdu.encode_data_sm_resp(sequence, status) if data_sm else pdu.encode_deliver_sm_resp(sequence, status))
+        self.out.append(_mo_resp(sequence, status, data_sm))
 
     def answer(self, reply: ReplyTo, status: int, guard: str | None = None) -> None:
         """Queue the resp to what `reply` stands for (`status` as an SMPP status: the protocol's
@@ -154,7 +154,7 @@ class Link:
             self._unwritten.append(guard)
 
     def _resp_pdu(self, reply: ReplyTo, status: int) -> bytes:
-        return pdu.encode_data_sm_resp(reply.sequence, status) if reply.detail else pdu.encode_deliver_sm_resp(reply.sequence, status)
+        return _mo_resp(reply.sequence, status, reply.detail)
 
     probe_name: ClassVar[str] = "enquire_link"  # the keepalive question, for the log
 
@@ -354,6 +354,10 @@ class Link:
             self.sock.close()
         except OSError:  # closing a broken socket: nothing more to do
             pass
+
+
+def _mo_resp(sequence: int, status: int, data_sm: bool) -> bytes:
+    return pdu.encode_data_sm_resp(sequence, status) if data_sm else pdu.encode_deliver_sm_resp(sequence, status)
 
 
 def open_links(s: SmscSettings, sequences: SequenceGenerator) -> list[Link]:
