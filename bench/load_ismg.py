@@ -16,6 +16,7 @@ import itertools
 import struct
 
 from smsbot import cmpp
+from smsbot import pdu as _pdu
 from smsbot.cmpp import auth
 
 from bench.load_smsc import COUNTRY_CODE, SHORT_CODE, LoadSmsc, _Conn, _Mo, _Run
@@ -25,13 +26,17 @@ _MSG_ID = struct.Struct(">Q")
 
 
 class _Framer:
-    """smsbot.cmpp.Framer as the load SMSC reads frames: (command_id, 0, sequence, body)."""
+    """smsbot.cmpp.Framer as the load SMSC reads frames: (command_id, 0, sequence, body), and an
+    unframeable stream as the SMPP framer says it."""
 
     def __init__(self) -> None:
         self._framer = cmpp.Framer()
 
     def feed(self, data: bytes) -> list[tuple[int, int, int, bytes]]:
-        return [(f.command_id, 0, f.sequence, f.body) for f in self._framer.feed(data)]
+        try:
+            return [(f.command_id, 0, f.sequence, f.body) for f in self._framer.feed(data)]
+        except cmpp.FramingError as e:
+            raise _pdu.FramingError(str(e)) from None
 
 
 class CmppLoadSmsc(LoadSmsc):
@@ -50,19 +55,8 @@ class CmppLoadSmsc(LoadSmsc):
             self.conns[fd].framer = _Framer()  # type: ignore[assignment]
 
     def _read(self, c: _Conn, now: float) -> None:
-        try:
-            n = c.sock.recv_into(self._rbuf)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            n = 0
-        if not n:
-            self._drop(c)
-            return
-        try:
-            frames = c.framer.feed(self._rview[:n].tobytes())
-        except cmpp.FramingError:
-            self._drop(c)
+        frames = self._frames(c)
+        if frames is None:
             return
         run = self._run
         v = self.version
