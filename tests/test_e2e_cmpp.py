@@ -276,3 +276,32 @@ def test_the_secret_comes_from_the_environment_and_is_never_shown(tmp_path, monk
     s = config.load(Path(__file__).resolve().parent.parent / "config.yaml")
     assert (s.smsc.protocol.value, s.smsc.cmpp.secret) == ("cmpp2", "from-env-s3cret")
     assert "from-env-s3cret" not in repr(s) and "from-env-s3cret" not in repr(s.smsc)
+
+
+@pytest.mark.parametrize(("protocol", "version"), VERSIONS)
+def test_a_lost_redis_answer_is_try_again_and_the_redelivery_is_applied_once(make_cmpp_world, redis_server, protocol,
+                                                                              version):
+    """Ack after store over CMPP: Redis applied the cancel but the bot never read the answer (a proxy
+    cut it), so the DELIVER gets Result 8; the ISMG delivers it again with the same Msg_Id, which the
+    redelivery guard knows: nothing is applied twice and the stranded reply goes out once."""
+    from tests.test_e2e_crash import CuttingProxy
+
+    proxy = CuttingProxy(str(redis_server.socket))
+    try:
+        w = make_cmpp_world(protocol, version, **{"redis.url": f"redis://127.0.0.1:{proxy.port}"})
+        assert w.bot.wait_bound(10)
+        w.subscribe(MSISDN, "VIDEO", "MUSIC")
+        assert "彩铃音乐包" in w.ask(MSISDN, "0000")
+        proxy.arm(MSISDN.encode())
+        state = w.send(MSISDN, "2")
+        assert proxy.cuts == 1, "the proxy cut the connection after Redis answered"
+        assert state["state"] == "delivered" and state["redeliveries"] >= 1, state  # Result 8 first, then taken
+        assert "您已成功退订彩铃音乐包" in "\n".join(w.replies(MSISDN))
+        menu = w.ask(MSISDN, "0000")  # the subscriber's replies go in order: a copy of the answer would come first
+        assert "视频会员包月" in menu and "彩铃音乐包" not in menu and "退订彩铃" not in menu
+        store = w.bot.store
+        cancels = [1 for _id, f in store.redis.xrange(store.keys.subscriber(MSISDN).audit)
+                   if f[b"msisdn"].decode() == MSISDN and f[b"new"] == b"cancelled"]
+        assert cancels == [1]
+    finally:
+        proxy.close()
