@@ -35,9 +35,9 @@ class CmppWorld:
         self.ismg = ismg
         self.bot = bot
 
-    def subscribe(self, msisdn: str, *codes: str) -> None:
+    def subscribe(self, msisdn: str, *codes: str, at_ms: int | None = None) -> None:
         for code in codes:
-            assert admin.subscribe(self.bot.settings, msisdn, code, store=self.bot.store) in ("added", "exists")
+            assert admin.subscribe(self.bot.settings, msisdn, code, store=self.bot.store, at_ms=at_ms) in ("added", "exists")
 
     def send(self, msisdn: str, text: str, **kw: Any) -> dict[str, Any]:
         job = self.ismg.inject_mo(msisdn, "10086", text, **kw)
@@ -59,12 +59,14 @@ class CmppWorld:
 def make_cmpp_world(make_settings) -> Iterator[Callable[..., CmppWorld]]:
     worlds: list[CmppWorld] = []
 
-    def make(protocol: str = "cmpp3", ismg_version: int = 0x30, secret: str = SECRET, **overrides: Any) -> CmppWorld:
+    def make(protocol: str = "cmpp3", ismg_version: int = 0x30, secret: str = SECRET, clock: Callable[[], float] = time.time,
+             **overrides: Any) -> CmppWorld:
+        """`clock`: the bot's time (the MO scripts' "now")."""
         ismg = SimIsmg(SP_ID, SECRET, version=ismg_version, response_timeout=3.0, redeliver_seconds=0.3).start()
         settings = make_settings(**{"smsc.protocol": protocol, "smsc.port": ismg.port,
                                     "smsc.cmpp": {"sp_id": SP_ID, "secret": secret, "services": CMPP_SERVICES},
                                     **overrides})
-        w = CmppWorld(ismg, Bot(settings))
+        w = CmppWorld(ismg, Bot(settings, clock=clock))
         worlds.append(w)
         w.bot.start()
         return w
@@ -305,3 +307,21 @@ def test_a_lost_redis_answer_is_try_again_and_the_redelivery_is_applied_once(mak
         assert cancels == [1]
     finally:
         proxy.close()
+
+
+@pytest.mark.parametrize(("protocol", "version"), VERSIONS)
+def test_cxzd_lists_this_months_charges(make_cmpp_world, make_settings, protocol, version):
+    """A monthly charge made by a billing run is on the bill CXZD sends back, as over SMPP (the bot's
+    clock in the middle of last month, so the month has time behind "now" whatever the calendar)."""
+    from smsbot import billing
+    from smsbot.periods import zone
+    from tests.test_e2e_bill import mid_last_month
+
+    clock = mid_last_month(zone(make_settings().billing.timezone))
+    w = make_cmpp_world(protocol, version, clock=clock)
+    assert w.bot.wait_bound(10)
+    now_ms = int(clock() * 1000)
+    w.subscribe(MSISDN, "NEWS", at_ms=now_ms - 86400_000)
+    assert billing.run(w.bot.settings, w.bot.store, now_ms).charged == 1
+    bill = w.ask(MSISDN, "CXZD")
+    assert "手机早晚报 3.00元" in bill and "合计：3.00元" in bill, bill
