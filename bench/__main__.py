@@ -61,14 +61,16 @@ def _mb(kb: int | None) -> float | None:
 
 def run_one(target: str, workload: str, window: int, *, messages: int, subscribers: int,
             rate: float | None = None, time_limit: float, mo_timeout: float = 30.0,
-            soak: bool = False, keep: bool = False) -> dict[str, Any]:
-    """One target against one fresh load SMSC. Never raises for target failures: returns
-    ``{"error": ...}`` instead. Everything started here is stopped before returning."""
+            soak: bool = False, keep: bool = False, protocol: str = "smpp") -> dict[str, Any]:
+    """One target against one fresh load SMSC (`protocol`: smpp, or cmpp3 / cmpp2 with
+    `bench.load_ismg`). Never raises for target failures: returns ``{"error": ...}`` instead.
+    Everything started here is stopped before returning."""
+    from bench.load_ismg import CmppLoadSmsc
     from bench.load_smsc import WORKLOADS, LoadSmsc
 
     wl = WORKLOADS[workload]
     workdir = Path(tempfile.mkdtemp(prefix=f"smsbench-{target}-"))
-    smsc = LoadSmsc()
+    smsc = LoadSmsc() if protocol == "smpp" else CmppLoadSmsc(version=0x20 if protocol == "cmpp2" else 0x30)
     handle: ProcessHandle | None = None
     result: dict[str, Any] = {}
     try:
@@ -76,13 +78,14 @@ def run_one(target: str, workload: str, window: int, *, messages: int, subscribe
             smsc.wait_bound(BIND_TIMEOUT, alive=h.alive)
 
         if target == "baseline":
-            handle = start_baseline(smsc.port, workdir)
+            handle = start_baseline(smsc.port, workdir, protocol)
             try:
                 wait_bound(handle)
             except Exception as e:  # noqa: BLE001
                 raise SutError(f"baseline did not bind: {e}; log: {handle.log_tail(600)}") from None
         else:
-            handle = start_smsbot(smsc.port, workdir, subscribers=subscribers, wait_bound=wait_bound, check=False)
+            handle = start_smsbot(smsc.port, workdir, subscribers=subscribers, wait_bound=wait_bound, check=False,
+                                  protocol=protocol)
         # let the target settle (first enquire_link, outbox consumers...) before measuring
         smsc.run_until(lambda: False, SETTLE_S)
         redis_url = getattr(handle, "redis_url", None)
@@ -193,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=1, help="run each throughput measurement N times per side "
                     "(alternating) and keep the fastest; helps on a machine shared with other work")
     ap.add_argument("--keep-workdirs", action="store_true", help="keep each run's workdir (configs, logs, AOF)")
+    ap.add_argument("--protocols", default="smpp", help="comma list of smpp,cmpp3,cmpp2: the same plan over each "
+                    "link protocol (CMPP rows: bench.load_ismg against smsbot and bench.baseline_cmpp)")
     args = ap.parse_args(argv)
     # SIGTERM (e.g. from `timeout`) unwinds like Ctrl-C, so every run's finally stops its processes
     def on_sigterm(*_: object) -> None:
@@ -218,6 +223,9 @@ def main(argv: list[str] | None = None) -> int:
     if any(w < 0 for w in windows):
         ap.error("windows must be >= 0")
     targets = ["baseline", "smsbot"] if args.only is None else [args.only]
+    protocols = [x.strip() for x in args.protocols.split(",") if x.strip()]
+    if not protocols or set(protocols) - {"smpp", "cmpp3", "cmpp2"}:
+        ap.error("--protocols takes smpp, cmpp3, cmpp2")
 
     smsbot_error: str | None = None  # set once smsbot cannot start: later smsbot runs are skipped
     if "smsbot" in targets:
@@ -230,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.monotonic()
     rows: list[dict[str, Any]] = []
 
-    def measure(kind: str, workload: str, window: int, repeat: int = 1, **kw) -> dict[str, Any]:
+    def measure(kind: str, workload: str, window: int, repeat: int = 1, protocol: str = "smpp", **kw) -> dict[str, Any]:
         """Each target in turn (repeat times, alternating; the fastest run is kept)."""
         nonlocal smsbot_error
         kw.setdefault("time_limit", p["time_limit"])
@@ -242,12 +250,13 @@ def main(argv: list[str] | None = None) -> int:
                     tries[t].append({"error": smsbot_error})
                     continue
                 t0 = time.monotonic()
-                r = run_one(t, workload, window, keep=args.keep_workdirs, subscribers=p["subscribers"], **kw)
+                r = run_one(t, workload, window, keep=args.keep_workdirs, subscribers=p["subscribers"],
+                            protocol=protocol, **kw)
                 if t == "smsbot" and r.pop("start_failed", False):
                     smsbot_error = f"skipped: smsbot failed to start earlier ({r['error'].splitlines()[0]})"
                 r.pop("start_failed", None)
                 tries[t].append(r)
-                print(f"  {kind:10s} {workload}/win {window if window else 'inf':>3}  {t:8s} "
+                print(f"  {kind:10s} {workload}/win {window if window else 'inf':>3} {protocol:5s} {t:8s} "
                       f"{(str(r.get('mo_mt_per_s')) + '/s') if r.get('mo_mt_per_s') else '-':>12}  "
                       f"p50 {r.get('p50_ms')} ms  p99 {r.get('p99_ms')} ms  ({time.monotonic() - t0:.1f}s)"
                       f"{'  ERROR: ' + r['error'].splitlines()[0][:160] if r.get('error') else ''}",
@@ -260,23 +269,24 @@ def main(argv: list[str] | None = None) -> int:
             sides[t] = best
         return sides
 
-    for w in workloads:
-        for win in windows:
-            s = measure("throughput", w, win, repeat=args.repeat, messages=p["messages"])
-            rows.append(report.make_row("throughput", w, WORKLOADS[w].description, win, None,
-                                        s["smsbot"], s["baseline"], subscribers=p["subscribers"]))
-    if p["latency_seconds"] > 0:
-        n = int(LATENCY_RATE * p["latency_seconds"])
-        s = measure("latency", "a", 0, messages=n, rate=LATENCY_RATE)
-        rows.append(report.make_row("latency", "a", WORKLOADS["a"].description, 0, LATENCY_RATE,
-                                    s["smsbot"], s["baseline"], subscribers=p["subscribers"],
-                                    duration_s=p["latency_seconds"]))
-    if p["soak_messages"] > 0:
-        n = p["soak_messages"]
-        s = measure("soak", SOAK_WORKLOAD, SOAK_WINDOW, messages=n, soak=True,
-                    **({"time_limit": max(p["time_limit"], n / 1000.0)}))
-        rows.append(report.make_row("soak", SOAK_WORKLOAD, WORKLOADS[SOAK_WORKLOAD].description, SOAK_WINDOW, None,
-                                    s["smsbot"], s["baseline"], subscribers=p["subscribers"], messages=n))
+    for protocol in protocols:
+        for w in workloads:
+            for win in windows:
+                s = measure("throughput", w, win, repeat=args.repeat, messages=p["messages"], protocol=protocol)
+                rows.append(report.make_row("throughput", w, WORKLOADS[w].description, win, None,
+                                            s["smsbot"], s["baseline"], subscribers=p["subscribers"], protocol=protocol))
+        if p["latency_seconds"] > 0:
+            n = int(LATENCY_RATE * p["latency_seconds"])
+            s = measure("latency", "a", 0, messages=n, rate=LATENCY_RATE, protocol=protocol)
+            rows.append(report.make_row("latency", "a", WORKLOADS["a"].description, 0, LATENCY_RATE,
+                                        s["smsbot"], s["baseline"], subscribers=p["subscribers"], protocol=protocol,
+                                        duration_s=p["latency_seconds"]))
+        if p["soak_messages"] > 0:
+            n = p["soak_messages"]
+            s = measure("soak", SOAK_WORKLOAD, SOAK_WINDOW, messages=n, soak=True, protocol=protocol,
+                        **({"time_limit": max(p["time_limit"], n / 1000.0)}))
+            rows.append(report.make_row("soak", SOAK_WORKLOAD, WORKLOADS[SOAK_WORKLOAD].description, SOAK_WINDOW, None,
+                                        s["smsbot"], s["baseline"], subscribers=p["subscribers"], messages=n, protocol=protocol))
 
     print()
     print(report.format_table(rows))

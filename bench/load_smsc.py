@@ -301,68 +301,45 @@ class LoadSmsc:
         if c.closing and not c.pending:
             self._drop(c)
 
-    def _read(self, c: _Conn, now: float) -> None:
+    def _frames(self, c: _Conn) -> list[tuple[int, int, int, bytes]] | None:
+        """The PDUs `c` has sent (None: nothing now, or the link is gone: closed or unframeable)."""
         # recv_into a reused buffer: a plain recv(1 MiB) makes glibc mmap + mremap + munmap a
         # fresh 1 MiB block per call, which cost ~25% of the rate at window 1
         try:
             n = c.sock.recv_into(self._rbuf)
         except (BlockingIOError, InterruptedError):
-            return
+            return None
         except OSError:
             n = 0
         if not n:
             self._drop(c)
-            return
-        data = self._rview[:n].tobytes()
-        run = self._run
-        stats = run.stats if run is not None else None
-        out = c.queue
+            return None
         try:
-            frames = c.framer.feed(data)
+            return c.framer.feed(self._rview[:n].tobytes())
         except _pdu.FramingError:
             self._drop(c)  # an unframeable stream: like a real SMSC, drop the link
+            return None
+
+    def _read(self, c: _Conn, now: float) -> None:
+        frames = self._frames(c)
+        if frames is None:
             return
+        run = self._run
+        out = c.queue
         for cmd, status, seq, body in frames:
             if cmd == _DELIVER_SM_RESP:
-                if run is None:
-                    continue
-                mo = run.by_seq.pop(seq, None)
-                if mo is None:
-                    stats.unmatched_resp += 1
-                    continue
-                stats.resp += 1
-                mo.resp = True
-                if status:
-                    stats.resp_errors += 1
-                    if not mo.replied:
-                        stats.rejected += 1
-                        self._finish(run, mo)
-                        continue
-                if mo.replied:
-                    self._finish(run, mo)
+                if run is not None:
+                    self._mo_resp(run, seq, status != 0)
             elif cmd == _SUBMIT_SM:
                 self.message_id += 1
                 out(_pdu.encode_submit_sm_resp(seq, 0, format(self.message_id, "x")))
                 if run is None:
                     continue
-                stats.submits += 1
                 sm, tlvs = _pdu.decode_submit_sm(seq, body)
-                if _continuation(sm, tlvs):
-                    stats.extra_parts += 1
-                    continue
                 dest = sm.destination_addr
                 if sm.dest_addr_ton == 1 and dest.startswith(COUNTRY_CODE):
                     dest = dest[len(COUNTRY_CODE):]
-                mo = run.inflight.get(dest)
-                if mo is None or mo.replied:
-                    stats.unmatched += 1
-                    continue
-                mo.replied = True
-                stats.latencies.append(now - mo.t_sent)
-                stats.completed += 1
-                stats.t_last = now
-                if mo.resp:
-                    self._finish(run, mo)
+                self._submitted(run, dest, _continuation(sm, tlvs), now)
             elif cmd == _ENQUIRE_LINK:
                 out(_pdu.encode_header(_ENQUIRE_LINK_RESP, 0, seq))
             elif cmd in _BINDS:
@@ -374,6 +351,42 @@ class LoadSmsc:
                 continue
             else:
                 out(_pdu.encode_header(_GENERIC_NACK, int(Status.RINVCMDID), seq))
+
+    def _mo_resp(self, run: _Run, seq: int, failed: bool) -> None:
+        """The response to the MO sent with `seq` (`failed`: a status other than 0)."""
+        stats = run.stats
+        mo = run.by_seq.pop(seq, None)
+        if mo is None:
+            stats.unmatched_resp += 1
+            return
+        stats.resp += 1
+        mo.resp = True
+        if failed:
+            stats.resp_errors += 1
+            if not mo.replied:
+                stats.rejected += 1
+                self._finish(run, mo)
+                return
+        if mo.replied:
+            self._finish(run, mo)
+
+    def _submitted(self, run: _Run, dest: str, continuation: bool, now: float) -> None:
+        """A submit to subscriber `dest` (national number); the first part of a reply is matched."""
+        stats = run.stats
+        stats.submits += 1
+        if continuation:
+            stats.extra_parts += 1
+            return
+        mo = run.inflight.get(dest)
+        if mo is None or mo.replied:
+            stats.unmatched += 1
+            return
+        mo.replied = True
+        stats.latencies.append(now - mo.t_sent)
+        stats.completed += 1
+        stats.t_last = now
+        if mo.resp:
+            self._finish(run, mo)
 
     def _bind(self, c: _Conn, cmd: int, seq: int, body: bytes) -> None:
         mode = _BINDS[cmd]
@@ -473,7 +486,9 @@ class LoadSmsc:
             if not mo.replied:
                 run.stats.lost += 1
 
-    def _fill(self, run: _Run, c: _Conn, now: float) -> None:
+    @staticmethod
+    def _budget(run: _Run, c: _Conn, now: float, pdu_size: int) -> int:
+        """How many new MOs may go now: the rate, the window, idle subscribers, the output buffer."""
         stats = run.stats
         budget = run.messages - stats.sent
         if run.rate is not None:
@@ -482,11 +497,25 @@ class LoadSmsc:
             budget = min(budget, run.window - run.outstanding)
         room = OUT_HIGH_WATER - c.out_size - len(c.pending)
         if budget <= 0 or room <= 0:
-            return
-        idle = run.idle
-        budget = min(budget, len(idle), room // run.pdu_size + 1)
+            return 0
+        return min(budget, len(run.idle), room // pdu_size + 1)
+
+    @staticmethod
+    def _sent(run: _Run, n: int, now: float) -> None:
+        """`n` MOs went out at `now`."""
+        stats = run.stats
+        if not stats.sent:
+            stats.t_first = now
+        stats.sent += n
+        run.outstanding += n
+        if run.outstanding > stats.max_outstanding:
+            stats.max_outstanding = run.outstanding
+
+    def _fill(self, run: _Run, c: _Conn, now: float) -> None:
+        budget = self._budget(run, c, now, run.pdu_size)
         if budget <= 0:
             return
+        idle = run.idle
         step, umr, bodies, msisdns = run.step, run.umr, run.bodies, run.msisdns
         nsteps = run.nsteps
         inflight, by_seq = run.inflight, run.by_seq
@@ -506,12 +535,7 @@ class LoadSmsc:
             by_seq[seq] = mo
         c.seq = seq
         c.queue(b"".join(parts))
-        if not stats.sent:
-            stats.t_first = now
-        stats.sent += budget
-        run.outstanding += budget
-        if run.outstanding > stats.max_outstanding:
-            stats.max_outstanding = run.outstanding
+        self._sent(run, budget, now)
 
     def run(self, workload: Workload, window: int, messages: int, subscribers: int, *,
             rate: float | None = None, time_limit: float = 60.0, drain_timeout: float = 30.0,

@@ -82,6 +82,7 @@ def make_row(kind: str, workload: str, description: str, window: int, offered_pe
     # keep the contract's headline keys first
     head = ["kind", "workload", "window", "offered_per_s", "mo_mt_per_s", "baseline_mo_mt_per_s", "ratio",
             "p50_ms", "p95_ms", "p99_ms", "peak_rss_mb", "redis_cmds_per_mo"]
+    row.setdefault("protocol", "smpp")  # the link protocol of the load SMSC, smsbot and the baseline
     return {k: row[k] for k in head} | {k: v for k, v in row.items() if k not in head}
 
 
@@ -110,7 +111,7 @@ NOISY_OTHER_CPU_PCT = 25.0
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     cols = [
-        ("wl", lambda r: r["workload"]),
+        ("wl", lambda r: r["workload"] + ("" if r.get("protocol", "smpp") == "smpp" else f" {r['protocol']}")),
         ("win", lambda r: "inf" if r["window"] == 0 else str(r["window"])),
         ("load/s", lambda r: _fmt(r["offered_per_s"]) if r["offered_per_s"] else "max"),
         ("smsbot/s", lambda r: _fmt(r["mo_mt_per_s"])),

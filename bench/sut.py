@@ -197,14 +197,16 @@ class SmsbotHandle(ProcessHandle):
 # baseline
 
 
-def start_baseline(smsc_port: int, workdir: str | os.PathLike[str]) -> ProcessHandle:
-    """Start `bench.baseline_smpplib` against 127.0.0.1:smsc_port; the caller waits for the bind."""
+def start_baseline(smsc_port: int, workdir: str | os.PathLike[str], protocol: str = "smpp") -> ProcessHandle:
+    """Start `bench.baseline_smpplib` (or `bench.baseline_cmpp` for cmpp3 / cmpp2) against
+    127.0.0.1:smsc_port; the caller waits for the bind."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     log_path = workdir / "baseline.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.baseline_smpplib", "--port", str(smsc_port)],
+            [sys.executable, "-m", "bench.baseline_smpplib", "--port", str(smsc_port)] if protocol == "smpp" else
+            [sys.executable, "-m", "bench.baseline_cmpp", "--port", str(smsc_port), "--version", "0x20" if protocol == "cmpp2" else "0x30"],
             cwd=str(REPO), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             env=_clean_env(), preexec_fn=_child_setup,
         )
@@ -240,7 +242,7 @@ def smsbot_command() -> list[str]:
     return [sys.executable, "-c", "import sys; from smsbot.cli import main; sys.exit(main())"]
 
 
-def write_config(workdir: Path, smsc_port: int, redis_url: str) -> Path:
+def write_config(workdir: Path, smsc_port: int, redis_url: str, protocol: str = "smpp") -> Path:
     """workdir/config.yaml: the repo's config.yaml semantics, pointed at the load SMSC."""
     base: dict = {}
     src = REPO / "config.yaml"
@@ -249,7 +251,7 @@ def write_config(workdir: Path, smsc_port: int, redis_url: str) -> Path:
     cfg = dict(base)
     cfg["data_dir"] = str(workdir)
     smsc = dict(cfg.get("smsc") or {})
-    smsc.update(host="127.0.0.1", port=int(smsc_port), system_id="smsbot", password="secret")
+    smsc.update(host="127.0.0.1", port=int(smsc_port), system_id="smsbot", password="secret", protocol=protocol)
     smsc.setdefault("bind_mode", "transceiver")
     cfg["smsc"] = smsc
     cfg["short_codes"] = [{"code": "10086", "language": "zh-CN", "commands": ["subscriptions", "help"]}]
@@ -337,7 +339,8 @@ def check_smsbot_runnable(timeout: float = 30.0) -> None:
 def start_smsbot(smsc_port: int, workdir: str | os.PathLike[str], redis_url: str | None = None, *,
                  subscribers: int = 10_000, seed_from: int = SUBSCRIBER_BASE, services: str = SEED_SERVICES,
                  wait_bound: Callable[[ProcessHandle], None] | None = None,
-                 seed_timeout: float = 180.0, check: bool = True, profile_to: Path | None = None) -> SmsbotHandle:
+                 seed_timeout: float = 180.0, check: bool = True, profile_to: Path | None = None,
+                 protocol: str = "smpp") -> SmsbotHandle:
     """Start smsbot (and its Redis, unless `redis_url` is given) against the load SMSC on smsc_port.
 
     `wait_bound(handle)` is called after the process starts and must return once the load SMSC
@@ -355,7 +358,7 @@ def start_smsbot(smsc_port: int, workdir: str | os.PathLike[str], redis_url: str
     try:
         if redis_url is None:
             redis_proc, redis_url = start_redis(workdir)
-        cfg = write_config(workdir, smsc_port, redis_url)
+        cfg = write_config(workdir, smsc_port, redis_url, protocol)
         env = _clean_env(SMSBOT_REDIS_URL=redis_url)
         base = smsbot_command() + ["--config", str(cfg)]
 

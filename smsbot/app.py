@@ -22,7 +22,7 @@ import redis
 import commands
 from commands.complaints import tickets
 from smsbot import config as config_mod
-from smsbot import connections, control, log, queue_lag, redis_supervisor, status_charts
+from smsbot import connections, control, log, queue_lag, redis_supervisor, status_charts, submits
 from smsbot.config import Settings
 from smsbot.delivery import Delivery
 from smsbot.dispatch import Dispatcher, MoOutcome
@@ -33,7 +33,8 @@ from smsbot.metrics import ApiMetrics, Metrics, MetricsServer
 from smsbot.outbox import OutboxSender, OutgoingMt
 from smsbot.pipeline import Pipeline
 from smsbot.reload import plan_reload
-from smsbot.session import SequenceGenerator
+from smsbot.cmpp_session import open_cmpp_links
+from smsbot.session import SequenceGenerator, open_links
 from smsbot.router import Router
 from smsbot.store import KeyWrite, Store
 from smsbot.transport import Transport
@@ -69,6 +70,7 @@ class Bot:
             self.live, self.sequences, self.store.keys, on_sent=self._on_sent,
             on_failed=self._on_failed,
             on_retry=lambda reason: self.metrics.mt_retried.labels(reason).inc(),
+            submits=submits.for_protocol(self.live),  # submit_sm or CMPP_SUBMIT (smsc.protocol)
         )
         self.suspended = threading.Event()  # runtime control (smsbot.control): drain, unbind, stay unbound
         self.delivery = Delivery(self.live, self.store, self.sender, self.instance,
@@ -76,7 +78,8 @@ class Bot:
         self.pipeline = Pipeline(self.live, self.store, self.dispatcher, self.sender, self.delivery,
                                  on_batch=self._on_batch, on_receipt=self._on_receipt)
         self.transport = Transport(self.live, self.pipeline, self.delivery, self.sender, self.sequences, self.stop_event,
-                                   on_bound=self._on_bound, on_reload=self._reload_and_tell, suspended=self.suspended)
+                                   on_bound=self._on_bound, on_reload=self._reload_and_tell, suspended=self.suspended,
+                                   connect=open_cmpp_links if settings.smsc.is_cmpp else open_links)
         self._reloads = threading.Condition()  # reloads applied so far and the last outcome, for `ctl reload`
         self._reload_count, self._reload_ok = 0, False
         self.control = control.Listener(self.store.redis, self.store.keys, self.instance, {

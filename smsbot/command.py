@@ -51,7 +51,7 @@ class Intent:
 @dataclass(frozen=True, slots=True)
 class RenderContext:
     """What a renderer may use: the reply depends on (template, data, language, short code) only,
-    so `Router.render_text` can cache it. `t` takes the command's local template names
+    so `Replies.render_text` can cache it. `t` takes the command's local template names
     (``header`` in the subscriptions package is ``subscriptions.header``) or qualified ones."""
 
     settings: Settings

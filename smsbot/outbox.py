@@ -4,7 +4,9 @@ An outbox or queue entry (a Redis stream entry: to, from, lang, tpl, data, mo) s
 (and in this consumer's pending list) until the SMSC has accepted every part of it (submit_sm_resp
 0); then it is "accepted" here and waits to be recorded (XDEL / XACK) in a Redis round trip the
 transport carries (`take_pending`). Which entries this sender may hold at all is
-`smsbot.delivery`'s business. This module owns rendering, splitting into parts, the in-flight
+`smsbot.delivery`'s business. This module owns rendering (with `smsbot.replies`, the configuration's
+`live.replies`: never back through the router), the parts (its `Submits` encoder's: submit_sm or
+CMPP_SUBMIT, `smsbot.submits`), the in-flight
 window, the TPS limit, retry of throttled parts, and one rule of crash safety: parts in flight plus
 parts accepted but not yet recorded never exceed the window, so a crash re-sends at most one
 window. The socket is `smsbot.session`'s.
@@ -12,26 +14,23 @@ window. The socket is `smsbot.session`'s.
 
 from __future__ import annotations
 
-import itertools
-import random
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Callable
 
-from smsbot import codec, log, pdu
+from smsbot import log
 from smsbot.keys import Keys
 from smsbot.live import Live
-from smsbot.messages import Status, SubmitSm
-from smsbot.msisdn import destination
+from smsbot.messages import Status
 from smsbot.session import SequenceGenerator
 from smsbot.store import KeyWrite
+from smsbot.submits import SmppSubmits, Submits
 
 _log = log.get("smsbot.outbox")
 RETRY_STATUSES = frozenset({Status.RTHROTTLED, Status.RMSGQFUL, Status.RSYSERR})
 THROTTLE_BACKOFF_S = 1.0
 RECORDED_KEPT = 1024  # recorded entries remembered (far more than the round trips in flight hold)
-SEGMENT_CACHE_SIZE = 4096  # rendered texts whose encoding is kept (cleared when full: memory stays bounded)
 
 
 @dataclass(slots=True)
@@ -41,7 +40,7 @@ class OutgoingMt:
     to: str
     short_code: str
     tpl: str
-    parts: list[bytes]  # each part's submit_sm body (`pdu.encode_submit_sm_body`), encoded once
+    parts: list[bytes]  # each part's body (submit_sm or CMPP_SUBMIT, `smsbot.submits`), encoded once
     correlation: str
     done: set[int] = field(default_factory=set)
     message_ids: dict[int, str] = field(default_factory=dict)
@@ -62,12 +61,12 @@ class OutboxSender:
                  on_sent: Callable[[OutgoingMt], None] | None = None,
                  on_failed: Callable[[OutgoingMt, int], None] | None = None,
                  on_retry: Callable[[str], None] | None = None,
-                 clock: Callable[[], float] = time.monotonic):
-        """`on_sent`, `on_failed` (status), `on_retry` (reason): what the bot counts (metrics)."""
+                 clock: Callable[[], float] = time.monotonic, submits: Submits | None = None):
+        """`on_sent`, `on_failed` (status), `on_retry` (reason): what the bot counts (metrics);
+        `submits`: the link protocol's encoder (`smsbot.submits.for_protocol`; SMPP's by default)."""
         self.live = live
         self.keys = keys
-        self._segmented: dict[str, tuple[int, list[bytes]]] = {}  # rendered text -> its coding and part bodies
-        self._concat_refs = itertools.count(random.randrange(256))
+        self.submits = submits if submits is not None else SmppSubmits(live)
         self._writes: list[KeyWrite] = []
         self.on_sent = on_sent
         self.on_failed = on_failed
@@ -75,7 +74,7 @@ class OutboxSender:
         self.sequences = sequences
         self.clock = clock
         smsc = live.settings.smsc  # window and TPS limit: fixed for the process (a reload needs a restart)
-        self.window = smsc.window
+        self.window = smsc.submit_window
         self.max_tps = smsc.max_tps
         self._queue: deque[_Part] = deque()
         self._inflight: dict[int, tuple[_Part, float]] = {}
@@ -121,24 +120,8 @@ class OutboxSender:
 
     def _build(self, stream: str, entry_id: str, f: dict[str, str]) -> OutgoingMt:
         to, short_code, lang = f["to"], f["from"], f.get("lang", "zh-CN")
-        text = self.live.router.render_text(f["tpl"], f.get("data") or "{}", lang, short_code)
-        segmented = self._segmented.get(text)
-        if segmented is None:
-            segmented = codec.segment_text(text)
-            if len(self._segmented) >= SEGMENT_CACHE_SIZE:
-                self._segmented.clear()
-            self._segmented[text] = segmented
-        coding, bodies = segmented
-        esm, payloads = codec.with_udh(bodies, next(self._concat_refs) & 0xFF)  # a fresh reference per message
-        settings = self.live.settings
-        s = settings.smsc
-        parts = pdu.encode_submit_sm_bodies(SubmitSm(
-            source_addr=short_code, destination_addr=destination(to, s.dest_addr_ton, settings.subscribers.country_code),
-            short_message=b"", data_coding=coding, esm_class=esm,
-            source_addr_ton=s.source_addr_ton, source_addr_npi=s.source_addr_npi,
-            dest_addr_ton=s.dest_addr_ton, dest_addr_npi=s.dest_addr_npi,
-            registered_delivery=s.registered_delivery,
-        ), payloads)
+        text = self.live.replies.render_text(f["tpl"], f.get("data") or "{}", lang, short_code)
+        parts = self.submits.parts(to, short_code, text, f)
         return OutgoingMt(stream, entry_id, to, short_code, f["tpl"], parts, f.get("mo", ""))
 
     # -- out --------------------------------------------------------------------------------------
@@ -186,7 +169,7 @@ class OutboxSender:
                 continue
             seq = self.sequences.next_sequence()
             self._inflight[seq] = (part, now)
-            out.append(pdu.submit_sm_with_sequence(part.mt.parts[part.index], seq))
+            out.append(self.submits.with_sequence(part.mt.parts[part.index], seq))
             if self._tps_n:
                 self._sent_at.append(now)
         self._queue.extendleft(reversed(deferred))

@@ -3,7 +3,9 @@
 This module owns the order of work between the socket and Redis: which MOs go into the next
 batch, how many round trips are in flight, and what each round trip carries besides the MOs'
 scripts (records of accepted replies, MT records, receipts, cleared redelivery guards). It never
-touches a socket: the responses it produces are queued on the MO's `Link` (`smsbot.session`).
+touches a link: each MO and receipt comes with an opaque `ReplyTo` (`smsbot.session`), and the
+responses a finished round trip produced are *returned* (`Resp`: the `ReplyTo`, the status, the
+MO's guard) for the transport to write. Its replies go on to the outbox (`OutboxSender.enqueue`).
 
 Rules:
 
@@ -15,11 +17,11 @@ Rules:
   reply are stored; Redis out of reach or an unknown outcome gets a temporary error
   (ESME_RX_T_APPN): the SMSC delivers it again.
 * **Redelivery guard.** Each handled MO leaves a guard in Redis (main.lua) marked with the token
-  of the sender's session (`smsbot.identity`) and holding what the MO was answered. Behind every write of resps an
-  enquire_link asks the SMSC to confirm it read them (`Link.confirm`, asked again on an idle link
-  until every guard is covered); once answered, the guards are gathered for `CLEARS_HOLD_S` and
-  deleted by one DEL before the MO scripts of the next round trip (one of their own when nothing
-  else is going to Redis), at once when an MO with the same guard comes. A guard that
+  of the sender's session (`smsbot.identity`) and holding what the MO was answered. The guard goes
+  back with its MO's resp; the link asks the SMSC to confirm it read it and returns it once it
+  has (`Received.confirmed`, given to `confirmed`); then the guards are gathered for
+  `CLEARS_HOLD_S` and deleted by one DEL before the MO scripts of the next round trip (one of
+  their own when nothing else is going to Redis), at once when an MO with the same guard comes. A guard that
   outlives its session — the link died before the SMSC read the resp, the process died, or a round
   trip's outcome is unknown (then the token changes at once) — marks the same MO arriving again
   (the SMSC's redelivery, or the person repeating it) as a suspected redelivery: nothing is applied
@@ -39,7 +41,7 @@ from smsbot.identity import SenderIdentity
 from smsbot.live import Live
 from smsbot.messages import Inbound, Receipt, Status
 from smsbot.outbox import OutboxSender
-from smsbot.session import Link
+from smsbot.session import ReplyTo
 from smsbot.store import KeyWrite, Store
 from smsbot.webhooks.events import RECEIPT, receipt_command as receipt_event
 
@@ -52,8 +54,9 @@ CLEARS_HOLD_S = 0.05  # confirmed guards are gathered this long (one DEL for man
 SPLIT_FROM = 8  # with nothing in flight, this many ready MOs are split into two batches
 ACKS_PER_FLUSH = 512
 
-Mo = tuple[Inbound, Link, bool]  # the MO, the link its resp goes to, whether it came as data_sm
-ReceiptIn = tuple[Receipt, int, Link, bool]  # receipt, PDU sequence, link, data_sm
+Mo = tuple[Inbound, ReplyTo]  # the MO and where its resp goes
+ReceiptIn = tuple[Receipt, ReplyTo]
+Resp = tuple[ReplyTo, int, str | None]  # where, the status, the MO's redelivery guard (to confirm)
 
 
 @dataclass
@@ -102,8 +105,6 @@ class Pipeline:
         self.pending: list[_Pending] = []  # oldest first
         self._records: list[_Pending] = []  # record-only round trips in flight
         self._stalled = False  # the ready MOs all belong to subscribers with a batch in flight
-        self._unwritten: dict[int, list[str]] = {}  # id(link) -> guards of resps queued on it
-        self._written: dict[int, list[tuple[int, str]]] = {}  # id(link) -> (write number, guard)
         self._clears: list[str] = []  # guards whose resps the SMSC has read: delete them
         self._clears_since = 0.0  # when the oldest of them was confirmed (monotonic)
         self._acks_flushed_at = 0.0
@@ -113,44 +114,27 @@ class Pipeline:
         """The link died: batches in flight complete (their effects are stored, their replies kept);
         their resps are lost with the link, so their guards stay; MOs not yet batched were never
         acknowledged and will come again."""
-        self.complete_all()
+        self.complete_all()  # their resps go nowhere: the link is gone
         self.deferred = []
-        self._unwritten.clear()
-        self._written.clear()
         self.sessions.new_session()
 
     # -- input --------------------------------------------------------------------------------------
-    def on_mo(self, mo: Inbound, link: Link, data_sm: bool) -> None:
-        self.deferred.append((mo, link, data_sm))
+    def on_mo(self, mo: Inbound, reply: ReplyTo) -> None:
+        self.deferred.append((mo, reply))
         self._stalled = False
 
-    def on_receipt(self, receipt: Receipt, sequence: int, link: Link, data_sm: bool) -> None:
-        self.receipts.append((receipt, sequence, link, data_sm))
+    def on_receipt(self, receipt: Receipt, reply: ReplyTo) -> None:
+        self.receipts.append((receipt, reply))
 
-    def before_flush(self, link: Link, now: float, sequences) -> None:
-        """`link` is about to be written: ask the SMSC to confirm it read the resps with guards among
-        its queued PDUs, and any written earlier that no question covers yet (one question at a
-        time: the next goes out as soon as the last is answered, even on an idle link)."""
-        guards = self._unwritten.pop(id(link), None)
+    def confirmed(self, guards: list[str]) -> None:
+        """Guards of resps the SMSC has read (a link's `Received.confirmed`) may go: once they have
+        waited `CLEARS_HOLD_S`, by the next MO batch or a round trip of their own (`clears_due`); at
+        once by an MO batch holding the same text again (`_take_clears`), so a repeated text meets
+        no guard whose resp was read."""
         if guards:
-            n = link.flushes + 1
-            self._written.setdefault(id(link), []).extend((n, g) for g in guards)
-        if self._written.get(id(link)) and not link.confirming:
-            link.confirm(now, sequences)
-
-    def confirmed(self, link: Link) -> None:
-        """Guards of resps the SMSC has read (`link.confirmed`, just read from it) may go: once they
-        have waited `CLEARS_HOLD_S`, by the next MO batch or a round trip of their own (`clears_due`);
-        at once by an MO batch holding the same text again (`_take_clears`), so a repeated text
-        meets no guard whose resp was read."""
-        written = self._written.get(id(link))
-        if written and written[0][0] <= link.confirmed:
-            upto = link.confirmed
-            keep = [(n, g) for n, g in written if n > upto]
             if not self._clears:
                 self._clears_since = self.clock()
-            self._clears.extend(g for n, g in written if n <= upto)
-            self._written[id(link)] = keep
+            self._clears.extend(guards)
 
     @property
     def clears_waiting(self) -> bool:
@@ -169,7 +153,7 @@ class Pipeline:
     @property
     def high_water(self) -> int:
         """Queued parts beyond which no more MOs are dispatched until the SMSC takes replies."""
-        return 2 * self.live.settings.smsc.window + 16
+        return 2 * self.live.settings.smsc.submit_window + 16
 
     def startable(self) -> bool:
         return len(self.pending) < MAX_IN_FLIGHT and self.ready() and not self._stalled
@@ -185,13 +169,17 @@ class Pipeline:
     def buffered(self) -> bool:
         return any(rt.buffered() for rt in self.roundtrips())
 
-    def start_batches(self) -> None:
+    def start_batches(self) -> list[Resp]:
+        """Start round trips while the pipeline may; the resps of batches that finished at once (no
+        MO for Redis, or a failure)."""
+        out: list[Resp] = []
         while len(self.pending) < MAX_IN_FLIGHT and self.ready():
-            if not self._start_batch():
+            if not self._start_batch(out):
                 self._stalled = True  # what waits belongs to subscribers in flight: no busy loop
                 break
+        return out
 
-    def _start_batch(self) -> bool:
+    def _start_batch(self, out: list[Resp]) -> bool:
         """One Redis round trip for a batch of MOs, receipts, records and cleared guards: sent now,
         answered in `_finish` when Redis replies."""
         started = self.clock()
@@ -201,7 +189,7 @@ class Pipeline:
         if not self.pending:
             mos, self.deferred = self.deferred[:cap], self.deferred[cap:]
         else:
-            busy = {mo.msisdn for p in self.pending for mo, _l, _d in p.mos}
+            busy = {mo.msisdn for p in self.pending for mo, _r in p.mos}
             mos, keep = [], []
             deferred = self.deferred
             for i, item in enumerate(deferred):
@@ -227,18 +215,18 @@ class Pipeline:
         identity = self.sessions.identity
         clears: list[str] = []
         try:
-            batch = self.dispatcher.prepare([mo for mo, _l, _d in mos], identity, acks, writes,
+            batch = self.dispatcher.prepare([mo for mo, _r in mos], identity, acks, writes,
                                             self._receipt_commands(receipts))
             clears = self._take_clears(started, batch)
             batch.head = self.store.delete_commands(clears)
             self.dispatcher.start(batch)
         except Exception as e:  # never let one batch kill the loop; the SMSC will redeliver
-            self._failed(e, mos, receipts, acks, writes, parts, clears)
+            out += self._failed(e, mos, receipts, acks, writes, parts, clears)
             return True
         pending = _Pending(batch, mos, receipts, acks, writes, parts, clears, started, identity)
         self.pending.append(pending)
         if batch.roundtrip is None or batch.roundtrip.done:
-            self._finish(pending)
+            out += self._finish(pending)
         return True
 
     def _take_clears(self, now: float, batch: PreparedBatch) -> list[str]:
@@ -283,14 +271,15 @@ class Pipeline:
         """What a round trip carries after the scripts and records: the receipts."""
         ttl = self.live.settings.dispatch.mt_record_seconds
         at = int(time.time() * 1000)
-        return [*(self.store.receipt_command(r, link.name, at, ttl) for r, _s, link, _d in receipts),
-                *(receipt_event(self.store.keys, r.message_id, r.state, r.error, link.name, at)  # for webhooks (smsbot.webhooks)
-                  for r, _s, link, _d in receipts if self.receipt_events)]
+        return [*(self.store.receipt_command(r, reply.bind, at, ttl) for r, reply in receipts),
+                *(receipt_event(self.store.keys, r.message_id, r.state, r.error, reply.bind, at)  # for webhooks (smsbot.webhooks)
+                  for r, reply in receipts if self.receipt_events)]
 
     # -- answers ----------------------------------------------------------------------------------------
-    def poll(self, readable: list) -> bool:
-        """Collect the answers that arrived; True when an MO batch was answered."""
+    def poll(self, readable: list) -> tuple[bool, list[Resp]]:
+        """Collect the answers that arrived: whether an MO batch was answered, and the resps."""
         answered = False
+        out: list[Resp] = []
         for p in list(self._records):
             rt = p.batch.roundtrip
             if rt is not None and (rt.done or rt in readable or rt.buffered()):
@@ -301,9 +290,9 @@ class Pipeline:
             rt = p.batch.roundtrip
             if rt is not None and (rt.done or rt in readable or rt.buffered()):
                 if self._poll_one(p):
-                    self._finish(p)
+                    out += self._finish(p)
                     answered = True
-        return answered
+        return answered, out
 
     def _poll_one(self, p: _Pending) -> bool:
         rt = p.batch.roundtrip
@@ -317,8 +306,8 @@ class Pipeline:
             return True
         return False
 
-    def complete_all(self) -> None:
-        """Wait for every round trip in flight (stop, lost link): never drop their replies."""
+    def complete_all(self) -> list[Resp]:
+        """Wait for every round trip in flight (stop, lost link): never drop their replies. Their resps."""
         for p in [*self._records, *self.pending]:
             rt = p.batch.roundtrip
             if rt is not None and not rt.done:
@@ -331,8 +320,7 @@ class Pipeline:
         records, self._records = self._records, []
         for p in records:
             self._finish_records(p)
-        for p in list(self.pending):
-            self._finish(p)
+        return [resp for p in list(self.pending) for resp in self._finish(p)]
 
     def _finish_records(self, p: _Pending) -> None:
         result = self.dispatcher.finish(p.batch)
@@ -343,14 +331,13 @@ class Pipeline:
             self._restore_clears(p.clears)
             self.sessions.suspect()
 
-    def _finish(self, p: _Pending) -> None:
+    def _finish(self, p: _Pending) -> list[Resp]:
         self.pending.remove(p)
         self._stalled = False
         try:
             result = self.dispatcher.finish(p.batch)
         except Exception as e:  # never let one batch kill the loop; the SMSC will redeliver
-            self._failed(e, p.mos, p.receipts, p.acks, p.writes, p.parts, p.clears)
-            return
+            return self._failed(e, p.mos, p.receipts, p.acks, p.writes, p.parts, p.clears)
         if result.acks_flushed:
             self.sender.recorded(p.acks)
         else:
@@ -360,35 +347,32 @@ class Pipeline:
                 self.sessions.new_session()  # the outcome of its MOs is unknown: their guards now hold
             self.sessions.suspect()
         receipt_status = Status.ROK if result.acks_flushed else Status.RX_T_APPN
-        for r, seq, link, data_sm in p.receipts:
-            link.respond(seq, receipt_status, data_sm)
+        out: list[Resp] = []
+        for r, reply in p.receipts:
+            out.append((reply, receipt_status, None))
             if self.report_receipt is not None and result.acks_flushed:
                 self.report_receipt(r)
-        for (mo, link, data_sm), oc in zip(p.mos, result.outcomes):
-            link.respond(mo.sequence, oc.status, data_sm)
-            if oc.guard and oc.status == Status.ROK:  # a "try again" leaves the guard: the MO comes back
-                self._unwritten.setdefault(id(link), []).append(oc.guard)
-                if oc.guard in self._clears:  # its key now holds this MO's guard (a long MO completed): keep it
-                    self._clears.remove(oc.guard)
+        for (_mo, reply), oc in zip(p.mos, result.outcomes):
+            guard = oc.guard if oc.status == Status.ROK else None  # a "try again" leaves the guard: the MO comes back
+            if guard and guard in self._clears:  # its key now holds this MO's guard (a long MO completed): keep it
+                self._clears.remove(guard)
+            out.append((reply, oc.status, guard))
         if self.report_batch is not None and p.mos:
             self.report_batch(result.outcomes, self.clock() - p.started)
         self.sender.enqueue(result.entries)
+        return out
 
     def _failed(self, error: Exception, mos: list[Mo], receipts: list[ReceiptIn], acks: list[tuple[str, str]],
-                writes: list[KeyWrite], parts: int, clears: list[str]) -> None:
+                writes: list[KeyWrite], parts: int, clears: list[str]) -> list[Resp]:
         """A bug in handling a batch: log it, keep the records for later, ask the SMSC to redeliver."""
         _log.exception("dispatch_failed", error=repr(error))
         self.sender.restore_pending(acks, writes, parts)
         self._restore_clears(clears)
         self.sessions.new_session()
-        for mo, link, data_sm in mos:
-            link.respond(mo.sequence, Status.RX_T_APPN, data_sm)
-        for _r, seq, link, data_sm in receipts:
-            link.respond(seq, Status.RX_T_APPN, data_sm)
+        return [(reply, Status.RX_T_APPN, None) for _x, reply in (*mos, *receipts)]
 
-    def refuse_deferred(self) -> None:
+    def refuse_deferred(self) -> list[Resp]:
         """Stopping: MOs not yet batched get a temporary error (the SMSC delivers them again)."""
-        for mo, link, data_sm in self.deferred:
-            link.respond(mo.sequence, Status.RX_T_APPN, data_sm)
-        self.deferred = []
+        deferred, self.deferred = self.deferred, []
+        return [(reply, Status.RX_T_APPN, None) for _mo, reply in deferred]
 

@@ -1,28 +1,26 @@
 """Routing: text sent to a short code -> the `Intent` of the command that takes it, in the short
 code's configured order; text no command owns becomes a ``reply`` intent, which the Lua side hands
 to the subscriber's open conversation (a 0000 menu, ...) or answers with help. Whether a bare
-number cancels something depends on state, so that decision is made in Redis, not here. And the
-way back: a stored reply intent (template, data) -> its text, by the command's renderer or its
-template, with the service catalogue (names, prices) per language.
+number cancels something depends on state, so that decision is made in Redis, not here. The way
+back (a stored reply intent -> its text) is `smsbot.replies`', built beside the router for the
+same configuration (`replies`), so the outbox never comes back here.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any, Mapping
 
-from smsbot.command import Command, Intent, RenderContext, Renderer
-from smsbot.config import BillingKind, Language, Settings
-from smsbot.reply_templates import Templates
+from smsbot.command import Command, Intent
+from smsbot.config import Language, Settings
+from smsbot.replies import Replies
 from smsbot.text import normalize, parse_numbers
 
-RENDER_CACHE_SIZE = 4096
 NORMALIZE_CACHE_SIZE = 4096
 
 
 class Router:
-    """Text -> Intent for one configuration; tpl -> renderer for the outbox sender."""
+    """Text -> Intent for one configuration; `replies` renders for the same configuration."""
 
     def __init__(self, settings: Settings, commands: list[Command], aliases: Mapping[str, str] | None = None):
         self.settings = settings
@@ -31,19 +29,11 @@ class Router:
         for c in commands:
             for a in c.aliases:
                 by_any.setdefault(a, c)
-        self.templates = Templates(settings.templates, [c.package_templates() for c in commands])
+        self.replies = Replies(settings, commands, aliases)
         self._per_code: dict[str, list[Command]] = {
             sc.code: [by_any[n] for n in sc.commands] for sc in settings.short_codes
         }
         self._lang = {sc.code: sc.language.value for sc in settings.short_codes}
-        self._renderers: dict[str, tuple[Renderer, str]] = {}
-        self._legacy: dict[str, str] = dict(aliases or {})
-        for c in commands:
-            for name, fn in c.renderers().items():
-                self._renderers[name] = (fn, c.name)
-            self._legacy.update(c.legacy_names)
-        self._catalogue = self._build_catalogue()
-        self._render_cache: dict[tuple[str, str, str, str], str] = {}
         self._normalized: dict[str, str] = {}
 
     def serves(self, short_code: str) -> bool:
@@ -77,32 +67,5 @@ class Router:
         return Intent("reply", "reply", args)
 
     def render(self, tpl: str, data: dict[str, Any], lang: str, short_code: str) -> str:
-        tpl = self._legacy.get(tpl, tpl)  # an intent queued by a version before the packages
-        hit = self._renderers.get(tpl)
-        if hit is None:
-            return self.templates.render(lang, tpl, **data)
-        fn, ns = hit
-        return fn(RenderContext(self.settings, self.templates, lang, short_code, self._catalogue, ns,
-                                self.commands_for(short_code)), data)
-
-    def render_text(self, tpl: str, data_json: str, lang: str, short_code: str) -> str:
-        """`render` from the JSON the Lua step stored, cached: most replies repeat (help, menus of
-        the same services), and rendering is a pure function of these four values."""
-        key = (tpl, data_json, lang, short_code)
-        text = self._render_cache.get(key)
-        if text is None:
-            text = self.render(tpl, json.loads(data_json or "{}"), lang, short_code)
-            if len(self._render_cache) >= RENDER_CACHE_SIZE:
-                self._render_cache.clear()
-            self._render_cache[key] = text
-        return text
-
-    def _build_catalogue(self) -> dict[tuple[str, str], tuple[str, str]]:
-        out: dict[tuple[str, str], tuple[str, str]] = {}
-        for lang in Language:
-            for svc in self.settings.services:
-                name = svc.name_en if lang is Language.EN and svc.name_en else svc.name
-                yuan = f"{svc.price_fen / 100:.2f}".rstrip("0").rstrip(".")
-                key = "price_on_demand" if svc.kind is BillingKind.ON_DEMAND else "price"
-                out[(lang.value, svc.code)] = (name, self.templates.render(lang.value, key, yuan=yuan))
-        return out
+        """A reply's text (`Replies.render`): the API checks a notice with it before storing it."""
+        return self.replies.render(tpl, data, lang, short_code)

@@ -6,18 +6,24 @@ that verifies the SMSC's certificate *and host name*) and binds through smsbot's
 
 * reads what the socket has and cuts it into PDUs (`read`); the link-level PDUs are answered here
   (enquire_link, unbind, generic_nack for commands we do not serve);
-* queues outgoing PDUs and writes them in one `sendall` per turn (`flush`);
-* tells when the SMSC has surely read what we wrote (`confirm`, `confirmed`): an enquire_link
-  written after them is answered — the SMSC reads a connection in order, so everything written
-  before it was read. A deliver_sm_resp merely written may still be lost with the link;
+* queues outgoing PDUs (`answer` for the resp to an MO or receipt, given its `ReplyTo`) and
+  writes them in one `sendall` when the transport says (`flush`);
+* tells when the SMSC has surely read what we wrote: a resp may carry a *guard* (an opaque tag,
+  the pipeline's redelivery guard); behind the write that carries it an enquire_link asks the
+  SMSC to confirm (one question at a time, asked again on an idle link until every guard is
+  covered), and once it is answered — the SMSC reads a connection in order, so everything written
+  before it was read — the guard is handed back in `Received.confirmed`. A deliver_sm_resp merely
+  written may still be lost with the link;
 * keeps time (`check`): an enquire_link goes out when no *complete* PDU arrived for
   `smsc.enquire_link_interval`; the link is dead (`LinkDown`) when that enquire_link is not
   answered, or when a PDU that started arriving does not complete within `smsc.response_timeout`
   (a partial PDU must not wedge the link: stray bytes do not count as life), or when a header
   announces more than `smsc.max_pdu_bytes` (the framer refuses it as soon as it is visible).
 
-What the link reads for the layers above — MOs (deliver_sm and data_sm), delivery receipts and
-submit_sm responses — goes to a `PduSink` (the transport). Decoding is liberal (`smsbot.pdu`);
+What the link reads for the layers above — MOs (deliver_sm and data_sm), delivery receipts,
+submit_sm responses, confirmed guards — it *returns* (`read`: a `Received`), each MO and receipt
+with a `ReplyTo` handle, opaque to the layers above, that the resp goes back through. A link never
+calls upwards. Decoding is liberal (`smsbot.pdu`);
 a PDU that can never be understood is refused with a permanent error, one that might decode
 later (our own bug) with a temporary one, and every refusal is logged with its reason and the
 PDU in hex with the phone numbers masked.
@@ -30,7 +36,7 @@ import socket
 import ssl
 import time
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Callable, ClassVar
 
 from smsbot import codec, log, pdu
 from smsbot.config import BindMode, SmscSettings
@@ -69,19 +75,38 @@ class SequenceGenerator:
         return self._sequence
 
 
-class PduSink(Protocol):
-    """Where a link hands what it read (the transport)."""
+@dataclass(frozen=True, slots=True)
+class ReplyTo:
+    """Where and how the resp to one MO or receipt goes: opaque above the link that made it (the
+    pipeline hands it back with a status; the transport gives it to `link.answer`). `detail` is
+    the protocol's own (SMPP: whether it came as data_sm)."""
 
-    def on_mo(self, mo: Inbound, link: "Link", data_sm: bool) -> None: ...
+    link: Any  # the link that read it (`Link`, or another protocol's link with the same `answer`)
+    sequence: int
+    detail: Any = False
 
-    def on_receipt(self, receipt: Receipt, sequence: int, link: "Link", data_sm: bool) -> None: ...
+    @property
+    def bind(self) -> str:
+        """The bind it came on (receipts are matched per bind)."""
+        return self.link.name
 
-    def on_submit_resp(self, sequence: int, status: int, message_id: str) -> None: ...
+
+@dataclass(slots=True)
+class Received:
+    """What one read of a link produced, for the layers above (in the order the SMSC sent it)."""
+
+    mos: list[tuple[Inbound, ReplyTo]] = field(default_factory=list)
+    receipts: list[tuple[Receipt, ReplyTo]] = field(default_factory=list)
+    submit_resps: list[tuple[int, int, str]] = field(default_factory=list)  # sequence, status, message id
+    confirmed: list[str] = field(default_factory=list)  # guards of resps the SMSC has surely read
+    down: str | None = None  # the link is dead (after what it read up to then): why
 
 
 @dataclass(eq=False)
 class Link:
-    """One bound socket: receiver, transmitter or both."""
+    """One bound socket: receiver, transmitter or both. What is SMPP's here is in the protocol
+    methods (`_handle`, `_probe_pdu`, `_resp_pdu`, `goodbye`, `_goodbye_frames`); another protocol's
+    link (`smsbot.cmpp_session`) overrides those and keeps the framing, timers and confirmations."""
 
     sock: socket.socket
     can_receive: bool
@@ -96,17 +121,19 @@ class Link:
     confirmed: int = 0  # the SMSC has read everything of writes 1..confirmed
     _confirm: tuple[int, int, float] | None = None  # (enquire_link sequence, write number, sent at)
     early: list[tuple[int, int, int, bytes]] = field(default_factory=list)  # read with the bind response
+    sequences: SequenceGenerator = field(default_factory=SequenceGenerator)  # the bot's, shared by its links
+    _unwritten: list[str] = field(default_factory=list)  # guards of resps queued, not yet written
+    _written: list[tuple[int, str]] = field(default_factory=list)  # (write number, guard) not yet confirmed
 
     @property
     def kind(self) -> str:
         """The bind's kind: transceiver, receiver or transmitter."""
         return "transceiver" if self.can_receive and self.can_transmit else "receiver" if self.can_receive else "transmitter"
 
-    def replay(self, sink: PduSink) -> None:
+    def replay(self) -> Received:
         """PDUs that arrived in the same read as the bind response (an SMSC may send MOs at once)."""
         early, self.early = self.early, []
-        for frame in early:
-            self._on_pdu(*frame, sink)
+        return self._handle(early, Received())
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -116,7 +143,54 @@ class Link:
 
     def respond(self, sequence: int, status: int, data_sm: bool = False) -> None:
         """Queue the response to an MO: deliver_sm_resp, or data_sm_resp for a data_sm."""
-        self.out.append(pdu.encode_data_sm_resp(sequence, status) if data_sm else pdu.encode_deliver_sm_resp(sequence, status))
+        self.out.append(_mo_resp(sequence, status, data_sm))
+
+    def answer(self, reply: ReplyTo, status: int, guard: str | None = None) -> None:
+        """Queue the resp to what `reply` stands for (`status` as an SMPP status: the protocol's
+        link says it in its own terms); `guard` comes back in `Received.confirmed` once the SMSC has
+        surely read it."""
+        self.out.append(self._resp_pdu(reply, status))
+        if guard:
+            self._unwritten.append(guard)
+
+    def _resp_pdu(self, reply: ReplyTo, status: int) -> bytes:
+        return _mo_resp(reply.sequence, status, reply.detail)
+
+    probe_name: ClassVar[str] = "enquire_link"  # the keepalive question, for the log
+
+    def _probe_pdu(self, sequence: int) -> bytes:
+        """The keepalive question the SMSC answers in order (enquire_link)."""
+        return pdu.encode_header(CommandId.ENQUIRE_LINK, 0, sequence)
+
+    def _answer_keepalive(self, frame: tuple[int, int, int, bytes]) -> None:
+        """Before the link is up (`await_answer`): answer the SMSC's keepalive now, ignore the rest."""
+        if frame[0] == CommandId.ENQUIRE_LINK:
+            self.out.append(pdu.encode_header(CommandId.ENQUIRE_LINK_RESP, 0, frame[2]))
+            self.flush(time.monotonic())
+
+    def goodbye(self) -> None:
+        """Queue the goodbye (unbind); `goodbye_read` then waits for its answer."""
+        self.out.append(pdu.encode_header(CommandId.UNBIND, 0, self.sequences.next_sequence()))
+
+    def goodbye_read(self) -> bool:
+        """After `goodbye`: read once; MOs and receipts still arriving get a temporary error (the
+        SMSC delivers them again). True when the goodbye was answered or the SMSC closed."""
+        try:
+            data = self.sock.recv(READ_CHUNK)
+        except (BlockingIOError, ssl.SSLWantReadError, socket.timeout):
+            return False
+        if not data:
+            return True
+        return self._goodbye_frames(data)
+
+    def _goodbye_frames(self, data: bytes) -> bool:
+        answered = False
+        for command_id, _st, seq, _b in self.framer.feed(data):
+            if command_id == CommandId.UNBIND_RESP:
+                answered = True
+            elif command_id in (_DELIVER_SM, _DATA_SM):
+                self.respond(seq, Status.RX_T_APPN, command_id == _DATA_SM)
+        return answered
 
     def receive(self, during: str = "") -> list[tuple[int, int, int, bytes]] | None:
         """What the socket has, cut into PDUs (None: nothing there yet). LinkDown when the SMSC
@@ -132,16 +206,21 @@ class Link:
             raise LinkDown(f"SMSC closed the connection{during}")
         return self.framer.feed(data)
 
-    def read(self, now: float, sink: PduSink) -> None:
-        """Read what the socket has; hand every complete PDU on (or answer it here)."""
+    def read(self, now: float) -> Received:
+        """Read what the socket has; return what it holds for the layers above (link-level PDUs are
+        answered here). A dead link is `Received.down`, after what was read before it."""
+        got = Received()
         try:
             frames = self.receive()
         except pdu.FramingError as e:
-            for frame in e.pdus:  # submit_sm_resps among them count, or their submits go twice
-                self._on_pdu(*frame, sink)
-            raise LinkDown(f"unframeable stream: {e}") from None
+            self._handle(e.pdus, got)  # submit_sm_resps among them count, or their submits go twice
+            got.down = got.down or f"unframeable stream: {e}"
+            return got
+        except LinkDown as e:
+            got.down = str(e)
+            return got
         if frames is None:
-            return
+            return got
         if frames:
             self.last_pdu = now
             self.enquire_sent_at = None
@@ -150,35 +229,49 @@ class Link:
                 self.partial_since = now
         else:
             self.partial_since = None
-        for frame in frames:
-            self._on_pdu(*frame, sink)
+        return self._handle(frames, got)
 
-    def _on_pdu(self, command_id: int, status: int, seq: int, body: bytes, sink: PduSink) -> None:
-        if command_id == _DELIVER_SM or command_id == _DATA_SM:
-            self._on_mo_pdu(command_id, seq, body, sink)
-        elif command_id == _SUBMIT_SM_RESP:
-            mid = pdu.decode_submit_sm_resp(body) if status == 0 else ""
-            sink.on_submit_resp(seq, status, mid)
-        elif command_id == CommandId.ENQUIRE_LINK:
-            self.out.append(pdu.encode_header(CommandId.ENQUIRE_LINK_RESP, 0, seq))
-        elif command_id == CommandId.ENQUIRE_LINK_RESP:
-            self.enquire_sent_at = None
-            if self._confirm is not None and self._confirm[0] == seq:
-                self.confirmed = self._confirm[1]
-                self._confirm = None
-        elif command_id == CommandId.UNBIND:
-            self.out.append(pdu.encode_header(CommandId.UNBIND_RESP, 0, seq))
-            self.flush()
-            raise LinkDown("SMSC sent unbind")
-        elif command_id == CommandId.GENERIC_NACK:
-            sink.on_submit_resp(seq, status or Status.RSYSERR, "")
-        elif command_id & 0x80000000:
-            pass  # responses we do not wait for (unbind_resp outside drain, ...)
-        else:
-            _log.warning("pdu_unsupported", command_id=hex(command_id), sequence=seq)
-            self.out.append(pdu.encode_header(CommandId.GENERIC_NACK, Status.RINVCMDID, seq))
+    def _handle(self, frames: list[tuple[int, int, int, bytes]], got: Received) -> Received:
+        for command_id, status, seq, body in frames:
+            if command_id == _DELIVER_SM or command_id == _DATA_SM:
+                self._on_mo_pdu(command_id, seq, body, got)
+            elif command_id == _SUBMIT_SM_RESP:
+                got.submit_resps.append((seq, status, pdu.decode_submit_sm_resp(body) if status == 0 else ""))
+            elif command_id == CommandId.ENQUIRE_LINK:
+                self.out.append(pdu.encode_header(CommandId.ENQUIRE_LINK_RESP, 0, seq))
+            elif command_id == CommandId.ENQUIRE_LINK_RESP:
+                self._probe_answered(seq, got)
+            elif command_id == CommandId.UNBIND:
+                self.out.append(pdu.encode_header(CommandId.UNBIND_RESP, 0, seq))
+                try:
+                    self.flush(time.monotonic())
+                except LinkDown:
+                    pass
+                got.down = "SMSC sent unbind"
+                return got
+            elif command_id == CommandId.GENERIC_NACK:
+                got.submit_resps.append((seq, status or Status.RSYSERR, ""))
+            elif command_id & 0x80000000:
+                pass  # responses we do not wait for (unbind_resp outside drain, ...)
+            else:
+                _log.warning("pdu_unsupported", command_id=hex(command_id), sequence=seq)
+                self.out.append(pdu.encode_header(CommandId.GENERIC_NACK, Status.RINVCMDID, seq))
+        return got
 
-    def _on_mo_pdu(self, command_id: int, seq: int, body: bytes, sink: PduSink) -> None:
+    def _probe_answered(self, seq: int, got: Received) -> None:
+        """An answer to our keepalive `seq`: the link lives; when it is the confirmation asked for,
+        the SMSC has read every write up to it, and the guards they carried are handed back."""
+        self.enquire_sent_at = None
+        if self._confirm is None or self._confirm[0] != seq:
+            return
+        write = self._confirm[1]
+        self.confirmed = write
+        self._confirm = None
+        if self._written and self._written[0][0] <= write:
+            got.confirmed.extend(g for n, g in self._written if n <= write)
+            self._written = [(n, g) for n, g in self._written if n > write]
+
+    def _on_mo_pdu(self, command_id: int, seq: int, body: bytes, got: Received) -> None:
         data_sm = command_id == _DATA_SM
         try:
             d: DeliverSm = pdu.decode_data_sm(seq, body) if data_sm else pdu.decode_deliver_sm(seq, body)
@@ -193,38 +286,38 @@ class Link:
                     _log.warning("delivery_receipt_unparsable", pdu=pdu.redacted_hex(command_id, body))
                     self.respond(seq, Status.ROK, data_sm)
                     return
-                sink.on_receipt(receipt, seq, self, data_sm)
+                got.receipts.append((receipt, ReplyTo(self, seq, data_sm)))
                 return
             mo = codec.inbound_from_deliver_sm(d)
         except Exception as e:  # our bug, not the SMSC's: a later version may read it, so retry
             _log.error("mo_undecodable", reason=repr(e), status="ESME_RX_T_APPN", pdu=pdu.redacted_hex(command_id, body))
             self.respond(seq, Status.RX_T_APPN, data_sm)
             return
-        sink.on_mo(mo, self, data_sm)
+        got.mos.append((mo, ReplyTo(self, seq, data_sm)))
 
-    def confirm(self, now: float, sequences: SequenceGenerator) -> None:
+    def confirm(self, now: float) -> None:
         """Ask the SMSC to confirm it read everything up to the next write (one question at a time)."""
         if self._confirm is None:
-            seq = sequences.next_sequence()
-            self.out.append(pdu.encode_header(CommandId.ENQUIRE_LINK, 0, seq))
+            seq = self.sequences.next_sequence()
+            self.out.append(self._probe_pdu(seq))
             self._confirm = (seq, self.flushes + 1, now)
 
     @property
     def confirming(self) -> bool:
         return self._confirm is not None
 
-    def check(self, now: float, s: SmscSettings, sequences: SequenceGenerator) -> None:
+    def check(self, now: float, s: SmscSettings) -> None:
         """Timers: send enquire_link when idle; LinkDown when it, a confirmation or a partial PDU is overdue."""
         if self._confirm is not None and now - self._confirm[2] > s.response_timeout:
-            raise LinkDown("enquire_link unanswered")
+            raise LinkDown(f"{self.probe_name} unanswered")
         if self.partial_since is not None and now - self.partial_since > s.response_timeout:
             raise LinkDown(f"a PDU did not complete within {s.response_timeout:g} s ({self.framer.buffered} octets buffered)")
         if self.enquire_sent_at is not None:
             if now - self.enquire_sent_at > s.response_timeout:
-                raise LinkDown("enquire_link unanswered")
+                raise LinkDown(f"{self.probe_name} unanswered")
         elif now - self.last_pdu > s.enquire_link_interval:
             self.enquire_sent_at = now
-            self.out.append(pdu.encode_header(CommandId.ENQUIRE_LINK, 0, sequences.next_sequence()))
+            self.out.append(self._probe_pdu(self.sequences.next_sequence()))
 
     def next_deadline(self, s: SmscSettings) -> float:
         """The monotonic time `check` next has something to do."""
@@ -238,7 +331,15 @@ class Link:
             t = min(t, self._confirm[2] + s.response_timeout)
         return t
 
-    def flush(self) -> None:
+    def flush(self, now: float) -> None:
+        """Write what is queued in one `sendall`; behind resps with guards (and on an idle link while
+        written guards wait) an enquire_link asks the SMSC to confirm it read them."""
+        if self._unwritten:
+            n = self.flushes + 1
+            self._written.extend((n, g) for g in self._unwritten)
+            self._unwritten.clear()
+        if self._written and self._confirm is None:
+            self.confirm(now)
         if self.out:
             data = b"".join(self.out)
             self.out.clear()
@@ -253,6 +354,10 @@ class Link:
             self.sock.close()
         except OSError:  # closing a broken socket: nothing more to do
             pass
+
+
+def _mo_resp(sequence: int, status: int, data_sm: bool) -> bytes:
+    return pdu.encode_data_sm_resp(sequence, status) if data_sm else pdu.encode_deliver_sm_resp(sequence, status)
 
 
 def open_links(s: SmscSettings, sequences: SequenceGenerator) -> list[Link]:
@@ -279,7 +384,8 @@ def tls_context(s: SmscSettings) -> ssl.SSLContext:
     return ctx
 
 
-def _connect(s: SmscSettings) -> socket.socket:
+def connect(s: SmscSettings) -> socket.socket:
+    """TCP (TLS when `smsc.tls`) to the SMSC; LinkDown naming the address when it fails."""
     try:
         sock = socket.create_connection((s.host, s.port), timeout=s.response_timeout)
     except OSError as e:
@@ -295,13 +401,13 @@ def _connect(s: SmscSettings) -> socket.socket:
 
 
 def _bind(s: SmscSettings, sequences: SequenceGenerator, command_id: CommandId, rx: bool, tx: bool) -> Link:
-    sock = _connect(s)
+    sock = connect(s)
     kind = command_id.name.lower()
-    link = Link(sock, rx, tx, f"{s.host}:{s.port}/{s.system_id}", pdu.Framer(s.max_pdu_bytes))
+    link = Link(sock, rx, tx, f"{s.host}:{s.port}/{s.system_id}", pdu.Framer(s.max_pdu_bytes), sequences=sequences)
     try:
         seq = sequences.next_sequence()
         link.out.append(pdu.encode_bind(command_id, seq, s.system_id, s.password, s.system_type))
-        link.flush()
+        link.flush(time.monotonic())
         status = _await_bind_resp(link, _BIND_RESP[command_id], seq, s)
     except BaseException:
         link.close()
@@ -315,26 +421,34 @@ def _bind(s: SmscSettings, sequences: SequenceGenerator, command_id: CommandId, 
 
 
 def _await_bind_resp(link: Link, resp_id: int, seq: int, s: SmscSettings) -> int:
-    """Read until the bind's response; answer enquire_link meanwhile; anything else waits."""
+    """Read until the bind's response (its status); answer enquire_link meanwhile; anything else waits."""
+    command_id, status, _seq, _body = await_answer(
+        link, s, "bind", lambda f: (f[0] == resp_id or f[0] == CommandId.GENERIC_NACK) and f[2] == seq)
+    return status or (Status.RBINDFAIL if command_id == CommandId.GENERIC_NACK else 0)
+
+
+def await_answer(link: Link, s: SmscSettings, during: str,
+                 is_answer: Callable[[tuple[int, int, int, bytes]], bool]) -> tuple[int, int, int, bytes]:
+    """Read `link` until the frame `is_answer` picks (the answer to a bind or a connect), within
+    `smsc.response_timeout`; keepalives meanwhile are answered (`Link._answer_keepalive`); what
+    came after the answer in the same read waits in `link.early` (`replay`)."""
     deadline = time.monotonic() + s.response_timeout
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
-            raise LinkDown(f"no bind response within {s.response_timeout:g} s")
+            raise LinkDown(f"no answer to the {during} within {s.response_timeout:g} s")
         if not link.pending_tls():
             readable, _, _ = select.select([link.sock], [], [], left)
             if not readable:
                 continue
         try:
-            frames = link.receive(" during bind")
+            frames = link.receive(f" during {during}")
         except pdu.FramingError as e:
-            raise LinkDown(f"unframeable stream during bind: {e}") from None
+            raise LinkDown(f"unframeable stream during {during}: {e}") from None
         if frames is None:
             continue
-        for i, (command_id, status, rseq, _body) in enumerate(frames):
-            if (command_id == resp_id or command_id == CommandId.GENERIC_NACK) and rseq == seq:
+        for i, frame in enumerate(frames):
+            if is_answer(frame):
                 link.early = frames[i + 1:]
-                return status or (Status.RBINDFAIL if command_id == CommandId.GENERIC_NACK else 0)
-            if command_id == CommandId.ENQUIRE_LINK:
-                link.out.append(pdu.encode_header(CommandId.ENQUIRE_LINK_RESP, 0, rseq))
-                link.flush()
+                return frame
+            link._answer_keepalive(frame)

@@ -1,16 +1,19 @@
 """The transport: one thread that turns the SMPP session, the pipeline and delivery into a loop.
 
-It owns the order of a loop turn and the lifecycle, nothing else — the links are
+It owns the order of a loop turn, the lifecycle and the writes, nothing else — the links are
 `smsbot.session`'s, batching and round trips `smsbot.pipeline`'s, who sends which reply
-`smsbot.delivery`'s, the submit window `smsbot.outbox`'s. One turn:
+`smsbot.delivery`'s, the submit window `smsbot.outbox`'s. Values go one way: each stage returns
+what it produced and the transport hands it to the next; no stage calls back. One turn:
 
 1. wait (select) until a link or a Redis round trip is readable, or a timer is due;
-2. read every readable link (MOs and receipts go to the pipeline, submit_sm_resp to the sender);
-3. collect the round trips Redis answered (their deliver_sm_resps and replies are queued);
+2. read every readable link: what it returns (`Received`) goes on — MOs, receipts and confirmed
+   redelivery guards to the pipeline, submit_sm_resps to the sender;
+3. collect the round trips Redis answered: the pipeline returns their resps, which are queued on
+   the links they came from (`ReplyTo`), and hands their replies to the sender;
 4. start batches while the pipeline may; record accepted replies when they are due;
 5. take what the worker of `delivery` read; queue the submit_sm the window and the lease allow;
-6. write each link's queued PDUs in one `sendall` (with an enquire_link behind new resps: once it
-   is answered, the SMSC has read them, and their redelivery guards may go).
+6. write each link's queued PDUs in one `sendall` (the link puts an enquire_link behind new
+   resps: once it is answered, the SMSC has read them, and their redelivery guards may go).
 
 `run` binds, serves, and on a dead link waits (exponential backoff with jitter) and binds again
 until `stop` is set; then it drains the outbox for `smsc.drain_timeout` and unbinds. While
@@ -26,13 +29,14 @@ import threading
 import time
 from typing import Callable
 
-from smsbot import log, pdu
+from smsbot import log
 from smsbot.delivery import Delivery
 from smsbot.live import Live
-from smsbot.messages import CommandId, Inbound, Receipt, Status
+from smsbot.messages import Status
 from smsbot.outbox import OutboxSender
-from smsbot.pipeline import Pipeline
-from smsbot.session import Link, LinkDown, SequenceGenerator, open_links
+from smsbot.pipeline import Pipeline, Resp
+from smsbot.config import SmscSettings
+from smsbot.session import Link, LinkDown, Received, SequenceGenerator, open_links
 
 _log = log.get("smsbot.transport")
 MAX_WAIT_S = 0.5
@@ -51,10 +55,12 @@ class Transport:
         on_bound: Callable[[bool], None] | None = None,
         on_reload: Callable[[], bool] | None = None,
         suspended: threading.Event | None = None,
+        connect: Callable[[SmscSettings, SequenceGenerator], list[Link]] = open_links,
     ):
         """`on_bound`: told when the bind is made and lost (metrics); `on_reload`: runs a reload
         requested by `reload_requested`, between two loop turns; `suspended`: while set, drain,
-        unbind and stay unbound."""
+        unbind and stay unbound; `connect`: opens the links of the configured protocol (SMPP
+        binds, or a CMPP connection: `smsbot.cmpp_session.open_cmpp_links`)."""
         self.live = live
         self.pipeline = pipeline
         self.delivery = delivery
@@ -63,6 +69,7 @@ class Transport:
         self.stop = stop
         self.on_bound = on_bound
         self.on_reload = on_reload
+        self.connect = connect
         self.force_stop = threading.Event()
         self.reload_requested = threading.Event()
         self.suspended = suspended if suspended is not None else threading.Event()
@@ -76,16 +83,39 @@ class Transport:
         return {"bound": self.bound.is_set(), "binds": binds, "reconnects": self.reconnects,
                 "outbox_backlog": self.sender.backlog, "outbox_inflight": self.sender.inflight}
 
-    # -- the PduSink the links hand their PDUs to ------------------------------------------------------
-    def on_mo(self, mo: Inbound, link: Link, data_sm: bool) -> None:
-        self.pipeline.on_mo(mo, link, data_sm)
+    # -- what a link read, handed on ----------------------------------------------------------------------
+    def _take(self, got: Received) -> None:
+        """MOs, receipts and confirmed guards to the pipeline, submit_sm_resps to the sender; then
+        LinkDown when the link died after them."""
+        pipeline = self.pipeline
+        for mo, reply in got.mos:
+            pipeline.on_mo(mo, reply)
+        for receipt, reply in got.receipts:
+            pipeline.on_receipt(receipt, reply)
+        self._submit_resps(got)
+        pipeline.confirmed(got.confirmed)
+        if got.down:
+            raise LinkDown(got.down)
 
-    def on_receipt(self, receipt: Receipt, sequence: int, link: Link, data_sm: bool) -> None:
-        self.pipeline.on_receipt(receipt, sequence, link, data_sm)
+    def _take_draining(self, got: Received) -> None:
+        """While draining, MOs and receipts are refused for now (the SMSC delivers them again, to us
+        later or to a sibling); submit_sm_resps still count."""
+        for _x, reply in (*got.mos, *got.receipts):
+            reply.link.answer(reply, Status.RX_T_APPN)
+        self._submit_resps(got)
+        if got.down:
+            raise LinkDown(got.down)
 
-    def on_submit_resp(self, sequence: int, status: int, message_id: str) -> None:
-        if not self.sender.on_submit_resp(sequence, status, message_id):
-            _log.warning("submit_sm_resp_unmatched", sequence=sequence, status=hex(status))
+    def _submit_resps(self, got: Received) -> None:
+        for sequence, status, message_id in got.submit_resps:
+            if not self.sender.on_submit_resp(sequence, status, message_id):
+                _log.warning("submit_sm_resp_unmatched", sequence=sequence, status=hex(status))
+
+    @staticmethod
+    def _answer(resps: list[Resp]) -> None:
+        """Queue each resp the pipeline returned on the link its MO or receipt came from."""
+        for reply, status, guard in resps:
+            reply.link.answer(reply, status, guard)
 
     # -- lifecycle -------------------------------------------------------------------------------------
     def run(self) -> None:
@@ -139,7 +169,7 @@ class Transport:
     def _bind_all(self) -> None:
         s = self.live.settings.smsc
         self.delivery.alive(time.monotonic())
-        self.links = open_links(s, self.sequences)
+        self.links = self.connect(s, self.sequences)
         self.sender.bound(self.links[0].name)
         self.delivery.new_session()
         self.bound.set()
@@ -147,9 +177,10 @@ class Transport:
             self.on_bound(True)
         resent = self.sender.requeue_inflight()
         for link in self.links:
-            link.replay(self)
-        _log.info("smsc_bound", host=s.host, port=s.port, mode=s.bind_mode.value, system_id=s.system_id,
-                  tls=s.tls, requeued=resent)
+            self._take(link.replay())
+        _log.info("smsc_bound", host=s.host, port=s.port, protocol=s.protocol.value,
+                  mode="connection" if s.is_cmpp else s.bind_mode.value,
+                  system_id=s.cmpp.sp_id if s.is_cmpp else s.system_id, tls=s.tls, requeued=resent)
 
     def _close_all(self) -> None:
         self.pipeline.link_lost()
@@ -165,7 +196,7 @@ class Transport:
         pipeline, delivery = self.pipeline, self.delivery
         while True:
             if self.stop.is_set() or self.suspended.is_set():
-                pipeline.complete_all()
+                self._answer(pipeline.complete_all())
                 self._flush()
                 self._drain_and_unbind()
                 return
@@ -179,15 +210,16 @@ class Transport:
             now = time.monotonic()
             for link in self.links:
                 if link in readable or link.pending_tls():
-                    link.read(now, self)
-                    pipeline.confirmed(link)
-            if pipeline.poll(readable) and len(pipeline.deferred) < 8:
+                    self._take(link.read(now))
+            answered, resps = pipeline.poll(readable)
+            self._answer(resps)
+            if answered and len(pipeline.deferred) < 8:
                 # A small window: the SMSC sends nothing new until it has these resps and replies, so
                 # they go out before the next batch is prepared (+10-15% at window 10). Under a
                 # flood (many MOs ready) one write per loop turn is cheaper.
                 self._send_outbox(now)
                 self._flush()
-            pipeline.start_batches()
+            self._answer(pipeline.start_batches())
             delivery.tick(now)
             if not pipeline.pending and (pipeline.clears_due(now) or delivery.acks_due(now)) or (
                     self.sender.blocked_by_records and delivery.acks_due(now)):
@@ -196,7 +228,7 @@ class Transport:
                 pipeline.record()
             s = self.live.settings.smsc
             for link in self.links:
-                link.check(now, s, self.sequences)
+                link.check(now, s)
             if self.sender.expired(s.response_timeout):
                 raise LinkDown("submit_sm_resp overdue")
             self._send_outbox(now)
@@ -230,28 +262,26 @@ class Transport:
     def _flush(self) -> None:
         now = time.monotonic()
         for link in self.links:
-            self.pipeline.before_flush(link, now, self.sequences)
-            if link.out:
-                link.flush()
+            link.flush(now)
 
     def _drain_and_unbind(self) -> None:
         """Stop taking MOs; send what the outbox holds within the drain timeout; record; unbind."""
         _log.info("smsc_draining", parts=self.sender.backlog + self.sender.inflight, suspend=not self.stop.is_set())
-        self.pipeline.refuse_deferred()
+        self._answer(self.pipeline.refuse_deferred())
         deadline = time.monotonic() + (0 if self.force_stop.is_set() else self.live.settings.smsc.drain_timeout)
         while not self.sender.idle and time.monotonic() < deadline and not self.force_stop.is_set():
             self._send_outbox(time.monotonic())
             self._flush()
             readable, _, _ = select.select(self.links, [], [], 0.1)
             for link in readable:
-                link.read(time.monotonic(), _Draining(self))
+                self._take_draining(link.read(time.monotonic()))
             if self.delivery.acks_due(time.monotonic()) and not self.pipeline.pending:
                 self.pipeline.record()
-                self.pipeline.complete_all()
+                self._answer(self.pipeline.complete_all())
         self.pipeline.record()
-        self.pipeline.complete_all()
+        self._answer(self.pipeline.complete_all())
         for link in self.links:
-            link.out.append(pdu.encode_header(CommandId.UNBIND, 0, self.sequences.next_sequence()))
+            link.goodbye()
         try:
             self._flush()
             end = time.monotonic() + 2.0
@@ -259,33 +289,9 @@ class Transport:
             while waiting and time.monotonic() < end:
                 readable, _, _ = select.select(list(waiting), [], [], 0.1)
                 for link in readable:
-                    data = link.sock.recv(65536)
-                    if not data:
+                    if link.goodbye_read():
                         waiting.discard(link)
-                        continue
-                    for command_id, _st, seq, _b in link.framer.feed(data):
-                        if command_id == CommandId.UNBIND_RESP:
-                            waiting.discard(link)
-                        elif command_id in (CommandId.DELIVER_SM, CommandId.DATA_SM):
-                            link.respond(seq, Status.RX_T_APPN, command_id == CommandId.DATA_SM)
                 self._flush()
-        except (OSError, LinkDown, pdu.PduError):
+        except (OSError, LinkDown, ValueError):  # a framing error of either protocol is a ValueError
             pass
         _log.info("smsc_unbound", unsent=self.sender.backlog + self.sender.inflight)
-
-
-class _Draining:
-    """The PduSink while draining: MOs and receipts are refused for now (the SMSC delivers them again,
-    to us later or to a sibling); submit_sm responses still count."""
-
-    def __init__(self, transport: Transport):
-        self.transport = transport
-
-    def on_mo(self, mo: Inbound, link: Link, data_sm: bool) -> None:
-        link.respond(mo.sequence, Status.RX_T_APPN, data_sm)
-
-    def on_receipt(self, receipt: Receipt, sequence: int, link: Link, data_sm: bool) -> None:
-        link.respond(sequence, Status.RX_T_APPN, data_sm)
-
-    def on_submit_resp(self, sequence: int, status: int, message_id: str) -> None:
-        self.transport.on_submit_resp(sequence, status, message_id)

@@ -16,7 +16,7 @@ The fakes stand in for the two edges of the hot path, never for Redis itself:
 * `Clock` is a clock the test moves (nothing here sleeps or reads the wall clock).
 
 `HotPath` wires the real `Dispatcher`, `OutboxSender` and `Pipeline` to these fakes, with a
-`Link` on a `FakeSocket` and a `PduSink` doing what the transport does with what a link read.
+`Link` on a `FakeSocket`, and does what the transport does with what each of them returns.
 """
 
 from __future__ import annotations
@@ -39,9 +39,9 @@ from smsbot.identity import SenderIdentity
 from smsbot.live import Live
 from smsbot.messages import CommandId, DeliverSm, Inbound, Receipt
 from smsbot.outbox import OutboxSender
-from smsbot.pipeline import Pipeline
+from smsbot.pipeline import Pipeline, Resp
 from smsbot.router import Router
-from smsbot.session import Link, SequenceGenerator
+from smsbot.session import Link, Received, ReplyTo, SequenceGenerator
 from smsbot.steps import MO, MoArgv, MoKeys, MoResult
 from smsbot.store import Store
 
@@ -289,26 +289,29 @@ class FakeSocket:
 
 
 def make_link(sock: FakeSocket | None = None, *, now: float = 1000.0, max_pdu_bytes: int = 65536,
-              rx: bool = True, tx: bool = True, name: str = "smsc:2775/smsbot") -> Link:
-    return Link(sock or FakeSocket(), rx, tx, name, pdu.Framer(max_pdu_bytes), last_pdu=now)  # type: ignore[arg-type]
+              rx: bool = True, tx: bool = True, name: str = "smsc:2775/smsbot",
+              sequences: SequenceGenerator | None = None) -> Link:
+    return Link(sock or FakeSocket(), rx, tx, name, pdu.Framer(max_pdu_bytes), last_pdu=now,  # type: ignore[arg-type]
+                sequences=sequences or SequenceGenerator())
 
 
-class RecordingSink:
-    """A `PduSink` that keeps what a link handed on."""
+class Reads:
+    """What a link's reads returned, gathered (`Link.read` returns a `Received` per read)."""
 
     def __init__(self) -> None:
         self.mos: list[tuple[Inbound, bool]] = []
         self.receipts: list[tuple[Receipt, int, bool]] = []
         self.submit_resps: list[tuple[int, int, str]] = []
+        self.confirmed: list[str] = []
+        self.down: str | None = None
 
-    def on_mo(self, mo: Inbound, link: Link, data_sm: bool) -> None:
-        self.mos.append((mo, data_sm))
-
-    def on_receipt(self, receipt: Receipt, sequence: int, link: Link, data_sm: bool) -> None:
-        self.receipts.append((receipt, sequence, data_sm))
-
-    def on_submit_resp(self, sequence: int, status: int, message_id: str) -> None:
-        self.submit_resps.append((sequence, status, message_id))
+    def add(self, got: Received) -> Received:
+        self.mos += [(mo, reply.detail) for mo, reply in got.mos]
+        self.receipts += [(r, reply.sequence, reply.detail) for r, reply in got.receipts]
+        self.submit_resps += got.submit_resps
+        self.confirmed += got.confirmed
+        self.down = got.down or self.down
+        return got
 
 
 # -- PDU and message builders ---------------------------------------------------------------------------
@@ -410,42 +413,53 @@ class HotPath:
         dispatcher = Dispatcher(live, store, clock=lambda: 1_700_000_000.0 + clock())
         sock = FakeSocket()
         hp = cls(live, store, clock, sequences, dispatcher, sender, sessions, None, sock,  # type: ignore[arg-type]
-                 make_link(sock, now=clock()))
+                 make_link(sock, now=clock(), sequences=sequences))
         hp.pipeline = Pipeline(live, store, dispatcher, sender, sessions,
                                on_batch=lambda outcomes, latency: hp.batches.append((outcomes, latency)),
                                on_receipt=hp.receipts_stored.append, clock=clock)
         return hp
 
-    # the transport's PduSink
-    def on_mo(self, mo: Inbound, link: Link, data_sm: bool) -> None:
-        self.pipeline.on_mo(mo, link, data_sm)
+    # the transport's part: what each stage returns goes to the next
+    def take(self, got: Received) -> Received:
+        for mo, reply in got.mos:
+            self.pipeline.on_mo(mo, reply)
+        for receipt, reply in got.receipts:
+            self.pipeline.on_receipt(receipt, reply)
+        for sequence, status, message_id in got.submit_resps:
+            assert self.sender.on_submit_resp(sequence, status, message_id)
+        self.pipeline.confirmed(got.confirmed)
+        return got
 
-    def on_receipt(self, receipt: Receipt, sequence: int, link: Link, data_sm: bool) -> None:
-        self.pipeline.on_receipt(receipt, sequence, link, data_sm)
-
-    def on_submit_resp(self, sequence: int, status: int, message_id: str) -> None:
-        assert self.sender.on_submit_resp(sequence, status, message_id)
+    @staticmethod
+    def write(resps: list[Resp]) -> None:
+        for reply, status, guard in resps:
+            reply.link.answer(reply, status, guard)
 
     # steps of a loop turn
-    def smsc_sends(self, *pdus: bytes) -> None:
-        """The SMSC writes `pdus`; the link reads them and the pipeline learns what they confirm."""
+    def smsc_sends(self, *pdus: bytes) -> Received:
+        """The SMSC writes `pdus`; the link reads them, and what it returns goes to the pipeline."""
         self.sock.feed(b"".join(pdus))
-        self.link.read(self.clock(), self)
-        self.pipeline.confirmed(self.link)
+        return self.take(self.link.read(self.clock()))
 
     def mo(self, seq: int, msisdn: str = "13800138000", text: str = "0000", **kw: Any) -> None:
-        self.pipeline.on_mo(inbound(seq, msisdn, text, **kw), self.link, False)
+        self.pipeline.on_mo(inbound(seq, msisdn, text, **kw), ReplyTo(self.link, seq, False))
+
+    def start_batches(self) -> None:
+        self.write(self.pipeline.start_batches())
 
     def answer(self, rt: FakeRoundtrip | None = None) -> bool:
-        """Redis answers `rt` (default: the latest round trip) and the pipeline collects it."""
+        """Redis answers `rt` (default: the latest round trip); the pipeline collects it and its
+        resps are queued on their links."""
         rt = rt or self.store.roundtrips[-1]
         rt.arrive()
-        return self.pipeline.poll([rt])
+        answered, resps = self.pipeline.poll([rt])
+        self.write(resps)
+        return answered
 
     def flush(self) -> list[tuple[int, int, int, bytes]]:
-        """The transport's write: ask for confirmation behind guarded resps, one sendall; the PDUs written."""
-        self.pipeline.before_flush(self.link, self.clock(), self.sequences)
-        self.link.flush()
+        """The transport's write (the link asks for confirmation behind guarded resps), one sendall;
+        the PDUs written."""
+        self.link.flush(self.clock())
         return self.sock.written()
 
     def settle_records(self) -> None:

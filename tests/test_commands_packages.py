@@ -173,7 +173,7 @@ def test_a_new_command_is_its_own_package_plus_one_line_in_the_list(make_setting
             assert res.outcome == "echoed"
             _id, raw = store.redis.xrange(queue)[-1]
             fields = {k.decode(): v.decode() for k, v in raw.items()}
-            assert router.render_text(fields["tpl"], fields["data"], "zh-CN", "10086") == f"第{n}次：Hello 世界"
+            assert router.replies.render_text(fields["tpl"], fields["data"], "zh-CN", "10086") == f"第{n}次：Hello 世界"
         key = store.keys.named("echoes", "13800138000")
         assert store.redis.get(key) == b"2" and key.startswith(store.keys.subscriber("13800138000").tag + ":")
         assert "ECHO 回声" in router.render("help", {}, "zh-CN", "10086")

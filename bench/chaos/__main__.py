@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--window", type=int, help="smsc.window of the bots (default 10)")
     ap.add_argument("--crash-settle", type=float, help="seconds to wait after the last crash")
     ap.add_argument("--drop-mode", choices=("clean", "abort"), help="how links are dropped (default clean)")
+    ap.add_argument("--protocol", choices=("smpp", "cmpp3", "cmpp2"), help="the link protocol of the SMSC and the bots (default smpp)")
     ap.add_argument("--keep", action="store_true", help="keep the temp dirs (configs, logs, AOF)")
     ap.add_argument("--bot-env", action="append", default=[], metavar="SMSBOT_X=V", help="extra env for smsbot")
     ap.add_argument("--set", action="append", default=[], metavar="section.key=V",
@@ -78,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"unknown scenario(s) {''.join(sorted(bad))}; known: {''.join(SCENARIOS)}")
     sizes = QUICK if a.quick else FULL
     for attr, val in (("subscribers", a.subscribers), ("rate", a.rate), ("traffic_s", a.traffic), ("bots", a.bots),
-                      ("window", a.window), ("crash_settle_s", a.crash_settle), ("orders", a.orders), ("drop_mode", a.drop_mode)):
+                      ("window", a.window), ("crash_settle_s", a.crash_settle), ("orders", a.orders), ("drop_mode", a.drop_mode),
+                      ("protocol", a.protocol)):
         if val is not None:
             sizes = sizes.scaled(**{attr: val})
     import yaml

@@ -28,6 +28,7 @@ stream, open menus, ledger, order ids) and the model are compared.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 import json
@@ -45,6 +46,7 @@ import yaml
 
 from bench.chaos import model as M
 from bench.chaos.procs import REPO, ScenarioError, World, base_config_path, smsbot_command
+from bench.chaos.ismg import ChaosIsmg
 from bench.chaos.smsc import ChaosSmsc
 from bench.chaos.state import RedisView
 
@@ -73,6 +75,7 @@ class Sizes:
     redis_stop_s: float = 2.0
     restart_delay: float = 1.0
     billing: bool = True
+    protocol: str = "smpp"  # or cmpp3 / cmpp2: the chaos SMSC speaks CMPP (bench.chaos.ismg), the bots too
 
     def scaled(self, **kw: Any) -> "Sizes":
         return replace(self, **kw)
@@ -177,8 +180,12 @@ def run_scenario(name: str, sizes: Sizes = FULL, *, keep: bool = False, bot_env:
     cat = catalogue()
     conv = M.ChaosConversation(cat)
     subscribers = [str(SUBSCRIBER_BASE + i) for i in range(sizes.subscribers)]
-    smsc = ChaosSmsc(subscribers, conv, rate=sizes.rate, mo_window=sizes.mo_window, retry_delay=sizes.retry_delay,
-                     drop_mode=sizes.drop_mode)
+    gateway = ChaosSmsc
+    if sizes.protocol != "smpp":  # the same SMSC over CMPP; the bots' window is smsc.cmpp.window there
+        gateway = functools.partial(ChaosIsmg, version=0x20 if sizes.protocol == "cmpp2" else 0x30)  # type: ignore[assignment]
+        overrides = {"smsc.protocol": sizes.protocol, "smsc.cmpp.window": sizes.window, **(overrides or {})}
+    smsc = gateway(subscribers, conv, rate=sizes.rate, mo_window=sizes.mo_window, retry_delay=sizes.retry_delay,
+                   drop_mode=sizes.drop_mode)
     port = smsc.start()
     world = World(port, window=sizes.window, bot_env=bot_env, keep=keep, overrides=overrides)
     faults = Faults()

@@ -412,6 +412,8 @@ class Session(asyncio.Protocol):
 class ChaosSmsc:
     """See the module doc. `subscribers`: the MSISDNs that send MOs to `short_code`."""
 
+    session_class: type[Session] = Session  # the wire (`bench.chaos.ismg.CmppSession` for CMPP)
+
     def __init__(self, subscribers: list[str], conversation: Conversation, *, short_code: str = "10086",
                  rate: float = 800.0, mo_window: int = 100, retry_delay: float = 1.0, host: str = "127.0.0.1",
                  port: int = 0, system_id: str | None = None, password: str | None = None, seed: int = 11,
@@ -464,7 +466,7 @@ class ChaosSmsc:
             asyncio.set_event_loop(self.loop)
             try:
                 self._server = self.loop.run_until_complete(
-                    self.loop.create_server(lambda: Session(self), self.host, self.port, reuse_address=True))
+                    self.loop.create_server(lambda: self.session_class(self), self.host, self.port, reuse_address=True))
                 self.port = self._server.sockets[0].getsockname()[1]
                 self._last_tick = self.loop.time()
                 self.loop.call_soon(self._tick)
@@ -665,8 +667,12 @@ class ChaosSmsc:
         mo.session = s
         s.inflight[seq] = mo
         self.c.deliveries += 1
-        s.send(pdu(DELIVER_SM, 0, seq, deliver_sm_body(mo.sub.msisdn, self.short_code, mo.text, mo.umr)))
+        s.send(self._mo_pdu(s, seq, mo))
         touched.add(s)
+
+    def _mo_pdu(self, s: Session, seq: int, mo: Mo) -> bytes:
+        """The PDU that delivers `mo` (a subclass speaking another protocol writes its own)."""
+        return pdu(DELIVER_SM, 0, seq, deliver_sm_body(mo.sub.msisdn, self.short_code, mo.text, mo.umr))
 
     def _release(self, sub: Sub) -> None:
         mo = sub.cur

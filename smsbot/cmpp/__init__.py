@@ -9,8 +9,8 @@
 - `msgid`: Msg_Id packing; `fee`: the fee fields as one value; `text`: Msg_Content ⇄ text, long
   messages.
 
-Not here yet: the transport that carries CMPP into smsbot's pipeline (README: CMPP (in progress)).
-The simulated gateway is `smsbot.simulator.ismg`.
+The link that carries CMPP into smsbot's pipeline is `smsbot.cmpp_session`, the SUBMIT encoder
+`smsbot.submits`; the simulated gateway is `smsbot.simulator.ismg`.
 """
 
 from .codec import decode, decode_report, encode, encode_body, encode_report

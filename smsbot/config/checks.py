@@ -19,6 +19,28 @@ def cross_checks(s: Settings) -> list[tuple[str, str]]:
     if r.mode is RedisMode.CLUSTER and not r.url:
         problems.append(("redis.url", "mode cluster needs a cluster node, e.g. redis://10.0.0.1:7000"))
     problems += text_sizes(s)
+    problems += cmpp_fees(s)
+    return problems
+
+
+def cmpp_fees(s: Settings) -> list[tuple[str, str]]:
+    """With smsc.protocol cmpp3/cmpp2 every catalogue service needs its Service_Id (its charged
+    replies carry it and the catalogue's fee), and every fee must fit FeeCode (6 digits of fen)."""
+    if not s.smsc.is_cmpp:
+        return []
+    problems: list[tuple[str, str]] = []
+    codes = {svc.code for svc in s.services}
+    for svc in s.services:
+        if svc.code not in s.smsc.cmpp.services:
+            problems.append((f"smsc.cmpp.services.{svc.code}",
+                             f"CMPP needs the Service_Id of service {svc.code}: add {{service_id: ...}} under smsc.cmpp.services"))
+        elif svc.price_fen > 999999:
+            problems.append((f"services.{svc.code}.price_fen", f"{svc.price_fen} fen does not fit CMPP's FeeCode (at most 999999)"))
+    for code in s.smsc.cmpp.services:
+        if code not in codes:
+            problems.append((f"smsc.cmpp.services.{code}", f"not a service of the catalogue; known: {', '.join(sorted(codes))}"))
+    if s.smsc.tls:
+        problems.append(("smsc.tls", "TLS is for SMPP links; CMPP gateways speak plain TCP (turn it off or use protocol smpp)"))
     return problems
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel
+
 from smsbot.config.errors import did_you_mean
 from smsbot.config.extensions import former_keys
 from smsbot.config.schema import section_models
@@ -27,6 +29,7 @@ def env_overrides(environ: dict[str, str], unknown: list[str] | None = None) -> 
     ``(path, value, variable)``. Variables matching nothing are appended to `unknown` with a
     "did you mean" where a setting's variable is close."""
     sections = _section_keys()
+    models = section_models()
     out: list[tuple[list[str], str, str]] = []
     for var, value in environ.items():
         if not var.startswith(ENV_PREFIX):
@@ -47,6 +50,9 @@ def env_overrides(environ: dict[str, str], unknown: list[str] | None = None) -> 
                 if key in keys:
                     out.append(([section, key], value, var))
                     matched = True
+                elif section in models and (inner := _nested(models[section], key)) is not None:  # SMSBOT_SMSC_CMPP_SECRET: smsc.cmpp.secret
+                    out.append(([section, *inner], value, var))
+                    matched = True
                 break
         if not matched and unknown is not None and var not in NON_SETTING_VARS and not var.startswith(NON_SETTING_PREFIXES):
             unknown.append(var + did_you_mean(var, known_env_vars()))
@@ -62,10 +68,29 @@ def _section_keys() -> dict[str, list[str]]:
     return out
 
 
+def _nested(model: Any, key: str) -> list[str] | None:
+    """`key` as <field>_<subfield> of a section's block that is a model itself (smsc.cmpp)."""
+    for name, field in model.model_fields.items():
+        inner = field.annotation
+        if key.startswith(name + "_") and isinstance(inner, type) and issubclass(inner, BaseModel):
+            sub = key[len(name) + 1:]
+            if sub in inner.model_fields:
+                return [name, sub]
+    return None
+
+
 def known_env_vars() -> list[str]:
     names = [ENV_PREFIX + "DATA_DIR", *NON_SETTING_VARS]
+    models = section_models()
     for section, keys in _section_keys().items():
-        names += [f"{ENV_PREFIX}{section}_{f}".upper() for f in keys]
+        model = models.get(section)
+        for f in keys:
+            field = model.model_fields.get(f) if model is not None else None
+            inner = field.annotation if field is not None else None
+            if isinstance(inner, type) and issubclass(inner, BaseModel):
+                names += [f"{ENV_PREFIX}{section}_{f}_{g}".upper() for g in inner.model_fields]
+            else:
+                names.append(f"{ENV_PREFIX}{section}_{f}".upper())
     return names
 
 

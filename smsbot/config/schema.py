@@ -49,7 +49,42 @@ class Language(str, enum.Enum):
     EN = "en"
 
 
+# -- CMPP (issue 23): the link protocol and CMPP's own settings --------------------------------------
+class LinkProtocol(str, enum.Enum):
+    """What `smsc` speaks: SMPP 3.4, or China Mobile's CMPP 3.0 / 2.0 (`smsbot.cmpp_session`)."""
+
+    SMPP = "smpp"
+    CMPP3 = "cmpp3"
+    CMPP2 = "cmpp2"
+
+
+class CmppFee(str, enum.Enum):
+    """How a charged reply is billed: by the catalogue (monthly: FeeType 03, on-demand: 02), or free (01)."""
+
+    CATALOGUE = "catalogue"
+    FREE = "free"
+
+
+class CmppService(_Frozen):
+    service_id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,10}$", description="the Service_Id of this service's charged replies")
+    fee: CmppFee = CmppFee.CATALOGUE
+
+
+class CmppSettings(_Frozen):
+    """smsc.protocol cmpp3 / cmpp2: who we are to the gateway (ISMG) and what our MTs carry."""
+
+    sp_id: str = Field("901234", pattern=r"^[0-9A-Za-z]{1,6}$", description="the SP_Id: CONNECT's Source_Addr, SUBMIT's Msg_src")
+    secret: str = Field("secret", repr=False, description="the shared secret of AuthenticatorSource (never logged)")
+    service_id: str = Field("HELP", pattern=r"^[A-Za-z0-9_.-]{1,10}$", description="the Service_Id of free replies (menus, help, answers)")
+    services: dict[str, CmppService] = Field(default_factory=dict, description="per catalogue service code: its Service_Id and fee")
+    charged_templates: list[str] = Field(default_factory=lambda: ["orders.reminder"],
+                                         description="reply templates that charge the service their data names (`code`)")
+    window: int = Field(16, ge=1, description="SUBMITs awaiting SUBMIT_RESP at once (ISMGs commonly allow 16)")
+
+
 class SmscSettings(_Frozen):
+    protocol: LinkProtocol = Field(LinkProtocol.SMPP, description="smpp, or cmpp3 / cmpp2 (China Mobile's ISMG; see smsc.cmpp)")
+    cmpp: CmppSettings = CmppSettings()
     host: str = "127.0.0.1"
     port: int = Field(2775, ge=1, le=65535)
     system_id: str = Field("smsbot", min_length=1, max_length=15)
@@ -79,6 +114,15 @@ class SmscSettings(_Frozen):
     @classmethod
     def _ca_file_absolute(cls, v: str, info: ValidationInfo) -> str:
         return str(_absolute(Path(v), info)) if v else v
+
+    @property
+    def is_cmpp(self) -> bool:
+        return self.protocol is not LinkProtocol.SMPP
+
+    @property
+    def submit_window(self) -> int:
+        """Submits awaiting their resp at once: `window` (SMPP) or `cmpp.window`."""
+        return self.cmpp.window if self.is_cmpp else self.window
 
     @model_validator(mode="after")
     def _backoff_order(self) -> SmscSettings:

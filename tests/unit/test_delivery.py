@@ -16,7 +16,7 @@ from smsbot.dispatch import Dispatcher
 from smsbot.messages import Status
 from smsbot.outbox import OutboxSender
 from smsbot.pipeline import Pipeline
-from smsbot.session import SequenceGenerator
+from smsbot.session import ReplyTo, SequenceGenerator
 from tests.helpers import Clock, ScriptedStore, destination_of, entry, error_reply, inbound, make_link, make_live, sequences_of
 
 pytestmark = pytest.mark.unit
@@ -177,14 +177,14 @@ def test_the_pipeline_prepares_for_the_identity_delivery_holds_and_a_failure_fen
     link = make_link(now=clock())
     d._renew(clock())
     store.lose = 1
-    pipeline.on_mo(inbound(1), link, False)
+    pipeline.on_mo(inbound(1), ReplyTo(link, 1))
     pipeline.start_batches()
     store.roundtrips[-1].arrive()
     pipeline.poll(store.roundtrips[-1:])
     assert not d.may_send(clock()) and d.suspicions == 1
     sender.enqueue([entry(0)])
     assert sender.take(d.may_send(clock())) == []
-    pipeline.on_mo(inbound(2, "13900139000"), link, False)
+    pipeline.on_mo(inbound(2, "13900139000"), ReplyTo(link, 2))
     pipeline.start_batches()
     [call] = store.mo_calls(store.roundtrips[-1])
     # a single Redis: the lease of shard 0, whose outbox stream takes every subscriber's replies

@@ -10,6 +10,7 @@ import pytest
 
 from smsbot.messages import CommandId, Segment, Status
 from smsbot.pipeline import BATCH_MAX, CLEARS_HOLD_S, MAX_IN_FLIGHT, SPLIT_FROM
+from smsbot.session import ReplyTo
 from tests.helpers import (FakeSocket, data_sm, deliver_sm, entry, error_reply, header, inbound, kinds_of, make_link, receipt_pdu, resps,
                            sequences_of)
 
@@ -35,7 +36,7 @@ def confirm_all(hp, frames) -> None:
 def test_an_mo_is_acknowledged_only_once_redis_answered(hot_path):
     hp = hot_path()
     hp.smsc_sends(deliver_sm(7, "0000"))
-    hp.pipeline.start_batches()
+    hp.start_batches()
     [rt] = hp.store.roundtrips
     assert hp.store.kinds(rt) == ["mo"]
     assert resps(hp.flush()) == []  # the effect is not stored yet: nothing is acknowledged
@@ -49,7 +50,7 @@ def test_an_mo_is_acknowledged_only_once_redis_answered(hot_path):
 def test_a_data_sm_is_answered_with_data_sm_resp(hot_path):
     hp = hot_path()
     hp.smsc_sends(data_sm(8, "0000"))
-    hp.pipeline.start_batches()
+    hp.start_batches()
     hp.answer()
     assert [(c, s, q) for c, s, q, _b in hp.flush() if c != CommandId.ENQUIRE_LINK] == [
         (CommandId.DATA_SM_RESP, Status.ROK, 8)]
@@ -60,7 +61,7 @@ def test_redis_unreachable_is_try_again_and_a_new_session(hot_path):
     hp.store.refuse = 1
     hp.mo(1)
     hp.mo(2, "13900139000", short_code="99999")  # not ours: acknowledged whatever Redis does
-    hp.pipeline.start_batches()
+    hp.start_batches()
     assert hp.store.roundtrips == []
     assert sorted(resps(hp.flush())) == [(1, Status.RX_T_APPN), (2, Status.ROK)]
     assert (hp.sessions.new_sessions, hp.sessions.suspicions) == (1, 1)
@@ -70,13 +71,13 @@ def test_an_answer_lost_is_try_again_and_the_next_batch_has_a_new_token(hot_path
     hp = hot_path()
     hp.store.lose = 1
     hp.mo(1)
-    hp.pipeline.start_batches()
+    hp.start_batches()
     first = hp.store.roundtrips[-1]
     assert hp.answer(first)
     assert resps(hp.flush()) == [(1, Status.RX_T_APPN)]
     assert (hp.sessions.new_sessions, hp.sessions.suspicions) == (1, 1)
     hp.mo(1)  # the SMSC delivers it again
-    hp.pipeline.start_batches()
+    hp.start_batches()
     [before] = hp.store.mo_calls(first)
     [after] = hp.store.mo_calls(hp.store.roundtrips[-1])
     assert (before.argv.token, after.argv.token) == ("bot-1/1", "bot-1/2")
@@ -87,9 +88,9 @@ def test_two_failed_batches_of_one_session_start_one_new_session(hot_path):
     hp = hot_path()
     hp.store.lose = 2
     hp.mo(1, "13800138000")
-    hp.pipeline.start_batches()
+    hp.start_batches()
     hp.mo(2, "13900139000")
-    hp.pipeline.start_batches()
+    hp.start_batches()
     rt1, rt2 = hp.store.roundtrips
     hp.answer(rt1)
     hp.answer(rt2)
@@ -102,7 +103,7 @@ def test_a_script_error_fails_only_its_mo(hot_path):
     hp.store.script_mo("13900139000", error_reply("ERR user_script:9: bad"))
     hp.mo(1, "13800138000")
     hp.mo(2, "13900139000")
-    hp.pipeline.start_batches()
+    hp.start_batches()
     hp.answer()
     assert resps(hp.flush()) == [(1, Status.ROK), (2, Status.RX_T_APPN)]
     assert hp.sessions.new_sessions == 0 and hp.sessions.suspicions == 0
@@ -120,7 +121,7 @@ def test_a_bug_in_dispatch_is_try_again_and_keeps_the_records(hot_path, monkeypa
     monkeypatch.setattr(hp.dispatcher, "prepare", broken)
     hp.mo(1)
     hp.smsc_sends(receipt_pdu(2))
-    hp.pipeline.start_batches()
+    hp.start_batches()
     assert sorted(resps(hp.flush())) == [(1, Status.RX_T_APPN), (2, Status.RX_T_APPN)]
     assert hp.sender.pending_count == 1 and hp.sender.room == 0  # the accepted reply still waits for its record
     assert hp.sessions.new_sessions == 1
@@ -130,7 +131,7 @@ def test_stopping_refuses_what_was_not_batched(hot_path):
     hp = hot_path()
     for seq, n in enumerate(numbers(3), 1):
         hp.mo(seq, n)
-    hp.pipeline.refuse_deferred()
+    hp.write(hp.pipeline.refuse_deferred())
     assert resps(hp.flush()) == [(1, Status.RX_T_APPN), (2, Status.RX_T_APPN), (3, Status.RX_T_APPN)]
     assert hp.pipeline.deferred == [] and not hp.pipeline.startable()
 
@@ -140,31 +141,31 @@ def test_no_more_than_max_in_flight_round_trips(hot_path):
     hp = hot_path()
     for seq, n in enumerate(numbers(MAX_IN_FLIGHT + 1), 1):
         hp.mo(seq, n)
-        hp.pipeline.start_batches()
+        hp.start_batches()
     assert len(hp.store.roundtrips) == MAX_IN_FLIGHT == len(hp.pipeline.pending)
     assert not hp.pipeline.startable() and len(hp.pipeline.deferred) == 1
     hp.answer(hp.store.roundtrips[0])
     assert hp.pipeline.startable()
-    hp.pipeline.start_batches()
+    hp.start_batches()
     assert len(hp.store.roundtrips) == MAX_IN_FLIGHT + 1
 
 
 def test_one_subscriber_is_never_in_two_round_trips(hot_path):
     hp = hot_path()
     hp.mo(1, "13800138000", "0000")
-    hp.pipeline.start_batches()
+    hp.start_batches()
     hp.mo(2, "13800138000", "1")  # the same subscriber's next MO, while the first is in Redis
     hp.mo(3, "13900139000", "0000")
-    hp.pipeline.start_batches()
+    hp.start_batches()
     rt1, rt2 = hp.store.roundtrips
     assert [c.argv.msisdn for c in hp.store.mo_calls(rt2)] == ["13900139000"]
-    assert [mo.sequence for mo, _l, _d in hp.pipeline.deferred] == [2]
+    assert [mo.sequence for mo, _r in hp.pipeline.deferred] == [2]
     assert not hp.pipeline.startable()  # what waits is busy: no round trip, and no busy loop
     hp.answer(rt2)
-    hp.pipeline.start_batches()
+    hp.start_batches()
     assert len(hp.store.roundtrips) == 2  # its first MO is still in Redis: the second still waits
     hp.answer(rt1)
-    hp.pipeline.start_batches()
+    hp.start_batches()
     rt3 = hp.store.roundtrips[-1]
     assert [(c.argv.msisdn, c.argv.handler) for c in hp.store.mo_calls(rt3)] == [("13800138000", "reply")]
     hp.answer(rt3)
@@ -175,7 +176,7 @@ def test_many_ready_mos_are_split_in_two_when_nothing_is_in_flight(hot_path):
     hp = hot_path()
     for seq, n in enumerate(numbers(SPLIT_FROM + 1), 1):
         hp.mo(seq, n)
-    hp.pipeline.start_batches()
+    hp.start_batches()
     half = (SPLIT_FROM + 2) // 2
     assert [len(hp.store.mo_calls(rt)) for rt in hp.store.roundtrips] == [half, SPLIT_FROM + 1 - half]
 
@@ -184,7 +185,7 @@ def test_fewer_than_the_split_go_in_one_batch(hot_path):
     hp = hot_path()
     for seq, n in enumerate(numbers(SPLIT_FROM - 1), 1):
         hp.mo(seq, n)
-    hp.pipeline.start_batches()
+    hp.start_batches()
     assert [len(hp.store.mo_calls(rt)) for rt in hp.store.roundtrips] == [SPLIT_FROM - 1]
 
 
@@ -192,7 +193,7 @@ def test_a_batch_holds_at_most_batch_max(hot_path):
     hp = hot_path()
     for seq, n in enumerate(numbers(2 * BATCH_MAX + 20), 1):
         hp.mo(seq, n)
-    hp.pipeline.start_batches()
+    hp.start_batches()
     assert [len(hp.store.mo_calls(rt)) for rt in hp.store.roundtrips] == [BATCH_MAX, BATCH_MAX]
     assert len(hp.pipeline.deferred) == 20
 
@@ -203,7 +204,7 @@ def test_above_high_water_mos_wait_but_receipts_go(hot_path):
     hp.sender.enqueue([entry(i) for i in range(19)])  # replies waiting for the SMSC beyond the mark
     hp.mo(1)
     hp.smsc_sends(receipt_pdu(2, "m9"))
-    hp.pipeline.start_batches()
+    hp.start_batches()
     [rt] = hp.store.roundtrips
     assert hp.store.kinds(rt) == ["receipt"]
     hp.answer(rt)
@@ -216,7 +217,7 @@ def test_at_high_water_mos_still_go(hot_path):
     hp = hot_path(**{"smsc.window": 1})
     hp.sender.enqueue([entry(i) for i in range(hp.pipeline.high_water)])
     hp.mo(1)
-    hp.pipeline.start_batches()
+    hp.start_batches()
     assert hp.store.kinds(hp.store.roundtrips[-1]) == ["mo"]
 
 
@@ -224,7 +225,7 @@ def test_a_receipt_not_stored_is_try_again(hot_path):
     hp = hot_path()
     hp.store.lose = 1
     hp.smsc_sends(receipt_pdu(4, "m1", as_data_sm=True))
-    hp.pipeline.start_batches()
+    hp.start_batches()
     hp.answer()
     assert [(c, s, q) for c, s, q, _b in hp.flush()] == [(CommandId.DATA_SM_RESP, Status.RX_T_APPN, 4)]
     assert hp.receipts_stored == []
@@ -234,7 +235,7 @@ def test_a_receipt_not_stored_is_try_again(hot_path):
 def test_a_guard_goes_only_after_the_smsc_confirms_it_read_the_resp(hot_path):
     hp = hot_path()
     hp.mo(1)
-    hp.pipeline.start_batches()
+    hp.start_batches()
     [guard] = [c.keys.guard for c in hp.store.mo_calls(hp.store.roundtrips[0])]
     hp.answer()
     assert not hp.pipeline.clears_waiting
@@ -244,12 +245,12 @@ def test_a_guard_goes_only_after_the_smsc_confirms_it_read_the_resp(hot_path):
     confirm_all(hp, frames)
     assert hp.pipeline.clears_waiting
     hp.mo(2, "13900139000")
-    hp.pipeline.start_batches()
+    hp.start_batches()
     assert hp.store.kinds(hp.store.roundtrips[-1]) == ["mo"]  # gathered: one DEL will take many
     hp.answer()
     hp.clock.advance(CLEARS_HOLD_S + 0.001)
     hp.mo(3, "13700137000")
-    hp.pipeline.start_batches()
+    hp.start_batches()
     rt = hp.store.roundtrips[-1]
     assert hp.store.kinds(rt) == ["DEL", "mo"]  # deleted before the scripts that might meet it
     assert hp.store.deleted(rt) == [guard]
@@ -274,7 +275,7 @@ def test_the_same_text_again_takes_the_confirmed_guards_with_it_at_once(hot_path
 def test_confirmed_guards_go_in_a_round_trip_of_their_own_when_nothing_else_goes(hot_path):
     hp = hot_path()
     hp.mo(1)
-    hp.pipeline.start_batches()
+    hp.start_batches()
     hp.answer()
     confirm_all(hp, hp.flush())
     assert hp.pipeline.record()
@@ -288,7 +289,7 @@ def test_a_try_again_resp_never_clears_its_guard(hot_path):
     hp = hot_path()
     hp.store.lose = 1
     hp.mo(1)
-    hp.pipeline.start_batches()
+    hp.start_batches()
     hp.answer()
     frames = hp.flush()
     assert resps(frames) == [(1, Status.RX_T_APPN)]
@@ -296,7 +297,7 @@ def test_a_try_again_resp_never_clears_its_guard(hot_path):
     hp.flush()
     confirm_all(hp, hp.flush())
     hp.mo(2, "13900139000")
-    hp.pipeline.start_batches()
+    hp.start_batches()
     assert "DEL" not in hp.store.kinds(hp.store.roundtrips[-1]) and not hp.pipeline.record()
 
 
@@ -305,7 +306,7 @@ def test_only_the_guards_of_resps_that_succeeded_are_cleared(hot_path):
     hp.store.script_mo("13900139000", error_reply("ERR user_script:1: boom"))
     hp.mo(1, "13800138000")
     hp.mo(2, "13900139000")
-    hp.pipeline.start_batches()
+    hp.start_batches()
     ok, failed = hp.store.mo_calls(hp.store.roundtrips[0])
     hp.answer()
     confirm_all(hp, hp.flush())
@@ -316,11 +317,11 @@ def test_only_the_guards_of_resps_that_succeeded_are_cleared(hot_path):
 def test_confirmation_is_asked_again_on_an_idle_link_until_every_guard_is_covered(hot_path):
     hp = hot_path()
     hp.mo(1, "13800138000")
-    hp.pipeline.start_batches()
+    hp.start_batches()
     hp.answer()
     first = hp.flush()  # write 1: resp 1 and the question
     hp.mo(2, "13900139000")
-    hp.pipeline.start_batches()
+    hp.start_batches()
     hp.answer()
     second = hp.flush()  # write 2: resp 2, no second question while the first is open
     assert kinds_of(second) == ["DELIVER_SM_RESP"]
@@ -342,7 +343,7 @@ def test_confirmation_is_asked_again_on_an_idle_link_until_every_guard_is_covere
 def test_an_enquire_link_answered_for_another_reason_confirms_nothing(hot_path):
     hp = hot_path()
     hp.mo(1)
-    hp.pipeline.start_batches()
+    hp.start_batches()
     hp.answer()
     [asked] = enquire_links(hp.flush())
     hp.smsc_sends(header(CommandId.ENQUIRE_LINK_RESP, asked + 1000))
@@ -352,17 +353,17 @@ def test_an_enquire_link_answered_for_another_reason_confirms_nothing(hot_path):
 def test_guards_whose_deletion_failed_go_again_first(hot_path):
     hp = hot_path()
     hp.mo(1)
-    hp.pipeline.start_batches()
+    hp.start_batches()
     hp.answer()
     confirm_all(hp, hp.flush())
     hp.clock.advance(CLEARS_HOLD_S + 0.001)
     hp.store.lose = 1
     hp.mo(2, "13900139000")
-    hp.pipeline.start_batches()
+    hp.start_batches()
     lost = hp.store.roundtrips[-1]
     hp.answer(lost)
     hp.mo(3, "13700137000")
-    hp.pipeline.start_batches()
+    hp.start_batches()
     again = hp.store.roundtrips[-1]
     assert hp.store.kinds(again)[0] == "DEL" and hp.store.deleted(again) == hp.store.deleted(lost) != []
 
@@ -370,19 +371,19 @@ def test_guards_whose_deletion_failed_go_again_first(hot_path):
 def test_a_lost_link_keeps_the_guards_of_its_unconfirmed_resps(hot_path):
     hp = hot_path()
     hp.mo(1)
-    hp.pipeline.start_batches()
+    hp.start_batches()
     hp.answer()
     hp.flush()  # resp and question written; the link dies before the answer
     hp.mo(2, "13900139000")
-    hp.pipeline.start_batches()  # in Redis when the link dies: completed, its reply kept
+    hp.start_batches()  # in Redis when the link dies: completed, its reply kept
     hp.mo(3, "13700137000")  # not batched yet: never acknowledged, the SMSC sends it again
     hp.pipeline.link_lost()
     assert hp.sessions.new_sessions == 1 and hp.pipeline.deferred == [] and hp.pipeline.pending == []
     assert hp.sender.backlog == 2  # both stored replies are kept
     hp.sock = FakeSocket()  # bound again
-    hp.link = make_link(hp.sock, now=hp.clock())
+    hp.link = make_link(hp.sock, now=hp.clock(), sequences=hp.sequences)
     hp.mo(4, "13600136000")
-    hp.pipeline.start_batches()
+    hp.start_batches()
     [g4] = [c.keys.guard for c in hp.store.mo_calls(hp.store.roundtrips[-1])]
     hp.answer()
     confirm_all(hp, hp.flush())
@@ -405,7 +406,7 @@ def test_records_that_hold_back_submits_ride_the_next_batch(hot_path):
     hp = hot_path(**{"smsc.window": 1})
     stream, entry_id = accepted_and_blocked(hp)
     hp.mo(1)
-    hp.pipeline.start_batches()
+    hp.start_batches()
     rt = hp.store.roundtrips[-1]
     assert hp.store.kinds(rt) == ["mo", "XDEL"] and hp.store.recorded(rt) == {stream: [entry_id]}
     assert len(hp.sender.take()) == 1  # written counts as recorded: the next submit may go
@@ -420,12 +421,12 @@ def test_records_of_a_failed_round_trip_come_back_and_go_again(hot_path):
     stream, entry_id = accepted_and_blocked(hp)
     hp.store.lose = 1
     hp.mo(1)
-    hp.pipeline.start_batches()
+    hp.start_batches()
     hp.answer()
     assert hp.sender.pending_count == 1 and hp.sender.room == 0 and hp.sender.take() == []
     assert hp.sessions.suspicions == 1
     hp.mo(2, "13900139000")
-    hp.pipeline.start_batches()
+    hp.start_batches()
     assert hp.store.recorded(hp.store.roundtrips[-1]) == {stream: [entry_id]}
 
 
@@ -448,7 +449,7 @@ def test_mt_records_ride_the_next_batch_after_the_scripts_and_records(hot_path):
     hp.sender.on_submit_resp(sequences_of([p])[0], Status.ROK, "m0")
     hp.smsc_sends(receipt_pdu(9, "older"))
     hp.mo(1)
-    hp.pipeline.start_batches()
+    hp.start_batches()
     assert hp.store.kinds(hp.store.roundtrips[-1]) == ["mo", "XDEL", "RPUSH", "EXPIRE", "receipt"]
 
 
@@ -465,12 +466,12 @@ def test_mt_records_of_a_failed_round_trip_go_again(hot_path):
     hp.sender.on_submit_resp(sequences_of([p])[0], Status.ROK, "m0")
     hp.store.lose = 1
     hp.mo(1)
-    hp.pipeline.start_batches()
+    hp.start_batches()
     lost = hp.store.roundtrips[-1]
     hp.answer(lost)
     assert hp.sender.has_writes
     hp.mo(2, "13900139000")
-    hp.pipeline.start_batches()
+    hp.start_batches()
     again = hp.store.roundtrips[-1]
     assert [c for c in again.cmds if c[0] == "RPUSH"] == [c for c in lost.cmds if c[0] == "RPUSH"] != []
 
@@ -485,8 +486,9 @@ def test_a_guard_a_completed_long_mo_wrote_again_is_not_deleted_by_the_earlier_c
 
     def long_mo(seq: int) -> None:
         hp.store.script_mo("13800138000", hp.store.mo_reply("part_complete", extra="0000".encode().hex().encode()))
-        hp.pipeline.on_mo(replace(inbound(seq, text="00"), segment=Segment(ref=7, total=2, seq=2)), hp.link, False)
-        hp.pipeline.start_batches()
+        hp.pipeline.on_mo(replace(inbound(seq, text="00"), segment=Segment(ref=7, total=2, seq=2)),
+                          ReplyTo(hp.link, seq, False))
+        hp.start_batches()
         hp.answer(hp.store.roundtrips[-1])
 
     long_mo(1)
