@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
+from commands.orders.events import write_order
 from smsbot import admin, cmpp
 from smsbot.app import Bot
 from smsbot.cmpp import FeeType
@@ -231,8 +232,6 @@ def wait_for_mailbox(w: CmppWorld, msisdn: str, n: int = 1) -> list[Any]:
 
 @pytest.mark.parametrize(("protocol", "version"), VERSIONS)
 def test_charge_reminder_carries_the_catalogue_fee_and_td_cancels_it(make_cmpp_world, protocol, version):
-    from smsbot.events import write_order
-
     w = make_cmpp_world(protocol, version)
     assert w.bot.wait_bound(10)
     write_order(w.bot.settings, w.bot.store.redis, MSISDN, "VIDEO", int(time.time() * 1000), f"cmpp-{protocol}")
