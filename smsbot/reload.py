@@ -17,11 +17,11 @@ from smsbot.timefmt import display_zone
 # -- SIGHUP: what a reload can change --------------------------------------------------------------------
 # Sections that take effect at a reload: the router (templates, catalogue, short codes, menu) is
 # rebuilt, the event consumers (usage, billing) restarted, and the dispatcher reads `dispatch.*`
-# at use time. `log` is applied by `log.apply` (all but a level below the start level).
+# at use time; the commands' own settings (`commands.usage`, `commands.orders`, ...) are live too. `log` is applied by `log.apply` (all but a level below the start level).
 # Everything else keeps its running value until a restart: the SMPP bind (`smsc`), the Redis
 # connection (`redis`, `data_dir`), the metrics listener (`metrics`), delivery timers (`delivery`)
 # and any section added later until it is listed here. `simulator` is not used by `smsbot run`.
-LIVE_SECTIONS = frozenset({"templates", "services", "short_codes", "menu", "usage", "billing", "dispatch", "delivery", "commands"})
+LIVE_SECTIONS = frozenset({"templates", "services", "short_codes", "menu", "billing", "dispatch", "delivery", "commands"})
 UNUSED_SECTIONS = frozenset({"simulator"})
 
 
