@@ -16,15 +16,15 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from .helpers import wait_until
+from smsbot import queue_lag
 from smsbot.simulator.faults import peak_rate
 from smsbot.simulator.smsc import SimSmsc
 
 from .conftest import Phone, World
+from .helpers import wait_until
 
 HELP = "帮助"
 HELP_NEEDLE = "欢迎使用10086短信服务"
-SETTLE_S = 1.5  # longer than the bot's 1 s retry backoff: a duplicate or a retry would show by then
 
 
 @contextmanager
@@ -41,14 +41,23 @@ def running(make_settings: Callable[..., Any], faults: dict[str, Any] | None = N
         w.stop()
 
 
+def settled(w: World, timeout: float = 20.0) -> None:
+    """Until nothing more can reach a phone: the SMSC holds no MO to deliver (again), and no reply
+    waits in Redis (a reply leaves its stream only once the SMSC answered its last part, accepted or
+    refused for good; a part to resend keeps it there). A duplicate or a retry would have shown by then."""
+    assert wait_until(lambda: w.sim.stats()["mo_queued"] == 0
+                      and all(queue_lag.read(b.store).depth == 0 for b in w.bots), timeout), \
+        (w.sim.stats(), [queue_lag.read(b.store) for b in w.bots])
+
+
 def phones(w: World, n: int, base: int = 13800000000) -> list[Phone]:
     return [w.handset(str(base + i)) for i in range(n)]
 
 
 def ask_all(w: World, ps: list[Phone], timeout: float = 20.0, needle: str = HELP_NEEDLE,
             redeliveries: bool = False) -> dict[str, int]:
-    """Every phone sends 帮助 at once; each gets exactly one whole help reply (checked again after a
-    settle time), and the SMSC accepted each part of it exactly once. With `redeliveries` (the link
+    """Every phone sends 帮助 at once; each gets exactly one whole help reply (checked again once the
+    bot and the SMSC are `settled`), and the SMSC accepted each part of it exactly once. With `redeliveries` (the link
     died with resps unread, so the SMSC delivers those MOs again) a phone may get the reply once
     more, as many times in all as the bot counted copies, and nothing else goes twice. Returns
     msisdn -> parts (the help text's length, and so its parts, depends on the commands configured)."""
@@ -62,7 +71,7 @@ def ask_all(w: World, ps: list[Phone], timeout: float = 20.0, needle: str = HELP
         assert needle in got[0]["text"], (p.msisdn, got)
         parts[p.msisdn] = got[0]["parts"]
         dups[p.msisdn] = got[1:]
-    time.sleep(SETTLE_S)
+    settled(w)
     for p in ps:
         dups[p.msisdn] += p.h.collect(0)
     copies = sum(len(m) for m in dups.values())
@@ -140,7 +149,7 @@ def test_permanent_error_is_recorded_and_not_retried(make_settings):
 
         assert wait_until(lambda: to_victim() >= 1, 10)
         first = to_victim()
-        time.sleep(SETTLE_S)
+        settled(w)
         assert to_victim() == first, "a permanent error must not be retried"
         assert all(e["status"] == 0x0B for e in w.sim.submit_log() if e["to"] == victim)
         store = w.bot.store
