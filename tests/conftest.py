@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 import redis
+from hypothesis import settings as hypothesis_settings
 
 import commands
 from smsbot import admin, config, connections, embedded
@@ -21,6 +22,11 @@ from smsbot.simulator.handset import Handset
 from smsbot.simulator.smsc import SimSmsc
 
 REPO = Path(__file__).resolve().parent.parent
+
+# No per-example deadline (hypothesis' default: 200 ms): the properties are about results, and on a
+# shared 2-core machine one slow example failed a property that holds (tests/test_keys.py).
+hypothesis_settings.register_profile("smsbot", deadline=None)
+hypothesis_settings.load_profile("smsbot")
 _prefixes = itertools.count(1)
 
 
