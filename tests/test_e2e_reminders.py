@@ -159,10 +159,10 @@ def test_duplicate_order_events_send_one_reminder_and_make_one_subscription(worl
     oid = order(world, MSISDN, "VIDEO")
     order(world, MSISDN, "VIDEO", order_id=oid)  # the order system sent it twice
     assert len(phone.expect(1)) == 1
-    assert phone.quiet(1.0) == []
+    assert phone.quiet() == []
     assert "您已成功退订视频会员包月" in phone.ask("TD")
     order(world, MSISDN, "VIDEO", order_id=oid)  # a late redelivery does not revive the cancelled order
-    assert phone.quiet(1.0) == []
+    assert phone.quiet() == []
     assert states(world, MSISDN) == {"VIDEO": "cancelled"}
 
 

@@ -283,7 +283,7 @@ def test_watching_does_not_pick_up_and_receipts_are_joined(make_world: Callable[
     (got,) = phone.expect(1)
     assert got["text"] == mt["text"]
     stream.wait_for(lambda k, d: is_item(k, d, id=mt["id"], inbox="picked up"))
-    assert phone.quiet(0.5) == []
+    assert phone.quiet() == []
     # a dropped link: the bind closes and the bot's new bind opens
     http(world.sim.control_url + "/drop", "POST", {})
     stream.wait_for(lambda k, d: k == "bind" and d["event"] == "closed")
