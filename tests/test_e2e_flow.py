@@ -16,7 +16,6 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from smsbot import queue_lag
 from smsbot.simulator.faults import peak_rate
 from smsbot.simulator.smsc import SimSmsc
 
@@ -41,15 +40,6 @@ def running(make_settings: Callable[..., Any], faults: dict[str, Any] | None = N
         w.stop()
 
 
-def settled(w: World, timeout: float = 20.0) -> None:
-    """Until nothing more can reach a phone: the SMSC holds no MO to deliver (again), and no reply
-    waits in Redis (a reply leaves its stream only once the SMSC answered its last part, accepted or
-    refused for good; a part to resend keeps it there). A duplicate or a retry would have shown by then."""
-    assert wait_until(lambda: w.sim.stats()["mo_queued"] == 0
-                      and all(queue_lag.read(b.store).depth == 0 for b in w.bots), timeout), \
-        (w.sim.stats(), [queue_lag.read(b.store) for b in w.bots])
-
-
 def phones(w: World, n: int, base: int = 13800000000) -> list[Phone]:
     return [w.handset(str(base + i)) for i in range(n)]
 
@@ -57,9 +47,10 @@ def phones(w: World, n: int, base: int = 13800000000) -> list[Phone]:
 def ask_all(w: World, ps: list[Phone], timeout: float = 20.0, needle: str = HELP_NEEDLE,
             redeliveries: bool = False) -> dict[str, int]:
     """Every phone sends 帮助 at once; each gets exactly one whole help reply (checked again once the
-    bot and the SMSC are `settled`), and the SMSC accepted each part of it exactly once. With `redeliveries` (the link
-    died with resps unread, so the SMSC delivers those MOs again) a phone may get the reply once
-    more, as many times in all as the bot counted copies, and nothing else goes twice. Returns
+    bot and the SMSC are settled: `World.settled`), and the SMSC accepted each part of it exactly
+    once. With `redeliveries` (the link died with resps unread, so the SMSC delivers those MOs
+    again) a phone may get the reply once more, as many times in all as the bot counted copies,
+    and nothing else goes twice. Returns
     msisdn -> parts (the help text's length, and so its parts, depends on the commands configured)."""
     for p in ps:
         p.send(HELP)
@@ -71,7 +62,7 @@ def ask_all(w: World, ps: list[Phone], timeout: float = 20.0, needle: str = HELP
         assert needle in got[0]["text"], (p.msisdn, got)
         parts[p.msisdn] = got[0]["parts"]
         dups[p.msisdn] = got[1:]
-    settled(w)
+    w.settled()
     for p in ps:
         dups[p.msisdn] += p.h.collect(0)
     copies = sum(len(m) for m in dups.values())
@@ -149,7 +140,7 @@ def test_permanent_error_is_recorded_and_not_retried(make_settings):
 
         assert wait_until(lambda: to_victim() >= 1, 10)
         first = to_victim()
-        settled(w)
+        w.settled()
         assert to_victim() == first, "a permanent error must not be retried"
         assert all(e["status"] == 0x0B for e in w.sim.submit_log() if e["to"] == victim)
         store = w.bot.store
