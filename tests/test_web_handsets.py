@@ -451,8 +451,9 @@ def test_web_handsets_in_chromium(make_world: Callable[..., World], browser: Any
     assert browser.execute_script(CJK_DRAWN, page.one(".msg.mt .bubble", one)), \
         "Chinese renders as empty boxes: install a CJK font (Debian: fonts-noto-cjk)"
 
-    browser.execute_script("window.scrollTo(0, 0); document.activeElement.blur()")
-    time.sleep(0.3)
+    # scrolled to the top, no focus ring, and two frames painted since (not a fixed wait)
+    browser.execute_async_script("const done = arguments[arguments.length - 1]; window.scrollTo(0, 0); "
+                                 "document.activeElement.blur(); requestAnimationFrame(() => requestAnimationFrame(done))")
     shot = tmp_path / "handsets.png"
     assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 20_000
     target = os.environ.get("SMSBOT_WEB_SCREENSHOT")
