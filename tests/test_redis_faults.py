@@ -32,8 +32,8 @@ import pytest
 import redis
 import yaml
 
-from smsbot import config, embedded, log, steps
-from smsbot.config import LogSettings
+from smsbot import admin, config, embedded, log, steps
+from smsbot.config import LogSettings, SimulatorSettings
 from smsbot.redis_supervisor import RedisProblem, Supervisor, diagnose, safe_url, wait_for
 from smsbot.simulator.handset import Handset
 from smsbot.simulator.smsc import SimSmsc
@@ -136,7 +136,8 @@ def _stop_redis_procs() -> Iterator[None]:
 
 @pytest.fixture
 def sim() -> Iterator[SimSmsc]:
-    s = SimSmsc(smpp_port=0, control_port=0).start()
+    # an MO refused while Redis is away comes again in 0.5 s (not the default 5 s)
+    s = SimSmsc(SimulatorSettings(redeliver_seconds=0.5), smpp_port=0, control_port=0).start()
     yield s
     s.stop()
 
@@ -174,7 +175,7 @@ def test_bundled_redis_killed_is_restarted_on_the_same_socket_and_the_bot_keeps_
     bot = BotProc(cfg, tmp_path / "bot.log")
     try:
         assert wait_until(lambda: sim.stats()["binds"] == 1, 20), bot.log()
-        assert smsbot(cfg, "subs", "add", MSISDN, "VIDEO").returncode == 0
+        assert admin.subscribe(config.from_dict(raw), MSISDN, "VIDEO") == "added"
         phone = Phone(Handset(sim.control_url, MSISDN))
         assert "视频会员包月" in phone.ask("0000")
         assert embedded.bots(data_dir), "the bot names its watch connection"
@@ -272,9 +273,14 @@ def test_one_shot_commands_say_redis_is_unreachable_in_one_line_and_exit_3(tmp_p
     port = free_port()
     raw = base_config(f"redis://:s3cr3t-pw@127.0.0.1:{port}/0", tmp_path / "var")
     cfg = write_cfg(tmp_path, raw)
-    for args in (["subs", "list", MSISDN], ["subs", "add", MSISDN, "VIDEO"], ["order", MSISDN, "VIDEO"],
-                 ["billing", "run"], ["billing", "runs"], ["billing", "verify"], ["usage", MSISDN], ["mt", "show", "x1"]):
-        res = smsbot(cfg, *args)
+    commands = (["subs", "list", MSISDN], ["subs", "add", MSISDN, "VIDEO"], ["order", MSISDN, "VIDEO"],
+                ["billing", "run"], ["billing", "runs"], ["billing", "verify"], ["usage", MSISDN], ["mt", "show", "x1"])
+    # the commands are independent: run side by side (each is mostly its interpreter starting)
+    procs = [(args, subprocess.Popen([sys.executable, "-m", "smsbot.cli", "--config", str(cfg), *args], cwd=REPO,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)) for args in commands]
+    for args, proc in procs:
+        stdout, stderr = proc.communicate(timeout=60)
+        res = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
         assert res.returncode == 3, (args, res.returncode, res.stderr)
         line = _one_line(res.stderr)
         assert "Traceback" not in res.stderr and "s3cr3t-pw" not in res.stderr + res.stdout
@@ -520,7 +526,7 @@ def test_event_consumer_failure_is_logged_once_then_with_counts():
     import io
     import threading
 
-    from smsbot.config import LogSettings
+    from smsbot.config import LogSettings, SimulatorSettings
     from smsbot.events import EventConsumer, EventSource
 
     from redis.backoff import NoBackoff
