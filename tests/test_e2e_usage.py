@@ -50,7 +50,7 @@ def wait_applied(world: World, ids: list[str], timeout: float = 10.0) -> None:
         last = last.decode() if isinstance(last, bytes) else last
         if group and group["pending"] == 0 and last and _id(last) >= max(_id(i) for i in ids):
             return
-        time.sleep(0.02)
+        time.sleep(0.02)  # poll interval of a condition awaited (the consumer group's progress)
     raise AssertionError(f"reports not applied within {timeout}s")
 
 

@@ -337,7 +337,7 @@ class Page:
                     return v
             except Exception as e:  # noqa: BLE001 - stale elements while the page updates
                 last = e
-            time.sleep(0.1)
+            time.sleep(0.1)  # poll interval of a condition awaited in the browser (elements come and go)
         self.d.save_screenshot(str(self.tmp_path / "failure.png"))
         console = [f"{e['level']} {e['message']}" for e in self.d.get_log("browser")]
         raise AssertionError(f"waited {timeout}s for {what} (last error {last!r}); screenshot "
