@@ -258,7 +258,8 @@ def open_store(settings: Settings, factory: Callable[[], T]) -> T:
 # -- start: retry until Redis answers ----------------------------------------------------------------------
 def wait_for(create: Callable[[], T], settings: Settings | Callable[[], Settings], stop: threading.Event, *,
              wake: threading.Event | None = None, initial: float = 0.5, maximum: float = 30.0,
-             log_every_s: float = 60.0) -> T | None:
+             log_every_s: float = 60.0, clock: Callable[[], float] = time.monotonic,
+             pause: Callable[[threading.Event, float], bool] = threading.Event.wait) -> T | None:
     """`create()` until it stops raising `RedisProblem` (or a redis error); None when `stop` is set.
 
     The first failure is logged at once (``redis_unavailable``: which server, why, how to fix it, when
@@ -267,10 +268,12 @@ def wait_for(create: Callable[[], T], settings: Settings | Callable[[], Settings
     succeeds after failures: ``redis_available`` with the time it took. `settings` (or a function
     returning the current ones) names the server in those lines. Setting `wake` ends a wait early
     and retries at once with the backoff reset (the caller sets it on SIGHUP, and with `stop`).
+    `clock` (monotonic seconds) times the lines; `pause(event, seconds)` waits a backoff out (True:
+    `event` was set); tests give both of a clock they move.
     """
     current = settings if callable(settings) else (lambda: settings)
     delay = initial
-    started = time.monotonic()
+    started = clock()
     throttle: log.Throttled | None = None
     last_kind = None
     tries = 0
@@ -282,10 +285,10 @@ def wait_for(create: Callable[[], T], settings: Settings | Callable[[], Settings
             tries += 1
             wait = min(maximum, delay) * random.uniform(0.75, 1.0)
             if throttle is None or problem.kind != last_kind:  # a new problem is said at once
-                throttle = log.Throttled(_log, "redis_unavailable", log_every_s, level="error")
+                throttle = log.Throttled(_log, "redis_unavailable", log_every_s, level="error", clock=clock)
                 last_kind = problem.kind
             throttle.hit(**problem.log_fields(), retry_in_s=round(wait, 1), tries=tries)
-            woken = (wake or stop).wait(wait)
+            woken = pause(wake or stop, wait)
             if stop.is_set():
                 return None
             if woken and wake is not None:
@@ -295,27 +298,36 @@ def wait_for(create: Callable[[], T], settings: Settings | Callable[[], Settings
                 delay = min(maximum, delay * 2)
             continue
         if tries:
-            _log.info("redis_available", redis=describe_target(current()), waited_s=round(time.monotonic() - started, 1), tries=tries)
+            _log.info("redis_available", redis=describe_target(current()), waited_s=round(clock() - started, 1), tries=tries)
         return result
     return None
 
 
 # -- running: keep the bundled server alive ----------------------------------------------------------------
 class Supervisor:
-    """Watch the bundled redis-server of `data_dir` and start it again when it dies (see the module doc)."""
+    """Watch the bundled redis-server of `data_dir` and start it again when it dies (see the module doc).
+
+    Its thread calls `check()` every `interval` seconds; `clock` (monotonic seconds) times what its
+    lines say (``down_s``) and their rate limits, so a test calls `check()` itself on a clock it moves."""
 
     def __init__(self, data_dir: Any, appendfsync: str, instance: str, *, interval: float = 0.5,
-                 on_restart: Callable[[], None] | None = None):
+                 on_restart: Callable[[], None] | None = None, clock: Callable[[], float] = time.monotonic):
         self.data_dir = data_dir
         self.appendfsync = appendfsync
         self.instance = instance
         self.interval = interval
         self.on_restart = on_restart
+        self.clock = clock
         self.restarts = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._er = embedded.layout(data_dir)
         self._client: redis.Redis | None = None
+        self._down_since: float | None = None  # when a check first found it not answering
+        self._on_purpose = False  # it is down and marked stopped on purpose (said once)
+        self._failing = log.Throttled(_log, "bundled_redis_restart_failed", 60.0, level="error", clock=clock)
+        self._busy = log.Throttled(_log, "bundled_redis_not_answering", 60.0, level="warning",
+                                   recovered_event="bundled_redis_answering", clock=clock)
 
     def start(self) -> "Supervisor":
         self._thread = threading.Thread(target=self._run, name="redis-supervisor", daemon=True)
@@ -344,46 +356,47 @@ class Supervisor:
             return False
 
     def _run(self) -> None:
-        down_since: float | None = None
-        on_purpose = False
-        failing = log.Throttled(_log, "bundled_redis_restart_failed", 60.0, level="error")
-        busy = log.Throttled(_log, "bundled_redis_not_answering", 60.0, level="warning",
-                             recovered_event="bundled_redis_answering")
         while not self._stop.wait(self.interval):
-            if self._answers():
-                if on_purpose:
-                    _log.info("bundled_redis_back", socket=str(self._er.socket), down_s=round(time.monotonic() - (down_since or 0), 1))
-                busy.recovered()
-                down_since, on_purpose = None, False
-                continue
-            if down_since is None:
-                down_since = time.monotonic()
-            try:
-                started = embedded.restart_if_down(self.data_dir, self.appendfsync)
-            except Exception as e:  # cannot start (disk full, binary gone...): say so, keep trying
-                failing.hit(data_dir=str(self._er.directory), error=str(e).splitlines()[0] if str(e) else repr(e))
-                continue
-            if started is None:
-                if not on_purpose:
-                    on_purpose = True
-                    _log.warning("bundled_redis_stopped_on_purpose", socket=str(self._er.socket),
-                                 hint="not restarting it: `smsbot redis start` (or a new `smsbot run`) starts it again")
-                continue
-            failing.recovered()
-            if started:
-                self.restarts += 1
-                _log.warning("bundled_redis_restarted", socket=str(self._er.socket), pid=embedded.server_pid(self._er),
-                             down_s=round(time.monotonic() - down_since, 2), restarts=self.restarts)
-                down_since = None
-                if self.on_restart is not None:
-                    try:
-                        self.on_restart()
-                    except Exception as e:  # e.g. reloading scripts: the store does it on NOSCRIPT anyway
-                        _log.warning("bundled_redis_restart_hook_failed", error=repr(e))
-            elif not self._answers():
-                pid = embedded.server_pid(self._er)
-                if pid is not None:
-                    busy.hit(pid=pid, socket=str(self._er.socket), hint="its process lives (busy or stopped): not restarting it")
+            self.check()
+
+    def check(self) -> None:
+        """One look: nothing when the server answers; else start it again, unless it was stopped on
+        purpose or its process lives; each outcome logged as the module doc says."""
+        if self._answers():
+            if self._on_purpose:
+                _log.info("bundled_redis_back", socket=str(self._er.socket),
+                          down_s=round(self.clock() - (self._down_since or 0), 1))
+            self._busy.recovered()
+            self._down_since, self._on_purpose = None, False
+            return
+        if self._down_since is None:
+            self._down_since = self.clock()
+        try:
+            started = embedded.restart_if_down(self.data_dir, self.appendfsync)
+        except Exception as e:  # cannot start (disk full, binary gone...): say so, keep trying
+            self._failing.hit(data_dir=str(self._er.directory), error=str(e).splitlines()[0] if str(e) else repr(e))
+            return
+        if started is None:
+            if not self._on_purpose:
+                self._on_purpose = True
+                _log.warning("bundled_redis_stopped_on_purpose", socket=str(self._er.socket),
+                             hint="not restarting it: `smsbot redis start` (or a new `smsbot run`) starts it again")
+            return
+        self._failing.recovered()
+        if started:
+            self.restarts += 1
+            _log.warning("bundled_redis_restarted", socket=str(self._er.socket), pid=embedded.server_pid(self._er),
+                         down_s=round(self.clock() - self._down_since, 2), restarts=self.restarts)
+            self._down_since = None
+            if self.on_restart is not None:
+                try:
+                    self.on_restart()
+                except Exception as e:  # e.g. reloading scripts: the store does it on NOSCRIPT anyway
+                    _log.warning("bundled_redis_restart_hook_failed", error=repr(e))
+        elif not self._answers():
+            pid = embedded.server_pid(self._er)
+            if pid is not None:
+                self._busy.hit(pid=pid, socket=str(self._er.socket), hint="its process lives (busy or stopped): not restarting it")
 
 
 def for_settings(settings: Settings, instance: str, **kw: Any) -> Supervisor | None:

@@ -23,6 +23,7 @@ from typing import Iterator
 import yaml
 
 from .helpers import wait_until
+from smsbot import admin, config, connections
 from smsbot.simulator.handset import Handset
 from smsbot.simulator.smsc import SimSmsc
 
@@ -89,7 +90,7 @@ def running_bot(redis_url: str, tmp_path: Path, traffic: bool = True) -> Iterato
     try:
         assert wait_until(lambda: http_get(bot.metrics_url + "/healthz")[0] == 200, 30), bot.log()
         if traffic:
-            drive_traffic(bot, cfg)
+            drive_traffic(bot, config.from_dict(raw))
         yield bot
     finally:
         stop_bot_process(proc)
@@ -114,13 +115,16 @@ def stop_bot_process(proc: subprocess.Popen) -> None:
             proc.wait(10)
 
 
-def drive_traffic(bot: RunningBot, cfg: Path) -> None:
+def drive_traffic(bot: RunningBot, settings: config.Settings) -> None:
     """MOs and replies, receipts delivered and undelivered, a submit throttled and one refused for
-    good, API requests: every labelled counter gets its first sample."""
-    for number in (MSISDN, UNDELIVERED, REFUSED):
-        added = subprocess.run([sys.executable, "-m", "smsbot.cli", "--config", str(cfg), "subs", "add", number, "VIDEO"],
-                               capture_output=True, text=True, cwd=REPO, timeout=60)
-        assert added.returncode == 0, added.stderr
+    good, API requests: every labelled counter gets its first sample. (The subscriptions are
+    written from here, not by three ``smsbot subs add`` processes: the CLI has its own tests.)"""
+    store = connections.open_store(settings)
+    try:
+        for number in (MSISDN, UNDELIVERED, REFUSED):
+            assert admin.subscribe(settings, number, "VIDEO", store=store) == "added"
+    finally:
+        store.close()
     bot.sim.set_profile(receipt_outcomes={UNDELIVERED: "UNDELIV:034"})
     for number in (MSISDN, UNDELIVERED):
         assert "视频会员包月" in Phone(Handset(bot.sim.control_url, number)).ask("0000")

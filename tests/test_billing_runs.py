@@ -56,7 +56,7 @@ def wait_for_progress(store: Any, proc: subprocess.Popen, at_least: int, timeout
         if live and int(live[0].raw.get("subscribers") or 0) >= at_least:
             return live[0]
         assert proc.poll() is None, f"billing run ended before it could be stopped: {proc.communicate()}"
-        time.sleep(0.005)
+        time.sleep(0.005)  # poll interval of a condition awaited (the run's progress; it must be caught mid-way)
     raise AssertionError("the billing run made no progress")
 
 

@@ -98,7 +98,8 @@ def test_adoption_reaches_a_dead_senders_reply_behind_a_long_live_backlog(make_s
     orphan = store.redis.xadd(outbox, {**base, "own": "gone"}).decode()
     for p in d.lease_prefixes:
         store.redis.set(p + "busy", "busy", ex=60)
-    time.sleep(0.01)
+    # older than the horizon (now - 0 s): adoption compares entry ids with the clock, in milliseconds
+    assert wait_until(lambda: time.time() * 1000 > int(orphan.split("-")[0]), 1)
     moved = d.adopt_orphans() + d.adopt_orphans()
     assert moved == 1
     assert store.redis.xrange(outbox, orphan, orphan) == []
@@ -118,10 +119,14 @@ def test_lease_is_renewed_while_the_smsc_is_unreachable(make_settings):
     try:
         key = bot.store.keys.lease_prefix(0) + bot.transport.delivery.consumer
         assert wait_until(lambda: bot.store.redis.exists(key), 5)
-        deadline = time.monotonic() + 3.0  # three leases long, never bound
-        while time.monotonic() < deadline:
-            assert bot.store.redis.pttl(key) > 0, "the lease lapsed while the bot was unbound"
-            time.sleep(0.1)
+        ttls: list[int] = []
+
+        def renewed_three_times() -> bool:  # a renewal sets the lease's TTL back up
+            ttls.append(bot.store.redis.pttl(key))
+            assert ttls[-1] > 0, f"the lease lapsed while the bot was unbound: {ttls}"
+            return sum(b > a for a, b in zip(ttls, ttls[1:])) >= 3
+
+        assert wait_until(renewed_three_times, 10, interval=0.05), ttls
         assert not bot.transport.bound.is_set()
         assert bot.transport.delivery.may_send(time.monotonic())
     finally:

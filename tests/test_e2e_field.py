@@ -115,7 +115,7 @@ def test_menu_and_numeric_cancel(field_world: World):
     assert menu.startswith(MENU_HEAD) and "1. 视频会员包月 15元/月" in menu and "3. 手机早晚报 3元/月" in menu, menu
     assert "您已成功退订彩铃音乐包" in phone.ask("2")
     assert subs_state(w, MSISDN) == {"VIDEO": "active", "MUSIC": "cancelled", "NEWS": "active"}
-    assert phone.quiet(0.5) == []
+    assert phone.quiet() == []
     st = w.sim.stats()
     assert st["mo_delivered"] == 2 and st["mo_rejected"] == 0 and st["mo_redelivered"] == 0, st
 
@@ -136,7 +136,7 @@ def test_repeated_menu_and_cancels_each_answered(field_world: World):
     third = phone.ask("0000")
     assert "1. 视频会员包月" in third and "2." not in third, third
     assert subs_state(w, MSISDN) == {"VIDEO": "active", "MUSIC": "cancelled", "NEWS": "cancelled"}
-    assert phone.quiet(0.5) == []
+    assert phone.quiet() == []
 
 
 def test_repeated_text_without_message_reference(make_field_world: Callable[..., World]):
@@ -178,7 +178,7 @@ def test_redelivery_after_a_lost_resp_applies_once(field_world: World):
     replies = phone.expect(1, timeout=15)
     st = mo_delivered(w, mo, timeout=15)
     assert st["redeliveries"] == 1 and w.sim.stats()["binds_total"] >= 2, st
-    replies += phone.quiet(1.5)
+    replies += phone.quiet()
     texts = [m["text"] for m in replies]
     assert len(texts) == 1 + w.bot.metrics.reply_copies._value.get() <= 2, texts
     assert all("您已成功退订视频会员包月" in t and "无需重复操作" not in t for t in texts), texts

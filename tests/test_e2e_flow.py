@@ -16,15 +16,14 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from .helpers import wait_until
 from smsbot.simulator.faults import peak_rate
 from smsbot.simulator.smsc import SimSmsc
 
 from .conftest import Phone, World
+from .helpers import wait_until
 
 HELP = "帮助"
 HELP_NEEDLE = "欢迎使用10086短信服务"
-SETTLE_S = 1.5  # longer than the bot's 1 s retry backoff: a duplicate or a retry would show by then
 
 
 @contextmanager
@@ -47,10 +46,11 @@ def phones(w: World, n: int, base: int = 13800000000) -> list[Phone]:
 
 def ask_all(w: World, ps: list[Phone], timeout: float = 20.0, needle: str = HELP_NEEDLE,
             redeliveries: bool = False) -> dict[str, int]:
-    """Every phone sends 帮助 at once; each gets exactly one whole help reply (checked again after a
-    settle time), and the SMSC accepted each part of it exactly once. With `redeliveries` (the link
-    died with resps unread, so the SMSC delivers those MOs again) a phone may get the reply once
-    more, as many times in all as the bot counted copies, and nothing else goes twice. Returns
+    """Every phone sends 帮助 at once; each gets exactly one whole help reply (checked again once the
+    bot and the SMSC are settled: `World.settled`), and the SMSC accepted each part of it exactly
+    once. With `redeliveries` (the link died with resps unread, so the SMSC delivers those MOs
+    again) a phone may get the reply once more, as many times in all as the bot counted copies,
+    and nothing else goes twice. Returns
     msisdn -> parts (the help text's length, and so its parts, depends on the commands configured)."""
     for p in ps:
         p.send(HELP)
@@ -62,7 +62,7 @@ def ask_all(w: World, ps: list[Phone], timeout: float = 20.0, needle: str = HELP
         assert needle in got[0]["text"], (p.msisdn, got)
         parts[p.msisdn] = got[0]["parts"]
         dups[p.msisdn] = got[1:]
-    time.sleep(SETTLE_S)
+    w.settled()
     for p in ps:
         dups[p.msisdn] += p.h.collect(0)
     copies = sum(len(m) for m in dups.values())
@@ -140,7 +140,7 @@ def test_permanent_error_is_recorded_and_not_retried(make_settings):
 
         assert wait_until(lambda: to_victim() >= 1, 10)
         first = to_victim()
-        time.sleep(SETTLE_S)
+        w.settled()
         assert to_victim() == first, "a permanent error must not be retried"
         assert all(e["status"] == 0x0B for e in w.sim.submit_log() if e["to"] == victim)
         store = w.bot.store

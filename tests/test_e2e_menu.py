@@ -114,7 +114,7 @@ def test_unknown_short_code_gets_no_reply(world: World):
     mo = phone.send("0000", to="99999")
     status = world.sim.wait_mo(mo, timeout=5)
     assert status and status["state"] == "delivered"
-    assert phone.quiet(1.0) == []
+    assert phone.quiet() == []
 
 
 def test_subscriber_only_touches_own_subscriptions(world: World):

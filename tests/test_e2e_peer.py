@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator
 import pytest
 import smpp34
 
-from smsbot import admin, config
+from smsbot import admin, config, queue_lag
 from smsbot.app import Bot
 from .helpers import wait_until
 
@@ -208,8 +208,8 @@ class PeerSmsc:
         assert self.send_mo(msisdn, text, **kw) == 0, "deliver_sm_resp status"
         return "\n".join(m["text"] for m in self.expect(msisdn))
 
-    def quiet(self, msisdn: str, seconds: float = 0.5) -> list[dict[str, Any]]:
-        time.sleep(seconds)
+    def take(self, msisdn: str) -> list[dict[str, Any]]:
+        """What `msisdn` received and no `expect` took yet."""
         with self._cond:
             out, self._inbox[msisdn] = self._inbox.get(msisdn, []), []
         return out
@@ -222,6 +222,12 @@ class PeerWorld:
     def subscribe(self, msisdn: str, *codes: str) -> None:
         for code in codes:
             assert admin.subscribe(self.settings, msisdn, code, store=self.bot.store) in ("added", "exists")
+
+    def quiet(self, msisdn: str) -> list[dict[str, Any]]:
+        """What else reached `msisdn` once no reply is left in Redis (an MO's reply is stored before
+        its deliver_sm_resp, which `send_mo` awaits; a reply leaves Redis once the SMSC answered it)."""
+        assert wait_until(lambda: queue_lag.read(self.bot.store).depth == 0, 10), queue_lag.read(self.bot.store)
+        return self.peer.take(msisdn)
 
 
 @pytest.fixture
@@ -261,7 +267,7 @@ def test_menu_and_numeric_cancel(make_peer_world: Callable[..., PeerWorld]):
     assert menu.startswith(MENU_HEAD) and "1. 视频会员包月 15元/月" in menu and "3. 手机早晚报 3元/月" in menu, menu
     assert "您已成功退订彩铃音乐包" in w.peer.ask(MSISDN, "2")
     assert subs_state(w, MSISDN) == {"VIDEO": "active", "MUSIC": "cancelled", "NEWS": "active"}
-    assert w.peer.quiet(MSISDN) == []
+    assert w.quiet(MSISDN) == []
     mts = [s for s in w.peer.submits if s["to"] == MSISDN]
     assert mts and all(s["from"] == CODE and s["dc"] == 8 for s in mts), mts
     # the MO came as national digits under TON 1 (a field quirk); replies go strictly international

@@ -13,13 +13,13 @@ import json
 import time
 from pathlib import Path
 
-
 from smsbot import billing
 from smsbot.connections import open_store
 from commands.orders.events import write_order
 from smsbot.periods import period_of, zone
 
 from .conftest import World, cli, write_config
+from .helpers import wait_until
 
 MSISDN = "13800138000"
 OTHER = "13900139000"
@@ -159,10 +159,10 @@ def test_duplicate_order_events_send_one_reminder_and_make_one_subscription(worl
     oid = order(world, MSISDN, "VIDEO")
     order(world, MSISDN, "VIDEO", order_id=oid)  # the order system sent it twice
     assert len(phone.expect(1)) == 1
-    assert phone.quiet(1.0) == []
+    assert phone.quiet() == []
     assert "您已成功退订视频会员包月" in phone.ask("TD")
     order(world, MSISDN, "VIDEO", order_id=oid)  # a late redelivery does not revive the cancelled order
-    assert phone.quiet(1.0) == []
+    assert phone.quiet() == []
     assert states(world, MSISDN) == {"VIDEO": "cancelled"}
 
 
@@ -218,7 +218,7 @@ def test_cli_order_use_billing_and_verify(world: World, tmp_path: Path):
     later = time.strftime("%Y-%m-%dT%H:%M:%S+08:00", time.gmtime(time.time() + 8 * 3600 + 2 * 86400))
     use = cli(cfg, "use", MSISDN, "RING", "--at", later, "--use-id", "u-1")
     assert use.returncode == 0, use.stderr
-    wait_for(lambda: any(c.use == "u-1" for c in billing.ledger(world.bot.store, MSISDN)))
+    assert wait_until(lambda: any(c.use == "u-1" for c in billing.ledger(world.bot.store, MSISDN)), 10)
     assert cli(cfg, "use", MSISDN, "RING", "--at", later, "--use-id", "u-1").returncode == 0  # same use again
     run = cli(cfg, "billing", "run", "--at", later)
     assert run.returncode == 0, run.stderr
@@ -242,11 +242,3 @@ def test_cli_order_use_billing_and_verify(world: World, tmp_path: Path):
     assert f"{MSISDN} {news}: charge in the audit stream is missing from the ledger" in bad.stdout
     assert f"{MSISDN} {news}: missed charge" in bad.stdout
 
-
-def wait_for(predicate, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")

@@ -60,7 +60,7 @@ def test_repeat_after_a_dropped_link_is_answered(make_world, receipts: bool):
         assert w.sim.drop_connections() == 1
         wait_rebound(w)
     assert MENU in phone.ask("0000")
-    assert phone.quiet(0.5) == []
+    assert phone.quiet() == []
 
 
 def test_repeat_on_a_sibling_instance_is_answered(make_world):
@@ -75,7 +75,7 @@ def test_repeat_on_a_sibling_instance_is_answered(make_world):
     for _ in range(6):
         assert MENU in phone.ask("0000")
     assert w.bot.mo_count > 0 and second.mo_count > 0, "the MOs came on both binds"
-    assert phone.quiet(0.5) == []
+    assert phone.quiet() == []
 
 
 def test_smsc_that_never_reads_the_resp_nor_redelivers(world: World):
@@ -94,7 +94,7 @@ def test_smsc_that_never_reads_the_resp_nor_redelivers(world: World):
     assert guards(world), "the resp was never confirmed: its guard holds"
     again = phone.ask("1")
     assert CANCELLED in again, "the repeat is answered with what the MO was answered before"
-    assert phone.quiet(0.5) == []
+    assert phone.quiet() == []
     assert subs_state(world, MSISDN) == {"VIDEO": "cancelled", "MUSIC": "active"}
     assert len([e for e in audit_entries(world, MSISDN) if e["new"] == "cancelled"]) == 1
     assert copies(world) == 1
@@ -111,7 +111,7 @@ def test_true_redelivery_after_a_lost_resp_is_answered_but_applied_once(world: W
     st = world.sim.wait_mo(mo, timeout=10)
     assert st["state"] == "delivered" and st["redeliveries"] == 1, st
     replies = phone.expect(1)
-    replies += phone.quiet(1.0)
+    replies += phone.quiet()
     assert replies and all(CANCELLED in r["text"] for r in replies), replies
     assert len(replies) == 1 + copies(world) <= 2
     assert len([e for e in audit_entries(world, MSISDN) if e["new"] == "cancelled"]) == 1

@@ -15,7 +15,6 @@ import ipaddress
 import socket
 import ssl
 import struct
-import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -32,6 +31,7 @@ from smsbot.config import SimulatorSettings, SmscSettings
 from smsbot.simulator.smsc import SimSmsc
 
 from .conftest import World
+from .helpers import wait_until
 
 MSISDN = "13800138000"
 MENU_HEAD = "尊敬的客户，您已订购的包月业务如下："
@@ -172,9 +172,7 @@ def test_simulator_serves_smpp_over_tls(ca: trustme.CA):
         with socket.create_connection(("127.0.0.1", sim.smpp_port), timeout=5) as raw:
             with pytest.raises(ssl.SSLCertVerificationError):
                 ssl.create_default_context().wrap_socket(raw, server_hostname="127.0.0.1")
-        deadline = time.monotonic() + 5
-        while sim.stats()["tls_handshake_failures"] < 1 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        assert wait_until(lambda: sim.stats()["tls_handshake_failures"] >= 1, 5), sim.stats()
         st = sim.stats()
         assert st["tls_handshakes"] == 1 and st["tls_handshake_failures"] == 1 and st["binds_total"] == 1, st
     finally:

@@ -51,7 +51,8 @@ def test_enquire_link_keeps_idle_link_alive(make_settings):
     w = World(settings, sim)
     try:
         bot = w.start_bot()
-        time.sleep(2.0)
+        # idle for several enquire_link rounds, well past one response timeout
+        assert wait_until(lambda: sim.stats()["enquire_links_received"] >= 5, 15), sim.stats()
         assert bot.transport.reconnects == 0, "an idle but healthy link must not be dropped"
         assert sim.stats()["binds"] == 1
         w.subscribe(MSISDN, "NEWS")

@@ -51,7 +51,7 @@ def wait_applied(world: World, ids: list[str], timeout: float = 10.0) -> None:
         last = last.decode() if isinstance(last, bytes) else last
         if group and group["pending"] == 0 and last and _id(last) >= max(_id(i) for i in ids):
             return
-        time.sleep(0.02)
+        time.sleep(0.02)  # poll interval of a condition awaited (the consumer group's progress)
     raise AssertionError(f"reports not applied within {timeout}s")
 
 
@@ -69,7 +69,7 @@ def test_crossing_10_5_0_sends_exactly_three_alerts_in_order(world: World):
     ids = [report(world, mb) for mb in (100, 1000, 1015, 1016, 1020, 1022.5, 1024, 1100)]
     got = texts(phone.expect(3))
     wait_applied(world, ids)
-    got += texts(phone.quiet(1.0))
+    got += texts(phone.quiet())
     assert len(got) == 3, got
     assert "您的4G套餐本月剩余流量9.0MB" in got[0] and "已使用1015.0MB" in got[0] and "0.29元/MB" in got[0]
     assert "剩余流量4.0MB" in got[1] and "已使用1020.0MB" in got[1]
@@ -87,7 +87,7 @@ def test_duplicates_and_reordered_reports_send_nothing_extra(world: World):
             ids.append(report(world, mb))
     got = texts(phone.expect(3))
     wait_applied(world, ids)
-    got += texts(phone.quiet(1.5))
+    got += texts(phone.quiet())
     assert len(got) == 3, got
     assert "剩余流量9.0MB" in got[0] and "剩余流量4.0MB" in got[1] and "流量已用完" in got[2]
     state = usage_state(world)
@@ -109,7 +109,7 @@ def test_two_instances_never_alert_a_threshold_twice(world: World):
     wait_applied(world, ids)
     consumers = {c["name"] for c in world.bot.store.redis.xinfo_consumers(world.bot.store.keys.usage_events(), "usage")}
     for n, phone in phones.items():
-        got = texts(phone.quiet(1.5))
+        got = texts(phone.quiet())
         assert 1 <= len(got) <= 3, (n, got)
         # the 0 MB alert always comes; 10 and 5 MB at most once each (two senders: order not fixed)
         kinds = ["0" if "流量已用完" in m else "10" if ("剩余流量9.0MB" in m or "剩余流量8.0MB" in m) else "5" if "剩余流量4.0MB" in m else m for m in got]
@@ -130,7 +130,7 @@ def test_the_same_reports_again_send_nothing(world: World):
     # replay the whole history (as after a restore of the stream): nothing new
     ids = [report(world, mb) for mb in (1015, 1020, 1000, 1020)]
     wait_applied(world, ids)
-    assert phone.quiet(1.0) == []
+    assert phone.quiet() == []
 
 
 def test_a_big_jump_sends_one_alert_for_the_lowest_threshold(world: World):
@@ -138,7 +138,7 @@ def test_a_big_jump_sends_one_alert_for_the_lowest_threshold(world: World):
     ids = [report(world, 50), report(world, 1030)]
     got = texts(phone.expect(1))
     wait_applied(world, ids)
-    got += texts(phone.quiet(1.0))
+    got += texts(phone.quiet())
     assert len(got) == 1, got
     assert "1024MB流量已用完" in got[0] and "已使用1030.0MB" in got[0]
     # a jump from above 10 MB left to 3 MB left: one alert, the 5 MB one
@@ -146,7 +146,7 @@ def test_a_big_jump_sends_one_alert_for_the_lowest_threshold(world: World):
     ids = [report(world, 1000, msisdn="13800138001"), report(world, 1021, msisdn="13800138001")]
     got = texts(phone2.expect(1))
     wait_applied(world, ids)
-    got += texts(phone2.quiet(1.0))
+    got += texts(phone2.quiet())
     assert len(got) == 1 and "剩余流量3.0MB" in got[0], got
 
 
@@ -156,7 +156,7 @@ def test_plan_thresholds_from_config(world: World):
     ids = [report(world, mb, plan="CARD_10GB") for mb in (10000, 10185, 10235, 10240)]
     got = texts(phone.expect(2))
     wait_applied(world, ids)
-    got += texts(phone.quiet(1.0))
+    got += texts(phone.quiet())
     assert len(got) == 2, got
     assert "流量卡本月剩余流量5.0MB" in got[0] and "0.1元/MB" in got[0]  # 55 MB left was not yet 50
     assert "10240MB流量已用完" in got[1]
@@ -206,7 +206,7 @@ def test_new_cycle_starts_clean(world: World):
     ids = [report(world, 1015), report(world, 1024, cycle=old)]  # plus a late report of the old cycle
     got = texts(phone.expect(1))
     wait_applied(world, ids)
-    got += texts(phone.quiet(1.0))
+    got += texts(phone.quiet())
     assert len(got) == 1 and "剩余流量9.0MB" in got[0], got
     assert "已使用流量1015.0MB" in phone.ask("CXLL")
 

@@ -19,6 +19,7 @@ import redis
 import yaml
 
 from .helpers import wait_until
+from smsbot import config, connections, queue_lag
 from smsbot.simulator.smsc import SimSmsc
 
 from .conftest import Phone, base_config
@@ -144,44 +145,48 @@ def test_stale_pidfile_is_taken_over(redis_server, tmp_path):
 
 
 def test_second_signal_stops_at_once_and_nothing_is_lost(redis_server, tmp_path):
-    """Replies queued behind a 2 TPS limit: a double SIGTERM leaves them in Redis; the next start sends them, none twice."""
+    """Replies queued behind a 4 TPS limit: a double SIGTERM leaves them in Redis; the next start sends them, none twice."""
     sim = SimSmsc(smpp_port=0, control_port=0).start()
     try:
         raw = make_raw(redis_server.url, tmp_path, sim)
-        raw["smsc"].update({"max_tps": 2, "drain_timeout": 30})
+        raw["smsc"].update({"max_tps": 4, "drain_timeout": 30})
         raw["dispatch"]["redelivery_guard_seconds"] = 0
         cfg = write_cfg(tmp_path / "config.yaml", raw)
         phones = [Phone(Handset(sim.control_url, f"1390000{i:04d}")) for i in range(8)]
-        proc = subprocess.Popen([sys.executable, "-m", "smsbot.cli", "--config", str(cfg), "run"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        first_log = tmp_path / "first.log"
+        with open(first_log, "w") as log_fh:
+            proc = subprocess.Popen([sys.executable, "-m", "smsbot.cli", "--config", str(cfg), "run"],
+                                    stdout=subprocess.DEVNULL, stderr=log_fh, text=True)
         try:
             assert wait_until(lambda: sim.stats()["binds"] == 1, 15)
             ids = [p.send("帮助") for p in phones]
             assert all(sim.wait_mo(i, timeout=10)["state"] == "delivered" for i in ids)
             started = time.monotonic()
             proc.send_signal(signal.SIGTERM)
-            time.sleep(0.3)
+            # the second signal comes while the first one's drain runs
+            assert wait_until(lambda: '"event": "smsc_draining"' in first_log.read_text(), 10), first_log.read_text()
             proc.send_signal(signal.SIGTERM)
-            _out, err = proc.communicate(timeout=20)
-            assert proc.returncode == 0, err
+            assert proc.wait(20) == 0, first_log.read_text()
             assert time.monotonic() - started < 10, "a second signal must not wait for the 30 s drain"
         finally:
             if proc.poll() is None:
                 proc.kill()
-        received_before = sum(len(p.h.collect(0)) for p in phones)
-        assert received_before < len(phones), "the test needs replies still queued at the forced stop"
-        proc = subprocess.Popen([sys.executable, "-m", "smsbot.cli", "--config", str(cfg), "run"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        received = [m for p in phones for m in p.h.collect(0)]
+        assert len(received) < len(phones), "the test needs replies still queued at the forced stop"
+        proc = subprocess.Popen([sys.executable, "-m", "smsbot.cli", "--config", str(cfg), "run"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
+        store = connections.open_store(config.from_dict(raw))
         try:
-            # entries read by the dead instance are claimed after the idle time; the rest right away
-            total = received_before
-            deadline = time.monotonic() + 90
-            while total < len(phones) and time.monotonic() < deadline:
-                total += sum(len(p.h.collect(0)) for p in phones)
-                time.sleep(0.5)
-            assert total == len(phones), f"{total} of {len(phones)} replies arrived"
-            assert sum(len(p.h.collect(0)) for p in phones) == 0
-            time.sleep(1)
-            assert sum(len(p.h.collect(0)) for p in phones) == 0, "no reply twice"
+            # entries read by the dead instance are claimed after the idle time; the rest right away;
+            # then nothing more is on its way (no MO queued, no reply left in Redis)
+            def all_sent() -> bool:
+                received.extend(m for p in phones for m in p.h.collect(0))
+                return sim.stats()["mo_queued"] == 0 and queue_lag.read(store).depth == 0
+            assert wait_until(all_sent, 90), f"{len(received)} of {len(phones)} replies arrived"
+            received.extend(m for p in phones for m in p.h.collect(0))
+            assert sorted(m["to"] for m in received) == sorted(p.msisdn for p in phones), "each reply once"
         finally:
+            store.close()
             proc.send_signal(signal.SIGTERM)
             proc.communicate(timeout=20)
     finally:

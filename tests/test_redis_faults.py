@@ -7,30 +7,39 @@
   exit 3 (unreachable) or 2 (configuration: password); `smsbot run` retries with backoff until
   Redis comes, and a stop signal ends the wait at once;
 * `log.Throttled`: first line at once, then at most one per interval with counts, one recovery line.
+
+What takes time in the daemon (the supervisor's rounds, the start's backoff, the one-line-a-minute
+limits) is driven in-process on a clock the test moves (`Supervisor.check`, `wait_for`'s `clock`
+and `pause`); the process tests check the wiring, awaiting conditions, never sleeping.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 import redis
 import yaml
 
-from smsbot import config, embedded, log
-from .helpers import wait_until
-from smsbot.redis_supervisor import RedisProblem, diagnose, safe_url
+from smsbot import admin, config, embedded, log, steps
+from smsbot.config import LogSettings, SimulatorSettings
+from smsbot.redis_supervisor import RedisProblem, Supervisor, diagnose, safe_url, wait_for
 from smsbot.simulator.handset import Handset
 from smsbot.simulator.smsc import SimSmsc
 
 from .conftest import REPO, Phone, base_config
+from .helpers import Clock, wait_until
 
 MSISDN = "13800138000"
 
@@ -127,9 +136,24 @@ def _stop_redis_procs() -> Iterator[None]:
 
 @pytest.fixture
 def sim() -> Iterator[SimSmsc]:
-    s = SimSmsc(smpp_port=0, control_port=0).start()
+    # an MO refused while Redis is away comes again in 0.5 s (not the default 5 s)
+    s = SimSmsc(SimulatorSettings(redeliver_seconds=0.5), smpp_port=0, control_port=0).start()
     yield s
     s.stop()
+
+
+@pytest.fixture
+def logged() -> Iterator[Callable[[str], list[dict[str, Any]]]]:
+    """This process's log lines (JSON) from now on: `logged(event)` lists those of `event`."""
+    buf = io.StringIO()
+    log.setup(LogSettings(level="INFO", format="json"), stream=buf, force=True)
+
+    def lines(event: str) -> list[dict[str, Any]]:
+        parsed = (json.loads(ln) for ln in buf.getvalue().splitlines() if ln.startswith("{"))
+        return [ln for ln in parsed if ln.get("event") == event]
+
+    yield lines
+    log.setup(LogSettings(level="DEBUG", format="json"), force=True)
 
 
 def bot_raw(redis_url: str, tmp_path: Path, sim: SimSmsc, **extra: Any) -> dict[str, Any]:
@@ -151,7 +175,7 @@ def test_bundled_redis_killed_is_restarted_on_the_same_socket_and_the_bot_keeps_
     bot = BotProc(cfg, tmp_path / "bot.log")
     try:
         assert wait_until(lambda: sim.stats()["binds"] == 1, 20), bot.log()
-        assert smsbot(cfg, "subs", "add", MSISDN, "VIDEO").returncode == 0
+        assert admin.subscribe(config.from_dict(raw), MSISDN, "VIDEO") == "added"
         phone = Phone(Handset(sim.control_url, MSISDN))
         assert "视频会员包月" in phone.ask("0000")
         assert embedded.bots(data_dir), "the bot names its watch connection"
@@ -167,8 +191,6 @@ def test_bundled_redis_killed_is_restarted_on_the_same_socket_and_the_bot_keeps_
         assert embedded.layout(data_dir).socket == er.socket
         # the data survived (AOF), and the bot answers again from the restarted server
         assert "视频会员包月" in phone.ask("0000", timeout=20)
-        time.sleep(1.2)
-        assert bot.count("bundled_redis_restarted") == 1, "one line per restart"
         assert "Traceback" not in bot.log()
 
         # the operator: refused while a bot uses it; with --force the bot leaves it down
@@ -178,8 +200,8 @@ def test_bundled_redis_killed_is_restarted_on_the_same_socket_and_the_bot_keeps_
         forced = smsbot(cfg, "redis", "stop", "--force")
         assert forced.returncode == 0 and forced.stdout.startswith("stopped"), forced.stderr
         assert wait_until(lambda: bot.count("bundled_redis_stopped_on_purpose") == 1, 5), bot.log()
-        time.sleep(2)
-        assert not embedded.answers(er) and bot.count("bundled_redis_restarted") == 1, "it must not fight a deliberate stop"
+        # the supervisor's round that said so left it down (the next rounds too: test_supervisor_...)
+        assert not embedded.answers(er)
         status = smsbot(cfg, "redis", "status")
         assert status.returncode == 3 and "stopped with `smsbot redis stop`" in status.stdout
         started = smsbot(cfg, "redis", "start")
@@ -187,10 +209,56 @@ def test_bundled_redis_killed_is_restarted_on_the_same_socket_and_the_bot_keeps_
         assert wait_until(lambda: bot.count("bundled_redis_back") == 1, 5), bot.log()
         assert "视频会员包月" in phone.ask("0000", timeout=20)
         assert smsbot(cfg, "redis", "status").returncode == 0
+        # one line for the one restart, and none while it was stopped on purpose (many rounds since)
+        assert bot.count("bundled_redis_restarted") == 1, "one line per restart; it must not fight a deliberate stop"
         assert bot.stop() == 0
     finally:
         if bot.proc.poll() is None:
             bot.stop(signal.SIGKILL)
+        embedded.stop(data_dir)
+
+
+def test_supervisor_restarts_a_killed_server_once_and_leaves_a_deliberate_stop_alone(tmp_path, logged):
+    """The supervisor's rounds driven one by one on a clock the test moves (its thread does the
+    same every 0.5 s)."""
+    data_dir = tmp_path / "var"
+    er = embedded.ensure_running(data_dir, "always")
+    clock = Clock()
+    sup = Supervisor(data_dir, "always", "t1", clock=clock)
+
+    def said(event: str) -> list[dict[str, Any]]:
+        return [ln for ln in logged(event) if ln.get("socket") == str(er.socket)]
+
+    try:
+        sup.check()
+        assert sup.restarts == 0 and said("bundled_redis_restarted") == []
+        pid = embedded.server_pid(er)
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        assert wait_until(lambda: embedded.server_pid(er) is None, 5), "kill -9 did not end the server"
+        sup.check()
+        assert sup.restarts == 1 and embedded.answers(er) and embedded.server_pid(er) not in (None, pid)
+        for _ in range(3):
+            clock.advance(0.5)
+            sup.check()
+        assert sup.restarts == 1 and len(said("bundled_redis_restarted")) == 1, "one restart, one line"
+
+        # stopped on purpose (`smsbot redis stop --force`): said once, left down round after round
+        assert embedded.stop(data_dir)
+        for _ in range(6):
+            sup.check()
+            clock.advance(10)
+        assert not embedded.answers(er) and sup.restarts == 1
+        assert len(said("bundled_redis_stopped_on_purpose")) == 1
+        assert said("bundled_redis_restarted")[-1]["restarts"] == 1
+        # a deliberate start (`smsbot redis start`): back, after 60 s on the supervisor's clock
+        embedded.ensure_running(data_dir, "always")
+        sup.check()
+        assert [ln["down_s"] for ln in said("bundled_redis_back")] == [60.0]
+        sup.check()
+        assert len(said("bundled_redis_back")) == 1 and sup.restarts == 1
+    finally:
+        sup.stop()
         embedded.stop(data_dir)
 
 
@@ -205,9 +273,14 @@ def test_one_shot_commands_say_redis_is_unreachable_in_one_line_and_exit_3(tmp_p
     port = free_port()
     raw = base_config(f"redis://:s3cr3t-pw@127.0.0.1:{port}/0", tmp_path / "var")
     cfg = write_cfg(tmp_path, raw)
-    for args in (["subs", "list", MSISDN], ["subs", "add", MSISDN, "VIDEO"], ["order", MSISDN, "VIDEO"],
-                 ["billing", "run"], ["billing", "runs"], ["billing", "verify"], ["usage", MSISDN], ["mt", "show", "x1"]):
-        res = smsbot(cfg, *args)
+    commands = (["subs", "list", MSISDN], ["subs", "add", MSISDN, "VIDEO"], ["order", MSISDN, "VIDEO"],
+                ["billing", "run"], ["billing", "runs"], ["billing", "verify"], ["usage", MSISDN], ["mt", "show", "x1"])
+    # the commands are independent: run side by side (each is mostly its interpreter starting)
+    procs = [(args, subprocess.Popen([sys.executable, "-m", "smsbot.cli", "--config", str(cfg), *args], cwd=REPO,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)) for args in commands]
+    for args, proc in procs:
+        stdout, stderr = proc.communicate(timeout=60)
+        res = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
         assert res.returncode == 3, (args, res.returncode, res.stderr)
         line = _one_line(res.stderr)
         assert "Traceback" not in res.stderr and "s3cr3t-pw" not in res.stderr + res.stdout
@@ -250,15 +323,15 @@ def test_run_waits_for_redis_with_one_line_then_serves_when_it_comes(tmp_path, s
     server = RedisProc(port)
     try:
         assert wait_until(lambda: bot.count("redis_unavailable") == 1, 10), bot.log()
-        time.sleep(3.5)  # several tries (0.5, 1, 2 s ...), still one line
         text = bot.log()
         assert bot.proc.poll() is None, text
-        assert text.count('"event": "redis_unavailable"') == 1 and "Traceback" not in text, text
         line = next(ln for ln in text.splitlines() if "redis_unavailable" in ln)
         assert f"127.0.0.1:{port}" in line and "SMSBOT_REDIS_URL" in line and '"retry_in_s"' in line
         server.start()
         assert wait_until(lambda: sim.stats()["binds"] == 1, 40), bot.log()
-        assert bot.count("redis_available") == 1
+        # every try logged or not, one line (the backoff and the line a minute: test_wait_for_...)
+        assert bot.count("redis_available") == 1 and bot.count("redis_unavailable") == 1, bot.log()
+        assert "Traceback" not in bot.log()
         assert bot.stop() == 0
     finally:
         if bot.proc.poll() is None:
@@ -297,7 +370,8 @@ def test_a_stop_signal_ends_the_wait_for_redis_at_once(tmp_path, sim):
     bot = BotProc(cfg, tmp_path / "bot.log")
     try:
         assert wait_until(lambda: bot.count("redis_unavailable") == 1, 10), bot.log()
-        time.sleep(2)  # inside a backoff wait
+        # the signal lands in a backoff wait or in a try; either ends the wait (that a stop ends a
+        # 30 s wait at once: test_a_stop_ends_a_long_backoff_wait_at_once)
         stopped = time.monotonic()
         assert bot.stop() == 0
         assert time.monotonic() - stopped < 2, "SIGTERM must end the wait promptly"
@@ -305,6 +379,97 @@ def test_a_stop_signal_ends_the_wait_for_redis_at_once(tmp_path, sim):
     finally:
         if bot.proc.poll() is None:
             bot.stop(signal.SIGKILL)
+
+
+def _refused() -> redis.ConnectionError:
+    return redis.ConnectionError("Error 111 connecting to 127.0.0.1:1. Connection refused.")
+
+
+UNREACHABLE = config.from_dict(base_config("redis://127.0.0.1:1/0", Path("/tmp/var")))
+
+
+def test_wait_for_backs_off_and_logs_the_problem_once_then_once_a_minute_with_counts(logged):
+    clock = Clock()
+    waits: list[float] = []
+
+    def pause(event: threading.Event, seconds: float) -> bool:
+        waits.append(seconds)
+        clock.advance(seconds)
+        return event.is_set()
+
+    failures = 40
+    tried_at: list[float] = []
+
+    def create() -> str:
+        tried_at.append(clock())
+        if len(tried_at) <= failures:
+            raise _refused()
+        return "store"
+
+    assert wait_for(create, UNREACHABLE, threading.Event(), clock=clock, pause=pause) == "store"
+    # 0.5 s doubling up to 30 s, each wait 75-100 % of that (jitter)
+    caps = [min(30.0, 0.5 * 2 ** i) for i in range(failures)]
+    assert len(waits) == failures and all(0.75 * c <= w <= c for w, c in zip(waits, caps)), waits
+    # the first failure at once, then one line when 60 s (of the clock) passed since the last one
+    expected, last = [], None
+    for n, t in enumerate(tried_at[:failures], 1):
+        if last is None or t - last >= 60:
+            expected.append(n)
+            last = t
+    lines = logged("redis_unavailable")
+    assert [ln["tries"] for ln in lines] == expected and 10 < len(expected) < failures, expected
+    assert "suppressed" not in lines[0] and lines[0]["retry_in_s"] == round(waits[0], 1)
+    for ln in lines[1:]:
+        n = ln["tries"]
+        assert ln["failing_s"] == round(tried_at[n - 1] - tried_at[0], 1) and ln["retry_in_s"] == round(waits[n - 1], 1)
+        assert ln["problem"] == "unreachable" and "127.0.0.1:1" in ln["redis"]
+        assert ln["events"] == n
+    assert sum(ln["suppressed"] for ln in lines[1:]) == lines[-1]["tries"] - len(lines)  # every try counted once
+    (available,) = logged("redis_available")
+    assert available["tries"] == failures and available["waited_s"] == round(sum(waits), 1)
+
+
+def test_wait_for_says_a_new_problem_at_once_and_a_wake_resets_the_backoff(logged):
+    clock = Clock()
+    wake, stop = threading.Event(), threading.Event()
+    waits: list[float] = []
+
+    def pause(event: threading.Event, seconds: float) -> bool:
+        waits.append(seconds)
+        clock.advance(seconds)
+        if len(waits) == 4:  # SIGHUP during the fourth wait
+            wake.set()
+        return event.is_set()
+
+    errors: list[Exception] = [_refused()] * 3 + [redis.AuthenticationError("invalid password")] * 3
+
+    def create() -> str:
+        if errors:
+            raise errors.pop(0)
+        return "store"
+
+    assert wait_for(create, UNREACHABLE, stop, wake=wake, clock=clock, pause=pause) == "store"
+    assert [ln["problem"] for ln in logged("redis_unavailable")] == ["unreachable", "auth"]
+    assert waits[3] > 3.0 and waits[4] <= 0.5 and waits[5] > 0.5, waits  # back to 0.5 s after the wake
+    assert not wake.is_set()
+
+
+def test_a_stop_ends_a_long_backoff_wait_at_once():
+    """The real wait (no clock injected): a 30 s backoff ends as soon as `stop` is set."""
+    stop = threading.Event()
+    tries: list[float] = []
+    result: list[Any] = []
+
+    def create() -> str:
+        tries.append(time.monotonic())
+        raise _refused()
+
+    waiter = threading.Thread(target=lambda: result.append(wait_for(create, UNREACHABLE, stop, initial=30.0)))
+    waiter.start()
+    assert wait_until(lambda: tries, 5)
+    stop.set()
+    waiter.join(5)  # the wait itself is 22.5-30 s
+    assert not waiter.is_alive() and result == [None] and len(tries) == 1
 
 
 def test_problem_lines_name_the_server_without_its_password():
@@ -361,26 +526,36 @@ def test_event_consumer_failure_is_logged_once_then_with_counts():
     import io
     import threading
 
-    from smsbot.config import LogSettings
+    from smsbot.config import LogSettings, SimulatorSettings
     from smsbot.events import EventConsumer, EventSource
 
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
+    class CountingRedis(redis.Redis):
+        """A real client that counts the commands it is asked to send: the consumer's tries."""
+
+        tries = 0
+
+        def execute_command(self, *args: Any, **options: Any) -> Any:
+            self.tries += 1
+            return super().execute_command(*args, **options)
+
     server = RedisProc(free_port()).start()
     buf = io.StringIO()
     stop = threading.Event()
     # no client-side retries with backoff (redis-py's default): each failure reaches the consumer at once
-    client = redis.Redis(port=server.port, socket_timeout=0.5, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0))
+    client = CountingRedis(port=server.port, socket_timeout=0.5, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0))
     src = EventSource("t", "t:events", "g", lambda events: [i for i, _ in events])
     consumer = None
     try:
         log.setup(LogSettings(level="INFO", format="json"), stream=buf, force=True)
-        consumer = EventConsumer(client, src, "c1", stop, block_ms=50, retry_s=0.05, log_every_s=60).start()
-        time.sleep(0.3)
+        consumer = EventConsumer(client, src, "c1", stop, block_ms=50, retry_s=0.01, log_every_s=60).start()
+        assert wait_until(lambda: client.tries >= 3, 5), "the consumer did not read the stream"
         server.stop()
-        time.sleep(1.5)  # ~30 failed tries
-        assert buf.getvalue().count('"event_stream_failed"') == 1, buf.getvalue()
+        failed_from = client.tries
+        assert wait_until(lambda: client.tries >= failed_from + 30, 10), "the consumer did not retry"
+        assert buf.getvalue().count('"event_stream_failed"') == 1, buf.getvalue()  # 30 failed tries, one line
         server.start()
         assert wait_until(lambda: '"event_stream_recovered"' in buf.getvalue(), 5), buf.getvalue()
         line = next(ln for ln in buf.getvalue().splitlines() if "event_stream_recovered" in ln)
@@ -425,17 +600,22 @@ def test_after_redis_restarts_with_an_empty_script_cache_the_bot_reloads_its_scr
     """A restarted Redis (the bundled one after kill -9 too: scripts are not in the AOF) has no scripts:
     every part of the bot must load its scripts again, not report Redis unreachable every few seconds."""
     server = RedisProc(free_port()).start()
-    bot = BotProc(write_cfg(tmp_path, bot_raw(server.url, tmp_path, sim)), tmp_path / "bot.log")
+    raw = bot_raw(server.url, tmp_path, sim, **{"delivery.adopt_every_seconds": 0.2})
+    bot = BotProc(write_cfg(tmp_path, raw), tmp_path / "bot.log")
+    # the scripts the bot runs on its own, without an MO: delivery's adoption and claims
+    periodic = [hashlib.sha1(step.source().encode()).hexdigest() for step in (steps.ADOPT, steps.CLAIM)]
     try:
         assert wait_until(lambda: sim.stats()["binds"] == 1, 20), bot.log()
         server.stop()
-        time.sleep(1)
-        server.start()
+        server.start()  # a new process: no scripts
+        probe = redis.Redis(port=server.port)
+        assert probe.script_exists(*periodic) == [False, False]
         phone = Phone(Handset(sim.control_url, MSISDN))
         assert phone.ask("帮助", timeout=20)  # the MO path answers again
-        before = bot.log().count("No matching script")
-        time.sleep(6)
-        assert bot.log().count("No matching script") == before == 0, bot.log()
+        # the periodic parts ran their scripts again: each loaded it anew after its NOSCRIPT
+        assert wait_until(lambda: probe.script_exists(*periodic) == [True, True], 10), bot.log()
+        probe.close()
+        assert bot.log().count("No matching script") == 0, bot.log()
     finally:
         bot.stop()
         server.stop()

@@ -21,6 +21,8 @@ from smsbot.config import SimulatorSettings, SmscSettings
 from smsbot.simulator import Handset, SimSmsc, format_message, run_handset
 from smsbot.simulator.handset import interactive
 
+from .helpers import wait_until
+
 MSISDN = "13800138000"
 CODE = "10086"
 
@@ -87,9 +89,7 @@ class Esme(smpplib.client.Client):
             self._socket = None
 
     def wait_received(self, n: int, timeout: float = 3.0) -> list:
-        deadline = time.monotonic() + timeout
-        while len(self.received) < n and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: len(self.received) >= n, timeout, interval=0.01)
         return list(self.received)
 
 
@@ -202,9 +202,7 @@ def test_submit_short_and_long_ucs2_reach_handset_once(sim):
         assert len(parts) == 3
         for p in reversed(parts):  # out of order on purpose
             e.send_message(source_addr=CODE, destination_addr=MSISDN, short_message=p, data_coding=8, esm_class=esm)
-        deadline = time.monotonic() + 3
-        while len(e.sent) < 4 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        assert wait_until(lambda: len(e.sent) >= 4, 3)
         ids = [p.message_id for p in e.sent]
         assert len(set(ids)) == 4 and all(ids)
         msgs = h.collect(wait=2)
@@ -335,7 +333,8 @@ def test_temporary_error_redelivers_and_permanent_rejects(sim):
 
 def test_no_bind_then_bind_delivers_and_duplicate(sim):
     r = sim.inject_mo(MSISDN, CODE, "hello", duplicate=True)
-    time.sleep(0.3)
+    # the SMSC tried, found no bind, and keeps the MO (neither rejected nor lost)
+    assert wait_until(lambda: any(h.get("result") == "no bind" for h in sim.mo_status(r["id"])["history"]), 5)
     assert sim.mo_status(r["id"])["state"] in ("queued", "delivering")
     e = Esme(sim)
     try:
@@ -401,9 +400,7 @@ def test_control_api_routes(sim):
         code, body = _http(sim, "POST", "/mo", {"from": MSISDN, "to": CODE, "text": "hi", "tlvs": {"0x1401": "ab"}})
         assert code == 202 and body["id"]
         e.wait_received(1)
-        deadline = time.monotonic() + 2
-        while _http(sim, "GET", f"/mo/{body['id']}")[1]["state"] != "delivered" and time.monotonic() < deadline:
-            time.sleep(0.02)
+        assert wait_until(lambda: _http(sim, "GET", f"/mo/{body['id']}")[1]["state"] == "delivered", 2)
         assert _http(sim, "GET", f"/mo/{body['id']}")[1]["state"] == "delivered"
         assert _http(sim, "GET", "/mo/nope")[0] == 404
         for bad, needle in [({"to": CODE, "text": "x"}, "from"), ({"from": MSISDN, "to": CODE, "text": 5}, "text"),
@@ -455,7 +452,6 @@ def test_stop_joins_all_threads():
         e.wait_received(1)
         s.stop()
         e.close()
-    time.sleep(0.1)
     left = [t for t in threading.enumerate() if t.ident not in before and t.name.startswith("simsmsc")]
     assert left == []
 
@@ -539,7 +535,7 @@ def test_max_tps_throttles_per_bind_over_a_sliding_second(sim):
         assert [st for _seq, st in _resps(s, 5)] == [0, 0, 0, 0x58, 0x58]
         s2.sendall(_submit(1))  # another bind has its own budget
         assert _resps(s2, 1) == [(1, 0)]
-        time.sleep(1.1)
+        time.sleep(1.1)  # the SMSC's own sliding second, over the socket, is what is tested: one wait past it
         s.sendall(_submit(9))
         assert _resps(s, 1) == [(9, 0)]
         assert sim.stats()["submits_throttled"] == 2 and len(_texts(sim)) == 5
@@ -582,7 +578,7 @@ def test_drop_after_submit_leaves_it_and_later_ones_unanswered_and_unstored(sim)
         assert _eof(s)
     finally:
         s.close()
-    assert wait_for(lambda: sim.binds() == [])
+    assert wait_until(lambda: sim.binds() == [], 5)
     st = sim.stats()
     assert _texts(sim) == ["s1"]
     assert (st["submits_received"], st["submits_dropped"], st["connections_dropped"]) == (4, 3, 1)
@@ -605,11 +601,11 @@ def test_drop_after_resp_answers_and_stores_then_drops(sim):
         assert _eof(s)
     finally:
         s.close()
-    assert wait_for(lambda: sim.stats()["binds"] == 0)
+    assert wait_until(lambda: sim.stats()["binds"] == 0, 5)
     # 3 and 4 were judged (read before the drop) but their delayed resps never went out; each is
     # counted when its delay ends, which may be after the connection is gone (a read apart from 1
     # and 2 makes them due a little later): wait for the count, never read it at once
-    assert wait_for(lambda: sim.stats()["submits_dropped"] == 2), sim.stats()
+    assert wait_until(lambda: sim.stats()["submits_dropped"] == 2, 5), sim.stats()
     assert _texts(sim) == ["r1", "r2"]
     assert sim.stats()["max_outstanding_submits"] >= 2
 
@@ -632,13 +628,6 @@ def test_peak_rate():
     assert peak_rate([5.0, 0.0, 0.1, 0.99]) == 3
 
 
-def wait_for(pred, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return bool(pred())
 
 
 # ------------------------------------------------------------------ profiles: the field SMSC

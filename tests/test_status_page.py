@@ -111,7 +111,8 @@ def traffic() -> Iterator[Callable[[World, float], Traffic]]:
 def test_the_status_page_charts_live_rates_and_queue_lag_under_load(make_world: Callable[..., World], browser: Any,  # noqa: F811
                                                                       traffic: Any, tmp_path: Path):
     port = free_port()
-    world = make_world(**{"metrics.port": port, "smsc.window": 5, "log.level": "WARNING"})
+    # a short drain at the end: the backlog left is not what this test is about
+    world = make_world(**{"metrics.port": port, "smsc.window": 5, "log.level": "WARNING", "smsc.drain_timeout": 0.5})
     world.sim.set_faults(resp_delay_ms=400)  # the SMSC accepts at most 5 per 0.4 s: replies queue up
     load = traffic(world, 40)
     browser.set_window_size(1120, 760)
@@ -124,17 +125,19 @@ def test_the_status_page_charts_live_rates_and_queue_lag_under_load(make_world: 
         lines = {line["key"]: line["ys"] for line in browser.execute_script(CHART_POINTS, chart)}
         return len(lines.get(key, [])) >= points and max(lines[key]) > 0
 
-    page.wait("MO/s charted", lambda: risen("chart-mo", "mo_per_s", points=12), timeout=40)
+    # a sample a second: 6 points prove each chart moves; the docs' screenshot waits for a fuller chart
+    target = os.environ.get("SMSBOT_STATUS_SCREENSHOT")
+    points = 12 if target else 6
+    page.wait("MO/s charted", lambda: risen("chart-mo", "mo_per_s", points=points), timeout=40)
     page.wait("MT/s charted", lambda: risen("chart-mt", "mt_per_s"), timeout=20)
     page.wait("the outbox backlog charted", lambda: risen("chart-queue", "depth") and risen("chart-queue", "waiting_here"), timeout=20)
     page.wait("the oldest unsent reply's age charted", lambda: risen("chart-age", "oldest_age_s"), timeout=20)
-    assert int(page.one("#chart-mo").get_attribute("data-points")) >= 12
+    assert int(page.one("#chart-mo").get_attribute("data-points")) >= points
     assert re.fullmatch(r"[\d.,]+ in Redis · [\d.,]+ here", page.one("#chart-queue .now").text)
     assert 0 < int(page.one("#mo-total").text.replace(",", "")) <= load.sent
 
     shot = tmp_path / "status.png"
     assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 20_000
-    target = os.environ.get("SMSBOT_STATUS_SCREENSHOT")
     if target:
         dest = Path(target) if Path(target).is_absolute() else REPO / target
         dest.parent.mkdir(parents=True, exist_ok=True)

@@ -283,7 +283,7 @@ def test_watching_does_not_pick_up_and_receipts_are_joined(make_world: Callable[
     (got,) = phone.expect(1)
     assert got["text"] == mt["text"]
     stream.wait_for(lambda k, d: is_item(k, d, id=mt["id"], inbox="picked up"))
-    assert phone.quiet(0.5) == []
+    assert phone.quiet() == []
     # a dropped link: the bind closes and the bot's new bind opens
     http(world.sim.control_url + "/drop", "POST", {})
     stream.wait_for(lambda k, d: k == "bind" and d["event"] == "closed")
@@ -337,7 +337,7 @@ class Page:
                     return v
             except Exception as e:  # noqa: BLE001 - stale elements while the page updates
                 last = e
-            time.sleep(0.1)
+            time.sleep(0.1)  # poll interval of a condition awaited in the browser (elements come and go)
         self.d.save_screenshot(str(self.tmp_path / "failure.png"))
         console = [f"{e['level']} {e['message']}" for e in self.d.get_log("browser")]
         raise AssertionError(f"waited {timeout}s for {what} (last error {last!r}); screenshot "
@@ -451,8 +451,9 @@ def test_web_handsets_in_chromium(make_world: Callable[..., World], browser: Any
     assert browser.execute_script(CJK_DRAWN, page.one(".msg.mt .bubble", one)), \
         "Chinese renders as empty boxes: install a CJK font (Debian: fonts-noto-cjk)"
 
-    browser.execute_script("window.scrollTo(0, 0); document.activeElement.blur()")
-    time.sleep(0.3)
+    # scrolled to the top, no focus ring, and two frames painted since (not a fixed wait)
+    browser.execute_async_script("const done = arguments[arguments.length - 1]; window.scrollTo(0, 0); "
+                                 "document.activeElement.blur(); requestAnimationFrame(() => requestAnimationFrame(done))")
     shot = tmp_path / "handsets.png"
     assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 20_000
     target = os.environ.get("SMSBOT_WEB_SCREENSHOT")
