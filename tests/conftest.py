@@ -201,10 +201,9 @@ class Phone:
         self.send(text, to, **opts)
         return "\n".join(m["text"] for m in self.expect(n, timeout))
 
-    def quiet(self, _was_seconds: float | None = None) -> list[dict[str, Any]]:
+    def quiet(self) -> list[dict[str, Any]]:
         """Messages that reached the handset by the time its world is settled (`World.settled`:
-        nothing more on its way); tests assert this is empty. (A number of seconds, from when this
-        listened that long, is ignored: tests/test_api.py still passes one.)"""
+        nothing more on its way); tests assert this is empty."""
         assert self._settled is not None, "quiet() judges a World's handset: get it from World.handset"
         self._settled()
         return self.h.collect(0)
