@@ -72,7 +72,7 @@ def _refused_url() -> str:
 
 
 def test_failed_attempts_are_scheduled_by_the_backoff_then_dead_lettered(store: Store) -> None:
-    jobs = Jobs(store.redis, store.keys)
+    jobs = Jobs(store)
     now = [1_800_000_000.0]
     ep = config.WebhookEndpoint.model_validate(endpoint(_refused_url(), ["*"], max_attempts=3, backoff_initial_seconds=10,
                                                         backoff_max_seconds=15))
@@ -109,7 +109,7 @@ def test_failed_attempts_are_scheduled_by_the_backoff_then_dead_lettered(store: 
 
 
 def test_a_failure_reported_after_someone_else_delivered_changes_nothing(store: Store) -> None:
-    jobs = Jobs(store.redis, store.keys)
+    jobs = Jobs(store)
     jobs.enqueue("crm", [("w-1-0", "{}")], 1000)
     slow = jobs.take("crm", 1000, 10)
     quick = jobs.take("crm", 2000, 10)  # the slow sender's lease ran out: taken again, delivered
@@ -122,7 +122,7 @@ def test_a_failure_reported_after_someone_else_delivered_changes_nothing(store: 
 # -- the collector --------------------------------------------------------------------------------------
 def test_entries_a_dead_instance_read_are_claimed_and_collected_once(store: Store) -> None:
     keys: Keys = store.keys
-    jobs = Jobs(store.redis, keys)
+    jobs = Jobs(store)
     ep = config.WebhookEndpoint.model_validate(endpoint("http://127.0.0.1:9/", [ev.CANCELLED]))
     stop = threading.Event()
     dead = Collector(store.redis, keys, jobs, [ep], "dead-instance", stop, claim_idle_ms=0)
