@@ -27,6 +27,7 @@ from smsbot.steps import (WEBHOOK_DONE, WEBHOOK_ENQUEUE, WEBHOOK_FAIL, WEBHOOK_R
                           WebhookReplayArgv, WebhookTakeArgv)
 from smsbot.store import Store
 
+
 @dataclass(frozen=True)
 class Job:
     id: str
