@@ -15,7 +15,9 @@ The steps:
 * `ADOPT`, `CLAIM` — lua/adopt.lua, lua/claim.lua, replies of dead senders (`smsbot.delivery`);
 * `LEASE_RENEW`, `LEASE_RELEASE` — a billing run's lease (`smsbot.billing.run`);
 * `BILLING_RULES` — lua/billing_verify.lua after lua/billing_rules.lua: `verify` asks the rules;
-* `NOTICE` — smsbot/api/notice.lua, a notice posted to the HTTP API (`smsbot.api.routes`).
+* `NOTICE` — smsbot/api/notice.lua, a notice posted to the HTTP API (`smsbot.api.routes`);
+* `WEBHOOK_ENQUEUE`, `WEBHOOK_TAKE`, `WEBHOOK_DONE`, `WEBHOOK_FAIL`, `WEBHOOK_REPLAY` — smsbot/webhooks/webhook_*.lua,
+  the webhook delivery jobs (`smsbot.webhooks.jobs`).
 
 A command package declares its own steps the same way, next to its Lua file (``commands/orders/steps.py``:
 the API's idempotent order and use events), and lists them in `Command.steps`.
@@ -194,3 +196,65 @@ class NoticeArgv(NamedTuple):
 NOTICE = Step("notice", NoticeKeys, NoticeArgv, directory=Path(__file__).resolve().parent / "api")
 API_STEPS = (NOTICE,)
 STEPS += API_STEPS  # the core's steps and the API's
+
+
+# -- the webhook jobs' steps (smsbot.webhooks.jobs; keys: Keys.webhook_*, all in the {webhooks} slot) ----
+class WebhookEnqueueKeys(NamedTuple):
+    due: str  # zset: event id -> when it may be taken (ms)
+    jobs: str  # hash: event id -> the body to POST
+
+
+class WebhookEnqueueArgv(NamedTuple):
+    now: int  # ms: when the new jobs are due
+    # then event id, body, in turn
+
+
+class WebhookJobKeys(NamedTuple):
+    due: str
+    jobs: str
+    tries: str  # hash: event id -> attempts begun
+
+
+class WebhookTakeArgv(NamedTuple):
+    now: int  # ms
+    lease_end: int  # ms: the taken job's due score until then
+
+
+class WebhookTakeResult(NamedTuple):
+    id: bytes | None  # the job taken (None: none is due)
+    body: bytes | None
+    attempt: int  # 1 for the first attempt (0: none taken)
+    next_due: bytes | None  # none taken: the score the next job is due at (None: none waits)
+
+
+class WebhookDoneArgv(NamedTuple):
+    id: str
+
+
+class WebhookDeadKeys(NamedTuple):
+    due: str
+    jobs: str
+    tries: str
+    dead: str  # hash: event id -> JSON dead letter
+
+
+class WebhookFailArgv(NamedTuple):
+    id: str
+    next_ms: int  # when the next attempt is due
+    max_attempts: int
+    letter: str  # the dead letter's JSON, stored when the attempts are used up
+
+
+class WebhookReplayArgv(NamedTuple):
+    now: int  # ms: when the replayed jobs are due
+    every: str  # '1': every dead letter of the endpoint; '0': the event ids that follow
+
+
+WEBHOOKS_DIR = Path(__file__).resolve().parent / "webhooks"
+WEBHOOK_ENQUEUE = Step("webhook_enqueue", WebhookEnqueueKeys, WebhookEnqueueArgv, directory=WEBHOOKS_DIR)
+WEBHOOK_TAKE = Step("webhook_take", WebhookJobKeys, WebhookTakeArgv, WebhookTakeResult, directory=WEBHOOKS_DIR)
+WEBHOOK_DONE = Step("webhook_done", WebhookJobKeys, WebhookDoneArgv, directory=WEBHOOKS_DIR)
+WEBHOOK_FAIL = Step("webhook_fail", WebhookDeadKeys, WebhookFailArgv, directory=WEBHOOKS_DIR)
+WEBHOOK_REPLAY = Step("webhook_replay", WebhookDeadKeys, WebhookReplayArgv, directory=WEBHOOKS_DIR)
+WEBHOOK_STEPS = (WEBHOOK_ENQUEUE, WEBHOOK_TAKE, WEBHOOK_DONE, WEBHOOK_FAIL, WEBHOOK_REPLAY)
+STEPS += WEBHOOK_STEPS

@@ -116,7 +116,6 @@ def test_the_live_states_are_declared_once_for_python_and_lua():
 
 RUNS_A_SCRIPT = frozenset({"register_script", "eval", "evalsha", "eval_ro", "evalsha_ro", "script_load"})
 THE_RUNNER = {"smsbot/store.py"}  # Store.run_step / run_step_async / script_load, and the hot path's EVALSHA round trips
-NOT_YET = {"smsbot/webhooks/jobs.py": "the webhook jobs' five inline scripts (issue 20: not yet moved to steps)"}
 
 
 def _script_runs(source: str) -> list[str]:
@@ -138,7 +137,7 @@ def test_no_python_module_but_the_runner_runs_a_script():
     offenders = []
     for f in [*(REPO / "smsbot").rglob("*.py"), *(REPO / "commands").rglob("*.py")]:
         rel = f.relative_to(REPO).as_posix()
-        if rel not in THE_RUNNER and rel not in NOT_YET:
+        if rel not in THE_RUNNER:
             offenders += [f"{rel}:{hit}" for hit in _script_runs(f.read_text(encoding="utf-8"))]
     assert not offenders, "scripts run outside the one runner (smsbot.store):\n" + "\n".join(offenders)
 

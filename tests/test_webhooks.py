@@ -72,7 +72,7 @@ def _refused_url() -> str:
 
 
 def test_failed_attempts_are_scheduled_by_the_backoff_then_dead_lettered(store: Store) -> None:
-    jobs = Jobs(store.redis, store.keys)
+    jobs = Jobs(store)
     now = [1_800_000_000.0]
     ep = config.WebhookEndpoint.model_validate(endpoint(_refused_url(), ["*"], max_attempts=3, backoff_initial_seconds=10,
                                                         backoff_max_seconds=15))
@@ -109,7 +109,7 @@ def test_failed_attempts_are_scheduled_by_the_backoff_then_dead_lettered(store: 
 
 
 def test_a_failure_reported_after_someone_else_delivered_changes_nothing(store: Store) -> None:
-    jobs = Jobs(store.redis, store.keys)
+    jobs = Jobs(store)
     jobs.enqueue("crm", [("w-1-0", "{}")], 1000)
     slow = jobs.take("crm", 1000, 10)
     quick = jobs.take("crm", 2000, 10)  # the slow sender's lease ran out: taken again, delivered
@@ -119,10 +119,35 @@ def test_a_failure_reported_after_someone_else_delivered_changes_nothing(store: 
     assert jobs.counts("crm") == (0, 0) and store.redis.zcard(store.keys.webhook_due("crm")) == 0
 
 
+def test_replaying_an_id_replays_only_that_id_even_one_named_star(store: Store) -> None:
+    """`replay` of named ids never means "all of them": an id '*' is an id like any other (the
+    former script read a lone '*' as "every dead letter")."""
+    jobs = Jobs(store)
+    jobs.enqueue("erp", [("s-1-0", "{}"), ("s-2-0", "{}")], 1000)
+    for _ in range(2):
+        job = jobs.take("erp", 1000, 10)
+        assert isinstance(job, Job) and jobs.fail("erp", job, 2000, 1, "refused", 1000) == "dead"
+    assert jobs.replay("erp", ["*"], 3000) == [] and jobs.counts("erp") == (0, 2)
+    assert jobs.replay("erp", ["s-2-0", "nope"], 3000) == ["s-2-0"] and jobs.counts("erp") == (1, 1)
+    assert sorted(jobs.replay("erp", None, 3000)) == ["s-1-0"] and jobs.counts("erp") == (2, 0)
+
+
+def test_the_jobs_steps_are_loaded_again_when_redis_forgot_them(store: Store) -> None:
+    """The steps run through `Store.run_step`: after SCRIPT FLUSH (a restart, a failover) they load again."""
+    jobs = Jobs(store)
+    assert jobs.enqueue("ops", [("f-1-0", "{}")], 1000) == 1
+    store.redis.script_flush()
+    taken = jobs.take("ops", 1000, 10)
+    assert isinstance(taken, Job) and (taken.id, taken.attempt) == ("f-1-0", 1)
+    store.redis.script_flush()
+    jobs.done("ops", "f-1-0")
+    assert jobs.counts("ops") == (0, 0)
+
+
 # -- the collector --------------------------------------------------------------------------------------
 def test_entries_a_dead_instance_read_are_claimed_and_collected_once(store: Store) -> None:
     keys: Keys = store.keys
-    jobs = Jobs(store.redis, keys)
+    jobs = Jobs(store)
     ep = config.WebhookEndpoint.model_validate(endpoint("http://127.0.0.1:9/", [ev.CANCELLED]))
     stop = threading.Event()
     dead = Collector(store.redis, keys, jobs, [ep], "dead-instance", stop, claim_idle_ms=0)

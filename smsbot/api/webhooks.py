@@ -87,7 +87,7 @@ def build_router(ctx: Any) -> APIRouter:  # ctx: smsbot.api.app.ApiContext
         return [endpoint]
 
     def jobs() -> Jobs:
-        return Jobs(ctx.redis, ctx.keys)
+        return Jobs(ctx.store)
 
     @r.get("/v1/webhooks", response_model=EndpointsOut, tags=["webhooks"], responses=responses(AUTH))
     def list_endpoints(tok: Token = ctx.auth.scope("read")) -> Any:

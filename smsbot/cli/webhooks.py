@@ -38,7 +38,7 @@ def _endpoints(c: Any, name: str | None, none_exit: int) -> list[str]:
 def _jobs(st: Any) -> Any:
     from smsbot.webhooks.jobs import Jobs
 
-    return Jobs(st.redis, st.keys)
+    return Jobs(st)
 
 
 @main.group("webhooks")

@@ -29,7 +29,7 @@ class WebhookService:
         self.metrics = metrics
         self.store = connections.store(settings)  # its own connection pool: a slow webhook path holds none of the SMS path's
         self.stop_event = threading.Event()
-        self.jobs = Jobs(self.store.redis, self.store.keys)
+        self.jobs = Jobs(self.store)
         self.senders = {ep.name: EndpointSender(ep, self.jobs, self.stop_event, clock=clock, rand=rand, on_attempt=self._attempted)
                         for ep in settings.webhooks}
         self.collector = Collector(
