@@ -23,7 +23,8 @@ before marking a reply as its sender's own):
 * **Claims.** Queue entries read by a sender that holds no lease are claimed once, by one live
   sender (claim.lua), and the dead consumer is deleted from the group when it holds nothing.
 * **Queue reads.** The worker reads new queue entries (`XREADGROUP`: each is given to one sender)
-  every `delivery.poll_seconds` while the lease is held and the sender's backlog is small.
+  every `delivery.poll_seconds` while the lease is held and the sender's backlog (with what the
+  loop has not taken yet, as while it waits to reconnect) is under ten windows.
 * **Suspended** (runtime control, `smsbot.control`): the worker reads and claims nothing, and
   once the transport has drained and unbound, this sender hands back what it holds: it forgets
   every part not sent, gives up its lease and takes a new name, as a lapsed lease does. Siblings
@@ -223,8 +224,8 @@ class Delivery:
                         taking = not self.suspended.is_set()  # suspended: siblings carry the queue
                         if now >= next_poll:
                             next_poll = now + d.poll_seconds
-                            if taking and self.sender.backlog < self.live.settings.smsc.window * 10:
-                                self._hand_over(self.store.read_outbox(self.consumer, READ_COUNT))
+                            if taking:
+                                self._read_queue()
                         if now >= next_adopt:
                             next_adopt = now + d.adopt_every_seconds
                             self.adopt_orphans()
@@ -234,6 +235,13 @@ class Delivery:
             except (redis.RedisError, OSError) as e:
                 self._unreachable.hit(error=str(e))
             self._wake.wait(max(0.0, min(next_beat, next_poll, next_adopt) - self.clock()))
+
+    def _read_queue(self) -> None:
+        """New queue entries, while what this sender holds (with what the loop has not taken yet:
+        nothing while it waits to reconnect) is under ten windows."""
+        waiting = self.sender.backlog + sum(map(len, list(self._inbox)))
+        if waiting < self.live.settings.smsc.window * 10:
+            self._hand_over(self.store.read_outbox(self.consumer, READ_COUNT))
 
     def _hand_over(self, entries: list[Entry]) -> None:
         if entries:
