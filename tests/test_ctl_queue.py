@@ -20,6 +20,7 @@ import yaml
 from smsbot import control
 from smsbot.config import SimulatorSettings
 from smsbot.keys import OUTBOX_GROUP, Keys
+from smsbot.simulator.handset import Handset
 from smsbot.simulator.smsc import SimSmsc
 
 from .conftest import base_config, cli
@@ -130,23 +131,30 @@ def test_a_suspended_instance_hands_its_queue_share_to_a_sibling(redis_server: A
     with cluster(redis_server.url, tmp_path) as c:
         # a: one submit a second, so the notices it reads wait in its backlog
         a = c.start("a", max_tps=1)
-        taken = numbers(0, 20)
+        taken = numbers(0, 30)
         for n in taken:
             c.notice(a, n)
         assert wait_until(lambda: c.submits(taken), 10)  # a has read them and is sending
+        # MOs answered by a: their replies (a's own outbox entries) wait behind the notices
+        answered = numbers(50, 6)
+        for n in answered:
+            Handset(c.sim.control_url, n).send("10086", "0000")
+        assert wait_until(lambda: sum(c.red.xlen(o) for o in c.keys.all_outboxes()) == len(answered), 10)
         b = c.start("b")
         a_conn = c.submits(taken)[0]["conn"]
         b_conn = (c.conns() - {a_conn}).pop()
 
         done = cli(a.cfg, "ctl", "suspend", a.name)
-        assert done.returncode == 0, done.stdout + done.stderr
+        assert done.returncode == 0 and "(0 parts left to send after resume)" in done.stdout, done.stdout + done.stderr
         assert c.conns() == {b_conn}
         # what a had read but not sent goes out through b, each once, within seconds
         assert wait_until(lambda: c.delivered_once(taken), 10), Counter(s["conn"] for s in c.submits(taken))
         [handed] = a.events("suspended_handed_back")
         assert handed["entries"] >= 10 and handed["old_consumer"] == a.name, handed  # a's unsent share
-        by_b = [s["to"] for s in c.submits(taken) if s["conn"] == b_conn]
-        assert len(by_b) >= handed["entries"]
+        # its replies to MOs it answered: adopted by b (once they are delivery.orphan_age_seconds old), once
+        assert wait_until(lambda: c.delivered_once(answered), 15), Counter(s["conn"] for s in c.submits(answered))
+        assert {s["conn"] for s in c.submits(answered)} == {b_conn}
+        assert len([s for s in c.submits(taken + answered) if s["conn"] == b_conn]) >= handed["entries"]
 
         # new notices while a is suspended: b sends them all, a reads none
         later = numbers(100, 10)
@@ -168,7 +176,7 @@ def test_a_suspended_instance_hands_its_queue_share_to_a_sibling(redis_server: A
         assert wait_until(lambda: c.delivered_once(after_resume), 15)
         assert {s["conn"] for s in c.submits(after_resume)} == {a_again}
         assert _control(a, {"instance": b.name, "action": "resume"})[0] == 200
-        assert c.delivered_once(taken + later + after_resume)
+        assert c.delivered_once(taken + answered + later + after_resume)
         # every entry sent was recorded (XACK + XDEL)
         assert wait_until(lambda: c.queue_unread_and_unclaimed() == (0, 0), 10), c.queue_unread_and_unclaimed()
 
