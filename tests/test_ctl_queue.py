@@ -1,4 +1,4 @@
-"""A suspended instance and the after_resume queue (`smsbot.delivery`, runtime control): real ``smsbot run``
+"""A suspended instance and the shared queue (`smsbot.delivery`, runtime control): real ``smsbot run``
 processes bound to the simulator on the test session's Redis, suspended and resumed with the real
 CLI and over real HTTP, notices queued through the HTTP API. Who sent what is read from the
 simulator's submit log (each notice goes to a number of its own; each bind is a connection id)."""
