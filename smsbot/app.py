@@ -74,7 +74,8 @@ class Bot:
         )
         self.suspended = threading.Event()  # runtime control (smsbot.control): drain, unbind, stay unbound
         self.delivery = Delivery(self.live, self.store, self.sender, self.instance,
-                                 describe=lambda: {**self.transport.describe(), "suspended": self.suspended.is_set()})
+                                 describe=lambda: {**self.transport.describe(), "suspended": self.suspended.is_set()},
+                                 suspended=self.suspended)
         self.pipeline = Pipeline(self.live, self.store, self.dispatcher, self.sender, self.delivery,
                                  on_batch=self._on_batch, on_receipt=self._on_receipt)
         self.transport = Transport(self.live, self.pipeline, self.delivery, self.sender, self.sequences, self.stop_event,
@@ -290,7 +291,7 @@ class Bot:
             return True, "already suspended"
         self.suspended.set()
         timeout = self.settings.smsc.drain_timeout + 5.0
-        if not self._await(lambda: not self.transport.bound.is_set(), timeout):
+        if not self._await(lambda: not self.transport.bound.is_set() and self.delivery.suspension_settled, timeout):
             return False, f"suspend asked; still bound after {timeout:.0f} s"
         unsent = self.sender.backlog + self.sender.inflight
         return True, f"suspended: drained and unbound ({unsent} parts left to send after resume)"

@@ -23,7 +23,15 @@ before marking a reply as its sender's own):
 * **Claims.** Queue entries read by a sender that holds no lease are claimed once, by one live
   sender (claim.lua), and the dead consumer is deleted from the group when it holds nothing.
 * **Queue reads.** The worker reads new queue entries (`XREADGROUP`: each is given to one sender)
-  every `delivery.poll_seconds` while the lease is held and the sender's backlog is small.
+  every `delivery.poll_seconds` while the lease is held and the sender's backlog (with what the
+  loop has not taken yet, as while it waits to reconnect) is under ten windows.
+* **Suspended** (runtime control, `smsbot.control`): the worker reads and claims nothing, and
+  once the transport has drained and unbound, this sender hands back what it holds: it forgets
+  every part not sent, gives up its lease and takes a new name, as a lapsed lease does. Siblings
+  then claim the queue entries it had read (at once: their holder has no lease) and adopt its
+  replies (after `delivery.orphan_age_seconds`); alone, it does so itself after the resume. It keeps
+  what it holds instead while a reply is half accepted or an acceptance is not recorded (handing
+  those over would send accepted parts twice): they go after the resume.
 
 The worker thread only talks to Redis; what it reads is handed to the SMPP loop's thread through
 a queue (`tick`), which alone touches the `OutboxSender`. Recording what was sent (XDEL/XACK)
@@ -58,8 +66,10 @@ Entry = tuple[str, str, dict[str, str]]
 
 class Delivery:
     def __init__(self, live: Live, store: Store, sender: OutboxSender, instance: str, *,
-                 describe: Callable[[], dict[str, Any]] = dict, clock: Callable[[], float] = time.monotonic):
-        """`describe`: what the heartbeat tells status pages about this instance (binds, backlog)."""
+                 describe: Callable[[], dict[str, Any]] = dict, clock: Callable[[], float] = time.monotonic,
+                 suspended: threading.Event | None = None):
+        """`describe`: what the heartbeat tells status pages about this instance (binds, backlog);
+        `suspended`: the transport's (runtime control): while set, read nothing and hand back."""
         self.live = live
         self.store = store
         self.sender = sender
@@ -76,6 +86,11 @@ class Delivery:
         self._held = False  # the lease was taken under the current name
         self._generation_seen = 0
         self._inbox: deque[list[Entry]] = deque()
+        self.suspended = suspended if suspended is not None else threading.Event()
+        self._settled = False  # this suspension's hand-back is done, or what is held is kept (loop thread)
+        # held by the worker around each turn and by the hand-back: no read, claim or renewal under
+        # a name the hand-back is giving up
+        self._turn = threading.Lock()
         self._loop_tick = clock()
         self._stuck_logged = False
         self._stop = threading.Event()
@@ -123,8 +138,49 @@ class Delivery:
         self.identity = self.identity.next_session()
 
     def alive(self, now: float) -> None:
-        """The loop is alive but not turning (waiting to reconnect)."""
+        """The loop is alive but not turning: waiting to reconnect, binding, or suspended (then
+        unbound and drained: what this sender holds is handed back, once per suspension)."""
         self._loop_tick = now
+        if not self.suspended.is_set():
+            self._settled = False
+        elif not self._settled:
+            self._hand_back()
+            self._settled = True
+
+    @property
+    def suspension_settled(self) -> bool:
+        """Suspended, and what this sender held is handed back or kept for the resume (the control
+        answer waits for it: the backlog it reports is then what waits for the resume)."""
+        return self._settled and self.suspended.is_set()
+
+    def _hand_back(self) -> None:
+        """Suspended and unbound: forget what this sender holds and give up its name and lease, so
+        that siblings claim the queue entries it read and adopt its replies (or this process does,
+        under its new name, after the resume). Not while a reply is half accepted or an acceptance
+        is unrecorded: a sibling would send the accepted parts again. Those wait for the resume,
+        and so does all this sender holds (its name, which they need, is kept)."""
+        s = self.sender
+        accepted_unrecorded = s.window - s.room - s.inflight  # whole replies or parts of one (OutboxSender.room)
+        if accepted_unrecorded or s.pending_count:
+            _log.warning("suspended_keeps_replies", consumer=self.consumer, parts=s.backlog + s.inflight,
+                         accepted_unrecorded=accepted_unrecorded)
+            return
+        with self._turn:
+            inflight = s.requeue_inflight()  # unbound: their outcome is unknown, as after a lost link
+            parts = s.drop_unsent()
+            read = sum(len(entries) for entries in self._inbox)
+            self._inbox.clear()
+            old = self.consumer
+            self._rename()
+            self._generation_seen = self.generation
+            self.identity = self.identity.renamed(self.consumer)
+            try:
+                self.store.roundtrip([("DEL", p + old) for p in self.lease_prefixes])
+            except (redis.RedisError, OSError) as e:  # then it lapses within delivery.lease_seconds
+                _log.warning("lease_release_failed", error=str(e))
+        self._wake.set()  # take the new name's lease now (the heartbeat names it)
+        _log.info("suspended_handed_back", old_consumer=old, consumer=self.consumer, entries=parts + read,
+                  inflight=inflight)
 
     def may_send(self, now: float) -> bool:
         return now < self._valid_until
@@ -160,22 +216,32 @@ class Delivery:
                 self._wake.clear()
                 next_beat = now
             try:
-                if now >= next_beat:
-                    next_beat = now + d.heartbeat_seconds
-                    self._renew(now)
-                if self.may_send(self.clock()):
-                    if now >= next_poll:
-                        next_poll = now + d.poll_seconds
-                        if self.sender.backlog < self.live.settings.smsc.window * 10:
-                            self._hand_over(self.store.read_outbox(self.consumer, READ_COUNT))
-                    if now >= next_adopt:
-                        next_adopt = now + d.adopt_every_seconds
-                        self.adopt_orphans()
-                        self._hand_over(self.claim_from_dead())
+                with self._turn:
+                    if now >= next_beat:
+                        next_beat = now + d.heartbeat_seconds
+                        self._renew(now)
+                    if self.may_send(self.clock()):
+                        taking = not self.suspended.is_set()  # suspended: siblings carry the queue
+                        if now >= next_poll:
+                            next_poll = now + d.poll_seconds
+                            if taking:
+                                self._read_queue()
+                        if now >= next_adopt:
+                            next_adopt = now + d.adopt_every_seconds
+                            self.adopt_orphans()
+                            if taking:
+                                self._hand_over(self.claim_from_dead())
                 self._unreachable.recovered()
             except (redis.RedisError, OSError) as e:
                 self._unreachable.hit(error=str(e))
             self._wake.wait(max(0.0, min(next_beat, next_poll, next_adopt) - self.clock()))
+
+    def _read_queue(self) -> None:
+        """New queue entries, while what this sender holds (with what the loop has not taken yet:
+        nothing while it waits to reconnect) is under ten windows."""
+        waiting = self.sender.backlog + sum(map(len, list(self._inbox)))
+        if waiting < self.live.settings.smsc.window * 10:
+            self._hand_over(self.store.read_outbox(self.consumer, READ_COUNT))
 
     def _hand_over(self, entries: list[Entry]) -> None:
         if entries:
@@ -207,11 +273,16 @@ class Delivery:
 
     def _new_generation(self, reason: str) -> None:
         """Our lease lapsed: from now on this process is a new sender; the old one is dead to all."""
+        old = self.consumer
+        self._rename()
+        _log.warning("lease_lapsed", reason=reason, old_consumer=old, consumer=self.consumer)
+
+    def _rename(self) -> None:
+        """A new sender name, holding no lease yet (the next renewal takes it): send nothing until then."""
         self._valid_until = 0.0
         self._held = False
         self.generation += 1
-        old, self.consumer = self.consumer, f"{self.instance}.{self.generation}"
-        _log.warning("lease_lapsed", reason=reason, old_consumer=old, consumer=self.consumer)
+        self.consumer = f"{self.instance}.{self.generation}"
 
     # -- adoption and claims --------------------------------------------------------------------------
     def adopt_orphans(self) -> int:
