@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 import hiredis
 import redis
 
+from smsbot.config import Durability
+
 if TYPE_CHECKING:
     from smsbot.store import Store
 
@@ -38,7 +40,8 @@ class Roundtrip:
     def __init__(self, store: Store, cmds: Sequence[tuple[Any, ...]], pool: redis.ConnectionPool | None = None):
         self.pool = pool if pool is not None else store.redis.connection_pool
         self.cmds = cmds  # kept to send a command again (NOSCRIPT after a Redis restart)
-        self.want = len(cmds)
+        self.wait_replicas = replicas_to_wait_for(store, cmds)  # durability replica: a WAIT ends the round trip
+        self.want = len(cmds) + (1 if self.wait_replicas else 0)
         self.replies: list[Any] = []
         self.reader = hiredis.Reader()
         self._buf = store.read_buffer()
@@ -47,7 +50,10 @@ class Roundtrip:
         try:
             self.conn = store.hot_connection(self.pool)
             self.sock = self.conn._sock
-            self.sock.sendall(b"".join([hiredis.pack_command(c) for c in cmds]))
+            packed = [hiredis.pack_command(c) for c in cmds]
+            if self.wait_replicas:
+                packed.append(hiredis.pack_command(("WAIT", self.wait_replicas, store.settings.redis.wait_timeout_ms)))
+            self.sock.sendall(b"".join(packed))
         except BaseException as e:
             self._fail()
             if isinstance(e, (OSError, redis.ConnectionError, redis.TimeoutError)):
@@ -86,6 +92,10 @@ class Roundtrip:
             self.replies.append(reply)
         self._store.hot_connection_done(self.pool, self.conn)
         self.conn = None
+        if self.wait_replicas:
+            acked = self.replies.pop()
+            if not isinstance(acked, int) or acked < self.wait_replicas:
+                raise ReplicasBehind(self.wait_replicas, acked)
         return True
 
     def wait(self) -> list[Any]:
@@ -98,6 +108,33 @@ class Roundtrip:
             self.conn.disconnect()
             self.pool.release(self.conn)
             self.conn = None
+
+
+# Commands smsbot sends that change nothing: a round trip of only these needs no WAIT.
+READ_ONLY = frozenset({"GET", "MGET", "EXISTS", "TTL", "PTTL", "TYPE", "STRLEN", "HGET", "HMGET", "HGETALL", "HLEN",
+                       "LRANGE", "LLEN", "SMEMBERS", "SCARD", "SISMEMBER", "ZRANGE", "ZRANGEBYSCORE", "ZCARD", "ZSCORE",
+                       "XLEN", "XRANGE", "XREVRANGE", "XREAD", "XINFO", "XPENDING", "PING", "INFO", "SCAN"})
+
+
+def replicas_to_wait_for(store: Store, cmds: Sequence[tuple[Any, ...]]) -> int:
+    """How many replicas must acknowledge this round trip before its replies count (`redis.durability:
+    replica`, and the round trip writes): `min_replicas`; otherwise 0, no WAIT."""
+    r = store.settings.redis
+    if r.durability is not Durability.REPLICA:
+        return 0
+    if all(_s(c[0]).upper() in READ_ONLY for c in cmds):
+        return 0
+    return r.min_replicas
+
+
+class ReplicasBehind(redis.ConnectionError):
+    """Fewer replicas than `redis.min_replicas` acknowledged a round trip's writes within
+    `redis.wait_timeout_ms`: to its callers the same as a Redis that failed mid-round trip (the
+    outcome is not durable), so the MOs it carried get a temporary error and the SMSC redelivers
+    them; the redelivery guard answers them without applying them twice."""
+
+    def __init__(self, wanted: int, acked: Any):
+        super().__init__(f"Redis round trip not durable: {acked} of {wanted} replicas acknowledged (WAIT)")
 
 
 class ClusterRoundtrip:

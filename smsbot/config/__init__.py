@@ -17,14 +17,14 @@ from smsbot.config.errors import ConfigError
 from smsbot.config.extensions import extend, notes
 from smsbot.config.loader import DEFAULT_CONFIG_NAME, default_config_path, from_dict, load, reload
 from smsbot.config.schema import (ALL_EVENTS, EVENT_TYPES, ApiSettings, BillingKind, BillingSettings, BindMode, DataPlan,
-                                  DeliverySettings, DispatchSettings, Language, LogSettings, MenuSettings, MetricsSettings,
+                                  DeliverySettings, DispatchSettings, Durability, Language, LogSettings, MenuSettings, MetricsSettings,
                                   RedisMode, RedisSettings, Service, Settings, ShortCodeSettings, SimulatorSettings,
                                   SmscSettings, SubscribersSettings, UsageSettings, WebhookEndpoint, WebhookEvent)
 
 __all__ = [
     "ALL_EVENTS", "DEFAULT_CONFIG_NAME", "ENV_PREFIX", "EVENT_TYPES", "NON_SETTING_PREFIXES", "NON_SETTING_VARS",
     "ApiSettings", "BillingKind", "BillingSettings", "BindMode", "ConfigError", "DataPlan", "DeliverySettings",
-    "DispatchSettings", "Language", "LogSettings", "MenuSettings", "MetricsSettings", "RedisMode", "RedisSettings",
+    "DispatchSettings", "Durability", "Language", "LogSettings", "MenuSettings", "MetricsSettings", "RedisMode", "RedisSettings",
     "Service", "Settings", "ShortCodeSettings", "SimulatorSettings", "SmscSettings", "SubscribersSettings",
     "UsageSettings", "WebhookEndpoint", "WebhookEvent",
     "default_config_path", "extend", "from_dict", "load", "notes", "reload",
