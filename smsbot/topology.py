@@ -18,6 +18,7 @@ import redis.cluster
 
 from smsbot import log
 from smsbot.config import Durability, RedisMode
+from smsbot.roundtrip import ClusterRoundtrip
 from smsbot.store import Store
 
 _log = log.get("smsbot.redis")
@@ -71,6 +72,7 @@ def describe(store: Store) -> dict[str, Any]:
             out["primaries"].append(_node(rc.get_redis_connection(node), node.name))
         out["failovers_seen"] = sum(p["promoted"] for p in out["primaries"])
         out["shards"] = settings.shards
+        out["redirects_followed"] = dict(ClusterRoundtrip.followed)  # by this process: ASK, MOVED, TRYAGAIN...
         return out
     pool = store.redis.connection_pool
     if settings.mode is RedisMode.SENTINEL:

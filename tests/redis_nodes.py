@@ -12,7 +12,7 @@ from typing import Any
 import redis
 
 from .helpers import wait_until
-from .test_redis_setups import Servers, _free_port
+from .test_redis_setups import Servers, _binaries, _free_port
 
 FAST_SENTINEL = ("sentinel down-after-milliseconds {name} 200\n"
                  "sentinel failover-timeout {name} 2000\n"
@@ -51,6 +51,22 @@ class Nodes(Servers):
             ports.append(port)
         return ports
 
+    def cluster(self, primaries: int = 3, replicas: int = 0, aof: bool = False) -> list[int]:
+        """A cluster made with `redis-cli --cluster create` (`replicas` per primary), once every node
+        agrees it is ok; returns every node's port (the first `primaries` are the primaries)."""
+        ports = [_free_port(bus=True) for _ in range(primaries * (1 + replicas))]
+        for port in ports:
+            self.node(port, "--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{port}.conf",
+                      "--cluster-node-timeout", "1000", aof=aof)
+        made = subprocess.run([str(_binaries()[1]), "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports),
+                               "--cluster-replicas", str(replicas), "--cluster-yes"],
+                              capture_output=True, text=True, timeout=30)
+        assert made.returncode == 0, made.stdout + made.stderr
+        assert wait_until(lambda: all(_cluster_ok(p, len(ports)) for p in ports), 20), "cluster never became ok"
+        if replicas:
+            assert wait_until(lambda: all(_link_up(p) for p in ports if _role(p) == "slave"), 20), "replicas never synced"
+        return ports
+
     def kill9(self, port: int) -> None:
         proc = self.by_port[port]
         proc.send_signal(signal.SIGKILL)
@@ -67,6 +83,41 @@ class Nodes(Servers):
             if p.poll() is None:
                 p.send_signal(signal.SIGCONT)
         super().stop()
+
+
+def _cluster_ok(port: int, nodes: int) -> bool:
+    try:
+        info = redis.Redis(port=port, socket_timeout=1).execute_command("CLUSTER INFO")
+    except redis.RedisError:
+        return False
+    return info["cluster_state"] == "ok" and int(info["cluster_known_nodes"]) == nodes
+
+
+def _role(port: int) -> str:
+    return redis.Redis(port=port, socket_timeout=1).info("replication")["role"]
+
+
+def node_id(port: int) -> str:
+    return redis.Redis(port=port, socket_timeout=1).execute_command("CLUSTER MYID").decode()
+
+
+def migrate_slot(slot: int, source: int, target: int, primaries: list[int], between_keys: Any = None) -> int:
+    """Move `slot` from the node on `source` to the one on `target` as production does: IMPORTING /
+    MIGRATING, then MIGRATE key by key (`between_keys()` called after each), then SETSLOT NODE on
+    every node. Returns the number of keys moved."""
+    src, dst = redis.Redis(port=source), redis.Redis(port=target)
+    src_id, dst_id = node_id(source), node_id(target)
+    dst.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", src_id)
+    src.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", dst_id)
+    moved = 0
+    while keys := src.execute_command("CLUSTER GETKEYSINSLOT", slot, 1):
+        src.execute_command("MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", *keys)
+        moved += len(keys)
+        if between_keys is not None:
+            between_keys()
+    for port in [target, source, *(p for p in primaries if p not in (source, target))]:
+        redis.Redis(port=port).execute_command("CLUSTER SETSLOT", slot, "NODE", dst_id)
+    return moved
 
 
 def _link_up(port: int) -> bool:
