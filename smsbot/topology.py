@@ -16,8 +16,8 @@ from typing import Any
 import redis
 import redis.cluster
 
-from smsbot import log
-from smsbot.config import Durability, RedisMode
+from smsbot import connections, log
+from smsbot.config import Durability, RedisMode, Settings
 from smsbot.roundtrip import ClusterRoundtrip
 from smsbot.store import Store
 
@@ -63,7 +63,10 @@ def _config_readable(client: Any) -> bool:
 
 def describe(store: Store) -> dict[str, Any]:
     """{mode, durability, primaries: [{address, role, replicas: [{address, state, lag_bytes, lag_s}],
-    appendfsync, promoted}], failovers_seen}. Raises redis errors when a server does not answer."""
+    appendfsync, promoted}], failovers_seen}. `failovers_seen`: the primaries now serving that took
+    over from another (a replica promoted by Sentinel or the cluster); Sentinel adds its config
+    epoch, a cluster the redirections this process followed. Raises redis errors when a server does
+    not answer."""
     settings = store.settings.redis
     out: dict[str, Any] = {"mode": settings.mode.value, "durability": settings.durability.value, "primaries": []}
     if isinstance(store.redis, redis.cluster.RedisCluster):
@@ -78,7 +81,8 @@ def describe(store: Store) -> dict[str, Any]:
     if settings.mode is RedisMode.SENTINEL:
         host, port = pool.get_master_address()
         out["primaries"].append(_node(store.redis, f"{host}:{port}"))
-        out["failovers_seen"] = _sentinel_epoch(pool)
+        out["failovers_seen"] = int(out["primaries"][0]["promoted"])
+        out["sentinel_config_epoch"] = _sentinel_epoch(pool)
         return out
     kw = pool.connection_kwargs
     where = kw.get("path") or f"{kw.get('host')}:{kw.get('port')}"
@@ -88,7 +92,8 @@ def describe(store: Store) -> dict[str, Any]:
 
 
 def _sentinel_epoch(pool: Any) -> int:
-    """The service's config epoch as the sentinels say (one more with each failover; 0: none yet)."""
+    """The service's config epoch as the sentinels say: 0 before any failover, then the epoch of the
+    last one (it grows with each failover, and with each election that failed too)."""
     manager, name = pool.sentinel_manager, pool.service_name
     for sentinel in manager.sentinels:
         try:
@@ -146,3 +151,32 @@ def warn_at_start(store: Store) -> None:
         return
     for event, fields in problems:
         _log.warning(event, **fields)
+
+
+def lines(topo: dict[str, Any]) -> list[str]:
+    """`describe`'s topology for people: a line per primary, its replicas with their lag, then the
+    failovers seen."""
+    out = [f"redis: {topo['mode']}, durability {topo['durability']}"]
+    for p in topo["primaries"]:
+        reps = ", ".join(f"{r['address']} {r['state']} lag {r['lag_bytes']} B / {r['lag_s']} s" for r in p["replicas"])
+        out.append(f"  primary {p['address']}{' (promoted)' if p['promoted'] else ''}, appendfsync {p['appendfsync']}: "
+                   f"{len(p['replicas'])} replica{'' if len(p['replicas']) == 1 else 's'}{': ' + reps if reps else ''}")
+    out.append(f"  failovers seen: {topo.get('failovers_seen', 0)}")
+    if "redirects_followed" in topo:
+        followed = ", ".join(f"{k} {v}" for k, v in sorted(topo["redirects_followed"].items())) or "none"
+        out.append(f"  shards {topo['shards']}; redirects followed by this process: {followed}")
+    return out
+
+
+def read_lines(settings: Settings) -> list[str]:
+    """`lines` of the Redis `settings` name, or one line saying why it could not be read."""
+    try:
+        store = connections.store(settings, socket_timeout=2.0)
+    except Exception as e:  # noqa: BLE001 - a status line, never a traceback
+        return [f"redis: topology not readable: {e}"]
+    try:
+        return lines(describe(store))
+    except Exception as e:  # noqa: BLE001 - unreachable, CONFIG/INFO refused: said, not raised
+        return [f"redis: topology not readable: {str(e).splitlines()[0] if str(e) else repr(e)}"]
+    finally:
+        store.close()

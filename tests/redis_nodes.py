@@ -25,13 +25,26 @@ class Nodes(Servers):
     def __init__(self, directory: Path):
         super().__init__(directory)
         self.by_port: dict[int, subprocess.Popen] = {}
+        self.args: dict[int, list[str]] = {}
 
     def node(self, port: int, *extra: str, aof: bool = False) -> int:
         args = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--daemonize", "no",
                 "--appendonly", "yes" if aof else "no", "--appendfilename", f"appendonly-{port}.aof", *extra]
+        self.args[port] = args
         self.by_port[port] = self.start(f"node{port}", *args)
         self.wait_ping(port)
         return port
+
+    def wait_ping(self, port: int, timeout: float = 10.0) -> None:
+        """Until the server on `port` answers (killed nodes of the setup do not count as failures)."""
+        proc = self.by_port.get(port) or self.procs[-1]
+        ok = wait_until(lambda: proc.poll() is None and _pings(port), timeout)
+        assert ok, f"redis on port {port} did not answer in {timeout}s (exit {proc.poll()}); logs in {self.dir}"
+
+    def restart(self, port: int) -> None:
+        """Start the node on `port` again as it was started (from its AOF, if it had one)."""
+        self.by_port[port] = self.start(f"node{port}-again", *self.args[port])
+        self.wait_ping(port)
 
     def replica(self, primary: int, **kw: Any) -> int:
         port = self.node(_free_port(), "--replicaof", "127.0.0.1", str(primary), **kw)
@@ -85,6 +98,13 @@ class Nodes(Servers):
         super().stop()
 
 
+def _pings(port: int) -> bool:
+    try:
+        return bool(redis.Redis(port=port, socket_timeout=1).ping())
+    except redis.RedisError:
+        return False
+
+
 def _cluster_ok(port: int, nodes: int) -> bool:
     try:
         info = redis.Redis(port=port, socket_timeout=1).execute_command("CLUSTER INFO")
@@ -125,3 +145,9 @@ def _link_up(port: int) -> bool:
         return redis.Redis(port=port, socket_timeout=1).info("replication").get("master_link_status") == "up"
     except redis.RedisError:
         return False
+
+
+def sentinel_primary(sentinel_port: int, name: str = "mymaster") -> int | None:
+    """The port of the primary the sentinel on `sentinel_port` names for `name`."""
+    addr = redis.Redis(port=sentinel_port, socket_timeout=1).execute_command("SENTINEL", "get-master-addr-by-name", name)
+    return int(addr[1]) if addr else None
