@@ -14,7 +14,7 @@ import redis
 from .helpers import wait_until
 from .test_redis_setups import Servers, _binaries, _free_port
 
-FAST_SENTINEL = ("sentinel down-after-milliseconds {name} 200\n"
+FAST_SENTINEL = ("sentinel down-after-milliseconds {name} 1000\n"
                  "sentinel failover-timeout {name} 2000\n"
                  "sentinel parallel-syncs {name} 1\n")
 

@@ -104,17 +104,25 @@ def _check(tmp_path: Path, **redis_keys) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize("keys, says", [
-    ({"durability": "fsync", "appendfsync": "everysec"}, "redis.durability"),
     ({"durability": "replica"}, "the bundled server has none"),
     ({"durability": "disk"}, "redis.durability"),
     ({"durability": "replica", "url": "redis://127.0.0.1:6390", "min_replicas": 0}, "redis.min_replicas"),
 ])
 def test_durability_mistakes_are_one_line_each(tmp_path, keys, says):
-    done = _check(tmp_path, **keys)
+    raw = base_config("", tmp_path / "var")
+    raw["redis"].update(keys)
+    with pytest.raises(config.ConfigError) as refused:
+        config.from_dict(raw)
+    (line,) = refused.value.lines()
+    assert line.startswith("redis.") and says in line, line
+
+
+def test_config_check_names_a_durability_the_bundled_server_cannot_keep_in_one_line(tmp_path):
+    done = _check(tmp_path, durability="fsync", appendfsync="everysec")
     assert done.returncode == 2, done.stdout + done.stderr
     problems = [line for line in done.stderr.splitlines() if line.startswith("  redis.")]
-    assert len(problems) == 1 and says in problems[0], done.stderr
-    assert "Traceback" not in done.stderr
+    assert len(problems) == 1 and problems[0].startswith("  redis.durability (line "), done.stderr
+    assert "fsync needs appendfsync always, not 'everysec'" in problems[0] and "Traceback" not in done.stderr
 
 
 def test_fsync_durability_starts_the_bundled_server_with_appendfsync_always(tmp_path):

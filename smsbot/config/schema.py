@@ -134,8 +134,8 @@ class RedisSettings(_Frozen):
         # one line, at redis.durability (PydanticCustomError: no "Value error," before it)
         d = info.data
         if v is Durability.FSYNC and d.get("appendfsync") not in (None, "always"):
-            raise PydanticCustomError("durability", "fsync needs appendfsync always, not {was!r} (remove "
-                                      "redis.appendfsync or set it to always)", {"was": d["appendfsync"]})
+            raise PydanticCustomError("durability", "fsync needs appendfsync always, not {was} (remove "
+                                      "redis.appendfsync or set it to always)", {"was": repr(d["appendfsync"])})
         if v is Durability.REPLICA and d.get("mode") is RedisMode.SINGLE and not d.get("url"):
             raise PydanticCustomError("durability", "replica needs a Redis with replicas; the bundled server has none "
                                       "(set redis.url to a primary, or redis.mode sentinel or cluster)")
