@@ -26,7 +26,7 @@ from .conftest import World, base_config, cli
 from .helpers import wait_until
 from .redis_nodes import Nodes
 from .test_e2e_menu import subs_state
-from .test_redis_setups import _free_port
+from bench.chaos.nodes import free_port as _free_port
 
 MSISDN = "13800138077"
 
@@ -34,7 +34,6 @@ MSISDN = "13800138077"
 @pytest.fixture
 def pair(tmp_path: Path) -> Iterator[tuple[Nodes, int, int]]:
     nodes = Nodes(tmp_path / "nodes")
-    nodes.dir.mkdir()
     try:
         primary = nodes.node(_free_port())
         replica = nodes.replica(primary)
