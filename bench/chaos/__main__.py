@@ -128,6 +128,9 @@ def _write(path: str, doc: dict[str, Any]) -> None:
         before = {}
     mine = {_row_key(r) for r in doc["scenarios"]}
     kept = [r for r in before.get("scenarios", []) if _row_key(r) not in mine]
+    for r in kept:  # a row from before rows said their run: the file's own
+        r.setdefault("run", {"mode": before.get("mode"), "commit": (before.get("environment") or {}).get("commit"),
+                             "sizes": before.get("sizes"), "overrides": before.get("overrides")})
     if kept:
         doc = {**doc, "scenarios": [*kept, *doc["scenarios"]]}
     with open(path, "w", encoding="utf-8") as f:
