@@ -203,8 +203,14 @@ def migrate_slot(slot: int, source: int, target: int, primaries: list[int],
         moved += len(keys)
         if between_keys is not None:
             between_keys()
-    for port in [target, source, *(p for p in primaries if p not in (source, target))]:
-        redis.Redis(port=port).execute_command("CLUSTER SETSLOT", slot, "NODE", dst_id)
+    dst.execute_command("CLUSTER SETSLOT", slot, "NODE", dst_id)
+    src.execute_command("CLUSTER SETSLOT", slot, "NODE", dst_id)
+    for port in primaries:  # the others learn it from the bus too: a dead one is no reason to stop
+        if port not in (source, target):
+            try:
+                redis.Redis(port=port, socket_timeout=1).execute_command("CLUSTER SETSLOT", slot, "NODE", dst_id)
+            except redis.ConnectionError:
+                pass
     return moved
 
 
