@@ -98,6 +98,11 @@ def status_cmd(c: Ctx, pidfile: Path) -> None:
 
     code, text = daemon.status(pidfile)
     click.echo(text)
-    if code == 0:
-        click.echo("\n".join(topology.read_lines(c.settings)))
+    if code == 0:  # the topology is extra: a configuration it cannot read does not change the LSB answer
+        try:
+            settings = c.settings
+        except Exception as e:  # noqa: BLE001 - ConfigError, unreadable file: said in one line
+            click.echo(f"redis: topology not readable: {str(e).splitlines()[0] if str(e) else repr(e)}")
+        else:
+            click.echo("\n".join(topology.read_lines(settings)))
     sys.exit(code)
