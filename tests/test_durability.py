@@ -22,6 +22,7 @@ from smsbot import config, embedded, topology
 from smsbot.roundtrip import ReplicasBehind
 from smsbot.simulator.smsc import SimSmsc
 
+from .api_client import RO, start_api
 from .conftest import World, base_config, cli
 from .helpers import wait_until
 from .redis_nodes import Nodes
@@ -79,6 +80,19 @@ def test_replica_durability_waits_in_the_same_round_trip_and_a_lagging_replica_i
         cancels = [e for _id, e in store.redis.xrange(store.keys.subscriber(MSISDN).audit) if e[b"new"] == b"cancelled"]
         assert len(cancels) == 1  # applied once
         assert redis.Redis(port=replica).hgetall(store.keys.subs(MSISDN))  # and it is on the replica
+
+        api = start_api(w.settings)  # GET /v1/status shows the topology
+        try:
+            status, _, st = api.call("GET", "/v1/status", token=RO)
+        finally:
+            api.stop()
+        assert status == 200, st
+        topo = st["topology"]
+        assert topo["mode"] == "single" and topo["durability"] == "replica" and topo["failovers_seen"] == 0
+        (p,) = topo["primaries"]
+        assert p["address"] == f"127.0.0.1:{primary}" and p["role"] == "master"
+        assert [(r["address"], r["state"]) for r in p["replicas"]] == [(f"127.0.0.1:{replica}", "online")]
+        assert all(isinstance(r["lag_bytes"], int) and isinstance(r["lag_s"], int) for r in p["replicas"])
     finally:
         w.stop()
 
