@@ -52,6 +52,7 @@ FULL = dict(subscribers=10_000, messages=60_000, time_limit=90.0, latency_second
 LATENCY_RATE = 1000.0
 SOAK_WORKLOAD, SOAK_WINDOW, SOAK_MARK = "b", 10, 10_000
 BIND_TIMEOUT = 30.0
+DURABILITIES = ("os", "fsync", "replica")  # redis.durability
 SETTLE_S = 0.1  # serve the fresh bind briefly (first enquire_link, consumers starting) before measuring
 
 
@@ -61,10 +62,10 @@ def _mb(kb: int | None) -> float | None:
 
 def run_one(target: str, workload: str, window: int, *, messages: int, subscribers: int,
             rate: float | None = None, time_limit: float, mo_timeout: float = 30.0,
-            soak: bool = False, keep: bool = False, protocol: str = "smpp") -> dict[str, Any]:
+            soak: bool = False, keep: bool = False, protocol: str = "smpp", durability: str = "os") -> dict[str, Any]:
     """One target against one fresh load SMSC (`protocol`: smpp, or cmpp3 / cmpp2 with
-    `bench.load_ismg`). Never raises for target failures: returns ``{"error": ...}`` instead.
-    Everything started here is stopped before returning."""
+    `bench.load_ismg`; `durability`: the bot's redis.durability). Never raises for target failures:
+    returns ``{"error": ...}`` instead. Everything started here is stopped before returning."""
     from bench.load_ismg import CmppLoadSmsc
     from bench.load_smsc import WORKLOADS, LoadSmsc
 
@@ -85,7 +86,7 @@ def run_one(target: str, workload: str, window: int, *, messages: int, subscribe
                 raise SutError(f"baseline did not bind: {e}; log: {handle.log_tail(600)}") from None
         else:
             handle = start_smsbot(smsc.port, workdir, subscribers=subscribers, wait_bound=wait_bound, check=False,
-                                  protocol=protocol)
+                                  protocol=protocol, durability=durability)
         # let the target settle (first enquire_link, outbox consumers...) before measuring
         smsc.run_until(lambda: False, SETTLE_S)
         redis_url = getattr(handle, "redis_url", None)
@@ -195,6 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--time-limit", type=float, help="max seconds of sending per run")
     ap.add_argument("--repeat", type=int, default=1, help="run each throughput measurement N times per side "
                     "(alternating) and keep the fastest; helps on a machine shared with other work")
+    ap.add_argument("--durability", default="os", help="comma list of redis.durability modes os,fsync,replica "
+                    "(default os): each mode other than os adds a smsbot row per workload and window (replica: "
+                    "a replica of the bot's Redis on loopback, WAIT after each round trip that wrote)")
     ap.add_argument("--keep-workdirs", action="store_true", help="keep each run's workdir (configs, logs, AOF)")
     ap.add_argument("--protocols", default="smpp", help="comma list of smpp,cmpp3,cmpp2: the same plan over each "
                     "link protocol (CMPP rows: bench.load_ismg against smsbot and bench.baseline_cmpp)")
@@ -226,6 +230,9 @@ def main(argv: list[str] | None = None) -> int:
     protocols = [x.strip() for x in args.protocols.split(",") if x.strip()]
     if not protocols or set(protocols) - {"smpp", "cmpp3", "cmpp2"}:
         ap.error("--protocols takes smpp, cmpp3, cmpp2")
+    durabilities = [d.strip() for d in args.durability.split(",") if d.strip()]
+    if not durabilities or any(d not in DURABILITIES for d in durabilities):
+        ap.error(f"--durability takes a comma list of {', '.join(DURABILITIES)}")
 
     smsbot_error: str | None = None  # set once smsbot cannot start: later smsbot runs are skipped
     if "smsbot" in targets:
@@ -238,14 +245,16 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.monotonic()
     rows: list[dict[str, Any]] = []
 
-    def measure(kind: str, workload: str, window: int, repeat: int = 1, protocol: str = "smpp", **kw) -> dict[str, Any]:
+    def measure(kind: str, workload: str, window: int, repeat: int = 1, protocol: str = "smpp",
+                sides_run: list[str] | None = None, **kw) -> dict[str, Any]:
         """Each target in turn (repeat times, alternating; the fastest run is kept)."""
         nonlocal smsbot_error
         kw.setdefault("time_limit", p["time_limit"])
         sides: dict[str, dict[str, Any] | None] = {"baseline": None, "smsbot": None}
-        tries: dict[str, list[dict[str, Any]]] = {t: [] for t in targets}
+        run_targets = sides_run if sides_run is not None else targets
+        tries: dict[str, list[dict[str, Any]]] = {t: [] for t in run_targets}
         for _ in range(max(1, repeat)):
-            for t in targets:
+            for t in run_targets:
                 if t == "smsbot" and smsbot_error:
                     tries[t].append({"error": smsbot_error})
                     continue
@@ -257,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
                 r.pop("start_failed", None)
                 tries[t].append(r)
                 print(f"  {kind:10s} {workload}/win {window if window else 'inf':>3} {protocol:5s} {t:8s} "
+                      f"{'' if kw.get('durability', 'os') == 'os' else kw['durability'] + ' '}"
                       f"{(str(r.get('mo_mt_per_s')) + '/s') if r.get('mo_mt_per_s') else '-':>12}  "
                       f"p50 {r.get('p50_ms')} ms  p99 {r.get('p99_ms')} ms  ({time.monotonic() - t0:.1f}s)"
                       f"{'  ERROR: ' + r['error'].splitlines()[0][:160] if r.get('error') else ''}",
@@ -272,9 +282,15 @@ def main(argv: list[str] | None = None) -> int:
     for protocol in protocols:
         for w in workloads:
             for win in windows:
-                s = measure("throughput", w, win, repeat=args.repeat, messages=p["messages"], protocol=protocol)
-                rows.append(report.make_row("throughput", w, WORKLOADS[w].description, win, None,
-                                            s["smsbot"], s["baseline"], subscribers=p["subscribers"], protocol=protocol))
+                for d in durabilities:
+                    if d != "os" and "smsbot" not in targets:
+                        continue
+                    # the baseline keeps nothing: it runs once per workload and window, with the first mode
+                    s = measure("throughput", w, win, repeat=args.repeat, messages=p["messages"], protocol=protocol,
+                                durability=d, sides_run=targets if d == durabilities[0] else ["smsbot"])
+                    rows.append(report.make_row("throughput", w, WORKLOADS[w].description, win, None,
+                                                s["smsbot"], s["baseline"], subscribers=p["subscribers"],
+                                                protocol=protocol, durability=d))
         if p["latency_seconds"] > 0:
             n = int(LATENCY_RATE * p["latency_seconds"])
             s = measure("latency", "a", 0, messages=n, rate=LATENCY_RATE, protocol=protocol)

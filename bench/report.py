@@ -111,7 +111,8 @@ NOISY_OTHER_CPU_PCT = 25.0
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     cols = [
-        ("wl", lambda r: r["workload"] + ("" if r.get("protocol", "smpp") == "smpp" else f" {r['protocol']}")),
+        ("wl", lambda r: r["workload"] + ("" if r.get("protocol", "smpp") == "smpp" else f" {r['protocol']}")
+                         + ("" if r.get("durability", "os") == "os" else f" {r['durability']}")),
         ("win", lambda r: "inf" if r["window"] == 0 else str(r["window"])),
         ("load/s", lambda r: _fmt(r["offered_per_s"]) if r["offered_per_s"] else "max"),
         ("smsbot/s", lambda r: _fmt(r["mo_mt_per_s"])),

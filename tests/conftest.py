@@ -135,9 +135,13 @@ class World:
         def now_settled() -> bool:
             if self.sim.stats()["mo_queued"]:
                 return False
-            if not all(_consumed(bot.store.redis, c.source.stream, c.source.group) for bot in self.bots for c in bot.consumers):
+            try:
+                if not all(_consumed(bot.store.redis, c.source.stream, c.source.group)
+                           for bot in self.bots for c in bot.consumers):
+                    return False
+                return all(queue_lag.read(bot.store).depth == 0 for bot in self.bots)
+            except redis.ConnectionError:  # a connection from before a failover or restart: ask again
                 return False
-            return all(queue_lag.read(bot.store).depth == 0 for bot in self.bots)
 
         assert wait_until(now_settled, timeout), \
             f"not settled in {timeout}s: {self.sim.stats()}, {[queue_lag.read(b.store) for b in self.bots]}"

@@ -1,9 +1,12 @@
-"""``python -m bench.chaos [--quick] [--json FILE] [--only abcdefg] [options]``
+"""``python -m bench.chaos [--quick] [--json FILE] [--only abcdefghij] [options]``
 
-Runs the chaos scenarios of issue 11 one after another (each with its own Redis, chaos SMSC and
+Runs the chaos scenarios of issues 11 and 22 one after another (each with its own Redis, chaos SMSC and
 bots; see `bench.chaos.runner`), prints one JSON row per scenario on stdout as it finishes,
 progress and a summary table on stderr, and with ``--json`` writes everything to FILE (after
-each scenario, so a partial run keeps what it measured). Exit code 0 when every target of every
+each scenario, so a partial run keeps what it measured; rows of scenarios this run did not measure
+that FILE already holds are kept, each row's ``run`` says which run it comes from). (h), (i), (j)
+run on Redis nodes of their own (`bench.chaos.nodes`): Sentinel, Cluster, Sentinel; (h) with
+``redis.durability: replica`` unless ``--set redis.durability=os``. Exit code 0 when every target of every
 scenario held, 1 when any failed, 2 on a usage error.
 
 Full mode: 20,000 subscribers at 800 MO/s, 15 s of traffic, two bots, ``smsc.window`` 10. About
@@ -98,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in a.only:
         row = run_scenario(name, sizes, keep=a.keep, bot_env=bot_env, overrides=overrides,
                            progress=lambda s: print(s, file=sys.stderr, flush=True))
+        row["run"] = {"mode": doc["mode"], "commit": doc["environment"].get("commit"), "sizes": doc["sizes"],
+                      "overrides": overrides}
         doc["scenarios"].append(row)
         print(json.dumps(row, ensure_ascii=False), flush=True)
         if a.json_path:
@@ -110,7 +115,26 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if doc["failed"] else 0
 
 
+def _row_key(row: dict[str, Any]) -> tuple[str, str]:
+    return row.get("scenario", ""), row.get("durability", "os")
+
+
 def _write(path: str, doc: dict[str, Any]) -> None:
+    """Write `doc`, keeping the rows of another run already in FILE whose scenario (and durability)
+    this run did not measure: each row says in ``run`` which run it comes from (rows of the
+    original a-g runs: the file's own mode, environment and sizes)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            before = json.load(f)
+    except (OSError, ValueError):
+        before = {}
+    mine = {_row_key(r) for r in doc["scenarios"]}
+    kept = [r for r in before.get("scenarios", []) if _row_key(r) not in mine]
+    for r in kept:  # a row from before rows said their run: the file's own
+        r.setdefault("run", {"mode": before.get("mode"), "commit": (before.get("environment") or {}).get("commit"),
+                             "sizes": before.get("sizes"), "overrides": before.get("overrides")})
+    if kept:
+        doc = {**doc, "scenarios": [*kept, *doc["scenarios"]]}
     with open(path, "w", encoding="utf-8") as f:
         json.dump(doc, f, ensure_ascii=False, indent=1)
         f.write("\n")

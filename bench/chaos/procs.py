@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from bench import sut
+from bench.chaos.nodes import RedisNodes, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -170,10 +171,16 @@ class World:
     """A temp work dir, its config file, its Redis, its bots."""
 
     def __init__(self, smsc_port: int, *, window: int = 10, bot_env: dict[str, str] | None = None,
-                 keep: bool = False, overrides: dict[str, Any] | None = None):
+                 keep: bool = False, overrides: dict[str, Any] | None = None, topology: str = "bundled"):
         self.workdir = Path(tempfile.mkdtemp(prefix="chaos-"))
         self.keep = keep
-        self.config = self._write_config(smsc_port, window, overrides or {})
+        self.topology = topology
+        self.nodes: RedisNodes | None = None
+        self.primaries: list[int] = []  # sentinel: the first primary; cluster: the primaries' ports
+        self.sentinels: list[int] = []
+        self.cluster_ports: list[int] = []
+        redis_overrides = self._start_nodes(topology) if topology != "bundled" else {}
+        self.config = self._write_config(smsc_port, window, {**redis_overrides, **(overrides or {})})
         env = {k: v for k, v in os.environ.items() if not k.startswith("SMSBOT_")}
         env["PYTHONUNBUFFERED"] = "1"
         env.update(bot_env or {})
@@ -186,6 +193,42 @@ class World:
         self.watchdog = subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(self.workdir), "1" if keep else "0"],
                                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                          stderr=subprocess.DEVNULL, preexec_fn=_watchdog_setup)
+
+    # -- Redis nodes of our own (issue 22) ----------------------------------------------------------
+    def _start_nodes(self, topology: str) -> dict[str, Any]:
+        """Sentinel: a primary, two replicas, three sentinels; cluster: three primaries with a
+        replica each. Every node with its AOF (appendfsync everysec). Returns the redis settings."""
+        self.nodes = RedisNodes(self.workdir / "nodes", preexec_fn=_child_setup)
+        try:
+            if topology == "sentinel":
+                primary = self.nodes.node(free_port(), aof=True)
+                self.nodes.replica(primary, aof=True)
+                self.nodes.replica(primary, aof=True)
+                self.primaries = [primary]
+                self.sentinels = self.nodes.sentinels(primary)
+                return {"redis.mode": "sentinel", "redis.url": None,
+                        "redis.sentinels": [f"127.0.0.1:{p}" for p in self.sentinels]}
+            if topology == "cluster":
+                self.cluster_ports = self.nodes.cluster(3, replicas=1, aof=True)
+                self.primaries = self.cluster_ports[:3]
+                return {"redis.mode": "cluster", "redis.url": f"redis://127.0.0.1:{self.primaries[0]}"}
+        except RuntimeError as e:
+            self.nodes.stop()
+            raise ScenarioError(str(e)) from None
+        raise ScenarioError(f"unknown Redis topology {topology!r}: bundled, sentinel or cluster")
+
+    def client(self) -> Any:
+        """A client of the data as the bots see it: the bundled server, the sentinels' primary, the cluster."""
+        import redis
+        import redis.cluster
+        import redis.sentinel
+
+        if self.topology == "sentinel":
+            return redis.sentinel.Sentinel([("127.0.0.1", p) for p in self.sentinels], socket_timeout=10).master_for(
+                "mymaster", socket_timeout=10)
+        if self.topology == "cluster":
+            return redis.cluster.RedisCluster(host="127.0.0.1", port=self.primaries[0], socket_timeout=10)
+        return redis.Redis.from_url(self.redis_url, socket_timeout=10)
 
     # -- config ------------------------------------------------------------------------------------
     def _write_config(self, smsc_port: int, window: int, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -243,6 +286,8 @@ class World:
 
     # -- Redis -------------------------------------------------------------------------------------
     def redis_start(self) -> str:
+        if self.topology != "bundled":  # our own nodes run already
+            return self.topology
         res = self.cli("redis", "start", timeout=30)
         url = res.stdout.decode().strip().splitlines()[-1]
         self.redis_url = url
@@ -253,9 +298,7 @@ class World:
     @property
     def redis(self) -> Any:
         if self._client is None:
-            import redis
-
-            self._client = redis.Redis.from_url(self.redis_url, socket_timeout=10)
+            self._client = self.client()
         return self._client
 
     def redis_pid(self, timeout: float = 2.0) -> int | None:
@@ -319,6 +362,8 @@ class World:
                     os.kill(pid, signal.SIGCONT)
                 except OSError:
                     pass
+        if self.nodes is not None:
+            self.nodes.stop()
         if self.redis_url is not None:
             self.redis_pid(timeout=0.5)  # a server started by a bot after ours died
         if self._client is not None:
@@ -354,7 +399,7 @@ class World:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
     def bot_log_summary(self) -> dict[str, int]:
-        lines = tracebacks = unreachable = errors = 0
+        lines = tracebacks = unreachable = errors = batch_failed = script_failed = 0
         for b in self.bots:
             for log in b.logs:
                 try:
@@ -369,4 +414,9 @@ class World:
                         unreachable += 1
                     if '"level": "error"' in line or '"level":"error"' in line:
                         errors += 1
-        return {"lines": lines, "tracebacks": tracebacks, "redis_unreachable_lines": unreachable, "error_lines": errors}
+                    if "redis_batch_failed" in line:
+                        batch_failed += 1
+                    if "script_failed" in line:
+                        script_failed += 1
+        return {"lines": lines, "tracebacks": tracebacks, "redis_unreachable_lines": unreachable, "error_lines": errors,
+                "redis_batch_failed_lines": batch_failed, "script_failed_lines": script_failed}

@@ -93,7 +93,11 @@ TITLES = {
     "e": "all faults together",
     "f": "{orders} orders, bot kill -9 0.3 s after them",
     "g": "billing run kill -9 mid-run, then run again",
+    "h": "Sentinel (primary, 2 replicas, 3 sentinels): primary kill -9 under load",
+    "i": "Cluster (3 primaries + replicas): key-by-key slot migration, then a primary kill -9",
+    "j": "every Redis node stopped and started again from its AOF",
 }
+TOPOLOGY = {"h": "sentinel", "i": "cluster", "j": "sentinel"}  # the others: the bundled server
 SCENARIOS = tuple(TITLES)
 
 
@@ -187,12 +191,21 @@ def run_scenario(name: str, sizes: Sizes = FULL, *, keep: bool = False, bot_env:
     smsc = gateway(subscribers, conv, rate=sizes.rate, mo_window=sizes.mo_window, retry_delay=sizes.retry_delay,
                    drop_mode=sizes.drop_mode)
     port = smsc.start()
-    world = World(port, window=sizes.window, bot_env=bot_env, keep=keep, overrides=overrides)
+    overrides = dict(overrides or {})
+    if name == "h":  # the failover scenario is about what `replica` durability keeps (--set redis.durability=os: what os loses)
+        overrides.setdefault("redis.durability", "replica")
+    topology = TOPOLOGY.get(name, "bundled")
+    try:
+        world = World(port, window=sizes.window, bot_env=bot_env, keep=keep, overrides=overrides, topology=topology)
+    except BaseException:
+        smsc.stop()
+        raise
     faults = Faults()
     tl = Timeline()
     orders: list[dict[str, Any]] = []
     extra: dict[str, Any] = {}
-    row: dict[str, Any] = {"scenario": name, "title": TITLES[name].format(**asdict(sizes))}
+    row: dict[str, Any] = {"scenario": name, "title": TITLES[name].format(**asdict(sizes)), "topology": topology,
+                           "durability": str(world.config["redis"].get("durability") or "os")}
     try:
         say(f"[{name}] redis + seed {sizes.subscribers} subscribers")
         world.redis_start()
@@ -290,6 +303,75 @@ def run_scenario(name: str, sizes: Sizes = FULL, *, keep: bool = False, bot_env:
             half = sizes.orders // 2
             tl.at(0.1 * T, "orders past grace", place_orders(ORDER_BASE_G, half, "VIDEO", now_ms - 2 * DAY_MS, "gb"))
             tl.at(0.1 * T, "orders in grace", place_orders(ORDER_BASE_G + half, sizes.orders - half, "READ", now_ms, "gc"))
+
+        # -- Redis nodes of our own (h, i, j: issue 22) ----------------------------------------------
+        nodes = world.nodes
+
+        def kill_primary(port: int) -> Callable[[], None]:
+            def fn() -> None:
+                assert nodes is not None
+                nodes.kill9(port)
+                faults.redis_kills += 1
+                faults.last_crash = killed_at = time.monotonic()
+
+                def promoted() -> None:  # when the topology names another primary for what `port` served
+                    while time.monotonic() - killed_at < 60:
+                        if _took_over(world, port):
+                            extra["promoted_after_s"] = round(time.monotonic() - killed_at, 2)
+                            return
+                        time.sleep(0.05)
+
+                t = threading.Thread(target=promoted, name="promotion-watch", daemon=True)
+                t.start()
+                helpers.append(t)
+            return fn
+
+        def migrate() -> None:
+            from redis.crc import key_slot
+
+            from bench.chaos.nodes import migrate_slot
+
+            def work() -> None:
+                source, target = world.primaries[0], world.primaries[1]
+                t0 = time.monotonic()
+                try:
+                    rc = world.client()
+                    slots = sorted({key_slot(f"{{{n}}}".encode()) for n in range(world.shards)
+                                    if rc.get_node_from_key(f"{{{n}}}").port == source})
+                    moved = sum(migrate_slot(slot, source, target, world.primaries) for slot in slots)
+                    rc.close()
+                    extra["migration"] = {"slots": len(slots), "keys": moved, "seconds": round(time.monotonic() - t0, 2)}
+                except Exception as e:  # noqa: BLE001 - in the row, not lost in a thread
+                    extra["migration"] = {"error": f"{e!r}: {e}"[:300]}
+
+            t = threading.Thread(target=work, name="slot-migration", daemon=True)
+            t.start()
+            helpers.append(t)
+
+        def all_nodes_down_and_up() -> None:
+            assert nodes is not None
+            nodes.stop()
+            faults.redis_stops += 1
+            faults.last_crash = stopped_at = time.monotonic()
+
+            def up() -> None:  # on the timeline's own thread: a node's PDEATHSIG follows the thread that started it
+                data = [p for p in nodes.by_port if p not in world.sentinels]
+                try:
+                    for p in [*data, *world.sentinels]:
+                        nodes.restart(p)
+                    extra["restarted_after_s"] = round(time.monotonic() - stopped_at, 2)
+                except Exception as e:  # noqa: BLE001 - in the row
+                    extra["restart_error"] = f"{e!r}: {e}"[:300]
+
+            tl.after(sizes.restart_delay, "every Redis node started again", up)
+
+        if name == "h":
+            tl.at(0.4 * T, "sentinel primary kill -9", kill_primary(world.primaries[0]))
+        if name == "i":
+            tl.at(0.1 * T, "slot migration", migrate)
+            tl.at(0.6 * T, "cluster primary kill -9", kill_primary(world.primaries[2]))
+        if name == "j":
+            tl.at(0.4 * T, "every Redis node stopped", all_nodes_down_and_up)
 
         def supervise() -> None:
             for b in world.bots:
@@ -504,6 +586,28 @@ def _killed_billing(world: World, sizes: Sizes, orders: list[dict[str, Any]], ru
             "rerun_summary": second.stdout.decode(errors="replace").strip().splitlines()[-3:],
             "verify_exit": verify.returncode, "verify_discrepancies": max(0, len(vout) - 1) if verify.returncode else 0,
             "verify_tail": vout[-1:] if vout else [], "runs_recorded": len(runs), "runs_unfinished": unfinished}
+
+
+def _took_over(world: World, killed: int) -> bool:
+    """Has another node taken over from the killed primary on port `killed` (Sentinel: the sentinels
+    name another primary; Cluster: a node that was a replica of it is a primary now)?"""
+    import redis
+
+    from bench.chaos.nodes import sentinel_primary
+
+    try:
+        if world.topology == "sentinel":
+            named = sentinel_primary(world.sentinels[0])
+            return named is not None and named != killed
+        for port in world.cluster_ports:
+            if port == killed:
+                continue
+            info = redis.Redis(port=port, socket_timeout=1).info("replication")
+            if info.get("role") == "master" and port not in world.primaries:
+                return True
+    except redis.RedisError:
+        return False
+    return False
 
 
 def targets(row: dict[str, Any]) -> dict[str, bool]:

@@ -12,7 +12,7 @@ in the same shape FastAPI uses for schema errors: ``{"detail": [{"loc": ["body",
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 
@@ -107,3 +107,5 @@ class StatusOut(BaseModel):
     outbox_depth: int = Field(description="entries in every outbox and queue stream")
     outbox_oldest_age_s: float | None = Field(None, description="age of the oldest entry not yet sent (queue lag); null: none")
     event_backlog: dict[str, int] = Field(description="per event stream: entries not yet read by its group (lag)")
+    topology: dict[str, Any] | None = Field(None, description="the Redis behind the bot (smsbot.topology.describe): mode, "
+                                            "durability, primaries with their replicas and replication lag, failovers seen")

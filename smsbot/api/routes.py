@@ -21,7 +21,7 @@ from fastapi import APIRouter, HTTPException, Path
 from fastapi.responses import HTMLResponse
 
 from commands.orders import reminder_short_code
-from smsbot import admin, queue_lag
+from smsbot import admin, queue_lag, topology
 from smsbot.api.auth import Token
 from smsbot.api.checks import Invalid, number, path_number, service
 from smsbot.api.models import (CancelOut, Instance, LedgerEntry, LedgerOut, MtOut, NoticeIn, NoticeOut, NoticeStateOut,
@@ -206,7 +206,7 @@ def status(ctx: Any) -> StatusOut:
         backlog[stream] = _unread(red, stream, group)
     lag = queue_lag.read(ctx.store, now)
     return StatusOut(redis="ok", instances=instances, outbox_depth=lag.depth, event_backlog=backlog,
-                     outbox_oldest_age_s=lag.oldest_age_s)
+                     outbox_oldest_age_s=lag.oldest_age_s, topology=topology.describe(ctx.store))
 
 
 def _unread(red: Any, stream: str, group: str) -> int:

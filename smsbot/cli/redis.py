@@ -42,7 +42,7 @@ def redis_start(c: Ctx) -> None:
 
     _bundled_or_exit(c)
     try:
-        er = embedded.ensure_running(c.settings.data_dir, c.settings.redis.appendfsync)
+        er = embedded.ensure_running(c.settings.data_dir, c.settings.redis.fsync_policy)
     except redis_supervisor.CONNECT_ERRORS as e:
         raise redis_supervisor.diagnose(c.settings, e) from None
     click.echo(er.url)

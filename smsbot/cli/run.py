@@ -90,10 +90,19 @@ def stop_cmd(pidfile: Path, timeout: float) -> None:
 
 @main.command("status")
 @click.option("--pidfile", type=click.Path(dir_okay=False, path_type=Path), envvar="SMSBOT_PIDFILE", required=True)
-def status_cmd(pidfile: Path) -> None:
-    """Is the bot holding PIDFILE running? Exit 0 when running, 3 when not (LSB)."""
-    from smsbot import daemon
+@pass_ctx
+def status_cmd(c: Ctx, pidfile: Path) -> None:
+    """Is the bot holding PIDFILE running? Exit 0 when running, 3 when not (LSB). When it runs, the
+    Redis it uses: primaries, replicas and their lag, failovers seen."""
+    from smsbot import daemon, topology
 
     code, text = daemon.status(pidfile)
     click.echo(text)
+    if code == 0:  # the topology is extra: a configuration it cannot read does not change the LSB answer
+        try:
+            settings = c.settings
+        except Exception as e:  # noqa: BLE001 - ConfigError, unreadable file: said in one line
+            click.echo(f"redis: topology not readable: {str(e).splitlines()[0] if str(e) else repr(e)}")
+        else:
+            click.echo("\n".join(topology.read_lines(settings)))
     sys.exit(code)

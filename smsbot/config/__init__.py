@@ -18,15 +18,16 @@ from smsbot.config.extensions import extend, notes
 from smsbot.config.loader import DEFAULT_CONFIG_NAME, default_config_path, from_dict, load, reload
 from smsbot.config.schema import (ALL_EVENTS, EVENT_TYPES, ApiSettings, BillingKind, BillingSettings, BindMode, CmppFee,
                                   CmppService, CmppSettings, LinkProtocol,
-                                  DeliverySettings, DispatchSettings, Language, LogSettings, MenuSettings, MetricsSettings,
+                                  DeliverySettings, DispatchSettings, Durability, Language, LogSettings, MenuSettings,
+                                  MetricsSettings,
                                   RedisMode, RedisSettings, Service, Settings, ShortCodeSettings, SimulatorSettings,
                                   SmscSettings, SubscribersSettings, WebhookEndpoint, WebhookEvent)
 
 __all__ = [
     "ALL_EVENTS", "DEFAULT_CONFIG_NAME", "ENV_PREFIX", "EVENT_TYPES", "NON_SETTING_PREFIXES", "NON_SETTING_VARS",
     "ApiSettings", "BillingKind", "BillingSettings", "BindMode", "CmppFee", "CmppService", "CmppSettings", "ConfigError",
-    "DeliverySettings", "DispatchSettings", "Language", "LinkProtocol", "LogSettings", "MenuSettings", "MetricsSettings",
-    "RedisMode", "RedisSettings",
+    "DeliverySettings", "DispatchSettings", "Durability", "Language", "LinkProtocol", "LogSettings", "MenuSettings",
+    "MetricsSettings", "RedisMode", "RedisSettings",
     "Service", "Settings", "ShortCodeSettings", "SimulatorSettings", "SmscSettings", "SubscribersSettings",
     "WebhookEndpoint", "WebhookEvent",
     "default_config_path", "extend", "from_dict", "load", "notes", "reload",

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from smsbot.config.errors import did_you_mean
 from smsbot.periods import zone
@@ -143,6 +144,13 @@ class RedisMode(str, enum.Enum):
     CLUSTER = "cluster"
 
 
+class Durability(str, enum.Enum):
+    """When an MO counts as stored (`redis.durability`; README "High availability")."""
+    OS = "os"  # Redis wrote it (AOF in the OS page cache): survives a process crash
+    FSYNC = "fsync"  # Redis fsynced it (appendfsync always): survives a machine crash
+    REPLICA = "replica"  # `min_replicas` replicas acknowledged it (WAIT): survives losing the primary
+
+
 class RedisSettings(_Frozen):
     """single: `url` (None: the bundled redis-server in data_dir); sentinel: the primary of
     `sentinel_service` as the `sentinels` report it; cluster: `url` names any node (seed)."""
@@ -154,9 +162,34 @@ class RedisSettings(_Frozen):
     password: str | None = Field(None, repr=False, description="AUTH password of the data nodes (never logged)")
     key_prefix: str = Field("smsbot", pattern=r"^[A-Za-z0-9_.-]+$")
     shards: int = Field(16, ge=1, le=16384, description="hash-tag buckets for subscriber keys and outbox streams")
-    appendfsync: str = Field("everysec", pattern=r"^(always|everysec|no)$")
+    appendfsync: str | None = Field(None, pattern=r"^(always|everysec|no)$", description="the bundled server's AOF "
+                                    "fsync policy; empty: everysec, or always with durability fsync")
+    # -- durability (issue 22): when an MO is acknowledged to the SMSC -----------------------------
+    durability: Durability = Field(Durability.OS, description="os: Redis wrote it; fsync: Redis fsynced it "
+                                   "(appendfsync always); replica: min_replicas replicas acknowledged it (WAIT)")
+    min_replicas: int = Field(1, ge=1, le=64, description="replica durability: replicas that must acknowledge each write")
+    wait_timeout_ms: int = Field(500, ge=1, le=60000, description="replica durability: how long a round trip waits for "
+                                 "them; fewer in time is a temporary error to the SMSC, which redelivers")
 
-    @field_validator("url", "password", mode="before")
+    @field_validator("durability")
+    @classmethod
+    def _durability_fits(cls, v: Durability, info: ValidationInfo) -> Durability:
+        # one line, at redis.durability (PydanticCustomError: no "Value error," before it)
+        d = info.data
+        if v is Durability.FSYNC and d.get("appendfsync") not in (None, "always"):
+            raise PydanticCustomError("durability", "fsync needs appendfsync always, not {was} (remove "
+                                      "redis.appendfsync or set it to always)", {"was": repr(d["appendfsync"])})
+        if v is Durability.REPLICA and d.get("mode") is RedisMode.SINGLE and not d.get("url"):
+            raise PydanticCustomError("durability", "replica needs a Redis with replicas; the bundled server has none "
+                                      "(set redis.url to a primary, or redis.mode sentinel or cluster)")
+        return v
+
+    @property
+    def fsync_policy(self) -> str:
+        """The `appendfsync` a server smsbot starts runs with (`durability: fsync` means always)."""
+        return self.appendfsync or ("always" if self.durability is Durability.FSYNC else "everysec")
+
+    @field_validator("url", "password", "appendfsync", mode="before")
     @classmethod
     def _empty_is_none(cls, v: Any) -> Any:
         return None if v == "" else v

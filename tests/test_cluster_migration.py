@@ -1,0 +1,128 @@
+"""A Redis Cluster slot migration while MOs flow (issue 22): the slots holding a third of the
+subscribers move key by key (CLUSTER SETSLOT IMPORTING/MIGRATING, MIGRATE), as a large slot moves in
+production, between the answers of running conversations. ASK, TRYAGAIN and MOVED are followed by
+the round trip: no batch fails, no MO is refused (the SMSC redelivers nothing), every cancel
+confirmation arrives once. And a cluster with more primaries than `redis.shards` is a warning at start.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from redis.crc import key_slot
+
+from smsbot import config, topology
+from smsbot.roundtrip import ClusterRoundtrip
+from smsbot.simulator.smsc import SimSmsc
+
+from .conftest import Phone, World, base_config
+from .helpers import wait_until
+from .redis_nodes import Nodes, migrate_slot
+from .test_e2e_menu import subs_state
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[int]]:
+    nodes = Nodes(tmp_path_factory.mktemp("cluster"))
+    try:
+        yield nodes.cluster(3)
+    finally:
+        nodes.stop()
+
+
+def _world(tmp_path: Path, port: int, **overrides) -> World:
+    settings = config.from_dict(base_config(f"redis://127.0.0.1:{port}", tmp_path / "var", **{"redis.mode": "cluster"},
+                                            **overrides))
+    w = World(settings, SimSmsc.from_settings(settings).start())
+    try:
+        w.start_bot()
+    except BaseException:
+        w.stop()
+        raise
+    return w
+
+
+def test_slot_migration_under_load_is_followed_not_failed(cluster: list[int], tmp_path: Path):
+    w = _world(tmp_path, cluster[0])
+    try:
+        store = w.bot.store
+        rc = store.redis
+        source, target = cluster[0], cluster[1]
+        moving = sorted({key_slot(f"{{{n}}}".encode()) for n in range(store.keys.shards)
+                         if rc.get_node_from_key(f"{{{n}}}").port == source})
+        assert moving, "the source node owns none of the shards"
+        numbers = [n for n in (str(13800000000 + i) for i in range(400))
+                   if key_slot(store.keys.subscriber(n).tag.encode()) in moving][:12]
+        for n in numbers:
+            w.subscribe(n, "VIDEO", "MUSIC")
+        phones = [w.handset(n) for n in numbers]
+        for p in phones:
+            assert "1. 视频会员包月" in p.ask("0000")  # every slot holds keys to move
+        before = dict(ClusterRoundtrip.followed)
+        answers = [0]
+        lock = threading.Lock()
+        done = threading.Event()
+        failures: list[str] = []
+
+        def converse(group: list[Phone]) -> None:
+            for p in group:
+                try:
+                    for text, needle in (("1", "您已成功退订视频会员包月"), ("0000", "1. 彩铃音乐包"),
+                                         ("1", "您已成功退订彩铃音乐包")):
+                        got = p.ask(text, timeout=20)
+                        if needle not in got:
+                            failures.append(f"{p.msisdn} {text!r}: {got!r}")
+                        with lock:
+                            answers[0] += 1
+                except Exception as e:  # noqa: BLE001 - said by the assertion below
+                    failures.append(f"{p.msisdn}: {e!r}")
+
+        def between_keys() -> None:  # the next key moves once a conversation went on, or 5 ms later
+            seen = answers[0]
+            wait_until(lambda: answers[0] > seen or done.is_set(), 0.005)
+
+        # four conversations at a time (the simulator's handset API is not for dozens of clients at once)
+        talkers = [threading.Thread(target=converse, args=(phones[i::4],)) for i in range(4)]
+        for t in talkers:
+            t.start()
+        moved = 0
+        try:
+            for slot in moving:
+                moved += migrate_slot(slot, source, target, cluster, between_keys)
+        finally:
+            for t in talkers:
+                t.join(120)
+            done.set()
+        assert not failures, failures
+        assert w.sim.stats()["mo_redelivered"] == 0, "no MO refused (redelivered by the SMSC)"
+        assert moved > len(numbers), "the slots held the subscribers' keys"
+        after = ClusterRoundtrip.followed
+        assert after["ASK"] + after["TRYAGAIN"] > before.get("ASK", 0) + before.get("TRYAGAIN", 0), \
+            "the conversations met the migration"
+        for p in phones:
+            assert p.quiet() == [], "no reply twice"
+        for n in numbers:
+            assert subs_state(w, n) == {"VIDEO": "cancelled", "MUSIC": "cancelled"}
+            assert rc.get_node_from_key(store.keys.subscriber(n).tag).port == target  # the bot follows the slot map
+    finally:
+        w.stop()
+
+
+def test_a_cluster_larger_than_redis_shards_is_a_warning_at_start(cluster: list[int], tmp_path: Path):
+    from smsbot import connections
+
+    def problems(shards: int) -> list:
+        raw = base_config(f"redis://127.0.0.1:{cluster[0]}", tmp_path / "var", **{"redis.mode": "cluster",
+                                                                                  "redis.shards": shards})
+        store = connections.store(config.from_dict(raw))
+        try:
+            return topology.check(store)
+        finally:
+            store.close()
+
+    (event, fields), = problems(2)
+    assert event == "redis_shards_below_primaries" and fields["primaries"] == 3 and fields["primaries_without_subscribers"] >= 1
+    assert problems(64) == []  # 64 shard tags: some on every primary
