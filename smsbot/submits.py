@@ -92,11 +92,18 @@ class CmppSubmits:
         self.live = live
         self.version = Version.V20 if live.settings.smsc.protocol is LinkProtocol.CMPP2 else Version.V30
         self._refs = itertools.count(random.randrange(256))
+        self._segmented: dict[str, tuple[int, list[bytes]]] = {}  # rendered text -> its Msg_Fmt and part octets
 
     def parts(self, to: str, short_code: str, text: str, fields: Mapping[str, str]) -> list[bytes]:
         settings = self.live.settings
         s = settings.smsc
-        split = cmpp_text.split_text(text, ref=next(self._refs) & 0xFF)
+        segmented = self._segmented.get(text)
+        if segmented is None:  # cutting a text a character at a time is dear: once per text, as SMPP's
+            segmented = cmpp_text.segment_text(text)
+            if len(self._segmented) >= SEGMENT_CACHE_SIZE:
+                self._segmented.clear()
+            self._segmented[text] = segmented
+        split = cmpp_text.with_udh(segmented, next(self._refs) & 0xFF)  # a fresh reference per message
         fee, service_id = fee_of(settings, fields.get("tpl", ""), fields.get("data") or "{}")
         dest = destination(to, s.dest_addr_ton, settings.subscribers.country_code)
         total = len(split.contents)

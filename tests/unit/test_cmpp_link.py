@@ -150,3 +150,21 @@ def test_an_idle_link_sends_active_test_and_dies_when_it_is_not_answered(unit_se
     with pytest.raises(LinkDown, match="CMPP_ACTIVE_TEST unanswered"):
         link.check(T0 + 40.6, smsc)
     assert smsc.submit_window == 16  # CMPP's window of unanswered SUBMITs, not smsc.window
+
+
+def test_a_text_sent_again_is_cut_once_and_each_reply_gets_a_fresh_udh_reference(cmpp_settings, monkeypatch):
+    from smsbot.cmpp import text as cmpp_text
+
+    cuts = []
+    segment = cmpp_text.segment_text
+    monkeypatch.setattr(cmpp_text, "segment_text", lambda t, *a: cuts.append(t) or segment(t, *a))
+    submits = CmppSubmits(make_live(cmpp_settings))
+    menu = "您订购了：视频会员、音乐包、新闻早晚报。回复序号退订。" * 3
+    first = [cmpp.decode(cmpp.CommandId.SUBMIT, b, 0x30) for b in submits.parts("13800138000", "10086", menu, {})]
+    again = [cmpp.decode(cmpp.CommandId.SUBMIT, b, 0x30) for b in submits.parts("13800138001", "10086", menu, {})]
+    assert cuts == [menu]  # the character-by-character cut runs once per text, not once per reply
+    assert len(first) == len(again) > 1
+    assert [p.msg_content[6:] for p in first] == [p.msg_content[6:] for p in again]  # the same text octets
+    assert first[0].msg_content[3] != again[0].msg_content[3]  # behind a UDH with a fresh concatenation reference
+    assert cmpp_text.join_parts(8, [p.msg_content[6:] for p in again]) == menu
+    assert again[0].dest_terminal_ids == ["8613800138001"]
