@@ -11,10 +11,10 @@ CMPP codec, as the SMPP load SMSC uses smsbot's PDU codec; each DELIVER body is 
 
 As lean per MO as the SMPP load SMSC (it must never be the bottleneck: at window 10 a round goes
 through three processes on two cores, and every µs it spends is a µs the bot waits). A SUBMIT is
-not decoded field by field: only what the measurement needs is read at its fixed offset (Pk_number,
-the first Dest_terminal_Id; `submit_offsets`), and the SUBMIT_RESP and DELIVER_RESP Result are
-packed and read with `struct` (the codec's `decode` of every SUBMIT cost the load ~5x the SMPP
-load's CPU per MO, which held smsbot's CMPP rows at half its SMPP rate).
+not decoded field by field: only what the measurement needs is read at its fixed offset
+(Pk_number, the first Dest_terminal_Id: `smsbot.cmpp.codec.submit_dest_at`); the SUBMIT_RESP is
+packed with `struct` and a DELIVER_RESP's Result read from its octets. Decoding every SUBMIT with
+the codec cost it about twice the SMPP load's CPU per MO.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import struct
 
 from smsbot import cmpp
 from smsbot import pdu as _pdu
-from smsbot.cmpp import auth, fields
+from smsbot.cmpp import auth, codec, fields
 
 from bench.load_smsc import COUNTRY_CODE, SHORT_CODE, LoadSmsc, _Conn, _Mo, _Run
 
@@ -33,16 +33,7 @@ _MSG_ID = struct.Struct(">Q")
 _DELIVER_RESP = int(cmpp.CommandId.DELIVER_RESP)
 _SUBMIT = int(cmpp.CommandId.SUBMIT)
 _SUBMIT_RESP = int(cmpp.CommandId.SUBMIT_RESP)
-_PK_NUMBER = 9  # Msg_Id 8, Pk_total 1, then Pk_number
-
-
-def submit_offsets(version: int) -> tuple[int, int]:
-    """(offset of DestUsr_tl, width of a Dest_terminal_Id) in a CMPP_SUBMIT body of `version`:
-    the fields before them have fixed widths (`smsbot.cmpp.fields.Layout`)."""
-    lay = fields.layout(version)
-    before = (8 + 1 + 1 + 1 + 1 + 10 + 1 + lay.terminal_id + (1 if lay.terminal_types else 0)
-              + 1 + 1 + 1 + 6 + 2 + 6 + 17 + 17 + 21)  # Msg_Id .. Src_Id
-    return before, lay.terminal_id
+_PK_NUMBER = codec.SUBMIT_PK_NUMBER_AT
 
 
 class _Framer:
@@ -67,7 +58,7 @@ class CmppLoadSmsc(LoadSmsc):
         self.version, self.sp_id, self.secret = version, sp_id, secret
         self._ids = itertools.count(1)
         self._bodies: dict[tuple[str, str], bytes] = {}  # (text, msisdn) -> DELIVER body after Msg_Id
-        self._dest_count_at, self._dest_width = submit_offsets(version)
+        self._dest_count_at, self._dest_width = codec.submit_dest_at(version), fields.layout(version).terminal_id
         self._submit_resp = struct.Struct(f">IIIQ{fields.layout(version).result}x")  # header, Msg_Id, Result 0
 
     def _accept(self) -> None:

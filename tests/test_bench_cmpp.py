@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from bench.baseline_cmpp import REPLY_TEXT
-from bench.load_ismg import CmppLoadSmsc, submit_offsets
+from bench.load_ismg import CmppLoadSmsc
 from smsbot import cmpp
-from smsbot.cmpp import auth
+from smsbot.cmpp import auth, codec, fields
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -47,7 +47,7 @@ def test_the_load_ismg_reads_a_submit_at_its_offsets_as_the_codec_does(version):
     (decoding each SUBMIT cost it ~5x the SMPP load's CPU per MO): they must be the codec's fields."""
     ismg = CmppLoadSmsc(version=version)
     try:
-        at, width = submit_offsets(version)
+        at, width = codec.submit_dest_at(version), fields.layout(version).terminal_id
         for dest, total, number, content in [("8613900000007", 1, 1, b"hi"), ("13900000123", 3, 2, "长".encode("utf-16-be")),
                                              ("8613900000001", 2, 2, b"x" * 140)]:
             body = cmpp.encode_body(cmpp.Submit([dest], content, msg_fmt=0 if content.isascii() else 8, src_id="10086",
@@ -55,7 +55,7 @@ def test_the_load_ismg_reads_a_submit_at_its_offsets_as_the_codec_does(version):
             sm = cmpp.decode(cmpp.CommandId.SUBMIT, body, version)
             assert body[at] == len(sm.dest_terminal_ids) == 1
             assert body[at + 1:at + 1 + width].rstrip(b"\0").decode() == sm.dest_terminal_ids[0] == dest
-            assert body[9] == sm.pk_number == number
+            assert body[codec.SUBMIT_PK_NUMBER_AT] == sm.pk_number == number
         # its SUBMIT_RESP is the codec's, packed at once
         resp = ismg._submit_resp
         assert resp.pack(resp.size, cmpp.CommandId.SUBMIT_RESP, 77, 12345) == cmpp.encode(cmpp.SubmitResp(12345, 0), 77, version)

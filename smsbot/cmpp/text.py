@@ -1,11 +1,10 @@
 """Text ⇄ Msg_Content: Msg_Fmt 0 (ASCII), 8 (UCS-2) and 15 (GBK), long messages with a UDH.
 
-Sending (`split_text`; or `segment_text` once per text and `with_udh` per message): ASCII text
-goes as Msg_Fmt 0, anything else as UCS-2 (8), or as GBK (15) when asked. One part when it fits
-(159 octets for ASCII, 140 for the others); otherwise parts of at most 153 / 134 octets of text
-behind a `05 00 03 ref total seq` UDH with TP_udhi 1 — the UDH is `smsbot.codec.with_udh`'s, as
-for SMPP. A part never ends inside a character (a UTF-16 surrogate pair or a GBK double-byte
-character stays whole). More than 255 parts: `ValueError`.
+Sending (`split_text`): ASCII text goes as Msg_Fmt 0, anything else as UCS-2 (8), or as GBK (15)
+when asked. One part when it fits (159 octets for ASCII, 140 for the others); otherwise parts of
+at most 153 / 134 octets of text behind a `05 00 03 ref total seq` UDH with TP_udhi 1 — the UDH
+is `smsbot.codec.with_udh`'s, as for SMPP. A part never ends inside a character (a UTF-16
+surrogate pair or a GBK double-byte character stays whole). More than 255 parts: `ValueError`.
 
 Reading (`decode_text`, never raises): 8 → UTF-16-BE (an odd octet or a lone surrogate becomes
 U+FFFD); 15 → Python's GBK codec, undecodable octets replaced; 0 and any Msg_Fmt we do not know
@@ -70,29 +69,17 @@ def _chunks(text: str, msg_fmt: int, size: int) -> list[bytes]:
     return out
 
 
-def segment_text(text: str, msg_fmt: int | None = None) -> tuple[int, list[bytes]]:
-    """(Msg_Fmt, the text octets of each part before any UDH): what `split_text` puts behind the
-    UDH. Depends on the text alone, so a sender may keep it for texts it sends again."""
+def split_text(text: str, msg_fmt: int | None = None, ref: int | None = None) -> Parts:
+    """The parts `text` goes as (see the module docstring); `ref` (0-255) random when None."""
     fmt = choose_fmt(text) if msg_fmt is None else msg_fmt
     whole = encode_text(text, fmt)
     if len(whole) <= SINGLE[fmt]:
-        return fmt, [whole]
+        return Parts(fmt, 0, [whole])
     bodies = _chunks(text, fmt, PART[fmt])
     if len(bodies) > MAX_PARTS:
         raise ValueError(f"text needs {len(bodies)} parts (max {MAX_PARTS})")
-    return fmt, bodies
-
-
-def with_udh(segmented: tuple[int, list[bytes]], ref: int) -> Parts:
-    """The parts of a `segment_text` result, several behind a UDH with reference `ref` (0-255)."""
-    fmt, bodies = segmented
-    esm, contents = codec.with_udh(bodies, ref)
+    esm, contents = codec.with_udh(bodies, random.randint(0, 255) if ref is None else ref)
     return Parts(fmt, 1 if esm else 0, contents)
-
-
-def split_text(text: str, msg_fmt: int | None = None, ref: int | None = None) -> Parts:
-    """The parts `text` goes as (see the module docstring); `ref` (0-255) random when None."""
-    return with_udh(segment_text(text, msg_fmt), random.randint(0, 255) if ref is None else ref)
 
 
 def decode_text(msg_fmt: int, data: bytes) -> str:
