@@ -200,11 +200,12 @@ def decode(command_id: int, body: bytes, version: int) -> Pdu:
         return _read_deliver(body, lay)
     if command_id == CommandId.SUBMIT:
         return _read_submit(body, lay)
-    if command_id in (CommandId.SUBMIT_RESP, CommandId.DELIVER_RESP):
-        name = CommandId(command_id).name
-        r = Reader(body, f"CMPP_{name}")
+    if command_id == CommandId.SUBMIT_RESP or command_id == CommandId.DELIVER_RESP:
         width = _resp_layout(command_id, body, lay).result
         cls = SubmitResp if command_id == CommandId.SUBMIT_RESP else DeliverResp
+        if len(body) >= 8 + width:  # two per MT part: read straight, not field by field
+            return cls(int.from_bytes(body[:8], "big"), int.from_bytes(body[8:8 + width], "big"))
+        r = Reader(body, f"CMPP_{CommandId(command_id).name}")  # cut short: its error names the field
         return cls(r.uint("Msg_Id", 8), r.uint("Result", width))
     if command_id == CommandId.ACTIVE_TEST:
         return ActiveTest()
