@@ -110,3 +110,16 @@ def test_the_cmpp_baseline_does_what_the_smpplib_loop_does(version):
             proc.kill()
             proc.wait()
         lsock.close()
+
+
+def test_the_cmpp_rows_bot_has_the_smpp_rows_submit_window(tmp_path: Path):
+    """The bot's window of unanswered submits is the same in every row (an ISMG's default 16 against
+    SMPP's 50 flushed records 3-4x as often with two-part replies, and held submits behind them)."""
+    from bench.sut import write_config
+    from smsbot.config import load
+
+    windows = {}
+    for protocol in ("smpp", "cmpp3", "cmpp2"):
+        (tmp_path / protocol).mkdir()
+        windows[protocol] = load(write_config(tmp_path / protocol, 2775, "redis://127.0.0.1:1", protocol)).smsc.submit_window
+    assert windows["cmpp3"] == windows["cmpp2"] == windows["smpp"] > 16, windows
