@@ -1,11 +1,23 @@
-"""The CMPP baseline: a minimal CMPP SP loop that answers every DELIVER with one fixed SUBMIT.
+"""The CMPP baseline: smpplib's ESME loop (`bench.baseline_smpplib`) spoken in CMPP, PDU for PDU.
 
-The reference point for smsbot's CMPP rows, as `bench.baseline_smpplib` is for SMPP's; there is
-no maintained CMPP client library, so it is the barest loop on smsbot's CMPP codec: CONNECT
-(AuthenticatorISMG checked), then read; for each DELIVER a DELIVER_RESP (Result 0) and one SUBMIT
-of a fixed ASCII text to its sender, written together; ACTIVE_TEST answered; nothing else (no
-state, no Redis, no window). Run as ``python -m bench.baseline_cmpp --port PORT [--version 0x20]``;
-exits 0 when the gateway closes the connection, and on SIGTERM.
+The reference point for smsbot's CMPP rows, as `bench.baseline_smpplib` is for SMPP's. There is
+no maintained CMPP client library, so this is smpplib 2.2.4's `Client.listen()` with its I/O kept
+and only the codec swapped for smsbot's CMPP one; the CMPP ratios then mean what the SMPP ones
+mean. Like smpplib it:
+
+* connects a plain blocking socket with a 30 s timeout and leaves Nagle on (smpplib does not set
+  TCP_NODELAY);
+* reads one PDU at a time — a `recv` of the 4 length octets, then `recv` until the rest is there
+  (`_recv_exact`) — and decodes every PDU it reads, SUBMIT_RESPs included (smpplib parses each
+  submit_sm_resp and calls its sent handler);
+* answers a DELIVER by first sending one SUBMIT of a fixed ASCII text to its sender (the handler's
+  `send_message`, one `sendall`), then the DELIVER_RESP (Result 0; a second `sendall`); a status
+  report gets only its DELIVER_RESP; ACTIVE_TEST is answered, and on a 30 s silence it sends one.
+
+So one SUBMIT per MO, each MO answered once, every SUBMIT_RESP read: no state, no Redis, no
+window of its own (the load ISMG's window is the only one, as for smpplib). CONNECT is checked
+(AuthenticatorISMG). Run as ``python -m bench.baseline_cmpp --port PORT [--version 0x20]``; exits 0
+when the gateway closes the connection or sends TERMINATE, and on SIGTERM.
 """
 
 from __future__ import annotations
@@ -13,6 +25,7 @@ from __future__ import annotations
 import argparse
 import signal
 import socket
+import struct
 import sys
 from datetime import datetime
 
@@ -20,6 +33,77 @@ from smsbot import cmpp
 from smsbot.cmpp import auth
 
 REPLY_TEXT = b"Thank you. This is the fixed baseline reply from 10086."
+TIMEOUT_S = 30.0  # smpplib's Client(timeout=30), as bench.baseline_smpplib makes it
+_LEN = struct.Struct(">I")
+_REST = struct.Struct(">II")  # Command_Id, Sequence_Id
+
+
+class _Closed(Exception):
+    """The gateway closed the connection."""
+
+
+class CmppEsme:
+    """One connection read as smpplib reads one: a PDU at a time."""
+
+    def __init__(self, sock: socket.socket, version: int, sp_id: str, secret: str) -> None:
+        self.sock, self.version, self.sp_id, self.secret = sock, version, sp_id, secret
+        self.sequence = 0
+
+    def next_sequence(self) -> int:
+        self.sequence = 1 if self.sequence >= 0x7FFFFFFF else self.sequence + 1
+        return self.sequence
+
+    def send(self, pdu: cmpp.Pdu, sequence: int) -> None:
+        self.sock.sendall(cmpp.encode(pdu, sequence, self.version))
+
+    def _recv_exact(self, size: int) -> bytes:
+        parts, got = [], 0
+        while got < size:
+            part = self.sock.recv(size - got)
+            if not part:
+                raise _Closed
+            got += len(part)
+            parts.append(part)
+        return b"".join(parts)
+
+    def read_pdu(self) -> tuple[int, int, cmpp.Pdu]:
+        """(Command_Id, Sequence_Id, the decoded PDU) of the next PDU."""
+        raw_len = self._recv_exact(4)
+        (length,) = _LEN.unpack(raw_len)
+        rest = self._recv_exact(length - 4)
+        command_id, sequence = _REST.unpack_from(rest)
+        return command_id, sequence, cmpp.decode(command_id, rest[8:], self.version)
+
+    def connect(self) -> bool:
+        """CONNECT and its CONNECT_RESP: True when accepted and AuthenticatorISMG checks."""
+        ts = auth.timestamp(datetime.now())
+        source = auth.authenticator_source(self.sp_id, self.secret, ts)
+        self.send(cmpp.Connect(self.sp_id, source, self.version, ts), self.next_sequence())
+        while True:
+            _cid, _seq, resp = self.read_pdu()
+            if isinstance(resp, cmpp.ConnectResp):
+                return resp.status == 0 and auth.ismg_ok(0, source, self.secret, self.version, resp.authenticator)
+
+    def read_once(self) -> bool:
+        """Read one PDU and act on it; False once the gateway said TERMINATE."""
+        try:
+            _cid, seq, p = self.read_pdu()
+        except socket.timeout:
+            self.send(cmpp.ActiveTest(), self.next_sequence())
+            return True
+        if isinstance(p, cmpp.Deliver):
+            if p.report is None:  # the handler: one SUBMIT to the MO's sender
+                self.send(cmpp.Submit([p.src_terminal_id], REPLY_TEXT, src_id=p.dest_id, msg_src=self.sp_id),
+                          self.next_sequence())
+            self.send(cmpp.DeliverResp(p.msg_id, 0), seq)
+        elif isinstance(p, cmpp.SubmitResp):
+            pass  # read and decoded, as smpplib's message_sent_handler gets it
+        elif isinstance(p, cmpp.ActiveTest):
+            self.send(cmpp.ActiveTestResp(), seq)
+        elif isinstance(p, cmpp.Terminate):
+            self.send(cmpp.TerminateResp(), seq)
+            return False
+        return True
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,40 +115,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--secret", default="secret")
     a = ap.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    v = a.version
-    sock = socket.create_connection((a.host, a.port))
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    ts = auth.timestamp(datetime.now())
-    source = auth.authenticator_source(a.sp_id, a.secret, ts)
-    sock.sendall(cmpp.encode(cmpp.Connect(a.sp_id, source, v, ts), 1, v))
-    framer = cmpp.Framer()
-    seq = 1
-    connected = False
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)  # as smpplib's _create_socket: no TCP_NODELAY
+    sock.settimeout(TIMEOUT_S)
+    esme = CmppEsme(sock, a.version, a.sp_id, a.secret)
     try:
-        while data := sock.recv(1 << 16):
-            out = []
-            for f in framer.feed(data):
-                if f.command_id == cmpp.CommandId.DELIVER:
-                    d = cmpp.decode(f.command_id, f.body, v)
-                    assert isinstance(d, cmpp.Deliver)
-                    out.append(cmpp.encode(cmpp.DeliverResp(d.msg_id, 0), f.sequence, v))
-                    if d.report is None:
-                        seq += 1
-                        out.append(cmpp.encode(cmpp.Submit([d.src_terminal_id], REPLY_TEXT, src_id=d.dest_id, msg_src=a.sp_id),
-                                               seq, v))
-                elif f.command_id == cmpp.CommandId.ACTIVE_TEST:
-                    out.append(cmpp.encode(cmpp.ActiveTestResp(), f.sequence, v))
-                elif f.command_id == cmpp.CommandId.CONNECT_RESP and not connected:
-                    resp = cmpp.decode(f.command_id, f.body, v)
-                    assert isinstance(resp, cmpp.ConnectResp)
-                    if resp.status or not auth.ismg_ok(0, source, a.secret, v, resp.authenticator):
-                        print(f"CONNECT refused or the gateway failed AuthenticatorISMG (Status {resp.status})", file=sys.stderr)
-                        return 1
-                    connected = True
-            if out:
-                sock.sendall(b"".join(out))
-    except OSError:
-        pass
+        sock.connect((a.host, a.port))
+        if not esme.connect():
+            print("CONNECT refused or the gateway failed AuthenticatorISMG", file=sys.stderr)
+            return 1
+        while esme.read_once():
+            pass
+    except (_Closed, OSError):
+        pass  # the gateway closed the link: the run is over
     finally:
         sock.close()
     return 0

@@ -257,6 +257,8 @@ def write_config(workdir: Path, smsc_port: int, redis_url: str, protocol: str = 
     smsc = dict(cfg.get("smsc") or {})
     smsc.update(host="127.0.0.1", port=int(smsc_port), system_id="smsbot", password="secret", protocol=protocol)
     smsc.setdefault("bind_mode", "transceiver")
+    if protocol != "smpp":  # the same submit window as the SMPP rows (config.yaml's cmpp.window is an ISMG's 16)
+        smsc["cmpp"] = {**(smsc.get("cmpp") or {}), "window": smsc.get("window", 10)}
     cfg["smsc"] = smsc
     cfg["short_codes"] = [{"code": "10086", "language": "zh-CN", "commands": ["subscriptions", "help"]}]
     redis_cfg = dict(cfg.get("redis") or {})

@@ -14,7 +14,9 @@ which one carries a reply.
   03 with the monthly price for a monthly service, 02 with the price for an on-demand one, FeeCode
   in fen, Service_Id that service's; a long one carries the fee on its first part only, the others
   free (FeeType 01), so a per-message fee is not charged once per part — and every other reply
-  (menus, help, answers) is free (FeeType 01, the free Service_Id).
+  (menus, help, answers) is free (FeeType 01, the free Service_Id). The codec encodes a text's
+  parts once (per short code, fee and settings); each reply then fills in its Dest_terminal_Id and
+  UDH reference.
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ from typing import Mapping, Protocol
 
 from smsbot import cmpp, codec, pdu
 from smsbot.cmpp import text as cmpp_text
+from smsbot.cmpp.codec import submit_dest_at
 from smsbot.cmpp.constants import Version
+from smsbot.cmpp.fields import layout
 from smsbot.config import BillingKind, CmppFee, LinkProtocol, Settings
 from smsbot.live import Live
 from smsbot.messages import SubmitSm
@@ -92,19 +96,51 @@ class CmppSubmits:
         self.live = live
         self.version = Version.V20 if live.settings.smsc.protocol is LinkProtocol.CMPP2 else Version.V30
         self._refs = itertools.count(random.randrange(256))
+        lay = layout(self.version)
+        self._dest_at = submit_dest_at(self.version) + 1  # the first (only) Dest_terminal_Id
+        self._dest_width = lay.terminal_id
+        # the UDH reference: after Dest_terminal_type (3.0), Msg_Length and the UDH's 05 00 03
+        self._ref_at = self._dest_at + lay.terminal_id + (1 if lay.terminal_types else 0) + 1 + 3
+        self._templates_for: Settings | None = None  # the settings the templates were encoded with
+        self._templates: dict[tuple, tuple[int, list[bytes]]] = {}  # see `_template`
 
     def parts(self, to: str, short_code: str, text: str, fields: Mapping[str, str]) -> list[bytes]:
         settings = self.live.settings
         s = settings.smsc
-        split = cmpp_text.split_text(text, ref=next(self._refs) & 0xFF)
         fee, service_id = fee_of(settings, fields.get("tpl", ""), fields.get("data") or "{}")
-        dest = destination(to, s.dest_addr_ton, settings.subscribers.country_code)
+        tp_udhi, bodies = self._template(settings, text, short_code, fee, service_id)
+        dest = destination(to, s.dest_addr_ton, settings.subscribers.country_code).encode("ascii")
+        at, width = self._dest_at, self._dest_width
+        if len(dest) > width:
+            raise ValueError(f"Dest_terminal_Id {dest.decode()!r} is longer than its {width} octets")
+        dest = dest.ljust(width, b"\0")
+        if not tp_udhi:
+            return [b[:at] + dest + b[at + width:] for b in bodies]
+        ref, ref_at = next(self._refs) & 0xFF, self._ref_at  # a fresh concatenation reference per message
+        return [b[:at] + dest + b[at + width:ref_at] + bytes((ref,)) + b[ref_at + 1:] for b in bodies]
+
+    def _template(self, settings: Settings, text: str, short_code: str, fee: cmpp.Fee,
+                  service_id: str) -> tuple[int, list[bytes]]:
+        """(TP_udhi, the part bodies) of `text` from `short_code` with `fee`: encoded (and checked)
+        by the codec once, with an empty Dest_terminal_Id and UDH reference 0 that `parts` fills
+        in per message — the field-by-field encoding and the cut of the text a character at a time
+        cost ~100 µs per MO. Kept per text, for the settings in force (a reload starts afresh)."""
+        if settings is not self._templates_for or len(self._templates) >= SEGMENT_CACHE_SIZE:
+            self._templates.clear()
+            self._templates_for = settings
+        key = (text, short_code, fee, service_id)
+        found = self._templates.get(key)
+        if found is not None:
+            return found
+        s = settings.smsc
+        split = cmpp_text.split_text(text, ref=0)
         total = len(split.contents)
-        return [cmpp.encode_body(cmpp.Submit(
-            dest_terminal_ids=[dest], msg_content=content, msg_fmt=split.msg_fmt, src_id=short_code,
+        found = self._templates[key] = (split.tp_udhi, [cmpp.encode_body(cmpp.Submit(
+            dest_terminal_ids=[""], msg_content=content, msg_fmt=split.msg_fmt, src_id=short_code,
             msg_src=s.cmpp.sp_id, service_id=service_id, fee=fee if i == 1 else cmpp.FREE,  # charged once
             registered_delivery=s.registered_delivery, pk_total=total, pk_number=i, tp_udhi=split.tp_udhi,
-        ), self.version) for i, content in enumerate(split.contents, 1)]
+        ), self.version) for i, content in enumerate(split.contents, 1)])
+        return found
 
     @staticmethod
     def with_sequence(body: bytes, sequence: int) -> bytes:

@@ -38,6 +38,15 @@ from .messages import (
 MAX_DESTINATIONS = 100  # DestUsr_tl
 MAX_CONTENT_ASCII = 159  # Msg_Fmt 0: "less than 160 octets"
 MAX_CONTENT = 140  # every other Msg_Fmt
+SUBMIT_PK_NUMBER_AT = 9  # Msg_Id 8, Pk_total 1, then Pk_number
+
+
+def submit_dest_at(version: int) -> int:
+    """Where DestUsr_tl is in a SUBMIT body of `version` (the first Dest_terminal_Id follows it):
+    every field before it has a fixed width, so a reader or writer of one field may go straight there."""
+    lay = layout(version)
+    return (8 + 1 + 1 + 1 + 1 + 10 + 1 + lay.terminal_id + (1 if lay.terminal_types else 0)  # Msg_Id .. Fee_terminal_type
+            + 1 + 1 + 1 + 6 + 2 + 6 + 17 + 17 + 21)  # TP_pId .. Src_Id
 
 
 def encode(pdu: Pdu, sequence: int, version: int) -> bytes:
@@ -191,11 +200,12 @@ def decode(command_id: int, body: bytes, version: int) -> Pdu:
         return _read_deliver(body, lay)
     if command_id == CommandId.SUBMIT:
         return _read_submit(body, lay)
-    if command_id in (CommandId.SUBMIT_RESP, CommandId.DELIVER_RESP):
-        name = CommandId(command_id).name
-        r = Reader(body, f"CMPP_{name}")
+    if command_id == CommandId.SUBMIT_RESP or command_id == CommandId.DELIVER_RESP:
         width = _resp_layout(command_id, body, lay).result
         cls = SubmitResp if command_id == CommandId.SUBMIT_RESP else DeliverResp
+        if len(body) >= 8 + width:  # two per MT part: read straight, not field by field
+            return cls(int.from_bytes(body[:8], "big"), int.from_bytes(body[8:8 + width], "big"))
+        r = Reader(body, f"CMPP_{CommandId(command_id).name}")  # cut short: its error names the field
         return cls(r.uint("Msg_Id", 8), r.uint("Result", width))
     if command_id == CommandId.ACTIVE_TEST:
         return ActiveTest()

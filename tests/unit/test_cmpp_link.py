@@ -150,3 +150,36 @@ def test_an_idle_link_sends_active_test_and_dies_when_it_is_not_answered(unit_se
     with pytest.raises(LinkDown, match="CMPP_ACTIVE_TEST unanswered"):
         link.check(T0 + 40.6, smsc)
     assert smsc.submit_window == 16  # CMPP's window of unanswered SUBMITs, not smsc.window
+
+
+@pytest.mark.parametrize("protocol", ["cmpp3", "cmpp2"])
+def test_a_text_sent_again_is_encoded_once_and_each_reply_is_the_codecs_submit(unit_settings, protocol, monkeypatch):
+    """The parts of a text are encoded once; each reply fills in its Dest_terminal_Id and a fresh UDH
+    reference, and is octet for octet what the codec writes for that reply."""
+    from smsbot.cmpp import text as cmpp_text
+
+    settings = unit_settings(**{"smsc.protocol": protocol, "smsc.cmpp": {"services": SERVICES}})
+    version = 0x30 if protocol == "cmpp3" else 0x20
+    cuts = []
+    split = cmpp_text.split_text
+    monkeypatch.setattr(cmpp_text, "split_text", lambda t, *a, **kw: cuts.append(t) or split(t, *a, **kw))
+    submits = CmppSubmits(make_live(settings))
+    menu = "您订购了：视频会员、音乐包、新闻早晚报。回复序号退订。" * 3
+    reminder = {"tpl": "orders.reminder", "data": '{"code": "VIDEO"}'}
+    for to, text, fields in [("13800138000", menu, {}), ("13800138001", menu, {}), ("13800138002", "0000 menu", {}),
+                             ("13800138003", "0000 menu", {}), ("13800138004", menu, reminder)]:
+        bodies = submits.parts(to, "10086", text, fields)
+        got = [cmpp.decode(cmpp.CommandId.SUBMIT, b, version) for b in bodies]
+        ref = got[0].msg_content[3] if got[0].tp_udhi else None
+        parts = split(text, ref=ref)
+        fee = cmpp.Fee.monthly(1500) if fields else cmpp.FREE
+        want = [cmpp.encode_body(cmpp.Submit(
+            dest_terminal_ids=["86" + to], msg_content=c, msg_fmt=parts.msg_fmt, src_id="10086", msg_src="901234",
+            service_id="MVIDEO" if fields else "HELP", fee=fee if i == 1 else cmpp.FREE,
+            registered_delivery=settings.smsc.registered_delivery,
+            pk_total=len(parts.contents), pk_number=i, tp_udhi=parts.tp_udhi), version)
+            for i, c in enumerate(parts.contents, 1)]
+        assert bodies == want
+    assert cuts == [menu, "0000 menu", menu]  # once per text (and fee), not once per reply
+    one, two = (submits.parts(to, "10086", menu, {}) for to in ("13800138000", "13800138000"))
+    assert len(one) == len(two) > 1 and one != two  # the same reply to the same handset: a fresh UDH reference
