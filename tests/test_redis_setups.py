@@ -23,7 +23,7 @@ from .helpers import wait_until
 from smsbot.simulator.smsc import SimSmsc
 
 from .conftest import World, base_config
-from .test_e2e_menu import subs_state
+from .state import subs_state
 
 
 def _binaries() -> tuple[Path, Path]:
