@@ -8,12 +8,15 @@ socket, each test isolated by its own key prefix; the simulator and the bot talk
 from __future__ import annotations
 
 import itertools
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
 import redis
+import yaml
 from hypothesis import settings as hypothesis_settings
 
 import commands
@@ -58,8 +61,6 @@ def redis_client(redis_server: embedded.EmbeddedRedis) -> Iterator[redis.Redis]:
 
 def base_config(redis_url: str, data_dir: Path, **overrides: Any) -> dict[str, Any]:
     """The repo's config.yaml with test ports, a unique key prefix and quick timers."""
-    import yaml
-
     raw = yaml.safe_load((REPO / "config.yaml").read_text(encoding="utf-8"))
     raw["data_dir"] = str(data_dir)
     raw["redis"]["url"] = redis_url
@@ -248,8 +249,6 @@ def world(make_world: Callable[..., World]) -> World:
 # -- the CLI, as a separate process -----------------------------------------------------------------
 def write_config(world: World, tmp_path: Path) -> Path:
     """The running world's settings as a config file, for CLI subprocesses that must see the same Redis keys."""
-    import yaml
-
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(world.settings.model_dump(mode="json"), allow_unicode=True), encoding="utf-8")
     return path
@@ -257,8 +256,5 @@ def write_config(world: World, tmp_path: Path) -> Path:
 
 def cli(cfg: Path, *args: str, timeout: float = 60) -> Any:
     """`smsbot --config CFG ARGS...` as a real process."""
-    import subprocess
-    import sys
-
     return subprocess.run([sys.executable, "-m", "smsbot.cli", "--config", str(cfg), *args],
                           capture_output=True, text=True, cwd=REPO, timeout=timeout)
