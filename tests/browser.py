@@ -15,6 +15,7 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -48,7 +49,8 @@ def chromium(tmp_path: Path, *, window: str, args: Iterable[str] = (), logs: Ite
 
 
 class Page:
-    """The page in the browser, with waits that say what they waited for."""
+    """A page in the browser, with waits that say what they waited for; on the testers' page of
+    handsets (the simulator's web page) also a handset by its number, its messages, sending from it."""
 
     def __init__(self, driver: Any, tmp_path: Path):
         self.d = driver
@@ -75,3 +77,21 @@ class Page:
 
     def one(self, css: str, root: Any = None) -> Any:
         return (root or self.d).find_element(By.CSS_SELECTOR, css)
+
+    # -- the testers' page of handsets
+    def handset(self, msisdn: str) -> Any:
+        return self.wait(f"handset {msisdn}", lambda: next(
+            (h for h in self.all("#handsets .handset") if self.one(".msisdn", h).get_attribute("value") == msisdn), None))
+
+    def mt_texts(self, h: Any) -> list[str]:
+        return [e.text for e in self.all(".msg.mt .bubble", h)]
+
+    def send(self, h: Any, text: str) -> None:
+        box = self.one("textarea.text", h)
+        box.send_keys(text)
+        box.send_keys(Keys.ENTER)
+        self.wait(f"the composer of {h} to empty after sending {text!r}", lambda: box.get_attribute("value") == "")
+
+    def mt_with(self, h: Any, needle: str) -> Any:
+        return self.wait(f"an MT containing {needle!r}", lambda: next(
+            (m for m in self.all(".msg.mt", h) if needle in self.one(".bubble", m).text), None))

@@ -6,30 +6,11 @@ from __future__ import annotations
 import threading
 import time
 
-import commands
-from .helpers import outbox_sender, sequences_of, template_entry, wait_until
-from smsbot.connections import open_store
-from smsbot.delivery import Delivery
 from smsbot.keys import OUTBOX_GROUP
 from smsbot.messages import Status
-from smsbot.outbox import OutboxSender
-from smsbot.live import Live
-from smsbot.router import Router
-from smsbot.session import SequenceGenerator
 
-
-def delivery_for(settings, name: str) -> Delivery:
-    store = open_store(settings)
-    store.load_scripts()
-    store.ensure_groups()
-    live = Live(settings, Router(settings, commands.all_commands()))
-    snd = OutboxSender(live, SequenceGenerator(), store.keys)
-    return Delivery(live, store, snd, name)
-
-
-def hold_lease(d: Delivery, seconds: int = 60) -> None:
-    for p in d.lease_prefixes:
-        d.store.redis.set(p + d.consumer, d.instance, ex=seconds)
+from .deliveries import delivery_for, hold_lease
+from .helpers import outbox_sender, sequences_of, template_entry, wait_until
 
 
 def test_accepted_but_unrecorded_submits_hold_back_the_next_ones(make_settings):

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
-from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select
 
 from smsbot import pdu
@@ -314,33 +313,12 @@ return draw("退") !== draw("订") && draw("退") !== draw("\\u{10FFFD}");
 """
 
 
-class HandsetsPage(Page):
-    """The testers' page of handsets: a handset by its number, its messages, sending from it."""
-
-    def handset(self, msisdn: str) -> Any:
-        return self.wait(f"handset {msisdn}", lambda: next(
-            (h for h in self.all("#handsets .handset") if self.one(".msisdn", h).get_attribute("value") == msisdn), None))
-
-    def mt_texts(self, h: Any) -> list[str]:
-        return [e.text for e in self.all(".msg.mt .bubble", h)]
-
-    def send(self, h: Any, text: str) -> None:
-        box = self.one("textarea.text", h)
-        box.send_keys(text)
-        box.send_keys(Keys.ENTER)
-        self.wait(f"the composer of {h} to empty after sending {text!r}", lambda: box.get_attribute("value") == "")
-
-    def mt_with(self, h: Any, needle: str) -> Any:
-        return self.wait(f"an MT containing {needle!r}", lambda: next(
-            (m for m in self.all(".msg.mt", h) if needle in self.one(".bubble", m).text), None))
-
-
 def test_web_handsets_in_chromium(make_world: Callable[..., World], browser: Any, tmp_path: Path):
     world = make_world(**{"smsc.registered_delivery": 1})
     world.subscribe(MSISDN, "VIDEO", "MUSIC", "NEWS")
     world.subscribe(OTHER, "VIDEO", "GAME", "WEATHER")
     browser.get(world.sim.control_url + "/")
-    page = HandsetsPage(browser, tmp_path)
+    page = Page(browser, tmp_path)
     page.wait("the live stream", lambda: page.one("#live").get_attribute("data-state") == "live")
     page.wait("the bot's bind listed", lambda: "transceiver" in page.one("#binds").text and "smsbot" in page.one("#binds").text)
     assert page.one("#bind-chip").text == "1 bind open"
@@ -453,7 +431,7 @@ def test_page_says_why_no_receipt_shows_what_came_before_and_times_in_the_bots_z
     world.subscribe(MSISDN, "VIDEO", "MUSIC")
     assert "1. 视频会员包月" in world.handset(MSISDN).ask("0000")  # before the page opens
     browser.get(world.sim.control_url + "/")
-    page = HandsetsPage(browser, tmp_path)
+    page = Page(browser, tmp_path)
     page.wait("the live stream", lambda: page.one("#live").get_attribute("data-state") == "live")
     assert browser.execute_script("return Intl.DateTimeFormat().resolvedOptions().timeZone") != "Asia/Kolkata"
 
