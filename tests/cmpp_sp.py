@@ -7,6 +7,9 @@ Every PDU is kept in `wire` as a `Wire`: ("sp", its octets, the PDU meant) when 
 ("ismg", its octets, the PDU as read) when it read it, in the order of each direction on the
 connection (the tshark check rebuilds the TCP session from it). A DELIVER or ACTIVE_TEST counts as
 arrived (`delivers`, `active_tests_received`) once its resp is written.
+
+`SP_ID`, `SECRET` and `CMPP_SERVICES` are the SP's identity, also the bot's in the end-to-end tests
+where smsbot is the SP (tests/test_e2e_cmpp.py, tests/test_e2e_cmpp_tshark.py).
 """
 
 from __future__ import annotations
@@ -22,6 +25,10 @@ from smsbot.cmpp import auth
 
 SP_ID = "901234"
 SECRET = "s3cret"
+# the CMPP Service_Id of each of the test config's services, for a bot (`smsc.cmpp.services`) that is this SP
+CMPP_SERVICES = {"VIDEO": {"service_id": "MVIDEO"}, "MUSIC": {"service_id": "MMUSIC"}, "NEWS": {"service_id": "MNEWS"},
+                 "GAME": {"service_id": "MGAME"}, "READ": {"service_id": "MREAD"}, "WEATHER": {"service_id": "MWEATHER"},
+                 "RING": {"service_id": "MRING"}}
 CONNECT_TIME = datetime(2025, 3, 14, 9, 30, 5)
 
 

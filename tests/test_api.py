@@ -18,7 +18,7 @@ from commands.usage import usage_settings
 
 from .helpers import wait_until
 
-from .api_client import CARE, OPS, RO, TOKENS, Api, ApiProcess, start_api  # noqa: F401 (OPS, start_api: also for test_redis_setups)
+from .api_client import CARE, OPS, RO, TOKENS, Api, ApiProcess, start_api
 from .conftest import World
 
 MSISDN = "13800138000"

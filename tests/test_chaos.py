@@ -26,10 +26,10 @@ import pytest
 
 from bench.chaos import model as M
 from bench.chaos import smsc as S
-from bench.chaos.runner import FULL, catalogue, run_scenario
+from bench.chaos.runner import catalogue, run_scenario
 
-SIZES = FULL.scaled(subscribers=200, rate=200.0, traffic_s=3.0, crash_settle_s=17.0, settle_max_s=4.0, quiet_s=0.5,
-                    orders=2000, retry_delay=0.5, redis_stop_s=1.0, restart_delay=1.0, bots=2, window=10)
+from .chaos_sizes import SIZES
+
 # without a crash the ledger has nothing to get wrong that (d) and (f) do not check: no billing run
 PER_SCENARIO = {"a": SIZES.scaled(billing=False, traffic_s=2.0), "b": SIZES.scaled(billing=False), "d": SIZES,
                 "f": SIZES}

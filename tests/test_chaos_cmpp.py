@@ -8,7 +8,7 @@ import struct
 
 from bench.chaos import ismg as I
 from bench.chaos.runner import run_scenario
-from tests.test_chaos import SIZES
+from tests.chaos_sizes import SIZES
 
 
 def test_chaos_ismg_reads_a_submit_of_either_version():

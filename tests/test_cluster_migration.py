@@ -21,7 +21,7 @@ from smsbot.simulator.smsc import SimSmsc
 from .conftest import Phone, World, base_config
 from .helpers import wait_until
 from .redis_nodes import Nodes, migrate_slot
-from .test_e2e_menu import subs_state
+from .state import subs_state
 
 
 @pytest.fixture(scope="module")

@@ -6,41 +6,21 @@ from __future__ import annotations
 import threading
 import time
 
-import commands
-from .helpers import wait_until
-from smsbot.connections import open_store
-from smsbot.delivery import Delivery
 from smsbot.keys import OUTBOX_GROUP
 from smsbot.messages import Status
-from smsbot.outbox import OutboxSender
-from smsbot.live import Live
-from smsbot.router import Router
-from smsbot.session import SequenceGenerator
-from tests.test_outbox_sender import entry, sender, seqs
 
-
-def delivery_for(settings, name: str) -> Delivery:
-    store = open_store(settings)
-    store.load_scripts()
-    store.ensure_groups()
-    live = Live(settings, Router(settings, commands.all_commands()))
-    snd = OutboxSender(live, SequenceGenerator(), store.keys)
-    return Delivery(live, store, snd, name)
-
-
-def hold_lease(d: Delivery, seconds: int = 60) -> None:
-    for p in d.lease_prefixes:
-        d.store.redis.set(p + d.consumer, d.instance, ex=seconds)
+from .deliveries import delivery_for, hold_lease
+from .helpers import outbox_sender, sequences_of, template_entry, wait_until
 
 
 def test_accepted_but_unrecorded_submits_hold_back_the_next_ones(make_settings):
     """Before: accepted replies were recorded every 50-250 ms whatever was sent meanwhile, so a kill
     -9 re-sent all of them. Now parts in flight + accepted-unrecorded never exceed the window."""
-    s, _clock = sender(make_settings, **{"smsc.window": 4})
-    s.enqueue([entry(i) for i in range(10)])
+    s, _clock = outbox_sender(make_settings, **{"smsc.window": 4})
+    s.enqueue([template_entry(i) for i in range(10)])
     first = s.take()
     assert len(first) == 4
-    for q in seqs(first):
+    for q in sequences_of(first):
         s.on_submit_resp(q, Status.ROK, f"m{q}")
     assert s.take() == [], "4 accepted, none recorded: nothing more may go out"
     assert s.blocked_by_records
@@ -142,7 +122,7 @@ def test_a_lapsed_lease_drops_what_was_not_sent_and_takes_a_new_name(make_settin
     d.start()
     try:
         assert wait_until(lambda: d.may_send(time.monotonic()), 5)
-        d.sender.enqueue([entry(1)])
+        d.sender.enqueue([template_entry(1)])
         d.tick(time.monotonic())
         assert d.sender.backlog == 2  # the two parts of a help reply
         for p in d.lease_prefixes:
@@ -183,11 +163,11 @@ def test_a_reply_handed_back_just_after_it_was_recorded_is_not_sent_again(make_s
     """Two round trips race on two connections: a redelivered MO's script reads its reply from the
     outbox just before another round trip's XDEL of it runs, and its answer arrives after the
     record's. The sender has forgotten the entry by then; it must not send it again."""
-    s, _clock = sender(make_settings)
-    s.enqueue([entry(1)])
-    for q in seqs(s.take()):
+    s, _clock = outbox_sender(make_settings)
+    s.enqueue([template_entry(1)])
+    for q in sequences_of(s.take()):
         s.on_submit_resp(q, Status.ROK, f"m{q}")
     acks, _writes, _parts = s.take_pending()
     s.recorded(acks)
-    s.enqueue([entry(1)])  # the handed-back copy
+    s.enqueue([template_entry(1)])  # the handed-back copy
     assert s.backlog == 0 and s.take() == []

@@ -26,7 +26,7 @@ from .api_client import RO, start_api
 from .conftest import World, base_config, cli
 from .helpers import wait_until
 from .redis_nodes import Nodes
-from .test_e2e_menu import subs_state
+from .state import subs_state
 from bench.chaos.nodes import free_port as _free_port
 
 MSISDN = "13800138077"

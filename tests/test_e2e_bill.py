@@ -13,15 +13,14 @@ import json
 import re
 import time
 from collections import defaultdict
-from typing import Callable
 
 from smsbot import billing
 from .helpers import wait_until
 from commands.orders.events import write_use
 from smsbot.periods import format_time, period_by_label, period_of, zone
 
+from .billing_steps import mid_last_month, order, run_billing
 from .conftest import World, cli, write_config
-from .test_e2e_reminders import order, run_billing
 
 MSISDN = "13800138000"
 OTHER = "13900139000"
@@ -60,15 +59,6 @@ def parse_bill(world: World, text: str) -> tuple[dict[str, tuple[int, int]], int
             total = round(float(t.group(1)) * 100)
     assert total is not None, text
     return lines, total
-
-
-def mid_last_month(tz) -> Callable[[], float]:
-    """A clock running from the middle of the month before this one: the scenario needs time of its
-    month behind "now" (and a month before it), wherever the calendar stands, and all of it in the past."""
-    real_ms = int(time.time() * 1000)
-    last = period_of(period_of(real_ms, tz).start_ms - 1, tz)
-    shift_s = (real_ms - (last.start_ms + 15 * 86400_000)) / 1000
-    return lambda: time.time() - shift_s
 
 
 def test_cxzd_is_the_ledger_month_by_month_and_only_the_subscribers_own(make_settings, make_world, tmp_path):

@@ -16,18 +16,17 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from commands.orders.events import write_order
-from smsbot import admin, cmpp
+from smsbot import admin, billing, cmpp
 from smsbot.app import Bot
 from smsbot.cmpp import FeeType
+from smsbot.periods import zone
 from smsbot.simulator.ismg import SimIsmg
+from tests.billing_steps import mid_last_month
+from tests.cmpp_sp import CMPP_SERVICES, SECRET, SP_ID
 from tests.helpers import wait_until
+from tests.redis_proxy import CuttingProxy
 
-SP_ID = "901234"
-SECRET = "s3cret"
 MSISDN = "13800138000"
-CMPP_SERVICES = {"VIDEO": {"service_id": "MVIDEO"}, "MUSIC": {"service_id": "MMUSIC"}, "NEWS": {"service_id": "MNEWS"},
-                 "GAME": {"service_id": "MGAME"}, "READ": {"service_id": "MREAD"}, "WEATHER": {"service_id": "MWEATHER"},
-                 "RING": {"service_id": "MRING"}}
 VERSIONS = [pytest.param("cmpp3", 0x30, id="cmpp3"), pytest.param("cmpp2", 0x20, id="cmpp2")]
 
 
@@ -285,8 +284,6 @@ def test_a_lost_redis_answer_is_try_again_and_the_redelivery_is_applied_once(mak
     """Ack after store over CMPP: Redis applied the cancel but the bot never read the answer (a proxy
     cut it), so the DELIVER gets Result 8; the ISMG delivers it again with the same Msg_Id, which the
     redelivery guard knows: nothing is applied twice and the stranded reply goes out once."""
-    from tests.test_e2e_crash import CuttingProxy
-
     proxy = CuttingProxy(str(redis_server.socket))
     try:
         w = make_cmpp_world(protocol, version, **{"redis.url": f"redis://127.0.0.1:{proxy.port}"})
@@ -312,10 +309,6 @@ def test_a_lost_redis_answer_is_try_again_and_the_redelivery_is_applied_once(mak
 def test_cxzd_lists_this_months_charges(make_cmpp_world, make_settings, protocol, version):
     """A monthly charge made by a billing run is on the bill CXZD sends back, as over SMPP (the bot's
     clock in the middle of last month, so the month has time behind "now" whatever the calendar)."""
-    from smsbot import billing
-    from smsbot.periods import zone
-    from tests.test_e2e_bill import mid_last_month
-
     clock = mid_last_month(zone(make_settings().billing.timezone))
     w = make_cmpp_world(protocol, version, clock=clock)
     assert w.bot.wait_bound(10)

@@ -28,8 +28,8 @@ from smsbot.cmpp import auth
 from smsbot.simulator.ismg import SimIsmg
 from tests.helpers import wait_until
 
+from .cmpp_sp import CMPP_SERVICES, SECRET, SP_ID
 from .cmpp_tshark import SKIP_REASON, TEXT2PCAP, TSHARK, meant, shared_with_20, tshark_frames
-from .test_e2e_cmpp import CMPP_SERVICES, SECRET, SP_ID
 
 pytestmark = pytest.mark.skipif(not (TSHARK and TEXT2PCAP), reason=SKIP_REASON)
 NOW = datetime(2025, 3, 14, 9, 31, 7)

@@ -10,10 +10,8 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import redis
@@ -25,68 +23,10 @@ from smsbot.log import mask_msisdn
 from smsbot.simulator.handset import Handset
 from smsbot.simulator.smsc import SimSmsc
 from tests.conftest import Phone
-from tests.test_lifecycle import make_raw, write_cfg
+from tests.config_files import make_raw, write_cfg
+from tests.redis_proxy import CuttingProxy
 
 MSISDN = "13800138000"
-
-
-class CuttingProxy:
-    """TCP on loopback -> the Redis unix socket. `arm(marker)`: when a client's request contains
-    `marker`, Redis's answer to it is swallowed and that client's connection cut."""
-
-    def __init__(self, unix_path: str):
-        self.unix_path = unix_path
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.marker: bytes | None = None
-        self.cuts = 0
-        self._stop = False
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def arm(self, marker: bytes) -> None:
-        self.marker = marker
-
-    def _accept(self) -> None:
-        while not self._stop:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            server = socket.socket(socket.AF_UNIX)
-            server.connect(self.unix_path)
-            state = {"doomed": False}
-            threading.Thread(target=self._up, args=(client, server, state), daemon=True).start()
-            threading.Thread(target=self._down, args=(server, client, state), daemon=True).start()
-
-    def _up(self, client: socket.socket, server: socket.socket, state: dict) -> None:
-        try:
-            while data := client.recv(65536):
-                if self.marker is not None and self.marker in data:
-                    self.marker = None
-                    state["doomed"] = True
-                server.sendall(data)
-        except OSError:
-            pass
-
-    def _down(self, server: socket.socket, client: socket.socket, state: dict) -> None:
-        try:
-            while data := server.recv(65536):
-                if state["doomed"]:
-                    self.cuts += 1
-                    break
-                client.sendall(data)
-        except OSError:
-            pass
-        for s in (client, server):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            s.close()
-
-    def close(self) -> None:
-        self._stop = True
-        self.listener.close()
 
 
 def test_reply_stranded_by_a_lost_redis_answer_is_sent_once(make_world, redis_server, make_settings):

@@ -23,7 +23,7 @@ from smsbot.msisdn import subscriber_key
 from smsbot.simulator.smsc import SimSmsc
 
 from .conftest import World, cli, write_config
-from .test_e2e_menu import subs_state
+from .state import audit_entries, subs_state
 
 MSISDN = "13800138000"
 OTHER = "13900000001"
@@ -168,8 +168,6 @@ def test_redelivery_after_a_lost_resp_applies_once(field_world: World):
     delivers the identical MO (no message reference) again on the next bind. The cancel is applied
     once and answered with its confirmation (never "already cancelled"): once, or twice when the
     first had gone out before the redelivery came (counted as a copy)."""
-    from .test_e2e_menu import audit_entries
-
     w = field_world
     w.subscribe(MSISDN, "VIDEO", "MUSIC")
     phone = w.handset(MSISDN)

@@ -10,7 +10,7 @@ import yaml
 from .helpers import wait_until
 
 from .conftest import World, base_config
-from .test_e2e_menu import subs_state
+from .state import subs_state
 
 
 def test_two_instances_share_conversations(world: World):

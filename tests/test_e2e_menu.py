@@ -5,29 +5,14 @@ The 0000 menu and numeric-reply cancel, as a subscriber experiences them.
 
 from __future__ import annotations
 
-import json
 import time
 
 import pytest
 
 from .conftest import World
+from .state import audit_entries, subs_state
 
 MSISDN = "13800138000"
-
-
-def subs_state(world: World, msisdn: str) -> dict[str, str]:
-    raw = world.bot.store.redis.hgetall(world.bot.store.keys.subs(msisdn))
-    return {k.decode(): json.loads(v)["state"] for k, v in raw.items()}
-
-
-def audit_entries(world: World, msisdn: str) -> list[dict[str, str]]:
-    stream = world.bot.store.keys.subscriber(msisdn).audit
-    out = []
-    for _id, fields in world.bot.store.redis.xrange(stream):
-        f = {k.decode(): v.decode() for k, v in fields.items()}
-        if f["msisdn"] == msisdn:
-            out.append(f)
-    return out
 
 
 def test_menu_lists_services_in_order_with_prices(world: World):

@@ -14,12 +14,12 @@ import time
 from pathlib import Path
 
 from smsbot import billing
-from smsbot.connections import open_store
-from commands.orders.events import write_order
 from smsbot.periods import period_of, zone
 
+from .billing_steps import order, run_billing
 from .conftest import World, cli, write_config
 from .helpers import wait_until
+from .state import subs_state
 
 MSISDN = "13800138000"
 OTHER = "13900139000"
@@ -31,30 +31,8 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-_orders = iter(range(1, 10**6))
-
-
-def order(world: World, msisdn: str, code: str, at_ms: int | None = None, order_id: str | None = None) -> str:
-    oid = order_id or f"e2e-{next(_orders)}-{time.time_ns()}"
-    write_order(world.settings, world.bot.store.redis, msisdn, code, at_ms if at_ms is not None else now_ms(), oid)
-    return oid
-
-
-def run_billing(world: World, at_ms: int) -> billing.Summary:
-    store = open_store(world.settings)
-    try:
-        return billing.run(world.settings, store, at_ms)
-    finally:
-        store.close()
-
-
 def charged(world: World, msisdn: str) -> set[str]:
     return {c.field for c in billing.ledger(world.bot.store, msisdn)}
-
-
-def states(world: World, msisdn: str) -> dict[str, str]:
-    raw = world.bot.store.redis.hgetall(world.bot.store.keys.subs(msisdn))
-    return {k.decode(): json.loads(v)["state"] for k, v in raw.items()}
 
 
 def label(world: World, at_ms: int) -> str:
@@ -74,11 +52,11 @@ def test_order_reminder_reply_cancels_and_the_run_charges_only_the_others(world:
     reminder = phone.expect(1)[0]["text"]
     assert "扣费提醒" in reminder and "视频会员包月" in reminder and "15元/月" in reminder and "回复TD" in reminder
     assert "视频会员包月" in other.expect(1)[0]["text"]
-    assert states(world, MSISDN) == {"NEWS": "active", "VIDEO": "pending"}
+    assert subs_state(world, MSISDN) == {"NEWS": "active", "VIDEO": "pending"}
 
     reply = phone.ask("TD")
     assert "您已成功退订视频会员包月" in reply and "不会收取任何费用" in reply
-    assert states(world, MSISDN) == {"NEWS": "active", "VIDEO": "cancelled"}
+    assert subs_state(world, MSISDN) == {"NEWS": "active", "VIDEO": "cancelled"}
 
     at = now_ms() + 2 * DAY  # past the one-day grace
     summary = run_billing(world, at)
@@ -86,7 +64,7 @@ def test_order_reminder_reply_cancels_and_the_run_charges_only_the_others(world:
     assert charged(world, MSISDN) == {f"NEWS:{p}"}
     assert charged(world, OTHER) == {f"VIDEO:{p}"}
     assert summary.charged == 2 and summary.skipped["cancelled_before_first_charge"] == 1
-    assert states(world, OTHER) == {"VIDEO": "active"}  # first charge made
+    assert subs_state(world, OTHER) == {"VIDEO": "active"}  # first charge made
     # a second run, and one overlapping in time, change nothing
     assert run_billing(world, at + HOUR).charged == 0
     assert charged(world, MSISDN) == {f"NEWS:{p}"} and charged(world, OTHER) == {f"VIDEO:{p}"}
@@ -109,11 +87,11 @@ def test_several_pending_orders_the_bot_asks_which(world: World):
     assert len(phone.expect(2)) == 2
     question = phone.ask("取消")
     assert "2项新订购" in question and "1. 视频会员包月 15元/月" in question and "2. 彩铃音乐包 5元/月" in question
-    assert states(world, MSISDN) == {"VIDEO": "pending", "MUSIC": "pending"}  # nothing guessed
+    assert subs_state(world, MSISDN) == {"VIDEO": "pending", "MUSIC": "pending"}  # nothing guessed
     assert "请回复1至2" in phone.ask("3")
     answer = phone.ask("２")
     assert "您已成功退订彩铃音乐包" in answer and "视频" not in answer
-    assert states(world, MSISDN) == {"VIDEO": "pending", "MUSIC": "cancelled"}
+    assert subs_state(world, MSISDN) == {"VIDEO": "pending", "MUSIC": "cancelled"}
     # only one left in its grace period: the cancel word now names it and cancels it directly
     assert "您已成功退订视频会员包月" in phone.ask("TD")
     assert "没有可回复退订" in phone.ask("td")
@@ -163,7 +141,7 @@ def test_duplicate_order_events_send_one_reminder_and_make_one_subscription(worl
     assert "您已成功退订视频会员包月" in phone.ask("TD")
     order(world, MSISDN, "VIDEO", order_id=oid)  # a late redelivery does not revive the cancelled order
     assert phone.quiet() == []
-    assert states(world, MSISDN) == {"VIDEO": "cancelled"}
+    assert subs_state(world, MSISDN) == {"VIDEO": "cancelled"}
 
 
 def test_help_lists_the_cancel_word(world: World):

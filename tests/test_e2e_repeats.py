@@ -13,7 +13,7 @@ import pytest
 from .helpers import wait_until
 
 from .conftest import World
-from .test_e2e_menu import audit_entries, subs_state
+from .state import audit_entries, subs_state
 
 MSISDN = "13800138000"
 MENU = "视频会员包月"

@@ -15,7 +15,7 @@ from smsbot.simulator.smsc import SimSmsc
 
 from .conftest import World
 from .helpers import wait_until
-from .test_e2e_menu import audit_entries, subs_state
+from .state import audit_entries, subs_state
 
 MSISDN = "13800138000"
 

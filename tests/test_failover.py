@@ -30,7 +30,7 @@ from .conftest import Phone, World, base_config, cli
 from .helpers import wait_until
 from .redis_nodes import Nodes, sentinel_primary
 from bench.chaos.nodes import free_port as _free_port
-from .test_redis_faults import write_cfg
+from .config_files import write_cfg_in as write_cfg
 
 CONFIRM = "您已成功退订视频会员包月"
 

@@ -16,13 +16,13 @@ import urllib.request
 from pathlib import Path
 
 import redis
-import yaml
 
 from .helpers import wait_until
 from smsbot import config, connections, queue_lag
 from smsbot.simulator.smsc import SimSmsc
 
-from .conftest import Phone, base_config
+from .config_files import make_raw, write_cfg
+from .conftest import Phone
 from smsbot.simulator.handset import Handset
 from smsbot.reload import plan_reload
 
@@ -31,21 +31,6 @@ MSISDN = "13800138000"
 
 def cli(*args: str, cfg: Path, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "smsbot.cli", "--config", str(cfg), *args], capture_output=True, text=True, timeout=timeout)
-
-
-def write_cfg(path: Path, raw: dict) -> Path:
-    path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
-    return path
-
-
-def make_raw(redis_url: str, tmp_path: Path, sim: SimSmsc, **extra) -> dict:
-    raw = base_config(redis_url, tmp_path / "var")
-    raw["smsc"]["port"] = sim.smpp_port
-    raw["log"]["level"] = "INFO"
-    for k, v in extra.items():
-        section, key = k.split(".")
-        raw[section][key] = v
-    return raw
 
 
 def test_daemon_status_reload_stop(redis_server, tmp_path):

@@ -3,52 +3,21 @@ refused for good while other parts of it are in flight. The same over SMPP: test
 
 from __future__ import annotations
 
-import json
-
-import commands
-from smsbot.keys import Keys
 from smsbot.messages import Status
-from smsbot.outbox import OutboxSender
-from smsbot.session import SequenceGenerator
-from smsbot.live import Live
-from smsbot.router import Router
 from smsbot.simulator.faults import peak_rate
 
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def sender(make_settings, on_failed=None, **overrides) -> tuple[OutboxSender, Clock]:
-    settings = make_settings(**overrides)
-    clock = Clock()
-    s = OutboxSender(Live(settings, Router(settings, commands.all_commands())), SequenceGenerator(),
-                     Keys(settings.redis.key_prefix), on_failed=on_failed, clock=clock)
-    return s, clock
-
-
-def entry(i: int, tpl: str = "help", data: dict | None = None) -> tuple[str, str, dict[str, str]]:
-    return ("stream", f"{1000 + i}-0", {"to": f"1380000{i:04d}", "from": "10086", "lang": "zh-CN", "tpl": tpl,
-                                      "data": json.dumps(data or {}), "mo": f"c{i}"})
-
-
-def seqs(pdus: list[bytes]) -> list[int]:
-    return [int.from_bytes(p[12:16], "big") for p in pdus]
+from .helpers import outbox_sender, sequences_of, template_entry
 
 
 def test_tps_limit_is_never_exceeded_within_a_second(make_settings):
-    s, clock = sender(make_settings, **{"smsc.max_tps": 5, "smsc.window": 100})
-    s.enqueue([entry(i) for i in range(6)])
+    s, clock = outbox_sender(make_settings, **{"smsc.max_tps": 5, "smsc.window": 100})
+    s.enqueue([template_entry(i) for i in range(6)])
     total = s.backlog
     sent_at: list[float] = []
     while s.backlog and clock.now < 1100:
         pdus = s.take()
         sent_at += [clock.now] * len(pdus)
-        for q in seqs(pdus):
+        for q in sequences_of(pdus):
             assert s.on_submit_resp(q, Status.ROK, f"m{q}")
         wait = s.next_wakeup()
         clock.now += max(wait or 0.0, 0.001)
@@ -58,8 +27,8 @@ def test_tps_limit_is_never_exceeded_within_a_second(make_settings):
 
 
 def test_fractional_tps(make_settings):
-    s, clock = sender(make_settings, **{"smsc.max_tps": 0.5})
-    s.enqueue([entry(i) for i in range(2)])
+    s, clock = outbox_sender(make_settings, **{"smsc.max_tps": 0.5})
+    s.enqueue([template_entry(i) for i in range(2)])
     assert len(s.take()) == 1
     assert s.take() == [] and abs(s.next_wakeup() - 2.0) < 1e-9  # one per two seconds
     clock.now += 2.0
@@ -68,12 +37,12 @@ def test_fractional_tps(make_settings):
 
 def test_reply_refused_for_good_counts_once_and_no_part_of_it_goes_again(make_settings):
     failed: list[int] = []
-    s, clock = sender(make_settings, on_failed=lambda mt, status: failed.append(status))
+    s, clock = outbox_sender(make_settings, on_failed=lambda mt, status: failed.append(status))
     items = [sv.code for sv in s.live.settings.services][:3] * 5
-    s.enqueue([entry(1, "menu", {"items": items})])
+    s.enqueue([template_entry(1, "menu", {"items": items})])
     pdus = s.take()
     assert len(pdus) >= 3, "a 15-item menu is a long, multi-part reply"
-    first, second, *rest = seqs(pdus)
+    first, second, *rest = sequences_of(pdus)
     assert s.on_submit_resp(first, Status.RINVDSTADR, "")
     assert s.on_submit_resp(second, Status.RTHROTTLED, "")  # would be retried were the reply alive
     for q in rest[:1]:

@@ -30,14 +30,17 @@ from typing import Any, Callable, Iterator
 
 import pytest
 import redis
-import yaml
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from smsbot import admin, config, embedded, log, steps
 from smsbot.config import LogSettings, SimulatorSettings
+from smsbot.events import EventConsumer, EventSource
 from smsbot.redis_supervisor import RedisProblem, Supervisor, diagnose, safe_url, wait_for
 from smsbot.simulator.handset import Handset
 from smsbot.simulator.smsc import SimSmsc
 
+from .config_files import make_raw, write_cfg_in
 from .conftest import REPO, Phone, base_config
 from .helpers import Clock, wait_until
 
@@ -88,12 +91,6 @@ def _pings(client: redis.Redis) -> bool:
         return bool(client.ping())
     except redis.RedisError:
         return False
-
-
-def write_cfg(tmp_path: Path, raw: dict[str, Any], name: str = "config.yaml") -> Path:
-    path = tmp_path / name
-    path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
-    return path
 
 
 def smsbot(cfg: Path, *args: str, timeout: float = 60, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -156,20 +153,10 @@ def logged() -> Iterator[Callable[[str], list[dict[str, Any]]]]:
     log.setup(LogSettings(level="DEBUG", format="json"), force=True)
 
 
-def bot_raw(redis_url: str, tmp_path: Path, sim: SimSmsc, **extra: Any) -> dict[str, Any]:
-    raw = base_config(redis_url, tmp_path / "var")
-    raw["smsc"]["port"] = sim.smpp_port
-    raw["log"]["level"] = "INFO"
-    for dotted, value in extra.items():
-        section, key = dotted.split(".")
-        raw[section][key] = value
-    return raw
-
-
 # -- 1. the bundled server is kept alive -------------------------------------------------------------------
 def test_bundled_redis_killed_is_restarted_on_the_same_socket_and_the_bot_keeps_answering(tmp_path, sim):
-    raw = bot_raw("", tmp_path, sim, **{"redis.appendfsync": "always"})
-    cfg = write_cfg(tmp_path, raw)
+    raw = make_raw("", tmp_path, sim, **{"redis.appendfsync": "always"})
+    cfg = write_cfg_in(tmp_path, raw)
     data_dir = tmp_path / "var"
     er = embedded.layout(data_dir)
     bot = BotProc(cfg, tmp_path / "bot.log")
@@ -272,7 +259,7 @@ def _one_line(text: str) -> str:
 def test_one_shot_commands_say_redis_is_unreachable_in_one_line_and_exit_3(tmp_path):
     port = free_port()
     raw = base_config(f"redis://:s3cr3t-pw@127.0.0.1:{port}/0", tmp_path / "var")
-    cfg = write_cfg(tmp_path, raw)
+    cfg = write_cfg_in(tmp_path, raw)
     commands = (["subs", "list", MSISDN], ["subs", "add", MSISDN, "VIDEO"], ["order", MSISDN, "VIDEO"],
                 ["billing", "run"], ["billing", "runs"], ["billing", "verify"], ["usage", MSISDN], ["mt", "show", "x1"])
     # the commands are independent: run side by side (each is mostly its interpreter starting)
@@ -294,22 +281,22 @@ def test_a_wrong_or_missing_password_is_a_configuration_error_exit_2(tmp_path):
     try:
         raw = base_config(server.url, tmp_path / "var")
         raw["redis"]["password"] = "wrong-one"
-        res = smsbot(write_cfg(tmp_path, raw), "subs", "list", MSISDN)
+        res = smsbot(write_cfg_in(tmp_path, raw), "subs", "list", MSISDN)
         assert res.returncode == 2, res.stderr
         line = _one_line(res.stderr)
         assert "configuration error" in line and "wrong password" in line and "SMSBOT_REDIS_PASSWORD" in line
         assert "wrong-one" not in res.stderr and "right-one" not in res.stderr
 
         raw["redis"]["password"] = None
-        res = smsbot(write_cfg(tmp_path, raw), "billing", "runs")
+        res = smsbot(write_cfg_in(tmp_path, raw), "billing", "runs")
         assert res.returncode == 2 and "requires a password" in _one_line(res.stderr)
         # the environment variable the line names does fix it
-        res = smsbot(write_cfg(tmp_path, raw), "billing", "runs", env={"SMSBOT_REDIS_PASSWORD": "right-one"})
+        res = smsbot(write_cfg_in(tmp_path, raw), "billing", "runs", env={"SMSBOT_REDIS_PASSWORD": "right-one"})
         assert res.returncode == 0 and "no billing runs" in res.stdout, res.stderr
 
         raw = base_config(plain.url, tmp_path / "var")
         raw["redis"]["password"] = "not-needed"
-        res = smsbot(write_cfg(tmp_path, raw), "subs", "list", MSISDN)
+        res = smsbot(write_cfg_in(tmp_path, raw), "subs", "list", MSISDN)
         assert res.returncode == 2 and "has no password" in _one_line(res.stderr), res.stderr
     finally:
         server.stop()
@@ -318,7 +305,7 @@ def test_a_wrong_or_missing_password_is_a_configuration_error_exit_2(tmp_path):
 
 def test_run_waits_for_redis_with_one_line_then_serves_when_it_comes(tmp_path, sim):
     port = free_port()
-    cfg = write_cfg(tmp_path, bot_raw(f"redis://127.0.0.1:{port}/0", tmp_path, sim))
+    cfg = write_cfg_in(tmp_path, make_raw(f"redis://127.0.0.1:{port}/0", tmp_path, sim))
     bot = BotProc(cfg, tmp_path / "bot.log")
     server = RedisProc(port)
     try:
@@ -342,9 +329,9 @@ def test_run_waits_for_redis_with_one_line_then_serves_when_it_comes(tmp_path, s
 def test_run_with_a_wrong_password_says_configuration_error_and_sighup_retries_with_the_fixed_file(tmp_path, sim):
     server = RedisProc(free_port(), password="right-one").start()
     try:
-        raw = bot_raw(server.url, tmp_path, sim)
+        raw = make_raw(server.url, tmp_path, sim)
         raw["redis"]["password"] = "wrong-one"
-        cfg = write_cfg(tmp_path, raw)
+        cfg = write_cfg_in(tmp_path, raw)
         bot = BotProc(cfg, tmp_path / "bot.log")
         try:
             assert wait_until(lambda: bot.count("redis_unavailable") == 1, 10), bot.log()
@@ -352,7 +339,7 @@ def test_run_with_a_wrong_password_says_configuration_error_and_sighup_retries_w
             assert '"problem": "auth"' in text and "wrong password" in text and "wrong-one" not in text
             assert "SMSBOT_REDIS_PASSWORD" in text
             raw["redis"]["password"] = "right-one"
-            write_cfg(tmp_path, raw)
+            write_cfg_in(tmp_path, raw)
             bot.proc.send_signal(signal.SIGHUP)  # read the fixed file and try again at once
             assert wait_until(lambda: sim.stats()["binds"] == 1, 10), bot.log()
             assert bot.count("reloaded") == 1 and bot.count("redis_available") == 1
@@ -366,7 +353,7 @@ def test_run_with_a_wrong_password_says_configuration_error_and_sighup_retries_w
 
 
 def test_a_stop_signal_ends_the_wait_for_redis_at_once(tmp_path, sim):
-    cfg = write_cfg(tmp_path, bot_raw(f"redis://127.0.0.1:{free_port()}/0", tmp_path, sim))
+    cfg = write_cfg_in(tmp_path, make_raw(f"redis://127.0.0.1:{free_port()}/0", tmp_path, sim))
     bot = BotProc(cfg, tmp_path / "bot.log")
     try:
         assert wait_until(lambda: bot.count("redis_unavailable") == 1, 10), bot.log()
@@ -523,15 +510,6 @@ def test_throttled_logs_the_first_then_one_line_per_interval_with_counts_and_one
 
 def test_event_consumer_failure_is_logged_once_then_with_counts():
     """An event stream whose Redis is gone logs one line, not one per retry (and one when it is back)."""
-    import io
-    import threading
-
-    from smsbot.config import LogSettings, SimulatorSettings
-    from smsbot.events import EventConsumer, EventSource
-
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
-
     class CountingRedis(redis.Redis):
         """A real client that counts the commands it is asked to send: the consumer's tries."""
 
@@ -576,7 +554,7 @@ def test_mo_flood_while_redis_is_down_logs_a_few_lines_not_one_per_batch(tmp_pat
     settings = config.from_dict(raw)
     sim = SimSmsc.from_settings(settings).start()  # redelivers every 0.5 s: a steady flood
     raw["smsc"]["port"] = sim.smpp_port
-    bot = BotProc(write_cfg(tmp_path, raw), tmp_path / "bot.log")
+    bot = BotProc(write_cfg_in(tmp_path, raw), tmp_path / "bot.log")
     try:
         assert wait_until(lambda: sim.stats()["binds"] == 1, 20), bot.log()
         server.stop()
@@ -600,8 +578,8 @@ def test_after_redis_restarts_with_an_empty_script_cache_the_bot_reloads_its_scr
     """A restarted Redis (the bundled one after kill -9 too: scripts are not in the AOF) has no scripts:
     every part of the bot must load its scripts again, not report Redis unreachable every few seconds."""
     server = RedisProc(free_port()).start()
-    raw = bot_raw(server.url, tmp_path, sim, **{"delivery.adopt_every_seconds": 0.2})
-    bot = BotProc(write_cfg(tmp_path, raw), tmp_path / "bot.log")
+    raw = make_raw(server.url, tmp_path, sim, **{"delivery.adopt_every_seconds": 0.2})
+    bot = BotProc(write_cfg_in(tmp_path, raw), tmp_path / "bot.log")
     # the scripts the bot runs on its own, without an MO: delivery's adoption and claims
     periodic = [hashlib.sha1(step.source().encode()).hexdigest() for step in (steps.ADOPT, steps.CLAIM)]
     try:

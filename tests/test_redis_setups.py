@@ -7,8 +7,10 @@ in a tmp dir without persistence and stopped in fixture teardown: a 3-primary cl
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Iterator
@@ -16,14 +18,17 @@ from typing import Iterator
 import pytest
 import redis
 import redis.sentinel
+import yaml
 
 from commands import usage
 from smsbot import config, embedded, queue_lag
 from .helpers import wait_until
 from smsbot.simulator.smsc import SimSmsc
 
-from .conftest import World, base_config
-from .test_e2e_menu import subs_state
+from .api_client import OPS, start_api
+from .conftest import REPO, World, base_config
+from .state import subs_state
+from .webhook_receiver import Receiver, endpoint
 
 
 def _binaries() -> tuple[Path, Path]:
@@ -257,8 +262,6 @@ def _api_round(w: World, numbers: list[str]) -> None:
     """The HTTP API on this Redis setup: an order per number reaches its handset as a reminder once
     (posted twice: idempotent), a notice arrives, a cancel by customer care shows in the next menu,
     the ledger and status read. On a cluster the numbers' keys are on several nodes."""
-    from .test_api import OPS, start_api
-
     api = start_api(w.settings)
     try:
         phones = {n: w.handset(n) for n in numbers}
@@ -310,8 +313,6 @@ def test_api_on_sentinel(sentinel: tuple[int, int], tmp_path: Path):
 
 
 def test_redis_mode_settings_validate_and_come_from_the_environment():
-    from .conftest import REPO
-
     s = config.load(REPO / "config.yaml", environ={
         "SMSBOT_REDIS_MODE": "sentinel", "SMSBOT_REDIS_SENTINELS": "10.0.0.1:26379, 10.0.0.2:26379",
         "SMSBOT_REDIS_SENTINEL_SERVICE": "bot", "SMSBOT_REDIS_PASSWORD": "s3cret"})
@@ -333,9 +334,6 @@ def test_redis_mode_settings_validate_and_come_from_the_environment():
 def test_webhooks_on_cluster(cluster: list[int], tmp_path: Path):
     """Webhooks on a cluster: the collector reads every shard's audit stream on its node, receipts
     are written in the SMS path's round trip, the jobs' scripts run in the one {webhooks} slot."""
-    from .test_webhooks_e2e import endpoint
-    from .webhook_receiver import Receiver
-
     receiver = Receiver()
     w = _world(tmp_path, f"redis://127.0.0.1:{cluster[0]}", **{"redis.mode": "cluster", "smsc.registered_delivery": 1,
                                                                "webhooks": [endpoint(receiver.url, ["*"])]})
@@ -361,11 +359,6 @@ def test_smsbot_redis_cli_follows_the_cluster_and_reaches_the_sentinels_primary(
                                                                                   tmp_path: Path):
     """`smsbot redis cli` (issue 19): in cluster mode redirections are followed (-c), so a key of
     any slot is written; in sentinel mode it talks to the primary the sentinels name."""
-    import os
-    import sys
-
-    import yaml
-
     def cli(raw: dict, *args: str) -> subprocess.CompletedProcess:
         cfg = tmp_path / "c.yaml"
         cfg.write_text(yaml.safe_dump(raw), encoding="utf-8")

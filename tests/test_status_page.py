@@ -26,7 +26,7 @@ from smsbot.status_charts import Reading, Sampler
 
 from .conftest import REPO, World
 from .running_bot import free_port, http_get
-from .test_web_handsets import Page, browser  # noqa: F401 (the browser fixture)
+from .browser import Page
 
 
 def reading(mo: int, mt: int, waiting: int = 0, depth: int | None = 0, age: float | None = None) -> Reading:
@@ -108,7 +108,7 @@ def traffic() -> Iterator[Callable[[World, float], Traffic]]:
         t.thread.join(10)
 
 
-def test_the_status_page_charts_live_rates_and_queue_lag_under_load(make_world: Callable[..., World], browser: Any,  # noqa: F811
+def test_the_status_page_charts_live_rates_and_queue_lag_under_load(make_world: Callable[..., World], browser: Any,
                                                                       traffic: Any, tmp_path: Path):
     port = free_port()
     # a short drain at the end: the backlog left is not what this test is about

@@ -22,13 +22,14 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
+from selenium.webdriver.support.ui import Select
 
 from smsbot import pdu
 from smsbot.config import SimulatorSettings, SmscSettings
 from smsbot.simulator import SimSmsc
 from smsbot.simulator.events import SimEvents
 
-from .browser import chromium
+from .browser import Page
 from .conftest import REPO, World
 
 MSISDN = "13800138000"
@@ -298,11 +299,6 @@ def test_watching_does_not_pick_up_and_receipts_are_joined(make_world: Callable[
 
 
 # -- in a real browser ---------------------------------------------------------------------------------
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[Any]:
-    yield from chromium(tmp_path, window="1120,1080", args=("--hide-scrollbars", "--force-device-scale-factor=1"))
-
-
 CJK_DRAWN = """
 const font = getComputedStyle(arguments[0]).font;
 const draw = (ch) => {
@@ -317,61 +313,7 @@ return draw("退") !== draw("订") && draw("退") !== draw("\\u{10FFFD}");
 """
 
 
-class Page:
-    """The page in the browser, with waits that say what they waited for."""
-
-    def __init__(self, driver: Any, tmp_path: Path):
-        from selenium.webdriver.common.by import By
-
-        self.d = driver
-        self.By = By
-        self.tmp_path = tmp_path
-
-    def wait(self, what: str, cond: Callable[[], Any], timeout: float = 20.0) -> Any:
-        deadline = time.monotonic() + timeout
-        last: Exception | None = None
-        while time.monotonic() < deadline:
-            try:
-                v = cond()
-                if v:
-                    return v
-            except Exception as e:  # noqa: BLE001 - stale elements while the page updates
-                last = e
-            time.sleep(0.1)  # poll interval of a condition awaited in the browser (elements come and go)
-        self.d.save_screenshot(str(self.tmp_path / "failure.png"))
-        console = [f"{e['level']} {e['message']}" for e in self.d.get_log("browser")]
-        raise AssertionError(f"waited {timeout}s for {what} (last error {last!r}); screenshot "
-                             f"{self.tmp_path / 'failure.png'}; browser console: {console}")
-
-    def all(self, css: str, root: Any = None) -> list[Any]:
-        return (root or self.d).find_elements(self.By.CSS_SELECTOR, css)
-
-    def one(self, css: str, root: Any = None) -> Any:
-        return (root or self.d).find_element(self.By.CSS_SELECTOR, css)
-
-    def handset(self, msisdn: str) -> Any:
-        return self.wait(f"handset {msisdn}", lambda: next(
-            (h for h in self.all("#handsets .handset") if self.one(".msisdn", h).get_attribute("value") == msisdn), None))
-
-    def mt_texts(self, h: Any) -> list[str]:
-        return [e.text for e in self.all(".msg.mt .bubble", h)]
-
-    def send(self, h: Any, text: str) -> None:
-        from selenium.webdriver.common.keys import Keys
-
-        box = self.one("textarea.text", h)
-        box.send_keys(text)
-        box.send_keys(Keys.ENTER)
-        self.wait(f"the composer of {h} to empty after sending {text!r}", lambda: box.get_attribute("value") == "")
-
-    def mt_with(self, h: Any, needle: str) -> Any:
-        return self.wait(f"an MT containing {needle!r}", lambda: next(
-            (m for m in self.all(".msg.mt", h) if needle in self.one(".bubble", m).text), None))
-
-
 def test_web_handsets_in_chromium(make_world: Callable[..., World], browser: Any, tmp_path: Path):
-    from selenium.webdriver.support.ui import Select
-
     world = make_world(**{"smsc.registered_delivery": 1})
     world.subscribe(MSISDN, "VIDEO", "MUSIC", "NEWS")
     world.subscribe(OTHER, "VIDEO", "GAME", "WEATHER")

@@ -28,7 +28,7 @@ from smsbot.webhooks.sender import EndpointSender
 from smsbot.reload import plan_reload
 
 from .conftest import REPO, base_config
-from .test_webhooks_e2e import SECRET, endpoint, documented_verify
+from .webhook_receiver import SECRET, documented_verify, endpoint
 
 
 # -- backoff ------------------------------------------------------------------------------------------

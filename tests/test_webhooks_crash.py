@@ -18,9 +18,8 @@ from .helpers import wait_until
 from commands.orders.events import write_order
 from smsbot.keys import Keys
 from smsbot.simulator.smsc import SimSmsc
-from tests.test_lifecycle import make_raw, write_cfg
-from tests.test_webhooks_e2e import endpoint
-from tests.webhook_receiver import Receiver
+from tests.config_files import make_raw, write_cfg
+from tests.webhook_receiver import Receiver, endpoint
 
 
 def test_kill_9_then_restart_delivers_every_event(redis_server, tmp_path: Path) -> None:

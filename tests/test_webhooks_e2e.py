@@ -9,37 +9,21 @@ and a tampered body fails it.
 from __future__ import annotations
 
 import json
-import re
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 import pytest
 
+from commands.orders.events import write_order
 from smsbot import billing
 from .helpers import wait_until
 
-from .conftest import REPO, World, cli, write_config
-from .test_api import start_api
-from .webhook_receiver import Receiver, Request
+from .conftest import World, cli, write_config
+from .api_client import start_api
+from .webhook_receiver import SECRET, Receiver, Request, documented_verify, endpoint
 
 MSISDN = "13800138000"
-SECRET = "whsec-test-0123456789"
-
-
-def documented_verify() -> Callable[[str, bytes, str], bool]:
-    """The `verify` function of the Webhooks page (docs/webhooks.md), run as it is printed there."""
-    section = (REPO / "docs" / "webhooks.md").read_text(encoding="utf-8")
-    code = re.search(r"```python\n(.*?)```", section, re.S)
-    assert code, "the Webhooks page (docs/webhooks.md) has a Python verification snippet"
-    scope: dict[str, Any] = {}
-    exec(code.group(1), scope)  # noqa: S102 - the documented snippet, exactly
-    return scope["verify"]
-
-
-def endpoint(url: str, events: list[str], **kw: Any) -> dict[str, Any]:
-    return {"name": kw.pop("name", "crm"), "url": url, "events": events, "secret": SECRET,
-            "timeout_seconds": kw.pop("timeout_seconds", 2), "backoff_initial_seconds": 0.05, "backoff_max_seconds": 0.2, **kw}
 
 
 def check_signed(verify: Callable[[str, bytes, str], bool], r: Request) -> None:
@@ -128,8 +112,6 @@ def test_real_flows_arrive_signed(make_world: Callable[..., World], receiver: Re
 
 def _order_events(w: World, n: int, tag: str) -> list[str]:
     """`n` order events (each subscriber's own), as `smsbot order` writes them; their order ids."""
-    from commands.orders.events import write_order
-
     ids = []
     for i in range(n):
         oid = f"ORD-{tag}-{i}"

@@ -2,15 +2,40 @@
 the raw body bytes) and answers with a status the test chooses; it can be taken down and brought
 back up on the same port (an outage), and made to hold requests unanswered. Waiting is on a
 condition, never a fixed sleep.
+
+Beside it, the two ends of a signed webhook as the tests set them up: `endpoint(url, events)` is the
+bot's setting of an endpoint that signs with `SECRET`, and `documented_verify()` the receiver's check
+of a signature, run exactly as the Webhooks page (docs/webhooks.md) prints it.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
+
+from .conftest import REPO
+
+SECRET = "whsec-test-0123456789"
+
+
+def endpoint(url: str, events: list[str], **kw: Any) -> dict[str, Any]:
+    """The setting of a webhook endpoint at `url` for `events`, signed with `SECRET`, with quick retries."""
+    return {"name": kw.pop("name", "crm"), "url": url, "events": events, "secret": SECRET,
+            "timeout_seconds": kw.pop("timeout_seconds", 2), "backoff_initial_seconds": 0.05, "backoff_max_seconds": 0.2, **kw}
+
+
+def documented_verify() -> Callable[[str, bytes, str], bool]:
+    """The `verify` function of the Webhooks page (docs/webhooks.md), run as it is printed there."""
+    section = (REPO / "docs" / "webhooks.md").read_text(encoding="utf-8")
+    code = re.search(r"```python\n(.*?)```", section, re.S)
+    assert code, "the Webhooks page (docs/webhooks.md) has a Python verification snippet"
+    scope: dict[str, Any] = {}
+    exec(code.group(1), scope)  # noqa: S102 - the documented snippet, exactly
+    return scope["verify"]
 
 
 @dataclass
