@@ -78,6 +78,7 @@ class SimSmsc:
     """
 
     name = "simsmsc"
+    protocol = "smpp"
 
     def __init__(
         self,
@@ -209,6 +210,11 @@ class SimSmsc:
     @property
     def control_url(self) -> str:
         return f"http://{self.host}:{self.control_port}"
+
+    @property
+    def wire_port(self) -> int:
+        """The SMPP port (the control API names it ``smpp_port``)."""
+        return self.smpp_port
 
     def start(self) -> SimSmsc:
         """Open the SMPP listener and the control API; returns at once (threads do the work)."""
