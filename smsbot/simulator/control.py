@@ -33,7 +33,7 @@ the handset CLI, tests) are not affected.
     should fetch the conversations again). A comment line every 15 s keeps idle streams alive.
 
 ``GET /web/state``
-    → 200 ``{"instance", "seq", "smpp_port", "binds", "faults", "profile", "short_codes",
+    → 200 ``{"instance", "seq", "protocol", "smpp_port" (an ISMG: "cmpp_port"), "binds", "faults", "profile", "short_codes",
     "msisdns" (most recently active first), "stats", "timezone" (the zone the page shows times in:
     the bot's ``billing.timezone``, an IANA name or ``+08:00``), "send_receipts"}``.
 
@@ -135,7 +135,8 @@ the handset CLI, tests) are not affected.
     "resp_status"}``.
 
 ``GET /healthz``
-    → 200 ``{"ok": true, "smpp_port": N, "binds": N}``.
+    → 200 ``{"ok": true, "protocol": "smpp", "smpp_port": N, "binds": N}`` (an ISMG:
+    ``"protocol": "cmpp", "cmpp_port": N``).
 
 ``GET /profile``
     → 200 ``{"profile": "default"|"field", "flags": {...every flag...}, "overrides": {...}}``.
