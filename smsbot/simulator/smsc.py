@@ -409,7 +409,7 @@ class SimSmsc:
 
     def send_partial(self, announced: int = 60000, octets: int = 40) -> dict[str, Any]:
         """On a receiver-capable bind: a deliver_sm header announcing `announced` octets, `octets`
-        octets of body, then silence on that connection (`SmppConn.wedge`): nothing more is written or
+        octets of body, then silence on that connection (`Connection.wedge`): nothing more is written or
         answered there and it stays open until the ESME closes it. MOs go to other binds (or wait
         for the ESME's next bind). Returns {"conn", "sequence", "announced", "octets"}."""
         conn = self._receiver()
