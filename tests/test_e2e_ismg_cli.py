@@ -79,9 +79,11 @@ class IsmgCli:
 
 
 @pytest.fixture
-def ismg_cli(redis_server, tmp_path: Path) -> Iterator[IsmgCli]:
+def ismg_cli(request: pytest.FixtureRequest, redis_server, tmp_path: Path) -> Iterator[IsmgCli]:
+    """`smsbot ismg` and the bot on `smsc.protocol` cmpp3 (or the parameter: cmpp2)."""
+    protocol = getattr(request, "param", "cmpp3")
     raw = base_config(redis_server.url, tmp_path / "var", **{
-        "smsc.protocol": "cmpp3", "smsc.registered_delivery": 1,
+        "smsc.protocol": protocol, "smsc.registered_delivery": 1,
         "smsc.cmpp": {"sp_id": SP_ID, "secret": SECRET, "services": CMPP_SERVICES}})
     raw["log"]["level"] = "INFO"
     cfg = tmp_path / "c.yaml"
@@ -92,7 +94,8 @@ def ismg_cli(redis_server, tmp_path: Path) -> Iterator[IsmgCli]:
                                  "--control-port", "0"], stdout=subprocess.DEVNULL, stderr=err_file)
     bot = None
     try:
-        banner = re.compile(r"CMPP 3\.0 on 127\.0\.0\.1:(\d+) \(SP 901234\).*handset API (http://127\.0\.0\.1:\d+)")
+        version = "3\\.0" if protocol == "cmpp3" else "2\\.0"
+        banner = re.compile(rf"CMPP {version} on 127\.0\.0\.1:(\d+) \(SP 901234\).*handset API (http://127\.0\.0\.1:\d+)")
         assert wait_until(lambda: banner.search(err.read_text()) or proc.poll() is not None, 30) and proc.poll() is None, \
             err.read_text()
         found = banner.search(err.read_text())
@@ -115,11 +118,13 @@ def ismg_cli(redis_server, tmp_path: Path) -> Iterator[IsmgCli]:
             proc.wait(5)
 
 
-def test_smsbot_ismg_serves_the_bot_and_the_handsets_over_cmpp(ismg_cli: IsmgCli, tmp_path: Path):
+@pytest.mark.parametrize("ismg_cli", ["cmpp3", "cmpp2"], indirect=True)
+def test_smsbot_ismg_serves_the_bot_and_the_handsets_over_cmpp(ismg_cli: IsmgCli, request: pytest.FixtureRequest):
     w = ismg_cli
     health = w.ok("GET", "/healthz")
     assert health == {"ok": True, "protocol": "cmpp", "cmpp_port": w.port, "binds": 1}
-    assert w.ok("GET", "/binds")["binds"][0]["mode"] == "CMPP 3.0"
+    version = "CMPP 3.0" if request.node.callspec.params["ismg_cli"] == "cmpp3" else "CMPP 2.0"
+    assert w.ok("GET", "/binds")["binds"][0]["mode"] == version
     w.subscribe(MSISDN, "VIDEO", "MUSIC")
     # the handset CLI on the ISMG's control API
     res = subprocess.run([sys.executable, "-m", "smsbot.cli", "handset", MSISDN, "--send", "0000", "--wait", "20",

@@ -181,7 +181,8 @@ def test_control_api_speaks_for_the_ismg(ismg, sps):
     assert status == 400 and "not on CMPP: split" in err["error"]
     status, mo = call(ismg, "POST", "/mo", {"from": MSISDN, "to": CODE, "text": "0000", "msg_fmt": 15})
     assert status == 202 and mo["msg_fmt"] == 15
-    assert ismg.wait_mo(mo["id"])["state"] == "delivered" and sp.delivers[0][1].msg_fmt == 15
+    assert ismg.wait_mo(mo["id"])["state"] == "delivered"
+    assert sp.wait_for(lambda: bool(sp.delivers)) and sp.delivers[0][1].msg_fmt == 15  # noted after answering
     sp.submit(submit("菜单", registered=1))
     status, got = call(ismg, "GET", f"/inbox/{MSISDN}?wait=5")
     assert [m["text"] for m in got["messages"]] == ["菜单"]
