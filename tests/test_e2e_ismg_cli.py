@@ -126,10 +126,15 @@ def test_smsbot_ismg_serves_the_bot_and_the_handsets_over_cmpp(ismg_cli: IsmgCli
     version = "CMPP 3.0" if request.node.callspec.params["ismg_cli"] == "cmpp3" else "CMPP 2.0"
     assert w.ok("GET", "/binds")["binds"][0]["mode"] == version
     w.subscribe(MSISDN, "VIDEO", "MUSIC")
-    # the handset CLI on the ISMG's control API
-    res = subprocess.run([sys.executable, "-m", "smsbot.cli", "handset", MSISDN, "--send", "0000", "--wait", "20",
-                          "--control", w.url], capture_output=True, text=True, timeout=60)
-    assert res.returncode == 0 and MENU_LINE in res.stdout, (res.stdout, res.stderr)
+    # the handset CLI on the ISMG's control API: it sends; once the reply waits, it picks it up
+    def handset(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "smsbot.cli", "handset", MSISDN, *args, "--control", w.url],
+                              capture_output=True, text=True, timeout=60)
+    sent = handset("--send", "0000", "--wait", "0")
+    assert sent.returncode == 0, (sent.stdout, sent.stderr)
+    assert wait_until(lambda: w.ok("GET", f"/inbox/{MSISDN}?peek=1")["messages"], 30)
+    got = handset("--wait", "0")
+    assert got.returncode == 0 and MENU_LINE in got.stdout, (got.stdout, got.stderr)
     # the control API's handset: a numeric cancel
     assert CANCELLED in w.ask("1")
     assert wait_until(w.receipts_delivered, 20), w.items()

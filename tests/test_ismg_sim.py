@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from datetime import datetime
@@ -198,3 +200,12 @@ def test_control_api_speaks_for_the_ismg(ismg, sps):
     assert state["protocol"] == "cmpp" and state["short_codes"] == [CODE] and state["faults"]["throttle_status"] == 8
     status, raw = call(ismg, "POST", "/raw", {"hex": "00"})
     assert status == 400 and "SMPP" in raw["error"]
+
+
+def test_the_handset_cli_says_no_bot_is_connected_to_the_ismg(ismg):
+    res = subprocess.run([sys.executable, "-m", "smsbot.cli", "handset", MSISDN, "--send", "0000", "--control",
+                          ismg.control_url], capture_output=True, text=True, timeout=60)
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert res.returncode == 3 and len(lines) == 1, res.stderr
+    assert f"CMPP port {ismg.port}" in lines[0] and "SMSBOT_SMSC_PROTOCOL=cmpp3" in lines[0]
+    assert ismg.stats().get("mo_injected", 0) == 0  # nothing sent
