@@ -396,7 +396,7 @@ def _http(sim, method, path, body=None):
 def test_control_api_routes(sim):
     e = Esme(sim)
     try:
-        assert _http(sim, "GET", "/healthz") == (200, {"ok": True, "smpp_port": sim.smpp_port, "binds": 1})
+        assert _http(sim, "GET", "/healthz") == (200, {"ok": True, "protocol": "smpp", "smpp_port": sim.smpp_port, "binds": 1})
         code, body = _http(sim, "POST", "/mo", {"from": MSISDN, "to": CODE, "text": "hi", "tlvs": {"0x1401": "ab"}})
         assert code == 202 and body["id"]
         e.wait_received(1)

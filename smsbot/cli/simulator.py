@@ -1,5 +1,6 @@
-"""The simulated SMSC and handsets on it: ``smsbot smsc``, ``smsbot handset``, and ``smsbot demo``,
-which starts bundled Redis, the simulator and a bot together (`smsbot.simulator`, `smsbot.demo`).
+"""The simulated SMSC and handsets on it: ``smsbot smsc`` (SMPP), ``smsbot ismg`` (CMPP, China
+Mobile's gateway), ``smsbot handset``, and ``smsbot demo``, which starts bundled Redis, the
+simulator and a bot together (`smsbot.simulator`, `smsbot.demo`).
 """
 
 from __future__ import annotations
@@ -41,6 +42,58 @@ def smsc(c: Ctx, smpp_port: int | None, control_port: int | None) -> None:
     hint = "" if sim.smpp_port == s.smsc.port else f" (run the bot with SMSBOT_SMSC_PORT={sim.smpp_port})"
     click.echo(f"smsbot: simulated SMSC: SMPP on {s.simulator.host}:{sim.smpp_port}{hint}, handset API {sim.control_url}; "
                "Ctrl-C stops it", err=True)
+    sim.serve_forever()
+
+
+DEFAULT_CMPP_PORT = 7890  # the ISMG's customary port, when the bot's smsc is not a CMPP one
+
+
+@main.command("ismg")
+@click.option("--cmpp-port", type=click.IntRange(0, 65535), default=None,
+              help=f"CMPP port (default smsc.port when smsc.protocol is cmpp3/cmpp2, else {DEFAULT_CMPP_PORT})")
+@click.option("--control-port", type=click.IntRange(0, 65535), default=None,
+              help="handset API and web page port (default simulator.control_port, 8775)")
+@click.option("--cmpp-version", "cmpp_version", type=click.Choice(["3.0", "2.0"]), default=None,
+              help="the highest CMPP version it speaks (default 2.0 for smsc.protocol cmpp2, else 3.0)")
+@click.option("--profile", type=click.Choice(["default", "field"]), default=None,
+              help="field: space-padded fields, GBK MOs, reused Msg_Ids (default simulator.profile)")
+@pass_ctx
+def ismg(c: Ctx, cmpp_port: int | None, control_port: int | None, cmpp_version: str | None,
+         profile: str | None) -> None:
+    """Run the simulated ISMG (China Mobile's CMPP gateway) with the same handset API and web page
+    as `smsbot smsc`: it takes the bot's CONNECT with smsc.cmpp.sp_id / secret.
+
+    The bot then needs smsc.protocol cmpp3 (or cmpp2) and smsc.port the CMPP port.
+    """
+    from smsbot import ports
+    from smsbot.cmpp.constants import Version
+    from smsbot.simulator.ismg import SimIsmg
+
+    s = c.settings
+    port = cmpp_port if cmpp_port is not None else s.smsc.port if s.smsc.is_cmpp else DEFAULT_CMPP_PORT
+    cp = s.simulator.control_port if control_port is None else control_port
+    who = "another `smsbot ismg`, `smsbot smsc` or `smsbot demo`?"
+    listeners = [ports.Listener(s.simulator.host, port, "the simulated ISMG's CMPP port", "smsc.port", "SMSBOT_SMSC_PORT",
+                                "--cmpp-port", who),
+                 ports.Listener(s.simulator.host, cp, "the simulator's handset API", "simulator.control_port",
+                                "SMSBOT_SIMULATOR_CONTROL_PORT", "--control-port", who)]
+    ports.check(listeners)
+    log.setup(s.log, zone=time_zone(c))
+    kw: dict[str, object] = {"port": port, "control": True, "control_port": cp}
+    if cmpp_version is not None:
+        kw["version"] = Version.V30 if cmpp_version == "3.0" else Version.V20
+    if profile is not None:
+        kw["profile"] = profile
+    sim = SimIsmg.from_settings(s, **kw)
+    try:
+        sim.start()
+    except OSError as e:  # taken between the check and now
+        raise ports.explain(e, listeners) from None
+    hint = "" if s.smsc.is_cmpp and sim.port == s.smsc.port else (
+        f" (run the bot with SMSBOT_SMSC_PROTOCOL=cmpp{3 if sim.version >= Version.V30 else 2} "
+        f"SMSBOT_SMSC_PORT={sim.port})")
+    click.echo(f"smsbot: simulated ISMG: CMPP {sim.version >> 4}.{sim.version & 15} on {s.simulator.host}:{sim.port}"
+               f" (SP {sim.sp_id}){hint}, handset API {sim.control_url}; Ctrl-C stops it", err=True)
     sim.serve_forever()
 
 

@@ -9,6 +9,14 @@ write, so a state change and the PDU announcing it cannot be split by another wr
 A PDU whose answer is awaited (`_exchange`) registers a `Waiter` under its sequence number; the
 reader sets it (`_answered`), and closing the connection wakes every waiter. `close` tells the
 subclass (`_closed`) once.
+
+Two ways of misbehaving, for fault modes, are common to both protocols:
+`wedge(data)` writes `data` (a partial PDU) and then falls silent: nothing more is written or
+answered, what the peer sends is read and discarded (`quiet`), and the TCP connection stays open
+until the peer closes it. `drop(reason)` ends the connection "abruptly" (nothing more is answered
+or stored) but with a FIN after what was already written, never a TCP reset: a resp sent before
+the drop reaches the peer; the reader closes once the peer has, or after DROP_LINGER_S
+(`_quiet_idle`).
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ import time
 from typing import Any, Callable, ClassVar, TypeVar
 
 log = logging.getLogger("smsbot.simulator")
+DROP_LINGER_S = 2.0  # after drop(): how long to wait for the peer to close its side
 
 
 class Waiter:
@@ -53,11 +62,19 @@ class Connection:
         self._waiters: dict[int, Waiter] = {}
         self.closed = threading.Event()
         self.last_rx = time.monotonic()
+        self.dropping = False  # drop() was called: read and discard until the peer closes
+        self.wedged = False  # wedge() was called: silent, reads discarded, stays open
+        self._drop_deadline = 0.0
         self.thread = threading.Thread(target=self._run, name=f"{self.label}-conn-{self.id}", daemon=True)
 
     # -- writing
     def _writable(self) -> bool:
-        return not self.closed.is_set()
+        return not (self.closed.is_set() or self.dropping or self.wedged)
+
+    @property
+    def quiet(self) -> bool:
+        """Dropping or wedged: what the peer sends is read and never answered."""
+        return self.dropping or self.wedged
 
     def _write(self, data: bytes, commit: Callable[[], None] | None = None) -> bool:
         """Write `data` unless the connection cannot take it (False then); `commit` runs under the
@@ -93,6 +110,40 @@ class Connection:
     def _wake_waiters(self) -> None:
         for w in list(self._waiters.values()):
             w.event.set()
+
+    def wedge(self, data: bytes) -> bool:
+        """Write `data` (a partial PDU), then fall silent (see the module doc). False when the
+        connection is already closed, dropping or wedged, or the write failed (it is closed then)."""
+        if not self._write(data, commit=self._fall_silent):
+            return False
+        log.info("%s conn %s wedged after a partial PDU of %d octets", self.label, self.id, len(data))
+        self._wake_waiters()
+        return True
+
+    def _fall_silent(self) -> None:
+        self.wedged = True
+
+    def drop(self, reason: str) -> bool:
+        """Stop answering and send FIN (see the module doc); False when already dropping or closed."""
+        with self._wlock:  # after any write in progress, so that write is not cut
+            if self.dropping or self.closed.is_set():
+                return False
+            self.dropping = True
+            self._drop_deadline = time.monotonic() + DROP_LINGER_S
+            try:
+                self.sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+        log.info("%s conn %s dropped (%s)", self.label, self.id, reason)
+        self._wake_waiters()
+        return True
+
+    def _quiet_idle(self) -> bool:
+        """For `_idle`: True when the connection is quiet (nothing else is due), closing a dropped
+        one once its linger is over."""
+        if self.dropping and time.monotonic() >= self._drop_deadline:
+            self.close()
+        return self.quiet
 
     def close(self) -> None:
         if self.closed.is_set():

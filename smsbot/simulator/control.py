@@ -1,5 +1,12 @@
 """HTTP/JSON control API of the simulated SMSC (what handsets and testers talk to), and its web page.
 
+The simulated ISMG (`SimIsmg`, CMPP) serves the same API and page: its port is ``cmpp_port``
+where the SMSC's is ``smpp_port`` (``"protocol": "cmpp"`` in ``/healthz`` and ``/web/state``);
+``POST /mo`` takes ``from``, ``to``, ``text`` and ``"msg_fmt"`` (0, 8 or 15; ``"data_coding"``
+0 or 8 is read as it) and refuses the SMPP-only options; fault statuses are CMPP Results
+(``throttle_status`` 8 by default, at most 255); the profile is `cmpp_profile`'s; ``POST
+/partial`` announces 200 octets by default; ``POST /raw`` is SMPP's only.
+
 Every response is JSON (except the page, its files and the event stream). Errors are
 ``{"error": "..."}`` with status 400 (bad input), 403, 404 or 405. A POST carrying an ``Origin``
 header of another site than the ``Host`` it was sent to is refused (403): a web page elsewhere
@@ -26,7 +33,7 @@ the handset CLI, tests) are not affected.
     should fetch the conversations again). A comment line every 15 s keeps idle streams alive.
 
 ``GET /web/state``
-    → 200 ``{"instance", "seq", "smpp_port", "binds", "faults", "profile", "short_codes",
+    → 200 ``{"instance", "seq", "protocol", "smpp_port" (an ISMG: "cmpp_port"), "binds", "faults", "profile", "short_codes",
     "msisdns" (most recently active first), "stats", "timezone" (the zone the page shows times in:
     the bot's ``billing.timezone``, an IANA name or ``+08:00``), "send_receipts"}``.
 
@@ -128,7 +135,8 @@ the handset CLI, tests) are not affected.
     "resp_status"}``.
 
 ``GET /healthz``
-    → 200 ``{"ok": true, "smpp_port": N, "binds": N}``.
+    → 200 ``{"ok": true, "protocol": "smpp", "smpp_port": N, "binds": N}`` (an ISMG:
+    ``"protocol": "cmpp", "cmpp_port": N``).
 
 ``GET /profile``
     → 200 ``{"profile": "default"|"field", "flags": {...every flag...}, "overrides": {...}}``.
@@ -166,6 +174,7 @@ from .errors import SimSmscError
 from .faults import peak_rate
 
 if TYPE_CHECKING:
+    from .ismg import SimIsmg
     from .smsc import SimSmsc
 
 log = logging.getLogger("smsbot.simulator.control")
@@ -263,6 +272,24 @@ def parse_mo_request(body: Any) -> dict[str, Any]:
     }
 
 
+CMPP_MO_OPTIONS = {"from", "to", "text", "msg_fmt", "data_coding"}
+
+
+def parse_cmpp_mo_request(body: Any) -> dict[str, Any]:
+    """Validate a POST /mo body for the simulated ISMG into `SimIsmg.inject_mo` keyword arguments."""
+    if not isinstance(body, dict):
+        raise BadRequest("body must be a JSON object")
+    smpp_only = set(body) - CMPP_MO_OPTIONS
+    if smpp_only:
+        raise BadRequest(f"not on CMPP: {', '.join(sorted(smpp_only))} (an ISMG MO takes from, to, text, msg_fmt)")
+    checked = parse_mo_request({k: body[k] for k in ("from", "to", "text") if k in body})
+    fmt = body.get("msg_fmt", body.get("data_coding"))
+    if fmt is not None and (isinstance(fmt, bool) or fmt not in (0, 8, 15)):
+        raise BadRequest('"msg_fmt" must be 0 (ASCII), 8 (UCS-2) or 15 (GBK)')
+    return {"msisdn": checked["msisdn"], "short_code": checked["short_code"], "message": checked["text"],
+            "msg_fmt": fmt}
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
@@ -346,16 +373,17 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:
             pass
 
-    def _route(self, sim: SimSmsc, method: str, parts: list[str], query: dict[str, list[str]]) -> tuple[int, Any]:
+    def _route(self, sim: SimSmsc | SimIsmg, method: str, parts: list[str], query: dict[str, list[str]]) -> tuple[int, Any]:
         if method == "GET" and parts == ["healthz"]:
-            return 200, {"ok": True, "smpp_port": sim.smpp_port, "binds": len(sim.binds())}
+            return 200, {"ok": True, "protocol": sim.protocol, f"{sim.protocol}_port": sim.wire_port,
+                         "binds": len(sim.binds())}
         if method == "GET" and parts == ["stats"]:
             return 200, sim.stats()
         if method == "GET" and parts == ["binds"]:
             return 200, {"binds": sim.binds()}
         if method == "POST" and parts == ["mo"]:
-            kwargs = parse_mo_request(self._body())
-            return 202, sim.inject_mo(**kwargs)
+            parse = parse_cmpp_mo_request if sim.protocol == "cmpp" else parse_mo_request
+            return 202, sim.inject_mo(**parse(self._body()))
         if method == "GET" and len(parts) == 2 and parts[0] == "mo":
             st = sim.mo_status(parts[1])
             return (200, st) if st else (404, {"error": f"no MO {parts[1]!r}"})
@@ -410,12 +438,12 @@ class _Handler(BaseHTTPRequestHandler):
             if not isinstance(body, dict) or set(body) - {"length", "octets"}:
                 raise BadRequest('body must be {"length": N, "octets": N} (both optional)')
             try:
-                announced, octets = int(body.get("length", 60000)), int(body.get("octets", 40))
+                asked = {{"length": "announced"}.get(k, k): int(v) for k, v in body.items()}
             except (TypeError, ValueError):
                 raise BadRequest('"length" and "octets" must be integers') from None
-            out = sim.send_partial(announced, octets)
-            sim.events.publish("note", {"text": f"partial PDU on bind #{out['conn']}: {octets} of {announced} "
-                                                f"octets, then silence", "t": time.time()})
+            out = sim.send_partial(**asked)
+            sim.events.publish("note", {"text": f"partial PDU on bind #{out['conn']}: {out['octets']} of "
+                                                f"{out['announced']} octets, then silence", "t": time.time()})
             return 200, out
         if method == "POST" and parts == ["message_ids", "restart"]:
             sim.restart_message_ids()
@@ -427,11 +455,12 @@ class _Handler(BaseHTTPRequestHandler):
         return 404, {"error": f"no route {method} /{'/'.join(parts)}"}
 
     # -- the web page
-    def _state(self, sim: SimSmsc) -> dict[str, Any]:
+    def _state(self, sim: SimSmsc | SimIsmg) -> dict[str, Any]:
         return {
             "instance": sim.events.instance,
             "seq": sim.events.seq,
-            "smpp_port": sim.smpp_port,
+            "protocol": sim.protocol,
+            f"{sim.protocol}_port": sim.wire_port,
             "binds": sim.binds(),
             "faults": sim.faults.describe(),
             "profile": sim.describe_profile(),
@@ -442,7 +471,7 @@ class _Handler(BaseHTTPRequestHandler):
             "send_receipts": sim.send_receipts,
         }
 
-    def _web(self, sim: SimSmsc, parts: list[str], query: dict[str, list[str]]) -> bool:
+    def _web(self, sim: SimSmsc | SimIsmg, parts: list[str], query: dict[str, list[str]]) -> bool:
         """GET /, /static/<file>, /events; False when the path is none of them."""
         if not parts or parts == ["index.html"]:
             name = "index.html"
@@ -464,7 +493,7 @@ class _Handler(BaseHTTPRequestHandler):
             pass
         return True
 
-    def _event_stream(self, sim: SimSmsc, query: dict[str, list[str]]) -> None:
+    def _event_stream(self, sim: SimSmsc | SimIsmg, query: dict[str, list[str]]) -> None:
         """Server-sent events until the client goes or the simulator stops (see GET /events)."""
         hub = sim.events
         raw = self.headers.get("Last-Event-ID") or query.get("last_event_id", [""])[-1]
@@ -519,7 +548,7 @@ class _Handler(BaseHTTPRequestHandler):
         head = f"id: {event_id}\n" if event_id is not None else ""
         self.wfile.write(f"{head}event: {kind}\ndata: {data}\n\n".encode("utf-8"))
 
-    def _inbox(self, sim: SimSmsc, msisdn: str, query: dict[str, list[str]]) -> list[dict[str, Any]]:
+    def _inbox(self, sim: SimSmsc | SimIsmg, msisdn: str, query: dict[str, list[str]]) -> list[dict[str, Any]]:
         msisdn = sim.handset_key(msisdn)
 
         def flag(name: str) -> bool:
@@ -554,7 +583,7 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, addr: tuple[str, int], sim: SimSmsc):
+    def __init__(self, addr: tuple[str, int], sim: SimSmsc | SimIsmg):
         self.sim = sim
         self.stopping = threading.Event()  # ends the event streams
         super().__init__(addr, _Handler)
@@ -563,7 +592,7 @@ class _Server(ThreadingHTTPServer):
 class ControlServer:
     """The control API on (host, port); port 0 picks a free one (see `port`)."""
 
-    def __init__(self, sim: SimSmsc, host: str, port: int):
+    def __init__(self, sim: SimSmsc | SimIsmg, host: str, port: int):
         self._server = _Server((host, port), sim)
         self.port = self._server.server_address[1]
         self._thread: threading.Thread | None = None

@@ -1,6 +1,6 @@
 """What the simulated SMSC sees, kept for the testers' web page: conversations and a live event feed.
 
-`SimEvents` is fed by `SimSmsc` (each publisher is a few dict operations under one leaf lock that
+`SimEvents` is fed by `SimSmsc` or `SimIsmg` (each publisher is a few dict operations under one leaf lock that
 never calls out, so it is safe from any simulator thread and cheap enough for benchmark traffic)
 and read by the control API (``GET /events``, server-sent events; ``GET /web/...``):
 
@@ -117,9 +117,10 @@ class SimEvents:
             self._add(item)
 
     def job_changed(self, job: Any) -> None:
-        """After each delivery attempt of an MO or a receipt (the scheduler's `after_attempt`)."""
+        """After each delivery attempt of an MO or a receipt (the scheduler's `after_attempt`; a
+        CMPP status report is a receipt here)."""
         with self._cond:
-            if job.kind == "receipt":
+            if job.kind in ("receipt", "report"):
                 rec = self._receipts.get(job.id)
                 if rec is None or rec["state"] == job.state and rec["error"] == job.last_error:
                     return

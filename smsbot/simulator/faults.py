@@ -1,6 +1,9 @@
-"""Fault injection for the simulated SMSC's submit_sm side: slow, throttling, rejecting, dropping.
+"""Fault injection for the simulators' submit side (SMPP submit_sm, CMPP SUBMIT): slow, throttling,
+rejecting, dropping.
 
-- `FaultPlan`: the validated knobs (documented in `control`'s ``POST /faults``).
+- `FaultPlan`: the validated knobs (documented in `control`'s ``POST /faults``); a status is
+  SMPP's command_status or CMPP's Result, whichever the simulator speaks (`Faults(throttle_status=,
+  status_max=)`: CMPP throttles with Result 8 and a 2.0 Result has one octet).
 - `Faults`: the active plan and the verdict on each submit_sm (`judge`), under one lock.
 - `Delayer`: one thread running delayed submit_sm_resp work at its due time, in order.
 - `peak_rate`: the most submits within any window of one second (for tests of a TPS limit).
@@ -39,15 +42,15 @@ def _num(name: str, v: Any, lo: float = 0.0, hi: float | None = None) -> float:
     return float(v)
 
 
-def _status(name: str, v: Any) -> int:
+def _status(name: str, v: Any, status_max: int = 0xFFFFFFFF) -> int:
     if isinstance(v, str):
         try:
             v = int(v, 16) if v.lower().startswith("0x") else int(v)
         except ValueError:
             raise FaultError(f'"{name}": bad status {v!r} (an integer or hex like "0x0B")') from None
     v = _int(name, v, 1)
-    if v > 0xFFFFFFFF:
-        raise FaultError(f'"{name}": status out of range')
+    if v > status_max:
+        raise FaultError(f'"{name}": status out of range (at most {status_max})')
     return v
 
 
@@ -63,7 +66,10 @@ class FaultPlan:
     drop_after_resp: int = 0
 
     @classmethod
-    def parse(cls, kw: dict[str, Any]) -> FaultPlan:
+    def parse(cls, kw: dict[str, Any], throttle_status: int = int(Status.RTHROTTLED),
+              status_max: int = 0xFFFFFFFF) -> FaultPlan:
+        """The plan `kw` asks for; `throttle_status` is the default status of throttled submits
+        (and of ``max_tps``), `status_max` the largest status the protocol can carry."""
         unknown = set(kw) - set(cls.__dataclass_fields__)
         if unknown:
             raise FaultError(f"unknown fault(s): {', '.join(sorted(unknown))}; known: {', '.join(cls.__dataclass_fields__)}")
@@ -74,9 +80,9 @@ class FaultPlan:
             resp_delay_ms=_num("resp_delay_ms", kw.get("resp_delay_ms", 0), 0, MAX_DELAY_MS),
             throttle_every=_int("throttle_every", kw.get("throttle_every", 0)),
             throttle_first=_int("throttle_first", kw.get("throttle_first", 0)),
-            throttle_status=_status("throttle_status", kw.get("throttle_status", int(Status.RTHROTTLED))),
+            throttle_status=_status("throttle_status", kw.get("throttle_status", throttle_status), status_max),
             max_tps=_num("max_tps", kw.get("max_tps", 0)),
-            reject={k: _status(f"reject.{k}", v) for k, v in reject.items()},
+            reject={k: _status(f"reject.{k}", v, status_max) for k, v in reject.items()},
             drop_after_submit=_int("drop_after_submit", kw.get("drop_after_submit", 0)),
             drop_after_resp=_int("drop_after_resp", kw.get("drop_after_resp", 0)),
         )
@@ -97,15 +103,19 @@ class Verdict:
 class Faults:
     """The active `FaultPlan` and its counters; `judge` is called once per well-formed submit_sm."""
 
-    def __init__(self) -> None:
+    def __init__(self, throttle_status: int = int(Status.RTHROTTLED), status_max: int = 0xFFFFFFFF) -> None:
+        """`throttle_status`: the protocol's temporary refusal (SMPP ESME_RTHROTTLED, CMPP Result 8),
+        the default of ``throttle_status`` and what ``max_tps`` answers; `status_max`: its largest status."""
         self._lock = threading.Lock()
-        self.plan = FaultPlan()
+        self.throttle_status = throttle_status
+        self.status_max = status_max
+        self.plan = FaultPlan(throttle_status=throttle_status)
         self._seen = 0
         self._rate: dict[int, deque[float]] = {}  # conn id -> times of submits let through in the last second
 
     def set(self, **kw: Any) -> dict[str, Any]:
         """Replace the whole plan (knobs not given are off) and restart its counting."""
-        plan = FaultPlan.parse(kw)
+        plan = FaultPlan.parse(kw, self.throttle_status, self.status_max)
         with self._lock:
             self.plan, self._seen = plan, 0
             self._rate.clear()
@@ -133,7 +143,7 @@ class Faults:
                 while q and now - q[0] >= 1.0:
                     q.popleft()
                 if len(q) >= p.max_tps:
-                    v.status = int(Status.RTHROTTLED)
+                    v.status = self.throttle_status
                     return v
                 q.append(now)
             v.status = p.reject.get(destination, 0)

@@ -75,11 +75,15 @@ class Handset:
         return self._request("GET", f"/mo/{urllib.parse.quote(mo_id)}")
 
     def binds(self) -> list[dict[str, Any]]:
-        """The SMPP binds open on the simulator: ``{"id", "mode", "system_id", "peer"}`` each."""
+        """The binds open on the simulator (an ISMG's CMPP connections: mode ``CMPP 3.0``):
+        ``{"id", "mode", "system_id", "peer"}`` each."""
         return self._request("GET", "/binds")["binds"]
 
-    def smpp_port(self) -> int:
-        return int(self._request("GET", "/healthz")["smpp_port"])
+    def wire(self) -> tuple[str, int]:
+        """(the protocol the simulator speaks, smpp or cmpp; its port)."""
+        health = self._request("GET", "/healthz")
+        protocol = str(health.get("protocol", "smpp"))
+        return protocol, int(health[f"{protocol}_port"])
 
     def collect(self, wait: float = 0.0) -> list[dict[str, Any]]:
         """Every message not yet shown; if none, wait up to `wait` s for the first (and its burst)."""
@@ -285,15 +289,19 @@ def _unreachable_hint(e: HandsetError) -> str:
     return text
 
 
-RECEIVING_BINDS = ("transceiver", "receiver")  # bind modes a bot takes MOs on
+RECEIVING_BINDS = ("transceiver", "receiver")  # SMPP bind modes a bot takes MOs on (every CMPP connection does)
 
 
 def no_bot_problem(handset: Handset) -> str | None:
     """None when a bot is bound to the simulator to take MOs; else one line saying that nothing
     would answer and how to start a bot. Raises `HandsetError` when the simulator is unreachable."""
-    if any(b.get("mode") in RECEIVING_BINDS for b in handset.binds()):
+    if any(b.get("mode") in RECEIVING_BINDS or str(b.get("mode", "")).startswith("CMPP") for b in handset.binds()):
         return None
-    port = handset.smpp_port()
+    protocol, port = handset.wire()
+    if protocol == "cmpp":
+        return (f"no bot is connected to the simulated ISMG on CMPP port {port} (handset API {handset.control_url}), so "
+                f"nothing would answer; start one with `smsbot run` (smsc.protocol cmpp3 or cmpp2, smsc.port {port}: "
+                f"SMSBOT_SMSC_PROTOCOL=cmpp3 SMSBOT_SMSC_PORT={port} smsbot run)")
     return (f"no bot is bound to the simulator on SMPP port {port} (handset API {handset.control_url}), so nothing "
             f"would answer; start one with `smsbot run` (its smsc.port must be {port}: SMSBOT_SMSC_PORT={port} smsbot run)")
 

@@ -16,17 +16,27 @@ What it does, like an ISMG (`smsbot.simulator.smsc.SimSmsc` is its SMPP sibling)
   handsets read both; `StoredMessage.data_coding` then holds the Msg_Fmt), else its own.
   `submit_log()` keeps what each SUBMIT asked for (fee fields, Service_Id, LinkID, Msg_Fmt, parts);
 - sends a status report (a DELIVER with Registered_Delivery 1) to each destination of a SUBMIT
-  that asked for one: Stat DELIVRD unless `report_stats` names another for that handset;
+  that asked for one: Stat DELIVRD unless the profile's ``receipt_outcomes`` (`report_stats`) names another for that handset;
 - delivers MOs injected with `inject_mo` as DELIVERs: Msg_Fmt 0 for ASCII, 8 for other text, 15
   (GBK) on request, long ones split behind a UDH (`smsbot.cmpp.text`); each part has its own
   Msg_Id and, on a 3.0 connection, a LinkID;
 - redelivers a DELIVER that is not answered within `response_timeout`, or answered with Result
-  8 (flow control) or above, after `redeliver_seconds`, with the same Msg_Id; Results 1-7 reject it.
+  8 (flow control) or above, after `redeliver_seconds`, with the same Msg_Id; Results 1-7 reject it;
+- misbehaves on request (`set_faults`: the SMPP simulator's `faults` plan, its statuses CMPP
+  Results, throttling with Result 8 by default): delayed SUBMIT_RESPs, throttling, refusals per
+  destination, a connection dropped with a SUBMIT unanswered or right after its resp; sends a
+  partial PDU and falls silent (`send_partial`);
+- behaves like a tidy gateway (profile ``default``) or like ISMGs in the field (``field``:
+  space-padded fields, GBK MOs, reused Msg_Ids, MOs from ``86…``), flag by flag (`set_profile`,
+  `cmpp_profile`);
+- feeds the testers' page (`events`, as the SMPP simulator does) and, with `control`, serves the
+  same control API and web page (`control.ControlServer`): handsets send MOs and read MTs over
+  CMPP.
 
 Threads: one accept thread (`server.Listener`), one reader per connection (`ismg_conn`), `workers`
 delivery workers (the SMPP simulator's `scheduler`: a handset's MOs go in order, one at a time;
-each status report on its own). `stop()` ends and joins them all.
-The fault modes, the field profile and the web page of the SMPP simulator do not exist here yet.
+each status report on its own), the thread of delayed resps (`faults.Delayer`) and, with
+`control`, the HTTP control server's. `stop()` ends and joins them all.
 """
 
 from __future__ import annotations
@@ -34,10 +44,11 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
+import signal
 import socket
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 from typing import Any, Callable
@@ -47,9 +58,15 @@ from smsbot.cmpp import auth, msgid, text
 from smsbot.cmpp.constants import DELIVERED, ConnectStatus, Result, Version
 from smsbot.msisdn import DEFAULT_COUNTRY_CODE, subscriber_key
 
+from . import cmpp_profile
+from .control import ControlServer
 from .counters import Counters
+from .errors import SimSmscError
+from .events import SimEvents
+from .faults import Delayer, FaultError, Faults, Verdict
 from .ismg_conn import IsmgConn
 from .mailbox import Mailbox, Reassembler, StoredMessage
+from .profiles import ProfileError
 from .scheduler import Job, Scheduler
 from .server import Connections, Listener
 
@@ -57,14 +74,20 @@ log = logging.getLogger("smsbot.simulator")
 SUBMITS_KEPT = 10000
 
 
-class SimIsmgError(ValueError):
-    """Bad input to the simulator's API."""
+class SimIsmgError(SimSmscError):
+    """Bad input to the simulator's API (the control API answers it with 400)."""
 
 
 @dataclass(eq=False)
 class IsmgJob(Job):
     """An MO (key: its handset) or a status report (a key of its own): DELIVERs; `last_status` is
-    the last DELIVER_RESP's Result."""
+    the last DELIVER_RESP's Result. `msisdn`, `short_code`, `carrier` and `created_at` are what the
+    page's conversation shows of an MO."""
+
+    msisdn: str = ""
+    short_code: str = ""
+    carrier: str = "deliver"
+    created_at: float = field(default_factory=time.time)
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "kind": self.kind, "state": self.state, "parts": len(self.parts),
@@ -74,7 +97,10 @@ class IsmgJob(Job):
 
 
 class SimIsmg:
-    """The simulated ISMG. `start()` / `stop()` (or `with`); the port is `port` after `start()`."""
+    """The simulated ISMG. `start()` / `stop()` (or `with`), `serve_forever()` for the CLI; the
+    port is `port` after `start()`, the control API's `control_port` / `control_url`."""
+
+    protocol = "cmpp"
 
     def __init__(
         self,
@@ -95,11 +121,20 @@ class SimIsmg:
         international_source: bool = False,
         country_code: str | None = DEFAULT_COUNTRY_CODE,
         clock: Callable[[], datetime] = datetime.now,
+        profile: str = "default",
+        flags: dict[str, Any] | None = None,
+        control: bool = False,
+        control_port: int = 0,
+        short_codes: list[str] | None = None,
+        timezone: str = "Asia/Shanghai",
     ):
         """`version`: the highest the gateway speaks (0x20: a 2.0-only gateway). `report_stats`:
-        handset → the Stat of its status reports. `international_source`: MOs come from
-        ``86…`` (the country code in front) instead of the national number. `clock` gives the
-        time in Msg_Ids and status reports."""
+        handset → the Stat of its status reports (the profile flag ``receipt_outcomes``).
+        `international_source`: MOs come from ``86…`` (the country code in front) instead of
+        the national number (the profile flag of that name). `clock` gives the time in Msg_Ids
+        and status reports. `profile` (``default`` | ``field``) and `flags` on top: see
+        `cmpp_profile`. `control`: serve the control API and web page on `control_port`
+        (`short_codes` and `timezone` are what the page offers and shows times in)."""
         self.sp_id = sp_id
         self.secret = secret
         self.host = host
@@ -112,10 +147,27 @@ class SimIsmg:
         self.redeliver_seconds = redeliver_seconds
         self.workers = max(1, workers)
         self.send_reports = send_reports
-        self.report_stats = dict(report_stats or {})
-        self.international_source = international_source
         self.country_code = country_code
         self.clock = clock
+        base = {"international_source": international_source, "receipt_outcomes": dict(report_stats or {})}
+        try:
+            self.behaviour = cmpp_profile.make_behaviour(profile, **{**base, **(flags or {})})
+        except ProfileError as e:
+            raise SimIsmgError(str(e)) from None
+        self.profile = profile
+        self.with_control = control
+        self.control_port = control_port
+        self.short_codes = list(short_codes or [])
+        self.timezone = timezone
+        self.events = SimEvents()  # what the web page shows
+        self._owns_mailbox = mailbox is None  # a shared mailbox is its owner's to watch and close
+        if self._owns_mailbox:
+            self.mailbox.on_take = self.events.picked_up
+        self.faults = Faults(throttle_status=Result.FLOW_CONTROL, status_max=0xFF)
+        self._delayer = Delayer("simismg-delay")
+        self._control: ControlServer | None = None
+        self._started_at = clock()  # the time of cycled Msg_Ids (`msg_id_cycle`)
+        self._mt_seq = itertools.count(1)
         self.reassembler = Reassembler()
         self._lock = threading.RLock()
         self._counters = Counters()
@@ -127,10 +179,40 @@ class SimIsmg:
         self._refs: dict[str, int] = {}
         self._stopping = threading.Event()
         self._conns: Connections[IsmgConn] = Connections(self._stopping)
-        self._scheduler = Scheduler(self._deliver, workers=workers, name="simismg")
+        self._scheduler = Scheduler(self._deliver, workers=workers, name="simismg", after_attempt=self.events.job_changed)
+        self._stop_requested = threading.Event()
         self._accept_thread: threading.Thread | None = None
         self._listener: Listener | None = None
         self.started = False
+
+    @classmethod
+    def from_settings(cls, settings: Any, **kw: Any) -> SimIsmg:
+        """The gateway a bot configured with `settings` (`smsbot.config.Settings`) connects to: its
+        SP_Id and secret (`smsc.cmpp`), 2.0 for ``smsc.protocol: cmpp2``, the simulator's host,
+        control port, redelivery pause, receipts and profile, the bot's short codes and zone."""
+        sim, smsc = settings.simulator, settings.smsc
+        kw.setdefault("version", Version.V20 if str(getattr(smsc.protocol, "value", smsc.protocol)) == "cmpp2"
+                      else Version.V30)
+        kw.setdefault("host", sim.host)
+        kw.setdefault("control_port", sim.control_port)
+        kw.setdefault("response_timeout", smsc.response_timeout)
+        kw.setdefault("redeliver_seconds", sim.redeliver_seconds)
+        kw.setdefault("send_reports", sim.send_receipts)
+        kw.setdefault("profile", sim.profile or "default")
+        kw.setdefault("country_code", settings.subscribers.country_code)
+        kw.setdefault("short_codes", [sc.code for sc in settings.short_codes])
+        kw.setdefault("timezone", settings.billing.timezone)
+        return cls(smsc.cmpp.sp_id, smsc.cmpp.secret, **kw)
+
+    @property
+    def send_receipts(self) -> bool:
+        """Status reports are sent when asked (the control API's name for `send_reports`)."""
+        return self.send_reports
+
+    @property
+    def report_stats(self) -> dict[str, str]:
+        """Handset → the Stat of its status reports (the profile's ``receipt_outcomes``, live)."""
+        return self.behaviour.receipt_outcomes
 
     @property
     def stopping(self) -> bool:
@@ -140,16 +222,37 @@ class SimIsmg:
     def start(self) -> SimIsmg:
         if self.started:
             return self
-        self._listener = Listener(self.host, self.port)
-        self.port = self._listener.port
+        listener = Listener(self.host, self.port)
+        if self.with_control:
+            try:
+                self._control = ControlServer(self, self.host, self.control_port)
+            except OSError:
+                listener.close()
+                raise
+            self.control_port = self._control.port
+        self._listener = listener
+        self.port = listener.port
         self.started = True
+        self._delayer.start()
+        if self._control:
+            self._control.start()
         self._accept_thread = threading.Thread(target=partial(self._listener.accept_until, self._stopping, self._accepted),
                                                name="simismg-accept", daemon=True)
         self._accept_thread.start()
         self._scheduler.start()
-        log.info("simismg listening: cmpp %s:%s (SP %s, up to CMPP %x.%x)", self.host, self.port, self.sp_id,
-                 self.version >> 4, self.version & 15)
+        log.info("simismg listening: cmpp %s:%s (SP %s, up to CMPP %x.%x) control %s", self.host, self.port,
+                 self.sp_id, self.version >> 4, self.version & 15,
+                 f"{self.control_url} (handsets page: {self.control_url}/)" if self._control else "off")
         return self
+
+    @property
+    def control_url(self) -> str:
+        return f"http://{self.host}:{self.control_port}"
+
+    @property
+    def wire_port(self) -> int:
+        """The CMPP port (the control API names it ``cmpp_port``)."""
+        return self.port
 
     def stop(self) -> None:
         """Close the listener and every connection; join every thread; queued jobs are cancelled."""
@@ -157,6 +260,12 @@ class SimIsmg:
             return
         self._stopping.set()
         self._scheduler.stop()
+        self._delayer.stop()
+        self.events.close()
+        if self._owns_mailbox:
+            self.mailbox.close()
+        if self._control:
+            self._control.stop()
         if self._listener is not None:
             self._listener.close()
         self._conns.close_all(join_timeout=5)
@@ -170,6 +279,90 @@ class SimIsmg:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+
+    def serve_forever(self) -> None:
+        """Start and block until SIGINT/SIGTERM (or `request_stop()`), then stop."""
+        old = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                old[sig] = signal.signal(sig, lambda signum, frame: self._stop_requested.set())
+        try:
+            self.start()
+            self._stop_requested.wait()
+        finally:
+            self.stop()
+            for sig, h in old.items():
+                signal.signal(sig, h)
+
+    def request_stop(self) -> None:
+        self._stop_requested.set()
+
+    # ---------------------------------------------------------------- profile
+    def set_profile(self, profile: str | None = None, **flags: Any) -> dict[str, Any]:
+        """Switch to `profile` (its flags, then `flags` on top); with no profile, change only the
+        given flags. Applies to what is sent from now on. Returns `describe_profile()`."""
+        with self._lock:
+            try:
+                if profile is None:
+                    self.behaviour = cmpp_profile.make_behaviour(self.profile, **{**self.behaviour.to_dict(), **flags})
+                else:
+                    self.behaviour = cmpp_profile.make_behaviour(profile, **flags)
+                    self.profile = profile
+            except ProfileError as e:
+                raise SimIsmgError(str(e)) from None
+        desc = self.describe_profile()
+        log.info("simismg profile %s %s", self.profile, desc["flags"])
+        self.events.publish("profile", desc)
+        return desc
+
+    def describe_profile(self) -> dict[str, Any]:
+        """{"profile": name, "flags": every flag's value, "overrides": those differing from the profile}."""
+        with self._lock:
+            flags = self.behaviour.to_dict()
+            base = cmpp_profile.make_behaviour(self.profile).to_dict()
+            return {"profile": self.profile, "flags": flags,
+                    "overrides": {k: v for k, v in flags.items() if base.get(k) != v}}
+
+    def handset_key(self, name: str) -> str:
+        """The mailbox of handset `name`: ``8613800138000`` and ``13800138000`` are one handset."""
+        return subscriber_key(name, self.country_code)
+
+    # ---------------------------------------------------------------- faults
+    def set_faults(self, **kw: Any) -> dict[str, Any]:
+        """Replace the fault plan (knobs not given are off) and restart its counting; returns it.
+        Knobs: ``POST /faults`` in `control`, statuses being CMPP Results."""
+        try:
+            plan = self.faults.set(**kw)
+        except FaultError as e:
+            raise SimIsmgError(str(e)) from None
+        self.events.publish("faults", plan)
+        return plan
+
+    def send_partial(self, announced: int = 200, octets: int = 40) -> dict[str, Any]:
+        """On a connection: a DELIVER header announcing `announced` octets, `octets` of body, then
+        silence there (`Connection.wedge`) until the SP closes it; MOs wait for its next
+        connection. Returns {"conn", "sequence", "announced", "octets"}."""
+        conn = self._conns.pick(_connected)
+        if conn is None:
+            raise SimIsmgError("no CMPP connection")
+        seq = conn.next_seq()
+        try:
+            raw = cmpp_profile.partial_pdu(seq, announced, octets)
+        except ValueError as e:
+            raise SimIsmgError(str(e)) from None
+        if not conn.wedge(raw):
+            raise SimIsmgError(f"connection {conn.id} closed before the partial PDU was written")
+        self.count("partials_sent")
+        return {"conn": conn.id, "sequence": seq, "announced": announced, "octets": octets}
+
+    def restart_message_ids(self) -> None:
+        """SUBMIT_RESP Msg_Ids start again from the first sequence (as after a gateway restart)."""
+        with self._lock:
+            self._msg_seq = itertools.count(1)
+            self._mt_seq = itertools.count(1)
+
+    def inject_raw(self, data: bytes, **_: Any) -> dict[str, Any]:
+        raise SimIsmgError("POST /raw writes SMPP PDUs; the simulated ISMG has no raw CMPP yet")
 
     # ---------------------------------------------------------------- connections
     def _accepted(self, sock: socket.socket, addr: Any) -> bool:
@@ -188,14 +381,25 @@ class SimIsmg:
 
     def on_connected(self, conn: IsmgConn) -> None:
         self.count("connects")
+        self.events.bind("opened", self._bind_info(conn), self.binds())
         self._scheduler.wake_parked()  # jobs parked for want of a connection go now
 
     def conn_closed(self, conn: IsmgConn) -> None:
         log.info("simismg conn %s closed", conn.id)
+        if conn.version:
+            self.events.bind("closed", self._bind_info(conn), self.binds())
 
     def connections(self) -> list[dict[str, Any]]:
         return [{"id": c.id, "version": c.version, "peer": f"{c.addr[0]}:{c.addr[1]}"}
                 for c in self._conns.open(_connected)]
+
+    def _bind_info(self, c: IsmgConn) -> dict[str, Any]:
+        return {"id": c.id, "mode": f"CMPP {c.version >> 4}.{c.version & 15}", "system_id": self.sp_id,
+                "peer": f"{c.addr[0]}:{c.addr[1]}"}
+
+    def binds(self) -> list[dict[str, Any]]:
+        """The connections past CONNECT, as the control API shows binds."""
+        return [self._bind_info(c) for c in self._conns.open(_connected)]
 
     def active_test(self) -> list[int]:
         """Send an ACTIVE_TEST on every connection now; the sequences sent."""
@@ -206,17 +410,31 @@ class SimIsmg:
         conns = self._conns.open()
         for c in conns:
             c.close()
+        self.count("connections_dropped", len(conns))
         return len(conns)
 
     def count(self, key: str, n: int = 1) -> None:
         self._counters.add(key, n)
 
     def stats(self) -> dict[str, int]:
-        return self._counters.snapshot()
+        s = self._counters.snapshot()
+        s["binds"] = len(self.binds())
+        s["mo_queued"] = self._scheduler.count("mo", ("queued", "delivering"))
+        s["mt_incomplete"] = self.reassembler.incomplete()
+        return s
 
     # ---------------------------------------------------------------- MT side
     def _new_msg_id(self) -> int:
         return cmpp.MsgId.at(self.clock(), self.gateway_code, next(self._msg_seq)).pack()
+
+    def _new_mt_msg_id(self) -> int:
+        """A SUBMIT_RESP's Msg_Id; with the profile's `msg_id_cycle`, ids repeat after that many."""
+        cycle = self.behaviour.msg_id_cycle
+        if not cycle:
+            return self._new_msg_id()
+        with self._lock:
+            n = next(self._mt_seq)
+        return cmpp.MsgId.at(self._started_at, self.gateway_code, (n - 1) % cycle + 1).pack()
 
     def _judge_submit(self, s: cmpp.Submit) -> tuple[int, str]:
         problem = s.fee.problem()
@@ -229,13 +447,18 @@ class SimIsmg:
         return Result.OK, ""
 
     def on_submit(self, conn: IsmgConn, sequence: int, s: cmpp.Submit) -> None:
-        """A SUBMIT from `conn`'s reader: judged, stored, answered, its reports queued."""
+        """A SUBMIT from `conn`'s reader: judged (the SUBMIT, then the fault plan), answered now or
+        later (``resp_delay_ms``); an accepted one is stored only as its resp is written."""
         self.count("submits_received")
         result, why = self._judge_submit(s)
-        mid = self._new_msg_id() if result == Result.OK else 0
         handsets = [subscriber_key(d, self.country_code) for d in s.dest_terminal_ids]
-        entry = {"t": time.time(), "conn": conn.id, "seq": sequence, "version": conn.version, "result": result,
-                 "error": why, "msg_id": msgid.text(mid), "to": handsets, "dest_terminal_ids": list(s.dest_terminal_ids),
+        now = time.monotonic()
+        v = self.faults.judge(conn.id, handsets[0] if handsets else "", now)
+        if result == Result.OK and v.status:
+            result, why = v.status, f"fault plan (submit {v.n})"
+        entry = {"t": time.time(), "n": v.n, "conn": conn.id, "seq": sequence, "version": conn.version,
+                 "result": result, "status": result, "error": why, "msg_id": "", "to": handsets,
+                 "dest_terminal_ids": list(s.dest_terminal_ids),
                  "src_id": s.src_id, "msg_src": s.msg_src, "service_id": s.service_id,
                  "fee_type": s.fee.fee_type, "fee_code": s.fee.fee_code, "fee_user_type": s.fee.user_type,
                  "fee_terminal_id": s.fee.terminal_id, "registered_delivery": s.registered_delivery,
@@ -244,34 +467,64 @@ class SimIsmg:
         with self._lock:
             self._submit_log.append(entry)
             del self._submit_log[:-SUBMITS_KEPT]
-        if result != Result.OK:
-            self.count("submits_rejected")
-            log.info("simismg conn %s SUBMIT refused with Result %s: %s", conn.id, result, why)
-            conn.send(cmpp.SubmitResp(0, result), sequence)
+        if v.drop_before:
+            self._unanswered(entry)
+            conn.drop(f"drop_after_submit={v.n}")
             return
+        if v.delay > 0:
+            self._delayer.call_at(now + v.delay, partial(self._answer, conn, sequence, s, handsets, v, entry))
+        else:
+            self._answer(conn, sequence, s, handsets, v, entry)
+
+    def _unanswered(self, entry: dict[str, Any]) -> None:
+        entry["result"] = entry["status"] = None
+        self.count("submits_dropped")
+        self.events.submit(entry)
+
+    def _answer(self, conn: IsmgConn, sequence: int, s: cmpp.Submit, handsets: list[str], v: Verdict,
+                entry: dict[str, Any]) -> None:
+        result = entry["result"]
+        if result != Result.OK:
+            counter = "submits_throttled" if result == Result.FLOW_CONTROL else "submits_rejected"
+            log.info("simismg conn %s SUBMIT refused with Result %s: %s", conn.id, result, entry["error"])
+            answered = conn.send(cmpp.SubmitResp(0, result), sequence, commit=partial(self.count, counter))
+        else:
+            mid = self._new_mt_msg_id()
+            entry["msg_id"] = msgid.text(mid)
+            answered = conn.send(cmpp.SubmitResp(mid, Result.OK), sequence,
+                                 commit=partial(self._accept, s, handsets, mid))
+            if answered is not None and s.registered_delivery == 1 and self.send_reports:
+                for dest, handset in zip(s.dest_terminal_ids, handsets):
+                    self._queue_report(s, dest, handset, mid)
+        if answered is None:  # the connection went first: never answered, nothing stored, the SP resends
+            self._unanswered(entry)
+        elif result != Result.OK:
+            self.events.submit(entry)
+        if v.drop_after:
+            conn.drop(f"drop_after_resp={v.n}")
+
+    def _accept(self, s: cmpp.Submit, handsets: list[str], mid: int) -> None:
         for handset in handsets:
             self._accept_part(s, handset, mid)
-        if conn.send(cmpp.SubmitResp(mid, Result.OK), sequence) is None:
-            return
-        if s.registered_delivery == 1 and self.send_reports:
-            for dest, handset in zip(s.dest_terminal_ids, handsets):
-                self._queue_report(s, dest, handset, mid)
 
     def _accept_part(self, s: cmpp.Submit, handset: str, mid: int) -> None:
         self.count("mt_parts_received")
         payload, segment = text.split_content(s.tp_udhi, s.msg_content)
+        receipt_asked = s.registered_delivery == 1
         if segment is not None:
             joined = self.reassembler.add(s.src_id, handset, segment.ref, segment.total, segment.seq, s.msg_fmt,
                                           payload, msgid.text(mid))
             if joined is not None:
-                self._store(s.src_id, handset, *joined)
+                self._store(s.src_id, handset, *joined, receipt_asked=receipt_asked)
         else:
-            self._store(s.src_id, handset, payload, s.msg_fmt, [msgid.text(mid)])
+            self._store(s.src_id, handset, payload, s.msg_fmt, [msgid.text(mid)], receipt_asked=receipt_asked)
 
-    def _store(self, source: str, handset: str, data: bytes, msg_fmt: int, ids: list[str]) -> None:
+    def _store(self, source: str, handset: str, data: bytes, msg_fmt: int, ids: list[str], *,
+               receipt_asked: bool) -> None:
         msg = StoredMessage(id=ids[0], sender=source, to=handset, text=text.decode_text(msg_fmt, data),
                             parts=len(ids), data_coding=msg_fmt, received_at=time.time(), message_ids=ids)
         self.count("mt_received")
+        self.events.mt_stored(msg, receipt_asked)
         self.mailbox.put(msg)
 
     def submit_log(self) -> list[dict[str, Any]]:
@@ -281,39 +534,45 @@ class SimIsmg:
 
     def _queue_report(self, s: cmpp.Submit, dest: str, handset: str, mid: int) -> None:
         now = self.clock().strftime("%y%m%d%H%M")
-        report = cmpp.StatusReport(mid, self.report_stats.get(handset, DELIVERED), now, now, dest,
-                                   next(self._report_seq) & 0xFFFFFFFF)
+        stat = cmpp_profile.stat_of(self.behaviour.receipt_outcomes.get(handset, DELIVERED))
+        report = cmpp.StatusReport(mid, stat, now, now, dest, next(self._report_seq) & 0xFFFFFFFF)
         d = cmpp.Deliver(msg_id=self._new_msg_id(), dest_id=s.src_id, src_terminal_id=dest, service_id=s.service_id,
                          report=report)
         job_id = f"r{next(self._job_ids)}"
-        self._scheduler.add(IsmgJob(job_id, job_id, "report", [d]))
+        self.events.receipt_queued(job_id, msgid.text(mid), handset, stat, "")
+        self._scheduler.add(IsmgJob(job_id, job_id, "report", [d], msisdn=handset, short_code=s.src_id))
 
     # ---------------------------------------------------------------- MO side
     def inject_mo(self, msisdn: str, short_code: str, message: str, *, msg_fmt: int | None = None,
                   service_id: str = "") -> dict[str, Any]:
-        """Queue an MO from handset `msisdn` to `short_code`; returns {"id", "parts"} at once (its
-        delivery: `mo_status`, `wait_mo`). `msg_fmt` 0, 8 or 15 (default: 0 for ASCII, else 8)."""
+        """Queue an MO from handset `msisdn` to `short_code`; returns {"id", "parts", "msg_fmt",
+        "state"} at once (its delivery: `mo_status`, `wait_mo`). `msg_fmt` 0, 8 or 15 (default:
+        the profile's ``mo_msg_fmt``, else 0 for ASCII and 8 for other text)."""
         if self._stopping.is_set():
             raise SimIsmgError("simulator stopped")
         if not msisdn or not short_code:
             raise SimIsmgError("from and to are required")
         with self._lock:
             ref = self._refs[msisdn] = (self._refs.get(msisdn, -1) + 1) & 0xFF
+        asked = msg_fmt
+        if msg_fmt is None:
+            msg_fmt = self.behaviour.mo_msg_fmt
         try:
             parts = text.split_text(message, msg_fmt, ref)
         except ValueError as e:
             raise SimIsmgError(str(e)) from None
         source = msisdn
-        if self.international_source and self.country_code and subscriber_key(msisdn, self.country_code) == msisdn:
+        if self.behaviour.international_source and self.country_code and subscriber_key(msisdn, self.country_code) == msisdn:
             source = self.country_code + msisdn
         delivers = [cmpp.Deliver(msg_id=self._new_msg_id(), dest_id=short_code, src_terminal_id=source,
                                  msg_content=c, msg_fmt=parts.msg_fmt, service_id=service_id, tp_udhi=parts.tp_udhi,
                                  link_id=f"{next(self._link_ids):020d}")
                     for c in parts.contents]
-        job = IsmgJob(f"mo{next(self._job_ids)}", msisdn, "mo", delivers)
+        job = IsmgJob(f"mo{next(self._job_ids)}", msisdn, "mo", delivers, msisdn=msisdn, short_code=short_code)
         self.count("mo_injected")
+        self.events.mo_queued(job, message, {} if asked is None else {"msg_fmt": asked})
         self._scheduler.add(job)
-        return {"id": job.id, "parts": len(delivers)}
+        return {"id": job.id, "parts": len(delivers), "msg_fmt": parts.msg_fmt, "state": job.state}
 
     def mo_status(self, job_id: str) -> dict[str, Any] | None:
         return self._scheduler.status(job_id)
@@ -345,7 +604,7 @@ class SimIsmg:
             if conn.version < Version.V30:  # 2.0 has no LinkID nor terminal types
                 d = dataclasses.replace(d, link_id="", src_terminal_type=0)
             job.attempts += 1
-            w = conn.send_deliver(d, self.response_timeout)
+            w = conn.send_deliver(d, self.response_timeout, space_padded=self.behaviour.padding == "space")
             self.count("delivers_sent")
             resp = w.pdu
             if resp is None:

@@ -9,6 +9,9 @@ anything but a CONNECT closes the connection, as gateways do; a refused CONNECT 
 
 When nothing has arrived for the ISMG's `active_test_interval` it sends an ACTIVE_TEST; one left
 unanswered for `response_timeout` closes the connection (`active_test()` sends one at once).
+
+Fault modes use `connection`'s `drop` (FIN, nothing more answered: a SUBMIT read then counts as
+dropped) and `wedge` (silence after a partial PDU).
 """
 
 from __future__ import annotations
@@ -18,12 +21,13 @@ import logging
 import socket
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from smsbot import cmpp
 from smsbot.cmpp import auth
 from smsbot.cmpp.constants import RESP_BIT, CommandId, ConnectStatus
 
+from . import cmpp_profile
 from .connection import Connection, Waiter
 
 if TYPE_CHECKING:
@@ -56,7 +60,7 @@ class IsmgConn(Connection):
 
     @property
     def connected(self) -> bool:
-        return bool(self.version) and not self.closed.is_set()
+        return bool(self.version) and not self.closed.is_set() and not self.quiet
 
     def next_seq(self) -> int:
         with self._slock:
@@ -64,15 +68,27 @@ class IsmgConn(Connection):
             return self._seq
 
     # -- writing
-    def send(self, pdu: cmpp.Pdu, sequence: int | None = None) -> int | None:
-        """Write `pdu` (a fresh Sequence_Id unless given); the sequence used, None when closed."""
+    def send(self, pdu: cmpp.Pdu, sequence: int | None = None, commit: Callable[[], None] | None = None) -> int | None:
+        """Write `pdu` (a fresh Sequence_Id unless given); the sequence used, None when closed,
+        dropping or wedged. `commit` (storing a SUBMIT) runs under the write lock just before."""
         seq = self.next_seq() if sequence is None else sequence
-        return seq if self._write(cmpp.encode(pdu, seq, self.version or cmpp.Version.V30)) else None
+        return seq if self._write(cmpp.encode(pdu, seq, self.version or cmpp.Version.V30), commit) else None
 
-    def send_deliver(self, d: cmpp.Deliver, timeout: float) -> CmppWaiter:
-        """Send `d` and wait up to `timeout` for its DELIVER_RESP."""
+    def send_deliver(self, d: cmpp.Deliver, timeout: float, space_padded: bool = False) -> CmppWaiter:
+        """Send `d` and wait up to `timeout` for its DELIVER_RESP; `space_padded`: its text fields
+        padded with spaces (the field profile)."""
         seq = self.next_seq()
-        return self._exchange(seq, CmppWaiter(), cmpp.encode(d, seq, self.version or cmpp.Version.V30), timeout)
+        version = self.version or cmpp.Version.V30
+        raw = cmpp.encode(d, seq, version)
+        if space_padded:
+            raw = cmpp_profile.space_padded(raw, version)
+        return self._exchange(seq, CmppWaiter(), raw, timeout)
+
+    def drop(self, reason: str) -> bool:
+        if not super().drop(reason):
+            return False
+        self.ismg.count("connections_dropped")
+        return True
 
     def active_test(self) -> int | None:
         """Send an ACTIVE_TEST now (unless one is unanswered); its sequence."""
@@ -95,6 +111,8 @@ class IsmgConn(Connection):
             self._handle(frame)
 
     def _idle(self) -> None:
+        if self._quiet_idle():
+            return
         now = time.monotonic()
         if self._active_test is not None:
             if now - self._active_test[1] > self.ismg.response_timeout:
@@ -106,6 +124,11 @@ class IsmgConn(Connection):
 
     def _handle(self, frame: cmpp.Frame) -> None:
         ismg = self.ismg
+        if self.quiet:  # read, never answered
+            if self.dropping and frame.command_id == CommandId.SUBMIT:
+                ismg.count("submits_received")
+                ismg.count("submits_dropped")
+            return
         if not self.version:
             if frame.command_id != CommandId.CONNECT:
                 log.info("simismg conn %s: command 0x%08x before CONNECT, closing", self.id, frame.command_id)

@@ -9,13 +9,9 @@ Sequence numbers follow the simulator's profile (`profiles.Behaviour.sequence_st
 a field SMSC starts high and wraps at 0xFFFFFFFF, not at the spec's 0x7FFFFFFF). MOs are encoded by
 `profiles.encode_mo` (deliver_sm or data_sm, service_type written whole).
 
-`wedge(data)` writes `data` (a partial PDU) and then falls silent: nothing more is written or
-answered on that connection, no enquire_link goes out, what the ESME sends is read and discarded,
-and the TCP connection stays open until the ESME closes it.
-
-`drop()` (fault injection) ends the connection "abruptly" for SMPP (no unbind, nothing more is
-answered or stored) but with a FIN after what was already written, never a TCP reset: a resp sent
-before the drop reaches the ESME, whatever it sent after is read and discarded unanswered.
+`wedge` (silence after a partial PDU) and `drop` (FIN, nothing more answered) are `connection`'s;
+here a dropped bind also counts ``connections_dropped`` and a submit_sm read while dropping
+counts as dropped.
 """
 
 from __future__ import annotations
@@ -46,7 +42,6 @@ BIND_COMMANDS = {
 }
 # requests we know but do not serve: answered with their resp and ESME_RINVCMDID
 _UNSERVED_REQUESTS = {CommandId.QUERY_SM, CommandId.DATA_SM}
-DROP_LINGER_S = 2.0  # after drop(): how long to wait for the ESME to close its side
 
 
 class SmppWaiter(Waiter):
@@ -76,9 +71,6 @@ class SmppConn(Connection):
         self.system_id = ""
         self._slock = threading.Lock()
         self._seq: int | None = None  # last sequence number used (None: none yet)
-        self.dropping = False  # drop() was called: read and discard until the ESME closes
-        self.wedged = False  # wedge() was called: silent, reads discarded, stays open
-        self._drop_deadline = 0.0
         self.outstanding = 0  # submit_sm received whose resp is not sent yet (`submits` keeps it)
         self._last_enquire = 0.0
 
@@ -99,9 +91,6 @@ class SmppConn(Connection):
                     seq = 1
             self._seq = seq
             return seq
-
-    def _writable(self) -> bool:
-        return not (self.closed.is_set() or self.dropping or self.wedged)
 
     def send(self, data: bytes) -> bool:
         """Write `data` unless the connection is closed, dropping or wedged (False then)."""
@@ -131,32 +120,11 @@ class SmppConn(Connection):
         self.send(raw)
         return w
 
-    def wedge(self, data: bytes) -> bool:
-        """Write `data` (a partial PDU), then fall silent (see the module doc). False when the
-        connection is already closed, dropping or wedged, or the write failed (it is closed then)."""
-        if not self._write(data, commit=self._fall_silent):
+    def drop(self, reason: str) -> bool:
+        if not super().drop(reason):
             return False
-        log.info("simsmsc conn %s wedged after a partial PDU of %d octets", self.id, len(data))
-        self._wake_waiters()
-        return True
-
-    def _fall_silent(self) -> None:
-        self.wedged = True
-
-    def drop(self, reason: str) -> None:
-        """Stop answering and send FIN (see the module doc); the reader closes once the ESME has."""
-        with self._wlock:  # after any write in progress, so that write is not cut
-            if self.dropping or self.closed.is_set():
-                return
-            self.dropping = True
-            self._drop_deadline = time.monotonic() + DROP_LINGER_S
-            try:
-                self.sock.shutdown(socket.SHUT_WR)
-            except OSError:
-                pass
-        log.info("simsmsc conn %s dropped (%s)", self.id, reason)
         self.sim.count("connections_dropped")
-        self._wake_waiters()
+        return True
 
     def _closed(self) -> None:
         self.sim.conn_closed(self)
@@ -170,13 +138,9 @@ class SmppConn(Connection):
         self.send(pdu.encode_header(CommandId.GENERIC_NACK, Status.RINVCMDLEN, 0))
 
     def _idle(self) -> None:
+        if self._quiet_idle():
+            return
         now = time.monotonic()
-        if self.dropping:
-            if now >= self._drop_deadline:
-                self.close()
-            return
-        if self.wedged:
-            return
         interval = self.sim.enquire_link_interval
         if self.bound and now - self.last_rx >= interval and now - self._last_enquire >= interval:
             self._last_enquire = now

@@ -78,6 +78,7 @@ class SimSmsc:
     """
 
     name = "simsmsc"
+    protocol = "smpp"
 
     def __init__(
         self,
@@ -209,6 +210,11 @@ class SimSmsc:
     @property
     def control_url(self) -> str:
         return f"http://{self.host}:{self.control_port}"
+
+    @property
+    def wire_port(self) -> int:
+        """The SMPP port (the control API names it ``smpp_port``)."""
+        return self.smpp_port
 
     def start(self) -> SimSmsc:
         """Open the SMPP listener and the control API; returns at once (threads do the work)."""
@@ -403,7 +409,7 @@ class SimSmsc:
 
     def send_partial(self, announced: int = 60000, octets: int = 40) -> dict[str, Any]:
         """On a receiver-capable bind: a deliver_sm header announcing `announced` octets, `octets`
-        octets of body, then silence on that connection (`SmppConn.wedge`): nothing more is written or
+        octets of body, then silence on that connection (`Connection.wedge`): nothing more is written or
         answered there and it stays open until the ESME closes it. MOs go to other binds (or wait
         for the ESME's next bind). Returns {"conn", "sequence", "announced", "octets"}."""
         conn = self._receiver()
