@@ -20,6 +20,13 @@ before marking a reply as its sender's own):
 * **Adoption.** An outbox entry whose owner holds no lease, older than
   `delivery.orphan_age_seconds`, is moved to its shard's queue (adopt.lua: the lease check and the
   move are one atomic step; the scan resumes where it stopped, so a long backlog cannot starve it).
+* **Replies whose answer was lost.** A failed round trip may have run its MO scripts: their replies
+  are in the outbox, marked as this sender's own, but their answer never reached the loop. The MO
+  was refused, and its redelivery hands them back only to this sender: a sibling that gets it
+  leaves a live owner's entry where it is, and adoption never moves it (the lease is held). So
+  after a suspicion, once a renewal has confirmed the lease, the worker reads this sender's own
+  entries from the outbox streams (`own_entries`) and hands them to the loop, which skips what it
+  holds or recorded lately (`OutboxSender.enqueue`).
 * **Claims.** Queue entries read by a sender that holds no lease are claimed once, by one live
   sender (claim.lua), and the dead consumer is deleted from the group when it holds nothing.
 * **Queue reads.** The worker reads new queue entries (`XREADGROUP`: each is given to one sender)
@@ -60,8 +67,20 @@ _log = log.get("smsbot.delivery")
 ADOPT_COUNT = 500
 CLAIM_COUNT = 500
 READ_COUNT = 100
+OWN_PAGE = 500  # outbox entries per stream and round trip when looking for our own (`own_entries`)
 
 Entry = tuple[str, str, dict[str, str]]
+
+
+class _Due:
+    """When the worker's next renewal, queue read and adoption are due (its clock)."""
+
+    def __init__(self) -> None:
+        self.beat = self.poll = self.adopt = 0.0
+
+    @property
+    def next(self) -> float:
+        return min(self.beat, self.poll, self.adopt)
 
 
 class Delivery:
@@ -97,8 +116,9 @@ class Delivery:
         self._wake = threading.Event()  # renew now (a Redis failure made the lease uncertain), or stop
         self._thread: threading.Thread | None = None
         self._adopt_from: dict[str, str] = {}
+        self._own_unseen = False  # a round trip failed: the outbox may hold replies of ours the loop never saw
         self._unreachable = log.Throttled(_log, "delivery_redis_unreachable", 60.0, level="warning",
-                                          recovered_event="delivery_redis_reachable_again")
+                                          recovered_event="delivery_redis_reachable_again", clock=clock)
 
     # -- lifecycle ----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -191,6 +211,7 @@ class Delivery:
         is still ours — at once, not at the next heartbeat."""
         self.suspicions += 1
         self._valid_until = 0.0
+        self._own_unseen = True
         self._wake.set()
 
     def acks_due(self, now: float) -> bool:
@@ -208,33 +229,41 @@ class Delivery:
 
     # -- the worker ---------------------------------------------------------------------------------
     def _run(self) -> None:
-        next_beat = next_poll = next_adopt = 0.0
+        due = _Due()
         while not self._stop.is_set():
-            d = self.live.settings.delivery  # read each turn: a reload applies at once
-            now = self.clock()
-            if self._wake.is_set():
-                self._wake.clear()
-                next_beat = now
-            try:
-                with self._turn:
-                    if now >= next_beat:
-                        next_beat = now + d.heartbeat_seconds
-                        self._renew(now)
-                    if self.may_send(self.clock()):
-                        taking = not self.suspended.is_set()  # suspended: siblings carry the queue
-                        if now >= next_poll:
-                            next_poll = now + d.poll_seconds
-                            if taking:
-                                self._read_queue()
-                        if now >= next_adopt:
-                            next_adopt = now + d.adopt_every_seconds
-                            self.adopt_orphans()
-                            if taking:
-                                self._hand_over(self.claim_from_dead())
+            self._work(due)
+            self._wake.wait(max(0.0, due.next - self.clock()))
+
+    def _work(self, due: _Due) -> None:
+        """One turn of the worker: what is due of renewal, queue read, adoption and claims."""
+        d = self.live.settings.delivery  # read each turn: a reload applies at once
+        now = self.clock()
+        if self._wake.is_set():
+            self._wake.clear()
+            due.beat = now
+        talked = False  # a turn that asked Redis nothing says nothing about whether it is back
+        try:
+            with self._turn:
+                if now >= due.beat:
+                    due.beat = now + d.heartbeat_seconds
+                    talked = self._renew(now)
+                if self.may_send(self.clock()):
+                    talked = True
+                    self._take_back_own()
+                    taking = not self.suspended.is_set()  # suspended: siblings carry the queue
+                    if now >= due.poll:
+                        due.poll = now + d.poll_seconds
+                        if taking:
+                            self._read_queue()
+                    if now >= due.adopt:
+                        due.adopt = now + d.adopt_every_seconds
+                        self.adopt_orphans()
+                        if taking:
+                            self._hand_over(self.claim_from_dead())
+            if talked:
                 self._unreachable.recovered()
-            except (redis.RedisError, OSError) as e:
-                self._unreachable.hit(error=str(e))
-            self._wake.wait(max(0.0, min(next_beat, next_poll, next_adopt) - self.clock()))
+        except (redis.RedisError, OSError) as e:
+            self._unreachable.hit(error=str(e))
 
     def _read_queue(self) -> None:
         """New queue entries, while what this sender holds (with what the loop has not taken yet:
@@ -247,13 +276,14 @@ class Delivery:
         if entries:
             self._inbox.append(entries)
 
-    def _renew(self, now: float) -> None:
+    def _renew(self, now: float) -> bool:
+        """Renew the lease (or take it under a new name); False when the loop is stuck: nothing asked."""
         d = self.live.settings.delivery
         if now - self._loop_tick > d.stuck_seconds:
             if not self._stuck_logged:
                 self._stuck_logged = True
                 _log.error("sender_stuck", seconds=round(now - self._loop_tick, 1), consumer=self.consumer)
-            return
+            return False
         self._stuck_logged = False
         ttl_ms = int(d.lease_seconds * 1000)
         mode = "XX" if self._held else "NX"
@@ -267,9 +297,10 @@ class Delivery:
                 raise redis.ResponseError(str(r))
         if any(r is None for r in replies[:-1]):
             self._new_generation("lease expired" if self._held else "lease taken")
-            return
+            return True
         self._held = True
         self._valid_until = sent_at + d.lease_seconds - d.heartbeat_seconds
+        return True
 
     def _new_generation(self, reason: str) -> None:
         """Our lease lapsed: from now on this process is a new sender; the old one is dead to all."""
@@ -301,6 +332,41 @@ class Delivery:
         if moved:
             _log.info("replies_adopted", count=moved)
         return moved
+
+    def _take_back_own(self) -> None:
+        """After a suspicion, with the lease confirmed: hand the loop this sender's own outbox entries."""
+        if not self._own_unseen:
+            return
+        self._own_unseen = False  # a suspicion during the read asks for another
+        try:
+            self._hand_over(self.own_entries())
+        except BaseException:
+            self._own_unseen = True
+            raise
+
+    def own_entries(self) -> list[Entry]:
+        """Every outbox entry marked as this sender's own (its current name), for the loop to send
+        what it does not hold: after a failed round trip, replies whose MO script ran but whose
+        answer was lost (see the module docstring). One round trip per page of every stream."""
+        out: list[Entry] = []
+        starts = {stream: "-" for stream in dict.fromkeys(self.store.keys.all_outboxes())}
+        while starts:
+            streams = list(starts)
+            pages = self.store.roundtrip([("XRANGE", s, starts[s], "+", "COUNT", OWN_PAGE) for s in streams])
+            for stream, page in zip(streams, pages):
+                if isinstance(page, Exception):
+                    raise redis.ResponseError(str(page))
+                for entry_id, flat in page:
+                    fields = {_s(flat[i]): _s(flat[i + 1]) for i in range(0, len(flat), 2)}
+                    if fields.pop("own", "") == self.consumer:
+                        out.append((stream, _s(entry_id), fields))
+                if len(page) < OWN_PAGE:
+                    del starts[stream]
+                else:
+                    starts[stream] = "(" + _s(page[-1][0])
+        if out:
+            _log.info("own_replies_found", count=len(out), consumer=self.consumer)
+        return out
 
     def claim_from_dead(self) -> list[Entry]:
         """Queue entries read by senders without a lease, claimed by this one (each exactly once)."""
