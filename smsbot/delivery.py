@@ -116,9 +116,11 @@ class Delivery:
         self._wake = threading.Event()  # renew now (a Redis failure made the lease uncertain), or stop
         self._thread: threading.Thread | None = None
         self._adopt_from: dict[str, str] = {}
+        self._lease_names: dict[str, list[str]] = {}  # stream -> senders adopt/claim met there last time
         self._own_unseen = False  # a round trip failed: the outbox may hold replies of ours the loop never saw
         self._unreachable = log.Throttled(_log, "delivery_redis_unreachable", 60.0, level="warning",
                                           recovered_event="delivery_redis_reachable_again", clock=clock)
+        self._migrating = log.Throttled(_log, "delivery_slot_migrating", 60.0, level="info", clock=clock)
 
     # -- lifecycle ----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -323,15 +325,38 @@ class Delivery:
         moved = 0
         for shard in range(keys.shards):
             outbox = keys.outbox(shard)
-            start = self._adopt_from.get(outbox, "-")
-            res = ADOPT.parse(self.store.run_step(ADOPT, AdoptKeys(outbox=outbox, queue=keys.queue(shard)),
-                                         AdoptArgv(start=start, horizon=horizon, count=ADOPT_COUNT,
-                                                   lease_prefix=self.lease_prefixes[shard])))
-            self._adopt_from[outbox] = _s(res.next_start)
-            moved += int(res.moved)
+            argv = AdoptArgv(start=self._adopt_from.get(outbox, "-"), horizon=horizon, count=ADOPT_COUNT,
+                             lease_prefix=self.lease_prefixes[shard])
+            res = self._with_leases(shard, outbox, lambda leases: ADOPT.parse(self.store.run_step(
+                ADOPT, (*AdoptKeys(outbox=outbox, queue=keys.queue(shard)), *leases), argv)), lambda r: r.owners)
+            if res is not None:
+                self._adopt_from[outbox] = _s(res.next_start)
+                moved += int(res.moved)
         if moved:
             _log.info("replies_adopted", count=moved)
         return moved
+
+    def _with_leases(self, shard: int, stream: str, call: Callable[[list[str]], Any],
+                     names_of: Callable[[Any], list[Any]]) -> Any:
+        """Run adopt.lua or claim.lua on `stream` with the lease keys of the senders it met last
+        time declared (a script may only look at keys it declared: a slot may be migrating), and
+        once more at once when it met others. None when the shard's slot is mid-migration and its
+        keys are not all on one node yet (TRYAGAIN until the retries ran out): the next turn tries."""
+        names = self._lease_names.get(stream, [])
+        for _attempt in range(2):
+            try:
+                res = call([self.lease_prefixes[shard] + n for n in names])
+            except (redis.exceptions.TryAgainError, redis.exceptions.ClusterError) as e:
+                if not isinstance(e, redis.exceptions.TryAgainError) and type(e) is not redis.exceptions.ClusterError:
+                    raise  # a cluster down (ClusterDownError...) fails the turn: logged as unreachable
+                self._migrating.hit(stream=stream, error=str(e))  # plain ClusterError: TRYAGAIN retries ran out
+                return None
+            met = [_s(n) for n in names_of(res)]
+            self._lease_names[stream] = met
+            if set(met) <= set(names):
+                return res
+            names = met
+        return res
 
     def _take_back_own(self) -> None:
         """After a suspicion, with the lease confirmed: hand the loop this sender's own outbox entries."""
@@ -374,11 +399,12 @@ class Delivery:
         out: list[Entry] = []
         for shard in range(keys.shards):
             stream = keys.queue(shard)
-            claimed = self.store.run_step(CLAIM, ClaimKeys(queue=stream), ClaimArgv(
-                group=OUTBOX_GROUP, consumer=self.consumer, lease_prefix=self.lease_prefixes[shard], count=CLAIM_COUNT))
-            for entry_id, flat in claimed:
+            argv = ClaimArgv(group=OUTBOX_GROUP, consumer=self.consumer, lease_prefix=self.lease_prefixes[shard],
+                             count=CLAIM_COUNT)
+            res = self._with_leases(shard, stream, lambda leases: self.store.run_step(
+                CLAIM, (*ClaimKeys(queue=stream), *leases), argv), lambda r: r[1])
+            for entry_id, flat in res[0] if res is not None else []:
                 out.append((stream, _s(entry_id), {_s(flat[i]): _s(flat[i + 1]) for i in range(0, len(flat), 2)}))
         if out:
             _log.info("queue_entries_claimed", count=len(out))
         return out
-
