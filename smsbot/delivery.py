@@ -20,6 +20,8 @@ before marking a reply as its sender's own):
 * **Adoption.** An outbox entry whose owner holds no lease, older than
   `delivery.orphan_age_seconds`, is moved to its shard's queue (adopt.lua: the lease check and the
   move are one atomic step; the scan resumes where it stopped, so a long backlog cannot starve it).
+  The owners' leases are KEYS of the script (as in claims): a shard whose slot is mid-migration,
+  its keys not all on one node yet, waits for the next turn.
 * **Replies whose answer was lost.** A failed round trip may have run its MO scripts: their replies
   are in the outbox, marked as this sender's own, but their answer never reached the loop. The MO
   was refused, and its redelivery hands them back only to this sender: a sibling that gets it
