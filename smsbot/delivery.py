@@ -26,9 +26,11 @@ before marking a reply as its sender's own):
   are in the outbox, marked as this sender's own, but their answer never reached the loop. The MO
   was refused, and its redelivery hands them back only to this sender: a sibling that gets it
   leaves a live owner's entry where it is, and adoption never moves it (the lease is held). So
-  after a suspicion, once a renewal has confirmed the lease, the worker reads this sender's own
-  entries from the outbox streams (`own_entries`) and hands them to the loop, which skips what it
-  holds or recorded lately (`OutboxSender.enqueue`).
+  `delivery.orphan_age_seconds` after a suspicion (first the redeliveries: one that reaches this
+  sender hands the reply back, where one after the reply went out would send a copy), with the
+  lease confirmed, the worker reads this sender's own entries that old from the outbox streams
+  (`own_entries`) and hands them to the loop, which skips what it holds or recorded lately
+  (`OutboxSender.enqueue`).
 * **Claims.** Queue entries read by a sender that holds no lease are claimed once, by one live
   sender (claim.lua), and the dead consumer is deleted from the group when it holds nothing.
 * **Queue reads.** The worker reads new queue entries (`XREADGROUP`: each is given to one sender)
@@ -88,9 +90,10 @@ class _Due:
 class Delivery:
     def __init__(self, live: Live, store: Store, sender: OutboxSender, instance: str, *,
                  describe: Callable[[], dict[str, Any]] = dict, clock: Callable[[], float] = time.monotonic,
-                 suspended: threading.Event | None = None):
+                 suspended: threading.Event | None = None, wall: Callable[[], float] = time.time):
         """`describe`: what the heartbeat tells status pages about this instance (binds, backlog);
-        `suspended`: the transport's (runtime control): while set, read nothing and hand back."""
+        `suspended`: the transport's (runtime control): while set, read nothing and hand back;
+        `wall`: the wall clock (stream entry ids are milliseconds of it)."""
         self.live = live
         self.store = store
         self.sender = sender
@@ -119,7 +122,11 @@ class Delivery:
         self._thread: threading.Thread | None = None
         self._adopt_from: dict[str, str] = {}
         self._lease_names: dict[str, list[str]] = {}  # stream -> senders adopt/claim met there last time
-        self._own_unseen = False  # a round trip failed: the outbox may hold replies of ours the loop never saw
+        self.wall = wall
+        # when a round trip last failed (wall clock), until the outbox was read for replies of ours
+        # that the loop never saw; None: nothing to read
+        self._own_unseen_at: float | None = None
+        self._own_lock = threading.Lock()
         self._unreachable = log.Throttled(_log, "delivery_redis_unreachable", 60.0, level="warning",
                                           recovered_event="delivery_redis_reachable_again", clock=clock)
         self._migrating = log.Throttled(_log, "delivery_slot_migrating", 60.0, level="info", clock=clock)
@@ -215,7 +222,8 @@ class Delivery:
         is still ours — at once, not at the next heartbeat."""
         self.suspicions += 1
         self._valid_until = 0.0
-        self._own_unseen = True
+        with self._own_lock:
+            self._own_unseen_at = self.wall()
         self._wake.set()
 
     def acks_due(self, now: float) -> bool:
@@ -361,25 +369,28 @@ class Delivery:
         return res
 
     def _take_back_own(self) -> None:
-        """After a suspicion, with the lease confirmed: hand the loop this sender's own outbox entries."""
-        if not self._own_unseen:
+        """`orphan_age_seconds` after the last suspicion, with the lease confirmed: hand the loop this
+        sender's own outbox entries at least that old."""
+        with self._own_lock:
+            since = self._own_unseen_at
+        horizon = self.wall() - self.live.settings.delivery.orphan_age_seconds
+        if since is None or horizon < since:
             return
-        self._own_unseen = False  # a suspicion during the read asks for another
-        try:
-            self._hand_over(self.own_entries())
-        except BaseException:
-            self._own_unseen = True
-            raise
+        entries = self.own_entries(f"{int(horizon * 1000)}-0")  # a failure: read again at the next turn
+        with self._own_lock:
+            if self._own_unseen_at == since:  # else a suspicion during the read asks for another
+                self._own_unseen_at = None
+        self._hand_over(entries)
 
-    def own_entries(self) -> list[Entry]:
-        """Every outbox entry marked as this sender's own (its current name), for the loop to send
-        what it does not hold: after a failed round trip, replies whose MO script ran but whose
-        answer was lost (see the module docstring). One round trip per page of every stream."""
+    def own_entries(self, until: str = "+") -> list[Entry]:
+        """The outbox entries up to id `until` marked as this sender's own (its current name), for
+        the loop to send what it does not hold: after a failed round trip, replies whose MO script
+        ran but whose answer was lost (see the module docstring). A round trip per page of every stream."""
         out: list[Entry] = []
         starts = {stream: "-" for stream in dict.fromkeys(self.store.keys.all_outboxes())}
         while starts:
             streams = list(starts)
-            pages = self.store.roundtrip([("XRANGE", s, starts[s], "+", "COUNT", OWN_PAGE) for s in streams])
+            pages = self.store.roundtrip([("XRANGE", s, starts[s], until, "COUNT", OWN_PAGE) for s in streams])
             for stream, page in zip(streams, pages):
                 if isinstance(page, Exception):
                     raise redis.ResponseError(str(page))

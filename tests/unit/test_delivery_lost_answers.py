@@ -1,7 +1,9 @@
 """A failed round trip whose MO scripts ran: their replies sit in the outbox marked as this sender's
 own, and their answer never reached the loop (chaos scenario j: every Redis node stopped and started
 again left 4 of 7,906 MOs unanswered). After the suspicion, once a renewal confirms the lease, the
-worker reads its own entries back and the loop sends those it does not hold.
+worker reads its own entries back and the loop sends those it does not hold -- after
+`delivery.orphan_age_seconds`, so that a redelivery reaching this sender first hands its reply back
+(one reaching it after the reply went out would send a copy).
 
 Redis is a fake here (`ScriptedStore` answering XRANGE from the streams the test fills); the worker's
 steps are driven one at a time, as in tests/unit/test_delivery.py."""
@@ -21,7 +23,7 @@ pytestmark = pytest.mark.unit
 
 
 class OutboxStore(ScriptedStore):
-    """XRANGE stream start + COUNT n answered from `streams` (stream -> [(id, fields)], in id order)."""
+    """XRANGE stream start end COUNT n answered from `streams` (stream -> [(id, fields)], in id order)."""
 
     def __init__(self, settings):
         super().__init__(settings)
@@ -30,9 +32,9 @@ class OutboxStore(ScriptedStore):
     def _answer(self, cmd):
         if cmd[0] != "XRANGE":
             return super()._answer(cmd)
-        stream, start, _end, _count, n = cmd[1:]
+        stream, start, end, _count, n = cmd[1:]
         after = (lambda i: _id(i) > _id(start[1:])) if start.startswith("(") else (lambda i: True)
-        page = [e for e in self.streams.get(stream, []) if after(e[0])][:n]
+        page = [e for e in self.streams.get(stream, []) if after(e[0]) and _id(e[0]) <= _id(end)][:n]
         return [[i.encode(), [x.encode() for kv in f.items() for x in kv]] for i, f in page]
 
 
@@ -41,14 +43,18 @@ def _id(entry_id: str) -> tuple[int, int]:
     return int(ms), int(seq)
 
 
+ORPHAN_AGE = 5.0
+
+
 @pytest.fixture
 def world(unit_settings):
-    settings = unit_settings(**{"delivery.lease_seconds": 15.0, "delivery.heartbeat_seconds": 2.0})
+    settings = unit_settings(**{"delivery.lease_seconds": 15.0, "delivery.heartbeat_seconds": 2.0,
+                                "delivery.orphan_age_seconds": ORPHAN_AGE})
     store = OutboxStore(settings)
-    clock = Clock()
+    clock = Clock()  # the wall clock too: entry ids are its milliseconds
     live = make_live(settings)
     sender = OutboxSender(live, SequenceGenerator(), store.keys, clock=clock)
-    return Delivery(live, store, sender, "bot-a", clock=clock), store, clock
+    return Delivery(live, store, sender, "bot-a", clock=clock, wall=clock), store, clock
 
 
 def owned(i: int, owner: str) -> tuple[str, dict[str, str]]:
@@ -64,7 +70,11 @@ def test_after_a_failed_round_trip_our_replies_whose_answer_was_lost_are_sent(wo
     store.streams[store.keys.outbox(3)] = [owned(3, "bot-a")]
     d.suspect()  # the round trip that ran MO 1's and MO 3's scripts failed before its answer was read
     d._renew(clock.advance(0.1))
+    trips = len(store.roundtrips)
     d._take_back_own()
+    assert len(store.roundtrips) == trips, "first the redeliveries (one reaching us hands the reply back)"
+    store.streams[store.keys.outbox(0)].append((f"{int(clock.advance(ORPHAN_AGE) * 1000)}-0", owned(5, "bot-a")[1]))
+    d._take_back_own()  # not the entry just written: its MO's redelivery may yet come here
     d.tick(clock())
     sent = d.sender.take(d.may_send(clock()))
     # ours, each once (entry 0 was held already); bot-b's is bot-b's to send
@@ -84,7 +94,7 @@ def test_the_read_pages_through_a_long_outbox_and_skips_what_was_recorded_meanwh
     assert d.sender.on_submit_resp(sequences_of([pdu])[0], Status.ROK, "m4")
     acks, _writes, _parts = d.sender.take_pending()
     d.suspect()
-    d._renew(clock.advance(0.1))
+    d._renew(clock.advance(ORPHAN_AGE))
     d._take_back_own()  # read entry 4 just before its record (XDEL) was answered
     d.sender.recorded(acks)
     d.tick(clock())
@@ -99,7 +109,7 @@ def test_a_failed_read_is_tried_again_at_the_next_turn(world):
     d._renew(clock())
     store.streams[store.keys.outbox(0)] = [owned(1, "bot-a")]
     d.suspect()
-    d._renew(clock.advance(0.1))
+    d._renew(clock.advance(ORPHAN_AGE))
     store.refuse = 1
     with pytest.raises(Exception):
         d._take_back_own()
