@@ -20,6 +20,17 @@ before marking a reply as its sender's own):
 * **Adoption.** An outbox entry whose owner holds no lease, older than
   `delivery.orphan_age_seconds`, is moved to its shard's queue (adopt.lua: the lease check and the
   move are one atomic step; the scan resumes where it stopped, so a long backlog cannot starve it).
+  The owners' leases are KEYS of the script (as in claims): a shard whose slot is mid-migration,
+  its keys not all on one node yet, waits for the next turn.
+* **Replies whose answer was lost.** A failed round trip may have run its MO scripts: their replies
+  are in the outbox, marked as this sender's own, but their answer never reached the loop. The MO
+  was refused, and its redelivery hands them back only to this sender: a sibling that gets it
+  leaves a live owner's entry where it is, and adoption never moves it (the lease is held). So
+  `delivery.orphan_age_seconds` after a suspicion (first the redeliveries: one that reaches this
+  sender hands the reply back, where one after the reply went out would send a copy), with the
+  lease confirmed, the worker reads this sender's own entries that old from the outbox streams
+  (`own_entries`) and hands them to the loop, which skips what it holds or recorded lately
+  (`OutboxSender.enqueue`).
 * **Claims.** Queue entries read by a sender that holds no lease are claimed once, by one live
   sender (claim.lua), and the dead consumer is deleted from the group when it holds nothing.
 * **Queue reads.** The worker reads new queue entries (`XREADGROUP`: each is given to one sender)
@@ -60,16 +71,29 @@ _log = log.get("smsbot.delivery")
 ADOPT_COUNT = 500
 CLAIM_COUNT = 500
 READ_COUNT = 100
+OWN_PAGE = 500  # outbox entries per stream and round trip when looking for our own (`own_entries`)
 
 Entry = tuple[str, str, dict[str, str]]
+
+
+class _Due:
+    """When the worker's next renewal, queue read and adoption are due (its clock)."""
+
+    def __init__(self) -> None:
+        self.beat = self.poll = self.adopt = 0.0
+
+    @property
+    def next(self) -> float:
+        return min(self.beat, self.poll, self.adopt)
 
 
 class Delivery:
     def __init__(self, live: Live, store: Store, sender: OutboxSender, instance: str, *,
                  describe: Callable[[], dict[str, Any]] = dict, clock: Callable[[], float] = time.monotonic,
-                 suspended: threading.Event | None = None):
+                 suspended: threading.Event | None = None, wall: Callable[[], float] = time.time):
         """`describe`: what the heartbeat tells status pages about this instance (binds, backlog);
-        `suspended`: the transport's (runtime control): while set, read nothing and hand back."""
+        `suspended`: the transport's (runtime control): while set, read nothing and hand back;
+        `wall`: the wall clock (stream entry ids are milliseconds of it)."""
         self.live = live
         self.store = store
         self.sender = sender
@@ -97,8 +121,15 @@ class Delivery:
         self._wake = threading.Event()  # renew now (a Redis failure made the lease uncertain), or stop
         self._thread: threading.Thread | None = None
         self._adopt_from: dict[str, str] = {}
+        self._lease_names: dict[str, list[str]] = {}  # stream -> senders adopt/claim met there last time
+        self.wall = wall
+        # when a round trip last failed (wall clock), until the outbox was read for replies of ours
+        # that the loop never saw; None: nothing to read
+        self._own_unseen_at: float | None = None
+        self._own_lock = threading.Lock()
         self._unreachable = log.Throttled(_log, "delivery_redis_unreachable", 60.0, level="warning",
-                                          recovered_event="delivery_redis_reachable_again")
+                                          recovered_event="delivery_redis_reachable_again", clock=clock)
+        self._migrating = log.Throttled(_log, "delivery_slot_migrating", 60.0, level="info", clock=clock)
 
     # -- lifecycle ----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -191,6 +222,8 @@ class Delivery:
         is still ours — at once, not at the next heartbeat."""
         self.suspicions += 1
         self._valid_until = 0.0
+        with self._own_lock:
+            self._own_unseen_at = self.wall()
         self._wake.set()
 
     def acks_due(self, now: float) -> bool:
@@ -208,33 +241,41 @@ class Delivery:
 
     # -- the worker ---------------------------------------------------------------------------------
     def _run(self) -> None:
-        next_beat = next_poll = next_adopt = 0.0
+        due = _Due()
         while not self._stop.is_set():
-            d = self.live.settings.delivery  # read each turn: a reload applies at once
-            now = self.clock()
-            if self._wake.is_set():
-                self._wake.clear()
-                next_beat = now
-            try:
-                with self._turn:
-                    if now >= next_beat:
-                        next_beat = now + d.heartbeat_seconds
-                        self._renew(now)
-                    if self.may_send(self.clock()):
-                        taking = not self.suspended.is_set()  # suspended: siblings carry the queue
-                        if now >= next_poll:
-                            next_poll = now + d.poll_seconds
-                            if taking:
-                                self._read_queue()
-                        if now >= next_adopt:
-                            next_adopt = now + d.adopt_every_seconds
-                            self.adopt_orphans()
-                            if taking:
-                                self._hand_over(self.claim_from_dead())
+            self._work(due)
+            self._wake.wait(max(0.0, due.next - self.clock()))
+
+    def _work(self, due: _Due) -> None:
+        """One turn of the worker: what is due of renewal, queue read, adoption and claims."""
+        d = self.live.settings.delivery  # read each turn: a reload applies at once
+        now = self.clock()
+        if self._wake.is_set():
+            self._wake.clear()
+            due.beat = now
+        talked = False  # a turn that asked Redis nothing says nothing about whether it is back
+        try:
+            with self._turn:
+                if now >= due.beat:
+                    due.beat = now + d.heartbeat_seconds
+                    talked = self._renew(now)
+                if self.may_send(self.clock()):
+                    talked = True
+                    self._take_back_own()
+                    taking = not self.suspended.is_set()  # suspended: siblings carry the queue
+                    if now >= due.poll:
+                        due.poll = now + d.poll_seconds
+                        if taking:
+                            self._read_queue()
+                    if now >= due.adopt:
+                        due.adopt = now + d.adopt_every_seconds
+                        self.adopt_orphans()
+                        if taking:
+                            self._hand_over(self.claim_from_dead())
+            if talked:
                 self._unreachable.recovered()
-            except (redis.RedisError, OSError) as e:
-                self._unreachable.hit(error=str(e))
-            self._wake.wait(max(0.0, min(next_beat, next_poll, next_adopt) - self.clock()))
+        except (redis.RedisError, OSError) as e:
+            self._unreachable.hit(error=str(e))
 
     def _read_queue(self) -> None:
         """New queue entries, while what this sender holds (with what the loop has not taken yet:
@@ -247,13 +288,14 @@ class Delivery:
         if entries:
             self._inbox.append(entries)
 
-    def _renew(self, now: float) -> None:
+    def _renew(self, now: float) -> bool:
+        """Renew the lease (or take it under a new name); False when the loop is stuck: nothing asked."""
         d = self.live.settings.delivery
         if now - self._loop_tick > d.stuck_seconds:
             if not self._stuck_logged:
                 self._stuck_logged = True
                 _log.error("sender_stuck", seconds=round(now - self._loop_tick, 1), consumer=self.consumer)
-            return
+            return False
         self._stuck_logged = False
         ttl_ms = int(d.lease_seconds * 1000)
         mode = "XX" if self._held else "NX"
@@ -267,9 +309,10 @@ class Delivery:
                 raise redis.ResponseError(str(r))
         if any(r is None for r in replies[:-1]):
             self._new_generation("lease expired" if self._held else "lease taken")
-            return
+            return True
         self._held = True
         self._valid_until = sent_at + d.lease_seconds - d.heartbeat_seconds
+        return True
 
     def _new_generation(self, reason: str) -> None:
         """Our lease lapsed: from now on this process is a new sender; the old one is dead to all."""
@@ -292,15 +335,76 @@ class Delivery:
         moved = 0
         for shard in range(keys.shards):
             outbox = keys.outbox(shard)
-            start = self._adopt_from.get(outbox, "-")
-            res = ADOPT.parse(self.store.run_step(ADOPT, AdoptKeys(outbox=outbox, queue=keys.queue(shard)),
-                                         AdoptArgv(start=start, horizon=horizon, count=ADOPT_COUNT,
-                                                   lease_prefix=self.lease_prefixes[shard])))
-            self._adopt_from[outbox] = _s(res.next_start)
-            moved += int(res.moved)
+            argv = AdoptArgv(start=self._adopt_from.get(outbox, "-"), horizon=horizon, count=ADOPT_COUNT,
+                             lease_prefix=self.lease_prefixes[shard])
+            res = self._with_leases(shard, outbox, lambda leases: ADOPT.parse(self.store.run_step(
+                ADOPT, (*AdoptKeys(outbox=outbox, queue=keys.queue(shard)), *leases), argv)), lambda r: r.owners)
+            if res is not None:
+                self._adopt_from[outbox] = _s(res.next_start)
+                moved += int(res.moved)
         if moved:
             _log.info("replies_adopted", count=moved)
         return moved
+
+    def _with_leases(self, shard: int, stream: str, call: Callable[[list[str]], Any],
+                     names_of: Callable[[Any], list[Any]]) -> Any:
+        """Run adopt.lua or claim.lua on `stream` with the lease keys of the senders it met last
+        time declared (a script may only look at keys it declared: a slot may be migrating), and
+        once more at once when it met others. None when the shard's slot is mid-migration and its
+        keys are not all on one node yet (TRYAGAIN until the retries ran out): the next turn tries."""
+        names = self._lease_names.get(stream, [])
+        for _attempt in range(2):
+            try:
+                res = call([self.lease_prefixes[shard] + n for n in names])
+            except (redis.exceptions.TryAgainError, redis.exceptions.ClusterError) as e:
+                if not isinstance(e, redis.exceptions.TryAgainError) and type(e) is not redis.exceptions.ClusterError:
+                    raise  # a cluster down (ClusterDownError...) fails the turn: logged as unreachable
+                self._migrating.hit(stream=stream, error=str(e))  # plain ClusterError: TRYAGAIN retries ran out
+                return None
+            met = [_s(n) for n in names_of(res)]
+            self._lease_names[stream] = met
+            if set(met) <= set(names):
+                return res
+            names = met
+        return res
+
+    def _take_back_own(self) -> None:
+        """`orphan_age_seconds` after the last suspicion, with the lease confirmed: hand the loop this
+        sender's own outbox entries at least that old."""
+        with self._own_lock:
+            since = self._own_unseen_at
+        horizon = self.wall() - self.live.settings.delivery.orphan_age_seconds
+        if since is None or horizon < since:
+            return
+        entries = self.own_entries(f"{int(horizon * 1000)}-0")  # a failure: read again at the next turn
+        with self._own_lock:
+            if self._own_unseen_at == since:  # else a suspicion during the read asks for another
+                self._own_unseen_at = None
+        self._hand_over(entries)
+
+    def own_entries(self, until: str = "+") -> list[Entry]:
+        """The outbox entries up to id `until` marked as this sender's own (its current name), for
+        the loop to send what it does not hold: after a failed round trip, replies whose MO script
+        ran but whose answer was lost (see the module docstring). A round trip per page of every stream."""
+        out: list[Entry] = []
+        starts = {stream: "-" for stream in dict.fromkeys(self.store.keys.all_outboxes())}
+        while starts:
+            streams = list(starts)
+            pages = self.store.roundtrip([("XRANGE", s, starts[s], until, "COUNT", OWN_PAGE) for s in streams])
+            for stream, page in zip(streams, pages):
+                if isinstance(page, Exception):
+                    raise redis.ResponseError(str(page))
+                for entry_id, flat in page:
+                    fields = {_s(flat[i]): _s(flat[i + 1]) for i in range(0, len(flat), 2)}
+                    if fields.pop("own", "") == self.consumer:
+                        out.append((stream, _s(entry_id), fields))
+                if len(page) < OWN_PAGE:
+                    del starts[stream]
+                else:
+                    starts[stream] = "(" + _s(page[-1][0])
+        if out:
+            _log.info("own_replies_found", count=len(out), consumer=self.consumer)
+        return out
 
     def claim_from_dead(self) -> list[Entry]:
         """Queue entries read by senders without a lease, claimed by this one (each exactly once)."""
@@ -308,11 +412,12 @@ class Delivery:
         out: list[Entry] = []
         for shard in range(keys.shards):
             stream = keys.queue(shard)
-            claimed = self.store.run_step(CLAIM, ClaimKeys(queue=stream), ClaimArgv(
-                group=OUTBOX_GROUP, consumer=self.consumer, lease_prefix=self.lease_prefixes[shard], count=CLAIM_COUNT))
-            for entry_id, flat in claimed:
+            argv = ClaimArgv(group=OUTBOX_GROUP, consumer=self.consumer, lease_prefix=self.lease_prefixes[shard],
+                             count=CLAIM_COUNT)
+            res = self._with_leases(shard, stream, lambda leases: self.store.run_step(
+                CLAIM, (*ClaimKeys(queue=stream), *leases), argv), lambda r: r[1])
+            for entry_id, flat in res[0] if res is not None else []:
                 out.append((stream, _s(entry_id), {_s(flat[i]): _s(flat[i + 1]) for i in range(0, len(flat), 2)}))
         if out:
             _log.info("queue_entries_claimed", count=len(out))
         return out
-

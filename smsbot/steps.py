@@ -100,6 +100,7 @@ class AdoptArgv(NamedTuple):
 class AdoptResult(NamedTuple):
     moved: int
     next_start: bytes  # where the next scan starts ('-' when this one reached the horizon)
+    owners: list[bytes]  # the owners met (their leases are declared next time: extra KEYS)
 
 
 class ClaimKeys(NamedTuple):
@@ -173,8 +174,8 @@ class Step:
 
 MO = Step("mo", MoKeys, MoArgv, MoResult, extra_keys=True, sets=(("LIVE", LIVE_STATES),))
 RECEIPT = Step("receipt", ReceiptKeys, ReceiptArgv)
-ADOPT = Step("adopt", AdoptKeys, AdoptArgv, AdoptResult)
-CLAIM = Step("claim", ClaimKeys, ClaimArgv)
+ADOPT = Step("adopt", AdoptKeys, AdoptArgv, AdoptResult, extra_keys=True)  # + the owners' lease keys
+CLAIM = Step("claim", ClaimKeys, ClaimArgv, extra_keys=True)  # + the holders' lease keys
 LEASE_RENEW = Step("lease_renew", LeaseKeys, LeaseRenewArgv)
 LEASE_RELEASE = Step("lease_release", LeaseKeys, LeaseReleaseArgv)
 BILLING_RULES = Step("billing_verify", None, RulesArgv, libraries=("billing_rules.lua",))

@@ -8,6 +8,7 @@ confirmation arrives once. And a cluster with more primaries than `redis.shards`
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -126,3 +127,53 @@ def test_a_cluster_larger_than_redis_shards_is_a_warning_at_start(cluster: list[
     (event, fields), = problems(2)
     assert event == "redis_shards_below_primaries" and fields["primaries"] == 3 and fields["primaries_without_subscribers"] >= 1
     assert problems(64) == []  # 64 shard tags: some on every primary
+
+
+def test_adoption_and_claims_wait_for_a_migrating_slot_instead_of_failing(cluster: list[int], tmp_path: Path):
+    """Before: adopt.lua and claim.lua looked up the owners' leases by keys they had not declared;
+    while the slot migrated, a lease not on the node that ran the script failed it with "Lua script
+    attempted to access a non local key" (and on the importing node a lease still on the source
+    looked absent: a live sender's reply could be adopted). Now the leases are declared KEYS: Redis
+    answers ASK/TRYAGAIN until they are on one node, the shard waits for the next turn, and the
+    dead sender's reply is adopted once, its read queue entry claimed once, the live one's kept."""
+    from tests.test_delivery import delivery_for, hold_lease
+
+    settings = config.from_dict(base_config(f"redis://127.0.0.1:{cluster[0]}", tmp_path / "var",
+                                            **{"redis.mode": "cluster", "delivery.orphan_age_seconds": 0}))
+    d = delivery_for(settings, "adopter")
+    store = d.store
+    rc, keys = store.redis, store.keys
+    shard = 5
+    tag = f"{{{shard}}}"
+    source = rc.get_node_from_key(keys.outbox(shard)).port
+    target = next(p for p in cluster if p != source)
+    outbox, queue, prefix = keys.outbox(shard), keys.queue(shard), d.lease_prefixes[shard]
+    base = {"to": "13800000001", "from": "10086", "lang": "zh-CN", "tpl": "help", "data": "{}", "mo": ""}
+    hold_lease(d)
+    rc.set(prefix + "alive", "alive", ex=600)
+    dead_reply = rc.xadd(outbox, {**base, "own": "ghost"}).decode()
+    live_reply = rc.xadd(outbox, {**base, "own": "alive"}).decode()
+    rc.xadd(queue, base)
+    (read,) = [e for e in store.read_outbox("ghost-reader", 100) if e[0] == queue]  # read by a sender that died (it never held a lease)
+    assert wait_until(lambda: time.time() * 1000 > int(live_reply.split("-")[0]), 1)
+    errors: list[str] = []
+    claimed: list[str] = []
+    turns = [0]
+
+    def turn() -> None:
+        try:
+            d.adopt_orphans()
+            claimed.extend(e[1] for e in d.claim_from_dead() if e[0] == queue)
+            turns[0] += 1
+        except Exception as e:  # noqa: BLE001 - said by the assertion below
+            errors.append(f"{type(e).__name__}: {e}")
+
+    moved = migrate_slot(key_slot(tag.encode()), source, target, cluster, turn)
+    turn()
+    assert not errors, errors
+    assert moved >= 4 and turns[0] == moved + 1, "the outbox, the queue and the leases moved one by one"
+    assert rc.get_node_from_key(outbox).port == target
+    assert [i.decode() for i, _f in rc.xrange(outbox)] == [live_reply], "the live sender's reply stays its own"
+    adopted = [f[b"adopted"].decode() for _i, f in rc.xrange(queue) if b"adopted" in f]
+    assert adopted == [dead_reply], "the dead sender's reply adopted once"
+    assert claimed == [read[1]], "the entry the dead sender read claimed once"

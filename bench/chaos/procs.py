@@ -138,10 +138,16 @@ class Bot:
         log = self.world.workdir / f"bot{self.index}-{self.gen}.log"
         self.logs.append(log)
         with open(log, "wb") as f:
-            self.proc = subprocess.Popen(self.world.base + ["run"], cwd=str(self.world.workdir), env=self.world.env,
+            # each bot binds with a system_type of its own: the chaos SMSC tells them apart by it
+            env = {**self.world.env, "SMSBOT_SMSC_SYSTEM_TYPE": self.name}
+            self.proc = subprocess.Popen(self.world.base + ["run"], cwd=str(self.world.workdir), env=env,
                                          stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT,
                                          preexec_fn=_child_setup)
         self.planned_exit = False
+
+    @property
+    def name(self) -> str:
+        return f"bot{self.index}"
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

@@ -307,6 +307,8 @@ def run_scenario(name: str, sizes: Sizes = FULL, *, keep: bool = False, bot_env:
         # -- Redis nodes of our own (h, i, j: issue 22) ----------------------------------------------
         nodes = world.nodes
 
+        promoted_at: list[float] = []  # when the topology named the new primary (time.monotonic)
+
         def kill_primary(port: int) -> Callable[[], None]:
             def fn() -> None:
                 assert nodes is not None
@@ -317,7 +319,8 @@ def run_scenario(name: str, sizes: Sizes = FULL, *, keep: bool = False, bot_env:
                 def promoted() -> None:  # when the topology names another primary for what `port` served
                     while time.monotonic() - killed_at < 60:
                         if _took_over(world, port):
-                            extra["promoted_after_s"] = round(time.monotonic() - killed_at, 2)
+                            promoted_at.append(time.monotonic())
+                            extra["promoted_after_s"] = round(promoted_at[-1] - killed_at, 2)
                             return
                         time.sleep(0.05)
 
@@ -417,6 +420,10 @@ def run_scenario(name: str, sizes: Sizes = FULL, *, keep: bool = False, bot_env:
                 break
             time.sleep(0.1)
         settle_s = time.monotonic() - traffic_end
+        if promoted_at and isinstance(smsc, ChaosSmsc):  # SMPP binds name their bot (system_type)
+            # "serves again within 10 s of the promotion": each bot's first MO acknowledged after it
+            firsts = smsc.first_acks_after(promoted_at[-1], [b.name for b in world.bots])
+            extra["served_again_s"] = {n: None if t is None else round(t - promoted_at[-1], 2) for n, t in firsts.items()}
         say(f"[{name}] settled={settled} after {settle_s:.1f} s; stopping bots")
         t_stop = time.monotonic()
         for b in world.bots:
@@ -633,6 +640,9 @@ def targets(row: dict[str, Any]) -> dict[str, bool]:
         "replies as the model predicts (wrong_replies == 0)": row["wrong_replies"] == 0,
         "no unplanned bot exit": row["bot_unplanned_exits"] == 0,
     }
+    if "served_again_s" in row:  # a primary was killed and another promoted (h, i)
+        served = list(row["served_again_s"].values())
+        out["every bot serves again within 10 s of the promotion"] = all(s is not None and s <= 10 for s in served)
     return out
 
 
@@ -656,7 +666,8 @@ def environment() -> dict[str, Any]:
 
 def summary_table(rows: list[dict[str, Any]]) -> str:
     cols = ("scenario", "mos", "unanswered", "replies_twice", "replies_twice_redelivered", "submits_twice",
-            "double_effects", "billing_errors", "reminders_twice", "crashes", "link_drops", "settled", "failed")
+            "double_effects", "billing_errors", "reminders_twice", "crashes", "link_drops", "served_again_s", "settled",
+            "failed")
     lines = [" | ".join(cols)]
     for r in rows:
         vals = []
@@ -664,6 +675,8 @@ def summary_table(rows: list[dict[str, Any]]) -> str:
             v = r.get(c)
             if c == "failed":
                 v = ", ".join(x.split(" (")[0] for x in (v or [])) or "-"
+            elif c == "served_again_s":  # the slowest bot's, after the promotion
+                v = "-" if not v else "never" if None in v.values() else max(v.values())
             vals.append(str(v))
         lines.append(" | ".join(vals))
     return "\n".join(lines)

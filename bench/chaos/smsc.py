@@ -70,13 +70,14 @@ thread-safe (it runs the work on the loop and waits for it).
 from __future__ import annotations
 
 import asyncio
+import bisect
 import heapq
 import itertools
 import random
 import struct
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -329,6 +330,7 @@ class Session(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.buf = bytearray()
         self.kind: str | None = None  # rx / tx / trx once bound
+        self.system_type = ""  # the bind's: the chaos runner names each bot by it (`ChaosSmsc.first_acks_after`)
         self.inflight: dict[int, Mo] = {}
         self.closing = False
         self.out: list[bytes] = []
@@ -451,6 +453,7 @@ class ChaosSmsc:
         self._drop_every: float | None = None
         self._drop_handle: asyncio.TimerHandle | None = None
         self.last_message_at = 0.0  # loop time of the last whole message
+        self._acked_at: defaultdict[str, list[float]] = defaultdict(list)  # bind system_type -> loop times of MOs acked 0
         self.last_activity_at = 0.0  # loop time of the last PDU from any ESME
         self.loop: asyncio.AbstractEventLoop = asyncio.new_event_loop()
         self._thread: threading.Thread | None = None
@@ -519,6 +522,18 @@ class ChaosSmsc:
 
     def bound(self) -> dict[str, int]:
         return self.call(lambda: dict(Counter(s.kind for s in self.sessions if s.kind and not s.closing)))
+
+    def first_acks_after(self, at: float, names: list[str]) -> dict[str, float | None]:
+        """For each bind `system_type` in `names`: when (the loop's clock: `time.monotonic`) it first
+        acknowledged an MO with status 0 at or after `at` (its effect and reply stored), None if never."""
+        def first() -> dict[str, float | None]:
+            out: dict[str, float | None] = {}
+            for name in names:
+                times = self._acked_at.get(name, [])
+                i = bisect.bisect_left(times, at)
+                out[name] = times[i] if i < len(times) else None
+            return out
+        return self.call(first)
 
     def progress(self) -> dict[str, Any]:
         """Cheap figures for waiting: MOs not done, in flight, queued for redelivery, idle times."""
@@ -693,7 +708,10 @@ class ChaosSmsc:
             mo = s.inflight.pop(seq, None)
             if mo is not None:
                 mo.session = None
+                acked = mo.acked
                 self._mo_resp(mo, status)
+                if mo.acked and not acked:
+                    self._acked_at[s.system_type].append(self.loop.time())
         elif cmd == SUBMIT_SM:
             if not s.tx:
                 self.c.submits_refused += 1
@@ -730,6 +748,7 @@ class ChaosSmsc:
         try:
             sysid, off = _cstr(body, 0)
             pwd, off = _cstr(body, off)
+            system_type, off = _cstr(body, off)
         except ValueError:
             self.c.bind_refused += 1
             s.send(pdu(cmd | RESP, ESME_RBINDFAIL, seq))
@@ -743,6 +762,7 @@ class ChaosSmsc:
             s.send(pdu(cmd | RESP, ESME_RINVPASWD, seq))
             return
         s.kind = BINDS[cmd]
+        s.system_type = system_type.decode("latin-1")
         self.c.binds += 1
         s.send(pdu(cmd | RESP, ESME_ROK, seq, b"chaos\0" + _TLV.pack(TLV_SC_INTERFACE_VERSION, 1) + b"\x34"))
 

@@ -3,11 +3,18 @@
 -- lease in this shard, checked here in the same atomic step, so a live owner never loses an entry it
 -- may still send, and an entry is moved at most once. The scan goes on from where the last one
 -- stopped, so a large backlog of a live sender's entries cannot hide a dead one's behind it.
+-- The owners' lease keys are declared (the extra KEYS): in a cluster, a script may only look at keys
+-- it declared while its slot migrates (an undeclared key that is not on this node is "a non local
+-- key", and on the importing node its absence proves nothing), and Redis serves a script whose keys
+-- are not all on one node with ASK/TRYAGAIN. An owner whose lease was not declared counts as alive:
+-- its entries stay, and the owner is named in the reply so that the caller declares it next time.
 -- KEY, ARG and the reply: smsbot.steps.ADOPT
+local declared = {}
+for i = NKEYS + 1, #KEYS do declared[KEYS[i]] = true end
 local start = ARG_start == '-' and '-' or ('(' .. ARG_start)
 local count = tonumber(ARG_count)
 local entries = redis.call('XRANGE', KEY_outbox, start, ARG_horizon, 'COUNT', count)
-local alive = {}
+local alive, owners = {}, {}
 local moved = 0
 for _, e in ipairs(entries) do
   local id, f = e[1], e[2]
@@ -22,7 +29,13 @@ for _, e in ipairs(entries) do
   end
   local live = alive[owner]
   if live == nil then
-    live = owner ~= '' and redis.call('EXISTS', ARG_lease_prefix .. owner) == 1
+    local lease = ARG_lease_prefix .. owner
+    if owner == '' then
+      live = false
+    else
+      owners[#owners + 1] = owner
+      live = not declared[lease] or redis.call('EXISTS', lease) == 1
+    end
     alive[owner] = live
   end
   if not live then
@@ -33,5 +46,5 @@ for _, e in ipairs(entries) do
     moved = moved + 1
   end
 end
-if #entries < count then return { moved, '-' } end
-return { moved, entries[#entries][1] }
+if #entries < count then return { moved, '-', owners } end
+return { moved, entries[#entries][1], owners }

@@ -2,17 +2,23 @@
 -- holder's lease and the claim are one atomic step, so the entries of a dead sender are claimed
 -- once, by one live sender, and a live holder (lease present) never loses one. A dead sender's
 -- consumer is deleted from the group once it holds nothing.
+-- The holders' lease keys are declared (the extra KEYS), as in adopt.lua (a slot migrating): a
+-- holder whose lease was not declared counts as alive, and is named in the reply for next time.
 -- KEY, ARG: smsbot.steps.CLAIM
--- Returns the claimed entries { {id, {field, value, ...}}, ... }
+-- Returns { the claimed entries { {id, {field, value, ...}}, ... }, the other consumers' names }
+local declared = {}
+for i = NKEYS + 1, #KEYS do declared[KEYS[i]] = true end
 local ok, consumers = pcall(redis.call, 'XINFO', 'CONSUMERS', KEY_queue, ARG_group)
-if not ok then return {} end
+if not ok then return { {}, {} } end
 local count = tonumber(ARG_count)
-local out = {}
+local out, names = {}, {}
 for _, c in ipairs(consumers) do
   local info = {}
   for i = 1, #c, 2 do info[c[i]] = c[i + 1] end
   local name, pending = info['name'], tonumber(info['pending'])
-  if name ~= ARG_consumer and redis.call('EXISTS', ARG_lease_prefix .. name) == 0 then
+  local lease = ARG_lease_prefix .. name
+  if name ~= ARG_consumer then names[#names + 1] = name end
+  if name ~= ARG_consumer and declared[lease] and redis.call('EXISTS', lease) == 0 then
     if pending > 0 and #out < count then
       local ids = {}
       for _, p in ipairs(redis.call('XPENDING', KEY_queue, ARG_group, '-', '+', count - #out, name)) do
@@ -28,4 +34,4 @@ for _, c in ipairs(consumers) do
     if pending <= 0 then redis.call('XGROUP', 'DELCONSUMER', KEY_queue, ARG_group, name) end
   end
 end
-return out
+return { out, names }
