@@ -20,6 +20,7 @@ from smsbot.roundtrip import ClusterRoundtrip
 from smsbot.simulator.smsc import SimSmsc
 
 from .conftest import Phone, World, base_config
+from .deliveries import delivery_for, hold_lease
 from .helpers import wait_until
 from .redis_nodes import Nodes, migrate_slot
 from .state import subs_state
@@ -136,7 +137,6 @@ def test_adoption_and_claims_wait_for_a_migrating_slot_instead_of_failing(cluste
     looked absent: a live sender's reply could be adopted). Now the leases are declared KEYS: Redis
     answers ASK/TRYAGAIN until they are on one node, the shard waits for the next turn, and the
     dead sender's reply is adopted once, its read queue entry claimed once, the live one's kept."""
-    from tests.test_delivery import delivery_for, hold_lease
 
     settings = config.from_dict(base_config(f"redis://127.0.0.1:{cluster[0]}", tmp_path / "var",
                                             **{"redis.mode": "cluster", "delivery.orphan_age_seconds": 0}))

@@ -22,8 +22,8 @@ from smsbot import admin, config
 from smsbot.app import Bot
 from tests.conftest import base_config
 from tests.helpers import wait_until
-from tests.test_e2e_cmpp import CMPP_SERVICES, SECRET, SP_ID
-from tests.test_web_handsets import Page, browser  # noqa: F401 - the headless-Chromium fixture
+from tests.browser import Page
+from tests.cmpp_sp import CMPP_SERVICES, SECRET, SP_ID
 
 MSISDN = "13800138000"
 CODE = "10086"
