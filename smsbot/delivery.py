@@ -281,7 +281,7 @@ class Delivery:
         """New queue entries, while what this sender holds (with what the loop has not taken yet:
         nothing while it waits to reconnect) is under ten windows."""
         waiting = self.sender.backlog + sum(map(len, list(self._inbox)))
-        if waiting < self.live.settings.smsc.window * 10:
+        if waiting < self.live.settings.smsc.submit_window * 10:  # the link's window (CMPP's own)
             self._hand_over(self.store.read_outbox(self.consumer, READ_COUNT))
 
     def _hand_over(self, entries: list[Entry]) -> None:

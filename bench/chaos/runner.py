@@ -448,7 +448,8 @@ def run_scenario(name: str, sizes: Sizes = FULL, *, keep: bool = False, bot_env:
         order_msisdns = [o["msisdn"] for o in orders]
         view = RedisView(world.redis, world.prefix, world.shards, subscribers + order_msisdns)
         conv_rep = M.compare_conversations(cat, res["subscribers"], view)
-        grace_ms = int(((world.config.get("billing") or {}).get("grace_seconds") or {}).get("monthly", 86400)) * 1000
+        orders_cfg = (world.config.get("commands") or {}).get("orders") or {}  # the orders command's settings
+        grace_ms = int((orders_cfg.get("grace_seconds") or {}).get("monthly", 86400)) * 1000
         order_states = {}
         if run_times:
             for o in orders:
