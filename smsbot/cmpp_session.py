@@ -22,8 +22,7 @@ write per turn and the confirmation of what the gateway read are the same:
 * a SUBMIT_RESP goes to the sender with its Msg_Id; Result 8 is throttling (retried), others are
   refusals;
 * CMPP_ACTIVE_TEST both ways: ours keeps an idle link alive and, written behind resps, confirms
-  the gateway read them (a SUBMIT written behind them does that when there is one: its SUBMIT_RESP,
-  whatever its Result, comes after the gateway read it); the gateway's is answered;
+  the gateway read them; the gateway's is answered;
 * CMPP_TERMINATE from the gateway is answered and the link is down; ours is the goodbye on stop.
 """
 
@@ -38,7 +37,7 @@ from smsbot.cmpp import auth, msgid, text
 from smsbot.cmpp.constants import RESP_BIT, ConnectStatus, Result, Version
 from smsbot.config import LinkProtocol, SmscSettings
 from smsbot.messages import Inbound, Receipt, Status
-from smsbot.session import Link, LinkDown, Received, ReplyTo, SequenceGenerator, await_answer, connect, link_up
+from smsbot.session import Link, LinkDown, Received, ReplyTo, SequenceGenerator, await_answer, connect
 
 _log = log.get("smsbot.cmpp")
 VERSIONS = {LinkProtocol.CMPP3: Version.V30, LinkProtocol.CMPP2: Version.V20}
@@ -51,7 +50,6 @@ SUBMIT_REFUSED = 0x45  # ESME_RSUBMITFAIL: a SUBMIT the gateway refused for good
 _UCS2 = 8  # the data_coding MO payloads are handed up in (UTF-16-BE)
 _DELIVER = int(cmpp.CommandId.DELIVER)
 _SUBMIT_RESP = int(cmpp.CommandId.SUBMIT_RESP)
-_SUBMIT_ID = int(cmpp.CommandId.SUBMIT).to_bytes(4, "big")
 
 
 def result_of(status: int) -> int:
@@ -158,10 +156,6 @@ class CmppLink(Link):
         return cmpp.encode(cmpp.DeliverResp(reply.detail, result_of(status)), reply.sequence, self.version)
 
     probe_name: ClassVar[str] = "CMPP_ACTIVE_TEST"
-    submit_name: ClassVar[str] = "CMPP_SUBMIT"
-
-    def _submit_sequence(self, p: bytes) -> int | None:
-        return int.from_bytes(p[8:12], "big") if p[4:8] == _SUBMIT_ID else None
 
     def _probe_pdu(self, sequence: int) -> bytes:
         return cmpp.encode(cmpp.ActiveTest(), sequence, self.version)
@@ -220,5 +214,6 @@ def open_cmpp_links(s: SmscSettings, sequences: SequenceGenerator) -> list[Link]
     except BaseException:
         link.close()
         raise
-    link_up(link, s)
+    sock.settimeout(s.response_timeout)  # reads follow select; a write may wait this long
+    link.last_pdu = time.monotonic()
     return [link]

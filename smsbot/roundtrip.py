@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import select
+import socket
 import time
 import weakref
 from collections import Counter
@@ -17,7 +18,6 @@ import hiredis
 import redis
 
 from smsbot.config import Durability
-from smsbot.nonblocking import NOTHING_YET, send_all, wait_readable
 
 if TYPE_CHECKING:
     from smsbot.store import Store
@@ -38,13 +38,6 @@ class Roundtrip:
     works (`fileno` + `poll`), or simply `wait`. Error replies come back as exception instances,
     not raised. redis-py still owns connecting (AUTH, TLS) and the pool; a connection that failed
     is disconnected and handed back to the pool, never kept.
-
-    The socket is non-blocking while the connection is kept hot (`smsbot.nonblocking`: no poll
-    before every send and recv); the connection's `socket_timeout` still bounds a write that finds
-    no room and each wait of `wait` for more of the answer. The connections a thread kept go back
-    to the pool with their timeout when it ends (`_to_pool`); one the store hands back because it
-    keeps enough gets it back when the pool hands it out again (redis-py's check of a connection it
-    hands out, `can_read`, is a read that sets the connection's timeout again).
     """
 
     def __init__(self, store: Store, cmds: Sequence[tuple[Any, ...]], pool: redis.ConnectionPool | None = None):
@@ -60,13 +53,10 @@ class Roundtrip:
         try:
             self.conn = store.hot_connection(self.pool)
             self.sock = self.conn._sock
-            self.timeout = self.conn.socket_timeout
-            if self.sock.gettimeout() != 0.0:  # once per connection kept hot
-                self.sock.setblocking(False)
             packed = [hiredis.pack_command(c) for c in cmds]
             if self.wait_replicas:
                 packed.append(hiredis.pack_command(("WAIT", self.wait_replicas, store.settings.redis.wait_timeout_ms)))
-            send_all(self.sock, b"".join(packed), self.timeout)
+            self.sock.sendall(b"".join(packed))
         except BaseException as e:
             self._fail()
             if isinstance(e, (OSError, redis.ConnectionError, redis.TimeoutError)):
@@ -89,9 +79,9 @@ class Roundtrip:
         """Read what the socket has (call when readable); True once every reply is in."""
         try:
             n = self.sock.recv_into(self._buf)
-        except NOTHING_YET:
+        except (BlockingIOError, InterruptedError):
             return False
-        except OSError as e:
+        except (OSError, socket.timeout) as e:
             self._fail()
             raise redis.ConnectionError(f"Redis round trip failed: {e}") from None
         if n == 0:
@@ -112,15 +102,8 @@ class Roundtrip:
         return True
 
     def wait(self) -> list[Any]:
-        """Every reply, waiting for them: a Redis that sends nothing for the connection's
-        `socket_timeout` fails the round trip (`redis.ConnectionError`)."""
         while not self.done:
-            try:
-                wait_readable(self.sock, self.timeout)
-            except TimeoutError as e:
-                self._fail()
-                raise redis.ConnectionError(f"Redis round trip failed: {e}") from None
-            self.poll()
+            self.poll()  # blocking read (socket timeout applies)
         return self.replies
 
     def _fail(self) -> None:
@@ -381,11 +364,4 @@ class _KeptConnections:
 def _release_kept(by_pool: dict[int, tuple[redis.ConnectionPool, list[Any]]]) -> None:
     for pool, idle in by_pool.values():
         while idle:
-            _to_pool(pool, idle.pop())
-
-
-def _to_pool(pool: redis.ConnectionPool, conn: Any) -> None:
-    """Hand a kept connection back to `pool` with its blocking socket timeout, as redis-py uses it."""
-    if conn._sock is not None:
-        conn._sock.settimeout(conn.socket_timeout)
-    pool.release(conn)
+            pool.release(idle.pop())

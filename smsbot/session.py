@@ -7,15 +7,12 @@ that verifies the SMSC's certificate *and host name*) and binds through smsbot's
 * reads what the socket has and cuts it into PDUs (`read`); the link-level PDUs are answered here
   (enquire_link, unbind, generic_nack for commands we do not serve);
 * queues outgoing PDUs (`answer` for the resp to an MO or receipt, given its `ReplyTo`) and
-  writes them in one write when the transport says (`flush`; the socket is non-blocking once
-  bound, `link_up`: no poll before every read and write);
+  writes them in one `sendall` when the transport says (`flush`);
 * tells when the SMSC has surely read what we wrote: a resp may carry a *guard* (an opaque tag,
-  the pipeline's redelivery guard); a question written behind it asks the SMSC to confirm (one
-  question at a time, asked again on an idle link until every guard is covered), and once it is
-  answered — the SMSC reads a connection in order, so everything written before it was read — the
-  guard is handed back in `Received.confirmed`. The question is the first submit written behind
-  the resp in the same write when there is one (any answer to it, an error or a generic_nack
-  too, comes after the SMSC read it), else an enquire_link of its own. A deliver_sm_resp merely
+  the pipeline's redelivery guard); behind the write that carries it an enquire_link asks the
+  SMSC to confirm (one question at a time, asked again on an idle link until every guard is
+  covered), and once it is answered — the SMSC reads a connection in order, so everything written
+  before it was read — the guard is handed back in `Received.confirmed`. A deliver_sm_resp merely
   written may still be lost with the link;
 * keeps time (`check`): an enquire_link goes out when no *complete* PDU arrived for
   `smsc.enquire_link_interval`; the link is dead (`LinkDown`) when that enquire_link is not
@@ -42,7 +39,6 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
 
 from smsbot import codec, log, pdu
-from smsbot.nonblocking import NOTHING_YET, send_all
 from smsbot.config import BindMode, SmscSettings
 from smsbot.messages import CommandId, DeliverSm, Inbound, Receipt, Status
 
@@ -56,7 +52,6 @@ _BIND_RESP = {
 _DELIVER_SM = int(CommandId.DELIVER_SM)
 _DATA_SM = int(CommandId.DATA_SM)
 _SUBMIT_SM_RESP = int(CommandId.SUBMIT_SM_RESP)
-_SUBMIT_SM_ID = int(CommandId.SUBMIT_SM).to_bytes(4, "big")
 
 
 class LinkDown(Exception):
@@ -122,11 +117,9 @@ class Link:
     last_pdu: float = field(default_factory=time.monotonic)
     enquire_sent_at: float | None = None
     partial_since: float | None = None  # an incomplete PDU started arriving then
-    write_timeout: float = 10.0  # seconds a write may wait for room (`link_up`: smsc.response_timeout)
     flushes: int = 0  # writes so far
     confirmed: int = 0  # the SMSC has read everything of writes 1..confirmed
-    _confirm: tuple[int, int, float, str] | None = None  # (question's sequence, write number, sent at, its name)
-    _guard_at: int = -1  # index in `out` of the last resp queued with a guard
+    _confirm: tuple[int, int, float] | None = None  # (enquire_link sequence, write number, sent at)
     early: list[tuple[int, int, int, bytes]] = field(default_factory=list)  # read with the bind response
     sequences: SequenceGenerator = field(default_factory=SequenceGenerator)  # the bot's, shared by its links
     _unwritten: list[str] = field(default_factory=list)  # guards of resps queued, not yet written
@@ -159,18 +152,11 @@ class Link:
         self.out.append(self._resp_pdu(reply, status))
         if guard:
             self._unwritten.append(guard)
-            self._guard_at = len(self.out) - 1
 
     def _resp_pdu(self, reply: ReplyTo, status: int) -> bytes:
         return _mo_resp(reply.sequence, status, reply.detail)
 
     probe_name: ClassVar[str] = "enquire_link"  # the keepalive question, for the log
-    submit_name: ClassVar[str] = "submit_sm"
-
-    def _submit_sequence(self, p: bytes) -> int | None:
-        """The sequence of `p`, a PDU we write, when it is a submit (its answer is read as one of
-        `Received.submit_resps`), else None."""
-        return int.from_bytes(p[12:16], "big") if p[4:8] == _SUBMIT_SM_ID else None
 
     def _probe_pdu(self, sequence: int) -> bytes:
         """The keepalive question the SMSC answers in order (enquire_link)."""
@@ -191,7 +177,7 @@ class Link:
         SMSC delivers them again). True when the goodbye was answered or the SMSC closed."""
         try:
             data = self.sock.recv(READ_CHUNK)
-        except (*NOTHING_YET, socket.timeout):
+        except (BlockingIOError, ssl.SSLWantReadError, socket.timeout):
             return False
         if not data:
             return True
@@ -212,7 +198,7 @@ class Link:
         cannot be framed."""
         try:
             data = self.sock.recv(READ_CHUNK)
-        except (*NOTHING_YET, socket.timeout):  # (a timeout: before `link_up`)
+        except (BlockingIOError, ssl.SSLWantReadError, socket.timeout):
             return None
         except OSError as e:
             raise LinkDown(f"recv failed{during}: {e}") from None
@@ -228,7 +214,6 @@ class Link:
             frames = self.receive()
         except pdu.FramingError as e:
             self._handle(e.pdus, got)  # submit_sm_resps among them count, or their submits go twice
-            self._submits_answered(got)
             got.down = got.down or f"unframeable stream: {e}"
             return got
         except LinkDown as e:
@@ -244,10 +229,7 @@ class Link:
                 self.partial_since = now
         else:
             self.partial_since = None
-        self._handle(frames, got)
-        if got.submit_resps and self._confirm is not None:
-            self._submits_answered(got)
-        return got
+        return self._handle(frames, got)
 
     def _handle(self, frames: list[tuple[int, int, int, bytes]], got: Received) -> Received:
         for command_id, status, seq, body in frames:
@@ -280,14 +262,6 @@ class Link:
         """An answer to our keepalive `seq`: the link lives; when it is the confirmation asked for,
         the SMSC has read every write up to it, and the guards they carried are handed back."""
         self.enquire_sent_at = None
-        self._answered(seq, got)
-
-    def _submits_answered(self, got: Received) -> None:
-        """The submits `got` answered (whatever the status): one may be the confirmation asked for."""
-        for seq, _status, _id in got.submit_resps:
-            self._answered(seq, got)
-
-    def _answered(self, seq: int, got: Received) -> None:
         if self._confirm is None or self._confirm[0] != seq:
             return
         write = self._confirm[1]
@@ -322,18 +296,11 @@ class Link:
         got.mos.append((mo, ReplyTo(self, seq, data_sm)))
 
     def confirm(self, now: float) -> None:
-        """Ask the SMSC to confirm it read everything up to the next write (one question at a time):
-        by the first submit queued behind the last guarded resp, else by an enquire_link."""
-        if self._confirm is not None:
-            return
-        for p in self.out[self._guard_at + 1:]:
-            seq = self._submit_sequence(p)
-            if seq is not None:
-                self._confirm = (seq, self.flushes + 1, now, self.submit_name)
-                return
-        seq = self.sequences.next_sequence()
-        self.out.append(self._probe_pdu(seq))
-        self._confirm = (seq, self.flushes + 1, now, self.probe_name)
+        """Ask the SMSC to confirm it read everything up to the next write (one question at a time)."""
+        if self._confirm is None:
+            seq = self.sequences.next_sequence()
+            self.out.append(self._probe_pdu(seq))
+            self._confirm = (seq, self.flushes + 1, now)
 
     @property
     def confirming(self) -> bool:
@@ -342,7 +309,7 @@ class Link:
     def check(self, now: float, s: SmscSettings) -> None:
         """Timers: send enquire_link when idle; LinkDown when it, a confirmation or a partial PDU is overdue."""
         if self._confirm is not None and now - self._confirm[2] > s.response_timeout:
-            raise LinkDown(f"{self._confirm[3]} unanswered")
+            raise LinkDown(f"{self.probe_name} unanswered")
         if self.partial_since is not None and now - self.partial_since > s.response_timeout:
             raise LinkDown(f"a PDU did not complete within {s.response_timeout:g} s ({self.framer.buffered} octets buffered)")
         if self.enquire_sent_at is not None:
@@ -365,22 +332,21 @@ class Link:
         return t
 
     def flush(self, now: float) -> None:
-        """Write what is queued in one write; behind resps with guards (and on an idle link while
-        written guards wait) a question asks the SMSC to confirm it read them (`confirm`)."""
+        """Write what is queued in one `sendall`; behind resps with guards (and on an idle link while
+        written guards wait) an enquire_link asks the SMSC to confirm it read them."""
         if self._unwritten:
             n = self.flushes + 1
             self._written.extend((n, g) for g in self._unwritten)
             self._unwritten.clear()
         if self._written and self._confirm is None:
             self.confirm(now)
-        self._guard_at = -1
         if self.out:
             data = b"".join(self.out)
             self.out.clear()
             self.flushes += 1
             try:
-                send_all(self.sock, data, self.write_timeout)
-            except OSError as e:  # a TimeoutError too: the SMSC took nothing for `write_timeout`
+                self.sock.sendall(data)
+            except OSError as e:
                 raise LinkDown(f"send failed: {e}") from None
 
     def close(self) -> None:
@@ -449,17 +415,9 @@ def _bind(s: SmscSettings, sequences: SequenceGenerator, command_id: CommandId, 
     if status != 0:
         link.close()
         raise LinkDown(f"{kind} refused: status {hex(status)}")
-    link_up(link, s)
-    return link
-
-
-def link_up(link: Link, s: SmscSettings) -> None:
-    """The link is bound: its socket non-blocking from now on (reads follow select; no poll before
-    every call, `smsbot.nonblocking`), a write waits at most `smsc.response_timeout` for room, and
-    the idle timer starts."""
-    link.sock.setblocking(False)
-    link.write_timeout = s.response_timeout
+    sock.settimeout(s.response_timeout)  # reads follow select; a write may wait this long
     link.last_pdu = time.monotonic()
+    return link
 
 
 def _await_bind_resp(link: Link, resp_id: int, seq: int, s: SmscSettings) -> int:

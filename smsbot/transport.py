@@ -12,9 +12,8 @@ what it produced and the transport hands it to the next; no stage calls back. On
    the links they came from (`ReplyTo`), and hands their replies to the sender;
 4. start batches while the pipeline may; record accepted replies when they are due;
 5. take what the worker of `delivery` read; queue the submit_sm the window and the lease allow;
-6. write each link's queued PDUs in one write (a submit behind new resps, or else an
-   enquire_link the link puts there, asks the SMSC to confirm it read them: once it is
-   answered, their redelivery guards may go).
+6. write each link's queued PDUs in one `sendall` (the link puts an enquire_link behind new
+   resps: once it is answered, the SMSC has read them, and their redelivery guards may go).
 
 `run` binds, serves, and on a dead link waits (exponential backoff with jitter) and binds again
 until `stop` is set; then it drains the outbox for `smsc.drain_timeout` and unbinds. While

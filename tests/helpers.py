@@ -250,7 +250,7 @@ class FakeSocket:
 
     def __init__(self) -> None:
         self.incoming: deque[bytes] = deque()
-        self.sends: list[bytes] = []  # one item per write
+        self.sends: list[bytes] = []  # one item per sendall
         self.peer_closed = False
         self.recv_error: OSError | None = None
         self.send_error: OSError | None = None
@@ -274,11 +274,10 @@ class FakeSocket:
             return b""
         raise BlockingIOError(11, "Resource temporarily unavailable")
 
-    def send(self, data: bytes) -> int:  # the kernel takes all of it (a healthy socket with room)
+    def sendall(self, data: bytes) -> None:
         if self.send_error is not None:
             raise self.send_error
         self.sends.append(bytes(data))
-        return len(data)
 
     def fileno(self) -> int:
         return -1
