@@ -254,7 +254,7 @@ def fresh(make_settings: Callable[..., config.Settings]) -> Callable[[], config.
     return make_settings
 
 
-@hsettings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@hsettings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 # a predecessor cancelled after its due time still owes that month when the service is re-ordered
 @example(first=[("order", M[0], "VIDEO", "once")],
          steps=[("wait", 25 * HOUR), ("td", M[0], []), ("order", M[0], "VIDEO", "once"), ("bill", "once")])
