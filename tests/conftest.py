@@ -115,6 +115,18 @@ class World:
         self.bots: list[Bot] = []
         self.clock: Callable[[], float] = time.time  # the bots' time, and the time of `subscribe`
 
+    @classmethod
+    def started(cls, settings: config.Settings, clock: Callable[[], float] | None = None) -> World:
+        """A simulator for `settings` and one bot bound to it; the simulator is stopped again when the
+        bot does not bind."""
+        w = cls(settings, SimSmsc.from_settings(settings).start())
+        try:
+            w.start_bot(clock=clock)
+        except BaseException:
+            w.stop()
+            raise
+        return w
+
     def bot_settings(self, base: config.Settings | None = None) -> config.Settings:
         s = base or self.settings
         return s.model_copy(update={"smsc": s.smsc.model_copy(update={"host": "127.0.0.1", "port": self.sim.smpp_port})})
@@ -230,10 +242,8 @@ def make_world(make_settings: Callable[..., config.Settings]) -> Iterator[Callab
 
     def make(clock: Callable[[], float] = time.time, **overrides: Any) -> World:
         """`clock`: the bot's time (the MO scripts' "now"); `overrides`: dotted settings."""
-        settings = make_settings(**overrides)
-        w = World(settings, SimSmsc.from_settings(settings).start())
+        w = World.started(make_settings(**overrides), clock=clock)
         worlds.append(w)
-        w.start_bot(clock=clock)
         return w
 
     yield make

@@ -2,6 +2,6 @@
 manager (`bench.chaos.nodes`), so that the suite's short failover scenarios and the runner's long
 ones start their servers the same way."""
 
-from bench.chaos.nodes import RedisNodes as Nodes, migrate_slot, sentinel_primary
+from bench.chaos.nodes import RedisNodes as Nodes, free_port, migrate_slot, sentinel_primary
 
-__all__ = ["Nodes", "migrate_slot", "sentinel_primary"]
+__all__ = ["Nodes", "free_port", "migrate_slot", "sentinel_primary"]

@@ -17,7 +17,6 @@ from redis.crc import key_slot
 
 from smsbot import config, topology
 from smsbot.roundtrip import ClusterRoundtrip
-from smsbot.simulator.smsc import SimSmsc
 
 from .conftest import Phone, World, base_config
 from .deliveries import delivery_for, hold_lease
@@ -38,13 +37,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[int]]:
 def _world(tmp_path: Path, port: int, **overrides) -> World:
     settings = config.from_dict(base_config(f"redis://127.0.0.1:{port}", tmp_path / "var", **{"redis.mode": "cluster"},
                                             **overrides))
-    w = World(settings, SimSmsc.from_settings(settings).start())
-    try:
-        w.start_bot()
-    except BaseException:
-        w.stop()
-        raise
-    return w
+    return World.started(settings)
 
 
 def test_slot_migration_under_load_is_followed_not_failed(cluster: list[int], tmp_path: Path):

@@ -20,7 +20,6 @@ import yaml
 
 from smsbot import config, embedded, topology
 from smsbot.roundtrip import ReplicasBehind
-from smsbot.simulator.smsc import SimSmsc
 
 from .api_client import RO, start_api
 from .conftest import World, base_config, cli
@@ -45,13 +44,7 @@ def pair(tmp_path: Path) -> Iterator[tuple[Nodes, int, int]]:
 
 def _world(tmp_path: Path, url: str, **overrides) -> World:
     settings = config.from_dict(base_config(url, tmp_path / "var", **overrides))
-    w = World(settings, SimSmsc.from_settings(settings).start())
-    try:
-        w.start_bot()
-    except BaseException:
-        w.stop()
-        raise
-    return w
+    return World.started(settings)
 
 
 def test_replica_durability_waits_in_the_same_round_trip_and_a_lagging_replica_is_a_temporary_error(pair, tmp_path):

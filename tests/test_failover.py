@@ -24,7 +24,6 @@ import pytest
 import redis
 
 from smsbot import config, topology
-from smsbot.simulator.smsc import SimSmsc
 
 from .conftest import Phone, World, base_config, cli
 from .helpers import wait_until
@@ -47,13 +46,7 @@ def nodes(tmp_path: Path) -> Iterator[Nodes]:
 def _world(tmp_path: Path, **overrides: Any) -> World:
     overrides.setdefault("delivery.heartbeat_seconds", 0.5)  # after a failed round trip replies wait for a renewal
     settings = config.from_dict(base_config(overrides.pop("url", ""), tmp_path / "var", **overrides))
-    w = World(settings, SimSmsc.from_settings(settings).start())
-    try:
-        w.start_bot()
-    except BaseException:
-        w.stop()
-        raise
-    return w
+    return World.started(settings)
 
 
 class Load:

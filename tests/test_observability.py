@@ -26,7 +26,6 @@ import redis
 
 from smsbot import config, embedded, queue_lag
 from .helpers import wait_until
-from smsbot.simulator.smsc import SimSmsc
 
 from .conftest import World, base_config
 
@@ -63,9 +62,7 @@ def scrape(port: int) -> dict[str, float]:
 
 
 def start_world(settings: config.Settings) -> World:
-    w = World(settings, SimSmsc.from_settings(settings).start())
-    w.start_bot()
-    return w
+    return World.started(settings)
 
 
 @pytest.mark.parametrize("bind_mode", ["transceiver", "receiver+transmitter"])

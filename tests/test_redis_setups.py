@@ -8,7 +8,6 @@ in a tmp dir without persistence and stopped in fixture teardown: a 3-primary cl
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ from smsbot.simulator.smsc import SimSmsc
 
 from .api_client import OPS, start_api
 from .conftest import REPO, World, base_config
+from .redis_nodes import free_port
 from .state import subs_state
 from .webhook_receiver import Receiver, endpoint
 
@@ -43,25 +43,6 @@ def _binaries() -> tuple[Path, Path]:
         except (OSError, subprocess.SubprocessError) as e:
             pytest.skip(f"{b} cannot run here: {e!r}")
     return server, cli
-
-
-def _free_port(bus: bool = False) -> int:
-    """A free loopback port; with `bus`, port + 10000 (the cluster bus) is free too."""
-    for _ in range(200):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if not bus:
-            return port
-        if port + 10000 > 65535:
-            continue
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port + 10000))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free port")
 
 
 class Servers:
@@ -112,7 +93,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[int]]:
     _server, cli = _binaries()
     servers = Servers(tmp_path_factory.mktemp("cluster"))
     try:
-        ports = [_free_port(bus=True) for _ in range(3)]
+        ports = [free_port(bus=True) for _ in range(3)]
         for port in ports:
             servers.start(f"node{port}", *_node_args(port), "--cluster-enabled", "yes",
                           "--cluster-config-file", f"nodes-{port}.conf", "--cluster-node-timeout", "5000")
@@ -136,7 +117,7 @@ def sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, in
     directory = tmp_path_factory.mktemp("sentinel")
     servers = Servers(directory)
     try:
-        primary, sport = _free_port(), _free_port()
+        primary, sport = free_port(), free_port()
         servers.start("primary", *_node_args(primary))
         servers.wait_ping(primary)
         conf = directory / "sentinel.conf"
