@@ -91,7 +91,8 @@ class ReplyTo:
 
 @dataclass(slots=True)
 class Received:
-    """What one read of a link produced, for the layers above (in the order the SMSC sent it)."""
+    """What one read of a link produced (in the order the SMSC sent it): for the layers above, and
+    for the link's write side (`smsbot.outgoing`: `answered`, `owed`, `refused`)."""
 
     mos: list[tuple[Inbound, ReplyTo]] = field(default_factory=list)
     receipts: list[tuple[Receipt, ReplyTo]] = field(default_factory=list)
