@@ -1,5 +1,5 @@
-"""The CMPP session: connect and authenticate to a China Mobile gateway (ISMG), keep the link alive,
-say goodbye; the same `Link` to the transport as an SMPP bind (`smsbot.session`).
+"""The CMPP session: connect and authenticate to a China Mobile gateway (ISMG), read and decode what
+it sends, keep time; the same `Link` to the transport as an SMPP bind (`smsbot.session`).
 
 `open_cmpp_links` connects (plain TCP) and sends CMPP_CONNECT: Source_Addr the SP_Id,
 AuthenticatorSource = MD5(SP_Id + 9 NULs + shared secret + MMDDHHMMSS), Version 3.0 or 2.0 as
@@ -7,8 +7,8 @@ AuthenticatorSource = MD5(SP_Id + 9 NULs + shared secret + MMDDHHMMSS), Version 
 logged); one whose AuthenticatorISMG does not check is a gateway that does not know our secret:
 it is refused (`LinkDown`) and nothing is sent to it. One connection carries both directions.
 
-A `CmppLink` is a `session.Link` with CMPP's PDUs (`smsbot.cmpp`), so framing, the timers, one
-write per turn and the confirmation of what the gateway read are the same:
+A `CmppLink` is a `session.Link` with CMPP's PDUs (`smsbot.cmpp`), so framing and the timers are
+the same; its write side is `smsbot.outgoing.CmppOutgoing`:
 
 * a CMPP_DELIVER is an MO (Registered_Delivery 0) or a status report (1). An MO is decoded by its
   Msg_Fmt (0, 8 UCS-2, 15 GBK; `smsbot.cmpp.text`) and handed up as an `Inbound` whose payload is
@@ -16,13 +16,13 @@ write per turn and the confirmation of what the gateway read are the same:
   same long-MO step as SMPP's; its Msg_Id is the message reference the redelivery guard uses
   (the gateway redelivers with the same one). A report becomes a `Receipt` whose message id is the Msg_Id the
   SUBMIT_RESP gave (16 hex digits, `smsbot.cmpp.msgid.text`), so it is matched to the sent part;
-* the resp to either is a CMPP_DELIVER_RESP with the DELIVER's Msg_Id (the `ReplyTo` carries it)
-  and a Result: 0, or 8 (flow control: the gateway delivers it again) for a temporary error, 1 for
-  one that will never read;
+* the `ReplyTo` of either carries the DELIVER's Msg_Id, which its CMPP_DELIVER_RESP names; a DELIVER
+  that cannot be read is refused for good (Result 1), one we fail to decode for now (Result 8,
+  flow control: the gateway delivers it again);
 * a SUBMIT_RESP goes to the sender with its Msg_Id; Result 8 is throttling (retried), others are
   refusals;
-* CMPP_ACTIVE_TEST both ways: ours keeps an idle link alive and, written behind resps, confirms
-  the gateway read them; the gateway's is answered;
+* CMPP_ACTIVE_TEST both ways: the gateway's is answered (`Received.owed`), the answer to ours is
+  returned by sequence (`Received.answered`: it keeps an idle link alive and confirms resps);
 * CMPP_TERMINATE from the gateway is answered and the link is down; ours is the goodbye on stop.
 """
 
@@ -50,15 +50,6 @@ SUBMIT_REFUSED = 0x45  # ESME_RSUBMITFAIL: a SUBMIT the gateway refused for good
 _UCS2 = 8  # the data_coding MO payloads are handed up in (UTF-16-BE)
 _DELIVER = int(cmpp.CommandId.DELIVER)
 _SUBMIT_RESP = int(cmpp.CommandId.SUBMIT_RESP)
-
-
-def result_of(status: int) -> int:
-    """The CMPP Result that says what SMPP status `status` says, to a DELIVER."""
-    if status == Status.ROK:
-        return Result.OK
-    if status == Status.RX_P_APPN:
-        return Result.BAD_STRUCTURE  # will never read: do not deliver it again
-    return Result.FLOW_CONTROL  # try again later
 
 
 def status_of(result: int) -> int:
@@ -102,7 +93,7 @@ class CmppLink(Link):
             except cmpp.CmppError as e:
                 if command_id == _DELIVER:  # the same octets will never read: not again
                     _log.error("mo_rejected", reason=str(e), result=int(Result.BAD_STRUCTURE), pdu=body.hex()[:64])
-                    self.out.append(cmpp.encode(cmpp.DeliverResp(_msg_id_of(body), Result.BAD_STRUCTURE), seq, self.version))
+                    got.refused.append((ReplyTo(self, seq, _msg_id_of(body)), Status.RX_P_APPN))
                 elif command_id == _SUBMIT_RESP:
                     got.submit_resps.append((seq, Status.RSYSERR, ""))
                 else:
@@ -116,15 +107,11 @@ class CmppLink(Link):
                 got.submit_resps.append((seq, status_of(message.result),
                                          msgid.text(message.msg_id) if message.result == Result.OK else ""))
             elif isinstance(message, cmpp.ActiveTest):
-                self.out.append(cmpp.encode(cmpp.ActiveTestResp(), seq, self.version))
+                got.owed.append(cmpp.encode(cmpp.ActiveTestResp(), seq, self.version))
             elif isinstance(message, cmpp.ActiveTestResp):
-                self._probe_answered(seq, got)
+                got.answered.append(seq)
             elif isinstance(message, cmpp.Terminate):
-                self.out.append(cmpp.encode(cmpp.TerminateResp(), seq, self.version))
-                try:
-                    self.flush(time.monotonic())
-                except LinkDown:
-                    pass
+                got.owed.append(cmpp.encode(cmpp.TerminateResp(), seq, self.version))
                 got.down = "gateway sent CMPP_TERMINATE"
                 return got
             elif command_id & RESP_BIT:
@@ -145,38 +132,29 @@ class CmppLink(Link):
             utf16 = words.encode("utf-16-be", "surrogatepass") if d.msg_fmt != _UCS2 else payload
         except Exception as e:  # our bug, not the gateway's: a later version may read it, so again later
             _log.error("mo_undecodable", reason=repr(e), result=int(Result.FLOW_CONTROL))
-            self.answer(reply, Status.RX_T_APPN)
+            got.refused.append((reply, Status.RX_T_APPN))
             return
         # the Msg_Id as the message reference: a redelivery carries the same one, a person's repeat a new
         # one, so the redelivery guard tells them apart as SMPP's user_message_reference does
         got.mos.append((Inbound(d.src_terminal_id, d.dest_id, words, seq, segment, d.msg_id, utf16, _UCS2), reply))
 
-    # -- what we write ---------------------------------------------------------------------------------
-    def _resp_pdu(self, reply: ReplyTo, status: int) -> bytes:
-        return cmpp.encode(cmpp.DeliverResp(reply.detail, result_of(status)), reply.sequence, self.version)
-
+    # -- keepalives and the goodbye -----------------------------------------------------------------------
     probe_name: ClassVar[str] = "CMPP_ACTIVE_TEST"
 
-    def _probe_pdu(self, sequence: int) -> bytes:
-        return cmpp.encode(cmpp.ActiveTest(), sequence, self.version)
-
-    def _answer_keepalive(self, frame: tuple[int, int, int, bytes]) -> None:
+    def _keepalive_answer(self, frame: tuple[int, int, int, bytes]) -> bytes | None:
         if frame[0] == cmpp.CommandId.ACTIVE_TEST:
-            self.out.append(cmpp.encode(cmpp.ActiveTestResp(), frame[2], self.version))
-            self.flush(time.monotonic())
+            return cmpp.encode(cmpp.ActiveTestResp(), frame[2], self.version)
+        return None
 
-    def goodbye(self) -> None:
-        self.out.append(cmpp.encode(cmpp.Terminate(), self.sequences.next_sequence(), self.version))
-
-    def _goodbye_frames(self, data: bytes) -> bool:
+    def _goodbye_frames(self, frames: list[tuple[int, int, int, bytes]], got: Received) -> bool:
         answered = False
-        for command_id, _st, seq, body in self.framer.feed(data):
+        for command_id, _st, seq, body in frames:
             if command_id == cmpp.CommandId.TERMINATE_RESP:
                 answered = True
             elif command_id == _DELIVER:
-                self.out.append(cmpp.encode(cmpp.DeliverResp(_msg_id_of(body), Result.FLOW_CONTROL), seq, self.version))
+                got.refused.append((ReplyTo(self, seq, _msg_id_of(body)), Status.RX_T_APPN))
             elif command_id == cmpp.CommandId.ACTIVE_TEST:
-                self.out.append(cmpp.encode(cmpp.ActiveTestResp(), seq, self.version))
+                got.owed.append(cmpp.encode(cmpp.ActiveTestResp(), seq, self.version))
         return answered
 
 
@@ -192,13 +170,12 @@ def open_cmpp_links(s: SmscSettings, sequences: SequenceGenerator) -> list[Link]
     version = VERSIONS[s.protocol]
     sock = connect(s)
     link = CmppLink(sock, True, True, f"{s.host}:{s.port}/{c.sp_id}", _Framer(min(s.max_pdu_bytes, cmpp.framing.MAX_PDU_LEN)),
-                    sequences=sequences, version=version)
+                    version=version)
     try:
         ts = auth.timestamp(datetime.now())
         source = auth.authenticator_source(c.sp_id, c.secret, ts)
         seq = sequences.next_sequence()
-        link.out.append(cmpp.encode(cmpp.Connect(c.sp_id, source, version, ts), seq, version))
-        link.flush(time.monotonic())
+        link.send_now(cmpp.encode(cmpp.Connect(c.sp_id, source, version, ts), seq, version))
         command_id, _st, _seq, body = await_answer(
             link, s, "CMPP_CONNECT", lambda f: f[0] == cmpp.CommandId.CONNECT_RESP and f[2] == seq)
         try:

@@ -1,32 +1,29 @@
-"""The SMPP session: connect, bind, frame the byte stream, keep the link alive, and declare it dead.
+"""The SMPP session: connect, bind, frame and decode what comes in, keep time, declare a link dead.
 
-This module owns the links to the SMSC and nothing above them. `open_links` connects (TCP, or TLS
-that verifies the SMSC's certificate *and host name*) and binds through smsbot's own codec
-(`smsbot.pdu`) — one transceiver link, or a receiver and a transmitter. A `Link` then:
+This module owns the links to the SMSC up to what they read; what is written on a bound link is
+`smsbot.outgoing`'s. `open_links` connects (TCP, or TLS that verifies the SMSC's certificate *and
+host name*) and binds through smsbot's own codec (`smsbot.pdu`) — one transceiver link, or a
+receiver and a transmitter (the bind and the keepalives answered while it waits are the only
+writes here). A `Link` then:
 
-* reads what the socket has and cuts it into PDUs (`read`); the link-level PDUs are answered here
-  (enquire_link, unbind, generic_nack for commands we do not serve);
-* queues outgoing PDUs (`answer` for the resp to an MO or receipt, given its `ReplyTo`) and
-  writes them in one `sendall` when the transport says (`flush`);
-* tells when the SMSC has surely read what we wrote: a resp may carry a *guard* (an opaque tag,
-  the pipeline's redelivery guard); behind the write that carries it an enquire_link asks the
-  SMSC to confirm (one question at a time, asked again on an idle link until every guard is
-  covered), and once it is answered — the SMSC reads a connection in order, so everything written
-  before it was read — the guard is handed back in `Received.confirmed`. A deliver_sm_resp merely
-  written may still be lost with the link;
-* keeps time (`check`): an enquire_link goes out when no *complete* PDU arrived for
-  `smsc.enquire_link_interval`; the link is dead (`LinkDown`) when that enquire_link is not
-  answered, or when a PDU that started arriving does not complete within `smsc.response_timeout`
-  (a partial PDU must not wedge the link: stray bytes do not count as life), or when a header
-  announces more than `smsc.max_pdu_bytes` (the framer refuses it as soon as it is visible).
+* reads what the socket has and cuts it into PDUs (`read`); the link-level PDUs get their answers
+  here (enquire_link_resp, unbind_resp, generic_nack for commands we do not serve), returned in
+  `Received.owed` for the write side to send;
+* returns which of our questions (enquire_link) the SMSC answered, by sequence
+  (`Received.answered`): the write side knows which resps each one confirms;
+* keeps time (`check`): when no *complete* PDU arrived for `smsc.enquire_link_interval` it says
+  an enquire_link is due (the write side sends it); the link is dead (`LinkDown`) when no PDU
+  answers it within `smsc.response_timeout`, or when a PDU that started arriving does not complete
+  within it (a partial PDU must not wedge the link: stray bytes do not count as life), or when a
+  header announces more than `smsc.max_pdu_bytes` (the framer refuses it as soon as it is visible).
 
 What the link reads for the layers above — MOs (deliver_sm and data_sm), delivery receipts,
-submit_sm responses, confirmed guards — it *returns* (`read`: a `Received`), each MO and receipt
-with a `ReplyTo` handle, opaque to the layers above, that the resp goes back through. A link never
-calls upwards. Decoding is liberal (`smsbot.pdu`);
-a PDU that can never be understood is refused with a permanent error, one that might decode
-later (our own bug) with a temporary one, and every refusal is logged with its reason and the
-PDU in hex with the phone numbers masked.
+submit_sm responses — it *returns* (`read`: a `Received`), each MO and receipt with a `ReplyTo`
+handle, opaque to the layers above, that the resp goes back through. A link never calls upwards
+and never writes on a bound socket. Decoding is liberal (`smsbot.pdu`); a PDU that can never be
+understood is refused with a permanent error, one that might decode later (our own bug) with a
+temporary one (`Received.refused`), and every refusal is logged with its reason and the PDU in
+hex with the phone numbers masked.
 """
 
 from __future__ import annotations
@@ -78,10 +75,11 @@ class SequenceGenerator:
 @dataclass(frozen=True, slots=True)
 class ReplyTo:
     """Where and how the resp to one MO or receipt goes: opaque above the link that made it (the
-    pipeline hands it back with a status; the transport gives it to `link.answer`). `detail` is
-    the protocol's own (SMPP: whether it came as data_sm)."""
+    pipeline hands it back with a status; the transport gives it to that link's write side,
+    `smsbot.outgoing`). `detail` is the protocol's own (SMPP: whether it came as data_sm; CMPP:
+    the DELIVER's Msg_Id)."""
 
-    link: Any  # the link that read it (`Link`, or another protocol's link with the same `answer`)
+    link: Any  # the link that read it (`Link`, or another protocol's)
     sequence: int
     detail: Any = False
 
@@ -93,37 +91,35 @@ class ReplyTo:
 
 @dataclass(slots=True)
 class Received:
-    """What one read of a link produced, for the layers above (in the order the SMSC sent it)."""
+    """What one read of a link produced (in the order the SMSC sent it): for the layers above, and
+    for the link's write side (`smsbot.outgoing`: `answered`, `owed`, `refused`)."""
 
     mos: list[tuple[Inbound, ReplyTo]] = field(default_factory=list)
     receipts: list[tuple[Receipt, ReplyTo]] = field(default_factory=list)
     submit_resps: list[tuple[int, int, str]] = field(default_factory=list)  # sequence, status, message id
-    confirmed: list[str] = field(default_factory=list)  # guards of resps the SMSC has surely read
+    answered: list[int] = field(default_factory=list)  # sequences of our questions (enquire_link) answered
+    owed: list[bytes] = field(default_factory=list)  # link-level answers for the write side to send
+    refused: list[tuple[ReplyTo, int]] = field(default_factory=list)  # MOs/receipts the link answers itself
     down: str | None = None  # the link is dead (after what it read up to then): why
 
 
 @dataclass(eq=False)
 class Link:
-    """One bound socket: receiver, transmitter or both. What is SMPP's here is in the protocol
-    methods (`_handle`, `_probe_pdu`, `_resp_pdu`, `goodbye`, `_goodbye_frames`); another protocol's
-    link (`smsbot.cmpp_session`) overrides those and keeps the framing, timers and confirmations."""
+    """One bound socket's read side: receiver, transmitter or both. What is SMPP's here is in the
+    protocol methods (`_handle`, `_keepalive_answer`, `_goodbye_frames`); another protocol's link
+    (`smsbot.cmpp_session`) overrides those and keeps the framing and the timers."""
 
     sock: socket.socket
     can_receive: bool
     can_transmit: bool
     name: str  # host:port/system_id and the bind kind: receipts are matched per bind
     framer: pdu.Framer = field(default_factory=pdu.Framer)
-    out: list[bytes] = field(default_factory=list)
     last_pdu: float = field(default_factory=time.monotonic)
-    enquire_sent_at: float | None = None
+    enquire_sent_at: float | None = None  # the keepalive `check` asked for went out then, no PDU since
     partial_since: float | None = None  # an incomplete PDU started arriving then
-    flushes: int = 0  # writes so far
-    confirmed: int = 0  # the SMSC has read everything of writes 1..confirmed
-    _confirm: tuple[int, int, float] | None = None  # (enquire_link sequence, write number, sent at)
     early: list[tuple[int, int, int, bytes]] = field(default_factory=list)  # read with the bind response
-    sequences: SequenceGenerator = field(default_factory=SequenceGenerator)  # the bot's, shared by its links
-    _unwritten: list[str] = field(default_factory=list)  # guards of resps queued, not yet written
-    _written: list[tuple[int, str]] = field(default_factory=list)  # (write number, guard) not yet confirmed
+
+    probe_name: ClassVar[str] = "enquire_link"  # the keepalive question, for the log
 
     @property
     def kind(self) -> str:
@@ -141,55 +137,41 @@ class Link:
     def pending_tls(self) -> bool:
         return isinstance(self.sock, ssl.SSLSocket) and self.sock.pending() > 0
 
-    def respond(self, sequence: int, status: int, data_sm: bool = False) -> None:
-        """Queue the response to an MO: deliver_sm_resp, or data_sm_resp for a data_sm."""
-        self.out.append(_mo_resp(sequence, status, data_sm))
+    def send_now(self, data: bytes) -> None:
+        """Write now, while binding (the bound link's writes are `smsbot.outgoing`'s)."""
+        try:
+            self.sock.sendall(data)
+        except OSError as e:
+            raise LinkDown(f"send failed: {e}") from None
 
-    def answer(self, reply: ReplyTo, status: int, guard: str | None = None) -> None:
-        """Queue the resp to what `reply` stands for (`status` as an SMPP status: the protocol's
-        link says it in its own terms); `guard` comes back in `Received.confirmed` once the SMSC has
-        surely read it."""
-        self.out.append(self._resp_pdu(reply, status))
-        if guard:
-            self._unwritten.append(guard)
-
-    def _resp_pdu(self, reply: ReplyTo, status: int) -> bytes:
-        return _mo_resp(reply.sequence, status, reply.detail)
-
-    probe_name: ClassVar[str] = "enquire_link"  # the keepalive question, for the log
-
-    def _probe_pdu(self, sequence: int) -> bytes:
-        """The keepalive question the SMSC answers in order (enquire_link)."""
-        return pdu.encode_header(CommandId.ENQUIRE_LINK, 0, sequence)
-
-    def _answer_keepalive(self, frame: tuple[int, int, int, bytes]) -> None:
-        """Before the link is up (`await_answer`): answer the SMSC's keepalive now, ignore the rest."""
+    def _keepalive_answer(self, frame: tuple[int, int, int, bytes]) -> bytes | None:
+        """The answer to `frame` when it is the SMSC's keepalive (enquire_link_resp), else None."""
         if frame[0] == CommandId.ENQUIRE_LINK:
-            self.out.append(pdu.encode_header(CommandId.ENQUIRE_LINK_RESP, 0, frame[2]))
-            self.flush(time.monotonic())
+            return pdu.encode_header(CommandId.ENQUIRE_LINK_RESP, 0, frame[2])
+        return None
 
-    def goodbye(self) -> None:
-        """Queue the goodbye (unbind); `goodbye_read` then waits for its answer."""
-        self.out.append(pdu.encode_header(CommandId.UNBIND, 0, self.sequences.next_sequence()))
-
-    def goodbye_read(self) -> bool:
-        """After `goodbye`: read once; MOs and receipts still arriving get a temporary error (the
-        SMSC delivers them again). True when the goodbye was answered or the SMSC closed."""
+    def goodbye_read(self) -> Received:
+        """After the goodbye (the write side's): read once; MOs and receipts still arriving are
+        refused for now (`refused`: the SMSC delivers them again). `down` is set when the goodbye
+        was answered or the SMSC closed."""
+        got = Received()
         try:
             data = self.sock.recv(READ_CHUNK)
         except (BlockingIOError, ssl.SSLWantReadError, socket.timeout):
-            return False
+            return got
         if not data:
-            return True
-        return self._goodbye_frames(data)
+            got.down = "SMSC closed the connection"
+        elif self._goodbye_frames(self.framer.feed(data), got):
+            got.down = "goodbye answered"
+        return got
 
-    def _goodbye_frames(self, data: bytes) -> bool:
+    def _goodbye_frames(self, frames: list[tuple[int, int, int, bytes]], got: Received) -> bool:
         answered = False
-        for command_id, _st, seq, _b in self.framer.feed(data):
+        for command_id, _st, seq, _b in frames:
             if command_id == CommandId.UNBIND_RESP:
                 answered = True
             elif command_id in (_DELIVER_SM, _DATA_SM):
-                self.respond(seq, Status.RX_T_APPN, command_id == _DATA_SM)
+                got.refused.append((ReplyTo(self, seq, command_id == _DATA_SM), Status.RX_T_APPN))
         return answered
 
     def receive(self, during: str = "") -> list[tuple[int, int, int, bytes]] | None:
@@ -207,8 +189,8 @@ class Link:
         return self.framer.feed(data)
 
     def read(self, now: float) -> Received:
-        """Read what the socket has; return what it holds for the layers above (link-level PDUs are
-        answered here). A dead link is `Received.down`, after what was read before it."""
+        """Read what the socket has; return what it holds for the layers above, and the answers the
+        link-level PDUs get. A dead link is `Received.down`, after what was read before it."""
         got = Received()
         try:
             frames = self.receive()
@@ -238,15 +220,11 @@ class Link:
             elif command_id == _SUBMIT_SM_RESP:
                 got.submit_resps.append((seq, status, pdu.decode_submit_sm_resp(body) if status == 0 else ""))
             elif command_id == CommandId.ENQUIRE_LINK:
-                self.out.append(pdu.encode_header(CommandId.ENQUIRE_LINK_RESP, 0, seq))
+                got.owed.append(pdu.encode_header(CommandId.ENQUIRE_LINK_RESP, 0, seq))
             elif command_id == CommandId.ENQUIRE_LINK_RESP:
-                self._probe_answered(seq, got)
+                got.answered.append(seq)
             elif command_id == CommandId.UNBIND:
-                self.out.append(pdu.encode_header(CommandId.UNBIND_RESP, 0, seq))
-                try:
-                    self.flush(time.monotonic())
-                except LinkDown:
-                    pass
+                got.owed.append(pdu.encode_header(CommandId.UNBIND_RESP, 0, seq))
                 got.down = "SMSC sent unbind"
                 return got
             elif command_id == CommandId.GENERIC_NACK:
@@ -255,61 +233,37 @@ class Link:
                 pass  # responses we do not wait for (unbind_resp outside drain, ...)
             else:
                 _log.warning("pdu_unsupported", command_id=hex(command_id), sequence=seq)
-                self.out.append(pdu.encode_header(CommandId.GENERIC_NACK, Status.RINVCMDID, seq))
+                got.owed.append(pdu.encode_header(CommandId.GENERIC_NACK, Status.RINVCMDID, seq))
         return got
-
-    def _probe_answered(self, seq: int, got: Received) -> None:
-        """An answer to our keepalive `seq`: the link lives; when it is the confirmation asked for,
-        the SMSC has read every write up to it, and the guards they carried are handed back."""
-        self.enquire_sent_at = None
-        if self._confirm is None or self._confirm[0] != seq:
-            return
-        write = self._confirm[1]
-        self.confirmed = write
-        self._confirm = None
-        if self._written and self._written[0][0] <= write:
-            got.confirmed.extend(g for n, g in self._written if n <= write)
-            self._written = [(n, g) for n, g in self._written if n > write]
 
     def _on_mo_pdu(self, command_id: int, seq: int, body: bytes, got: Received) -> None:
         data_sm = command_id == _DATA_SM
+        reply = ReplyTo(self, seq, data_sm)
         try:
             d: DeliverSm = pdu.decode_data_sm(seq, body) if data_sm else pdu.decode_deliver_sm(seq, body)
         except pdu.PduError as e:  # the same bytes will never decode: tell the SMSC not to retry
             _log.error("mo_rejected", reason=str(e), status="ESME_RX_P_APPN", pdu=pdu.redacted_hex(command_id, body))
-            self.respond(seq, Status.RX_P_APPN, data_sm)
+            got.refused.append((reply, Status.RX_P_APPN))
             return
         try:
             if d.is_receipt:
                 receipt = codec.parse_receipt(d)
                 if receipt is None:
                     _log.warning("delivery_receipt_unparsable", pdu=pdu.redacted_hex(command_id, body))
-                    self.respond(seq, Status.ROK, data_sm)
+                    got.refused.append((reply, Status.ROK))
                     return
-                got.receipts.append((receipt, ReplyTo(self, seq, data_sm)))
+                got.receipts.append((receipt, reply))
                 return
             mo = codec.inbound_from_deliver_sm(d)
         except Exception as e:  # our bug, not the SMSC's: a later version may read it, so retry
             _log.error("mo_undecodable", reason=repr(e), status="ESME_RX_T_APPN", pdu=pdu.redacted_hex(command_id, body))
-            self.respond(seq, Status.RX_T_APPN, data_sm)
+            got.refused.append((reply, Status.RX_T_APPN))
             return
-        got.mos.append((mo, ReplyTo(self, seq, data_sm)))
+        got.mos.append((mo, reply))
 
-    def confirm(self, now: float) -> None:
-        """Ask the SMSC to confirm it read everything up to the next write (one question at a time)."""
-        if self._confirm is None:
-            seq = self.sequences.next_sequence()
-            self.out.append(self._probe_pdu(seq))
-            self._confirm = (seq, self.flushes + 1, now)
-
-    @property
-    def confirming(self) -> bool:
-        return self._confirm is not None
-
-    def check(self, now: float, s: SmscSettings) -> None:
-        """Timers: send enquire_link when idle; LinkDown when it, a confirmation or a partial PDU is overdue."""
-        if self._confirm is not None and now - self._confirm[2] > s.response_timeout:
-            raise LinkDown(f"{self.probe_name} unanswered")
+    def check(self, now: float, s: SmscSettings) -> bool:
+        """Timers: LinkDown when the keepalive or a partial PDU is overdue; True when the link has
+        been idle for `smsc.enquire_link_interval` and a keepalive is due (the write side sends it)."""
         if self.partial_since is not None and now - self.partial_since > s.response_timeout:
             raise LinkDown(f"a PDU did not complete within {s.response_timeout:g} s ({self.framer.buffered} octets buffered)")
         if self.enquire_sent_at is not None:
@@ -317,7 +271,8 @@ class Link:
                 raise LinkDown(f"{self.probe_name} unanswered")
         elif now - self.last_pdu > s.enquire_link_interval:
             self.enquire_sent_at = now
-            self.out.append(self._probe_pdu(self.sequences.next_sequence()))
+            return True
+        return False
 
     def next_deadline(self, s: SmscSettings) -> float:
         """The monotonic time `check` next has something to do."""
@@ -327,37 +282,13 @@ class Link:
             t = self.last_pdu + s.enquire_link_interval
         if self.partial_since is not None:
             t = min(t, self.partial_since + s.response_timeout)
-        if self._confirm is not None:
-            t = min(t, self._confirm[2] + s.response_timeout)
         return t
-
-    def flush(self, now: float) -> None:
-        """Write what is queued in one `sendall`; behind resps with guards (and on an idle link while
-        written guards wait) an enquire_link asks the SMSC to confirm it read them."""
-        if self._unwritten:
-            n = self.flushes + 1
-            self._written.extend((n, g) for g in self._unwritten)
-            self._unwritten.clear()
-        if self._written and self._confirm is None:
-            self.confirm(now)
-        if self.out:
-            data = b"".join(self.out)
-            self.out.clear()
-            self.flushes += 1
-            try:
-                self.sock.sendall(data)
-            except OSError as e:
-                raise LinkDown(f"send failed: {e}") from None
 
     def close(self) -> None:
         try:
             self.sock.close()
         except OSError:  # closing a broken socket: nothing more to do
             pass
-
-
-def _mo_resp(sequence: int, status: int, data_sm: bool) -> bytes:
-    return pdu.encode_data_sm_resp(sequence, status) if data_sm else pdu.encode_deliver_sm_resp(sequence, status)
 
 
 def open_links(s: SmscSettings, sequences: SequenceGenerator) -> list[Link]:
@@ -403,11 +334,10 @@ def connect(s: SmscSettings) -> socket.socket:
 def _bind(s: SmscSettings, sequences: SequenceGenerator, command_id: CommandId, rx: bool, tx: bool) -> Link:
     sock = connect(s)
     kind = command_id.name.lower()
-    link = Link(sock, rx, tx, f"{s.host}:{s.port}/{s.system_id}", pdu.Framer(s.max_pdu_bytes), sequences=sequences)
+    link = Link(sock, rx, tx, f"{s.host}:{s.port}/{s.system_id}", pdu.Framer(s.max_pdu_bytes))
     try:
         seq = sequences.next_sequence()
-        link.out.append(pdu.encode_bind(command_id, seq, s.system_id, s.password, s.system_type))
-        link.flush(time.monotonic())
+        link.send_now(pdu.encode_bind(command_id, seq, s.system_id, s.password, s.system_type))
         status = _await_bind_resp(link, _BIND_RESP[command_id], seq, s)
     except BaseException:
         link.close()
@@ -430,7 +360,7 @@ def _await_bind_resp(link: Link, resp_id: int, seq: int, s: SmscSettings) -> int
 def await_answer(link: Link, s: SmscSettings, during: str,
                  is_answer: Callable[[tuple[int, int, int, bytes]], bool]) -> tuple[int, int, int, bytes]:
     """Read `link` until the frame `is_answer` picks (the answer to a bind or a connect), within
-    `smsc.response_timeout`; keepalives meanwhile are answered (`Link._answer_keepalive`); what
+    `smsc.response_timeout`; keepalives meanwhile are answered at once (`Link._keepalive_answer`); what
     came after the answer in the same read waits in `link.early` (`replay`)."""
     deadline = time.monotonic() + s.response_timeout
     while True:
@@ -451,4 +381,6 @@ def await_answer(link: Link, s: SmscSettings, during: str,
             if is_answer(frame):
                 link.early = frames[i + 1:]
                 return frame
-            link._answer_keepalive(frame)
+            answer = link._keepalive_answer(frame)
+            if answer is not None:
+                link.send_now(answer)

@@ -10,8 +10,9 @@ The fakes stand in for the two edges of the hot path, never for Redis itself:
 * `ScriptedStore` is a real `Store` (it builds every call and command) whose `start_roundtrip`
   hands out `FakeRoundtrip`s and keeps each one, so a test reads the commands in the order Redis
   would have received them.
-* `FakeSocket` is what a `smsbot.session.Link` uses of a socket (recv, sendall, fileno, close),
-  in memory: the test feeds bytes the SMSC "sent" and reads the PDUs the link wrote.
+* `FakeSocket` is what a `smsbot.session.Link` and its write side `smsbot.outgoing.Outgoing` use
+  of a socket (recv, sendall, fileno, close), in memory: the test feeds bytes the SMSC "sent" and
+  reads the PDUs the write side wrote.
 * `FakeSessions` is the pipeline's `Sessions` (identity, new_session, suspect).
 * `Clock` is a clock the test moves (nothing here sleeps or reads the wall clock).
 
@@ -19,7 +20,8 @@ Builders: PDUs as an SMSC sends them (`deliver_sm`, `receipt_pdu`, ...), outbox 
 `template_entry`) and a real `OutboxSender` on a `Clock` (`outbox_sender`).
 
 `HotPath` wires the real `Dispatcher`, `OutboxSender` and `Pipeline` to these fakes, with a
-`Link` on a `FakeSocket`, and does what the transport does with what each of them returns.
+`Link` and its `Outgoing` on a `FakeSocket`, and does what the transport does with what each of
+them returns.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from smsbot.keys import Keys
 from smsbot.live import Live
 from smsbot.messages import CommandId, DeliverSm, Inbound, Receipt
 from smsbot.outbox import OutboxSender
+from smsbot.outgoing import Outgoing
 from smsbot.pipeline import Pipeline, Resp
 from smsbot.router import Router
 from smsbot.session import Link, Received, ReplyTo, SequenceGenerator
@@ -246,7 +249,7 @@ class ScriptedStore(Store):
 
 # -- the SMSC side of a link ---------------------------------------------------------------------------
 class FakeSocket:
-    """What `Link` uses of a socket, in memory: `feed` what the SMSC sends, `written` what the link sent."""
+    """What a link uses of a socket, in memory: `feed` what the SMSC sends, `written` what its write side sent."""
 
     def __init__(self) -> None:
         self.incoming: deque[bytes] = deque()
@@ -293,10 +296,9 @@ class FakeSocket:
 
 
 def make_link(sock: FakeSocket | None = None, *, now: float = 1000.0, max_pdu_bytes: int = 65536,
-              rx: bool = True, tx: bool = True, name: str = "smsc:2775/smsbot",
-              sequences: SequenceGenerator | None = None) -> Link:
-    return Link(sock or FakeSocket(), rx, tx, name, pdu.Framer(max_pdu_bytes), last_pdu=now,  # type: ignore[arg-type]
-                sequences=sequences or SequenceGenerator())
+              rx: bool = True, tx: bool = True, name: str = "smsc:2775/smsbot") -> Link:
+    """The read side of a bound SMPP link on `sock` (its write side: `Outgoing(sock, sequences)`)."""
+    return Link(sock or FakeSocket(), rx, tx, name, pdu.Framer(max_pdu_bytes), last_pdu=now)  # type: ignore[arg-type]
 
 
 class Reads:
@@ -306,14 +308,18 @@ class Reads:
         self.mos: list[tuple[Inbound, bool]] = []
         self.receipts: list[tuple[Receipt, int, bool]] = []
         self.submit_resps: list[tuple[int, int, str]] = []
-        self.confirmed: list[str] = []
+        self.answered: list[int] = []
+        self.owed: list[bytes] = []
+        self.refused: list[tuple[int, int, Any]] = []  # sequence, status, the ReplyTo's detail
         self.down: str | None = None
 
     def add(self, got: Received) -> Received:
         self.mos += [(mo, reply.detail) for mo, reply in got.mos]
         self.receipts += [(r, reply.sequence, reply.detail) for r, reply in got.receipts]
         self.submit_resps += got.submit_resps
-        self.confirmed += got.confirmed
+        self.answered += got.answered
+        self.owed += got.owed
+        self.refused += [(reply.sequence, status, reply.detail) for reply, status in got.refused]
         self.down = got.down or self.down
         return got
 
@@ -407,7 +413,8 @@ class FakeSessions:
 @dataclass
 class HotPath:
     """Dispatcher, OutboxSender and Pipeline as the bot wires them, on a `ScriptedStore`, a
-    `Link` on a `FakeSocket`, `FakeSessions` and a `Clock`; `sink` does the transport's part."""
+    `Link` and its `Outgoing` on a `FakeSocket`, `FakeSessions` and a `Clock`; `take`, `write`
+    and `flush` do the transport's part."""
 
     live: Live
     store: ScriptedStore
@@ -419,6 +426,7 @@ class HotPath:
     pipeline: Pipeline
     sock: FakeSocket
     link: Link
+    out: Outgoing  # the link's write side
     batches: list[tuple[list, float]] = field(default_factory=list)
     receipts_stored: list[Receipt] = field(default_factory=list)
 
@@ -434,11 +442,17 @@ class HotPath:
         dispatcher = Dispatcher(live, store, clock=lambda: 1_700_000_000.0 + clock())
         sock = FakeSocket()
         hp = cls(live, store, clock, sequences, dispatcher, sender, sessions, None, sock,  # type: ignore[arg-type]
-                 make_link(sock, now=clock(), sequences=sequences))
+                 make_link(sock, now=clock()), Outgoing(sock, sequences))
         hp.pipeline = Pipeline(live, store, dispatcher, sender, sessions,
                                on_batch=lambda outcomes, latency: hp.batches.append((outcomes, latency)),
                                on_receipt=hp.receipts_stored.append, clock=clock)
         return hp
+
+    def rebind(self) -> None:
+        """The link died and a new one is bound: a new socket, read side and write side."""
+        self.sock = FakeSocket()
+        self.link = make_link(self.sock, now=self.clock())
+        self.out = Outgoing(self.sock, self.sequences)
 
     # the transport's part: what each stage returns goes to the next
     def take(self, got: Received) -> Received:
@@ -448,13 +462,16 @@ class HotPath:
             self.pipeline.on_receipt(receipt, reply)
         for sequence, status, message_id in got.submit_resps:
             assert self.sender.on_submit_resp(sequence, status, message_id)
-        self.pipeline.confirmed(got.confirmed)
+        if got.answered:
+            self.pipeline.confirmed(self.out.answered(got.answered))
+        self.out.owe(got.owed, got.refused)
         return got
 
-    @staticmethod
-    def write(resps: list[Resp]) -> None:
+    def write(self, resps: list[Resp]) -> None:
+        """Each resp to the write side of its link (one of an earlier link: lost with it)."""
         for reply, status, guard in resps:
-            reply.link.answer(reply, status, guard)
+            if reply.link is self.link:
+                self.out.answer(reply, status, guard)
 
     # steps of a loop turn
     def smsc_sends(self, *pdus: bytes) -> Received:
@@ -478,9 +495,8 @@ class HotPath:
         return answered
 
     def flush(self) -> list[tuple[int, int, int, bytes]]:
-        """The transport's write (the link asks for confirmation behind guarded resps), one sendall;
-        the PDUs written."""
-        self.link.flush(self.clock())
+        """The transport's write (a question behind guarded resps), one sendall; the PDUs written."""
+        self.out.flush(self.clock())
         return self.sock.written()
 
     def settle_records(self) -> None:

@@ -1,5 +1,6 @@
-"""`smsbot.cmpp_session.CmppLink` on an in-memory socket and `smsbot.submits`' CMPP side: what a CMPP
-read returns, how resps and keepalives are written, the fee mapping — no sockets, no Redis."""
+"""`smsbot.cmpp_session.CmppLink`, its write side `smsbot.outgoing.CmppOutgoing` on an in-memory
+socket, and `smsbot.submits`' CMPP side: what a CMPP read returns, how resps, keepalives and the
+goodbye are written, ACTIVE_TEST confirming resps, the fee mapping — no sockets, no Redis."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from smsbot.cmpp import msgid
 from smsbot.cmpp.constants import Result
 from smsbot.cmpp_session import CmppLink, _Framer
 from smsbot.messages import Status
-from smsbot.session import LinkDown, ReplyTo, SequenceGenerator
+from smsbot.outgoing import CmppOutgoing, for_link
+from smsbot.session import LinkDown, Received, ReplyTo, SequenceGenerator
 from smsbot.submits import CmppSubmits, fee_of
 from tests.helpers import FakeSocket, make_live
 
@@ -21,11 +23,19 @@ T0 = 1000.0
 SERVICES = {code: {"service_id": f"M{code}"} for code in ("VIDEO", "MUSIC", "NEWS", "GAME", "READ", "WEATHER", "RING")}
 
 
-def cmpp_link(version: int = 0x30, sequences: SequenceGenerator | None = None) -> tuple[CmppLink, FakeSocket]:
+def cmpp_link(version: int = 0x30, sequences: SequenceGenerator | None = None) -> tuple[CmppLink, CmppOutgoing, FakeSocket]:
+    """A CMPP connection's read side and write side (as the transport makes it: `outgoing.for_link`)."""
     sock = FakeSocket()
-    link = CmppLink(sock, True, True, "ismg:7890/901234", _Framer(4096), last_pdu=T0,  # type: ignore[arg-type]
-                    sequences=sequences or SequenceGenerator(), version=version)
-    return link, sock
+    link = CmppLink(sock, True, True, "ismg:7890/901234", _Framer(4096), last_pdu=T0, version=version)  # type: ignore[arg-type]
+    out = for_link(link, sequences or SequenceGenerator())
+    assert isinstance(out, CmppOutgoing) and out.version == version
+    return link, out, sock
+
+
+def take(out: CmppOutgoing, got: Received) -> list:
+    """What the transport does with a read for the write side: the answers owed, the guards confirmed."""
+    out.owe(got.owed, got.refused)
+    return out.answered(got.answered)
 
 
 def written(sock: FakeSocket, version: int) -> list[cmpp.Pdu]:
@@ -37,7 +47,7 @@ def written(sock: FakeSocket, version: int) -> list[cmpp.Pdu]:
 
 @pytest.mark.parametrize("version", [0x30, 0x20])
 def test_an_mo_comes_up_with_its_msg_id_and_is_answered_with_deliver_resp(version):
-    link, sock = cmpp_link(version)
+    link, out, sock = cmpp_link(version)
     mo = cmpp.Deliver(msg_id=0xABCDEF, dest_id="10086", src_terminal_id="13800138000", msg_content="查询".encode("gbk"),
                       msg_fmt=15)
     sock.feed(cmpp.encode(mo, 7, version))
@@ -47,16 +57,16 @@ def test_an_mo_comes_up_with_its_msg_id_and_is_answered_with_deliver_resp(versio
     assert inbound.data_coding == 8 and inbound.payload == "查询".encode("utf-16-be")  # long MOs join as SMPP's do
     assert (reply.sequence, reply.detail) == (7, 0xABCDEF)
     assert inbound.user_message_reference == 0xABCDEF  # a redelivery carries the same Msg_Id: the guard's reference
-    link.answer(reply, Status.ROK)
-    link.answer(ReplyTo(link, 8, 0x1), Status.RX_T_APPN)
-    link.answer(ReplyTo(link, 9, 0x2), Status.RX_P_APPN)
-    link.flush(T0)
+    out.answer(reply, Status.ROK)
+    out.answer(ReplyTo(link, 8, 0x1), Status.RX_T_APPN)
+    out.answer(ReplyTo(link, 9, 0x2), Status.RX_P_APPN)
+    out.flush(T0)
     assert written(sock, version) == [cmpp.DeliverResp(0xABCDEF, Result.OK), cmpp.DeliverResp(1, Result.FLOW_CONTROL),
                                       cmpp.DeliverResp(2, Result.BAD_STRUCTURE)]
 
 
 def test_a_status_report_is_a_receipt_named_by_the_submit_resp_msg_id():
-    link, sock = cmpp_link()
+    link, _out, sock = cmpp_link()
     report = cmpp.StatusReport(0x1234, "UNDELIV", "2503140931", "2503140932", "8613800138000", 5)
     sock.feed(cmpp.encode(cmpp.Deliver(msg_id=99, dest_id="10086", src_terminal_id="8613800138000", report=report), 3, 0x30))
     [(receipt, reply)] = link.read(T0).receipts
@@ -64,7 +74,7 @@ def test_a_status_report_is_a_receipt_named_by_the_submit_resp_msg_id():
 
 
 def test_submit_resps_go_to_the_sender_in_its_terms():
-    link, sock = cmpp_link()
+    link, _out, sock = cmpp_link()
     sock.feed(cmpp.encode(cmpp.SubmitResp(0x77, Result.OK), 1, 0x30) + cmpp.encode(cmpp.SubmitResp(0, Result.FLOW_CONTROL), 2, 0x30)
               + cmpp.encode(cmpp.SubmitResp(0, Result.BAD_FEE_CODE), 3, 0x30))
     got = link.read(T0)
@@ -74,44 +84,73 @@ def test_submit_resps_go_to_the_sender_in_its_terms():
 
 
 def test_active_test_both_ways_and_a_guard_confirmed_by_ours():
-    link, sock = cmpp_link(sequences=SequenceGenerator(40))
+    link, out, sock = cmpp_link(sequences=SequenceGenerator(40))
     sock.feed(cmpp.encode(cmpp.ActiveTest(), 5, 0x30))
-    link.read(T0)
-    link.answer(ReplyTo(link, 6, 0x9), Status.ROK, "guard-6")
-    link.flush(T0)
-    out = written(sock, 0x30)
-    assert out == [cmpp.ActiveTestResp(), cmpp.DeliverResp(9, 0), cmpp.ActiveTest()]  # ours behind the guarded resp
+    assert take(out, link.read(T0)) == []
+    out.answer(ReplyTo(link, 6, 0x9), Status.ROK, "guard-6")
+    out.flush(T0)
+    assert written(sock, 0x30) == [cmpp.ActiveTestResp(), cmpp.DeliverResp(9, 0), cmpp.ActiveTest()]  # ours behind the guarded resp
+    assert out.asking
     sock.feed(cmpp.encode(cmpp.ActiveTestResp(), 41, 0x30))
-    assert link.read(T0 + 1).confirmed == ["guard-6"]
+    got = link.read(T0 + 1)
+    assert got.answered == [41] and take(out, got) == ["guard-6"] and not out.asking
+
+
+def test_active_test_confirms_several_writes_and_ignores_answers_to_other_questions(unit_settings):
+    """Guards written while a question is open are asked about by the next one; an ACTIVE_TEST_RESP
+    to another question (the idle keepalive's) confirms nothing; a link dead before the answer
+    confirms nothing."""
+    smsc = unit_settings(**{"smsc.response_timeout": 10, "smsc.protocol": "cmpp3", "smsc.cmpp": {"services": SERVICES}}).smsc
+    link, out, sock = cmpp_link(sequences=SequenceGenerator(50))
+    out.answer(ReplyTo(link, 1, 0x1), Status.ROK, ("g", 1))  # guards are opaque: any value comes back as given
+    out.flush(T0)  # question 51
+    out.answer(ReplyTo(link, 2, 0x2), Status.ROK, ("g", 2))
+    out.keepalive()  # 52: the read side found the link idle
+    out.flush(T0 + 1)
+    assert written(sock, 0x30) == [cmpp.DeliverResp(1, 0), cmpp.ActiveTest(), cmpp.DeliverResp(2, 0), cmpp.ActiveTest()]
+    sock.feed(cmpp.encode(cmpp.ActiveTestResp(), 52, 0x30) + cmpp.encode(cmpp.ActiveTestResp(), 51, 0x30))
+    assert take(out, link.read(T0 + 2)) == [("g", 1)]
+    out.flush(T0 + 2)  # guard 2 uncovered, no question open: asked again
+    assert written(sock, 0x30) == [cmpp.ActiveTest()]
+    with pytest.raises(LinkDown, match="CMPP_ACTIVE_TEST unanswered"):
+        out.check(T0 + 12.1, smsc)  # question 53 unanswered: the link dies, guard 2 is never confirmed
 
 
 def test_the_gateways_terminate_is_answered_and_the_link_is_down():
-    link, sock = cmpp_link()
+    link, out, sock = cmpp_link()
     sock.feed(cmpp.encode(cmpp.SubmitResp(1, 0), 4, 0x30) + cmpp.encode(cmpp.Terminate(), 5, 0x30))
     got = link.read(T0)
     assert got.down == "gateway sent CMPP_TERMINATE" and len(got.submit_resps) == 1
+    take(out, got)
+    out.flush(T0)
     assert written(sock, 0x30) == [cmpp.TerminateResp()]
 
 
 def test_an_unreadable_deliver_is_refused_for_good_with_its_msg_id():
-    link, sock = cmpp_link()
+    link, out, sock = cmpp_link()
     sock.feed(cmpp.encode_header(cmpp.CommandId.DELIVER, 8, (0x55).to_bytes(8, "big") + b"\x00" * 5))
-    assert link.read(T0).mos == []
-    link.flush(T0)
+    got = link.read(T0)
+    assert got.mos == []
+    take(out, got)
+    out.flush(T0)
     assert written(sock, 0x30) == [cmpp.DeliverResp(0x55, Result.BAD_STRUCTURE)]
 
 
 def test_goodbye_is_terminate_and_waits_for_its_resp():
-    link, sock = cmpp_link()
-    link.goodbye()
-    link.flush(T0)
+    link, out, sock = cmpp_link()
+    out.goodbye()
+    out.flush(T0)
     assert written(sock, 0x30) == [cmpp.Terminate()]
-    sock.feed(cmpp.encode(cmpp.Deliver(msg_id=3, dest_id="10086", src_terminal_id="1", msg_content=b"x"), 9, 0x30))
-    assert not link.goodbye_read()
+    sock.feed(cmpp.encode(cmpp.Deliver(msg_id=3, dest_id="10086", src_terminal_id="1", msg_content=b"x"), 9, 0x30)
+              + cmpp.encode(cmpp.ActiveTest(), 10, 0x30))
+    got = link.goodbye_read()
+    assert got.down is None
+    take(out, got)
     sock.feed(cmpp.encode(cmpp.TerminateResp(), 1, 0x30))
-    assert link.goodbye_read()
-    link.flush(T0)
-    assert written(sock, 0x30) == [cmpp.DeliverResp(3, Result.FLOW_CONTROL)]  # the gateway delivers it again later
+    assert link.goodbye_read().down
+    out.flush(T0)
+    # the gateway delivers it again later; its ACTIVE_TEST is answered
+    assert written(sock, 0x30) == [cmpp.ActiveTestResp(), cmpp.DeliverResp(3, Result.FLOW_CONTROL)]
 
 
 # -- the fee mapping ----------------------------------------------------------------------------------------------
@@ -142,10 +181,11 @@ def test_a_long_charged_reply_is_charged_on_its_first_part_only(cmpp_settings):
 def test_an_idle_link_sends_active_test_and_dies_when_it_is_not_answered(unit_settings):
     smsc = unit_settings(**{"smsc.response_timeout": 10, "smsc.enquire_link_interval": 30, "smsc.protocol": "cmpp3",
                             "smsc.cmpp": {"services": SERVICES}}).smsc
-    link, sock = cmpp_link(sequences=SequenceGenerator(70))
-    link.check(T0 + 30, smsc)
-    link.check(T0 + 30.5, smsc)
-    link.flush(T0 + 30.5)
+    link, out, sock = cmpp_link(sequences=SequenceGenerator(70))
+    assert not link.check(T0 + 30, smsc)
+    assert link.check(T0 + 30.5, smsc)
+    out.keepalive()
+    out.flush(T0 + 30.5)
     assert written(sock, 0x30) == [cmpp.ActiveTest()]
     with pytest.raises(LinkDown, match="CMPP_ACTIVE_TEST unanswered"):
         link.check(T0 + 40.6, smsc)

@@ -1,5 +1,5 @@
 """`smsbot.pipeline.Pipeline` with the real Dispatcher and OutboxSender, on fake round trips and a
-`Link` on an in-memory socket: batching and per-subscriber order, flow control, answers per MO,
+`Link` and its `Outgoing` on an in-memory socket: batching and per-subscriber order, flow control, answers per MO,
 the redelivery guard's life, and the records each round trip carries (or gets back on failure)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 from smsbot.messages import CommandId, Segment, Status
 from smsbot.pipeline import BATCH_MAX, CLEARS_HOLD_S, MAX_IN_FLIGHT, SPLIT_FROM
 from smsbot.session import ReplyTo
-from tests.helpers import (FakeSocket, data_sm, deliver_sm, entry, error_reply, header, inbound, kinds_of, make_link, receipt_pdu, resps,
+from tests.helpers import (data_sm, deliver_sm, entry, error_reply, header, inbound, kinds_of, receipt_pdu, resps,
                            sequences_of)
 
 pytestmark = pytest.mark.unit
@@ -380,8 +380,7 @@ def test_a_lost_link_keeps_the_guards_of_its_unconfirmed_resps(hot_path):
     hp.pipeline.link_lost()
     assert hp.sessions.new_sessions == 1 and hp.pipeline.deferred == [] and hp.pipeline.pending == []
     assert hp.sender.backlog == 2  # both stored replies are kept
-    hp.sock = FakeSocket()  # bound again
-    hp.link = make_link(hp.sock, now=hp.clock(), sequences=hp.sequences)
+    hp.rebind()  # bound again
     hp.mo(4, "13600136000")
     hp.start_batches()
     [g4] = [c.keys.guard for c in hp.store.mo_calls(hp.store.roundtrips[-1])]

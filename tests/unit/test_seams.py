@@ -1,10 +1,13 @@
 """The seams of the one-way path (issue 20): each stage returns what it produced and the transport
 hands it on; no stage calls back into the one before it.
 
-* a link returns what it read (`Received`) and the guards the SMSC confirmed;
+* a link's read side returns what it read (`Received`): MOs, receipts, the answers it owes the
+  peer, and which of our questions were answered; it never writes a bound link;
+* its write side (`smsbot.outgoing`) turns those answers into the guards the SMSC confirmed;
 * the pipeline returns resps (`ReplyTo`, status, guard) and never touches a link;
 * the outbox renders with the configuration's `Replies`, never back through the router;
-* the transport hands a read on, then lets a dead link be dead.
+* the transport hands a read on, a resp to the write side of its link, confirmed guards to the
+  pipeline, then lets a dead link be dead.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import threading
 import pytest
 
 from smsbot.messages import CommandId, Status
+from smsbot.outgoing import Outgoing
 from smsbot.router import Router
 from smsbot.session import LinkDown, Received, ReplyTo, SequenceGenerator
 from smsbot.transport import Transport
@@ -44,41 +48,23 @@ def test_a_read_returns_mos_and_receipts_with_the_handle_their_resp_goes_back_th
     assert (mo.text, reply.link, reply.sequence, reply.detail) == ("0000", link, 3, False)
     assert (receipt.message_id, rreply.sequence, rreply.bind) == ("abc", 4, link.name)
     assert got.submit_resps == [(9, 0, "m9")] and got.down is None
-    assert link.out == []  # nothing answered until the layers above say how
+    assert got.owed == [] and got.refused == [] and sock.sends == []  # nothing answered until the layers above say how
 
 
-def test_a_guarded_resp_is_confirmed_by_the_enquire_link_behind_its_write():
+def test_the_read_side_returns_answers_by_sequence_and_the_write_side_knows_their_guards():
     sock = FakeSocket()
-    link = make_link(sock, now=T0, sequences=SequenceGenerator(20))
-    link.answer(ReplyTo(link, 5), Status.ROK, "guard-5")
-    link.answer(ReplyTo(link, 6, True), Status.RX_T_APPN)  # a "try again" carries no guard
-    link.flush(T0)
-    written = sock.written()
-    assert kinds_of(written) == ["DELIVER_SM_RESP", "DATA_SM_RESP", "ENQUIRE_LINK"]
-    question = written[-1][2]
-    assert question == 21  # from the bot's sequence numbers, shared by its links
-    sock.feed(header(CommandId.ENQUIRE_LINK_RESP, question))
-    assert link.read(T0 + 1).confirmed == ["guard-5"]
-    link.flush(T0 + 1)
-    assert sock.written() == []  # every guard covered: the link stays quiet
-
-
-def test_a_guard_written_while_a_question_is_open_is_asked_about_again_on_an_idle_link():
-    sock = FakeSocket()
-    link = make_link(sock, now=T0)
-    link.answer(ReplyTo(link, 1), Status.ROK, "g1")
-    link.flush(T0)
-    [(_c, _s, q1, _b)] = [f for f in sock.written() if f[0] == CommandId.ENQUIRE_LINK]
-    link.answer(ReplyTo(link, 2), Status.ROK, "g2")
-    link.flush(T0)  # write 2: the first question is still open, no second one
-    assert kinds_of(sock.written()) == ["DELIVER_SM_RESP"]
-    sock.feed(header(CommandId.ENQUIRE_LINK_RESP, q1))
-    assert link.read(T0 + 1).confirmed == ["g1"]
-    link.flush(T0 + 1)  # nothing queued, g2 not covered: ask again
-    [(c, _s, q2, _b)] = sock.written()
-    assert c == CommandId.ENQUIRE_LINK
-    sock.feed(header(CommandId.ENQUIRE_LINK_RESP, q2))
-    assert link.read(T0 + 2).confirmed == ["g2"]
+    link, out = make_link(sock, now=T0), Outgoing(sock, SequenceGenerator(20))  # type: ignore[arg-type]
+    out.answer(ReplyTo(link, 5), Status.ROK, "guard-5")
+    out.flush(T0)
+    [question] = [seq for cid, _s, seq, _b in sock.written() if cid == CommandId.ENQUIRE_LINK]
+    writes = len(sock.sends)
+    sock.feed(header(CommandId.ENQUIRE_LINK, 7) + header(CommandId.ENQUIRE_LINK_RESP, question))
+    got = link.read(T0 + 1)
+    assert got.answered == [question] and len(sock.sends) == writes  # the read side wrote nothing
+    assert out.answered(got.answered) == ["guard-5"]
+    out.owe(got.owed, got.refused)
+    out.flush(T0 + 1)
+    assert [(c, q) for c, _s, q, _b in sock.written()] == [(CommandId.ENQUIRE_LINK_RESP, 7)]
 
 
 def test_what_came_before_an_unbind_is_returned_with_the_link_down():
@@ -152,26 +138,99 @@ def test_replies_render_as_the_router_did_for_the_api(hot_path):
 
 
 # -- the transport ----------------------------------------------------------------------------------------------
+class Binds:
+    """`connect` for the transport (links on `FakeSocket`s: one transceiver, or a receiver and a
+    transmitter) and `Delivery`'s part of a bind (alive, a new session, may send); the write sides
+    are the transport's own (`outgoing.for_link`)."""
+
+    def __init__(self, hp, kinds: tuple[tuple[bool, bool], ...] = ((True, True),)) -> None:
+        self.hp = hp
+        self.kinds = kinds
+        self.socks: list[FakeSocket] = []
+
+    def alive(self, _now: float) -> None:
+        pass
+
+    def new_session(self) -> None:
+        self.hp.sessions.new_session()
+
+    def may_send(self, _now: float) -> bool:
+        return True
+
+    def connect(self, _s, _sequences) -> list:
+        self.socks = [FakeSocket() for _ in self.kinds]
+        return [make_link(sock, now=T0, rx=rx, tx=tx) for sock, (rx, tx) in zip(self.socks, self.kinds)]
+
+
+def bound_transport(hp, kinds: tuple[tuple[bool, bool], ...] = ((True, True),)) -> tuple[Transport, Binds]:
+    binds = Binds(hp, kinds)
+    transport = Transport(hp.live, hp.pipeline, binds, hp.sender, hp.sequences, threading.Event(),  # type: ignore[arg-type]
+                          connect=binds.connect)
+    transport._bind_all()
+    return transport, binds
+
+
 def test_the_transport_hands_a_read_on_then_takes_the_link_down(hot_path):
     hp = hot_path()
-    transport = Transport(hp.live, hp.pipeline, None, hp.sender, hp.sequences, threading.Event())  # type: ignore[arg-type]
+    transport, binds = bound_transport(hp)
+    [(link, out)] = transport.outgoing.items()
     hp.sender.enqueue([entry(0)])
     [part] = hp.sender.take()
     seq = int.from_bytes(part[12:16], "big")
-    reply = ReplyTo(hp.link, 4)
-    got = Received(mos=[(inbound(4), reply)], submit_resps=[(seq, 0, "m")], confirmed=["g"], down="SMSC sent unbind")
+    reply = ReplyTo(link, 4)
+    out.answer(ReplyTo(link, 1), Status.ROK, "g")
+    out.flush(T0)
+    [question] = [q for c, _s, q, _b in binds.socks[0].written() if c == CommandId.ENQUIRE_LINK]
+    got = Received(mos=[(inbound(4), reply)], submit_resps=[(seq, 0, "m")], answered=[question], down="SMSC sent unbind")
     with pytest.raises(LinkDown, match="SMSC sent unbind"):
-        transport._take(got)
+        transport._take(got, out)
     assert [r for _mo, r in hp.pipeline.deferred] == [reply] and hp.pipeline.clears_waiting
     assert hp.sender.inflight == 0  # the submit_sm_resp counted before the link went
 
 
-def test_the_transport_writes_each_resp_on_its_own_link(hot_path):
+def test_the_peers_goodbye_is_answered_before_the_link_goes_down(hot_path):
     hp = hot_path()
-    other_sock = FakeSocket()
-    other = make_link(other_sock, now=T0, name="smsc:2775/smsbot rx")
-    Transport._answer([(ReplyTo(hp.link, 1), Status.ROK, "g"), (ReplyTo(other, 2, True), Status.RX_T_APPN, None)])
-    hp.link.flush(T0)
-    other.flush(T0)
-    assert kinds_of(hp.sock.written()) == ["DELIVER_SM_RESP", "ENQUIRE_LINK"]
-    assert [(c, s, q) for c, s, q, _b in other_sock.written()] == [(CommandId.DATA_SM_RESP, Status.RX_T_APPN, 2)]
+    transport, binds = bound_transport(hp)
+    [(link, out)] = transport.outgoing.items()
+    binds.socks[0].feed(header(CommandId.UNBIND, 9))
+    with pytest.raises(LinkDown, match="SMSC sent unbind"):
+        transport._take(link.read(T0), out)
+    assert [(c, q) for c, _s, q, _b in binds.socks[0].written()] == [(CommandId.UNBIND_RESP, 9)]
+
+
+def test_the_transport_writes_each_resp_on_its_own_links_write_side(hot_path):
+    hp = hot_path()
+    transport, binds = bound_transport(hp, kinds=((True, False), (False, True)))  # a receiver and a transmitter
+    rx, tx = transport.links
+    rx_sock, tx_sock = binds.socks
+    transport._answer([(ReplyTo(rx, 1), Status.ROK, "g"), (ReplyTo(tx, 2, True), Status.RX_T_APPN, None)])
+    hp.sender.enqueue([entry(0)])
+    transport._send_outbox(T0)  # submits go on the link that can transmit
+    transport._flush()
+    assert kinds_of(rx_sock.written()) == ["DELIVER_SM_RESP", "ENQUIRE_LINK"]
+    assert [(c, s, q) for c, s, q, _b in tx_sock.written()][0] == (CommandId.DATA_SM_RESP, Status.RX_T_APPN, 2)
+    assert len(tx_sock.sends) == 1 and len(rx_sock.sends) == 1  # one write each
+
+
+def test_a_link_lost_before_the_answer_confirms_nothing_and_its_resps_go_nowhere(hot_path):
+    """The SMSC's answer to a dead link's question never reaches the pipeline: the write side that
+    asked went with the link, the new link's never asked it (sequence numbers are the bot's), and a
+    resp the pipeline still returns for the old link is not written on the new one."""
+    hp = hot_path()
+    transport, binds = bound_transport(hp)
+    [old] = transport.links
+    transport._answer([(ReplyTo(old, 1), Status.ROK, "g1")])
+    transport._flush()
+    [old_sock] = binds.socks
+    [question] = [q for c, _s, q, _b in old_sock.written() if c == CommandId.ENQUIRE_LINK]
+    transport._close_all()
+    assert old_sock.closed and transport.outgoing == {}
+    transport._bind_all()
+    [(new, new_out)] = transport.outgoing.items()
+    [new_sock] = binds.socks
+    new_sock.feed(header(CommandId.ENQUIRE_LINK_RESP, question))
+    transport._take(new.read(T0 + 1), new_out)
+    assert not hp.pipeline.clears_waiting
+    transport._answer([(ReplyTo(old, 2), Status.ROK, "g2")])
+    transport._flush()
+    assert new_sock.written() == [] and old_sock.written() == []

@@ -1,6 +1,7 @@
-"""`smsbot.session.Link` on an in-memory socket: framing across reads, the partial-PDU timeout, the
-size limit, an unframeable stream, what a read returns, link-level PDUs answered, the timers and
-the confirmation of what the SMSC has read."""
+"""`smsbot.session.Link` (a link's read side) on an in-memory socket: framing across reads, the
+partial-PDU timeout, the size limit, an unframeable stream, what a read returns (the answers
+link-level PDUs get, refusals, our questions answered), the timers. Its write side:
+tests/unit/test_outgoing.py."""
 
 from __future__ import annotations
 
@@ -10,9 +11,8 @@ import pytest
 
 from smsbot import pdu
 from smsbot.messages import CommandId, Status
-from smsbot.session import Link, LinkDown, SequenceGenerator
-from tests.helpers import (FakeSocket, Reads, data_sm, deliver_sm, header, kinds_of, make_link, receipt_pdu,
-                           submit_sm_resp)
+from smsbot.session import Link, LinkDown
+from tests.helpers import FakeSocket, Reads, data_sm, deliver_sm, header, make_link, receipt_pdu, submit_sm_resp
 
 pytestmark = pytest.mark.unit
 T0 = 1000.0
@@ -107,7 +107,7 @@ def test_deliver_sm_data_sm_and_receipts_go_to_their_place():
     assert [(m.text, m.sequence, d) for m, d in sink.mos] == [("0000", 1, False), ("CXLL", 2, True)]
     assert [(r.message_id, r.state, seq, d) for r, seq, d in sink.receipts] == [
         ("abc", "DELIVRD", 3, False), ("def", "UNDELIV", 4, True)]
-    assert link.out == []  # MOs and receipts are answered by the pipeline, after Redis
+    assert sink.refused == [] and sink.owed == []  # MOs and receipts are answered by the pipeline, after Redis
 
 
 def test_a_receipt_without_an_id_is_acknowledged_here():
@@ -117,9 +117,7 @@ def test_a_receipt_without_an_id_is_acknowledged_here():
     sock.feed(pdu.encode_deliver_sm(DeliverSm(9, source_addr="1", destination_addr="2", esm_class=0x04,
                                               short_message=b"stat:DELIVRD")))
     read(link, T0, sink)
-    link.flush(T0)
-    assert sink.receipts == [] and [(c, s, q) for c, s, q, _b in sock.written()] == [
-        (CommandId.DELIVER_SM_RESP, Status.ROK, 9)]
+    assert sink.receipts == [] and sink.refused == [(9, Status.ROK, False)]
 
 
 def test_a_body_that_can_never_decode_is_refused_for_good():
@@ -128,19 +126,22 @@ def test_a_body_that_can_never_decode_is_refused_for_good():
     sock.feed(header(CommandId.DATA_SM, 5, body=b"\x00"))
     read(link, T0, sink)
     read(link, T0, sink)
-    link.flush(T0)
     assert sink.mos == []
-    assert [(c, s, q) for c, s, q, _b in sock.written()] == [
-        (CommandId.DELIVER_SM_RESP, Status.RX_P_APPN, 4), (CommandId.DATA_SM_RESP, Status.RX_P_APPN, 5)]
+    assert sink.refused == [(4, Status.RX_P_APPN, False), (5, Status.RX_P_APPN, True)]  # data_sm: data_sm_resp
 
 
-def test_link_level_pdus_are_answered_here():
+def owed(sink: Reads) -> list[tuple[int, int, int]]:
+    """(command_id, status, sequence) of the answers the reads owe the SMSC."""
+    return [(c, s, q) for c, s, q, _b in pdu.Framer().feed(b"".join(sink.owed))]
+
+
+def test_link_level_pdus_get_their_answers_here():
     link, sock, sink = link_and_sink()
     sock.feed(header(CommandId.ENQUIRE_LINK, 41) + header(CommandId.QUERY_SM, 42)
               + header(CommandId.GENERIC_NACK, 43, Status.RINVCMDID) + header(CommandId.UNBIND_RESP, 44))
     read(link, T0, sink)
-    link.flush(T0)
-    assert [(c, s, q) for c, s, q, _b in sock.written()] == [
+    assert sock.sends == []  # the read side never writes a bound link: its write side sends them
+    assert owed(sink) == [
         (CommandId.ENQUIRE_LINK_RESP, 0, 41), (CommandId.GENERIC_NACK, Status.RINVCMDID, 42)]
     assert sink.submit_resps == [(43, Status.RINVCMDID, "")]  # a generic_nack answers one of our submits
 
@@ -154,9 +155,9 @@ def test_a_generic_nack_without_a_status_still_fails_its_submit():
 
 def test_unbind_is_answered_and_the_link_is_down():
     link, sock, sink = link_and_sink()
-    sock.feed(header(CommandId.UNBIND, 3))
+    sock.feed(header(CommandId.UNBIND, 3) + deliver_sm(4))
     assert read(link, T0, sink) == "SMSC sent unbind"
-    assert [(c, q) for c, _s, q, _b in sock.written()] == [(CommandId.UNBIND_RESP, 3)]
+    assert owed(sink) == [(CommandId.UNBIND_RESP, 0, 3)] and sink.mos == []  # nothing after it is taken
 
 
 def test_the_smsc_closing_or_a_failing_socket_is_link_down():
@@ -166,11 +167,6 @@ def test_the_smsc_closing_or_a_failing_socket_is_link_down():
     link, sock, sink = link_and_sink()
     sock.recv_error = ConnectionResetError(104, "Connection reset by peer")
     assert re.match("recv failed: .*reset", read(link, T0, sink))
-    link, sock, sink = link_and_sink()
-    link.respond(1, Status.ROK)
-    sock.send_error = BrokenPipeError(32, "Broken pipe")
-    with pytest.raises(LinkDown, match="send failed"):
-        link.flush(T0)
 
 
 def test_nothing_to_read_is_not_an_event():
@@ -179,64 +175,45 @@ def test_nothing_to_read_is_not_an_event():
     assert link.last_pdu == T0 and sink.mos == []
 
 
-def test_respond_writes_deliver_sm_resp_or_data_sm_resp_in_one_write():
-    link, sock, _ = link_and_sink()
-    link.respond(11, Status.ROK)
-    link.respond(12, Status.RX_T_APPN, data_sm=True)
-    link.flush(T0)
-    link.flush(T0)  # nothing queued: no write
-    assert len(sock.sends) == 1 and link.flushes == 1
-    assert [(c, s, q) for c, s, q, _b in sock.written()] == [
-        (CommandId.DELIVER_SM_RESP, Status.ROK, 11), (CommandId.DATA_SM_RESP, Status.RX_T_APPN, 12)]
-
-
-def test_an_idle_link_sends_enquire_link_and_dies_when_it_is_not_answered(smsc):
-    link, sock, sink = link_and_sink(sequences=SequenceGenerator(100))
-    link.check(T0 + 30, smsc)
-    assert link.out == []
-    link.check(T0 + 30.5, smsc)
-    link.flush(T0)
-    assert [(c, q) for c, _s, q, _b in sock.written()] == [(CommandId.ENQUIRE_LINK, 101)]
+def test_an_idle_link_asks_for_a_keepalive_and_dies_when_nothing_answers_it(smsc):
+    link, sock, sink = link_and_sink()
+    assert not link.check(T0 + 30, smsc)
+    assert link.check(T0 + 30.5, smsc)  # due: the write side sends the enquire_link
+    assert not link.check(T0 + 31, smsc)  # asked once
+    assert link.next_deadline(smsc) == T0 + 30.5 + smsc.response_timeout
     link.check(T0 + 40.5, smsc)  # exactly the response timeout: still alive
     with pytest.raises(LinkDown, match="enquire_link unanswered"):
         link.check(T0 + 40.6, smsc)
 
 
-def test_an_answered_enquire_link_keeps_the_link(smsc):
-    link, sock, sink = link_and_sink(sequences=SequenceGenerator(100))
-    link.check(T0 + 31, smsc)
+def test_an_answered_enquire_link_keeps_the_link_and_is_returned_by_its_sequence(smsc):
+    link, sock, sink = link_and_sink()
+    assert link.check(T0 + 31, smsc)
     sock.feed(header(CommandId.ENQUIRE_LINK_RESP, 101))
     read(link, T0 + 32, sink)
-    assert link.enquire_sent_at is None and link.last_pdu == T0 + 32
-    link.check(T0 + 50, smsc)
+    assert sink.answered == [101] and link.enquire_sent_at is None and link.last_pdu == T0 + 32
+    assert not link.check(T0 + 50, smsc)
     assert link.next_deadline(smsc) == T0 + 32 + 30
 
 
-def test_confirm_asks_once_and_learns_which_writes_were_read(smsc):
-    link, sock, sink = link_and_sink(sequences=SequenceGenerator(7))
-    link.respond(1, Status.ROK)
-    link.confirm(T0)
-    link.confirm(T0)  # one question at a time
-    assert link.confirming
-    link.flush(T0)
-    assert kinds_of(sock.written()) == ["DELIVER_SM_RESP", "ENQUIRE_LINK"]
-    link.respond(2, Status.ROK)
-    link.flush(T0)  # write 2: not covered by the question in write 1
-    sock.feed(header(CommandId.ENQUIRE_LINK_RESP, 999))  # some other enquire_link's answer
-    read(link, T0 + 1, sink)
-    assert link.confirmed == 0 and link.confirming
-    sock.feed(header(CommandId.ENQUIRE_LINK_RESP, 8))
-    read(link, T0 + 1, sink)
-    assert link.confirmed == 1 and not link.confirming
-
-
-def test_an_unanswered_confirmation_kills_the_link(smsc):
+def test_answers_to_our_questions_are_returned_in_the_order_they_came():
     link, sock, sink = link_and_sink()
-    link.confirm(T0)
-    link.flush(T0)
-    assert link.next_deadline(smsc) == T0 + smsc.response_timeout
-    with pytest.raises(LinkDown, match="enquire_link unanswered"):
-        link.check(T0 + smsc.response_timeout + 0.1, smsc)
+    sock.feed(header(CommandId.ENQUIRE_LINK_RESP, 9) + deliver_sm(1) + header(CommandId.ENQUIRE_LINK_RESP, 7))
+    read(link, T0, sink)
+    assert sink.answered == [9, 7] and len(sink.mos) == 1
+
+
+def test_goodbye_read_refuses_mos_for_now_and_ends_with_the_answer():
+    link, sock, sink = link_and_sink()
+    sock.feed(deliver_sm(5) + data_sm(6))
+    got = link.goodbye_read()
+    assert got.down is None and [(r.sequence, status, r.detail) for r, status in got.refused] == [
+        (5, Status.RX_T_APPN, False), (6, Status.RX_T_APPN, True)]  # the SMSC delivers them again
+    assert link.goodbye_read().down is None  # nothing there yet
+    sock.feed(header(CommandId.UNBIND_RESP, 3))
+    assert link.goodbye_read().down == "goodbye answered"
+    sock.peer_closed = True
+    assert link.goodbye_read().down == "SMSC closed the connection"
 
 
 def test_the_framer_cuts_a_stream_fed_octet_by_octet():
