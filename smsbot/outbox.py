@@ -9,7 +9,7 @@ transport carries (`take_pending`). Which entries this sender may hold at all is
 CMPP_SUBMIT, `smsbot.submits`), the in-flight
 window, the TPS limit, retry of throttled parts, and one rule of crash safety: parts in flight plus
 parts accepted but not yet recorded never exceed the window, so a crash re-sends at most one
-window. The socket is `smsbot.session`'s.
+window. The socket is read by `smsbot.session` and written by `smsbot.outgoing`.
 """
 
 from __future__ import annotations
