@@ -218,21 +218,3 @@ def sentinel_primary(sentinel_port: int, name: str = "mymaster") -> int | None:
     """The port of the primary the sentinel on `sentinel_port` names for `name`."""
     addr = redis.Redis(port=sentinel_port, socket_timeout=1).execute_command("SENTINEL", "get-master-addr-by-name", name)
     return int(addr[1]) if addr else None
-
-
-def main(argv: list[str]) -> int:
-    """``python -m bench.chaos.nodes SOURCE TARGET PRIMARIES SLOT...`` (PRIMARIES comma-separated
-    ports): `migrate_slot` for each slot in turn, then the number of keys moved on stdout. The chaos
-    runner migrates in a process of its own, so that the key-by-key moves do not take the chaos
-    SMSC's interpreter lock while it measures the bots."""
-    source, target, primaries, *slots = argv
-    moved = sum(migrate_slot(int(slot), int(source), int(target), [int(p) for p in primaries.split(",")])
-                for slot in slots)
-    print(moved)
-    return 0
-
-
-if __name__ == "__main__":
-    import sys
-
-    sys.exit(main(sys.argv[1:]))
