@@ -173,7 +173,7 @@ class ClusterRoundtrip:
         self.replies: list[Any] = []
         self._done = False
         self._out: list[Any] | None = None  # the replies so far, in order, once every node answered
-        self._deadline = 0.0  # set at the first redirection
+        self._deadline = 0.0  # set once every node has answered
         self._retry_at: float | None = None  # a pause runs until then
         self._pauses = 0
         rc = store.redis
