@@ -213,3 +213,24 @@ def test_an_mo_on_a_slot_mid_migration_waits_for_it_without_holding_the_others(c
         assert waiting.quiet() == [] and other.quiet() == []
     finally:
         w.stop()
+
+
+def test_the_chaos_runner_tells_what_the_migration_refused_from_what_the_kill_did():
+    """Scenario (i)'s row: the SMSC's refusals split by phase (after the kill; else during the
+    migration; else other), each phase's script failures by the redirection the bots logged, the
+    rest refused with their batch; and MOs acknowledged per second in each stretch."""
+    from bench.chaos.runner import acked_per_s, refused_by_phase
+
+    walls = {"traffic_start": 100.0, "migration_start": 101.0, "migration_end": 105.0, "kill": 106.0,
+             "traffic_end": 110.0}
+    got = refused_by_phase(walls, [100.5, 102.0, 103.0, 104.0, 107.0, 108.0, 109.0],
+                           [(102.0, "TRYAGAIN"), (103.5, "ASK"), (107.0, "CLUSTERDOWN")])
+    assert got["migration"] == {"refused": 3, "ASK": 1, "MOVED": 0, "TRYAGAIN": 1, "CLUSTERDOWN": 0, "other": 0,
+                                "in failed batches": 1}
+    assert got["primary kill"]["refused"] == 3 and got["primary kill"]["CLUSTERDOWN"] == 1
+    assert got["primary kill"]["in failed batches"] == 2
+    assert got["other"]["refused"] == 1 and got["other"]["in failed batches"] == 1
+    rates = acked_per_s(walls, [100.1, 100.2, 102.0, 105.5, 107.0, 108.0])
+    assert rates == {"before the migration": 2.0, "during the migration": 0.2, "after it, before the kill": 1.0,
+                     "after the kill": 0.5}
+    assert acked_per_s({**walls, "migration_end": 106.0}, [])["after it, before the kill"] is None

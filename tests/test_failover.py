@@ -254,10 +254,10 @@ def test_the_chaos_smsc_tells_when_each_bot_served_again():
             sock.sendall(struct.pack(">IIII", 16 + len(body), S.BIND_TRANSCEIVER, 0, 1) + body)
             links[sock] = name
             assert _read_pdu(sock)[0] == S.BIND_TRANSCEIVER | S.RESP
-        mark = time.monotonic()
+        mark, wall_mark = time.monotonic(), time.time()
         smsc.start_traffic()
-        acked = 0
-        while not acked:  # bot0 takes its MOs, bot1 refuses them ("try again")
+        acked = refused = 0
+        while not (acked and refused):  # bot0 takes its MOs, bot1 refuses them ("try again")
             readable, _w, _x = select.select(list(links), [], [], 10)
             assert readable, "no deliver_sm came"
             for sock in readable:
@@ -266,10 +266,13 @@ def test_the_chaos_smsc_tells_when_each_bot_served_again():
                     status = 0 if links[sock] == "bot0" else 0x64
                     sock.sendall(struct.pack(">IIII", 17, S.DELIVER_SM | S.RESP, status, seq) + b"\0")
                     acked += status == 0
+                    refused += status != 0
         assert wait_until(lambda: smsc.first_acks_after(mark, ["bot0"])["bot0"] is not None, 5)
         first = smsc.first_acks_after(mark, ["bot0", "bot1"])
         assert first["bot0"] >= mark and first["bot1"] is None
         assert smsc.first_acks_after(time.monotonic() + 60, ["bot0"]) == {"bot0": None}
+        refused_at = smsc.results()["temp_errors_at"]  # bot1's refusals, on the wall clock (matched with bot logs)
+        assert refused_at and all(wall_mark <= t <= time.time() for t in refused_at)
     finally:
         smsc.stop_traffic()
         for sock in links:
