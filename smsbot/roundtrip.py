@@ -1,6 +1,6 @@
 """The lean pipelined round trip of the hot path: every command of a batch packed by hiredis and
 sent in one write on a connection the thread keeps, the replies parsed as the socket becomes
-readable (`Roundtrip`); for Redis Cluster one per node, merged back in order, MOVED followed
+readable (`Roundtrip`); for Redis Cluster one per node, merged back in order, redirections followed
 (`ClusterRoundtrip`). A `Store` starts them (`Store.start_roundtrip`) and keeps each thread's idle
 connections (`_KeptConnections`)."""
 
@@ -151,22 +151,31 @@ class ClusterRoundtrip:
     MOVED (slots moved, failover): the slot map is read again and the command goes to the node
     named; ASK (the slot is being migrated and the key is already on the target): ``ASKING`` and the
     command to that node, pipelined; TRYAGAIN and CLUSTERDOWN: again after a pause, routed afresh.
-    TRYAGAIN is Redis refusing a multi-key command on a slot mid-migration while one of its keys
-    does not exist yet (an MO script's new guard key, say): it runs once the slot has moved. Followed
-    for at most `REDIRECT_SECONDS` (the transport waits meanwhile); what still is a redirection then
+    TRYAGAIN is Redis refusing a multi-key command on a slot mid-migration while its keys are not all
+    on one node (an MO script declares keys that do not exist yet, its guard, so it meets TRYAGAIN
+    from the first key moved to the last): it runs once the slot has moved. The pause does not hold
+    the caller's loop: the round trip stays not `done`, `buffered` turns true when the next try is
+    due (`fileno` meanwhile a socket that never becomes readable), so the transport goes on reading
+    the SMSC and answering its other batch. Followed for at most `REDIRECT_SECONDS` from the first
+    answer, longer than a slot of many keys takes to migrate; what still is a redirection then
     comes back as an error reply: an MO script not run, so its MO is refused unapplied and
     redelivered. Single-key commands (records of sent replies) always get through with ASK.
-    `followed` counts them, per kind, for this process (`smsbot.topology`)."""
+    `followed` counts the commands sent again, per kind, for this process (`smsbot.topology`)."""
 
-    REDIRECT_SECONDS = 1.0
+    REDIRECT_SECONDS = 10.0
     PAUSES = (0.0, 0.002, 0.005, 0.01, 0.02, 0.05)  # before each further try of TRYAGAIN/CLUSTERDOWN (then the last)
     followed: Counter[str] = Counter()
+    _never_readable: tuple[socket.socket, socket.socket] | None = None  # `fileno` while a pause runs (one per process)
 
     def __init__(self, store: Store, cmds: Sequence[tuple[Any, ...]]):
         self.store = store
         self.cmds = cmds
         self.replies: list[Any] = []
         self._done = False
+        self._out: list[Any] | None = None  # the replies so far, in order, once every node answered
+        self._deadline = 0.0  # set once every node has answered
+        self._retry_at: float | None = None  # a pause runs until then
+        self._pauses = 0
         rc = store.redis
         by_node: dict[str, tuple[Any, list[int]]] = {}
         try:
@@ -196,32 +205,43 @@ class ClusterRoundtrip:
 
     def fileno(self) -> int:
         rt = self._current()
-        return rt.fileno() if rt is not None else self.parts[-1][1].sock.fileno()
+        if rt is not None:
+            return rt.fileno()
+        if ClusterRoundtrip._never_readable is None:
+            ClusterRoundtrip._never_readable = socket.socketpair()  # kept open, and nothing writes to either end
+        return ClusterRoundtrip._never_readable[0].fileno()
 
     @property
     def done(self) -> bool:
         return self._done
 
     def buffered(self) -> bool:
+        """Data already inside the TLS layer (select would not see it), or a pause that has run out."""
+        if self._retry_at is not None:
+            return time.monotonic() >= self._retry_at
         rt = self._current()
         return rt is not None and rt.buffered()
 
     def poll(self) -> bool:
         """Read from the node `fileno` named (call when readable), then from any other node whose
-        answer is already there; True once every node has answered."""
-        rt = self._current()
-        try:
-            while rt is not None:
-                if not rt.poll():
-                    return False
-                rt = self._current()
-                if rt is not None and not rt.buffered() and not select.select([rt], [], [], 0)[0]:
-                    return False
-        except redis.ConnectionError:
-            self._fail()
-            raise
+        answer is already there; once every node has answered, follow the redirections (sent again
+        at once; TRYAGAIN/CLUSTERDOWN once their pause ran out). True when every reply is in."""
+        if self._done:
+            return True
+        if self._out is None:
+            rt = self._current()
+            try:
+                while rt is not None:
+                    if not rt.poll():
+                        return False
+                    rt = self._current()
+                    if rt is not None and not rt.buffered() and not select.select([rt], [], [], 0)[0]:
+                        return False
+            except redis.ConnectionError:
+                self._fail()
+                raise
         self._merge()
-        return True
+        return self._done
 
     def wait(self) -> list[Any]:
         try:
@@ -230,30 +250,47 @@ class ClusterRoundtrip:
         except redis.ConnectionError:
             self._fail()
             raise
-        if not self._done:
+        while not self._done:
+            if self._retry_at is not None:
+                time.sleep(max(0.0, self._retry_at - time.monotonic()))
             self._merge()
         return self.replies
 
     def _merge(self) -> None:
-        out: list[Any] = [None] * len(self.cmds)
-        for idx, rt in self.parts:
-            for i, r in zip(idx, rt.replies):
-                out[i] = r
-        deadline = time.monotonic() + self.REDIRECT_SECONDS
-        for attempt in itertools.count():
+        """The replies in order, the redirections among them followed until none is left or the
+        deadline passed (then `done`), or until a pause must run (then not done: `poll` again once
+        `buffered`)."""
+        if self._out is None:
+            out: list[Any] = [None] * len(self.cmds)
+            for idx, rt in self.parts:
+                for i, r in zip(idx, rt.replies):
+                    out[i] = r
+            self._out = out
+            self._deadline = time.monotonic() + self.REDIRECT_SECONDS
+        out = self._out
+        while True:
+            now = time.monotonic()
             redirected = [i for i, r in enumerate(out) if _redirection(r)]
-            if not redirected or time.monotonic() > deadline:
+            if not redirected or now > self._deadline:
                 break
             kinds = {i: str(out[i]).split(" ", 1)[0] for i in redirected}
-            for kind in kinds.values():
-                self.followed[kind] += 1
-            if any(k != "ASK" for k in kinds.values()):
+            if any(k not in ("ASK", "MOVED") for k in kinds.values()):
                 self.store._refresh_topology = True  # read the slot map again before routing anew
-            if any(k in ("TRYAGAIN", "CLUSTERDOWN") for k in kinds.values()):
-                time.sleep(self.PAUSES[min(attempt, len(self.PAUSES) - 1)])
-            for i, r in zip(redirected, self._resend([(i, kinds[i], out[i]) for i in redirected])):
+            redirect = [i for i in redirected if kinds[i] in ("ASK", "MOVED")]
+            if not redirect:  # TRYAGAIN/CLUSTERDOWN alone: again after a pause, the caller's loop going on
+                if self._retry_at is None:
+                    self._retry_at = now + self.PAUSES[min(self._pauses, len(self.PAUSES) - 1)]
+                    self._pauses += 1
+                if now < self._retry_at:
+                    return
+                self._retry_at = None
+                redirect = redirected
+            for i in redirect:
+                self.followed[kinds[i]] += 1
+            for i, r in zip(redirect, self._resend([(i, kinds[i], out[i]) for i in redirect])):
                 out[i] = r
         self.replies = out
+        self._retry_at = None
         self._done = True
 
     def _resend(self, redirected: list[tuple[int, str, Any]]) -> list[Any]:
@@ -328,6 +365,7 @@ class ClusterRoundtrip:
         self.store._refresh_topology = True
         for _idx, rt in self.parts:
             rt._fail()
+        self._retry_at = None
         self._done = True
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+import redis
 from redis.crc import key_slot
 
 from smsbot import config, topology
@@ -170,3 +171,66 @@ def test_adoption_and_claims_wait_for_a_migrating_slot_instead_of_failing(cluste
     adopted = [f[b"adopted"].decode() for _i, f in rc.xrange(queue) if b"adopted" in f]
     assert adopted == [dead_reply], "the dead sender's reply adopted once"
     assert claimed == [read[1]], "the entry the dead sender read claimed once"
+
+
+def test_an_mo_on_a_slot_mid_migration_waits_for_it_without_holding_the_others(cluster: list[int], tmp_path: Path):
+    """An MO script on a slot whose migration has begun meets TRYAGAIN until the slot has moved (it
+    declares its redelivery guard, a key no node has yet). Before: the transport slept between the
+    tries for up to 1 s, serving nothing else, then refused the MO (the SMSC redelivered it). Now
+    the tries wait without holding the transport: another subscriber is answered while the slot is
+    held mid-migration, however long, and the waiting MO is answered once the slot has moved,
+    applied once, never refused."""
+    w = _world(tmp_path, cluster[0])
+    try:
+        store = w.bot.store
+        rc = store.redis
+        numbers = [str(13700000000 + i) for i in range(400)]
+        waiting_no = numbers[0]
+        slot = key_slot(store.keys.subscriber(waiting_no).tag.encode())
+        source = rc.get_node_from_key(store.keys.subscriber(waiting_no).tag).port
+        target = next(p for p in cluster[:3] if p != source)
+        other_no = next(n for n in numbers if rc.get_node_from_key(store.keys.subscriber(n).tag).port != source)
+        for n in (waiting_no, other_no):
+            w.subscribe(n, "VIDEO", "MUSIC")
+        waiting, other = w.handset(waiting_no), w.handset(other_no)
+        src, dst = redis.Redis(port=source), redis.Redis(port=target)
+        dst.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", src.execute_command("CLUSTER MYID"))
+        src.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", dst.execute_command("CLUSTER MYID"))
+        tries = ClusterRoundtrip.followed["TRYAGAIN"]
+        got: list[str] = []
+        asker = threading.Thread(target=lambda: got.append(waiting.ask("0000", timeout=30)))
+        asker.start()
+        try:
+            assert wait_until(lambda: ClusterRoundtrip.followed["TRYAGAIN"] > tries + 3, 10), "the MO met the migration"
+            assert "1. 视频会员包月" in other.ask("0000"), "another subscriber is served meanwhile"
+            assert not got and w.sim.stats()["mo_redelivered"] == 0, "the waiting MO is neither answered nor refused yet"
+        finally:
+            migrate_slot(slot, source, target, cluster)
+            asker.join(40)
+        assert got and "1. 视频会员包月" in got[0], got
+        assert w.sim.stats()["mo_redelivered"] == 0, "no MO refused (redelivered by the SMSC)"
+        assert "您已成功退订视频会员包月" in waiting.ask("1"), "the menu it opened is on the target now"
+        assert waiting.quiet() == [] and other.quiet() == []
+    finally:
+        w.stop()
+
+
+def test_the_chaos_runner_tells_what_the_migration_refused_from_what_the_kill_did():
+    """Scenario (i)'s row: the SMSC's refusals split by phase (after the kill; else during the
+    migration; else other), each phase's script failures by the redirection the bots logged, the
+    rest refused with their batch; and MOs acknowledged per second in each stretch."""
+    from bench.chaos.runner import acked_per_s, refused_by_phase
+
+    walls = {"traffic_start": 100.0, "migration_start": 101.0, "migration_end": 105.0, "kill": 106.0,
+             "traffic_end": 110.0}
+    got = refused_by_phase(walls, [100.5, 102.0, 103.0, 104.0, 107.0, 108.0, 109.0],
+                           [(102.0, "TRYAGAIN"), (103.5, "ASK"), (107.0, "CLUSTERDOWN")])
+    assert got["migration"] == {"refused": 3, "ASK": 1, "MOVED": 0, "TRYAGAIN": 1, "CLUSTERDOWN": 0, "other": 0,
+                                "in failed batches": 1}
+    assert got["primary kill"]["refused"] == 3 and got["primary kill"]["CLUSTERDOWN"] == 1
+    assert got["primary kill"]["in failed batches"] == 2
+    assert got["other"]["refused"] == 1 and got["other"]["in failed batches"] == 1
+    rates = acked_per_s(walls, [100.1, 100.2, 102.0, 105.5, 107.0, 108.0])
+    assert rates == {"before the migration": 2.0, "during the migration": 0.2, "after it, before the kill": 1.0,
+                     "after the kill": 0.5}
+    assert acked_per_s({**walls, "migration_end": 106.0}, [])["after it, before the kill"] is None

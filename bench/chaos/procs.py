@@ -10,6 +10,7 @@ asked from Redis itself (``INFO server``) after every start, and `World.close` s
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import shutil
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,8 @@ import yaml
 
 from bench import sut
 from bench.chaos.nodes import RedisNodes, free_port
+
+REDIRECTIONS = ("ASK", "MOVED", "TRYAGAIN", "CLUSTERDOWN")  # the cluster's answers for a command sent to the wrong node or too soon
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -403,6 +407,31 @@ class World:
             pass
         if not self.keep:
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def script_failures(self) -> list[tuple[float, str]]:
+        """Every MO the bots refused because its script failed (``script_failed``, one line each,
+        never throttled): (wall-clock time, cause), the cause its error's first word when Redis
+        redirected it (`REDIRECTIONS`), else "other". (Whole batches refused are logged once per
+        outage: the chaos SMSC's count of temporary errors has them.)"""
+        out: list[tuple[float, str]] = []
+        for b in self.bots:
+            for log in b.logs:
+                try:
+                    text = log.read_text(errors="replace")
+                except OSError:
+                    continue
+                for line in text.splitlines():
+                    if "script_failed" not in line:
+                        continue
+                    try:
+                        ev = json.loads(line)
+                        at = datetime.fromisoformat(ev["timestamp"]).timestamp()
+                    except (ValueError, KeyError, TypeError):
+                        continue
+                    if ev.get("event") == "script_failed":
+                        word = str(ev.get("error", "")).split(" ", 1)[0]
+                        out.append((at, word if word in REDIRECTIONS else "other"))
+        return out
 
     def bot_log_summary(self) -> dict[str, int]:
         lines = tracebacks = unreachable = errors = batch_failed = script_failed = 0

@@ -308,11 +308,13 @@ def run_scenario(name: str, sizes: Sizes = FULL, *, keep: bool = False, bot_env:
         nodes = world.nodes
 
         promoted_at: list[float] = []  # when the topology named the new primary (time.monotonic)
+        walls: dict[str, float] = {}  # wall-clock times of the phases (bot logs and SMSC refusals are matched by them)
 
         def kill_primary(port: int) -> Callable[[], None]:
             def fn() -> None:
                 assert nodes is not None
                 nodes.kill9(port)
+                walls["kill"] = time.time()
                 faults.redis_kills += 1
                 faults.last_crash = killed_at = time.monotonic()
 
@@ -337,6 +339,7 @@ def run_scenario(name: str, sizes: Sizes = FULL, *, keep: bool = False, bot_env:
             def work() -> None:
                 source, target = world.primaries[0], world.primaries[1]
                 t0 = time.monotonic()
+                walls["migration_start"] = time.time()
                 try:
                     rc = world.client()
                     slots = sorted({key_slot(f"{{{n}}}".encode()) for n in range(world.shards)
@@ -346,10 +349,30 @@ def run_scenario(name: str, sizes: Sizes = FULL, *, keep: bool = False, bot_env:
                     extra["migration"] = {"slots": len(slots), "keys": moved, "seconds": round(time.monotonic() - t0, 2)}
                 except Exception as e:  # noqa: BLE001 - in the row, not lost in a thread
                     extra["migration"] = {"error": f"{e!r}: {e}"[:300]}
+                walls["migration_end"] = time.time()
 
             t = threading.Thread(target=work, name="slot-migration", daemon=True)
             t.start()
             helpers.append(t)
+            migration.append(t)
+
+        migration: list[threading.Thread] = []
+
+        def kill_after_migration(port: int) -> Callable[[], None]:
+            """The primary kill once the migration is over (at most until 90% of the traffic), so
+            that what each costs is told apart (`refused_by_phase` in the row)."""
+            def fn() -> None:
+                def work() -> None:
+                    for t in migration:
+                        t.join(max(0.0, tl.t0 + 0.9 * T - time.monotonic()))
+                    extra["kill_after_migration"] = not any(t.is_alive() for t in migration)
+                    tl.log.append((round(time.monotonic() - tl.t0, 2), "cluster primary kill -9"))
+                    kill_primary(port)()
+
+                t = threading.Thread(target=work, name="kill-after-migration", daemon=True)
+                t.start()
+                helpers.append(t)
+            return fn
 
         def all_nodes_down_and_up() -> None:
             assert nodes is not None
@@ -372,7 +395,7 @@ def run_scenario(name: str, sizes: Sizes = FULL, *, keep: bool = False, bot_env:
             tl.at(0.4 * T, "sentinel primary kill -9", kill_primary(world.primaries[0]))
         if name == "i":
             tl.at(0.1 * T, "slot migration", migrate)
-            tl.at(0.6 * T, "cluster primary kill -9", kill_primary(world.primaries[2]))
+            tl.at(0.6 * T, "cluster primary kill -9 once the migration is over", kill_after_migration(world.primaries[2]))
         if name == "j":
             tl.at(0.4 * T, "every Redis node stopped", all_nodes_down_and_up)
 
@@ -385,6 +408,7 @@ def run_scenario(name: str, sizes: Sizes = FULL, *, keep: bool = False, bot_env:
 
         # -- traffic ------------------------------------------------------------------------------
         tl.start()
+        walls["traffic_start"] = time.time()
         smsc.start_traffic()
         while time.monotonic() < tl.t0 + T:
             tl.due()
@@ -392,6 +416,7 @@ def run_scenario(name: str, sizes: Sizes = FULL, *, keep: bool = False, bot_env:
             time.sleep(0.02)
         smsc.stop_traffic()
         traffic_end = time.monotonic()
+        walls["traffic_end"] = time.time()
         say(f"[{name}] traffic done; settling")
 
         # -- settle -------------------------------------------------------------------------------
@@ -528,6 +553,9 @@ def run_scenario(name: str, sizes: Sizes = FULL, *, keep: bool = False, bot_env:
                 k = f"{kind}@{int(at - tl.t0)}s"
                 hist[k] = hist.get(k, 0) + 1
             row["duplicates_at"] = hist
+        if "migration_start" in walls or "kill" in walls:
+            row["refused_by_phase"] = refused_by_phase(walls, res["temp_errors_at"], world.script_failures())
+            row["acked_per_s"] = acked_per_s(walls, [mo[5] for mos in res["subscribers"].values() for mo in mos if mo[1]])
         if res["unanswered_examples"]:
             row["unanswered_examples"] = res["unanswered_examples"]
         if res["wrong_examples"]:
@@ -618,6 +646,50 @@ def _took_over(world: World, killed: int) -> bool:
     return False
 
 
+PHASES = ("migration", "primary kill", "other")
+
+
+def refused_by_phase(walls: dict[str, float], refused_at: list[float],
+                     script_failures: list[tuple[float, str]]) -> dict[str, dict[str, int]]:
+    """The MOs refused (the chaos SMSC's temporary errors) per phase of a failover scenario: after
+    the primary kill, else during the slot migration, else other; and why, from the bots' logs:
+    each MO whose script failed by its error (ASK, MOVED, TRYAGAIN, CLUSTERDOWN, other), the rest
+    refused with their whole batch (Redis unreachable or the batch failed)."""
+    def phase(at: float) -> str:
+        if "kill" in walls and at >= walls["kill"]:
+            return "primary kill"
+        if "migration_start" in walls and walls["migration_start"] <= at <= walls.get("migration_end", float("inf")):
+            return "migration"
+        return "other"
+
+    out = {p: {"refused": 0, "ASK": 0, "MOVED": 0, "TRYAGAIN": 0, "CLUSTERDOWN": 0, "other": 0, "in failed batches": 0}
+           for p in PHASES}
+    for at in refused_at:
+        out[phase(at)]["refused"] += 1
+    for at, cause in script_failures:
+        out[phase(at)][cause] += 1
+    for counts in out.values():
+        scripts = sum(counts[k] for k in ("ASK", "MOVED", "TRYAGAIN", "CLUSTERDOWN", "other"))
+        counts["in failed batches"] = max(0, counts["refused"] - scripts)
+    return out
+
+
+def acked_per_s(walls: dict[str, float], acked_at: list[float]) -> dict[str, float | None]:
+    """MOs acknowledged per second in each stretch of the traffic (wall clock): before the slot
+    migration, during it, between it and the primary kill, after the kill; None for a stretch that
+    did not happen or lasted under 0.1 s."""
+    start, end = walls["traffic_start"], walls["traffic_end"]
+    kill = min(walls.get("kill", end), end)
+    m0 = min(walls.get("migration_start", start), kill)
+    m1 = min(walls.get("migration_end", m0), kill)
+    stretches = {"before the migration": (start, m0), "during the migration": (m0, m1),
+                 "after it, before the kill": (m1, kill), "after the kill": (kill, end)}
+    out: dict[str, float | None] = {}
+    for name, (a, b) in stretches.items():
+        out[name] = round(sum(1 for t in acked_at if a <= t < b) / (b - a), 1) if b - a >= 0.1 else None
+    return out
+
+
 def targets(row: dict[str, Any]) -> dict[str, bool]:
     """The targets of issues 11 and 18, per scenario. A reply sent twice is either a crash's resend
     (at most one window per crash) or the answer to an MO the SMSC redelivered after its resp was
@@ -641,6 +713,10 @@ def targets(row: dict[str, Any]) -> dict[str, bool]:
         "replies as the model predicts (wrong_replies == 0)": row["wrong_replies"] == 0,
         "no unplanned bot exit": row["bot_unplanned_exits"] == 0,
     }
+    if "migration" in row:  # (i): issue 22's "0 MOs refused because of the migration"
+        during = row.get("refused_by_phase", {}).get("migration", {})
+        out["migration: 0 MOs refused during it (failed batches, ASK/MOVED/TRYAGAIN, other)"] = (
+            "error" not in row["migration"] and during.get("refused") == 0)
     if "served_again_s" in row:  # a primary was killed and another promoted (h, i)
         served = list(row["served_again_s"].values())
         out["every bot serves again within 10 s of the promotion"] = all(s is not None and s <= 10 for s in served)

@@ -439,6 +439,7 @@ class ChaosSmsc:
         self.unexpected: Counter[str] = Counter()
         self.wrong_examples: list[dict[str, Any]] = []
         self.duplicates: list[tuple[float, str, str]] = []  # (loop time = time.monotonic(), kind, to)
+        self.temp_errors_at: list[float] = []  # wall-clock time of each temporary error (refused MO), to match bot logs
         self.generating = False
         self.tokens = 0.0
         self._last_tick = 0.0
@@ -624,6 +625,7 @@ class ChaosSmsc:
         return {"totals": totals, "reminders": dict(self.reminders), "subscribers": subs,
                 "unexpected": dict(self.unexpected),
                 "wrong_examples": list(self.wrong_examples), "duplicates": list(self.duplicates),
+                "temp_errors_at": list(self.temp_errors_at),
                 "unanswered_examples": [
                     {"to": sub.msisdn, "mo": mo.k, "text": mo.text, "acked": mo.acked, "sends": mo.sends}
                     for sub in self.subs.values() for mo in sub.mos if not mo.rejected and not mo.answered][:10]}
@@ -777,6 +779,7 @@ class ChaosSmsc:
             self._release(mo.sub)
         elif status in TEMPORARY:
             self.c.temp_errors += 1
+            self.temp_errors_at.append(time.time())
             heapq.heappush(self._redeliver, (self.loop.time() + self.retry_delay, next(self._tie), mo))
         else:
             mo.rejected = True
