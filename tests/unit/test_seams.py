@@ -103,7 +103,7 @@ def test_the_pipeline_returns_resps_and_never_touches_a_link(hot_path):
     rt = hp.store.roundtrips[-1]
     rt.arrive()
     answered, resps = hp.pipeline.poll([rt])
-    [guard] = [c.keys.guard for c in hp.store.mo_calls(rt)]
+    [guard] = [str(c.argv.batch) for c in hp.store.mo_calls(rt)]  # a resp's guard: its batch's number
     assert answered and resps == [(receipt_reply, Status.ROK, None), (mo_reply, Status.ROK, guard)]
     assert hp.sender.backlog == 1  # the reply went on to the outbox
 
@@ -155,11 +155,13 @@ def test_replies_render_as_the_router_did_for_the_api(hot_path):
 def test_the_transport_hands_a_read_on_then_takes_the_link_down(hot_path):
     hp = hot_path()
     transport = Transport(hp.live, hp.pipeline, None, hp.sender, hp.sequences, threading.Event())  # type: ignore[arg-type]
-    hp.sender.enqueue([entry(0)])
-    [part] = hp.sender.take()
+    hp.mo(3)
+    hp.start_batches()
+    hp.answer()  # batch 1: its resp's guard awaits the SMSC's confirmation
+    [part] = hp.sender.take()  # its reply
     seq = int.from_bytes(part[12:16], "big")
     reply = ReplyTo(hp.link, 4)
-    got = Received(mos=[(inbound(4), reply)], submit_resps=[(seq, 0, "m")], confirmed=["g"], down="SMSC sent unbind")
+    got = Received(mos=[(inbound(4), reply)], submit_resps=[(seq, 0, "m")], confirmed=["1"], down="SMSC sent unbind")
     with pytest.raises(LinkDown, match="SMSC sent unbind"):
         transport._take(got)
     assert [r for _mo, r in hp.pipeline.deferred] == [reply] and hp.pipeline.clears_waiting
