@@ -95,9 +95,9 @@ class Dispatcher:
         self._unreachable = log.Throttled(_log, "redis_unreachable", 60.0, recovered_event="redis_reachable_again")
 
     def handle(self, inbounds: Sequence[Inbound], sender: SenderIdentity, acks: Sequence[tuple[str, str]] = (),
-               writes: Sequence[KeyWrite] = ()) -> BatchResult:
+               writes: Sequence[KeyWrite] = (), number: int = 1, mark: int = 0) -> BatchResult:
         """Route, store and answer a batch synchronously (prepare + start + wait + finish)."""
-        batch = self.prepare(inbounds, sender, acks, writes)
+        batch = self.prepare(inbounds, sender, acks, writes, number=number, mark=mark)
         self.start(batch)
         if batch.roundtrip is not None:
             try:
