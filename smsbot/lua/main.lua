@@ -17,8 +17,16 @@
 -- a new MO. A guard kept by the version before (KEY_old_guard: <token> { NUL <reply> }) counts the same.
 local FOREIGN_KEPT = 4  -- other sessions' guards kept unchecked; beyond, their watermarks are read and the confirmed go
 
--- The MO's replies as they were answered before (fields[first..]: own, id, template, data per reply).
-local function answer_again(fields, first)
+-- The MO's replies as they were answered before: `text` holds, from field `first` on (fields
+-- separated by `sep`), own flag, entry id, template and data per reply. Defined when needed (rare).
+local function answer_again(text, sep, first)
+  local fields, from = {}, 1
+  while true do
+    local at = string.find(text, sep, from, true)
+    fields[#fields + 1] = string.sub(text, from, at and at - 1 or -1)
+    if not at then break end
+    from = at + 1
+  end
   local copies = 0
   for i = first, #fields - 3, 4 do
     local own, id, tpl, data = fields[i] == '1', fields[i + 1], fields[i + 2], fields[i + 3]
@@ -35,54 +43,54 @@ local function answer_again(fields, first)
   return { 'redelivered', ctx.sent, tostring(copies) }
 end
 
-local function split(text, sep)
-  local fields, from = {}, 1
-  while true do
-    local at = string.find(text, sep, from, true)
-    fields[#fields + 1] = string.sub(text, from, at and at - 1 or -1)
-    if not at then return fields end
-    from = at + 1
-  end
-end
-
--- The guards read: which stay (records kept as they are, and the latest time one is kept), and
--- another session's guard of this MO, unless its resp is known read.
+-- The guards read, in place: which stay (records kept as they are, and the latest time one is
+-- kept), and another session's guard of this MO, unless its resp is known read.
 local kept, kept_until = {}, 0
 local met  -- { record, token, batch }
-if guards_raw then
-  local own_mark, foreign = tonumber(ARG_mark), {}
-  for _, rec in ipairs(split(guards_raw, STATE_REC)) do
-    local u, b, t, fp = string.match(rec, '^(%d+)%z(%d+)%z([^%z]*)%z([^%z]*)')
+if guards_at > 0 then
+  local own_mark, foreign, from = tonumber(ARG_mark), nil, guards_at
+  while from do
+    local at = string.find(state_raw, STATE_REC, from, true)
+    local _, _, u, b, t, fp = string.find(state_raw, '^(%d+)%z(%d+)%z([^%z]*)%z([^%z]*)', from)
     u, b = tonumber(u), tonumber(b)
     if u and u > ctx.now then
       if t ~= ctx.token then
-        if fp == ARG_guard_fp then met = { rec, t, b } else foreign[#foreign + 1] = { rec, t, b, u } end
+        local rec = string.sub(state_raw, from, at and at - 1 or -1)
+        if fp == ARG_guard_fp then
+          met = { rec, t, b }
+        else
+          foreign = foreign or {}
+          foreign[#foreign + 1] = { rec, t, b, u }
+        end
       elseif b > own_mark and fp ~= ARG_guard_fp then  -- this session's: kept until confirmed; the same text is a new MO
-        kept[#kept + 1] = rec
+        kept[#kept + 1] = string.sub(state_raw, from, at and at - 1 or -1)
         if u > kept_until then kept_until = u end
       end
     end
+    from = at and at + 1
   end
-  local ask = {}
-  if met then ask[1] = met[2] end
-  local checked = #foreign > FOREIGN_KEPT
-  if checked then for _, g in ipairs(foreign) do ask[#ask + 1] = g[2] end end
-  local marks = #ask > 0 and redis.call('HMGET', KEY_marks, unpack(ask)) or {}
-  local at = met and 1 or 0
-  if met and marks[1] and tonumber(marks[1]) >= met[3] then met = nil end  -- its resp was read: a new MO
-  for i, g in ipairs(foreign) do
-    local m = checked and marks[at + i]
-    if not (m and tonumber(m) >= g[3]) then
-      kept[#kept + 1] = g[1]
-      if g[4] > kept_until then kept_until = g[4] end
+  if met or foreign then  -- another session's guards: their watermarks, read when needed
+    local ask = {}
+    if met then ask[1] = met[2] end
+    local checked = foreign and #foreign > FOREIGN_KEPT
+    if checked then for _, g in ipairs(foreign) do ask[#ask + 1] = g[2] end end
+    local marks = #ask > 0 and redis.call('HMGET', KEY_marks, unpack(ask)) or {}
+    local at = met and 1 or 0
+    if met and marks[1] and tonumber(marks[1]) >= met[3] then met = nil end  -- its resp was read: a new MO
+    for i, g in ipairs(foreign or {}) do
+      local m = checked and marks[at + i]
+      if not (m and tonumber(m) >= g[3]) then
+        kept[#kept + 1] = g[1]
+        if g[4] > kept_until then kept_until = g[4] end
+      end
     end
   end
 end
 if ctx.guard_ttl > 0 then
-  if met then return answer_again(split(met[1], STATE_FIELD), 5) end
-  if ctx.old_guard then
-    local fields = split(ctx.old_guard, '\0')
-    if fields[1] ~= ctx.token then return answer_again(fields, 2) end
+  if met then return answer_again(met[1], STATE_FIELD, 5) end
+  local old = ctx.old_guard
+  if old and string.sub(old, 1, (string.find(old, '\0', 1, true) or 0) - 1) ~= ctx.token then
+    return answer_again(old, '\0', 2)
   end
 end
 
@@ -107,10 +115,11 @@ if ctx.guard_ttl > 0 then
   if guard_until > kept_until then kept_until = guard_until end
 end
 if ctx.guard_ttl > 0 or ctx.conv_changed then
+  local conv = conv_text()
   local last = kept_until
-  if conv_raw and conv_until > last then last = conv_until end
+  if conv and conv_until > last then last = conv_until end
   if last > ctx.now then
-    local out = { STATE_MARK, conv_raw and conv_until or 0, STATE_FIELD, conv_raw or '' }
+    local out = { STATE_MARK, conv and conv_until or 0, STATE_FIELD, conv or '' }
     for _, rec in ipairs(kept) do
       out[#out + 1] = STATE_REC
       out[#out + 1] = rec

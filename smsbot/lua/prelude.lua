@@ -32,21 +32,31 @@ ctx.owned = ctx.consumer ~= '' and pre[2] ~= false  -- the lease exists, read in
 local live_cached = pre[3]  -- the index as stored, kept current by write_live_index
 ctx.old_guard = pre[4]  -- false: none
 
--- The MO state as read: the open conversation's JSON (false: none) and until when it is kept, and
--- the guards' records, unparsed (main.lua reads them).
+-- The MO state as read: the open conversation (its JSON, taken out of the stored text only when
+-- asked for: the 0000 menu replaces it unread) and until when it is kept, and where the guards'
+-- records start (main.lua reads them in place; 0: none).
 local state_raw = pre[1]
-local conv_raw, conv_until, guards_raw = false, 0, false
+local conv_raw, conv_until, guards_at = false, 0, 0
+local conv_from, conv_to = 0, -1  -- the stored conversation's place in state_raw, while conv_raw is false
 if state_raw then
-  if string.sub(state_raw, 1, 1) == STATE_MARK then
-    local rec = string.find(state_raw, STATE_REC, 2, true)
-    local head = string.sub(state_raw, 2, rec and rec - 1 or -1)
-    local f = string.find(head, STATE_FIELD, 1, true)
-    local u = tonumber(string.sub(head, 1, f - 1))
-    if f < #head and u > ctx.now then conv_raw, conv_until = string.sub(head, f + 1), u end
-    if rec then guards_raw = string.sub(state_raw, rec + 1) end
+  if string.byte(state_raw, 1) == 2 then  -- STATE_MARK
+    local f = string.find(state_raw, STATE_FIELD, 2, true)
+    local rec = string.find(state_raw, STATE_REC, f, true)
+    local u = tonumber(string.sub(state_raw, 2, f - 1))
+    local to = rec and rec - 1 or #state_raw
+    if to > f and u > ctx.now then conv_from, conv_to, conv_until = f + 1, to, u end
+    if rec then guards_at = rec + 1 end
   else  -- the form before: the conversation's JSON alone, kept for the key's time to live
     conv_raw, conv_until = state_raw, ctx.now + math.max(redis.call('PTTL', KEY_state), 1)
   end
+end
+
+-- The stored conversation's JSON (false: none), taken out of the stored text once.
+local function conv_text()
+  if not conv_raw and conv_to >= conv_from then
+    conv_raw, conv_from, conv_to = string.sub(state_raw, conv_from, conv_to), 0, -1
+  end
+  return conv_raw
 end
 
 -- Store a reply intent (template `tpl`, `data`, rendered by the sender in `lang`). In an MO's script
@@ -162,8 +172,9 @@ end
 
 -- The open conversation of this short code (read by the prelude's MGET; nil: none).
 local function conv_get()
-  if not conv_raw then return nil end
-  return cjson.decode(conv_raw)
+  local text = conv_text()
+  if not text then return nil end
+  return cjson.decode(text)
 end
 
 -- Open or replace the conversation; it accepts replies until `exp`, and is kept `keep_ms` longer.
@@ -171,12 +182,12 @@ end
 local function conv_put_encoded(encoded, exp, keep_ms)
   local kept = exp + (keep_ms or 0)
   if kept <= ctx.now then kept = ctx.now + 1 end
-  conv_raw, conv_until, ctx.conv_changed = encoded, kept, true
+  conv_raw, conv_until, conv_from, conv_to, ctx.conv_changed = encoded, kept, 0, -1, true
 end
 
 -- Close the conversation (main.lua stores the MO state without it).
 local function conv_del()
-  conv_raw, ctx.conv_changed = false, true
+  conv_raw, conv_from, conv_to, ctx.conv_changed = false, 0, -1, true
 end
 
 local function conv_put(conv, keep_ms)
