@@ -200,9 +200,6 @@ class Keys:
         """The session watermarks the scripts of shard `shard`'s subscribers read (`one_outbox`: shard 0's for all)."""
         return self._shard_keys[shard][2]
 
-    def all_marks(self) -> list[str]:
-        return sorted({self.marks(s) for s in range(self.shards)})
-
     def all_outboxes(self) -> list[str]:
         return [self.outbox(s) for s in range(self.shards)]
 
