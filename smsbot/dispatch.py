@@ -46,7 +46,7 @@ class MoOutcome:
     status: Status = Status.ROK
     command: str = ""
     outcome: str = ""
-    guard: str = ""  # the MO's redelivery guard key, to delete once its resp is written
+    guard: str = ""  # names the MO's redelivery guard ('' = none): its resp is to be confirmed (`smsbot.pipeline`)
     copies: int = 0  # a suspected redelivery: replies sent again because the first ones went out
 
 
@@ -75,7 +75,9 @@ class PreparedBatch:
     acks: list[tuple[str, str]]
     writes: list[KeyWrite]
     tail: list[tuple]  # commands after the records (receipts)
-    head: list[tuple] = field(default_factory=list)  # commands before the scripts (guards to delete)
+    head: list[tuple] = field(default_factory=list)  # commands before the scripts (session watermarks)
+    number: int = 1  # the batch's number in its session's count: its MOs' guards carry it
+    mark: int = 0  # the session's watermark when prepared: its guards up to that number are confirmed
     outcomes: list[MoOutcome] = field(default_factory=list)
     calls: list[ScriptCall] = field(default_factory=list)
     owners: list[tuple[MoOutcome, str]] = field(default_factory=list)  # per call; kind "mo" | "part"
@@ -93,9 +95,9 @@ class Dispatcher:
         self._unreachable = log.Throttled(_log, "redis_unreachable", 60.0, recovered_event="redis_reachable_again")
 
     def handle(self, inbounds: Sequence[Inbound], sender: SenderIdentity, acks: Sequence[tuple[str, str]] = (),
-               writes: Sequence[KeyWrite] = ()) -> BatchResult:
+               writes: Sequence[KeyWrite] = (), number: int = 1, mark: int = 0) -> BatchResult:
         """Route, store and answer a batch synchronously (prepare + start + wait + finish)."""
-        batch = self.prepare(inbounds, sender, acks, writes)
+        batch = self.prepare(inbounds, sender, acks, writes, number=number, mark=mark)
         self.start(batch)
         if batch.roundtrip is not None:
             try:
@@ -105,12 +107,14 @@ class Dispatcher:
         return self.finish(batch)
 
     def prepare(self, inbounds: Sequence[Inbound], sender: SenderIdentity, acks: Sequence[tuple[str, str]] = (),
-                writes: Sequence[KeyWrite] = (), tail: Sequence[tuple] = (), head: Sequence[tuple] = ()) -> PreparedBatch:
-        """Route every MO of the batch and build its script call for `sender` (pure Python, no I/O)."""
+                writes: Sequence[KeyWrite] = (), tail: Sequence[tuple] = (), head: Sequence[tuple] = (),
+                number: int = 1, mark: int = 0) -> PreparedBatch:
+        """Route every MO of the batch and build its script call for `sender` (pure Python, no I/O);
+        its guards carry batch `number`, and the session's watermark `mark` (`smsbot.pipeline`)."""
         now_ms = int(self.clock() * 1000)
         settings, router = self.live.settings, self.live.router
         batch = PreparedBatch(now_ms=now_ms, sender=sender, acks=list(acks), writes=list(writes), tail=list(tail),
-                              head=list(head))
+                              head=list(head), number=number, mark=mark)
         for mo in inbounds:
             mo = msisdn.canonical_inbound(mo, settings.subscribers.country_code)  # +86/86… -> one subscriber key
             oc = MoOutcome(mo, _correlation())
@@ -132,7 +136,7 @@ class Dispatcher:
                 batch.owners.append((oc, "part"))
                 oc.command = "reassembly"
             else:
-                batch.calls.append(self._intent_call(oc, mo, mo.text, now_ms, sender))
+                batch.calls.append(self._intent_call(oc, mo, mo.text, batch))
                 batch.owners.append((oc, "mo"))
         return batch
 
@@ -172,11 +176,11 @@ class Dispatcher:
             if kind == "part" and isinstance(res, ScriptResult) and res.outcome == "part_complete" and res.extra is not None:
                 completed.append((oc, res.extra))
         if completed:
-            self._run_completed(completed, batch.now_ms, batch.sender, result)
+            self._run_completed(completed, batch, result)
         return result
 
-    def _intent_call(self, oc: MoOutcome, mo: Inbound, text: str, now_ms: int, sender: SenderIdentity,
-                     parts_key: str = "") -> ScriptCall:
+    def _intent_call(self, oc: MoOutcome, mo: Inbound, text: str, batch: PreparedBatch, parts_key: str = "") -> ScriptCall:
+        now_ms = batch.now_ms
         router = self.live.router
         intent = router.route(mo.short_code, text, now_ms)
         oc.command = intent.command
@@ -191,11 +195,12 @@ class Dispatcher:
         call = self.store.mo_call(
             intent.handler, mo.msisdn, mo.short_code,
             lang=router.language(mo.short_code), correlation=oc.correlation, args=intent.args,
-            guard_fp=fp, guard_ms=guard_ms, sender=sender, reply_to=mo.reply_to, now_ms=now_ms,
+            guard_fp=fp, guard_ms=guard_ms, batch=batch.number, mark=batch.mark, sender=batch.sender,
+            reply_to=mo.reply_to, now_ms=now_ms,
             parts_key=parts_key, delete_parts=bool(parts_key), extra_keys=intent.keys,
         )
         if fp:
-            oc.guard = call.keys.guard
+            oc.guard = call.keys.old_guard  # the MO's guard by name: its subscriber and fingerprint
         return call
 
     def _apply(self, oc: MoOutcome, res: ScriptResult | Exception, result: BatchResult) -> None:
@@ -208,15 +213,14 @@ class Dispatcher:
             oc.copies = int(res.extra)
         result.entries.extend(res.entries)
 
-    def _run_completed(self, completed: list[tuple[MoOutcome, str]], now_ms: int, sender: SenderIdentity,
-                       result: BatchResult) -> None:
+    def _run_completed(self, completed: list[tuple[MoOutcome, str]], batch: PreparedBatch, result: BatchResult) -> None:
         calls = []
         for oc, text in completed:
             mo = oc.inbound
             seg = mo.segment
             assert seg is not None
             key = self.store.keys.parts(mo.msisdn, mo.short_code, f"{seg.ref}:{seg.total}")
-            calls.append(self._intent_call(oc, mo, codec.join_parts(mo.data_coding, [bytes.fromhex(text)]), now_ms, sender,
+            calls.append(self._intent_call(oc, mo, codec.join_parts(mo.data_coding, [bytes.fromhex(text)]), batch,
                                            parts_key=key))
         try:
             results = self.store.run_batch(calls)

@@ -10,13 +10,16 @@ Layout (prefix ``smsbot``; ``{7}`` is the shard tag):
 
 =================================  ======  ==================================================
 ``smsbot:{7}:subs:<msisdn>``        hash    service code -> JSON subscription record
-``smsbot:{7}:conv:<msisdn>:<code>`` string JSON open conversation (menu) per short code, SET PX
+``smsbot:{7}:conv:<msisdn>:<code>`` string the subscriber's MO state at a short code: the open conversation
+                                            (menu) and the redelivery guards of recent MOs, one SET PX per MO
+                                            (form: `smsbot.records`; before: the conversation's JSON alone)
 ``smsbot:{7}:live:<msisdn>``        string  index of the live subscriptions in menu order, derived from
                                             ``subs`` (``<n>|<JSON codes>``), rewritten by every script
                                             that changes a record (rebuilt when missing)
-``smsbot:{7}:guard:<msisdn>:<fp>``  string  a handled MO whose deliver_sm_resp is not known to have reached the
-                                            SMSC: ``<token>|<reply entry ids>`` (redelivery guard; deleted once
-                                            the resp is written, see `smsbot.pipeline`)
+``smsbot:{7}:guard:<msisdn>:<fp>``  string  an MO's redelivery guard as the version before kept it (read, never
+                                            written: the guards are in the MO state now; these expire)
+``smsbot:{7}:marks``                hash    session token -> its guard watermark: the batches whose resps the
+                                            SMSC has read (`smsbot.pipeline`); on a single Redis ``{0}``'s only
 ``smsbot:{7}:parts:<msisdn>:<c>:<r>`` hash  parts of a long MO awaiting reassembly (PEXPIRE)
 ``smsbot:{7}:outbox``               stream  replies to MOs, sent by the instance that handled the MO
                                             (field ``own``); XDELed once the SMSC accepted them. On a single
@@ -82,9 +85,10 @@ class SubscriberKeys(NamedTuple):
     shard: int
     subs: str
     live: str
-    guard_prefix: str
-    conv_prefix: str  # + short code
+    guard_prefix: str  # + fingerprint: an MO's guard as the version before stored it (read only)
+    conv_prefix: str  # + short code: the MO state (conversation and guards)
     outbox: str  # the stream its replies go to (`Keys` with ``one_outbox``: shard 0's, for every subscriber)
+    marks: str  # the session watermarks its scripts read (with ``one_outbox``: shard 0's too)
     audit: str
     queue: str
     none: str  # placeholder for an unused KEYS position (same slot)
@@ -101,9 +105,10 @@ class Keys:
         self.prefix = prefix
         self.shards = shards
         self.one_outbox = one_outbox
-        # per shard: (tag, reply stream, audit, queue, placeholder), shared by all its subscribers
+        # per shard: (tag, reply stream, watermarks, audit, queue, placeholder), shared by all its subscribers
         self._shard_keys = [
-            (t, f"{prefix}:{{0}}:outbox" if one_outbox else f"{t}:outbox", f"{t}:audit", f"{t}:queue", f"{t}:-")
+            (t, f"{prefix}:{{0}}:outbox" if one_outbox else f"{t}:outbox",
+             f"{prefix}:{{0}}:marks" if one_outbox else f"{t}:marks", f"{t}:audit", f"{t}:queue", f"{t}:-")
             for t in (f"{prefix}:{{{n}}}" for n in range(shards))
         ]
         self._for = lru_cache(maxsize=KEY_CACHE_SIZE)(self._build)
@@ -116,9 +121,9 @@ class Keys:
 
     def _build(self, msisdn: str) -> SubscriberKeys:
         shard = zlib.crc32(msisdn.encode()) % self.shards
-        t, outbox, audit, queue, none = self._shard_keys[shard]
+        t, outbox, marks, audit, queue, none = self._shard_keys[shard]
         return SubscriberKeys(t, shard, f"{t}:subs:{msisdn}", f"{t}:live:{msisdn}", f"{t}:guard:{msisdn}:",
-                              f"{t}:conv:{msisdn}:", outbox, audit, queue, none)
+                              f"{t}:conv:{msisdn}:", outbox, marks, audit, queue, none)
 
     def subs(self, msisdn: str) -> str:
         return self.subscriber(msisdn).subs
@@ -190,6 +195,10 @@ class Keys:
 
     def queue(self, shard: int) -> str:
         return f"{self.prefix}:{{{shard}}}:queue"
+
+    def marks(self, shard: int) -> str:
+        """The session watermarks the scripts of shard `shard`'s subscribers read (`one_outbox`: shard 0's for all)."""
+        return self._shard_keys[shard][2]
 
     def all_outboxes(self) -> list[str]:
         return [self.outbox(s) for s in range(self.shards)]

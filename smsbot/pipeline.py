@@ -2,7 +2,7 @@
 
 This module owns the order of work between the socket and Redis: which MOs go into the next
 batch, how many round trips are in flight, and what each round trip carries besides the MOs'
-scripts (records of accepted replies, MT records, receipts, cleared redelivery guards). It never
+scripts (records of accepted replies, MT records, receipts, the sessions' guard watermarks). It never
 touches a link: each MO and receipt comes with an opaque `ReplyTo` (`smsbot.session`), and the
 responses a finished round trip produced are *returned* (`Resp`: the `ReplyTo`, the status, the
 MO's guard) for the transport to write. Its replies go on to the outbox (`OutboxSender.enqueue`).
@@ -16,23 +16,29 @@ Rules:
 * **Nothing acknowledged unstored.** A deliver_sm/data_sm gets status 0 only once its effect and
   reply are stored; Redis out of reach or an unknown outcome gets a temporary error
   (ESME_RX_T_APPN): the SMSC delivers it again.
-* **Redelivery guard.** Each handled MO leaves a guard in Redis (main.lua) marked with the token
-  of the sender's session (`smsbot.identity`) and holding what the MO was answered. The guard goes
-  back with its MO's resp; the link asks the SMSC to confirm it read it and returns it once it
-  has (`Received.confirmed`, given to `confirmed`); then the guards are gathered for
-  `CLEARS_HOLD_S` and deleted by one DEL before the MO scripts of the next round trip (one of
-  their own when nothing else is going to Redis), at once when an MO with the same guard comes. A guard that
-  outlives its session — the link died before the SMSC read the resp, the process died, or a round
-  trip's outcome is unknown (then the token changes at once) — marks the same MO arriving again
-  (the SMSC's redelivery, or the person repeating it) as a suspected redelivery: nothing is applied
-  again and it is answered as before (main.lua). A "try again" resp leaves the guard in place: the
-  MO comes back. Within one session the token is the same, so a repeated text is a new MO.
+* **Redelivery guard.** Each handled MO leaves a guard in the subscriber's MO state (main.lua,
+  `smsbot.records`) marked with the token of the sender's session (`smsbot.identity`) and the
+  number of its batch, and holding what the MO was answered. Every batch gets the next number;
+  the batch's number goes back with its MOs' resps as their guard, the link's write side
+  (`smsbot.outgoing`) asks the SMSC to confirm it read them and returns them once it has
+  (`Outgoing.answered`, given to `confirmed`). A session's *watermark* is the number below which every batch's resps are
+  confirmed (or carried no guard): its own scripts get it with each call (a guard of theirs up to
+  it is dropped), and other sessions' scripts read it from Redis (``Keys.marks``), where it is
+  written `MARKS_HOLD_S` after it moved (one HSET for many confirmations, before the MO scripts
+  of the next round trip, or in one of its own when nothing else is going to Redis), and before
+  any script of the next session when the session changes. A guard that outlives its session's
+  watermark — the link died before the SMSC read the resp, the process died, or a round trip's
+  outcome is unknown (its batch never confirms; the token changes at once) — marks the same MO
+  arriving again in another session (the SMSC's redelivery, or the person repeating it) as a
+  suspected redelivery: nothing is applied again and it is answered as before (main.lua). A "try
+  again" resp carries no guard: the MO comes back. Within one session the token is the same, so a
+  repeated text is a new MO.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
 from smsbot import log
@@ -50,13 +56,30 @@ MAX_IN_FLIGHT = 2  # Redis round trips of MO batches in flight at once (each on 
 # MOs per round trip at most: under sustained load Redis works on one batch while the bot finishes
 # the other; 50 kept both busy best on the benchmark (100: each waited longer for the other)
 BATCH_MAX = 50
-CLEARS_HOLD_S = 0.05  # confirmed guards are gathered this long (one DEL for many), then ride a round trip
+MARKS_HOLD_S = 0.05  # a watermark that moved is written this long after (one HSET for many), riding a round trip
 SPLIT_FROM = 8  # with nothing in flight, this many ready MOs are split into two batches
 ACKS_PER_FLUSH = 512
 
 Mo = tuple[Inbound, ReplyTo]  # the MO and where its resp goes
 ReceiptIn = tuple[Receipt, ReplyTo]
-Resp = tuple[ReplyTo, int, str | None]  # where, the status, the MO's redelivery guard (to confirm)
+Resp = tuple[ReplyTo, int, str | None]  # where, the status, the MO's redelivery guard: its batch's number (to confirm)
+
+
+@dataclass
+class _Session:
+    """One session's guards (a `SenderIdentity` token): the batches whose resps are not all confirmed."""
+
+    token: str
+    open: dict[int, int] = field(default_factory=dict)  # batch number -> guarded resps unconfirmed (-1: no answer yet, or never)
+    top: int = 0  # the last batch number it was given
+    written: int = 0  # the watermark Redis holds (or is being sent)
+    shards: set[int] = field(default_factory=set)  # in a cluster: the shards its guards are in (one watermark each)
+    ended: float | None = None  # when the next session began (monotonic)
+
+    @property
+    def mark(self) -> int:
+        """Every batch of this session numbered up to it has its resps confirmed (or had no guard)."""
+        return min(self.open) - 1 if self.open else self.top
 
 
 @dataclass
@@ -69,7 +92,7 @@ class _Pending:
     acks: list[tuple[str, str]]
     writes: list[KeyWrite]
     parts: int  # submits the acks stand for
-    clears: list[str]
+    marks: list[tuple[_Session, int]]  # watermarks this round trip writes: the session, what Redis held before
     started: float
     sender: SenderIdentity
 
@@ -105,8 +128,11 @@ class Pipeline:
         self.pending: list[_Pending] = []  # oldest first
         self._records: list[_Pending] = []  # record-only round trips in flight
         self._stalled = False  # the ready MOs all belong to subscribers with a batch in flight
-        self._clears: list[str] = []  # guards whose resps the SMSC has read: delete them
-        self._clears_since = 0.0  # when the oldest of them was confirmed (monotonic)
+        self._number = 0  # the last batch number given
+        self._sessions: dict[str, _Session] = {}  # by token: the current one, and earlier ones until they are forgotten
+        self._current: _Session | None = None
+        self._batches: dict[int, _Session] = {}  # batch number -> its session, while resps of it await confirmation
+        self._marks_since: float | None = None  # when a watermark first moved past what Redis holds (monotonic)
         self._acks_flushed_at = 0.0
 
     # -- sessions ---------------------------------------------------------------------------------
@@ -127,27 +153,89 @@ class Pipeline:
         self.receipts.append((receipt, reply))
 
     def confirmed(self, guards: list[str]) -> None:
-        """Guards of resps the SMSC has read (a link's `Received.confirmed`) may go: once they have
-        waited `CLEARS_HOLD_S`, by the next MO batch or a round trip of their own (`clears_due`); at
-        once by an MO batch holding the same text again (`_take_clears`), so a repeated text meets
-        no guard whose resp was read."""
-        if guards:
-            if not self._clears:
-                self._clears_since = self.clock()
-            self._clears.extend(guards)
+        """Guards of resps the SMSC has read (what a link's write side returns from `Outgoing.answered`:
+        batch numbers, one per resp): a batch whose every guarded resp is confirmed moves its session's watermark, written
+        to Redis `MARKS_HOLD_S` later (`clears_due`; by the next MO batch or a round trip of its own)."""
+        for guard in guards:
+            number = int(guard)
+            session = self._batches.get(number)
+            left = session.open.get(number, 0) if session is not None else 0
+            if session is None or left <= 0:
+                continue
+            if left > 1:
+                session.open[number] = left - 1
+            else:
+                self._close(session, number)
+
+    def _close(self, session: _Session, number: int) -> None:
+        """Batch `number` needs no confirmation any more: the session's watermark may move."""
+        del session.open[number]
+        self._batches.pop(number, None)
+        if self._marks_since is None and session.mark > session.written:
+            self._marks_since = self.clock()
 
     @property
     def clears_waiting(self) -> bool:
-        """Guards the SMSC has confirmed wait for a round trip to delete them."""
-        return bool(self._clears)
+        """A session's watermark moved past what Redis holds: it waits for a round trip."""
+        return self._marks_since is not None
 
     def clears_due(self, now: float) -> bool:
-        """Confirmed guards have waited long enough for an MO batch to carry them: they go alone."""
-        return bool(self._clears) and now - self._clears_since >= CLEARS_HOLD_S
+        """A watermark has waited long enough for an MO batch to carry it: it goes alone."""
+        return self._marks_since is not None and now - self._marks_since >= MARKS_HOLD_S
 
     def clears_wakeup(self, now: float) -> float | None:
-        """Seconds until `clears_due` (None: no guard waits)."""
-        return max(0.0, self._clears_since + CLEARS_HOLD_S - now) if self._clears else None
+        """Seconds until `clears_due` (None: no watermark waits)."""
+        return max(0.0, self._marks_since + MARKS_HOLD_S - now) if self._marks_since is not None else None
+
+    def _session(self, token: str, now: float) -> _Session:
+        """The session batches are now prepared for; a new one ends the one before, whose watermark
+        then goes before any script of the new one (in the next round trip's head)."""
+        session = self._current
+        if session is not None and session.token == token:
+            return session
+        if session is not None:
+            session.ended = now
+            if session.mark > session.written:
+                self._marks_since = float("-inf")
+        session = self._sessions.get(token)
+        if session is None:  # no batch numbered so far is its: its watermark starts there
+            session = self._sessions[token] = _Session(token, top=self._number, written=self._number)
+        self._current = session
+        return session
+
+    def _take_marks(self, now: float, force: bool = False) -> tuple[list[tuple], list[tuple[_Session, int]]]:
+        """The writes of the watermarks that moved (all of them with `force`, else once one has
+        waited `MARKS_HOLD_S`), and the deletion of ended sessions' that no guard can need any more
+        (`dispatch.redelivery_guard_seconds` after their end): the commands, and what to restore
+        should they fail."""
+        if self._marks_since is None or not force and now - self._marks_since < MARKS_HOLD_S:
+            return [], []
+        self._marks_since = None
+        keys = self.store.keys
+        by_key: dict[str, list[str]] = {}
+        taken: list[tuple[_Session, int]] = []
+        for session in self._sessions.values():
+            mark = session.mark
+            if mark > session.written:
+                taken.append((session, session.written))
+                session.written = mark
+                for shard in session.shards or (0,):
+                    by_key.setdefault(keys.marks(shard), []).extend((session.token, str(mark)))
+        cmds: list[tuple] = [("HSET", key, *pairs) for key, pairs in by_key.items()]
+        forget = self.live.settings.dispatch.redelivery_guard_seconds
+        for session in [s for s in self._sessions.values() if s.ended is not None and now - s.ended > forget]:
+            del self._sessions[session.token]
+            for number in session.open:
+                self._batches.pop(number, None)
+            cmds.extend(("HDEL", keys.marks(shard), session.token) for shard in session.shards or (0,))
+        return cmds, taken
+
+    def _restore_marks(self, taken: list[tuple[_Session, int]]) -> None:
+        """Watermark writes that failed: first in the next round trip."""
+        for session, before in taken:
+            session.written = min(session.written, before)
+        if taken:
+            self._marks_since = float("-inf")
 
     # -- scheduling -----------------------------------------------------------------------------------
     @property
@@ -213,54 +301,40 @@ class Pipeline:
             acks, writes, parts = [], [], 0
         receipts, self.receipts = self.receipts, []
         identity = self.sessions.identity
-        clears: list[str] = []
+        session = self._session(identity.token, started)
+        self._number += 1
+        number = session.top = self._number
+        session.open[number] = -1  # its guards hold until its resps are confirmed
+        self._batches[number] = session
+        marks: list[tuple[_Session, int]] = []
         try:
+            head, marks = self._take_marks(started)
             batch = self.dispatcher.prepare([mo for mo, _r in mos], identity, acks, writes,
-                                            self._receipt_commands(receipts))
-            clears = self._take_clears(started, batch)
-            batch.head = self.store.delete_commands(clears)
+                                            self._receipt_commands(receipts), head, number=number, mark=session.mark)
             self.dispatcher.start(batch)
         except Exception as e:  # never let one batch kill the loop; the SMSC will redeliver
-            out += self._failed(e, mos, receipts, acks, writes, parts, clears)
+            out += self._failed(e, mos, receipts, acks, writes, parts, marks)
             return True
-        pending = _Pending(batch, mos, receipts, acks, writes, parts, clears, started, identity)
+        pending = _Pending(batch, mos, receipts, acks, writes, parts, marks, started, identity)
         self.pending.append(pending)
         if batch.roundtrip is None or batch.roundtrip.done:
             out += self._finish(pending)
         return True
 
-    def _take_clears(self, now: float, batch: PreparedBatch) -> list[str]:
-        """The confirmed guards this MO batch deletes before its scripts: none until the oldest has
-        waited `CLEARS_HOLD_S` (one DEL then takes many: at window 1 one per MO cost a command per
-        MO), except when one of its MOs has the same guard — the same text again, whose script
-        must not meet a guard whose resp was read (nor have its own guard deleted after it)."""
-        if not self._clears:
-            return []
-        if now - self._clears_since < CLEARS_HOLD_S:
-            held = set(self._clears)
-            if not any(oc.guard in held for oc in batch.outcomes):
-                return []
-        clears, self._clears = self._clears, []
-        return clears
-
-    def _restore_clears(self, clears: list[str]) -> None:
-        """Guards whose deletion failed (they were due): first in the next round trip."""
-        if clears:
-            self._clears[:0] = clears
-            self._clears_since = float("-inf")
-
     def record(self) -> bool:
         """A round trip of records alone (nothing else is going to Redis soon): the accepted
-        replies it records let further submits out. False when nothing needed writing."""
+        replies it records let further submits out; the watermarks that moved. False when nothing
+        needed writing."""
         acks, writes, parts = self.sender.take_pending()
-        clears, self._clears = self._clears, []
-        if not acks and not writes and not clears:
+        now = self.clock()
+        head, marks = self._take_marks(now, force=True)
+        if not acks and not writes and not head:
             return False
-        self._acks_flushed_at = self.clock()
+        self._acks_flushed_at = now
         identity = self.sessions.identity
-        batch = self.dispatcher.prepare([], identity, acks, writes, head=self.store.delete_commands(clears))
+        batch = self.dispatcher.prepare([], identity, acks, writes, head=head)
         self.dispatcher.start(batch)
-        pending = _Pending(batch, [], [], acks, writes, parts, clears, self._acks_flushed_at, identity)
+        pending = _Pending(batch, [], [], acks, writes, parts, marks, self._acks_flushed_at, identity)
         if batch.roundtrip is None or batch.roundtrip.done:
             self._finish_records(pending)
         else:
@@ -328,7 +402,7 @@ class Pipeline:
             self.sender.recorded(p.acks)
         else:
             self.sender.restore_pending(p.acks, p.writes, p.parts)
-            self._restore_clears(p.clears)
+            self._restore_marks(p.marks)
             self.sessions.suspect()
 
     def _finish(self, p: _Pending) -> list[Resp]:
@@ -337,12 +411,12 @@ class Pipeline:
         try:
             result = self.dispatcher.finish(p.batch)
         except Exception as e:  # never let one batch kill the loop; the SMSC will redeliver
-            return self._failed(e, p.mos, p.receipts, p.acks, p.writes, p.parts, p.clears)
+            return self._failed(e, p.mos, p.receipts, p.acks, p.writes, p.parts, p.marks)
         if result.acks_flushed:
             self.sender.recorded(p.acks)
         else:
             self.sender.restore_pending(p.acks, p.writes, p.parts)
-            self._restore_clears(p.clears)
+            self._restore_marks(p.marks)
             if p.sender == self.sessions.identity:
                 self.sessions.new_session()  # the outcome of its MOs is unknown: their guards now hold
             self.sessions.suspect()
@@ -352,22 +426,36 @@ class Pipeline:
             out.append((reply, receipt_status, None))
             if self.report_receipt is not None and result.acks_flushed:
                 self.report_receipt(r)
-        for (_mo, reply), oc in zip(p.mos, result.outcomes):
-            guard = oc.guard if oc.status == Status.ROK else None  # a "try again" leaves the guard: the MO comes back
-            if guard and guard in self._clears:  # its key now holds this MO's guard (a long MO completed): keep it
-                self._clears.remove(guard)
-            out.append((reply, oc.status, guard))
+        number = p.batch.number
+        session = self._batches.get(number)
+        if result.acks_flushed and session is not None:  # else the outcome is unknown: its guards may be stored, and hold
+            guard = str(number)
+            guarded = 0
+            for (_mo, reply), oc in zip(p.mos, result.outcomes):
+                if oc.guard and oc.status == Status.ROK:  # a "try again" carries none: the MO comes back
+                    guarded += 1
+                    out.append((reply, oc.status, guard))
+                    if self.store.cluster:
+                        session.shards.add(self.store.keys.shard(oc.inbound.msisdn))
+                else:
+                    out.append((reply, oc.status, None))
+            if guarded:
+                session.open[number] = guarded
+            else:
+                self._close(session, number)
+        else:
+            out.extend((reply, oc.status, None) for (_mo, reply), oc in zip(p.mos, result.outcomes))
         if self.report_batch is not None and p.mos:
             self.report_batch(result.outcomes, self.clock() - p.started)
         self.sender.enqueue(result.entries)
         return out
 
     def _failed(self, error: Exception, mos: list[Mo], receipts: list[ReceiptIn], acks: list[tuple[str, str]],
-                writes: list[KeyWrite], parts: int, clears: list[str]) -> list[Resp]:
+                writes: list[KeyWrite], parts: int, marks: list[tuple[_Session, int]]) -> list[Resp]:
         """A bug in handling a batch: log it, keep the records for later, ask the SMSC to redeliver."""
         _log.exception("dispatch_failed", error=repr(error))
         self.sender.restore_pending(acks, writes, parts)
-        self._restore_clears(clears)
+        self._restore_marks(marks)
         self.sessions.new_session()
         return [(reply, Status.RX_T_APPN, None) for _x, reply in (*mos, *receipts)]
 

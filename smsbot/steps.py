@@ -33,15 +33,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from smsbot.records import LIVE_STATES
+from smsbot.records import LIVE_STATES, STATE_SEPARATORS
 
 LUA_DIR = Path(__file__).resolve().parent / "lua"
 
 
 class MoKeys(NamedTuple):
     subs: str  # the subscriber's subscriptions hash
-    conv: str  # the open conversation (menu) of this short code, a string
-    guard: str  # the MO's redelivery guard (lua/main.lua); a placeholder when guards are off
+    state: str  # the subscriber's MO state at this short code: conversation and guards (smsbot.records)
+    old_guard: str  # the MO's guard as the version before stored it, read only; a placeholder when guards are off
+    marks: str  # the sessions' guard watermarks (Keys.marks), read only when another session's guard is met
     outbox: str  # the outbox stream replies this sender sends itself go to (a single Redis: shard 0's for all)
     audit: str  # the shard's audit stream
     queue: str  # the shard's queue stream: intents for any sender (consumer group)
@@ -58,6 +59,9 @@ class MoArgv(NamedTuple):
     lang: str
     mo: str  # the MO's correlation id
     guard_ms: int  # the guard's time to live; 0: no guard
+    guard_fp: str  # the MO's fingerprint: what its guard is found by ('' when guards are off)
+    batch: int  # the number of the MO's batch in its session's count (the guard's, see smsbot.records)
+    mark: int  # this session's watermark: its guards of batches up to it are confirmed (smsbot.pipeline)
     args: str  # the handler's arguments, JSON
     consumer: str  # the sender ('' = not an MO: replies go to the queue)
     token: str  # the sender's session token: the guard's "handled in this session" mark
@@ -140,6 +144,7 @@ class Step:
     extra_keys: bool = False  # more KEYS follow the declared ones
     libraries: tuple[str, ...] = ()  # Lua files (in LUA_DIR) loaded before the step's own
     sets: tuple[tuple[str, frozenset[str]], ...] = ()  # Lua sets declared in Python: ("LIVE", LIVE_STATES)
+    consts: tuple[tuple[str, str], ...] = ()  # Lua strings declared in Python: smsbot.records.STATE_SEPARATORS
     directory: Path = LUA_DIR  # where <name>.lua and the libraries are (a command package's own steps: the package)
 
     @property
@@ -160,6 +165,8 @@ class Step:
                              + ", ".join(f"{source}[{i}]" for i in range(1, len(names) + 1)))
         for name, members in self.sets:
             lines.append(f"local {name} = {{ " + ", ".join(f"{m} = true" for m in sorted(members)) + " }")
+        for name, text in self.consts:
+            lines.append(f"local {name} = '" + "".join(f"\\{ord(c)}" for c in text) + "'")
         return "\n".join(lines) + "\n"
 
     def source(self, *fragments: str) -> str:
@@ -172,7 +179,7 @@ class Step:
         return self.result._make(reply)
 
 
-MO = Step("mo", MoKeys, MoArgv, MoResult, extra_keys=True, sets=(("LIVE", LIVE_STATES),))
+MO = Step("mo", MoKeys, MoArgv, MoResult, extra_keys=True, sets=(("LIVE", LIVE_STATES),), consts=STATE_SEPARATORS)
 RECEIPT = Step("receipt", ReceiptKeys, ReceiptArgv)
 ADOPT = Step("adopt", AdoptKeys, AdoptArgv, AdoptResult, extra_keys=True)  # + the owners' lease keys
 CLAIM = Step("claim", ClaimKeys, ClaimArgv, extra_keys=True)  # + the holders' lease keys

@@ -141,6 +141,8 @@ class Store:
         args: dict[str, Any] | None = None,
         guard_fp: str | None = None,
         guard_ms: int = 0,
+        batch: int = 1,
+        mark: int = 0,
         sender: SenderIdentity | None = None,
         reply_to: str = "",
         parts_key: str = "",
@@ -148,8 +150,9 @@ class Store:
         now_ms: int | None = None,
         extra_keys: Sequence[str] = (),
     ) -> ScriptCall:
-        """One MO-script call (KEYS and ARGV as prelude.lua documents them). `guard_fp` names the
-        MO's redelivery guard (main.lua), kept `guard_ms` and marked with the `sender`'s token;
+        """One MO-script call (KEYS and ARGV as `smsbot.steps.MoKeys`/`MoArgv` declare them). `guard_fp`
+        names the MO's redelivery guard (main.lua), kept `guard_ms` and marked with the `sender`'s
+        token and the MO's `batch` number in its session, whose watermark is `mark` (`smsbot.pipeline`);
         `sender` will send the replies while it holds its lease (None: not an MO, the replies go to
         the queue); `reply_to`: the address replies go to when it is not `msisdn` (the MO's source
         address as sent). `extra_keys` names per-subscriber keys (``Keys.named``) the handler uses; they
@@ -158,8 +161,9 @@ class Store:
         guarded = bool(guard_fp and guard_ms > 0)
         keys = MoKeys(
             subs=sk.subs,
-            conv=sk.conv_prefix + short_code,
-            guard=sk.guard_prefix + guard_fp if guarded else sk.none,
+            state=sk.conv_prefix + short_code,
+            old_guard=sk.guard_prefix + guard_fp if guard_fp and guarded else sk.none,
+            marks=sk.marks,
             outbox=sk.outbox,
             audit=sk.audit,
             queue=sk.queue,
@@ -177,6 +181,9 @@ class Store:
             lang=lang,
             mo=correlation,
             guard_ms=guard_ms if guarded else 0,
+            guard_fp=guard_fp if guard_fp and guarded else "",
+            batch=batch,
+            mark=mark,
             args=self._args_json(args),
             consumer=sender.consumer if sender is not None else "",
             token=sender.token if sender is not None else "",
@@ -223,7 +230,7 @@ class Store:
     def begin_batch(self, calls: Sequence[ScriptCall], acks: Sequence[tuple[str, str]] = (),
                     writes: Sequence[KeyWrite] = (), tail: Sequence[tuple[Any, ...]] = (),
                     head: Sequence[tuple[Any, ...]] = ()) -> Roundtrip:
-        """Send a batch now (`head`: guards to delete, before the scripts that may meet them; the
+        """Send a batch now (`head`: session watermarks to write, before the scripts that may meet their guards; the
         script calls; records of sent entries; MT records; then `tail`: receipts); the caller
         collects the replies when the socket is readable (`finish_batch` with ``head=len(head)``)."""
         shas = self.handler_shas
@@ -250,17 +257,6 @@ class Store:
                 cmds.append(("XACK", stream, OUTBOX_GROUP, *ids))
             cmds.append(("XDEL", stream, *ids))
         return cmds
-
-    def delete_commands(self, keys: Sequence[str]) -> list[tuple[Any, ...]]:
-        """DEL of `keys`: one command, or in a cluster one per hash tag (a multi-key DEL must stay in one slot)."""
-        if not keys:
-            return []
-        if not self.cluster:
-            return [("DEL", *keys)]
-        by_tag: dict[str, list[str]] = {}
-        for k in keys:
-            by_tag.setdefault(k[: k.index("}") + 1], []).append(k)
-        return [("DEL", *ks) for ks in by_tag.values()]
 
     def receipt_command(self, receipt: Any, bind: str, at_ms: int, ttl: int) -> tuple[Any, ...]:
         """Apply a delivery receipt to the most recent unsettled MT sent under its message id on

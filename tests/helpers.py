@@ -216,6 +216,10 @@ class ScriptedStore(Store):
     def deleted(self, rt: FakeRoundtrip) -> list[str]:
         return [k for c in rt.cmds if c[0] == "DEL" for k in c[1:]]
 
+    def marks(self, rt: FakeRoundtrip) -> dict[str, int]:
+        """The session watermarks `rt` writes (HSET of ``Keys.marks``): token -> batch number."""
+        return {c[i]: int(c[i + 1]) for c in rt.cmds if c[0] == "HSET" for i in range(2, len(c), 2)}
+
     def recorded(self, rt: FakeRoundtrip) -> dict[str, list[str]]:
         """The entries `rt` records as sent: its XDELs' ids per stream."""
         out: dict[str, list[str]] = {}

@@ -10,19 +10,20 @@ from __future__ import annotations
 
 import pytest
 
+from smsbot.records import Guard
+
 from .helpers import wait_until
 
 from .conftest import World
-from .state import audit_entries, subs_state
+from .state import audit_entries, held_guards, subs_state
 
 MSISDN = "13800138000"
 MENU = "视频会员包月"
 CANCELLED = "您已成功退订视频会员包月"
 
 
-def guards(world: World, msisdn: str = MSISDN) -> list[bytes]:
-    store = world.bot.store
-    return store.redis.keys(store.keys.subscriber(msisdn).guard_prefix + "*")
+def guards(world: World, msisdn: str = MSISDN) -> list[Guard]:
+    return held_guards(world, msisdn)
 
 
 def copies(world: World) -> float:
@@ -39,8 +40,8 @@ def wait_rebound(world: World, binds: int = 1) -> None:
 
 @pytest.mark.parametrize("receipts", [False, True], ids=["no-receipts", "receipts-asked-never-sent"])
 def test_guard_goes_once_the_smsc_read_the_resp_without_further_traffic(make_world, receipts: bool):
-    """The SMSC answers the enquire_link written behind the resp: the guard is deleted by a round
-    trip of its own, not left waiting for the next MO (before: it stayed until one came)."""
+    """The SMSC answers the enquire_link written behind the resp: the session's watermark passes
+    the guard in a round trip of its own, not left waiting for the next MO (before: it stayed until one came)."""
     w = make_world(**{"smsc.registered_delivery": int(receipts), "simulator.send_receipts": False})
     no_reference(w)
     w.subscribe(MSISDN, "VIDEO")

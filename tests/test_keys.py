@@ -28,9 +28,10 @@ def slot(key: str) -> int:
 def test_one_slot_per_subscriber(msisdn, shards):
     k = Keys("smsbot", shards)
     sk = k.subscriber(msisdn)
-    keys = [sk.subs, sk.guard_prefix + "abc", sk.outbox, sk.audit, k.conv(msisdn, "10086"), k.parts(msisdn, "10086", "7:2"), k.usage(msisdn)]
+    keys = [sk.subs, sk.guard_prefix + "abc", sk.outbox, sk.marks, sk.audit, k.conv(msisdn, "10086"), k.parts(msisdn, "10086", "7:2"),
+            k.usage(msisdn)]
     assert len({slot(x) for x in keys}) == 1
-    assert sk.outbox == k.outbox(k.shard(msisdn))
+    assert sk.outbox == k.outbox(k.shard(msisdn)) and sk.marks == k.marks(k.shard(msisdn))  # a cluster: one watermark key per shard
 
 
 def test_shards_spread():
@@ -47,3 +48,4 @@ def test_one_outbox_sends_every_shards_replies_to_shard_0s_stream():
     assert streams == {k.outbox(0)} == {"smsbot:{0}:outbox"}
     assert k.all_outboxes() == Keys("smsbot", 16).all_outboxes() and len(k.all_outboxes()) == 16
     assert {k.subscriber(str(13800000000 + i)).audit for i in range(200)} == set(k.all_audits())
+    assert {k.subscriber(str(13800000000 + i)).marks for i in range(200)} == {k.marks(5)} == {"smsbot:{0}:marks"}

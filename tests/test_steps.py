@@ -89,17 +89,20 @@ def test_no_python_module_indexes_a_call_by_number():
 def test_an_mo_call_is_built_and_its_reply_read_by_name(make_unit_store):
     store = make_unit_store()
     me = SenderIdentity("bot-1", tuple(store.keys.lease_prefix(n) for n in range(store.keys.shards)), session=3)
-    call = store.mo_call("subscriptions.menu", "13800138000", "10086", guard_fp="abc", guard_ms=600_000, sender=me,
-                         now_ms=1, extra_keys=("usage",))
+    call = store.mo_call("subscriptions.menu", "13800138000", "10086", guard_fp="abc", guard_ms=600_000, batch=7, mark=5,
+                         sender=me, now_ms=1, extra_keys=("usage",))
     cmd = call.command("sha")
     assert cmd[:3] == ("EVALSHA", "sha", len(steps.MoKeys._fields) + 1)
     keys = cmd[3:3 + cmd[2]]
-    assert keys[steps.MoKeys._fields.index("guard")] == call.keys.guard and call.keys.guard.endswith(":abc")
+    assert keys[steps.MoKeys._fields.index("state")] == store.keys.conv("13800138000", "10086")
+    assert keys[steps.MoKeys._fields.index("old_guard")] == call.keys.old_guard and call.keys.old_guard.endswith(":abc")
+    assert keys[steps.MoKeys._fields.index("marks")] == store.keys.marks(0)  # a single Redis: shard 0's for all
     # the lease in the shard of the stream the replies go to (a single Redis: shard 0's, see Keys.one_outbox)
     assert keys[steps.MoKeys._fields.index("outbox")] == store.keys.outbox(0)
     assert keys[steps.MoKeys._fields.index("lease")] == me.lease_key(0)
     argv = dict(zip(steps.MoArgv._fields, cmd[3 + cmd[2]:]))
     assert argv["token"] == "bot-1/3" and argv["consumer"] == "bot-1" and argv["extra_keys"] == '["usage"]'
+    assert (argv["guard_fp"], argv["batch"], argv["mark"]) == ("abc", 7, 5)
     res = steps.MO.parse([b"menu_sent", [[b"1-0", b"subscriptions.menu", b"{}"]], False])
     assert res.outcome == b"menu_sent" and res.sent[0][0] == b"1-0" and res.extra is False
 

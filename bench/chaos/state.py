@@ -2,7 +2,9 @@
 
 Written here (not imported) so that the check does not share code with what it checks:
 ``<prefix>:{<crc32(msisdn) % shards>}:subs:<msisdn>`` (hash code -> JSON record with ``state``),
-``...:conv:<msisdn>:<short code>`` (JSON ``{"type": "menu", "items": [codes]}``),
+``...:conv:<msisdn>:<short code>`` (the MO state: byte 2, the conversation's end in ms, NUL, its JSON
+``{"type": "menu", "items": [codes]}`` or nothing, then the guards, each after a byte 1; the form
+before: the JSON alone, ended by the key's time to live),
 ``...:ledger:<msisdn>`` (hash ``<code>:<YYYY-MM>`` -> JSON ``{"fen": ...}``),
 ``...:orders:<msisdn>`` (hash order id -> JSON), and the per-shard audit streams
 ``<prefix>:{N}:audit`` (fields msisdn, service, old, new, reason, ledger).
@@ -34,6 +36,8 @@ class RedisView:
         self._conv: dict[str, Any] = {}
         self._ledger: dict[str, dict[str, int]] = {}
         self._orders: dict[str, set[str]] = {}
+        seconds, micros = client.time()
+        self.now_ms = int(seconds) * 1000 + int(micros) // 1000  # Redis's clock: when a stored conversation ends
         for i in range(0, len(self.msisdns), batch):
             chunk = self.msisdns[i:i + batch]
             p = client.pipeline(transaction=False)
@@ -46,7 +50,7 @@ class RedisView:
             for j, m in enumerate(chunk):
                 subs, conv, ledger, orders = res[4 * j:4 * j + 4]
                 self._subs[m] = {_s(k): self._state(v) for k, v in subs.items()}
-                self._conv[m] = self._menu(conv)
+                self._conv[m] = self._menu(conv, self.now_ms)
                 self._ledger[m] = {_s(k): self._fen(v) for k, v in ledger.items()}
                 self._orders[m] = {_s(x) for x in orders}
         self._cancel: dict[str, Counter[str]] = defaultdict(Counter)
@@ -84,9 +88,13 @@ class RedisView:
             return "?"
 
     @staticmethod
-    def _menu(raw: Any) -> Any:
+    def _menu(raw: Any, now_ms: int) -> Any:
         if raw is None:
             return None
+        if raw[:1] == b"\x02":  # the MO state: the conversation (until its end) before the guards
+            ends, _sep, raw = raw[1:].split(b"\x01", 1)[0].partition(b"\x00")
+            if not raw or int(ends) <= now_ms:
+                return None
         try:
             conv = json.loads(raw)
         except ValueError:

@@ -7,7 +7,7 @@ handlers['subscriptions.menu'] = function()
   local a = ctx.args
   local n, items = live_index()
   if n == 0 then
-    redis.call('DEL', ctx.conv_key)
+    conv_del()
     reply('subscriptions.empty', {})
     return 'menu_empty'
   end

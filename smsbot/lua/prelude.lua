@@ -9,26 +9,55 @@ local handlers = {}
 local conversations = {}
 
 local ctx = {
-  subs_key = KEY_subs, conv_key = KEY_conv, guard_key = KEY_guard, outbox = KEY_outbox, audit_key = KEY_audit,
+  subs_key = KEY_subs, outbox = KEY_outbox, audit_key = KEY_audit,
   queue = KEY_queue, parts_key = KEY_parts, live_key = KEY_live, sent = {},
   handler = ARG_handler, now = tonumber(ARG_now), msisdn = ARG_msisdn, short_code = ARG_short_code, lang = ARG_lang,
   mo = ARG_mo, guard_ttl = tonumber(ARG_guard_ms), args = cjson.decode(ARG_args),
   consumer = ARG_consumer, token = ARG_token,
-  replies = 0, answered = { false },  -- [1]: the token (main.lua), then own, id, template, data per reply
+  replies = 0, answered = {},  -- own, id, template, data per reply (this MO's guard, main.lua)
   key = {},
 }
 if ARG_extra_keys ~= '' then
   for i, name in ipairs(cjson.decode(ARG_extra_keys)) do ctx.key[(string.gsub(name, '^@', ''))] = KEYS[NKEYS + i] end
 end
 
--- What every MO step reads, in ONE command (each command in a script costs its own call): the MO's
--- redelivery guard (main.lua), this sender's lease (whether the replies are its own, below) and the
--- live-subscriptions index (the 0000 menu). All three share the subscriber's hash tag (one slot);
--- an unused one is the placeholder key, which never exists.
-local pre = redis.call('MGET', KEY_guard, KEY_lease, KEY_live)
-ctx.guard = pre[1]  -- false: no guard
+-- What every MO step reads, in ONE command (each command in a script costs its own call): the
+-- subscriber's MO state at this short code (the conversation and the guards of recent MOs, in the form
+-- smsbot.records declares; main.lua writes it back in one SET), this sender's lease (whether the
+-- replies are its own, below), the live-subscriptions index (the 0000 menu) and the MO's guard as
+-- the version before kept it (a key of its own; main.lua). All share the subscriber's hash tag (one
+-- slot); an unused one is the placeholder key, which never exists.
+local pre = redis.call('MGET', KEY_state, KEY_lease, KEY_live, KEY_old_guard)
 ctx.owned = ctx.consumer ~= '' and pre[2] ~= false  -- the lease exists, read in the same atomic step
 local live_cached = pre[3]  -- the index as stored, kept current by write_live_index
+ctx.old_guard = pre[4]  -- false: none
+
+-- The MO state as read: the open conversation (its JSON, taken out of the stored text only when
+-- asked for: the 0000 menu replaces it unread) and until when it is kept, and where the guards'
+-- records start (main.lua reads them in place; 0: none).
+local state_raw = pre[1]
+local conv_raw, conv_until, guards_at = false, 0, 0
+local conv_from, conv_to = 0, -1  -- the stored conversation's place in state_raw, while conv_raw is false
+if state_raw then
+  if string.byte(state_raw, 1) == 2 then  -- STATE_MARK
+    local f = string.find(state_raw, STATE_FIELD, 2, true)
+    local rec = string.find(state_raw, STATE_REC, f, true)
+    local u = tonumber(string.sub(state_raw, 2, f - 1))
+    local to = rec and rec - 1 or #state_raw
+    if to > f and u > ctx.now then conv_from, conv_to, conv_until = f + 1, to, u end
+    if rec then guards_at = rec + 1 end
+  else  -- the form before: the conversation's JSON alone, kept for the key's time to live
+    conv_raw, conv_until = state_raw, ctx.now + math.max(redis.call('PTTL', KEY_state), 1)
+  end
+end
+
+-- The stored conversation's JSON (false: none), taken out of the stored text once.
+local function conv_text()
+  if not conv_raw and conv_to >= conv_from then
+    conv_raw, conv_from, conv_to = string.sub(state_raw, conv_from, conv_to), 0, -1
+  end
+  return conv_raw
+end
 
 -- Store a reply intent (template `tpl`, `data`, rendered by the sender in `lang`). In an MO's script
 -- the sender handling the MO sends it itself: the entry goes to the outbox stream marked with its
@@ -141,17 +170,24 @@ local function live_index()
   return write_live_index()
 end
 
+-- The open conversation of this short code (read by the prelude's MGET; nil: none).
 local function conv_get()
-  local raw = redis.call('GET', ctx.conv_key)
-  if not raw then return nil end
-  return cjson.decode(raw)
+  local text = conv_text()
+  if not text then return nil end
+  return cjson.decode(text)
 end
 
--- Open or replace the conversation; it accepts replies until `exp`, the key lives `keep_ms` longer.
+-- Open or replace the conversation; it accepts replies until `exp`, and is kept `keep_ms` longer.
+-- Stored with the MO's guard by main.lua's one SET of the MO state.
 local function conv_put_encoded(encoded, exp, keep_ms)
-  local ttl = exp - ctx.now + (keep_ms or 0)
-  if ttl < 1 then ttl = 1 end
-  redis.call('SET', ctx.conv_key, encoded, 'PX', ttl)
+  local kept = exp + (keep_ms or 0)
+  if kept <= ctx.now then kept = ctx.now + 1 end
+  conv_raw, conv_until, conv_from, conv_to, ctx.conv_changed = encoded, kept, 0, -1, true
+end
+
+-- Close the conversation (main.lua stores the MO state without it).
+local function conv_del()
+  conv_raw, conv_from, conv_to, ctx.conv_changed = false, 0, -1, true
 end
 
 local function conv_put(conv, keep_ms)

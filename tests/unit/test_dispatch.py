@@ -44,7 +44,7 @@ def test_each_mo_becomes_one_script_call_for_the_senders_identity(setup):
         # a single Redis: every subscriber's replies go to shard 0's outbox, under the lease adoption checks there
         assert call.keys.lease == me.lease_key(0) and call.argv.now == int(NOW * 1000)
         assert call.keys.outbox == store.keys.outbox(0) and call.argv.guard_ms == 600_000
-    assert [oc.guard for oc in batch.outcomes] == [a.keys.guard, b.keys.guard]
+    assert [oc.guard for oc in batch.outcomes] == [a.keys.old_guard, b.keys.old_guard]
     assert batch.roundtrip.arrived is False  # prepared and sent; nothing answered yet
 
 
@@ -63,7 +63,7 @@ def test_without_guards_no_guard_is_left(setup):
     d.start(batch)
     [call] = store.mo_calls(batch.roundtrip)
     assert call.argv.guard_ms == 0 and batch.outcomes[0].guard == ""
-    assert call.keys.guard == store.keys.subscriber("13800138000").none  # a placeholder: the script sets none
+    assert call.keys.old_guard == store.keys.subscriber("13800138000").none and call.argv.guard_fp == ""  # the script sets none
 
 
 def test_an_unserved_short_code_is_acknowledged_without_a_round_trip(setup):
@@ -75,15 +75,15 @@ def test_an_unserved_short_code_is_acknowledged_without_a_round_trip(setup):
     assert (oc.status, oc.outcome, oc.command) == (Status.ROK, "unknown_short_code", "-")
 
 
-def test_a_round_trip_is_guards_then_scripts_then_records_then_mt_records_then_receipts(setup):
+def test_a_round_trip_is_watermarks_then_scripts_then_records_then_mt_records_then_receipts(setup):
     d, store, me = setup()
-    head = store.delete_commands(["g1", "g2"])
+    head = [("HSET", store.keys.marks(0), "bot-0/1", "7")]
     tail = [("EVALSHA", store.receipt_sha, 2, "k1", "k2", "bind", "DELIVRD", "", 1, 60)]
     batch = d.prepare([inbound(1), inbound(2, "13900139000")], me, acks=[("smsbot:{3}:outbox", "5-0")],
                       writes=[KeyWrite("mtkey", {"a": "b"}, 60, push=True)], tail=tail, head=head)
     d.start(batch)
-    assert store.kinds(batch.roundtrip) == ["DEL", "mo", "mo", "XDEL", "RPUSH", "EXPIRE", "receipt"]
-    assert store.deleted(batch.roundtrip) == ["g1", "g2"]
+    assert store.kinds(batch.roundtrip) == ["HSET", "mo", "mo", "XDEL", "RPUSH", "EXPIRE", "receipt"]
+    assert store.marks(batch.roundtrip) == {"bot-0/1": 7}
     assert store.recorded(batch.roundtrip) == {"smsbot:{3}:outbox": ["5-0"]}
 
 

@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 
 from smsbot.messages import CommandId, Segment, Status
-from smsbot.pipeline import BATCH_MAX, CLEARS_HOLD_S, MAX_IN_FLIGHT, SPLIT_FROM
+from smsbot.pipeline import BATCH_MAX, MARKS_HOLD_S, MAX_IN_FLIGHT, SPLIT_FROM
 from smsbot.session import ReplyTo
 from tests.helpers import (data_sm, deliver_sm, entry, error_reply, header, inbound, kinds_of, receipt_pdu, resps,
                            sequences_of)
@@ -81,7 +81,7 @@ def test_an_answer_lost_is_try_again_and_the_next_batch_has_a_new_token(hot_path
     [before] = hp.store.mo_calls(first)
     [after] = hp.store.mo_calls(hp.store.roundtrips[-1])
     assert (before.argv.token, after.argv.token) == ("bot-1/1", "bot-1/2")
-    assert before.keys.guard == after.keys.guard  # the same MO: its guard from the unknown outcome now holds
+    assert before.argv.guard_fp == after.argv.guard_fp  # the same MO: its guard from the unknown outcome now holds
 
 
 def test_two_failed_batches_of_one_session_start_one_new_session(hot_path):
@@ -232,11 +232,14 @@ def test_a_receipt_not_stored_is_try_again(hot_path):
 
 
 # -- the redelivery guard's life ----------------------------------------------------------------------------------
-def test_a_guard_goes_only_after_the_smsc_confirms_it_read_the_resp(hot_path):
+def test_a_guard_is_confirmed_only_after_the_smsc_read_the_resp(hot_path):
+    """Each batch has a number its MOs' guards carry; once the SMSC confirmed reading the resps, the
+    session's watermark passes it: at once in this session's own calls, in Redis `MARKS_HOLD_S` later."""
     hp = hot_path()
     hp.mo(1)
     hp.start_batches()
-    [guard] = [c.keys.guard for c in hp.store.mo_calls(hp.store.roundtrips[0])]
+    [first] = hp.store.mo_calls(hp.store.roundtrips[0])
+    assert (first.argv.batch, first.argv.mark) == (1, 0) and first.argv.guard_fp
     hp.answer()
     assert not hp.pipeline.clears_waiting
     frames = hp.flush()
@@ -246,33 +249,20 @@ def test_a_guard_goes_only_after_the_smsc_confirms_it_read_the_resp(hot_path):
     assert hp.pipeline.clears_waiting
     hp.mo(2, "13900139000")
     hp.start_batches()
-    assert hp.store.kinds(hp.store.roundtrips[-1]) == ["mo"]  # gathered: one DEL will take many
+    rt = hp.store.roundtrips[-1]
+    assert hp.store.kinds(rt) == ["mo"]  # gathered: one HSET will carry many confirmations
+    assert [(c.argv.batch, c.argv.mark) for c in hp.store.mo_calls(rt)] == [(2, 1)]  # its own calls know at once
     hp.answer()
-    hp.clock.advance(CLEARS_HOLD_S + 0.001)
+    hp.clock.advance(MARKS_HOLD_S + 0.001)
     hp.mo(3, "13700137000")
     hp.start_batches()
     rt = hp.store.roundtrips[-1]
-    assert hp.store.kinds(rt) == ["DEL", "mo"]  # deleted before the scripts that might meet it
-    assert hp.store.deleted(rt) == [guard]
+    assert hp.store.kinds(rt) == ["HSET", "mo"]  # written before the scripts that might meet it
+    assert hp.store.marks(rt) == {"bot-1/1": 1}  # batch 2's resp is not read yet
+    assert rt.cmds[0][1] == hp.store.keys.marks(0)
 
 
-def test_the_same_text_again_takes_the_confirmed_guards_with_it_at_once(hot_path):
-    """A person repeating a text whose resp the SMSC read: its guard goes before the new MO's script
-    runs, never after it (it would delete the new MO's own guard), however short the wait."""
-    hp = hot_path()
-    hp.mo(1)
-    hp.pipeline.start_batches()
-    [guard] = [c.keys.guard for c in hp.store.mo_calls(hp.store.roundtrips[0])]
-    hp.answer()
-    confirm_all(hp, hp.flush())
-    hp.mo(2)  # the same subscriber, the same text: the same guard
-    hp.pipeline.start_batches()
-    rt = hp.store.roundtrips[-1]
-    assert hp.store.kinds(rt) == ["DEL", "mo"] and hp.store.deleted(rt) == [guard] == [hp.store.mo_calls(rt)[0].keys.guard]
-    assert not hp.pipeline.clears_waiting
-
-
-def test_confirmed_guards_go_in_a_round_trip_of_their_own_when_nothing_else_goes(hot_path):
+def test_a_moved_watermark_goes_in_a_round_trip_of_its_own_when_nothing_else_goes(hot_path):
     hp = hot_path()
     hp.mo(1)
     hp.start_batches()
@@ -280,12 +270,29 @@ def test_confirmed_guards_go_in_a_round_trip_of_their_own_when_nothing_else_goes
     confirm_all(hp, hp.flush())
     assert hp.pipeline.record()
     rt = hp.store.roundtrips[-1]
-    assert hp.store.kinds(rt) == ["DEL"]
+    assert hp.store.kinds(rt) == ["HSET"] and hp.store.marks(rt) == {"bot-1/1": 1}
     hp.answer(rt)
     assert not hp.pipeline.clears_waiting and not hp.pipeline.record()
 
 
-def test_a_try_again_resp_never_clears_its_guard(hot_path):
+def test_a_new_session_writes_the_last_ones_watermark_before_its_first_script(hot_path):
+    """A confirmation not yet written when the link drops goes in the head of the new session's first
+    round trip: its scripts never meet a guard whose resp was read as if it had not been."""
+    hp = hot_path()
+    hp.mo(1)
+    hp.start_batches()
+    hp.answer()
+    confirm_all(hp, hp.flush())
+    hp.pipeline.link_lost()
+    hp.rebind()  # bound again
+    hp.mo(2)  # the same text again, in the new session
+    hp.start_batches()
+    rt = hp.store.roundtrips[-1]
+    assert hp.store.kinds(rt) == ["HSET", "mo"] and hp.store.marks(rt) == {"bot-1/1": 1}
+    assert [c.argv.token for c in hp.store.mo_calls(rt)] == ["bot-1/2"]
+
+
+def test_a_try_again_resp_never_confirms_its_batch(hot_path):
     hp = hot_path()
     hp.store.lose = 1
     hp.mo(1)
@@ -294,24 +301,47 @@ def test_a_try_again_resp_never_clears_its_guard(hot_path):
     frames = hp.flush()
     assert resps(frames) == [(1, Status.RX_T_APPN)]
     confirm_all(hp, frames)
-    hp.flush()
     confirm_all(hp, hp.flush())
     hp.mo(2, "13900139000")
     hp.start_batches()
-    assert "DEL" not in hp.store.kinds(hp.store.roundtrips[-1]) and not hp.pipeline.record()
+    hp.answer()
+    confirm_all(hp, hp.flush())
+    hp.pipeline.record()
+    assert hp.store.marks(hp.store.roundtrips[-1]) == {"bot-1/2": 2}  # bot-1/1 never passes batch 1
 
 
-def test_only_the_guards_of_resps_that_succeeded_are_cleared(hot_path):
+def test_only_resps_that_succeeded_carry_the_guard(hot_path):
+    """A script error's resp is "try again" without a guard: the batch is confirmed by the others' resps."""
     hp = hot_path()
     hp.store.script_mo("13900139000", error_reply("ERR user_script:1: boom"))
     hp.mo(1, "13800138000")
     hp.mo(2, "13900139000")
     hp.start_batches()
-    ok, failed = hp.store.mo_calls(hp.store.roundtrips[0])
     hp.answer()
+    frames = hp.flush()
+    assert sorted(resps(frames)) == [(1, Status.ROK), (2, Status.RX_T_APPN)]
+    assert hp.out.asking and hp.out._question[2] == ["1"]  # only the good resp's batch is guarded
+    confirm_all(hp, frames)
+    hp.pipeline.record()
+    assert hp.store.marks(hp.store.roundtrips[-1]) == {"bot-1/1": 1}
+
+
+def test_the_watermark_waits_for_every_earlier_batch(hot_path):
+    """Two batches in flight; the later one's resps are read first: the watermark stays below the
+    earlier until its resps are read too."""
+    hp = hot_path()
+    hp.mo(1, "13800138000")
+    hp.start_batches()
+    hp.mo(2, "13900139000")
+    hp.start_batches()
+    rt1, rt2 = hp.store.roundtrips
+    hp.answer(rt2)
+    confirm_all(hp, hp.flush())  # batch 2's resp read
+    assert not hp.pipeline.clears_waiting  # batch 1 is not answered yet: the watermark has not moved
+    hp.answer(rt1)
     confirm_all(hp, hp.flush())
     hp.pipeline.record()
-    assert hp.store.deleted(hp.store.roundtrips[-1]) == [ok.keys.guard] != [failed.keys.guard]
+    assert hp.store.marks(hp.store.roundtrips[-1]) == {"bot-1/1": 2}
 
 
 def test_confirmation_is_asked_again_on_an_idle_link_until_every_guard_is_covered(hot_path):
@@ -325,16 +355,15 @@ def test_confirmation_is_asked_again_on_an_idle_link_until_every_guard_is_covere
     hp.answer()
     second = hp.flush()  # write 2: resp 2, no second question while the first is open
     assert kinds_of(second) == ["DELIVER_SM_RESP"]
-    g1, g2 = (hp.store.mo_calls(rt)[0].keys.guard for rt in hp.store.roundtrips)
     confirm_all(hp, first)  # covers write 1 only
     hp.pipeline.record()
-    assert hp.store.deleted(hp.store.roundtrips[-1]) == [g1]
+    assert hp.store.marks(hp.store.roundtrips[-1]) == {"bot-1/1": 1}
     hp.answer()
     idle = hp.flush()  # nothing queued, but guard 2 is not covered yet: ask again
     assert kinds_of(idle) == ["ENQUIRE_LINK"]
     confirm_all(hp, idle)
     hp.pipeline.record()
-    assert hp.store.deleted(hp.store.roundtrips[-1]) == [g2]
+    assert hp.store.marks(hp.store.roundtrips[-1]) == {"bot-1/1": 2}
     hp.answer()
     writes = len(hp.sock.sends)
     assert hp.flush() == [] and len(hp.sock.sends) == writes  # every guard covered: the link stays quiet
@@ -350,22 +379,23 @@ def test_an_enquire_link_answered_for_another_reason_confirms_nothing(hot_path):
     assert not hp.pipeline.clears_waiting
 
 
-def test_guards_whose_deletion_failed_go_again_first(hot_path):
+def test_watermarks_whose_write_failed_go_again_first(hot_path):
     hp = hot_path()
     hp.mo(1)
     hp.start_batches()
     hp.answer()
     confirm_all(hp, hp.flush())
-    hp.clock.advance(CLEARS_HOLD_S + 0.001)
+    hp.clock.advance(MARKS_HOLD_S + 0.001)
     hp.store.lose = 1
     hp.mo(2, "13900139000")
     hp.start_batches()
     lost = hp.store.roundtrips[-1]
+    assert hp.store.marks(lost) == {"bot-1/1": 1}
     hp.answer(lost)
     hp.mo(3, "13700137000")
     hp.start_batches()
     again = hp.store.roundtrips[-1]
-    assert hp.store.kinds(again)[0] == "DEL" and hp.store.deleted(again) == hp.store.deleted(lost) != []
+    assert hp.store.kinds(again)[0] == "HSET" and hp.store.marks(again) == {"bot-1/1": 1}
 
 
 def test_a_lost_link_keeps_the_guards_of_its_unconfirmed_resps(hot_path):
@@ -383,11 +413,36 @@ def test_a_lost_link_keeps_the_guards_of_its_unconfirmed_resps(hot_path):
     hp.rebind()  # bound again
     hp.mo(4, "13600136000")
     hp.start_batches()
-    [g4] = [c.keys.guard for c in hp.store.mo_calls(hp.store.roundtrips[-1])]
+    assert hp.store.kinds(hp.store.roundtrips[-1]) == ["mo"]  # nothing of the first session's to write
     hp.answer()
     confirm_all(hp, hp.flush())
     hp.pipeline.record()
-    assert hp.store.deleted(hp.store.roundtrips[-1]) == [g4]
+    assert hp.store.marks(hp.store.roundtrips[-1]) == {"bot-1/2": 3}  # bot-1/1's guards hold
+
+
+def test_an_ended_sessions_watermark_is_forgotten_once_no_guard_can_need_it(hot_path):
+    hp = hot_path()
+    hp.mo(1)
+    hp.start_batches()
+    hp.answer()
+    confirm_all(hp, hp.flush())
+    hp.pipeline.link_lost()
+    hp.rebind()
+    hp.mo(2)
+    hp.start_batches()  # the next session begins: the first one ends
+    hp.answer()
+    confirm_all(hp, hp.flush())
+    hp.pipeline.record()
+    assert "HDEL" not in hp.store.kinds(hp.store.roundtrips[-1])  # its guards may still hold
+    hp.answer()
+    hp.clock.advance(hp.live.settings.dispatch.redelivery_guard_seconds + 1)  # every guard of it has expired
+    hp.mo(3, "13900139000")
+    hp.start_batches()
+    hp.answer()
+    confirm_all(hp, hp.flush())
+    hp.pipeline.record()
+    rt = hp.store.roundtrips[-1]
+    assert ("HDEL", hp.store.keys.marks(0), "bot-1/1") in rt.cmds and hp.store.marks(rt) == {"bot-1/2": 3}
 
 
 # -- records ------------------------------------------------------------------------------------------------------
@@ -475,28 +530,18 @@ def test_mt_records_of_a_failed_round_trip_go_again(hot_path):
     assert [c for c in again.cmds if c[0] == "RPUSH"] == [c for c in lost.cmds if c[0] == "RPUSH"] != []
 
 
-def test_a_guard_a_completed_long_mo_wrote_again_is_not_deleted_by_the_earlier_confirmation(hot_path):
-    """The same long MO again (same concatenation reference, same text) completes while its batch is
-    answered — after the batch went out without the gathered guards. The earlier MO's confirmed
-    guard names the key the completed MO's script has just written again: it is dropped from the
-    gathered ones (deleting it later would leave the new MO unguarded), and goes when the new MO's
-    own resp is confirmed."""
+def test_a_completed_long_mo_carries_its_batchs_number(hot_path):
+    """The part completing a long MO runs the MO's step in a round trip of its own: its guard carries
+    the number of the part's batch, confirmed with the part's resp."""
     hp = hot_path()
-
-    def long_mo(seq: int) -> None:
-        hp.store.script_mo("13800138000", hp.store.mo_reply("part_complete", extra="0000".encode().hex().encode()))
-        hp.pipeline.on_mo(replace(inbound(seq, text="00"), segment=Segment(ref=7, total=2, seq=2)),
-                          ReplyTo(hp.link, seq, False))
-        hp.start_batches()
-        hp.answer(hp.store.roundtrips[-1])
-
-    long_mo(1)
-    [guard] = [c.keys.guard for c in hp.store.mo_calls(hp.store.roundtrips[-1])]  # the completed MO's call
+    hp.store.script_mo("13800138000", hp.store.mo_reply("part_complete", extra="0000".encode().hex().encode()))
+    hp.pipeline.on_mo(replace(inbound(1, text="00"), segment=Segment(ref=7, total=2, seq=2)), ReplyTo(hp.link, 1, False))
+    hp.start_batches()
+    part = hp.store.roundtrips[-1]
+    hp.answer(part)
+    [completed] = hp.store.mo_calls(hp.store.roundtrips[-1])
+    assert hp.store.roundtrips[-1] is not part and completed.argv.guard_fp
+    assert (completed.argv.batch, completed.argv.mark) == (1, 0)
     confirm_all(hp, hp.flush())
-    assert hp.pipeline.clears_waiting
-    long_mo(2)
-    assert [c.keys.guard for c in hp.store.mo_calls(hp.store.roundtrips[-1])] == [guard]
-    assert not hp.pipeline.clears_waiting  # the key holds the new MO's guard now
-    confirm_all(hp, hp.flush())
-    hp.clock.advance(CLEARS_HOLD_S + 0.001)
-    assert hp.pipeline.record() and hp.store.deleted(hp.store.roundtrips[-1]) == [guard]
+    hp.pipeline.record()
+    assert hp.store.marks(hp.store.roundtrips[-1]) == {"bot-1/1": 1}

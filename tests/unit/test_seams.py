@@ -89,7 +89,7 @@ def test_the_pipeline_returns_resps_and_never_touches_a_link(hot_path):
     rt = hp.store.roundtrips[-1]
     rt.arrive()
     answered, resps = hp.pipeline.poll([rt])
-    [guard] = [c.keys.guard for c in hp.store.mo_calls(rt)]
+    [guard] = [str(c.argv.batch) for c in hp.store.mo_calls(rt)]  # a resp's guard: its batch's number
     assert answered and resps == [(receipt_reply, Status.ROK, None), (mo_reply, Status.ROK, guard)]
     assert hp.sender.backlog == 1  # the reply went on to the outbox
 
@@ -174,11 +174,13 @@ def test_the_transport_hands_a_read_on_then_takes_the_link_down(hot_path):
     hp = hot_path()
     transport, binds = bound_transport(hp)
     [(link, out)] = transport.outgoing.items()
-    hp.sender.enqueue([entry(0)])
-    [part] = hp.sender.take()
+    hp.mo(3)
+    hp.start_batches()
+    hp.answer()  # batch 1: its resp's guard awaits the SMSC's confirmation
+    [part] = hp.sender.take()  # its reply
     seq = int.from_bytes(part[12:16], "big")
     reply = ReplyTo(link, 4)
-    out.answer(ReplyTo(link, 1), Status.ROK, "g")
+    out.answer(ReplyTo(link, 1), Status.ROK, "1")
     out.flush(T0)
     [question] = [q for c, _s, q, _b in binds.socks[0].written() if c == CommandId.ENQUIRE_LINK]
     got = Received(mos=[(inbound(4), reply)], submit_resps=[(seq, 0, "m")], answered=[question], down="SMSC sent unbind")
