@@ -17,7 +17,7 @@ Rules:
   guard) comes back from its round trip after a short try (`Dispatcher.start` with
   ``give_back_tryagain``), the rest of its batch is answered at once, and the MO goes back in front
   of the MOs not yet batched (`slot_waits`), tried again after a pause (`SLOT_RETRY_PAUSES`; the
-  transport's select wakes for it: `start_wakeup`); `SLOT_WAIT_S` after its first try it is
+  transport's select wakes for it: `retry_wakeup`); `SLOT_WAIT_S` after its first try it is
   refused with a temporary error, unapplied, and the SMSC redelivers it.
 * **Flow control.** While more reply parts than the high-water mark wait for the SMSC, MOs stay
   unacknowledged (the SMSC's window fills and it waits); receipts still go through.
@@ -283,11 +283,14 @@ class Pipeline:
             return any(w.due <= now for w in self.slot_waits)
         return False
 
-    def start_wakeup(self, now: float) -> float | None:
-        """Seconds until an MO waiting for its slot is due to be tried again (None: none waits
-        for a later time); `now` on the pipeline's clock."""
+    def retry_wakeup(self, now: float) -> float | None:
+        """Seconds until the pipeline next has something to try again, for the transport's select
+        timeout (None: nothing): an MO waiting for its slot (`now` on the pipeline's clock), or a
+        round trip's pause between tries of a redirected command (`Roundtrip.retry_in`)."""
         due = self._next_due(now)
-        return due - now if due is not None else None
+        waits = [due - now] if due is not None else []
+        waits.extend(r for r in (rt.retry_in() for rt in self.roundtrips()) if r is not None)
+        return min(waits, default=None)
 
     def _next_due(self, now: float) -> float | None:
         return min((w.due for w in self.slot_waits if w.due > now), default=None)

@@ -106,6 +106,10 @@ class Roundtrip:
             self.poll()  # blocking read (socket timeout applies)
         return self.replies
 
+    def retry_in(self) -> float | None:
+        """Seconds until a pause between tries runs out (a single Redis redirects nothing: None)."""
+        return None
+
     def _fail(self) -> None:
         if self.conn is not None:
             self.conn.disconnect()
@@ -155,7 +159,7 @@ class ClusterRoundtrip:
     on one node (an MO script declares keys that do not exist yet, its guard, so it meets TRYAGAIN
     from the first key moved to the last): it runs once the slot has moved. The pause does not hold
     the caller's loop: the round trip stays not `done`, `buffered` turns true when the next try is
-    due (`fileno` meanwhile a socket that never becomes readable), so the transport goes on reading
+    due (`retry_in` says when; `fileno` meanwhile a socket that never becomes readable), so the transport goes on reading
     the SMSC and answering its other batch. Followed for at most `REDIRECT_SECONDS` from the first
     answer, longer than a slot of many keys takes to migrate; what still is a redirection then
     comes back as an error reply: an MO script not run, so its MO is refused unapplied and
@@ -219,6 +223,11 @@ class ClusterRoundtrip:
     @property
     def done(self) -> bool:
         return self._done
+
+    def retry_in(self) -> float | None:
+        """Seconds until the pause before the next try of a TRYAGAIN/CLUSTERDOWN runs out (then
+        `buffered`), for the caller's select timeout; None: no pause runs."""
+        return max(0.0, self._retry_at - time.monotonic()) if self._retry_at is not None else None
 
     def buffered(self) -> bool:
         """Data already inside the TLS layer (select would not see it), or a pause that has run out."""

@@ -114,6 +114,9 @@ class FakeRoundtrip:
     def buffered(self) -> bool:
         return False
 
+    def retry_in(self) -> float | None:
+        return None
+
     def arrive(self) -> None:
         self.arrived = True
 

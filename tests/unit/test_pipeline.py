@@ -572,11 +572,11 @@ def test_an_mo_whose_slot_is_moving_goes_back_while_the_rest_of_its_batch_is_ans
     assert [oc.inbound.msisdn for oc in outcomes] == ["13900139000", "13700137000"]  # the waiting MO is not counted yet
     assert [w.mo[0].sequence for w in hp.pipeline.slot_waits] == [1]
     assert not hp.pipeline.startable()  # its pause runs
-    assert hp.pipeline.start_wakeup(hp.clock()) == pytest.approx(SLOT_RETRY_PAUSES[0])  # the loop's select wakes then
+    assert hp.pipeline.retry_wakeup(hp.clock()) == pytest.approx(SLOT_RETRY_PAUSES[0])  # the loop's select wakes then
     hp.start_batches()
     assert len(hp.store.roundtrips) == 1
     hp.clock.advance(SLOT_RETRY_PAUSES[0])
-    assert hp.pipeline.startable() and hp.pipeline.start_wakeup(hp.clock()) is None
+    assert hp.pipeline.startable() and hp.pipeline.retry_wakeup(hp.clock()) is None
     hp.start_batches()
     second = hp.store.roundtrips[-1]
     assert mo_msisdns(hp, second) == [MOVING]
@@ -599,7 +599,7 @@ def test_later_mos_of_its_subscriber_stay_behind_an_mo_waiting_for_its_slot(hot_
     assert resps(hp.flush()) == [(3, Status.ROK)]
     hp.start_batches()  # what is ready waits for the moving slot: no round trip, and then nothing spins
     assert len(hp.store.roundtrips) == 2 and not hp.pipeline.startable()
-    assert hp.pipeline.start_wakeup(hp.clock()) == pytest.approx(SLOT_RETRY_PAUSES[0])
+    assert hp.pipeline.retry_wakeup(hp.clock()) == pytest.approx(SLOT_RETRY_PAUSES[0])
     hp.clock.advance(SLOT_RETRY_PAUSES[0])
     hp.start_batches()
     retry = hp.store.roundtrips[-1]
@@ -613,7 +613,7 @@ def test_later_mos_of_its_subscriber_stay_behind_an_mo_waiting_for_its_slot(hot_
     hp.clock.advance(SLOT_RETRY_PAUSES[0])
     hp.start_batches()
     assert len(hp.store.roundtrips) == 3  # the second is due, and stays behind the first
-    assert hp.pipeline.start_wakeup(hp.clock()) == pytest.approx(SLOT_RETRY_PAUSES[1] - SLOT_RETRY_PAUSES[0])
+    assert hp.pipeline.retry_wakeup(hp.clock()) == pytest.approx(SLOT_RETRY_PAUSES[1] - SLOT_RETRY_PAUSES[0])
     hp.clock.now = hp.pipeline.slot_waits[0].due  # the first's pause ran out (exactly: no float rounding)
     hp.start_batches()
     assert mo_msisdns(hp, hp.store.roundtrips[-1]) == [MOVING, MOVING]
@@ -642,7 +642,7 @@ def test_an_mo_whose_slot_moves_too_long_is_refused_unapplied_and_its_redelivery
         tries += 1
         if out:
             break
-        hp.clock.now = hp.clock() + hp.pipeline.start_wakeup(hp.clock())
+        hp.clock.now = hp.clock() + hp.pipeline.retry_wakeup(hp.clock())
         assert hp.clock() >= hp.pipeline.slot_waits[0].due  # woken when its pause ran out
     assert [(status, guard) for _reply, status, guard in out] == [(Status.RX_T_APPN, None)]  # no guard: it comes again
     assert SLOT_WAIT_S <= hp.clock() - 1000.0 < SLOT_WAIT_S + SLOT_RETRY_PAUSES[-1]  # from its first try
@@ -673,4 +673,4 @@ def test_mos_waiting_for_their_slot_are_refused_on_stop_and_dropped_with_the_lin
     hp.start_batches()
     hp.answer()
     hp.pipeline.link_lost()  # never acknowledged: the SMSC delivers it again on the next link
-    assert hp.pipeline.slot_waits == [] and hp.pipeline.start_wakeup(hp.clock()) is None
+    assert hp.pipeline.slot_waits == [] and hp.pipeline.retry_wakeup(hp.clock()) is None
