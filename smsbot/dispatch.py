@@ -12,10 +12,11 @@ outbox entries the scripts picked up for sending. The rules:
   each such call carries the MO's redelivery guard (see `smsbot.pipeline` and lua/main.lua);
 * Redis unreachable or a script error -> ESME_RX_T_APPN, so the SMSC redelivers later. A status
   of 0 is only ever returned after the script's effects are stored.
-* an MO script Redis did not run because its slot is mid-migration (TRYAGAIN: Redis Cluster) ->
-  outcome `SLOT_MIGRATING`, ESME_RX_T_APPN, no guard, nothing applied. A caller that starts the
-  batch with ``give_back_tryagain`` gets it after a short try and runs the MO again later
-  (`smsbot.pipeline`); for any other the round trip followed it for up to 10 s first.
+* an MO script Redis did not run because its slot is mid-migration (TRYAGAIN: Redis Cluster), in
+  a batch started with ``give_back_tryagain`` -> outcome `SLOT_MIGRATING` after a short try,
+  ESME_RX_T_APPN, no guard, nothing applied: the caller runs the MO again later
+  (`smsbot.pipeline`). For any other caller the round trip follows it for up to 10 s; then it is
+  a script error like any other.
 
 Settings and router are read at use time from the bot's `Live`, so a reload (SIGHUP) applies every
 `dispatch.*` key at once. Whose replies the scripts make them, and which session's guards they
@@ -182,7 +183,7 @@ class Dispatcher:
         result.acks_flushed = True
         completed: list[tuple[MoOutcome, str]] = []
         for (oc, kind), res in zip(batch.owners, results):
-            self._apply(oc, res, result, quiet_tryagain=batch.give_back_tryagain)
+            self._apply(oc, res, result, give_back_tryagain=batch.give_back_tryagain)
             if kind == "part" and isinstance(res, ScriptResult) and res.outcome == "part_complete" and res.extra is not None:
                 completed.append((oc, res.extra))
         if completed:
@@ -214,13 +215,12 @@ class Dispatcher:
         return call
 
     def _apply(self, oc: MoOutcome, res: ScriptResult | Exception, result: BatchResult,
-               quiet_tryagain: bool = False) -> None:
-        """One script's reply into its MO's outcome and the batch's outbox entries. `quiet_tryagain`:
-        a TRYAGAIN is not logged (the caller runs the MO again, and logs it if it gives up)."""
-        if isinstance(res, Exception) and str(res).startswith("TRYAGAIN"):  # Redis ran nothing for it
-            if not quiet_tryagain:
-                _log.error("script_failed", correlation=oc.correlation, error=str(res))
-            oc.status, oc.outcome, oc.guard = Status.RX_T_APPN, SLOT_MIGRATING, ""
+               give_back_tryagain: bool = False) -> None:
+        """One script's reply into its MO's outcome and the batch's outbox entries.
+        `give_back_tryagain`: a TRYAGAIN is `SLOT_MIGRATING` (the caller runs the MO again, and
+        logs it if it gives up); else, as every other error, a script that failed."""
+        if give_back_tryagain and isinstance(res, Exception) and str(res).startswith("TRYAGAIN"):
+            oc.status, oc.outcome, oc.guard = Status.RX_T_APPN, SLOT_MIGRATING, ""  # Redis ran nothing for it
             return
         if isinstance(res, Exception):
             _log.error("script_failed", correlation=oc.correlation, error=str(res))

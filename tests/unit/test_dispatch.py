@@ -26,8 +26,8 @@ def setup(unit_settings):
     return make
 
 
-def run(d: Dispatcher, batch):
-    d.start(batch)
+def run(d: Dispatcher, batch, **start):
+    d.start(batch, **start)
     if batch.roundtrip is not None and batch.error is None:
         batch.raw = batch.roundtrip.wait()
     return d.finish(batch)
@@ -164,7 +164,7 @@ def test_an_mo_whose_slot_is_moving_is_not_run_and_leaves_no_guard(setup):
     d, store, me = setup()
     store.script_mo("13800138000", error_reply(TRYAGAIN))
     batch = d.prepare([inbound(1, "13800138000"), inbound(2, "13900139000")], me)
-    result = run(d, batch)
+    result = run(d, batch, give_back_tryagain=True)
     moving, served = result.outcomes
     assert (moving.status, moving.outcome, moving.guard) == (Status.RX_T_APPN, "slot_migrating", "")
     assert (served.status, served.outcome) == (Status.ROK, "menu_sent") and served.guard
@@ -180,3 +180,11 @@ def test_only_a_caller_that_asks_gets_the_scripts_tryagain_back_soon(setup):
     default = d.prepare([inbound(2, "13800138000")], me)
     d.start(default)
     assert default.roundtrip.give_back == range(0)  # the long wait (billing, API, delivery's scripts)
+
+
+def test_a_tryagain_the_caller_did_not_ask_back_is_a_script_error(setup):
+    """Followed for 10 s by the round trip, then it fails as today (the MO is refused and redelivered)."""
+    d, store, me = setup()
+    store.script_mo("13800138000", error_reply(TRYAGAIN))
+    [oc] = run(d, d.prepare([inbound(1, "13800138000")], me)).outcomes
+    assert (oc.status, oc.outcome, oc.guard) == (Status.RX_T_APPN, "script_error", "")
