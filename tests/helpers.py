@@ -98,6 +98,7 @@ class FakeRoundtrip:
                  give_back: range = range(0)):
         self.cmds = cmds
         self.give_back = give_back  # the commands whose TRYAGAIN the caller takes back (`ClusterRoundtrip`)
+        self.pause: float | None = None  # a pause between tries of a redirected command runs this long (`retry_in`)
         self.replies: list[Any] = []
         self.lost = lost  # the connection fails before the replies are read: the outcome is unknown
         self.arrived = False
@@ -115,7 +116,7 @@ class FakeRoundtrip:
         return False
 
     def retry_in(self) -> float | None:
-        return None
+        return self.pause
 
     def arrive(self) -> None:
         self.arrived = True

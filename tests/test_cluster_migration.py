@@ -2,7 +2,9 @@
 subscribers move key by key (CLUSTER SETSLOT IMPORTING/MIGRATING, MIGRATE), as a large slot moves in
 production, between the answers of running conversations. ASK, TRYAGAIN and MOVED are followed by
 the round trip: no batch fails, no MO is refused (the SMSC redelivers nothing), every cancel
-confirmation arrives once. And a cluster with more primaries than `redis.shards` is a warning at start.
+confirmation arrives once. An MO whose slot is held mid-migration waits for it without holding the
+other subscribers' MOs (the round trip gives its TRYAGAIN back, the pipeline tries it again). And a
+cluster with more primaries than `redis.shards` is a warning at start.
 """
 
 from __future__ import annotations
@@ -236,6 +238,43 @@ def test_an_mo_on_a_slot_mid_migration_waits_for_it_without_holding_the_others(c
         assert waiting.quiet() == [] and second.quiet() == [] and all(o.quiet() == [] for o in others)
     finally:
         w.stop()
+
+
+def test_a_round_trip_gives_back_the_tryagain_of_the_commands_its_caller_runs_again(cluster: list[int],
+                                                                                     tmp_path: Path):
+    """`give_back`: a script on a slot mid-migration comes back with its TRYAGAIN after a few tries
+    (Redis ran nothing), not followed for up to 10 s; the round trip's other commands are answered
+    (a single-key command on that slot follows ASK as before, one on another slot runs)."""
+    from smsbot import connections
+
+    store = connections.store(config.from_dict(base_config(f"redis://127.0.0.1:{cluster[0]}", tmp_path / "var",
+                                                           **{"redis.mode": "cluster"})))
+    try:
+        rc = store.redis
+        here, there = "{gb-moving}:a", "{gb-moving}:b"  # `there` exists on no node: TRYAGAIN for both at once
+        slot = key_slot(b"gb-moving")
+        rc.set(here, "1")
+        elsewhere = next(f"{{gb-other-{i}}}" for i in range(100)
+                         if rc.get_node_from_key(f"{{gb-other-{i}}}").port != rc.get_node_from_key(here).port)
+        source = rc.get_node_from_key(here).port
+        target = next(p for p in cluster[:3] if p != source)
+        src, dst = redis.Redis(port=source), redis.Redis(port=target)
+        dst.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", src.execute_command("CLUSTER MYID"))
+        src.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", dst.execute_command("CLUSTER MYID"))
+        try:
+            tries = ClusterRoundtrip.followed["TRYAGAIN"]
+            script = ("EVAL", "return redis.call('GET', KEYS[1])", 2, here, there)
+            rt = store.start_roundtrip([script, ("GET", here), ("SET", elsewhere, "x")], give_back=range(0, 1))
+            moving, got, other = rt.wait()
+            assert isinstance(moving, Exception) and str(moving).startswith("TRYAGAIN")
+            assert (got, other) == (b"1", b"OK")
+            assert ClusterRoundtrip.followed["TRYAGAIN"] - tries < 10, "a few tries, not 10 s of them"
+        finally:
+            migrate_slot(slot, source, target, cluster)
+        rt = store.start_roundtrip([script], give_back=range(0, 1))
+        assert rt.wait() == [b"1"], "once the slot has moved it runs"
+    finally:
+        store.close()
 
 
 def test_the_chaos_runner_tells_what_the_migration_refused_from_what_the_kill_did():

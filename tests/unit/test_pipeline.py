@@ -674,3 +674,16 @@ def test_mos_waiting_for_their_slot_are_refused_on_stop_and_dropped_with_the_lin
     hp.answer()
     hp.pipeline.link_lost()  # never acknowledged: the SMSC delivers it again on the next link
     assert hp.pipeline.slot_waits == [] and hp.pipeline.retry_wakeup(hp.clock()) is None
+
+
+def test_the_loop_wakes_when_a_round_trips_pause_between_tries_runs_out(hot_path):
+    """A cluster round trip waiting out a pause before trying a redirected command again has nothing
+    to read meanwhile: the transport's select must wake for it, not after its idle timeout."""
+    hp = hot_path()
+    hp.mo(1)
+    hp.start_batches()
+    assert hp.pipeline.retry_wakeup(hp.clock()) is None
+    hp.store.roundtrips[-1].pause = 0.02
+    assert hp.pipeline.retry_wakeup(hp.clock()) == 0.02
+    hp.answer()
+    assert hp.pipeline.retry_wakeup(hp.clock()) is None  # answered: nothing waits
