@@ -12,6 +12,11 @@ outbox entries the scripts picked up for sending. The rules:
   each such call carries the MO's redelivery guard (see `smsbot.pipeline` and lua/main.lua);
 * Redis unreachable or a script error -> ESME_RX_T_APPN, so the SMSC redelivers later. A status
   of 0 is only ever returned after the script's effects are stored.
+* an MO script Redis did not run because its slot is mid-migration (TRYAGAIN: Redis Cluster), in
+  a batch started with ``give_back_tryagain`` -> outcome `SLOT_MIGRATING` after a short try,
+  ESME_RX_T_APPN, no guard, nothing applied: the caller runs the MO again later
+  (`smsbot.pipeline`). For any other caller the round trip follows it for up to 10 s; then it is
+  a script error like any other.
 
 Settings and router are read at use time from the bot's `Live`, so a reload (SIGHUP) applies every
 `dispatch.*` key at once. Whose replies the scripts make them, and which session's guards they
@@ -37,6 +42,7 @@ from smsbot.roundtrip import Roundtrip
 from smsbot.store import KeyWrite, ScriptCall, ScriptResult, Store
 
 _log = log.get("smsbot.dispatch")
+SLOT_MIGRATING = "slot_migrating"  # the outcome of an MO whose script Redis did not run: TRYAGAIN, its slot moving
 
 
 @dataclass(slots=True)
@@ -82,6 +88,7 @@ class PreparedBatch:
     calls: list[ScriptCall] = field(default_factory=list)
     owners: list[tuple[MoOutcome, str]] = field(default_factory=list)  # per call; kind "mo" | "part"
     roundtrip: Roundtrip | None = None
+    give_back_tryagain: bool = False  # its caller runs a SLOT_MIGRATING MO again (`Dispatcher.start`)
     raw: list = field(default_factory=list)
     error: Exception | None = None
 
@@ -140,12 +147,16 @@ class Dispatcher:
                 batch.owners.append((oc, "mo"))
         return batch
 
-    def start(self, batch: PreparedBatch) -> None:
-        """Send the batch's one round trip (script calls + acks + records); nothing to send: no-op."""
+    def start(self, batch: PreparedBatch, give_back_tryagain: bool = False) -> None:
+        """Send the batch's one round trip (script calls + acks + records); nothing to send: no-op.
+        `give_back_tryagain`: the caller runs a `SLOT_MIGRATING` MO again later, so its TRYAGAIN
+        comes back after a short try instead of holding the round trip for up to 10 s."""
         if not batch.calls and not batch.acks and not batch.writes and not batch.tail and not batch.head:
             return
+        batch.give_back_tryagain = give_back_tryagain
         try:
-            batch.roundtrip = self.store.begin_batch(batch.calls, batch.acks, batch.writes, batch.tail, batch.head)
+            batch.roundtrip = self.store.begin_batch(batch.calls, batch.acks, batch.writes, batch.tail, batch.head,
+                                                     give_back_tryagain=give_back_tryagain)
         except (redis.ConnectionError, redis.TimeoutError, OSError) as e:
             batch.error = e
 
@@ -172,7 +183,7 @@ class Dispatcher:
         result.acks_flushed = True
         completed: list[tuple[MoOutcome, str]] = []
         for (oc, kind), res in zip(batch.owners, results):
-            self._apply(oc, res, result)
+            self._apply(oc, res, result, give_back_tryagain=batch.give_back_tryagain)
             if kind == "part" and isinstance(res, ScriptResult) and res.outcome == "part_complete" and res.extra is not None:
                 completed.append((oc, res.extra))
         if completed:
@@ -203,7 +214,14 @@ class Dispatcher:
             oc.guard = call.keys.old_guard  # the MO's guard by name: its subscriber and fingerprint
         return call
 
-    def _apply(self, oc: MoOutcome, res: ScriptResult | Exception, result: BatchResult) -> None:
+    def _apply(self, oc: MoOutcome, res: ScriptResult | Exception, result: BatchResult,
+               give_back_tryagain: bool = False) -> None:
+        """One script's reply into its MO's outcome and the batch's outbox entries.
+        `give_back_tryagain`: a TRYAGAIN is `SLOT_MIGRATING` (the caller runs the MO again, and
+        logs it if it gives up); else, as every other error, a script that failed."""
+        if give_back_tryagain and isinstance(res, Exception) and str(res).startswith("TRYAGAIN"):
+            oc.status, oc.outcome, oc.guard = Status.RX_T_APPN, SLOT_MIGRATING, ""  # Redis ran nothing for it
+            return
         if isinstance(res, Exception):
             _log.error("script_failed", correlation=oc.correlation, error=str(res))
             oc.status, oc.outcome, oc.guard = Status.RX_T_APPN, "script_error", ""

@@ -10,7 +10,15 @@ MO's guard) for the transport to write. Its replies go on to the outbox (`Outbox
 Rules:
 
 * **One subscriber, one order.** Round trips travel on different connections; an MO of a
-  subscriber with an MO in a round trip still in flight waits for it.
+  subscriber with an MO in a round trip still in flight waits for it, and so does one of a
+  subscriber with an MO waiting for its slot (below).
+* **A slot mid-migration holds only its MOs** (Redis Cluster). An MO script Redis did not run
+  because its slot is moving (TRYAGAIN, `smsbot.dispatch.SLOT_MIGRATING`: nothing applied, no
+  guard) comes back from its round trip after a short try (`Dispatcher.start` with
+  ``give_back_tryagain``), the rest of its batch is answered at once, and the MO goes back in front
+  of the MOs not yet batched (`slot_waits`), tried again after a pause (`SLOT_RETRY_PAUSES`; the
+  transport's select wakes for it: `retry_wakeup`); `SLOT_WAIT_S` after its first try it is
+  refused with a temporary error, unapplied, and the SMSC redelivers it.
 * **Flow control.** While more reply parts than the high-water mark wait for the SMSC, MOs stay
   unacknowledged (the SMSC's window fills and it waits); receipts still go through.
 * **Nothing acknowledged unstored.** A deliver_sm/data_sm gets status 0 only once its effect and
@@ -42,11 +50,12 @@ from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
 from smsbot import log
-from smsbot.dispatch import Dispatcher, MoOutcome, PreparedBatch
+from smsbot.dispatch import SLOT_MIGRATING, Dispatcher, MoOutcome, PreparedBatch
 from smsbot.identity import SenderIdentity
 from smsbot.live import Live
 from smsbot.messages import Inbound, Receipt, Status
 from smsbot.outbox import OutboxSender
+from smsbot.roundtrip import ClusterRoundtrip
 from smsbot.session import ReplyTo
 from smsbot.store import KeyWrite, Store
 from smsbot.webhooks.events import RECEIPT, receipt_command as receipt_event
@@ -59,6 +68,8 @@ BATCH_MAX = 50
 MARKS_HOLD_S = 0.05  # a watermark that moved is written this long after (one HSET for many), riding a round trip
 SPLIT_FROM = 8  # with nothing in flight, this many ready MOs are split into two batches
 ACKS_PER_FLUSH = 512
+SLOT_RETRY_PAUSES = (0.05, 0.1, 0.2)  # before each further try of an MO whose slot is moving (then the last)
+SLOT_WAIT_S = ClusterRoundtrip.REDIRECT_SECONDS  # an MO waits for its slot this long after its first try, then is refused
 
 Mo = tuple[Inbound, ReplyTo]  # the MO and where its resp goes
 ReceiptIn = tuple[Receipt, ReplyTo]
@@ -83,6 +94,16 @@ class _Session:
 
 
 @dataclass
+class _SlotWait:
+    """An MO whose script Redis did not run, its slot mid-migration: tried again from `due`."""
+
+    mo: Mo
+    since: float  # when its first try started (monotonic)
+    due: float = 0.0
+    tries: int = 0
+
+
+@dataclass
 class _Pending:
     """A round trip in flight: a batch of MOs and receipts, or only records."""
 
@@ -95,6 +116,7 @@ class _Pending:
     marks: list[tuple[_Session, int]]  # watermarks this round trip writes: the session, what Redis held before
     started: float
     sender: SenderIdentity
+    retried: list[_SlotWait] = field(default_factory=list)  # the first len(retried) of `mos`: tries again
 
 
 class Sessions(Protocol):
@@ -127,7 +149,8 @@ class Pipeline:
         self.receipts: list[ReceiptIn] = []
         self.pending: list[_Pending] = []  # oldest first
         self._records: list[_Pending] = []  # record-only round trips in flight
-        self._stalled = False  # the ready MOs all belong to subscribers with a batch in flight
+        self.slot_waits: list[_SlotWait] = []  # MOs whose slot was moving, before `deferred` (oldest first)
+        self._stalled_until = 0.0  # the ready MOs all wait for subscribers in flight or for their slot: until then
         self._number = 0  # the last batch number given
         self._sessions: dict[str, _Session] = {}  # by token: the current one, and earlier ones until they are forgotten
         self._current: _Session | None = None
@@ -142,12 +165,13 @@ class Pipeline:
         acknowledged and will come again."""
         self.complete_all()  # their resps go nowhere: the link is gone
         self.deferred = []
+        self.slot_waits = []
         self.sessions.new_session()
 
     # -- input --------------------------------------------------------------------------------------
     def on_mo(self, mo: Inbound, reply: ReplyTo) -> None:
         self.deferred.append((mo, reply))
-        self._stalled = False
+        self._stalled_until = 0.0
 
     def on_receipt(self, receipt: Receipt, reply: ReplyTo) -> None:
         self.receipts.append((receipt, reply))
@@ -244,10 +268,32 @@ class Pipeline:
         return 2 * self.live.settings.smsc.submit_window + 16
 
     def startable(self) -> bool:
-        return len(self.pending) < MAX_IN_FLIGHT and self.ready() and not self._stalled
+        return (len(self.pending) < MAX_IN_FLIGHT and self.ready()
+                and (self._stalled_until == 0.0 or self.clock() >= self._stalled_until))
 
     def ready(self) -> bool:
-        return bool(self.receipts or (self.deferred and self.sender.backlog <= self.high_water))
+        if self.receipts:
+            return True
+        if self.sender.backlog > self.high_water:
+            return False
+        if self.deferred:
+            return True
+        if self.slot_waits:
+            now = self.clock()
+            return any(w.due <= now for w in self.slot_waits)
+        return False
+
+    def retry_wakeup(self, now: float) -> float | None:
+        """Seconds until the pipeline next has something to try again, for the transport's select
+        timeout (None: nothing): an MO waiting for its slot (`now` on the pipeline's clock), or a
+        round trip's pause between tries of a redirected command (`Roundtrip.retry_in`)."""
+        due = self._next_due(now)
+        waits = [due - now] if due is not None else []
+        waits.extend(r for r in (rt.retry_in() for rt in self.roundtrips()) if r is not None)
+        return min(waits, default=None)
+
+    def _next_due(self, now: float) -> float | None:
+        return min((w.due for w in self.slot_waits if w.due > now), default=None)
 
     def roundtrips(self) -> list:
         """Round trips whose answers are awaited (for select)."""
@@ -262,8 +308,9 @@ class Pipeline:
         MO for Redis, or a failure)."""
         out: list[Resp] = []
         while len(self.pending) < MAX_IN_FLIGHT and self.ready():
-            if not self._start_batch(out):
-                self._stalled = True  # what waits belongs to subscribers in flight: no busy loop
+            if not self._start_batch(out):  # what waits belongs to subscribers in flight, or waits for its slot
+                due = self._next_due(self.clock())
+                self._stalled_until = float("inf") if due is None else due  # no busy loop
                 break
         return out
 
@@ -274,11 +321,22 @@ class Pipeline:
         cap = BATCH_MAX if self.sender.backlog <= self.high_water else 0
         if not self.pending and len(self.deferred) >= SPLIT_FROM:
             cap = min(cap, (len(self.deferred) + 1) // 2)  # two halves in flight overlap with the SMSC
-        if not self.pending:
+        retried: list[_SlotWait] = []
+        if not self.pending and not self.slot_waits:
             mos, self.deferred = self.deferred[:cap], self.deferred[cap:]
         else:
             busy = {mo.msisdn for p in self.pending for mo, _r in p.mos}
             mos, keep = [], []
+            waits: list[_SlotWait] = []
+            for w in self.slot_waits:  # first: they came before every MO not yet batched
+                msisdn = w.mo[0].msisdn
+                if len(mos) < cap and w.due <= started and msisdn not in busy:
+                    retried.append(w)
+                    mos.append(w.mo)
+                else:  # its subscriber's later MOs stay behind it
+                    busy.add(msisdn)
+                    waits.append(w)
+            self.slot_waits = waits
             deferred = self.deferred
             for i, item in enumerate(deferred):
                 if len(mos) >= cap:
@@ -311,11 +369,11 @@ class Pipeline:
             head, marks = self._take_marks(started)
             batch = self.dispatcher.prepare([mo for mo, _r in mos], identity, acks, writes,
                                             self._receipt_commands(receipts), head, number=number, mark=session.mark)
-            self.dispatcher.start(batch)
+            self.dispatcher.start(batch, give_back_tryagain=True)
         except Exception as e:  # never let one batch kill the loop; the SMSC will redeliver
             out += self._failed(e, mos, receipts, acks, writes, parts, marks)
             return True
-        pending = _Pending(batch, mos, receipts, acks, writes, parts, marks, started, identity)
+        pending = _Pending(batch, mos, receipts, acks, writes, parts, marks, started, identity, retried)
         self.pending.append(pending)
         if batch.roundtrip is None or batch.roundtrip.done:
             out += self._finish(pending)
@@ -407,7 +465,7 @@ class Pipeline:
 
     def _finish(self, p: _Pending) -> list[Resp]:
         self.pending.remove(p)
-        self._stalled = False
+        self._stalled_until = 0.0
         try:
             result = self.dispatcher.finish(p.batch)
         except Exception as e:  # never let one batch kill the loop; the SMSC will redeliver
@@ -428,10 +486,14 @@ class Pipeline:
                 self.report_receipt(r)
         number = p.batch.number
         session = self._batches.get(number)
+        outcomes = result.outcomes
         if result.acks_flushed and session is not None:  # else the outcome is unknown: its guards may be stored, and hold
             guard = str(number)
             guarded = 0
-            for (_mo, reply), oc in zip(p.mos, result.outcomes):
+            back = self._slot_moving(p, outcomes)
+            for i, ((_mo, reply), oc) in enumerate(zip(p.mos, outcomes)):
+                if i in back:
+                    continue  # not answered: it goes again
                 if oc.guard and oc.status == Status.ROK:  # a "try again" carries none: the MO comes back
                     guarded += 1
                     out.append((reply, oc.status, guard))
@@ -443,12 +505,36 @@ class Pipeline:
                 session.open[number] = guarded
             else:
                 self._close(session, number)
+            if back:
+                outcomes = [oc for i, oc in enumerate(outcomes) if i not in back]
         else:
             out.extend((reply, oc.status, None) for (_mo, reply), oc in zip(p.mos, result.outcomes))
-        if self.report_batch is not None and p.mos:
-            self.report_batch(result.outcomes, self.clock() - p.started)
+        if self.report_batch is not None and outcomes:
+            self.report_batch(outcomes, self.clock() - p.started)
         self.sender.enqueue(result.entries)
         return out
+
+    def _slot_moving(self, p: _Pending, outcomes: list[MoOutcome]) -> set[int]:
+        """The MOs of an answered batch whose script Redis did not run, their slot moving: put back
+        in front of the MOs not yet batched, due after a pause (their positions in the batch); those that
+        waited `SLOT_WAIT_S` since their first try are refused (their outcome's temporary error)."""
+        now = self.clock()
+        back: list[_SlotWait] = []
+        positions: set[int] = set()
+        for i, ((mo, reply), oc) in enumerate(zip(p.mos, outcomes)):
+            if oc.outcome != SLOT_MIGRATING:
+                continue
+            wait = p.retried[i] if i < len(p.retried) else _SlotWait((mo, reply), since=p.started)
+            if now - wait.since >= SLOT_WAIT_S:
+                _log.error("script_failed", correlation=oc.correlation, error="TRYAGAIN: its slot still migrating",
+                           waited_s=round(now - wait.since, 2), tries=wait.tries + 1)
+                continue
+            wait.due = now + SLOT_RETRY_PAUSES[min(wait.tries, len(SLOT_RETRY_PAUSES) - 1)]
+            wait.tries += 1
+            back.append(wait)
+            positions.add(i)
+        self.slot_waits[:0] = back
+        return positions
 
     def _failed(self, error: Exception, mos: list[Mo], receipts: list[ReceiptIn], acks: list[tuple[str, str]],
                 writes: list[KeyWrite], parts: int, marks: list[tuple[_Session, int]]) -> list[Resp]:
@@ -461,6 +547,7 @@ class Pipeline:
 
     def refuse_deferred(self) -> list[Resp]:
         """Stopping: MOs not yet batched get a temporary error (the SMSC delivers them again)."""
-        deferred, self.deferred = self.deferred, []
+        deferred, self.deferred = [w.mo for w in self.slot_waits] + self.deferred, []
+        self.slot_waits = []
         return [(reply, Status.RX_T_APPN, None) for _mo, reply in deferred]
 

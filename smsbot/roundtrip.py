@@ -106,6 +106,10 @@ class Roundtrip:
             self.poll()  # blocking read (socket timeout applies)
         return self.replies
 
+    def retry_in(self) -> float | None:
+        """Seconds until a pause between tries runs out (a single Redis redirects nothing: None)."""
+        return None
+
     def _fail(self) -> None:
         if self.conn is not None:
             self.conn.disconnect()
@@ -155,7 +159,7 @@ class ClusterRoundtrip:
     on one node (an MO script declares keys that do not exist yet, its guard, so it meets TRYAGAIN
     from the first key moved to the last): it runs once the slot has moved. The pause does not hold
     the caller's loop: the round trip stays not `done`, `buffered` turns true when the next try is
-    due (`fileno` meanwhile a socket that never becomes readable), so the transport goes on reading
+    due (`retry_in` says when; `fileno` meanwhile a socket that never becomes readable), so the transport goes on reading
     the SMSC and answering its other batch. Followed for at most `REDIRECT_SECONDS` from the first
     answer, longer than a slot of many keys takes to migrate; what still is a redirection then
     comes back as an error reply: an MO script not run, so its MO is refused unapplied and
@@ -163,17 +167,22 @@ class ClusterRoundtrip:
     `followed` counts the commands sent again, per kind, for this process (`smsbot.topology`)."""
 
     REDIRECT_SECONDS = 10.0
+    GIVE_BACK_SECONDS = 0.05  # TRYAGAIN of a command in `give_back` is tried this long, then is its reply
     PAUSES = (0.0, 0.002, 0.005, 0.01, 0.02, 0.05)  # before each further try of TRYAGAIN/CLUSTERDOWN (then the last)
     followed: Counter[str] = Counter()
     _never_readable: tuple[socket.socket, socket.socket] | None = None  # `fileno` while a pause runs (one per process)
 
-    def __init__(self, store: Store, cmds: Sequence[tuple[Any, ...]]):
+    def __init__(self, store: Store, cmds: Sequence[tuple[Any, ...]], give_back: range = range(0)):
+        """`give_back`: the commands (indices in `cmds`) whose TRYAGAIN comes back as their reply
+        after `GIVE_BACK_SECONDS` instead of being followed up to `REDIRECT_SECONDS`."""
         self.store = store
         self.cmds = cmds
+        self.give_back = give_back
         self.replies: list[Any] = []
         self._done = False
         self._out: list[Any] | None = None  # the replies so far, in order, once every node answered
         self._deadline = 0.0  # set once every node has answered
+        self._give_back_at = 0.0  # the same, for the commands in `give_back`
         self._retry_at: float | None = None  # a pause runs until then
         self._pauses = 0
         rc = store.redis
@@ -214,6 +223,11 @@ class ClusterRoundtrip:
     @property
     def done(self) -> bool:
         return self._done
+
+    def retry_in(self) -> float | None:
+        """Seconds until the pause before the next try of a TRYAGAIN/CLUSTERDOWN runs out (then
+        `buffered`), for the caller's select timeout; None: no pause runs."""
+        return max(0.0, self._retry_at - time.monotonic()) if self._retry_at is not None else None
 
     def buffered(self) -> bool:
         """Data already inside the TLS layer (select would not see it), or a pause that has run out."""
@@ -266,21 +280,28 @@ class ClusterRoundtrip:
                 for i, r in zip(idx, rt.replies):
                     out[i] = r
             self._out = out
-            self._deadline = time.monotonic() + self.REDIRECT_SECONDS
+            now = time.monotonic()
+            self._deadline = now + self.REDIRECT_SECONDS
+            self._give_back_at = now + self.GIVE_BACK_SECONDS
         out = self._out
         while True:
             now = time.monotonic()
             redirected = [i for i, r in enumerate(out) if _redirection(r)]
+            kinds = {i: str(out[i]).split(" ", 1)[0] for i in redirected}
+            back = [i for i in redirected if kinds[i] == "TRYAGAIN" and i in self.give_back]
+            if back and now >= self._give_back_at:  # their TRYAGAIN is their reply: the caller runs them again later
+                redirected = [i for i in redirected if i not in back]
             if not redirected or now > self._deadline:
                 break
-            kinds = {i: str(out[i]).split(" ", 1)[0] for i in redirected}
-            if any(k not in ("ASK", "MOVED") for k in kinds.values()):
+            if any(kinds[i] not in ("ASK", "MOVED") for i in redirected):
                 self.store._refresh_topology = True  # read the slot map again before routing anew
             redirect = [i for i in redirected if kinds[i] in ("ASK", "MOVED")]
             if not redirect:  # TRYAGAIN/CLUSTERDOWN alone: again after a pause, the caller's loop going on
                 if self._retry_at is None:
                     self._retry_at = now + self.PAUSES[min(self._pauses, len(self.PAUSES) - 1)]
                     self._pauses += 1
+                    if len(back) == len(redirected):  # no try after the give-back time
+                        self._retry_at = min(self._retry_at, self._give_back_at)
                 if now < self._retry_at:
                     return
                 self._retry_at = None

@@ -229,17 +229,21 @@ class Store:
 
     def begin_batch(self, calls: Sequence[ScriptCall], acks: Sequence[tuple[str, str]] = (),
                     writes: Sequence[KeyWrite] = (), tail: Sequence[tuple[Any, ...]] = (),
-                    head: Sequence[tuple[Any, ...]] = ()) -> Roundtrip:
+                    head: Sequence[tuple[Any, ...]] = (), give_back_tryagain: bool = False) -> Roundtrip:
         """Send a batch now (`head`: session watermarks to write, before the scripts that may meet their guards; the
         script calls; records of sent entries; MT records; then `tail`: receipts); the caller
-        collects the replies when the socket is readable (`finish_batch` with ``head=len(head)``)."""
+        collects the replies when the socket is readable (`finish_batch` with ``head=len(head)``).
+        `give_back_tryagain`: in a cluster, a script call whose slot is mid-migration comes back
+        as its TRYAGAIN reply after a short try (`ClusterRoundtrip.give_back`) for the caller to
+        run it again later; else it is followed for up to 10 s like every other command."""
         shas = self.handler_shas
         cmds: list[tuple[Any, ...]] = list(head)
         cmds.extend(c.command(shas.get(c.argv.handler, self.mo_sha)) for c in calls)
         cmds.extend(self.ack_commands(acks))
         cmds.extend(_write_commands(writes))
         cmds.extend(tail)
-        return self.start_roundtrip(cmds)
+        give_back = range(len(head), len(head) + len(calls)) if give_back_tryagain else range(0)
+        return self.start_roundtrip(cmds, give_back)
 
     def ack_commands(self, acks: Sequence[tuple[str, str]]) -> list[tuple[Any, ...]]:
         """Sent entries: one XDEL per stream with all its ids; from a queue an XACK first (they are
@@ -266,8 +270,10 @@ class Store:
         argv = ReceiptArgv(bind=bind, state=receipt.state, err=receipt.error, at=at_ms, ttl=ttl)
         return ("EVALSHA", self.receipt_sha, len(keys), *keys, *argv)
 
-    def start_roundtrip(self, cmds: Sequence[tuple[Any, ...]]) -> Roundtrip | ClusterRoundtrip:
-        """Send `cmds` now (one pipelined write per node); collect with `poll`/`wait`."""
+    def start_roundtrip(self, cmds: Sequence[tuple[Any, ...]],
+                        give_back: range = range(0)) -> Roundtrip | ClusterRoundtrip:
+        """Send `cmds` now (one pipelined write per node); collect with `poll`/`wait`. `give_back`:
+        the commands whose TRYAGAIN comes back soon (`ClusterRoundtrip`; a single Redis has none)."""
         if not self.cluster:
             return Roundtrip(self, cmds)
         if self._refresh_topology:  # a node failed or answered MOVED: re-read the slot map first
@@ -276,7 +282,7 @@ class Store:
                 self.redis.nodes_manager.initialize()
             except redis.RedisError:
                 self._refresh_topology = True
-        return ClusterRoundtrip(self, cmds)
+        return ClusterRoundtrip(self, cmds, give_back)
 
     def finish_batch(self, calls: Sequence[ScriptCall], raw: list[Any], cmds: Sequence[tuple[Any, ...]] = (),
                      head: int = 0) -> list[ScriptResult | Exception]:

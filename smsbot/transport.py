@@ -276,6 +276,9 @@ class Transport:
         c = self.pipeline.clears_wakeup(now)
         if c is not None:
             t = min(t, c)
+        r = self.pipeline.retry_wakeup(now)  # an MO waiting for its slot, a redirected command (Redis Cluster)
+        if r is not None:
+            t = min(t, r)
         s = self.live.settings.smsc
         for link, out in self.outgoing.items():
             if link.pending_tls():

@@ -94,8 +94,11 @@ class FakeRoundtrip:
     """`smsbot.roundtrip.Roundtrip`'s interface; answers when the test calls `arrive` (then `poll` reads
     it, as when select says the socket is readable), or `wait` (blocking)."""
 
-    def __init__(self, cmds: list[tuple[Any, ...]], answer: Callable[[tuple[Any, ...]], Any], *, lost: bool = False):
+    def __init__(self, cmds: list[tuple[Any, ...]], answer: Callable[[tuple[Any, ...]], Any], *, lost: bool = False,
+                 give_back: range = range(0)):
         self.cmds = cmds
+        self.give_back = give_back  # the commands whose TRYAGAIN the caller takes back (`ClusterRoundtrip`)
+        self.pause: float | None = None  # a pause between tries of a redirected command runs this long (`retry_in`)
         self.replies: list[Any] = []
         self.lost = lost  # the connection fails before the replies are read: the outcome is unknown
         self.arrived = False
@@ -111,6 +114,9 @@ class FakeRoundtrip:
 
     def buffered(self) -> bool:
         return False
+
+    def retry_in(self) -> float | None:
+        return self.pause
 
     def arrive(self) -> None:
         self.arrived = True
@@ -154,7 +160,8 @@ class ScriptedStore(Store):
     """A real `Store` (calls and commands built as in production) whose round trips are fakes.
 
     What Redis "answers" is scripted: `mo_replies[msisdn]` holds the next replies of that
-    subscriber's MO scripts (an `MoResult`, or an exception instance for a script error); without
+    subscriber's MO scripts (an `MoResult`, or an exception instance for a script error, e.g.
+    ``error_reply("TRYAGAIN ...")`` for a slot mid-migration); without
     one, the script answers `menu_sent` with one reply entry on the subscriber's outbox.
     `refuse` round trips fail to start (Redis unreachable); `lose` lose their answer. Lease
     renewals (SET ... PX ... NX|XX) answer OK unless `lease_gone`."""
@@ -185,7 +192,7 @@ class ScriptedStore(Store):
         return f"{next(self._entry_ids)}-0"
 
     # -- what the fake round trips see ------------------------------------------------------------------
-    def start_roundtrip(self, cmds):
+    def start_roundtrip(self, cmds, give_back=range(0)):
         if self.refuse:
             self.refuse -= 1
             raise redis.ConnectionError("Redis round trip failed: [Errno 111] Connection refused (scripted)")
@@ -193,7 +200,7 @@ class ScriptedStore(Store):
             self.on_start(list(cmds))
         lost = self.lose > 0
         self.lose -= lost
-        rt = FakeRoundtrip(list(cmds), self._answer, lost=lost)
+        rt = FakeRoundtrip(list(cmds), self._answer, lost=lost, give_back=give_back)
         self.roundtrips.append(rt)
         return rt
 

@@ -2,7 +2,9 @@
 subscribers move key by key (CLUSTER SETSLOT IMPORTING/MIGRATING, MIGRATE), as a large slot moves in
 production, between the answers of running conversations. ASK, TRYAGAIN and MOVED are followed by
 the round trip: no batch fails, no MO is refused (the SMSC redelivers nothing), every cancel
-confirmation arrives once. And a cluster with more primaries than `redis.shards` is a warning at start.
+confirmation arrives once. An MO whose slot is held mid-migration waits for it without holding the
+other subscribers' MOs (the round trip gives its TRYAGAIN back, the pipeline tries it again). And a
+cluster with more primaries than `redis.shards` is a warning at start.
 """
 
 from __future__ import annotations
@@ -176,10 +178,13 @@ def test_adoption_and_claims_wait_for_a_migrating_slot_instead_of_failing(cluste
 def test_an_mo_on_a_slot_mid_migration_waits_for_it_without_holding_the_others(cluster: list[int], tmp_path: Path):
     """An MO script on a slot whose migration has begun meets TRYAGAIN until the slot has moved (it
     declares its redelivery guard, a key no node has yet). Before: the transport slept between the
-    tries for up to 1 s, serving nothing else, then refused the MO (the SMSC redelivered it). Now
-    the tries wait without holding the transport: another subscriber is answered while the slot is
-    held mid-migration, however long, and the waiting MO is answered once the slot has moved,
-    applied once, never refused."""
+    tries for up to 1 s, serving nothing else, then refused the MO (the SMSC redelivered it); then
+    the round trip waited for the slot without holding the transport, but held the MOs batched with
+    it, and with two subscribers of the moving slot in the two batches in flight nobody else was
+    answered until the slot had moved. Now such an MO is put back, the rest of its batch answered at
+    once: other subscribers, sending at the same moment as a second one of the moving slot, are all
+    answered while the slot is held mid-migration, and the waiting MOs are answered once it has
+    moved, applied once, never refused."""
     w = _world(tmp_path, cluster[0])
     try:
         store = w.bot.store
@@ -189,30 +194,87 @@ def test_an_mo_on_a_slot_mid_migration_waits_for_it_without_holding_the_others(c
         slot = key_slot(store.keys.subscriber(waiting_no).tag.encode())
         source = rc.get_node_from_key(store.keys.subscriber(waiting_no).tag).port
         target = next(p for p in cluster[:3] if p != source)
-        other_no = next(n for n in numbers if rc.get_node_from_key(store.keys.subscriber(n).tag).port != source)
-        for n in (waiting_no, other_no):
+        second_no = next(n for n in numbers[1:] if key_slot(store.keys.subscriber(n).tag.encode()) == slot)
+        others_no = [n for n in numbers if rc.get_node_from_key(store.keys.subscriber(n).tag).port != source][:4]
+        for n in (waiting_no, second_no, *others_no):
             w.subscribe(n, "VIDEO", "MUSIC")
-        waiting, other = w.handset(waiting_no), w.handset(other_no)
+        waiting, second = w.handset(waiting_no), w.handset(second_no)
+        others = [w.handset(n) for n in others_no]
         src, dst = redis.Redis(port=source), redis.Redis(port=target)
         dst.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", src.execute_command("CLUSTER MYID"))
         src.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", dst.execute_command("CLUSTER MYID"))
         tries = ClusterRoundtrip.followed["TRYAGAIN"]
-        got: list[str] = []
-        asker = threading.Thread(target=lambda: got.append(waiting.ask("0000", timeout=30)))
-        asker.start()
+        got: dict[str, str] = {}
+
+        def ask(phone: Phone) -> None:
+            try:
+                got[phone.msisdn] = "\n".join(m["text"] for m in phone.expect(1, timeout=30))
+            except AssertionError as e:  # no answer in time: said by the assertions below
+                got[phone.msisdn] = f"no answer: {e}"
+
+        askers = [threading.Thread(target=ask, args=(p,)) for p in (waiting, second)]
+        waiting.send("0000")
+        askers[0].start()
         try:
             assert wait_until(lambda: ClusterRoundtrip.followed["TRYAGAIN"] > tries + 3, 10), "the MO met the migration"
-            assert "1. 视频会员包月" in other.ask("0000"), "another subscriber is served meanwhile"
-            assert not got and w.sim.stats()["mo_redelivered"] == 0, "the waiting MO is neither answered nor refused yet"
+            second.send("0000")  # the second subscriber of the moving slot (the code before: the other batch in flight
+            for o in others:  # held with it), then four others: they ride its batch or come after it
+                o.send("0000")
+            askers[1].start()
+            for o in others:
+                assert "1. 视频会员包月" in "\n".join(m["text"] for m in o.expect(1, timeout=10)), \
+                    "answered while the slot is held"
+            assert waiting_no not in got and second_no not in got, "the MOs of the moving slot are not answered yet"
+            assert w.sim.stats()["mo_redelivered"] == 0, "nor refused"
         finally:
             migrate_slot(slot, source, target, cluster)
-            asker.join(40)
-        assert got and "1. 视频会员包月" in got[0], got
+            for t in askers:
+                t.join(40)
+        for n in (waiting_no, second_no):
+            assert "1. 视频会员包月" in got.get(n, ""), got
         assert w.sim.stats()["mo_redelivered"] == 0, "no MO refused (redelivered by the SMSC)"
         assert "您已成功退订视频会员包月" in waiting.ask("1"), "the menu it opened is on the target now"
-        assert waiting.quiet() == [] and other.quiet() == []
+        assert "您已成功退订视频会员包月" in second.ask("1")
+        assert waiting.quiet() == [] and second.quiet() == [] and all(o.quiet() == [] for o in others)
     finally:
         w.stop()
+
+
+def test_a_round_trip_gives_back_the_tryagain_of_the_commands_its_caller_runs_again(cluster: list[int],
+                                                                                     tmp_path: Path):
+    """`give_back`: a script on a slot mid-migration comes back with its TRYAGAIN after a few tries
+    (Redis ran nothing), not followed for up to 10 s; the round trip's other commands are answered
+    (a single-key command on that slot follows ASK as before, one on another slot runs)."""
+    from smsbot import connections
+
+    store = connections.store(config.from_dict(base_config(f"redis://127.0.0.1:{cluster[0]}", tmp_path / "var",
+                                                           **{"redis.mode": "cluster"})))
+    try:
+        rc = store.redis
+        here, there = "{gb-moving}:a", "{gb-moving}:b"  # `there` exists on no node: TRYAGAIN for both at once
+        slot = key_slot(b"gb-moving")
+        rc.set(here, "1")
+        elsewhere = next(f"{{gb-other-{i}}}" for i in range(100)
+                         if rc.get_node_from_key(f"{{gb-other-{i}}}").port != rc.get_node_from_key(here).port)
+        source = rc.get_node_from_key(here).port
+        target = next(p for p in cluster[:3] if p != source)
+        src, dst = redis.Redis(port=source), redis.Redis(port=target)
+        dst.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", src.execute_command("CLUSTER MYID"))
+        src.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", dst.execute_command("CLUSTER MYID"))
+        try:
+            tries = ClusterRoundtrip.followed["TRYAGAIN"]
+            script = ("EVAL", "return redis.call('GET', KEYS[1])", 2, here, there)
+            rt = store.start_roundtrip([script, ("GET", here), ("SET", elsewhere, "x")], give_back=range(0, 1))
+            moving, got, other = rt.wait()
+            assert isinstance(moving, Exception) and str(moving).startswith("TRYAGAIN")
+            assert (got, other) == (b"1", b"OK")
+            assert ClusterRoundtrip.followed["TRYAGAIN"] - tries < 10, "a few tries, not 10 s of them"
+        finally:
+            migrate_slot(slot, source, target, cluster)
+        rt = store.start_roundtrip([script], give_back=range(0, 1))
+        assert rt.wait() == [b"1"], "once the slot has moved it runs"
+    finally:
+        store.close()
 
 
 def test_the_chaos_runner_tells_what_the_migration_refused_from_what_the_kill_did():

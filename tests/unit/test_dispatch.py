@@ -26,8 +26,8 @@ def setup(unit_settings):
     return make
 
 
-def run(d: Dispatcher, batch):
-    d.start(batch)
+def run(d: Dispatcher, batch, **start):
+    d.start(batch, **start)
     if batch.roundtrip is not None and batch.error is None:
         batch.raw = batch.roundtrip.wait()
     return d.finish(batch)
@@ -155,3 +155,36 @@ def test_records_alone_make_a_round_trip_and_nothing_makes_none(setup):
     assert empty.roundtrip is None and store.roundtrips == []
     records = d.prepare([], me, acks=[("smsbot:{2}:queue", "7-0")])
     assert run(d, records).acks_flushed and store.kinds(records.roundtrip) == ["XACK", "XDEL"]  # a queue entry leaves the group's pending list too
+
+
+TRYAGAIN = "TRYAGAIN Multiple keys request during rehashing of slot"
+
+
+def test_an_mo_whose_slot_is_moving_is_not_run_and_leaves_no_guard(setup):
+    d, store, me = setup()
+    store.script_mo("13800138000", error_reply(TRYAGAIN))
+    batch = d.prepare([inbound(1, "13800138000"), inbound(2, "13900139000")], me)
+    result = run(d, batch, give_back_tryagain=True)
+    moving, served = result.outcomes
+    assert (moving.status, moving.outcome, moving.guard) == (Status.RX_T_APPN, "slot_migrating", "")
+    assert (served.status, served.outcome) == (Status.ROK, "menu_sent") and served.guard
+    assert len(result.entries) == 1  # the served MO's reply only: Redis ran nothing for the other
+
+
+def test_only_a_caller_that_asks_gets_the_scripts_tryagain_back_soon(setup):
+    d, store, me = setup()
+    asked = d.prepare([inbound(1, "13800138000")], me, acks=[("smsbot:{0}:outbox", "1-0")])
+    d.start(asked, give_back_tryagain=True)
+    kinds = store.kinds(asked.roundtrip)
+    assert [kinds[i] for i in asked.roundtrip.give_back] == ["mo"]  # its script; never the records
+    default = d.prepare([inbound(2, "13800138000")], me)
+    d.start(default)
+    assert default.roundtrip.give_back == range(0)  # the long wait (billing, API, delivery's scripts)
+
+
+def test_a_tryagain_the_caller_did_not_ask_back_is_a_script_error(setup):
+    """Followed for 10 s by the round trip, then it fails as today (the MO is refused and redelivered)."""
+    d, store, me = setup()
+    store.script_mo("13800138000", error_reply(TRYAGAIN))
+    [oc] = run(d, d.prepare([inbound(1, "13800138000")], me)).outcomes
+    assert (oc.status, oc.outcome, oc.guard) == (Status.RX_T_APPN, "script_error", "")

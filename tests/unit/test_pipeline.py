@@ -1,6 +1,7 @@
 """`smsbot.pipeline.Pipeline` with the real Dispatcher and OutboxSender, on fake round trips and a
 `Link` and its `Outgoing` on an in-memory socket: batching and per-subscriber order, flow control, answers per MO,
-the redelivery guard's life, and the records each round trip carries (or gets back on failure)."""
+the redelivery guard's life, the records each round trip carries (or gets back on failure), and
+MOs whose slot is mid-migration (TRYAGAIN) put back while the rest is answered."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from dataclasses import replace
 import pytest
 
 from smsbot.messages import CommandId, Segment, Status
-from smsbot.pipeline import BATCH_MAX, MARKS_HOLD_S, MAX_IN_FLIGHT, SPLIT_FROM
+from smsbot.pipeline import BATCH_MAX, MARKS_HOLD_S, MAX_IN_FLIGHT, SLOT_RETRY_PAUSES, SLOT_WAIT_S, SPLIT_FROM
 from smsbot.session import ReplyTo
 from tests.helpers import (data_sm, deliver_sm, entry, error_reply, header, inbound, kinds_of, receipt_pdu, resps,
                            sequences_of)
@@ -545,3 +546,144 @@ def test_a_completed_long_mo_carries_its_batchs_number(hot_path):
     confirm_all(hp, hp.flush())
     hp.pipeline.record()
     assert hp.store.marks(hp.store.roundtrips[-1]) == {"bot-1/1": 1}
+
+
+# -- a slot mid-migration (Redis Cluster: TRYAGAIN) ------------------------------------------------------
+TRYAGAIN = "TRYAGAIN Multiple keys request during rehashing of slot"
+MOVING = "13800138000"  # a subscriber whose slot is being migrated
+
+
+def mo_msisdns(hp, rt) -> list[str]:
+    return [c.argv.msisdn for c in hp.store.mo_calls(rt)]
+
+
+def test_an_mo_whose_slot_is_moving_goes_back_while_the_rest_of_its_batch_is_answered(hot_path):
+    hp = hot_path()
+    hp.store.script_mo(MOVING, error_reply(TRYAGAIN))
+    hp.mo(1, MOVING)
+    hp.mo(2, "13900139000")
+    hp.mo(3, "13700137000")
+    hp.start_batches()
+    [first] = hp.store.roundtrips
+    assert [hp.store.kinds(first)[i] for i in first.give_back] == ["mo", "mo", "mo"]  # the round trip gives them back soon
+    assert hp.answer(first)
+    assert resps(hp.flush()) == [(2, Status.ROK), (3, Status.ROK)]  # at once, not held by the moving slot
+    [(outcomes, _latency)] = hp.batches
+    assert [oc.inbound.msisdn for oc in outcomes] == ["13900139000", "13700137000"]  # the waiting MO is not counted yet
+    assert [w.mo[0].sequence for w in hp.pipeline.slot_waits] == [1]
+    assert not hp.pipeline.startable()  # its pause runs
+    assert hp.pipeline.retry_wakeup(hp.clock()) == pytest.approx(SLOT_RETRY_PAUSES[0])  # the loop's select wakes then
+    hp.start_batches()
+    assert len(hp.store.roundtrips) == 1
+    hp.clock.advance(SLOT_RETRY_PAUSES[0])
+    assert hp.pipeline.startable() and hp.pipeline.retry_wakeup(hp.clock()) is None
+    hp.start_batches()
+    second = hp.store.roundtrips[-1]
+    assert mo_msisdns(hp, second) == [MOVING]
+    hp.answer(second)
+    assert resps(hp.flush()) == [(1, Status.ROK)]
+    assert hp.pipeline.slot_waits == []
+
+
+def test_later_mos_of_its_subscriber_stay_behind_an_mo_waiting_for_its_slot(hot_path):
+    hp = hot_path()
+    hp.store.script_mo(MOVING, *[error_reply(TRYAGAIN)] * 3)  # its first try, then both on the second
+    hp.mo(1, MOVING, text="0000")
+    hp.start_batches()
+    hp.answer()
+    hp.mo(2, MOVING, text="1")  # after it, from the same subscriber
+    hp.mo(3, "13900139000")
+    hp.start_batches()
+    assert mo_msisdns(hp, hp.store.roundtrips[-1]) == ["13900139000"]  # the later MO stays behind
+    hp.answer()
+    assert resps(hp.flush()) == [(3, Status.ROK)]
+    hp.start_batches()  # what is ready waits for the moving slot: no round trip, and then nothing spins
+    assert len(hp.store.roundtrips) == 2 and not hp.pipeline.startable()
+    assert hp.pipeline.retry_wakeup(hp.clock()) == pytest.approx(SLOT_RETRY_PAUSES[0])
+    hp.clock.advance(SLOT_RETRY_PAUSES[0])
+    hp.start_batches()
+    retry = hp.store.roundtrips[-1]
+    assert mo_msisdns(hp, retry) == [MOVING, MOVING]
+    assert [oc.inbound.sequence for oc in retry_outcomes(hp, retry)] == [1, 2]  # in the order they came
+    hp.answer(retry)  # both met TRYAGAIN again: both back, in order, after a longer pause
+    assert resps(hp.flush()) == []
+    assert [w.mo[0].sequence for w in hp.pipeline.slot_waits] == [1, 2]
+    assert [w.due - hp.clock() for w in hp.pipeline.slot_waits] == pytest.approx(  # its third try; the second's first
+        [SLOT_RETRY_PAUSES[1], SLOT_RETRY_PAUSES[0]])
+    hp.clock.advance(SLOT_RETRY_PAUSES[0])
+    hp.start_batches()
+    assert len(hp.store.roundtrips) == 3  # the second is due, and stays behind the first
+    assert hp.pipeline.retry_wakeup(hp.clock()) == pytest.approx(SLOT_RETRY_PAUSES[1] - SLOT_RETRY_PAUSES[0])
+    hp.clock.now = hp.pipeline.slot_waits[0].due  # the first's pause ran out (exactly: no float rounding)
+    hp.start_batches()
+    assert mo_msisdns(hp, hp.store.roundtrips[-1]) == [MOVING, MOVING]
+    hp.answer()
+    assert resps(hp.flush()) == [(1, Status.ROK), (2, Status.ROK)]
+
+
+def retry_outcomes(hp, rt):
+    """The outcomes of the batch in flight whose round trip is `rt`."""
+    [p] = [p for p in hp.pipeline.pending if p.batch.roundtrip is rt]
+    return p.batch.outcomes
+
+
+def test_an_mo_whose_slot_moves_too_long_is_refused_unapplied_and_its_redelivery_runs_once(hot_path):
+    hp = hot_path()
+    tries = 0
+    while True:
+        hp.store.script_mo(MOVING, error_reply(TRYAGAIN))
+        if tries == 0:
+            hp.mo(1, MOVING)
+        hp.start_batches()
+        rt = hp.store.roundtrips[-1]
+        assert mo_msisdns(hp, rt) == [MOVING]
+        rt.arrive()
+        _answered, out = hp.pipeline.poll([rt])
+        tries += 1
+        if out:
+            break
+        hp.clock.now = hp.clock() + hp.pipeline.retry_wakeup(hp.clock())
+        assert hp.clock() >= hp.pipeline.slot_waits[0].due  # woken when its pause ran out
+    assert [(status, guard) for _reply, status, guard in out] == [(Status.RX_T_APPN, None)]  # no guard: it comes again
+    assert SLOT_WAIT_S <= hp.clock() - 1000.0 < SLOT_WAIT_S + SLOT_RETRY_PAUSES[-1]  # from its first try
+    assert hp.pipeline.slot_waits == [] and tries > SLOT_WAIT_S / SLOT_RETRY_PAUSES[-1]
+    hp.write(out)
+    assert resps(hp.flush()) == [(1, Status.RX_T_APPN)]
+    hp.mo(1, MOVING)  # the SMSC redelivers it; the slot has moved
+    hp.start_batches()
+    hp.answer()
+    assert resps(hp.flush()) == [(1, Status.ROK)]
+    ran = [r for rt in hp.store.roundtrips for c, r in zip(rt.cmds, rt.replies)
+           if hp.store.kind(c) == "mo" and not isinstance(r, Exception)]
+    assert len(ran) == 1  # applied once: by the redelivery; every try before ran nothing
+
+
+def test_mos_waiting_for_their_slot_are_refused_on_stop_and_dropped_with_the_link(hot_path):
+    hp = hot_path()
+    hp.store.script_mo(MOVING, error_reply(TRYAGAIN))
+    hp.mo(1, MOVING)
+    hp.start_batches()
+    hp.answer()
+    hp.mo(2, "13900139000")
+    hp.write(hp.pipeline.refuse_deferred())
+    assert resps(hp.flush()) == [(1, Status.RX_T_APPN), (2, Status.RX_T_APPN)]
+    assert hp.pipeline.slot_waits == [] and not hp.pipeline.startable()
+    hp.store.script_mo(MOVING, error_reply(TRYAGAIN))
+    hp.mo(3, MOVING)
+    hp.start_batches()
+    hp.answer()
+    hp.pipeline.link_lost()  # never acknowledged: the SMSC delivers it again on the next link
+    assert hp.pipeline.slot_waits == [] and hp.pipeline.retry_wakeup(hp.clock()) is None
+
+
+def test_the_loop_wakes_when_a_round_trips_pause_between_tries_runs_out(hot_path):
+    """A cluster round trip waiting out a pause before trying a redirected command again has nothing
+    to read meanwhile: the transport's select must wake for it, not after its idle timeout."""
+    hp = hot_path()
+    hp.mo(1)
+    hp.start_batches()
+    assert hp.pipeline.retry_wakeup(hp.clock()) is None
+    hp.store.roundtrips[-1].pause = 0.02
+    assert hp.pipeline.retry_wakeup(hp.clock()) == 0.02
+    hp.answer()
+    assert hp.pipeline.retry_wakeup(hp.clock()) is None  # answered: nothing waits
