@@ -231,6 +231,7 @@ def requested_urls(driver: Any) -> list[str]:
 
 
 def test_site_works_offline_in_a_browser(site: Path, served: str, offline_browser: Any) -> None:
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
 
     d = offline_browser
@@ -246,7 +247,14 @@ def test_site_works_offline_in_a_browser(site: Path, served: str, offline_browse
     d.find_element(By.TAG_NAME, "body").send_keys("/")  # the theme's key for its search box
     assert wait_until(lambda: d.switch_to.active_element.get_attribute("name") == "query", timeout=10)
     d.switch_to.active_element.send_keys("CXLL")
-    found = lambda: [a.get_attribute("href") for a in d.find_elements(By.CSS_SELECTOR, ".md-search-result__link")]
+    def found() -> list[str]:
+        """The search results' links; [] while the theme re-renders them (each key typed re-renders,
+        so a link found may be gone before it is read)."""
+        try:
+            return [a.get_attribute("href") for a in d.find_elements(By.CSS_SELECTOR, ".md-search-result__link")]
+        except StaleElementReferenceException:
+            return []
+
     assert wait_until(lambda: any("/subscribers/" in h for h in found()), timeout=15), found()
     errors = [e for e in d.get_log("browser") if e["level"] == "SEVERE"]
     assert not errors, errors
