@@ -16,7 +16,7 @@ from typing import Any
 import redis
 import redis.cluster
 
-from smsbot import connections, log
+from smsbot import connections, embedded, log
 from smsbot.config import Durability, RedisMode, Settings
 from smsbot.roundtrip import ClusterRoundtrip
 from smsbot.store import Store
@@ -169,7 +169,11 @@ def lines(topo: dict[str, Any]) -> list[str]:
 
 
 def read_lines(settings: Settings) -> list[str]:
-    """`lines` of the Redis `settings` name, or one line saying why it could not be read."""
+    """`lines` of the Redis `settings` name, or one line saying why it could not be read. A status
+    starts nothing: the bundled server, when it is not running, is said to be so."""
+    r = settings.redis
+    if r.mode is RedisMode.SINGLE and not r.url and not embedded.answers(embedded.layout(settings.data_dir)):
+        return [f"redis: the bundled server in {settings.data_dir} is not running"]
     try:
         store = connections.store(settings, socket_timeout=2.0)
     except Exception as e:  # noqa: BLE001 - a status line, never a traceback

@@ -457,7 +457,9 @@ def test_relative_pidfile_daemon_reports_and_stop_is_idempotent(redis_server, tm
         assert int(m.group(1)) == int(pidfile.read_text()) and m.group(2) == str(pidfile)
         assert m.group(3) == str(work / "bot.log")
         assert wait_until(lambda: sim.stats()["binds"] == 1, 20)
-        assert smsbot("status", "--pidfile", "bot.pid", cwd=work).returncode == 0
+        status = smsbot("status", "--pidfile", "bot.pid", cwd=work)  # no --config: the default's bundled Redis
+        assert status.returncode == 0 and f"the bundled server in {work / 'var'} is not running" in status.stdout, status.stdout
+        assert not (work / "var").exists(), "a status starts no bundled Redis"
         stopped = smsbot("stop", "--pidfile", "bot.pid", cwd=work)
         assert stopped.returncode == 0 and "stopped" in stopped.stdout
         assert not pidfile.exists(), "a relative pidfile is removed"
