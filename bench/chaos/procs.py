@@ -21,7 +21,7 @@ import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import yaml
 
@@ -414,44 +414,42 @@ class World:
         redirected it (`REDIRECTIONS`), else "other". (Whole batches refused are logged once per
         outage: the chaos SMSC's count of temporary errors has them.)"""
         out: list[tuple[float, str]] = []
+        for line in self._bot_log_lines():
+            if "script_failed" not in line:
+                continue
+            try:
+                ev = json.loads(line)
+                at = datetime.fromisoformat(ev["timestamp"]).timestamp()
+            except (ValueError, KeyError, TypeError):
+                continue
+            if ev.get("event") == "script_failed":
+                word = str(ev.get("error", "")).split(" ", 1)[0]
+                out.append((at, word if word in REDIRECTIONS else "other"))
+        return out
+
+    def _bot_log_lines(self) -> Iterator[str]:
+        """Every line of every bot's log files (a file gone or unreadable is skipped)."""
         for b in self.bots:
             for log in b.logs:
                 try:
                     text = log.read_text(errors="replace")
                 except OSError:
                     continue
-                for line in text.splitlines():
-                    if "script_failed" not in line:
-                        continue
-                    try:
-                        ev = json.loads(line)
-                        at = datetime.fromisoformat(ev["timestamp"]).timestamp()
-                    except (ValueError, KeyError, TypeError):
-                        continue
-                    if ev.get("event") == "script_failed":
-                        word = str(ev.get("error", "")).split(" ", 1)[0]
-                        out.append((at, word if word in REDIRECTIONS else "other"))
-        return out
+                yield from text.splitlines()
 
     def bot_log_summary(self) -> dict[str, int]:
         lines = tracebacks = unreachable = errors = batch_failed = script_failed = 0
-        for b in self.bots:
-            for log in b.logs:
-                try:
-                    text = log.read_text(errors="replace")
-                except OSError:
-                    continue
-                for line in text.splitlines():
-                    lines += 1
-                    if "Traceback" in line:
-                        tracebacks += 1
-                    if "redis_unreachable" in line:
-                        unreachable += 1
-                    if '"level": "error"' in line or '"level":"error"' in line:
-                        errors += 1
-                    if "redis_batch_failed" in line:
-                        batch_failed += 1
-                    if "script_failed" in line:
-                        script_failed += 1
+        for line in self._bot_log_lines():
+            lines += 1
+            if "Traceback" in line:
+                tracebacks += 1
+            if "redis_unreachable" in line:
+                unreachable += 1
+            if '"level": "error"' in line or '"level":"error"' in line:
+                errors += 1
+            if "redis_batch_failed" in line:
+                batch_failed += 1
+            if "script_failed" in line:
+                script_failed += 1
         return {"lines": lines, "tracebacks": tracebacks, "redis_unreachable_lines": unreachable, "error_lines": errors,
                 "redis_batch_failed_lines": batch_failed, "script_failed_lines": script_failed}
