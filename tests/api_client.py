@@ -12,6 +12,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,17 @@ OPS = "ops-secret-0001"
 RO = "ro-secret-00001"
 CARE = "care-secret-01"
 TOKENS = [f"ops:{OPS}:*", f"ro:{RO}:read", f"care:{CARE}:admin+read"]
+
+
+def json_call(url: str, method: str, path: str, body: Any = None, timeout: float = 10) -> tuple[int, Any]:
+    """One JSON request to a control API (the simulators'): its status and its JSON body (error
+    statuses too)."""
+    req = urllib.request.Request(url + path, method=method, data=None if body is None else json.dumps(body).encode())
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
 
 
 class Reply:

@@ -106,10 +106,15 @@ def start_bot_process(cfg: Path, log_path: Path) -> subprocess.Popen:
 
 def stop_bot_process(proc: subprocess.Popen) -> None:
     """SIGTERM (the bot drains and unbinds), then SIGKILL if it has not ended in 20 s."""
+    stop_process(proc)
+
+
+def stop_process(proc: subprocess.Popen, grace_s: float = 20) -> None:
+    """An smsbot process (bot, simulator): SIGTERM, then SIGKILL if it has not ended in `grace_s`."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(20)
+            proc.wait(grace_s)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(10)

@@ -5,13 +5,9 @@ Each fault mode and the field profile: the bot answers, and nothing is applied t
 
 from __future__ import annotations
 
-import json
 import re
-import signal
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -21,6 +17,8 @@ import yaml
 from smsbot import admin, config
 from smsbot.app import Bot
 from tests.conftest import base_config
+from tests.api_client import json_call
+from tests.running_bot import stop_process
 from tests.helpers import wait_until
 from tests.browser import Page
 from tests.cmpp_sp import CMPP_SERVICES, SECRET, SP_ID
@@ -38,13 +36,7 @@ class IsmgCli:
         self.proc, self.url, self.port, self.bot, self.err = proc, url, port, bot, err
 
     def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        req = urllib.request.Request(self.url + path, method=method,
-                                     data=None if body is None else json.dumps(body).encode())
-        try:
-            with urllib.request.urlopen(req, timeout=30) as r:
-                return r.status, json.loads(r.read())
-        except urllib.error.HTTPError as e:
-            return e.code, json.loads(e.read())
+        return json_call(self.url, method, path, body, timeout=30)
 
     def ok(self, method: str, path: str, body: Any = None) -> Any:
         status, answer = self.call(method, path, body)
@@ -110,12 +102,7 @@ def ismg_cli(request: pytest.FixtureRequest, redis_server, tmp_path: Path) -> It
     finally:
         if bot is not None:
             bot.stop()
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop_process(proc)
 
 
 @pytest.mark.parametrize("ismg_cli", ["cmpp3", "cmpp2"], indirect=True)

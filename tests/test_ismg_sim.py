@@ -3,11 +3,8 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from datetime import datetime
 from typing import Any, Iterator
 
@@ -17,6 +14,7 @@ from smsbot import cmpp
 from smsbot.cmpp import text
 from smsbot.cmpp.constants import Result
 from smsbot.simulator.ismg import SimIsmg
+from tests.api_client import json_call
 from tests.helpers import wait_until
 
 from .cmpp_sp import SECRET, SP_ID, Sp
@@ -55,13 +53,7 @@ def submit(message: str = "hello", dest: str = MSISDN, registered: int = 0) -> c
 
 
 def call(ismg: SimIsmg, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-    req = urllib.request.Request(ismg.control_url + path, method=method,
-                                 data=None if body is None else json.dumps(body).encode())
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
+    return json_call(ismg.control_url, method, path, body)
 
 
 def stored(ismg: SimIsmg, msisdn: str = MSISDN) -> list[str]:

@@ -120,6 +120,16 @@ class Connection:
         self._wake_waiters()
         return True
 
+    def send_partial(self, partial_pdu: Callable[[int, int, int], bytes], announced: int, octets: int) -> dict[str, Any]:
+        """A PDU header announcing `announced` octets and `octets` of body (`partial_pdu(sequence,
+        announced, octets)`, the protocol's), then silence (`wedge`). ValueError: sizes the protocol
+        cannot frame; ConnectionError: the connection closed first. Returns {"conn", "sequence",
+        "announced", "octets"}."""
+        seq = self.next_seq()  # the protocol's connection numbers its PDUs
+        if not self.wedge(partial_pdu(seq, announced, octets)):
+            raise ConnectionError(f"connection {self.id} closed before the partial PDU was written")
+        return {"conn": self.id, "sequence": seq, "announced": announced, "octets": octets}
+
     def _fall_silent(self) -> None:
         self.wedged = True
 

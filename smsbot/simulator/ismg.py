@@ -345,15 +345,12 @@ class SimIsmg:
         conn = self._conns.pick(_connected)
         if conn is None:
             raise SimIsmgError("no CMPP connection")
-        seq = conn.next_seq()
         try:
-            raw = cmpp_profile.partial_pdu(seq, announced, octets)
-        except ValueError as e:
+            sent = conn.send_partial(cmpp_profile.partial_pdu, announced, octets)
+        except (ValueError, ConnectionError) as e:
             raise SimIsmgError(str(e)) from None
-        if not conn.wedge(raw):
-            raise SimIsmgError(f"connection {conn.id} closed before the partial PDU was written")
         self.count("partials_sent")
-        return {"conn": conn.id, "sequence": seq, "announced": announced, "octets": octets}
+        return sent
 
     def restart_message_ids(self) -> None:
         """SUBMIT_RESP Msg_Ids start again from the first sequence (as after a gateway restart)."""

@@ -415,12 +415,9 @@ class SimSmsc:
         conn = self._receiver()
         if conn is None:
             raise SimSmscError("no receiver-capable bind")
-        seq = conn.next_seq()
         try:
-            raw = profiles.partial_pdu(seq, announced, octets)
-        except ValueError as e:
+            sent = conn.send_partial(profiles.partial_pdu, announced, octets)
+        except (ValueError, ConnectionError) as e:
             raise SimSmscError(str(e)) from None
-        if not conn.wedge(raw):
-            raise SimSmscError(f"connection {conn.id} closed before the partial PDU was written")
         self.count("partials_sent")
-        return {"conn": conn.id, "sequence": seq, "announced": announced, "octets": octets}
+        return sent
