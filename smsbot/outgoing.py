@@ -29,7 +29,7 @@ import socket
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from smsbot import cmpp, pdu
+from smsbot import cmpp, pdu, sockio
 from smsbot.cmpp.constants import Result, Version
 from smsbot.cmpp_session import CmppLink
 from smsbot.config import SmscSettings
@@ -92,7 +92,7 @@ class Outgoing:
             data = b"".join(self.out)
             self.out.clear()
             try:
-                self.sock.sendall(data)
+                sockio.sendall(self.sock, data)
             except OSError as e:
                 raise LinkDown(f"send failed: {e}") from None
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import hiredis
 import redis
 
+from smsbot import sockio
 from smsbot.config import Durability
 
 if TYPE_CHECKING:
@@ -56,7 +57,7 @@ class Roundtrip:
             packed = [hiredis.pack_command(c) for c in cmds]
             if self.wait_replicas:
                 packed.append(hiredis.pack_command(("WAIT", self.wait_replicas, store.settings.redis.wait_timeout_ms)))
-            self.sock.sendall(b"".join(packed))
+            sockio.sendall(self.sock, b"".join(packed))
         except BaseException as e:
             self._fail()
             if isinstance(e, (OSError, redis.ConnectionError, redis.TimeoutError)):
@@ -75,10 +76,11 @@ class Roundtrip:
         pending = getattr(self.sock, "pending", None)
         return bool(pending and pending())
 
-    def poll(self) -> bool:
-        """Read what the socket has (call when readable); True once every reply is in."""
+    def poll(self, block: bool = False) -> bool:
+        """Read what the socket has (call when readable; with `block`, wait for it: the socket's
+        timeout applies); True once every reply is in."""
         try:
-            n = self.sock.recv_into(self._buf)
+            n = sockio.recv_into(self.sock, self._buf, block)
         except (BlockingIOError, InterruptedError):
             return False
         except (OSError, socket.timeout) as e:
@@ -103,7 +105,7 @@ class Roundtrip:
 
     def wait(self) -> list[Any]:
         while not self.done:
-            self.poll()  # blocking read (socket timeout applies)
+            self.poll(block=True)
         return self.replies
 
     def retry_in(self) -> float | None:

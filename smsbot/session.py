@@ -35,7 +35,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
 
-from smsbot import codec, log, pdu
+from smsbot import codec, log, pdu, sockio
 from smsbot.config import BindMode, SmscSettings
 from smsbot.messages import CommandId, DeliverSm, Inbound, Receipt, Status
 
@@ -156,7 +156,7 @@ class Link:
         was answered or the SMSC closed."""
         got = Received()
         try:
-            data = self.sock.recv(READ_CHUNK)
+            data = sockio.recv(self.sock, READ_CHUNK)
         except (BlockingIOError, ssl.SSLWantReadError, socket.timeout):
             return got
         if not data:
@@ -179,7 +179,7 @@ class Link:
         closed; `pdu.FramingError` (with the PDUs framed before the bad header) when the stream
         cannot be framed."""
         try:
-            data = self.sock.recv(READ_CHUNK)
+            data = sockio.recv(self.sock, READ_CHUNK)
         except (BlockingIOError, ssl.SSLWantReadError, socket.timeout):
             return None
         except OSError as e:
