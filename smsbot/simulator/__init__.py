@@ -1,7 +1,9 @@
 """The simulated SMSC testers use against smsbot, and its CMPP sibling.
 
-- `smsc.SimSmsc`: the SMPP 3.4 server assembled (settings, profile, counters, binds, lifecycle)
-  plus the HTTP/JSON control API (`control`, routes documented there).
+- `base.Simulator`: what the SMPP and the CMPP simulator share (lifecycle, profile switching,
+  fault plan, counters, connections held, mailbox and events; the control API talks to it).
+- `smsc.SimSmsc`: the SMPP 3.4 server assembled on it (settings, SMPP profile, binds, TLS, raw
+  PDUs) plus the HTTP/JSON control API (`control`, routes documented there).
 - `submits`: its MT side (submit_sm judged by the fault plan, answered, stored, receipts written).
 - `deliveries`: its MO side (MOs and receipts as jobs delivered as deliver_sm / data_sm).
 - `scheduler`: the delivery jobs and the workers running them, in order per handset (SMPP and CMPP).

@@ -33,10 +33,14 @@ What it does, like an ISMG (`smsbot.simulator.smsc.SimSmsc` is its SMPP sibling)
   same control API and web page (`control.ControlServer`): handsets send MOs and read MTs over
   CMPP.
 
-Threads: one accept thread (`server.Listener`), one reader per connection (`ismg_conn`), `workers`
-delivery workers (the SMPP simulator's `scheduler`: a handset's MOs go in order, one at a time;
-each status report on its own), the thread of delayed resps (`faults.Delayer`) and, with
-`control`, the HTTP control server's. `stop()` ends and joins them all.
+This module owns what is CMPP's: CONNECT judged, SUBMITs judged, answered and stored, Msg_Ids,
+status reports, MOs as DELIVERs and their delivery, and the CMPP profile (`cmpp_profile`). The
+lifecycle, the profile switching, the fault plan, the counters and the connections held are
+`base.Simulator`'s, shared with the SMPP sibling. Threads: one accept thread (`server.Listener`),
+one reader per connection (`ismg_conn`), `workers` delivery workers (the SMPP simulator's
+`scheduler`: a handset's MOs go in order, one at a time; each status report on its own), the
+thread of delayed resps (`faults.Delayer`) and, with `control`, the HTTP control server's.
+`stop()` ends and joins them all.
 """
 
 from __future__ import annotations
@@ -44,9 +48,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
-import signal
 import socket
-import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -59,16 +61,12 @@ from smsbot.cmpp.constants import DELIVERED, ConnectStatus, Result, Version
 from smsbot.msisdn import DEFAULT_COUNTRY_CODE, subscriber_key
 
 from . import cmpp_profile
-from .control import ControlServer
-from .counters import Counters
+from .base import Simulator
 from .errors import SimSmscError
-from .events import SimEvents
-from .faults import Delayer, FaultError, Faults, Verdict
+from .faults import Faults, Verdict
 from .ismg_conn import IsmgConn
-from .mailbox import Mailbox, Reassembler, StoredMessage
-from .profiles import ProfileError
+from .mailbox import Mailbox, StoredMessage
 from .scheduler import Job, Scheduler
-from .server import Connections, Listener
 
 log = logging.getLogger("smsbot.simulator")
 SUBMITS_KEPT = 10000
@@ -96,11 +94,16 @@ class IsmgJob(Job):
                 "msg_ids": [msgid.text(p.msg_id) for p in self.parts]}
 
 
-class SimIsmg:
+class SimIsmg(Simulator):
     """The simulated ISMG. `start()` / `stop()` (or `with`), `serve_forever()` for the CLI; the
     port is `port` after `start()`, the control API's `control_port` / `control_url`."""
 
+    name = "simismg"
     protocol = "cmpp"
+    error = SimIsmgError
+    mo_final_states = ("delivered", "rejected", "cancelled")
+    make_behaviour = staticmethod(cmpp_profile.make_behaviour)
+    partial_pdu = staticmethod(cmpp_profile.partial_pdu)
 
     def __init__(
         self,
@@ -135,55 +138,31 @@ class SimIsmg:
         and status reports. `profile` (``default`` | ``field``) and `flags` on top: see
         `cmpp_profile`. `control`: serve the control API and web page on `control_port`
         (`short_codes` and `timezone` are what the page offers and shows times in)."""
+        base = {"international_source": international_source, "receipt_outcomes": dict(report_stats or {})}
+        super().__init__(
+            host=host, wire_port=port, control=control, control_port=control_port,
+            response_timeout=response_timeout, country_code=country_code, profile=profile,
+            flags={**base, **(flags or {})}, faults=Faults(throttle_status=Result.FLOW_CONTROL, status_max=0xFF),
+            mailbox=mailbox, short_codes=short_codes or [], timezone=timezone,
+        )
         self.sp_id = sp_id
         self.secret = secret
-        self.host = host
-        self.port = port
         self.version = version
-        self.mailbox = mailbox if mailbox is not None else Mailbox()
         self.gateway_code = gateway_code
-        self.response_timeout = response_timeout
         self.active_test_interval = active_test_interval
         self.redeliver_seconds = redeliver_seconds
         self.workers = max(1, workers)
         self.send_reports = send_reports
-        self.country_code = country_code
         self.clock = clock
-        base = {"international_source": international_source, "receipt_outcomes": dict(report_stats or {})}
-        try:
-            self.behaviour = cmpp_profile.make_behaviour(profile, **{**base, **(flags or {})})
-        except ProfileError as e:
-            raise SimIsmgError(str(e)) from None
-        self.profile = profile
-        self.with_control = control
-        self.control_port = control_port
-        self.short_codes = list(short_codes or [])
-        self.timezone = timezone
-        self.events = SimEvents()  # what the web page shows
-        self._owns_mailbox = mailbox is None  # a shared mailbox is its owner's to watch and close
-        if self._owns_mailbox:
-            self.mailbox.on_take = self.events.picked_up
-        self.faults = Faults(throttle_status=Result.FLOW_CONTROL, status_max=0xFF)
-        self._delayer = Delayer("simismg-delay")
-        self._control: ControlServer | None = None
         self._started_at = clock()  # the time of cycled Msg_Ids (`msg_id_cycle`)
         self._mt_seq = itertools.count(1)
-        self.reassembler = Reassembler()
-        self._lock = threading.RLock()
-        self._counters = Counters()
         self._submit_log: list[dict[str, Any]] = []
         self._msg_seq = itertools.count(1)
         self._link_ids = itertools.count(1)
         self._job_ids = itertools.count(1)
         self._report_seq = itertools.count(1)
         self._refs: dict[str, int] = {}
-        self._stopping = threading.Event()
-        self._conns: Connections[IsmgConn] = Connections(self._stopping)
         self._scheduler = Scheduler(self._deliver, workers=workers, name="simismg", after_attempt=self.events.job_changed)
-        self._stop_requested = threading.Event()
-        self._accept_thread: threading.Thread | None = None
-        self._listener: Listener | None = None
-        self.started = False
 
     @classmethod
     def from_settings(cls, settings: Any, **kw: Any) -> SimIsmg:
@@ -215,142 +194,20 @@ class SimIsmg:
         return self.behaviour.receipt_outcomes
 
     @property
-    def stopping(self) -> bool:
-        return self._stopping.is_set()
-
-    # ---------------------------------------------------------------- lifecycle
-    def start(self) -> SimIsmg:
-        if self.started:
-            return self
-        listener = Listener(self.host, self.port)
-        if self.with_control:
-            try:
-                self._control = ControlServer(self, self.host, self.control_port)
-            except OSError:
-                listener.close()
-                raise
-            self.control_port = self._control.port
-        self._listener = listener
-        self.port = listener.port
-        self.started = True
-        self._delayer.start()
-        if self._control:
-            self._control.start()
-        self._accept_thread = threading.Thread(target=partial(self._listener.accept_until, self._stopping, self._accepted),
-                                               name="simismg-accept", daemon=True)
-        self._accept_thread.start()
-        self._scheduler.start()
-        log.info("simismg listening: cmpp %s:%s (SP %s, up to CMPP %x.%x) control %s", self.host, self.port,
-                 self.sp_id, self.version >> 4, self.version & 15,
-                 f"{self.control_url} (handsets page: {self.control_url}/)" if self._control else "off")
-        return self
-
-    @property
-    def control_url(self) -> str:
-        return f"http://{self.host}:{self.control_port}"
-
-    @property
-    def wire_port(self) -> int:
+    def port(self) -> int:
         """The CMPP port (the control API names it ``cmpp_port``)."""
-        return self.port
+        return self.wire_port
 
-    def stop(self) -> None:
-        """Close the listener and every connection; join every thread; queued jobs are cancelled."""
-        if not self.started or self._stopping.is_set():
-            return
-        self._stopping.set()
-        self._scheduler.stop()
-        self._delayer.stop()
-        self.events.close()
-        if self._owns_mailbox:
-            self.mailbox.close()
-        if self._control:
-            self._control.stop()
-        if self._listener is not None:
-            self._listener.close()
-        self._conns.close_all(join_timeout=5)
-        if self._accept_thread is not None and self._accept_thread is not threading.current_thread():
-            self._accept_thread.join(timeout=self.response_timeout + 5)
-        self._scheduler.join(self.response_timeout + 5)
-        log.info("simismg stopped")
+    def _listening_on(self) -> str:
+        return (f"cmpp {self.host}:{self.port} (SP {self.sp_id}, up to CMPP "
+                f"{self.version >> 4:x}.{self.version & 15:x})")
 
-    def __enter__(self) -> SimIsmg:
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
-
-    def serve_forever(self) -> None:
-        """Start and block until SIGINT/SIGTERM (or `request_stop()`), then stop."""
-        old = {}
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                old[sig] = signal.signal(sig, lambda signum, frame: self._stop_requested.set())
-        try:
-            self.start()
-            self._stop_requested.wait()
-        finally:
-            self.stop()
-            for sig, h in old.items():
-                signal.signal(sig, h)
-
-    def request_stop(self) -> None:
-        self._stop_requested.set()
-
-    # ---------------------------------------------------------------- profile
-    def set_profile(self, profile: str | None = None, **flags: Any) -> dict[str, Any]:
-        """Switch to `profile` (its flags, then `flags` on top); with no profile, change only the
-        given flags. Applies to what is sent from now on. Returns `describe_profile()`."""
-        with self._lock:
-            try:
-                if profile is None:
-                    self.behaviour = cmpp_profile.make_behaviour(self.profile, **{**self.behaviour.to_dict(), **flags})
-                else:
-                    self.behaviour = cmpp_profile.make_behaviour(profile, **flags)
-                    self.profile = profile
-            except ProfileError as e:
-                raise SimIsmgError(str(e)) from None
-        desc = self.describe_profile()
-        log.info("simismg profile %s %s", self.profile, desc["flags"])
-        self.events.publish("profile", desc)
-        return desc
-
-    def describe_profile(self) -> dict[str, Any]:
-        """{"profile": name, "flags": every flag's value, "overrides": those differing from the profile}."""
-        with self._lock:
-            flags = self.behaviour.to_dict()
-            base = cmpp_profile.make_behaviour(self.profile).to_dict()
-            return {"profile": self.profile, "flags": flags,
-                    "overrides": {k: v for k, v in flags.items() if base.get(k) != v}}
-
-    def handset_key(self, name: str) -> str:
-        """The mailbox of handset `name`: ``8613800138000`` and ``13800138000`` are one handset."""
-        return subscriber_key(name, self.country_code)
-
-    # ---------------------------------------------------------------- faults
-    def set_faults(self, **kw: Any) -> dict[str, Any]:
-        """Replace the fault plan (knobs not given are off) and restart its counting; returns it.
-        Knobs: ``POST /faults`` in `control`, statuses being CMPP Results."""
-        try:
-            plan = self.faults.set(**kw)
-        except FaultError as e:
-            raise SimIsmgError(str(e)) from None
-        self.events.publish("faults", plan)
-        return plan
-
+    # ---------------------------------------------------------------- actions
     def send_partial(self, announced: int = 200, octets: int = 40) -> dict[str, Any]:
         """On a connection: a DELIVER header announcing `announced` octets, `octets` of body, then
         silence there (`Connection.wedge`) until the SP closes it; MOs wait for its next
         connection. Returns {"conn", "sequence", "announced", "octets"}."""
-        conn = self._conns.pick(_connected)
-        if conn is None:
-            raise SimIsmgError("no CMPP connection")
-        try:
-            sent = conn.send_partial(cmpp_profile.partial_pdu, announced, octets)
-        except (ValueError, ConnectionError) as e:
-            raise SimIsmgError(str(e)) from None
-        self.count("partials_sent")
-        return sent
+        return self._send_partial(self._conns.pick(self._is_bound), "no CMPP connection", announced, octets)
 
     def restart_message_ids(self) -> None:
         """SUBMIT_RESP Msg_Ids start again from the first sequence (as after a gateway restart)."""
@@ -388,37 +245,22 @@ class SimIsmg:
 
     def connections(self) -> list[dict[str, Any]]:
         return [{"id": c.id, "version": c.version, "peer": f"{c.addr[0]}:{c.addr[1]}"}
-                for c in self._conns.open(_connected)]
+                for c in self._conns.open(self._is_bound)]
+
+    @staticmethod
+    def _is_bound(c: IsmgConn) -> bool:
+        return c.connected
 
     def _bind_info(self, c: IsmgConn) -> dict[str, Any]:
         return {"id": c.id, "mode": f"CMPP {c.version >> 4}.{c.version & 15}", "system_id": self.sp_id,
                 "peer": f"{c.addr[0]}:{c.addr[1]}"}
 
-    def binds(self) -> list[dict[str, Any]]:
-        """The connections past CONNECT, as the control API shows binds."""
-        return [self._bind_info(c) for c in self._conns.open(_connected)]
-
     def active_test(self) -> list[int]:
         """Send an ACTIVE_TEST on every connection now; the sequences sent."""
-        return [seq for c in self._conns.open(_connected) if (seq := c.active_test()) is not None]
+        return [seq for c in self._conns.open(self._is_bound) if (seq := c.active_test()) is not None]
 
-    def drop_connections(self) -> int:
-        """Close every connection without TERMINATE; how many were closed."""
-        conns = self._conns.open()
-        for c in conns:
-            c.close()
-        self.count("connections_dropped", len(conns))
-        return len(conns)
-
-    def count(self, key: str, n: int = 1) -> None:
-        self._counters.add(key, n)
-
-    def stats(self) -> dict[str, int]:
-        s = self._counters.snapshot()
-        s["binds"] = len(self.binds())
-        s["mo_queued"] = self._scheduler.count("mo", ("queued", "delivering"))
-        s["mt_incomplete"] = self.reassembler.incomplete()
-        return s
+    def _gauges(self) -> dict[str, int]:
+        return {"binds": len(self.binds()), **super()._gauges()}
 
     # ---------------------------------------------------------------- MT side
     def _new_msg_id(self) -> int:
@@ -571,14 +413,6 @@ class SimIsmg:
         self._scheduler.add(job)
         return {"id": job.id, "parts": len(delivers), "msg_fmt": parts.msg_fmt, "state": job.state}
 
-    def mo_status(self, job_id: str) -> dict[str, Any] | None:
-        return self._scheduler.status(job_id)
-
-    def wait_mo(self, job_id: str, timeout: float = 5.0,
-                states: tuple[str, ...] = ("delivered", "rejected", "cancelled")) -> dict[str, Any] | None:
-        """Until the MO (or report) `job_id` reaches one of `states`, at most `timeout` seconds."""
-        return self._scheduler.wait(job_id, states, timeout)
-
     def jobs(self, kind: str | None = None) -> list[dict[str, Any]]:
         return self._scheduler.jobs(kind)
 
@@ -593,7 +427,7 @@ class SimIsmg:
             if self._stopping.is_set():
                 job.state = "cancelled"
                 return
-            conn = self._conns.pick(_connected)
+            conn = self._conns.pick(self._is_bound)
             if conn is None:
                 self._later(job, "no connection", None, waiting_conn=True)
                 return
@@ -623,7 +457,3 @@ class SimIsmg:
             return
         job.state, job.last_status, job.last_error = "delivered", 0, ""
         self.count("mo_delivered" if job.kind == "mo" else "reports_delivered")
-
-
-def _connected(c: IsmgConn) -> bool:
-    return c.connected

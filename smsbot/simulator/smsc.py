@@ -23,42 +23,35 @@ What it does, like a real SMSC:
   submit_sm_resp, throttling (patterns or a max TPS per bind), permanent rejects per destination,
   connections dropped with a submit_sm unanswered or right after a resp.
 
-This module assembles those parts and owns what they share: the settings and the profile in
-force, the counters (`stats`), the binds (`server.Connections`) and the lifecycle. Threads: one
-accept thread (`server.Listener`), one reader per connection, the delivery workers, the thread of
-delayed resps, a TLS proxy per TLS connection and the HTTP control server thread (`control`).
+This module assembles those parts and owns what is SMPP's: the settings it is built from, the
+names of its counters (`COUNTERS`), its binds (who is bound, which can receive), TLS in front of a
+connection, raw PDUs and which profiles it speaks (`profiles`). The lifecycle, the switching of
+profiles, the fault plan, the counting and the connections held are `base.Simulator`'s, shared
+with the CMPP sibling (`ismg`). Threads:
+one accept thread (`server.Listener`), one reader per connection, the delivery workers, the thread
+of delayed resps, a TLS proxy per TLS connection and the HTTP control server thread (`control`).
 `stop()` ends and joins them all.
 """
 
 from __future__ import annotations
 
-import logging
-import signal
 import socket
 import ssl
 import struct
-import threading
-import time
 from functools import partial
 from typing import Any
 
 from smsbot import pdu
 from smsbot.config import BillingSettings, Settings, SimulatorSettings, SmscSettings
-from smsbot.msisdn import DEFAULT_COUNTRY_CODE, subscriber_key
+from smsbot.msisdn import DEFAULT_COUNTRY_CODE
 
 from . import profiles, tls
-from .control import ControlServer
-from .counters import Counters
+from .base import Simulator
 from .deliveries import Deliveries
 from .errors import SimSmscError
-from .events import SimEvents
-from .faults import FaultError, Faults
-from .mailbox import Mailbox, Reassembler
-from .server import Connections, Listener
+from .faults import Faults
 from .smpp_conn import SmppConn
 from .submits import Submits
-
-log = logging.getLogger("smsbot.simulator")
 
 COUNTERS = (
     "binds", "binds_total", "bind_failures", "mo_injected", "mo_delivered", "mo_redelivered",
@@ -70,15 +63,19 @@ COUNTERS = (
 )
 
 
-class SimSmsc:
+class SimSmsc(Simulator):
     """The simulated SMSC. `start()` / `stop()` for in-process use, `serve_forever()` for the CLI.
 
     Ports given as 0 are picked by the OS; the actual ones are `smpp_port` / `control_port` after
-    `start()`. `control_url` is the control API's base URL.
+    `start()`. `control_url` is the control API's base URL. A new profile (`set_profile`) applies
+    to what is sent from then on: a bind keeps its sequence counter (`sequence_start` applies to
+    new binds).
     """
 
     name = "simsmsc"
     protocol = "smpp"
+    make_behaviour = staticmethod(profiles.make_behaviour)
+    partial_pdu = staticmethod(profiles.partial_pdu)
 
     def __init__(
         self,
@@ -102,50 +99,32 @@ class SimSmsc:
         SMPP port speak TLS only."""
         settings = settings or SimulatorSettings()
         smsc = smsc or SmscSettings()
+        super().__init__(
+            host=host if host is not None else settings.host,
+            wire_port=smpp_port if smpp_port is not None else settings.smpp_port,
+            control=control,
+            control_port=control_port if control_port is not None else settings.control_port,
+            response_timeout=response_timeout, country_code=country_code, profile=profile, flags=flags or {},
+            faults=Faults(), counters=COUNTERS,
+            timezone=BillingSettings().timezone,  # the zone the web page shows times in (billing.timezone)
+        )
         self.settings = settings
-        self.host = host if host is not None else settings.host
-        self.smpp_port = smpp_port if smpp_port is not None else settings.smpp_port
-        self.control_port = control_port if control_port is not None else settings.control_port
         self.system_id = smsc.system_id
         self.password = smsc.password
         self.send_receipts = settings.send_receipts
-        self.response_timeout = response_timeout
         self.enquire_link_interval = enquire_link_interval
-        self.with_control = control
         self.ssl_context = ssl_context
-        self.country_code = country_code  # the home network's: international addresses with it are its handsets
-        try:
-            self.behaviour = profiles.make_behaviour(profile, **(flags or {}))
-        except profiles.ProfileError as e:
-            raise SimSmscError(str(e)) from None
-        self.profile = profile
-
-        self.mailbox = Mailbox()
-        self.reassembler = Reassembler()
-        self.events = SimEvents()  # what the web page shows (control API: GET /events, /web/...)
-        self.mailbox.on_take = self.events.picked_up
-        self.short_codes: list[str] = []  # the bot's short codes, offered by the web page
-        self.timezone = BillingSettings().timezone  # the zone the web page shows times in (billing.timezone)
-        self.faults = Faults()
-        self._lock = threading.RLock()  # the profile, the thread list, the bind count
-        self._counters = Counters(COUNTERS)
-        self._stopping = threading.Event()
-        self._stop_requested = threading.Event()
-        self._conns: Connections[SmppConn] = Connections(self._stopping)
         self._deliveries = Deliveries(
             receiver=self._receiver, behaviour=self._behaviour, events=self.events, count=self.count,
             stopping=self._stopping, country_code=country_code, response_timeout=response_timeout,
             redeliver_seconds=settings.redeliver_seconds, workers=workers,
         )
+        self._scheduler = self._deliveries.scheduler
         self._submits = Submits(
             faults=self.faults, mailbox=self.mailbox, reassembler=self.reassembler, events=self.events,
-            deliveries=self._deliveries, behaviour=self._behaviour, count=self.count,
+            deliveries=self._deliveries, delayer=self._delayer, behaviour=self._behaviour, count=self.count,
             raise_to=self._counters.raise_to, country_code=country_code, send_receipts=self.send_receipts,
         )
-        self._threads: list[threading.Thread] = []
-        self._listener: Listener | None = None
-        self._control: ControlServer | None = None
-        self.started = False
 
     @classmethod
     def from_settings(cls, settings: Settings, **kw: Any) -> SimSmsc:
@@ -165,38 +144,14 @@ class SimSmsc:
         sim.timezone = settings.billing.timezone
         return sim
 
-    def handset_key(self, name: str) -> str:
-        """The mailbox of handset `name`: ``8613800138000`` and ``13800138000`` are one handset."""
-        return subscriber_key(name, self.country_code)
+    @property
+    def smpp_port(self) -> int:
+        """The SMPP port (the control API names it ``smpp_port``)."""
+        return self.wire_port
 
     # ---------------------------------------------------------------- profile
-    def set_profile(self, profile: str | None = None, **flags: Any) -> dict[str, Any]:
-        """Switch to `profile` (its flags, then `flags` on top); with no profile, change only the
-        given flags of the current behaviour. Applies to what is sent from now on (a bind keeps its
-        sequence counter; `sequence_start` applies to new binds). Returns `describe_profile()`."""
-        with self._lock:
-            try:
-                if profile is None:
-                    merged = {**self.behaviour.to_dict(), **flags}
-                    self.behaviour = profiles.make_behaviour("default", **merged)
-                else:
-                    self.behaviour = profiles.make_behaviour(profile, **flags)
-                    self.profile = profile
-            except profiles.ProfileError as e:
-                raise SimSmscError(str(e)) from None
+    def _profile_changed(self) -> None:
         self._deliveries.profile_changed()
-        log.info("simsmsc profile %s %s", self.profile, self.behaviour.to_dict())
-        desc = self.describe_profile()
-        self.events.publish("profile", desc)
-        return desc
-
-    def describe_profile(self) -> dict[str, Any]:
-        """{"profile": name, "flags": every flag's value, "overrides": those differing from the profile}."""
-        with self._lock:
-            flags = self.behaviour.to_dict()
-            base = profiles.make_behaviour(self.profile).to_dict()
-            return {"profile": self.profile, "flags": flags,
-                    "overrides": {k: v for k, v in flags.items() if base.get(k) != v}}
 
     def restart_message_ids(self) -> None:
         """Message ids start again from the first one (as after an SMSC restart): the next MTs get
@@ -206,94 +161,8 @@ class SimSmsc:
     def _behaviour(self) -> profiles.Behaviour:
         return self.behaviour
 
-    # ---------------------------------------------------------------- lifecycle
-    @property
-    def control_url(self) -> str:
-        return f"http://{self.host}:{self.control_port}"
-
-    @property
-    def wire_port(self) -> int:
-        """The SMPP port (the control API names it ``smpp_port``)."""
-        return self.smpp_port
-
-    def start(self) -> SimSmsc:
-        """Open the SMPP listener and the control API; returns at once (threads do the work)."""
-        if self.started:
-            return self
-        listener = Listener(self.host, self.smpp_port)
-        self.smpp_port = listener.port
-        if self.with_control:
-            try:
-                self._control = ControlServer(self, self.host, self.control_port)
-            except OSError:
-                listener.close()
-                raise
-            self.control_port = self._control.port
-        self._listener = listener
-        self.started = True
-        self._submits.start()
-        self._spawn(partial(listener.accept_until, self._stopping, self._accepted), "simsmsc-accept")
-        self._deliveries.scheduler.start()
-        if self._control:
-            self._control.start()
-        log.info("simsmsc listening: smpp%s %s:%s control %s", " (TLS)" if self.ssl_context else "", self.host,
-                 self.smpp_port, f"{self.control_url} (handsets page: {self.control_url}/)" if self._control else "off")
-        return self
-
-    def _spawn(self, target: Any, name: str) -> None:
-        t = threading.Thread(target=target, name=name, daemon=True)
-        with self._lock:  # finished ones (TLS proxies of closed connections) are forgotten
-            self._threads = [x for x in self._threads if x.is_alive()] + [t]
-        t.start()
-
-    def stop(self) -> None:
-        """Close the listener, every bind and the control API; join every thread."""
-        if not self.started or self._stopping.is_set():
-            return
-        self._stopping.set()
-        self._submits.stop()
-        self.mailbox.close()
-        self.events.close()
-        self._deliveries.scheduler.stop()
-        if self._control:
-            self._control.stop()
-        if self._listener:
-            self._listener.close()
-        self._conns.close_all(join_timeout=5)
-        join_timeout = max(5.0, self.response_timeout + 1)
-        for t in self._threads:
-            if t is not threading.current_thread():
-                t.join(timeout=join_timeout)
-        self._deliveries.scheduler.join(join_timeout)
-        log.info("simsmsc stopped")
-
-    def __enter__(self) -> SimSmsc:
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
-
-    def serve_forever(self) -> None:
-        """Start and block until SIGINT/SIGTERM (or `request_stop()`), then stop."""
-
-        def handler(signum: int, frame: Any) -> None:
-            self._stop_requested.set()
-
-        old = {}
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                old[sig] = signal.signal(sig, handler)
-        try:
-            self.start()
-            while not self._stop_requested.is_set():
-                time.sleep(0.2)
-        finally:
-            self.stop()
-            for sig, h in old.items():
-                signal.signal(sig, h)
-
-    def request_stop(self) -> None:
-        self._stop_requested.set()
+    def _listening_on(self) -> str:
+        return f"smpp{' (TLS)' if self.ssl_context else ''} {self.host}:{self.smpp_port}"
 
     # ---------------------------------------------------------------- connections
     def _accepted(self, sock: socket.socket, addr: Any) -> bool:
@@ -315,13 +184,13 @@ class SimSmsc:
         with self._lock:
             if new_bind:
                 self._counters.add("binds_total")
-            self._counters.set("binds", len(self._conns.open(lambda c: c.bound is not None)))
+            self._counters.set("binds", len(self._conns.open(self._is_bound)))
 
     def on_bound(self, conn: SmppConn) -> None:
         """`conn` is bound (its bind_resp written): jobs parked for lack of a bind go now."""
         self.events.bind("opened", self._bind_info(conn), self.binds())
         if conn.can_receive:
-            self._deliveries.scheduler.wake_parked()
+            self._scheduler.wake_parked()
 
     def conn_closed(self, conn: SmppConn) -> None:
         self.count_binds()
@@ -333,45 +202,19 @@ class SimSmsc:
         self._submits.on_submit(conn, seq, body)
 
     @staticmethod
-    def _bind_info(c: SmppConn) -> dict[str, Any]:
-        return {"id": c.id, "mode": c.bound, "system_id": c.system_id, "peer": f"{c.addr[0]}:{c.addr[1]}"}
+    def _is_bound(c: SmppConn) -> bool:
+        return c.bound is not None
 
-    def binds(self) -> list[dict[str, Any]]:
-        """The current binds (for the control API / tests)."""
-        return [self._bind_info(c) for c in self._conns.open(lambda c: c.bound is not None)]
+    def _bind_info(self, c: SmppConn) -> dict[str, Any]:
+        return {"id": c.id, "mode": c.bound, "system_id": c.system_id, "peer": f"{c.addr[0]}:{c.addr[1]}"}
 
     def _receiver(self, system_id: str | None = None) -> SmppConn | None:
         return self._conns.pick(lambda c: c.can_receive and (system_id is None or c.system_id == system_id))
 
-    def drop_connections(self) -> int:
-        """Close every connection abruptly (no unbind); returns how many were closed."""
-        conns = self._conns.open()
-        for c in conns:
-            c.close()
-        self.count("connections_dropped", len(conns))
-        return len(conns)
-
-    def count(self, key: str, n: int = 1) -> None:
-        self._counters.add(key, n)
-
-    def stats(self) -> dict[str, int]:
-        s = self._counters.snapshot()
-        s["mo_queued"] = self._deliveries.scheduler.count("mo", ("queued", "delivering"))
-        s["mt_incomplete"] = self.reassembler.incomplete()
-        s["mailbox_dropped"] = self.mailbox.dropped
-        return s
+    def _gauges(self) -> dict[str, int]:
+        return {**super()._gauges(), "mailbox_dropped": self.mailbox.dropped}
 
     # ---------------------------------------------------------------- MT side
-    def set_faults(self, **kw: Any) -> dict[str, Any]:
-        """Replace the fault plan (knobs not given are off; no arguments: behave) and restart its
-        submit counting; returns the plan. Knobs: see ``POST /faults`` in `control`."""
-        try:
-            plan = self.faults.set(**kw)
-        except FaultError as e:
-            raise SimSmscError(str(e)) from None
-        self.events.publish("faults", plan)
-        return plan
-
     def submit_log(self) -> list[dict[str, Any]]:
         """Every submit_sm judged: see `Submits.log`."""
         return self._submits.log()
@@ -382,13 +225,6 @@ class SimSmsc:
         "user_message_reference", "carrier", "state"} at once. Options (split, shuffle, duplicate,
         carrier, lost_resp, ...): see `Deliveries.inject_mo`."""
         return self._deliveries.inject_mo(msisdn, short_code, text, **options)
-
-    def mo_status(self, mo_id: str) -> dict[str, Any] | None:
-        return self._deliveries.scheduler.status(mo_id)
-
-    def wait_mo(self, mo_id: str, timeout: float = 5.0, states: tuple[str, ...] = ("delivered", "rejected")) -> dict[str, Any] | None:
-        """Until the MO reaches one of `states`, at most `timeout` seconds (test helper); its status."""
-        return self._deliveries.scheduler.wait(mo_id, states, timeout)
 
     def inject_raw(self, data: bytes, *, command_id: int | None = None, status: int = 0, wait: float = 0.0) -> dict[str, Any]:
         """Send a raw PDU on a receiver-capable bind (for malformed-PDU tests).
@@ -412,12 +248,4 @@ class SimSmsc:
         octets of body, then silence on that connection (`Connection.wedge`): nothing more is written or
         answered there and it stays open until the ESME closes it. MOs go to other binds (or wait
         for the ESME's next bind). Returns {"conn", "sequence", "announced", "octets"}."""
-        conn = self._receiver()
-        if conn is None:
-            raise SimSmscError("no receiver-capable bind")
-        try:
-            sent = conn.send_partial(profiles.partial_pdu, announced, octets)
-        except (ValueError, ConnectionError) as e:
-            raise SimSmscError(str(e)) from None
-        self.count("partials_sent")
-        return sent
+        return self._send_partial(self._receiver(), "no receiver-capable bind", announced, octets)

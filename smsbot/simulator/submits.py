@@ -43,14 +43,16 @@ class Submits:
         reassembler: Reassembler,
         events: SimEvents,
         deliveries: Deliveries,
+        delayer: Delayer,
         behaviour: Callable[[], profiles.Behaviour],
         count: Callable[..., None],
         raise_to: Callable[[str, int], None],
         country_code: str | None,
         send_receipts: bool,
     ) -> None:
-        """`behaviour()`: the profile in force; `count(name)` / `raise_to(name, value)` the
-        simulator's counters."""
+        """`delayer`: the simulator's thread of delayed resps (started and stopped by it; resps
+        it has not written at the stop never are); `behaviour()`: the profile in force;
+        `count(name)` / `raise_to(name, value)` the simulator's counters."""
         self._faults = faults
         self._mailbox = mailbox
         self._reassembler = reassembler
@@ -61,17 +63,10 @@ class Submits:
         self._raise_to = raise_to
         self._country_code = country_code
         self._send_receipts = send_receipts
-        self._delayer = Delayer()
+        self._delayer = delayer
         self._lock = threading.Lock()
         self._log: deque[dict[str, Any]] = deque(maxlen=SUBMITS_KEPT)
         self._msg_counter = 0  # message ids handed out since the start (or restart_message_ids)
-
-    def start(self) -> None:
-        self._delayer.start()
-
-    def stop(self) -> None:
-        """Delayed resps not written yet never will be."""
-        self._delayer.stop()
 
     def log(self) -> list[dict[str, Any]]:
         """Every submit_sm judged (latest SUBMITS_KEPT): {"t" (epoch s), "n", "conn", "seq", "to" (the
