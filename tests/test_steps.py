@@ -150,3 +150,24 @@ def test_the_runner_check_sees_a_script_run_elsewhere():
     sample = "def f(client, src):\n    s = client.register_script(src)\n    return client.execute_command('EVAL', src, 0)\n"
     assert _script_runs(sample) == ["2: .register_script(...)", "3: execute_command('EVAL', ...)"]
     assert not _script_runs("def g(store, step):\n    return store.run_step(step, (), ())\n")
+
+
+def test_a_handlers_script_keeps_what_it_can_reach_and_drops_the_rest():
+    """Each handler's script (smsbot.scripts._prune) defines every local function and handler its
+    kept code names, and leaves out what nothing in it names (closures made on every call)."""
+    frags = commands.lua_sources()
+    whole = assemble_mo_script(frags)
+    defined = set(re.findall(r"^local function (\w+)\(", whole, re.M))
+    every = assemble_handler_scripts(frags)
+    for handler, src in every.items():
+        code = _without_comments(src)
+        mine = set(re.findall(r"^local function (\w+)\(", src, re.M))
+        named = {n for n in defined if re.search(rf"\b{n}\b", re.sub(rf"^local function {n}\(", "", code, flags=re.M))}
+        assert named <= mine, f"{handler}: names {sorted(named - mine)} but does not define them"
+        assert f"handlers['{handler}'] = function" in src or f'handlers["{handler}"] = function' in src
+    menu, reply = every["subscriptions.menu"], every["reply"]
+    assert "handlers['subscriptions.admin_subscribe']" not in menu and "local function next_order(" not in menu
+    assert "conversations['menu'] = function" not in menu
+    # the 'reply' handler looks a conversation up by its type: every conversation and what it uses stay
+    assert "conversations['menu'] = function" in reply and "conversations['orders'] = function" in reply
+    assert "local function sub_put(" in reply and "local function audit(" in reply
