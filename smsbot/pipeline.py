@@ -231,12 +231,11 @@ class Pipeline:
         self._current = session
         return session
 
-    def _take_marks(self, now: float, force: bool = False) -> tuple[list[tuple], list[tuple[_Session, int]]]:
-        """The writes of the watermarks that moved (all of them with `force`, else once one has
-        waited `MARKS_HOLD_S`), and the deletion of ended sessions' that no guard can need any more
-        (`dispatch.redelivery_guard_seconds` after their end): the commands, and what to restore
-        should they fail."""
-        if self._marks_since is None or not force and now - self._marks_since < MARKS_HOLD_S:
+    def _take_marks(self, now: float) -> tuple[list[tuple], list[tuple[_Session, int]]]:
+        """The writes of the watermarks that moved, once one has waited `MARKS_HOLD_S`, and the
+        deletion of ended sessions' that no guard can need any more (`dispatch.redelivery_guard_seconds`
+        after their end): the commands, and what to restore should they fail."""
+        if self._marks_since is None or now - self._marks_since < MARKS_HOLD_S:
             return [], []
         self._marks_since = None
         keys = self.store.keys
@@ -385,11 +384,11 @@ class Pipeline:
 
     def record(self) -> bool:
         """A round trip of records alone (nothing else is going to Redis soon): the accepted
-        replies it records let further submits out; the watermarks that moved. False when nothing
-        needed writing."""
+        replies it records let further submits out; the watermarks that have waited `MARKS_HOLD_S`.
+        False when nothing needed writing."""
         acks, writes, parts = self.sender.take_pending()
         now = self.clock()
-        head, marks = self._take_marks(now, force=True)
+        head, marks = self._take_marks(now)
         if not acks and not writes and not head:
             return False
         self._acks_flushed_at = now

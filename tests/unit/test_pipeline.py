@@ -18,6 +18,12 @@ from tests.helpers import (data_sm, deliver_sm, entry, error_reply, header, inbo
 pytestmark = pytest.mark.unit
 
 
+
+def record_due(hp) -> bool:
+    """The transport's records round trip once a moved watermark has waited `MARKS_HOLD_S`."""
+    hp.clock.advance(MARKS_HOLD_S + 0.001)
+    return hp.pipeline.record()
+
 def numbers(n: int) -> list[str]:
     return [f"1390000{i:04d}" for i in range(n)]
 
@@ -269,11 +275,14 @@ def test_a_moved_watermark_goes_in_a_round_trip_of_its_own_when_nothing_else_goe
     hp.start_batches()
     hp.answer()
     confirm_all(hp, hp.flush())
-    assert hp.pipeline.record()
+    sent = len(hp.store.roundtrips)
+    assert hp.pipeline.clears_waiting and not hp.pipeline.record()  # not before it has waited MARKS_HOLD_S
+    assert len(hp.store.roundtrips) == sent
+    assert record_due(hp)
     rt = hp.store.roundtrips[-1]
     assert hp.store.kinds(rt) == ["HSET"] and hp.store.marks(rt) == {"bot-1/1": 1}
     hp.answer(rt)
-    assert not hp.pipeline.clears_waiting and not hp.pipeline.record()
+    assert not hp.pipeline.clears_waiting and not record_due(hp)
 
 
 def test_a_new_session_writes_the_last_ones_watermark_before_its_first_script(hot_path):
@@ -307,7 +316,7 @@ def test_a_try_again_resp_never_confirms_its_batch(hot_path):
     hp.start_batches()
     hp.answer()
     confirm_all(hp, hp.flush())
-    hp.pipeline.record()
+    record_due(hp)
     assert hp.store.marks(hp.store.roundtrips[-1]) == {"bot-1/2": 2}  # bot-1/1 never passes batch 1
 
 
@@ -323,7 +332,7 @@ def test_only_resps_that_succeeded_carry_the_guard(hot_path):
     assert sorted(resps(frames)) == [(1, Status.ROK), (2, Status.RX_T_APPN)]
     assert hp.out.asking and hp.out._question[2] == ["1"]  # only the good resp's batch is guarded
     confirm_all(hp, frames)
-    hp.pipeline.record()
+    record_due(hp)
     assert hp.store.marks(hp.store.roundtrips[-1]) == {"bot-1/1": 1}
 
 
@@ -341,7 +350,7 @@ def test_the_watermark_waits_for_every_earlier_batch(hot_path):
     assert not hp.pipeline.clears_waiting  # batch 1 is not answered yet: the watermark has not moved
     hp.answer(rt1)
     confirm_all(hp, hp.flush())
-    hp.pipeline.record()
+    record_due(hp)
     assert hp.store.marks(hp.store.roundtrips[-1]) == {"bot-1/1": 2}
 
 
@@ -357,13 +366,13 @@ def test_confirmation_is_asked_again_on_an_idle_link_until_every_guard_is_covere
     second = hp.flush()  # write 2: resp 2, no second question while the first is open
     assert kinds_of(second) == ["DELIVER_SM_RESP"]
     confirm_all(hp, first)  # covers write 1 only
-    hp.pipeline.record()
+    record_due(hp)
     assert hp.store.marks(hp.store.roundtrips[-1]) == {"bot-1/1": 1}
     hp.answer()
     idle = hp.flush()  # nothing queued, but guard 2 is not covered yet: ask again
     assert kinds_of(idle) == ["ENQUIRE_LINK"]
     confirm_all(hp, idle)
-    hp.pipeline.record()
+    record_due(hp)
     assert hp.store.marks(hp.store.roundtrips[-1]) == {"bot-1/1": 2}
     hp.answer()
     writes = len(hp.sock.sends)
@@ -417,7 +426,7 @@ def test_a_lost_link_keeps_the_guards_of_its_unconfirmed_resps(hot_path):
     assert hp.store.kinds(hp.store.roundtrips[-1]) == ["mo"]  # nothing of the first session's to write
     hp.answer()
     confirm_all(hp, hp.flush())
-    hp.pipeline.record()
+    record_due(hp)
     assert hp.store.marks(hp.store.roundtrips[-1]) == {"bot-1/2": 3}  # bot-1/1's guards hold
 
 
@@ -433,7 +442,7 @@ def test_an_ended_sessions_watermark_is_forgotten_once_no_guard_can_need_it(hot_
     hp.start_batches()  # the next session begins: the first one ends
     hp.answer()
     confirm_all(hp, hp.flush())
-    hp.pipeline.record()
+    record_due(hp)
     assert "HDEL" not in hp.store.kinds(hp.store.roundtrips[-1])  # its guards may still hold
     hp.answer()
     hp.clock.advance(hp.live.settings.dispatch.redelivery_guard_seconds + 1)  # every guard of it has expired
@@ -441,7 +450,7 @@ def test_an_ended_sessions_watermark_is_forgotten_once_no_guard_can_need_it(hot_
     hp.start_batches()
     hp.answer()
     confirm_all(hp, hp.flush())
-    hp.pipeline.record()
+    record_due(hp)
     rt = hp.store.roundtrips[-1]
     assert ("HDEL", hp.store.keys.marks(0), "bot-1/1") in rt.cmds and hp.store.marks(rt) == {"bot-1/2": 3}
 
@@ -489,7 +498,7 @@ def test_a_records_only_round_trip_that_fails_restores_them_without_a_new_sessio
     hp = hot_path(**{"smsc.window": 1})
     accepted_and_blocked(hp)
     hp.store.lose = 1
-    assert hp.pipeline.record()
+    assert record_due(hp)
     assert hp.store.kinds(hp.store.roundtrips[-1]) == ["XDEL"]
     hp.answer()
     assert hp.sender.pending_count == 1 and hp.sender.room == 0
@@ -510,7 +519,7 @@ def test_mt_records_ride_the_next_batch_after_the_scripts_and_records(hot_path):
 
 def test_nothing_to_record_is_no_round_trip(hot_path):
     hp = hot_path()
-    assert not hp.pipeline.record() and hp.store.roundtrips == []
+    assert not record_due(hp) and hp.store.roundtrips == []
 
 
 def test_mt_records_of_a_failed_round_trip_go_again(hot_path):
@@ -544,7 +553,7 @@ def test_a_completed_long_mo_carries_its_batchs_number(hot_path):
     assert hp.store.roundtrips[-1] is not part and completed.argv.guard_fp
     assert (completed.argv.batch, completed.argv.mark) == (1, 0)
     confirm_all(hp, hp.flush())
-    hp.pipeline.record()
+    record_due(hp)
     assert hp.store.marks(hp.store.roundtrips[-1]) == {"bot-1/1": 1}
 
 
