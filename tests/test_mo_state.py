@@ -134,6 +134,39 @@ def test_one_set_per_mo(step: Step):
     assert sorted(seen) == ["EVALSHA", "MGET", "SET", "XADD"], seen
 
 
+def commands_run(step: Step, text: str, sender: SenderIdentity, batch: int) -> list[str]:
+    """The commands Redis ran for one MO (its script and what the script called), by MONITOR."""
+    with step.r.monitor() as m:
+        step.mo(text, sender, batch=batch)
+        step.r.echo("end-of-step")
+        seen = []
+        while True:
+            cmd = m.next_command()["command"]
+            if "end-of-step" in cmd:
+                return seen
+            if MSISDN in cmd:
+                seen.append(cmd.split(" ", 1)[0].upper())
+
+
+def test_a_cancellation_takes_the_codes_out_of_the_live_index_without_reading_the_records(step: Step):
+    """Cancelling by menu numbers leaves the live index's other codes in their order (no HGETALL of
+    the records); a subscription turned on rebuilds it; the index always equals the rebuild."""
+    me = step.sender(1)
+    live = step.keys.subscriber(MSISDN).live
+    assert admin.subscribe(step.settings, MSISDN, "NEWS", store=step.store, at_ms=int(T0 * 1000) - 998) == "added"
+    assert step.mo("0000", me, batch=1) == "menu_sent"
+    assert step.r.get(live) == b'3|["VIDEO","MUSIC","NEWS"]'
+    ran = commands_run(step, "1 3", me, batch=2)
+    assert "HGETALL" not in ran and ran.count("SET") == 2, ran  # the live index and the MO state
+    assert step.r.get(live) == b'1|["MUSIC"]'
+    step.r.delete(live)  # what a rebuild from the records gives
+    assert step.mo("0000", me, batch=3) == "menu_sent" and step.r.get(live) == b'1|["MUSIC"]'
+    ran = commands_run(step, "1", me, batch=4)
+    assert step.r.get(live) == b'0|[]' and "HGETALL" not in ran
+    assert admin.subscribe(step.settings, MSISDN, "VIDEO", store=step.store, at_ms=int(T0 * 1000)) == "added"
+    assert step.r.get(live) == b'1|["VIDEO"]'
+
+
 def test_other_sessions_guards_beyond_a_few_are_dropped_once_confirmed(step: Step):
     for session in range(1, 8):
         step.mo(f"text {session}", step.sender(session), batch=session)

@@ -103,7 +103,7 @@ if not ok then
   return redis.error_reply('handler ' .. ctx.handler .. ' failed: ' .. tostring(type(outcome) == 'table' and outcome.err or outcome))
 end
 outcome = outcome or 'ok'
-if ctx.live_dirty then write_live_index() end
+if ctx.live_dirty then update_live_index() end
 if ARG_delete_parts == '1' then redis.call('DEL', ctx.parts_key) end
 
 -- The MO state in ONE SET: the conversation, the guards kept and this MO's guard.

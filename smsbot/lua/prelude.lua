@@ -96,7 +96,15 @@ end
 
 local function sub_put(code, rec)
   redis.call('HSET', ctx.subs_key, code, cjson.encode(rec))
-  ctx.live_dirty = true  -- main.lua rewrites the live index once the handler is done
+  -- main.lua brings the live index up to date once the handler is done (update_live_index): a
+  -- subscription that is off now leaves its place; one that is on needs the order rebuilt
+  if LIVE[rec.state] then
+    ctx.live_rebuild = true
+  else
+    ctx.live_off = ctx.live_off or {}
+    ctx.live_off[code] = true
+  end
+  ctx.live_dirty = true
 end
 
 -- Every subscription change goes here: one audit entry, old and new state, and the MO behind it;
@@ -150,8 +158,9 @@ end
 
 -- The live subscriptions' codes in menu order as JSON text, and how many, kept in KEY_live as
 -- "<n>|<JSON list>" so that the 0000 menu, the hot path, reads one string and decodes no record.
--- Every script that changes a record (sub_put) rewrites it once at its end (main.lua); a missing
--- or unreadable index (data from before it existed, a hand edit) is rebuilt from the records.
+-- Every script that changes a record (sub_put) brings it up to date once at its end (main.lua,
+-- update_live_index); a missing or unreadable index (data from before it existed, a hand edit) is
+-- rebuilt from the records.
 local function write_live_index()
   local codes = {}
   for i, rec in ipairs(live_subscriptions()) do codes[i] = rec.code end
@@ -168,6 +177,25 @@ local function live_index()
     if n then return tonumber(n), items end
   end
   return write_live_index()
+end
+
+-- After the handler changed records (sub_put): when every change turned a subscription off, the
+-- stored index loses those codes (the order of the others stands; no record is read), rewritten
+-- only if one was in it; else, or when the index is missing or unreadable, it is rebuilt.
+local function update_live_index()
+  local items = not ctx.live_rebuild and live_cached and string.match(live_cached, '^%d+|(.*)$')
+  if not items then
+    write_live_index()
+    return
+  end
+  local codes, left = cjson.decode(items), {}
+  for _, code in ipairs(codes) do
+    if not ctx.live_off[code] then left[#left + 1] = code end
+  end
+  if #left < #codes then
+    live_cached = #left .. '|' .. (#left > 0 and cjson.encode(left) or '[]')
+    redis.call('SET', ctx.live_key, live_cached)
+  end
 end
 
 -- The open conversation of this short code (read by the prelude's MGET; nil: none).
