@@ -55,7 +55,9 @@ from smsbot.identity import SenderIdentity
 from smsbot.live import Live
 from smsbot.messages import Inbound, Receipt, Status
 from smsbot.outbox import OutboxSender
+from smsbot.records import mark_value
 from smsbot.roundtrip import ClusterRoundtrip
+from smsbot.steps import MARKS_PRUNE, MarksKeys, MarksPruneArgv
 from smsbot.session import ReplyTo
 from smsbot.store import KeyWrite, Store
 from smsbot.webhooks.events import RECEIPT, receipt_command as receipt_event
@@ -70,6 +72,7 @@ BATCH_MAX = 50
 # within it, for a redelivery (answered again, not applied again); at 0.05 s the HSETs were 0.02-0.04
 # commands per MO at window 10, at 0.25 s under 0.001 (issue 21: <= 4 commands per MO)
 MARKS_HOLD_S = 0.25
+MARKS_PRUNE_SLACK_S = 60  # instances' clocks may differ this much (a watermark's time is its writer's)
 SPLIT_FROM = 8  # with nothing in flight, this many ready MOs are split into two batches
 ACKS_PER_FLUSH = 512
 SLOT_RETRY_PAUSES = (0.05, 0.1, 0.2)  # before each further try of an MO whose slot is moving (then the last)
@@ -241,13 +244,15 @@ class Pipeline:
         keys = self.store.keys
         by_key: dict[str, list[str]] = {}
         taken: list[tuple[_Session, int]] = []
+        written_ms = int(time.time() * 1000)  # when, for the prune of dead sessions' watermarks (lua/marks_prune.lua)
         for session in self._sessions.values():
             mark = session.mark
             if mark > session.written:
+                value = mark_value(mark, written_ms)
                 taken.append((session, session.written))
                 session.written = mark
                 for shard in session.shards or (0,):
-                    by_key.setdefault(keys.marks(shard), []).extend((session.token, str(mark)))
+                    by_key.setdefault(keys.marks(shard), []).extend((session.token, value))
         cmds: list[tuple] = [("HSET", key, *pairs) for key, pairs in by_key.items()]
         forget = self.live.settings.dispatch.redelivery_guard_seconds
         for session in [s for s in self._sessions.values() if s.ended is not None and now - s.ended > forget]:
@@ -554,3 +559,12 @@ class Pipeline:
         self.slot_waits = []
         return [(reply, Status.RX_T_APPN, None) for _mo, reply in deferred]
 
+
+def prune_marks(store: Store, guard_seconds: int, now_ms: int) -> int:
+    """Forget the watermarks of sessions that wrote none for a guard's whole life and
+    `MARKS_PRUNE_SLACK_S` (a process that died never deletes its own; lua/marks_prune.lua), in
+    every watermark key. How many went."""
+    before = now_ms - (guard_seconds + MARKS_PRUNE_SLACK_S) * 1000
+    keys = {store.keys.marks(shard) for shard in range(store.keys.shards)}
+    return sum(int(store.run_step(MARKS_PRUNE, MarksKeys(marks=key), MarksPruneArgv(now=now_ms, before=before)))
+               for key in sorted(keys))

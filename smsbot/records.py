@@ -13,8 +13,8 @@
   A guard marks an MO handled in session <token> (a `SenderIdentity` token) in that session's
   batch number <batch>; its replies are, per reply, own flag, entry id, template and data (what a
   redelivery is answered with, lua/main.lua). It holds until the SMSC is known to have read the
-  MO's resp: once that session's *watermark* (``Keys.marks``, a hash token -> batch number,
-  written by `smsbot.pipeline`) is at least <batch>. No field can hold a separator: JSON escapes
+  MO's resp: once that session's *watermark* (``Keys.marks``, a hash token -> ``<batch>:<ms>``,
+  `mark_value`, written by `smsbot.pipeline`) is at least <batch>. No field can hold a separator: JSON escapes
   every control character, the other fields are names and numbers.
 
   The form before it (a bot upgraded in place meets it): the key held the conversation's JSON
@@ -63,3 +63,18 @@ def read_state(raw: bytes | str | None, now_ms: int) -> MoState:
         if int(g_until) > now_ms:
             guards.append(Guard(int(g_until), int(batch), token, fp, tuple(replies)))
     return MoState(conv if conv and int(until) > now_ms else None, tuple(guards))
+
+
+# -- a session's watermark in ``Keys.marks`` -----------------------------------------------------------
+# ``<batch>:<ms>``: the batch number below which the session's guards are confirmed, and when it was
+# written (the writer's clock); lua/main.lua reads the leading number, lua/marks_prune.lua the time
+# (a session that wrote none for a guard's whole life has no guard left: its field goes). The form
+# before: the batch number alone (read the same; the prune gives it a time).
+def mark_value(batch: int, written_ms: int) -> str:
+    return f"{batch}:{written_ms}"
+
+
+def read_mark(raw: bytes | str) -> int:
+    """The batch number of a stored watermark, in either form."""
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    return int(text.split(":", 1)[0])

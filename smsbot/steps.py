@@ -14,6 +14,7 @@ The steps:
 * `RECEIPT` — lua/receipt.lua, a delivery receipt onto its MT record;
 * `ADOPT`, `CLAIM` — lua/adopt.lua, lua/claim.lua, replies of dead senders (`smsbot.delivery`);
 * `LEASE_RENEW`, `LEASE_RELEASE` — a billing run's lease (`smsbot.billing.run`);
+* `MARKS_PRUNE` — lua/marks_prune.lua, the watermarks of sessions long gone (`smsbot.pipeline.prune_marks`);
 * `BILLING_RULES` — lua/billing_verify.lua after lua/billing_rules.lua: `verify` asks the rules;
 * `NOTICE` — smsbot/api/notice.lua, a notice posted to the HTTP API (`smsbot.api.routes`);
 * `WEBHOOK_ENQUEUE`, `WEBHOOK_TAKE`, `WEBHOOK_DONE`, `WEBHOOK_FAIL`, `WEBHOOK_REPLAY` — smsbot/webhooks/webhook_*.lua,
@@ -131,6 +132,15 @@ class LeaseReleaseArgv(NamedTuple):
     token: str
 
 
+class MarksKeys(NamedTuple):
+    marks: str  # the session watermarks (Keys.marks)
+
+
+class MarksPruneArgv(NamedTuple):
+    now: int  # ms: the time given to a watermark of the form before
+    before: int  # ms: a watermark written before it goes
+
+
 class RulesArgv(NamedTuple):
     cases: str  # JSON list of the cases to judge (see lua/billing_verify.lua)
 
@@ -186,7 +196,8 @@ CLAIM = Step("claim", ClaimKeys, ClaimArgv, extra_keys=True)  # + the holders' l
 LEASE_RENEW = Step("lease_renew", LeaseKeys, LeaseRenewArgv)
 LEASE_RELEASE = Step("lease_release", LeaseKeys, LeaseReleaseArgv)
 BILLING_RULES = Step("billing_verify", None, RulesArgv, libraries=("billing_rules.lua",))
-STEPS = (MO, RECEIPT, ADOPT, CLAIM, LEASE_RENEW, LEASE_RELEASE, BILLING_RULES)
+MARKS_PRUNE = Step("marks_prune", MarksKeys, MarksPruneArgv)
+STEPS = (MO, RECEIPT, ADOPT, CLAIM, LEASE_RENEW, LEASE_RELEASE, BILLING_RULES, MARKS_PRUNE)
 
 
 # -- the HTTP API's steps (smsbot.api) ---------------------------------------------------------------

@@ -47,6 +47,7 @@ from smsbot.messages import CommandId, DeliverSm, Inbound, Receipt
 from smsbot.outbox import OutboxSender
 from smsbot.outgoing import Outgoing
 from smsbot.pipeline import Pipeline, Resp
+from smsbot.records import read_mark
 from smsbot.router import Router
 from smsbot.session import Link, Received, ReplyTo, SequenceGenerator
 from smsbot.steps import MO, MoArgv, MoKeys, MoResult
@@ -225,7 +226,7 @@ class ScriptedStore(Store):
 
     def marks(self, rt: FakeRoundtrip) -> dict[str, int]:
         """The session watermarks `rt` writes (HSET of ``Keys.marks``): token -> batch number."""
-        return {c[i]: int(c[i + 1]) for c in rt.cmds if c[0] == "HSET" for i in range(2, len(c), 2)}
+        return {c[i]: read_mark(c[i + 1]) for c in rt.cmds if c[0] == "HSET" for i in range(2, len(c), 2)}
 
     def recorded(self, rt: FakeRoundtrip) -> dict[str, list[str]]:
         """The entries `rt` records as sent: its XDELs' ids per stream."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from smsbot.records import Guard, read_state
+from smsbot.records import Guard, read_mark, read_state
 
 from .conftest import World
 
@@ -33,6 +33,6 @@ def held_guards(world: World, msisdn: str) -> list[Guard]:
     store = world.bot.store
     r, sk = store.redis, store.keys.subscriber(msisdn)
     now_ms = int(r.time()[0] * 1000)
-    marks = {k.decode(): int(v) for k, v in r.hgetall(sk.marks).items()}
+    marks = {k.decode(): read_mark(v) for k, v in r.hgetall(sk.marks).items()}
     return [g for key in r.keys(sk.conv_prefix + "*") for g in read_state(r.get(key), now_ms).guards
             if g.batch > marks.get(g.token, 0)]

@@ -16,7 +16,8 @@ from smsbot.dispatch import Dispatcher
 from smsbot.identity import SenderIdentity
 from smsbot.live import Live
 from smsbot.messages import Inbound
-from smsbot.records import STATE_MARK, read_state
+from smsbot.pipeline import MARKS_PRUNE_SLACK_S, prune_marks
+from smsbot.records import STATE_MARK, mark_value, read_mark, read_state
 from smsbot.router import Router
 
 MSISDN = "13800138000"
@@ -190,3 +191,24 @@ def test_the_form_before_is_read_and_the_new_form_written(step: Step):
     fp_call = step.dispatcher.prepare([Inbound(sequence=99, msisdn=MSISDN, short_code="10086", text="0000")], me).calls[0]
     step.r.set(fp_call.keys.old_guard, "old-bot/3\x000\x001-1\x00help\x00{}", px=60_000)
     assert step.mo("0000", me, batch=2) == "redelivered"
+
+
+def test_watermarks_of_sessions_long_gone_are_pruned(step: Step):
+    """A dead process never deletes its sessions' watermarks: `prune_marks` forgets those written
+    before a guard's whole life (and the clocks' slack) ago, gives one of the form before (a batch
+    number alone) a time, and keeps the rest; a guard whose watermark went is not confirmed."""
+    marks = step.keys.marks(0)
+    now_ms = int(T0 * 1000)
+    gone_before = now_ms - (GUARD_S + MARKS_PRUNE_SLACK_S) * 1000
+    me = step.sender(1)
+    assert step.mo("0000", me, batch=1) == "menu_sent"
+    step.r.hset(marks, mapping={"dead/1": mark_value(7, gone_before - 1), "alive/1": mark_value(9, gone_before + 1),
+                                "bot-1/1": mark_value(1, gone_before - 5), "old/1": "4"})
+    assert prune_marks(step.store, GUARD_S, now_ms) == 2
+    left = step.r.hgetall(marks)
+    assert {k.decode(): read_mark(v) for k, v in left.items()} == {"alive/1": 9, "old/1": 4}
+    assert left[b"old/1"] == f"4:{now_ms}".encode()
+    # bot-1/1's watermark went: its guard of batch 1 holds again for another session (until it expires)
+    assert step.mo("0000", step.sender(2), batch=2) == "redelivered"
+    step.confirm(me, 1)
+    assert step.mo("0000", step.sender(2), batch=3) == "menu_sent"

@@ -70,16 +70,17 @@ if guards_at > 0 then
     from = at and at + 1
   end
   if met or foreign then  -- another session's guards: their watermarks, read when needed
+    local function batch_of(mark) return tonumber(string.match(mark, '^%d+')) end  -- smsbot.records.mark_value
     local ask = {}
     if met then ask[1] = met[2] end
     local checked = foreign and #foreign > FOREIGN_KEPT
     if checked then for _, g in ipairs(foreign) do ask[#ask + 1] = g[2] end end
     local marks = #ask > 0 and redis.call('HMGET', KEY_marks, unpack(ask)) or {}
     local at = met and 1 or 0
-    if met and marks[1] and tonumber(marks[1]) >= met[3] then met = nil end  -- its resp was read: a new MO
+    if met and marks[1] and batch_of(marks[1]) >= met[3] then met = nil end  -- its resp was read: a new MO
     for i, g in ipairs(foreign or {}) do
       local m = checked and marks[at + i]
-      if not (m and tonumber(m) >= g[3]) then
+      if not (m and batch_of(m) >= g[3]) then
         kept[#kept + 1] = g[1]
         if g[4] > kept_until then kept_until = g[4] end
       end
