@@ -93,10 +93,12 @@ def test_submit_sm_identical_to_smpplib(seq, service_type, src, dst, ston, snpi,
     assert back.service_type == service_type[:5]
     # the outbox's path: the parts of one MT share every field but short_message
     other = bytes(reversed(msg))
-    bodies = pdu.encode_submit_sm_bodies(sm, [msg, other])
+    template = pdu.SubmitSmTemplate(replace(sm, destination_addr="elsewhere"))
+    bodies = template.bodies(dst, [msg, other])
     assert sm.short_message == msg, "the caller's message is left alone"
     assert pdu.submit_sm_with_sequence(bodies[0], seq) == theirs
     assert bodies[1] == pdu.encode_submit_sm_body(replace(sm, short_message=other))
+    assert template.bodies(src, [msg]) == [pdu.encode_submit_sm_body(replace(sm, destination_addr=src))]
 
 
 @SETTINGS
