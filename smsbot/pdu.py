@@ -177,6 +177,8 @@ class Framer:
         unpack = self._unpack
         hlen = self._hlen
         maximum = self._max
+        append = out.append
+        copy = bytes if src is not data else None  # a slice of `data` is bytes already; of the buffer, a view
         try:
             while n - off >= hlen:
                 length, cid, status, seq = unpack(src, off)
@@ -185,7 +187,7 @@ class Framer:
                 end = off + length
                 if end > n:
                     break
-                out.append((cid, status, seq, bytes(src[off + hlen : end])))
+                append((cid, status, seq, copy(src[off + hlen : end]) if copy else src[off + hlen : end]))
                 off = end
             if 4 <= n - off < hlen:  # reject a bad length as soon as it is visible
                 (length,) = _LEN.unpack_from(src, off)
@@ -427,8 +429,7 @@ def encode_submit_sm_resp(sequence: int, status: int, message_id: str) -> bytes:
 
 def decode_submit_sm_resp(body: bytes) -> str:
     """message_id of a submit_sm_resp body. Lenient: empty body → "", missing NUL → whole body."""
-    end = body.find(b"\0")
-    return (body if end < 0 else body[:end]).decode("latin-1")
+    return body.partition(b"\0")[0].decode("latin-1")
 
 
 # ---------------------------------------------------------------------------------------------
