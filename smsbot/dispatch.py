@@ -191,8 +191,9 @@ class Dispatcher:
         self._unreachable.recovered()
         result.acks_flushed = True
         completed: list[tuple[MoOutcome, str]] = []
+        apply, give_back = self._apply, batch.give_back_tryagain
         for (oc, kind), res in zip(batch.owners, results):
-            self._apply(oc, res, result, give_back_tryagain=batch.give_back_tryagain)
+            apply(oc, res, result, give_back)
             if kind == "part" and isinstance(res, ScriptResult) and res.outcome == "part_complete" and res.extra is not None:
                 completed.append((oc, res.extra))
         if completed:

@@ -456,15 +456,14 @@ def _s(v: Any) -> str:
 def _parse_result(call: ScriptCall, r: Any) -> ScriptResult:
     """The MO script's reply (`steps.MoResult`): the reply entries this sender sends itself."""
     res = MO.parse(r)
-    sent = res.sent
-    if not sent:
-        return ScriptResult(res.outcome.decode(), [], _s(res.extra) if res.extra else None)
-    stream = call.keys.outbox
-    argv = call.argv
-    to, short_code, lang, mo = argv.reply_to or argv.msisdn, argv.short_code, argv.lang, argv.mo
-    entries = [(stream, entry_id.decode(), {"to": to, "from": short_code, "lang": lang, "mo": mo, "tpl": tpl.decode(),
-                                            "data": data.decode("utf-8", "replace")})
-               for entry_id, tpl, data in sent]
+    entries: list[tuple[str, str, dict[str, str]]] = []
+    if res.sent:
+        stream = call.keys.outbox
+        argv = call.argv
+        to, short_code, lang, mo = argv.reply_to or argv.msisdn, argv.short_code, argv.lang, argv.mo
+        for entry_id, tpl, data in res.sent:  # a loop: a comprehension's own frame costs more than one entry
+            entries.append((stream, entry_id.decode(), {"to": to, "from": short_code, "lang": lang, "mo": mo,
+                                                       "tpl": tpl.decode(), "data": data.decode("utf-8", "replace")}))
     return ScriptResult(res.outcome.decode(), entries, _s(res.extra) if res.extra else None)
 
 
