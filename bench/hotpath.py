@@ -74,8 +74,8 @@ def build() -> SimpleNamespace:
     from smsbot.store import Store
     from smsbot.submits import SmppSubmits
 
-    workdir = Path(tempfile.mkdtemp(prefix="smshotpath-"))
-    settings = load_config(write_config(workdir, 1, "redis://127.0.0.1:1/0"))
+    with tempfile.TemporaryDirectory(prefix="smshotpath-") as workdir:  # the config file only: nothing is stored
+        settings = load_config(write_config(Path(workdir), 1, "redis://127.0.0.1:1/0"))
     store = Store(settings, redis.Redis.from_url("redis://127.0.0.1:1/0"), "nowhere", lua_sources())
     live = Live(settings, Router(settings, all_commands()))
     sequences = SequenceGenerator()
