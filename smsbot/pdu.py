@@ -178,7 +178,7 @@ class Framer:
         hlen = self._hlen
         maximum = self._max
         append = out.append
-        copy = bytes if src is not data else None  # a slice of `data` is bytes already; of the buffer, a view
+        copy = None if type(src) is bytes else bytes  # a slice of bytes is bytes; of the buffer (or a caller's bytearray), not
         try:
             while n - off >= hlen:
                 length, cid, status, seq = unpack(src, off)

@@ -486,7 +486,8 @@ def test_framer_many_pdus_in_one_read_and_partial_tail():
 
 def test_framer_accepts_memoryview_and_bytearray():
     data, expected = _stream()
-    assert pdu.Framer().feed(memoryview(data)) == expected
+    for got in (pdu.Framer().feed(memoryview(data)), pdu.Framer().feed(bytearray(data))):
+        assert got == expected and all(type(body) is bytes for *_, body in got)  # a copy, not a view of the read
     f = pdu.Framer()
     assert f.feed(bytearray(data[:20])) + f.feed(memoryview(data[20:])) == expected
 
