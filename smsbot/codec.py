@@ -54,6 +54,7 @@ GSM7_PART = 153  # septets per part after a 6-octet concatenation UDH
 UCS2_SINGLE = 140  # octets (70 UTF-16 code units)
 UCS2_PART = 134  # octets (67 UTF-16 code units)
 MAX_PARTS = 255
+_OCTET = [bytes((n,)) for n in range(MAX_PARTS + 1)]
 
 # plain ints: `int & IntFlag` and `Enum.MEMBER` lookups cost ~0.1-0.7 us each on the hot path
 _UDHI = int(EsmClass.UDHI)
@@ -379,7 +380,12 @@ def with_udh(bodies: list[bytes], ref: int) -> tuple[int, list[bytes]]:
         return 0, bodies
     if not 0 <= ref <= 255:
         raise ValueError(f"ref {ref} outside 0..255")
-    return _UDHI, [bytes((5, 0, 3, ref, total, i)) + c for i, c in enumerate(bodies, 1)]
+    udh = bytes((5, 0, 3, ref, total))  # + the part's number
+    parts, seq = [], 0
+    for c in bodies:  # a loop, not a comprehension: per MT, and the comprehension's frame costs more than its work
+        seq += 1
+        parts.append(udh + _OCTET[seq] + c)
+    return _UDHI, parts
 
 
 def encode_text(text: str, ref: int | None = None) -> tuple[int, int, list[bytes]]:

@@ -18,18 +18,18 @@ outbox entries the scripts picked up for sending. The rules:
   (`smsbot.pipeline`). For any other caller the round trip follows it for up to 10 s; then it is
   a script error like any other.
 
-Settings and router are read at use time from the bot's `Live`, so a reload (SIGHUP) applies every
-`dispatch.*` key at once. Whose replies the scripts make them, and which session's guards they
+Settings and router are read from the bot's `Live` once per batch (`prepare`), so a reload (SIGHUP)
+applies every `dispatch.*` key at once, from the next batch on. Whose replies the scripts make them, and which session's guards they
 leave, is the `SenderIdentity` each batch is prepared for (`smsbot.delivery` owns it).
 """
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import os
 import time
 from dataclasses import dataclass, field
+from hashlib import sha1
 from typing import Callable, Sequence
 
 import redis
@@ -39,6 +39,7 @@ from smsbot.identity import SenderIdentity
 from smsbot.live import Live
 from smsbot.messages import Inbound, Status
 from smsbot.roundtrip import Roundtrip
+from smsbot.router import Router
 from smsbot.store import KeyWrite, ScriptCall, ScriptResult, Store
 
 _log = log.get("smsbot.dispatch")
@@ -91,6 +92,10 @@ class PreparedBatch:
     give_back_tryagain: bool = False  # its caller runs a SLOT_MIGRATING MO again (`Dispatcher.start`)
     raw: list = field(default_factory=list)
     error: Exception | None = None
+    # what was in force when it was prepared (`Live.now`), read once per batch: its MOs are routed
+    # and guarded alike, a reload between two MOs of it changes neither
+    router: Router | None = None
+    guard_ms: int = 0  # dispatch.redelivery_guard_seconds, in ms (0: no guards)
 
 
 class Dispatcher:
@@ -119,20 +124,27 @@ class Dispatcher:
         """Route every MO of the batch and build its script call for `sender` (pure Python, no I/O);
         its guards carry batch `number`, and the session's watermark `mark` (`smsbot.pipeline`)."""
         now_ms = int(self.clock() * 1000)
-        settings, router = self.live.settings, self.live.router
+        now = self.live.now
+        settings, router = now.settings, now.router
         batch = PreparedBatch(now_ms=now_ms, sender=sender, acks=list(acks), writes=list(writes), tail=list(tail),
-                              head=list(head), number=number, mark=mark)
+                              head=list(head), number=number, mark=mark, router=router,
+                              guard_ms=settings.dispatch.redelivery_guard_seconds * 1000)
+        country_code, serves, canonical = settings.subscribers.country_code, router.serves, msisdn.canonical_inbound
+        outcomes, calls, owners = batch.outcomes, batch.calls, batch.owners
         for mo in inbounds:
-            mo = msisdn.canonical_inbound(mo, settings.subscribers.country_code)  # +86/86… -> one subscriber key
+            mo = canonical(mo, country_code)  # +86/86… -> one subscriber key
             oc = MoOutcome(mo, _correlation())
-            batch.outcomes.append(oc)
-            if not router.serves(mo.short_code):
+            outcomes.append(oc)
+            if not serves(mo.short_code):
                 oc.command, oc.outcome = "-", "unknown_short_code"
                 continue
-            if mo.segment is not None:
+            if mo.segment is None:
+                calls.append(self._intent_call(oc, mo, mo.text, batch))
+                owners.append((oc, "mo"))
+            else:
                 seg = mo.segment
                 ref = f"{seg.ref}:{seg.total}"
-                batch.calls.append(
+                calls.append(
                     self.store.mo_call(
                         "part", mo.msisdn, mo.short_code, correlation=oc.correlation, now_ms=now_ms,
                         args={"seq": seg.seq, "total": seg.total, "hex": mo.payload.hex(),
@@ -140,11 +152,8 @@ class Dispatcher:
                         parts_key=self.store.keys.parts(mo.msisdn, mo.short_code, ref),
                     )
                 )
-                batch.owners.append((oc, "part"))
+                owners.append((oc, "part"))
                 oc.command = "reassembly"
-            else:
-                batch.calls.append(self._intent_call(oc, mo, mo.text, batch))
-                batch.owners.append((oc, "mo"))
         return batch
 
     def start(self, batch: PreparedBatch, give_back_tryagain: bool = False) -> None:
@@ -182,8 +191,9 @@ class Dispatcher:
         self._unreachable.recovered()
         result.acks_flushed = True
         completed: list[tuple[MoOutcome, str]] = []
+        apply, give_back = self._apply, batch.give_back_tryagain
         for (oc, kind), res in zip(batch.owners, results):
-            self._apply(oc, res, result, give_back_tryagain=batch.give_back_tryagain)
+            apply(oc, res, result, give_back)
             if kind == "part" and isinstance(res, ScriptResult) and res.outcome == "part_complete" and res.extra is not None:
                 completed.append((oc, res.extra))
         if completed:
@@ -191,21 +201,21 @@ class Dispatcher:
         return result
 
     def _intent_call(self, oc: MoOutcome, mo: Inbound, text: str, batch: PreparedBatch, parts_key: str = "") -> ScriptCall:
-        now_ms = batch.now_ms
-        router = self.live.router
-        intent = router.route(mo.short_code, text, now_ms)
+        router = batch.router
+        assert router is not None  # set by `prepare`
+        short_code, now_ms, guard_ms = mo.short_code, batch.now_ms, batch.guard_ms
+        intent = router.route(short_code, text, now_ms)
         oc.command = intent.command
-        guard_ms = self.live.settings.dispatch.redelivery_guard_seconds * 1000
         fp = None
         if guard_ms:
             # what identifies an SMSC's redelivery of this MO: the same sender, short code, message
             # reference, concatenation reference and text (the guard only matters across sessions)
             seg = f"{mo.segment.ref}/{mo.segment.total}" if mo.segment else ""
-            umr = "" if mo.user_message_reference is None else str(mo.user_message_reference)
-            fp = hashlib.sha1(f"{mo.short_code}|{umr}|{seg}|{text}".encode("utf-8", "surrogatepass")).hexdigest()[:20]
+            umr = "" if mo.user_message_reference is None else mo.user_message_reference
+            fp = sha1(f"{short_code}|{umr}|{seg}|{text}".encode("utf-8", "surrogatepass")).hexdigest()[:20]
         call = self.store.mo_call(
-            intent.handler, mo.msisdn, mo.short_code,
-            lang=router.language(mo.short_code), correlation=oc.correlation, args=intent.args,
+            intent.handler, mo.msisdn, short_code,
+            lang=router.language(short_code), correlation=oc.correlation, args=intent.args,
             guard_fp=fp, guard_ms=guard_ms, batch=batch.number, mark=batch.mark, sender=batch.sender,
             reply_to=mo.reply_to, now_ms=now_ms,
             parts_key=parts_key, delete_parts=bool(parts_key), extra_keys=intent.keys,

@@ -2,9 +2,11 @@
 
 Every long-lived object of a running bot (dispatcher, sender, delivery, pipeline, transport)
 holds the one `Live` of its bot and reads ``live.settings`` / ``live.router`` / ``live.replies``
-at use time, so a reload (SIGHUP) is one assignment here (`swap`) and nothing else is patched.
-The values are immutable (frozen settings, a router and its replies built for them), and a reader
-sees the old ones or the new ones, never half of each.
+at use time, so a reload (SIGHUP) is `swap` here and nothing else is patched. The values are
+immutable (frozen settings, a router and its replies built for them); a reader of ``live.now`` sees
+the old ones or the new ones, never half of each. What is built from them and kept (an encoder's
+templates, `smsbot.submits`) is kept with the settings it was built from and made again when
+``live.settings`` is another object.
 """
 
 from __future__ import annotations
@@ -24,25 +26,19 @@ class InForce:
 
 
 class Live:
+    """`now` (settings, router and replies as one value) and each of them alone, as plain attributes:
+    they are read several times per MO, and a property costs ~30 ns more a read. Only `swap` sets them."""
+
+    __slots__ = ("now", "settings", "router", "replies")
+    now: InForce  # read once where more than one is used together
+    settings: Settings
+    router: Router
+    replies: Replies
+
     def __init__(self, settings: Settings, router: Router):
-        self._now = InForce(settings, router, router.replies)
-
-    @property
-    def now(self) -> InForce:
-        """Settings and router as one value (read once where both are used together)."""
-        return self._now
-
-    @property
-    def settings(self) -> Settings:
-        return self._now.settings
-
-    @property
-    def router(self) -> Router:
-        return self._now.router
-
-    @property
-    def replies(self) -> Replies:
-        return self._now.replies
+        self.swap(settings, router)
 
     def swap(self, settings: Settings, router: Router) -> None:
-        self._now = InForce(settings, router, router.replies)
+        now = InForce(settings, router, router.replies)
+        self.now = now  # first: a reader of `now` has the whole new value from here on
+        self.settings, self.router, self.replies = now.settings, now.router, now.replies

@@ -59,6 +59,7 @@ __all__ = [
     "Framer",
     "encode_header",
     "encode_submit_sm",
+    "SubmitSmTemplate",
     "decode_submit_sm",
     "encode_submit_sm_resp",
     "decode_submit_sm_resp",
@@ -176,6 +177,8 @@ class Framer:
         unpack = self._unpack
         hlen = self._hlen
         maximum = self._max
+        append = out.append
+        copy = None if type(src) is bytes else bytes  # a slice of bytes is bytes; of the buffer (or a caller's bytearray), not
         try:
             while n - off >= hlen:
                 length, cid, status, seq = unpack(src, off)
@@ -184,7 +187,7 @@ class Framer:
                 end = off + length
                 if end > n:
                     break
-                out.append((cid, status, seq, bytes(src[off + hlen : end])))
+                append((cid, status, seq, copy(src[off + hlen : end]) if copy else src[off + hlen : end]))
                 off = end
             if 4 <= n - off < hlen:  # reject a bad length as soon as it is visible
                 (length,) = _LEN.unpack_from(src, off)
@@ -376,19 +379,30 @@ def encode_submit_sm_body(sm: SubmitSm, tlvs: list[tuple[int, bytes]] | None = N
     )
 
 
-def encode_submit_sm_bodies(sm: SubmitSm, messages: list[bytes]) -> list[bytes]:
-    """The bodies of submit_sm PDUs that differ only in short_message (the parts of one MT), each
-    equal to `encode_submit_sm_body` of `sm` with that short_message (`sm.short_message` itself is
-    not used); the fields are encoded once."""
-    if sm.short_message:
-        sm = dataclasses.replace(sm, short_message=b"")
-    head = encode_submit_sm_body(sm)[:-1]  # without sm_length (0 here)
-    out = []
-    for m in messages:
-        if len(m) > 254:
-            raise ValueError(f"short_message is {len(m)} octets (max 254; use the message_payload TLV)")
-        out.append(head + _LEN_OCTET[len(m)] + m)
-    return out
+class SubmitSmTemplate:
+    """The bodies of submit_sm PDUs that share every field but destination_addr and short_message
+    (the replies from one short code with one data_coding and esm_class): the octets around
+    destination_addr are encoded once, from `sm` (whose destination_addr and short_message are not
+    used). `bodies` of a destination and the parts' short_messages are each equal to
+    `encode_submit_sm_body` of `sm` with those fields."""
+
+    __slots__ = ("_before", "_after")
+
+    def __init__(self, sm: SubmitSm):
+        body = encode_submit_sm_body(dataclasses.replace(sm, destination_addr="", short_message=b""))
+        # service_type NUL, source ton npi, source_addr NUL, dest ton npi: where destination_addr goes
+        at = len(_cstr(sm.service_type, 6)) + len(_cstr(sm.source_addr, 21)) + 6
+        self._before = body[:at]  # ... dest_addr_ton dest_addr_npi
+        self._after = body[at:-1]  # destination_addr's NUL ... sm_default_msg_id (without sm_length)
+
+    def bodies(self, destination_addr: str, messages: list[bytes]) -> list[bytes]:
+        head = self._before + _cstr(destination_addr, 21) + self._after
+        out = []
+        for m in messages:
+            if len(m) > 254:
+                raise ValueError(f"short_message is {len(m)} octets (max 254; use the message_payload TLV)")
+            out.append(head + _LEN_OCTET[len(m)] + m)
+        return out
 
 
 def submit_sm_with_sequence(body: bytes, sequence: int) -> bytes:
@@ -415,8 +429,7 @@ def encode_submit_sm_resp(sequence: int, status: int, message_id: str) -> bytes:
 
 def decode_submit_sm_resp(body: bytes) -> str:
     """message_id of a submit_sm_resp body. Lenient: empty body → "", missing NUL → whole body."""
-    end = body.find(b"\0")
-    return (body if end < 0 else body[:end]).decode("latin-1")
+    return body.partition(b"\0")[0].decode("latin-1")
 
 
 # ---------------------------------------------------------------------------------------------

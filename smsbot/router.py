@@ -17,6 +17,7 @@ from smsbot.replies import Replies
 from smsbot.text import normalize, parse_numbers
 
 NORMALIZE_CACHE_SIZE = 4096
+_DEFAULT_LANGUAGE = Language.ZH_CN.value  # an Enum member's value costs ~0.2 µs to read: once per MO adds up
 
 
 class Router:
@@ -40,7 +41,7 @@ class Router:
         return short_code in self._per_code
 
     def language(self, short_code: str) -> str:
-        return self._lang.get(short_code, Language.ZH_CN.value)
+        return self._lang.get(short_code, _DEFAULT_LANGUAGE)
 
     def commands_for(self, short_code: str) -> list[Command]:
         return self._per_code.get(short_code, [])

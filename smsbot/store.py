@@ -158,20 +158,27 @@ class Store:
         address as sent). `extra_keys` names per-subscriber keys (``Keys.named``) the handler uses; they
         follow the declared KEYS and reach Lua as ``ctx.key[name]``."""
         sk = self.keys.subscriber(msisdn)
-        guarded = bool(guard_fp and guard_ms > 0)
+        if not (guard_fp and guard_ms > 0):  # no guard: the script sets none
+            guard_fp, guard_ms, old_guard = "", 0, sk.none
+        else:
+            old_guard = sk.guard_prefix + guard_fp
+        if sender is None:
+            lease, consumer, token = sk.none, "", ""
+        else:
+            # the lease in the reply stream's shard: the one adoption checks for the entry
+            lease = sender.lease_key(0 if self.keys.one_outbox else sk.shard) if sender.lease_prefixes else sk.none
+            consumer, token = sender.consumer, sender.token
         keys = MoKeys(
             subs=sk.subs,
             state=sk.conv_prefix + short_code,
-            old_guard=sk.guard_prefix + guard_fp if guard_fp and guarded else sk.none,
+            old_guard=old_guard,
             marks=sk.marks,
             outbox=sk.outbox,
             audit=sk.audit,
             queue=sk.queue,
             parts=parts_key or sk.none,
             live=sk.live,
-            # the lease in the reply stream's shard: the one adoption checks for the entry
-            lease=sender.lease_key(0 if self.keys.one_outbox else sk.shard)
-            if sender is not None and sender.lease_prefixes else sk.none,
+            lease=lease,
         )
         argv = MoArgv(
             handler=handler,
@@ -180,13 +187,13 @@ class Store:
             short_code=short_code,
             lang=lang,
             mo=correlation,
-            guard_ms=guard_ms if guarded else 0,
-            guard_fp=guard_fp if guard_fp and guarded else "",
+            guard_ms=guard_ms,
+            guard_fp=guard_fp,
             batch=batch,
             mark=mark,
             args=self._args_json(args),
-            consumer=sender.consumer if sender is not None else "",
-            token=sender.token if sender is not None else "",
+            consumer=consumer,
+            token=token,
             reply_to=reply_to,
             delete_parts="1" if delete_parts else "0",
             extra_keys=self._names_json(extra_keys) if extra_keys else "",
@@ -453,9 +460,10 @@ def _parse_result(call: ScriptCall, r: Any) -> ScriptResult:
     if res.sent:
         stream = call.keys.outbox
         argv = call.argv
-        base = {"to": argv.reply_to or argv.msisdn, "from": argv.short_code, "lang": argv.lang, "mo": argv.mo}
-        for entry_id, tpl, data in res.sent:
-            entries.append((stream, entry_id.decode(), {**base, "tpl": tpl.decode(), "data": data.decode("utf-8", "replace")}))
+        to, short_code, lang, mo = argv.reply_to or argv.msisdn, argv.short_code, argv.lang, argv.mo
+        for entry_id, tpl, data in res.sent:  # a loop: a comprehension's own frame costs more than one entry
+            entries.append((stream, entry_id.decode(), {"to": to, "from": short_code, "lang": lang, "mo": mo,
+                                                       "tpl": tpl.decode(), "data": data.decode("utf-8", "replace")}))
     return ScriptResult(res.outcome.decode(), entries, _s(res.extra) if res.extra else None)
 
 

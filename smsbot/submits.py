@@ -50,6 +50,9 @@ class SmppSubmits:
         self.live = live
         self._segmented: dict[str, tuple[int, list[bytes]]] = {}  # rendered text -> its coding and part bodies
         self._concat_refs = itertools.count(random.randrange(256))
+        self._templates_for: Settings | None = None  # the settings `_templates` and `_to` were made with
+        self._templates: dict[tuple[str, int, int], pdu.SubmitSmTemplate] = {}  # (short code, coding, esm)
+        self._to = (1, "")  # (smsc.dest_addr_ton, subscribers.country_code): how `destination` writes the number
 
     def parts(self, to: str, short_code: str, text: str, fields: Mapping[str, str]) -> list[bytes]:
         segmented = self._segmented.get(text)
@@ -60,15 +63,29 @@ class SmppSubmits:
             self._segmented[text] = segmented
         coding, bodies = segmented
         esm, payloads = codec.with_udh(bodies, next(self._concat_refs) & 0xFF)  # a fresh reference per message
+        template = self._template(short_code, coding, esm)
+        ton, country_code = self._to
+        return template.bodies(destination(to, ton, country_code), payloads)
+
+    def _template(self, short_code: str, coding: int, esm: int) -> pdu.SubmitSmTemplate:
+        """The submit_sm fields of a reply from `short_code` but its destination and text, encoded
+        once for the settings in force (a reload starts afresh)."""
         settings = self.live.settings
-        s = settings.smsc
-        return pdu.encode_submit_sm_bodies(SubmitSm(
-            source_addr=short_code, destination_addr=destination(to, s.dest_addr_ton, settings.subscribers.country_code),
-            short_message=b"", data_coding=coding, esm_class=esm,
-            source_addr_ton=s.source_addr_ton, source_addr_npi=s.source_addr_npi,
-            dest_addr_ton=s.dest_addr_ton, dest_addr_npi=s.dest_addr_npi,
-            registered_delivery=s.registered_delivery,
-        ), payloads)
+        if settings is not self._templates_for or len(self._templates) >= SEGMENT_CACHE_SIZE:
+            self._templates.clear()
+            self._templates_for = settings
+            self._to = (settings.smsc.dest_addr_ton, settings.subscribers.country_code)
+        key = (short_code, coding, esm)
+        found = self._templates.get(key)
+        if found is None:
+            s = settings.smsc
+            found = self._templates[key] = pdu.SubmitSmTemplate(SubmitSm(
+                source_addr=short_code, destination_addr="", short_message=b"", data_coding=coding, esm_class=esm,
+                source_addr_ton=s.source_addr_ton, source_addr_npi=s.source_addr_npi,
+                dest_addr_ton=s.dest_addr_ton, dest_addr_npi=s.dest_addr_npi,
+                registered_delivery=s.registered_delivery,
+            ))
+        return found
 
     @staticmethod
     def with_sequence(body: bytes, sequence: int) -> bytes:

@@ -130,8 +130,9 @@ class Transport:
             raise LinkDown(got.down)
 
     def _submit_resps(self, got: Received) -> None:
+        on_submit_resp = self.sender.on_submit_resp
         for sequence, status, message_id in got.submit_resps:
-            if not self.sender.on_submit_resp(sequence, status, message_id):
+            if not on_submit_resp(sequence, status, message_id):
                 _log.warning("submit_sm_resp_unmatched", sequence=sequence, status=hex(status))
 
     def _answer(self, resps: list[Resp]) -> None:

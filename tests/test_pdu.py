@@ -93,10 +93,12 @@ def test_submit_sm_identical_to_smpplib(seq, service_type, src, dst, ston, snpi,
     assert back.service_type == service_type[:5]
     # the outbox's path: the parts of one MT share every field but short_message
     other = bytes(reversed(msg))
-    bodies = pdu.encode_submit_sm_bodies(sm, [msg, other])
+    template = pdu.SubmitSmTemplate(replace(sm, destination_addr="elsewhere"))
+    bodies = template.bodies(dst, [msg, other])
     assert sm.short_message == msg, "the caller's message is left alone"
     assert pdu.submit_sm_with_sequence(bodies[0], seq) == theirs
     assert bodies[1] == pdu.encode_submit_sm_body(replace(sm, short_message=other))
+    assert template.bodies(src, [msg]) == [pdu.encode_submit_sm_body(replace(sm, destination_addr=src))]
 
 
 @SETTINGS
@@ -484,7 +486,8 @@ def test_framer_many_pdus_in_one_read_and_partial_tail():
 
 def test_framer_accepts_memoryview_and_bytearray():
     data, expected = _stream()
-    assert pdu.Framer().feed(memoryview(data)) == expected
+    for got in (pdu.Framer().feed(memoryview(data)), pdu.Framer().feed(bytearray(data))):
+        assert got == expected and all(type(body) is bytes for *_, body in got)  # a copy, not a view of the read
     f = pdu.Framer()
     assert f.feed(bytearray(data[:20])) + f.feed(memoryview(data[20:])) == expected
 

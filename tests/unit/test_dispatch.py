@@ -66,6 +66,22 @@ def test_without_guards_no_guard_is_left(setup):
     assert call.keys.old_guard == store.keys.subscriber("13800138000").none and call.argv.guard_fp == ""  # the script sets none
 
 
+def test_a_reload_applies_from_the_next_batch(setup, unit_settings):
+    """The settings and router are read once per batch: the next batch has a reload's guards and short codes."""
+    d, store, me = setup()
+    first = d.prepare([inbound(1), inbound(2, short_code="10010")], me)
+    assert first.outcomes[0].guard and first.outcomes[1].outcome == "unknown_short_code"
+    new = unit_settings(**{"dispatch.redelivery_guard_seconds": 0, "short_codes": [
+        {"code": "10086", "language": "zh-CN", "commands": ["subscriptions", "help"]},
+        {"code": "10010", "language": "en", "commands": ["help"]}]})
+    d.live.swap(new, make_live(new).router)
+    second = d.prepare([inbound(3), inbound(4, short_code="10010")], me)
+    d.start(second)
+    calls = store.mo_calls(second.roundtrip)
+    assert [oc.guard for oc in second.outcomes] == ["", ""] and [c.argv.guard_ms for c in calls] == [0, 0]
+    assert [c.argv.lang for c in calls] == ["zh-CN", "en"]
+
+
 def test_an_unserved_short_code_is_acknowledged_without_a_round_trip(setup):
     d, store, me = setup()
     batch = d.prepare([inbound(1, short_code="99999")], me)
