@@ -71,7 +71,7 @@ def test_adoption_reaches_a_dead_senders_reply_behind_a_long_live_backlog(make_s
     settings = make_settings(**{"delivery.orphan_age_seconds": 0})
     d = delivery_for(settings, "adopter")
     store = d.store
-    outbox, queue = store.keys.outbox(0), store.keys.queue(0)
+    outbox, queue = store.keys.shared_outbox(0), store.keys.queue(0)  # the shared stream of before: every owner's
     base = {"to": "13800000001", "from": "10086", "lang": "zh-CN", "tpl": "help", "data": "{}", "mo": ""}
     for _ in range(600):
         store.redis.xadd(outbox, {**base, "own": "busy"})
