@@ -148,12 +148,22 @@ class Delivery:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop the worker and give up the lease: what this sender did not send is free at once."""
+        """Stop the worker and give up the lease: what this sender did not send is free at once.
+        Called on the SMPP loop's thread once it has stopped: what was accepted and no MO step
+        trimmed is recorded first (else a sibling would adopt it and send it again)."""
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(10)
         self._valid_until = 0.0
+        acks, writes, parts = self.sender.take_pending()
+        if acks or writes:
+            try:
+                self.store.run_batch([], acks, writes)
+                self.sender.recorded(acks)
+            except (redis.RedisError, OSError) as e:  # then a sibling adopts them: sent twice, at most a window
+                self.sender.restore_pending(acks, writes, parts)
+                _log.warning("records_at_stop_failed", error=str(e))
         try:
             self.store.roundtrip([("DEL", p + self.consumer) for p in self.lease_prefixes]
                                  + [("DEL", self.store.keys.heartbeat(self.instance))])

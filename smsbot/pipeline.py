@@ -386,8 +386,7 @@ class Pipeline:
         needed writing."""
         sender = self.sender
         acks, writes, parts = sender.take_pending(records=(
-            sender.idle or sender.blocked_by_records
-            or sender.ack_age() >= self.live.settings.delivery.ack_flush_seconds))
+            sender.blocked_by_records or sender.ack_age() >= self.live.settings.delivery.ack_flush_seconds))
         now = self.clock()
         head, marks = self._take_marks(now, force=True)
         if not acks and not writes and not head:
