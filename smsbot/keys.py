@@ -21,7 +21,7 @@ Layout (prefix ``smsbot``; ``{7}`` is the shard tag):
 ``smsbot:{7}:marks``                hash    session token -> its guard watermark: the batches whose resps the
                                             SMSC has read (`smsbot.pipeline`); on a single Redis ``{0}``'s only
 ``smsbot:{7}:parts:<msisdn>:<c>:<r>`` hash  parts of a long MO awaiting reassembly (PEXPIRE)
-``smsbot:{7}:outbox:<consumer>``   stream  replies to MOs, sent by the instance that handled the MO: one stream per
+``smsbot:{7}:outbox:<consumer>``    stream  replies to MOs, sent by the instance that handled the MO: one stream per
                                             sender (consumer name) and shard; trimmed by the sender's own MO steps
                                             (``XADD MINID``, `smsbot.outbox`) once the SMSC accepted them. On a single
                                             Redis (not a cluster) a sender's replies of every shard go to ``{0}``'s

@@ -215,7 +215,12 @@ class OutboxSender:
             return False
         if self._acks or not any(not t.lost for t in self._tickets):
             return True
-        return any(a.at >= self._minid(stream, st) for stream, st in self._own.items() for a in st.accepted)
+        for stream, st in self._own.items():
+            if st.accepted:
+                mark = self._minid(stream, st)
+                if any(a.at >= mark for a in st.accepted):
+                    return True
+        return False
 
     def take(self, may_send: bool = True) -> list[bytes]:
         """Encode as many queued parts as the window, the records and the TPS limit allow right now
