@@ -156,14 +156,7 @@ class Delivery:
         if self._thread is not None:
             self._thread.join(10)
         self._valid_until = 0.0
-        acks, writes, parts = self.sender.take_pending()
-        if acks or writes:
-            try:
-                self.store.run_batch([], acks, writes)
-                self.sender.recorded(acks)
-            except (redis.RedisError, OSError) as e:  # then a sibling adopts them: sent twice, at most a window
-                self.sender.restore_pending(acks, writes, parts)
-                _log.warning("records_at_stop_failed", error=str(e))
+        self._record_all()
         try:
             self.store.roundtrip([("DEL", p + self.consumer) for p in self.lease_prefixes]
                                  + [("DEL", self.store.keys.heartbeat(self.instance))])
@@ -171,6 +164,19 @@ class Delivery:
             _log.warning("lease_release_failed", error=str(e))
 
     # -- the SMPP loop's side (its thread only) -------------------------------------------------------
+    def _record_all(self) -> None:
+        """Record everything accepted now, explicitly (the loop has stopped or drained: no MO step
+        will trim it); a failure leaves it for a sibling to adopt (sent twice: at most a window)."""
+        acks, writes, parts = self.sender.take_pending()
+        if not acks and not writes:
+            return
+        try:
+            self.store.run_batch([], acks, writes)
+            self.sender.recorded(acks)
+        except (redis.RedisError, OSError) as e:
+            self.sender.restore_pending(acks, writes, parts)
+            _log.warning("records_failed", error=str(e))
+
     def tick(self, now: float) -> None:
         """Once per loop turn: note that the loop lives, take what the worker read, follow a new name."""
         self._loop_tick = now
@@ -214,6 +220,7 @@ class Delivery:
         is unrecorded: a sibling would send the accepted parts again. Those wait for the resume,
         and so does all this sender holds (its name, which they need, is kept)."""
         s = self.sender
+        self._record_all()  # drained: no MO step will trim what was accepted
         accepted_unrecorded = s.window - s.room - s.inflight  # whole replies or parts of one (OutboxSender.room)
         if accepted_unrecorded or s.pending_count:
             _log.warning("suspended_keeps_replies", consumer=self.consumer, parts=s.backlog + s.inflight,

@@ -477,8 +477,8 @@ class Pipeline:
             if p.trims is not None:
                 self.sender.end_trims(p.trims, {c.keys.outbox for c in p.batch.calls if c.trimmed})
         else:
-            if p.trims is not None:
-                self.sender.end_trims(p.trims, None)  # held until its replies are read back (`Delivery.suspect`)
+            if p.trims is not None:  # held until its replies are read back (`Delivery.suspect`)
+                self.sender.end_trims(p.trims, None if p.batch.calls else ())
             self.sender.restore_pending(p.acks, p.writes, p.parts)
             self._restore_marks(p.marks)
             if p.sender == self.sessions.identity:
