@@ -30,7 +30,7 @@ before marking a reply as its sender's own):
   are in the outbox, marked as this sender's own, but their answer never reached the loop. The MO
   was refused, and its redelivery hands them back only to this sender: a sibling that gets it
   leaves a live owner's entry where it is, and adoption never moves it (the lease is held). So
-  `delivery.orphan_age_seconds` after a suspicion (first the redeliveries: one that reaches this
+  `delivery.orphan_age_seconds` (and `CLOCK_SLACK_S`) after a suspicion (first the redeliveries: one that reaches this
   sender hands the reply back, where one after the reply went out would send a copy), with the
   lease confirmed, the worker reads this sender's own entries that old from its outbox streams
   (`own_entries`) and hands them to the loop, which skips what it holds or recorded lately
@@ -78,6 +78,9 @@ ADOPT_COUNT = 500
 CLAIM_COUNT = 500
 READ_COUNT = 100
 OWN_PAGE = 500  # outbox entries per stream and round trip when looking for our own (`own_entries`)
+# Redis's clock may run this far ahead of ours: a lost round trip's replies carry ids up to it after
+# our suspicion, and the read of own entries waits for them too (after it the MINIDs may pass them)
+CLOCK_SLACK_S = 1.0
 
 Entry = tuple[str, str, dict[str, str]]
 
@@ -424,7 +427,7 @@ class Delivery:
         with self._own_lock:
             since, asked = self._own_unseen_at, self._lost_asked
         horizon = self.wall() - self.live.settings.delivery.orphan_age_seconds
-        if since is None or horizon < since:
+        if since is None or horizon < since + CLOCK_SLACK_S:
             return
         entries = self.own_entries(f"{int(horizon * 1000)}-0")  # a failure: read again at the next turn
         with self._own_lock:
