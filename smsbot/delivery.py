@@ -339,9 +339,10 @@ class Delivery:
         sent_at = self.clock()
         keys = self.store.keys
         # a new name's streams are registered before its lease exists (before any MO step can write
-        # to them), so that adoption finds them whatever happens next
+        # to them), so that adoption finds them whatever happens next (and leaves a registration
+        # younger than its horizon alone: the lease may not be there yet)
         cmds: list[tuple[Any, ...]] = [] if self._held else [
-            ("SADD", keys.outbox_registry(n), self.consumer) for n in keys.outbox_shards()]
+            ("HSET", keys.outbox_registry(n), self.consumer, int(time.time() * 1000)) for n in keys.outbox_shards()]
         registered = len(cmds)
         cmds += [("SET", p + self.consumer, self.instance, "PX", ttl_ms, mode) for p in self.lease_prefixes]
         beat = {"at": int(time.time()), "consumer": self.consumer, **self.describe()}

@@ -26,8 +26,9 @@ Layout (prefix ``smsbot``; ``{7}`` is the shard tag):
                                             (``XADD MINID``, `smsbot.outbox`) once the SMSC accepted them. On a single
                                             Redis (not a cluster) a sender's replies of every shard go to ``{0}``'s
                                             (``Keys(one_outbox=True)``)
-``smsbot:{7}:outboxes``             set     the consumers with an outbox stream in this shard (written with the lease,
-                                            read by adoption, which deletes a dead sender's stream once empty)
+``smsbot:{7}:outboxes``             hash    consumer -> when it registered its outbox stream in this shard (ms; written
+                                            with its first lease, read by adoption, which deletes a dead sender's
+                                            stream once empty)
 ``smsbot:{7}:outbox``               stream  the shard's shared outbox stream of earlier versions: still adopted and sent
 ``smsbot:{7}:queue``                stream  MT intents any sender may send (reminders, alerts, orphaned
                                             replies of a dead instance): consumer group ``senders``
@@ -215,7 +216,8 @@ class Keys:
         return range(1 if self.one_outbox else self.shards)
 
     def outbox_registry(self, shard: int) -> str:
-        """The set of consumers with an outbox stream in shard `shard` (what adoption scans)."""
+        """The consumers with an outbox stream in shard `shard`, each with when it registered (ms):
+        what adoption scans."""
         return f"{self.prefix}:{{{shard}}}:outboxes"
 
     def is_outbox(self, stream: str) -> bool:

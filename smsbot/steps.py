@@ -94,7 +94,7 @@ class ReceiptArgv(NamedTuple):
 class AdoptKeys(NamedTuple):
     outbox: str  # a sender's outbox stream, or the shard's shared one of earlier versions
     queue: str  # the same shard's
-    registry: str  # the shard's set of senders with a stream (Keys.outbox_registry)
+    registry: str  # the shard's senders with a stream, each with when it registered (Keys.outbox_registry)
 
 
 class AdoptArgv(NamedTuple):

@@ -410,13 +410,14 @@ class Store:
         """Every outbox stream that may hold replies, as (shard, stream, sender): each registered
         sender's (`Keys.outbox_registry`) and each shard's shared one of earlier versions (sender '')."""
         keys = self.keys
-        replies = self.roundtrip([("SMEMBERS", keys.outbox_registry(n)) for n in range(keys.shards)])
+        replies = self.roundtrip([("HGETALL", keys.outbox_registry(n)) for n in range(keys.shards)])
         out: list[tuple[int, str, str]] = []
         for shard, members in enumerate(replies):
             if isinstance(members, Exception):
                 raise redis.ResponseError(str(members))
             out.append((shard, keys.shared_outbox(shard), ""))
-            out.extend((shard, keys.outbox_prefix(shard) + name, name) for name in sorted(map(_s, members)))
+            names = sorted(_s(m) for m in (members.keys() if isinstance(members, dict) else members[::2]))
+            out.extend((shard, keys.outbox_prefix(shard) + name, name) for name in names)
         return out
 
     def read_outbox(self, consumer: str, count: int, block_ms: int | None = None) -> list[tuple[str, str, dict[str, str]]]:

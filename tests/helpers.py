@@ -371,7 +371,7 @@ def outbox_streams(client: Any, keys: Any) -> list[str]:
     """Every outbox stream in Redis: each registered sender's (`Keys.outbox_registry`) and the shared ones."""
     return [*keys.all_shared_outboxes(),
             *(keys.outbox_prefix(n) + (m.decode() if isinstance(m, bytes) else m)
-              for n in range(keys.shards) for m in client.smembers(keys.outbox_registry(n)))]
+              for n in range(keys.shards) for m in client.hkeys(keys.outbox_registry(n)))]
 
 
 def entry(i: int, text: str = "hello", stream: str = "smsbot:{0}:outbox") -> tuple[str, str, dict[str, str]]:

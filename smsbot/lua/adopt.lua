@@ -9,7 +9,9 @@
 -- are not all on one node with ASK/TRYAGAIN. An owner whose lease was not declared counts as alive:
 -- its entries stay, and the owner is named in the reply so that the caller declares it next time.
 -- A sender's own stream (ARG_owner) is left alone while its lease is held; once its owner is dead
--- and it is empty, it is deleted and leaves the shard's registry of streams (KEY_registry).
+-- and it is empty, it is deleted and leaves the shard's registry of streams (KEY_registry). A name
+-- registered with no stream (it never wrote one) leaves once registered before the horizon: its
+-- lease is taken right after its registration, so a registration that new may be a live one's.
 -- KEY, ARG and the reply: smsbot.steps.ADOPT
 local declared = {}
 for i = NKEYS + 1, #KEYS do declared[KEYS[i]] = true end
@@ -53,9 +55,15 @@ for _, e in ipairs(entries) do
   end
 end
 if #entries < count then
-  if ARG_owner ~= '' and redis.call('XLEN', KEY_outbox) == 0 then
-    redis.call('DEL', KEY_outbox)
-    redis.call('SREM', KEY_registry, ARG_owner)
+  if ARG_owner ~= '' then
+    if redis.call('EXISTS', KEY_outbox) == 1 then
+      if redis.call('XLEN', KEY_outbox) == 0 then
+        redis.call('DEL', KEY_outbox)
+        redis.call('HDEL', KEY_registry, ARG_owner)
+      end
+    elseif tonumber(redis.call('HGET', KEY_registry, ARG_owner) or 0) < tonumber((string.match(ARG_horizon, '^%d+'))) then
+      redis.call('HDEL', KEY_registry, ARG_owner)
+    end
   end
   return { moved, '-', owners }
 end
