@@ -70,7 +70,7 @@ from smsbot.identity import SenderIdentity
 from smsbot.keys import OUTBOX_GROUP
 from smsbot.live import Live
 from smsbot.outbox import OutboxSender
-from smsbot.steps import ADOPT, CLAIM, AdoptArgv, AdoptKeys, ClaimArgv, ClaimKeys
+from smsbot.steps import ADOPT, CLAIM, MARKS_PRUNE, AdoptArgv, AdoptKeys, ClaimArgv, ClaimKeys, MarksKeys, MarksPruneArgv
 from smsbot.store import Store, _s
 
 _log = log.get("smsbot.delivery")
@@ -84,16 +84,29 @@ CLOCK_SLACK_S = 1.0
 
 Entry = tuple[str, str, dict[str, str]]
 
+MARKS_PRUNE_EVERY_S = 600.0  # the dead senders' session watermarks are looked for this often (and at start)
+MARKS_PRUNE_SLACK_S = 60  # instances' clocks may differ this much (a watermark's time is its writer's)
+
+
+def prune_marks(store: Store, guard_seconds: int, now_ms: int) -> int:
+    """Forget the session watermarks (`smsbot.pipeline` writes them) written before a guard's whole
+    life and `MARKS_PRUNE_SLACK_S` ago: a sender that died never deletes its own, and no guard of
+    such a session is left (lua/marks_prune.lua), in every watermark key. How many went."""
+    before = now_ms - (guard_seconds + MARKS_PRUNE_SLACK_S) * 1000
+    keys = {store.keys.marks(shard) for shard in range(store.keys.shards)}
+    return sum(int(store.run_step(MARKS_PRUNE, MarksKeys(marks=key), MarksPruneArgv(now=now_ms, before=before)))
+               for key in sorted(keys))
+
 
 class _Due:
-    """When the worker's next renewal, queue read and adoption are due (its clock)."""
+    """When the worker's next renewal, queue read, adoption and watermark prune are due (its clock)."""
 
     def __init__(self) -> None:
-        self.beat = self.poll = self.adopt = 0.0
+        self.beat = self.poll = self.adopt = self.marks = 0.0
 
     @property
     def next(self) -> float:
-        return min(self.beat, self.poll, self.adopt)
+        return min(self.beat, self.poll, self.adopt, self.marks)
 
 
 class Delivery:
@@ -309,6 +322,12 @@ class Delivery:
                         self.adopt_orphans()
                         if taking:
                             self._hand_over(self.claim_from_dead())
+                    if now >= due.marks:
+                        due.marks = now + MARKS_PRUNE_EVERY_S
+                        gone = prune_marks(self.store, self.live.settings.dispatch.redelivery_guard_seconds,
+                                           int(self.wall() * 1000))
+                        if gone:
+                            _log.info("watermarks_pruned", count=gone)
             if talked:
                 self._unreachable.recovered()
         except (redis.RedisError, OSError) as e:

@@ -58,7 +58,6 @@ from smsbot.outbox import OutboxSender, TrimTicket
 from smsbot.records import mark_value
 from smsbot.roundtrip import ClusterRoundtrip
 from smsbot.session import ReplyTo
-from smsbot.steps import MARKS_PRUNE, MarksKeys, MarksPruneArgv
 from smsbot.store import KeyWrite, Record, Store
 from smsbot.webhooks.events import RECEIPT, receipt_command as receipt_event
 
@@ -72,7 +71,6 @@ BATCH_MAX = 50
 # within it, for a redelivery (answered again, not applied again); at 0.05 s the HSETs were 0.02-0.04
 # commands per MO at window 10, at 0.25 s under 0.001 (issue 21: <= 4 commands per MO)
 MARKS_HOLD_S = 0.25
-MARKS_PRUNE_SLACK_S = 60  # instances' clocks may differ this much (a watermark's time is its writer's)
 SPLIT_FROM = 8  # with nothing in flight, this many ready MOs are split into two batches
 ACKS_PER_FLUSH = 512
 SLOT_RETRY_PAUSES = (0.05, 0.1, 0.2)  # before each further try of an MO whose slot is moving (then the last)
@@ -569,13 +567,3 @@ class Pipeline:
         deferred, self.deferred = [w.mo for w in self.slot_waits] + self.deferred, []
         self.slot_waits = []
         return [(reply, Status.RX_T_APPN, None) for _mo, reply in deferred]
-
-
-def prune_marks(store: Store, guard_seconds: int, now_ms: int) -> int:
-    """Forget the watermarks of sessions that wrote none for a guard's whole life and
-    `MARKS_PRUNE_SLACK_S` (a process that died never deletes its own; lua/marks_prune.lua), in
-    every watermark key. How many went."""
-    before = now_ms - (guard_seconds + MARKS_PRUNE_SLACK_S) * 1000
-    keys = {store.keys.marks(shard) for shard in range(store.keys.shards)}
-    return sum(int(store.run_step(MARKS_PRUNE, MarksKeys(marks=key), MarksPruneArgv(now=now_ms, before=before)))
-               for key in sorted(keys))

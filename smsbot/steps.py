@@ -14,7 +14,7 @@ The steps:
 * `RECEIPT` — lua/receipt.lua, a delivery receipt onto its MT record;
 * `ADOPT`, `CLAIM` — lua/adopt.lua, lua/claim.lua, replies of dead senders (`smsbot.delivery`);
 * `LEASE_RENEW`, `LEASE_RELEASE` — a billing run's lease (`smsbot.billing.run`);
-* `MARKS_PRUNE` — lua/marks_prune.lua, the watermarks of sessions long gone (`smsbot.pipeline.prune_marks`);
+* `MARKS_PRUNE` — lua/marks_prune.lua, the watermarks of sessions long gone (`smsbot.delivery.prune_marks`);
 * `BILLING_RULES` — lua/billing_verify.lua after lua/billing_rules.lua: `verify` asks the rules;
 * `NOTICE` — smsbot/api/notice.lua, a notice posted to the HTTP API (`smsbot.api.routes`);
 * `WEBHOOK_ENQUEUE`, `WEBHOOK_TAKE`, `WEBHOOK_DONE`, `WEBHOOK_FAIL`, `WEBHOOK_REPLAY` — smsbot/webhooks/webhook_*.lua,

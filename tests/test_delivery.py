@@ -6,8 +6,10 @@ from __future__ import annotations
 import threading
 import time
 
+from smsbot.delivery import MARKS_PRUNE_EVERY_S, MARKS_PRUNE_SLACK_S, _Due
 from smsbot.keys import OUTBOX_GROUP
 from smsbot.messages import Status
+from smsbot.records import mark_value
 
 from .deliveries import delivery_for, hold_lease
 from .helpers import outbox_sender, sequences_of, template_entry, wait_until
@@ -205,3 +207,31 @@ def test_a_sender_registers_its_stream_with_its_lease_once_per_name(make_setting
     d.store.redis.hdel(registry, "fresh")
     assert d._renew(d.clock())
     assert not d.store.redis.hexists(registry, "fresh"), "a renewal asks nothing more (off the hot path)"
+
+
+def test_the_worker_prunes_dead_sessions_watermarks_at_start_and_every_ten_minutes(make_settings):
+    """A sender that died never deletes its sessions' watermarks (`Keys.marks`): the worker forgets
+    those written before a guard's whole life ago, on its first turn and every MARKS_PRUNE_EVERY_S."""
+    mono, wall = [1000.0], [1_800_000_000.0]
+    settings = make_settings(**{"dispatch.redelivery_guard_seconds": 600})
+    d = delivery_for(settings, "pruner", clock=lambda: mono[0], wall=lambda: wall[0])
+    r, marks = d.store.redis, d.store.keys.marks(0)
+
+    def stale() -> str:
+        return mark_value(3, int(wall[0] * 1000) - (600 + MARKS_PRUNE_SLACK_S) * 1000 - 1)
+
+    def turn(seconds: float) -> None:  # the worker's clocks move on, the loop lives, the lease is renewed
+        mono[0] += seconds
+        wall[0] += seconds
+        d.tick(mono[0])
+        d._work(due)
+
+    r.hset(marks, mapping={"dead/1": stale(), "alive/1": mark_value(9, int(wall[0] * 1000))})
+    due = _Due()
+    turn(0)
+    assert r.hkeys(marks) == [b"alive/1"]
+    r.hset(marks, "dead/2", stale())
+    turn(MARKS_PRUNE_EVERY_S - 1)
+    assert r.hexists(marks, "dead/2")  # not looked for again yet
+    turn(2)
+    assert not r.hexists(marks, "dead/2") and r.hexists(marks, "alive/1")  # written 601 s ago: a guard may live on

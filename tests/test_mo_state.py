@@ -12,11 +12,11 @@ import pytest
 
 from commands import all_commands
 from smsbot import admin, connections
+from smsbot.delivery import MARKS_PRUNE_SLACK_S, prune_marks
 from smsbot.dispatch import Dispatcher
 from smsbot.identity import SenderIdentity
 from smsbot.live import Live
 from smsbot.messages import Inbound
-from smsbot.pipeline import MARKS_PRUNE_SLACK_S, prune_marks
 from smsbot.records import STATE_MARK, mark_value, read_mark, read_state
 from smsbot.router import Router
 

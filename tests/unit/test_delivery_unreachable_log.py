@@ -39,7 +39,7 @@ def test_a_two_second_outage_logs_one_line_and_one_recovery(unit_settings):
     lines = Lines()
     d._unreachable.logger = lines
     due = _Due()
-    due.poll = due.adopt = float("inf")  # queue reads and adoption run scripts on the client: renewals only
+    due.poll = due.adopt = due.marks = float("inf")  # queue reads, adoption, the watermark prune: scripts on the client
     d._work(due)
     assert d.may_send(clock())
     store.refuse = 10**6  # Redis is gone
