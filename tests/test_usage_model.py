@@ -113,14 +113,12 @@ def shuffled_history(draw) -> list[tuple[str, int, str]]:
 
 
 def queued_alerts(store, msisdn: str) -> list[dict[str, Any]]:
-    """The alert intents queued for `msisdn`, in order (outbox stream, or the queue stream where
-    intents that answer no MO go when the store has one)."""
-    sk = store.keys.subscriber(msisdn)
+    """The alert intents queued for `msisdn`, in order (the queue stream, where intents that answer
+    no MO go)."""
     out = []
-    for stream in dict.fromkeys([sk.outbox, getattr(sk, "queue", sk.outbox)]):
-        for _, f in store.redis.xrange(stream):
-            if f[b"to"].decode() == msisdn and f[b"tpl"] == b"usage.alert":
-                out.append(json.loads(f[b"data"]))
+    for _, f in store.redis.xrange(store.keys.subscriber(msisdn).queue):
+        if f[b"to"].decode() == msisdn and f[b"tpl"] == b"usage.alert":
+            out.append(json.loads(f[b"data"]))
     return out
 
 
