@@ -89,7 +89,7 @@ class Bot:
             "reload": self._ctl_reload}, self.control_state, self.stop_event)
         # MO replies' streams (the queue holds notices, reminders, adopted entries): their latency is
         # observed (~0.6 us an MT on the transport thread) only when someone can scrape it
-        self._is_reply_stream = self.store.keys.is_outbox if settings.metrics.port else lambda _stream: False
+        self._outboxes = frozenset(self.store.keys.all_outboxes()) if settings.metrics.port else frozenset()
         self._thread: threading.Thread | None = None
         self.mo_count = 0
         self._consumer_stop = threading.Event()
@@ -169,7 +169,7 @@ class Bot:
 
     def _on_sent(self, mt: OutgoingMt) -> None:
         self.metrics.mt_hot.add((mt.tpl,))
-        if self._is_reply_stream(mt.stream):  # the entry id is the time Redis stored the reply (ms)
+        if mt.stream in self._outboxes:  # the entry id is the time Redis stored the reply (ms)
             self.metrics.reply_latency.observe(max(0.0, time.time() - int(mt.entry_id.partition("-")[0]) / 1000))
 
     def _on_receipt(self, receipt: Receipt) -> None:

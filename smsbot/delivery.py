@@ -17,25 +17,20 @@ before marking a reply as its sender's own):
   yet sent is dropped from memory, and what is still ours comes back through the queue like any
   dead sender's. An MO's reply is marked as its sender's own only while the lease exists (checked
   by the MO script); otherwise it goes to the queue.
-* **Adoption.** Each sender writes its replies to its own outbox stream (`Keys.own_outboxes`),
-  registered in its shard's set of streams (`Keys.outbox_registry`) before its lease is first
-  taken. An outbox entry whose owner holds no lease, older than `delivery.orphan_age_seconds`, is
-  moved to its shard's queue (adopt.lua: the lease check and the move are one atomic step; the
-  scan resumes where it stopped, so a long backlog cannot starve it); a dead sender's stream, once
-  empty, is deleted and leaves the registry. The shards' shared streams of earlier versions are
-  scanned the same way, so an upgrade in place sends what they held.
+* **Adoption.** An outbox entry whose owner holds no lease, older than
+  `delivery.orphan_age_seconds`, is moved to its shard's queue (adopt.lua: the lease check and the
+  move are one atomic step; the scan resumes where it stopped, so a long backlog cannot starve it).
   The owners' leases are KEYS of the script (as in claims): a shard whose slot is mid-migration,
   its keys not all on one node yet, waits for the next turn.
 * **Replies whose answer was lost.** A failed round trip may have run its MO scripts: their replies
   are in the outbox, marked as this sender's own, but their answer never reached the loop. The MO
   was refused, and its redelivery hands them back only to this sender: a sibling that gets it
   leaves a live owner's entry where it is, and adoption never moves it (the lease is held). So
-  `delivery.orphan_age_seconds` (and `CLOCK_SLACK_S`) after a suspicion (first the redeliveries: one that reaches this
+  `delivery.orphan_age_seconds` after a suspicion (first the redeliveries: one that reaches this
   sender hands the reply back, where one after the reply went out would send a copy), with the
-  lease confirmed, the worker reads this sender's own entries that old from its outbox streams
+  lease confirmed, the worker reads this sender's own entries that old from the outbox streams
   (`own_entries`) and hands them to the loop, which skips what it holds or recorded lately
-  (`OutboxSender.enqueue`). Until then the MINIDs of its MO steps stay below what the lost round
-  trips may have added (`OutboxSender.lost_tag`, `lost_found`).
+  (`OutboxSender.enqueue`).
 * **Claims.** Queue entries read by a sender that holds no lease are claimed once, by one live
   sender (claim.lua), and the dead consumer is deleted from the group when it holds nothing.
 * **Queue reads.** The worker reads new queue entries (`XREADGROUP`: each is given to one sender)
@@ -50,9 +45,8 @@ before marking a reply as its sender's own):
   those over would send accepted parts twice): they go after the resume.
 
 The worker thread only talks to Redis; what it reads is handed to the SMPP loop's thread through
-a queue (`tick`), which alone touches the `OutboxSender`. Recording what was sent (the MO steps'
-MINID, or XTRIM/XDEL/XACK) rides the transport's round trips; see `smsbot.outbox` for the
-one-window bound.
+a queue (`tick`), which alone touches the `OutboxSender`. Recording what was sent (XDEL/XACK)
+rides the transport's round trips; see `smsbot.outbox` for the one-window bound.
 """
 
 from __future__ import annotations
@@ -78,9 +72,6 @@ ADOPT_COUNT = 500
 CLAIM_COUNT = 500
 READ_COUNT = 100
 OWN_PAGE = 500  # outbox entries per stream and round trip when looking for our own (`own_entries`)
-# Redis's clock may run this far ahead of ours: a lost round trip's replies carry ids up to it after
-# our suspicion, and the read of own entries waits for them too (after it the MINIDs may pass them)
-CLOCK_SLACK_S = 1.0
 
 Entry = tuple[str, str, dict[str, str]]
 
@@ -128,7 +119,6 @@ class Delivery:
         self.lease_prefixes = [store.keys.lease_prefix(n) for n in range(store.keys.shards)]
         # the SMPP loop's view (its thread only): what MO scripts mark replies and guards with
         self.identity = SenderIdentity(instance, tuple(self.lease_prefixes))
-        sender.own_streams(store.keys.own_outboxes(instance))
         self._valid_until = 0.0  # written by the worker, read by the loop (a float: atomic)
         self._held = False  # the lease was taken under the current name
         self._generation_seen = 0
@@ -150,9 +140,6 @@ class Delivery:
         # that the loop never saw; None: nothing to read
         self._own_unseen_at: float | None = None
         self._own_lock = threading.Lock()
-        self._lost_seen = 0  # suspicions so far (loop thread: the sender's lost answers are tagged with it)
-        self._lost_asked = 0  # the suspicion the next read of own entries answers (under _own_lock)
-        self._lost_covered = 0  # own entries were read back and handed over for the suspicions up to it (worker)
         self._unreachable = log.Throttled(_log, "delivery_redis_unreachable", 60.0, level="warning",
                                           recovered_event="delivery_redis_reachable_again", clock=clock)
         self._migrating = log.Throttled(_log, "delivery_slot_migrating", 60.0, level="info", clock=clock)
@@ -164,15 +151,12 @@ class Delivery:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop the worker and give up the lease: what this sender did not send is free at once.
-        Called on the SMPP loop's thread once it has stopped: what was accepted and no MO step
-        trimmed is recorded first (else a sibling would adopt it and send it again)."""
+        """Stop the worker and give up the lease: what this sender did not send is free at once."""
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(10)
         self._valid_until = 0.0
-        self._record_all()
         try:
             self.store.roundtrip([("DEL", p + self.consumer) for p in self.lease_prefixes]
                                  + [("DEL", self.store.keys.heartbeat(self.instance))])
@@ -180,19 +164,6 @@ class Delivery:
             _log.warning("lease_release_failed", error=str(e))
 
     # -- the SMPP loop's side (its thread only) -------------------------------------------------------
-    def _record_all(self) -> None:
-        """Record everything accepted now, explicitly (the loop has stopped or drained: no MO step
-        will trim it); a failure leaves it for a sibling to adopt (sent twice: at most a window)."""
-        acks, writes, parts = self.sender.take_pending()
-        if not acks and not writes:
-            return
-        try:
-            self.store.run_batch([], acks, writes)
-            self.sender.recorded(acks)
-        except (redis.RedisError, OSError) as e:
-            self.sender.restore_pending(acks, writes, parts)
-            _log.warning("records_failed", error=str(e))
-
     def tick(self, now: float) -> None:
         """Once per loop turn: note that the loop lives, take what the worker read, follow a new name."""
         self._loop_tick = now
@@ -200,13 +171,10 @@ class Delivery:
             self._generation_seen = self.generation
             dropped = self.sender.drop_unsent()
             self.identity = self.identity.renamed(self.consumer)
-            self.sender.own_streams(self.store.keys.own_outboxes(self.consumer))
             _log.warning("lease_lost", consumer=self.consumer, unsent_dropped=dropped)
-        covered = self._lost_covered  # read before the inbox: what it covers was handed over before it
         inbox = self._inbox
         while inbox:
             self.sender.enqueue(inbox.popleft())
-        self.sender.lost_found(covered)
 
     def new_session(self) -> None:
         """A new session (a bind, a lost link, a round trip whose outcome is unknown): guards left
@@ -236,7 +204,6 @@ class Delivery:
         is unrecorded: a sibling would send the accepted parts again. Those wait for the resume,
         and so does all this sender holds (its name, which they need, is kept)."""
         s = self.sender
-        self._record_all()  # drained: no MO step will trim what was accepted
         accepted_unrecorded = s.window - s.room - s.inflight  # whole replies or parts of one (OutboxSender.room)
         if accepted_unrecorded or s.pending_count:
             _log.warning("suspended_keeps_replies", consumer=self.consumer, parts=s.backlog + s.inflight,
@@ -251,7 +218,6 @@ class Delivery:
             self._rename()
             self._generation_seen = self.generation
             self.identity = self.identity.renamed(self.consumer)
-            s.own_streams(self.store.keys.own_outboxes(self.consumer))
             try:
                 self.store.roundtrip([("DEL", p + old) for p in self.lease_prefixes])
             except (redis.RedisError, OSError) as e:  # then it lapses within delivery.lease_seconds
@@ -269,11 +235,8 @@ class Delivery:
         is still ours — at once, not at the next heartbeat."""
         self.suspicions += 1
         self._valid_until = 0.0
-        self._lost_seen += 1
-        self.sender.lost_tag(self._lost_seen)
         with self._own_lock:
             self._own_unseen_at = self.wall()
-            self._lost_asked = self._lost_seen
         self._wake.set()
 
     def acks_due(self, now: float) -> bool:
@@ -356,21 +319,14 @@ class Delivery:
         ttl_ms = int(d.lease_seconds * 1000)
         mode = "XX" if self._held else "NX"
         sent_at = self.clock()
-        keys = self.store.keys
-        # a new name's streams are registered before its lease exists (before any MO step can write
-        # to them), so that adoption finds them whatever happens next (and leaves a registration
-        # younger than its horizon alone: the lease may not be there yet)
-        cmds: list[tuple[Any, ...]] = [] if self._held else [
-            ("HSET", keys.outbox_registry(n), self.consumer, int(time.time() * 1000)) for n in keys.outbox_shards()]
-        registered = len(cmds)
-        cmds += [("SET", p + self.consumer, self.instance, "PX", ttl_ms, mode) for p in self.lease_prefixes]
+        cmds: list[tuple[Any, ...]] = [("SET", p + self.consumer, self.instance, "PX", ttl_ms, mode) for p in self.lease_prefixes]
         beat = {"at": int(time.time()), "consumer": self.consumer, **self.describe()}
         cmds.append(("SET", self.store.keys.heartbeat(self.instance), json.dumps(beat), "PX", ttl_ms))
         replies = self.store.roundtrip(cmds)
         for r in replies:
             if isinstance(r, Exception):
                 raise redis.ResponseError(str(r))
-        if any(r is None for r in replies[registered:-1]):
+        if any(r is None for r in replies[:-1]):
             self._new_generation("lease expired" if self._held else "lease taken")
             return True
         self._held = True
@@ -392,29 +348,19 @@ class Delivery:
 
     # -- adoption and claims --------------------------------------------------------------------------
     def adopt_orphans(self) -> int:
-        """Move old entries of senders without a lease from every outbox stream to the queue (each
-        registered sender's, each shard's shared one); delete a dead sender's stream once empty."""
+        """Move old outbox entries of senders without a lease to the queue (each shard once)."""
         horizon = f"{int(time.time() * 1000 - self.live.settings.delivery.orphan_age_seconds * 1000)}-0"
         keys = self.store.keys
         moved = 0
-        streams = self.store.outbox_streams()
-        for shard, outbox, owner in streams:
-            if owner == self.consumer:
-                continue  # ours: held while this worker runs
-            if owner and outbox not in self._lease_names:
-                self._lease_names[outbox] = [owner]  # its sender's lease, declared from the first call
+        for shard in range(keys.shards):
+            outbox = keys.outbox(shard)
             argv = AdoptArgv(start=self._adopt_from.get(outbox, "-"), horizon=horizon, count=ADOPT_COUNT,
-                             lease_prefix=self.lease_prefixes[shard], owner=owner)
-            okeys = AdoptKeys(outbox=outbox, queue=keys.queue(shard), registry=keys.outbox_registry(shard))
+                             lease_prefix=self.lease_prefixes[shard])
             res = self._with_leases(shard, outbox, lambda leases: ADOPT.parse(self.store.run_step(
-                ADOPT, (*okeys, *leases), argv)), lambda r: r.owners)
+                ADOPT, (*AdoptKeys(outbox=outbox, queue=keys.queue(shard)), *leases), argv)), lambda r: r.owners)
             if res is not None:
                 self._adopt_from[outbox] = _s(res.next_start)
                 moved += int(res.moved)
-        gone = set(self._adopt_from) - {outbox for _n, outbox, _o in streams}
-        for outbox in gone:  # deleted streams: forget where their scans stood
-            self._adopt_from.pop(outbox, None)
-            self._lease_names.pop(outbox, None)
         if moved:
             _log.info("replies_adopted", count=moved)
         return moved
@@ -445,23 +391,22 @@ class Delivery:
         """`orphan_age_seconds` after the last suspicion, with the lease confirmed: hand the loop this
         sender's own outbox entries at least that old."""
         with self._own_lock:
-            since, asked = self._own_unseen_at, self._lost_asked
+            since = self._own_unseen_at
         horizon = self.wall() - self.live.settings.delivery.orphan_age_seconds
-        if since is None or horizon < since + CLOCK_SLACK_S:
+        if since is None or horizon < since:
             return
         entries = self.own_entries(f"{int(horizon * 1000)}-0")  # a failure: read again at the next turn
         with self._own_lock:
             if self._own_unseen_at == since:  # else a suspicion during the read asks for another
                 self._own_unseen_at = None
         self._hand_over(entries)
-        self._lost_covered = asked  # after the hand-over (`tick` reads it before the inbox)
 
     def own_entries(self, until: str = "+") -> list[Entry]:
         """The outbox entries up to id `until` marked as this sender's own (its current name), for
         the loop to send what it does not hold: after a failed round trip, replies whose MO script
         ran but whose answer was lost (see the module docstring). A round trip per page of every stream."""
         out: list[Entry] = []
-        starts = {stream: "-" for stream in dict.fromkeys(self.store.keys.own_outboxes(self.consumer))}
+        starts = {stream: "-" for stream in dict.fromkeys(self.store.keys.all_outboxes())}
         while starts:
             streams = list(starts)
             pages = self.store.roundtrip([("XRANGE", s, starts[s], until, "COUNT", OWN_PAGE) for s in streams])

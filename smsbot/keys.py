@@ -21,15 +21,10 @@ Layout (prefix ``smsbot``; ``{7}`` is the shard tag):
 ``smsbot:{7}:marks``                hash    session token -> its guard watermark: the batches whose resps the
                                             SMSC has read (`smsbot.pipeline`); on a single Redis ``{0}``'s only
 ``smsbot:{7}:parts:<msisdn>:<c>:<r>`` hash  parts of a long MO awaiting reassembly (PEXPIRE)
-``smsbot:{7}:outbox:<consumer>``    stream  replies to MOs, sent by the instance that handled the MO: one stream per
-                                            sender (consumer name) and shard; trimmed by the sender's own MO steps
-                                            (``XADD MINID``, `smsbot.outbox`) once the SMSC accepted them. On a single
-                                            Redis (not a cluster) a sender's replies of every shard go to ``{0}``'s
-                                            (``Keys(one_outbox=True)``)
-``smsbot:{7}:outboxes``             hash    consumer -> when it registered its outbox stream in this shard (ms; written
-                                            with its first lease, read by adoption, which deletes a dead sender's
-                                            stream once empty)
-``smsbot:{7}:outbox``               stream  the shard's shared outbox stream of earlier versions: still adopted and sent
+``smsbot:{7}:outbox``               stream  replies to MOs, sent by the instance that handled the MO
+                                            (field ``own``); XDELed once the SMSC accepted them. On a single
+                                            Redis (not a cluster) every shard's replies go to ``{0}``'s
+                                            (``Keys(one_outbox=True)``): one XDEL records many replies
 ``smsbot:{7}:queue``                stream  MT intents any sender may send (reminders, alerts, orphaned
                                             replies of a dead instance): consumer group ``senders``
 ``smsbot:{7}:audit``                stream  every subscription change
@@ -92,7 +87,7 @@ class SubscriberKeys(NamedTuple):
     live: str
     guard_prefix: str  # + fingerprint: an MO's guard as the version before stored it (read only)
     conv_prefix: str  # + short code: the MO state (conversation and guards)
-    outbox_prefix: str  # + consumer: the sender's stream its replies go to (`Keys` with ``one_outbox``: shard 0's)
+    outbox: str  # the stream its replies go to (`Keys` with ``one_outbox``: shard 0's, for every subscriber)
     marks: str  # the session watermarks its scripts read (with ``one_outbox``: shard 0's too)
     audit: str
     queue: str
@@ -101,22 +96,22 @@ class SubscriberKeys(NamedTuple):
 
 class Keys:
     def __init__(self, prefix: str = "smsbot", shards: int = 16, *, one_outbox: bool = False):
-        """`one_outbox`: a sender's replies of every shard go to its stream in shard 0 (a single
-        Redis, where a script's keys need not share a slot): one stream per sender, trimmed by
-        the MINID of whichever MO step comes next, not one per shard."""
+        """`one_outbox`: every MO's replies go to shard 0's outbox stream (a single Redis, where a
+        script's keys need not share a slot): the records of many sent replies are then one XDEL,
+        not one per shard. The other shards' outbox streams stay in `all_outboxes` (adoption and
+        the lag gauges read them: entries written before, or by a bot with the other setting)."""
         if shards < 1:
             raise ValueError("shards must be >= 1")
         self.prefix = prefix
         self.shards = shards
         self.one_outbox = one_outbox
-        # per shard: (tag, reply streams' prefix (+ consumer), watermarks, audit, queue, placeholder), shared by all its subscribers
+        # per shard: (tag, reply stream, watermarks, audit, queue, placeholder), shared by all its subscribers
         self._shard_keys = [
-            (t, f"{prefix}:{{0}}:outbox:" if one_outbox else f"{t}:outbox:",
+            (t, f"{prefix}:{{0}}:outbox" if one_outbox else f"{t}:outbox",
              f"{prefix}:{{0}}:marks" if one_outbox else f"{t}:marks", f"{t}:audit", f"{t}:queue", f"{t}:-")
             for t in (f"{prefix}:{{{n}}}" for n in range(shards))
         ]
         self._for = lru_cache(maxsize=KEY_CACHE_SIZE)(self._build)
-        self._own: dict[str, tuple[str, ...]] = {}  # consumer -> its stream per shard (`own_outboxes`)
 
     def shard(self, msisdn: str) -> int:
         return zlib.crc32(msisdn.encode()) % self.shards
@@ -126,9 +121,9 @@ class Keys:
 
     def _build(self, msisdn: str) -> SubscriberKeys:
         shard = zlib.crc32(msisdn.encode()) % self.shards
-        t, outbox_prefix, marks, audit, queue, none = self._shard_keys[shard]
+        t, outbox, marks, audit, queue, none = self._shard_keys[shard]
         return SubscriberKeys(t, shard, f"{t}:subs:{msisdn}", f"{t}:live:{msisdn}", f"{t}:guard:{msisdn}:",
-                              f"{t}:conv:{msisdn}:", outbox_prefix, marks, audit, queue, none)
+                              f"{t}:conv:{msisdn}:", outbox, marks, audit, queue, none)
 
     def subs(self, msisdn: str) -> str:
         return self.subscriber(msisdn).subs
@@ -192,38 +187,8 @@ class Keys:
         """The lease of a billing run while a process works on it (smsbot.billing.run)."""
         return f"{self.billing_runs()}:lease:{run_id}"
 
-    def shared_outbox(self, shard: int) -> str:
-        """The shard's outbox stream of earlier versions (one for every sender): adopted like a dead
-        sender's stream, so that replies an upgraded bot left there are still sent."""
+    def outbox(self, shard: int) -> str:
         return f"{self.prefix}:{{{shard}}}:outbox"
-
-    def outbox_prefix(self, shard: int) -> str:
-        """`outbox_prefix(n) + consumer` is that sender's outbox stream in shard n."""
-        return f"{self.prefix}:{{{shard}}}:outbox:"
-
-    def own_outboxes(self, consumer: str) -> tuple[str, ...]:
-        """Sender `consumer`'s outbox stream per shard, where its MO steps write its replies (with
-        `one_outbox` every shard's is shard 0's: ``own_outboxes(c)[shard]`` holds either way)."""
-        own = self._own.get(consumer)
-        if own is None:
-            if len(self._own) > 64:  # a handful of names per process (one per lease generation)
-                self._own.clear()
-            own = self._own[consumer] = tuple(self._shard_keys[n][1] + consumer for n in range(self.shards))
-        return own
-
-    def outbox_shards(self) -> range:
-        """The shards whose streams hold senders' replies (`one_outbox`: shard 0 alone)."""
-        return range(1 if self.one_outbox else self.shards)
-
-    def outbox_registry(self, shard: int) -> str:
-        """The consumers with an outbox stream in shard `shard`, each with when it registered (ms):
-        what adoption scans."""
-        return f"{self.prefix}:{{{shard}}}:outboxes"
-
-    def is_outbox(self, stream: str) -> bool:
-        """Whether `stream` holds MO replies (a sender's outbox stream, or the shared one of before)."""
-        head, tag, rest = stream.partition("}:outbox")
-        return bool(tag) and head.startswith(self.prefix + ":{") and (rest == "" or rest.startswith(":"))
 
     def audit(self, shard: int) -> str:
         return f"{self.prefix}:{{{shard}}}:audit"
@@ -235,8 +200,8 @@ class Keys:
         """The session watermarks the scripts of shard `shard`'s subscribers read (`one_outbox`: shard 0's for all)."""
         return self._shard_keys[shard][2]
 
-    def all_shared_outboxes(self) -> list[str]:
-        return [self.shared_outbox(s) for s in range(self.shards)]
+    def all_outboxes(self) -> list[str]:
+        return [self.outbox(s) for s in range(self.shards)]
 
     def all_queues(self) -> list[str]:
         return [self.queue(s) for s in range(self.shards)]

@@ -2,16 +2,8 @@
 
 An outbox or queue entry (a Redis stream entry: to, from, lang, tpl, data, mo) stays in its stream
 (and in this consumer's pending list) until the SMSC has accepted every part of it (submit_sm_resp
-0); then it is "accepted" here and waits to be recorded in a Redis round trip the transport
-carries. The replies of this sender's MOs are in its own outbox streams (`Keys.own_outboxes`), and
-each MO step's XADD trims its stream with ``MINID`` (`begin_trims`): the lowest id this sender
-still needs there (its oldest entry not yet accepted, or just past the newest it knows), held below
-what a round trip in flight or one whose answer was lost may have added unseen. An accepted entry
-is recorded once a round trip whose XADD carried a MINID above it was answered. Only when that
-cannot come soon -- an old entry holds the MINID back (throttled) and accepted ones block further
-submits, or no MO came for `delivery.ack_flush_seconds` -- are they recorded explicitly
-(`take_pending`: XTRIM MINID, or XDEL of their ids); queue entries always are (XACK, XDEL).
-Which entries this sender may hold at all is
+0); then it is "accepted" here and waits to be recorded (XDEL / XACK) in a Redis round trip the
+transport carries (`take_pending`). Which entries this sender may hold at all is
 `smsbot.delivery`'s business. This module owns rendering (with `smsbot.replies`, the configuration's
 `live.replies`: never back through the router), the parts (its `Submits` encoder's: submit_sm or
 CMPP_SUBMIT, `smsbot.submits`), the in-flight
@@ -25,69 +17,20 @@ from __future__ import annotations
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Callable
 
 from smsbot import log
 from smsbot.keys import Keys
 from smsbot.live import Live
 from smsbot.messages import Status
 from smsbot.session import SequenceGenerator
-from smsbot.store import KeyWrite, Record, Trim
+from smsbot.store import KeyWrite
 from smsbot.submits import SmppSubmits, Submits
 
 _log = log.get("smsbot.outbox")
 RETRY_STATUSES = frozenset({Status.RTHROTTLED, Status.RMSGQFUL, Status.RSYSERR})
 THROTTLE_BACKOFF_S = 1.0
 RECORDED_KEPT = 1024  # recorded entries remembered (far more than the round trips in flight hold)
-Id = tuple[int, int]  # a stream entry id (ms, seq): ordered as Redis orders them
-
-
-def parse_id(entry_id: str) -> Id:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
-
-
-def format_id(at: Id) -> str:
-    return f"{at[0]}-{at[1]}"
-
-
-def _after(at: Id) -> Id:
-    """The lowest id above `at`."""
-    return at[0], at[1] + 1
-
-
-@dataclass(slots=True)
-class _Accepted:
-    """An entry of an own stream the SMSC accepted (or refused for good), not yet recorded."""
-
-    entry_id: str
-    at: Id
-    parts: int  # the submits it stands for (`OutboxSender.room`)
-    since: float  # when (the sender's clock)
-
-
-@dataclass(slots=True)
-class _OwnStream:
-    """What this sender knows of one of its own outbox streams: what its MINID may be."""
-
-    open: dict[str, Id] = field(default_factory=dict)  # entries held, not yet accepted
-    accepted: list[_Accepted] = field(default_factory=list)  # oldest acceptance first
-    top: Id = (0, 0)  # the newest id known in it
-
-
-@dataclass(slots=True)
-class TrimTicket:
-    """The MINIDs one MO round trip carries, and its hold: what it adds to a stream is at or
-    above `caps` (past the newest entry known when it was sent), so no MINID may pass `caps`
-    until its answer is in (or, lost, until this sender has read its own entries back)."""
-
-    marks: dict[str, Id]
-    caps: dict[str, Id]
-    lost: int = 0  # lost answer: released once `lost_found` reaches this (0: not tagged yet)
-
-    @property
-    def minids(self) -> dict[str, str]:
-        return {stream: format_id(at) for stream, at in self.marks.items()}
 
 
 @dataclass(slots=True)
@@ -139,13 +82,10 @@ class OutboxSender:
         # entries recorded lately: a round trip on another connection may still hand one back (a
         # redelivered MO's script read it just before the XDEL ran); stream ids are never reused
         self._recorded: OrderedDict[tuple[str, str], None] = OrderedDict()
-        self._acks: list[tuple[str, str]] = []  # accepted (or refused for good) outside own streams, not yet recorded
-        self._unrecorded_parts = 0  # submits behind `_acks` and the own streams' accepted entries
+        self._acks: list[tuple[str, str]] = []  # accepted (or refused for good), not yet recorded
+        self._unrecorded_parts = 0  # submits behind `_acks`
         self._accepted_open = 0  # accepted parts of replies not yet whole: unrecorded too (a reply is recorded whole)
         self._oldest_ack_at = 0.0
-        self._own: dict[str, _OwnStream] = {}  # this sender's own outbox streams (`own_streams`)
-        self._tickets: list[TrimTicket] = []  # MO round trips in flight, and those whose answers were lost
-        self._taken_parts: dict[tuple[str, str], int] = {}  # own entries recorded explicitly, in flight: their parts
         # TPS limit: at most `_tps_n` submit_sm within any `_tps_span` seconds (5 TPS: 5 per second),
         # as an SMSC counts; a token bucket holding max_tps tokens let ~2x max_tps through in one second
         self._tps_n = max(1, int(self.max_tps)) if self.max_tps > 0 else 0
@@ -161,26 +101,20 @@ class OutboxSender:
 
     # -- in ---------------------------------------------------------------------------------------
     def enqueue(self, entries: list[tuple[str, str, dict[str, str]]]) -> None:
-        own = self._own
         for stream, entry_id, fields in entries:
             key = (stream, entry_id)
-            st = own.get(stream)
-            if st is not None:
-                at = parse_id(entry_id)
-                if at > st.top:
-                    st.top = at
             if key in self._known or key in self._recorded:
                 continue
             try:
                 mt = self._build(stream, entry_id, fields)
             except Exception as e:  # a poison entry must not block the outbox: record and drop it
                 _log.error("outbox_entry_unrenderable", entry=entry_id, error=repr(e))
-                self._unrecorded(key, 0)
+                if not self._acks:
+                    self._oldest_ack_at = self.clock()
+                self._acks.append(key)
                 self.failed_total += 1
                 continue
             self._known.add(key)
-            if st is not None:
-                st.open[entry_id] = at
             for i in range(len(mt.parts)):
                 self._queue.append(_Part(mt, i))
 
@@ -208,19 +142,8 @@ class OutboxSender:
 
     @property
     def blocked_by_records(self) -> bool:
-        """Parts wait only because accepted ones are not recorded yet, and no MO round trip in
-        flight can trim them away (none is, or an older entry holds the MINID below them): record
-        them now."""
-        if not self._queue or self._unrecorded_parts <= 0 or self.room > 0:
-            return False
-        if self._acks or not any(not t.lost for t in self._tickets):
-            return True
-        for stream, st in self._own.items():
-            if st.accepted:
-                mark = self._minid(stream, st)
-                if any(a.at >= mark for a in st.accepted):
-                    return True
-        return False
+        """Parts wait only because accepted ones are not recorded yet: record them now."""
+        return bool(self._queue) and self._unrecorded_parts > 0 and self.room <= 0
 
     def take(self, may_send: bool = True) -> list[bytes]:
         """Encode as many queued parts as the window, the records and the TPS limit allow right now
@@ -328,7 +251,10 @@ class OutboxSender:
         self._finish(mt)
 
     def _finish(self, mt: OutgoingMt) -> None:
-        self._unrecorded((mt.stream, mt.entry_id), len(mt.done) + (1 if mt.failed else 0))
+        if not self._acks:
+            self._oldest_ack_at = self.clock()
+        self._acks.append((mt.stream, mt.entry_id))
+        self._unrecorded_parts += len(mt.done) + (1 if mt.failed else 0)
         # after a permanent failure, drop its parts still queued (on success none are: all are done)
         if mt.failed and any(p.mt is mt for p in self._queue):
             self._queue = deque(p for p in self._queue if p.mt is not mt)
@@ -347,178 +273,41 @@ class OutboxSender:
         return len(parts)
 
     # -- what the next Redis round trip must carry: records of accepted entries, MT records ----------
-    def _unrecorded(self, key: tuple[str, str], parts: int) -> None:
-        """Entry `key` is done with (accepted, refused for good, unrenderable): it waits to be recorded."""
-        self._unrecorded_parts += parts
-        st = self._own.get(key[0])
-        if st is not None:
-            st.open.pop(key[1], None)
-            st.accepted.append(_Accepted(key[1], parse_id(key[1]), parts, self.clock()))
-            return
-        if not self._acks:
-            self._oldest_ack_at = self.clock()
-        self._acks.append(key)
-
-    def own_streams(self, streams: Iterable[str]) -> None:
-        """This sender's own outbox streams from now on (its name's, `Keys.own_outboxes`). What was
-        accepted in the streams of a name given up is recorded explicitly (XDEL)."""
-        streams = list(dict.fromkeys(streams))
-        for stream in [s for s in self._own if s not in streams]:
-            for a in self._own.pop(stream).accepted:
-                if not self._acks:
-                    self._oldest_ack_at = a.since
-                self._acks.append((stream, a.entry_id))
-        for stream in streams:
-            self._own.setdefault(stream, _OwnStream())
-        self._tickets = [t for t in self._tickets if t.caps.keys() & self._own.keys()]
-
-    def _minid(self, stream: str, st: _OwnStream) -> Id:
-        """The lowest id this sender still needs in `stream`: its oldest entry not accepted, else
-        just past the newest it knows; never past what a round trip in flight or lost may have added."""
-        mark = min(st.open.values()) if st.open else _after(st.top)
-        for t in self._tickets:
-            cap = t.caps.get(stream)
-            if cap is not None and cap < mark:
-                mark = cap
-        return mark
-
-    def begin_trims(self) -> TrimTicket:
-        """The MINIDs for the next MO round trip (`TrimTicket.minids`, by stream) and its hold; give
-        it to `end_trims` with the answer."""
-        marks: dict[str, Id] = {}
-        caps: dict[str, Id] = {}
-        for stream, st in self._own.items():
-            marks[stream] = self._minid(stream, st)
-            caps[stream] = _after(st.top)
-        ticket = TrimTicket(marks, caps)
-        self._tickets.append(ticket)
-        return ticket
-
-    def end_trims(self, ticket: TrimTicket, trimmed: Iterable[str] | None) -> None:
-        """The round trip of `ticket` was answered: its XADDs trimmed the streams `trimmed` (the
-        accepted entries below their MINID are recorded). None: its answer was lost, so it may
-        have added entries this sender never saw; the hold stays until `lost_found` (after
-        `lost_tag`): until this sender has read its own entries back."""
-        if trimmed is None:
-            ticket.lost = -1
-            return
-        self._tickets = [t for t in self._tickets if t is not ticket]
-        done = self._recorded
-        for stream in trimmed:
-            st = self._own.get(stream)
-            mark = ticket.marks.get(stream)
-            if st is None or mark is None or not st.accepted:
-                continue
-            kept: list[_Accepted] = []
-            for a in st.accepted:
-                if a.at < mark:
-                    self._unrecorded_parts -= a.parts
-                    key = (stream, a.entry_id)
-                    self._known.discard(key)
-                    done[key] = None
-                else:
-                    kept.append(a)
-            st.accepted = kept
-        while len(done) > RECORDED_KEPT:
-            done.popitem(last=False)
-
-    def lost_tag(self, suspicion: int) -> None:
-        """Answers lost so far are looked for by the read of own entries after suspicion `suspicion`."""
-        for t in self._tickets:
-            if t.lost < 0:
-                t.lost = suspicion
-
-    def lost_found(self, suspicion: int) -> None:
-        """Own entries were read back (and enqueued) after suspicion `suspicion`: the holds of the
-        answers lost until then are released."""
-        if any(0 < t.lost <= suspicion for t in self._tickets):
-            self._tickets = [t for t in self._tickets if not 0 < t.lost <= suspicion]
-
-    def _uncovered(self) -> list[tuple[str, _Accepted]]:
-        """Own streams' accepted entries no MO round trip in flight carries a MINID above."""
-        out: list[tuple[str, _Accepted]] = []
-        for stream, st in self._own.items():
-            if st.accepted:
-                top = max((m for t in self._tickets if not t.lost and (m := t.marks.get(stream)) is not None),
-                          default=None)
-                out.extend((stream, a) for a in st.accepted if top is None or a.at >= top)
-        return out
-
     @property
     def pending_count(self) -> int:
-        """What an explicit record would carry: queue acks, own accepted entries no MO round trip
-        in flight trims, MT records."""
-        return len(self._acks) + len(self._writes) + len(self._uncovered())
+        """Outbox acks and MT records waiting for the next Redis round trip."""
+        return len(self._acks) + len(self._writes)
 
     @property
     def has_writes(self) -> bool:
         return bool(self._writes)
 
     def ack_age(self) -> float:
-        """Seconds the oldest acceptance that waits for an explicit record has waited (0 when none)."""
-        since = [a.since for _s, a in self._uncovered()]
-        if self._acks:
-            since.append(self._oldest_ack_at)
-        return self.clock() - min(since) if since else 0.0
+        """Seconds the oldest unrecorded acceptance has waited (0 when none waits)."""
+        return self.clock() - self._oldest_ack_at if self._acks else 0.0
 
-    def take_pending(self, records: bool = True) -> tuple[list[Record], list[KeyWrite], int]:
-        """MT records for a round trip with the queue entries' records (XACK, XDEL) and, with
-        `records`, the explicit records of own accepted entries no MO round trip in flight trims
-        (an XTRIM MINID when it covers them, else XDEL), and the submits they stand for. Once the round trip is
-        written they count as recorded (Redis executes what it was sent even if we die next);
+    def take_pending(self) -> tuple[list[tuple[str, str]], list[KeyWrite], int]:
+        """Acks and MT records for a round trip, and the submits they stand for. Once the round trip
+        is written they count as recorded (Redis executes what it was sent even if we die next);
         `recorded` when it is answered, `restore_pending` when it failed."""
+        acks, self._acks = self._acks, []
         writes, self._writes = self._writes, []
-        if not records and not writes:
-            return [], writes, 0
-        own_parts = sum(a.parts for st in self._own.values() for a in st.accepted)
-        parts = self._unrecorded_parts - own_parts  # the queue acks' (they ride along with MT records)
-        acks: list[Record] = list(self._acks)
-        self._acks = []
-        by_stream: dict[str, list[_Accepted]] = {}
-        for stream, a in self._uncovered() if records else ():
-            by_stream.setdefault(stream, []).append(a)
-        for stream, items in by_stream.items():
-            st = self._own[stream]
-            gone = {id(a) for a in items}
-            st.accepted = [a for a in st.accepted if id(a) not in gone]
-            mark = self._minid(stream, st)
-            if all(a.at < mark for a in items):
-                acks.append(Trim(stream, format_id(mark)))
-            for a in items:
-                acks.append((stream, a.entry_id))
-                self._taken_parts[(stream, a.entry_id)] = a.parts
-                parts += a.parts
-        self._unrecorded_parts -= parts
+        parts, self._unrecorded_parts = self._unrecorded_parts, 0
         return acks, writes, parts
 
-    def restore_pending(self, acks: list[Record], writes: list[KeyWrite], parts: int) -> None:
-        """Records and MT records whose round trip failed: they wait for the next one."""
+    def restore_pending(self, acks: list[tuple[str, str]], writes: list[KeyWrite], parts: int) -> None:
+        if acks and not self._acks:
+            self._oldest_ack_at = self.clock()
+        self._acks[:0] = acks
         self._writes[:0] = writes
-        now = self.clock()
-        back: list[tuple[str, str]] = []
-        for record in acks:
-            if isinstance(record, Trim):
-                continue
-            own_parts = self._taken_parts.pop(record, None)
-            st = self._own.get(record[0])
-            if st is not None and own_parts is not None:
-                st.accepted.insert(0, _Accepted(record[1], parse_id(record[1]), own_parts, now))
-            else:
-                back.append(record)
-        if back and not self._acks:
-            self._oldest_ack_at = now
-        self._acks[:0] = back
         self._unrecorded_parts += parts
 
-    def recorded(self, acks: list[Record]) -> None:
-        """These entries are gone from Redis (XDEL/XTRIM/XACK answered). One may still come back from a
+    def recorded(self, acks: list[tuple[str, str]]) -> None:
+        """These entries are gone from Redis (XDEL/XACK answered). One may still come back from a
         script that read it just before (a redelivered MO handing back its replies, in a round
         trip on another connection): it is remembered and not sent again."""
         done = self._recorded
         for key in acks:
-            if isinstance(key, Trim):
-                continue
-            self._taken_parts.pop(key, None)
             self._known.discard(key)
             done[key] = None
         while len(done) > RECORDED_KEPT:
@@ -531,10 +320,6 @@ class OutboxSender:
         """This sender lost its lease: forget every part not yet sent (their entries are adopted
         back through the queue, by a sibling or by this process under its new name)."""
         dropped = {(p.mt.stream, p.mt.entry_id) for p in self._queue}
-        for stream, entry_id in dropped:
-            st = self._own.get(stream)
-            if st is not None:
-                st.open.pop(entry_id, None)
         forgotten = {id(p.mt): p.mt for p in self._queue if not p.mt.failed}
         for mt in forgotten.values():
             mt.dropped = True

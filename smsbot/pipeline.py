@@ -54,11 +54,11 @@ from smsbot.dispatch import SLOT_MIGRATING, Dispatcher, MoOutcome, PreparedBatch
 from smsbot.identity import SenderIdentity
 from smsbot.live import Live
 from smsbot.messages import Inbound, Receipt, Status
-from smsbot.outbox import OutboxSender, TrimTicket
+from smsbot.outbox import OutboxSender
 from smsbot.records import mark_value
 from smsbot.roundtrip import ClusterRoundtrip
 from smsbot.session import ReplyTo
-from smsbot.store import KeyWrite, Record, Store
+from smsbot.store import KeyWrite, Store
 from smsbot.webhooks.events import RECEIPT, receipt_command as receipt_event
 
 _log = log.get("smsbot.pipeline")
@@ -115,14 +115,13 @@ class _Pending:
     batch: PreparedBatch
     mos: list[Mo]
     receipts: list[ReceiptIn]
-    acks: list[Record]
+    acks: list[tuple[str, str]]
     writes: list[KeyWrite]
     parts: int  # submits the acks stand for
     marks: list[tuple[_Session, int]]  # watermarks this round trip writes: the session, what Redis held before
     started: float
     sender: SenderIdentity
     retried: list[_SlotWait] = field(default_factory=list)  # the first len(retried) of `mos`: tries again
-    trims: TrimTicket | None = None  # the MINIDs its MO steps carry (`OutboxSender.begin_trims`)
 
 
 class Sessions(Protocol):
@@ -162,6 +161,7 @@ class Pipeline:
         self._current: _Session | None = None
         self._batches: dict[int, _Session] = {}  # batch number -> its session, while resps of it await confirmation
         self._marks_since: float | None = None  # when a watermark first moved past what Redis holds (monotonic)
+        self._acks_flushed_at = 0.0
 
     # -- sessions ---------------------------------------------------------------------------------
     def link_lost(self) -> None:
@@ -352,18 +352,17 @@ class Pipeline:
             self.deferred = keep
         if not mos and not self.receipts:
             return False
-        # Accepted replies are recorded by this round trip's MO steps: their XADDs trim the sender's
-        # streams to the MINIDs (`smsbot.outbox`). The rest (queue entries, and own ones an older
-        # entry holds the MINID below) are recorded explicitly, but not in every round trip: one
-        # command per stream carrying many ids costs Redis less than one per small batch. They wait
-        # at most delivery.ack_flush_seconds, or until they hold back further submits; MT records
-        # go in the next round trip (a delivery receipt may follow its submit_sm_resp).
+        # Accepted replies are recorded in a later round trip, but not in every one: one XDEL per
+        # stream carrying many ids costs Redis less than one per small batch. They wait at most
+        # delivery.ack_flush_seconds, or until they hold back further submits (`smsbot.outbox`);
+        # MT records go in the next round trip (a delivery receipt may follow its submit_sm_resp).
         sender = self.sender
-        trims = sender.begin_trims() if mos else None
-        self.store.minids = trims.minids if trims is not None else {}
-        acks, writes, parts = sender.take_pending(records=(
-            sender.blocked_by_records or sender.pending_count >= ACKS_PER_FLUSH
-            or sender.ack_age() >= self.live.settings.delivery.ack_flush_seconds))
+        if (sender.has_writes or sender.blocked_by_records or sender.pending_count >= ACKS_PER_FLUSH
+                or started - self._acks_flushed_at >= self.live.settings.delivery.ack_flush_seconds):
+            acks, writes, parts = sender.take_pending()
+            self._acks_flushed_at = started
+        else:
+            acks, writes, parts = [], [], 0
         receipts, self.receipts = self.receipts, []
         identity = self.sessions.identity
         session = self._session(identity.token, started)
@@ -378,9 +377,9 @@ class Pipeline:
                                             self._receipt_commands(receipts), head, number=number, mark=session.mark)
             self.dispatcher.start(batch, give_back_tryagain=True)
         except Exception as e:  # never let one batch kill the loop; the SMSC will redeliver
-            out += self._failed(e, mos, receipts, acks, writes, parts, marks, trims)
+            out += self._failed(e, mos, receipts, acks, writes, parts, marks)
             return True
-        pending = _Pending(batch, mos, receipts, acks, writes, parts, marks, started, identity, retried, trims)
+        pending = _Pending(batch, mos, receipts, acks, writes, parts, marks, started, identity, retried)
         self.pending.append(pending)
         if batch.roundtrip is None or batch.roundtrip.done:
             out += self._finish(pending)
@@ -390,17 +389,16 @@ class Pipeline:
         """A round trip of records alone (nothing else is going to Redis soon): the accepted
         replies it records let further submits out; the watermarks that have waited `MARKS_HOLD_S`.
         False when nothing needed writing."""
-        sender = self.sender
-        acks, writes, parts = sender.take_pending(records=(
-            sender.blocked_by_records or sender.ack_age() >= self.live.settings.delivery.ack_flush_seconds))
+        acks, writes, parts = self.sender.take_pending()
         now = self.clock()
         head, marks = self._take_marks(now)
         if not acks and not writes and not head:
             return False
+        self._acks_flushed_at = now
         identity = self.sessions.identity
         batch = self.dispatcher.prepare([], identity, acks, writes, head=head)
         self.dispatcher.start(batch)
-        pending = _Pending(batch, [], [], acks, writes, parts, marks, now, identity)
+        pending = _Pending(batch, [], [], acks, writes, parts, marks, self._acks_flushed_at, identity)
         if batch.roundtrip is None or batch.roundtrip.done:
             self._finish_records(pending)
         else:
@@ -477,14 +475,10 @@ class Pipeline:
         try:
             result = self.dispatcher.finish(p.batch)
         except Exception as e:  # never let one batch kill the loop; the SMSC will redeliver
-            return self._failed(e, p.mos, p.receipts, p.acks, p.writes, p.parts, p.marks, p.trims)
+            return self._failed(e, p.mos, p.receipts, p.acks, p.writes, p.parts, p.marks)
         if result.acks_flushed:
             self.sender.recorded(p.acks)
-            if p.trims is not None:
-                self.sender.end_trims(p.trims, {c.keys.outbox for c in p.batch.calls if c.trimmed})
         else:
-            if p.trims is not None:  # held until its replies are read back (`Delivery.suspect`)
-                self.sender.end_trims(p.trims, None if p.batch.calls else ())
             self.sender.restore_pending(p.acks, p.writes, p.parts)
             self._restore_marks(p.marks)
             if p.sender == self.sessions.identity:
@@ -548,18 +542,13 @@ class Pipeline:
         self.slot_waits[:0] = back
         return positions
 
-    def _failed(self, error: Exception, mos: list[Mo], receipts: list[ReceiptIn], acks: list[Record],
-                writes: list[KeyWrite], parts: int, marks: list[tuple[_Session, int]],
-                trims: TrimTicket | None = None) -> list[Resp]:
-        """A bug in handling a batch: log it, keep the records for later, ask the SMSC to redeliver
-        (its MO steps may have run: their replies are read back as after a failed round trip)."""
+    def _failed(self, error: Exception, mos: list[Mo], receipts: list[ReceiptIn], acks: list[tuple[str, str]],
+                writes: list[KeyWrite], parts: int, marks: list[tuple[_Session, int]]) -> list[Resp]:
+        """A bug in handling a batch: log it, keep the records for later, ask the SMSC to redeliver."""
         _log.exception("dispatch_failed", error=repr(error))
         self.sender.restore_pending(acks, writes, parts)
         self._restore_marks(marks)
         self.sessions.new_session()
-        if trims is not None:
-            self.sender.end_trims(trims, None)
-            self.sessions.suspect()
         return [(reply, Status.RX_T_APPN, None) for _x, reply in (*mos, *receipts)]
 
     def refuse_deferred(self) -> list[Resp]:

@@ -1,9 +1,7 @@
 """Queue lag: how many replies wait to be sent (all instances) and how long the oldest has waited.
 
-`read(store)` asks Redis for the outbox streams (each sender's registered one and the shared ones of
-earlier versions, `Store.outbox_streams`), then in ONE round trip for the length of every outbox
-and queue stream, and the first entry of each. Sent entries leave their stream (trimmed by the
-sender's next MO step, or XTRIM/XDEL/XACK, `smsbot.outbox`), so
+`read(store)` asks Redis in ONE round trip: the length of every outbox and queue stream, and the
+first entry of each. Sent entries are deleted from their stream (XDEL/XACK, `smsbot.outbox`), so
 the first entry left in a stream is its oldest unsent one; its id is the time Redis wrote it (the
 Redis server's clock; an adopted entry is written again, so its age restarts at adoption). The
 metrics gauges, the bot's ``/status`` charts and the API's status all read it here.
@@ -24,7 +22,8 @@ class QueueLag:
 
 def read(store: Any, now: float | None = None) -> QueueLag:
     """Depth and oldest age of the outbox and queue streams; raises what Redis raised."""
-    streams = [stream for _shard, stream, _owner in store.outbox_streams()] + store.keys.all_queues()
+    keys = store.keys
+    streams = keys.all_outboxes() + keys.all_queues()
     replies = store.roundtrip([("XLEN", s) for s in streams] + [("XRANGE", s, "-", "+", "COUNT", 1) for s in streams])
     for r in replies:
         if isinstance(r, Exception):

@@ -44,8 +44,7 @@ class MoKeys(NamedTuple):
     state: str  # the subscriber's MO state at this short code: conversation and guards (smsbot.records)
     old_guard: str  # the MO's guard as the version before stored it, read only; a placeholder when guards are off
     marks: str  # the sessions' guard watermarks (Keys.marks), read only when another session's guard is met
-    outbox: str  # this sender's outbox stream, where the replies it sends itself go (Keys.own_outboxes; a single
-    # Redis: its shard 0 stream for all); without a sender, the shard's prefix of them (Keys.outbox_prefix)
+    outbox: str  # the outbox stream replies this sender sends itself go to (a single Redis: shard 0's for all)
     audit: str  # the shard's audit stream
     queue: str  # the shard's queue stream: intents for any sender (consumer group)
     parts: str  # the parts hash of a long MO ('part' handler, and `delete_parts`)
@@ -67,7 +66,6 @@ class MoArgv(NamedTuple):
     args: str  # the handler's arguments, JSON
     consumer: str  # the sender ('' = not an MO: replies go to the queue)
     token: str  # the sender's session token: the guard's "handled in this session" mark
-    minid: str  # the outbox entries below this id are recorded: the step's XADD to `outbox` trims them (smsbot.outbox)
     reply_to: str  # the address replies go to when it is not `msisdn` ('' = msisdn)
     delete_parts: str  # '1': delete `parts` with the effect (the long MO being handled)
     extra_keys: str  # JSON list of the extra keys' names, which follow the declared KEYS ('' = none)
@@ -93,9 +91,8 @@ class ReceiptArgv(NamedTuple):
 
 
 class AdoptKeys(NamedTuple):
-    outbox: str  # a sender's outbox stream, or the shard's shared one of earlier versions
+    outbox: str
     queue: str  # the same shard's
-    registry: str  # the shard's senders with a stream, each with when it registered (Keys.outbox_registry)
 
 
 class AdoptArgv(NamedTuple):
@@ -103,7 +100,6 @@ class AdoptArgv(NamedTuple):
     horizon: str  # only entries up to this id are old enough
     count: int
     lease_prefix: str  # the shard's lease key prefix ('<tag>:lease:')
-    owner: str  # the stream's sender (its registry member), '' for the shared stream: gone once dead and empty
 
 
 class AdoptResult(NamedTuple):

@@ -15,7 +15,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, NamedTuple, Sequence
+from typing import Any, Iterable, Sequence
 
 import redis
 import redis.cluster
@@ -38,21 +38,9 @@ class ScriptCall:
     keys: MoKeys
     argv: MoArgv
     extra_keys: tuple[str, ...] = ()
-    trimmed: bool = False  # answered with new entries in `keys.outbox`: its XADDs trimmed it to `argv.minid`
 
     def command(self, sha: str) -> tuple[Any, ...]:
         return ("EVALSHA", sha, len(self.keys) + len(self.extra_keys), *self.keys, *self.extra_keys, *self.argv)
-
-
-class Trim(NamedTuple):
-    """A record of sent replies by position (`Store.ack_commands`): XTRIM `stream` MINID `minid`,
-    every entry below it; the (stream, id) records of the same stream below it ride along unsent."""
-
-    stream: str
-    minid: str
-
-
-Record = tuple[str, str]  # (stream, entry id) to XDEL (XACK first from a queue), or a `Trim`
 
 
 @dataclass(slots=True)
@@ -72,9 +60,6 @@ class Store:
         self._refresh_topology = False
         # one outbox stream for every shard's replies where scripts need not stay in one slot
         self.keys = Keys(settings.redis.key_prefix, settings.redis.shards, one_outbox=not self.cluster)
-        # the MINID each of the sender's own streams gets in the next batch's MO calls (`smsbot.outbox`:
-        # set by the SMPP loop before it prepares a batch; only its calls carry a sender)
-        self.minids: Mapping[str, str] = {}
         files = list(command_lua_files)
         self.mo_source = assemble_mo_script(files)
         self.mo_sha = _sha1(self.mo_source)
@@ -178,19 +163,17 @@ class Store:
         else:
             old_guard = sk.guard_prefix + guard_fp
         if sender is None:
-            lease, consumer, token, outbox, minid = sk.none, "", "", sk.outbox_prefix, "0"
+            lease, consumer, token = sk.none, "", ""
         else:
             # the lease in the reply stream's shard: the one adoption checks for the entry
             lease = sender.lease_key(0 if self.keys.one_outbox else sk.shard) if sender.lease_prefixes else sk.none
             consumer, token = sender.consumer, sender.token
-            outbox = self.keys.own_outboxes(consumer)[sk.shard]
-            minid = self.minids.get(outbox, "0")
         keys = MoKeys(
             subs=sk.subs,
             state=sk.conv_prefix + short_code,
             old_guard=old_guard,
             marks=sk.marks,
-            outbox=outbox,
+            outbox=sk.outbox,
             audit=sk.audit,
             queue=sk.queue,
             parts=parts_key or sk.none,
@@ -211,7 +194,6 @@ class Store:
             args=self._args_json(args),
             consumer=consumer,
             token=token,
-            minid=minid,
             reply_to=reply_to,
             delete_parts="1" if delete_parts else "0",
             extra_keys=self._names_json(extra_keys) if extra_keys else "",
@@ -242,9 +224,9 @@ class Store:
 
     # -- round trips -----------------------------------------------------------------------------
     def run_batch(
-        self, calls: Sequence[ScriptCall], acks: Sequence[Record] = (), writes: Sequence[KeyWrite] = ()
+        self, calls: Sequence[ScriptCall], acks: Sequence[tuple[str, str]] = (), writes: Sequence[KeyWrite] = ()
     ) -> list[ScriptResult | Exception]:
-        """One pipelined round trip: all script calls, records of sent entries (`ack_commands`), MT records.
+        """One pipelined round trip: all script calls, XDEL/XACK of sent outbox entries, MT records.
 
         Raises redis.ConnectionError/TimeoutError when Redis is unreachable (nothing is known to be
         stored); per-call script errors come back in the list as exceptions.
@@ -252,7 +234,7 @@ class Store:
         rt = self.begin_batch(calls, acks, writes)
         return self.finish_batch(calls, rt.wait(), rt.cmds)
 
-    def begin_batch(self, calls: Sequence[ScriptCall], acks: Sequence[Record] = (),
+    def begin_batch(self, calls: Sequence[ScriptCall], acks: Sequence[tuple[str, str]] = (),
                     writes: Sequence[KeyWrite] = (), tail: Sequence[tuple[Any, ...]] = (),
                     head: Sequence[tuple[Any, ...]] = (), give_back_tryagain: bool = False) -> Roundtrip:
         """Send a batch now (`head`: session watermarks to write, before the scripts that may meet their guards; the
@@ -270,26 +252,18 @@ class Store:
         give_back = range(len(head), len(head) + len(calls)) if give_back_tryagain else range(0)
         return self.start_roundtrip(cmds, give_back)
 
-    def ack_commands(self, acks: Sequence[Record]) -> list[tuple[Any, ...]]:
-        """Records of sent entries, one command per stream: XTRIM MINID where a `Trim` covers its
-        ids, else one XDEL with all its ids; from a queue an XACK first (they are in the group's
-        pending list). The MO steps' own XADDs trim a sender's stream in steady traffic
-        (`smsbot.outbox`); these are the fallback."""
+    def ack_commands(self, acks: Sequence[tuple[str, str]]) -> list[tuple[Any, ...]]:
+        """Sent entries: one XDEL per stream with all its ids; from a queue an XACK first (they are
+        in the group's pending list). On a single Redis every MO reply is in one outbox stream
+        (`Keys.one_outbox`): a flush of many replies is one command (a script wrapping them would
+        be one more)."""
         if not acks:
             return []
         by_stream: dict[str, list[str]] = {}
-        trims: dict[str, str] = {}
-        for record in acks:
-            if isinstance(record, Trim):
-                trims[record.stream] = record.minid
-            else:
-                by_stream.setdefault(record[0], []).append(record[1])
-        cmds: list[tuple[Any, ...]] = [("XTRIM", stream, "MINID", minid) for stream, minid in trims.items()]
+        for stream, entry_id in acks:
+            by_stream.setdefault(stream, []).append(entry_id)
+        cmds: list[tuple[Any, ...]] = []
         for stream, ids in by_stream.items():
-            if stream in trims:
-                ids = [i for i in ids if _id_tuple(i) >= _id_tuple(trims[stream])]
-                if not ids:
-                    continue
             if stream.endswith(":queue"):
                 cmds.append(("XACK", stream, OUTBOX_GROUP, *ids))
             cmds.append(("XDEL", stream, *ids))
@@ -414,20 +388,6 @@ class Store:
             out.append({"receipt_without_mt": "1", **json.loads(orphan)})
         return out
 
-    def outbox_streams(self) -> list[tuple[int, str, str]]:
-        """Every outbox stream that may hold replies, as (shard, stream, sender): each registered
-        sender's (`Keys.outbox_registry`) and each shard's shared one of earlier versions (sender '')."""
-        keys = self.keys
-        replies = self.roundtrip([("HGETALL", keys.outbox_registry(n)) for n in range(keys.shards)])
-        out: list[tuple[int, str, str]] = []
-        for shard, members in enumerate(replies):
-            if isinstance(members, Exception):
-                raise redis.ResponseError(str(members))
-            out.append((shard, keys.shared_outbox(shard), ""))
-            names = sorted(_s(m) for m in (members.keys() if isinstance(members, dict) else members[::2]))
-            out.extend((shard, keys.outbox_prefix(shard) + name, name) for name in names)
-        return out
-
     def read_outbox(self, consumer: str, count: int, block_ms: int | None = None) -> list[tuple[str, str, dict[str, str]]]:
         """Queue entries nobody has picked up yet (reminders, alerts, adopted replies of a dead sender)."""
         if self.cluster:
@@ -498,7 +458,6 @@ def _parse_result(call: ScriptCall, r: Any) -> ScriptResult:
     res = MO.parse(r)
     entries: list[tuple[str, str, dict[str, str]]] = []
     if res.sent:
-        call.trimmed = res.outcome != b"redelivered"  # a redelivery's may be old entries handed back
         stream = call.keys.outbox
         argv = call.argv
         to, short_code, lang, mo = argv.reply_to or argv.msisdn, argv.short_code, argv.lang, argv.mo
@@ -517,11 +476,6 @@ def _flatten_streams(res: Any) -> list[tuple[str, str, dict[str, str]]]:
                 continue
             out.append((_s(stream), _s(entry_id), {_s(k): _s(v) for k, v in fields.items()}))
     return out
-
-
-def _id_tuple(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
 
 
 def _sha1(text: str) -> str:

@@ -368,13 +368,6 @@ def inbound(seq: int, msisdn: str = "13800138000", text: str = "0000", short_cod
                    payload=text.encode(), data_coding=0)
 
 
-def outbox_streams(client: Any, keys: Any) -> list[str]:
-    """Every outbox stream in Redis: each registered sender's (`Keys.outbox_registry`) and the shared ones."""
-    return [*keys.all_shared_outboxes(),
-            *(keys.outbox_prefix(n) + (m.decode() if isinstance(m, bytes) else m)
-              for n in range(keys.shards) for m in client.hkeys(keys.outbox_registry(n)))]
-
-
 def entry(i: int, text: str = "hello", stream: str = "smsbot:{0}:outbox") -> tuple[str, str, dict[str, str]]:
     """An outbox entry (stream, id, fields) whose reply is `text` (`notice`: 160 GSM-7 characters a part)."""
     return (stream, f"{1000 + i}-0", {"to": f"1380000{i:04d}", "from": "10086", "lang": "zh-CN", "tpl": "notice",

@@ -141,9 +141,9 @@ def test_adoption_and_claims_wait_for_a_migrating_slot_instead_of_failing(cluste
     rc, keys = store.redis, store.keys
     shard = 5
     tag = f"{{{shard}}}"
-    source = rc.get_node_from_key(keys.shared_outbox(shard)).port
+    source = rc.get_node_from_key(keys.outbox(shard)).port
     target = next(p for p in cluster if p != source)
-    outbox, queue, prefix = keys.shared_outbox(shard), keys.queue(shard), d.lease_prefixes[shard]
+    outbox, queue, prefix = keys.outbox(shard), keys.queue(shard), d.lease_prefixes[shard]
     base = {"to": "13800000001", "from": "10086", "lang": "zh-CN", "tpl": "help", "data": "{}", "mo": ""}
     hold_lease(d)
     rc.set(prefix + "alive", "alive", ex=600)

@@ -24,7 +24,7 @@ from smsbot.simulator.handset import Handset
 from smsbot.simulator.smsc import SimSmsc
 
 from .conftest import base_config, cli
-from .helpers import outbox_streams, wait_until
+from .helpers import wait_until
 from .running_bot import free_port, http_get, start_bot_process, stop_bot_process
 
 ADMIN = {"Authorization": "Bearer queue-admin-0001"}
@@ -139,7 +139,7 @@ def test_a_suspended_instance_hands_its_queue_share_to_a_sibling(redis_server: A
         answered = numbers(50, 6)
         for n in answered:
             Handset(c.sim.control_url, n).send("10086", "0000")
-        assert wait_until(lambda: sum(c.red.xlen(o) for o in outbox_streams(c.red, c.keys)) == len(answered), 10)
+        assert wait_until(lambda: sum(c.red.xlen(o) for o in c.keys.all_outboxes()) == len(answered), 10)
         b = c.start("b")
         a_conn = c.submits(taken)[0]["conn"]
         b_conn = (c.conns() - {a_conn}).pop()

@@ -73,7 +73,7 @@ def test_adoption_reaches_a_dead_senders_reply_behind_a_long_live_backlog(make_s
     settings = make_settings(**{"delivery.orphan_age_seconds": 0})
     d = delivery_for(settings, "adopter")
     store = d.store
-    outbox, queue = store.keys.shared_outbox(0), store.keys.queue(0)  # the shared stream of before: every owner's
+    outbox, queue = store.keys.outbox(0), store.keys.queue(0)
     base = {"to": "13800000001", "from": "10086", "lang": "zh-CN", "tpl": "help", "data": "{}", "mo": ""}
     for _ in range(600):
         store.redis.xadd(outbox, {**base, "own": "busy"})
@@ -173,40 +173,6 @@ def test_a_reply_handed_back_just_after_it_was_recorded_is_not_sent_again(make_s
     s.recorded(acks)
     s.enqueue([template_entry(1)])  # the handed-back copy
     assert s.backlog == 0 and s.take() == []
-
-
-def test_a_dead_senders_stream_is_adopted_then_deleted_and_a_live_ones_left_alone(make_settings):
-    """One stream per sender, registered with its lease: adoption moves a dead sender's replies to
-    the queue once, deletes its stream once empty and forgets it; a live sender's stays whole."""
-    settings = make_settings(**{"delivery.orphan_age_seconds": 0})
-    d = delivery_for(settings, "adopter")
-    store, keys = d.store, d.store.keys
-    base = {"to": "13800000001", "from": "10086", "lang": "zh-CN", "tpl": "help", "data": "{}", "mo": ""}
-    dead, live = keys.own_outboxes("gone")[0], keys.own_outboxes("busy")[0]
-    store.redis.hset(keys.outbox_registry(0), mapping={"gone": 1, "busy": 1, "idle": 1, "new": int(time.time() * 1000) + 60_000})
-    store.redis.set(keys.lease_prefix(0) + "busy", "busy", ex=60)
-    orphans = [store.redis.xadd(dead, {**base, "own": "gone"}).decode() for _ in range(3)]
-    kept = [store.redis.xadd(live, {**base, "own": "busy"}).decode() for _ in range(2)]
-    # past the horizon (now - 0 s, whole milliseconds): ids of one millisecond differ in their sequence only
-    assert wait_until(lambda: int(time.time() * 1000) > int(kept[-1].split("-")[0]), 1)
-    assert d.adopt_orphans() == 3
-    adopted = [f[b"adopted"].decode() for _i, f in store.redis.xrange(keys.queue(0))]
-    assert adopted == orphans
-    assert not store.redis.exists(dead)
-    assert set(store.redis.hkeys(keys.outbox_registry(0))) == {b"busy", b"new"}, \
-        "a dead sender with no stream leaves too, unless registered too lately (its lease may be on its way)"
-    assert [i.decode() for i, _f in store.redis.xrange(live)] == kept
-    assert d.adopt_orphans() == 0, "moved once"
-
-
-def test_a_sender_registers_its_stream_with_its_lease_once_per_name(make_settings):
-    d = delivery_for(make_settings(), "fresh")
-    registry = d.store.keys.outbox_registry(0)
-    assert d._renew(d.clock())
-    assert d.store.redis.hexists(registry, "fresh") and d.store.redis.exists(d.lease_prefixes[0] + "fresh")
-    d.store.redis.hdel(registry, "fresh")
-    assert d._renew(d.clock())
-    assert not d.store.redis.hexists(registry, "fresh"), "a renewal asks nothing more (off the hot path)"
 
 
 def test_the_worker_prunes_dead_sessions_watermarks_at_start_and_every_ten_minutes(make_settings):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import redis
 
-from .helpers import outbox_streams, wait_until
+from .helpers import wait_until
 from smsbot import config
 from smsbot.keys import Keys
 from smsbot.log import mask_msisdn
@@ -114,7 +114,7 @@ def test_kill_9_resends_at_most_one_window(redis_server, tmp_path: Path):
         client = redis.Redis.from_url(redis_server.url)
         try:
             assert wait_until(lambda: all((sim.wait_mo(m, timeout=0) or {}).get("state") == "delivered" for m in mos.values())
-                              and not sum(client.xlen(k) for k in (*outbox_streams(client, keys), *keys.all_queues())), 30)
+                              and not sum(client.xlen(k) for k in (*keys.all_outboxes(), *keys.all_queues())), 30)
         finally:
             client.close()
         accepted: dict[str, int] = {}

@@ -28,12 +28,10 @@ def slot(key: str) -> int:
 def test_one_slot_per_subscriber(msisdn, shards):
     k = Keys("smsbot", shards)
     sk = k.subscriber(msisdn)
-    shard = k.shard(msisdn)
-    keys = [sk.subs, sk.guard_prefix + "abc", sk.outbox_prefix + "bot-1", k.own_outboxes("bot-1")[shard], sk.marks, sk.audit,
-            k.conv(msisdn, "10086"), k.parts(msisdn, "10086", "7:2"), k.usage(msisdn), k.outbox_registry(shard),
-            k.shared_outbox(shard), k.lease_prefix(shard) + "bot-1"]
+    keys = [sk.subs, sk.guard_prefix + "abc", sk.outbox, sk.marks, sk.audit, k.conv(msisdn, "10086"), k.parts(msisdn, "10086", "7:2"),
+            k.usage(msisdn)]
     assert len({slot(x) for x in keys}) == 1
-    assert sk.outbox_prefix + "bot-1" == k.own_outboxes("bot-1")[shard] and sk.marks == k.marks(shard)  # a cluster: one watermark key per shard
+    assert sk.outbox == k.outbox(k.shard(msisdn)) and sk.marks == k.marks(k.shard(msisdn))  # a cluster: one watermark key per shard
 
 
 def test_shards_spread():
@@ -43,15 +41,11 @@ def test_shards_spread():
 
 
 def test_one_outbox_sends_every_shards_replies_to_shard_0s_stream():
-    """A single Redis: a sender's replies to every subscriber share one stream (one MINID trims
-    them), a stream per sender; a cluster has one per sender and shard."""
+    """A single Redis: every subscriber's replies share one stream (one XDEL records many), while
+    adoption and the lag gauges still see every shard's stream (entries written before)."""
     k = Keys("smsbot", 16, one_outbox=True)
-    streams = {k.own_outboxes("bot-1")[k.shard(str(13800000000 + i))] for i in range(200)}
-    assert streams == {"smsbot:{0}:outbox:bot-1"} and list(k.outbox_shards()) == [0]
-    assert k.own_outboxes("bot-2")[3] == "smsbot:{0}:outbox:bot-2"
-    cluster = Keys("smsbot", 16)
-    assert cluster.own_outboxes("bot-1")[3] == "smsbot:{3}:outbox:bot-1" and len(cluster.outbox_shards()) == 16
-    assert all(k.is_outbox(s) for s in ("smsbot:{0}:outbox:bot-1", "smsbot:{3}:outbox", "smsbot:{3}:outbox:a.1"))
-    assert not any(k.is_outbox(s) for s in ("smsbot:{3}:queue", "smsbot:{3}:outboxes", "other:{3}:outbox:x"))
+    streams = {k.subscriber(str(13800000000 + i)).outbox for i in range(200)}
+    assert streams == {k.outbox(0)} == {"smsbot:{0}:outbox"}
+    assert k.all_outboxes() == Keys("smsbot", 16).all_outboxes() and len(k.all_outboxes()) == 16
     assert {k.subscriber(str(13800000000 + i)).audit for i in range(200)} == set(k.all_audits())
     assert {k.subscriber(str(13800000000 + i)).marks for i in range(200)} == {k.marks(5)} == {"smsbot:{0}:marks"}

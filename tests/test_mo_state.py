@@ -43,8 +43,8 @@ class Step:
         assert admin.subscribe(self.settings, MSISDN, "VIDEO", store=self.store, at_ms=int(T0 * 1000) - 1000) == "added"
         assert admin.subscribe(self.settings, MSISDN, "MUSIC", store=self.store, at_ms=int(T0 * 1000) - 999) == "added"
 
-    def sender(self, session: int, consumer: str = "bot-1") -> SenderIdentity:
-        me = SenderIdentity(consumer, tuple(self.keys.lease_prefix(n) for n in range(self.keys.shards)), session=session)
+    def sender(self, session: int) -> SenderIdentity:
+        me = SenderIdentity("bot-1", tuple(self.keys.lease_prefix(n) for n in range(self.keys.shards)), session=session)
         self.r.set(me.lease_key(0), me.consumer, px=600_000)
         return me
 
@@ -55,8 +55,7 @@ class Step:
         self.dispatcher.start(b)
         assert b.roundtrip is not None
         b.raw = b.roundtrip.wait()
-        self.last = self.dispatcher.finish(b)
-        [oc] = self.last.outcomes
+        [oc] = self.dispatcher.finish(b).outcomes
         return oc.outcome
 
     def confirm(self, sender: SenderIdentity, mark: int) -> None:
@@ -80,22 +79,6 @@ def test_another_sessions_guard_holds_until_its_watermark_passes_its_batch(step:
     step.confirm(first, 1)  # the SMSC read it: the same text again is a new MO
     assert step.mo("0000", second, batch=3) == "menu_sent"
     assert [(g.token, g.batch) for g in step.state().guards] == [("bot-1/2", 3)]
-
-
-def test_a_redelivery_at_a_sibling_looks_for_the_reply_in_the_stream_of_the_sender_that_answered(step: Step):
-    """One outbox stream per sender: the guard's token names the sender whose stream holds the
-    reply. Still there (not sent yet), it goes from there: no copy, and not the sibling's to send;
-    gone (sent and trimmed), the sibling sends it again as an entry of its own."""
-    first, sibling = step.sender(1), step.sender(1, consumer="bot-2")
-    assert step.mo("0000", first, batch=1) == "menu_sent"
-    [(stream, entry_id, _f)] = step.last.entries
-    assert stream == step.keys.own_outboxes("bot-1")[0]
-    assert step.mo("0000", sibling, batch=2) == "redelivered"
-    assert (step.last.outcomes[0].copies, step.last.entries) == (0, []), "bot-1's reply, waiting in bot-1's stream"
-    step.r.xdel(stream, entry_id)  # bot-1 sent it, and its next MO step trimmed it
-    assert step.mo("0000", sibling, batch=3) == "redelivered"
-    assert step.last.outcomes[0].copies == 1
-    assert [e[0] for e in step.last.entries] == [step.keys.own_outboxes("bot-2")[0]]
 
 
 def test_a_watermark_below_the_guards_batch_does_not_release_it(step: Step):

@@ -240,9 +240,8 @@ def test_queue_lag_is_the_depth_and_the_age_of_the_oldest_unsent_entry(make_sett
         assert queue_lag.read(store) == queue_lag.QueueLag(0, None)
         now_ms = 1_900_000_000_000
         store.redis.xadd(store.keys.queue(0), {"to": MSISDN}, id=f"{now_ms - 30_000}-0")
-        store.redis.xadd(store.keys.shared_outbox(3), {"to": MSISDN}, id=f"{now_ms - 4_500}-0")  # left by a version before
-        store.redis.hset(store.keys.outbox_registry(0), "bot-x", now_ms)  # a sender's own stream, registered with its lease
-        store.redis.xadd(store.keys.own_outboxes("bot-x")[0], {"to": MSISDN}, id=f"{now_ms - 1_000}-0")
+        store.redis.xadd(store.keys.outbox(3), {"to": MSISDN}, id=f"{now_ms - 4_500}-0")
+        store.redis.xadd(store.keys.outbox(3), {"to": MSISDN}, id=f"{now_ms - 1_000}-0")
         assert queue_lag.read(store, now=now_ms / 1000) == queue_lag.QueueLag(3, 30.0)
         store.redis.xdel(store.keys.queue(0), f"{now_ms - 30_000}-0")  # sent: the next oldest counts
         assert queue_lag.read(store, now=now_ms / 1000) == queue_lag.QueueLag(2, 4.5)

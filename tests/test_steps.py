@@ -98,16 +98,11 @@ def test_an_mo_call_is_built_and_its_reply_read_by_name(make_unit_store):
     assert keys[steps.MoKeys._fields.index("old_guard")] == call.keys.old_guard and call.keys.old_guard.endswith(":abc")
     assert keys[steps.MoKeys._fields.index("marks")] == store.keys.marks(0)  # a single Redis: shard 0's for all
     # the lease in the shard of the stream the replies go to (a single Redis: shard 0's, see Keys.one_outbox)
-    assert keys[steps.MoKeys._fields.index("outbox")] == store.keys.own_outboxes("bot-1")[0] == store.keys.outbox_prefix(0) + "bot-1"
+    assert keys[steps.MoKeys._fields.index("outbox")] == store.keys.outbox(0)
     assert keys[steps.MoKeys._fields.index("lease")] == me.lease_key(0)
     argv = dict(zip(steps.MoArgv._fields, cmd[3 + cmd[2]:]))
     assert argv["token"] == "bot-1/3" and argv["consumer"] == "bot-1" and argv["extra_keys"] == '["usage"]'
     assert (argv["guard_fp"], argv["batch"], argv["mark"]) == ("abc", 7, 5)
-    assert argv["minid"] == "0"  # no MINID set for its stream: nothing trimmed
-    store.minids = {store.keys.own_outboxes("bot-1")[0]: "17-3"}
-    again = store.mo_call("subscriptions.menu", "13800138000", "10086", sender=me, now_ms=1)
-    assert again.argv.minid == "17-3"
-    assert store.mo_call("subscriptions.menu", "13800138000", "10086", now_ms=1).argv.minid == "0"  # no sender: no trim
     res = steps.MO.parse([b"menu_sent", [[b"1-0", b"subscriptions.menu", b"{}"]], False])
     assert res.outcome == b"menu_sent" and res.sent[0][0] == b"1-0" and res.extra is False
 

@@ -8,17 +8,9 @@
 -- key", and on the importing node its absence proves nothing), and Redis serves a script whose keys
 -- are not all on one node with ASK/TRYAGAIN. An owner whose lease was not declared counts as alive:
 -- its entries stay, and the owner is named in the reply so that the caller declares it next time.
--- A sender's own stream (ARG_owner) is left alone while its lease is held; once its owner is dead
--- and it is empty, it is deleted and leaves the shard's registry of streams (KEY_registry). A name
--- registered with no stream (it never wrote one) leaves once registered before the horizon: its
--- lease is taken right after its registration, so a registration that new may be a live one's.
 -- KEY, ARG and the reply: smsbot.steps.ADOPT
 local declared = {}
 for i = NKEYS + 1, #KEYS do declared[KEYS[i]] = true end
-if ARG_owner ~= '' then
-  local lease = ARG_lease_prefix .. ARG_owner
-  if not declared[lease] or redis.call('EXISTS', lease) == 1 then return { 0, '-', { ARG_owner } } end
-end
 local start = ARG_start == '-' and '-' or ('(' .. ARG_start)
 local count = tonumber(ARG_count)
 local entries = redis.call('XRANGE', KEY_outbox, start, ARG_horizon, 'COUNT', count)
@@ -54,17 +46,5 @@ for _, e in ipairs(entries) do
     moved = moved + 1
   end
 end
-if #entries < count then
-  if ARG_owner ~= '' then
-    if redis.call('EXISTS', KEY_outbox) == 1 then
-      if redis.call('XLEN', KEY_outbox) == 0 then
-        redis.call('DEL', KEY_outbox)
-        redis.call('HDEL', KEY_registry, ARG_owner)
-      end
-    elseif tonumber(redis.call('HGET', KEY_registry, ARG_owner) or 0) < tonumber((string.match(ARG_horizon, '^%d+'))) then
-      redis.call('HDEL', KEY_registry, ARG_owner)
-    end
-  end
-  return { moved, '-', owners }
-end
+if #entries < count then return { moved, '-', owners } end
 return { moved, entries[#entries][1], owners }

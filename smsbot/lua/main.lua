@@ -30,7 +30,7 @@ local function answer_again(text, sep, first)
   local copies = 0
   for i = first, #fields - 3, 4 do
     local own, id, tpl, data = fields[i] == '1', fields[i + 1], fields[i + 2], fields[i + 3]
-    local e = redis.call('XRANGE', own and string.sub(ctx.outbox, 1, #ctx.outbox - #ctx.consumer) .. (string.match(fields[first == 2 and 1 or 3], '^(.*)/') or '') or ctx.queue, id, id)[1]  -- its sender's stream (the guard's token)
+    local e = redis.call('XRANGE', own and ctx.outbox or ctx.queue, id, id)[1]
     if not e then
       reply_encoded(tpl, data)
       copies = copies + 1

@@ -70,7 +70,7 @@ local function reply_encoded(tpl, encoded)
   local id, own
   if ctx.owned then
     own = '1'
-    id = redis.call('XADD', ctx.outbox, 'MINID', ARG_minid, '*', 'to', to, 'from', ctx.short_code, 'lang', ctx.lang,
+    id = redis.call('XADD', ctx.outbox, '*', 'to', to, 'from', ctx.short_code, 'lang', ctx.lang,
       'tpl', tpl, 'data', encoded, 'mo', ctx.mo, 't', ARG_now, 'own', ctx.consumer)
     ctx.sent[#ctx.sent + 1] = { id, tpl, encoded }  -- the caller knows to/from/lang/mo already
   else

@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 
 from smsbot import delivery as delivery_mod
-from smsbot.delivery import CLOCK_SLACK_S, Delivery
+from smsbot.delivery import Delivery
 from smsbot.messages import Status
 from smsbot.outbox import OutboxSender
 from smsbot.session import SequenceGenerator
@@ -44,7 +44,6 @@ def _id(entry_id: str) -> tuple[int, int]:
 
 
 ORPHAN_AGE = 5.0
-WAIT = ORPHAN_AGE + CLOCK_SLACK_S  # after a suspicion: the redeliveries first, and Redis's clock may run ahead
 
 
 @pytest.fixture
@@ -66,16 +65,15 @@ def owned(i: int, owner: str) -> tuple[str, dict[str, str]]:
 def test_after_a_failed_round_trip_our_replies_whose_answer_was_lost_are_sent(world):
     d, store, clock = world
     d._renew(clock())
-    mine = store.keys.own_outboxes("bot-a")[0]  # a single Redis: one stream for every shard's replies
-    d.sender.enqueue([entry(0, stream=mine)])  # a reply the loop holds (its round trip was answered)
-    store.streams[mine] = [owned(0, "bot-a"), owned(1, "bot-a"), owned(3, "bot-a")]
-    store.streams[store.keys.own_outboxes("bot-b")[0]] = [owned(2, "bot-b")]
+    d.sender.enqueue([entry(0, stream=store.keys.outbox(0))])  # a reply the loop holds (its round trip was answered)
+    store.streams[store.keys.outbox(0)] = [owned(0, "bot-a"), owned(1, "bot-a"), owned(2, "bot-b")]
+    store.streams[store.keys.outbox(3)] = [owned(3, "bot-a")]
     d.suspect()  # the round trip that ran MO 1's and MO 3's scripts failed before its answer was read
     d._renew(clock.advance(0.1))
     trips = len(store.roundtrips)
     d._take_back_own()
     assert len(store.roundtrips) == trips, "first the redeliveries (one reaching us hands the reply back)"
-    store.streams[mine].append((f"{int(clock.advance(WAIT) * 1000)}-0", owned(5, "bot-a")[1]))
+    store.streams[store.keys.outbox(0)].append((f"{int(clock.advance(ORPHAN_AGE) * 1000)}-0", owned(5, "bot-a")[1]))
     d._take_back_own()  # not the entry just written: its MO's redelivery may yet come here
     d.tick(clock())
     sent = d.sender.take(d.may_send(clock()))
@@ -90,60 +88,31 @@ def test_the_read_pages_through_a_long_outbox_and_skips_what_was_recorded_meanwh
     monkeypatch.setattr(delivery_mod, "OWN_PAGE", 2)
     d, store, clock = world
     d._renew(clock())
-    mine = store.keys.own_outboxes("bot-a")[0]
-    store.streams[mine] = [owned(i, "bot-a") for i in range(5)]
-    d.sender.enqueue([entry(4, stream=mine)])
+    store.streams[store.keys.outbox(0)] = [owned(i, "bot-a") for i in range(5)]
+    d.sender.enqueue([entry(4, stream=store.keys.outbox(0))])
     [pdu] = d.sender.take(d.may_send(clock()))
     assert d.sender.on_submit_resp(sequences_of([pdu])[0], Status.ROK, "m4")
-    acks, _writes, _parts = d.sender.take_pending()  # recorded explicitly (no MO round trip to trim it)
+    acks, _writes, _parts = d.sender.take_pending()
     d.suspect()
-    d._renew(clock.advance(WAIT))
-    d._take_back_own()  # read entry 4 just before its record (XTRIM) was answered
+    d._renew(clock.advance(ORPHAN_AGE))
+    d._take_back_own()  # read entry 4 just before its record (XDEL) was answered
     d.sender.recorded(acks)
     d.tick(clock())
     sent = d.sender.take(d.may_send(clock()))
     assert sorted(destination_of(p) for p in sent) == [f"861380000000{i}" for i in range(4)]
     pages = [len(rt.cmds) for rt in store.roundtrips if rt.cmds[0][0] == "XRANGE"]
-    assert pages == [1, 1, 1]  # a single Redis: its one stream, a page at a time
+    assert pages == [store.keys.shards, 1, 1]  # every stream's first page in one round trip, then shard 0's
 
 
 def test_a_failed_read_is_tried_again_at_the_next_turn(world):
     d, store, clock = world
     d._renew(clock())
-    store.streams[store.keys.own_outboxes("bot-a")[0]] = [owned(1, "bot-a")]
+    store.streams[store.keys.outbox(0)] = [owned(1, "bot-a")]
     d.suspect()
-    d._renew(clock.advance(WAIT))
+    d._renew(clock.advance(ORPHAN_AGE))
     store.refuse = 1
     with pytest.raises(Exception):
         d._take_back_own()
     d._take_back_own()
     d.tick(clock())
     assert [destination_of(p) for p in d.sender.take(d.may_send(clock()))] == ["8613800000001"]
-
-
-def test_the_minid_stays_below_a_lost_answers_replies_until_they_are_read_back(world):
-    """One stream per sender, trimmed by its MO steps' MINID: a reply whose answer was lost is in
-    it, unknown to the loop, so no MINID may pass it until the read brought it back -- even when
-    Redis's clock ran ahead of ours when it wrote it."""
-    d, store, clock = world
-    d._renew(clock())
-    mine = store.keys.own_outboxes("bot-a")[0]
-    lost = d.sender.begin_trims()
-    d.sender.end_trims(lost, None)  # the round trip failed after Redis ran it
-    d.suspect()
-    ahead = f"{int((clock() + CLOCK_SLACK_S / 2) * 1000)}-0"  # written by a Redis whose clock runs ahead
-    store.streams[mine] = [(ahead, owned(1, "bot-a")[1])]
-    held = d.sender.begin_trims()
-    assert held.minids == {mine: "0-1"}, "nothing the lost round trip may have written is trimmed"
-    d.sender.end_trims(held, {mine})
-    d._renew(clock.advance(ORPHAN_AGE))
-    d._take_back_own()
-    d.tick(clock())
-    held = d.sender.begin_trims()
-    assert held.minids == {mine: "0-1"}, "not read yet: Redis's clock may run ahead"
-    d.sender.end_trims(held, {mine})
-    d._renew(clock.advance(CLOCK_SLACK_S))
-    d._take_back_own()
-    d.tick(clock())
-    assert d.sender.backlog == 1
-    assert d.sender.begin_trims().minids == {mine: ahead}, "read back: held as the oldest entry not accepted"

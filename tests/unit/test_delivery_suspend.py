@@ -100,23 +100,10 @@ def test_an_accepted_reply_not_yet_recorded_is_kept(suspendable):
     d.sender.enqueue([entry(1)])
     for q in sequences_of(d.sender.take()):
         assert d.sender.on_submit_resp(q, Status.ROK, f"m{q}")
-    assert d.sender.pending_count
-    store.refuse = 1  # its record fails: still to be written
+    assert d.sender.pending_count  # its record's round trip failed: still to be written
     suspended.set()
     d.alive(clock())
     assert d.suspension_settled and d.consumer == "bot-a" and lease_deletes(store) == []
-
-
-def test_an_accepted_reply_is_recorded_then_handed_back(suspendable):
-    """Drained and unbound, no MO step will trim what was accepted: it is recorded first, explicitly."""
-    d, store, clock, suspended = suspendable
-    d.sender.enqueue([entry(1)])
-    for q in sequences_of(d.sender.take()):
-        assert d.sender.on_submit_resp(q, Status.ROK, f"m{q}")
-    suspended.set()
-    d.alive(clock())
-    assert d.suspension_settled and d.consumer == "bot-a.1" and d.sender.pending_count == 0
-    assert [c[0] for rt in store.roundtrips for c in rt.cmds if c[0] in ("XDEL", "XTRIM")] == ["XDEL"]
 
 
 def test_a_failed_lease_release_still_gives_up_the_name(suspendable):

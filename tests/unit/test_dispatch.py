@@ -41,9 +41,9 @@ def test_each_mo_becomes_one_script_call_for_the_senders_identity(setup):
     assert (a.argv.handler, b.argv.handler) == ("subscriptions.menu", "reply")
     for call, msisdn in ((a, "13800138000"), (b, "13900139000")):
         assert call.argv.consumer == "bot-1" and call.argv.token == "bot-1/4"
-        # a single Redis: every subscriber's replies go to the sender's stream in shard 0, under the lease adoption checks there
+        # a single Redis: every subscriber's replies go to shard 0's outbox, under the lease adoption checks there
         assert call.keys.lease == me.lease_key(0) and call.argv.now == int(NOW * 1000)
-        assert call.keys.outbox == store.keys.own_outboxes("bot-1")[0] and call.argv.guard_ms == 600_000
+        assert call.keys.outbox == store.keys.outbox(0) and call.argv.guard_ms == 600_000
     assert [oc.guard for oc in batch.outcomes] == [a.keys.old_guard, b.keys.old_guard]
     assert batch.roundtrip.arrived is False  # prepared and sent; nothing answered yet
 
@@ -111,7 +111,7 @@ def test_status_0_and_the_reply_only_from_the_stored_effect(setup):
     [oc] = result.outcomes
     assert (oc.status, oc.outcome, oc.command) == (Status.ROK, "menu_sent", "subscriptions")
     assert result.acks_flushed
-    assert result.entries == [(store.keys.own_outboxes("bot-1")[0], "9-0", {"to": "13800138000", "from": "10086", "lang": "zh-CN",
+    assert result.entries == [(store.keys.outbox(0), "9-0", {"to": "13800138000", "from": "10086", "lang": "zh-CN",
                                                                   "mo": oc.correlation, "tpl": "notice",
                                                                   "data": '{"text": "hi"}'})]
 
