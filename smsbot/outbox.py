@@ -260,9 +260,16 @@ class OutboxSender:
             self._queue = deque(p for p in self._queue if p.mt is not mt)
 
     def expired(self, timeout: float) -> list[int]:
-        """Sequences whose submit_sm_resp is overdue (the link is suspect)."""
+        """Sequences whose submit_sm_resp is overdue (the link is suspect). Asked every loop turn:
+        the parts in flight are kept oldest first (sent in clock order), so the look stops at the
+        first one not overdue."""
         now = self.clock()
-        return [seq for seq, (_p, at) in self._inflight.items() if now - at > timeout]
+        out: list[int] = []
+        for seq, (_p, at) in self._inflight.items():
+            if now - at <= timeout:
+                break
+            out.append(seq)
+        return out
 
     def requeue_inflight(self) -> int:
         """After a lost bind: parts sent but unanswered go back to the front of the queue (not those

@@ -309,6 +309,10 @@ def test_overdue_submit_resps_and_the_age_of_records_follow_the_clock(sender):
     assert s.ack_age() == 0.0
     clock.advance(2)
     assert s.ack_age() == 2.0 and s.expired(6.9) == [q1]
+    s.enqueue([entry(2)])
+    [q2] = sequences_of(s.take())
+    clock.advance(3)
+    assert s.expired(2.9) == [q1, q2] and s.expired(5) == [q1], "oldest first: the look stops at q2"
 
 
 def test_no_part_goes_while_the_lease_is_not_surely_held(sender):
