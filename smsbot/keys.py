@@ -19,7 +19,9 @@ Layout (prefix ``smsbot``; ``{7}`` is the shard tag):
 ``smsbot:{7}:guard:<msisdn>:<fp>``  string  an MO's redelivery guard as the version before kept it (read, never
                                             written: the guards are in the MO state now; these expire)
 ``smsbot:{7}:marks``                hash    session token -> its guard watermark: the batches whose resps the
-                                            SMSC has read (`smsbot.pipeline`); on a single Redis ``{0}``'s only
+                                            SMSC has read, and when written (``<batch>:<ms>``, `smsbot.records`;
+                                            `smsbot.pipeline` writes, `smsbot.delivery` prunes the dead's); on a
+                                            single Redis ``{0}``'s only
 ``smsbot:{7}:parts:<msisdn>:<c>:<r>`` hash  parts of a long MO awaiting reassembly (PEXPIRE)
 ``smsbot:{7}:outbox``               stream  replies to MOs, sent by the instance that handled the MO
                                             (field ``own``); XDELed once the SMSC accepted them. On a single
