@@ -19,6 +19,16 @@ pytestmark = pytest.mark.unit
 
 
 
+
+def two_batches_in_flight(hp):
+    """Two MOs of two subscribers, each in a round trip of its own, both unanswered: the round trips."""
+    hp.mo(1, "13800138000")
+    hp.start_batches()
+    hp.mo(2, "13900139000")
+    hp.start_batches()
+    rt1, rt2 = hp.store.roundtrips
+    return rt1, rt2
+
 def record_due(hp) -> bool:
     """The transport's records round trip once a moved watermark has waited `MARKS_HOLD_S`."""
     hp.clock.advance(MARKS_HOLD_S + 0.001)
@@ -94,11 +104,7 @@ def test_an_answer_lost_is_try_again_and_the_next_batch_has_a_new_token(hot_path
 def test_two_failed_batches_of_one_session_start_one_new_session(hot_path):
     hp = hot_path()
     hp.store.lose = 2
-    hp.mo(1, "13800138000")
-    hp.start_batches()
-    hp.mo(2, "13900139000")
-    hp.start_batches()
-    rt1, rt2 = hp.store.roundtrips
+    rt1, rt2 = two_batches_in_flight(hp)
     hp.answer(rt1)
     hp.answer(rt2)
     assert hp.sessions.new_sessions == 1 and hp.sessions.suspicions == 2
@@ -340,11 +346,7 @@ def test_the_watermark_waits_for_every_earlier_batch(hot_path):
     """Two batches in flight; the later one's resps are read first: the watermark stays below the
     earlier until its resps are read too."""
     hp = hot_path()
-    hp.mo(1, "13800138000")
-    hp.start_batches()
-    hp.mo(2, "13900139000")
-    hp.start_batches()
-    rt1, rt2 = hp.store.roundtrips
+    rt1, rt2 = two_batches_in_flight(hp)
     hp.answer(rt2)
     confirm_all(hp, hp.flush())  # batch 2's resp read
     assert not hp.pipeline.clears_waiting  # batch 1 is not answered yet: the watermark has not moved
