@@ -20,6 +20,14 @@ pytestmark = pytest.mark.unit
 
 
 
+
+def handled_and_confirmed(hp, sequence: int) -> None:
+    """MO `sequence` batched, answered by Redis, its resp written and confirmed read by the SMSC."""
+    hp.mo(sequence)
+    hp.start_batches()
+    hp.answer()
+    confirm_all(hp, hp.flush())
+
 def two_batches_in_flight(hp):
     """Two MOs of two subscribers, each in a round trip of its own, both unanswered: the round trips."""
     hp.mo(1, "13800138000")
@@ -277,10 +285,7 @@ def test_a_guard_is_confirmed_only_after_the_smsc_read_the_resp(hot_path):
 
 def test_a_moved_watermark_goes_in_a_round_trip_of_its_own_when_nothing_else_goes(hot_path):
     hp = hot_path()
-    hp.mo(1)
-    hp.start_batches()
-    hp.answer()
-    confirm_all(hp, hp.flush())
+    handled_and_confirmed(hp, 1)
     sent = len(hp.store.roundtrips)
     assert hp.pipeline.clears_waiting and not hp.pipeline.record()  # not before it has waited MARKS_HOLD_S
     assert len(hp.store.roundtrips) == sent
@@ -295,10 +300,7 @@ def test_a_new_session_writes_the_last_ones_watermark_before_its_first_script(ho
     """A confirmation not yet written when the link drops goes in the head of the new session's first
     round trip: its scripts never meet a guard whose resp was read as if it had not been."""
     hp = hot_path()
-    hp.mo(1)
-    hp.start_batches()
-    hp.answer()
-    confirm_all(hp, hp.flush())
+    handled_and_confirmed(hp, 1)
     hp.pipeline.link_lost()
     hp.rebind()  # bound again
     hp.mo(2)  # the same text again, in the new session
@@ -393,10 +395,7 @@ def test_an_enquire_link_answered_for_another_reason_confirms_nothing(hot_path):
 
 def test_watermarks_whose_write_failed_go_again_first(hot_path):
     hp = hot_path()
-    hp.mo(1)
-    hp.start_batches()
-    hp.answer()
-    confirm_all(hp, hp.flush())
+    handled_and_confirmed(hp, 1)
     hp.clock.advance(MARKS_HOLD_S + 0.001)
     hp.store.lose = 1
     hp.mo(2, "13900139000")
@@ -434,10 +433,7 @@ def test_a_lost_link_keeps_the_guards_of_its_unconfirmed_resps(hot_path):
 
 def test_an_ended_sessions_watermark_is_forgotten_once_no_guard_can_need_it(hot_path):
     hp = hot_path()
-    hp.mo(1)
-    hp.start_batches()
-    hp.answer()
-    confirm_all(hp, hp.flush())
+    handled_and_confirmed(hp, 1)
     hp.pipeline.link_lost()
     hp.rebind()
     hp.mo(2)
