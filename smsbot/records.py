@@ -14,8 +14,8 @@
   batch number <batch>; its replies are, per reply, own flag, entry id, template and data (what a
   redelivery is answered with, lua/main.lua). It holds until the SMSC is known to have read the
   MO's resp: once that session's *watermark* (``Keys.marks``, a hash token -> ``<batch>:<ms>``,
-  `mark_value`, written by `smsbot.pipeline`) is at least <batch>. No field can hold a separator: JSON escapes
-  every control character, the other fields are names and numbers.
+  `mark_value`, written by `smsbot.pipeline`) is at least <batch>. No field can hold a separator:
+  JSON escapes every control character, the other fields are names and numbers.
 
   The form before it (a bot upgraded in place meets it): the key held the conversation's JSON
   alone, kept by the key's time to live, and each guard was a key of its own (``Keys.old_guard``):
@@ -70,11 +70,14 @@ def read_state(raw: bytes | str | None, now_ms: int) -> MoState:
 # written (the writer's clock); lua/main.lua reads the leading number, lua/marks_prune.lua the time
 # (a session that wrote none for a guard's whole life has no guard left: its field goes). The form
 # before: the batch number alone (read the same; the prune gives it a time).
+MARK_SEP = ":"  # reaches Lua as MARK_SEP (the MARKS_PRUNE step's header, smsbot.steps)
+
+
 def mark_value(batch: int, written_ms: int) -> str:
-    return f"{batch}:{written_ms}"
+    return f"{batch}{MARK_SEP}{written_ms}"
 
 
 def read_mark(raw: bytes | str) -> int:
     """The batch number of a stored watermark, in either form."""
     text = raw.decode() if isinstance(raw, bytes) else raw
-    return int(text.split(":", 1)[0])
+    return int(text.split(MARK_SEP, 1)[0])

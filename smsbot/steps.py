@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from smsbot.records import LIVE_STATES, STATE_SEPARATORS
+from smsbot.records import LIVE_STATES, MARK_SEP, STATE_SEPARATORS
 
 LUA_DIR = Path(__file__).resolve().parent / "lua"
 
@@ -196,7 +196,7 @@ CLAIM = Step("claim", ClaimKeys, ClaimArgv, extra_keys=True)  # + the holders' l
 LEASE_RENEW = Step("lease_renew", LeaseKeys, LeaseRenewArgv)
 LEASE_RELEASE = Step("lease_release", LeaseKeys, LeaseReleaseArgv)
 BILLING_RULES = Step("billing_verify", None, RulesArgv, libraries=("billing_rules.lua",))
-MARKS_PRUNE = Step("marks_prune", MarksKeys, MarksPruneArgv)
+MARKS_PRUNE = Step("marks_prune", MarksKeys, MarksPruneArgv, consts=(("MARK_SEP", MARK_SEP),))
 STEPS = (MO, RECEIPT, ADOPT, CLAIM, LEASE_RENEW, LEASE_RELEASE, BILLING_RULES, MARKS_PRUNE)
 
 

@@ -6,10 +6,10 @@
 local flat = redis.call('HGETALL', KEY_marks)
 local before, gone, stamped = tonumber(ARG_before), {}, {}
 for i = 1, #flat, 2 do
-  local at = tonumber(string.match(flat[i + 1], ':(%d+)$'))
+  local at = tonumber(string.match(flat[i + 1], MARK_SEP .. '(%d+)$'))
   if not at then
     stamped[#stamped + 1] = flat[i]
-    stamped[#stamped + 1] = flat[i + 1] .. ':' .. ARG_now
+    stamped[#stamped + 1] = flat[i + 1] .. MARK_SEP .. ARG_now
   elseif at < before then
     gone[#gone + 1] = flat[i]
   end
