@@ -13,15 +13,21 @@ machine is:
   main thread): the top functions by own time, and calls per MO of the hot-path steps;
 * **syscalls** (``--strace``) — ``strace -c -f`` attached to the bot for the run: calls per MO
   (select, send, recv towards the SMSC and Redis);
-* **CPU** — the bot, its Redis and the load SMSC from /proc, in µs per MO and % of one core, and
-  the rest: with a window, a batch is a round through three processes on two cores, so what no
-  process spends on CPU is time waiting for one of the others.
+* **CPU** — the bot (user and kernel), its Redis and the load SMSC from /proc, in µs per MO and %
+  of one core, and the rest: with a window, a batch is a round through three processes on two
+  cores, so what no process spends on CPU is time waiting for one of the others;
+* **the budget** (``--baseline``) — the bare smpplib loop (`bench.baseline_smpplib`) against the
+  same load SMSC at the same window, its CPU per MO the same way, and what a rate of ``--target``
+  times it leaves smsbot: the wall time per MO, and the CPU per MO the three processes may spend
+  together if the machine stays as busy as in smsbot's run (at window 1 the round is serial: the
+  machine is about one core busy, so the CPU per MO of bot, Redis and load SMSC add up to the wall).
 
 Examples::
 
     python -m bench.profile --window 10 --messages 3000 --monitor 2
     python -m bench.profile --window 1 --messages 2000 --cprofile /tmp/bot.prof --strace
     python -m bench.profile --window 10 --json /tmp/profile.json
+    python -m bench.profile --window 1 --messages 10000 --baseline --target 0.8
 
 Throughput on a shared machine is noise; command counts, script µs and calls per MO are not.
 """
@@ -42,7 +48,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.sut import SEED_SERVICES, proc_cpu_seconds, redis_client, start_smsbot, system_busy_seconds
+from bench.sut import (SEED_SERVICES, proc_cpu_seconds, proc_cpu_split, redis_client, start_baseline, start_smsbot,
+                       system_busy_seconds)
 
 _LUA_CLIENT = re.compile(r"\[\d+ lua\]")  # MONITOR's mark of a command a script ran
 
@@ -184,9 +191,11 @@ def run(workload: str, window: int, messages: int, subscribers: int, *, monitor:
             mon = Monitor(handle.redis_url)
         info0 = r.info("all")
         redis_pid = handle.redis_proc.pid if handle.redis_proc is not None else None
+        bot0 = proc_cpu_split(handle.pid)
         cpu0 = (proc_cpu_seconds(handle.pid), proc_cpu_seconds(redis_pid) if redis_pid else None, time.process_time(),
                 system_busy_seconds())
         stats = smsc.run(WORKLOADS[workload], window, messages, subscribers, time_limit=time_limit)
+        bot1 = proc_cpu_split(handle.pid)
         cpu1 = (proc_cpu_seconds(handle.pid), proc_cpu_seconds(redis_pid) if redis_pid else None, time.process_time(),
                 system_busy_seconds())
         info1 = r.info("all")
@@ -207,6 +216,9 @@ def run(workload: str, window: int, messages: int, subscribers: int, *, monitor:
                 if cpu0[i] is not None and cpu1[i] is not None:
                     cpu[name] = {"us_per_mo": round((cpu1[i] - cpu0[i]) * 1e6 / stats.sent, 1),
                                  "pct_of_core": round(100 * (cpu1[i] - cpu0[i]) / wall, 1)}
+            if bot0 is not None and bot1 is not None and "bot" in cpu:
+                cpu["bot"]["user_us_per_mo"] = round((bot1[0] - bot0[0]) * 1e6 / stats.sent, 1)
+                cpu["bot"]["kernel_us_per_mo"] = round((bot1[1] - bot0[1]) * 1e6 / stats.sent, 1)
             cpu["wall_us_per_mo"] = round(wall * 1e6 / stats.sent, 1)
             out["cpu"] = cpu
         if monitor:
@@ -290,6 +302,51 @@ def script_time(calls: int = 5000, subscribers: int = 2000, rounds: int = 5) -> 
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def baseline(workload: str, window: int, messages: int, subscribers: int, time_limit: float = 60.0) -> dict[str, Any]:
+    """The bare smpplib loop against a fresh load SMSC, same workload and window: its rate and the CPU
+    per MO of the loop (user, kernel) and of the load SMSC, measured as `run` measures smsbot's."""
+    from bench.load_smsc import WORKLOADS, LoadSmsc
+
+    workdir = Path(tempfile.mkdtemp(prefix="smsprofile-base-"))
+    smsc = LoadSmsc()
+    handle = None
+    try:
+        handle = start_baseline(smsc.port, workdir)
+        smsc.wait_bound(30.0)
+        smsc.run(WORKLOADS[workload], window, min(200, messages), subscribers, time_limit=time_limit)  # warm-up
+        loop0, smsc0, busy0 = proc_cpu_split(handle.pid), time.process_time(), system_busy_seconds()
+        stats = smsc.run(WORKLOADS[workload], window, messages, subscribers, time_limit=time_limit)
+        loop1, smsc1, busy1 = proc_cpu_split(handle.pid), time.process_time(), system_busy_seconds()
+    finally:
+        if handle is not None:
+            handle.stop(pump=smsc.pump)
+        smsc.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+    wall = stats.t_end - stats.t_first if stats.t_first else 0.0
+    if loop0 is None or loop1 is None or not stats.sent or wall <= 0:
+        raise RuntimeError(f"the baseline run measured nothing ({stats.sent} MOs sent)")
+    per_mo = 1e6 / stats.sent
+    user, kernel = (loop1[0] - loop0[0]) * per_mo, (loop1[1] - loop0[1]) * per_mo
+    return {"mo_mt_per_s": stats.summary()["mo_mt_per_s"],
+            "cpu": {"smpplib": {"us_per_mo": round(user + kernel, 1), "user_us_per_mo": round(user, 1),
+                                "kernel_us_per_mo": round(kernel, 1)},
+                    "load_smsc": {"us_per_mo": round((smsc1 - smsc0) * per_mo, 1)},
+                    "machine_busy": {"us_per_mo": round((busy1 - busy0) * per_mo, 1)},
+                    "wall_us_per_mo": round(wall * per_mo, 1)}}
+
+
+def budget(p: dict[str, Any], target: float) -> dict[str, Any]:
+    """What `target` times the baseline's rate leaves smsbot (`p`: a `run` with its ``baseline``):
+    the wall per MO, and the CPU per MO of the three processes together at smsbot's run's busyness."""
+    cpu, base = p["cpu"], p["baseline"]
+    wall_needed = 1e6 / (target * base["mo_mt_per_s"])
+    busy_cores = cpu["machine_busy"]["us_per_mo"] / cpu["wall_us_per_mo"]
+    spent = sum(cpu[name]["us_per_mo"] for name in ("bot", "redis", "load_smsc") if name in cpu)
+    return {"target": target, "ratio_now": round(p["run"]["mo_mt_per_s"] / base["mo_mt_per_s"], 2),
+            "wall_us_per_mo": round(wall_needed, 1), "busy_cores": round(busy_cores, 2),
+            "cpu_us_per_mo_allowed": round(wall_needed * busy_cores, 1), "cpu_us_per_mo_now": round(spent, 1)}
+
+
 def format_summary(p: dict[str, Any]) -> str:
     lines = [f"workload {p['workload']}, window {p['window'] or 'inf'}: {p['run']['mos_sent']:,} MOs, "
              f"{p['run']['mo_mt_per_s']}/s (under contention: do not compare), p50 {p['run']['p50_ms']} ms"]
@@ -301,8 +358,23 @@ def format_summary(p: dict[str, Any]) -> str:
         lines.append("\nCPU per MO (µs; % of one core):")
         for name, v in p["cpu"].items():
             if isinstance(v, dict):
-                lines.append(f"  {name:13s} {v['us_per_mo']:8.1f} µs  {v['pct_of_core']:5.1f}%")
+                split = (f"  (user {v['user_us_per_mo']:.1f}, kernel {v['kernel_us_per_mo']:.1f})"
+                         if "user_us_per_mo" in v else "")
+                lines.append(f"  {name:13s} {v['us_per_mo']:8.1f} µs  {v['pct_of_core']:5.1f}%{split}")
         lines.append(f"  wall          {p['cpu']['wall_us_per_mo']:8.1f} µs per MO")
+    if p.get("baseline"):
+        base = p["baseline"]
+        lines.append(f"\nbaseline (bare smpplib loop, same load SMSC and window): {base['mo_mt_per_s']}/s")
+        for name, v in base["cpu"].items():
+            if isinstance(v, dict):
+                split = (f"  (user {v['user_us_per_mo']:.1f}, kernel {v['kernel_us_per_mo']:.1f})"
+                         if "user_us_per_mo" in v else "")
+                lines.append(f"  {name:13s} {v['us_per_mo']:8.1f} µs{split}")
+        lines.append(f"  wall          {base['cpu']['wall_us_per_mo']:8.1f} µs per MO")
+        b = p["budget"]
+        lines.append(f"\nbudget for {b['target']}x the baseline (now {b['ratio_now']}x): {b['wall_us_per_mo']} µs wall per MO; "
+                     f"at this run's {b['busy_cores']} cores busy, {b['cpu_us_per_mo_allowed']} µs of CPU per MO for "
+                     f"bot, Redis and load SMSC together (now {b['cpu_us_per_mo_now']})")
     if p.get("syscalls"):
         lines.append("\nsyscalls of the bot per MO:")
         for name, v in list(p["syscalls"].items())[:10]:
@@ -327,6 +399,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--monitor", type=int, default=0, metavar="N", help="print the Redis commands of N MO scripts")
     ap.add_argument("--cprofile", type=Path, metavar="FILE", help="run the bot under cProfile, write the stats to FILE")
     ap.add_argument("--strace", action="store_true", help="count the bot's syscalls (strace -c -f)")
+    ap.add_argument("--baseline", action="store_true", help="also run the bare smpplib loop the same way, and print "
+                    "the budget --target leaves smsbot")
+    ap.add_argument("--target", type=float, default=1.0, help="the rate to budget for, times the baseline's (default 1.0)")
     ap.add_argument("--json", metavar="FILE", help="also write the summary as JSON")
     ap.add_argument("--script-only", action="store_true", help="no SMSC, no bot process: the MO step's own µs "
                     "per call in Redis (5 rounds of 5,000 0000s, median)")
@@ -343,8 +418,13 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"unknown workload {args.workload!r}; known: {', '.join(WORKLOADS)}")
     if args.window < 0 or args.messages < 1 or args.subscribers < 1:
         ap.error("--window must be >= 0, --messages and --subscribers >= 1")
+    if args.target <= 0:
+        ap.error("--target must be > 0 (e.g. 0.8 for 0.8x the baseline)")
     p = run(args.workload, args.window, args.messages, args.subscribers, monitor=args.monitor,
             cprofile=args.cprofile.absolute() if args.cprofile else None, strace=args.strace)
+    if args.baseline and "cpu" in p:
+        p["baseline"] = baseline(args.workload, args.window, args.messages, args.subscribers)
+        p["budget"] = budget(p, args.target)
     print(format_summary(p))
     if args.json:
         Path(args.json).write_text(json.dumps(p, indent=1, ensure_ascii=False), encoding="utf-8")

@@ -67,14 +67,21 @@ def proc_status(pid: int) -> dict[str, int]:
     return out
 
 
-def proc_cpu_seconds(pid: int) -> float | None:
-    """utime + stime of a live process, in seconds (None when it is gone)."""
+def proc_cpu_split(pid: int) -> tuple[float, float] | None:
+    """(utime, stime) of a live process: seconds in user space and in the kernel (None when it is gone)."""
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
             fields = f.read().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def proc_cpu_seconds(pid: int) -> float | None:
+    """utime + stime of a live process, in seconds (None when it is gone)."""
+    split = proc_cpu_split(pid)
+    return None if split is None else split[0] + split[1]
 
 
 def system_busy_seconds() -> float:

@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
 ROW_FIELDS = ("workload", "window", "mo_mt_per_s", "baseline_mo_mt_per_s", "ratio", "p50_ms", "p95_ms", "p99_ms",
               "peak_rss_mb", "redis_cmds_per_mo")
@@ -38,3 +40,33 @@ def test_quick_benchmark_runs_and_writes_every_field(tmp_path: Path):
     assert row["mos_completed"] == row["mos_sent"] == 300 and row["baseline_mos_completed"] == 300
     assert 1.0 <= row["redis_commandstats_per_mo"]["evalsha"] < 1.2
     assert latency[0]["mos_lost"] == 0 and latency[0]["p99_ms"] is not None
+
+
+def test_profile_with_baseline_writes_both_sides_and_the_budget(tmp_path: Path):
+    """`python -m bench.profile --baseline`: smsbot's and the bare smpplib loop's CPU per MO (user and
+    kernel apart), and the budget `--target` leaves smsbot, worked out from the two runs' own figures."""
+    out = tmp_path / "profile.json"
+    res = subprocess.run(
+        [sys.executable, "-m", "bench.profile", "--window", "1", "--messages", "300", "--subscribers", "50",
+         "--baseline", "--target", "0.8", "--json", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=240,
+    )
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    assert "budget for 0.8x the baseline" in res.stdout
+    p = json.loads(out.read_text())
+    bot, base = p["cpu"]["bot"], p["baseline"]
+    assert bot["user_us_per_mo"] + bot["kernel_us_per_mo"] == pytest.approx(bot["us_per_mo"], abs=0.2)
+    smpplib = base["cpu"]["smpplib"]
+    assert smpplib["us_per_mo"] > 0 and base["mo_mt_per_s"] > 0
+    b = p["budget"]
+    assert b["wall_us_per_mo"] == pytest.approx(1e6 / (0.8 * base["mo_mt_per_s"]), rel=1e-3)
+    assert b["cpu_us_per_mo_allowed"] == pytest.approx(b["wall_us_per_mo"] * b["busy_cores"], rel=0.02)
+    spent = sum(p["cpu"][n]["us_per_mo"] for n in ("bot", "redis", "load_smsc"))
+    assert b["cpu_us_per_mo_now"] == pytest.approx(spent, abs=0.2)
+    assert b["ratio_now"] == pytest.approx(p["run"]["mo_mt_per_s"] / base["mo_mt_per_s"], abs=0.01)
+
+
+def test_profile_refuses_a_target_of_zero():
+    res = subprocess.run([sys.executable, "-m", "bench.profile", "--baseline", "--target", "0"],
+                         cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and "--target must be > 0" in res.stderr and "Traceback" not in res.stderr
