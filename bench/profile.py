@@ -347,6 +347,18 @@ def budget(p: dict[str, Any], target: float) -> dict[str, Any]:
             "cpu_us_per_mo_allowed": round(wall_needed * busy_cores, 1), "cpu_us_per_mo_now": round(spent, 1)}
 
 
+def _cpu_lines(cpu: dict[str, Any]) -> list[str]:
+    """A run's CPU per MO, a line per process (its % of one core and user/kernel split when measured), then the wall."""
+    lines = []
+    for name, v in cpu.items():
+        if isinstance(v, dict):
+            pct = f"  {v['pct_of_core']:5.1f}%" if "pct_of_core" in v else ""
+            split = f"  (user {v['user_us_per_mo']:.1f}, kernel {v['kernel_us_per_mo']:.1f})" if "user_us_per_mo" in v else ""
+            lines.append(f"  {name:13s} {v['us_per_mo']:8.1f} µs{pct}{split}")
+    lines.append(f"  wall          {cpu['wall_us_per_mo']:8.1f} µs per MO")
+    return lines
+
+
 def format_summary(p: dict[str, Any]) -> str:
     lines = [f"workload {p['workload']}, window {p['window'] or 'inf'}: {p['run']['mos_sent']:,} MOs, "
              f"{p['run']['mo_mt_per_s']}/s (under contention: do not compare), p50 {p['run']['p50_ms']} ms"]
@@ -356,21 +368,11 @@ def format_summary(p: dict[str, Any]) -> str:
         lines.append(f"  {name:12s} {v['calls_per_mo']:7.3f}/MO  {v['usec_per_mo']:7.2f} µs/MO  {v['usec_per_call']:6.2f} µs/call")
     if "cpu" in p:
         lines.append("\nCPU per MO (µs; % of one core):")
-        for name, v in p["cpu"].items():
-            if isinstance(v, dict):
-                split = (f"  (user {v['user_us_per_mo']:.1f}, kernel {v['kernel_us_per_mo']:.1f})"
-                         if "user_us_per_mo" in v else "")
-                lines.append(f"  {name:13s} {v['us_per_mo']:8.1f} µs  {v['pct_of_core']:5.1f}%{split}")
-        lines.append(f"  wall          {p['cpu']['wall_us_per_mo']:8.1f} µs per MO")
+        lines.extend(_cpu_lines(p["cpu"]))
     if p.get("baseline"):
         base = p["baseline"]
         lines.append(f"\nbaseline (bare smpplib loop, same load SMSC and window): {base['mo_mt_per_s']}/s")
-        for name, v in base["cpu"].items():
-            if isinstance(v, dict):
-                split = (f"  (user {v['user_us_per_mo']:.1f}, kernel {v['kernel_us_per_mo']:.1f})"
-                         if "user_us_per_mo" in v else "")
-                lines.append(f"  {name:13s} {v['us_per_mo']:8.1f} µs{split}")
-        lines.append(f"  wall          {base['cpu']['wall_us_per_mo']:8.1f} µs per MO")
+        lines.extend(_cpu_lines(base["cpu"]))
         b = p["budget"]
         lines.append(f"\nbudget for {b['target']}x the baseline (now {b['ratio_now']}x): {b['wall_us_per_mo']} µs wall per MO; "
                      f"at this run's {b['busy_cores']} cores busy, {b['cpu_us_per_mo_allowed']} µs of CPU per MO for "
