@@ -192,11 +192,11 @@ def run(workload: str, window: int, messages: int, subscribers: int, *, monitor:
         info0 = r.info("all")
         redis_pid = handle.redis_proc.pid if handle.redis_proc is not None else None
         bot0 = proc_cpu_split(handle.pid)
-        cpu0 = (proc_cpu_seconds(handle.pid), proc_cpu_seconds(redis_pid) if redis_pid else None, time.process_time(),
+        cpu0 = (sum(bot0) if bot0 else None, proc_cpu_seconds(redis_pid) if redis_pid else None, time.process_time(),
                 system_busy_seconds())
         stats = smsc.run(WORKLOADS[workload], window, messages, subscribers, time_limit=time_limit)
         bot1 = proc_cpu_split(handle.pid)
-        cpu1 = (proc_cpu_seconds(handle.pid), proc_cpu_seconds(redis_pid) if redis_pid else None, time.process_time(),
+        cpu1 = (sum(bot1) if bot1 else None, proc_cpu_seconds(redis_pid) if redis_pid else None, time.process_time(),
                 system_busy_seconds())
         info1 = r.info("all")
         r.close()
@@ -312,7 +312,7 @@ def baseline(workload: str, window: int, messages: int, subscribers: int, time_l
     handle = None
     try:
         handle = start_baseline(smsc.port, workdir)
-        smsc.wait_bound(30.0)
+        smsc.wait_bound(30.0, alive=handle.alive)
         smsc.run(WORKLOADS[workload], window, min(200, messages), subscribers, time_limit=time_limit)  # warm-up
         loop0, smsc0, busy0 = proc_cpu_split(handle.pid), time.process_time(), system_busy_seconds()
         stats = smsc.run(WORKLOADS[workload], window, messages, subscribers, time_limit=time_limit)
@@ -425,7 +425,13 @@ def main(argv: list[str] | None = None) -> int:
     p = run(args.workload, args.window, args.messages, args.subscribers, monitor=args.monitor,
             cprofile=args.cprofile.absolute() if args.cprofile else None, strace=args.strace)
     if args.baseline and "cpu" in p:
-        p["baseline"] = baseline(args.workload, args.window, args.messages, args.subscribers)
+        try:
+            p["baseline"] = baseline(args.workload, args.window, args.messages, args.subscribers)
+        except (RuntimeError, TimeoutError) as e:  # e.g. smpplib not installed: the baseline never binds
+            print(format_summary(p))
+            print(f"error: the baseline run failed ({e}); it needs the test extras: pip install -e '.[test]'",
+                  file=sys.stderr)
+            return 1
         p["budget"] = budget(p, args.target)
     print(format_summary(p))
     if args.json:

@@ -8,6 +8,7 @@ JSON report fit together, so that the README's benchmark command keeps working.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -70,3 +71,20 @@ def test_profile_refuses_a_target_of_zero():
     res = subprocess.run([sys.executable, "-m", "bench.profile", "--baseline", "--target", "0"],
                          cwd=REPO, capture_output=True, text=True, timeout=60)
     assert res.returncode == 2 and "--target must be > 0" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_profile_says_in_one_line_when_the_baseline_cannot_run(tmp_path: Path):
+    """Without smpplib (the test extras) the baseline process dies before binding: smsbot's profile is
+    still printed, then one line saying what failed and what to install; exit 1, no traceback."""
+    broken = tmp_path / "smpplib"
+    broken.mkdir()
+    (broken / "__init__.py").write_text("raise ImportError('smpplib is not installed here')\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    res = subprocess.run(
+        [sys.executable, "-m", "bench.profile", "--window", "1", "--messages", "100", "--subscribers", "20", "--baseline"],
+        cwd=REPO, capture_output=True, text=True, timeout=240, env=env,
+    )
+    assert res.returncode == 1, res.stdout[-2000:] + res.stderr[-2000:]
+    assert "CPU per MO" in res.stdout and "budget" not in res.stdout
+    assert "the baseline run failed (the ESME process exited before binding)" in res.stderr
+    assert "pip install -e '.[test]'" in res.stderr and "Traceback" not in res.stderr
